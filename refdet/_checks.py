@@ -1,0 +1,263 @@
+"""Input validation for refdet's public boundary, and its error wording.
+
+Every public function validates its arguments here, so that a caller always gets the same kind of
+message: a ``TypeError`` for the wrong kind of object, a ``ValueError`` for a wrong shape or value, and
+the message names the argument and what it got::
+
+    ValueError: `boxes` must have shape (N, 4); got (3, 5)
+
+Rules the helpers follow:
+
+* They never write into what they are given. ``np.asarray`` may return the caller's own array, so
+  code downstream must treat the result as read-only (every helper here is pure).
+* Empty inputs (N = 0) are valid everywhere.
+* Floating dtypes keep their precision (float32 in, float32 math), float16 is widened to float32 (box
+  areas overflow float16 at 65504), integers and bools become float64; see :func:`working_dtype`.
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+__all__ = [
+    "working_dtype",
+    "as_array",
+    "as_float_array",
+    "as_boxes",
+    "as_scores",
+    "as_int_labels",
+    "check_finite",
+    "check_same_length",
+    "check_probability",
+    "check_real",
+    "check_positive",
+    "check_int",
+    "check_choice",
+    "check_image_size",
+    "check_weights4",
+    "as_rng",
+]
+
+
+def _describe(x):
+    """Short description of an object for an error message."""
+    if isinstance(x, np.ndarray):
+        return f"ndarray of shape {x.shape} and dtype {x.dtype}"
+    r = repr(x)
+    if len(r) > 60:
+        r = r[:57] + "..."
+    return f"{type(x).__name__} {r}"
+
+
+def working_dtype(dtype):
+    """The dtype refdet computes in for inputs of ``dtype``.
+
+    float64 -> float64 (the oracle answer), float32 -> float32 (bit-matching float32 frameworks),
+    float16 -> float32 (what torchvision's ``_upcast`` does: areas overflow float16 at 65504),
+    integers and bools -> float64.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return np.dtype(np.float64)
+    if dtype in (np.float32, np.float16):
+        return np.dtype(np.float32)
+    if dtype.kind in "iub":
+        return np.dtype(np.float64)
+    if dtype.kind == "f":  # longdouble and friends: keep as float64 for a defined answer
+        return np.dtype(np.float64)
+    raise TypeError(f"dtype {dtype} is not a real number type")
+
+
+def as_array(x, name):
+    """``np.asarray(x)`` with a TypeError naming ``name`` for objects that are not numeric arrays."""
+    if isinstance(x, (str, bytes, dict, set)) or x is None:
+        raise TypeError(f"`{name}` must be an array of numbers; got {_describe(x)}")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"`{name}` must be an array of numbers; got {_describe(x)} ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must be an array of real numbers; got dtype {arr.dtype}")
+    return arr
+
+
+def as_float_array(x, name, *, ndim=None, last=None, finite=True, dtype=None):
+    """Validate ``x`` as a real array and return it in refdet's working float dtype.
+
+    Parameters
+    ----------
+    ndim : int, optional
+        Required number of dimensions.
+    last : int, optional
+        Required size of the last axis.
+    finite : bool
+        Reject NaN and inf (they would silently poison a result).
+    dtype : dtype, optional
+        Force a dtype instead of :func:`working_dtype`.
+
+    The result may be the caller's own array (no copy when the dtype already fits): treat it as
+    read-only.
+    """
+    arr = as_array(x, name)
+    if ndim is not None and arr.ndim != ndim:
+        want = "(" + ", ".join(["N"] * (ndim - 1) + ([str(last)] if last is not None else ["K"])) + ")" \
+            if ndim > 0 else "()"
+        raise ValueError(f"`{name}` must be {ndim}-D with shape {want}; got shape {arr.shape}")
+    if last is not None and (arr.ndim == 0 or arr.shape[-1] != last):
+        raise ValueError(f"`{name}` must have last dimension {last}; got shape {arr.shape}")
+    target = np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype)
+    out = arr.astype(target, copy=False)
+    if finite:
+        check_finite(out, name)
+    return out
+
+
+def as_boxes(boxes, name="boxes", *, finite=True, dtype=None):
+    """Validate an (N, 4) box array; return it in the working float dtype (maybe the caller's array)."""
+    arr = as_array(boxes, name)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        if arr.ndim == 1 and arr.shape[0] == 0:
+            arr = arr.reshape(0, 4)
+        else:
+            raise ValueError(f"`{name}` must have shape (N, 4); got {arr.shape}")
+    target = np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype)
+    out = arr.astype(target, copy=False)
+    if finite:
+        check_finite(out, name)
+    return out
+
+
+def as_scores(scores, name="scores", *, n=None, allow_nan=False, dtype=None):
+    """Validate a 1-D score array of length ``n`` (if given). Scores may be any real number."""
+    arr = as_array(scores, name)
+    if arr.ndim != 1:
+        raise ValueError(f"`{name}` must be 1-D with shape (N,); got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"`{name}` must have length {n} (one per box); got length {arr.shape[0]}")
+    target = np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype)
+    out = arr.astype(target, copy=False)
+    if not allow_nan:  # +-inf scores are ordered and harmless; NaN only where a convention defines it
+        check_finite(out, name, allow_inf=True)
+    return out
+
+
+def as_int_labels(labels, name="labels", *, n=None, ndim=1, low=None, high=None):
+    """Validate an integer label array (int64 result; bools and floats are rejected)."""
+    arr = as_array(labels, name)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"`{name}` must be an integer array; got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"`{name}` must be {ndim}-D; got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"`{name}` must have length {n}; got length {arr.shape[0]}")
+    out = arr.astype(np.int64, copy=False)
+    if out.size:
+        if low is not None and out.min() < low:
+            raise ValueError(f"`{name}` values must be >= {low}; got minimum {int(out.min())}")
+        if high is not None and out.max() > high:
+            raise ValueError(f"`{name}` values must be <= {high}; got maximum {int(out.max())}")
+    return out
+
+
+def check_finite(arr, name, *, allow_inf=False):
+    """Raise ValueError if ``arr`` holds NaN (or inf, unless ``allow_inf``)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return
+    bad = np.isnan(arr) if allow_inf else ~np.isfinite(arr)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        what = "NaN" if allow_inf else "NaN or inf"
+        raise ValueError(f"`{name}` must not contain {what}; got {arr[idx]} at index {idx}")
+
+
+def check_same_length(a, b, name_a, name_b):
+    if len(a) != len(b):
+        raise ValueError(f"`{name_a}` and `{name_b}` must have the same length; got {len(a)} and {len(b)}")
+
+
+def check_real(x, name):
+    """A finite Python/NumPy real scalar, returned as float."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iuf":
+            x = x.item()
+        else:
+            raise TypeError(f"`{name}` must be a real number; got {_describe(x)}")
+    x = float(x)
+    if not np.isfinite(x):
+        raise ValueError(f"`{name}` must be finite; got {x}")
+    return x
+
+
+def check_probability(x, name, low=0.0, high=1.0):
+    """A real in [low, high] (a threshold or a fraction)."""
+    v = check_real(x, name)
+    if not (low <= v <= high):
+        raise ValueError(f"`{name}` must lie in [{low}, {high}]; got {v}")
+    return v
+
+
+def check_positive(x, name, *, strict=True):
+    v = check_real(x, name)
+    if (v <= 0) if strict else (v < 0):
+        raise ValueError(f"`{name}` must be {'> 0' if strict else '>= 0'}; got {v}")
+    return v
+
+
+def check_int(x, name, *, low=None, high=None):
+    """A Python/NumPy integer (bools rejected), optionally bounded, returned as int."""
+    if isinstance(x, bool):
+        raise TypeError(f"`{name}` must be an integer; got {_describe(x)}")
+    try:
+        v = operator.index(x)
+    except TypeError:
+        raise TypeError(f"`{name}` must be an integer; got {_describe(x)}") from None
+    if low is not None and v < low:
+        raise ValueError(f"`{name}` must be >= {low}; got {v}")
+    if high is not None and v > high:
+        raise ValueError(f"`{name}` must be <= {high}; got {v}")
+    return v
+
+
+def check_choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        opts = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"`{name}` must be one of {opts}; got {value!r}")
+    return value
+
+
+def check_image_size(image_size, name="image_size"):
+    """An (H, W) pair of positive finite numbers, returned as a tuple of floats or ints as given."""
+    if isinstance(image_size, (str, bytes)) or not hasattr(image_size, "__len__"):
+        raise TypeError(f"`{name}` must be a pair (H, W); got {_describe(image_size)}")
+    if len(image_size) != 2:
+        raise ValueError(f"`{name}` must be a pair (H, W); got {len(image_size)} values")
+    out = []
+    for v, part in zip(image_size, ("H", "W")):
+        f = check_real(v, f"{name}[{part}]")
+        if f <= 0:
+            raise ValueError(f"`{name}` must be positive; got {tuple(image_size)}")
+        out.append(v.item() if isinstance(v, np.generic) else v)
+    return tuple(out)
+
+
+def check_weights4(weights, name="weights"):
+    """Four positive finite box-coder weights, as a float64 array."""
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+        raise TypeError(f"`{name}` must be 4 numbers; got {_describe(weights)}")
+    arr = np.asarray(weights, dtype=np.float64)
+    if arr.shape != (4,):
+        raise ValueError(f"`{name}` must be 4 numbers; got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"`{name}` must be positive and finite; got {tuple(arr.tolist())}")
+    return arr
+
+
+def as_rng(rng):
+    """Normalise ``rng`` with ``np.random.default_rng`` (None, int seed or Generator)."""
+    if rng is not None and not isinstance(rng, (numbers.Integral, np.random.Generator,
+                                                 np.random.SeedSequence, np.random.BitGenerator)):
+        raise TypeError(f"`rng` must be None, an int seed or a numpy Generator; got {_describe(rng)}")
+    return np.random.default_rng(rng)

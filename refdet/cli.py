@@ -1,0 +1,62 @@
+"""The ``refdet`` command line (also ``python -m refdet``). Thin: each command lives in its module.
+
+    refdet demo            the whole pipeline on synthetic data (the README's main command)
+    refdet anchors         teaching: cell anchors, anchors per level, head output shapes
+    refdet describe OP     what each convention profile sets for an op
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, function that adds arguments, function that runs; returns an exit code)
+COMMANDS = {
+    "describe": ("refdet.cli", "_describe_args", "_describe_run",
+                 "print what each convention profile sets for an op"),
+}
+
+
+def _describe_args(p):
+    p.add_argument("op", nargs="?", help="op name (omit to list the ops)")
+
+
+def _describe_run(args):
+    from refdet import conventions
+    if args.op is None:
+        print("\n".join(conventions.ops()))
+        return 0
+    print(conventions.describe(args.op))
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="refdet", description="refdet: a NumPy reference implementation "
+                                     "of object-detection internals")
+    from refdet import __version__
+    parser.add_argument("--version", action="version", version=f"refdet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (mod, add, run, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        m = importlib.import_module(mod)
+        getattr(m, add)(p)
+        p.set_defaults(_run=(mod, run))
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    mod, run = args._run
+    try:
+        return int(getattr(importlib.import_module(mod), run)(args) or 0)
+    except (ValueError, TypeError) as exc:
+        print(f"refdet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

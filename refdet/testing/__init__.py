@@ -1,0 +1,30 @@
+"""Tools for testing *other* implementations against refdet (and refdet against itself).
+
+``refdet.testing`` needs only NumPy; ``refdet.testing.strategies`` (hypothesis strategies) needs
+hypothesis and is imported on first use.
+
+Public pieces: ``strategies`` (hypothesis strategies), ``check_gradients`` (float64 central
+differences), comparators that explain the first difference (``assert_nms_equal``,
+``assert_matches_equal``, ...).
+"""
+import importlib as _importlib
+
+# name -> module inside refdet.testing that defines it (one line each)
+_EXPORTS = {
+}
+
+_LAZY_SUBMODULES = ("strategies", "conformance")
+
+__all__ = sorted(_EXPORTS) + list(_LAZY_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(_importlib.import_module(f"refdet.testing.{_EXPORTS[name]}"), name)
+    if name in _LAZY_SUBMODULES:
+        return _importlib.import_module(f"refdet.testing.{name}")
+    raise AttributeError(f"module 'refdet.testing' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,99 @@
+"""Contract tests walking every public function (see tests/contract/__init__.py)."""
+import copy
+import importlib
+import pkgutil
+
+import numpy as np
+import pytest
+
+import refdet
+import tests.contract as contract_pkg
+
+_MODULES = [importlib.import_module(f"tests.contract.{m.name}")
+            for m in pkgutil.iter_modules(contract_pkg.__path__)]
+CASES = [c for m in _MODULES for c in getattr(m, "CASES", [])]
+BAD = [b for m in _MODULES for b in getattr(m, "BAD", [])]
+EXEMPT = {k: v for m in _MODULES for k, v in getattr(m, "EXEMPT", {}).items()}
+
+
+def _freeze(obj):
+    """Read-only copies of every ndarray in obj (recursing into tuples, lists and dicts)."""
+    if isinstance(obj, np.ndarray):
+        a = obj.copy()
+        a.setflags(write=False)
+        return a
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(_freeze(o) for o in obj)
+    if isinstance(obj, list):
+        return [_freeze(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _freeze(v) for k, v in obj.items()}
+    return obj
+
+
+def _equal(a, b):
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype and \
+            np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return True
+
+
+def _func(name):
+    return getattr(refdet, name)
+
+
+def test_every_public_name_is_covered():
+    covered = {c.name for c in CASES} | set(EXEMPT)
+    missing = [n for n in refdet.__all__ if n not in covered]
+    assert not missing, f"public names without a contract case or exemption: {missing}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_readonly_inputs_accepted_and_not_modified(case):
+    rng = np.random.default_rng(0)
+    args, kwargs = case.make(rng)
+    frozen_args, frozen_kwargs = _freeze(args), _freeze(kwargs)
+    pristine = copy.deepcopy((frozen_args, frozen_kwargs))
+    _func(case.name)(*frozen_args, **frozen_kwargs)
+    assert _equal(pristine, (frozen_args, frozen_kwargs)), f"{case.name} modified its input"
+    # writable inputs too: nothing may be written into them
+    args2, kwargs2 = case.make(np.random.default_rng(0))
+    before = copy.deepcopy((args2, kwargs2))
+    _func(case.name)(*args2, **kwargs2)
+    assert _equal(before, (args2, kwargs2)), f"{case.name} wrote into a writable input"
+
+
+_BOX_CASES = [(c, pos, arg) for c in CASES for pos, arg in c.box_args.items()]
+
+
+@pytest.mark.parametrize("case,pos,arg", _BOX_CASES, ids=lambda v: getattr(v, "name", str(v)))
+def test_bad_boxes_rejected(case, pos, arg):
+    f = _func(case.name)
+    args, kwargs = case.make(np.random.default_rng(0))
+    good = np.asarray(args[pos], dtype=np.float64)
+    bad_shape = list(args)
+    bad_shape[pos] = np.zeros((3, 5))
+    with pytest.raises(ValueError, match=f"`{arg}`"):
+        f(*bad_shape, **kwargs)
+    if good.size:
+        nan = good.copy()
+        nan.flat[0] = np.nan
+        bad_nan = list(args)
+        bad_nan[pos] = nan
+        with pytest.raises(ValueError, match=f"`{arg}`.*NaN"):
+            f(*bad_nan, **kwargs)
+    bad_type = list(args)
+    bad_type[pos] = "boxes"
+    with pytest.raises(TypeError, match=f"`{arg}`"):
+        f(*bad_type, **kwargs)
+
+
+@pytest.mark.parametrize("bad", BAD, ids=lambda b: b.name)
+def test_bad_input_rejected_with_clear_error(bad):
+    args, kwargs = bad.make(np.random.default_rng(0))
+    with pytest.raises(bad.error, match=bad.match):
+        _func(bad.name)(*args, **kwargs)
