@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 # One line per module; each module's ``__all__`` is re-exported here.
 _PUBLIC_MODULES = [
     "boxes",
+    "iou",
 ]
 
 __all__ = []
