@@ -261,3 +261,90 @@ def as_rng(rng):
                                                  np.random.SeedSequence, np.random.BitGenerator)):
         raise TypeError(f"`rng` must be None, an int seed or a numpy Generator; got {_describe(rng)}")
     return np.random.default_rng(rng)
+
+
+# ---------------------------------------------------------------------------------------------------
+# layers (refdet/layers.py): feature maps, convolution geometry
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["as_nchw", "check_pair", "check_conv_weight", "check_optional_vector", "conv_output_size"]
+
+
+def as_nchw(x, name="x", *, finite=True, allow_inf=False, dtype=None):
+    """Validate a 4-D ``(B, C, H, W)`` feature map; return it in the working float dtype.
+
+    ``finite=True`` rejects NaN (and inf unless ``allow_inf``). The result may be the caller's own
+    array: treat it as read-only.
+    """
+    arr = as_array(x, name)
+    if arr.ndim != 4:
+        raise ValueError(f"`{name}` must be 4-D with shape (B, C, H, W) (NCHW); got shape {arr.shape}")
+    target = np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype)
+    out = arr.astype(target, copy=False)
+    if finite:
+        check_finite(out, name, allow_inf=allow_inf)
+    return out
+
+
+def check_pair(value, name, *, low=None):
+    """An int or a pair of ints ``(for H, for W)``, returned as a tuple of two Python ints."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"`{name}` must be an int or a pair of ints; got {_describe(value)}")
+    if hasattr(value, "__len__"):
+        if len(value) != 2:
+            raise ValueError(f"`{name}` must be an int or a pair (for H, for W); got {len(value)} values")
+        return (check_int(value[0], f"{name}[0]", low=low), check_int(value[1], f"{name}[1]", low=low))
+    v = check_int(value, name, low=low)
+    return (v, v)
+
+
+def check_conv_weight(w, x, groups, name="w", x_name="x"):
+    """Validate conv weights ``(F, C / groups, KH, KW)`` against an NCHW ``x`` (already validated)."""
+    arr = as_array(w, name)
+    if arr.ndim != 4:
+        raise ValueError(f"`{name}` must be 4-D with shape (F, C / groups, KH, KW); got shape {arr.shape}")
+    c = x.shape[1]
+    if c % groups:
+        raise ValueError(f"`groups` must divide the input channels C = {c} of `{x_name}`; got groups={groups}")
+    if arr.shape[0] % groups:
+        raise ValueError(f"`groups` must divide the output channels F = {arr.shape[0]} of `{name}`; "
+                         f"got groups={groups}")
+    if arr.shape[1] * groups != c:
+        raise ValueError(f"`{name}` must have shape (F, C / groups, KH, KW) = (F, {c // groups}, KH, KW) for "
+                         f"`{x_name}` with C = {c} channels and groups={groups}; got shape {arr.shape}")
+    if arr.shape[2] < 1 or arr.shape[3] < 1:
+        raise ValueError(f"`{name}` must have a kernel of at least 1 x 1; got shape {arr.shape}")
+    return arr
+
+
+def check_optional_vector(v, name, n, *, dtype=None):
+    """``None`` or a 1-D finite array of length ``n`` (a bias, GroupNorm gamma/beta)."""
+    if v is None:
+        return None
+    arr = as_array(v, name)
+    if arr.shape != (n,):
+        raise ValueError(f"`{name}` must have shape ({n},); got shape {arr.shape}")
+    out = arr.astype(np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype), copy=False)
+    check_finite(out, name)
+    return out
+
+
+def conv_output_size(size, kernel, stride, padding, dilation, *, ceil_mode=False, what="kernel",
+                     name="x"):
+    """Output length of a sliding window along one axis (PyTorch's formula).
+
+    ``floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1``; with ``ceil_mode``
+    the division rounds up but the last window must start inside the input or the left padding.
+    Raises ValueError when the (dilated) window is larger than the padded input.
+    """
+    eff = dilation * (kernel - 1) + 1
+    span = size + 2 * padding
+    if eff > span:
+        raise ValueError(f"the {what} (dilated size {eff}) is larger than the padded input of `{name}` "
+                         f"({size} + 2 * {padding} = {span})")
+    if ceil_mode:
+        out = -(-(span - eff) // stride) + 1
+        if (out - 1) * stride >= size + padding:
+            out -= 1
+        return out
+    return (span - eff) // stride + 1

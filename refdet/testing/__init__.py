@@ -11,6 +11,7 @@ import importlib as _importlib
 
 # name -> module inside refdet.testing that defines it (one line each)
 _EXPORTS = {
+    "check_gradients": "gradcheck",
 }
 
 _LAZY_SUBMODULES = ("strategies", "conformance")

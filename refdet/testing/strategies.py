@@ -99,3 +99,82 @@ def image_sizes(*, min_side=1, max_side=1333):
     """(H, W) integer image sizes."""
     side = st.integers(min_side, max_side)
     return st.tuples(side, side)
+
+
+# ---------------------------------------------------------------------------------------------------
+# layers: feature maps and convolution / pooling configurations
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["feature_maps", "conv_configs", "pool_configs"]
+
+
+@st.composite
+def feature_maps(draw, shape=None, *, max_batch=2, max_channels=4, min_side=1, max_side=8, low=-4.0,
+                 high=4.0, grid=None, dtype=np.float64):
+    """An NCHW feature map ``(B, C, H, W)``.
+
+    ``shape`` fixes the shape; otherwise each axis is drawn (B in [1, max_batch], C in
+    [1, max_channels], H and W in [min_side, max_side]). Values lie in [low, high]: any float when
+    ``grid`` is None, multiples of ``grid`` otherwise (so ties, exact zeros and equal maxima occur).
+    """
+    if shape is None:
+        shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)),
+                 draw(st.integers(min_side, max_side)), draw(st.integers(min_side, max_side)))
+    shape = tuple(int(s) for s in shape)
+    if grid is None:
+        elements = st.floats(low, high, allow_nan=False, allow_infinity=False, width=64)
+    else:
+        elements = st.integers(int(np.ceil(low / grid)), int(np.floor(high / grid))).map(lambda k: k * grid)
+    arr = draw(hnp.arrays(np.float64, shape, elements=elements))
+    return arr.astype(dtype)
+
+
+def _pair(max_value, min_value):
+    v = st.integers(min_value, max_value)
+    return st.one_of(v, st.tuples(v, v))
+
+
+@st.composite
+def conv_configs(draw, *, max_batch=2, max_groups=3, max_channels_per_group=3, max_kernel=3, max_stride=3,
+                 max_padding=2, max_dilation=2, min_side=1, max_side=9):
+    """A valid conv2d geometry, as a dict.
+
+    Keys: ``x_shape`` (B, C, H, W), ``w_shape`` (F, C / groups, KH, KW), ``stride``, ``padding``,
+    ``dilation`` (each an int or an (H, W) pair, as a caller would pass them) and ``groups``. The
+    dilated kernel always fits in the padded input (the output has at least one pixel).
+    """
+    groups = draw(st.integers(1, max_groups))
+    c = groups * draw(st.integers(1, max_channels_per_group))
+    f = groups * draw(st.integers(1, max_channels_per_group))
+    b = draw(st.integers(1, max_batch))
+    stride = draw(_pair(max_stride, 1))
+    padding = draw(_pair(max_padding, 0))
+    dilation = draw(_pair(max_dilation, 1))
+    kh, kw = draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel))
+    p2 = padding if isinstance(padding, tuple) else (padding, padding)
+    d2 = dilation if isinstance(dilation, tuple) else (dilation, dilation)
+    # smallest side for which the dilated kernel fits: d*(k-1)+1 <= side + 2p
+    h_min = max(min_side, d2[0] * (kh - 1) + 1 - 2 * p2[0], 1)
+    w_min = max(min_side, d2[1] * (kw - 1) + 1 - 2 * p2[1], 1)
+    h = draw(st.integers(h_min, max(h_min, max_side)))
+    w = draw(st.integers(w_min, max(w_min, max_side)))
+    return dict(x_shape=(b, c, h, w), w_shape=(f, c // groups, kh, kw), stride=stride, padding=padding,
+                dilation=dilation, groups=groups)
+
+
+@st.composite
+def pool_configs(draw, *, max_batch=2, max_channels=3, max_kernel=3, max_stride=3, max_dilation=2,
+                 ceil_mode=True, min_side=1, max_side=9):
+    """A valid max_pool2d geometry as a dict: ``x_shape``, ``kernel_size``, ``stride``, ``padding``
+    (at most half the kernel, PyTorch's rule), ``dilation`` and ``ceil_mode``."""
+    kh, kw = draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel))
+    sh, sw = draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    dh, dw = draw(st.integers(1, max_dilation)), draw(st.integers(1, max_dilation))
+    h_min = max(min_side, dh * (kh - 1) + 1 - 2 * ph, 1)
+    w_min = max(min_side, dw * (kw - 1) + 1 - 2 * pw, 1)
+    h = draw(st.integers(h_min, max(h_min, max_side)))
+    w = draw(st.integers(w_min, max(w_min, max_side)))
+    shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), h, w)
+    return dict(x_shape=shape, kernel_size=(kh, kw), stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw),
+                ceil_mode=draw(st.booleans()) if ceil_mode else False)
