@@ -12,6 +12,7 @@ _PUBLIC_MODULES = [
     "layers",
     "boxes",
     "iou",
+    "anchors",
 ]
 
 __all__ = []

@@ -348,3 +348,71 @@ def conv_output_size(size, kernel, stride, padding, dilation, *, ceil_mode=False
             out -= 1
         return out
     return (span - eff) // stride + 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# anchors (refdet/anchors.py)
+# ---------------------------------------------------------------------------------------------------
+
+def as_positive_vector(x, name, *, allow_empty=False):
+    """A 1-D float64 array of finite, strictly positive numbers (anchor sizes, ratios, scales).
+
+    A bare number is read as a one-element list. Bools are rejected.
+    """
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        x = [x]
+    arr = as_array(x, name)
+    if arr.dtype.kind == "b":
+        raise TypeError(f"`{name}` must be a sequence of numbers; got booleans")
+    if arr.ndim != 1:
+        raise ValueError(f"`{name}` must be a flat sequence of numbers; got shape {arr.shape}")
+    if arr.size == 0 and not allow_empty:
+        raise ValueError(f"`{name}` must not be empty")
+    arr = arr.astype(np.float64)
+    check_finite(arr, name)
+    if arr.size and (arr <= 0).any():
+        raise ValueError(f"`{name}` must be positive; got {arr[arr <= 0][0]}")
+    return arr
+
+
+def as_feature_sizes(x, name="feature_sizes"):
+    """A non-empty list of feature-map sizes: each an int (square map) or an (H, W) pair of ints >= 0.
+
+    Returns a list of ``(H, W)`` tuples of Python ints.
+    """
+    if isinstance(x, (str, bytes)) or not hasattr(x, "__len__"):
+        raise TypeError(f"`{name}` must be a list of (H, W) pairs; got {_describe(x)}")
+    if len(x) == 0:
+        raise ValueError(f"`{name}` must name at least one feature map; got an empty list")
+    out = []
+    for i, f in enumerate(x):
+        if hasattr(f, "__len__") and not isinstance(f, (str, bytes)):
+            if len(f) != 2:
+                raise ValueError(f"`{name}[{i}]` must be an int or an (H, W) pair; got {len(f)} values")
+            h = check_int(f[0], f"{name}[{i}][0]", low=0)
+            w = check_int(f[1], f"{name}[{i}][1]", low=0)
+        else:
+            h = w = check_int(f, f"{name}[{i}]", low=0)
+        out.append((h, w))
+    return out
+
+
+def as_stride_pair(x, name="stride"):
+    """A positive finite stride, or an (stride_y, stride_x) pair, as a tuple of two floats."""
+    if hasattr(x, "__len__") and not isinstance(x, (str, bytes)):
+        if len(x) != 2:
+            raise ValueError(f"`{name}` must be a number or a (y, x) pair; got {len(x)} values")
+        return (check_positive(x[0], f"{name}[0]"), check_positive(x[1], f"{name}[1]"))
+    v = check_positive(x, name)
+    return (v, v)
+
+
+def check_float_dtype(dtype, name="dtype"):
+    """float64 or float32 (float16 is computed, and returned, in float32)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`{name}` must be a floating dtype; got {_describe(dtype)}") from None
+    if dt.kind != "f":
+        raise TypeError(f"`{name}` must be a floating dtype (float32 or float64); got {dt}")
+    return working_dtype(dt)
