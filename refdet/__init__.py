@@ -11,7 +11,9 @@ __version__ = "0.1.0"
 _PUBLIC_MODULES = [
     "layers",
     "boxes",
+    "eval",
     "iou",
+    "box_coder",
     "anchors",
 ]
 
