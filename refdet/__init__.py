@@ -15,6 +15,8 @@ _PUBLIC_MODULES = [
     "iou",
     "box_coder",
     "anchors",
+    "matcher",
+    "sampler",
 ]
 
 __all__ = []
