@@ -1,0 +1,291 @@
+"""Tests of refdet.iou: golden vectors (TV10), properties, conventions, and torchvision differentials."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import refdet
+from refdet import iou as riou
+from refdet.iou import (box_iou, box_iou_paired, complete_box_iou, distance_box_iou,
+                        generalized_box_iou)
+from refdet.testing import strategies as rst
+from tests.conftest import readonly
+
+F32 = np.float32
+
+
+def loop_iou(b1, b2, *, plus_one=False):
+    """Slow float64 reference, one pair at a time, as the formula reads (0/0 -> NaN)."""
+    out = np.empty((len(b1), len(b2)))
+    e = 1.0 if plus_one else 0.0
+    for i, a in enumerate(np.asarray(b1, float)):
+        for j, b in enumerate(np.asarray(b2, float)):
+            iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + e)
+            ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + e)
+            inter = iw * ih
+            union = (a[2] - a[0] + e) * (a[3] - a[1] + e) + (b[2] - b[0] + e) * (b[3] - b[1] + e) - inter
+            out[i, j] = inter / union if union != 0 else (math.nan if inter == 0 else math.inf)
+    return out
+
+
+# TV10 boxes (SPEC-conventions §11)
+B1 = np.array([[0, 0, 10, 10], [5, 5, 5, 5], [0, 0, 0, 0]], dtype=F32)
+B2 = np.array([[5, 5, 15, 15], [5, 5, 5, 5], [20, 20, 30, 30]], dtype=F32)
+
+
+# --------------------------------------------------------------------------------------- golden
+
+def test_tv10_box_iou():
+    got = box_iou(B1, B2)
+    assert got.dtype == F32
+    # [0,0,10,10] vs [5,5,15,15]: I = 5 * 5 = 25, U = 100 + 100 - 25 = 175, IoU = 1/7
+    assert got[0, 0] == F32(25) / F32(175)
+    # a point inside a box: I = 0, U = 100 + 0 - 0 -> 0; disjoint: 0
+    assert got[0, 1] == 0 and got[0, 2] == 0 and got[1, 0] == 0 and got[2, 0] == 0
+    # identical points, and two different points: I = 0, U = 0 + 0 - 0 -> 0/0 = NaN (torchvision)
+    assert np.isnan(got[1, 1]) and np.isnan(got[2, 1])
+    # a point against a 10x10 box far away: U = 100 -> 0
+    assert got[1, 2] == 0 and got[2, 2] == 0
+
+
+def test_tv10_family_first_row():
+    b = B1[:1]
+    # GIoU: enclosing box [0,0,15,15], C = 225, U = 175: 1/7 - 50/225 = -0.0793651
+    # with the point (5,5): C = 100 = U, GIoU = IoU = 0;
+    # with [20,20,30,30]: C = 900, U = 200: 0 - 700/900 = -0.7777778
+    np.testing.assert_allclose(generalized_box_iou(b, B2)[0], [-0.0793651, 0.0, -0.7777778], atol=1e-7)
+    # DIoU: centres (5,5) vs (10,10): rho^2 = 50, c^2 = 15^2 + 15^2 = 450: 1/7 - 1/9 = 0.0317460;
+    # point (5,5) is the centre of the box: rho = 0 -> 0; far box: rho^2 = 2 * 20^2 = 800,
+    # c^2 = 2 * 30^2 = 1800 -> -0.4444444
+    np.testing.assert_allclose(distance_box_iou(b, B2)[0], [0.0317460, 0.0, -0.4444444], atol=1e-7)
+    # CIoU: equal aspect ratios -> v = 0, CIoU = DIoU; the point has atan(0/0) = NaN
+    c = complete_box_iou(b, B2)[0]
+    np.testing.assert_allclose(c[[0, 2]], [0.0317460, -0.4444444], atol=1e-7)
+    assert np.isnan(c[1])
+
+
+def test_tv10_float16_areas_do_not_overflow():
+    # 300 * 300 = 90000 > 65504 (float16 max): computed in float32, so [1.0, 0.5] (vision#3371)
+    a = np.array([[0, 0, 300, 300]], dtype=np.float16)
+    b = np.array([[0, 0, 300, 300], [0, 0, 150, 300]], dtype=np.float16)
+    got = box_iou(a, b)
+    assert got.dtype == F32
+    assert got.tolist() == [[1.0, 0.5]]
+
+
+def test_profiles_on_degenerate_pairs():
+    # detectron2 / tf: 0 wherever I == 0, so the NaNs of TV10 become 0
+    for conv in ("detectron2", "tf", "mmdet", "onnx"):
+        got = box_iou(B1, B2, convention=conv)
+        assert not np.isnan(got).any(), conv
+        assert got[1, 1] == 0 and got[2, 1] == 0
+        assert got[0, 0] == box_iou(B1, B2)[0, 0]
+    # caffe (+1 pixels): [0,0,10,10] is 11 x 11 = 121; I = (10 - 5 + 1)^2 = 36; U = 242 - 36 = 206
+    c = box_iou(B1, B2, convention="caffe")
+    assert c[0, 0] == F32(36) / F32(206)
+    # a point box is one pixel: IoU 1 with itself; the point (5,5) touches [0,0,10,10]: 1 / 121
+    assert c[1, 1] == 1.0
+    assert c[0, 1] == F32(1) / F32(121)
+    # the paper leaves 0/0 undefined: NaN
+    assert np.isnan(box_iou(B1, B2, convention="paper")[1, 1])
+
+
+def test_eps_union_floor():
+    # two identical tiny boxes of area 1e-8: I = U = 1e-8 < eps = 1e-6 -> IoU = 1e-8 / 1e-6 = 0.01
+    a = np.array([[0, 0, 1e-4, 1e-4]])
+    np.testing.assert_allclose(box_iou(a, a, guard="eps_union"), [[0.01]], rtol=1e-9)
+    np.testing.assert_allclose(box_iou(a, a), [[1.0]], rtol=1e-12)
+
+
+def test_pfr_guard_needs_positive_width_and_height():
+    # +1 widths: boxes touching at x = 10 overlap by one pixel column: iw = 10 - 10 + 1 = 1
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[10, 0, 20, 10]])
+    # I = 1 * 11, U = 121 + 121 - 11 = 231
+    np.testing.assert_allclose(box_iou(a, b, convention="caffe"), [[11 / 231]], rtol=1e-15)
+    # one pixel apart: iw = 10 - 11 + 1 = 0 -> not computed, 0
+    assert box_iou(a, b + [1, 0, 1, 0], convention="caffe")[0, 0] == 0
+
+
+def test_onnx_any_diagonal_and_degenerate_skip():
+    a = np.array([[0, 0, 10, 10]])
+    flipped = np.array([[10, 10, 0, 0]])
+    assert box_iou(a, flipped, convention="onnx")[0, 0] == 1.0
+    # torchvision: a flipped box has negative widths, so no intersection
+    assert box_iou(a, flipped)[0, 0] == 0.0
+    # ONNX skips a zero-area box even when it would intersect in the +1 world
+    assert box_iou(a, np.array([[2, 2, 2, 8]]), convention="onnx")[0, 0] == 0.0
+
+
+def test_describe_lists_every_profile():
+    table = refdet.conventions.describe("box_iou")
+    assert set(table) == set(refdet.conventions.PROFILES)
+    assert table["torchvision"]["guard"] == "none"
+    assert "pfr" in str(table)
+
+
+# ----------------------------------------------------------------------------------- structure
+
+def test_empty_inputs():
+    e = np.zeros((0, 4))
+    b = np.array([[0, 0, 1, 1.0]])
+    for f in (box_iou, generalized_box_iou, distance_box_iou, complete_box_iou):
+        assert f(e, b).shape == (0, 1)
+        assert f(b, e).shape == (1, 0)
+        assert f(e, e).shape == (0, 0)
+    assert box_iou_paired(e, e).shape == (0,)
+
+
+def test_dtypes():
+    b = np.array([[0, 0, 4, 4]], dtype=np.int64)
+    assert box_iou(b, b).dtype == np.float64
+    assert box_iou(b.astype(F32), b.astype(F32)).dtype == F32
+    assert box_iou(b.astype(F32), b.astype(np.float64)).dtype == np.float64  # torch promotes too
+    assert generalized_box_iou(b.astype(np.float16), b.astype(np.float16)).dtype == F32
+
+
+def test_blocks_match_the_loop_reference(monkeypatch, rng):
+    # force many small blocks (and a ragged last one): 37 rows at 16 elements -> 8 per block
+    monkeypatch.setattr(riou, "_BLOCK_ELEMENTS", 16)
+    xy = rng.uniform(0, 50, (37, 2))
+    a = np.concatenate([xy, xy + rng.uniform(0, 30, (37, 2))], 1)
+    xy = rng.uniform(0, 50, (2, 2))
+    b = np.concatenate([xy, xy + rng.uniform(0, 30, (2, 2))], 1)
+    np.testing.assert_allclose(box_iou(a, b), loop_iou(a, b), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(box_iou(a, b, plus_one=True), loop_iou(a, b, plus_one=True), rtol=1e-13)
+
+
+def test_out_argument_is_written():
+    a = np.array([[0, 0, 2, 2.0], [1, 1, 3, 3]])
+    out = np.full((2, 2), -1.0)
+    r = box_iou(a, a, out=out)
+    assert r is out
+    np.testing.assert_array_equal(out, box_iou(a, a))
+
+
+def test_readonly_inputs():
+    a, b = readonly(B1, B2)
+    for f in (box_iou, generalized_box_iou, distance_box_iou, complete_box_iou):
+        f(a, b)
+    box_iou_paired(a, b)
+    np.testing.assert_array_equal(a, B1)
+
+
+# ---------------------------------------------------------------------------------- properties
+
+@given(rst.box_sets(max_n=12), rst.box_sets(max_n=12))
+def test_iou_symmetric_bounded_and_matches_loop(a, b):
+    ab = box_iou(a, b)
+    np.testing.assert_array_equal(ab, box_iou(b, a).T)  # bit for bit: every step is symmetric
+    ok = ~np.isnan(ab)
+    assert np.all((ab[ok] >= 0) & (ab[ok] <= 1))
+    np.testing.assert_allclose(ab, loop_iou(a, b), rtol=1e-12, atol=0)  # NaN where the loop has NaN
+
+
+@given(rst.box_sets(min_n=1, max_n=10), rst.box_sets(min_n=1, max_n=10),
+       st.integers(-64, 64), st.integers(-64, 64), st.sampled_from([0.25, 0.5, 2.0, 4.0]))
+def test_iou_invariant_to_translation_and_scaling(a, b, tx, ty, s):
+    # on the 1/4 grid, translations by integers and scaling by powers of two are exact in float64,
+    # so the IoU does not change by a single bit
+    shift = np.array([tx, ty, tx, ty], dtype=float)
+    base = box_iou(a, b)
+    np.testing.assert_array_equal(box_iou(a + shift, b + shift), base)
+    np.testing.assert_array_equal(box_iou(a * s, b * s), base)
+
+
+@given(rst.box_sets(min_n=1, max_n=10), rst.box_sets(min_n=1, max_n=10), st.floats(0.1, 10.0))
+def test_iou_scaling_any_factor_close(a, b, s):
+    base = box_iou(a, b, convention="detectron2")
+    np.testing.assert_allclose(box_iou(a * s, b * s, convention="detectron2"), base, rtol=1e-12, atol=1e-12)
+
+
+@given(rst.box_sets(max_n=10, degenerate=False, min_size=0.25), rst.box_sets(max_n=10, degenerate=False,
+                                                                               min_size=0.25))
+def test_family_bounds(a, b):
+    iou = box_iou(a, b)
+    g = generalized_box_iou(a, b)
+    d = distance_box_iou(a, b)
+    c = complete_box_iou(a, b)
+    assert np.all((g >= -1) & (g <= 1))
+    assert np.all(g <= iou + 1e-15)              # the penalty (C - U) / C is >= 0
+    assert np.all((d >= -1) & (d <= 1))
+    assert np.all(d <= iou + 1e-15)
+    assert np.all(c <= d + 1e-15)                # alpha * v >= 0
+    np.testing.assert_allclose(g, generalized_box_iou(b, a).T, rtol=0, atol=1e-15)
+
+
+@given(rst.box_sets(min_n=0, max_n=15), st.data())
+def test_paired_is_the_diagonal(a, data):
+    b = data.draw(rst.box_sets(min_n=len(a), max_n=len(a)))
+    for conv in ("torchvision", "detectron2", "mmdet", "caffe", "onnx"):
+        d = np.diag(box_iou(a, b, convention=conv)) if len(a) else np.zeros(0)
+        np.testing.assert_array_equal(box_iou_paired(a, b, convention=conv), d)
+
+
+@given(rst.box_sets(max_n=10), rst.box_sets(max_n=10))
+def test_guards_agree_where_defined(a, b):
+    tv = box_iou(a, b)
+    d2 = box_iou(a, b, convention="detectron2")
+    pos = tv > 0
+    np.testing.assert_array_equal(d2[pos], tv[pos])
+    assert np.all(d2[~pos] == 0)
+    # mmdet: identical to torchvision wherever the union is at least eps = 1e-6
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    areas = area(a)[:, None] + area(b)[None, :]  # U >= max(area1, area2) >= areas / 2
+    mm = box_iou(a, b, convention="mmdet")
+    big = areas >= 1e-3  # so U >= 5e-4 > eps there
+    np.testing.assert_array_equal(mm[big], tv[big])
+    assert not np.isnan(mm).any()
+
+
+# ---------------------------------------------------------------------- torchvision differentials
+
+def _torch():
+    torch = pytest.importorskip("torch")
+    ops = pytest.importorskip("torchvision.ops")
+    torch.set_num_threads(1)
+    return torch, ops
+
+
+def _bits_equal(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@given(rst.box_sets(max_n=16, dtype=F32), rst.box_sets(max_n=16, dtype=F32))
+def test_float32_bit_exact_vs_torchvision(a, b):
+    torch, ops = _torch()
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    _bits_equal(box_iou(a, b), ops.box_iou(ta, tb).numpy())
+    _bits_equal(generalized_box_iou(a, b), ops.generalized_box_iou(ta, tb).numpy())
+    _bits_equal(distance_box_iou(a, b), ops.distance_box_iou(ta, tb).numpy())
+    # CIoU: bit-exact once the arctangent is torch's (library atan differs in the last bit) ...
+    tatan = lambda x: torch.atan(torch.from_numpy(np.ascontiguousarray(x))).numpy()  # noqa: E731
+    _bits_equal(complete_box_iou(a, b, atan=tatan), ops.complete_box_iou(ta, tb).numpy())
+    # ... and a few float32 ulp away with NumPy's
+    np.testing.assert_allclose(complete_box_iou(a, b), ops.complete_box_iou(ta, tb).numpy(),
+                               rtol=2e-6, atol=2e-6)
+
+
+@given(rst.box_sets(max_n=16, grid=None), rst.box_sets(max_n=16, grid=None))
+def test_float64_vs_torchvision(a, b):
+    torch, ops = _torch()
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    _bits_equal(box_iou(a, b), ops.box_iou(ta, tb).numpy())
+    _bits_equal(generalized_box_iou(a, b), ops.generalized_box_iou(ta, tb).numpy())
+    _bits_equal(distance_box_iou(a, b), ops.distance_box_iou(ta, tb).numpy())
+    # float64 closed forms: ~1e-12 (atan differs in the last bit between libms)
+    np.testing.assert_allclose(complete_box_iou(a, b), ops.complete_box_iou(ta, tb).numpy(),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_float32_large_random_bit_exact(rng):
+    torch, ops = _torch()
+    xy = rng.uniform(0, 1000, (3000, 2))
+    a = np.concatenate([xy, xy + rng.uniform(0, 200, (3000, 2))], 1).astype(F32)
+    xy = rng.uniform(0, 1000, (70, 2))
+    b = np.concatenate([xy, xy + rng.uniform(0, 200, (70, 2))], 1).astype(F32)
+    _bits_equal(box_iou(a, b), ops.box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy())
