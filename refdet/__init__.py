@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 # One line per module; each module's ``__all__`` is re-exported here.
 _PUBLIC_MODULES = [
+    "quant",
     "layers",
     "boxes",
     "eval",

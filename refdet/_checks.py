@@ -416,3 +416,126 @@ def check_float_dtype(dtype, name="dtype"):
     if dt.kind != "f":
         raise TypeError(f"`{name}` must be a floating dtype (float32 or float64); got {dt}")
     return working_dtype(dt)
+
+
+# ---------------------------------------------------------------------------------------------------
+# quant (refdet.quant): integer dtypes, scales, zero points, channel axes
+# ---------------------------------------------------------------------------------------------------
+
+#: name -> (qmin, qmax) of the integer types refdet.quant supports
+QUANT_RANGES = {
+    "int8": (-128, 127),
+    "uint8": (0, 255),
+    "int16": (-32768, 32767),
+    "uint16": (0, 65535),
+    "int32": (-(2 ** 31), 2 ** 31 - 1),
+}
+
+
+def check_quant_dtype(dtype, name="dtype"):
+    """A quantized type name (or the NumPy dtype of one); returns the name, e.g. ``"int8"``."""
+    if isinstance(dtype, str):
+        key = dtype
+    else:
+        try:
+            key = np.dtype(dtype).name
+        except TypeError:
+            raise TypeError(f"`{name}` must be one of {', '.join(map(repr, QUANT_RANGES))}; "
+                            f"got {_describe(dtype)}") from None
+    if key not in QUANT_RANGES:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, QUANT_RANGES))}; got {dtype!r}")
+    return key
+
+
+def check_axis(axis, ndim, name="axis"):
+    """``None`` or an int in [-ndim, ndim), returned normalised to [0, ndim)."""
+    if axis is None:
+        return None
+    a = check_int(axis, name)
+    if not -ndim <= a < ndim:
+        raise ValueError(f"`{name}` must lie in [{-ndim}, {ndim}) for a {ndim}-D input; got {a}")
+    return a % ndim
+
+
+def as_quant_scale(scale, name="scale", *, axis=None, length=None):
+    """A positive, finite scale: a scalar (0-d array) or, with ``axis``, a 1-D array of ``length``.
+
+    float32 and float64 scales keep their dtype; anything else becomes float64. A 1-D scale of length 1
+    without ``axis`` is treated as a scalar.
+    """
+    arr = as_array(scale, name)
+    if arr.dtype.kind not in "f":
+        arr = arr.astype(np.float64)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    if arr.ndim > 1:
+        raise ValueError(f"`{name}` must be a scalar or 1-D (one per channel); got shape {arr.shape}")
+    if arr.ndim == 1:
+        if axis is None:
+            if arr.shape[0] != 1:
+                raise ValueError(f"`{name}` has {arr.shape[0]} values (per-channel) but `axis` is None; "
+                                 f"pass axis= to say which axis they run along")
+            arr = arr.reshape(())
+        elif length is not None and arr.shape[0] != length:
+            raise ValueError(f"`{name}` must have one value per channel along axis {axis} ({length}); "
+                             f"got length {arr.shape[0]}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` must be finite; got {arr.tolist()}")
+    if np.any(arr <= 0):
+        raise ValueError(f"`{name}` must be > 0; got {arr.tolist()}")
+    return arr
+
+
+def as_quant_zero_point(zero_point, name="zero_point", *, qmin, qmax, axis=None, length=None,
+                        allow_float=False):
+    """An integer zero point (scalar or, with ``axis``, 1-D) inside [qmin, qmax], as int64.
+
+    With ``allow_float`` a floating zero point (PyTorch's learnable fake quant) is accepted, must be
+    finite and is returned as float64 (its range is not checked: the op clamps it).
+    """
+    arr = as_array(zero_point, name)
+    if arr.dtype.kind == "b":
+        raise TypeError(f"`{name}` must be an integer; got dtype bool")
+    if arr.dtype.kind == "f":
+        if not allow_float:
+            raise TypeError(f"`{name}` must be an integer (array); got dtype {arr.dtype}")
+        check_finite(arr, name)
+        out = arr.astype(np.float64)
+    else:
+        out = arr.astype(np.int64)
+    if out.ndim > 1:
+        raise ValueError(f"`{name}` must be a scalar or 1-D (one per channel); got shape {out.shape}")
+    if out.ndim == 1:
+        if axis is None:
+            if out.shape[0] != 1:
+                raise ValueError(f"`{name}` has {out.shape[0]} values (per-channel) but `axis` is None")
+            out = out.reshape(())
+        elif length is not None and out.shape[0] != length:
+            raise ValueError(f"`{name}` must have one value per channel along axis {axis} ({length}); "
+                             f"got length {out.shape[0]}")
+    if out.dtype.kind == "i" and out.size and (out.min() < qmin or out.max() > qmax):
+        raise ValueError(f"`{name}` must lie in [{qmin}, {qmax}] (the quantized type's range); "
+                         f"got {out.tolist()}")
+    return out
+
+
+def as_int_array(x, name, *, ndim=None):
+    """An integer (not bool) array, unchanged dtype (may be the caller's array: read only)."""
+    arr = as_array(x, name)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"`{name}` must be an integer array; got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"`{name}` must be {ndim}-D; got shape {arr.shape}")
+    return arr
+
+
+# ------------------------------------------------------------------------------------------------
+# losses
+# ------------------------------------------------------------------------------------------------
+
+def check_focal_alpha(alpha, name="alpha"):
+    """Focal-loss alpha: a real in [0, 1], or exactly -1 (weighting disabled, torchvision's rule)."""
+    v = check_real(alpha, name)
+    if not (0.0 <= v <= 1.0) and v != -1.0:
+        raise ValueError(f"`{name}` must lie in [0, 1] or be -1 (no weighting); got {v}")
+    return v
