@@ -373,17 +373,22 @@ def _check_knobs(s):
 # tiling
 # ---------------------------------------------------------------------------------------------------
 
-def _offset_pixels(offset, stride, image_side=None):
-    """Centre of the first cell in pixels along one axis."""
+def _offset_pixels(offset, stride, image_side=None, base=None):
+    """Centre of the first cell in pixels along one axis.
+
+    ``base`` is the anchor base size (mmdet ``base_sizes``, py-faster-rcnn ``base_size``); it defaults
+    to the stride, which is what every released configuration uses.
+    """
+    base = stride if base is None else base
     if isinstance(offset, str):
         if offset == "legacy":
-            return (stride - 1.0) / 2.0
+            return (base - 1.0) / 2.0
         if offset == "tf_divisible":
             if image_side is None:
                 raise ValueError("`offset` 'tf_divisible' needs the image size (use pyramid_anchors)")
             return stride / 2.0 if (image_side % stride == 0 or image_side == 1) else 0.0
         raise ValueError(f"`offset` must be a number, 'legacy' or 'tf_divisible'; got {offset!r}")
-    return _checks.check_real(offset, "offset") * stride
+    return _checks.check_real(offset, "offset") * base
 
 
 def _tile(cell, h, w, sy, sx, oy, ox):
@@ -514,7 +519,10 @@ def pyramid_anchors(image_size, feature_sizes, strides, sizes, aspect_ratios, *,
         With ``scales_per_octave``: truncate the octave sizes to int (torchvision).
     scales_per_octave : int, optional
     base_sizes : list of L floats, optional
-        The window of ``rounding="pfr"`` (default: each level's stride, as Detectron1 does).
+        mmdet's ``base_sizes`` / py-faster-rcnn's ``base_size`` (default: each level's stride, as every
+        released configuration has it): the window of ``rounding="pfr"``, and the length the centre
+        offset refers to (``center_offset * base``, legacy ``(base - 1) / 2``; mmdet's
+        ``center = center_offset * base_size``). Sizes stay absolute pixels.
     dtype : float64 or float32
 
     Returns
@@ -587,9 +595,10 @@ def pyramid_anchors(image_size, feature_sizes, strides, sizes, aspect_ratios, *,
 
     parts, levels = [], []
     for lvl, ((h, w), (sy, sx)) in enumerate(zip(fs, st)):
-        oy = _offset_pixels(off, sy, img_h)
-        ox = _offset_pixels(off, sx, img_w)
-        base = float(bs[lvl]) if base_sizes is not None else sx
+        by = bx = float(bs[lvl]) if base_sizes is not None else None
+        oy = _offset_pixels(off, sy, img_h, by)
+        ox = _offset_pixels(off, sx, img_w, bx)
+        base = bx if bx is not None else sx
         if s["rounding"] == "pfr" and base_sizes is None and sy != sx:
             raise ValueError(f"rounding 'pfr' needs a square stride or `base_sizes`; level {lvl} has "
                              f"strides {(sy, sx)}")

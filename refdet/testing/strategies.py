@@ -178,3 +178,68 @@ def pool_configs(draw, *, max_batch=2, max_channels=3, max_kernel=3, max_stride=
     shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), h, w)
     return dict(x_shape=shape, kernel_size=(kh, kw), stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw),
                 ceil_mode=draw(st.booleans()) if ceil_mode else False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# anchors (refdet.anchors): anchor and SSD default-box configurations
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["anchor_ratios", "anchor_configs", "ssd_configs"]
+
+
+def anchor_ratios(*, max_n=4):
+    """A list of aspect ratios: the usual (0.5, 1, 2) family and arbitrary positive floats."""
+    one = st.one_of(st.sampled_from([0.5, 1.0, 2.0, 1.0 / 3.0, 3.0, 0.25, 4.0]),
+                    st.floats(0.2, 5.0, allow_nan=False, allow_infinity=False))
+    return st.lists(one, min_size=1, max_size=max_n)
+
+
+@st.composite
+def anchor_configs(draw, *, max_levels=3, max_side=24, max_sizes=3, integer_sizes=None, strides=True):
+    """Keyword arguments for ``refdet.pyramid_anchors`` / torchvision ``AnchorGenerator``.
+
+    A dict with ``image_size`` (H, W) ints, ``feature_sizes`` (list of (H_l, W_l), each >= 1),
+    ``strides`` (list of ints, or None when ``strides=False``: torchvision derives image // feature),
+    ``sizes`` (list of per-level tuples) and ``aspect_ratios`` (per-level tuples). Sizes are ints
+    (torchvision's usual case, including odd sizes whose half lands on .5) or floats (detectron2/mmdet
+    octave sizes); ``integer_sizes`` forces one or the other.
+    """
+    L = draw(st.integers(1, max_levels))
+    fs = [(draw(st.integers(1, max_side)), draw(st.integers(1, max_side))) for _ in range(L)]
+    if strides:
+        st_ = [draw(st.sampled_from([1, 2, 3, 4, 8, 16, 19, 32, 33, 64])) for _ in range(L)]
+        image = (max(h * s for (h, _), s in zip(fs, st_)), max(w * s for (_, w), s in zip(fs, st_)))
+    else:
+        st_ = None
+        image = (draw(st.integers(max(h for h, _ in fs), 1024)), draw(st.integers(max(w for _, w in fs), 1024)))
+    ints = draw(st.booleans()) if integer_sizes is None else integer_sizes
+    size = st.integers(1, 700) if ints else st.floats(1.0, 700.0, allow_nan=False, allow_infinity=False)
+    sizes = [tuple(draw(st.lists(size, min_size=1, max_size=max_sizes))) for _ in range(L)]
+    ratios = [tuple(draw(anchor_ratios())) for _ in range(L)]
+    return dict(image_size=image, feature_sizes=fs, strides=st_, sizes=sizes, aspect_ratios=ratios)
+
+
+@st.composite
+def ssd_configs(draw, *, max_levels=4, max_side=12):
+    """Keyword arguments for ``refdet.ssd_default_boxes`` / torchvision ``DefaultBoxGenerator``.
+
+    A dict with ``image_size``, ``feature_sizes`` (square or rectangular maps), ``aspect_ratios``
+    (per-level lists, possibly empty), ``scales`` (L + 1 increasing floats, some above 1 so that
+    ``clip`` matters) or None with explicit ``min_ratio`` / ``max_ratio``, ``steps`` (pixels) or None,
+    and ``clip``.
+    """
+    L = draw(st.integers(1, max_levels))
+    fs = [(draw(st.integers(1, max_side)), draw(st.integers(1, max_side))) for _ in range(L)]
+    image = (draw(st.integers(8, 640)), draw(st.integers(8, 640)))
+    ratios = [draw(st.lists(st.sampled_from([2, 3, 1.5, 4, 0.5]), min_size=0, max_size=3)) for _ in range(L)]
+    cfg = dict(image_size=image, feature_sizes=fs, aspect_ratios=ratios, clip=draw(st.booleans()))
+    if draw(st.booleans()):
+        cfg["scales"] = sorted(draw(st.lists(st.floats(0.02, 1.3, allow_nan=False), min_size=L + 1,
+                                             max_size=L + 1)))
+    else:
+        lo = draw(st.floats(0.05, 0.5, allow_nan=False))
+        cfg["min_ratio"] = lo
+        cfg["max_ratio"] = draw(st.floats(lo, 1.2, allow_nan=False))
+    if draw(st.booleans()):
+        cfg["steps"] = [draw(st.sampled_from([1, 3, 8, 16, 32, 64, 100, 300])) for _ in range(L)]
+    return cfg
