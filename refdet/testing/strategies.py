@@ -243,3 +243,97 @@ def ssd_configs(draw, *, max_levels=4, max_side=12):
     if draw(st.booleans()):
         cfg["steps"] = [draw(st.sampled_from([1, 3, 8, 16, 32, 64, 100, 300])) for _ in range(L)]
     return cfg
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# matcher / sampler / targets: ground-truth sets, IoU matrices with ties and exact thresholds, labels
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["gt_sets", "threshold_values", "iou_matrices", "sampler_labels"]
+
+#: Thresholds the detection matchers use (RPN 0.7/0.3, RetinaNet 0.5/0.4, Fast R-CNN / SSD 0.5).
+MATCH_THRESHOLDS = (0.3, 0.4, 0.5, 0.7)
+
+
+@st.composite
+def gt_sets(draw, *, min_m=0, max_m=8, num_classes=None, image_size=(256, 256), degenerate=True,
+            duplicates=True, first_label=0):
+    """Ground truths of one image: ``(boxes (M, 4) float64, labels (M,) int64)``.
+
+    Boxes lie mostly inside ``image_size = (H, W)`` (some stick out), on a 0.5 grid so that identical
+    boxes and exact IoU ties occur; with ``degenerate=True`` some are points or lines (a gt that
+    overlaps no anchor: the low-quality-match pathology). Labels are drawn from
+    ``first_label .. first_label + num_classes - 1`` (``num_classes=None``: all ``first_label``).
+    """
+    h, w = image_size
+    lo = -min(h, w) / 8
+    hi = max(h, w) * 1.05
+    boxes_ = draw(box_sets(min_n=min_m, max_n=max_m, degenerate=degenerate, duplicates=duplicates,
+                           low=lo, high=hi, grid=0.5, max_size=max(h, w) / 2))
+    k = 1 if num_classes is None else num_classes
+    labels = draw(hnp.arrays(np.int64, (boxes_.shape[0],), elements=st.integers(first_label, first_label + k - 1)))
+    return boxes_, labels
+
+
+def threshold_values(thresholds=MATCH_THRESHOLDS, dtype=np.float64):
+    """Values on and one ulp either side of each threshold (in ``dtype``), plus 0 and 1."""
+    dt = np.dtype(dtype)
+    vals = {dt.type(0), dt.type(1)}
+    for t in thresholds:
+        c = dt.type(t)
+        vals |= {c, np.nextafter(c, dt.type(-1)), np.nextafter(c, dt.type(2))}
+    return st.sampled_from(sorted(float(v) for v in vals))
+
+
+@st.composite
+def iou_matrices(draw, *, min_m=1, max_m=6, min_n=0, max_n=40, dtype=np.float64,
+                 thresholds=MATCH_THRESHOLDS, allow_nan=False):
+    """An (M, N) quality matrix (gts x anchors) in [0, 1] built to hit every tie rule.
+
+    Entries come from a small pool: exact thresholds and their one-ulp neighbours (in ``dtype``), 0,
+    1 and multiples of 0.05, so that equal IoUs within a column (argmax ties), within a row
+    (low-quality ties, several anchors sharing a gt's best IoU), all-zero rows (a degenerate gt),
+    duplicated rows (two gts competing for the same anchor) and values exactly on a threshold all
+    occur. ``allow_nan=True`` sprinkles NaN (torchvision's IoU of two identical zero-area boxes).
+    """
+    dt = np.dtype(dtype)
+    m = draw(st.integers(min_m, max_m))
+    n = draw(st.integers(min_n, max_n))
+    grid = st.integers(0, 20).map(lambda k: k * 0.05)
+    pool = st.one_of(threshold_values(thresholds, dt), grid, st.just(0.0))
+    q = draw(hnp.arrays(np.float64, (m, n), elements=pool)).astype(dt)
+    if m and n:
+        if m >= 2 and draw(st.booleans()):                 # two gts with identical rows
+            i, j = draw(st.integers(0, m - 1)), draw(st.integers(0, m - 1))
+            q[j] = q[i]
+        if draw(st.booleans()):                            # a degenerate gt: overlaps nothing
+            q[draw(st.integers(0, m - 1))] = 0
+        if n >= 2 and draw(st.booleans()):                 # two anchors with identical columns
+            a, b = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+            q[:, b] = q[:, a]
+        if allow_nan and draw(st.booleans()):
+            k = draw(st.integers(1, max(1, m * n // 4)))
+            idx = draw(st.lists(st.integers(0, m * n - 1), min_size=k, max_size=k))
+            q.flat[idx] = np.nan
+    return q
+
+
+@st.composite
+def sampler_labels(draw, *, max_n=700, classes=1, float_labels=None):
+    """Labels for a balanced sampler: ``-1`` ignored, ``0`` negative, ``1..classes`` positive.
+
+    The proportions vary from all-positive to all-negative so that both "not enough positives" and
+    "not enough negatives" happen; ``float_labels`` (default: drawn) gives float32 labels as
+    torchvision's RPN passes them.
+    """
+    n = draw(st.integers(0, max_n))
+    p = draw(st.lists(st.integers(0, 10), min_size=3, max_size=3).filter(lambda v: sum(v) > 0))
+    p = np.array(p, dtype=np.float64) / sum(p)
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    g = np.random.default_rng(seed)
+    kind = g.choice(3, size=n, p=p)
+    labels = np.where(kind == 0, -1, np.where(kind == 1, 0, g.integers(1, classes + 1, size=n)))
+    if float_labels is None:
+        float_labels = draw(st.booleans())
+    return labels.astype(np.float32 if float_labels else np.int64)
