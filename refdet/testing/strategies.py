@@ -245,7 +245,6 @@ def ssd_configs(draw, *, max_levels=4, max_side=12):
     return cfg
 
 
-
 # ---------------------------------------------------------------------------------------------------
 # matcher / sampler / targets: ground-truth sets, IoU matrices with ties and exact thresholds, labels
 # ---------------------------------------------------------------------------------------------------
