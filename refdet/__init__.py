@@ -18,6 +18,7 @@ _PUBLIC_MODULES = [
     "anchors",
     "matcher",
     "sampler",
+    "targets",
     "losses",
 ]
 
