@@ -20,6 +20,7 @@ _PUBLIC_MODULES = [
     "sampler",
     "targets",
     "losses",
+    "nms",
 ]
 
 __all__ = []

@@ -12,6 +12,8 @@ import importlib as _importlib
 # name -> module inside refdet.testing that defines it (one line each)
 _EXPORTS = {
     "check_gradients": "gradcheck",
+    "assert_nms_equal": "compare_nms",
+    "explain_nms_difference": "compare_nms",
 }
 
 _LAZY_SUBMODULES = ("strategies", "conformance")

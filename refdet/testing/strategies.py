@@ -336,3 +336,171 @@ def sampler_labels(draw, *, max_n=700, classes=1, float_labels=None):
     if float_labels is None:
         float_labels = draw(st.booleans())
     return labels.astype(np.float32 if float_labels else np.int64)
+
+
+# ------------------------------------------------------------------------------------------------
+# losses (refdet/losses.py): logits, targets, labels
+# ------------------------------------------------------------------------------------------------
+
+__all__ += ["logits", "binary_targets", "class_labels", "loss_inputs"]
+
+
+@st.composite
+def logits(draw, shape=None, *, max_dims=2, max_side=8, bound=30.0, extremes=True, dtype=np.float64):
+    """A logits array: values on a 1/8 grid in [-bound, bound] (ties and exact zeros occur), and with
+    ``extremes`` some saturating values (|x| >= 17, where float64 sigmoid is within 1e-7 of 0 or 1
+    and float32 sigmoid rounds to exactly 1). Shape drawn if not given (up to ``max_dims`` axes)."""
+    if shape is None:
+        shape = tuple(draw(st.lists(st.integers(0, max_side), min_size=1, max_size=max_dims)))
+    n = int(np.prod(shape))
+    steps = int(bound * 8)
+    vals = draw(st.lists(st.integers(-steps, steps), min_size=n, max_size=n))
+    x = np.array(vals, dtype=np.float64) / 8
+    if extremes and n and draw(st.booleans()):
+        k = draw(st.integers(1, n))
+        idx = draw(st.lists(st.integers(0, n - 1), min_size=k, max_size=k))
+        x[idx] = draw(st.sampled_from([-bound, -17.0, 17.0, bound, 0.0]))
+    return x.reshape(shape).astype(dtype)
+
+
+@st.composite
+def binary_targets(draw, shape, *, soft=False, dtype=np.float64):
+    """0/1 targets of ``shape`` (``soft=True``: some entries are probabilities on a 1/4 grid)."""
+    n = int(np.prod(shape))
+    t = np.array(draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)), dtype=np.float64)
+    if soft and n:
+        s = np.array(draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)), dtype=np.float64) / 4
+        t = np.where(np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))), s, t)
+    return t.reshape(shape).astype(dtype)
+
+
+@st.composite
+def class_labels(draw, n, num_classes, *, ignore_index=None):
+    """(n,) int64 labels in [0, num_classes), some equal to ``ignore_index`` if given."""
+    lo = 0 if ignore_index is None else -1
+    vals = draw(st.lists(st.integers(lo, num_classes - 1), min_size=n, max_size=n))
+    y = np.array(vals, dtype=np.int64)
+    if ignore_index is not None:
+        y[y == -1] = ignore_index
+    return y
+
+
+@st.composite
+def loss_inputs(draw, *, max_n=12, max_k=5, ignore_index=-1):
+    """(logits (N, K), labels (N,)) for softmax losses: K >= 1, labels in [0, K) or ignore_index."""
+    n = draw(st.integers(0, max_n))
+    k = draw(st.integers(1, max_k))
+    return draw(logits((n, k))), draw(class_labels(n, k, ignore_index=ignore_index))
+# end of the losses section
+
+
+# ---------------------------------------------------------------------------------------------------
+# fpn / heads: pyramid level sizes
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["pyramid_sizes"]
+
+
+@st.composite
+def pyramid_sizes(draw, *, min_levels=1, max_levels=3, max_side=13, divisible=False):
+    """A list of level sizes ``[(H_0, W_0), ..., (H_{L-1}, W_{L-1})]``, highest resolution first.
+
+    ``divisible=False``: each size is drawn freely in [1, max_side] (odd sizes such as 13 x 9 over
+    7 x 5, and even a level larger than the one below: torchvision's FPN interpolates to any lateral
+    size). ``divisible=True``: the top level is drawn in [1, max(1, max_side >> (L - 1))] and every
+    lower level is exactly twice the next (what detectron2's ``scale_factor=2`` upsampling needs).
+    """
+    n = draw(st.integers(min_levels, max_levels))
+    if not divisible:
+        return [(draw(st.integers(1, max_side)), draw(st.integers(1, max_side))) for _ in range(n)]
+    top_max = max(1, max_side >> (n - 1))
+    top = (draw(st.integers(1, top_max)), draw(st.integers(1, top_max)))
+    return [(top[0] << (n - 1 - i), top[1] << (n - 1 - i)) for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# NMS: scores with ties, box pairs placed exactly at / just past an IoU threshold (refdet.nms)
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["tied_scores", "threshold_box_pairs", "nms_inputs"]
+
+
+@st.composite
+def tied_scores(draw, n, *, levels=4, dtype=np.float64, nan=False):
+    """(n,) scores where equal values are likely: drawn from ``levels`` distinct values (or any float
+    in [0, 1] for some entries). With ``nan=True`` a few may be NaN."""
+    pool = draw(st.lists(st.floats(-1.0, 2.0, allow_nan=False, width=32), min_size=1, max_size=levels))
+    one = st.one_of(st.sampled_from(pool), st.floats(0.0, 1.0, width=32))
+    if nan:
+        one = st.one_of(one, one, one, st.just(float("nan")))
+    vals = draw(st.lists(one, min_size=n, max_size=n))
+    return np.array(vals, dtype=np.float64).astype(dtype)
+
+
+def _iou32(a, b):
+    """IoU of two xyxy boxes in torchvision's float32 order of operations."""
+    f = np.float32
+    a = a.astype(f)
+    b = b.astype(f)
+    w = max(f(0), min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(f(0), min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    aa = (a[2] - a[0]) * (a[3] - a[1])
+    ab = (b[2] - b[0]) * (b[3] - b[1])
+    with np.errstate(all="ignore"):
+        return f(inter / (aa + ab - inter))
+
+
+@st.composite
+def threshold_box_pairs(draw, *, offset=None):
+    """``(boxes (2, 4) float64, iou_threshold)`` with the pair's float32 IoU placed exactly at the
+    threshold (``offset=0``), one float32 ulp above (``+1``) or below (``-1``) it; ``offset=None``
+    draws one of the three.
+
+    The second box shares the first's origin and x extent and covers ``c`` of its ``r`` rows, so
+    the IoU is ``c / r`` (e.g. 1/2, 1/3, 3/4); the threshold is that float32 value as a double, or
+    its float32 neighbour.
+    """
+    r = draw(st.integers(2, 12))
+    c = draw(st.integers(1, r - 1))
+    w = draw(st.integers(1, 16)) * 0.5
+    x = draw(st.integers(-20, 40)) * 0.5
+    y = draw(st.integers(-20, 40)) * 0.5
+    boxes = np.array([[x, y, x + w, y + r], [x, y, x + w, y + c]], dtype=np.float64)
+    if draw(st.booleans()):
+        boxes = boxes[::-1].copy()
+    iou = _iou32(boxes[0], boxes[1])
+    k = draw(st.sampled_from([-1, 0, 1])) if offset is None else offset
+    t = iou
+    if k:
+        t = np.nextafter(iou, np.float32(np.inf if k < 0 else -np.inf))   # IoU just past: below t or above
+    return boxes, float(t)
+
+
+@st.composite
+def nms_inputs(draw, *, min_n=0, max_n=30, dtype=np.float32, nan=False, flipped=False):
+    """``(boxes (N, 4), scores (N,), iou_threshold)`` built to hit NMS's edge cases: coordinates on a
+    coarse grid (identical and degenerate boxes), tied scores, exact-threshold pairs appended, and a
+    threshold that is often exactly the float32 IoU of some pair. ``flipped=True`` may swap corners
+    (x2 < x1), which only ONNX/TF define."""
+    b = draw(box_sets(min_n=min_n, max_n=max_n, grid=0.5, low=-8, high=48, max_size=24.0))
+    if draw(st.booleans()) and len(b) < max_n:
+        pair, t_pair = draw(threshold_box_pairs())
+        b = np.concatenate([b, pair])
+    else:
+        t_pair = None
+    if flipped and len(b) and draw(st.booleans()):
+        i = draw(st.integers(0, len(b) - 1))
+        b[i] = b[i][[2, 1, 0, 3]]
+    n = len(b)
+    s = draw(tied_scores(n, nan=nan))
+    choice = draw(st.integers(0, 3))
+    if choice == 0 and t_pair is not None:
+        thr = t_pair
+    elif choice == 1 and n >= 2:
+        i, j = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+        iou = _iou32(b[i], b[j])
+        thr = float(iou) if np.isfinite(iou) else 0.5
+    else:
+        thr = draw(st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.7, 1.0]))
+    return b.astype(dtype), s.astype(dtype), thr
