@@ -14,6 +14,8 @@ import sys
 COMMANDS = {
     "describe": ("refdet.cli", "_describe_args", "_describe_run",
                  "print what each convention profile sets for an op"),
+    "anchors": ("refdet.walkthrough", "_anchors_args", "_anchors_run",
+                "teaching: cell anchors, anchors per level and the head output shapes of a detector preset"),
 }
 
 
