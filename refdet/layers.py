@@ -40,6 +40,19 @@ __all__ = [
     "SigmoidGrads",
     "sigmoid_forward",
     "sigmoid_backward",
+    "UpsampleCache",
+    "UpsampleGrads",
+    "upsample_nearest_source_index",
+    "upsample_nearest_forward",
+    "upsample_nearest_backward",
+    "MaxPool2dCache",
+    "MaxPool2dGrads",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "GroupNormCache",
+    "GroupNormGrads",
+    "group_norm_forward",
+    "group_norm_backward",
 ]
 
 #: Largest im2col matrix (bytes) built at once; larger convolutions are done in chunks of output rows.
@@ -312,3 +325,387 @@ def sigmoid_backward(dy, cache):
     if dy.shape != y.shape:
         raise ValueError(f"`dy` must have the output's shape {y.shape}; got {dy.shape}")
     return SigmoidGrads(dy * (y.dtype.type(1) - y) * y)  # ATen sigmoid_backward order: dy * (1 - y) * y
+
+
+# ---------------------------------------------------------------------------------------------------
+# nearest-neighbour upsampling
+# ---------------------------------------------------------------------------------------------------
+
+class UpsampleCache(NamedTuple):
+    in_shape: tuple               # (B, C, H, W)
+    rows: np.ndarray              # (Ho,) int64 source row of each output row
+    cols: np.ndarray              # (Wo,) int64 source column of each output column
+    dtype: np.dtype
+
+
+class UpsampleGrads(NamedTuple):
+    dx: np.ndarray                # (B, C, H, W)
+
+
+def upsample_nearest_source_index(in_size, out_size, *, scale_factor=None, mode="nearest"):
+    """Source index of every output position along one axis, with PyTorch's arithmetic.
+
+    ``mode="nearest"`` (ATen ``nearest_idx``): ``src = floor(dst * scale)``, except that
+    ``out == in`` copies and ``out == 2 * in`` uses ``dst >> 1``. ``mode="nearest-exact"``
+    (ATen ``nearest_exact_idx``): ``src = floor((dst + 0.5) * scale)``. Both clip to ``in - 1``.
+
+    ``scale`` is a **float32** number: ``float32(in) / float32(out)``, or ``float32(1 / scale_factor)``
+    when a scale factor was given (and not recomputed). For ``nearest`` the product ``dst * scale``
+    is a float32 product; for ``nearest-exact`` ``(dst + 0.5)`` is a double and the product is
+    rounded to float32 before ``floorf``. The float32 rounding matters at exact boundaries: for
+    3 -> 5 ``nearest`` gives ``[0, 0, 1, 1, 2]`` and ``nearest-exact`` ``[0, 0, 1, 2, 2]``; 13 -> 25 and
+    38 -> 75 follow the same rule.
+
+    Returns
+    -------
+    ndarray of int64, shape (out_size,)
+    """
+    _checks.check_choice(mode, "mode", ("nearest", "nearest-exact"))
+    dst = np.arange(out_size)
+    if scale_factor is not None and scale_factor > 0:
+        scale = np.float32(1.0 / scale_factor)
+    else:
+        scale = np.float32(in_size) / np.float32(max(out_size, 1))
+    if mode == "nearest":
+        if out_size == in_size:
+            return dst.astype(np.int64)
+        if out_size == 2 * in_size:
+            return (dst >> 1).astype(np.int64)
+        src = np.floor(dst.astype(np.float32) * scale)                  # float32 product, floorf
+    else:
+        src = np.floor(((dst + 0.5) * np.float64(scale)).astype(np.float32))
+    return np.minimum(src.astype(np.int64), in_size - 1)
+
+
+def _size_pair(size, name):
+    if isinstance(size, (str, bytes)):
+        raise TypeError(f"`{name}` must be an int or a pair of ints; got {size!r}")
+    if hasattr(size, "__len__"):
+        if len(size) != 2:
+            raise ValueError(f"`{name}` must be an int or a pair (H, W); got {len(size)} values")
+        return (_checks.check_int(size[0], f"{name}[0]", low=1), _checks.check_int(size[1], f"{name}[1]", low=1))
+    v = _checks.check_int(size, name, low=1)
+    return (v, v)
+
+
+def _scale_pair(scale_factor):
+    if isinstance(scale_factor, (str, bytes)):
+        raise TypeError(f"`scale_factor` must be a positive number or a pair; got {scale_factor!r}")
+    if hasattr(scale_factor, "__len__"):
+        if len(scale_factor) != 2:
+            raise ValueError(f"`scale_factor` must be a number or a pair (for H, for W); got {len(scale_factor)} values")
+        return tuple(_checks.check_positive(v, f"scale_factor[{i}]") for i, v in enumerate(scale_factor))
+    v = _checks.check_positive(scale_factor, "scale_factor")
+    return (v, v)
+
+
+def upsample_nearest_forward(x, *, size=None, scale_factor=None, mode="nearest", recompute_scale_factor=False):
+    """Nearest-neighbour resize of an NCHW map, as ``torch.nn.functional.interpolate``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, C, H, W)
+    size : int or (int, int), optional
+        Output ``(Ho, Wo)``. Exactly one of ``size`` and ``scale_factor`` must be given.
+    scale_factor : float or (float, float), optional
+        Output size ``floor(H * scale_factor)``; the source index then uses ``1 / scale_factor``
+        (not ``H / Ho``) unless ``recompute_scale_factor=True``, exactly as PyTorch does. With
+        ``scale_factor=2`` an odd map doubles (detectron2's FPN, which needs sizes divisible by 32).
+    mode : {"nearest", "nearest-exact"}
+        ``"nearest"``: ``src = floor(dst * in / out)`` (PyTorch's default, OpenCV ``INTER_NEAREST``;
+        what torchvision's and mmdet's FPN use). ``"nearest-exact"``: ``floor((dst + 0.5) * in / out)``
+        (Pillow, scikit-image). See :func:`upsample_nearest_source_index` for the float32 arithmetic.
+
+    Returns
+    -------
+    y : ndarray, shape (B, C, Ho, Wo), ``y[..., i, j] = x[..., rows[i], cols[j]]``
+    cache : UpsampleCache
+
+    Notes
+    -----
+    Index agreement with PyTorch 2.14 (CPU) is exact for float32 maps (checked for every
+    ``in <= 100, out <= 4 * in + 1``). PyTorch's float64 kernel computes some indices in double
+    precision; refdet always uses the float32 rule, which agrees with float64 PyTorch for ``nearest``
+    on every FPN size pair ``n -> 2n - 1, 2n, 2n + 1`` but can differ by one source row for
+    ``nearest-exact`` at large sizes (e.g. 92 -> 183) where ``(dst + 0.5) * in / out`` is an integer.
+    """
+    x = _checks.as_nchw(x, "x", finite=False)
+    _checks.check_finite(x, "x", allow_inf=True)
+    _checks.check_choice(mode, "mode", ("nearest", "nearest-exact"))
+    if (size is None) == (scale_factor is None):
+        raise ValueError("exactly one of `size` and `scale_factor` must be given; got "
+                         f"size={size!r}, scale_factor={scale_factor!r}")
+    bsz, c, h, w = x.shape
+    if size is not None:
+        ho, wo = _size_pair(size, "size")
+        sh = sw = None
+    else:
+        sh, sw = _scale_pair(scale_factor)
+        ho, wo = int(np.floor(h * sh)), int(np.floor(w * sw))   # ATen: static_cast<int64_t>(in * scale)
+        if ho < 1 or wo < 1:
+            raise ValueError(f"`scale_factor` {scale_factor!r} gives an empty output ({ho}, {wo}) for `x` of "
+                             f"spatial size ({h}, {w})")
+        if recompute_scale_factor:
+            sh = sw = None
+    if h == 0 or w == 0:
+        raise ValueError(f"`x` must have non-empty spatial dimensions to upsample; got shape {x.shape}")
+    rows = upsample_nearest_source_index(h, ho, scale_factor=sh, mode=mode)
+    cols = upsample_nearest_source_index(w, wo, scale_factor=sw, mode=mode)
+    y = x[:, :, rows[:, None], cols[None, :]]                              # (B, C, Ho, Wo) gather
+    return y, UpsampleCache(x.shape, rows, cols, x.dtype)
+
+
+def upsample_nearest_backward(dy, cache):
+    """Gradient of :func:`upsample_nearest_forward`: each output gradient is added to its source pixel.
+
+    The additions happen in row-major order of the output pixels (``np.add.at`` is sequential), the
+    order of PyTorch's CPU backward kernel, so float32 gradients match it bit for bit.
+    """
+    if not isinstance(cache, UpsampleCache):
+        raise TypeError(f"`cache` must be the UpsampleCache returned by upsample_nearest_forward; got "
+                        f"{type(cache).__name__}")
+    bsz, c, h, w = cache.in_shape
+    out_shape = (bsz, c, len(cache.rows), len(cache.cols))
+    dy = _checks.as_nchw(dy, "dy", dtype=cache.dtype)
+    if dy.shape != out_shape:
+        raise ValueError(f"`dy` must have the output's shape {out_shape}; got {dy.shape}")
+    src = (cache.rows[:, None] * w + cache.cols[None, :]).reshape(-1)     # (Ho*Wo,) flat source pixel
+    dx = np.zeros((h * w, bsz * c), dtype=cache.dtype)
+    # rows of dx are source pixels, columns the B*C planes: one add.at over the output pixels in order
+    np.add.at(dx, src, dy.reshape(bsz * c, -1).T)
+    return UpsampleGrads(np.ascontiguousarray(dx.T).reshape(bsz, c, h, w))
+
+
+# ---------------------------------------------------------------------------------------------------
+# max pooling
+# ---------------------------------------------------------------------------------------------------
+
+class MaxPool2dCache(NamedTuple):
+    in_shape: tuple               # (B, C, H, W)
+    indices: np.ndarray           # (B, C, Ho, Wo) int64: flat index h * W + w of the max in its input plane
+    dtype: np.dtype
+
+
+class MaxPool2dGrads(NamedTuple):
+    dx: np.ndarray                # (B, C, H, W)
+
+
+def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, C, H, W)
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``. ``kernel_size=1, stride=2`` is the FPN "P6" block (torchvision
+        ``LastLevelMaxPool``, detectron2 ``LastLevelMaxPool``, mmdet): it keeps every second pixel.
+    padding : int or (int, int)
+        Implicit ``-inf`` padding; at most half the kernel (PyTorch's rule).
+    dilation : int or (int, int)
+    ceil_mode : bool
+        Round the output size up, as long as the last window starts inside the input or the left
+        padding.
+
+    Returns
+    -------
+    y : ndarray, shape (B, C, Ho, Wo)
+    cache : MaxPool2dCache
+        ``cache.indices`` are PyTorch's ``return_indices=True`` indices (flat ``h * W + w`` within
+        each input plane).
+
+    Notes
+    -----
+    **Ties**: the window is scanned row by row and a value replaces the running maximum only if it is
+    strictly greater, so the **first** maximal element in row-major window order wins (PyTorch's CPU
+    kernel, ``val > maxval``). If every real element of a window is ``-inf`` the index is that of the
+    first real element, also as PyTorch. A window that holds no input element at all (possible with
+    dilation and padding, e.g. W = 1, kernel 2, dilation 2, padding 1) gives ``-inf`` and index -1
+    and passes no gradient; PyTorch 2.14 returns an index outside the window there and its backward
+    then writes out of bounds. NaN is rejected (PyTorch would propagate it).
+    The loop runs over the KH*KW kernel taps, never over pixels.
+    """
+    x = _checks.as_nchw(x, "x", finite=False)
+    _checks.check_finite(x, "x", allow_inf=True)
+    kh, kw = _checks.check_pair(kernel_size, "kernel_size", low=1)
+    sh, sw = (kh, kw) if stride is None else _checks.check_pair(stride, "stride", low=1)
+    ph, pw = _checks.check_pair(padding, "padding", low=0)
+    dh, dw = _checks.check_pair(dilation, "dilation", low=1)
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"`padding` must be at most half the kernel size {(kh, kw)}; got {(ph, pw)}")
+    bsz, c, h, w = x.shape
+    ho = _checks.conv_output_size(h, kh, sh, ph, dh, ceil_mode=bool(ceil_mode), what="pooling window", name="x")
+    wo = _checks.conv_output_size(w, kw, sw, pw, dw, ceil_mode=bool(ceil_mode), what="pooling window", name="x")
+    dt = x.dtype
+    # -inf padding, enough on the bottom/right for ceil_mode windows that overhang the input
+    hp = max(h + 2 * ph, (ho - 1) * sh + dh * (kh - 1) + 1)
+    wp = max(w + 2 * pw, (wo - 1) * sw + dw * (kw - 1) + 1)
+    xp = np.full((bsz, c, hp, wp), -np.inf, dtype=dt)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    best = np.full((bsz, c, ho, wo), -np.inf, dtype=dt)
+    arg_r = np.full((bsz, c, ho, wo), -1, dtype=np.int64)    # input row of the running max (-1: none yet)
+    arg_c = np.zeros((bsz, c, ho, wo), dtype=np.int64)
+    oy = np.arange(ho)[:, None] * sh - ph                      # (Ho, 1) top row of each window (input coords)
+    ox = np.arange(wo)[None, :] * sw - pw                      # (1, Wo) left column
+    for i in range(kh):                                        # taps in row-major window order
+        for j in range(kw):
+            v = xp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw]
+            upd = v > best                                     # strict: an equal later value does not win
+            np.copyto(best, v, where=upd)
+            np.copyto(arg_r, np.broadcast_to(oy + i * dh, upd.shape), where=upd)
+            np.copyto(arg_c, np.broadcast_to(ox + j * dw, upd.shape), where=upd)
+    none = arg_r < 0
+    if none.any():
+        # all real values are -inf: PyTorch keeps its initial index, the first real element
+        first_r = oy + (-(np.minimum(oy, 0)) + dh - 1) // dh * dh      # smallest oy + i*dh >= 0
+        first_c = ox + (-(np.minimum(ox, 0)) + dw - 1) // dw * dw
+        # a dilated window can also step over the whole input (no real element at all): index -1
+        real_r = (first_r < h) & (first_r <= oy + (kh - 1) * dh)     # (Ho, 1)
+        real_c = (first_c < w) & (first_c <= ox + (kw - 1) * dw)     # (1, Wo)
+        flat = np.where(real_r & real_c, first_r * w + first_c, -1)  # (Ho, Wo)
+        indices = np.where(none, np.broadcast_to(flat, none.shape), arg_r * w + arg_c)
+    else:
+        indices = arg_r * w + arg_c
+    return best, MaxPool2dCache(x.shape, indices, dt)
+
+
+def max_pool2d_backward(dy, cache):
+    """Gradient of :func:`max_pool2d_forward`: each output gradient goes to its window's max.
+
+    Overlapping windows (stride < kernel) that share a maximum add their gradients, in row-major
+    output order (PyTorch's CPU accumulation order).
+    """
+    if not isinstance(cache, MaxPool2dCache):
+        raise TypeError(f"`cache` must be the MaxPool2dCache returned by max_pool2d_forward; got "
+                        f"{type(cache).__name__}")
+    bsz, c, h, w = cache.in_shape
+    dy = _checks.as_nchw(dy, "dy", dtype=cache.dtype)
+    if dy.shape != cache.indices.shape:
+        raise ValueError(f"`dy` must have the output's shape {cache.indices.shape}; got {dy.shape}")
+    dx = np.zeros(bsz * c * h * w, dtype=cache.dtype)
+    plane = (np.arange(bsz * c, dtype=np.int64) * (h * w)).reshape(bsz, c, 1, 1)
+    idx, g = cache.indices, dy
+    if idx.size and idx.min() < 0:                            # windows without an input element
+        keep = idx >= 0
+        np.add.at(dx, (idx + plane)[keep], dy[keep])
+    else:
+        np.add.at(dx, (idx + plane).reshape(-1), g.reshape(-1))
+    return MaxPool2dGrads(dx.reshape(bsz, c, h, w))
+
+
+# ---------------------------------------------------------------------------------------------------
+# group normalisation
+# ---------------------------------------------------------------------------------------------------
+
+class GroupNormCache(NamedTuple):
+    xhat: np.ndarray              # (B, C, H, W) normalised input
+    rstd: np.ndarray              # (B, G) 1 / sqrt(var + eps)
+    gamma: Optional[np.ndarray]   # (C,) or None
+    has_beta: bool
+    num_groups: int
+
+
+class GroupNormGrads(NamedTuple):
+    dx: np.ndarray                # (B, C, H, W)
+    dgamma: Optional[np.ndarray]  # (C,) or None
+    dbeta: Optional[np.ndarray]   # (C,) or None
+
+
+def group_norm_forward(x, gamma=None, beta=None, *, num_groups, eps=1e-5):
+    """Group normalisation (Wu & He 2018), as ``torch.nn.functional.group_norm``.
+
+    The C channels are split into ``num_groups`` groups of ``C / G`` consecutive channels; each
+    (sample, group) is normalised over its channels and pixels, then scaled per channel::
+
+        mu, var = mean and biased variance of x[b, group g]        # over C/G * H * W values
+        xhat = (x - mu) / sqrt(var + eps)
+        y = gamma[c] * xhat + beta[c]
+
+    torchvision's RetinaNet v2 head uses ``GroupNorm(32, 256)`` after each tower conv.
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, C, H, W)
+    gamma, beta : ndarray, shape (C,), or None
+        Affine scale and shift (``None``: 1 and 0).
+    num_groups : int
+        Must divide C.
+    eps : float
+        Added to the variance (PyTorch default 1e-5).
+
+    Returns
+    -------
+    y : ndarray, shape (B, C, H, W)
+    cache : GroupNormCache
+    """
+    x = _checks.as_nchw(x, "x")
+    bsz, c, h, w = x.shape
+    g = _checks.check_int(num_groups, "num_groups", low=1)
+    if c % g:
+        raise ValueError(f"`num_groups` must divide the channels C = {c} of `x`; got num_groups={g}")
+    eps = _checks.check_positive(eps, "eps", strict=False)
+    gamma = _checks.check_optional_vector(gamma, "gamma", c)
+    beta = _checks.check_optional_vector(beta, "beta", c)
+    dt = _dtype_of(x, gamma, beta)
+    x = x.astype(dt, copy=False)
+    n = (c // g) * h * w
+    if x.size == 0 or n == 0:
+        rstd = np.zeros((bsz, g), dtype=dt)
+        xhat = np.zeros(x.shape, dtype=dt)
+    else:
+        xg = x.reshape(bsz, g, n)                                          # (B, G, C/G*H*W)
+        mu = xg.mean(axis=2, keepdims=True)
+        xc = xg - mu
+        var = np.mean(xc * xc, axis=2, keepdims=True)                     # biased, two-pass
+        rstd = dt.type(1) / np.sqrt(var + dt.type(eps))                   # (B, G, 1)
+        xhat = (xc * rstd).reshape(x.shape)
+        rstd = rstd[:, :, 0]
+    y = xhat
+    if gamma is not None:
+        y = y * gamma.astype(dt, copy=False)[:, None, None]
+    if beta is not None:
+        y = y + beta.astype(dt, copy=False)[:, None, None]
+    if y is xhat:
+        y = xhat.copy()
+    gcache = None if gamma is None else gamma.astype(dt, copy=False)
+    return y, GroupNormCache(xhat, rstd, gcache, beta is not None, g)
+
+
+def group_norm_backward(dy, cache):
+    """Gradients of :func:`group_norm_forward`.
+
+    With ``n = C/G * H * W`` values per (sample, group), ``dxhat = dy * gamma`` and means taken over
+    the group::
+
+        dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+        dgamma[c] = sum_{b, h, w} dy * xhat,   dbeta[c] = sum_{b, h, w} dy
+
+    (the mean and variance depend on every x of the group, hence the two subtracted means).
+
+    Returns
+    -------
+    GroupNormGrads
+        ``dx`` (B, C, H, W); ``dgamma``, ``dbeta`` (C,), or None where the forward had none.
+    """
+    if not isinstance(cache, GroupNormCache):
+        raise TypeError(f"`cache` must be the GroupNormCache returned by group_norm_forward; got "
+                        f"{type(cache).__name__}")
+    xhat = cache.xhat
+    dt = xhat.dtype
+    dy = _checks.as_nchw(dy, "dy", dtype=dt)
+    if dy.shape != xhat.shape:
+        raise ValueError(f"`dy` must have the output's shape {xhat.shape}; got {dy.shape}")
+    bsz, c, h, w = xhat.shape
+    g = cache.num_groups
+    n = (c // g) * h * w
+    dgamma = (dy * xhat).sum(axis=(0, 2, 3)) if cache.gamma is not None else None
+    dbeta = dy.sum(axis=(0, 2, 3)) if cache.has_beta else None
+    if xhat.size == 0 or n == 0:
+        return GroupNormGrads(np.zeros(xhat.shape, dtype=dt), dgamma, dbeta)
+    dxhat = dy * cache.gamma[:, None, None] if cache.gamma is not None else dy
+    dxg = dxhat.reshape(bsz, g, n)
+    xg = xhat.reshape(bsz, g, n)
+    m1 = dxg.mean(axis=2, keepdims=True)                                 # mean(dxhat)
+    m2 = (dxg * xg).mean(axis=2, keepdims=True)                          # mean(dxhat * xhat)
+    dx = cache.rstd[:, :, None] * (dxg - m1 - xg * m2)
+    return GroupNormGrads(dx.reshape(xhat.shape), dgamma, dbeta)

@@ -5,8 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refdet import layers
-from refdet.layers import (conv2d_backward, conv2d_forward, relu_backward, relu_forward, sigmoid_backward,
-                           sigmoid_forward)
+from refdet.layers import (conv2d_backward, conv2d_forward, group_norm_backward, group_norm_forward,
+                           max_pool2d_backward, max_pool2d_forward, relu_backward, relu_forward, sigmoid_backward,
+                           sigmoid_forward, upsample_nearest_backward, upsample_nearest_forward,
+                           upsample_nearest_source_index)
 from refdet.testing import check_gradients
 from refdet.testing import strategies as rst
 from tests.conftest import readonly
@@ -234,3 +236,267 @@ def test_relu_sigmoid_match_torch(x, dtype):
         np.testing.assert_allclose(y, ty.detach().numpy(), rtol=4 * np.finfo(dtype).eps, atol=0)
         np.testing.assert_allclose(bwd(dy, cache).dx, tx.grad.numpy(), rtol=16 * np.finfo(dtype).eps,
                                    atol=4 * np.finfo(dtype).tiny)
+
+
+# --------------------------------------------------------------------------------------------------
+# upsample_nearest
+# --------------------------------------------------------------------------------------------------
+
+def test_tv16_upsample_3x3_to_5x5():
+    # SPEC TV16. nearest: src = floor(dst * 3/5) for dst = 0..4 -> floor(0, .6, 1.2, 1.8, 2.4) = [0,0,1,1,2]
+    # nearest-exact: floor((dst + .5) * 3/5) = floor(.3, .9, 1.5, 2.1, 2.7) = [0,0,1,2,2]
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    y, _ = upsample_nearest_forward(x, size=(5, 5), mode="nearest")
+    np.testing.assert_array_equal(y[0, 0], [[0, 0, 1, 1, 2], [0, 0, 1, 1, 2], [3, 3, 4, 4, 5], [3, 3, 4, 4, 5],
+                                            [6, 6, 7, 7, 8]])
+    y, _ = upsample_nearest_forward(x, size=5, mode="nearest-exact")
+    np.testing.assert_array_equal(y[0, 0], [[0, 0, 1, 2, 2], [0, 0, 1, 2, 2], [3, 3, 4, 5, 5], [6, 6, 7, 8, 8],
+                                            [6, 6, 7, 8, 8]])
+
+
+def test_upsample_source_index_odd_fpn_sizes():
+    # 13 -> 25 (an 800-px image's P5 -> P4 on a 25-row map): floor(dst * 13/25); dst = 24 -> floor(12.48) = 12
+    r = upsample_nearest_source_index(13, 25)
+    assert r[0] == 0 and r[24] == 12 and np.all(np.diff(r) >= 0) and set(r) == set(range(13))
+    # dst = 13: 13 * 0.52 = 6.76 -> 6; nearest-exact: 13.5 * 0.52 = 7.02 -> 7
+    assert r[13] == 6 and upsample_nearest_source_index(13, 25, mode="nearest-exact")[13] == 7
+    # out == 2 * in is special-cased (dst >> 1), out == in copies
+    np.testing.assert_array_equal(upsample_nearest_source_index(38, 76), np.arange(76) // 2)
+    np.testing.assert_array_equal(upsample_nearest_source_index(7, 7), np.arange(7))
+    # scale_factor: the index uses 1 / scale_factor, not in / out (2 -> floor(2 * 2.1) = 4 rows)
+    y, c = upsample_nearest_forward(np.zeros((1, 1, 2, 3)), scale_factor=(2.1, 1))
+    assert y.shape == (1, 1, 4, 3)
+
+
+@settings(max_examples=30)
+@given(x=rst.feature_maps(max_side=7), ho=st.integers(1, 15), wo=st.integers(1, 15),
+       mode=st.sampled_from(["nearest", "nearest-exact"]))
+def test_upsample_gradcheck_and_adjoint(x, ho, wo, mode):
+    check_gradients(upsample_nearest_forward, upsample_nearest_backward, (x,),
+                    kwargs={"size": (ho, wo), "mode": mode}, rng=0)
+    # adjointness: <U x, v> = <x, U^T v> exactly in float64 for small integers
+    y, cache = upsample_nearest_forward(np.round(x), size=(ho, wo), mode=mode)
+    v = np.arange(y.size, dtype=np.float64).reshape(y.shape) % 7
+    assert np.sum(y * v) == np.sum(np.round(x) * upsample_nearest_backward(v, cache).dx)
+
+
+def test_upsample_rejects_bad_arguments():
+    x = np.zeros((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="exactly one of `size` and `scale_factor`"):
+        upsample_nearest_forward(x)
+    with pytest.raises(ValueError, match="exactly one of `size` and `scale_factor`"):
+        upsample_nearest_forward(x, size=4, scale_factor=2)
+    with pytest.raises(ValueError, match="`mode`"):
+        upsample_nearest_forward(x, size=4, mode="bilinear")
+    with pytest.raises(ValueError, match="`size`"):
+        upsample_nearest_forward(x, size=(4, 4, 4))
+    with pytest.raises(ValueError, match="`scale_factor`"):
+        upsample_nearest_forward(x, scale_factor=0.1)
+    with pytest.raises(ValueError, match="`x` must be 4-D"):
+        upsample_nearest_forward(np.zeros((3, 3)), size=4)
+
+
+# --------------------------------------------------------------------------------------------------
+# max_pool2d
+# --------------------------------------------------------------------------------------------------
+
+def test_tv16_max_pool_k1_s2_is_subsampling():
+    # SPEC TV16: max_pool2d(k=1, s=2) of arange(25) as 5x5 keeps x[2i, 2j] = 10 i + 2 j
+    y, cache = max_pool2d_forward(np.arange(25.0).reshape(1, 1, 5, 5), kernel_size=1, stride=2)
+    np.testing.assert_array_equal(y[0, 0], [[0, 2, 4], [10, 12, 14], [20, 22, 24]])
+    np.testing.assert_array_equal(cache.indices[0, 0], [[0, 2, 4], [10, 12, 14], [20, 22, 24]])
+    dx = max_pool2d_backward(np.ones((1, 1, 3, 3)), cache).dx
+    assert dx.sum() == 9 and dx[0, 0, 0, 0] == 1 and dx[0, 0, 1, 1] == 0
+
+
+def test_max_pool_tie_goes_to_first_in_window():
+    # a 2x2 window of equal values: the gradient goes to the top-left (first in row-major order);
+    # with overlapping windows (k3 s1 p1) on a constant map every window picks its own first element
+    x = np.full((1, 1, 2, 2), 5.0)
+    y, cache = max_pool2d_forward(x, 2)
+    assert y[0, 0, 0, 0] == 5 and cache.indices[0, 0, 0, 0] == 0
+    y, cache = max_pool2d_forward(np.ones((1, 1, 3, 3)), 3, stride=1, padding=1)
+    # window of output (i, j) starts at (i-1, j-1): first real element is (max(i-1,0), max(j-1,0))
+    np.testing.assert_array_equal(cache.indices[0, 0], [[0, 0, 1], [0, 0, 1], [3, 3, 4]])
+    dx = max_pool2d_backward(np.ones((1, 1, 3, 3)), cache).dx[0, 0]
+    np.testing.assert_array_equal(dx, [[4, 2, 0], [2, 1, 0], [0, 0, 0]])
+
+
+def test_max_pool_all_minus_inf_and_empty_windows():
+    x = np.full((1, 1, 2, 2), -np.inf)
+    y, cache = max_pool2d_forward(x, 2, padding=1)
+    assert np.all(y == -np.inf)
+    # PyTorch keeps the first real element's index when nothing beats -inf
+    np.testing.assert_array_equal(cache.indices[0, 0], [[0, 1], [2, 3]])
+    # W = 1, kernel width 2, dilation 2, padding 1: the taps read columns -1 and 1, never column 0
+    y, cache = max_pool2d_forward(np.ones((1, 1, 1, 1)), (1, 2), stride=(1, 3), padding=(0, 1), dilation=2,
+                                  ceil_mode=True)
+    assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == -np.inf and cache.indices[0, 0, 0, 0] == -1
+    assert max_pool2d_backward(np.ones((1, 1, 1, 1)), cache).dx[0, 0, 0, 0] == 0
+
+
+@settings(max_examples=30)
+@given(cfg=rst.pool_configs(max_side=6), seed=st.integers(0, 2 ** 32 - 1))
+def test_max_pool_gradcheck(cfg, seed):
+    # distinct values spaced >= 1e-3 apart: no ties, so the max is differentiable (step 1e-6)
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(cfg["x_shape"]))
+    x = (rng.permutation(n) * 1e-2 + rng.uniform(0, 1e-3)).reshape(cfg["x_shape"]) - n * 5e-3
+    kw = {k: cfg[k] for k in ("stride", "padding", "dilation", "ceil_mode")}
+    y, cache = max_pool2d_forward(x, cfg["kernel_size"], **kw)
+    if (cache.indices < 0).any():  # a window with no input element has no derivative to check
+        return
+    check_gradients(max_pool2d_forward, max_pool2d_backward, (x,), kwargs=dict(kernel_size=cfg["kernel_size"], **kw),
+                    rng=seed)
+
+
+def test_max_pool_rejects_bad_arguments():
+    x = np.zeros((1, 1, 4, 4))
+    with pytest.raises(ValueError, match="`padding` must be at most half"):
+        max_pool2d_forward(x, 2, padding=2)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        max_pool2d_forward(x, 5)
+    with pytest.raises(ValueError, match="`kernel_size` must be >= 1"):
+        max_pool2d_forward(x, 0)
+    with pytest.raises(ValueError, match="`x`.*NaN"):
+        max_pool2d_forward(np.full((1, 1, 2, 2), np.nan), 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# group_norm
+# --------------------------------------------------------------------------------------------------
+
+def test_group_norm_golden():
+    # one group over [1, 2, 3, 4] (2 channels x 1 x 2): mean 2.5, biased var 1.25;
+    # y = (x - 2.5) / sqrt(1.25 + eps) * gamma + beta
+    x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 2, 1, 2)
+    y, _ = group_norm_forward(x, np.array([1.0, 2.0]), np.array([0.0, 10.0]), num_groups=1, eps=0.0)
+    s = np.sqrt(1.25)
+    np.testing.assert_allclose(y.ravel(), [-1.5 / s, -0.5 / s, 2 * 0.5 / s + 10, 2 * 1.5 / s + 10], rtol=1e-15)
+    # two groups: each channel normalised alone -> [-1, 1] per channel (var 0.25, eps 0)
+    y, _ = group_norm_forward(x, num_groups=2, eps=0.0)
+    np.testing.assert_allclose(y.ravel(), [-1, 1, -1, 1], rtol=1e-15)
+
+
+@settings(max_examples=20)
+@given(g=st.integers(1, 3), cpg=st.integers(1, 3), affine=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_group_norm_gradcheck(g, cpg, affine, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, g * cpg, 3, 2)) * 2 + 0.5
+    gm = rng.standard_normal(g * cpg) if affine else None
+    bt = rng.standard_normal(g * cpg) if affine else None
+    check_gradients(group_norm_forward, group_norm_backward, (x, gm, bt), kwargs={"num_groups": g}, rng=seed)
+
+
+def test_group_norm_rejects_bad_arguments():
+    x = np.zeros((1, 6, 2, 2))
+    with pytest.raises(ValueError, match="`num_groups` must divide the channels C = 6"):
+        group_norm_forward(x, num_groups=4)
+    with pytest.raises(ValueError, match=r"`gamma` must have shape \(6,\)"):
+        group_norm_forward(x, np.ones(3), num_groups=2)
+    with pytest.raises(TypeError, match="`num_groups`"):
+        group_norm_forward(x, num_groups=2.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# differential: upsample, max_pool2d, group_norm vs torch
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_upsample_index_rule_matches_torch_exhaustively(mode):
+    torch = _torch()
+    F = torch.nn.functional
+    # float32 maps: every in <= 48, out <= 3 * in + 1, plus the brief's odd FPN sizes
+    for n_in in list(range(1, 49)) + [100]:
+        x = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in, 1).expand(1, 1, n_in, 2).contiguous()
+        for n_out in list(range(1, 3 * n_in + 2)) + ([25] if n_in == 13 else []) + ([75] if n_in == 38 else []):
+            t = F.interpolate(x, size=(n_out, 2), mode=mode)[0, 0, :, 0].numpy().astype(np.int64)
+            np.testing.assert_array_equal(upsample_nearest_source_index(n_in, n_out, mode=mode), t,
+                                          err_msg=f"{n_in} -> {n_out} {mode}")
+    for n_in in range(1, 40):
+        x = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in, 1).expand(1, 1, n_in, 2).contiguous()
+        for sf in (0.5, 0.7, 1.3, 1.5, 2.0, 2.1, 2.5, 3.0, 1 / 3, 1.9999):
+            if int(np.floor(n_in * sf)) < 1:
+                continue
+            t = F.interpolate(x, scale_factor=(sf, 1), mode=mode)[0, 0, :, 0].numpy().astype(np.int64)
+            y, c = upsample_nearest_forward(np.arange(n_in, dtype=np.float32).reshape(1, 1, n_in, 1) * np.ones(2),
+                                            scale_factor=(sf, 1), mode=mode)
+            np.testing.assert_array_equal(c.rows, t, err_msg=f"{n_in} x {sf} {mode}")
+
+
+@settings(max_examples=40)
+@given(x=rst.feature_maps(max_side=9), ho=st.integers(1, 20), wo=st.integers(1, 20),
+       mode=st.sampled_from(["nearest", "nearest-exact"]), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_upsample_matches_torch_bit_exact(x, ho, wo, mode, dtype, seed):
+    torch = _torch()
+    x = x.astype(dtype)
+    if dtype == np.float64 and mode == "nearest-exact":
+        dtype = np.float32  # float64 torch computes nearest-exact indices in double (see the docstring)
+        x = x.astype(dtype)
+    y, cache = upsample_nearest_forward(x, size=(ho, wo), mode=mode)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.interpolate(tx, size=(ho, wo), mode=mode)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.tensor(dy))
+    # the backward adds in torch's order: bit-exact in float32 too
+    np.testing.assert_array_equal(upsample_nearest_backward(dy, cache).dx, tx.grad.numpy())
+
+
+@settings(max_examples=60)
+@given(cfg=rst.pool_configs(max_side=8), seed=st.integers(0, 2 ** 32 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]), neg_inf=st.booleans())
+def test_max_pool_matches_torch_with_ties(cfg, seed, dtype, neg_inf):
+    torch = _torch()
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=cfg["x_shape"]).astype(dtype)  # few distinct values: many ties
+    if neg_inf:
+        x[x < 0] = -np.inf
+    kw = {k: cfg[k] for k in ("stride", "padding", "dilation", "ceil_mode")}
+    y, cache = max_pool2d_forward(x, cfg["kernel_size"], **kw)
+    tx = torch.tensor(x, requires_grad=True)
+    ty, ti = torch.nn.functional.max_pool2d(tx, cfg["kernel_size"], return_indices=True, **kw)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    if (cache.indices < 0).any():
+        # a window containing no input element: torch's index points outside it and its backward
+        # writes out of bounds, so only the forward values are compared
+        np.testing.assert_array_equal(cache.indices >= 0, y > -np.inf)
+        return
+    np.testing.assert_array_equal(cache.indices, ti.numpy())
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(max_pool2d_backward(dy, cache).dx, tx.grad.numpy())
+
+
+@settings(max_examples=30)
+@given(g=st.integers(1, 4), cpg=st.integers(1, 4), hw=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+       dtype=st.sampled_from([np.float32, np.float64]), affine=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_group_norm_matches_torch(g, cpg, hw, dtype, affine, seed):
+    torch = _torch()
+    rng = np.random.default_rng(seed)
+    c = g * cpg
+    x = (rng.standard_normal((2, c) + hw) * 3 + 1).astype(dtype)
+    gm = rng.standard_normal(c).astype(dtype) if affine else None
+    bt = rng.standard_normal(c).astype(dtype) if affine else None
+    y, cache = group_norm_forward(x, gm, bt, num_groups=g)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    gr = group_norm_backward(dy, cache)
+    tx = torch.tensor(x, requires_grad=True)
+    tg = torch.tensor(gm, requires_grad=True) if affine else None
+    tb = torch.tensor(bt, requires_grad=True) if affine else None
+    ty = torch.nn.functional.group_norm(tx, g, tg, tb, 1e-5)
+    ty.backward(torch.tensor(dy))
+    # float64: ~1e-12 (different summation orders of the moments); float32: normalised values are
+    # O(1) but a 1-element group has var 0 -> y = beta exactly on both sides; allow 64 ulp of float32
+    # relative to the largest gradient (backward sums up to 2 * 6 * 6 * 4 products)
+    tol = 1e-11 if dtype == np.float64 else 64 * np.finfo(np.float32).eps
+    sc = lambda a: max(1.0, float(np.abs(a).max(initial=0)))  # noqa: E731
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=0, atol=tol * sc(y))
+    refs = [(gr.dx, tx)] + ([(gr.dgamma, tg), (gr.dbeta, tb)] if affine else [])
+    for mine, t in refs:
+        r = t.grad.numpy()
+        assert mine.dtype == dtype
+        np.testing.assert_allclose(mine, r, rtol=0, atol=tol * sc(r) * 4)
+    if not affine:
+        assert gr.dgamma is None and gr.dbeta is None

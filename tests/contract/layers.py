@@ -35,6 +35,15 @@ CASES = [
     Case("relu_backward", _bwd(layers.relu_forward, lambda r: ((_x(r),), {}))),
     Case("sigmoid_forward", lambda r: ((_x(r),), {})),
     Case("sigmoid_backward", _bwd(layers.sigmoid_forward, lambda r: ((_x(r),), {}))),
+    Case("upsample_nearest_source_index", lambda r: ((13, 25), {"mode": "nearest-exact"})),
+    Case("upsample_nearest_forward", lambda r: ((_x(r),), {"size": (11, 7)})),
+    Case("upsample_nearest_backward", _bwd(layers.upsample_nearest_forward,
+                                           lambda r: ((_x(r),), {"scale_factor": 2, "mode": "nearest-exact"}))),
+    Case("max_pool2d_forward", lambda r: ((_x(r), 3), {"stride": 2, "padding": 1})),
+    Case("max_pool2d_backward", _bwd(layers.max_pool2d_forward, lambda r: ((_x(r), 1), {"stride": 2}))),
+    Case("group_norm_forward", lambda r: ((_x(r), r.standard_normal(4), r.standard_normal(4)), {"num_groups": 2})),
+    Case("group_norm_backward", _bwd(layers.group_norm_forward,
+                                     lambda r: ((_x(r), r.standard_normal(4), None), {"num_groups": 4}))),
 ]
 
 BAD = [
@@ -56,6 +65,15 @@ BAD = [
     Bad("conv2d_backward", lambda r: ((np.zeros((1, 1, 1, 1)), None), {}), TypeError, r"`cache`"),
     Bad("relu_forward", lambda r: ((np.array([1.0, np.nan]),), {}), ValueError, r"`x`.*NaN"),
     Bad("sigmoid_forward", lambda r: (("a",), {}), TypeError, r"`x`"),
+    Bad("upsample_nearest_forward", lambda r: ((_x(r),), {}), ValueError, r"exactly one of `size` and `scale_factor`"),
+    Bad("upsample_nearest_forward", lambda r: ((_x(r),), {"size": 4, "mode": "area"}), ValueError, r"`mode`"),
+    Bad("upsample_nearest_backward", lambda r: ((_x(r), "cache"), {}), TypeError, r"`cache`"),
+    Bad("max_pool2d_forward", lambda r: ((_x(r), 2), {"padding": 2}), ValueError, r"`padding` must be at most half"),
+    Bad("max_pool2d_forward", lambda r: ((_x(r)[0], 2), {}), ValueError, r"`x` must be 4-D"),
+    Bad("max_pool2d_backward", lambda r: ((_x(r), None), {}), TypeError, r"`cache`"),
+    Bad("group_norm_forward", lambda r: ((_x(r),), {"num_groups": 3}), ValueError, r"`num_groups` must divide"),
+    Bad("group_norm_forward", lambda r: ((_x(r), np.ones(3)), {"num_groups": 2}), ValueError, r"`gamma` must have shape"),
+    Bad("group_norm_backward", lambda r: ((_x(r), ()), {}), TypeError, r"`cache`"),
 ]
 
 EXEMPT = {
@@ -63,4 +81,7 @@ EXEMPT = {
     "Conv2dGrads": "NamedTuple type of conv2d_backward's result",
     "ReluCache": "NamedTuple type", "ReluGrads": "NamedTuple type",
     "SigmoidCache": "NamedTuple type", "SigmoidGrads": "NamedTuple type",
+    "UpsampleCache": "NamedTuple type", "UpsampleGrads": "NamedTuple type",
+    "MaxPool2dCache": "NamedTuple type", "MaxPool2dGrads": "NamedTuple type",
+    "GroupNormCache": "NamedTuple type", "GroupNormGrads": "NamedTuple type",
 }
