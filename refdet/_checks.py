@@ -530,18 +530,6 @@ def as_int_array(x, name, *, ndim=None):
 
 
 # ------------------------------------------------------------------------------------------------
-# losses
-# ------------------------------------------------------------------------------------------------
-
-def check_focal_alpha(alpha, name="alpha"):
-    """Focal-loss alpha: a real in [0, 1], or exactly -1 (weighting disabled, torchvision's rule)."""
-    v = check_real(alpha, name)
-    if not (0.0 <= v <= 1.0) and v != -1.0:
-        raise ValueError(f"`{name}` must lie in [0, 1] or be -1 (no weighting); got {v}")
-    return v
-
-
-# ------------------------------------------------------------------------------------------------
 # losses (refdet/losses.py)
 # ------------------------------------------------------------------------------------------------
 

@@ -866,8 +866,8 @@ class MSEObserver(_Observer):
     """Grid search for the clipping range that minimises the squared fake-quant error (refdet's own
     definition; PyTorch core has no MSE observer).
 
-    Candidate ranges shrink the observed one: ``[k/K * min, k/K * max]`` for ``k = 1..K``
-    (``K = num_grid``, 100). Each is turned into qparams with :func:`qparams_from_minmax` and scored by
+    Candidate ranges shrink the observed one (widened to contain 0): ``[k/K * min, k/K * max]`` for
+    ``k = 1..K`` (``K = num_grid``, 100); with ``symmetric=True`` ``[-a_k, a_k]``, ``a_k = k/K * max|x|``. Each is turned into qparams with :func:`qparams_from_minmax` and scored by
     ``sum((x - fake_quant(x))**2)`` over every value seen; the lowest error wins and ties go to the
     **larger** range (larger ``k``). The observer keeps every value it has seen (float64), so its
     memory grows with the calibration set.
@@ -888,14 +888,22 @@ class MSEObserver(_Observer):
         self.max_val = hi if self.max_val is None else max(self.max_val, hi)
         return self
 
-    def errors(self):
-        """(K,) squared errors of the candidate ranges k = 1..K."""
+    def _candidates(self):
+        """(K,) lower and upper ends of the candidate ranges k = 1..K."""
         lo, hi = self._range()
+        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+        if self.symmetric:  # SPEC: alpha_k = absmax * k / K, range [-alpha_k, alpha_k]
+            lo, hi = -max(-lo, hi), max(-lo, hi)
+        f = np.arange(1, self.num_grid + 1, dtype=np.float64) / self.num_grid
+        return lo * f, hi * f
+
+    def errors(self):
+        """(K,) squared fake-quant errors of the candidate ranges k = 1..K."""
+        self._range()
         data = np.concatenate(self._data)
         K = self.num_grid
-        ks = np.arange(1, K + 1, dtype=np.float64) / K
-        qp = qparams_from_minmax(float(lo) * ks if lo < 0 else np.zeros(K), float(hi) * ks if hi > 0 else np.zeros(K),
-                                 dtype=self.dtype, symmetric=self.symmetric, axis=0,
+        los, his = self._candidates()
+        qp = qparams_from_minmax(los, his, dtype=self.dtype, symmetric=self.symmetric, axis=0,
                                  convention=self.convention, **self._qkw)
         qlo, qhi = self._qrange()
         s = qp.scale.astype(np.float64)[:, None]
@@ -908,13 +916,11 @@ class MSEObserver(_Observer):
         return out
 
     def search_range(self):
-        """The chosen (min, max)."""
-        err = self.errors()
-        K = self.num_grid
-        k = K - int(np.argmin(err[::-1]))  # argmin of the reversed array: the largest k among ties
-        f = k / K
-        lo, hi = self._range()
-        return float(lo) * f if lo < 0 else 0.0, float(hi) * f if hi > 0 else 0.0
+        """The chosen (min, max): lowest error, ties to the larger range."""
+        err = np.asarray(self.errors())
+        k = len(err) - 1 - int(np.argmin(err[::-1]))  # the last (largest) index among the minima
+        los, his = self._candidates()
+        return float(los[k]), float(his[k])
 
     def qparams(self):
         lo, hi = self.search_range()
