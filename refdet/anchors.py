@@ -550,6 +550,11 @@ def pyramid_anchors(image_size, feature_sizes, strides, sizes, aspect_ratios, *,
     50 * 50 * 9 = 22,500 anchors. py-faster-rcnn's anchors are ``convention="caffe"`` with strides 16
     and sizes ``(128, 256, 512)``. Anchors crossing the image border are kept; mark them with
     :func:`anchors_inside_image` (py-faster-rcnn ignores them in RPN training).
+
+    torchvision with float64 feature maps still builds its cell anchors in float32 (they are made in
+    ``__init__``) and casts them: ``pyramid_anchors(..., dtype=np.float32).astype(np.float64)``
+    reproduces that; ``dtype=np.float64`` is the float64 oracle, which can differ where a half size
+    lies within float32 rounding of ``k + 0.5``.
     """
     s = conventions.resolve("pyramid_anchors", convention, ratio_def=ratio_def, order=order,
                             rounding=rounding, plus_one=plus_one, center_offset=center_offset,

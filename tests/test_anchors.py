@@ -455,6 +455,10 @@ def test_anchor_generator_matches_torchvision_float32(cfg):
     got, lvl = refdet.pyramid_anchors(**cfg, dtype=np.float32)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, expected)                    # bit for bit
+    # float64 feature maps: torchvision computes the cell anchors in float32 and casts them, then adds
+    # the int32 shifts in float64; every value is an integer, so refdet's float32 result cast agrees.
+    feats64 = [f.double() for f in feats]
+    np.testing.assert_array_equal(got.astype(np.float64), gen(images, feats64)[0].numpy())
 
 
 def test_retinanet_anchor_generator_matches_torchvision():
