@@ -211,7 +211,7 @@ def _pfr_ws_hs(base_size, ratios, scales):
     return sw, sh, cx, cy
 
 
-def faster_rcnn_anchors(base_size=16, ratios=(0.5, 1, 2), scales=(8, 16, 32)):
+def faster_rcnn_anchors(base_size=16, ratios=(0.5, 1, 2), scales=(8, 16, 32), *, sizes=None):
     """py-faster-rcnn's ``generate_anchors``: the classic nine RPN anchors of Faster R-CNN.
 
     Algorithm (``lib/rpn/generate_anchors.py`` 37-97), in the legacy "+1" pixel convention:
@@ -234,6 +234,10 @@ def faster_rcnn_anchors(base_size=16, ratios=(0.5, 1, 2), scales=(8, 16, 32)):
         ``h / w``.
     scales : sequence of float, length S
         Multiples of the base window.
+    sizes : sequence of float, optional
+        Detectron1's parametrisation: anchor sizes in pixels, replacing ``scales`` by
+        ``sizes / base_size`` (``faster_rcnn_anchors(16, sizes=(32, 64, 128, 256, 512))`` is Detectron1's
+        ``generate_anchors(stride=16, sizes=(32, ..., 512), aspect_ratios=(0.5, 1, 2))``).
 
     Returns
     -------
@@ -248,7 +252,10 @@ def faster_rcnn_anchors(base_size=16, ratios=(0.5, 1, 2), scales=(8, 16, 32)):
     """
     b = _checks.check_positive(base_size, "base_size")
     r = _checks.as_positive_vector(ratios, "ratios")
-    s = _checks.as_positive_vector(scales, "scales")
+    if sizes is not None:
+        s = _checks.as_positive_vector(sizes, "sizes") / b        # Detectron1: np.array(sizes) / stride
+    else:
+        s = _checks.as_positive_vector(scales, "scales")
     sw, sh, cx, cy = _pfr_ws_hs(b, r, s)
     return np.stack([cx - 0.5 * (sw - 1.0), cy - 0.5 * (sh - 1.0),
                      cx + 0.5 * (sw - 1.0), cy + 0.5 * (sh - 1.0)], axis=1)

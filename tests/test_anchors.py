@@ -87,6 +87,7 @@ def test_tv2_detectron1_generate_anchors():
     got = refdet.faster_rcnn_anchors(16, (0.5, 1, 2), sizes / 16)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(got, _pfr_generate_anchors_loop(16, (0.5, 1, 2), sizes / 16))
+    np.testing.assert_array_equal(refdet.faster_rcnn_anchors(16, sizes=sizes), expected)
     # the same anchors as refdet's "caffe" cell anchors (centred on 0) moved to the 7.5 centre
     cell = refdet.cell_anchors(sizes, (0.5, 1, 2), convention="caffe", base_size=16)
     np.testing.assert_array_equal(cell + 7.5, expected)
@@ -260,6 +261,26 @@ def test_tv7_torchvision_ssd300():
     nc = refdet.ssd_default_boxes((300, 300), [38, 19, 10, 5, 3, 1], clip=False, **_SSD300)
     np.testing.assert_allclose(nc[-2, [0, 2]], [150 - 0.5 * 0.87 * math.sqrt(2) * 300,
                                                 150 + 0.5 * 0.87 * math.sqrt(2) * 300], rtol=1e-12)
+
+
+def test_tv7_wh_pairs_per_level():
+    # one 1 x 1 map per level, no clip, normalised: each box is centred at 0.5 and its size is the
+    # relative (w, h) pair of TV7 (s_k, s'_k = sqrt(s_k s_k+1), then (s sqrt a, s / sqrt a), (h, w))
+    b = refdet.ssd_default_boxes((300, 300), [1] * 6, clip=False, normalized=True,
+                                 aspect_ratios=_SSD300["aspect_ratios"], scales=_SSD300["scales"])
+    wh = np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+    expected = [
+        [[0.07, 0.07], [0.102470, 0.102470], [0.098995, 0.049497], [0.049497, 0.098995]],
+        [[0.15, 0.15], [0.222486, 0.222486], [0.212132, 0.106066], [0.106066, 0.212132], [0.259808, 0.086603],
+         [0.086603, 0.259808]],
+        [[0.33, 0.33], [0.410244, 0.410244], [0.466690, 0.233345], [0.233345, 0.466690], [0.571577, 0.190526],
+         [0.190526, 0.571577]],
+        [[0.51, 0.51], [0.593212, 0.593212], [0.721249, 0.360624], [0.360624, 0.721249], [0.883346, 0.294449],
+         [0.294449, 0.883346]],
+        [[0.69, 0.69], [0.774790, 0.774790], [0.975807, 0.487904], [0.487904, 0.975807]],
+        [[0.87, 0.87], [0.955772, 0.955772], [1.230366, 0.615183], [0.615183, 1.230366]]]
+    np.testing.assert_allclose(wh, np.concatenate([np.array(e) for e in expected]), rtol=0, atol=1e-6)
+    assert [len(e) for e in expected] == [4, 6, 6, 6, 4, 4]
 
 
 def test_ssd_scale_rules():
