@@ -1060,3 +1060,49 @@ def test_torch_histogram_observer(torch):
         assert abs(float(qp.scale) - float(ts[0])) * 255 <= bin_w + 1e-6
         if n_batches == 1:
             assert float(qp.scale) == float(ts[0]) and int(qp.zero_point) == int(tz[0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hypothesis-driven differentials (ties drawn by refdet.testing.strategies.quant_tie_values)
+# ---------------------------------------------------------------------------------------------------
+
+_SESSIONS = {}
+
+
+def _quantize_linear_session(dtype):
+    """One ORT QuantizeLinear session per dtype with x, scale and zero point all as graph inputs."""
+    if dtype not in _SESSIONS:
+        from onnx import helper
+        node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
+        _SESSIONS[dtype] = _ort_session([node], [_vi("x", np.float32, ["N"]), _vi("s", np.float32, []),
+                                                 _vi("z", dtype, [])], [_vi("y", dtype, ["N"])])
+    return _SESSIONS[dtype]
+
+
+@given(st.data(), st.sampled_from([np.uint8, np.int8]))
+def test_hypothesis_quantize_linear_vs_onnxruntime(data, dtype):
+    from refdet.testing import strategies as rst
+    scale = data.draw(rst.quant_scales())
+    x = data.draw(rst.quant_tie_values(scale))
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    zp = np.array(data.draw(st.integers(lo, hi)), dtype)
+    model, sess = _quantize_linear_session(dtype)
+    expected = sess.run(None, {"x": x, "s": np.array(scale, np.float32), "z": zp})[0]
+    got = Q.quantize(x, np.float32(scale), zp, dtype=np.dtype(dtype).name, convention="onnx")
+    assert np.array_equal(got, expected)
+
+
+@given(st.data())
+def test_hypothesis_fake_quantize_vs_torch(data):
+    torch = pytest.importorskip("torch")
+    from refdet.testing import strategies as rst
+    scale = data.draw(rst.quant_scales())
+    x = data.draw(rst.quant_tie_values(scale))
+    zp = data.draw(st.integers(-128, 127))
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    yt = torch.fake_quantize_per_tensor_affine(xt, float(scale), zp, -128, 127)
+    dy = np.linspace(-1, 1, len(x)).astype(np.float32)
+    yt.backward(torch.from_numpy(dy))
+    y, c = Q.fake_quant_forward(x, np.float32(scale), zp, qmin=-128, qmax=127)
+    assert np.array_equal(y, yt.detach().numpy())
+    assert np.array_equal(Q.fake_quant_backward(dy, c).dx, xt.grad.numpy())

@@ -504,3 +504,34 @@ def nms_inputs(draw, *, min_n=0, max_n=30, dtype=np.float32, nan=False, flipped=
     else:
         thr = draw(st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.7, 1.0]))
     return b.astype(dtype), s.astype(dtype), thr
+
+
+# ---------------------------------------------------------------------------------------------------
+# quant (refdet.quant): values placed on rounding ties, scales, integer accumulators
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["quant_scales", "quant_tie_values"]
+
+
+def quant_scales(*, low=2.0 ** -10, high=4.0):
+    """A positive float32 scale: a power of two (products exact, ties exact) or an arbitrary float32."""
+    pow2 = st.integers(int(np.ceil(np.log2(low))), int(np.floor(np.log2(high)))).map(lambda e: float(2.0 ** e))
+    anyf = st.floats(low, high, allow_nan=False, allow_infinity=False, width=32)
+    return st.one_of(pow2, anyf).map(np.float32)
+
+
+@st.composite
+def quant_tie_values(draw, scale, *, n_max=64, steps=300, dtype=np.float32):
+    """(N,) values of which many sit exactly (in ``dtype``) or nearly on ``(k + 1/2) * scale``: the
+    rounding ties where RNE, half-away and half-up disagree; the rest are arbitrary, some beyond
+    ``steps`` quantization steps (saturation). ``scale`` is a float (or a strategy of one)."""
+    if isinstance(scale, st.SearchStrategy):
+        scale = draw(scale)
+    n = draw(st.integers(0, n_max))
+    ks = draw(hnp.arrays(np.int64, n, elements=st.integers(-steps, steps)))
+    kind = draw(hnp.arrays(np.int8, n, elements=st.integers(0, 3)))
+    s = np.float64(scale)
+    tie = (ks + 0.5) * s
+    out = np.where(kind == 0, tie, np.where(kind == 1, np.nextafter(tie, np.inf),
+                   np.where(kind == 2, ks * s, (ks + 0.37) * s * 1.7)))
+    return out.astype(dtype)
