@@ -532,3 +532,63 @@ def test_large_matrix_paths_agree_with_small_paths():
     want = np.where(q.max(0) >= np.float32(0.5), q.argmax(0), -1)
     np.testing.assert_array_equal(ours, want)
     np.testing.assert_array_equal(match(q), ref_torchvision(q, np.float32(0.7), np.float32(0.3), True))
+
+
+# --------------------------------------------------------------------------------------------------
+# refdet.testing comparators
+# --------------------------------------------------------------------------------------------------
+
+def test_assert_matches_equal_explains_the_low_quality_divergence():
+    from refdet.testing import assert_matches_equal
+    assert_matches_equal(match(TV8A), [-2, 0, -2, -1, -1, 0], TV8A)          # equal: no error
+    with pytest.raises(AssertionError) as exc:
+        assert_matches_equal(match(TV8A), match(TV8A, convention="mmdet"), TV8A, names=("tv", "mmdet"))
+    msg = str(exc.value)
+    assert "first at anchor 1: tv[1] = 0 (gt 0), mmdet[1] = 1 (gt 1)" in msg
+    assert "gt 0: 0.6, gt 1: 0.6" in msg
+    assert "a tie: the first gt wins the argmax" in msg
+    assert "best anchor (incl. ties) of gt(s) [1]" in msg
+    assert "mmdet equals refdet's match(convention='mmdet')" in msg
+    assert "tv equals refdet's match(convention='torchvision')" in msg
+
+
+def test_assert_matches_equal_names_exact_thresholds():
+    from refdet.testing import assert_matches_equal
+    q = np.array([[0.7, 0.3, 0.2999999, 0.6999999]], dtype=np.float32)
+    with pytest.raises(AssertionError, match=r"(?s)exactly `high` = 0.7.*expected equals refdet's "
+                                             r"match\(convention='paper'\)"):
+        assert_matches_equal(match(q, allow_low_quality_matches=False),
+                             match(q, allow_low_quality_matches=False, convention="paper"), q,
+                             allow_low_quality_matches=False)
+
+
+def test_assert_matches_equal_ssd_and_shapes():
+    from refdet.testing import assert_matches_equal
+    with pytest.raises(AssertionError, match=r"(?s)first at anchor 2: matches\[2\] = -1.*expected equals refdet's ssd_match\(convention='caffe'\)"):
+        assert_matches_equal(ssd_match(TV8D_S), ssd_match(TV8D_S, convention="caffe"), TV8D_S, kind="ssd")
+    with pytest.raises(AssertionError, match="shape"):
+        assert_matches_equal([0, 1], [0, 1, 2], np.zeros((2, 2)))
+
+
+@given(q=rst.iou_matrices(min_n=1), mode=st.sampled_from(LOW_QUALITY_MODES))
+def test_assert_matches_equal_always_finds_the_mode(q, mode):
+    from refdet.testing import match_variants
+    got = match(q, low_quality=mode)
+    # every result of a listed mode is recognised among the variants
+    assert any(np.array_equal(v, got) for v in match_variants(q).values())
+
+
+def test_assert_sample_valid():
+    from refdet import sample_balanced
+    from refdet.testing import assert_sample_valid
+    lab = np.array([1, 1, 1, 0, 0, -1, 0, 1])
+    pos, neg = sample_balanced(lab, 4, 0.5, rng=0)
+    assert_sample_valid(lab, pos, neg, 4, 0.5)
+    with pytest.raises(AssertionError, match="anchor 5 is a sampled negative but its label is -1"):
+        bad = neg.copy()
+        bad[5] = True
+        assert_sample_valid(lab, pos, bad, 4, 0.5)
+    with pytest.raises(AssertionError, match=r"1 positives sampled; expected min\(#pos = 4, int\(4 \* 0.5\)\) = 2"):
+        p1 = np.zeros(8, bool)
+        p1[0] = True
+        assert_sample_valid(lab, p1, neg, 4, 0.5)

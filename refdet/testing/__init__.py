@@ -14,6 +14,9 @@ _EXPORTS = {
     "check_gradients": "gradcheck",
     "assert_nms_equal": "compare_nms",
     "explain_nms_difference": "compare_nms",
+    "assert_matches_equal": "compare_match",
+    "assert_sample_valid": "compare_match",
+    "match_variants": "compare_match",
 }
 
 _LAZY_SUBMODULES = ("strategies", "conformance")
