@@ -23,8 +23,10 @@ Kinks (documented subgradients, the same as PyTorch autograd):
 * ``|d|`` at ``d = 0`` (L1, and smooth L1 with ``beta = 0``): gradient 0.
 * ``max(a, b)`` / ``min(a, b)`` with ``a == b`` (box corners in the IoU losses): the gradient is
   split in halves between ``a`` and ``b`` (``torch.maximum``'s backward).
-* the intersection of two boxes that only touch: torchvision masks ``iw > 0 and ih > 0`` (gradient 0
-  on the boundary); mmdet clamps ``iw`` at 0 and lets the gradient through at ``iw == 0``.
+* the intersection of two boxes that only touch: torchvision masks ``iw > 0 and ih > 0``; mmdet
+  clamps ``iw`` and ``ih`` at 0, and torch's ``clamp`` backward passes the gradient only strictly
+  inside the range, so at ``iw == 0`` the gradient is 0 in both (checked against autograd). The same
+  strict rule applies to mmdet's CIoU clamp to [-1, 1].
 * hard-negative mining and the IoU > 0.5 gate of mmdet's CIoU are selections, not functions: they are
   held fixed in the backward pass (as torch's ``no_grad``/indexing does).
 
@@ -886,7 +888,7 @@ def _iou_family_forward(kind, p, g, formula, eps):
     if formula == "mmdet":
         iw, ih = np.maximum(iw_raw, zero), np.maximum(ih_raw, zero)
         inter = iw * ih
-        imask_w, imask_h = iw_raw >= 0, ih_raw >= 0               # clamp(min=0) passes grad at 0
+        imask_w, imask_h = iw_raw > 0, ih_raw > 0                 # torch's clamp backward: strictly inside
     else:
         m = (ih_raw > 0) & (iw_raw > 0)
         iw, ih = iw_raw, ih_raw
@@ -899,7 +901,7 @@ def _iou_family_forward(kind, p, g, formula, eps):
     cw_raw, ch_raw = xc2 - xc1, yc2 - yc1
     if formula == "mmdet":
         cw, ch = np.maximum(cw_raw, zero), np.maximum(ch_raw, zero)
-        cmask_w, cmask_h = cw_raw >= 0, ch_raw >= 0
+        cmask_w, cmask_h = cw_raw > 0, ch_raw > 0
     else:
         cw, ch = cw_raw, ch_raw
         cmask_w = cmask_h = np.ones_like(cw_raw, dtype=bool)
@@ -941,7 +943,7 @@ def _iou_family_forward(kind, p, g, formula, eps):
         with np.errstate(divide="ignore", invalid="ignore"):
             alpha = gate * vv / (one - iou + vv)
         cious = iou - (rho2 / c2 + alpha * vv)
-        cmask = (cious >= -one) & (cious <= one)                   # clamp's backward mask
+        cmask = (cious > -one) & (cious < one)                     # clamp's backward mask (strict)
         v.update(h_e=h_e, H_e=H_e, theta=theta, vv=vv, alpha=alpha, cmask=cmask)
         return one - np.clip(cious, -one, one), v
 
