@@ -24,9 +24,10 @@ Order of operations (for float32 bit-exactness with ``torchvision.ops.box_iou``)
     iou = inter / union
 
 refdet follows it exactly, so float32 inputs give torchvision's float32 bits. float16 inputs are
-computed (and returned) in float32; torchvision upcasts the areas too but subtracts ``rb - lt`` in
-float16, so for float16 boxes whose coordinate differences are not representable in float16 the two
-can differ by that rounding (refdet's value is the more accurate one).
+computed (and returned) in float32, as torchvision does for the areas; torchvision however subtracts
+``rb - lt`` in float16 before upcasting, so the ``"torchvision"`` profile rounds those differences to
+float16 too (knob ``half_wh``) and matches its float16 results bit for bit. Pass ``half_wh=False`` for
+the plain float32 value (different in about 0.06% of random float16 pairs, by up to ~5e-4).
 
 Memory: :func:`box_iou` works on blocks of rows with preallocated scratch buffers (about 256 KiB
 each), so besides the (N, M) result it needs O(M) extra memory, never an (N, M, 2) temporary.
@@ -56,16 +57,18 @@ _KNOBS = {
     "plus_one": "box widths are x2 - x1 + 1 and intersection widths min - max + 1 (legacy pixels)",
     "guard": "what a zero union / degenerate box gives: " + " | ".join(IOU_GUARDS),
     "sort_corners": "treat any diagonal as a box: use min/max of (x1, x2) and (y1, y2) (ONNX)",
+    "half_wh": "float16 inputs: round the widths/heights min - max to float16 before the product "
+               "(torchvision subtracts in float16 and upcasts after)",
 }
 
 _PROFILES = {
-    "torchvision": {"plus_one": False, "guard": "none", "sort_corners": False},
-    "detectron2": {"plus_one": False, "guard": "inter_gt_0", "sort_corners": False},
-    "mmdet": {"plus_one": False, "guard": "eps_union", "sort_corners": False},
-    "caffe": {"plus_one": True, "guard": "pfr", "sort_corners": False},
-    "tf": {"plus_one": False, "guard": "inter_gt_0", "sort_corners": False},
-    "onnx": {"plus_one": False, "guard": "skip_degenerate", "sort_corners": True},
-    "paper": {"plus_one": False, "guard": "none", "sort_corners": False},
+    "torchvision": {"plus_one": False, "guard": "none", "sort_corners": False, "half_wh": True},
+    "detectron2": {"plus_one": False, "guard": "inter_gt_0", "sort_corners": False, "half_wh": False},
+    "mmdet": {"plus_one": False, "guard": "eps_union", "sort_corners": False, "half_wh": False},
+    "caffe": {"plus_one": True, "guard": "pfr", "sort_corners": False, "half_wh": False},
+    "tf": {"plus_one": False, "guard": "inter_gt_0", "sort_corners": False, "half_wh": False},
+    "onnx": {"plus_one": False, "guard": "skip_degenerate", "sort_corners": True, "half_wh": False},
+    "paper": {"plus_one": False, "guard": "none", "sort_corners": False, "half_wh": False},
 }
 
 _SOURCES = """\
@@ -88,6 +91,8 @@ _FAMILY_KNOBS["eps"] = "added to the DIoU diagonal c^2 and to CIoU's alpha denom
 _FAMILY_PROFILES = {p: dict(s, eps=1e-7) for p, s in _PROFILES.items()}
 _FAMILY_PROFILES["mmdet"]["eps"] = 1e-6
 _FAMILY_PROFILES["paper"]["eps"] = 0.0
+# torchvision's distance_box_iou / complete_box_iou upcast the boxes first: no float16 rounding
+_UPCAST_PROFILES = {p: dict(s, half_wh=False) for p, s in _FAMILY_PROFILES.items()}
 
 _FAMILY_SOURCES = """\
 torchvision ops/boxes.py generalized_box_iou (no eps), distance_box_iou and complete_box_iou
@@ -97,31 +102,39 @@ The enclosing-box term (C - U) / C: guard "none" divides as is (0/0 = NaN, torch
   where C = 0. mmdet's DIoU/CIoU losses add eps = 1e-6 to c^2. Frameworks without a pairwise
   GIoU/DIoU/CIoU (detectron2, TF, ONNX, caffe) get refdet's extension with their IoU guard.
 """
-for _op in ("generalized_box_iou", "distance_box_iou", "complete_box_iou"):
-    conventions.register(_op, _FAMILY_PROFILES, knobs=_FAMILY_KNOBS, doc=_FAMILY_SOURCES)
+conventions.register("generalized_box_iou", _FAMILY_PROFILES, knobs=_FAMILY_KNOBS, doc=_FAMILY_SOURCES)
+for _op in ("distance_box_iou", "complete_box_iou"):
+    conventions.register(_op, _UPCAST_PROFILES, knobs=_FAMILY_KNOBS, doc=_FAMILY_SOURCES)
 
 # Scratch buffers hold about this many elements (256 KiB in float32): three of them stay in L2.
 _BLOCK_ELEMENTS = 1 << 16
 
 
-def _settings(op, convention, plus_one, guard, sort_corners, **extra):
+def _settings(op, convention, plus_one, guard, sort_corners, half_wh, **extra):
     s = conventions.resolve(op, convention, plus_one=plus_one, guard=guard,
-                            sort_corners=sort_corners, **extra)
+                            sort_corners=sort_corners, half_wh=half_wh, **extra)
     _checks.check_choice(s["guard"], "guard", IOU_GUARDS)
     if not isinstance(s["plus_one"], (bool, np.bool_)):
         raise TypeError(f"`plus_one` must be a bool; got {type(s['plus_one']).__name__} {s['plus_one']!r}")
     if not isinstance(s["sort_corners"], (bool, np.bool_)):
         raise TypeError(f"`sort_corners` must be a bool; got {type(s['sort_corners']).__name__} "
                         f"{s['sort_corners']!r}")
+    if not isinstance(s["half_wh"], (bool, np.bool_)):
+        raise TypeError(f"`half_wh` must be a bool; got {type(s['half_wh']).__name__} {s['half_wh']!r}")
     return s
 
 
-def _pair(boxes1, boxes2):
-    """Validate both box sets; return them in one common working dtype (maybe the callers' arrays)."""
+def _pair(boxes1, boxes2, half_wh=False):
+    """Validate both box sets; return them in one common working dtype (maybe the callers' arrays).
+
+    Also returns whether the float16 rounding of ``half_wh`` applies (both inputs float16).
+    """
+    half = bool(half_wh) and _checks.as_array(boxes1, "boxes1").dtype == np.float16 and \
+        _checks.as_array(boxes2, "boxes2").dtype == np.float16
     b1 = _checks.as_boxes(boxes1, "boxes1")
     b2 = _checks.as_boxes(boxes2, "boxes2")
     dt = np.result_type(b1.dtype, b2.dtype)  # float32 + float64 -> float64, as torch promotes
-    return b1.astype(dt, copy=False), b2.astype(dt, copy=False)
+    return b1.astype(dt, copy=False), b2.astype(dt, copy=False), half
 
 
 def _columns(b, sort_corners):
@@ -145,7 +158,16 @@ def _areas(cols, plus_one):
     return w * h
 
 
-def _inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, out):
+def _round_half(x):
+    """Round float32 values to float16 in place (torchvision's float16 ``rb - lt``, then upcast).
+
+    torch's CPU float16 subtraction is computed in float32 and rounded once to float16, which is
+    exactly what this does to the float32 difference.
+    """
+    np.copyto(x, x.astype(np.float16))
+
+
+def _inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, out, half=False):
     """IoU of broadcastable column sets, written into ``out``; ``inter``/``union``/``tmp`` are scratch.
 
     ``c1``/``c2`` are (x1, y1, x2, y2) tuples and ``a1``/``a2`` areas, already shaped to broadcast
@@ -155,22 +177,28 @@ def _inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, o
     x1a, y1a, x2a, y2a = c1
     x1b, y1b, x2b, y2b = c2
     dt = out.dtype.type
+    # Argument order: on a tie NumPy's maximum/minimum return the *second* argument and torch's the
+    # first; the two differ only in the sign of a zero, which the swapped order below reproduces
+    # (torch.max(a, b) -> np.maximum(b, a); x.clamp(min=0) -> np.maximum(0, x)).
     # width of the intersection: clamp(min(x2) - max(x1) [+ 1], 0)
-    np.minimum(x2a, x2b, out=inter)
-    np.maximum(x1a, x1b, out=tmp)
+    np.minimum(x2b, x2a, out=inter)
+    np.maximum(x1b, x1a, out=tmp)
     np.subtract(inter, tmp, out=inter)
     # height into `union` (used as scratch until the union is formed)
-    np.minimum(y2a, y2b, out=union)
-    np.maximum(y1a, y1b, out=tmp)
+    np.minimum(y2b, y2a, out=union)
+    np.maximum(y1b, y1a, out=tmp)
     np.subtract(union, tmp, out=union)
+    if half:
+        _round_half(inter)
+        _round_half(union)
     if plus_one:
         np.add(inter, dt(1), out=inter)
         np.add(union, dt(1), out=union)
     pfr_mask = None
     if guard == "pfr":  # py-faster-rcnn: only where iw > 0 and ih > 0
         pfr_mask = (inter > 0) & (union > 0)
-    np.maximum(inter, dt(0), out=inter)
-    np.maximum(union, dt(0), out=union)
+    np.maximum(dt(0), inter, out=inter)
+    np.maximum(dt(0), union, out=union)
     np.multiply(inter, union, out=inter)            # I = w * h
     np.add(a1, a2, out=union)                       # area1 + area2 first ...
     np.subtract(union, inter, out=union)            # ... then - I  (torchvision's order)
@@ -191,7 +219,7 @@ def _inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, o
 
 
 def box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None, guard=None, sort_corners=None,
-            eps=1e-6, out=None):
+            half_wh=None, eps=1e-6, out=None):
     """Pairwise intersection over union.
 
     Parameters
@@ -227,6 +255,12 @@ def box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None, guard=No
         Use ``min``/``max`` of each coordinate pair, so that any diagonal describes the box (ONNX).
         Without it a box with ``x2 < x1`` has a negative width: its intersection with anything is 0
         and its "area" is whatever the product gives, as in torchvision.
+    half_wh : bool, optional
+        Only for float16 inputs (both sets): round the intersection widths and heights
+        ``min(x2) - max(x1)`` to float16 before they are multiplied, which is what torchvision does
+        (it upcasts the areas but subtracts ``rb - lt`` in float16). On by default under
+        ``"torchvision"`` so that float16 results match it bit for bit; ``False`` keeps the float32
+        difference (the more accurate value).
     eps : float
         The union floor of ``guard="eps_union"`` (compared in the working dtype).
     out : ndarray, shape (N, M), optional
@@ -243,8 +277,8 @@ def box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None, guard=No
     >>> box_iou([[0, 0, 10, 10]], [[5, 5, 15, 15], [0, 0, 10, 10]])   # 25 / (100 + 100 - 25)
     array([[0.14285714, 1.        ]])
     """
-    s = _settings("box_iou", convention, plus_one, guard, sort_corners)
-    b1, b2 = _pair(boxes1, boxes2)
+    s = _settings("box_iou", convention, plus_one, guard, sort_corners, half_wh)
+    b1, b2, half = _pair(boxes1, boxes2, s["half_wh"])
     dt = b1.dtype
     eps = _checks.check_positive(eps, "eps") if s["guard"] == "eps_union" else 0.0
     n, m = len(b1), len(b2)
@@ -270,12 +304,12 @@ def box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None, guard=No
             k = stop - start
             block = tuple(c[start:stop, None] for c in c1)          # (k, 1) against (M,)
             _inter_union_into(block, c2, a1[start:stop, None], a2, s["plus_one"], s["guard"], eps,
-                              inter[:k], union[:k], tmp[:k], out[start:stop])
+                              inter[:k], union[:k], tmp[:k], out[start:stop], half)
     return out
 
 
 def box_iou_paired(boxes1, boxes2, *, convention="torchvision", plus_one=None, guard=None,
-                   sort_corners=None, eps=1e-6):
+                   sort_corners=None, half_wh=None, eps=1e-6):
     """Elementwise IoU of matching rows: ``iou[i] = IoU(boxes1[i], boxes2[i])``.
 
     The diagonal of :func:`box_iou` without the (N, N) matrix, with the same knobs and the same
@@ -290,8 +324,8 @@ def box_iou_paired(boxes1, boxes2, *, convention="torchvision", plus_one=None, g
     -------
     ndarray, shape (N,)
     """
-    s = _settings("box_iou_paired", convention, plus_one, guard, sort_corners)
-    b1, b2 = _pair(boxes1, boxes2)
+    s = _settings("box_iou_paired", convention, plus_one, guard, sort_corners, half_wh)
+    b1, b2, half = _pair(boxes1, boxes2, s["half_wh"])
     _checks.check_same_length(b1, b2, "boxes1", "boxes2")
     eps = _checks.check_positive(eps, "eps") if s["guard"] == "eps_union" else 0.0
     n = len(b1)
@@ -304,7 +338,7 @@ def box_iou_paired(boxes1, boxes2, *, convention="torchvision", plus_one=None, g
     a2 = _areas(c2, s["plus_one"])
     inter, union, tmp = (np.empty(n, dtype=b1.dtype) for _ in range(3))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        _inter_union_into(c1, c2, a1, a2, s["plus_one"], s["guard"], eps, inter, union, tmp, out)
+        _inter_union_into(c1, c2, a1, a2, s["plus_one"], s["guard"], eps, inter, union, tmp, out, half)
     return out
 
 
@@ -312,13 +346,13 @@ def box_iou_paired(boxes1, boxes2, *, convention="torchvision", plus_one=None, g
 # GIoU / DIoU / CIoU (pairwise)
 # ---------------------------------------------------------------------------------------------------
 
-def _family_parts(boxes1, boxes2, op, convention, plus_one, guard, sort_corners, eps):
+def _family_parts(boxes1, boxes2, op, convention, plus_one, guard, sort_corners, half_wh, eps):
     """Shared start of the GIoU family: settings, IoU, enclosing box extents (all (N, M))."""
-    s = _settings(op, convention, plus_one, guard, sort_corners, eps=eps)
+    s = _settings(op, convention, plus_one, guard, sort_corners, half_wh, eps=eps)
     e = _checks.check_real(s["eps"], "eps")
     if e < 0:
         raise ValueError(f"`eps` must be >= 0; got {e}")
-    b1, b2 = _pair(boxes1, boxes2)
+    b1, b2, half = _pair(boxes1, boxes2, s["half_wh"])
     dt = b1.dtype
     n, m = len(b1), len(b2)
     c1 = _columns(b1, s["sort_corners"])
@@ -332,15 +366,18 @@ def _family_parts(boxes1, boxes2, op, convention, plus_one, guard, sort_corners,
     col1 = tuple(c[:, None] for c in c1)  # (N, 1)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         _inter_union_into(col1, c2, a1[:, None], a2, s["plus_one"], s["guard"], 1e-6, inter, union, tmp,
-                          iou)
+                          iou, half)
         # smallest enclosing box: clamp(max(x2) - min(x1), 0)   (N, M) each
-        wc = np.maximum(col1[2], c2[2]) - np.minimum(col1[0], c2[0])
-        hc = np.maximum(col1[3], c2[3]) - np.minimum(col1[1], c2[1])
+        wc = np.maximum(c2[2], col1[2]) - np.minimum(c2[0], col1[0])  # (see the tie note above)
+        hc = np.maximum(c2[3], col1[3]) - np.minimum(c2[1], col1[1])
+        if half:
+            _round_half(wc)
+            _round_half(hc)
         if s["plus_one"]:
             wc += dt.type(1)
             hc += dt.type(1)
-        np.maximum(wc, dt.type(0), out=wc)
-        np.maximum(hc, dt.type(0), out=hc)
+        np.maximum(dt.type(0), wc, out=wc)
+        np.maximum(dt.type(0), hc, out=hc)
         if s["guard"] == "eps_union":  # mmdet clamps the union before it enters (C - U) / C
             np.maximum(union, dt.type(1e-6), out=union)
     return s, dt.type(e), c1, c2, iou, union, wc, hc
@@ -358,7 +395,7 @@ def _safe_ratio(num, den, guard, floor):
 
 
 def generalized_box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None, guard=None,
-                        sort_corners=None, eps=None):
+                        sort_corners=None, half_wh=None, eps=None):
     """Pairwise generalized IoU (Rezatofighi et al. 2019): ``GIoU = IoU - (C - U) / C``.
 
     ``C`` is the area of the smallest box enclosing both boxes and ``U`` their union. GIoU lies in
@@ -368,7 +405,7 @@ def generalized_box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=No
     ----------
     boxes1 : ndarray, shape (N, 4), xyxy
     boxes2 : ndarray, shape (M, 4), xyxy
-    convention, plus_one, guard, sort_corners
+    convention, plus_one, guard, sort_corners, half_wh
         As in :func:`box_iou` (the IoU term is ``box_iou``'s). The enclosing term ``(C - U) / C``:
         guard ``"none"`` divides as is (torchvision: NaN when both boxes are the same point),
         ``"eps_union"`` divides by ``max(C, 1e-6)`` (mmdet ``bbox_overlaps(mode="giou")``), every
@@ -386,7 +423,7 @@ def generalized_box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=No
     Order of operations (torchvision): ``iou - (areai - union) / areai`` with ``areai = wc * hc``.
     """
     s, _, _, _, iou, union, wc, hc = _family_parts(boxes1, boxes2, "generalized_box_iou", convention,
-                                                   plus_one, guard, sort_corners, eps)
+                                                   plus_one, guard, sort_corners, half_wh, eps)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         area_c = wc * hc
         return iou - _safe_ratio(area_c - union, area_c, s["guard"], 1e-6)
@@ -409,7 +446,7 @@ def _diou_terms(c1, c2, wc, hc, e, guard):
 
 
 def distance_box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None, guard=None,
-                     sort_corners=None, eps=None):
+                     sort_corners=None, half_wh=None, eps=None):
     """Pairwise distance IoU (Zheng et al. 2020): ``DIoU = IoU - rho^2 / (c^2 + eps)``.
 
     ``rho`` is the distance between the box centres, ``c`` the diagonal of the smallest enclosing
@@ -419,7 +456,7 @@ def distance_box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None,
     ----------
     boxes1 : ndarray, shape (N, 4), xyxy
     boxes2 : ndarray, shape (M, 4), xyxy
-    convention, plus_one, guard, sort_corners
+    convention, plus_one, guard, sort_corners, half_wh
         As in :func:`box_iou`.
     eps : float, optional
         Added to ``c^2`` (torchvision 1e-7, mmdet 1e-6, paper 0).
@@ -429,13 +466,13 @@ def distance_box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None,
     ndarray, shape (N, M)
     """
     s, e, c1, c2, iou, _, wc, hc = _family_parts(boxes1, boxes2, "distance_box_iou", convention,
-                                                 plus_one, guard, sort_corners, eps)
+                                                 plus_one, guard, sort_corners, half_wh, eps)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         return iou - _diou_terms(c1, c2, wc, hc, e, s["guard"])
 
 
 def complete_box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None, guard=None,
-                     sort_corners=None, eps=None, atan=None):
+                     sort_corners=None, half_wh=None, eps=None, atan=None):
     """Pairwise complete IoU (Zheng et al. 2020): ``CIoU = DIoU - alpha * v``.
 
     ``v = 4 / pi^2 * (atan(w1 / h1) - atan(w2 / h2))^2`` measures the aspect-ratio mismatch and
@@ -463,7 +500,7 @@ def complete_box_iou(boxes1, boxes2, *, convention="torchvision", plus_one=None,
     rounded to the working dtype, ``alpha = v / (((1 - iou) + v) + eps)``, ``diou - alpha * v``.
     """
     s, e, c1, c2, iou, _, wc, hc = _family_parts(boxes1, boxes2, "complete_box_iou", convention,
-                                                 plus_one, guard, sort_corners, eps)
+                                                 plus_one, guard, sort_corners, half_wh, eps)
     dt = iou.dtype.type
     f = np.arctan if atan is None else atan
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):

@@ -289,3 +289,44 @@ def test_float32_large_random_bit_exact(rng):
     xy = rng.uniform(0, 1000, (70, 2))
     b = np.concatenate([xy, xy + rng.uniform(0, 200, (70, 2))], 1).astype(F32)
     _bits_equal(box_iou(a, b), ops.box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy())
+
+
+@given(rst.box_sets(max_n=16, grid=None, high=2000.0, max_size=700.0),
+       rst.box_sets(max_n=16, grid=None, high=2000.0, max_size=700.0))
+def test_float16_bit_exact_vs_torchvision(a, b):
+    # torchvision upcasts areas but subtracts rb - lt in float16: the "torchvision" profile rounds those
+    # differences to float16 (half_wh) and returns float32 like torchvision
+    torch, ops = _torch()
+    a, b = a.astype(np.float16), b.astype(np.float16)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    _bits_equal(box_iou(a, b), ops.box_iou(ta, tb).numpy())
+    _bits_equal(generalized_box_iou(a, b), ops.generalized_box_iou(ta, tb).numpy())
+    _bits_equal(distance_box_iou(a, b), ops.distance_box_iou(ta, tb).numpy())  # upcasts first
+    # without the rounding: the float32 IoU of the float16 boxes, within float16 rounding of torchvision
+    np.testing.assert_allclose(box_iou(a, b, half_wh=False), box_iou(a.astype(F32), b.astype(F32)),
+                               rtol=0, atol=0)
+    np.testing.assert_allclose(box_iou(a, b, half_wh=False), ops.box_iou(ta, tb).numpy(), rtol=0, atol=2e-3)
+
+
+def test_half_wh_rounding_golden():
+    # x2 = 1000.5 and x1 = 0.0625 are float16 numbers; 1000.5 - 0.0625 = 1000.4375 is not (float16 has
+    # 11 significant bits: the spacing in [512, 1024) is 0.5), so torchvision's float16 width is 1000.5
+    a = np.array([[0.0625, 0, 1000.5, 1]], dtype=np.float16)
+    b = np.array([[0, 0, 1024, 1]], dtype=np.float16)
+    # torchvision: I = 1000.5 * 1, U = 1000.4375 + 1024 - 1000.5 = 1023.9375
+    assert box_iou(a, b)[0, 0] == F32(1000.5) / F32(1023.9375)
+    # float32 throughout: I = 1000.4375, U = 1024, IoU = 0.97698975
+    assert box_iou(a, b, half_wh=False)[0, 0] == F32(1000.4375) / F32(1024)
+
+
+def test_signed_zeros_match_torchvision():
+    # NumPy's maximum returns the second argument on a tie, torch's the first: refdet orders the
+    # arguments so that even the sign of a zero IoU matches torchvision
+    torch, ops = _torch()
+    a = np.array([[0.0, 0.0, 1.0, 1.0], [-0.0, -0.0, -0.0, -0.0], [0.0, -0.0, 0.0, -0.0]], F32)
+    b = np.array([[0.0, -0.0, 0.0, -0.0], [-0.0, 0.0, 2.0, 0.0], [1.0, 1.0, 1.0, 1.0]], F32)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    for f, g in ((box_iou, ops.box_iou), (generalized_box_iou, ops.generalized_box_iou),
+                 (distance_box_iou, ops.distance_box_iou)):
+        _bits_equal(f(a, b), g(ta, tb).numpy())
+        _bits_equal(f(b, a), g(tb, ta).numpy())

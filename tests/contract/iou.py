@@ -27,6 +27,7 @@ for _name in _PAIRWISE + ("box_iou_paired",):
         Bad(_name, lambda r: ((_boxes(r, 3), _boxes(r, 3)), {"guard": "nan_to_one"}), ValueError,
             "`guard`.*'nan_to_one'"),
         Bad(_name, lambda r: ((_boxes(r, 3), _boxes(r, 3)), {"plus_one": "yes"}), TypeError, "`plus_one`"),
+        Bad(_name, lambda r: ((_boxes(r, 3), _boxes(r, 3)), {"half_wh": 1}), TypeError, "`half_wh`"),
         Bad(_name, lambda r: ((_boxes(r, 3), [[0, 0, 1]]), {}), ValueError, r"`boxes2`.*\(N, 4\)"),
     ]
 BAD += [
