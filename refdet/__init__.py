@@ -21,6 +21,8 @@ _PUBLIC_MODULES = [
     "targets",
     "losses",
     "nms",
+    "fpn",
+    "heads",
 ]
 
 __all__ = []

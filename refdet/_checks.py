@@ -419,6 +419,59 @@ def check_float_dtype(dtype, name="dtype"):
 
 
 # ---------------------------------------------------------------------------------------------------
+# heads / fpn (refdet/heads.py, refdet/fpn.py): parameter dictionaries
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["check_param_shapes"]
+
+
+def check_param_shapes(params, want, name="params", *, dtype=None, allow_extra=False):
+    """Validate a parameter dict (torchvision ``state_dict`` keys -> arrays) against expected shapes.
+
+    Parameters
+    ----------
+    params : Mapping
+    want : dict
+        ``{key: shape}``; a shape of ``None`` only requires the key to be present.
+    dtype : dtype, optional
+        Cast the returned arrays to this dtype (the features' working dtype).
+    allow_extra : bool
+        Accept keys that ``want`` does not list (they are dropped). Otherwise an unexpected key is a
+        ``ValueError`` (like ``load_state_dict(strict=True)``): a typo must not go unnoticed.
+
+    Returns
+    -------
+    dict
+        ``{key: array}`` for the keys of ``want`` (possibly the caller's arrays: read-only).
+    """
+    from collections.abc import Mapping
+
+    if not isinstance(params, Mapping):
+        raise TypeError(f"`{name}` must be a dict of arrays (state_dict keys); got {_describe(params)}")
+    missing = [k for k in want if k not in params]
+    if missing:
+        raise ValueError(f"`{name}` is missing {', '.join(repr(k) for k in missing)} "
+                         f"(expected keys: {', '.join(repr(k) for k in want)})")
+    if not allow_extra:
+        extra = [k for k in params if k not in want]
+        if extra:
+            raise ValueError(f"`{name}` has unexpected keys {', '.join(repr(k) for k in extra)} "
+                             f"(expected keys: {', '.join(repr(k) for k in want)})")
+    out = {}
+    for k, shape in want.items():
+        label = f"{name}[{k!r}]"
+        arr = as_array(params[k], label)
+        if shape is not None and arr.shape != tuple(shape):
+            raise ValueError(f"`{label}` must have shape {tuple(shape)}; got {arr.shape}")
+        target = np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype)
+        arr = arr.astype(target, copy=False)
+        if shape is not None:
+            check_finite(arr, label)
+        out[k] = arr
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
 # quant (refdet.quant): integer dtypes, scales, zero points, channel axes
 # ---------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,491 @@
+"""Feature Pyramid Network (Lin et al., arXiv:1612.03144) as a forward/backward pair.
+
+Given backbone maps ``C_0 .. C_{L-1}`` (highest resolution first; C2..C5 or C3..C5 in the paper's
+names), the FPN computes, top-down::
+
+    M_{L-1} = lateral_{L-1}(C_{L-1})                                  # 1x1 conv to F channels
+    M_i     = lateral_i(C_i) + upsample(M_{i+1})      (i = L-2 .. 0)  # nearest-neighbour upsampling
+    P_i     = output_i(M_i)                                           # 3x3 conv, padding 1
+
+then optional extra levels on top:
+
+* ``"maxpool"``: ``P_L = max_pool2d(P_{L-1}, kernel_size=1, stride=2)``, i.e. every second pixel
+  (Faster/Mask R-CNN's "P6"; torchvision ``LastLevelMaxPool``, detectron2, mmdet ``num_outs > L``
+  without extra convs, Detectron1).
+* ``"p6p7"``: ``P6 = conv3x3_s2(x)``, ``P7 = conv3x3_s2(relu(P6))`` (RetinaNet, paper §4) where ``x`` is
+  C5 (paper, detectron2, torchvision v2, mmdet ``add_extra_convs="on_input"``) or P5 (torchvision v1,
+  mmdet ``"on_output"``); mmdet leaves out the ReLU unless ``relu_before_extra_convs=True``. A
+  3x3/stride 2/padding 1 conv maps n to ``floor((n - 1) / 2) + 1`` (5 -> 3, 4 -> 2).
+* ``"none"``.
+
+Frameworks differ in how ``upsample`` is sized and in how the sum is fused; each difference is a
+keyword of :func:`fpn_forward`, set by ``convention=`` (``refdet.conventions.describe("fpn_forward")``):
+
+* ``upsample="to_lateral"`` (torchvision, mmdet): ``interpolate(M, size=lateral.shape[-2:])``, which
+  works for any sizes (13x9 -> 25x17 ...); ``"x2"`` (detectron2, Detectron1, the paper):
+  ``scale_factor=2``, which requires every map to be exactly twice the next (inputs padded to a
+  multiple of 32) and raises otherwise, as detectron2 would fail on the addition.
+* ``upsample_mode="nearest"``: source index ``floor(dst * in / out)`` (PyTorch ``nearest``, 3 -> 5
+  gives ``[0, 0, 1, 1, 2]``); ``"nearest-exact"``: ``floor((dst + 0.5) * in / out)`` (``[0, 0, 1, 2, 2]``).
+* ``fuse="avg"`` (detectron2 option ``fuse_type="avg"``): ``M_i = (lateral + upsample) / 2``.
+
+Parameters are a dict with torchvision ``FeaturePyramidNetwork`` state_dict keys:
+``inner_blocks.{i}.0.weight`` (F, C_i, 1, 1), ``inner_blocks.{i}.0.bias`` (F,),
+``layer_blocks.{i}.0.weight`` (F, F, 3, 3), ``layer_blocks.{i}.0.bias`` (F,), and for ``"p6p7"``
+``extra_blocks.p6.weight`` (F, C_in, 3, 3), ``extra_blocks.p6.bias``, ``extra_blocks.p7.weight``
+(F, F, 3, 3), ``extra_blocks.p7.bias``. (detectron2 calls them ``fpn_lateral{s}``/``fpn_output{s}``,
+mmdet ``lateral_convs.{i}.conv``/``fpn_convs.{i}.conv``: same tensors.)
+
+Dtypes: float64 features -> float64 math, float32 -> float32 (parameters are cast to the features'
+dtype). ReLU'(0) = 0.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from refdet import _checks
+from refdet import conventions
+from refdet import layers as _layers
+
+__all__ = [
+    "EXTRA_BLOCKS",
+    "FPNCache",
+    "fpn_init",
+    "fpn_forward",
+    "fpn_backward",
+]
+
+EXTRA_BLOCKS = ("p6p7", "maxpool", "none")
+
+_SRC = ("torchvision ops/feature_pyramid_network.py 172-250 (interpolate to the lateral's size, "
+        "LastLevelMaxPool, LastLevelP6P7 with use_P5 = in_channels == out_channels, kaiming_uniform_(a=1)); "
+        "detectron2 modeling/backbone/fpn.py (scale_factor=2.0, fuse_type sum|avg, LastLevelP6P7 "
+        "in_feature='res5', c2_xavier_fill = kaiming_uniform_(a=1) + zero bias); mmdet v3 necks/fpn.py "
+        "(size=prev_shape, add_extra_convs='on_input' in the RetinaNet configs, relu_before_extra_convs="
+        "False, init_cfg Xavier uniform); Detectron1 FPN.py (UpsampleNearest scale 2, P6 from C5, ReLU "
+        "before P7, XavierFill); FPN paper §3 (2x nearest upsampling, element-wise addition), Focal Loss "
+        "paper §4 (P6 = conv3x3/s2 on C5, P7 = conv3x3/s2 after a ReLU).")
+
+conventions.register(
+    "fpn_forward",
+    {
+        "torchvision": {"upsample": "to_lateral", "upsample_mode": "nearest", "fuse": "sum",
+                        "p6p7_input": "auto", "relu_before_p7": True},
+        "detectron2": {"upsample": "x2", "upsample_mode": "nearest", "fuse": "sum",
+                       "p6p7_input": "c5", "relu_before_p7": True},
+        "mmdet": {"upsample": "to_lateral", "upsample_mode": "nearest", "fuse": "sum",
+                  "p6p7_input": "c5", "relu_before_p7": False},
+        "caffe": {"upsample": "x2", "upsample_mode": "nearest", "fuse": "sum",
+                  "p6p7_input": "c5", "relu_before_p7": True},
+        "paper": {"upsample": "x2", "upsample_mode": "nearest", "fuse": "sum",
+                  "p6p7_input": "c5", "relu_before_p7": True},
+    },
+    knobs={
+        "upsample": "'to_lateral': nearest-upsample M_{i+1} to the lateral's size; 'x2': scale_factor 2 "
+                    "(sizes must divide)",
+        "upsample_mode": "'nearest' (src = floor(dst*in/out)) or 'nearest-exact' (floor((dst+0.5)*in/out))",
+        "fuse": "'sum' (lateral + upsampled) or 'avg' (half the sum, detectron2 fuse_type='avg')",
+        "p6p7_input": "input of P6: 'c5', 'p5', 'lateral' (mmdet on_lateral: the top 1x1 output) or "
+                      "'auto' (torchvision: P5 iff the p6 weight has F input channels, else C5)",
+        "relu_before_p7": "P7 = conv(relu(P6)) (True) or conv(P6) (False: mmdet's default)",
+    },
+    doc=_SRC,
+)
+
+conventions.register(
+    "fpn_init",
+    {
+        "torchvision": {"p6p7_input": "auto", "init": "kaiming_uniform_a1"},
+        "detectron2": {"p6p7_input": "c5", "init": "kaiming_uniform_a1"},
+        "mmdet": {"p6p7_input": "c5", "init": "xavier_uniform"},
+        "caffe": {"p6p7_input": "c5", "init": "kaiming_uniform_a1"},
+        "paper": {"p6p7_input": "c5", "init": "kaiming_uniform_a1"},
+    },
+    knobs={
+        "p6p7_input": "what P6 reads, which fixes the p6 weight's input channels (C5's, or F for 'p5'/"
+                      "'lateral'; 'auto' = C5's, which torchvision then reads as P5 when they equal F)",
+        "init": "'kaiming_uniform_a1': U(-sqrt(3/fan_in), +sqrt(3/fan_in)) = torchvision "
+                "kaiming_uniform_(a=1) = detectron2 c2_xavier_fill = Caffe2 XavierFill; "
+                "'xavier_uniform': U(-sqrt(6/(fan_in+fan_out)), +...) (mmdet FPN init_cfg); biases 0",
+    },
+    doc=_SRC + " The FPN paper states no initialisation; 'paper' uses its authors' Detectron "
+               "(Caffe2 XavierFill).",
+)
+
+
+class FPNCache(NamedTuple):
+    """What :func:`fpn_backward` needs.
+
+    settings : dict
+        The resolved knobs (``extra_blocks``, ``upsample``, ``upsample_mode``, ``fuse``,
+        ``p6p7_input`` as used: 'c5' | 'p5' | 'lateral', ``relu_before_p7``).
+    dtype : numpy.dtype
+    param_shapes : dict
+        ``{key: shape}`` (the keys of ``dparams``).
+    feature_shapes : list of tuple
+    lateral : list
+        Conv caches of the 1x1 lateral convs, per level.
+    up : list
+        Upsample caches; ``up[i]`` upsampled ``M_{i+1}`` into level i (None for the top level).
+    output : list
+        Conv caches of the 3x3 output convs, per level.
+    extra : tuple
+        ``("maxpool", cache)``, ``("p6p7", p6 conv cache, relu cache or None, p7 conv cache)`` or ``("none",)``.
+    out_shapes : list of tuple
+        Shapes of the outputs (P levels then extra levels).
+    """
+    settings: dict
+    dtype: np.dtype
+    param_shapes: dict
+    feature_shapes: list
+    lateral: list
+    up: list
+    output: list
+    extra: tuple
+    out_shapes: list
+
+
+def _dx(g):
+    """The input gradient of a layer backward (a NamedTuple with ``dx``, or a bare array)."""
+    return g.dx if hasattr(g, "dx") else g
+
+
+# ---------------------------------------------------------------------------------------------------
+# init
+# ---------------------------------------------------------------------------------------------------
+
+def _init_weight(rng, shape, scheme, dtype):
+    f, c, kh, kw = shape
+    fan_in, fan_out = c * kh * kw, f * kh * kw
+    if scheme == "kaiming_uniform_a1":
+        # kaiming_uniform_(a=1): gain = sqrt(2 / (1 + a^2)) = 1, bound = gain * sqrt(3 / fan_in)
+        bound = math.sqrt(3.0 / fan_in)
+    else:  # xavier_uniform, gain 1
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def _channels_list(in_channels_list):
+    if isinstance(in_channels_list, (str, bytes)) or not hasattr(in_channels_list, "__len__"):
+        raise TypeError(f"`in_channels_list` must be a list of ints (C_i per level); got "
+                        f"{type(in_channels_list).__name__} {in_channels_list!r}")
+    cs = [_checks.check_int(c, f"in_channels_list[{i}]", low=1) for i, c in enumerate(in_channels_list)]
+    if not cs:
+        raise ValueError("`in_channels_list` must list at least one level; got an empty list")
+    return cs
+
+
+def fpn_init(in_channels_list, out_channels, *, extra_blocks="p6p7", rng=None, convention="torchvision",
+             p6p7_input=None, init=None, dtype=np.float64):
+    """Parameters of an FPN.
+
+    Parameters
+    ----------
+    in_channels_list : sequence of int
+        C_i of the backbone maps, highest resolution first (ResNet-50 C3..C5: 512, 1024, 2048).
+    out_channels : int
+        F (256 in the paper).
+    extra_blocks : {"p6p7", "maxpool", "none"}
+        Extra levels (see the module docstring). Pass the same value to :func:`fpn_forward`.
+    rng : None, int or numpy.random.Generator
+    convention : str
+        Sets ``p6p7_input`` and ``init`` (``describe("fpn_init")``).
+    p6p7_input : {"auto", "c5", "p5", "lateral"}, optional
+        Decides the p6 weight's input channels: C_{L-1} for "c5" and "auto" (torchvision's
+        ``LastLevelP6P7(in_channels_list[-1], F)``), F for "p5" / "lateral".
+    init : {"kaiming_uniform_a1", "xavier_uniform"}, optional
+        Weight initialisation (biases are 0).
+    dtype : dtype
+
+    Returns
+    -------
+    dict
+        torchvision state_dict keys (module docstring), weights drawn in key order from ``rng``.
+    """
+    s = conventions.resolve("fpn_init", convention, p6p7_input=p6p7_input, init=init)
+    _checks.check_choice(extra_blocks, "extra_blocks", EXTRA_BLOCKS)
+    _checks.check_choice(s["p6p7_input"], "p6p7_input", ("auto", "c5", "p5", "lateral"))
+    _checks.check_choice(s["init"], "init", ("kaiming_uniform_a1", "xavier_uniform"))
+    cs = _channels_list(in_channels_list)
+    f = _checks.check_int(out_channels, "out_channels", low=1)
+    rng = _checks.as_rng(rng)
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"`dtype` must be a floating dtype; got {dtype}")
+    p = {}
+    for i, c in enumerate(cs):
+        p[f"inner_blocks.{i}.0.weight"] = _init_weight(rng, (f, c, 1, 1), s["init"], dtype)
+        p[f"inner_blocks.{i}.0.bias"] = np.zeros(f, dtype)
+    for i in range(len(cs)):
+        p[f"layer_blocks.{i}.0.weight"] = _init_weight(rng, (f, f, 3, 3), s["init"], dtype)
+        p[f"layer_blocks.{i}.0.bias"] = np.zeros(f, dtype)
+    if extra_blocks == "p6p7":
+        c_in = cs[-1] if s["p6p7_input"] in ("auto", "c5") else f
+        p["extra_blocks.p6.weight"] = _init_weight(rng, (f, c_in, 3, 3), s["init"], dtype)
+        p["extra_blocks.p6.bias"] = np.zeros(f, dtype)
+        p["extra_blocks.p7.weight"] = _init_weight(rng, (f, f, 3, 3), s["init"], dtype)
+        p["extra_blocks.p7.bias"] = np.zeros(f, dtype)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------
+# forward / backward
+# ---------------------------------------------------------------------------------------------------
+
+def _layout(params, feats, extra_blocks):
+    """Expected {key: shape} from the features and the top lateral weight; (want, F, c_p6)."""
+    from collections.abc import Mapping
+
+    if not isinstance(params, Mapping):
+        _checks.check_param_shapes(params, {}, "params")
+    L = len(feats)
+    n_params = sum(1 for k in params if isinstance(k, str) and k.startswith("inner_blocks.")
+                   and k.endswith(".0.weight"))
+    if n_params != L:
+        raise ValueError(f"`params` hold an FPN with {n_params} levels (inner_blocks.*.0.weight) but `features` "
+                         f"has {L} maps")
+    k0 = f"inner_blocks.{L - 1}.0.weight"
+    _checks.check_param_shapes(params, {k0: None}, "params", allow_extra=True)
+    shape0 = np.shape(params[k0])
+    if len(shape0) != 4:
+        raise ValueError(f"`params[{k0!r}]` must have shape (F, C, 1, 1); got {shape0}")
+    f = shape0[0]
+    want = {}
+    for i, x in enumerate(feats):
+        want[f"inner_blocks.{i}.0.weight"] = (f, x.shape[1], 1, 1)
+        want[f"inner_blocks.{i}.0.bias"] = (f,)
+    for i in range(L):
+        want[f"layer_blocks.{i}.0.weight"] = (f, f, 3, 3)
+        want[f"layer_blocks.{i}.0.bias"] = (f,)
+    has_p6 = "extra_blocks.p6.weight" in params
+    c_p6 = None
+    if extra_blocks == "p6p7":
+        if not has_p6:
+            raise ValueError("`params` has no 'extra_blocks.p6.weight': they were made without P6/P7 "
+                             "(pass extra_blocks='maxpool' or 'none' to fpn_forward, as to fpn_init)")
+        shp = np.shape(params["extra_blocks.p6.weight"])
+        if len(shp) != 4:
+            raise ValueError(f"`params['extra_blocks.p6.weight']` must have shape (F, C_in, 3, 3); got {shp}")
+        c_p6 = shp[1]
+        want.update({"extra_blocks.p6.weight": (f, c_p6, 3, 3), "extra_blocks.p6.bias": (f,),
+                     "extra_blocks.p7.weight": (f, f, 3, 3), "extra_blocks.p7.bias": (f,)})
+    elif has_p6:
+        raise ValueError(f"`params` has P6/P7 weights but extra_blocks={extra_blocks!r}; pass "
+                         f"extra_blocks='p6p7' (as to fpn_init)")
+    return want, f, c_p6
+
+
+def fpn_forward(params, features, *, extra_blocks="p6p7", convention="torchvision", upsample=None,
+                upsample_mode=None, fuse=None, p6p7_input=None, relu_before_p7=None):
+    """Feature Pyramid Network forward pass.
+
+    Parameters
+    ----------
+    params : dict
+        From :func:`fpn_init`, or a torchvision ``FeaturePyramidNetwork`` state_dict as NumPy arrays.
+        Must have exactly the keys the features and ``extra_blocks`` call for.
+    features : list of ndarray, shape (B, C_i, H_i, W_i)
+        Backbone maps, highest resolution first (``H_i >= H_{i+1}`` is usual but not required with
+        ``upsample="to_lateral"``).
+    extra_blocks : {"p6p7", "maxpool", "none"}
+        As given to :func:`fpn_init` (checked against the params: P6/P7 weights present or not).
+    convention : str
+        Sets the knobs below (``refdet.conventions.describe("fpn_forward")``).
+    upsample : {"to_lateral", "x2"}, optional
+    upsample_mode : {"nearest", "nearest-exact"}, optional
+    fuse : {"sum", "avg"}, optional
+    p6p7_input : {"auto", "c5", "p5", "lateral"}, optional
+    relu_before_p7 : bool, optional
+
+    Returns
+    -------
+    outputs : list of ndarray
+        ``[P_0, ..., P_{L-1}]`` each (B, F, H_i, W_i), then the extra levels: ``P_L`` (B, F,
+        ceil(H/2), ceil(W/2)) for "maxpool", or P6 (B, F, floor((H-1)/2)+1, ...) and P7 for "p6p7".
+    cache : FPNCache
+    """
+    s = conventions.resolve("fpn_forward", convention, upsample=upsample, upsample_mode=upsample_mode,
+                            fuse=fuse, p6p7_input=p6p7_input, relu_before_p7=relu_before_p7)
+    _checks.check_choice(extra_blocks, "extra_blocks", EXTRA_BLOCKS)
+    _checks.check_choice(s["upsample"], "upsample", ("to_lateral", "x2"))
+    _checks.check_choice(s["upsample_mode"], "upsample_mode", ("nearest", "nearest-exact"))
+    _checks.check_choice(s["fuse"], "fuse", ("sum", "avg"))
+    _checks.check_choice(s["p6p7_input"], "p6p7_input", ("auto", "c5", "p5", "lateral"))
+    if not isinstance(s["relu_before_p7"], (bool, np.bool_)):
+        raise TypeError(f"`relu_before_p7` must be a bool; got {s['relu_before_p7']!r}")
+    if not isinstance(features, (list, tuple)):
+        raise TypeError(f"`features` must be a list of (B, C_i, H_i, W_i) maps (highest resolution first); "
+                        f"got {type(features).__name__}")
+    if not features:
+        raise ValueError("`features` must hold at least one map; got an empty list")
+    feats = [_checks.as_nchw(x, f"features[{i}]") for i, x in enumerate(features)]
+    dtype = np.dtype(np.result_type(*[x.dtype for x in feats]))
+    feats = [x.astype(dtype, copy=False) for x in feats]
+    for i, x in enumerate(feats):
+        if x.shape[0] != feats[0].shape[0]:
+            raise ValueError(f"every level of `features` must have the same batch size; got {feats[0].shape[0]} "
+                             f"for level 0 and {x.shape[0]} for level {i}")
+    want, f, c_p6 = _layout(params, feats, extra_blocks)
+    p = _checks.check_param_shapes(params, want, "params", dtype=dtype)
+    L = len(feats)
+    settings = dict(s, extra_blocks=extra_blocks)
+
+    lateral, up, output = [None] * L, [None] * L, [None] * L
+    outs = [None] * L
+    half = dtype.type(0.5)
+    m, lateral[L - 1] = _layers.conv2d_forward(feats[L - 1], p[f"inner_blocks.{L - 1}.0.weight"],
+                                                p[f"inner_blocks.{L - 1}.0.bias"])
+    top_lateral = m
+    outs[L - 1], output[L - 1] = _layers.conv2d_forward(m, p[f"layer_blocks.{L - 1}.0.weight"],
+                                                        p[f"layer_blocks.{L - 1}.0.bias"], padding=1)
+    for i in range(L - 2, -1, -1):
+        lat, lateral[i] = _layers.conv2d_forward(feats[i], p[f"inner_blocks.{i}.0.weight"],
+                                                 p[f"inner_blocks.{i}.0.bias"])
+        if s["upsample"] == "to_lateral":
+            td, up[i] = _layers.upsample_nearest_forward(m, size=lat.shape[-2:], mode=s["upsample_mode"])
+        else:
+            if lat.shape[-2:] != (2 * m.shape[-2], 2 * m.shape[-1]):
+                raise ValueError(
+                    f"upsample='x2' needs every map twice the size of the next: level {i} is "
+                    f"{tuple(lat.shape[-2:])} but level {i + 1} upsampled by 2 is "
+                    f"{(2 * m.shape[-2], 2 * m.shape[-1])} (detectron2 pads inputs to a multiple of 32; "
+                    f"use upsample='to_lateral' for torchvision/mmdet behaviour)")
+            td, up[i] = _layers.upsample_nearest_forward(m, scale_factor=2, mode=s["upsample_mode"])
+        m = lat + td
+        if s["fuse"] == "avg":
+            m = m * half  # detectron2: prev_features /= 2 (exact in binary floating point)
+        outs[i], output[i] = _layers.conv2d_forward(m, p[f"layer_blocks.{i}.0.weight"],
+                                                    p[f"layer_blocks.{i}.0.bias"], padding=1)
+
+    if extra_blocks == "maxpool":
+        pool, pc = _layers.max_pool2d_forward(outs[L - 1], kernel_size=1, stride=2)
+        outs.append(pool)
+        extra = ("maxpool", pc)
+    elif extra_blocks == "p6p7":
+        src = s["p6p7_input"]
+        if src == "auto":  # torchvision LastLevelP6P7: use_P5 = in_channels == out_channels
+            src = "p5" if c_p6 == f else "c5"
+        x = {"c5": feats[L - 1], "p5": outs[L - 1], "lateral": top_lateral}[src]
+        if x.shape[1] != c_p6:
+            raise ValueError(f"p6p7_input={src!r} has {x.shape[1]} channels but `params['extra_blocks.p6.weight']` "
+                             f"expects {c_p6}")
+        settings["p6p7_input"] = src
+        p6, c6 = _layers.conv2d_forward(x, p["extra_blocks.p6.weight"], p["extra_blocks.p6.bias"],
+                                        stride=2, padding=1)
+        rc = None
+        x7 = p6
+        if s["relu_before_p7"]:
+            x7, rc = _layers.relu_forward(p6)
+        p7, c7 = _layers.conv2d_forward(x7, p["extra_blocks.p7.weight"], p["extra_blocks.p7.bias"],
+                                        stride=2, padding=1)
+        outs += [p6, p7]
+        extra = ("p6p7", c6, rc, c7)
+    else:
+        extra = ("none",)
+    cache = FPNCache(settings, dtype, {k: v.shape for k, v in p.items()}, [x.shape for x in feats],
+                     lateral, up, output, extra, [o.shape for o in outs])
+    return outs, cache
+
+
+def fpn_backward(doutputs, cache):
+    """Gradients of the FPN.
+
+    Parameters
+    ----------
+    doutputs : list of ndarray
+        Gradients of the loss with respect to each output of :func:`fpn_forward` (same shapes); an
+        entry may be None (that level is unused: zero gradient).
+    cache : FPNCache
+
+    Returns
+    -------
+    dparams : dict
+        Same keys and shapes as the params.
+    dfeatures : list of ndarray
+        Shaped like ``features``.
+
+    Notes
+    -----
+    Top-down in reverse: ``dM_i = output_i^T(dP_i) + upsample^T(dM_{i-1} [x 1/2 for avg])`` where
+    ``upsample^T`` sums the gradient of every output pixel into its source pixel; the lateral gets
+    ``dM_i`` (halved under ``avg`` except at the top level). The extra levels are differentiated
+    first and their gradient lands on P5, C5 or the top lateral.
+    """
+    if not isinstance(cache, FPNCache):
+        raise TypeError(f"`cache` must be the FPNCache returned by fpn_forward; got {type(cache).__name__}")
+    n_out = len(cache.out_shapes)
+    if not isinstance(doutputs, (list, tuple)) or len(doutputs) != n_out:
+        raise ValueError(f"`doutputs` must be a list of {n_out} arrays (one per output of fpn_forward); got "
+                         f"{type(doutputs).__name__}" + (f" of length {len(doutputs)}"
+                                                         if isinstance(doutputs, (list, tuple)) else ""))
+    dt = cache.dtype
+    d = []
+    for i, (g, shp) in enumerate(zip(doutputs, cache.out_shapes)):
+        if g is None:
+            d.append(None)
+            continue
+        g = _checks.as_nchw(g, f"doutputs[{i}]", dtype=dt)
+        if g.shape != shp:
+            raise ValueError(f"`doutputs[{i}]` must have the output's shape {shp}; got {g.shape}")
+        d.append(g)
+    s = cache.settings
+    L = len(cache.feature_shapes)
+    grads = {k: np.zeros(v, dt) for k, v in cache.param_shapes.items()}
+    dfeats = [np.zeros(shp, dt) for shp in cache.feature_shapes]
+    dP = list(d[:L])
+    d_top_lateral = None
+
+    def add(a, b):
+        if a is None or b is None:
+            return b if a is None else a
+        return a + b
+
+    if cache.extra[0] == "maxpool" and d[L] is not None:
+        dP[L - 1] = add(dP[L - 1], _dx(_layers.max_pool2d_backward(d[L], cache.extra[1])))
+    elif cache.extra[0] == "p6p7":
+        _, c6, rc, c7 = cache.extra
+        dp6 = d[L]
+        if d[L + 1] is not None:
+            g7 = _layers.conv2d_backward(d[L + 1], c7)
+            grads["extra_blocks.p7.weight"] += g7.dw
+            grads["extra_blocks.p7.bias"] += g7.db
+            dx7 = g7.dx if rc is None else _dx(_layers.relu_backward(g7.dx, rc))
+            dp6 = add(dp6, dx7)
+        if dp6 is not None:
+            g6 = _layers.conv2d_backward(dp6, c6)
+            grads["extra_blocks.p6.weight"] += g6.dw
+            grads["extra_blocks.p6.bias"] += g6.db
+            src = s["p6p7_input"]
+            if src == "c5":
+                dfeats[L - 1] += g6.dx
+            elif src == "p5":
+                dP[L - 1] = add(dP[L - 1], g6.dx)
+            else:
+                d_top_lateral = g6.dx
+
+    half = dt.type(0.5)
+    d_from_below = None  # gradient reaching M_i through the upsampling into level i - 1
+    for i in range(L):
+        dm = d_from_below
+        if dP[i] is not None:
+            go = _layers.conv2d_backward(dP[i], cache.output[i])
+            grads[f"layer_blocks.{i}.0.weight"] += go.dw
+            grads[f"layer_blocks.{i}.0.bias"] += go.db
+            dm = add(dm, go.dx)
+        if i == L - 1:
+            dm = add(dm, d_top_lateral)
+        d_from_below = None
+        if dm is None:
+            continue
+        if i < L - 1 and s["fuse"] == "avg":
+            dm = dm * half
+        gl = _layers.conv2d_backward(dm, cache.lateral[i])
+        grads[f"inner_blocks.{i}.0.weight"] += gl.dw
+        grads[f"inner_blocks.{i}.0.bias"] += gl.db
+        dfeats[i] += gl.dx
+        if i < L - 1:
+            d_from_below = _dx(_layers.upsample_nearest_backward(dm, cache.up[i]))
+    return grads, dfeats
