@@ -61,6 +61,10 @@ __all__ = [
     "qparams_from_minmax",
     "quantize",
     "dequantize",
+    "QuantizedTensor",
+    "quantize_weights",
+    "QuantizedBias",
+    "quantize_bias",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
     "PerChannelMinMaxObserver",
@@ -509,6 +513,131 @@ def dequantize(q, scale, zero_point, *, axis=None, out_dtype="float32"):
     od = np.dtype(out_dtype)
     diff = qa.astype(np.int64) - _along(zp, qa.ndim, ax)
     return diff.astype(od) * _along(sc.astype(od), qa.ndim, ax)
+
+
+conventions.register(
+    "quantize_weights",
+    {
+        "torchvision": {"rounding": "half_even", "op": "mul_inv"},
+        "detectron2": {"rounding": "half_even", "op": "mul_inv"},
+        "mmdet": {"rounding": "half_even", "op": "mul_inv"},
+        "onnx": {"rounding": "half_even", "op": "div"},
+        "tf": {"rounding": "half_away", "op": "mul_inv"},
+    },
+    knobs={"rounding": "rounding of w / scale", "op": "'div' or 'mul_inv' (multiply by the float32 reciprocal)"},
+    doc="PyTorch: PerChannelMinMaxObserver + quantize_per_channel (nearbyint(w * (1/s))). onnxruntime quantizer: "
+        "compute_scale_zp per channel + quantize_nparray ((w.astype(float32) / scale).round() + zp). TFLite "
+        "converter: SymmetricPerChannelQuantizeValues, TfLiteRound(w * scaling_factor_inv) "
+        "(tensorflow/lite/tools/optimize/quantization_utils.cc; read from the source, not run here).",
+)
+
+conventions.register(
+    "quantize_bias",
+    {
+        "onnx": {"rounding": "half_even", "op": "div"},
+        "tf": {"rounding": "half_away", "op": "mul_inv"},
+    },
+    knobs={"rounding": "rounding of b / (x_scale * w_scale)",
+           "op": "'div': float64(b) / float64(bias_scale); 'mul_inv': float64(b) * (1.0 / float64(bias_scale))"},
+    doc="onnxruntime base_quantizer.quantize_bias_static_impl: bias_scale = input_scale * weight_scale (float32), "
+        "(float64(b) / float64(bias_scale)).round(), clipped to int32. TFLite SymmetricPerChannelBiasQuantize: "
+        "TfLiteRound(b * (1.0 / scale)) in double (read from the source). PyTorch keeps conv biases in float "
+        "(fbgemm adds them after requantization), so there is no torchvision profile.",
+)
+
+
+class QuantizedTensor(NamedTuple):
+    """q : ndarray of int; scale : float32, shape () or (C,); zero_point : int64, same; axis : int or None."""
+    q: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: Optional[int]
+
+
+def quantize_weights(w, *, axis=0, dtype="int8", symmetric=True, convention="torchvision", rounding=None, op=None,
+                     **qparam_knobs):
+    """Quantize a weight tensor per channel (or per tensor) from its own range, framework by framework.
+
+    The range of each channel (``w.min``, ``w.max`` over every axis but ``axis``) goes through
+    :func:`qparams_from_minmax` and the values through :func:`quantize`, both under ``convention``:
+
+    * ``"torchvision"``: ``/127.5`` (qint8 symmetric keeps [-128, 127]), ``nearbyint(w * (1/s))``;
+    * ``"onnx"``: ``/127`` ([-127, 127]), ``rint(w / s)`` (onnxruntime's quantizer);
+    * ``"tf"``: ``/127``, ``TfLiteRound(w * (1/s))`` (half away, reciprocal multiply).
+
+    Parameters
+    ----------
+    w : ndarray of float, e.g. (F, C, KH, KW) conv weights (float32 as the frameworks hold them)
+    axis : int or None
+        Channel axis: 0 for conv weights (ONNX ``axis=0``, TFLite CONV_2D ``quantized_dimension=0``);
+        None for per-tensor.
+    dtype, symmetric : see :func:`qparams_from_minmax`
+    convention : str
+    rounding, op : optional overrides of the value rounding
+    **qparam_knobs : narrow_range, scale_dtype, zero_point_rule, tiny_range, qmin, qmax
+
+    Returns
+    -------
+    QuantizedTensor(q, scale, zero_point, axis)
+    """
+    s = _resolve("quantize_weights", convention, rounding=rounding, op=op)
+    wa = _checks.as_float_array(w, "w")
+    ax = _checks.check_axis(axis, max(wa.ndim, 1))
+    if ax is None or wa.ndim == 0:
+        lo = wa.min(initial=0.0) if wa.size else 0.0
+        hi = wa.max(initial=0.0) if wa.size else 0.0
+        ax = None
+    else:
+        moved = np.moveaxis(wa, ax, 0).reshape(wa.shape[ax], -1)
+        if moved.shape[1] == 0:
+            lo = hi = np.zeros(wa.shape[ax], wa.dtype)
+        else:
+            lo, hi = moved.min(axis=1), moved.max(axis=1)
+    qp = qparams_from_minmax(lo, hi, dtype=dtype, symmetric=symmetric, axis=ax, convention=convention,
+                             **qparam_knobs)
+    q = quantize(wa, qp.scale, qp.zero_point, dtype=dtype, axis=ax, rounding=s["rounding"], op=s["op"],
+                 convention=convention)
+    return QuantizedTensor(q, qp.scale, qp.zero_point, ax)
+
+
+class QuantizedBias(NamedTuple):
+    """q : ndarray of int32, shape (F,); scale : ndarray of float32, shape () or (F,) = x_scale * w_scale."""
+    q: np.ndarray
+    scale: np.ndarray
+
+
+def quantize_bias(b, x_scale, w_scale, *, convention="onnx", rounding=None, op=None):
+    """Quantize a bias to int32 with scale ``x_scale * w_scale[f]`` and zero point 0.
+
+    ``bias_scale = float32(float32(x_scale) * float32(w_scale))``; then
+
+    * ``"onnx"``: ``rint(float64(b) / float64(bias_scale))`` (onnxruntime's quantizer);
+    * ``"tf"``: ``TfLiteRound(float64(b) * (1.0 / float64(bias_scale)))`` (half away, reciprocal);
+
+    clipped to int32. The default is ``"onnx"``: PyTorch keeps conv biases in float, so there is no
+    PyTorch rule to reproduce.
+
+    Parameters
+    ----------
+    b : ndarray of float, shape (F,)
+    x_scale : float
+    w_scale : float or ndarray, shape (F,)
+
+    Returns
+    -------
+    QuantizedBias(q, scale)
+    """
+    s = _resolve("quantize_bias", convention, rounding=rounding, op=op)
+    rnd = _rounder(s["rounding"])
+    _checks.check_choice(s["op"], "op", ("div", "mul_inv"))
+    ba = _checks.as_float_array(b, "b", ndim=1)
+    xs = _checks.as_quant_scale(x_scale, "x_scale").astype(np.float32)
+    ws = _checks.as_quant_scale(w_scale, "w_scale", axis=0, length=ba.shape[0]).astype(np.float32)
+    bs = np.asarray(xs * ws, dtype=np.float32)
+    b64, s64 = ba.astype(np.float64), bs.astype(np.float64)
+    v = b64 / s64 if s["op"] == "div" else b64 * (1.0 / s64)
+    q = np.clip(rnd(v), _INT32_MIN, _INT32_MAX).astype(np.int32)
+    return QuantizedBias(q, bs)
 
 
 # ---------------------------------------------------------------------------------------------------

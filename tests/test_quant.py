@@ -1106,3 +1106,50 @@ def test_hypothesis_fake_quantize_vs_torch(data):
     y, c = Q.fake_quant_forward(x, np.float32(scale), zp, qmin=-128, qmax=127)
     assert np.array_equal(y, yt.detach().numpy())
     assert np.array_equal(Q.fake_quant_backward(dy, c).dx, xt.grad.numpy())
+
+
+# ---------------------------------------------------------------------------------------------------
+# quantize_weights / quantize_bias (building blocks of a quantized head)
+# ---------------------------------------------------------------------------------------------------
+
+def test_quantize_bias_ties_per_convention():
+    # bias_scale = 0.5 * 0.5 = 0.25; b / 0.25 = [0.5, 1.5, -0.5, 2.5]
+    b = np.array([0.125, 0.375, -0.125, 0.625])
+    qb = Q.quantize_bias(readonly(b), 0.5, 0.5)
+    assert qb.q.dtype == np.int32 and qb.scale == np.float32(0.25)
+    assert qb.q.tolist() == [0, 2, 0, 2]                                      # onnxruntime: RNE
+    assert Q.quantize_bias(b, 0.5, 0.5, convention="tf").q.tolist() == [1, 2, -1, 3]   # TFLite: half away
+    # per-channel scale and int32 saturation
+    qb = Q.quantize_bias(np.array([1.0, 1e12]), 0.5, np.array([0.5, 0.5], np.float32))
+    assert qb.q.tolist() == [4, 2 ** 31 - 1] and qb.scale.shape == (2,)
+
+
+def test_quantize_weights_matches_onnxruntime_quantizer():
+    qu = pytest.importorskip("onnxruntime.quantization.quant_utils")
+    from onnx import TensorProto
+    r = np.random.default_rng(13)
+    w = (r.standard_normal((6, 3, 3, 3)) * 0.2).astype(np.float32)
+    w[2, 0, 0, 0] = 0.9  # a channel whose range ends on a value that maps to exactly 127
+    got = Q.quantize_weights(readonly(w), convention="onnx")
+    for c in range(6):
+        zp, scale, q = qu.quantize_data(w[c].ravel(), TensorProto.INT8, symmetric=True)
+        assert got.scale[c] == scale and int(got.zero_point[c]) == int(zp)
+        assert np.array_equal(got.q[c].ravel(), q)
+    got_u8 = Q.quantize_weights(w, axis=None, dtype="uint8", symmetric=False, convention="onnx")
+    zp, scale, q = qu.quantize_data(w.ravel(), TensorProto.UINT8, symmetric=False)
+    assert got_u8.scale == scale and int(got_u8.zero_point) == int(zp)
+    assert np.array_equal(got_u8.q.ravel(), q)
+
+
+def test_quantize_weights_matches_torch_per_channel_symmetric(torch):
+    from torch.ao.quantization import observer as tob
+    r = np.random.default_rng(14)
+    w = (r.standard_normal((5, 4, 3, 3)) * 0.1).astype(np.float32)
+    obs = tob.PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+    wt = torch.from_numpy(w)
+    obs(wt)
+    ts, tz = obs.calculate_qparams()
+    tq = torch.quantize_per_channel(wt, ts, tz, 0, torch.qint8).int_repr().numpy()
+    got = Q.quantize_weights(w, convention="torch")
+    assert np.array_equal(got.scale, ts.numpy().astype(np.float32))
+    assert np.array_equal(got.q, tq)

@@ -126,3 +126,15 @@ EXEMPT = {
     "HistogramObserver": "a class; contract tested in test_quant.py",
     "MSEObserver": "a class; contract tested in test_quant.py",
 }
+
+CASES += [
+    Case("quantize_weights", lambda r: ((_x(r, (4, 3, 3, 3)),), {"convention": "tf"})),
+    Case("quantize_bias", lambda r: ((r.standard_normal(4), 0.02, np.full(4, 0.01, np.float32)), {})),
+]
+BAD += [
+    Bad("quantize_weights", lambda r: ((_x(r, (4, 3)),), {"axis": 2}), ValueError, "`axis`"),
+    Bad("quantize_bias", lambda r: ((r.standard_normal(4), 0.02, np.full(3, 0.01)), {}), ValueError, "`w_scale`"),
+    Bad("quantize_bias", lambda r: ((r.standard_normal(4), 0.02, 0.01), {"convention": "torchvision"}), ValueError,
+        "`convention`"),
+]
+EXEMPT.update({"QuantizedTensor": "a NamedTuple type", "QuantizedBias": "a NamedTuple type"})
