@@ -39,6 +39,12 @@ PyTorch's quantization semantics; ``"onnx"`` (alias ``"onnxruntime"``) means the
 onnxruntime's quantization tooling; ``"tf"`` (alias ``"tflite"``) means TFLite's reference kernels and
 the TF fake-quant ops. ``refdet.conventions.describe("qparams_from_minmax")`` prints the table.
 
+A quantized head is built from these pieces: :func:`quantize_weights` (per-channel int8 weights),
+:func:`quantize_bias` (int32 biases at ``x_scale * w_scale``), an observer or :func:`qparams_from_minmax`
+for each activation, then :func:`qlinear_conv` (ONNX, NCHW) or :func:`tflite_conv2d_int8` (TFLite, NHWC)
+per layer, the ReLU as the integer clamp ``[zero_point, qmax]`` (:func:`tflite_activation_range`), and
+:func:`dequantize` before a float sigmoid.
+
 Everything here needs NumPy only; integer arithmetic is exact (int64, or float BLAS only where every
 partial sum is provably an integer below 2**24 / 2**53).
 """
@@ -291,10 +297,15 @@ def qparams_from_minmax(rmin, rmax, *, dtype="int8", symmetric=False, axis=None,
                   /127                         half away from zero
     ============= ============ =============== ================================= ==========================
 
+    ONNX ``DynamicQuantizeLinear`` (onnxruntime) follows the onnx rule but computes in float32: pass
+    ``scale_dtype="float32"`` (verified exact on random arrays; the float64 default differs from it in
+    about one case in five).
+
     Parameters
     ----------
     rmin, rmax : float or ndarray, shape () or (C,)
-        Observed range. Per-channel ranges (shape (C,)) need ``axis``.
+        Observed range, rounded to float32 first (every framework keeps ranges in float32). Per-channel
+        ranges (shape (C,)) need ``axis``.
     dtype : {"int8", "uint8", "int16", "uint16", "int32"}
     symmetric : bool
         Symmetric range ``[-absmax, absmax]`` (weights); the zero point is then the middle of the range.

@@ -1153,3 +1153,24 @@ def test_quantize_weights_matches_torch_per_channel_symmetric(torch):
     got = Q.quantize_weights(w, convention="torch")
     assert np.array_equal(got.scale, ts.numpy().astype(np.float32))
     assert np.array_equal(got.q, tq)
+
+
+def test_dynamic_quantize_linear_is_onnx_rule_in_float32():
+    """onnxruntime's DynamicQuantizeLinear computes scale and zero point in float32, unlike the
+    quantization tooling's compute_scale_zp (float64): scale_dtype="float32" reproduces it exactly, the
+    float64 default differs on a good fraction of random arrays (scale ulp or zero point)."""
+    from onnx import helper
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
+    model, sess = _ort_session([node], [_vi("x", np.float32, ["N"])],
+                               [_vi("y", np.uint8, ["N"]), _vi("s", np.float32, []), _vi("z", np.uint8, [])])
+    r = np.random.default_rng(15)
+    differs_f64 = 0
+    for _ in range(300):
+        x = (r.standard_normal(40) * r.uniform(0.01, 10) + r.uniform(-3, 3)).astype(np.float32)
+        y, s, z = sess.run(None, {"x": x})
+        qp = Q.qparams_from_minmax(x.min(), x.max(), dtype="uint8", convention="onnx", scale_dtype="float32")
+        assert qp.scale == s and int(qp.zero_point) == int(z)
+        assert np.array_equal(Q.quantize(x, qp.scale, qp.zero_point, dtype="uint8", convention="onnx"), y)
+        qp64 = Q.qparams_from_minmax(x.min(), x.max(), dtype="uint8", convention="onnx")
+        differs_f64 += int(qp64.scale != s or int(qp64.zero_point) != int(z))
+    assert differs_f64 > 0
