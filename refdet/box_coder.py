@@ -75,6 +75,7 @@ _DECODE_KNOBS.update({
     "clamp_mode": "how `clamp` limits dw, dh before exp: 'max' (upper only), 'symmetric' "
                   "([-clamp, clamp]) or 'none'",
     "x2_minus_one": "decode x2 = cx + 0.5 * w - 1 and y2 likewise (Detectron1)",
+    "float32_deltas": "decode in float32 whatever the deltas' dtype (detectron2: deltas.float())",
 })
 del _DECODE_KNOBS["eps"]
 
@@ -88,17 +89,17 @@ _ENCODE_PROFILES = {
 }
 _DECODE_PROFILES = {
     "torchvision": dict(plus_one=False, center="half_width", weight_mode="multiply", order="xy",
-                        clamp_mode="max", x2_minus_one=False),
+                        clamp_mode="max", x2_minus_one=False, float32_deltas=False),
     "detectron2": dict(plus_one=False, center="half_width", weight_mode="multiply", order="xy",
-                       clamp_mode="max", x2_minus_one=False),
+                       clamp_mode="max", x2_minus_one=False, float32_deltas=True),
     "mmdet": dict(plus_one=False, center="midpoint", weight_mode="divide", order="xy",
-                  clamp_mode="symmetric", x2_minus_one=False),
+                  clamp_mode="symmetric", x2_minus_one=False, float32_deltas=False),
     "caffe": dict(plus_one=True, center="half_width", weight_mode="divide", order="xy",
-                  clamp_mode="none", x2_minus_one=False),
+                  clamp_mode="none", x2_minus_one=False, float32_deltas=False),
     "tf": dict(plus_one=False, center="half_width", weight_mode="multiply_after", order="yx",
-               clamp_mode="none", x2_minus_one=False),
+               clamp_mode="none", x2_minus_one=False, float32_deltas=False),
     "paper": dict(plus_one=False, center="midpoint", weight_mode="multiply", order="xy",
-                  clamp_mode="none", x2_minus_one=False),
+                  clamp_mode="none", x2_minus_one=False, float32_deltas=False),
 }
 
 _SOURCES = """\
@@ -172,7 +173,7 @@ def _check_knobs(s):
     _checks.check_choice(s["order"], "order", _ORDERS)
     if "clamp_mode" in s:
         _checks.check_choice(s["clamp_mode"], "clamp_mode", _CLAMP_MODES)
-    for k in ("plus_one", "x2_minus_one"):
+    for k in ("plus_one", "x2_minus_one", "float32_deltas"):
         if k in s and not isinstance(s[k], (bool, np.bool_)):
             raise TypeError(f"`{k}` must be a bool; got {type(s[k]).__name__} {s[k]!r}")
     return s
@@ -311,6 +312,8 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
             raise ValueError(f"`deltas` must have shape (N, 4K); got {d.shape}")
         d = d.reshape(0, 4)
     d = _checks.as_float_array(d, "deltas")
+    if s["float32_deltas"]:  # detectron2 apply_deltas: deltas.float(), boxes.to(deltas.dtype)
+        d = d.astype(np.float32, copy=False)
     a = _checks.as_boxes(anchors, "anchors")
     _checks.check_same_length(d, a, "deltas", "anchors")
     w4 = _checks.check_weights4(weights, "weights")
@@ -373,7 +376,7 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
 
 def decode_boxes(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT_CLAMP,
                  convention="torchvision", means=None, plus_one=None, center=None, weight_mode=None,
-                 order=None, clamp_mode=None, x2_minus_one=None, exp=None):
+                 order=None, clamp_mode=None, x2_minus_one=None, float32_deltas=None, exp=None):
     """Apply regression deltas to anchors: the boxes the deltas describe.
 
     Parameters
@@ -393,15 +396,19 @@ def decode_boxes(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT
         ``"torchvision"``, ``"detectron2"``, ``"mmdet"``, ``"caffe"``, ``"tf"``, ``"paper"``.
     means : 4 numbers, optional
         Added after multiplying by the stds under ``weight_mode="divide"``.
-    plus_one, center, weight_mode, order, clamp_mode, x2_minus_one
-        Knobs overriding the profile.
+    plus_one, center, weight_mode, order, clamp_mode, x2_minus_one, float32_deltas
+        Knobs overriding the profile. ``float32_deltas`` (on under ``"detectron2"``) decodes in
+        float32 whatever the dtype of the deltas, as detectron2's ``apply_deltas`` does
+        (``deltas.float()``, "ensure fp32 for decoding precision"), so float64 deltas give float32
+        boxes there.
     exp : callable, optional
         Elementwise exponential (default: correctly rounded in the working dtype).
 
     Returns
     -------
     ndarray, shape (N, 4K)
-        xyxy boxes, in the deltas' working dtype (the anchors are cast to it, as torchvision does).
+        xyxy boxes, in the deltas' working dtype (the anchors are cast to it, as torchvision does;
+        float32 under ``float32_deltas``).
 
     Notes
     -----
@@ -411,14 +418,15 @@ def decode_boxes(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT
     ``[-307.5, -307.5, 317.5, 317.5]``; deltas ``[0, 0, -10, -10]`` are not clamped (upper clamp only).
     """
     knobs = dict(plus_one=plus_one, center=center, weight_mode=weight_mode, order=order,
-                 clamp_mode=clamp_mode, x2_minus_one=x2_minus_one)
+                 clamp_mode=clamp_mode, x2_minus_one=x2_minus_one, float32_deltas=float32_deltas)
     out, _ = _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, "decode_boxes")
     return out
 
 
 def decode_boxes_forward(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT_CLAMP,
                          convention="torchvision", means=None, plus_one=None, center=None,
-                         weight_mode=None, order=None, clamp_mode=None, x2_minus_one=None, exp=None):
+                         weight_mode=None, order=None, clamp_mode=None, x2_minus_one=None, float32_deltas=None,
+                         exp=None):
     """:func:`decode_boxes` that also returns what the backward pass needs.
 
     For IoU losses computed on decoded boxes (GIoU/DIoU/CIoU losses in RetinaNet/FCOS-style
@@ -435,7 +443,7 @@ def decode_boxes_forward(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp
     cache : DecodeCache
     """
     knobs = dict(plus_one=plus_one, center=center, weight_mode=weight_mode, order=order,
-                 clamp_mode=clamp_mode, x2_minus_one=x2_minus_one)
+                 clamp_mode=clamp_mode, x2_minus_one=x2_minus_one, float32_deltas=float32_deltas)
     return _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, "decode_boxes_forward")
 
 

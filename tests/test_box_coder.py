@@ -127,6 +127,16 @@ def test_caffe_plus_one_and_detectron1_minus_one():
     np.testing.assert_allclose(decode_boxes(d, a, **det1), g, rtol=1e-14)
 
 
+def test_detectron2_decodes_in_float32():
+    d = encode_boxes(GTS, ANCHORS, weights=(10, 10, 5, 5))  # float64 codes
+    got = decode_boxes(d, ANCHORS, weights=(10, 10, 5, 5), convention="detectron2")
+    assert got.dtype == F32
+    # the same as torchvision's decode of the float32-cast codes and anchors, bit for bit
+    want = decode_boxes(d.astype(F32), ANCHORS.astype(F32), weights=(10, 10, 5, 5))
+    np.testing.assert_array_equal(got, want)
+    assert decode_boxes(d, ANCHORS, convention="detectron2", float32_deltas=False).dtype == np.float64
+
+
 def test_class_specific_deltas_and_empty():
     a = ANCHORS
     d = np.concatenate([encode_boxes(GTS, a), np.zeros((2, 4)), encode_boxes(a, a)], axis=1)  # K = 3
@@ -172,7 +182,11 @@ def test_decode_inverts_encode(boxes, data, conv, weights):
     # TF's eps = 1e-8 in the sizes is not undone on decode: an error of about
     # (|centre offset| + size) * eps / anchor size <= (400 + 60) * 1e-8 / 1 here
     tol = 1e-5 if conv == "tf" else 1e-9
-    np.testing.assert_allclose(back, boxes, rtol=1e-12, atol=tol)
+    rtol = 1e-12
+    if conv == "detectron2":  # detectron2 decodes in float32 (deltas.float())
+        assert back.dtype == F32
+        rtol, tol = 2e-6, 2e-5
+    np.testing.assert_allclose(back, boxes, rtol=rtol, atol=tol)
 
 
 @given(rst.box_sets(min_n=1, max_n=12, degenerate=False, min_size=1.0, max_size=60), st.data())
