@@ -1314,8 +1314,11 @@ def saturating_rounding_doubling_high_mul(a, b):
     """gemmlowp ``SaturatingRoundingDoublingHighMul``: ``round(a * b / 2**31)`` for int32 a, b.
 
     ``ab = int64(a) * int64(b)``; ``nudge = 2**30`` if ``ab >= 0`` else ``1 - 2**30``; result
-    ``trunc((ab + nudge) / 2**31)`` (C++ division truncates toward zero); so exact ties round away
-    from zero. The single overflow case ``a == b == INT32_MIN`` saturates to ``INT32_MAX``.
+    ``trunc((ab + nudge) / 2**31)`` (C++ division truncates toward zero). Exact ties therefore go toward
+    +inf, not away from zero: ``a * b / 2**31 = 0.5 -> 1`` and ``1.5 -> 2``, but ``-0.5 -> 0`` and
+    ``-1.5 -> -1`` (the negative nudge is one short of a half). Only the final
+    :func:`rounding_divide_by_pot` rounds half away from zero. The single overflow case
+    ``a == b == INT32_MIN`` saturates to ``INT32_MAX``.
 
     Parameters
     ----------
@@ -1425,7 +1428,7 @@ def requantize(acc, multiplier, out_zero_point, *, mode="tflite", qmin=-128, qma
     ================ =========================================================== ==========================
     mode             arithmetic                                                  matches
     ================ =========================================================== ==========================
-    "tflite"         SRDHM (half away at 2**-31) then RoundingDivideByPOT         TFLite BUILTIN_REF kernels,
+    "tflite"         SRDHM (ties up at 2**-31) then RoundingDivideByPOT           TFLite BUILTIN_REF kernels,
                      (half away): gemmlowp double rounding, exact int64           default build
     "tflite_single"  ``(acc * q + 2**(30 - shift)) >> (31 - shift)``: half up     TFLITE_SINGLE_ROUNDING=1
     "onnxruntime"    ``rint(float32(acc) * float32(M)) + zp``                     onnxruntime CPU (x86 MLAS)

@@ -440,12 +440,10 @@ def test_conv2d_int_equals_float_conv_of_dequantized_operands():
     acc = Q.conv2d_int(x, w, x_zero_point=128, padding=1)
     xf = Q.dequantize(x, sx, 128, out_dtype="float64")
     wf = Q.dequantize(w, sw, 0, axis=0, out_dtype="float64")
-    ref = _conv_int_loop(xf, wf, 0.0, np.zeros(5), 1, (1, 1, 1, 1), 1, 1) if False else None
     # float64 direct correlation of the dequantized operands
     xp = np.pad(xf, ((0, 0), (0, 0), (1, 1), (1, 1)))
     win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (1, 4, 9, 9, 3, 3)
     ref = np.einsum("nchwij,fcij->nfhw", win, wf)
-    assert ref is not None
     assert np.array_equal(acc * sx * sw.reshape(1, -1, 1, 1), ref)
 
 
@@ -1174,3 +1172,13 @@ def test_dynamic_quantize_linear_is_onnx_rule_in_float32():
         qp64 = Q.qparams_from_minmax(x.min(), x.max(), dtype="uint8", convention="onnx")
         differs_f64 += int(qp64.scale != s or int(qp64.zero_point) != int(z))
     assert differs_f64 > 0
+
+
+def test_srdhm_ties_go_toward_plus_infinity():
+    # a * 2**30 / 2**31 = a / 2: the SPEC calls SRDHM "half away from zero", but the negative nudge
+    # 1 - 2**30 is one short of a half: -0.5 -> trunc((-2**30 + 1 - 2**30) / 2**31) = trunc(-0.99999) = 0
+    a = np.array([-3, -1, 1, 3])
+    assert Q.saturating_rounding_doubling_high_mul(a, 2 ** 30).tolist() == [-1, 0, 1, 2]
+    assert [_srdhm_ref(int(v), 2 ** 30) for v in a] == [-1, 0, 1, 2]
+    # RoundingDivideByPOT is half away: -3 / 2 = -1.5 -> -2, 3 / 2 -> 2, -1 / 2 -> -1
+    assert Q.rounding_divide_by_pot(np.array([-3, -1, 1, 3]), 1).tolist() == [-2, -1, 1, 2]
