@@ -112,12 +112,14 @@ class MultiBoxLossGrads(NamedTuple):
 
 class LossTargets(NamedTuple):
     """Per-anchor training targets for the composed losses (plain arrays; any object with the fields
-    ``labels`` and ``deltas`` works, e.g. ``refdet.targets.RPNTargets``).
+    ``labels`` and ``deltas`` works: ``refdet.targets.RPNTargets`` / ``RetinaNetTargets`` /
+    ``SSDTargets``, a dict, a ``(labels, deltas)`` pair, or a list of these, one per image).
 
     labels : ndarray of int, shape (B, N) or (N,)
-        RPN: 1 positive, 0 negative, -1 ignored (not sampled). RetinaNet: class index in [0, K) for
-        a positive, -1 (or K, mmdet's background index) background, -2 ignored (between thresholds,
-        torchvision's ``BETWEEN_THRESHOLDS``). SSD: class index in [1, K) for a positive, 0 background.
+        RPN: 1 positive, 0 negative, -1 ignored (not sampled). RetinaNet (detectron2/mmdet and
+        ``refdet.targets`` encoding): class index in [0, K) for a positive, K background, -1 ignored
+        (-2, torchvision's ``BETWEEN_THRESHOLDS``, is ignored too). SSD: class index in [1, K) for a
+        positive, 0 background, -1 ignored (never mined; an empty image under Caffe's policy).
     deltas : ndarray, shape (B, N, 4) or (N, 4)
         Encoded regression targets; only the rows of positives are read.
     """
@@ -1204,8 +1206,42 @@ def _field(targets, name, index, alternatives=()):
             return getattr(targets, n)
     if isinstance(targets, (tuple, list)) and len(targets) > index:
         return targets[index]
-    raise TypeError(f"`targets` must have fields `labels` and `deltas` (a LossTargets, a dict or a "
-                    f"(labels, deltas) pair); got {type(targets).__name__}")
+    raise TypeError(f"`targets` must have fields `labels` and `deltas` (a LossTargets, a refdet.targets "
+                    f"result, a dict, a (labels, deltas) pair, or a list of these per image); "
+                    f"got {type(targets).__name__}")
+
+
+def _is_per_image_list(targets):
+    """A list of per-image targets (objects with ``labels`` or dicts), not a (labels, deltas) pair."""
+    return isinstance(targets, list) or (
+        isinstance(targets, tuple) and not hasattr(targets, "_fields") and len(targets) > 0
+        and (isinstance(targets[0], dict) or hasattr(targets[0], "labels")))
+
+
+def _target_labels(t):
+    """The label array of one targets object in refdet's encoding. A ``refdet.targets.RetinaNetTargets``
+    (which has ``foreground`` and ``valid`` masks) is read through those masks, so its own encoding
+    (K background, -1 ignored) and refdet's agree by construction."""
+    labels = _field(t, "labels", 0)
+    if not isinstance(t, dict) and hasattr(t, "foreground") and hasattr(t, "valid") and hasattr(t, "cls_targets"):
+        fg = np.asarray(t.foreground, dtype=bool)
+        valid = np.asarray(t.valid, dtype=bool)
+        k = np.shape(t.cls_targets)[-1]
+        labels = np.where(fg, np.asarray(labels), np.where(valid, k, -1))
+    return labels
+
+
+def _target_arrays(targets):
+    """(labels, deltas) from any accepted targets form; per-image lists are stacked to (B, N)."""
+    if _is_per_image_list(targets):
+        labs = [np.asarray(_checks.as_array(_target_labels(t), "targets.labels")) for t in targets]
+        dels = [np.asarray(_checks.as_array(_field(t, "deltas", 1, ("regression_targets", "box_targets")),
+                                            "targets.deltas")) for t in targets]
+        if len({a.shape for a in labs}) > 1:
+            raise ValueError(f"per-image `targets` must have the same number of anchors; got label shapes "
+                             f"{[a.shape for a in labs]}")
+        return np.stack(labs), np.stack(dels)
+    return _target_labels(targets), _field(targets, "deltas", 1, ("regression_targets", "box_targets"))
 
 
 def _head_inputs(logits, deltas, targets, *, logits_ndim, logits_name, deltas_name):
@@ -1222,7 +1258,8 @@ def _head_inputs(logits, deltas, targets, *, logits_ndim, logits_name, deltas_na
     if dl.ndim != 3 or dl.shape[-1] != 4 or dl.shape[:2] != x.shape[:2]:
         raise ValueError(f"`{deltas_name}` must have shape {x.shape[:2] + (4,)} to match `{logits_name}` "
                          f"{x.shape if batched else x.shape[1:]}; got {np.shape(deltas)}")
-    labels = _checks.as_array(_field(targets, "labels", 0), "targets.labels")
+    raw_labels, raw_deltas = _target_arrays(targets)
+    labels = _checks.as_array(raw_labels, "targets.labels")
     if labels.dtype.kind not in "iu":
         raise TypeError(f"`targets.labels` must be an integer array; got dtype {labels.dtype}")
     labels = labels.astype(np.int64, copy=False)
@@ -1230,8 +1267,7 @@ def _head_inputs(logits, deltas, targets, *, logits_ndim, logits_name, deltas_na
         labels = labels[None]
     if labels.shape != x.shape[:2]:
         raise ValueError(f"`targets.labels` must have shape {x.shape[:2]} (one per anchor); got {labels.shape}")
-    td = _checks.as_float_array(_field(targets, "deltas", 1, ("regression_targets", "box_targets")),
-                                "targets.deltas")
+    td = _checks.as_float_array(raw_deltas, "targets.deltas")
     if td.ndim == 2:
         td = td[None]
     if td.shape != dl.shape:
@@ -1397,8 +1433,9 @@ def retinanet_loss_forward(cls_logits, box_deltas, targets, *, normalizer=None, 
         One logit per anchor and foreground class (no background column).
     box_deltas : ndarray, shape (B, N, 4) or (N, 4)
     targets : LossTargets(labels, deltas) or dict
-        ``labels`` (B, N) int: class in [0, K) for a positive, -1 or K (mmdet's background index)
-        for background, -2 ignored (between the IoU thresholds: no classification loss);
+        ``labels`` (B, N) int: class in [0, K) for a positive, K for background (detectron2's and
+        mmdet's index, ``refdet.targets``), -1 or -2 ignored (between the IoU thresholds: no
+        classification loss); a ``refdet.targets.RetinaNetTargets`` (or a list, one per image) works;
         ``deltas`` (B, N, 4): encoded gt boxes (rows of non-positives are not read).
     normalizer : {"per_image", "num_pos", "ema", "fg_plus_one"}, optional
         torchvision ``per_image``: per image ``sum / max(1, pos_i)``, then the mean over images
@@ -1433,10 +1470,10 @@ def retinanet_loss_forward(cls_logits, box_deltas, targets, *, normalizer=None, 
     dt = x.dtype.type
     if labels.size and (labels.min() < -2 or labels.max() > K):
         bad = labels[(labels < -2) | (labels > K)][0]
-        raise ValueError(f"`targets.labels` must be a class in [0, {K}), -1 or {K} (background) or "
-                         f"-2 (ignored); got {int(bad)}")
+        raise ValueError(f"`targets.labels` must be a class in [0, {K}), {K} (background) or -1/-2 "
+                         f"(ignored); got {int(bad)}")
     pos = (labels >= 0) & (labels < K)                               # (B, N)
-    valid = labels != -2
+    valid = labels >= 0                                              # -1, -2: between thresholds
     onehot = np.zeros(x.shape, dtype=x.dtype)
     bi, ai = np.nonzero(pos)
     onehot[bi, ai, labels[bi, ai]] = 1
@@ -1496,11 +1533,16 @@ def retinanet_loss_backward(dloss, cache):
 # SSD MultiBox loss with hard-negative mining
 # ------------------------------------------------------------------------------------------------
 
-def _stable_rank_desc(key):
+def _stable_rank_desc(key, last=None):
     """Rank of every entry in a descending **stable** sort along the last axis (ties: lower index
-    first). torchvision computes ``idx.sort(1)[1]`` of ``sort(descending=True)``; ``torch.sort`` is
-    not documented as stable, so tie order there is an implementation detail."""
-    order = np.argsort(-key, axis=-1, kind="stable")
+    first); entries flagged in ``last`` (ignored anchors) go after all others. torchvision computes
+    ``idx.sort(1)[1]`` of ``sort(descending=True)``; ``torch.sort`` is not documented as stable, so
+    tie order there is an implementation detail."""
+    if last is None:
+        order = np.argsort(-key, axis=-1, kind="stable")
+    else:  # lexsort is stable: primary key `last` (False first), then -key
+        order = np.stack([np.lexsort((-key[b], last[b])) for b in range(key.shape[0])]) \
+            if key.shape[0] else np.zeros(key.shape, np.int64)
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(key.shape[-1])[None, :].repeat(key.shape[0], 0), axis=-1)
     return rank
@@ -1555,11 +1597,15 @@ def multibox_loss_forward(conf_logits, loc_deltas, targets, *, neg_pos_ratio=3, 
                                         logits_name="conf_logits", deltas_name="loc_deltas")
     B, P, K = z.shape
     dt = z.dtype.type
-    if labels.size and (labels.min() < 0 or labels.max() >= K):
-        bad = labels[(labels < 0) | (labels >= K)][0]
-        raise ValueError(f"`targets.labels` must lie in [0, {K}) (0 = background); got {int(bad)}")
+    if labels.size and (labels.min() < -1 or labels.max() >= K):
+        bad = labels[(labels < -1) | (labels >= K)][0]
+        raise ValueError(f"`targets.labels` must lie in [0, {K}) (0 = background) or be -1 (ignored); "
+                         f"got {int(bad)}")
+    ignored = labels < 0                                                     # never mined, no loss
     logp = _log_softmax(z.reshape(B * P, K)).reshape(B, P, K)
-    ce = -np.take_along_axis(logp, labels[..., None], axis=-1)[..., 0] if K else np.zeros((B, P), z.dtype)
+    ce = -np.take_along_axis(logp, np.maximum(labels, 0)[..., None], axis=-1)[..., 0] if K \
+        else np.zeros((B, P), z.dtype)
+    ce = np.where(ignored, z.dtype.type(0), ce)
     pos = labels > 0
     npos = pos.sum(axis=1)                                                   # (B,)
     num_neg = ratio * npos.astype(np.float64)                                # torchvision: a float
@@ -1569,9 +1615,12 @@ def multibox_loss_forward(conf_logits, loc_deltas, targets, *, neg_pos_ratio=3, 
     else:
         key = np.where(pos, -np.inf, ce)
         if cap == "negatives":
-            num_neg = np.minimum(np.floor(num_neg), (~pos).sum(axis=1))
-    rank = _stable_rank_desc(key.astype(np.float64)) if P else np.zeros((B, 0), np.int64)
-    mined = rank < num_neg[:, None]                                          # (B, P)
+            num_neg = np.minimum(np.floor(num_neg), (~pos & ~ignored).sum(axis=1))
+    if P == 0:
+        rank = np.zeros((B, 0), np.int64)
+    else:
+        rank = _stable_rank_desc(key.astype(np.float64), ignored if ignored.any() else None)
+    mined = (rank < num_neg[:, None]) & ~ignored                             # (B, P)
     if cap == "none":
         count = pos.astype(z.dtype) + mined.astype(z.dtype)                  # 2 for double-counted positives
     else:
@@ -1615,7 +1664,7 @@ def multibox_loss_backward(dloss, cache):
     B, P, K = dz.shape
     if dz.size:
         bi, ai = np.nonzero(np.ones((B, P), bool))
-        dz[bi, ai, cache.labels[bi, ai]] -= 1
+        dz[bi, ai, np.maximum(cache.labels[bi, ai], 0)] -= 1
     dz *= (cache.weight * dt(d_cls))[..., None]
     dd = _smooth_l1_grad(cache.diff, cache.beta) * cache.reg_weight * dt(d_box)
     return MultiBoxLossGrads(dz.reshape(cache.shapes[0]), dd.reshape(cache.shapes[1]))

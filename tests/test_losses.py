@@ -263,12 +263,13 @@ def test_tv15_retinanet_normalisers():
     # image 0 labels [0, bg, ignored, 1]: anchors 0 and 3 are positives (one f1 + one f0 each),
     #   anchor 1 background (2 f0), anchor 2 ignored (excluded): sum0 = 2 (f1 + f0) + 2 f0 = 0.6065038
     # image 1 labels [bg, bg, bg, ignored]: sum1 = 3 * 2 f0 = 0.7797906, 0 positives
+    # (encoding: class in [0, K), K = 2 background, -1 ignored)
     #   torchvision: (sum0 / max(1, 2) + sum1 / max(1, 0)) / 2 = (0.3032519 + 0.7797906) / 2 = 0.5415212
     #   mmdet/paper: (sum0 + sum1) / (2 + float32 eps) = 1.3862944 / 2.0000001 = 0.6931471
     #   detectron2: EMA 0.9 * 100 + 0.1 * max(2, 1) = 90.2 -> 1.3862944 / 90.2 = 0.0153691
     #   Detectron1: / ((2 + 1) + (0 + 1)) = / 4 -> 0.3465736
     z = np.zeros((2, 4, 2))
-    labels = np.array([[0, -1, -2, 1], [-1, -1, -1, -2]])
+    labels = np.array([[0, 2, -1, 1], [2, 2, 2, -1]])
     t = L.LossTargets(labels, np.zeros((2, 4, 4)))
     d = np.zeros((2, 4, 4))
     want = {"torchvision": 0.5415212348124572, "mmdet": 0.6931471392451561,
@@ -282,9 +283,12 @@ def test_tv15_retinanet_normalisers():
     out2, _ = L.retinanet_loss_forward(z, d, t, convention="detectron2", ema=out1.ema)
     assert out2.ema == pytest.approx(81.38)
     _close(out2.classification, 1.3862943611198906 / 81.38)
-    # mmdet's background index K = 2 is background too
-    t_mm = L.LossTargets(np.where(labels == -1, 2, labels), np.zeros((2, 4, 4)))
-    _close(L.retinanet_loss_forward(z, d, t_mm)[0].classification, want["torchvision"])
+    # torchvision's BETWEEN_THRESHOLDS = -2 is ignored too
+    t_tv = L.LossTargets(np.where(labels == -1, -2, labels), np.zeros((2, 4, 4)))
+    _close(L.retinanet_loss_forward(z, d, t_tv)[0].classification, want["torchvision"])
+    # per-image lists of targets are stacked
+    per_image = [L.LossTargets(labels[i], np.zeros((4, 4))) for i in range(2)]
+    _close(L.retinanet_loss_forward(z, d, per_image)[0].classification, want["torchvision"])
 
 
 def test_rpn_normalisations_golden():
@@ -394,7 +398,7 @@ def test_gradcheck_composed_losses():
             (rng.standard_normal((B, N)), dl, L.LossTargets(labels, td)),
             kwargs={"convention": conv}, wrt=["objectness", "deltas"])
     # RetinaNet
-    labels = rng.integers(-2, K, (B, N))
+    labels = rng.integers(-1, K + 1, (B, N))
     for conv in ("torchvision", "detectron2", "mmdet", "caffe"):
         _gc(L.retinanet_loss_forward, L.retinanet_loss_backward,
             (rng.standard_normal((B, N, K)) * 2, dl, L.LossTargets(labels, td)),
@@ -775,7 +779,7 @@ def test_tv15_against_torchvision_retinanet_head():
     tdel = np.random.default_rng(8).standard_normal((2, 4, 4))
     rc, rb, gz, gd = _retina_reference(z, np.zeros((2, 4, 4)), matched, gt_labels, tdel)
     _close(rc, 0.5415212348124572)                                # TV15, derived above
-    labels = np.array([[0, -1, -2, 1], [-1, -1, -1, -2]])
+    labels = np.array([[0, 2, -1, 1], [2, 2, 2, -1]])                # K = 2 background, -1 ignored
     out, c = L.retinanet_loss_forward(z, np.zeros((2, 4, 4)), L.LossTargets(labels, tdel))
     _close(out.classification, rc)
     _close(out.box_regression, rb)
@@ -795,7 +799,8 @@ def test_retinanet_vs_torchvision_head(B, N, K, box_loss, data):
     matched = np.where(rng.random((B, N)) < frac, np.arange(N)[None].repeat(B, 0), rng.integers(-2, 0, (B, N)))
     gt_labels = rng.integers(0, K, (B, N))
     rc, rb, gz, gd = _retina_reference(z, d, matched, gt_labels, tdel, box_loss)
-    labels = np.where(matched >= 0, np.take_along_axis(gt_labels, np.maximum(matched, 0), 1), matched)
+    labels = np.where(matched >= 0, np.take_along_axis(gt_labels, np.maximum(matched, 0), 1),
+                      np.where(matched == -1, K, -1))
     out, c = L.retinanet_loss_forward(z, d, L.LossTargets(labels, tdel), box_loss=box_loss)
     _close(out.classification, rc)
     _close(out.box_regression, rb)
@@ -830,3 +835,59 @@ def test_rpn_vs_torchvision(B, N, data):
     g = L.rpn_loss_backward((1.0, 2.0), c)
     _close(g.dobjectness, ot.grad.numpy(), atol=1e-15)
     _close(g.ddeltas, dt.grad.numpy(), atol=1e-15)
+
+
+# --- the losses accept refdet.targets' results directly (lists, one per image) ----------------------
+
+def _scene(rng, n_anchors=40, n_gt=3):
+    xy = rng.uniform(0, 60, (n_anchors, 2))
+    anchors = np.concatenate([xy, xy + rng.uniform(8, 30, (n_anchors, 2))], 1)
+    gxy = rng.uniform(0, 50, (n_gt, 2))
+    gt = np.concatenate([gxy, gxy + rng.uniform(10, 30, (n_gt, 2))], 1)
+    return anchors, gt
+
+
+def test_losses_accept_refdet_targets():
+    targets = pytest.importorskip("refdet.targets")
+    rng = np.random.default_rng(9)
+    K = 3
+    per_image, labels_mine = [], []
+    ssd_per_image, rpn_per_image = [], []
+    for _ in range(2):
+        anchors, gt = _scene(rng)
+        gl = rng.integers(0, K, len(gt))
+        rt = targets.retinanet_targets(anchors, gt, gl, K)
+        per_image.append(rt)
+        # refdet encoding: class for foreground, K background, -1 ignored (matched -2)
+        labels_mine.append(np.where(rt.matched >= 0, gl[np.maximum(rt.matched, 0)],
+                                    np.where(rt.matched == -1, K, -1)))
+        ssd_per_image.append(targets.ssd_targets(anchors, gt, gl + 1))
+        rpn_per_image.append(targets.rpn_targets(anchors, gt, (100, 100), rng=0))
+    z = rng.standard_normal((2, 40, K))
+    d = rng.standard_normal((2, 40, 4))
+    a, _ = L.retinanet_loss_forward(z, d, per_image)
+    b, _ = L.retinanet_loss_forward(z, d, L.LossTargets(np.stack(labels_mine),
+                                                        np.stack([t.deltas for t in per_image])))
+    _close(a.classification, b.classification)
+    _close(a.box_regression, b.box_regression)
+    out, _ = L.multibox_loss_forward(rng.standard_normal((2, 40, K + 1)), d, ssd_per_image)
+    assert np.isfinite(out.classification)
+    out, _ = L.rpn_loss_forward(rng.standard_normal((2, 40)), d, rpn_per_image)
+    assert np.isfinite(out.objectness)
+
+
+def test_multibox_ignored_anchors_are_never_mined():
+    # SSD targets of an empty image under Caffe's policy are all -1 (ignored): no negatives mined.
+    z = np.zeros((2, 5, 3))
+    labels = np.array([[1, 0, 0, 0, 0], [-1, -1, -1, -1, -1]])
+    out, c = L.multibox_loss_forward(z, np.zeros((2, 5, 4)), L.LossTargets(labels, np.zeros((2, 5, 4))))
+    # image 0: 1 positive, 3 of the 4 negatives mined (all CE ln 3): (1 + 3) ln 3 / 1
+    _close(out.classification, 4 * LN3)
+    assert not c.negatives[1].any()
+    # torchvision mode with 3 * pos > negatives and ignored anchors: ignored ones rank last, never mined
+    labels = np.array([[1, 0, -1, -1, 2]])
+    out, c = L.multibox_loss_forward(np.zeros((1, 5, 3)), np.zeros((1, 5, 4)), L.LossTargets(labels, np.zeros((1, 5, 4))))
+    # 6 "negatives" wanted: rank order = anchor 1 (CE), then positives 0 and 4 (-inf), then ignored:
+    # mined = {1, 0, 4} -> positives counted twice: (2 + 2 + 1) ln 3 / 2
+    _close(out.classification, 5 * LN3 / 2)
+    _close(c.negatives[0], [True, True, False, False, True])
