@@ -812,20 +812,22 @@ def _qlinear_model(x_shape, w, x_s, x_z, w_s, w_z, y_s, y_z, B, **attrs):
     return _ort_session([node], [_vi("x", x_z.dtype, list(x_shape))], [_vi("y", y_z.dtype, None)], inits)
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_qlinear_conv_random_matches_onnxruntime_and_reference(seed):
+@pytest.mark.parametrize("seed,groups,dil,xdt", [(0, 1, 1, np.uint8), (1, 1, 2, np.uint8), (2, 3, 1, np.uint8),
+                                                  (3, 1, 1, np.int8), (4, 3, 2, np.int8)])
+def test_qlinear_conv_random_matches_onnxruntime_and_reference(seed, groups, dil, xdt):
     r = np.random.default_rng(seed)
-    x = r.integers(0, 256, size=(1, 3, 9, 9)).astype(np.uint8)
-    w = r.integers(-127, 128, size=(5, 3, 3, 3)).astype(np.int8)
+    lo, hi = np.iinfo(xdt).min, np.iinfo(xdt).max
+    x = r.integers(lo, hi + 1, size=(2, 6, 9, 9)).astype(xdt)
+    w = r.integers(-127, 128, size=(6, 6 // groups, 3, 3)).astype(np.int8)
     x_s, y_s = np.float32(r.uniform(0.005, 0.05)), np.float32(r.uniform(0.02, 0.2))
-    w_s = r.uniform(0.001, 0.02, size=5).astype(np.float32)
-    x_z, y_z, w_z = np.uint8(r.integers(0, 256)), np.uint8(r.integers(0, 256)), np.zeros(5, np.int8)
-    B = r.integers(-3000, 3000, size=5).astype(np.int32)
-    model, sess = _qlinear_model(x.shape, w, x_s, np.array(x_z), w_s, w_z, y_s, np.array(y_z), B, pads=[1, 1, 1, 1],
-                                 strides=[2, 2])
-    kw = dict(padding=1, stride=2)
+    w_s = r.uniform(0.001, 0.02, size=6).astype(np.float32)
+    x_z, y_z, w_z = xdt(r.integers(lo, hi + 1)), xdt(r.integers(lo, hi + 1)), np.zeros(6, np.int8)
+    B = r.integers(-3000, 3000, size=6).astype(np.int32)
+    model, sess = _qlinear_model(x.shape, w, x_s, np.array(x_z), w_s, w_z, y_s, np.array(y_z), B, pads=[1, 0, 2, 1],
+                                 strides=[2, 1], dilations=[dil, dil], group=groups)
+    kw = dict(padding=(1, 0, 2, 1), stride=(2, 1), dilation=dil, groups=groups)
     got = Q.qlinear_conv(x, x_s, x_z, w, w_s, w_z, y_s, y_z, B, **kw)
-    assert got.dtype == np.uint8
+    assert got.dtype == xdt
     assert np.array_equal(got, sess.run(None, {"x": x})[0])
     ref = Q.qlinear_conv(x, x_s, x_z, w, w_s, w_z, y_s, y_z, B, mode="onnx_reference", **kw)
     assert np.array_equal(ref, _reference_run(model, {"x": x})[0])
