@@ -487,5 +487,8 @@ def fpn_backward(doutputs, cache):
         grads[f"inner_blocks.{i}.0.bias"] += gl.db
         dfeats[i] += gl.dx
         if i < L - 1:
-            d_from_below = _dx(_layers.upsample_nearest_backward(dm, cache.up[i]))
+            if dm.size == 0:  # empty batch: nothing flows back (and np.add.at cannot reshape size 0)
+                d_from_below = np.zeros(cache.out_shapes[i + 1], dt)
+            else:
+                d_from_below = _dx(_layers.upsample_nearest_backward(dm, cache.up[i]))
     return grads, dfeats

@@ -441,3 +441,44 @@ def test_torch_functional_reference_agrees_with_torchvision_module():
     tv = list(m(OrderedDict((str(i), t) for i, t in enumerate(feats))).values())
     for a, b in zip(ref, tv):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_empty_batch_and_float16():
+    p = FP.fpn_init([2, 3], 4, rng=0)
+    outs, cache = FP.fpn_forward(p, [np.zeros((0, 2, 5, 5)), np.zeros((0, 3, 3, 3))])
+    assert [o.shape for o in outs] == [(0, 4, 5, 5), (0, 4, 3, 3), (0, 4, 2, 2), (0, 4, 1, 1)]
+    dp, df = FP.fpn_backward(outs, cache)
+    assert [d.shape for d in df] == [(0, 2, 5, 5), (0, 3, 3, 3)]
+    assert not any(v.any() for v in dp.values())   # no samples, no gradient
+    # float16 is computed in float32; 1x1 maps (P6 of a 1x1 map is 1x1)
+    outs, _ = FP.fpn_forward(p, [np.ones((1, 2, 1, 1), np.float16), np.ones((1, 3, 1, 1), np.float16)])
+    assert all(o.dtype == np.float32 and o.shape == (1, 4, 1, 1) for o in outs)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_torchvision_retinanet_builders_fpn_and_head(version):
+    # The stock torchvision RetinaNet (no weights): v1 = LastLevelP6P7(256, 256) -> P6 from P5,
+    # v2 = LastLevelP6P7(2048, 256) -> P6 from C5 and GroupNorm(32) head towers. Copy the FPN and the
+    # head into refdet, run C3..C5 of ResNet-50 widths (512, 1024, 2048), compare in float64.
+    torch = _torch()
+    from torchvision.models.detection import retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2
+
+    torch.manual_seed(0)
+    build = retinanet_resnet50_fpn if version == "v1" else retinanet_resnet50_fpn_v2
+    model = build(weights=None, weights_backbone=None, num_classes=5).double().eval()
+    fpn_mod, head = model.backbone.fpn, model.head
+    rng = np.random.default_rng(0)
+    feats = [rng.standard_normal((1, c, h, w)) for c, (h, w) in zip([512, 1024, 2048], [(9, 7), (5, 4), (3, 2)])]
+    with torch.no_grad():
+        t_outs = list(fpn_mod(OrderedDict((str(i), torch.tensor(f)) for i, f in enumerate(feats))).values())
+        t_head = head([o for o in t_outs])
+    outs, cache = FP.fpn_forward(_state(fpn_mod), feats)
+    assert cache.settings["p6p7_input"] == ("p5" if version == "v1" else "c5")
+    for a, b in zip(outs, t_outs):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-9, atol=1e-11)
+    h_out, _ = refdet.retinanet_head_forward(_state(head), outs)
+    A = 9
+    np.testing.assert_allclose(refdet.flatten_head_output(h_out.cls_logits, A), t_head["cls_logits"].numpy(),
+                               rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(refdet.flatten_head_output(h_out.bbox_deltas, A), t_head["bbox_regression"].numpy(),
+                               rtol=1e-9, atol=1e-11)

@@ -492,3 +492,14 @@ def test_ssd_head_matches_torchvision(sizes, seed):
         np.testing.assert_allclose(a, tt.grad.numpy(), **F64)
     for k, p in head.named_parameters():
         np.testing.assert_allclose(dp[k], p.grad.numpy(), **F64)
+
+
+def test_empty_batch():
+    h = H.retinanet_head_init(4, 2, 3, rng=0, norm="group_norm")
+    out, cache = H.retinanet_head_forward(h, np.zeros((0, 4, 3, 3)), num_groups=2)
+    assert out.cls_logits.shape == (0, 6, 3, 3) and out.bbox_deltas.shape == (0, 8, 3, 3)
+    dp, dx = H.retinanet_head_backward(out, cache)
+    assert dx.shape == (0, 4, 3, 3) and not any(v.any() for v in dp.values())
+    assert H.flatten_head_output(out.cls_logits, 2).shape == (0, 18, 3)
+    o, c = H.ssd_head_forward(H.ssd_head_init([4], 2, 3, rng=0), [np.ones((0, 4, 1, 1))])
+    assert H.ssd_head_backward(o, c)[1][0].shape == (0, 4, 1, 1)
