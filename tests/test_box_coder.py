@@ -302,3 +302,20 @@ def test_float32_large_random_bit_exact_with_torch_transcendentals(rng):
         d = rng.normal(0, 2, (5000, 4)).astype(F32)
         _bits_equal(decode_boxes(d, a, weights=w, exp=texp),
                     bc.decode_single(torch.from_numpy(d), torch.from_numpy(a)).numpy())
+
+
+@given(rst.aligned_box_sets(min_n=1, max_n=10, min_size=0.5), st.data(), st.sampled_from(_WEIGHTS))
+def test_decode_float64_with_clamp_hits_vs_torchvision(pair, data, weights):
+    torch, BoxCoder = _torch()
+    _, anchors = pair
+    d = data.draw(rst.regression_deltas(len(anchors), k=2))
+    want = BoxCoder(weights).decode_single(torch.from_numpy(d), torch.from_numpy(anchors)).numpy()
+    np.testing.assert_allclose(decode_boxes(d, anchors, weights=weights), want, rtol=1e-12, atol=1e-9)
+
+
+@given(rst.aligned_box_sets(min_n=1, max_n=10, min_size=0.25))
+def test_encode_identical_rows_give_zero_deltas(pair):
+    boxes, anchors = pair
+    same = np.all(boxes == anchors, axis=1)
+    d = encode_boxes(boxes, anchors, weights=(10, 10, 5, 5))
+    np.testing.assert_array_equal(d[same], 0.0)

@@ -330,3 +330,12 @@ def test_signed_zeros_match_torchvision():
                  (distance_box_iou, ops.distance_box_iou)):
         _bits_equal(f(a, b), g(ta, tb).numpy())
         _bits_equal(f(b, a), g(tb, ta).numpy())
+
+
+@given(rst.aligned_box_sets(min_n=1, max_n=12, min_size=0.25))
+def test_paired_iou_of_identical_rows_is_one(pair):
+    a, b = pair
+    same = np.all(a == b, axis=1)
+    got = box_iou_paired(a, b)
+    np.testing.assert_array_equal(got[same], 1.0)
+    assert np.all((got >= 0) & (got <= 1))

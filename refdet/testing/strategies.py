@@ -535,3 +535,41 @@ def quant_tie_values(draw, scale, *, n_max=64, steps=300, dtype=np.float32):
     out = np.where(kind == 0, tie, np.where(kind == 1, np.nextafter(tie, np.inf),
                    np.where(kind == 2, ks * s, (ks + 0.37) * s * 1.7)))
     return out.astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# IoU and box coding (refdet.iou, refdet.box_coder)
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["aligned_box_sets", "regression_deltas"]
+
+
+@st.composite
+def aligned_box_sets(draw, *, min_n=0, max_n=20, min_size=0.0, dtype=np.float64, **box_kw):
+    """Two (N, 4) box arrays of the same length (targets and anchors, or predictions and targets).
+
+    With ``min_size > 0`` no box is degenerate (what ``encode_boxes`` needs: a zero-size box encodes
+    to -inf). Some rows may repeat the other set's box exactly (IoU 1, zero deltas).
+    """
+    degenerate = min_size <= 0
+    a = draw(box_sets(min_n=min_n, max_n=max_n, degenerate=degenerate, min_size=min_size, **box_kw))
+    n = len(a)
+    b = draw(box_sets(min_n=n, max_n=n, degenerate=degenerate, min_size=min_size, **box_kw))
+    if n and draw(st.booleans()):
+        same = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+        b[same] = a[same]
+    return a.astype(dtype), b.astype(dtype)
+
+
+@st.composite
+def regression_deltas(draw, n, *, k=1, dtype=np.float64, clamp_hits=True, bound=6.0):
+    """An (n, 4k) array of (dx, dy, dw, dh) deltas.
+
+    With ``clamp_hits`` some dw/dh sit exactly at ``log(1000 / 16)`` or beyond it (the decode clamp),
+    and some are exactly 0 (exp(0) = 1: the anchor's own size).
+    """
+    import math
+    special = [0.0, math.log(1000.0 / 16), 8.0, -8.0] if clamp_hits else [0.0]
+    val = st.one_of(st.floats(-bound, bound, allow_nan=False, width=64), st.sampled_from(special))
+    vals = draw(st.lists(val, min_size=4 * k * n, max_size=4 * k * n))
+    return np.array(vals, dtype=np.float64).reshape(n, 4 * k).astype(dtype)
