@@ -94,17 +94,20 @@ conventions.register(
     "match",
     {
         "torchvision": {"positive_strict": False, "low_quality": "all_ties_argmax_gt",
-                        "min_pos_iou": -_INF, "background_after": False, "empty_gt": "raise"},
+                        "min_pos_iou": -_INF, "background_after": False, "empty_gt": "raise", "neg_floor": -_INF},
         "detectron2": {"positive_strict": False, "low_quality": "all_ties_argmax_gt",
-                       "min_pos_iou": -_INF, "background_after": False, "empty_gt": "all_negative"},
+                       "min_pos_iou": -_INF, "background_after": False, "empty_gt": "all_negative",
+                       "neg_floor": -_INF},
         "mmdet": {"positive_strict": False, "low_quality": "all_ties_forcing_gt_last_wins",
-                  "min_pos_iou": 0.3, "background_after": False, "empty_gt": "all_negative"},
+                  "min_pos_iou": 0.3, "background_after": False, "empty_gt": "all_negative", "neg_floor": 0.0},
         "caffe": {"positive_strict": False, "low_quality": "all_ties_argmax_gt",
-                  "min_pos_iou": -_INF, "background_after": False, "empty_gt": "raise"},
+                  "min_pos_iou": -_INF, "background_after": False, "empty_gt": "raise", "neg_floor": -_INF},
         "tf": {"positive_strict": False, "low_quality": "first_forcing_gt_first_wins",
-               "min_pos_iou": -_INF, "background_after": False, "empty_gt": "all_negative"},
+               "min_pos_iou": -_INF, "background_after": False, "empty_gt": "all_negative",
+               "neg_floor": -_INF},
         "paper": {"positive_strict": True, "low_quality": "all_ties_argmax_gt",
-                  "min_pos_iou": -_INF, "background_after": False, "empty_gt": "all_negative"},
+                  "min_pos_iou": -_INF, "background_after": False, "empty_gt": "all_negative",
+                  "neg_floor": -_INF},
     },
     knobs={
         "positive_strict": "positive iff IoU > high (paper) instead of IoU >= high (all code)",
@@ -113,6 +116,7 @@ conventions.register(
         "min_pos_iou": "a gt promotes anchors only if its best IoU >= min_pos_iou (-inf: no gate)",
         "background_after": "write background (IoU < low) after the positives (Detectron1 RetinaNet)",
         "empty_gt": "M = 0: " + " | ".join(EMPTY_GT_POLICIES),
+        "neg_floor": "negatives need floor <= max IoU < low (mmdet: 0, so a negative GIoU is ignored)",
     },
     doc="torchvision models/detection/_utils.py Matcher 357-416; detectron2 modeling/matcher.py 62-127 "
         "(empty gt 77-87); mmdet MaxIoUAssigner.assign_wrt_overlaps 242-320 (RPN min_pos_iou=0.3; "
@@ -279,12 +283,10 @@ def _match_core(q, high, low, s, allow_low_quality_matches, allow_nan):
     vals = q.max(axis=0)                                                    # (N,) best IoU per anchor
     _check_values(q, vals, allow_nan)
     below = vals < lo
-    if s["positive_strict"]:
-        between = (vals >= lo) & (vals <= hi)
-    else:
-        between = (vals >= lo) & (vals < hi)
-    # "positive" is what is neither below nor between: NaN fails both tests and stays matched (torch)
-    positive = ~(below | between)
+    if np.isfinite(s["neg_floor"]):  # mmdet: only 0 <= max IoU < low is negative
+        below &= vals >= t(s["neg_floor"])
+    # NaN fails torch's "below" and "between" tests and so stays matched: it counts as positive
+    positive = (vals > hi if s["positive_strict"] else vals >= hi) | np.isnan(vals)
     matches = np.full(n, BETWEEN_THRESHOLDS, dtype=np.int64)
     matches[below] = BELOW_LOW_THRESHOLD
 
@@ -332,7 +334,7 @@ def _match_core(q, high, low, s, allow_low_quality_matches, allow_nan):
 
 def match(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, convention="torchvision",
           low_quality=None, min_pos_iou=None, positive_strict=None, background_after=None,
-          empty_gt=None, allow_nan=False):
+          empty_gt=None, neg_floor=None, allow_nan=False):
     """Max-IoU matching of anchors to ground truths (torchvision ``Matcher`` by default).
 
     Parameters
@@ -360,6 +362,10 @@ def match(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, convention=
     empty_gt : {"raise", "all_negative", "all_ignore"}, optional
         What M = 0 gives. ``"raise"`` raises torchvision's ``ValueError("No ground-truth boxes
         available for one of the images during training")``.
+    neg_floor : float, optional
+        Negatives need ``neg_floor <= best IoU < low``; below the floor an anchor is ignored (-2).
+        mmdet uses 0 (``max_overlaps >= 0``), which only matters for qualities that can be negative
+        (GIoU); ``-inf`` elsewhere.
     allow_nan : bool
         Accept NaN (torchvision's ``box_iou`` of two identical zero-area boxes) and treat it as torch
         does; by default NaN is rejected.
@@ -381,13 +387,16 @@ def match(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, convention=
     return match_details(iou, high=high, low=low, allow_low_quality_matches=allow_low_quality_matches,
                          convention=convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
                          positive_strict=positive_strict, background_after=background_after,
-                         empty_gt=empty_gt, allow_nan=allow_nan, _fast=True)
+                         empty_gt=empty_gt, neg_floor=neg_floor, allow_nan=allow_nan, _fast=True)
 
 
-def _resolve_match(convention, low_quality, min_pos_iou, positive_strict, background_after, empty_gt):
+def _resolve_match(convention, low_quality, min_pos_iou, positive_strict, background_after, empty_gt,
+                   neg_floor):
     s = conventions.resolve("match", convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
                             positive_strict=positive_strict, background_after=background_after,
-                            empty_gt=empty_gt)
+                            empty_gt=empty_gt, neg_floor=neg_floor)
+    if s["neg_floor"] != -_INF:
+        s["neg_floor"] = _checks.check_real(s["neg_floor"], "neg_floor")
     _checks.check_choice(s["low_quality"], "low_quality", LOW_QUALITY_MODES)
     _checks.check_choice(s["empty_gt"], "empty_gt", EMPTY_GT_POLICIES)
     if s["min_pos_iou"] != -_INF:
@@ -400,7 +409,7 @@ def _resolve_match(convention, low_quality, min_pos_iou, positive_strict, backgr
 
 def match_details(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, convention="torchvision",
                   low_quality=None, min_pos_iou=None, positive_strict=None, background_after=None,
-                  empty_gt=None, allow_nan=False, _fast=False):
+                  empty_gt=None, neg_floor=None, allow_nan=False, _fast=False):
     """:func:`match` with everything it computed, in every framework's encoding.
 
     Same parameters as :func:`match`.
@@ -416,7 +425,8 @@ def match_details(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, con
                         f"{type(allow_low_quality_matches).__name__} {allow_low_quality_matches!r}")
     if not isinstance(allow_nan, (bool, np.bool_)):
         raise TypeError(f"`allow_nan` must be a bool; got {type(allow_nan).__name__} {allow_nan!r}")
-    s = _resolve_match(convention, low_quality, min_pos_iou, positive_strict, background_after, empty_gt)
+    s = _resolve_match(convention, low_quality, min_pos_iou, positive_strict, background_after, empty_gt,
+                       neg_floor)
     high, low = _check_thresholds(high, low)
     q = _as_quality_matrix(iou)
     m, n = q.shape

@@ -592,3 +592,23 @@ def test_assert_sample_valid():
         p1 = np.zeros(8, bool)
         p1[0] = True
         assert_sample_valid(lab, p1, neg, 4, 0.5)
+
+
+@given(q=rst.iou_matrices(min_n=1), hl=_PAIRS)
+def test_negative_qualities_giou_like(q, hl):
+    """Qualities in [-1, 1] (GIoU): mmdet leaves a negative best quality ignored, torchvision negative."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from torchvision.models.detection._utils import Matcher
+    high, low = hl
+    g = 2 * q - 1                                          # exact for the grid values
+    d = match_details(g, high=high, low=low, convention="mmdet", min_pos_iou=-1.0)
+    np.testing.assert_array_equal(d.gt_inds, ref_mmdet(g, high, low, -1.0))
+    np.testing.assert_array_equal(match(g, high=high, low=low),
+                                  Matcher(high, low, True)(torch.from_numpy(g.copy())).numpy())
+
+
+def test_neg_floor_golden():
+    # best qualities -0.2, 0.1, 0.8: torchvision -> [-1, -1, 0]; mmdet (0 <= q < 0.3) -> [-2, -1, 0]
+    assert match([[-0.2, 0.1, 0.8]], allow_low_quality_matches=False).tolist() == [-1, -1, 0]
+    assert match([[-0.2, 0.1, 0.8]], convention="mmdet").tolist() == [-2, -1, 0]
