@@ -1,0 +1,488 @@
+"""Whole detectors composed only from refdet's own parts: backbone -> (FPN) -> head -> targets -> loss,
+and back again, by hand.
+
+Three detectors share one small convolutional backbone:
+
+* ``"rpn"``: the Faster R-CNN region proposal network (Ren et al. 2015): one feature map, the seed's
+  9 anchors per location (3 sizes x 3 aspect ratios), objectness + box regression, 256 anchors
+  sampled per image (at most half positive), ``rpn_targets``'s 0.7 / 0.3 rule.
+* ``"retinanet"``: RetinaNet (Lin et al. 2017): an FPN with five levels (P3-P7 in the paper's
+  naming: three from the backbone, P6 and P7 by stride-2 convolutions), the classification and box
+  subnets, the focal loss over every non-ignored anchor and a box loss over the positives.
+* ``"ssd"``: SSD (Liu et al. 2016): default boxes on three backbone maps, one 3x3 conv pair per map,
+  softmax cross entropy with 3:1 hard-negative mining and smooth L1.
+
+The API is the same for each::
+
+    det = Detector("retinanet")                       # configuration only, no hidden state
+    params = det.init(rng=0)                          # nested dict of arrays
+    losses, grads = det.train_step(params, images, targets)
+    params, velocity = sgd_momentum_update(params, grads, velocity, lr=0.01)
+    boxes, scores, labels = det.detect(params, images)[0]   # per image
+
+``images`` is (B, 3, H, W); ``targets`` is a list of B ``(boxes (M, 4) xyxy, labels (M,))`` pairs.
+
+The backbone is four 3x3 stride-2 conv + ReLU stages (strides 2, 4, 8, 16): a toy stand-in for a
+ResNet's C2..C5 sized for 64-pixel images, so that the demo trains on two CPU cores in a minute. The
+images are 64 pixels instead of the papers' 600-800, so every stride and anchor size is scaled down
+by the same factor; the structure (levels, anchors per location, heads, losses) is the papers'.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from refdet import _checks
+from refdet import layers
+from refdet.anchors import pyramid_anchors, ssd_default_boxes
+from refdet.box_coder import decode_boxes, encode_boxes
+from refdet.boxes import clip_boxes_to_image, remove_small_boxes
+from refdet.fpn import fpn_backward, fpn_forward, fpn_init
+from refdet.heads import (flatten_head_output, retinanet_head_backward, retinanet_head_forward,
+                          retinanet_head_init, rpn_head_backward, rpn_head_forward, rpn_head_init,
+                          ssd_head_backward, ssd_head_forward, ssd_head_init, unflatten_head_output,
+                          RetinaNetHeadOutput, RPNHeadOutput, SSDHeadOutput)
+from refdet.iou import box_iou
+from refdet.losses import (LossTargets, multibox_loss_backward, multibox_loss_forward, retinanet_loss_backward,
+                           retinanet_loss_forward, rpn_loss_backward, rpn_loss_forward)
+from refdet.matcher import match, ssd_match
+from refdet.nms import batched_nms
+from refdet.sampler import sample_balanced
+
+__all__ = ["DetectorConfig", "Detector", "Trace", "sgd_momentum_update", "backbone_init", "backbone_forward",
+           "backbone_backward"]
+
+MODELS = ("retinanet", "rpn", "ssd")
+
+
+class DetectorConfig(NamedTuple):
+    """Everything that defines a detector (the parameters are separate).
+
+    model : {"retinanet", "rpn", "ssd"}
+    image_size : (H, W) the network input size
+    num_classes : K foreground classes (the RPN has one: "object")
+    backbone_channels : channels of the four backbone stages (strides 2, 4, 8, 16)
+    fpn_channels : F, channels of the FPN levels and of the heads (RetinaNet)
+    head_convs : 3x3 conv + ReLU layers in each RetinaNet subnet (the paper: 4)
+    anchor_sizes : per level, the anchor sizes (pixels)
+    aspect_ratios : h/w ratios of the anchors at every location
+    """
+    model: str = "retinanet"
+    image_size: tuple = (64, 64)
+    num_classes: int = 2
+    backbone_channels: tuple = (16, 32, 48, 64)
+    fpn_channels: int = 32
+    head_convs: int = 2
+    anchor_sizes: tuple = ((12,), (24,), (48,), (96,), (192,))
+    aspect_ratios: tuple = (0.5, 1.0, 2.0)
+
+
+def _default_config(model):
+    if model == "rpn":
+        # the seed's single level: 3 sizes x 3 ratios = 9 anchors per location, on the stride-8 map
+        return DetectorConfig(model="rpn", num_classes=1, anchor_sizes=((12, 20, 32),))
+    if model == "ssd":
+        return DetectorConfig(model="ssd", anchor_sizes=((10, 16), (20, 32), (40, 60)))
+    return DetectorConfig(model="retinanet")
+
+
+class Trace(NamedTuple):
+    """What a train step saw on its way (for the demo's stage-by-stage printout)."""
+    feature_shapes: list
+    anchors_per_level: list
+    num_positive: int
+    num_negative: int
+    num_ignored: int
+
+
+# ----------------------------------------------------------------------------------------------
+# backbone: four 3x3 stride-2 conv + ReLU stages
+# ----------------------------------------------------------------------------------------------
+
+def backbone_init(channels=(16, 32, 48, 64), *, in_channels=3, rng=None, dtype=np.float32):
+    """He-normal weights (std sqrt(2 / fan_in)) and zero biases for each 3x3 conv stage."""
+    rng = _checks.as_rng(rng)
+    params = {}
+    c_in = in_channels
+    for i, c in enumerate(channels):
+        fan_in = c_in * 9
+        params[f"stage{i}.weight"] = (rng.standard_normal((c, c_in, 3, 3)) * math.sqrt(2.0 / fan_in)).astype(dtype)
+        params[f"stage{i}.bias"] = np.zeros(c, dtype=dtype)
+        c_in = c
+    return params
+
+
+def backbone_forward(params, x):
+    """x (B, 3, H, W) -> list of the stage outputs [C1 (stride 2), C2 (4), C3 (8), C4 (16)], cache."""
+    feats, caches = [], []
+    n = len([k for k in params if k.endswith(".weight")])
+    for i in range(n):
+        x, cc = layers.conv2d_forward(x, params[f"stage{i}.weight"], params[f"stage{i}.bias"], stride=2, padding=1)
+        x, cr = layers.relu_forward(x)
+        feats.append(x)
+        caches.append((cc, cr))
+    return feats, caches
+
+
+def backbone_backward(dfeats, caches):
+    """dfeats: list (one per stage, None = 0) -> (dparams, dx)."""
+    grads = {}
+    d = None
+    for i in reversed(range(len(caches))):
+        cc, cr = caches[i]
+        if dfeats[i] is not None:
+            d = dfeats[i] if d is None else d + dfeats[i]
+        if d is None:  # nothing above this stage was used: zero gradients
+            grads[f"stage{i}.weight"] = np.zeros(cc.w.shape, cc.w.dtype)
+            grads[f"stage{i}.bias"] = np.zeros(cc.w.shape[0], cc.w.dtype)
+            continue
+        d = layers.relu_backward(d, cr).dx
+        g = layers.conv2d_backward(d, cc)
+        grads[f"stage{i}.weight"] = g.dw
+        grads[f"stage{i}.bias"] = g.db
+        d = g.dx
+    return grads, d
+
+
+# ----------------------------------------------------------------------------------------------
+# SGD with momentum
+# ----------------------------------------------------------------------------------------------
+
+def _tree_map(f, *trees):
+    t0 = trees[0]
+    if isinstance(t0, dict):
+        return {k: _tree_map(f, *(t[k] for t in trees)) for k in t0}
+    return f(*trees)
+
+
+def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, weight_decay=0.0,
+                        max_grad_norm=None):
+    """One step of SGD with momentum, PyTorch's formulation (returns new dicts; nothing is modified).
+
+    ``v <- momentum * v + (g + weight_decay * p)``; ``p <- p - lr * v`` (torch.optim.SGD with
+    dampening 0, nesterov False). With ``max_grad_norm`` the gradients are first scaled so that
+    their global L2 norm is at most that value (torch.nn.utils.clip_grad_norm_).
+
+    Returns
+    -------
+    params, velocity : nested dicts shaped like ``params``
+    """
+    lr = _checks.check_positive(lr, "lr")
+    mom = _checks.check_probability(momentum, "momentum")
+    wd = _checks.check_positive(weight_decay, "weight_decay", strict=False)
+    if velocity is None:
+        velocity = _tree_map(np.zeros_like, params)
+    scale = 1.0
+    if max_grad_norm is not None:
+        leaves = []
+        _tree_map(lambda g: leaves.append(float(np.sum(np.square(g, dtype=np.float64)))), grads)
+        norm = math.sqrt(sum(leaves))
+        if norm > max_grad_norm:
+            scale = max_grad_norm / (norm + 1e-6)
+
+    def step_v(p, g, v):
+        return (mom * v + (scale * g + wd * p)).astype(p.dtype)
+
+    new_v = _tree_map(step_v, params, grads, velocity)
+    new_p = _tree_map(lambda p, v: (p - lr * v).astype(p.dtype), params, new_v)
+    return new_p, new_v
+
+
+# ----------------------------------------------------------------------------------------------
+# the detector
+# ----------------------------------------------------------------------------------------------
+
+class Detector:
+    """A detector's configuration and its pure functions (no state changes after construction).
+
+    Parameters
+    ----------
+    model : {"retinanet", "rpn", "ssd"} or DetectorConfig
+    **overrides : fields of :class:`DetectorConfig`
+    """
+
+    def __init__(self, model="retinanet", **overrides):
+        if isinstance(model, DetectorConfig):
+            cfg = model._replace(**overrides)
+        else:
+            _checks.check_choice(model, "model", MODELS)
+            cfg = _default_config(model)._replace(**overrides)
+        _checks.check_choice(cfg.model, "model", MODELS)
+        self.config = cfg
+        h, w = (int(v) for v in _checks.check_image_size(cfg.image_size))
+        self.image_size = (h, w)
+        n_stages = len(cfg.backbone_channels)
+        sizes = [(h, w)]
+        for _ in range(n_stages):  # 3x3 stride-2 pad-1 convs: floor((n - 1) / 2) + 1
+            sizes.append(((sizes[-1][0] - 1) // 2 + 1, (sizes[-1][1] - 1) // 2 + 1))
+        self.stage_sizes = sizes[1:]
+        if cfg.model == "retinanet":
+            # backbone stages 1..3 (strides 4, 8, 16) feed the FPN; P6, P7 by stride-2 convs from C5
+            self.in_stages = [1, 2, 3]
+            f = list(self.stage_sizes[1:])
+            for _ in range(2):
+                f.append(((f[-1][0] - 1) // 2 + 1, (f[-1][1] - 1) // 2 + 1))
+            self.feature_sizes = f
+            self.strides = [4, 8, 16, 32, 64]
+        elif cfg.model == "rpn":
+            self.in_stages = [2]
+            self.feature_sizes = [self.stage_sizes[2]]
+            self.strides = [8]
+        else:
+            self.in_stages = [1, 2, 3]
+            self.feature_sizes = list(self.stage_sizes[1:])
+            self.strides = [4, 8, 16]
+        if len(cfg.anchor_sizes) < len(self.feature_sizes):
+            raise ValueError(f"`anchor_sizes` must give one entry per level ({len(self.feature_sizes)}); "
+                             f"got {len(cfg.anchor_sizes)}")
+        anchor_sizes = [tuple(s) for s in cfg.anchor_sizes[:len(self.feature_sizes)]]
+        if cfg.model == "ssd":
+            self.anchors = self._ssd_boxes(anchor_sizes)
+            self.num_anchors = [2 + 2 * 1] * len(self.feature_sizes)
+        else:
+            self.anchors, self.anchor_level = pyramid_anchors(
+                self.image_size, self.feature_sizes, self.strides, anchor_sizes,
+                list(cfg.aspect_ratios), center_offset=0.5)
+            self.num_anchors = [len(s) * len(cfg.aspect_ratios) for s in anchor_sizes]
+
+    # -- anchors --------------------------------------------------------------------------------
+    def _ssd_boxes(self, anchor_sizes):
+        # Caffe PriorBox style: min size square, sqrt(min*max) square, then ratio 2 and 1/2
+        h, w = self.image_size
+        scales = [s[0] / w for s in anchor_sizes] + [anchor_sizes[-1][-1] / w]
+        boxes = ssd_default_boxes(self.image_size, self.feature_sizes, scales=scales,
+                                  aspect_ratios=[[2]] * len(self.feature_sizes), steps=self.strides, clip=True)
+        return np.asarray(boxes, dtype=np.float64)
+
+    # -- parameters ------------------------------------------------------------------------------
+    def init(self, *, rng=None, dtype=np.float32):
+        """Fresh parameters: ``{"backbone": ..., "fpn": ..., "head": ...}`` (the RPN and SSD have no FPN)."""
+        rng = _checks.as_rng(rng)
+        cfg = self.config
+        # only the stages that feed a level (the RPN reads stage 2 and does not need stage 3)
+        used = cfg.backbone_channels[:max(self.in_stages) + 1]
+        params = {"backbone": backbone_init(used, rng=rng, dtype=dtype)}
+        in_ch = [cfg.backbone_channels[i] for i in self.in_stages]
+        if cfg.model == "retinanet":
+            params["fpn"] = fpn_init(in_ch, cfg.fpn_channels, extra_blocks="p6p7", rng=rng, dtype=dtype)
+            params["head"] = retinanet_head_init(cfg.fpn_channels, self.num_anchors[0], cfg.num_classes, rng=rng,
+                                                 num_convs=cfg.head_convs, dtype=dtype)
+        elif cfg.model == "rpn":
+            params["head"] = rpn_head_init(in_ch[0], self.num_anchors[0], rng=rng, dtype=dtype)
+        else:
+            params["head"] = ssd_head_init(in_ch, self.num_anchors, cfg.num_classes + 1, rng=rng, dtype=dtype)
+        return params
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(self, params, images):
+        """images (B, 3, H, W) -> (cls (B, N, K'), deltas (B, N, 4), cache, feature shapes)."""
+        x = _checks.as_nchw(images, "images")
+        if x.shape[1] != 3 or tuple(x.shape[2:]) != self.image_size:
+            raise ValueError(f"`images` must have shape (B, 3, {self.image_size[0]}, {self.image_size[1]}); "
+                             f"got {x.shape}")
+        cfg = self.config
+        feats, bcache = backbone_forward(params["backbone"], x)
+        inputs = [feats[i] for i in self.in_stages]
+        fcache = None
+        if cfg.model == "retinanet":
+            levels, fcache = fpn_forward(params["fpn"], inputs, extra_blocks="p6p7")
+            out, hcache = retinanet_head_forward(params["head"], levels)
+            cls = flatten_head_output(out.cls_logits, self.num_anchors)
+            box = flatten_head_output(out.bbox_deltas, self.num_anchors)
+        elif cfg.model == "rpn":
+            levels = inputs
+            out, hcache = rpn_head_forward(params["head"], levels[0])
+            cls = flatten_head_output(out.objectness, self.num_anchors[0])
+            box = flatten_head_output(out.deltas, self.num_anchors[0])
+        else:
+            levels = inputs
+            out, hcache = ssd_head_forward(params["head"], levels)
+            cls = flatten_head_output(out.cls_logits, self.num_anchors)
+            box = flatten_head_output(out.bbox_deltas, self.num_anchors)
+        cache = (bcache, fcache, hcache, [lv.shape for lv in levels])
+        return cls, box, cache
+
+    def backward(self, dcls, dbox, cache):
+        """Gradients of the parameters from the gradients of the flattened head outputs."""
+        bcache, fcache, hcache, shapes = cache
+        cfg = self.config
+        sizes = [s[2:] for s in shapes]
+        grads = {}
+        if cfg.model == "retinanet":
+            dc = unflatten_head_output(dcls, self.num_anchors, sizes)
+            db = unflatten_head_output(dbox, self.num_anchors, sizes)
+            grads["head"], dlevels = retinanet_head_backward(RetinaNetHeadOutput(dc, db), hcache)
+            grads["fpn"], dinputs = fpn_backward(dlevels, fcache)
+        elif cfg.model == "rpn":
+            dc = unflatten_head_output(dcls, self.num_anchors[0], sizes[0])
+            db = unflatten_head_output(dbox, self.num_anchors[0], sizes[0])
+            grads["head"], dfeat = rpn_head_backward(RPNHeadOutput(dc, db), hcache)
+            dinputs = [dfeat]
+        else:
+            dc = unflatten_head_output(dcls, self.num_anchors, sizes)
+            db = unflatten_head_output(dbox, self.num_anchors, sizes)
+            grads["head"], dinputs = ssd_head_backward(SSDHeadOutput(dc, db), hcache)
+        dfeats = [None] * len(bcache)
+        for i, d in zip(self.in_stages, dinputs):
+            dfeats[i] = d
+        grads["backbone"], _ = backbone_backward(dfeats, bcache)
+        return grads
+
+    # -- targets ---------------------------------------------------------------------------------
+    def _check_targets(self, targets, b):
+        if not isinstance(targets, (list, tuple)) or len(targets) != b:
+            raise ValueError(f"`targets` must be a list of {b} (boxes, labels) pairs; got "
+                             f"{type(targets).__name__} of length {len(targets) if hasattr(targets, '__len__') else '?'}")
+        out = []
+        k = self.config.num_classes
+        for i, t in enumerate(targets):
+            if not isinstance(t, (list, tuple)) or len(t) != 2:
+                raise ValueError(f"`targets[{i}]` must be a (boxes, labels) pair")
+            bx = _checks.as_boxes(t[0], f"targets[{i}] boxes", dtype=np.float64)
+            # the RPN is class-agnostic: any class id is an "object"
+            high = None if self.config.model == "rpn" else k - 1
+            lb = _checks.as_int_labels(t[1], f"targets[{i}] labels", n=len(bx), low=0, high=high)
+            out.append((bx, lb))
+        return out
+
+    def assign(self, targets, *, rng=None):
+        """Per-anchor training targets for a batch: LossTargets(labels (B, N), deltas (B, N, 4)) and masks.
+
+        RetinaNet: match at 0.5 / 0.4 with low-quality matches (torchvision), labels = class of the
+        matched gt, -1 background, -2 ignored. RPN: 0.7 / 0.3 with low-quality matches, anchors
+        crossing the border ignored, 256 sampled per image (at most 128 positives). SSD: 0.5 with
+        the best anchor of every gt forced (torchvision SSDMatcher), labels 1 + class, 0 background,
+        deltas with weights (10, 10, 5, 5).
+        """
+        cfg = self.config
+        rng = _checks.as_rng(rng)
+        n = len(self.anchors)
+        b = len(targets)
+        labels = np.full((b, n), -1, dtype=np.int64)
+        deltas = np.zeros((b, n, 4), dtype=np.float64)
+        pos_mask = np.zeros((b, n), dtype=bool)
+        neg_mask = np.zeros((b, n), dtype=bool)
+        for i, (gtb, gtl) in enumerate(targets):
+            if cfg.model == "ssd":
+                lab = np.zeros(n, dtype=np.int64)
+                if len(gtb):
+                    m = ssd_match(box_iou(gtb, self.anchors), 0.5)
+                    pos = m >= 0
+                    lab[pos] = gtl[m[pos]] + 1
+                    deltas[i, pos] = encode_boxes(gtb[m[pos]], self.anchors[pos], weights=(10, 10, 5, 5))
+                labels[i] = lab
+                pos_mask[i] = lab > 0
+                neg_mask[i] = lab == 0
+                continue
+            if cfg.model == "retinanet":
+                if len(gtb) == 0:
+                    labels[i] = -1
+                    neg_mask[i] = True
+                    continue
+                m = match(box_iou(gtb, self.anchors), high=0.5, low=0.4, allow_low_quality_matches=True)
+                pos = m >= 0
+                labels[i] = np.where(pos, gtl[np.maximum(m, 0)], np.where(m == -2, -2, -1))
+                deltas[i, pos] = encode_boxes(gtb[m[pos]], self.anchors[pos])
+                pos_mask[i] = pos
+                neg_mask[i] = m == -1
+                continue
+            # RPN: 1 object, 0 background, -1 ignored; then sample 256
+            lab = np.zeros(n, dtype=np.int64)
+            if len(gtb):
+                m = match(box_iou(gtb, self.anchors), high=0.7, low=0.3, allow_low_quality_matches=True)
+                lab = np.where(m >= 0, 1, np.where(m == -1, 0, -1))
+                pos = m >= 0
+                deltas[i, pos] = encode_boxes(gtb[m[pos]], self.anchors[pos])
+            pm, nm = sample_balanced(lab, 256, 0.5, rng=rng)
+            labels[i] = lab
+            pos_mask[i] = pm
+            neg_mask[i] = nm
+        return LossTargets(labels, deltas), pos_mask, neg_mask
+
+    # -- training ---------------------------------------------------------------------------------
+    def loss_and_grads(self, params, images, targets, *, rng=None):
+        """(losses dict, grads, Trace). ``losses["total"]`` is what the gradients differentiate."""
+        x = _checks.as_nchw(images, "images")
+        tgt = self._check_targets(targets, x.shape[0])
+        cls, box, cache = self.forward(params, x)
+        lt, pos_mask, neg_mask = self.assign(tgt, rng=rng)
+        dt = cls.dtype
+        lt = LossTargets(lt.labels, lt.deltas.astype(dt))
+        cfg = self.config
+        if cfg.model == "retinanet":
+            l, lc = retinanet_loss_forward(cls, box, lt)
+            g = retinanet_loss_backward((np.ones((), dt), np.ones((), dt)), lc)
+            dcls, dbox = g.dcls_logits, g.dbox_deltas
+            losses = {"classification": float(l.classification), "box_regression": float(l.box_regression)}
+        elif cfg.model == "rpn":
+            l, lc = rpn_loss_forward(cls[..., 0], box, lt, pos_mask=pos_mask, neg_mask=neg_mask)
+            g = rpn_loss_backward((np.ones((), dt), np.ones((), dt)), lc)
+            dcls, dbox = g.dobjectness[..., None], g.ddeltas
+            losses = {"objectness": float(l.objectness), "box_regression": float(l.box_regression)}
+        else:
+            l, lc = multibox_loss_forward(cls, box, lt)
+            g = multibox_loss_backward((np.ones((), dt), np.ones((), dt)), lc)
+            dcls, dbox = g.dconf_logits, g.dloc_deltas
+            losses = {"classification": float(l.classification), "box_regression": float(l.box_regression)}
+        losses["total"] = float(sum(losses.values()))
+        grads = self.backward(dcls.astype(dt), dbox.astype(dt), cache)
+        trace = Trace(feature_shapes=cache[3], anchors_per_level=[int(np.prod(s)) * a for s, a in
+                                                                 zip(self.feature_sizes, self.num_anchors)],
+                      num_positive=int(pos_mask.sum()), num_negative=int(neg_mask.sum()),
+                      num_ignored=int(pos_mask.size - pos_mask.sum() - neg_mask.sum()))
+        return losses, grads, trace
+
+    def train_step(self, params, images, targets, *, rng=None):
+        """Forward, targets, loss and backward for one batch: ``(losses, grads)``."""
+        losses, grads, _ = self.loss_and_grads(params, images, targets, rng=rng)
+        return losses, grads
+
+    # -- inference --------------------------------------------------------------------------------
+    def detect(self, params, images, *, score_threshold=0.05, nms_threshold=0.5, topk_candidates=1000,
+               detections_per_image=100):
+        """Detections per image: a list of ``(boxes (D, 4), scores (D,), labels (D,))``.
+
+        torchvision's RetinaNet post-processing: per level the top ``topk_candidates`` scores above
+        ``score_threshold``, decode against the anchors, clip to the image, class-aware NMS at
+        ``nms_threshold``, keep ``detections_per_image``. The RPN scores objectness (label 0) and
+        uses NMS 0.7 by default in torchvision; SSD scores a softmax over K + 1 classes.
+        """
+        cls, box, _ = self.forward(params, images)
+        cfg = self.config
+        out = []
+        level = self.anchor_level if cfg.model != "ssd" else np.zeros(len(self.anchors), np.int64)
+        for i in range(cls.shape[0]):
+            logits = cls[i].astype(np.float64)
+            if cfg.model == "ssd":
+                z = logits - logits.max(axis=1, keepdims=True)
+                p = np.exp(z)
+                p /= p.sum(axis=1, keepdims=True)
+                scores = p[:, 1:]
+                weights = (10, 10, 5, 5)
+            else:
+                scores = 1.0 / (1.0 + np.exp(-logits))
+                weights = (1, 1, 1, 1)
+            k = scores.shape[1]
+            flat = scores.reshape(-1)
+            anchor_idx = np.repeat(np.arange(len(self.anchors)), k)
+            label = np.tile(np.arange(k), len(self.anchors))
+            lvl = level[anchor_idx]
+            keep = flat > score_threshold
+            cand = np.flatnonzero(keep)
+            # per level: the top-k candidates by score (stable: lower index first on ties)
+            chosen = []
+            for lv in np.unique(lvl[cand]):
+                c = cand[lvl[cand] == lv]
+                order = np.argsort(-flat[c], kind="stable")[:topk_candidates]
+                chosen.append(c[order])
+            cand = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+            a = anchor_idx[cand]
+            boxes = decode_boxes(box[i][a].astype(np.float64), self.anchors[a], weights=weights)
+            boxes = clip_boxes_to_image(boxes, self.image_size)
+            keep_small = remove_small_boxes(boxes, 1e-2)
+            boxes, sc, lab = boxes[keep_small], flat[cand][keep_small], label[cand][keep_small]
+            keep = batched_nms(boxes, sc, lab, nms_threshold)[:detections_per_image]
+            out.append((boxes[keep], sc[keep], lab[keep]))
+        return out
