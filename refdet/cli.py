@@ -1,6 +1,7 @@
 """The ``refdet`` command line (also ``python -m refdet``). Thin: each command lives in its module.
 
     refdet demo            the whole pipeline on synthetic data (the README's main command)
+                           options: --model retinanet|rpn|ssd, --seed, --steps, --out
     refdet anchors         teaching: cell anchors, anchors per level, head output shapes
     refdet describe OP     what each convention profile sets for an op
 """
@@ -12,6 +13,8 @@ import sys
 
 # command -> (module, function that adds arguments, function that runs; returns an exit code)
 COMMANDS = {
+    "demo": ("refdet.demo", "_demo_args", "_demo_run",
+             "train a small detector on synthetic data and show every stage (the main command)"),
     "describe": ("refdet.cli", "_describe_args", "_describe_run",
                  "print what each convention profile sets for an op"),
     "anchors": ("refdet.walkthrough", "_anchors_args", "_anchors_run",
