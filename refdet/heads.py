@@ -412,9 +412,10 @@ def rpn_head_forward(params, features):
     Notes
     -----
     ``t = relu(conv3x3(x))``; ``objectness = conv1x1_cls(t)``; ``deltas = conv1x1_box(t)`` (padding 1 and
-    0). Flatten with :func:`flatten_head_output` (``num_anchors = A``; for the softmax layout use
-    ``x[:, A:]`` for the foreground logits, or ``x[:, A:] - x[:, :A]``: softmax over the pair equals
-    the sigmoid of that difference).
+    0). Flatten with :func:`flatten_head_output` (``num_anchors = A``). The softmax layout is
+    class-major: ``flatten_head_output(objectness, A, layout="class_major")`` gives (H*W*A, 2) rows
+    (background, foreground); the foreground logits alone are ``objectness[:, A:]``, and softmax over
+    the pair equals ``sigmoid(fg - bg)``.
     """
     feats, single, dtype = _features(features)
     want, c, a, n_obj, depth = _rpn_layout(params)
@@ -759,7 +760,10 @@ def ssd_head_backward(doutput, cache):
 # layout: channels <-> one row per anchor
 # ---------------------------------------------------------------------------------------------------
 
-def _flatten_one(x, a, name, per_location):
+_LAYOUTS = ("anchor_major", "class_major")
+
+
+def _flatten_one(x, a, name, per_location, layout="anchor_major"):
     arr = _checks.as_array(x, name)
     if arr.ndim not in (3, 4):
         raise ValueError(f"`{name}` must be 3-D (A*C, H, W) or 4-D (B, A*C, H, W); got shape {arr.shape}")
@@ -770,13 +774,17 @@ def _flatten_one(x, a, name, per_location):
         raise ValueError(f"`{name}` channels ({ac}) must be a multiple of `num_anchors` ({a}); got shape {arr.shape}")
     c = ac // a
     out = np.empty((b, h, w, a, c), dtype=arr.dtype)
-    # (B, A, C, H, W) -> (B, H, W, A, C): channel a*C + c of location (y, x) -> row (y*W + x)*A + a
-    out[...] = x4.reshape(b, a, c, h, w).transpose(0, 3, 4, 1, 2)
+    if layout == "anchor_major":
+        # (B, A, C, H, W) -> (B, H, W, A, C): channel a*C + c of location (y, x) -> row (y*W + x)*A + a
+        out[...] = x4.reshape(b, a, c, h, w).transpose(0, 3, 4, 1, 2)
+    else:
+        # (B, C, A, H, W) -> (B, H, W, A, C): channel c*A + a (py-faster-rcnn's 2A softmax scores)
+        out[...] = x4.reshape(b, c, a, h, w).transpose(0, 3, 4, 2, 1)
     out = out.reshape(b, h * w, a * c) if per_location else out.reshape(b, h * w * a, c)
     return out if batched else out[0]
 
 
-def flatten_head_output(x, num_anchors, *, per_location=False):
+def flatten_head_output(x, num_anchors, *, per_location=False, layout="anchor_major"):
     """Rearrange head outputs from channels to one row per anchor.
 
     Parameters
@@ -787,7 +795,14 @@ def flatten_head_output(x, num_anchors, *, per_location=False):
     num_anchors : int, or sequence of int (one per level)
         A.
     per_location : bool
-        Return one row per location instead: ``(H*W, A*C)`` (the same memory order; row ``y*W + x``).
+        Return one row per location instead: ``(H*W, A*C)`` (the same memory order; row ``y*W + x``,
+        column ``a*C + c``).
+    layout : {"anchor_major", "class_major"}
+        How the channels are laid out: ``"anchor_major"``, channel ``a*C + c`` (torchvision
+        ``permute_and_flatten``, detectron2, mmdet, and every box-delta output including
+        py-faster-rcnn's ``rpn_bbox_pred``); ``"class_major"``, channel ``c*A + a``: py-faster-rcnn's
+        2A softmax objectness ``rpn_cls_score`` (reshaped to ``(1, 2, A*H, W)``: channels ``[0, A)``
+        background, ``[A, 2A)`` foreground), flattened to ``(H*W*A, 2)`` = (background, foreground).
 
     Returns
     -------
@@ -803,11 +818,12 @@ def flatten_head_output(x, num_anchors, *, per_location=False):
     (22500, 4) per anchor; the (1, 9, 50, 50) objectness is (2500, 9) per location, (22500, 1) per
     anchor.
     """
+    _checks.check_choice(layout, "layout", _LAYOUTS)
     if isinstance(x, (list, tuple)):
         if not x:
             raise ValueError("`x` must be an array or a non-empty list of levels; got an empty list")
         a_s = _per_level(num_anchors, len(x), "num_anchors")
-        parts = [_flatten_one(xi, ai, f"x[{i}]", per_location) for i, (xi, ai) in enumerate(zip(x, a_s))]
+        parts = [_flatten_one(xi, ai, f"x[{i}]", per_location, layout) for i, (xi, ai) in enumerate(zip(x, a_s))]
         nd = {p.ndim for p in parts}
         if len(nd) != 1:
             raise ValueError("every level of `x` must have the same number of dimensions")
@@ -816,10 +832,10 @@ def flatten_head_output(x, num_anchors, *, per_location=False):
                              f"{[p.shape for p in parts]}")
         return np.concatenate(parts, axis=-2)
     a = _checks.check_int(num_anchors, "num_anchors", low=1)
-    return _flatten_one(x, a, "x", per_location)
+    return _flatten_one(x, a, "x", per_location, layout)
 
 
-def unflatten_head_output(x, num_anchors, feature_sizes):
+def unflatten_head_output(x, num_anchors, feature_sizes, *, layout="anchor_major"):
     """Inverse of :func:`flatten_head_output` (e.g. to send a loss gradient back into a head).
 
     Parameters
@@ -828,11 +844,14 @@ def unflatten_head_output(x, num_anchors, feature_sizes):
         One row per anchor in ``(level, y, x, a)`` order, ``N = sum_l H_l*W_l*A_l``.
     num_anchors : int, or sequence of int (one per level)
     feature_sizes : (H, W) or a list of (H, W) pairs (levels)
+    layout : {"anchor_major", "class_major"}
+        The channel layout to produce (see :func:`flatten_head_output`).
 
     Returns
     -------
     ndarray, shape (A*C, H, W) or (B, A*C, H, W); a list of them when ``feature_sizes`` is a list
     """
+    _checks.check_choice(layout, "layout", _LAYOUTS)
     arr = _checks.as_array(x, "x")
     if arr.ndim not in (2, 3):
         raise ValueError(f"`x` must be 2-D (N, C) or 3-D (B, N, C); got shape {arr.shape}")
@@ -852,8 +871,12 @@ def unflatten_head_output(x, num_anchors, feature_sizes):
     for (h, w), a in zip(sizes, a_s):
         part = x3[:, start:start + h * w * a].reshape(b, h, w, a, c)
         start += h * w * a
-        o = np.empty((b, a, c, h, w), dtype=arr.dtype)
-        o[...] = part.transpose(0, 3, 4, 1, 2)
+        if layout == "anchor_major":
+            o = np.empty((b, a, c, h, w), dtype=arr.dtype)
+            o[...] = part.transpose(0, 3, 4, 1, 2)
+        else:
+            o = np.empty((b, c, a, h, w), dtype=arr.dtype)
+            o[...] = part.transpose(0, 4, 3, 1, 2)
         o = o.reshape(b, a * c, h, w)
         outs.append(o if batched else o[0])
     return outs if many else outs[0]

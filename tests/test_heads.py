@@ -40,6 +40,19 @@ def test_flatten_golden_anchor_major_layout():
     np.testing.assert_array_equal(H.flatten_head_output(x, 2, per_location=True), [[0, 10, 20, 30], [1, 11, 21, 31]])
 
 
+def test_flatten_class_major_golden_py_faster_rcnn():
+    # py-faster-rcnn rpn_cls_score, A = 2: channels [bg_0, bg_1, fg_0, fg_1] = [0, 1, 10, 11] at one
+    # location. class_major (channel c*A + a): anchor 0 -> (bg, fg) = (0, 10), anchor 1 -> (1, 11);
+    # read anchor-major it would wrongly pair (0, 1) and (10, 11).
+    x = np.array([0.0, 1.0, 10.0, 11.0]).reshape(4, 1, 1)
+    np.testing.assert_array_equal(H.flatten_head_output(x, 2, layout="class_major"), [[0, 10], [1, 11]])
+    np.testing.assert_array_equal(H.flatten_head_output(x, 2), [[0, 1], [10, 11]])
+    back = H.unflatten_head_output(np.array([[0.0, 10.0], [1.0, 11.0]]), 2, (1, 1), layout="class_major")
+    np.testing.assert_array_equal(back, x)
+    with pytest.raises(ValueError, match="`layout` must be one of"):
+        H.flatten_head_output(x, 2, layout="nhwc")
+
+
 def test_flatten_general_formula():
     # row (y*W + x)*A + a, column c  ==  x[a*C + c, y, x], checked element by element
     A, C, Hh, W = 3, 4, 5, 2
@@ -93,6 +106,11 @@ def test_unflatten_inverts_flatten(a, c, h, w, b, batched):
     flat = H.flatten_head_output(x, a)
     back = H.unflatten_head_output(flat, a, (h, w))
     np.testing.assert_array_equal(back, x)
+    cm = H.flatten_head_output(x, a, layout="class_major")
+    np.testing.assert_array_equal(H.unflatten_head_output(cm, a, (h, w), layout="class_major"), x)
+    # class-major channel c*A + a holds what anchor-major channel a*C + c holds after a transpose
+    xt = x.reshape(shape[:-3] + (a, c, h, w)).swapaxes(-4, -3).reshape(shape)
+    np.testing.assert_array_equal(H.flatten_head_output(xt, a, layout="class_major"), flat)
     # list form, two levels
     y = rng.standard_normal((b, a * c, h + 1, w) if batched else (a * c, h + 1, w))
     flat2 = H.flatten_head_output([x, y], a)
