@@ -403,7 +403,6 @@ def test_nan_rejected_unless_allowed():
 # --------------------------------------------------------------------------------------------------
 
 _PAIRS = st.sampled_from([(0.7, 0.3), (0.5, 0.4), (0.5, 0.5), (0.4, 0.3), (0.7, 0.7)])
-_DTYPES = st.sampled_from([np.float64, np.float32])
 
 
 @given(q=st.one_of(rst.iou_matrices(dtype=np.float64), rst.iou_matrices(dtype=np.float32)),
