@@ -752,7 +752,10 @@ def soft_nms(boxes, scores, *, method="gaussian", sigma=0.5, iou_threshold=0.3, 
     refdet vectorises each pass and applies the same permutation (see ``tests/test_nms.py``, which
     holds it equal to a transcription of the C loop). Arithmetic is in the working dtype (float32
     boxes: float32, mmcv's dtype); the C libraries' ``exp`` may differ from NumPy's by an ulp, so
-    Soft-NMS scores are exact only up to that. Cost: one vectorised pass per selected box.
+    Soft-NMS scores are exact only up to that. Two zero-area boxes at the same place have IoU
+    0/0 = NaN: the Gaussian weight, hence the score, becomes NaN, as in the C loops (such a box is
+    never picked by the ``<`` scan before the others and never dropped). Cost: one vectorised pass
+    per selected box.
     """
     st = conventions.resolve("soft_nms", convention, inclusive=inclusive, plus_one=plus_one,
                              gaussian_denominator=gaussian_denominator, discard=discard,
@@ -777,7 +780,13 @@ def soft_nms(boxes, scores, *, method="gaussian", sigma=0.5, iou_threshold=0.3, 
     n = len(b)
     i = 0
     while i < n:
-        m = i + int(np.argmax(S[i:n]))           # first maximum (strict '<' scan)
+        # the C scan `if (max_score < sc[pos])`: first maximum wins and a NaN never takes over
+        # (a NaN score arises only from a Gaussian decay with a 0/0 IoU of two zero-area boxes)
+        if np.isnan(S[i]):
+            m = i
+        else:
+            w_ = S[i:n]
+            m = i + int(np.argmax(np.where(np.isnan(w_), -np.inf, w_)))
         if m != i:                               # swap the maximum into slot i
             C[:, [i, m]] = C[:, [m, i]]
             S[[i, m]] = S[[m, i]]
