@@ -634,7 +634,11 @@ def sigmoid_focal_loss_forward(logits, targets, *, alpha=0.25, gamma=2.0, reduct
     -----
     The order of operations is torchvision's: ``ce = bce_with_logits(x, t)``,
     ``loss = ce * (1 - p_t) ** gamma``, then ``alpha_t * loss``. ``ce`` is taken from the logits,
-    not from ``-log(p_t)``, so it stays exact where p_t rounds to 1.
+    not from ``-log(p_t)``, so it stays exact where p_t rounds to 1. In float32 that order inherits
+    torch's cancellation: for t = 0 and x << 0, ``(1 - t) x - log_sigmoid(x)`` subtracts two numbers
+    close to x, and a loss of 7e-13 at x = -9.2 carries a ~1e-3 relative error in torchvision and in
+    refdet alike (the two then differ by many ulps, both far from the float64 value). Use float64
+    inputs for the oracle answer.
     """
     red = _check_reduction(reduction)
     a, gam = _focal_params(alpha, gamma)
@@ -727,7 +731,11 @@ def softmax_focal_loss_forward(logits, labels, *, alpha=None, gamma=2.0, reducti
         In [0, K) or ``ignore_index`` (loss 0, excluded from "mean").
     alpha : float in [0, 1], -1 or None
         None / -1: no weighting. Otherwise ``alpha`` for foreground labels and ``1 - alpha`` for
-        the ``background`` label (Detectron1: class 0 is background).
+        the ``background`` label: Caffe2/Detectron1 ``SoftmaxFocalLoss``
+        (``modules/detectron/softmax_focal_loss_op.cu``) weights ``z = (label == 0)(1 - alpha) +
+        (label >= 1) alpha``, ignores labels < 0, and divides the sum by ``max(num_fg, 1)`` (pass
+        ``reduction="sum"`` and divide). Caffe2 clamps ``log(max(p, FLT_MIN))``; refdet uses the
+        exact log-softmax, which differs only where p underflows float32.
     gamma : float >= 0
         0 gives (weighted) softmax cross entropy.
     reduction : {"none", "mean", "sum"}

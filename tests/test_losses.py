@@ -891,3 +891,27 @@ def test_multibox_ignored_anchors_are_never_mined():
     # mined = {1, 0, 4} -> positives counted twice: (2 + 2 + 1) ln 3 / 2
     _close(out.classification, 5 * LN3 / 2)
     _close(c.negatives[0], [True, True, False, False, True])
+
+
+@settings(max_examples=30)
+@given(rst.loss_inputs(max_n=10, max_k=5), st.sampled_from([None, 0.25, 0.75]), st.sampled_from([0.0, 1.0, 2.0, 2.5]))
+def test_softmax_focal_vs_autograd_transcript(inp, alpha, gamma):
+    # Caffe2's SoftmaxFocalLoss (modules/detectron/softmax_focal_loss_op.cu) transcribed in torch:
+    # loss_i = -z_i (1 - p_y)^gamma log p_y, z = 1 - alpha for label 0, alpha for labels >= 1, 0 for
+    # ignored labels (< 0); autograd gives the reference gradient (gamma >= 1: pow's backward at
+    # 1 - p_y = 0 is finite there).
+    torch = _torch()
+    z, y = inp
+    zt = torch.tensor(z, requires_grad=True)
+    logp = torch.log_softmax(zt, dim=1) if z.size else zt
+    yy = torch.tensor(np.maximum(y, 0))
+    lp = logp.gather(1, yy[:, None])[:, 0] if z.size else torch.zeros(0, dtype=torch.float64)
+    w = np.ones(len(y)) if alpha is None else np.where(y == 0, 1 - alpha, alpha)
+    w = torch.tensor(w * (y >= 0))
+    ref = (-w * (1 - lp.exp()) ** gamma * lp).sum()
+    if z.size:
+        ref.backward()
+    loss, c = L.softmax_focal_loss_forward(z, y, alpha=alpha, gamma=gamma, reduction="sum")
+    _close(loss, ref.item(), rtol=1e-12, atol=1e-12)
+    if z.size:
+        _close(L.softmax_focal_loss_backward(1.0, c).dlogits, zt.grad.numpy(), rtol=1e-10, atol=1e-12)
