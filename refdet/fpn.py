@@ -36,6 +36,9 @@ Parameters are a dict with torchvision ``FeaturePyramidNetwork`` state_dict keys
 (F, F, 3, 3), ``extra_blocks.p7.bias``. (detectron2 calls them ``fpn_lateral{s}``/``fpn_output{s}``,
 mmdet ``lateral_convs.{i}.conv``/``fpn_convs.{i}.conv``: same tensors.)
 
+When another FPN disagrees with refdet on the same weights and inputs, :func:`fpn_explain` tries
+every knob combination and names the settings (and the framework profiles) that reproduce it.
+
 Dtypes: float64 features -> float64 math, float32 -> float32 (parameters are cast to the features'
 dtype). ReLU'(0) = 0.
 """
@@ -53,9 +56,11 @@ from refdet import layers as _layers
 __all__ = [
     "EXTRA_BLOCKS",
     "FPNCache",
+    "FPNCandidate",
     "fpn_init",
     "fpn_forward",
     "fpn_backward",
+    "fpn_explain",
 ]
 
 EXTRA_BLOCKS = ("p6p7", "maxpool", "none")
@@ -492,3 +497,109 @@ def fpn_backward(doutputs, cache):
             else:
                 d_from_below = _dx(_layers.upsample_nearest_backward(dm, cache.up[i]))
     return grads, dfeats
+
+
+# ---------------------------------------------------------------------------------------------------
+# explaining a mismatch: which knob settings reproduce someone else's FPN outputs?
+# ---------------------------------------------------------------------------------------------------
+
+class FPNCandidate(NamedTuple):
+    """One combination of :func:`fpn_forward` knobs tried by :func:`fpn_explain`.
+
+    settings : dict
+        The knobs (only those that matter for these inputs: no upsampling knobs for one level, no
+        P6/P7 knobs without P6/P7; ``p6p7_input`` resolved to 'c5' | 'p5' | 'lateral').
+    profiles : tuple of str
+        Convention profiles that set exactly these knobs.
+    errors : tuple of float
+        Per output level, ``max |refdet - theirs|`` (inf when the shapes differ).
+    match : bool
+        Every level within ``atol + rtol * |theirs|``.
+    """
+    settings: dict
+    profiles: tuple
+    errors: tuple
+    match: bool
+
+
+def fpn_explain(params, features, outputs, *, extra_blocks="p6p7", rtol=1e-5, atol=1e-6):
+    """Which FPN conventions reproduce ``outputs``? Runs :func:`fpn_forward` under every combination
+    of its knobs and ranks them by how far they land from ``outputs``.
+
+    Use it when another implementation's FPN (same weights, same inputs) disagrees with refdet's
+    default: the best candidates name the knob (upsampling size rule, nearest vs nearest-exact, sum vs
+    avg, what P6 reads, the ReLU before P7) and the framework profile that explain the outputs.
+
+    Parameters
+    ----------
+    params, features, extra_blocks
+        As for :func:`fpn_forward`.
+    outputs : list of ndarray
+        The other implementation's outputs, ``[P_0, ..., P_{L-1}, extra levels]``.
+    rtol, atol : float
+        A level matches when ``|refdet - theirs| <= atol + rtol * |theirs|`` everywhere (float32
+        implementations: keep the defaults; float64: tighten them).
+
+    Returns
+    -------
+    list of FPNCandidate
+        Every feasible combination (``upsample="x2"`` is skipped when the sizes do not halve), best
+        first: matches first, then by the largest per-level error. At most 2*2*2*3*2 = 48 forward
+        passes.
+    """
+    _checks.check_choice(extra_blocks, "extra_blocks", EXTRA_BLOCKS)
+    rtol = _checks.check_positive(rtol, "rtol", strict=False)
+    atol = _checks.check_positive(atol, "atol", strict=False)
+    if not isinstance(outputs, (list, tuple)):
+        raise TypeError(f"`outputs` must be a list of arrays (one per FPN output); got {type(outputs).__name__}")
+    theirs = [_checks.as_nchw(o, f"outputs[{i}]", finite=False) for i, o in enumerate(outputs)]
+    n_feats = len(features) if isinstance(features, (list, tuple)) else 1
+    n_extra = {"p6p7": 2, "maxpool": 1, "none": 0}[extra_blocks]
+    if len(theirs) != n_feats + n_extra:
+        raise ValueError(f"`outputs` must have {n_feats + n_extra} levels ({n_feats} maps + {n_extra} extra for "
+                         f"extra_blocks={extra_blocks!r}); got {len(theirs)}")
+    knobs = {}
+    if n_feats > 1:
+        knobs.update(upsample=("to_lateral", "x2"), upsample_mode=("nearest", "nearest-exact"), fuse=("sum", "avg"))
+    if extra_blocks == "p6p7":
+        knobs.update(p6p7_input=("c5", "p5", "lateral"), relu_before_p7=(True, False))
+    names = list(knobs)
+    combos = [dict()]
+    for k in names:
+        combos = [dict(c, **{k: v}) for c in combos for v in knobs[k]]
+    table = conventions.describe("fpn_forward")
+    found = []
+    for combo in combos:
+        try:
+            outs, cache = fpn_forward(params, features, extra_blocks=extra_blocks, **combo)
+        except ValueError as exc:
+            msg = str(exc)
+            if "upsample='x2'" in msg or "p6p7_input=" in msg:
+                continue  # infeasible for these sizes / channel counts
+            raise
+        errors, ok = [], True
+        for a, b in zip(outs, theirs):
+            if a.shape != b.shape:
+                errors.append(float("inf"))
+                ok = False
+                continue
+            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+            errors.append(float(diff.max()) if diff.size else 0.0)
+            with np.errstate(invalid="ignore"):
+                ok = ok and bool(np.all(diff <= atol + rtol * np.abs(b.astype(np.float64))))
+        settings = {k: cache.settings[k] for k in names}
+        profiles = []
+        for prof, prof_settings in table.items():
+            same = True
+            for k in names:
+                v = prof_settings[k]
+                if k == "p6p7_input" and v == "auto":  # torchvision's channel rule, as resolved here
+                    c_p6 = np.shape(params["extra_blocks.p6.weight"])[1]
+                    v = "p5" if c_p6 == np.shape(params["extra_blocks.p6.weight"])[0] else "c5"
+                same = same and v == settings[k]
+            if same:
+                profiles.append(prof)
+        found.append(FPNCandidate(settings, tuple(profiles), tuple(errors), ok))
+    # matches first, then the smallest worst-level error, then candidates some framework uses
+    found.sort(key=lambda c: (not c.match, max(c.errors) if c.errors else 0.0, not c.profiles))
+    return found

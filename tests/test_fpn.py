@@ -482,3 +482,64 @@ def test_torchvision_retinanet_builders_fpn_and_head(version):
                                rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(refdet.flatten_head_output(h_out.bbox_deltas, A), t_head["bbox_regression"].numpy(),
                                rtol=1e-9, atol=1e-11)
+
+
+# ---------------------------------------------------------------------------------------------------
+# fpn_explain: naming the knob behind a mismatch
+# ---------------------------------------------------------------------------------------------------
+
+def test_explain_names_mmdet_missing_relu():
+    # C5 has 4 channels != F = 2, so torchvision's rule also reads C5 (as mmdet on_input does)
+    p, feats = _rand_setup(7, channels=(2, 3, 4), sizes=((8, 6), (4, 3), (2, 2)))
+    theirs, _ = FP.fpn_forward(p, feats, convention="mmdet")
+    cands = FP.fpn_explain(p, feats, theirs)
+    best = cands[0]
+    assert best.match and best.profiles == ("mmdet",) and best.settings["relu_before_p7"] is False
+    assert all(c.settings["relu_before_p7"] is False for c in cands if c.match)
+    # the torchvision candidate agrees on P3..P6 and differs only on P7
+    tv = next(c for c in cands if "torchvision" in c.profiles)
+    assert not tv.match and tv.errors[:4] == (0.0, 0.0, 0.0, 0.0) and tv.errors[4] > 0
+    # 4x3 -> 2x2 does not halve: no 'x2' candidate is feasible
+    assert all(c.settings["upsample"] == "to_lateral" for c in cands)
+
+
+def test_explain_detectron2_avg_fuse():
+    p, feats = _rand_setup(8, sizes=((8, 4), (4, 2), (2, 1)), extra="maxpool")
+    theirs, _ = FP.fpn_forward(p, feats, extra_blocks="maxpool", convention="detectron2", fuse="avg")
+    matches = [c for c in FP.fpn_explain(p, feats, theirs, extra_blocks="maxpool") if c.match]
+    assert {c.settings["fuse"] for c in matches} == {"avg"}
+    # when every map halves exactly, interpolating to the lateral size and x2 are the same thing
+    assert {c.settings["upsample"] for c in matches} == {"to_lateral", "x2"}
+    # and for an exact factor 2, floor(dst / 2) == floor((dst + 0.5) / 2): nearest == nearest-exact
+    assert {c.settings["upsample_mode"] for c in matches} == {"nearest", "nearest-exact"}
+    assert any("detectron2" in c.profiles for c in FP.fpn_explain(p, feats, theirs, extra_blocks="maxpool")
+               if c.settings["fuse"] == "sum")
+
+
+def test_explain_reports_no_match_for_other_outputs():
+    p, feats = _rand_setup(9)
+    theirs, _ = FP.fpn_forward(p, feats)
+    theirs = [o.copy() for o in theirs]
+    theirs[0][0, 0, 0, 0] += 1.0
+    cands = FP.fpn_explain(p, feats, theirs, rtol=1e-9, atol=1e-9)
+    assert not any(c.match for c in cands)
+    assert cands[0].errors[0] == pytest.approx(1.0) and max(cands[0].errors[1:]) == 0.0
+    with pytest.raises(ValueError, match="`outputs` must have 5 levels"):
+        FP.fpn_explain(p, feats, theirs[:3])
+
+
+def test_explain_torchvision_float32_module():
+    torch = _torch()
+    from torchvision.ops import FeaturePyramidNetwork
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    m = FeaturePyramidNetwork([4, 8], 8, extra_blocks=LastLevelP6P7(8, 8))   # in == out: P6 from P5
+    rng = np.random.default_rng(1)
+    feats = [rng.standard_normal((1, 4, 13, 9)).astype(np.float32), rng.standard_normal((1, 8, 7, 5)).astype(np.float32)]
+    with torch.no_grad():
+        theirs = [t.numpy() for t in m(OrderedDict((str(i), torch.tensor(x)) for i, x in enumerate(feats))).values()]
+    matches = [c for c in FP.fpn_explain(_state(m), feats, theirs) if c.match]
+    assert matches and all(c.settings["p6p7_input"] == "p5" for c in matches)
+    assert any("torchvision" in c.profiles for c in matches)
+    # 13x9 over 7x5 is no exact factor: nearest-exact would pick other source rows
+    assert all(c.settings["upsample_mode"] == "nearest" for c in matches)

@@ -29,6 +29,9 @@ CASES = [
     Case("fpn_forward", _fwd("maxpool")),
     Case("fpn_backward", _bwd("p6p7")),
     Case("fpn_backward", _bwd("maxpool")),
+    Case("fpn_explain", lambda r: (_fwd("maxpool")(r)[0] + (fpn.fpn_forward(*_fwd("maxpool")(r)[0],
+                                                                            extra_blocks="maxpool")[0],),
+                                   {"extra_blocks": "maxpool"})),
 ]
 
 BAD = [
@@ -49,9 +52,12 @@ BAD = [
     Bad("fpn_forward", lambda r: ((fpn.fpn_init([2, 3, 4], 3, rng=0), _feats(r)), {"fuse": "max"}),
         ValueError, r"`fuse` must be one of"),
     Bad("fpn_backward", lambda r: (([], None), {}), TypeError, r"`cache` must be the FPNCache"),
+    Bad("fpn_explain", lambda r: (_fwd("none")(r)[0] + ("outputs",), {"extra_blocks": "none"}), TypeError,
+        r"`outputs` must be a list"),
 ]
 
 EXEMPT = {
     "EXTRA_BLOCKS": "a constant tuple of extra-level names",
     "FPNCache": "NamedTuple cache of fpn_forward",
+    "FPNCandidate": "NamedTuple result of fpn_explain",
 }
