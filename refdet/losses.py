@@ -1258,7 +1258,8 @@ def _head_inputs(logits, deltas, targets, *, logits_ndim, logits_name, deltas_na
     dl = _checks.as_float_array(deltas, deltas_name)
     batched = x.ndim == logits_ndim + 1
     if x.ndim not in (logits_ndim, logits_ndim + 1):
-        raise ValueError(f"`{logits_name}` must be {logits_ndim}-D or {logits_ndim + 1}-D (batched); got shape {x.shape}")
+        raise ValueError(f"`{logits_name}` must be {logits_ndim}-D or {logits_ndim + 1}-D (batched); "
+                         f"got shape {x.shape}")
     if not batched:
         x = x[None]
     if dl.ndim == 2:
@@ -1453,7 +1454,9 @@ def retinanet_loss_forward(cls_logits, box_deltas, targets, *, normalizer=None, 
         ``fg_plus_one``: batch sum / sum_i (pos_i + 1).
     alpha, gamma : focal-loss parameters (0.25, 2 everywhere).
     box_loss, beta : the box loss per convention: torchvision smooth L1 beta 1, detectron2 L1
-        (beta 0), mmdet L1, Detectron1 smooth L1 beta 0.11.
+        (beta 0), mmdet L1, Detectron1 smooth L1 beta 0.11. (torchvision's ``_box_loss`` also offers
+        "giou"/"diou"/"ciou" on decoded boxes: decode with ``refdet.decode_boxes`` and use
+        :func:`giou_loss_forward` and friends with ``reduction="sum"``, divided the same way.)
     ema : float, optional
         detectron2's EMA state from the previous step (None = first step: ``ema_initial``).
 

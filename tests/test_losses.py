@@ -488,7 +488,8 @@ def test_dtypes():
     x32 = rng.standard_normal((5, 3)).astype(np.float32)
     t32 = (rng.random((5, 3)) < 0.5).astype(np.float32)
     loss, c = L.sigmoid_focal_loss_forward(x32, t32)
-    assert loss.dtype == np.float32 and L.sigmoid_focal_loss_backward(np.ones((5, 3), np.float32), c).dlogits.dtype == np.float32
+    assert loss.dtype == np.float32
+    assert L.sigmoid_focal_loss_backward(np.ones((5, 3), np.float32), c).dlogits.dtype == np.float32
     loss, _ = L.sigmoid_focal_loss_forward(x32.astype(np.float16), t32.astype(np.float16))
     assert loss.dtype == np.float32                                   # float16 computed in float32
     loss, _ = L.smooth_l1_forward(np.array([1, 2]), np.array([0, 0]))  # ints -> float64
@@ -886,7 +887,8 @@ def test_multibox_ignored_anchors_are_never_mined():
     assert not c.negatives[1].any()
     # torchvision mode with 3 * pos > negatives and ignored anchors: ignored ones rank last, never mined
     labels = np.array([[1, 0, -1, -1, 2]])
-    out, c = L.multibox_loss_forward(np.zeros((1, 5, 3)), np.zeros((1, 5, 4)), L.LossTargets(labels, np.zeros((1, 5, 4))))
+    out, c = L.multibox_loss_forward(np.zeros((1, 5, 3)), np.zeros((1, 5, 4)),
+                                     L.LossTargets(labels, np.zeros((1, 5, 4))))
     # 6 "negatives" wanted: rank order = anchor 1 (CE), then positives 0 and 4 (-inf), then ignored:
     # mined = {1, 0, 4} -> positives counted twice: (2 + 2 + 1) ln 3 / 2
     _close(out.classification, 5 * LN3 / 2)
