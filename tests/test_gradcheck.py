@@ -139,3 +139,32 @@ def test_bad_arguments():
         check_gradients(relu_forward, relu_backward, (np.ones(3),), eps=0)
     with pytest.raises(TypeError, match=r"\(out, cache\)"):
         check_gradients(lambda x: x, relu_backward, (np.ones(3),))
+
+
+def test_gradcheck_all_runs_every_layer_case_and_reports_failures():
+    from refdet.testing import gradcheck_all, register_gradcheck
+    lines = []
+    res = gradcheck_all(rng=0, out=lines.append)
+    names = set(res)
+    for layer in ("conv2d", "relu", "sigmoid", "upsample_nearest nearest-exact", "max_pool2d", "group_norm"):
+        assert any(n.startswith(layer) for n in names), layer
+    assert all(r.ok for r in res.values()), [str(r) for r in res.values() if not r.ok]
+    assert len(lines) == len(res) and all(line.startswith("ok") for line in lines)
+
+    # a registered wrong backward is reported (not raised), and so is a crashing one
+    register_gradcheck("test: doubled square", lambda x: (x ** 2, x), lambda d, x: (4 * x * d,),
+                       lambda r: ((r.standard_normal(3),), {}))
+    register_gradcheck("test: crashing backward", lambda x: (x, x), lambda d, x: 1 / 0,
+                       lambda r: ((r.standard_normal(3),), {}))
+    try:
+        res = gradcheck_all("test:", out=lines.append)
+        assert set(res) == {"test: doubled square", "test: crashing backward"}
+        assert not res["test: doubled square"].ok and abs(res["test: doubled square"].worst.rel_error - 0.5) < 1e-6
+        assert not res["test: crashing backward"].ok and "ZeroDivisionError" in res["test: crashing backward"].problems[0]
+        assert lines[-1].startswith("FAIL")
+    finally:
+        from refdet.testing import gradcheck as gc
+        gc._CASES.pop("test: doubled square", None)
+        gc._CASES.pop("test: crashing backward", None)
+    with pytest.raises(TypeError, match="`name`"):
+        register_gradcheck("", relu_forward, relu_backward, lambda r: ((np.ones(2),), {}))

@@ -12,6 +12,8 @@ import importlib as _importlib
 # name -> module inside refdet.testing that defines it (one line each)
 _EXPORTS = {
     "check_gradients": "gradcheck",
+    "gradcheck_all": "gradcheck",
+    "register_gradcheck": "gradcheck",
     "assert_nms_equal": "compare_nms",
     "explain_nms_difference": "compare_nms",
     "assert_matches_equal": "compare_match",

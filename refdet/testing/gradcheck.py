@@ -54,7 +54,7 @@ import numpy as np
 
 from refdet import _checks
 
-__all__ = ["check_gradients", "GradCheckReport", "GradCheckFailure"]
+__all__ = ["check_gradients", "GradCheckReport", "GradCheckFailure", "register_gradcheck", "gradcheck_all"]
 
 
 @dataclass
@@ -457,3 +457,116 @@ def check_gradients(forward, backward, inputs, *, kwargs=None, upstream=None, ep
     if raise_on_failure and not all_ok:
         raise AssertionError(str(report))
     return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# a registry of gradient-check cases, run together by gradcheck_all (for a `refdet gradcheck` command)
+# ---------------------------------------------------------------------------------------------------
+
+_CASES: dict = {}
+_LAYER_CASES_REGISTERED = False
+
+
+def register_gradcheck(name, forward, backward, make, **options):
+    """Register a gradient-check case run by :func:`gradcheck_all`.
+
+    Parameters
+    ----------
+    name : str
+        Unique case name, e.g. ``"conv2d stride 2 groups 2"``.
+    forward, backward : callable
+        The pair, as for :func:`check_gradients`.
+    make : callable
+        ``make(rng) -> (inputs, kwargs)``: small float64 inputs away from kinks.
+    **options
+        Passed to :func:`check_gradients` (``wrt``, ``grads_map``, ``max_elements``, ``rtol``, ...).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"`name` must be a non-empty string; got {name!r}")
+    if not (callable(forward) and callable(backward) and callable(make)):
+        raise TypeError("`forward`, `backward` and `make` must be callables")
+    _CASES[name] = (forward, backward, make, dict(options))
+
+
+def _register_layer_cases():
+    """The refdet.layers cases (registered on first use of gradcheck_all)."""
+    from refdet import layers as L
+
+    def conv(stride, padding, dilation, groups, bias=True):
+        def make(rng):
+            x = rng.standard_normal((2, 2 * groups, 5, 6))
+            w = rng.standard_normal((3 * groups, 2, 3, 2))
+            b = rng.standard_normal(3 * groups) if bias else None
+            return (x, w, b), dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        return make
+
+    def away_from_zero(rng, shape=(2, 3, 4, 5)):
+        x = rng.standard_normal(shape)
+        return np.where(np.abs(x) < 1e-2, 0.5, x)   # ReLU's kink at 0 is not differentiable
+
+    def distinct(rng, shape=(2, 2, 6, 5)):
+        n = int(np.prod(shape))
+        return (rng.permutation(n) * 1e-2).reshape(shape)  # no ties: max pooling is differentiable
+
+    register_gradcheck("conv2d 3x3 pad 1", L.conv2d_forward, L.conv2d_backward, conv(1, 1, 1, 1))
+    register_gradcheck("conv2d stride (2,1) pad (1,2) dilation (1,2) groups 2", L.conv2d_forward,
+                       L.conv2d_backward, conv((2, 1), (1, 2), (1, 2), 2))
+    register_gradcheck("conv2d no bias stride 2", L.conv2d_forward, L.conv2d_backward, conv(2, 0, 1, 1, bias=False))
+    register_gradcheck("relu", L.relu_forward, L.relu_backward, lambda r: ((away_from_zero(r),), {}))
+    register_gradcheck("sigmoid", L.sigmoid_forward, L.sigmoid_backward,
+                       lambda r: ((4 * r.standard_normal((2, 3, 4, 5)),), {}))
+    for mode in ("nearest", "nearest-exact"):
+        register_gradcheck(f"upsample_nearest {mode} 3x4 -> 7x9", L.upsample_nearest_forward,
+                           L.upsample_nearest_backward,
+                           lambda r, m=mode: ((r.standard_normal((2, 2, 3, 4)),), dict(size=(7, 9), mode=m)))
+    register_gradcheck("max_pool2d 3x3 stride 2 pad 1", L.max_pool2d_forward, L.max_pool2d_backward,
+                       lambda r: ((distinct(r),), dict(kernel_size=3, stride=2, padding=1)))
+    register_gradcheck("max_pool2d 1x1 stride 2 (FPN P6)", L.max_pool2d_forward, L.max_pool2d_backward,
+                       lambda r: ((distinct(r),), dict(kernel_size=1, stride=2)))
+    register_gradcheck("group_norm 2 groups affine", L.group_norm_forward, L.group_norm_backward,
+                       lambda r: ((r.standard_normal((2, 4, 3, 3)) * 2 + 1, r.standard_normal(4),
+                                   r.standard_normal(4)), dict(num_groups=2)))
+
+
+def gradcheck_all(names=None, *, rng=0, out=None):
+    """Run every registered gradient-check case (or those whose name contains one of ``names``).
+
+    Parameters
+    ----------
+    names : iterable of str, optional
+        Substrings selecting cases; all cases by default.
+    rng : None, int or Generator
+        Seeds the inputs and the upstream gradients (default 0: reproducible).
+    out : callable, optional
+        Called with one line per case (e.g. ``print``).
+
+    Returns
+    -------
+    dict
+        ``{case name: GradCheckReport}``; a case whose forward/backward raised gets a failed report
+        whose ``problems`` hold the exception.
+    """
+    global _LAYER_CASES_REGISTERED
+    if not _LAYER_CASES_REGISTERED:
+        _LAYER_CASES_REGISTERED = True
+        _register_layer_cases()
+    rng = _checks.as_rng(rng)
+    if isinstance(names, str):
+        names = [names]
+    chosen = [k for k in _CASES if names is None or any(n in k for n in names)]
+    results = {}
+    for name in chosen:
+        forward, backward, make, options = _CASES[name]
+        inputs, kwargs = make(rng)
+        try:
+            rep = check_gradients(forward, backward, inputs, kwargs=kwargs, rng=rng, raise_on_failure=False,
+                                  **options)
+        except Exception as exc:  # a crash is a failed check, reported with the others
+            rep = GradCheckReport(False, None, {}, [f"{type(exc).__name__}: {exc}"])
+        results[name] = rep
+        if out is not None:
+            w = rep.worst
+            detail = (f"worst element {w.input}{list(w.index)}: rel error {w.rel_error:.2e}, "
+                      f"{w.excess:.2g} x tolerance") if w else "; ".join(rep.problems)
+            out(f"{'ok  ' if rep.ok else 'FAIL'} {name}: {detail}")
+    return results
