@@ -917,3 +917,74 @@ def test_softmax_focal_vs_autograd_transcript(inp, alpha, gamma):
     _close(loss, ref.item(), rtol=1e-12, atol=1e-12)
     if z.size:
         _close(L.softmax_focal_loss_backward(1.0, c).dlogits, zt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _ssd_pytorch_reference(z, d, labels, tdel):
+    """ssd.pytorch's MultiBoxLoss (layers/modules/multibox_loss.py) mining and normalisation,
+    transcribed in torch: positives' CE set to 0, double sort, num_neg = clamp(3 pos, max=P - 1),
+    CE over the union (pos + neg) > 0, both losses / N = sum of positives."""
+    torch = _torch()
+    import torch.nn.functional as F
+    zt, dt = torch.tensor(z, requires_grad=True), torch.tensor(d, requires_grad=True)
+    conf_t = torch.tensor(labels)
+    B, P, K = z.shape
+    pos = conf_t > 0
+    loss_l = F.smooth_l1_loss(dt[pos], torch.tensor(tdel)[pos], reduction="sum")
+    batch_conf = zt.detach().view(-1, K)
+    loss_c = torch.logsumexp(batch_conf, 1, keepdim=True) - batch_conf.gather(1, conf_t.view(-1, 1))
+    loss_c = loss_c.view(B, -1)
+    loss_c[pos] = 0
+    _, loss_idx = loss_c.sort(dim=1, descending=True, stable=True)
+    _, idx_rank = loss_idx.sort(1)
+    num_pos = pos.long().sum(1, keepdim=True)
+    num_neg = torch.clamp(3 * num_pos, max=P - 1)
+    neg = idx_rank < num_neg.expand_as(idx_rank)
+    sel = (pos | neg)
+    loss_cls = F.cross_entropy(zt[sel].view(-1, K), conf_t[sel], reduction="sum")
+    N = num_pos.sum()
+    (loss_cls / N + 2 * loss_l / N).backward()
+    return (loss_cls / N).item(), (loss_l / N).item(), zt.grad.numpy(), dt.grad.numpy()
+
+
+def _mmdet_ssd_reference(z, labels):
+    """mmdet SSDHead.loss_by_feat_single's classification part (per image: topk of the negatives'
+    CE, min(3 pos, #neg) of them; batch sum / total positives), transcribed in torch."""
+    torch = _torch()
+    import torch.nn.functional as F
+    zt = torch.tensor(z, requires_grad=True)
+    total = 0
+    for b in range(z.shape[0]):
+        lab = torch.tensor(labels[b])
+        ce = F.cross_entropy(zt[b], lab, reduction="none")
+        pos_inds = (lab > 0).nonzero().reshape(-1)
+        neg_inds = (lab == 0).nonzero().reshape(-1)
+        k = min(3 * pos_inds.numel(), neg_inds.numel())
+        total = total + ce[pos_inds].sum() + ce[neg_inds].topk(k)[0].sum()
+    n = int((labels > 0).sum())
+    out = total / n
+    out.backward()
+    return out.item(), zt.grad.numpy()
+
+
+@settings(max_examples=30)
+@given(st.integers(1, 3), st.integers(2, 12), st.integers(2, 4), st.data())
+def test_multibox_caps_vs_ssd_pytorch_and_mmdet_transcripts(B, P, K, data):
+    _torch()
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 31)))
+    z = rng.standard_normal((B, P, K)) * 2                          # continuous: no CE ties
+    d, tdel = rng.standard_normal((B, P, 4)), rng.standard_normal((B, P, 4))
+    labels = np.where(rng.random((B, P)) < data.draw(st.sampled_from([0.2, 0.5, 0.9])),
+                      rng.integers(1, K, (B, P)), 0)
+    labels[0, 0] = 1                                                # N >= 1 (both divide by N)
+    t = L.LossTargets(labels, tdel)
+    rc, rb, gz, gd = _ssd_pytorch_reference(z, d, labels, tdel)
+    out, c = L.multibox_loss_forward(z, d, t, mining_cap="priors_minus_one", zero_positive="nan")
+    _close(out.classification, rc)
+    _close(out.box_regression, rb)
+    g = L.multibox_loss_backward((1.0, 2.0), c)
+    _close(g.dconf_logits, gz, atol=1e-15)
+    _close(g.dloc_deltas, gd, atol=1e-15)
+    mc, mg = _mmdet_ssd_reference(z, labels)
+    out, c = L.multibox_loss_forward(z, d, t, convention="mmdet")
+    _close(out.classification, mc)
+    _close(L.multibox_loss_backward((1.0, 0.0), c).dconf_logits, mg, atol=1e-15)
