@@ -543,3 +543,26 @@ def test_explain_torchvision_float32_module():
     assert any("torchvision" in c.profiles for c in matches)
     # 13x9 over 7x5 is no exact factor: nearest-exact would pick other source rows
     assert all(c.settings["upsample_mode"] == "nearest" for c in matches)
+
+
+@settings(max_examples=15)
+@given(sizes=rst.pyramid_sizes(max_levels=3, max_side=9), batch=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
+def test_fpn_samples_are_independent_and_backward_is_linear(sizes, batch, seed):
+    rng = np.random.default_rng(seed)
+    channels = [2, 3, 4][:len(sizes)]
+    p = FP.fpn_init(channels, 2, rng=rng)
+    feats = [rng.standard_normal((batch, c, h, w)) for c, (h, w) in zip(channels, sizes)]
+    outs, cache = FP.fpn_forward(p, feats)
+    for b in range(batch):
+        ob, _ = FP.fpn_forward(p, [f[b:b + 1] for f in feats])
+        for x, y in zip(ob, outs):
+            np.testing.assert_allclose(x[0], y[b], rtol=1e-12, atol=1e-12)
+    # the backward is linear in the upstream gradient: g(2u + v) = 2 g(u) + g(v)
+    u = [rng.standard_normal(o.shape) for o in outs]
+    v = [rng.standard_normal(o.shape) for o in outs]
+    gu, gv = FP.fpn_backward(u, cache), FP.fpn_backward(v, cache)
+    g = FP.fpn_backward([2 * a + b for a, b in zip(u, v)], cache)
+    for k in g[0]:
+        np.testing.assert_allclose(g[0][k], 2 * gu[0][k] + gv[0][k], rtol=1e-10, atol=1e-10)
+    for a, b, c in zip(g[1], gu[1], gv[1]):
+        np.testing.assert_allclose(a, 2 * b + c, rtol=1e-10, atol=1e-10)

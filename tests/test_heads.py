@@ -521,3 +521,45 @@ def test_empty_batch():
     assert H.flatten_head_output(out.cls_logits, 2).shape == (0, 18, 3)
     o, c = H.ssd_head_forward(H.ssd_head_init([4], 2, 3, rng=0), [np.ones((0, 4, 1, 1))])
     assert H.ssd_head_backward(o, c)[1][0].shape == (0, 4, 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# properties: weight sharing across levels, independence of the samples in a batch
+# ---------------------------------------------------------------------------------------------------
+
+@settings(max_examples=15)
+@given(sizes=rst.pyramid_sizes(max_levels=3, max_side=6), seed=st.integers(0, 2 ** 16))
+def test_levels_share_weights_and_gradients_add(sizes, seed):
+    # a list of levels is the same as one call per level; the shared parameters' gradients add up
+    rng = np.random.default_rng(seed)
+    p = H.retinanet_head_init(4, 2, 3, rng=rng, num_convs=2)
+    p = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in p.items()}
+    feats = [rng.standard_normal((2, 4, h, w)) for h, w in sizes]
+    out, cache = H.retinanet_head_forward(p, feats)
+    d = H.RetinaNetHeadOutput([rng.standard_normal(o.shape) for o in out.cls_logits],
+                              [rng.standard_normal(o.shape) for o in out.bbox_deltas])
+    dp, df = H.retinanet_head_backward(d, cache)
+    total = {k: np.zeros_like(v) for k, v in p.items()}
+    for lvl, x in enumerate(feats):
+        o1, c1 = H.retinanet_head_forward(p, x)
+        np.testing.assert_array_equal(o1.cls_logits, out.cls_logits[lvl])
+        dp1, dx1 = H.retinanet_head_backward(H.RetinaNetHeadOutput(d.cls_logits[lvl], d.bbox_deltas[lvl]), c1)
+        np.testing.assert_array_equal(dx1, df[lvl])
+        for k in total:
+            total[k] += dp1[k]
+    for k in total:   # summed in another order: equal to rounding
+        np.testing.assert_allclose(dp[k], total[k], rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=15)
+@given(x=rst.feature_maps(max_batch=3, max_channels=4, min_side=1, max_side=6), seed=st.integers(0, 2 ** 16))
+def test_samples_in_a_batch_are_independent(x, seed):
+    # GroupNorm normalises per sample, convolutions act per sample: row b of the output depends on
+    # sample b only (so padding a batch with other images cannot change an image's predictions)
+    rng = np.random.default_rng(seed)
+    c = x.shape[1]
+    p = H.retinanet_head_init(c, 2, 3, rng=rng, num_convs=1, norm="group_norm")
+    out, _ = H.retinanet_head_forward(p, x, num_groups=1)
+    for b in range(x.shape[0]):
+        ob, _ = H.retinanet_head_forward(p, x[b:b + 1], num_groups=1)
+        np.testing.assert_allclose(ob.cls_logits[0], out.cls_logits[b], rtol=1e-12, atol=1e-12)
