@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 

@@ -362,7 +362,7 @@ def test_fpn_float32_matches_torchvision():
 
     m = FeaturePyramidNetwork([8, 16], 8, extra_blocks=LastLevelP6P7(16, 8))
     rng = np.random.default_rng(0)
-    feats = [rng.standard_normal((1, 8, 13, 9)).astype(np.float32), rng.standard_normal((1, 16, 7, 5)).astype(np.float32)]
+    feats = [rng.standard_normal(s).astype(np.float32) for s in ((1, 8, 13, 9), (1, 16, 7, 5))]
     t = list(m(OrderedDict((str(i), torch.tensor(x)) for i, x in enumerate(feats))).values())
     outs, _ = FP.fpn_forward(_state(m), feats)
     for a, b in zip(outs, t):
@@ -535,7 +535,7 @@ def test_explain_torchvision_float32_module():
 
     m = FeaturePyramidNetwork([4, 8], 8, extra_blocks=LastLevelP6P7(8, 8))   # in == out: P6 from P5
     rng = np.random.default_rng(1)
-    feats = [rng.standard_normal((1, 4, 13, 9)).astype(np.float32), rng.standard_normal((1, 8, 7, 5)).astype(np.float32)]
+    feats = [rng.standard_normal(s).astype(np.float32) for s in ((1, 4, 13, 9), (1, 8, 7, 5))]
     with torch.no_grad():
         theirs = [t.numpy() for t in m(OrderedDict((str(i), torch.tensor(x)) for i, x in enumerate(feats))).values()]
     matches = [c for c in FP.fpn_explain(_state(m), feats, theirs) if c.match]
