@@ -1,0 +1,372 @@
+"""What the exporters share: the exportable models, their configuration, and refdet's own answer.
+
+A model is described by a **config** (a small JSON-able dict) read from the parameter shapes plus the
+exporter's keywords. The same config drives the ONNX graph, the NNEF graph, the random inputs of
+``verify`` and the refdet reference computation, so the three cannot drift apart.
+
+Models
+------
+``"rpn_head"``
+    :func:`refdet.rpn_head_forward` on ``num_levels`` maps, flattened with
+    :func:`refdet.flatten_head_output`: outputs ``objectness`` (N, R, 1) [sigmoid] or (N, R, 2)
+    [softmax, (background, foreground), class-major channels] and ``deltas`` (N, R, 4),
+    ``R = sum_l H_l * W_l * A`` in ``(level, y, x, a)`` order.
+``"retinanet_head"``
+    :func:`refdet.retinanet_head_forward` (with or without GroupNorm), flattened: ``cls_logits``
+    (N, R, K) and ``bbox_deltas`` (N, R, 4).
+``"fpn"``
+    :func:`refdet.fpn_forward`: inputs ``features_0 .. features_{L-1}`` (highest resolution first),
+    outputs ``fpn_0 ..`` (the P levels, then the extra levels).
+``"fpn_retinanet_head"``
+    The FPN, then the RetinaNet head on every FPN output: ``cls_logits``, ``bbox_deltas`` over all
+    levels. Parameters are torchvision ``RetinaNet`` state_dict keys: ``backbone.fpn.*`` and ``head.*``.
+``"postprocess"``
+    Inference post-processing: ``boxes = decode_boxes(bbox_deltas, anchors)`` (torchvision
+    convention, weights divide, ``dw, dh`` clamped from above at ``clamp``), ``scores =
+    sigmoid(cls_logits)`` and ONNX ``NonMaxSuppression`` per (image, class): ``selected_indices``
+    (S, 3) = (image, class, anchor), exactly :func:`refdet.onnx_non_max_suppression`. Parameters:
+    ``weights`` (4,), ``clamp`` (1,), ``max_output_boxes_per_class`` (1,) int64, ``iou_threshold`` (1,),
+    ``score_threshold`` (1,) (absent: no score filter).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from refdet import _checks
+from refdet import conventions
+
+MODELS = ("rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess")
+FPN_PREFIX = "backbone.fpn."
+HEAD_PREFIX = "head."
+
+#: refuse a single tensor (or a whole parameter file) larger than this unless the caller raises it
+DEFAULT_MAX_BYTES = 1 << 31
+
+
+def check_model(model):
+    if not isinstance(model, str):
+        raise TypeError(f"`model` must be one of {', '.join(repr(m) for m in MODELS)}; got {model!r}")
+    names = {m.replace("_", "-"): m for m in MODELS}
+    model = names.get(model, model)
+    _checks.check_choice(model, "model", MODELS)
+    return model
+
+
+def _as_params(params, name="params"):
+    from collections.abc import Mapping
+
+    if not isinstance(params, Mapping):
+        raise TypeError(f"`{name}` must be a dict of arrays (state_dict keys); got {type(params).__name__}")
+    out = {}
+    for k, v in params.items():
+        if not isinstance(k, str):
+            raise TypeError(f"`{name}` keys must be strings; got {k!r}")
+        out[k] = _checks.as_array(v, f"{name}[{k!r}]")
+    return out
+
+
+def split_prefixed(params, prefix):
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# configs
+# ---------------------------------------------------------------------------------------------------
+
+def _rpn_config(p, num_levels):
+    from refdet import heads
+
+    _, c, a, n_obj, depth = heads._rpn_layout(p)
+    heads.rpn_head_forward(p, np.zeros((0, c, 1, 1), np.float32))  # full key/shape validation
+    return {"in_channels": [c] * num_levels, "num_anchors": a,
+            "objectness": "sigmoid" if n_obj == a else "softmax", "conv_depth": depth}
+
+
+def _retinanet_config(p, num_levels, num_groups, eps):
+    from refdet import heads
+
+    _, c, a, k, progs = heads._retinanet_layout(p)
+    gn = any(op[0] == "gn" for ops in progs.values() for op in ops)
+    if gn and c % num_groups:
+        raise ValueError(f"`num_groups` must divide the head's C = {c} channels; got {num_groups}")
+    heads.retinanet_head_forward(p, np.zeros((0, c, 1, 1), np.float32), num_groups=num_groups, eps=eps)
+    return {"in_channels": [c] * num_levels, "num_anchors": a, "num_classes": k,
+            "group_norm": gn, "num_groups": int(num_groups), "eps": float(eps),
+            "programs": {h: [list(op) for op in ops] for h, ops in progs.items()}}
+
+
+def _fpn_config(p, extra_blocks, convention, knobs):
+    from refdet import fpn
+
+    n = sum(1 for k in p if re.fullmatch(r"inner_blocks\.\d+\.0\.weight", k))
+    if n == 0:
+        raise ValueError("`params` hold no FPN (no 'inner_blocks.{i}.0.weight' keys)")
+    cs = []
+    for i in range(n):
+        key = f"inner_blocks.{i}.0.weight"
+        if key not in p or p[key].ndim != 4:
+            raise ValueError(f"`params[{key!r}]` must exist and have shape (F, C_{i}, 1, 1)")
+        cs.append(int(p[key].shape[1]))
+    if extra_blocks is None:
+        extra_blocks = "p6p7" if "extra_blocks.p6.weight" in p else "none"
+    s = conventions.resolve("fpn_forward", convention, **knobs)
+    feats = [np.zeros((0, c, 2 ** (n - i), 2 ** (n - i)), np.float32) for i, c in enumerate(cs)]
+    _, cache = fpn.fpn_forward(p, feats, extra_blocks=extra_blocks, convention=convention, **knobs)
+    settings = dict(cache.settings)
+    f = int(p["inner_blocks.0.0.weight"].shape[0])
+    if extra_blocks == "p6p7" and s["p6p7_input"] == "auto":
+        settings["p6p7_input"] = "p5" if p["extra_blocks.p6.weight"].shape[1] == f else "c5"
+    settings["relu_before_p7"] = bool(settings["relu_before_p7"])
+    n_out = n + {"p6p7": 2, "maxpool": 1, "none": 0}[extra_blocks]
+    return {"in_channels": cs, "out_channels": f, "num_outputs": n_out, "settings": settings}
+
+
+def make_config(model, params, *, num_levels=1, extra_blocks=None, convention="torchvision",
+                fpn_knobs=None, num_groups=32, eps=1e-5, post=None):
+    """(config, params as float32 arrays) for ``model``; validates the parameters by running refdet."""
+    model = check_model(model)
+    knobs = {k: v for k, v in (fpn_knobs or {}).items() if v is not None}
+    cfg = {"model": model}
+    if model == "postprocess":
+        p = post_params(params, **(post or {}))
+        cfg["in_channels"] = []
+        cfg["has_score_threshold"] = "score_threshold" in p
+        return cfg, p
+    p = {k: np.asarray(v, dtype=np.float32) for k, v in _as_params(params).items()}
+    num_levels = _checks.check_int(num_levels, "num_levels", low=1)
+    if model == "rpn_head":
+        cfg.update(_rpn_config(p, num_levels))
+    elif model == "retinanet_head":
+        cfg.update(_retinanet_config(p, num_levels, num_groups, eps))
+    elif model == "fpn":
+        cfg.update(_fpn_config(p, extra_blocks, convention, knobs))
+    else:
+        fp, hp = split_prefixed(p, FPN_PREFIX), split_prefixed(p, HEAD_PREFIX)
+        stray = [k for k in p if not (k.startswith(FPN_PREFIX) or k.startswith(HEAD_PREFIX))]
+        if stray:
+            raise ValueError(f"`params` for 'fpn_retinanet_head' must have keys starting with {FPN_PREFIX!r} "
+                             f"or {HEAD_PREFIX!r} (torchvision RetinaNet state_dict); got {stray[:3]}")
+        fc = _fpn_config(fp, extra_blocks, convention, knobs)
+        hc = _retinanet_config(hp, fc["num_outputs"], num_groups, eps)
+        if hc["in_channels"][0] != fc["out_channels"]:
+            raise ValueError(f"the head reads C = {hc['in_channels'][0]} channels but the FPN makes "
+                             f"F = {fc['out_channels']}")
+        cfg.update({"fpn": fc, "head": hc, "in_channels": fc["in_channels"]})
+    return cfg, p
+
+
+def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(1000.0 / 16),
+                max_output_boxes_per_class=100, iou_threshold=0.5, score_threshold=0.05):
+    """Initializer values of the post-processing model (``params`` entries override the keywords)."""
+    given = _as_params(params) if params is not None else {}
+    allowed = {"weights", "clamp", "max_output_boxes_per_class", "iou_threshold", "score_threshold"}
+    extra = [k for k in given if k not in allowed]
+    if extra:
+        raise ValueError(f"`params` for 'postprocess' may only have {sorted(allowed)}; got {extra}")
+    w = given.get("weights", weights)
+    w = _checks.check_weights4(np.asarray(w, dtype=np.float64).reshape(-1), "weights")
+    c = _checks.check_real(np.asarray(given.get("clamp", clamp)).reshape(()), "clamp")
+    k = _checks.check_int(int(np.asarray(given.get("max_output_boxes_per_class", max_output_boxes_per_class))
+                              .reshape(-1)[0]), "max_output_boxes_per_class", low=0)
+    t = _checks.check_probability(float(np.asarray(given.get("iou_threshold", iou_threshold)).reshape(-1)[0]),
+                                  "iou_threshold")
+    out = {"weights": np.asarray(w, np.float32), "clamp": np.asarray([c], np.float32),
+           "max_output_boxes_per_class": np.asarray([k], np.int64),
+           "iou_threshold": np.asarray([t], np.float32)}
+    st = given.get("score_threshold", score_threshold)
+    if st is not None:
+        out["score_threshold"] = np.asarray(
+            [_checks.check_real(float(np.asarray(st).reshape(-1)[0]), "score_threshold")], np.float32)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# inputs and outputs
+# ---------------------------------------------------------------------------------------------------
+
+def input_names(cfg):
+    if cfg["model"] == "postprocess":
+        return ["cls_logits", "bbox_deltas", "anchors"]
+    n = len(cfg["in_channels"])
+    if cfg["model"] in ("rpn_head", "retinanet_head") and n == 1:
+        return ["features"]
+    return [f"features_{i}" for i in range(n)]
+
+
+def output_names(cfg):
+    m = cfg["model"]
+    if m == "rpn_head":
+        return ["objectness", "deltas"]
+    if m in ("retinanet_head", "fpn_retinanet_head"):
+        return ["cls_logits", "bbox_deltas"]
+    if m == "fpn":
+        return [f"fpn_{i}" for i in range(cfg["num_outputs"])]
+    return ["boxes", "scores", "selected_indices"]
+
+
+def level_sizes(height, width, n):
+    """(H, W) of ``n`` levels: the first given, each next ``ceil(previous / 2)`` (a stride-2 backbone)."""
+    sizes = [(int(height), int(width))]
+    for _ in range(n - 1):
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+def random_inputs(cfg, *, batch=1, height=13, width=9, num_anchors_total=50, rng=None):
+    """Random float32 inputs for ``cfg``: feature maps N(0, 1) (sizes from :func:`level_sizes`), or for
+    ``"postprocess"`` logits N(0, 2), deltas N(0, 0.5) and random xyxy anchors in a 100 x 100 image."""
+    rng = _checks.as_rng(rng)
+    if cfg["model"] == "postprocess":
+        r = int(num_anchors_total)
+        k = int(cfg.get("num_classes", 3))
+        xy = rng.uniform(0, 80, size=(r, 2))
+        wh = rng.uniform(4, 30, size=(r, 2))
+        anchors = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+        return {"cls_logits": (2 * rng.standard_normal((batch, r, k))).astype(np.float32),
+                "bbox_deltas": (0.5 * rng.standard_normal((batch, r, 4))).astype(np.float32),
+                "anchors": anchors}
+    sizes = level_sizes(height, width, len(cfg["in_channels"]))
+    return {name: rng.standard_normal((batch, c, h, w)).astype(np.float32)
+            for name, c, (h, w) in zip(input_names(cfg), cfg["in_channels"], sizes)}
+
+
+def _fpn_kwargs(fc):
+    s = fc["settings"]
+    return dict(extra_blocks=s["extra_blocks"], upsample=s["upsample"], upsample_mode=s["upsample_mode"],
+                fuse=s["fuse"], p6p7_input=s["p6p7_input"], relu_before_p7=s["relu_before_p7"])
+
+
+def reference_outputs(cfg, params, inputs):
+    """refdet's own answer for every output of the exported model: ``{name: array}``.
+
+    ``inputs`` are the graph inputs by name; the parameters as loaded back from the file (float32),
+    so refdet computes in float32 like the runtimes.
+    """
+    from refdet import box_coder, fpn, heads, layers
+    from refdet.nms import onnx_non_max_suppression  # (refdet.nms is also the function nms)
+
+    m = cfg["model"]
+    names = input_names(cfg)
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise ValueError(f"`inputs` is missing {missing} (the model's inputs are {names})")
+    if m == "postprocess":
+        logits = _checks.as_float_array(inputs["cls_logits"], "cls_logits", ndim=3)
+        deltas = _checks.as_float_array(inputs["bbox_deltas"], "bbox_deltas", ndim=3, last=4)
+        anchors = _checks.as_boxes(inputs["anchors"], "anchors")
+        w = tuple(float(v) for v in params["weights"])
+        clamp = float(np.asarray(params["clamp"]).reshape(-1)[0])
+        boxes = np.stack([box_coder.decode_boxes(d, anchors, weights=w, clamp=clamp) for d in deltas]) \
+            if len(deltas) else np.zeros((0, anchors.shape[0], 4), deltas.dtype)
+        scores, _ = layers.sigmoid_forward(logits)
+        st = params.get("score_threshold")
+        sel = onnx_non_max_suppression(
+            boxes, scores.transpose(0, 2, 1), int(params["max_output_boxes_per_class"][0]),
+            float(params["iou_threshold"][0]), None if st is None else float(np.asarray(st).reshape(-1)[0]))
+        return {"boxes": boxes, "scores": scores, "selected_indices": sel}
+    feats = [inputs[n] for n in names]
+    if m == "fpn":
+        outs, _ = fpn.fpn_forward(params, feats, **_fpn_kwargs(cfg))
+        return dict(zip(output_names(cfg), outs))
+    if m == "fpn_retinanet_head":
+        feats, _ = fpn.fpn_forward(split_prefixed(params, FPN_PREFIX), feats, **_fpn_kwargs(cfg["fpn"]))
+        params, hc = split_prefixed(params, HEAD_PREFIX), cfg["head"]
+    else:
+        hc = cfg
+    a = hc["num_anchors"]
+    if m == "rpn_head":
+        out, _ = heads.rpn_head_forward(params, list(feats))
+        layout = "anchor_major" if hc["objectness"] == "sigmoid" else "class_major"
+        return {"objectness": heads.flatten_head_output(out.objectness, a, layout=layout),
+                "deltas": heads.flatten_head_output(out.deltas, a)}
+    out, _ = heads.retinanet_head_forward(params, list(feats), num_groups=hc["num_groups"], eps=hc["eps"])
+    return {"cls_logits": heads.flatten_head_output(out.cls_logits, a),
+            "bbox_deltas": heads.flatten_head_output(out.bbox_deltas, a)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# comparison
+# ---------------------------------------------------------------------------------------------------
+
+def compare(name, runtime, got, want, *, atol, rtol):
+    """One row of a verification report (a dict)."""
+    got = np.asarray(got)
+    want = np.asarray(want)
+    row = {"runtime": runtime, "output": name, "shape": tuple(want.shape), "got_shape": tuple(got.shape)}
+    if got.shape != want.shape:
+        row.update(kind="shape", max_abs_diff=float("nan"), ok=False,
+                   note=f"shape {got.shape} != refdet {want.shape}")
+        return row
+    if want.dtype.kind in "iub":
+        eq = bool(np.array_equal(got, want))
+        row.update(kind="exact", max_abs_diff=0.0 if eq else float("nan"), ok=eq,
+                   note="indices identical" if eq else _first_index_difference(got, want))
+        return row
+    g = got.astype(np.float64)
+    w = want.astype(np.float64)
+    same_nan = bool(np.array_equal(np.isnan(g), np.isnan(w)))
+    diff = np.abs(np.where(np.isnan(w), 0.0, g - w)) if same_nan else np.abs(g - w)
+    mad = float(diff.max()) if diff.size else 0.0
+    scale = float(np.nanmax(np.abs(w))) if w.size and not np.isnan(w).all() else 0.0
+    # float32 sums in another order: the error scales with the output's magnitude, not each element's
+    ok = same_nan and mad <= atol + rtol * scale
+    row.update(kind="float", max_abs_diff=mad, ok=ok,
+               note=f"allowed {atol:g} + {rtol:g} * max|refdet| = {atol + rtol * scale:.3g}")
+    return row
+
+
+def _first_index_difference(got, want):
+    n = min(len(got), len(want))
+    bad = np.flatnonzero(np.any(got[:n] != want[:n], axis=tuple(range(1, got.ndim)))) if n else []
+    if len(bad):
+        i = int(bad[0])
+        return f"first difference at row {i}: runtime {got[i].tolist()} vs refdet {want[i].tolist()}"
+    return f"{len(got)} rows vs refdet {len(want)} rows"
+
+
+def format_report(rows):
+    """A plain-text table of report rows."""
+    head = ("runtime", "output", "shape", "check", "max |diff|", "ok")
+    lines = [[r["runtime"], r["output"], "x".join(map(str, r["shape"])) or "()", r["kind"],
+              f"{r['max_abs_diff']:.3g}", "yes" if r["ok"] else "NO  " + r.get("note", "")] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)] if lines else [len(h) for h in head]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*head), fmt.format(*["-" * w for w in widths])]
+    out += [fmt.format(*map(str, line)) for line in lines]
+    return "\n".join(out)
+
+
+class Report:
+    """Per-output comparison of runtimes against refdet.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One per (runtime, output): ``runtime``, ``output``, ``shape``, ``kind`` ("float": max abs
+        difference within ``atol + rtol * |refdet|``; "exact": integer outputs such as NMS indices
+        must be identical; "shape"), ``max_abs_diff``, ``ok``, ``note``.
+    skipped : dict
+        Runtimes that could not run, with the reason (not installed, op unsupported).
+    ok : bool
+        Every row agrees (and at least one runtime ran).
+    """
+
+    def __init__(self, rows, skipped):
+        self.rows = list(rows)
+        self.skipped = dict(skipped)
+
+    @property
+    def ok(self):
+        return bool(self.rows) and all(r["ok"] for r in self.rows)
+
+    def __str__(self):
+        text = format_report(self.rows)
+        for name, why in self.skipped.items():
+            text += f"\n(skipped {name}: {why})"
+        return text
+
+    __repr__ = __str__

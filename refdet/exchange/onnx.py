@@ -1,0 +1,564 @@
+"""Export refdet models to ONNX, read their parameters back, and check runtimes against refdet.
+
+Needs the optional package ``onnx`` (and ``onnxruntime`` to run models); both are imported inside
+the functions, so ``import refdet`` never needs them.
+
+How the graph reproduces refdet (SPEC-quant-exchange §6):
+
+* **Opset** 19 by default (17-21 accepted): onnx.reference runs every op used here at 19-21 and
+  onnxruntime 1.32 runs all of them. The IR version is set explicitly (8 for opset <= 18, 9 for 19-20,
+  10 for 21) instead of the installed onnx's newest, which older runtimes reject. Every model passes
+  ``onnx.checker.check_model(full_check=True)``.
+* **FPN upsampling** is ``Resize(x, "", "", Shape(lateral), mode="nearest",
+  coordinate_transformation_mode="asymmetric", nearest_mode="floor")``: source ``floor(dst * in /
+  out)``, PyTorch's ``nearest`` for any sizes (13 -> 25 included). ONNX's default ``half_pixel`` +
+  ``round_prefer_floor`` picks another row there (output 13 of 13 -> 25). ``upsample_mode=
+  "nearest-exact"`` becomes ``half_pixel`` + ``round_prefer_ceil`` (``floor((dst + 0.5) * in / out)``);
+  ``upsample="x2"`` uses ``scales = [1, 1, 2, 2]``.
+* **Head layout**: ``Transpose(perm=[0, 2, 3, 1])`` then ``Reshape([0, -1, C])``: channel
+  ``a*C + c`` of location (y, x) becomes row ``(y*W + x)*A + a`` (:func:`refdet.flatten_head_output`,
+  torchvision's ``permute_and_flatten``); levels are concatenated on axis 1. The 2A softmax RPN
+  objectness (class-major channels ``c*A + a``) is ``Reshape([0, 2, A, -1])``,
+  ``Transpose([0, 3, 2, 1])``, ``Reshape([0, -1, 2])``.
+* **GroupNorm** is written out with ``Reshape``/``ReduceMean``/``Sqrt`` in refdet's order
+  (two-pass biased variance, ``rstd = 1 / sqrt(var + eps)``), so it runs at every opset.
+* **Post-processing** follows :func:`refdet.decode_boxes` (torchvision) operation by operation in
+  float32: ``d / weights``; ``dw = min(dw, clamp)``; ``w = x2 - x1``; ``cx = x1 + 0.5 * w``;
+  ``pcx = dx * w + cx``; ``pw = exp(dw) * w``; ``x1' = pcx - 0.5 * pw``, ``x2' = pcx + 0.5 * pw``.
+  Only ``exp`` can differ (the runtime's libm, last bit). Scores are ``Sigmoid(cls_logits)`` and
+  ``NonMaxSuppression(boxes, Transpose(scores, [0, 2, 1]), max_output_boxes_per_class, iou_threshold,
+  score_threshold, center_point_box=0)`` with all three as initializers; ``max_output_boxes_per_class``
+  is always present (without it ONNX selects **nothing**). Semantics: :func:`refdet.onnx_non_max_suppression`.
+
+Parameter initializers carry refdet's keys (torchvision state_dict keys) unchanged; the model's
+``metadata_props`` record ``refdet.model``, ``refdet.config`` (JSON) and ``refdet.params`` (the list of
+parameter initializers), which :func:`load_onnx_params` and :func:`verify_onnx` read back.
+
+Parameters are exported as float32 (ONNX Runtime's CPU convolutions are float32): a round trip gives
+back ``params[k].astype(float32)``, bit for bit.
+
+A quantized (QDQ) export is not offered yet: :mod:`refdet.quant` has the per-layer pieces
+(``quantize_weights``, ``quantize_bias``, ``qlinear_conv``) but no quantized-head API to export.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from refdet import _checks
+from refdet.exchange import _models
+
+__all__ = ["export_onnx", "load_onnx_params", "read_onnx", "onnx_config", "verify_onnx", "run_onnx",
+           "IR_VERSION_OF_OPSET"]
+
+#: the IR version written for each accepted opset (onnx.helper.VERSION_TABLE: onnx 1.13-1.16)
+IR_VERSION_OF_OPSET = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+
+
+def _import_onnx():
+    try:
+        import onnx
+        import onnx.helper  # noqa: F401
+        import onnx.numpy_helper  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("refdet.exchange.onnx needs the optional package 'onnx' (pip install onnx)") from exc
+    return onnx
+
+
+class _Builder:
+    """Collects nodes and initializers; names are unique and readable."""
+
+    def __init__(self, onnx, opset):
+        self.onnx = onnx
+        self.h = onnx.helper
+        self.opset = opset
+        self.nodes, self.inits, self.params = [], [], []
+        self._n = 0
+        self._consts = {}
+        self.prefix = ""
+
+    def name(self, hint):
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def param(self, key, arr):
+        key = self.prefix + key
+        if key not in self.params:
+            self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), key))
+            self.params.append(key)
+        return key
+
+    def const(self, arr, hint="const"):
+        arr = np.asarray(arr)
+        sig = (arr.dtype.str, arr.shape, arr.tobytes())
+        if sig not in self._consts:
+            name = f"_refdet_{hint}_{len(self._consts)}"
+            self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name))
+            self._consts[sig] = name
+        return self._consts[sig]
+
+    def op(self, op_type, inputs, hint=None, n_out=1, **attrs):
+        outs = [self.name(hint or op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(self.h.make_node(op_type, list(inputs), outs, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    # -- layers ------------------------------------------------------------------------------------
+    def conv(self, x, wkey, bkey, params, *, pad, stride=1, hint="conv"):
+        w = params[wkey]
+        ins = [x, self.param(wkey, w)]
+        if bkey is not None:
+            ins.append(self.param(bkey, params[bkey]))
+        return self.op("Conv", ins, hint, kernel_shape=list(w.shape[2:]), pads=[pad] * 4,
+                       strides=[stride, stride], dilations=[1, 1], group=1)
+
+    def reduce_mean(self, x, axes):
+        if self.opset >= 18:
+            return self.op("ReduceMean", [x, self.const(np.asarray(axes, np.int64), "axes")], keepdims=1)
+        return self.op("ReduceMean", [x], axes=list(axes), keepdims=1)
+
+    def group_norm(self, x, gkey, bkey, params, groups, eps):
+        # refdet.layers.group_norm_forward: xc = x - mean; var = mean(xc * xc); rstd = 1 / sqrt(var + eps)
+        r = self.op("Reshape", [x, self.const(np.asarray([0, groups, -1], np.int64), "shape")], "gn_groups")
+        xc = self.op("Sub", [r, self.reduce_mean(r, [2])], "gn_centred")
+        var = self.reduce_mean(self.op("Mul", [xc, xc]), [2])
+        std = self.op("Sqrt", [self.op("Add", [var, self.const(np.asarray(eps, np.float32), "eps")])])
+        rstd = self.op("Div", [self.const(np.asarray(1.0, np.float32), "one"), std], "gn_rstd")
+        xhat = self.op("Reshape", [self.op("Mul", [xc, rstd]), self.op("Shape", [x])], "gn_xhat")
+        c3 = self.const(np.asarray([-1, 1, 1], np.int64), "shape")
+        g = self.op("Reshape", [self.param(gkey, params[gkey]), c3])
+        b = self.op("Reshape", [self.param(bkey, params[bkey]), c3])
+        return self.op("Add", [self.op("Mul", [xhat, g]), b], "gn")
+
+    def program(self, ops, x, params, groups, eps):
+        for op in ops:
+            if op[0] == "conv":
+                x = self.conv(x, op[1], op[2], params, pad=op[3])
+            elif op[0] == "gn":
+                x = self.group_norm(x, op[1], op[2], params, groups, eps)
+            else:
+                x = self.op("Relu", [x])
+        return x
+
+    def flatten(self, x, c, hint):
+        t = self.op("Transpose", [x], perm=[0, 2, 3, 1])
+        return self.op("Reshape", [t, self.const(np.asarray([0, -1, c], np.int64), "shape")], hint)
+
+    def flatten_class_major(self, x, a, c, hint):
+        r = self.op("Reshape", [x, self.const(np.asarray([0, c, a, -1], np.int64), "shape")])
+        t = self.op("Transpose", [r], perm=[0, 3, 2, 1])
+        return self.op("Reshape", [t, self.const(np.asarray([0, -1, c], np.int64), "shape")], hint)
+
+    def concat(self, xs, hint):
+        return xs[0] if len(xs) == 1 else self.op("Concat", xs, hint, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# graph bodies
+# ---------------------------------------------------------------------------------------------------
+
+def _rpn_graph(g, cfg, params, xs):
+    trunk = []
+    for i in range(cfg["conv_depth"]):
+        trunk += [("conv", f"conv.{i}.0.weight", f"conv.{i}.0.bias", 1), ("relu",)]
+    a = cfg["num_anchors"]
+    obj, dlt = [], []
+    for x in xs:
+        t = g.program(trunk, x, params, 1, 0.0)
+        o = g.conv(t, "cls_logits.weight", "cls_logits.bias", params, pad=0)
+        d = g.conv(t, "bbox_pred.weight", "bbox_pred.bias", params, pad=0)
+        obj.append(g.flatten(o, 1, "objectness_level") if cfg["objectness"] == "sigmoid"
+                   else g.flatten_class_major(o, a, 2, "objectness_level"))
+        dlt.append(g.flatten(d, 4, "deltas_level"))
+    return [g.concat(obj, "objectness_cat"), g.concat(dlt, "deltas_cat")]
+
+
+def _retinanet_graph(g, hc, params, xs):
+    progs = {h: [tuple(op) for op in ops] for h, ops in hc["programs"].items()}
+    k = hc["num_classes"]
+    cls, box = [], []
+    for x in xs:
+        c = g.program(progs["classification_head"], x, params, hc["num_groups"], hc["eps"])
+        b = g.program(progs["regression_head"], x, params, hc["num_groups"], hc["eps"])
+        cls.append(g.flatten(c, k, "cls_level"))
+        box.append(g.flatten(b, 4, "box_level"))
+    return [g.concat(cls, "cls_cat"), g.concat(box, "box_cat")]
+
+
+def _resize_attrs(mode):
+    if mode == "nearest":   # torch 'nearest': src = floor(dst * in / out)
+        return dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    # torch 'nearest-exact': src = floor((dst + 0.5) * in / out) = round-half-up of the half-pixel coordinate
+    return dict(mode="nearest", coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_ceil")
+
+
+def _fpn_graph(g, fc, params, xs):
+    s = fc["settings"]
+    L = len(xs)
+    outs = [None] * L
+    m = g.conv(xs[L - 1], f"inner_blocks.{L - 1}.0.weight", f"inner_blocks.{L - 1}.0.bias", params, pad=0,
+               hint="lateral")
+    top_lateral = m
+    outs[L - 1] = g.conv(m, f"layer_blocks.{L - 1}.0.weight", f"layer_blocks.{L - 1}.0.bias", params, pad=1,
+                         hint="p")
+    for i in range(L - 2, -1, -1):
+        lat = g.conv(xs[i], f"inner_blocks.{i}.0.weight", f"inner_blocks.{i}.0.bias", params, pad=0,
+                     hint="lateral")
+        if s["upsample"] == "to_lateral":
+            up = g.op("Resize", [m, "", "", g.op("Shape", [lat], "lateral_shape")], "upsample",
+                      **_resize_attrs(s["upsample_mode"]))
+        else:
+            up = g.op("Resize", [m, "", g.const(np.asarray([1, 1, 2, 2], np.float32), "scales")], "upsample",
+                      **_resize_attrs(s["upsample_mode"]))
+        m = g.op("Add", [lat, up], "merge")
+        if s["fuse"] == "avg":
+            m = g.op("Mul", [m, g.const(np.asarray(0.5, np.float32), "half")], "merge_avg")
+        outs[i] = g.conv(m, f"layer_blocks.{i}.0.weight", f"layer_blocks.{i}.0.bias", params, pad=1, hint="p")
+    extra = []
+    if s["extra_blocks"] == "maxpool":
+        extra.append(g.op("MaxPool", [outs[L - 1]], "pool", kernel_shape=[1, 1], strides=[2, 2]))
+    elif s["extra_blocks"] == "p6p7":
+        x = {"c5": xs[L - 1], "p5": outs[L - 1], "lateral": top_lateral}[s["p6p7_input"]]
+        p6 = g.conv(x, "extra_blocks.p6.weight", "extra_blocks.p6.bias", params, pad=1, stride=2, hint="p6")
+        x7 = g.op("Relu", [p6]) if s["relu_before_p7"] else p6
+        extra += [p6, g.conv(x7, "extra_blocks.p7.weight", "extra_blocks.p7.bias", params, pad=1, stride=2,
+                             hint="p7")]
+    return outs + extra
+
+
+def _postprocess_graph(g, cfg, params, xs):
+    logits, deltas, anchors = xs
+    f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731
+    i64 = lambda v: np.asarray(v, np.int64)  # noqa: E731
+
+    def sl(x, a, b):
+        return g.op("Slice", [x, g.const(i64([a]), "starts"), g.const(i64([b]), "ends"),
+                              g.const(i64([-1]), "axes")])
+
+    rel = g.op("Div", [deltas, g.param("weights", params["weights"])], "rel_codes")   # d / (wx, wy, ww, wh)
+    dxy = sl(rel, 0, 2)
+    dwh = g.op("Min", [sl(rel, 2, 4), g.param("clamp", params["clamp"])], "clamped")  # min(d, clamp)
+    half = g.const(f32(0.5), "half")
+    wh = g.op("Sub", [sl(anchors, 2, 4), sl(anchors, 0, 2)], "anchor_wh")
+    ctr = g.op("Add", [sl(anchors, 0, 2), g.op("Mul", [half, wh])], "anchor_ctr")       # x1 + 0.5 * w
+    pctr = g.op("Add", [g.op("Mul", [dxy, wh]), ctr], "pred_ctr")                       # dx * w + cx
+    pwh = g.op("Mul", [g.op("Exp", [dwh]), wh], "pred_wh")                              # exp(dw) * w
+    hw = g.op("Mul", [half, pwh], "half_wh")
+    boxes = g.op("Concat", [g.op("Sub", [pctr, hw]), g.op("Add", [pctr, hw])], "boxes", axis=-1)
+    scores = g.op("Sigmoid", [logits], "scores")
+    nms_in = [boxes, g.op("Transpose", [scores], "scores_bkn", perm=[0, 2, 1]),
+              g.param("max_output_boxes_per_class", params["max_output_boxes_per_class"]),
+              g.param("iou_threshold", params["iou_threshold"])]
+    if "score_threshold" in params:
+        nms_in.append(g.param("score_threshold", params["score_threshold"]))
+    sel = g.op("NonMaxSuppression", nms_in, "selected_indices", center_point_box=0)
+    return [boxes, scores, sel]
+
+
+def _value_infos(onnx, cfg):
+    T = onnx.TensorProto
+    mk = onnx.helper.make_tensor_value_info
+    m = cfg["model"]
+    if m == "postprocess":
+        ins = [mk("cls_logits", T.FLOAT, ["N", "R", "K"]), mk("bbox_deltas", T.FLOAT, ["N", "R", 4]),
+               mk("anchors", T.FLOAT, ["R", 4])]
+        outs = [mk("boxes", T.FLOAT, ["N", "R", 4]), mk("scores", T.FLOAT, ["N", "R", "K"]),
+                mk("selected_indices", T.INT64, ["S", 3])]
+        return ins, outs
+    names = _models.input_names(cfg)
+    ins = [mk(n, T.FLOAT, ["N", c, f"H{i}", f"W{i}"]) for i, (n, c) in enumerate(zip(names, cfg["in_channels"]))]
+    onames = _models.output_names(cfg)
+    if m == "fpn":
+        outs = [mk(n, T.FLOAT, ["N", cfg["out_channels"], f"P{i}_H", f"P{i}_W"]) for i, n in enumerate(onames)]
+    elif m == "rpn_head":
+        outs = [mk(onames[0], T.FLOAT, ["N", "R", 1 if cfg["objectness"] == "sigmoid" else 2]),
+                mk(onames[1], T.FLOAT, ["N", "R", 4])]
+    else:
+        hc = cfg["head"] if m == "fpn_retinanet_head" else cfg
+        outs = [mk(onames[0], T.FLOAT, ["N", "R", hc["num_classes"]]), mk(onames[1], T.FLOAT, ["N", "R", 4])]
+    return ins, outs
+
+
+def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, extra_blocks=None,
+                convention="torchvision", upsample=None, upsample_mode=None, fuse=None, p6p7_input=None,
+                relu_before_p7=None, num_groups=32, eps=1e-5, weights=(1.0, 1.0, 1.0, 1.0),
+                clamp=math.log(1000.0 / 16), max_output_boxes_per_class=100, iou_threshold=0.5,
+                score_threshold=0.05, check=True):
+    """Build an ONNX model of a refdet head, FPN, FPN + head, or the inference post-processing.
+
+    Parameters
+    ----------
+    params : dict of arrays
+        ``"rpn_head"``: :func:`refdet.rpn_head_init` keys; ``"retinanet_head"``:
+        :func:`refdet.retinanet_head_init` keys (GroupNorm or not); ``"fpn"``: :func:`refdet.fpn_init`
+        keys; ``"fpn_retinanet_head"``: the FPN's keys under ``"backbone.fpn."`` and the head's under
+        ``"head."`` (torchvision ``RetinaNet.state_dict()`` minus the body); ``"postprocess"``: optional,
+        entries ``weights``, ``clamp``, ``max_output_boxes_per_class``, ``iou_threshold``,
+        ``score_threshold`` override the keywords of the same names.
+    model : {"rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess"}
+        Dashes are accepted for underscores (``"retinanet-head"``).
+    opset : int in [17, 21]
+    num_levels : int
+        Heads only: number of input maps (``features`` for 1, else ``features_0 ..``); the head is
+        applied to each with shared weights and the rows concatenated level by level.
+    extra_blocks : {"p6p7", "maxpool", "none"}, optional
+        FPN extra levels (default: "p6p7" when the params have P6/P7 weights, else "none").
+    convention, upsample, upsample_mode, fuse, p6p7_input, relu_before_p7
+        FPN knobs, as in :func:`refdet.fpn_forward`.
+    num_groups, eps : int, float
+        GroupNorm settings of a RetinaNet v2 head (used only if the params have GroupNorm weights).
+    weights, clamp, max_output_boxes_per_class, iou_threshold, score_threshold
+        Post-processing settings (``score_threshold=None``: no score filter).
+    check : bool
+        Run ``onnx.checker.check_model(full_check=True)`` (default).
+
+    Returns
+    -------
+    onnx.ModelProto
+        Inputs float32 NCHW with symbolic N, H, W; outputs as listed in :mod:`refdet.exchange._models`.
+    """
+    onnx = _import_onnx()
+    opset = _checks.check_int(opset, "opset", low=17, high=21)
+    knobs = dict(upsample=upsample, upsample_mode=upsample_mode, fuse=fuse, p6p7_input=p6p7_input,
+                 relu_before_p7=relu_before_p7)
+    cfg, p = _models.make_config(
+        model, params, num_levels=num_levels, extra_blocks=extra_blocks, convention=convention,
+        fpn_knobs=knobs, num_groups=num_groups, eps=eps,
+        post=dict(weights=weights, clamp=clamp, max_output_boxes_per_class=max_output_boxes_per_class,
+                  iou_threshold=iou_threshold, score_threshold=score_threshold))
+    g = _Builder(onnx, opset)
+    xs = _models.input_names(cfg)
+    m = cfg["model"]
+    if m == "rpn_head":
+        outs = _rpn_graph(g, cfg, p, xs)
+    elif m == "retinanet_head":
+        outs = _retinanet_graph(g, cfg, p, xs)
+    elif m == "fpn":
+        outs = _fpn_graph(g, cfg, p, xs)
+    elif m == "fpn_retinanet_head":
+        g.prefix = _models.FPN_PREFIX   # initializers keep the full torchvision RetinaNet keys
+        outs = _fpn_graph(g, cfg["fpn"], _models.split_prefixed(p, _models.FPN_PREFIX), xs)
+        g.prefix = _models.HEAD_PREFIX
+        outs = _retinanet_graph(g, cfg["head"], _models.split_prefixed(p, _models.HEAD_PREFIX), outs)
+        g.prefix = ""
+    else:
+        outs = _postprocess_graph(g, cfg, p, xs)
+    onames = _models.output_names(cfg)
+    for src, dst in zip(outs, onames):  # name the outputs
+        g.nodes.append(onnx.helper.make_node("Identity", [src], [dst]))
+    ins, out_infos = _value_infos(onnx, cfg)
+    graph = onnx.helper.make_graph(g.nodes, f"refdet_{m}", ins, out_infos, initializer=g.inits)
+    mp = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
+                                producer_name="refdet", producer_version=_version())
+    mp.ir_version = IR_VERSION_OF_OPSET[opset]
+    onnx.helper.set_model_props(mp, {"refdet.model": m, "refdet.config": json.dumps(cfg),
+                                     "refdet.params": json.dumps(g.params)})
+    if check:
+        onnx.checker.check_model(mp, full_check=True)
+    return mp
+
+
+def _version():
+    from refdet import __version__
+    return __version__
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading (untrusted files)
+# ---------------------------------------------------------------------------------------------------
+
+def read_onnx(model_or_path, *, max_bytes=_models.DEFAULT_MAX_BYTES):
+    """Load an ONNX model safely: a ``ModelProto``, bytes, or a path.
+
+    Refuses (``ValueError``) files larger than ``max_bytes``, anything that does not parse as an ONNX
+    protobuf, and initializers stored as external data (their location is a path that a hostile file
+    could point anywhere, e.g. ``../../etc/passwd``); nothing is read besides the one file.
+    """
+    onnx = _import_onnx()
+    if isinstance(model_or_path, onnx.ModelProto):
+        return model_or_path
+    if isinstance(model_or_path, (bytes, bytearray, memoryview)):
+        data = bytes(model_or_path)
+        what = "the ONNX bytes"
+    elif isinstance(model_or_path, (str, os.PathLike)):
+        path = os.fspath(model_or_path)
+        if not os.path.isfile(path):
+            raise ValueError(f"`model_or_path` {path!r} is not a file")
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise ValueError(f"ONNX file {path!r} is {size} bytes, more than max_bytes={max_bytes}")
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+        what = f"ONNX file {path!r}"
+    else:
+        raise TypeError(f"`model_or_path` must be an onnx.ModelProto, bytes or a path; got "
+                        f"{type(model_or_path).__name__}")
+    if len(data) > max_bytes:
+        raise ValueError(f"{what} is {len(data)} bytes, more than max_bytes={max_bytes}")
+    mp = onnx.ModelProto()
+    try:
+        mp.ParseFromString(data)
+    except Exception as exc:  # google.protobuf.message.DecodeError and friends
+        raise ValueError(f"{what} is not a valid ONNX model (protobuf parse failed: {exc})") from None
+    if not mp.HasField("graph"):
+        raise ValueError(f"{what} is not a valid ONNX model (no graph)")
+    for t in mp.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+            raise ValueError(f"{what}: initializer {t.name!r} refers to external data, which refdet does not "
+                             f"follow (a file path taken from an untrusted model)")
+    return mp
+
+
+_ONNX_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
+            9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+
+
+def _tensor_to_array(onnx, t):
+    """``numpy_helper.to_array`` after checking that the stored data matches the declared extents."""
+    dims = list(t.dims)
+    if any(d < 0 for d in dims):
+        raise ValueError(f"initializer {t.name!r} has negative extents {dims}")
+    dtype = _ONNX_NP.get(t.data_type)
+    if dtype is None:
+        raise ValueError(f"initializer {t.name!r} has an unsupported data type {t.data_type}")
+    count = math.prod(dims)
+    if t.HasField("raw_data") or t.raw_data:
+        have = len(t.raw_data)
+        need = count * np.dtype(dtype).itemsize
+        if have != need:
+            raise ValueError(f"initializer {t.name!r} claims extents {dims} ({need} bytes of {np.dtype(dtype)}) "
+                             f"but stores {have} bytes")
+    else:
+        field = {1: t.float_data, 11: t.double_data, 7: t.int64_data, 12: t.uint64_data, 13: t.uint64_data}.get(
+            t.data_type, t.int32_data)
+        if len(field) != count:
+            raise ValueError(f"initializer {t.name!r} claims extents {dims} ({count} values) but stores "
+                             f"{len(field)}")
+    return onnx.numpy_helper.to_array(t)
+
+
+def onnx_config(model_or_path):
+    """The refdet config recorded in a model exported by :func:`export_onnx` (a dict), or ``ValueError``."""
+    mp = read_onnx(model_or_path)
+    props = {p.key: p.value for p in mp.metadata_props}
+    if "refdet.config" not in props:
+        raise ValueError("this ONNX model was not exported by refdet (no 'refdet.config' metadata)")
+    try:
+        cfg = json.loads(props["refdet.config"])
+    except ValueError as exc:
+        raise ValueError(f"the model's 'refdet.config' metadata is not valid JSON: {exc}") from None
+    if not isinstance(cfg, dict) or cfg.get("model") not in _models.MODELS:
+        raise ValueError("the model's 'refdet.config' metadata does not name a refdet model")
+    return cfg
+
+
+def load_onnx_params(model_or_path, *, max_bytes=_models.DEFAULT_MAX_BYTES):
+    """The parameters stored in an ONNX model, as a dict of NumPy arrays.
+
+    Parameters
+    ----------
+    model_or_path : onnx.ModelProto, bytes or path
+    max_bytes : int
+        Largest file accepted.
+
+    Returns
+    -------
+    dict
+        For a model from :func:`export_onnx`: exactly the exported parameters under their refdet keys
+        (float32, bit-identical; ``max_output_boxes_per_class`` int64), listed in the ``refdet.params``
+        metadata. For another model: every initializer by name.
+    """
+    onnx = _import_onnx()
+    mp = read_onnx(model_or_path, max_bytes=max_bytes)
+    inits = {t.name: t for t in mp.graph.initializer}
+    props = {p.key: p.value for p in mp.metadata_props}
+    keys = list(inits)
+    if "refdet.params" in props:
+        try:
+            keys = json.loads(props["refdet.params"])
+        except ValueError:
+            raise ValueError("the model's 'refdet.params' metadata is not valid JSON") from None
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ValueError("the model's 'refdet.params' metadata must be a list of names")
+        missing = [k for k in keys if k not in inits]
+        if missing:
+            raise ValueError(f"the model lists parameters {missing[:3]} that are not initializers")
+    return {k: _tensor_to_array(onnx, inits[k]) for k in keys}
+
+
+# ---------------------------------------------------------------------------------------------------
+# running and verifying
+# ---------------------------------------------------------------------------------------------------
+
+def run_onnx(model, inputs, runtime="onnxruntime"):
+    """Run a model with ``"onnxruntime"`` (CPU) or ``"onnx.reference"``; ``{output name: array}``."""
+    onnx = _import_onnx()
+    mp = read_onnx(model)
+    names = [o.name for o in mp.graph.output]
+    feeds = {k: np.asarray(v) for k, v in inputs.items()}
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(mp.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        res = sess.run(names, feeds)
+    elif runtime == "onnx.reference":
+        from onnx.reference import ReferenceEvaluator
+
+        res = ReferenceEvaluator(mp).run(names, feeds)
+    else:
+        raise ValueError(f"`runtime` must be 'onnxruntime' or 'onnx.reference'; got {runtime!r}")
+    del onnx
+    return dict(zip(names, (np.asarray(r) for r in res)))
+
+
+def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"), atol=1e-5, rtol=1e-5,
+                rng=0, batch=1, height=13, width=9, check=True):
+    """Run an exported model in every available runtime and compare each output with refdet.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto, bytes or path
+        A model from :func:`export_onnx` (its ``refdet.config`` metadata says what refdet computes).
+    inputs : dict, optional
+        Graph inputs by name; default: :func:`refdet.exchange._models.random_inputs` from ``rng``
+        (feature maps ``height x width`` at level 0, halving (ceil) per level: odd sizes on purpose).
+    runtimes : sequence of {"onnxruntime", "onnx.reference"}
+        Runtimes not installed are listed in ``report.skipped``.
+    atol, rtol : float
+        Float outputs agree when ``max |runtime - refdet| <= atol + rtol * max |refdet|`` (float32 sums in a
+        different order, and the runtimes' ``exp``/``sigmoid`` last bits). Integer outputs (NMS
+        ``selected_indices``) must be identical.
+    check : bool
+        Run ``onnx.checker.check_model(full_check=True)`` first (a failure raises ``ValueError``).
+
+    Returns
+    -------
+    Report
+        ``report.ok``, ``report.rows`` (runtime, output, max_abs_diff, ...), ``str(report)`` a table.
+    """
+    onnx = _import_onnx()
+    mp = read_onnx(model)
+    if check:
+        try:
+            onnx.checker.check_model(mp, full_check=True)
+        except Exception as exc:
+            raise ValueError(f"the model fails onnx.checker.check_model(full_check=True): {exc}") from None
+    cfg = onnx_config(mp)
+    params = load_onnx_params(mp)
+    if inputs is None:
+        inputs = _models.random_inputs(cfg, batch=batch, height=height, width=width, rng=rng)
+    want = _models.reference_outputs(cfg, params, inputs)
+    rows, skipped = [], {}
+    for rt in runtimes:
+        try:
+            got = run_onnx(mp, inputs, rt)
+        except ImportError as exc:
+            skipped[rt] = f"not installed ({exc})"
+            continue
+        for name, w in want.items():
+            rows.append(_models.compare(name, rt, got[name], w, atol=atol, rtol=rtol))
+    return _models.Report(rows, skipped)
