@@ -19,6 +19,10 @@ COMMANDS = {
                  "print what each convention profile sets for an op"),
     "anchors": ("refdet.walkthrough", "_anchors_args", "_anchors_run",
                 "teaching: cell anchors, anchors per level and the head output shapes of a detector preset"),
+    "export": ("refdet.exchange.cli", "_export_args", "_export_run",
+               "export a head / FPN / post-processing to ONNX or NNEF (random params or --params file.npz)"),
+    "verify-export": ("refdet.exchange.cli", "_verify_args", "_verify_run",
+                      "run an exported ONNX file or NNEF folder in every available runtime and compare with refdet"),
 }
 
 
