@@ -332,7 +332,33 @@ def _resolve_dense(M):
     return kept
 
 
-def _walk(g, pos=None, *, allow_sweep=True):
+def _row_hits(t, tail, kind, thr, inclusive):
+    """Positions in ``tail`` (5, R) that box ``t`` (5,) suppresses, when a pair without intersection
+    cannot suppress: only boxes overlapping ``t`` in x and y are tested, with the same arithmetic as
+    :func:`_suppress` (``w`` and ``h`` are already positive there, so the clamps are no-ops)."""
+    w = np.minimum(tail[2], t[2])
+    w -= np.maximum(tail[0], t[0])                       # min(x2) - max(x1)
+    h = np.minimum(tail[3], t[3])
+    h -= np.maximum(tail[1], t[1])
+    if kind == "plus_one":
+        one = w.dtype.type(1)
+        w += one
+        h += one
+    cand = np.flatnonzero(np.minimum(w, h) > 0)
+    if cand.size == 0 or kind == "any":
+        if cand.size == 0:
+            return cand
+        return cand[_suppress(t, np.take(tail, cand, axis=1), kind, thr, inclusive)]
+    inter = w[cand]
+    inter *= h[cand]                                     # w * h
+    union = tail[4][cand]
+    union += t[4]                                        # area_t + area_j (commutative: same bits)
+    union -= inter
+    inter /= union                                       # union > 0: both boxes have w, h > 0
+    return cand[(inter >= thr) if inclusive else (inter > thr)]
+
+
+def _walk(g, pos=None, *, allow_sweep=True, switch=True):
     """Block walk over the candidates of ``g`` (optionally only the positions ``pos``, increasing).
 
     Each step takes the first ``_BLOCK`` candidates, settles them among themselves (a T x T tile),
@@ -343,12 +369,20 @@ def _walk(g, pos=None, *, allow_sweep=True):
 
     Returns the kept positions (increasing, i.e. in processing order).
     """
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # 0/0 IoU is NaN: no suppression
+        return _walk_impl(g, pos, allow_sweep, switch)
+
+
+def _walk_impl(g, pos, allow_sweep, switch):
     C, kind, thr, inc = g
     if pos is None:
         pos = np.arange(C.shape[1])
         rem = C
     else:
-        rem = C[:, pos]
+        rem = np.take(C, pos, axis=1)
+    # allow_sweep: a pair with no intersection cannot suppress (x-prefilter and sweep are exact);
+    # switch: hand over to the sweep when most boxes survive
+    prefilter = allow_sweep
     out = []
     while pos.size:
         T = min(_BLOCK, pos.size)
@@ -362,26 +396,38 @@ def _walk(g, pos=None, *, allow_sweep=True):
         tpos = pos[T:]
         kept_rows = np.flatnonzero(kb)
         if len(kept_rows) * tail.shape[1] <= _TILE:        # small: one (k, R) tile
-            alive = ~_suppress(head[:, kept_rows, None], tail[:, None, :], kind, thr, inc).any(axis=0)
+            alive = np.flatnonzero(
+                ~_suppress(head[:, kept_rows, None], tail[:, None, :], kind, thr, inc).any(axis=0))
             kept_rows = kept_rows[:0]
-            tail, tpos = tail[:, alive], tpos[alive]
+            tail, tpos = np.take(tail, alive, axis=1), tpos[alive]
         dead = np.zeros(tail.shape[1], dtype=bool)
         n_dead = 0
         for i in kept_rows:                                # loop over the kept boxes of the block
-            d = _suppress(head[:, i], tail, kind, thr, inc)     # (R,)
-            nd = int(np.count_nonzero(d))
+            t = head[:, i]
+            if prefilter:
+                hit = _row_hits(t, tail, kind, thr, inc)
+                nd = hit.size
+                if nd:
+                    dead[hit] = True
+                    n_dead += nd
+            else:
+                d = _suppress(t, tail, kind, thr, inc)     # (R,)
+                nd = int(np.count_nonzero(d))
+                if nd:
+                    dead |= d
+                    n_dead += nd
             if nd:
-                dead |= d
-                n_dead += nd
-                if 8 * n_dead > dead.size:                 # compact once an eighth is gone
-                    tail, tpos = tail[:, ~dead], tpos[~dead]
+                if 16 * n_dead > dead.size:                # compact once a sixteenth is gone
+                    live = np.flatnonzero(~dead)
+                    tail, tpos = np.take(tail, live, axis=1), tpos[live]
                     dead = np.zeros(tail.shape[1], dtype=bool)
                     n_dead = 0
         if n_dead:
-            tail, tpos = tail[:, ~dead], tpos[~dead]
+            live = np.flatnonzero(~dead)
+            tail, tpos = np.take(tail, live, axis=1), tpos[live]
         frac_kept = np.count_nonzero(kb) / T
         rem, pos = tail, tpos
-        if allow_sweep and pos.size > _SWEEP_MIN and frac_kept >= 0.5 and \
+        if allow_sweep and switch and pos.size > _SWEEP_MIN and frac_kept >= 0.5 and \
                 _sweep_worthwhile(rem, kind, frac_kept):
             out.append(pos[_sweep(_Geom(rem, kind, thr, inc))])
             break
@@ -451,7 +497,7 @@ def _sweep(g, groups=None, window=None):
             cols = rows + 1 + (np.arange(n) - np.repeat(first, c))
             a = xs[rows]
             b = xs[cols]
-            hit = _suppress(C[:, a], C[:, b], kind, thr, inc)
+            hit = _suppress(np.take(C, a, axis=1), np.take(C, b, axis=1), kind, thr, inc)
             a, b = a[hit], b[hit]
             us.append(np.minimum(a, b))        # the higher-ranked box is the suppressor
             vs.append(np.maximum(a, b))
@@ -478,10 +524,10 @@ def _sweep(g, groups=None, window=None):
     elif und.any():                            # long alternating chains: finish with the walk
         left = np.flatnonzero(und)
         if groups is None:
-            kept[_walk(g, left, allow_sweep=False)] = True
+            kept[_walk(g, left, switch=False)] = True
         else:
             for seg in _segments(groups[left]):
-                kept[_walk(g, left[seg], allow_sweep=False)] = True
+                kept[_walk(g, left[seg], switch=False)] = True
     return np.flatnonzero(kept)
 
 
