@@ -385,7 +385,7 @@ def _walk_impl(g, pos, allow_sweep, switch):
     prefilter = allow_sweep
     out = []
     while pos.size:
-        T = min(_BLOCK, pos.size)
+        T = pos.size if pos.size <= 2 * _BLOCK else _BLOCK     # small sets: one dense tile
         head = rem[:, :T]
         M = _suppress(head[:, :, None], head[:, None, :], kind, thr, inc)      # (T, T)
         kb = _resolve_dense(M)
@@ -483,6 +483,7 @@ def _sweep(g, groups=None, window=None):
     ends = np.cumsum(cnt)
     total = int(ends[-1]) if R else 0
     us, vs = [], []
+    Cs = np.take(C, xs, axis=1)                # coordinates in sweep order: pairs are near each other
     start_row = 0
     while start_row < R and total:
         # rows [start_row, stop_row) hold about 4 * _CHUNK pairs
@@ -495,10 +496,9 @@ def _sweep(g, groups=None, window=None):
             rows = np.repeat(np.arange(start_row, stop_row), c)
             first = np.cumsum(c) - c
             cols = rows + 1 + (np.arange(n) - np.repeat(first, c))
-            a = xs[rows]
-            b = xs[cols]
-            hit = _suppress(np.take(C, a, axis=1), np.take(C, b, axis=1), kind, thr, inc)
-            a, b = a[hit], b[hit]
+            hit = np.flatnonzero(_suppress(np.take(Cs, rows, axis=1), np.take(Cs, cols, axis=1),
+                                           kind, thr, inc))
+            a, b = xs[rows[hit]], xs[cols[hit]]
             us.append(np.minimum(a, b))        # the higher-ranked box is the suppressor
             vs.append(np.maximum(a, b))
         start_row = stop_row
