@@ -37,19 +37,17 @@ import numpy as np
 from refdet import _checks
 from refdet import layers
 from refdet.anchors import pyramid_anchors, ssd_default_boxes
-from refdet.box_coder import decode_boxes, encode_boxes
+from refdet.box_coder import decode_boxes
 from refdet.boxes import clip_boxes_to_image, remove_small_boxes
 from refdet.fpn import fpn_backward, fpn_forward, fpn_init
 from refdet.heads import (flatten_head_output, retinanet_head_backward, retinanet_head_forward,
                           retinanet_head_init, rpn_head_backward, rpn_head_forward, rpn_head_init,
                           ssd_head_backward, ssd_head_forward, ssd_head_init, unflatten_head_output,
                           RetinaNetHeadOutput, RPNHeadOutput, SSDHeadOutput)
-from refdet.iou import box_iou
 from refdet.losses import (LossTargets, multibox_loss_backward, multibox_loss_forward, retinanet_loss_backward,
                            retinanet_loss_forward, rpn_loss_backward, rpn_loss_forward)
-from refdet.matcher import match, ssd_match
 from refdet.nms import batched_nms
-from refdet.sampler import sample_balanced
+from refdet.targets import retinanet_targets, rpn_targets, ssd_targets
 
 __all__ = ["DetectorConfig", "Detector", "Trace", "sgd_momentum_update", "backbone_init", "backbone_forward",
            "backbone_backward"]
@@ -348,57 +346,47 @@ class Detector:
         return out
 
     def assign(self, targets, *, rng=None):
-        """Per-anchor training targets for a batch: LossTargets(labels (B, N), deltas (B, N, 4)) and masks.
+        """Per-anchor training targets for a batch, from :mod:`refdet.targets`.
 
-        RetinaNet: match at 0.5 / 0.4 with low-quality matches (torchvision), labels = class of the
-        matched gt, -1 background, -2 ignored. RPN: 0.7 / 0.3 with low-quality matches, anchors
-        crossing the border ignored, 256 sampled per image (at most 128 positives). SSD: 0.5 with
-        the best anchor of every gt forced (torchvision SSDMatcher), labels 1 + class, 0 background,
-        deltas with weights (10, 10, 5, 5).
+        Returns ``(LossTargets(labels (B, N), deltas (B, N, 4)), pos_mask (B, N), neg_mask (B, N))``
+        in the encoding the model's loss reads:
+
+        * RetinaNet (``retinanet_targets``): 0.5 / 0.4 with low-quality matches (torchvision);
+          labels = class of the matched gt, ``K`` background, -1 ignored (between the thresholds).
+        * RPN (``rpn_targets``): 0.7 / 0.3 with low-quality matches, anchors crossing the border
+          ignored (``allowed_border=0``, py-faster-rcnn), 256 anchors sampled per image with at most
+          128 positives; labels 1 / 0 / -1 and the sampled masks.
+        * SSD (``ssd_targets``): 0.5 plus the best default box of every gt (torchvision
+          SSDMatcher); labels 1 + class, 0 background; deltas with weights (10, 10, 5, 5).
         """
         cfg = self.config
         rng = _checks.as_rng(rng)
         n = len(self.anchors)
         b = len(targets)
-        labels = np.full((b, n), -1, dtype=np.int64)
+        labels = np.empty((b, n), dtype=np.int64)
         deltas = np.zeros((b, n, 4), dtype=np.float64)
         pos_mask = np.zeros((b, n), dtype=bool)
         neg_mask = np.zeros((b, n), dtype=bool)
-        for i, (gtb, gtl) in enumerate(targets):
-            if cfg.model == "ssd":
-                lab = np.zeros(n, dtype=np.int64)
-                if len(gtb):
-                    m = ssd_match(box_iou(gtb, self.anchors), 0.5)
-                    pos = m >= 0
-                    lab[pos] = gtl[m[pos]] + 1
-                    deltas[i, pos] = encode_boxes(gtb[m[pos]], self.anchors[pos], weights=(10, 10, 5, 5))
-                labels[i] = lab
-                pos_mask[i] = lab > 0
-                neg_mask[i] = lab == 0
-                continue
+        for i, (gtb, gtl) in enumerate(targets):  # a loop over images; anchors are vectorised
             if cfg.model == "retinanet":
-                if len(gtb) == 0:
-                    labels[i] = -1
-                    neg_mask[i] = True
-                    continue
-                m = match(box_iou(gtb, self.anchors), high=0.5, low=0.4, allow_low_quality_matches=True)
-                pos = m >= 0
-                labels[i] = np.where(pos, gtl[np.maximum(m, 0)], np.where(m == -2, -2, -1))
-                deltas[i, pos] = encode_boxes(gtb[m[pos]], self.anchors[pos])
-                pos_mask[i] = pos
-                neg_mask[i] = m == -1
-                continue
-            # RPN: 1 object, 0 background, -1 ignored; then sample 256
-            lab = np.zeros(n, dtype=np.int64)
-            if len(gtb):
-                m = match(box_iou(gtb, self.anchors), high=0.7, low=0.3, allow_low_quality_matches=True)
-                lab = np.where(m >= 0, 1, np.where(m == -1, 0, -1))
-                pos = m >= 0
-                deltas[i, pos] = encode_boxes(gtb[m[pos]], self.anchors[pos])
-            pm, nm = sample_balanced(lab, 256, 0.5, rng=rng)
-            labels[i] = lab
-            pos_mask[i] = pm
-            neg_mask[i] = nm
+                t = retinanet_targets(self.anchors, gtb, gtl, cfg.num_classes, level=self.anchor_level)
+                labels[i] = t.labels
+                deltas[i] = t.deltas
+                pos_mask[i] = t.foreground
+                neg_mask[i] = t.valid & ~t.foreground
+            elif cfg.model == "rpn":
+                t = rpn_targets(self.anchors, gtb, self.image_size, level=self.anchor_level, rng=rng,
+                                allowed_border=0)
+                labels[i] = t.labels
+                deltas[i] = t.deltas
+                pos_mask[i] = t.pos_mask
+                neg_mask[i] = t.neg_mask
+            else:
+                t = ssd_targets(self.anchors, gtb, gtl + 1)
+                labels[i] = t.labels
+                deltas[i] = t.deltas
+                pos_mask[i] = t.foreground
+                neg_mask[i] = t.labels == 0
         return LossTargets(labels, deltas), pos_mask, neg_mask
 
     # -- training ---------------------------------------------------------------------------------

@@ -125,3 +125,31 @@ def test_empty_ground_truth_image_trains():
     img = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     losses, grads = det.train_step(params, img, [(np.zeros((0, 4)), np.zeros(0, np.int64))])
     assert np.isfinite(losses["total"]) and losses["box_regression"] == 0.0
+
+
+def test_retinanet_train_step_matches_torch_autograd():
+    # The same architecture, weights and targets in torch (benchmarks/bench_detector.py builds it):
+    # the loss and every parameter gradient agree to float32 precision.
+    pytest.importorskip("torchvision")
+    import torch
+    from benchmarks import bench_detector as bd
+
+    torch.set_num_threads(1)
+    s = bd._setup()
+    losses, grads = s["det"].train_step(s["params"], s["images"], s["targets"])
+    s["net"].zero_grad(set_to_none=True)
+    loss_t = bd._torch_loss(s)
+    loss_t.backward()
+    assert losses["total"] == pytest.approx(float(loss_t.detach()), rel=1e-5)
+    named = dict(s["net"].named_parameters())
+    cfg = s["det"].config
+    pairs = [(grads["backbone"][f"stage{i}.weight"], named[f"stages.{i}.weight"]) for i in range(4)]
+    pairs += [(grads["fpn"][k], named["fpn." + k]) for k in grads["fpn"]]
+    pairs += [(grads["head"]["classification_head.cls_logits.weight"], named["cls_out.weight"]),
+              (grads["head"]["regression_head.bbox_reg.weight"], named["box_out.weight"])]
+    pairs += [(grads["head"][f"classification_head.conv.{j}.0.weight"], named[f"cls_conv.{2 * j}.weight"])
+              for j in range(cfg.head_convs)]
+    for mine, theirs in pairs:
+        t = theirs.grad.numpy()
+        scale = np.abs(t).max() + 1e-12
+        assert np.abs(mine - t).max() <= 2e-4 * scale
