@@ -1,0 +1,421 @@
+"""refdet.exchange.onnx: export, parameter round trips, runtime parity (onnxruntime, onnx.reference),
+the checker, odd FPN sizes, post-processing (decode + NonMaxSuppression) and hostile files."""
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import refdet
+from refdet.testing import strategies as rst
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from refdet.exchange import onnx as rx  # noqa: E402
+from refdet.exchange.cli import random_params  # noqa: E402
+
+
+def scaled(params, seed=0):
+    """Random float32 params with O(1) outputs: N(0, 1/fan_in) weights, N(0, 0.1) biases (the stock
+    initialisers give outputs ~0.01, too small to catch a layout bug)."""
+    r = np.random.default_rng(seed)
+    out = {}
+    for k, v in params.items():
+        v = np.asarray(v)
+        fan_in = int(np.prod(v.shape[1:])) if v.ndim == 4 else 10
+        out[k] = (r.standard_normal(v.shape) / math.sqrt(fan_in)).astype(np.float32)
+        if k.endswith(".1.weight"):          # GroupNorm gamma around 1
+            out[k] += np.float32(1)
+    return out
+
+
+def head(gn=False, c=8, a=3, k=4, depth=2):
+    return scaled(refdet.retinanet_head_init(c, a, k, rng=0, num_convs=depth,
+                                             norm="group_norm" if gn else None))
+
+
+def fpn(chans=(8, 16, 32), f=8, extra="p6p7"):
+    return scaled(refdet.fpn_init(list(chans), f, rng=0, extra_blocks=extra))
+
+
+def fpn_head():
+    p = {"backbone.fpn." + k: v for k, v in fpn().items()}
+    p.update({"head." + k: v for k, v in head().items()})
+    return p
+
+
+def assert_ok(report):
+    assert report.ok, "\n" + str(report)
+    assert {r["runtime"] for r in report.rows} == {"onnxruntime", "onnx.reference"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# optional dependency stays optional
+# ---------------------------------------------------------------------------------------------------
+
+def test_import_refdet_does_not_import_onnx_or_nnef():
+    code = ("import sys, refdet, refdet.exchange, refdet.cli; refdet.cli.build_parser(); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', 'nnef', 'torch')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_lazy_names_of_refdet_exchange():
+    import refdet.exchange as ex
+
+    assert ex.export_onnx is rx.export_onnx and ex.load_onnx_params is rx.load_onnx_params
+    assert callable(ex.export_nnef) and callable(ex.load_nnef)
+    with pytest.raises(AttributeError):
+        ex.no_such_name
+
+
+# ---------------------------------------------------------------------------------------------------
+# round trips and the checker
+# ---------------------------------------------------------------------------------------------------
+
+CASES = {
+    "retinanet_head": (lambda: head(), {}),
+    "retinanet_head_gn": (lambda: head(gn=True, c=16), {"num_groups": 4}),
+    "retinanet_head_3_levels": (lambda: head(), {"num_levels": 3}),
+    "rpn_head": (lambda: scaled(refdet.rpn_head_init(8, 3, rng=0)), {"model": "rpn_head", "num_levels": 2}),
+    "rpn_head_softmax": (lambda: scaled(refdet.rpn_head_init(8, 3, rng=0, objectness="softmax")),
+                         {"model": "rpn_head"}),
+    "fpn_p6p7": (lambda: fpn(), {"model": "fpn"}),
+    "fpn_maxpool": (lambda: fpn(extra="maxpool"), {"model": "fpn", "extra_blocks": "maxpool"}),
+    "fpn_retinanet_head": (fpn_head, {"model": "fpn_retinanet_head"}),
+}
+
+
+def _export(case, **kw):
+    make, opts = CASES[case]
+    p = make()
+    opts = dict(opts, **kw)
+    opts.setdefault("model", "retinanet_head")
+    return p, rx.export_onnx(p, **opts)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_parameters_round_trip_identically(case, tmp_path):
+    p, m = _export(case)
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    for src in (m, str(path), path.read_bytes()):
+        back = rx.load_onnx_params(src)
+        assert list(back) == list(p) or set(back) == set(p)
+        for k, v in p.items():
+            assert back[k].dtype == np.float32 and back[k].shape == v.shape
+            assert np.array_equal(back[k], v), k
+
+
+def test_float64_params_come_back_as_their_float32_values():
+    p64 = {k: v.astype(np.float64) + 1e-12 for k, v in head().items()}
+    back = rx.load_onnx_params(rx.export_onnx(p64))
+    for k, v in p64.items():
+        assert np.array_equal(back[k], v.astype(np.float32))
+
+
+@pytest.mark.parametrize("opset", [17, 18, 19, 20, 21])
+def test_checker_full_check_and_ir_version_per_opset(opset):
+    for case in ("retinanet_head_gn", "fpn_p6p7"):
+        _, m = _export(case, opset=opset)
+        onnx.checker.check_model(m, full_check=True)
+        onnx.shape_inference.infer_shapes(m, strict_mode=True)
+        assert m.opset_import[0].version == opset
+        # IR 8 for opset <= 18, 9 for 19-20, 10 for 21 (onnx.helper.VERSION_TABLE)
+        assert m.ir_version == {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}[opset]
+    m = rx.export_onnx(model="postprocess", opset=opset)
+    onnx.checker.check_model(m, full_check=True)
+
+
+def test_graph_layout_follows_the_spec():
+    _, m = _export("fpn_p6p7")
+    resizes = [n for n in m.graph.node if n.op_type == "Resize"]
+    assert len(resizes) == 2
+    for n in resizes:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        assert attrs == {"mode": b"nearest", "coordinate_transformation_mode": b"asymmetric",
+                         "nearest_mode": b"floor"}
+        assert n.input[1] == "" and n.input[2] == ""        # sizes only, from the lateral's Shape
+        shape_node = next(s for s in m.graph.node if n.input[3] in s.output)
+        assert shape_node.op_type == "Shape"
+    _, m = _export("retinanet_head")
+    perms = [onnx.helper.get_attribute_value(n.attribute[0]) for n in m.graph.node if n.op_type == "Transpose"]
+    assert perms == [[0, 2, 3, 1], [0, 2, 3, 1]]
+    m = rx.export_onnx(model="postprocess")
+    nms = next(n for n in m.graph.node if n.op_type == "NonMaxSuppression")
+    inits = {t.name for t in m.graph.initializer}
+    assert list(nms.input[2:]) == ["max_output_boxes_per_class", "iou_threshold", "score_threshold"]
+    assert set(nms.input[2:]) <= inits
+
+
+# ---------------------------------------------------------------------------------------------------
+# runtime parity
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_runtimes_agree_with_refdet(case):
+    _, m = _export(case)
+    assert_ok(rx.verify_onnx(m, rng=1, batch=2))
+
+
+@pytest.mark.parametrize("sizes", [[(13, 9), (7, 5), (4, 3)], [(25, 17), (13, 9), (7, 5)],
+                                   [(5, 7), (3, 4), (2, 2)], [(38, 10), (19, 5), (10, 3)],
+                                   [(6, 6), (4, 5), (3, 2)]])
+def test_fpn_odd_sizes(sizes):
+    # 13 x 9 C3 under 7 x 5 C4: Resize to the lateral's Shape must reproduce torch 'nearest'
+    # (src = floor(dst * in / out)) for 7 -> 13, 5 -> 9, 4 -> 7 ...; the last case is not a 2x pyramid
+    _, m = _export("fpn_p6p7")
+    r = np.random.default_rng(3)
+    inputs = {f"features_{i}": r.standard_normal((1, c, h, w)).astype(np.float32)
+              for i, (c, (h, w)) in enumerate(zip((8, 16, 32), sizes))}
+    assert_ok(rx.verify_onnx(m, inputs))
+
+
+def test_onnx_default_resize_would_pick_other_rows():
+    # The same model with ONNX's default half_pixel/round_prefer_floor disagrees on 13 x 9 over 7 x 5:
+    # the comparison is strong enough to see the pitfall of SPEC §6.3.
+    _, m = _export("fpn_p6p7")
+    for n in m.graph.node:
+        if n.op_type == "Resize":
+            del n.attribute[:]
+            n.attribute.extend([onnx.helper.make_attribute("mode", "nearest")])
+    report = rx.verify_onnx(m, runtimes=("onnxruntime",))
+    assert not report.ok
+    assert not next(r for r in report.rows if r["output"] == "fpn_0")["ok"]
+
+
+@pytest.mark.parametrize("mode,fuse", [("nearest-exact", "sum"), ("nearest", "avg")])
+def test_fpn_knobs(mode, fuse):
+    p = fpn(extra="none")
+    m = rx.export_onnx(p, model="fpn", upsample_mode=mode, fuse=fuse)
+    r = np.random.default_rng(0)
+    for sizes in ([(16, 8), (8, 4), (4, 2)], [(13, 9), (7, 5), (4, 3)]):
+        inputs = {f"features_{i}": r.standard_normal((1, c, h, w)).astype(np.float32)
+                  for i, (c, (h, w)) in enumerate(zip((8, 16, 32), sizes))}
+        assert_ok(rx.verify_onnx(m, inputs))
+    m = rx.export_onnx(p, model="fpn", convention="detectron2")           # upsample="x2": scales 2
+    inputs = {f"features_{i}": r.standard_normal((1, c, h, w)).astype(np.float32)
+              for i, (c, (h, w)) in enumerate(zip((8, 16, 32), [(16, 8), (8, 4), (4, 2)]))}
+    assert_ok(rx.verify_onnx(m, inputs))
+
+
+@pytest.mark.parametrize("src", ["c5", "p5", "lateral"])
+def test_fpn_p6p7_inputs(src):
+    f = 8
+    chans = (8, 16, 32) if src == "c5" else (8, 16, 32)
+    p = scaled(refdet.fpn_init(list(chans), f, rng=0, p6p7_input=src))
+    m = rx.export_onnx(p, model="fpn", p6p7_input=src, relu_before_p7=(src != "lateral"))
+    assert_ok(rx.verify_onnx(m, rng=2))
+
+
+def test_head_outputs_match_flatten_head_output_directly():
+    p = head()
+    m = rx.export_onnx(p, num_levels=2)
+    r = np.random.default_rng(0)
+    f0 = r.standard_normal((2, 8, 5, 3)).astype(np.float32)
+    f1 = r.standard_normal((2, 8, 3, 2)).astype(np.float32)
+    got = rx.run_onnx(m, {"features_0": f0, "features_1": f1})
+    out, _ = refdet.retinanet_head_forward(p, [f0, f1])
+    want = refdet.flatten_head_output(out.cls_logits, 3)
+    assert got["cls_logits"].shape == (2, (15 + 6) * 3, 4)
+    np.testing.assert_allclose(got["cls_logits"], want, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# post-processing: decode + NonMaxSuppression
+# ---------------------------------------------------------------------------------------------------
+
+def _post_inputs(anchors, logits, deltas=None):
+    anchors = np.asarray(anchors, np.float32)
+    logits = np.asarray(logits, np.float32)
+    if logits.ndim == 1:
+        logits = logits[None, :, None]
+    if deltas is None:
+        deltas = np.zeros((logits.shape[0], len(anchors), 4), np.float32)
+    return {"cls_logits": logits, "bbox_deltas": np.asarray(deltas, np.float32), "anchors": anchors}
+
+
+def test_postprocess_golden_threshold_ties_and_cap():
+    # Zero deltas decode every anchor to itself (exp(0) = 1). Boxes 0 and 1 overlap with
+    # IoU = (10*5) / (10*10) = 0.5 exactly: with iou_threshold 0.5 box 1 is KEPT (suppression needs
+    # IoU > threshold, strictly). Box 2 = box 0 (IoU 1) is suppressed. Boxes 3 and 4 are zero-area:
+    # never suppressed, never suppress. Logits 2, 1, 2, 0, 0: box 2 ties box 0 and loses the tie
+    # (lower index first), box 3 ties box 4 -> order 0, 1, 3, 4; score threshold sigmoid(-1) = 0.27
+    # drops nothing.
+    anchors = [[0, 0, 10, 10], [0, 0, 10, 5], [0, 0, 10, 10], [5, 5, 5, 9], [5, 5, 5, 9]]
+    inputs = _post_inputs(anchors, [2.0, 1.0, 2.0, 0.0, 0.0])
+    m = rx.export_onnx(model="postprocess", iou_threshold=0.5, score_threshold=0.25)
+    got = rx.run_onnx(m, inputs)
+    np.testing.assert_array_equal(got["selected_indices"][:, 2], [0, 1, 3, 4])
+    np.testing.assert_array_equal(got["boxes"][0], np.asarray(anchors, np.float32))
+    assert_ok(rx.verify_onnx(m, inputs))
+    # max_output_boxes_per_class = 2 keeps the first two selections
+    m2 = rx.export_onnx(model="postprocess", iou_threshold=0.5, max_output_boxes_per_class=2)
+    np.testing.assert_array_equal(rx.run_onnx(m2, inputs)["selected_indices"], [[0, 0, 0], [0, 0, 1]])
+    assert_ok(rx.verify_onnx(m2, inputs))
+    # the threshold just below 0.5 suppresses box 1
+    m3 = rx.export_onnx(model="postprocess", iou_threshold=float(np.nextafter(np.float32(0.5), np.float32(0))))
+    np.testing.assert_array_equal(rx.run_onnx(m3, inputs)["selected_indices"][:, 2], [0, 3, 4])
+
+
+def test_postprocess_decode_clamp_and_weights():
+    # TV9: anchor [0, 0, 10, 10], deltas [0, 0, 10, 10] clamp to w = 10 * 1000 / 16 = 625 ->
+    # [-307.5, -307.5, 317.5, 317.5]. With weights (10, 10, 5, 5) the deltas [1, 2, 5, 5] mean
+    # dx = 0.1, dy = 0.2, dw = dh = 1: centre (6, 7), size 10e = 27.18...
+    inputs = _post_inputs([[0, 0, 10, 10]], [[[0.0]], [[0.0]]], deltas=[[[0, 0, 10, 10]], [[1, 2, 5, 5]]])
+    m = rx.export_onnx(model="postprocess")
+    got = rx.run_onnx(m, inputs)["boxes"]
+    np.testing.assert_allclose(got[0, 0], [-307.5, -307.5, 317.5, 317.5], rtol=1e-6)
+    mw = rx.export_onnx(model="postprocess", weights=(10, 10, 5, 5))
+    e = 10 * math.e
+    np.testing.assert_allclose(rx.run_onnx(mw, inputs)["boxes"][1, 0],
+                               [1 + 5 - e / 2, 2 + 5 - e / 2, 1 + 5 + e / 2, 2 + 5 + e / 2], rtol=1e-6)
+    assert_ok(rx.verify_onnx(mw, inputs))
+
+
+def test_postprocess_without_score_threshold_and_empty():
+    m = rx.export_onnx(model="postprocess", score_threshold=None)
+    nms = next(n for n in m.graph.node if n.op_type == "NonMaxSuppression")
+    assert len(nms.input) == 4
+    assert_ok(rx.verify_onnx(m, rng=5))
+    # max_output_boxes_per_class = 0 selects nothing (ONNX semantics), refdet agrees
+    m0 = rx.export_onnx(model="postprocess", max_output_boxes_per_class=0)
+    report = rx.verify_onnx(m0, runtimes=("onnxruntime",))
+    assert report.ok
+    assert next(r for r in report.rows if r["output"] == "selected_indices")["shape"] == (0, 3)
+
+
+@settings(max_examples=30)
+@given(rst.nms_inputs(min_n=1, max_n=20), st.integers(1, 5), st.sampled_from([None, 0.0, 0.5]))
+def test_postprocess_nms_matches_onnxruntime_exactly(data, k, score_thr):
+    boxes, logits, thr = data
+    # degenerate anchors are fine (zero-area boxes decode to zero-area boxes)
+    inputs = _post_inputs(boxes, logits)
+    m = rx.export_onnx(model="postprocess", iou_threshold=thr, max_output_boxes_per_class=k,
+                       score_threshold=score_thr)
+    report = rx.verify_onnx(m, inputs, runtimes=("onnxruntime",), check=False)
+    assert report.ok, "\n" + str(report)
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad arguments and hostile files
+# ---------------------------------------------------------------------------------------------------
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="opset"):
+        rx.export_onnx(head(), opset=16)
+    with pytest.raises(ValueError, match="model"):
+        rx.export_onnx(head(), model="ssd_head")
+    with pytest.raises(TypeError):
+        rx.export_onnx([1, 2, 3])
+    with pytest.raises(ValueError, match="iou_threshold"):
+        rx.export_onnx(model="postprocess", iou_threshold=1.5)
+    with pytest.raises(ValueError, match="params"):
+        rx.export_onnx({"head.x": np.zeros(3)}, model="fpn_retinanet_head")
+    with pytest.raises(ValueError):
+        rx.export_onnx({"classification_head.cls_logits.weight": np.zeros((12, 8, 3, 3))})
+    with pytest.raises(TypeError):
+        rx.load_onnx_params(12)
+
+
+def test_hostile_files(tmp_path):
+    _, m = _export("retinanet_head")
+    good = m.SerializeToString()
+    cases = {}
+    cases["garbage.onnx"] = b"\x00\xff" * 100 + b"not a protobuf"
+    cases["truncated.onnx"] = good[: len(good) // 2]
+    cases["empty.onnx"] = b""
+    # an initializer claiming 2**40 floats while storing a few bytes: refused before any allocation
+    big = onnx.ModelProto()
+    big.CopyFrom(m)
+    t = big.graph.initializer[0]
+    del t.dims[:]
+    t.dims.extend([1 << 20, 1 << 20])
+    cases["absurd_extents.onnx"] = big.SerializeToString()
+    # external data pointing outside the model's folder
+    ext = onnx.ModelProto()
+    ext.CopyFrom(m)
+    t = ext.graph.initializer[0]
+    t.ClearField("raw_data")
+    t.data_location = onnx.TensorProto.EXTERNAL
+    t.external_data.add(key="location", value="../../etc/passwd")
+    cases["external.onnx"] = ext.SerializeToString()
+    # metadata listing parameters that are not there
+    bad_meta = onnx.ModelProto()
+    bad_meta.CopyFrom(m)
+    for p in bad_meta.metadata_props:
+        if p.key == "refdet.params":
+            p.value = '["nope"]'
+    cases["bad_meta.onnx"] = bad_meta.SerializeToString()
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError):
+            rx.load_onnx_params(str(path))
+    with pytest.raises(ValueError, match="max_bytes"):
+        rx.load_onnx_params(good, max_bytes=100)
+    with pytest.raises(ValueError, match="not a file"):
+        rx.load_onnx_params(str(tmp_path / "missing.onnx"))
+    # a model with no refdet metadata: every initializer by name, but verify_onnx refuses it
+    plain = onnx.ModelProto()
+    plain.CopyFrom(m)
+    del plain.metadata_props[:]
+    assert set(rx.load_onnx_params(plain)) >= set(head())
+    with pytest.raises(ValueError, match="not exported by refdet"):
+        rx.verify_onnx(plain)
+
+
+# ---------------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------------
+
+def test_cli_export_and_verify(tmp_path, capsys):
+    from refdet import cli
+    from refdet.exchange.files import save_params_npz
+
+    out = str(tmp_path / "fpn.onnx")
+    assert cli.main(["export", "--model", "fpn", "--format", "onnx", out]) == 0
+    assert cli.main(["verify-export", out]) == 0
+    text = capsys.readouterr().out
+    assert "onnxruntime" in text and "onnx.reference" in text and "fpn_0" in text and "all outputs agree" in text
+    # the seed's parameters are what was exported
+    want = random_params("fpn", seed=0)
+    back = rx.load_onnx_params(out)
+    assert all(np.array_equal(back[k], v) for k, v in want.items())
+    # --params from an .npz
+    npz = str(tmp_path / "p.npz")
+    p = fpn_head()
+    save_params_npz(p, npz)
+    out2 = str(tmp_path / "fh.onnx")
+    assert cli.main(["export", "--model", "fpn-retinanet-head", "--params", npz, out2]) == 0
+    back = rx.load_onnx_params(out2)
+    assert all(np.array_equal(back[k], v) for k, v in p.items())
+    assert cli.main(["verify-export", out2]) == 0
+    # existing output without --overwrite is an error (exit 2), a disagreement exits 1
+    assert cli.main(["export", "--model", "fpn", out]) == 2
+    m = onnx.load(out)
+    for n in m.graph.node:
+        if n.op_type == "Resize":
+            del n.attribute[:]
+    onnx.save(m, out)
+    assert cli.main(["verify-export", out]) == 1
+    assert "DISAGREEMENT" in capsys.readouterr().out
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    assert cli.main(["verify-export", str(bad)]) == 2
+
+
+@pytest.mark.parametrize("model", ["retinanet-head", "rpn-head", "postprocess"])
+def test_cli_models(model, tmp_path):
+    from refdet import cli
+
+    out = str(tmp_path / "m.onnx")
+    assert cli.main(["export", "--model", model, out, "--seed", "3"]) == 0
+    assert os.path.getsize(out) > 0
+    assert cli.main(["verify-export", out, "--batch", "2"]) == 0
