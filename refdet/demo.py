@@ -48,8 +48,12 @@ def evaluate(det, params, data):
 
 
 def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refdet-demo", n_train=512,
-        n_test=64, plots=True, write=_print):
-    """Run the demo; returns a dict of what it measured (also printed)."""
+        n_test=64, plots=True, write=_print, quantize=False):
+    """Run the demo; returns a dict of what it measured (also printed).
+
+    ``quantize=True`` (retinanet only) ends with :func:`refdet.quant_head.quantize_demo`: the trained head
+    quantized to int8 and its accuracy report (under ``"quantization"`` in the result).
+    """
     d_steps, d_batch, d_lr = _DEFAULTS[model]
     steps = d_steps if steps is None else steps
     batch = d_batch if batch is None else batch
@@ -161,11 +165,18 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
             write(f"[8] figures: {', '.join(figures)}")
         else:
             write("[8] figures: skipped (pip install matplotlib, or the `plot` extra)")
+    quant = None
+    if quantize:
+        from refdet.quant_head import quantize_demo
+        quant = quantize_demo(det, params, make_synthetic_dataset(32, rng=rng).images, test, write=write)
     total = time.perf_counter() - t_start
     write(f"done in {total:.1f}s")
-    return {"model": model, "steps": steps, "loss_first": first, "loss_last": last, "ap_untrained": ap0,
-            "ap50_untrained": ap50_0, "ap_trained": ap1, "ap50_trained": ap50_1, "seconds": total,
-            "figures": figures}
+    result = {"model": model, "steps": steps, "loss_first": first, "loss_last": last, "ap_untrained": ap0,
+              "ap50_untrained": ap50_0, "ap_trained": ap1, "ap50_trained": ap50_1, "seconds": total,
+              "figures": figures}
+    if quantize:
+        result["quantization"] = quant
+    return result
 
 
 def _demo_args(p):
@@ -176,13 +187,17 @@ def _demo_args(p):
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--out", default="refdet-demo", help="folder for the figures")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quantize", action="store_true",
+                   help="retinanet: quantize the trained head to int8 and report (see `refdet quantize`)")
 
 
 def _demo_run(args):
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1; got {args.steps}")
+    if getattr(args, "quantize", False) and args.model != "retinanet":
+        raise ValueError(f"--quantize needs --model retinanet; got {args.model}")
     run(args.model, seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr, out=args.out,
-        plots=not args.no_plots)
+        plots=not args.no_plots, quantize=getattr(args, "quantize", False))
     return 0
 
 
