@@ -419,3 +419,86 @@ def test_cli_models(model, tmp_path):
     assert cli.main(["export", "--model", model, out, "--seed", "3"]) == 0
     assert os.path.getsize(out) > 0
     assert cli.main(["verify-export", out, "--batch", "2"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# the upsampling index map: Resize (asymmetric/floor) and the Gather emulation vs PyTorch's rule
+# ---------------------------------------------------------------------------------------------------
+
+def _index_session(op, mode):
+    """A one-axis model: x (1, 1, 1, n_in) -> (1, 1, 1, n_out), n_out from the shape of `like`."""
+    import onnxruntime as ort
+
+    g = rx._Builder(onnx, 19)
+    if op == "resize":
+        attrs = rx._resize_attrs(mode)
+        y = g.op("Resize", ["x", "", "", g.op("Shape", ["like"])], **attrs)
+    else:
+        y = g.upsample_gather("x", "like", mode)
+    g.nodes.append(onnx.helper.make_node("Identity", [y], ["y"]))
+    T = onnx.TensorProto
+    graph = onnx.helper.make_graph(
+        g.nodes, "idx", [onnx.helper.make_tensor_value_info("x", T.FLOAT, [1, 1, "H", "W"]),
+                         onnx.helper.make_tensor_value_info("like", T.FLOAT, [1, 1, "H2", "W2"])],
+        [onnx.helper.make_tensor_value_info("y", T.FLOAT, [1, 1, "H2", "W2"])], initializer=g.inits)
+    m = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 19)])
+    m.ir_version = 9
+    onnx.checker.check_model(m, full_check=True)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def run(n_in, n_out):
+        x = np.arange(n_in, dtype=np.float32).reshape(1, 1, 1, n_in)
+        y = sess.run(None, {"x": x, "like": np.zeros((1, 1, 1, n_out), np.float32)})[0]
+        return y.reshape(-1).astype(np.int64)
+    return run
+
+
+def test_resize_matches_torch_nearest_on_pyramid_sizes():
+    from refdet.layers import upsample_nearest_source_index as src
+
+    run = _index_session("resize", "nearest")
+    for n in range(1, 400):                       # 2x pyramids: out = 2 in - 1 or 2 in
+        for out in (2 * n - 1, 2 * n):
+            np.testing.assert_array_equal(run(n, out), src(n, out, mode="nearest"), err_msg=f"{n} -> {out}")
+    # ...but not for every ratio: 14 -> 16, output 8: 8 * 14 / 16 = 7 exactly. PyTorch:
+    # 8 * float32(0.875) = 7.0 -> row 7; onnxruntime: 8 / float32(16 / 14) = 6.9999995 -> row 6.
+    assert src(14, 16, mode="nearest")[8] == 7 and run(14, 16)[8] == 6
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_gather_upsampling_is_torch_exact_for_every_size(mode):
+    from refdet.layers import upsample_nearest_source_index as src
+
+    run = _index_session("gather", mode)
+    for n in range(1, 40):
+        for out in range(1, 90):
+            np.testing.assert_array_equal(run(n, out), src(n, out, mode=mode), err_msg=f"{n} -> {out}")
+    for n, out in ((14, 16), (50, 99), (1000, 1999), (7, 13)):
+        np.testing.assert_array_equal(run(n, out), src(n, out, mode=mode), err_msg=f"{n} -> {out}")
+
+
+def test_gather_upsampling_against_torch_interpolate():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    run = {m: _index_session("gather", m) for m in ("nearest", "nearest-exact")}
+    for n, out in ((14, 16), (13, 25), (50, 99), (3, 5), (38, 75), (9, 4)):
+        for mode in ("nearest", "nearest-exact"):
+            x = torch.arange(n, dtype=torch.float32).reshape(1, 1, 1, n)
+            want = torch.nn.functional.interpolate(x, size=(1, out), mode=mode).reshape(-1).long().numpy()
+            np.testing.assert_array_equal(run[mode](n, out), want, err_msg=f"{mode} {n} -> {out}")
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_fpn_with_gather_upsampling_any_sizes(mode):
+    p = fpn(extra="none")
+    m = rx.export_onnx(p, model="fpn", upsample_op="gather", upsample_mode=mode)
+    r = np.random.default_rng(0)
+    for sizes in ([(16, 16), (14, 14), (3, 3)], [(99, 5), (50, 3), (25, 2)]):
+        inputs = {f"features_{i}": r.standard_normal((1, c, h, w)).astype(np.float32)
+                  for i, (c, (h, w)) in enumerate(zip((8, 16, 32), sizes))}
+        assert_ok(rx.verify_onnx(m, inputs))
+    # the Resize export of the same model disagrees on 16 over 14 (rows 8 vs 7 of the 14 -> 16 map)
+    if mode == "nearest":
+        inputs = {f"features_{i}": r.standard_normal((1, c, h, w)).astype(np.float32)
+                  for i, (c, (h, w)) in enumerate(zip((8, 16, 32), [(16, 16), (14, 14), (3, 3)]))}
+        assert not rx.verify_onnx(rx.export_onnx(p, model="fpn", upsample_mode=mode), inputs).ok

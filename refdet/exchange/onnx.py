@@ -11,10 +11,19 @@ How the graph reproduces refdet (SPEC-quant-exchange §6):
   ``onnx.checker.check_model(full_check=True)``.
 * **FPN upsampling** is ``Resize(x, "", "", Shape(lateral), mode="nearest",
   coordinate_transformation_mode="asymmetric", nearest_mode="floor")``: source ``floor(dst * in /
-  out)``, PyTorch's ``nearest`` for any sizes (13 -> 25 included). ONNX's default ``half_pixel`` +
+  out)``, PyTorch's ``nearest`` (13 -> 25 included). ONNX's default ``half_pixel`` +
   ``round_prefer_floor`` picks another row there (output 13 of 13 -> 25). ``upsample_mode=
   "nearest-exact"`` becomes ``half_pixel`` + ``round_prefer_ceil`` (``floor((dst + 0.5) * in / out)``);
   ``upsample="x2"`` uses ``scales = [1, 1, 2, 2]``.
+
+  *Exactness* (checked against onnxruntime 1.32): for ``nearest`` on the sizes of a stride-2 pyramid
+  (``out = 2 in`` or ``2 in - 1``, every ``in`` < 2000) ``Resize`` picks PyTorch's rows. For other
+  ratios the two round differently where ``dst * in / out`` is an exact integer: onnxruntime computes
+  ``dst / float32(out / in)``, PyTorch ``dst * float32(in / out)``, so 14 -> 16 at output 8 is row 6
+  in onnxruntime and row 7 in PyTorch (455 of the 12,736 pairs in 1..64 x 1..199 differ somewhere).
+  ``nearest-exact`` through ``Resize`` differs even on pyramid sizes (50 -> 99 at output 49).
+  ``upsample_op="gather"`` writes PyTorch's index arithmetic out in ONNX ops (``Shape``, ``Range``,
+  float32 ``Mul``, ``Floor``, ``Gather``) and is exact for every size pair in both modes.
 * **Head layout**: ``Transpose(perm=[0, 2, 3, 1])`` then ``Reshape([0, -1, C])``: channel
   ``a*C + c`` of location (y, x) becomes row ``(y*W + x)*A + a`` (:func:`refdet.flatten_head_output`,
   torchvision's ``permute_and_flatten``); levels are concatenated on axis 1. The 2A softmax RPN
@@ -79,6 +88,7 @@ class _Builder:
         self._n = 0
         self._consts = {}
         self.prefix = ""
+        self.upsample_op = "resize"
 
     def name(self, hint):
         self._n += 1
@@ -151,6 +161,34 @@ class _Builder:
         t = self.op("Transpose", [r], perm=[0, 3, 2, 1])
         return self.op("Reshape", [t, self.const(np.asarray([0, -1, c], np.int64), "shape")], hint)
 
+    def upsample_gather(self, x, like, mode):
+        """Nearest upsampling of ``x`` to ``like``'s spatial size with PyTorch's own index arithmetic.
+
+        Per axis: ``scale = float32(in) / float32(out)``; ``src = floor(float32(dst) * scale)``
+        (``nearest``) or ``floor(float32((dst + 0.5) * double(scale)))`` (``nearest-exact``); clipped to
+        ``in - 1``; then ``Gather``. This is :func:`refdet.layers.upsample_nearest_source_index` written in
+        ONNX ops, exact for every size pair (``Resize`` is exact only for 2x pyramids, see the module
+        docstring).
+        """
+        T = self.onnx.TensorProto
+        i64 = lambda v: self.const(np.asarray(v, np.int64), "idx")  # noqa: E731
+        s_in, s_out = self.op("Shape", [x]), self.op("Shape", [like])
+        for axis in (2, 3):
+            n_in = self.op("Slice", [s_in, i64([axis]), i64([axis + 1])])
+            n_out = self.op("Slice", [s_out, i64([axis]), i64([axis + 1])])
+            scale = self.op("Div", [self.op("Cast", [n_in], to=T.FLOAT), self.op("Cast", [n_out], to=T.FLOAT)],
+                            "scale")
+            dst = self.op("Range", [i64(0), self.op("Squeeze", [n_out, i64([0])]), i64(1)], "dst")
+            if mode == "nearest":
+                src = self.op("Mul", [self.op("Cast", [dst], to=T.FLOAT), scale])
+            else:
+                d = self.op("Add", [self.op("Cast", [dst], to=T.DOUBLE), self.const(np.asarray(0.5), "half64")])
+                src = self.op("Cast", [self.op("Mul", [d, self.op("Cast", [scale], to=T.DOUBLE)])], to=T.FLOAT)
+            idx = self.op("Cast", [self.op("Floor", [src])], to=T.INT64)
+            idx = self.op("Min", [idx, self.op("Sub", [n_in, i64([1])])], "src_index")
+            x = self.op("Gather", [x, idx], "upsample_axis", axis=axis)
+        return x
+
     def concat(self, xs, hint):
         return xs[0] if len(xs) == 1 else self.op("Concat", xs, hint, axis=1)
 
@@ -206,7 +244,9 @@ def _fpn_graph(g, fc, params, xs):
     for i in range(L - 2, -1, -1):
         lat = g.conv(xs[i], f"inner_blocks.{i}.0.weight", f"inner_blocks.{i}.0.bias", params, pad=0,
                      hint="lateral")
-        if s["upsample"] == "to_lateral":
+        if g.upsample_op == "gather":
+            up = g.upsample_gather(m, lat, s["upsample_mode"])
+        elif s["upsample"] == "to_lateral":
             up = g.op("Resize", [m, "", "", g.op("Shape", [lat], "lateral_shape")], "upsample",
                       **_resize_attrs(s["upsample_mode"]))
         else:
@@ -285,7 +325,7 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
                 convention="torchvision", upsample=None, upsample_mode=None, fuse=None, p6p7_input=None,
                 relu_before_p7=None, num_groups=32, eps=1e-5, weights=(1.0, 1.0, 1.0, 1.0),
                 clamp=math.log(1000.0 / 16), max_output_boxes_per_class=100, iou_threshold=0.5,
-                score_threshold=0.05, check=True):
+                score_threshold=0.05, upsample_op="resize", check=True):
     """Build an ONNX model of a refdet head, FPN, FPN + head, or the inference post-processing.
 
     Parameters
@@ -311,6 +351,10 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         GroupNorm settings of a RetinaNet v2 head (used only if the params have GroupNorm weights).
     weights, clamp, max_output_boxes_per_class, iou_threshold, score_threshold
         Post-processing settings (``score_threshold=None``: no score filter).
+    upsample_op : {"resize", "gather"}
+        How the FPN upsamples: ``Resize`` (the default; exact for 2x pyramids, see the module
+        docstring) or ``"gather"``, PyTorch's index arithmetic written out (``Shape``, ``Range``,
+        float32 ``Mul``, ``Floor``, ``Gather``): exact for every pair of sizes.
     check : bool
         Run ``onnx.checker.check_model(full_check=True)`` (default).
 
@@ -329,6 +373,7 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         post=dict(weights=weights, clamp=clamp, max_output_boxes_per_class=max_output_boxes_per_class,
                   iou_threshold=iou_threshold, score_threshold=score_threshold))
     g = _Builder(onnx, opset)
+    g.upsample_op = _checks.check_choice(upsample_op, "upsample_op", ("resize", "gather"))
     xs = _models.input_names(cfg)
     m = cfg["model"]
     if m == "rpn_head":
