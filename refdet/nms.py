@@ -567,7 +567,7 @@ def _greedy(b, thr, s, groups=None):
         return _walk(g, allow_sweep=sweep_ok)
     if sweep_ok:
         window = _x_window(g.C, kind, groups)
-        if window[1].sum() <= 16 * len(b):          # few overlapping pairs: one sweep for all groups
+        if window[1].sum() <= 32 * len(b):          # few overlapping pairs: one sweep for all groups
             return _sweep(g, groups, window)
     return np.concatenate([_walk(g, seg, allow_sweep=sweep_ok) for seg in _segments(groups)])
 
