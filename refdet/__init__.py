@@ -23,6 +23,7 @@ _PUBLIC_MODULES = [
     "nms",
     "fpn",
     "heads",
+    "quant_head",
 ]
 
 __all__ = []
