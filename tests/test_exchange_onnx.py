@@ -502,3 +502,63 @@ def test_fpn_with_gather_upsampling_any_sizes(mode):
         inputs = {f"features_{i}": r.standard_normal((1, c, h, w)).astype(np.float32)
                   for i, (c, (h, w)) in enumerate(zip((8, 16, 32), [(16, 16), (14, 14), (3, 3)]))}
         assert not rx.verify_onnx(rx.export_onnx(p, model="fpn", upsample_mode=mode), inputs).ok
+
+
+# ---------------------------------------------------------------------------------------------------
+# end to end against torchvision: its modules' state_dicts exported, run in onnxruntime
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("v2", [False, True])
+def test_torchvision_fpn_and_retinanet_head_through_onnxruntime(v2):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from functools import partial
+
+    from torchvision.models.detection.retinanet import RetinaNetHead
+    from torchvision.ops import FeaturePyramidNetwork
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    f, a, k = 16, 3, 5
+    # v1: P6 from P5 (in == out channels); v2: P6 from C5 and GroupNorm(4) towers
+    extra = LastLevelP6P7(32, f) if v2 else LastLevelP6P7(f, f)
+    fpn_m = FeaturePyramidNetwork([8, 16, 32], f, extra_blocks=extra).eval()
+    head_m = RetinaNetHead(f, a, k, norm_layer=partial(torch.nn.GroupNorm, 4) if v2 else None).eval()
+    with torch.no_grad():                   # move the GroupNorm affine params and biases off 1 / 0
+        for name, prm in head_m.named_parameters():
+            if prm.ndim == 1:
+                prm.add_(0.1 * torch.randn_like(prm))
+    params = {"backbone.fpn." + n: t.detach().numpy().copy() for n, t in fpn_m.state_dict().items()}
+    params.update({"head." + n: t.detach().numpy().copy() for n, t in head_m.state_dict().items()})
+    m = rx.export_onnx(params, model="fpn_retinanet_head", num_groups=4)
+    r = np.random.default_rng(0)
+    feats = [r.standard_normal((2, c, h, w)).astype(np.float32)
+             for c, (h, w) in zip((8, 16, 32), [(13, 9), (7, 5), (4, 3)])]
+    got = rx.run_onnx(m, {f"features_{i}": x for i, x in enumerate(feats)})
+    with torch.no_grad():
+        levels = fpn_m({str(i): torch.from_numpy(x) for i, x in enumerate(feats)})
+        out = head_m(list(levels.values()))
+    for ours, theirs in (("cls_logits", "cls_logits"), ("bbox_deltas", "bbox_regression")):
+        want = out[theirs].numpy()
+        assert got[ours].shape == want.shape
+        np.testing.assert_allclose(got[ours], want, atol=1e-5 * max(1.0, np.abs(want).max()))
+    assert_ok(rx.verify_onnx(m, {f"features_{i}": x for i, x in enumerate(feats)}))
+
+
+def test_postprocess_boxes_match_torchvision_box_coder():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from torchvision.models.detection._utils import BoxCoder
+
+    r = np.random.default_rng(0)
+    xy = r.uniform(0, 80, (40, 2))
+    anchors = np.concatenate([xy, xy + r.uniform(1, 30, (40, 2))], 1).astype(np.float32)
+    deltas = (r.standard_normal((1, 40, 4)) * 2).astype(np.float32)
+    deltas[0, :3, 2:] = 9.0                                      # hits the log(1000 / 16) clamp
+    m = rx.export_onnx(model="postprocess", weights=(1.0, 1.0, 1.0, 1.0))
+    got = rx.run_onnx(m, {"cls_logits": np.zeros((1, 40, 2), np.float32), "bbox_deltas": deltas,
+                          "anchors": anchors})["boxes"][0]
+    want = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(torch.from_numpy(deltas[0]), torch.from_numpy(anchors))
+    # float32 in the same order of operations; only exp may differ in the last bit (MKL vs MLAS)
+    np.testing.assert_allclose(got, want.numpy(), rtol=2e-7, atol=1e-5)
