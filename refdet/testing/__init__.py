@@ -19,6 +19,11 @@ _EXPORTS = {
     "assert_matches_equal": "compare_match",
     "assert_sample_valid": "compare_match",
     "match_variants": "compare_match",
+    "assert_anchors_equal": "compare_anchors",
+    "explain_anchor_difference": "compare_anchors",
+    "assert_allclose_ulp": "compare_floats",
+    "explain_float_difference": "compare_floats",
+    "ulp_distance": "compare_floats",
 }
 
 _LAZY_SUBMODULES = ("strategies", "conformance")

@@ -573,3 +573,62 @@ def regression_deltas(draw, n, *, k=1, dtype=np.float64, clamp_hits=True, bound=
     val = st.one_of(st.floats(-bound, bound, allow_nan=False, width=64), st.sampled_from(special))
     vals = draw(st.lists(val, min_size=4 * k * n, max_size=4 * k * n))
     return np.array(vals, dtype=np.float64).reshape(n, 4 * k).astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# conformance (refdet.testing.conformance): clustered boxes with controlled overlaps, anchor
+# configurations whose strides divide the image
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["overlapping_box_sets", "divisible_anchor_configs"]
+
+
+@st.composite
+def overlapping_box_sets(draw, *, max_clusters=4, max_per_cluster=6, max_shift=4, grid=0.5, dtype=np.float64,
+                         score_levels=3):
+    """``(boxes (N, 4), scores (N,))``: clusters of boxes that overlap by a controlled amount, with ties.
+
+    Each cluster starts from one box (side 4 to 32 on a ``grid``) and adds copies shifted by at most
+    ``max_shift`` grid steps in each corner, so IoUs within a cluster spread over (0, 1] and exact
+    duplicates (IoU 1) occur; clusters are placed far apart (no IoU across clusters). Scores come
+    from ``score_levels`` distinct values, so equal scores inside a cluster are common: the cases
+    where NMS's threshold rule and tie order decide the answer.
+    """
+    k = draw(st.integers(0, max_clusters))
+    rows = []
+    for c in range(k):
+        x0 = c * 100.0
+        side = draw(st.integers(8, 64)) * grid
+        base = np.array([x0, 0.0, x0 + side, side])
+        m = draw(st.integers(1, max_per_cluster))
+        for _ in range(m):
+            d = np.array(draw(st.lists(st.integers(-max_shift, max_shift), min_size=4, max_size=4)), float) * grid
+            b = base + d
+            b[2] = max(b[2], b[0])
+            b[3] = max(b[3], b[1])
+            rows.append(b)
+    boxes_ = np.array(rows, dtype=np.float64).reshape(len(rows), 4)
+    pool = draw(st.lists(st.integers(1, 20), min_size=1, max_size=score_levels))
+    s = np.array(draw(st.lists(st.sampled_from(pool), min_size=len(rows), max_size=len(rows))), float) / 20
+    return boxes_.astype(dtype), s.astype(dtype)
+
+
+@st.composite
+def divisible_anchor_configs(draw, *, max_levels=3, max_cells=8, max_sizes=2):
+    """Keyword arguments for ``refdet.pyramid_anchors`` whose image sides divide by every stride.
+
+    Strides are ``base * 2**l`` (base in {4, 8, 16}), the image side is ``cells * top stride``, so
+    ``image // feature == stride`` on every level (torchvision derives strides that way). Sizes are
+    integers, some odd (half-widths on .5: the rounding rule shows), 1 to ``max_sizes`` per level;
+    ratios from :func:`anchor_ratios`.
+    """
+    L = draw(st.integers(1, max_levels))
+    base = draw(st.sampled_from([4, 8, 16]))
+    strides = [base * 2 ** i for i in range(L)]
+    top = strides[-1]
+    ch, cw = draw(st.integers(1, max_cells)), draw(st.integers(1, max_cells))
+    image = (ch * top, cw * top)
+    feature_sizes = [(image[0] // s, image[1] // s) for s in strides]
+    sizes = [tuple(draw(st.lists(st.integers(1, 4 * s), min_size=1, max_size=max_sizes))) for s in strides]
+    ratios = [tuple(draw(anchor_ratios(max_n=3))) for _ in strides]
+    return dict(image_size=image, feature_sizes=feature_sizes, strides=strides, sizes=sizes, aspect_ratios=ratios)

@@ -1,0 +1,641 @@
+"""``refdet verify``: run another implementation against refdet and print what agrees.
+
+    refdet verify                         refdet's self-check + every installed backend
+    refdet verify torchvision             torchvision's ops (nms, box_iou, Matcher, BoxCoder, ...)
+    refdet verify onnxruntime             ONNX NonMaxSuppression / Relu / Conv run by onnxruntime
+    refdet verify onnx-reference          the same nodes run by onnx.reference
+    refdet verify self                    only refdet's self-check
+    refdet verify --op nms mypkg.ops:nms --convention torchvision
+    refdet verify --op focal_loss mypkg.losses:focal --grad mypkg.losses:focal_grad
+
+For each op the target provides, the conformance check of :mod:`refdet.testing.conformance` runs the
+golden edge cases and ``--cases`` hypothesis-generated cases (``--seed``: the same cases every run)
+and the table shows: target, op, cases, agreeing, worst error and the first mismatch; the full
+explanation of every disagreeing op follows the table. ``--json`` prints the same as JSON. A progress
+line is written to stderr while it runs. Exit status 0 when everything agrees, 1 on any
+disagreement, 2 on a usage error.
+
+Self-check: the gradient check (float64 central differences) of every ``*_forward`` /
+``*_backward`` pair found by walking refdet's modules (a pair without a registered check is a
+failure, so a new pair cannot slip through), and hypothesis invariants (IoU symmetric and in
+[0, 1]; encode/decode round trip; NMS output unique, sorted, idempotent, every suppressed box
+explained; matcher codes valid; balanced-sampler counts).
+
+Adapters map each backend's op to refdet's signature (NumPy in, NumPy out); torch, onnx and
+onnxruntime are imported only when their target runs.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import pkgutil
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["run_target", "self_check", "verify", "TARGETS", "gradcheck_coverage"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# adapters: {op: dict(fn=..., [grad=...], [convention=...], [other check options])}
+# ---------------------------------------------------------------------------------------------------
+
+def _torchvision_adapters():
+    import torch
+    import torchvision
+    from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.image_list import ImageList
+
+    torch.set_num_threads(1)
+    ops = torchvision.ops
+
+    def T(a):
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    def match(q):
+        if q.shape[1] == 0:      # torchvision raises on 0 anchors; compare the other rules
+            return np.zeros(0, np.int64)
+        return det_utils.Matcher(0.7, 0.3, allow_low_quality_matches=True)(T(q)).numpy()
+
+    coder = det_utils.BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
+
+    def anchors(image_size, feature_sizes, strides, sizes, aspect_ratios):
+        gen = AnchorGenerator(sizes=tuple(tuple(s) for s in sizes),
+                              aspect_ratios=tuple(tuple(float(r) for r in a) for a in aspect_ratios))
+        h, w = image_size
+        images = ImageList(torch.zeros(1, 3, h, w), [(h, w)])
+        feats = [torch.zeros(1, 1, fh, fw) for fh, fw in feature_sizes]
+        return gen(images, feats)[0].numpy()
+
+    def focal(x, t):
+        return ops.sigmoid_focal_loss(T(x), T(t), alpha=0.25, gamma=2.0, reduction="none").numpy()
+
+    def focal_grad(x, t, dloss):
+        xt = T(x).clone().requires_grad_(True)
+        loss = ops.sigmoid_focal_loss(xt, T(t), alpha=0.25, gamma=2.0, reduction="none")
+        (loss * T(dloss)).sum().backward()
+        return xt.grad.numpy()
+
+    def relu_grad(x, dy):
+        xt = T(x).clone().requires_grad_(True)
+        (torch.relu(xt) * T(dy)).sum().backward()
+        return xt.grad.numpy()
+
+    def conv(x, w, b, *, stride, padding, dilation, groups):
+        return torch.nn.functional.conv2d(T(x), T(w), None if b is None else T(b), stride=stride, padding=padding,
+                                          dilation=dilation, groups=groups).numpy()
+
+    sampler = det_utils.BalancedPositiveNegativeSampler(256, 0.5)
+
+    def sample(labels):
+        pos, neg = sampler([T(labels)])
+        return pos[0].numpy().astype(bool), neg[0].numpy().astype(bool)
+
+    return {
+        "nms": dict(fn=lambda b, s, t: ops.nms(T(b), T(s), t).numpy()),
+        "batched_nms": dict(fn=lambda b, s, i, t: ops.batched_nms(T(b), T(s), T(i), t).numpy()),
+        "box_iou": dict(fn=lambda a, b: ops.box_iou(T(a), T(b)).numpy()),
+        "generalized_box_iou": dict(fn=lambda a, b: ops.generalized_box_iou(T(a), T(b)).numpy()),
+        "match": dict(fn=match),
+        "encode_boxes": dict(fn=lambda b, a: coder.encode_single(T(b), T(a)).numpy()),
+        "decode_boxes": dict(fn=lambda d, a: coder.decode_single(T(d), T(a)).numpy()),
+        "anchors": dict(fn=anchors),
+        "focal_loss": dict(fn=focal, grad=focal_grad),
+        "relu": dict(fn=lambda x: torch.relu(T(x)).numpy(), grad=relu_grad),
+        "conv2d": dict(fn=conv, dtype=np.float64),
+        "sample_balanced": dict(fn=sample),
+    }
+
+
+def _onnx_node_runner(kind):
+    """``run(node_type, inputs: list of (name, array), attrs) -> first output`` for ``kind``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    dtypes = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
+              np.dtype(np.int64): TensorProto.INT64}
+
+    def run(op_type, inputs, attrs, out_type):
+        ins = [helper.make_tensor_value_info(n, dtypes[a.dtype], list(a.shape)) for n, a in inputs]
+        node = helper.make_node(op_type, [n for n, _ in inputs], ["y"], **attrs)
+        graph = helper.make_graph([node], "refdet_verify", ins, [helper.make_tensor_value_info("y", out_type, None)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+        model.ir_version = min(model.ir_version, 9)
+        feed = {n: a for n, a in inputs}
+        if kind == "onnxruntime":
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            so.inter_op_num_threads = 1
+            sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            return sess.run(None, feed)[0]
+        from onnx.reference import ReferenceEvaluator
+
+        return ReferenceEvaluator(model).run(None, feed)[0]
+
+    return run, onnx, dtypes
+
+
+def _onnx_adapters(kind):
+    run, onnx, dtypes = _onnx_node_runner(kind)
+    from onnx import TensorProto
+
+    def nms(b, s, thr):
+        n = len(b)
+        if n == 0:
+            return np.zeros(0, np.int64)
+        out = run("NonMaxSuppression", [("boxes", b.astype(np.float32)[None]),
+                                        ("scores", s.astype(np.float32)[None, None]),
+                                        ("max_output", np.array([n], np.int64)),
+                                        ("iou_threshold", np.array([thr], np.float32))], {}, TensorProto.INT64)
+        return np.asarray(out)[:, 2]
+
+    def relu(x):
+        return run("Relu", [("x", x)], {}, dtypes[x.dtype])
+
+    def conv(x, w, b, *, stride, padding, dilation, groups):
+        def pair(v):
+            return list(v) if isinstance(v, (tuple, list)) else [v, v]
+        p = pair(padding)
+        ins = [("x", x), ("w", w)] + ([("b", b)] if b is not None else [])
+        return run("Conv", ins, dict(strides=pair(stride), pads=[p[0], p[1], p[0], p[1]], dilations=pair(dilation),
+                                     group=groups), dtypes[x.dtype])
+
+    return {
+        "nms": dict(fn=nms, convention="onnx"),
+        "relu": dict(fn=relu),
+        "conv2d": dict(fn=conv, dtype=np.float32),
+    }
+
+
+TARGETS = {
+    "torchvision": (("torch", "torchvision"), _torchvision_adapters),
+    "onnxruntime": (("onnx", "onnxruntime"), lambda: _onnx_adapters("onnxruntime")),
+    "onnx-reference": (("onnx",), lambda: _onnx_adapters("onnx-reference")),
+}
+
+
+def _installed(modules):
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+# ---------------------------------------------------------------------------------------------------
+# rows and progress
+# ---------------------------------------------------------------------------------------------------
+
+class _Progress:
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.t0 = time.time()
+        self.width = 0
+
+    def __call__(self, text):
+        if not self.enabled:
+            return
+        line = f"[{time.time() - self.t0:5.1f}s] {text}"[:100]
+        sys.stderr.write("\r" + line.ljust(self.width))
+        sys.stderr.flush()
+        self.width = len(line)
+
+    def done(self):
+        if self.enabled and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+
+
+def _row(target, report):
+    d = report.as_dict()
+    d["target"] = target
+    return d
+
+
+def run_target(target, *, ops=None, n_cases=50, seed=0, progress=None):
+    """Run the conformance checks of one backend target; returns a list of row dicts.
+
+    Parameters
+    ----------
+    target : {"torchvision", "onnxruntime", "onnx-reference"}
+    ops : iterable of str, optional
+        Restrict to these op names.
+    n_cases, seed : int
+        Hypothesis cases per op and their seed.
+    progress : callable, optional
+        ``progress(text)``.
+    """
+    from refdet.testing.conformance import CHECKS
+
+    if target not in TARGETS:
+        raise ValueError(f"`target` must be one of {', '.join(TARGETS)} or module:callable; got {target!r}")
+    mods, factory = TARGETS[target]
+    if not _installed(mods):
+        raise ValueError(f"target {target!r} needs {', '.join(mods)}, which is not installed")
+    adapters = factory()
+    rows = []
+    for op, spec in adapters.items():
+        if ops and op not in ops:
+            continue
+        spec = dict(spec)
+        cb = None if progress is None else (lambda rep, op=op: progress(f"{target} {op}: {rep.cases} cases, "
+                                                                           f"{rep.cases - rep.agreeing} disagree"))
+        report = CHECKS[op](spec.pop("fn"), **spec, n_cases=n_cases, seed=seed, raise_on_failure=False, progress=cb)
+        rows.append(_row(target, report))
+    return rows
+
+
+def _load_callable(spec, what="TARGET"):
+    if ":" not in spec:
+        raise ValueError(f"`{what}` must be torchvision, onnxruntime, onnx-reference, self or module:callable; "
+                         f"got {spec!r}")
+    mod, _, name = spec.partition(":")
+    try:
+        obj = importlib.import_module(mod)
+    except ImportError as exc:
+        raise ValueError(f"`{what}`: cannot import module {mod!r}: {exc}") from None
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"`{what}`: module {mod!r} has no attribute {name!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"`{what}`: {spec!r} is not callable")
+    return obj
+
+
+def run_callable(spec, op, *, convention="torchvision", grad=None, n_cases=50, seed=0, progress=None):
+    """Run the conformance check of ``op`` on the user's ``module:callable``; returns one row."""
+    from refdet.testing.conformance import CHECKS
+
+    if op not in CHECKS:
+        raise ValueError(f"`--op` must be one of {', '.join(CHECKS)}; got {op!r}")
+    fn = _load_callable(spec)
+    kw = {}
+    if op in ("nms", "batched_nms", "box_iou", "generalized_box_iou", "match", "encode_boxes", "decode_boxes",
+              "anchors"):
+        kw["convention"] = convention
+    if grad is not None:
+        if op not in ("focal_loss", "relu"):
+            raise ValueError(f"`--grad` applies to focal_loss and relu; got --op {op}")
+        kw["grad"] = _load_callable(grad, "--grad")
+    cb = None if progress is None else (lambda rep: progress(f"{spec} {op}: {rep.cases} cases, "
+                                                             f"{rep.cases - rep.agreeing} disagree"))
+    report = CHECKS[op](fn, **kw, n_cases=n_cases, seed=seed, raise_on_failure=False, progress=cb)
+    return _row(spec, report)
+
+
+# ---------------------------------------------------------------------------------------------------
+# self-check: every forward/backward pair gradient-checked, invariants
+# ---------------------------------------------------------------------------------------------------
+
+#: pairs whose backward is deliberately not the derivative of the forward (reason shown in the table)
+GRADCHECK_EXEMPT = {
+    "fake_quant_forward": "straight-through estimator: the backward is by design not the derivative of the "
+                          "piecewise-constant forward (tested against torch's fake_quantize in tests/test_quant.py)",
+}
+
+_REGISTERED = False
+
+
+def _register_selfcheck_cases():
+    """Gradient-check cases for every non-layer pair (the layers register theirs in refdet.testing.gradcheck)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    _REGISTERED = True
+    from refdet import box_coder as BC
+    from refdet import detector as D
+    from refdet import fpn as FP
+    from refdet import heads as H
+    from refdet import losses as L
+    from refdet.testing.gradcheck import register_gradcheck as reg
+
+    small = dict(max_elements=12, rtol=1e-5, atol=1e-7)
+
+    def boxes(rng, n):
+        xy = rng.uniform(0, 10, (n, 2))
+        return np.concatenate([xy, xy + rng.uniform(1, 6, (n, 2))], 1)
+
+    def logits_targets(r):
+        x = r.standard_normal((4, 3)) * 3
+        return x, (r.random((4, 3)) < 0.4).astype(float)
+
+    reg("decode_boxes", BC.decode_boxes_forward, BC.decode_boxes_backward,
+        lambda r: ((r.normal(0, 0.5, (5, 4)), boxes(r, 5)), {}), wrt=["deltas"])
+    reg("bce_with_logits", L.bce_with_logits_forward, L.bce_with_logits_backward,
+        lambda r: (logits_targets(r), {}), wrt=["logits"])
+    reg("sigmoid_focal_loss", L.sigmoid_focal_loss_forward, L.sigmoid_focal_loss_backward,
+        lambda r: (logits_targets(r), {"reduction": "sum"}), wrt=["logits"])
+
+    def labelled(r):
+        x = r.standard_normal((5, 4)) * 2
+        y = r.integers(0, 4, 5)
+        y[1] = -1
+        return (x, y), {}
+    reg("softmax_cross_entropy", L.softmax_cross_entropy_forward, L.softmax_cross_entropy_backward, labelled)
+    reg("softmax_focal_loss", L.softmax_focal_loss_forward, L.softmax_focal_loss_backward, labelled)
+
+    def regression(beta):
+        def make(r):
+            p = r.standard_normal((4, 4))
+            t = p + r.choice([-1, 1], (4, 4)) * r.uniform(0.05, 0.3, (4, 4))   # |d| away from 0 and beta
+            return (p, t), ({"beta": beta} if beta is not None else {"reduction": "sum"})
+        return make
+    reg("smooth_l1", L.smooth_l1_forward, L.smooth_l1_backward, regression(1.0))
+    reg("l1", L.l1_forward, L.l1_backward, regression(None))
+    for kind in ("giou", "diou"):
+        reg(f"{kind}_loss", getattr(L, f"{kind}_loss_forward"), getattr(L, f"{kind}_loss_backward"),
+            lambda r: ((boxes(r, 6), boxes(r, 6)), {"reduction": "mean", "eps": 1e-3}))
+
+    def ciou_frozen(pred_boxes, target_boxes, **kw):
+        # CIoU's alpha is a constant in the backward pass (computed under no_grad): freeze it at the
+        # point of evaluation so that the central differences see the same function
+        loss, c = L.ciou_loss_forward(pred_boxes, target_boxes, **{**kw, "reduction": "none"})
+        alpha0 = ciou_frozen.alpha0
+        return loss + (alpha0 - c.values["alpha"]) * c.values["vv"], c
+
+    def ciou_make(r):
+        p, g = boxes(r, 5), boxes(r, 5)
+        ciou_frozen.alpha0 = L.ciou_loss_forward(p, g, eps=1e-3)[1].values["alpha"]
+        return (p, g), {"eps": 1e-3}
+    reg("ciou_loss (alpha frozen)", ciou_frozen, L.ciou_loss_backward, ciou_make)
+
+    def composed(kind):
+        def make(r):
+            B, N, K = 2, 6, 3
+            td = r.standard_normal((B, N, 4))
+            dl = td + r.choice([-1, 1], (B, N, 4)) * r.uniform(0.2, 0.8, (B, N, 4))
+            if kind == "rpn":
+                return (r.standard_normal((B, N)), dl, L.LossTargets(r.integers(-1, 2, (B, N)), td)), {}
+            if kind == "retinanet":
+                return (r.standard_normal((B, N, K)) * 2, dl, L.LossTargets(r.integers(-1, K + 1, (B, N)), td)), {}
+            lab = np.where(r.random((B, N)) < 0.3, r.integers(1, K, (B, N)), 0)
+            lab[:, 0] = 1
+            return (r.standard_normal((B, N, K)) * 2, dl, L.LossTargets(lab, td)), {}
+        return make
+    reg("rpn_loss", L.rpn_loss_forward, L.rpn_loss_backward, composed("rpn"), wrt=["objectness", "deltas"])
+    reg("retinanet_loss", L.retinanet_loss_forward, L.retinanet_loss_backward, composed("retinanet"),
+        wrt=["cls_logits", "box_deltas"])
+    reg("multibox_loss", L.multibox_loss_forward, L.multibox_loss_backward, composed("multibox"),
+        wrt=["conf_logits", "loc_deltas"])
+
+    def jitter(p, r):
+        # move away from the initialisation (zero biases put ReLU inputs on the kink)
+        return {k: v + 0.3 * r.standard_normal(v.shape) for k, v in p.items()}
+    reg("rpn_head", H.rpn_head_forward, H.rpn_head_backward,
+        lambda r: ((jitter(H.rpn_head_init(2, 2, rng=1), r), r.standard_normal((1, 2, 3, 3))), {}), **small)
+    reg("retinanet_head", H.retinanet_head_forward, H.retinanet_head_backward,
+        lambda r: ((jitter(H.retinanet_head_init(2, 2, 2, rng=1, num_convs=1), r),
+                    [r.standard_normal((1, 2, 3, 3)), r.standard_normal((1, 2, 2, 2))]), {}), **small)
+    reg("ssd_head", H.ssd_head_forward, H.ssd_head_backward,
+        lambda r: ((H.ssd_head_init([2, 2], [2, 1], 3, rng=1),
+                    [r.standard_normal((1, 2, 3, 3)), r.standard_normal((1, 2, 2, 1))]), {}), **small)
+    reg("fpn", FP.fpn_forward, FP.fpn_backward,
+        lambda r: ((jitter(FP.fpn_init([2, 3], 2, rng=1, extra_blocks="maxpool"), r),
+                    [r.standard_normal((1, 2, 4, 4)), r.standard_normal((1, 3, 2, 2))]), {"extra_blocks": "maxpool"}),
+        **small)
+    reg("backbone", D.backbone_forward, D.backbone_backward,
+        lambda r: ((jitter(D.backbone_init((2, 2, 2, 2), in_channels=1, rng=1, dtype=np.float64), r),
+                    r.standard_normal((1, 1, 16, 16))), {}), **small)
+
+
+def _walk_pairs():
+    """``{name: forward}`` for every public ``*_forward`` with a ``*_backward`` in refdet's modules."""
+    import refdet
+
+    pairs = {}
+    for info in pkgutil.walk_packages(refdet.__path__, "refdet."):
+        name = info.name
+        if name.endswith("__main__") or ".testing" in name or name.endswith(".cli") or ".exchange" in name:
+            continue
+        try:
+            mod = importlib.import_module(name)
+        except Exception:  # an optional module that does not import here is not refdet's self
+            continue
+        for attr in dir(mod):
+            if not attr.endswith("_forward") or attr.startswith("_"):
+                continue
+            f = getattr(mod, attr)
+            if callable(f) and getattr(f, "__module__", None) == name and \
+                    callable(getattr(mod, attr[:-len("_forward")] + "_backward", None)):
+                pairs[f"{name}.{attr}"] = f
+    return pairs
+
+
+def gradcheck_coverage():
+    """``(covered, missing, exempt)``: forward names (module.function) with / without a gradient-check
+    case in :func:`refdet.testing.gradcheck_all`'s registry, and the exempted ones."""
+    from refdet.testing import gradcheck as G
+
+    _register_selfcheck_cases()
+    if not G._LAYER_CASES_REGISTERED:
+        G._LAYER_CASES_REGISTERED = True
+        G._register_layer_cases()
+    forwards = {v[0] for v in G._CASES.values()}
+    names = {getattr(v[0], "__name__", "") for v in G._CASES.values()}
+    covered, missing, exempt = [], [], []
+    for qual, f in _walk_pairs().items():
+        short = qual.rsplit(".", 1)[1]
+        if short in GRADCHECK_EXEMPT:
+            exempt.append(qual)
+        elif f in forwards or short in names or short.replace("_forward", "") in {n for n in G._CASES} \
+                or any(k.startswith(short.replace("_forward", "")) for k in G._CASES):
+            covered.append(qual)
+        else:
+            missing.append(qual)
+    return covered, missing, exempt
+
+
+def _invariant_rows(n_cases, seed, progress):
+    from hypothesis import strategies as st
+
+    import refdet
+    from refdet.testing.compare_match import assert_sample_valid
+    from refdet.testing.conformance import _Runner
+    from refdet.testing import strategies as rst
+
+    def iou_inv(case):
+        a, b = case
+        q = refdet.box_iou(a, b, convention="detectron2")          # guarded: no NaN
+        qt = refdet.box_iou(b, a, convention="detectron2")
+        if not np.array_equal(q, qt.T):
+            return 1.0, "box_iou(a, b) != box_iou(b, a).T"
+        if q.size and (q.min() < 0 or q.max() > 1):
+            return 1.0, f"IoU outside [0, 1]: {q.min()}, {q.max()}"
+        return 0.0, None
+
+    def coder_inv(case):
+        b, a = case
+        back = refdet.decode_boxes(refdet.encode_boxes(b, a), a, clamp=1e6)
+        tol = 1e-9 * max(1.0, float(np.abs(b).max()) if b.size else 1.0)
+        if not np.allclose(back, b, rtol=0, atol=tol):
+            i = int(np.argmax(np.abs(back - b).max(axis=1)))
+            return float(np.abs(back - b).max()), f"decode(encode(b, a), a) != b at row {i}: {back[i]} vs {b[i]}"
+        return 0.0, None
+
+    def nms_inv(case):
+        b, s, thr = case
+        keep = refdet.nms(b, s, thr)
+        if len(set(keep.tolist())) != len(keep):
+            return 1.0, "duplicate indices"
+        if np.any(np.diff(s[keep]) > 0):
+            return 1.0, "kept boxes not sorted by decreasing score"
+        if not np.array_equal(keep[refdet.nms(b[keep], s[keep], thr)], keep):
+            return 1.0, "NMS is not idempotent"
+        q = refdet.box_iou(b[keep], b[keep])
+        np.fill_diagonal(q, 0)
+        if np.any(q > thr):
+            return 1.0, "two kept boxes overlap above the threshold"
+        return 0.0, None
+
+    def match_inv(q):
+        m = refdet.match(q)
+        if not np.all((m >= -2) & (m < q.shape[0])):
+            return 1.0, f"match codes outside -2..M-1: {np.unique(m)}"
+        return 0.0, None
+
+    def sampler_inv(labels):
+        pos, neg = refdet.sample_balanced(labels, rng=seed)
+        assert_sample_valid(labels, pos, neg)
+        return 0.0, None
+
+    @st.composite
+    def pairs(draw):
+        return draw(rst.box_sets(max_n=8)), draw(rst.box_sets(max_n=8))
+
+    rows = []
+    for name, fn, strat in (
+            ("invariant: IoU symmetric, in [0, 1]", iou_inv, pairs()),
+            ("invariant: decode(encode(b)) == b", coder_inv, rst.aligned_box_sets(max_n=8, min_size=0.5)),
+            ("invariant: NMS unique, sorted, idempotent", nms_inv, rst.nms_inputs(max_n=20)),
+            ("invariant: match codes", match_inv, rst.iou_matrices()),
+            ("invariant: balanced sampler counts", sampler_inv, rst.sampler_labels(max_n=300))):
+        cb = None if progress is None else (lambda rep, name=name: progress(f"self {name}: {rep.cases} cases"))
+        r = _Runner(name, "violations", "-", fn, cb)
+        rows.append(_row("self", r.run([], strat, n_cases, seed)))
+    return rows
+
+
+def self_check(*, n_cases=30, seed=0, progress=None):
+    """refdet's self-check rows: every gradient check and every invariant (see the module docstring)."""
+    from refdet.testing.gradcheck import gradcheck_all
+
+    _register_selfcheck_cases()
+    rows = []
+    covered, missing, exempt = gradcheck_coverage()
+    if progress:
+        progress("self: gradient checks")
+    results = gradcheck_all(rng=seed, out=(lambda line: progress("self gradcheck " + line)) if progress else None)
+    for name, rep in results.items():
+        w = rep.worst
+        err = 0.0 if w is None else w.rel_error
+        rows.append(dict(target="self", op=f"gradcheck: {name}", cases=1, agreeing=int(rep.ok), worst_error=err,
+                         unit="rel", convention="-", ok=rep.ok, first_mismatch=None if rep.ok else str(rep)))
+    for qual in missing:
+        rows.append(dict(target="self", op=f"gradcheck: {qual}", cases=1, agreeing=0, worst_error=math.inf,
+                         unit="", convention="-", ok=False,
+                         first_mismatch=f"{qual} has a backward but no registered gradient-check case "
+                                        "(refdet.testing.register_gradcheck)"))
+    for qual in exempt:
+        rows.append(dict(target="self", op=f"gradcheck: {qual}", cases=0, agreeing=0, worst_error=0.0, unit="",
+                         convention="-", ok=True, skipped=GRADCHECK_EXEMPT[qual.rsplit('.', 1)[1]],
+                         first_mismatch=None))
+    rows += _invariant_rows(n_cases, seed, progress)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------------------------------
+
+def _fmt_err(r):
+    if r.get("skipped"):
+        return "skipped"
+    e = r["worst_error"]
+    if e == 0:
+        return "-"
+    return f"{e:.3g} {r['unit']}".strip()
+
+
+def format_table(rows):
+    """The rows as a text table, then the full explanation of every disagreeing op."""
+    head = ("target", "op", "cases", "agreeing", "worst error", "first mismatch")
+    body = []
+    for r in rows:
+        first = r.get("skipped") or (r["first_mismatch"] or "").strip().splitlines()
+        first = first if isinstance(first, str) else (first[0] if first else "")
+        body.append((r["target"], r["op"], str(r["cases"]), str(r["agreeing"]), _fmt_err(r),
+                     ("" if r["ok"] else "FAIL: ") + first[:70] if (first or not r["ok"]) else ""))
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    widths[-1] = len(head[-1])
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
+    out = [line, "-" * max(len(line), 100)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    bad = [r for r in rows if not r["ok"]]
+    n_ok = len(rows) - len(bad)
+    out.append("")
+    out.append(f"{n_ok} of {len(rows)} checks agree" + ("" if not bad else f"; {len(bad)} disagree:"))
+    for r in bad:
+        out += ["", f"== {r['target']} / {r['op']} ==", r["first_mismatch"] or ""]
+    return "\n".join(out)
+
+
+def verify(target=None, *, op=None, convention="torchvision", grad=None, n_cases=None, seed=0, progress=None):
+    """Run ``refdet verify`` programmatically; returns the list of row dicts (see :func:`format_table`)."""
+    if target is not None and ":" in target:
+        if op is None:
+            raise ValueError("a module:callable target needs `--op` (which op it implements)")
+        return [run_callable(target, op, convention=convention, grad=grad, n_cases=n_cases or 100, seed=seed,
+                             progress=progress)]
+    ops = [op] if op else None
+    if target is None:
+        rows = self_check(n_cases=n_cases or 30, seed=seed, progress=progress)
+        for name, (mods, _) in TARGETS.items():
+            if _installed(mods):
+                rows += run_target(name, ops=ops, n_cases=n_cases or 30, seed=seed, progress=progress)
+        return rows
+    if target == "self":
+        return self_check(n_cases=n_cases or 30, seed=seed, progress=progress)
+    return run_target(target, ops=ops, n_cases=n_cases or 60, seed=seed, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------------
+# command line (wired into refdet.cli.COMMANDS)
+# ---------------------------------------------------------------------------------------------------
+
+def _verify_args(p):
+    p.add_argument("target", nargs="?", default=None,
+                   help="torchvision | onnxruntime | onnx-reference | self | module:callable "
+                        "(omit: self-check + every installed backend)")
+    p.add_argument("--op", default=None, help="the op a module:callable implements (or restrict a backend to "
+                   "one op): nms, batched_nms, box_iou, generalized_box_iou, match, encode_boxes, decode_boxes, "
+                   "anchors, focal_loss, relu, conv2d, sample_balanced")
+    p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with")
+    p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu)")
+    p.add_argument("--cases", type=int, default=None, help="hypothesis cases per op (default: 30 for the full "
+                   "run, 60 for one backend, 100 for a callable)")
+    p.add_argument("--seed", type=int, default=0, help="hypothesis seed (the same cases every run)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+
+
+def _verify_run(args):
+    if args.cases is not None and args.cases < 0:
+        raise ValueError(f"`--cases` must be >= 0; got {args.cases}")
+    prog = _Progress(not args.quiet)
+    try:
+        rows = verify(args.target, op=args.op, convention=args.convention, grad=args.grad, n_cases=args.cases,
+                      seed=args.seed, progress=prog)
+    finally:
+        prog.done()
+    if args.json:
+        clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) and k == "worst_error" and v != v
+                      else (str(v) if isinstance(v, float) and not math.isfinite(v) else v))
+                  for k, v in r.items()} for r in rows]
+        print(json.dumps({"ok": all(r["ok"] for r in rows), "rows": clean}, indent=2))
+    else:
+        print(format_table(rows))
+    return 0 if all(r["ok"] for r in rows) else 1
