@@ -438,3 +438,96 @@ def test_cli_verify_nnef_disagreement(tmp_path, capsys):
     assert cli.main(["verify-export", str(out)]) == 1
     assert "DISAGREEMENT" in capsys.readouterr().out
     assert cli.main(["export", "--model", "postprocess", "--format", "nnef", str(tmp_path / "p")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# .nnef.tgz archives
+# ---------------------------------------------------------------------------------------------------
+
+def test_archive_round_trip_and_verify(tmp_path):
+    p = fpn()
+    arch = rn.export_nnef(p, tmp_path / "m.nnef.tgz", model="fpn")
+    assert os.path.isfile(arch)
+    back = rn.load_nnef(arch)
+    assert set(back) == set(p) and all(np.array_equal(back[k], v) for k, v in p.items())
+    assert rn.nnef_config(arch)["model"] == "fpn"
+    with pytest.raises(ValueError, match="exists"):
+        rn.export_nnef(p, arch, model="fpn")
+    tar = rn.export_nnef(p, tmp_path / "m.tar", model="fpn")
+    assert set(rn.load_nnef(tar)) == set(p)
+    pytest.importorskip("nnef")
+    assert rn.verify_nnef(arch).ok
+
+
+def test_archive_in_a_top_level_folder(tmp_path):
+    import tarfile
+
+    folder = rn.export_nnef(head(), tmp_path / "model", model="retinanet_head")
+    arch = tmp_path / "wrapped.tgz"
+    with tarfile.open(arch, "w:gz") as tf:
+        tf.add(folder, arcname="model")
+    assert set(rn.load_nnef(arch)) == set(head())
+
+
+def _tar_with(path, members, links=()):
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, target, kind in links:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE
+            info.linkname = target
+            tf.addfile(info)
+
+
+def test_hostile_archives(tmp_path):
+    graph = b"version 1.0;\ngraph g( x ) -> ( y )\n{\n    x = external<scalar>(shape = [1, 2]);\n    y = copy(x);\n}\n"
+    cases = {
+        "traversal": ([("graph.nnef", graph), ("../../etc/passwd.dat", b"x")], ()),
+        "absolute": ([("graph.nnef", graph), ("/etc/passwd.dat", b"x")], ()),
+        "symlink": ([("graph.nnef", graph)], [("w.dat", "/etc/passwd", "sym")]),
+        "hardlink": ([("graph.nnef", graph)], [("w.dat", "graph.nnef", "hard")]),
+        "no graph": ([("w.dat", b"x")], ()),
+        "two graphs": ([("a/graph.nnef", graph), ("b/graph.nnef", graph)], ()),
+    }
+    for name, (members, links) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.tgz"
+        _tar_with(path, members, links)
+        with pytest.raises(ValueError):
+            rn.load_nnef(path)
+    # a label escaping the folder inside an archive's graph.nnef
+    path = tmp_path / "label.tgz"
+    _tar_with(path, [("graph.nnef", graph.replace(b"y = copy(x);",
+                                                  b"v = variable<scalar>(shape = [2], label = '../../etc/passwd');"
+                                                  b" y = add(x, v);"))])
+    with pytest.raises(ValueError, match="label"):
+        rn.load_nnef(path)
+    # not an archive, truncated archive, member larger than allowed
+    junk = tmp_path / "junk.tgz"
+    junk.write_bytes(b"definitely not gzip")
+    with pytest.raises(ValueError):
+        rn.load_nnef(junk)
+    good = rn.export_nnef(head(), tmp_path / "good.tgz", model="retinanet_head")
+    trunc = tmp_path / "trunc.tgz"
+    trunc.write_bytes(open(good, "rb").read()[:400])
+    with pytest.raises(ValueError):
+        rn.load_nnef(trunc)
+    with pytest.raises(ValueError, match="max_bytes"):
+        rn.load_nnef(good, max_bytes=500)
+    with pytest.raises(ValueError):
+        rn.load_nnef(tmp_path / "missing.tgz")
+
+
+def test_cli_archive(tmp_path, capsys):
+    pytest.importorskip("nnef")
+    from refdet import cli
+
+    out = str(tmp_path / "head.nnef.tgz")
+    assert cli.main(["export", "--model", "retinanet-head", "--format", "nnef", out, "--group-norm",
+                     "--channels", "8", "--num-groups", "4"]) == 0
+    assert cli.main(["verify-export", out]) == 0
+    assert "all outputs agree" in capsys.readouterr().out

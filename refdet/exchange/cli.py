@@ -25,7 +25,7 @@ def _ints(text):
 
 
 def _export_args(p):
-    p.add_argument("out", help="output: a .onnx file, or a folder for NNEF")
+    p.add_argument("out", help="output: a .onnx file; for NNEF a folder, or a .nnef.tgz archive")
     p.add_argument("--model", required=True, choices=_MODEL_CHOICES)
     p.add_argument("--format", default="onnx", choices=["onnx", "nnef"])
     p.add_argument("--params", default=None, help="parameters from an .npz (np.savez; refdet/torchvision keys) "
@@ -105,15 +105,20 @@ def _export_run(args):
     else:
         from refdet.exchange.nnef import export_nnef
 
+        from refdet.exchange.nnef import _is_archive
+
         export_nnef(params, args.out, batch=args.batch, height=args.height, width=args.width,
                     overwrite=args.overwrite, **common)
-        n = len([f for f in os.listdir(args.out) if f.endswith(".dat")])
-        print(f"wrote {args.out}/: graph.nnef, {n} tensor files, refdet.json ({model})")
+        if _is_archive(args.out):
+            print(f"wrote {args.out}: an archive of graph.nnef, the tensor files and refdet.json ({model})")
+        else:
+            n = len([f for f in os.listdir(args.out) if f.endswith(".dat")])
+            print(f"wrote {args.out}/: graph.nnef, {n} tensor files, refdet.json ({model})")
     return 0
 
 
 def _verify_args(p):
-    p.add_argument("path", help="an exported .onnx file, or an NNEF folder (graph.nnef)")
+    p.add_argument("path", help="an exported .onnx file, or an NNEF folder / .nnef.tgz archive")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--batch", type=int, default=1, help="ONNX: batch of the random inputs")
     p.add_argument("--height", type=int, default=13, help="ONNX: height of the first input (odd on purpose)")
@@ -123,7 +128,9 @@ def _verify_args(p):
 
 
 def _verify_run(args):
-    if os.path.isdir(args.path):
+    from refdet.exchange.nnef import _is_archive
+
+    if os.path.isdir(args.path) or _is_archive(args.path):
         from refdet.exchange.nnef import verify_nnef
 
         report = verify_nnef(args.path, atol=args.atol, rtol=args.rtol, rng=args.seed)

@@ -43,10 +43,13 @@ no NonMaxSuppression). No ``graph.quant`` is written: :mod:`refdet.quant` has no
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import struct
+import tarfile
+import tempfile
 
 import numpy as np
 
@@ -420,7 +423,8 @@ def export_nnef(params, folder, *, model="retinanet_head", input_sizes=None, bat
         As for :func:`refdet.exchange.export_onnx` (``"postprocess"`` is not exportable to NNEF: it has
         no NonMaxSuppression).
     folder : path
-        Created if missing; must be empty unless ``overwrite``.
+        Created if missing; must be empty unless ``overwrite``. A name ending in ``.tgz`` /
+        ``.tar.gz`` / ``.tar`` writes an archive of the folder instead (``nnef_tools``' ``.nnef.tgz``).
     model : {"rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head"}
     input_sizes : list of (H, W), optional
         Static size of each input map; default :func:`refdet.exchange._models.level_sizes` of
@@ -475,9 +479,24 @@ def export_nnef(params, folder, *, model="retinanet_head", input_sizes=None, bat
     for src, dst in zip(outs, onames):
         t.emit(dst, f"copy({src})", t.shapes[src])
     folder = os.fspath(folder)
+    if _is_archive(folder):
+        if os.path.exists(folder) and not overwrite:
+            raise ValueError(f"{folder!r} exists (pass overwrite=True)")
+        with tempfile.TemporaryDirectory(prefix="refdet_nnef_") as tmp:
+            _write_model(tmp, t, names, onames, model, cfg, in_shapes)
+            mode = "w" if folder.lower().endswith(".tar") else "w:gz"
+            with tarfile.open(folder, mode) as tf:
+                for name in sorted(os.listdir(tmp)):
+                    tf.add(os.path.join(tmp, name), arcname=name)
+        return folder
     os.makedirs(folder, exist_ok=True)
     if os.listdir(folder) and not overwrite:
         raise ValueError(f"`folder` {folder!r} is not empty (pass overwrite=True)")
+    _write_model(folder, t, names, onames, model, cfg, in_shapes)
+    return folder
+
+
+def _write_model(folder, t, names, onames, model, cfg, in_shapes):
     text = ["version 1.0;", "", f"# refdet {_version()}: {model}",
             f"graph refdet_{model}( {', '.join(names)} ) -> ( {', '.join(onames)} )", "{"]
     text += t.lines + ["}", ""]
@@ -490,7 +509,6 @@ def export_nnef(params, folder, *, model="retinanet_head", input_sizes=None, bat
             "param_shapes": {label: list(shape) for label, (_, shape) in t.vars.items()}}
     with open(os.path.join(folder, "refdet.json"), "w", encoding="utf-8") as fh:
         json.dump(meta, fh, indent=1)
-    return folder
 
 
 def _version():
@@ -568,8 +586,90 @@ def _meta(folder):
     return meta
 
 
+_ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
+# gzip cannot expand data more than about 1032 : 1
+_MAX_RATIO = 1100
+
+
+def _is_archive(path):
+    return str(path).lower().endswith(_ARCHIVE_SUFFIXES)
+
+
+@contextlib.contextmanager
+def _as_folder(path, max_bytes=_models.DEFAULT_MAX_BYTES):
+    """A model folder for ``path``: the folder itself, or a ``.nnef.tgz`` / ``.tar`` archive unpacked
+    member by member into a fresh temporary folder after checking every member.
+
+    Archive members must be regular files or folders with plain relative names (no absolute path, no
+    ``..``, no links or devices); their total size is capped by ``max_bytes`` and by what the
+    compressed file can hold, and only ``graph.nnef``, ``graph.quant``, ``refdet.json`` and ``.dat``
+    files are written out. The archive may hold the model at its root or in one top-level folder.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        yield path
+        return
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} is neither an NNEF model folder nor an archive")
+    if not _is_archive(path):
+        raise ValueError(f"{path!r} is not a folder nor a .tgz / .tar.gz / .tar archive")
+    size = os.path.getsize(path)
+    try:
+        tf = tarfile.open(path, "r:*")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ValueError(f"{path!r} is not a readable tar archive: {exc}") from None
+    with tf, tempfile.TemporaryDirectory(prefix="refdet_nnef_") as tmp:
+        root = os.path.realpath(tmp)
+        total = 0
+        try:
+            members = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ValueError(f"{path!r}: corrupt archive ({exc})") from None
+        names = [m.name[2:] if m.name.startswith("./") else m.name for m in members]
+        prefix = ""
+        if "graph.nnef" not in names:
+            tops = [n[:-len("graph.nnef")] for n in names if n.endswith("/graph.nnef") and n.count("/") == 1]
+            if len(tops) != 1:
+                raise ValueError(f"{path!r}: no graph.nnef at the archive's root or in one top-level folder")
+            prefix = tops[0]
+        for m, name in zip(members, names):
+            if name in ("", ".") or (m.isdir() and _LABEL.fullmatch(name.rstrip("/"))):
+                continue
+            if not m.isfile():
+                raise ValueError(f"{path!r}: archive member {m.name!r} is a link or special file (refused)")
+            if not _LABEL.fullmatch(name):
+                raise ValueError(f"{path!r}: unsafe archive member name {m.name!r} (absolute, '..' or odd "
+                                 f"characters)")
+            if not name.startswith(prefix):
+                continue
+            rel = name[len(prefix):]
+            if rel not in ("graph.nnef", "graph.quant", "refdet.json") and not rel.endswith(".dat"):
+                continue
+            total += m.size
+            if total > max_bytes or total > max(size, 1) * _MAX_RATIO:
+                raise ValueError(f"{path!r}: archive members claim {total} bytes, more than max_bytes={max_bytes} "
+                                 f"or what a {size}-byte archive can hold")
+            dest = os.path.realpath(os.path.join(root, rel))
+            if os.path.commonpath([root, dest]) != root:
+                raise ValueError(f"{path!r}: archive member {m.name!r} points outside the model")
+            try:
+                src = tf.extractfile(m)
+                data = src.read(m.size + 1) if src is not None else b""
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise ValueError(f"{path!r}: member {m.name!r} cannot be read ({exc})") from None
+            if len(data) != m.size:
+                raise ValueError(f"{path!r}: member {m.name!r} is truncated ({len(data)} of {m.size} bytes)")
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(dest, "xb") as fh:
+                fh.write(data)
+        yield tmp
+
+
 def nnef_config(folder):
     """The refdet config of a folder written by :func:`export_nnef` (from its ``refdet.json``)."""
+    if _is_archive(folder) and not os.path.isdir(folder):
+        with _as_folder(folder) as f:
+            return nnef_config(f)
     meta = _meta(os.fspath(folder))
     if meta is None or not isinstance(meta.get("config"), dict) or meta["config"].get("model") not in _models.MODELS:
         raise ValueError(f"{os.fspath(folder)!r} was not exported by refdet (no usable refdet.json)")
@@ -587,6 +687,9 @@ def load_nnef(folder, *, max_bytes=_models.DEFAULT_MAX_BYTES):
     Parameters
     ----------
     folder : path
+        A model folder, or a ``.nnef.tgz`` / ``.tar.gz`` / ``.tar`` archive of one (``nnef_tools``
+        ``--compress``); an archive is checked member by member (plain names only, no links, sizes
+        capped) and unpacked into a temporary folder.
     max_bytes : int
         Largest total tensor data accepted.
 
@@ -599,7 +702,10 @@ def load_nnef(folder, *, max_bytes=_models.DEFAULT_MAX_BYTES):
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
-        raise ValueError(f"`folder` {folder!r} is not a directory")
+        if _is_archive(folder):
+            with _as_folder(folder, max_bytes) as f:
+                return load_nnef(f, max_bytes=max_bytes)
+        raise ValueError(f"`folder` {folder!r} is not a directory (nor a .tgz / .tar archive)")
     text = _read_small(os.path.join(folder, "graph.nnef"), _GRAPH_MAX_BYTES, "graph.nnef")
     variables = _variables(text)
     meta = _meta(folder)
@@ -649,6 +755,9 @@ def run_nnef(folder, inputs):
     """
     nnef = _import_nnef()
     folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        with _as_folder(folder) as f:
+            return run_nnef(f, inputs)
     load_nnef(folder)
     graph = nnef.load_graph(folder, lowered=["nearest_upsample"])
     feeds = []
@@ -682,6 +791,9 @@ def verify_nnef(folder, inputs=None, *, atol=1e-5, rtol=1e-5, rng=0):
         parser or shape-inference failure raises ``ValueError``.
     """
     folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        with _as_folder(folder) as f:
+            return verify_nnef(f, inputs, atol=atol, rtol=rtol, rng=rng)
     cfg = nnef_config(folder)
     meta = _meta(folder)
     params = load_nnef(folder)
