@@ -7,17 +7,20 @@ Greedy NMS (every framework agrees on the algorithm)::
     walk the list: keep a box unless an already kept box suppressed it;
                    a kept box suppresses every later box whose IoU with it exceeds the threshold
 
-What differs between frameworks, and the keyword that selects it (``convention=`` sets them all):
+What differs between frameworks, and the keyword that selects it (``convention=`` sets them all;
+``refdet.conventions.describe("nms")`` prints the table):
 
-==================  ==========================================  =========================================
-knob                torchvision / detectron2 / mmdet / TF / ONNX  py-faster-rcnn ``cpu_nms`` (``"caffe"``)
-==================  ==========================================  =========================================
-``inclusive``       ``False``: suppress when ``IoU > thr``        ``True``: ``IoU >= thr``
-``ties``            ``"lowest_index"`` first (stable sort)        ``"highest_index"`` (``argsort()[::-1]``)
-``plus_one``        ``False``: ``w = x2 - x1``                    ``True``: ``w = x2 - x1 + 1``
-``nan_scores``      ``"first"`` (torch sorts NaN above all)       ``"first"`` (reversed argsort does too)
-``corner_order``    ``"as_given"``; ONNX/TF: ``"any"``            ``"as_given"``
-==================  ==========================================  =========================================
+* ``inclusive``: suppress when ``IoU > thr`` (torchvision, detectron2, mmcv, TF, ONNX, py-faster-rcnn
+  ``py_cpu_nms.py``) or ``IoU >= thr`` (py-faster-rcnn ``cpu_nms.pyx``, profile ``"caffe"``).
+* ``ties``: equal scores visited lowest index first (a stable descending sort: torchvision CPU,
+  onnx.reference, onnxruntime, TF) or highest index first (py-faster-rcnn ``argsort()[::-1]``).
+* ``plus_one``: ``w = x2 - x1`` or the legacy ``w = x2 - x1 + 1`` (py-faster-rcnn, Detectron1).
+* ``nan_scores``: a NaN score sorts above every number (``torch.sort``; the reversed argsort does the
+  same) or is rejected.
+* ``corner_order``: ``x1 <= x2`` assumed (torchvision) or any diagonal with degenerate pairs never
+  suppressing (ONNX, TF).
+* ``threshold_dtype``: the float32 IoU meets a double threshold (torchvision's C++ signature) or a
+  float32 one (ONNX/TF threshold tensors).
 
 Exactness. For float32 boxes every IoU is computed in float32 in torchvision's CPU kernel's order of
 operations (``csrc/ops/cpu/nms_kernel.cpp``)::
@@ -32,12 +35,16 @@ land exactly on the threshold. The comparison with a double threshold is reprodu
 with the float32 neighbour of the threshold on the correct side (no float64 temporaries needed). A
 NaN IoU (two zero-area boxes: 0/0) never suppresses, as in torchvision.
 
-Memory and speed. No N x N matrix is ever held: the greedy walk takes the candidates in blocks of
-``_BLOCK`` boxes (block against itself, then the block's kept boxes against the remaining
-candidates, chunked), and when most boxes survive it switches to a sweep over x-sorted boxes that
-only ever looks at pairs whose x-extents overlap (the only pairs that can suppress when the
-threshold is >= 0). Both paths give the same answer as the sequential walk; ``tests/test_nms.py``
-holds them equal to a loop transcription of the C++ kernel.
+Memory and speed. No N x N matrix is ever held. The greedy walk takes the candidates in blocks of
+``_BLOCK`` (64) boxes: the block is settled against itself (a 64 x 64 tile), then each kept box of
+the block suppresses the remaining candidates (one vectorised pass per kept box over the boxes that
+overlap it in x and y; the candidate list is compacted as it shrinks). When most of a block survives
+and thousands of candidates remain, the rest goes to a sweep over x-sorted boxes that only looks at
+pairs whose x-extents overlap (the only pairs that can suppress when the threshold is >= 0) and
+settles the sparse graph in rounds. Class-aware NMS sweeps all classes at once (pairs of one class
+only) when few pairs overlap, else walks each class. Every path gives the answer of the sequential
+walk; ``tests/test_nms.py`` holds them equal to a loop transcription of the C++ kernel and to
+torchvision. Loops run over blocks, kept boxes, rounds and classes, never over all boxes.
 """
 from __future__ import annotations
 
@@ -605,8 +612,8 @@ def nms(boxes, scores, iou_threshold, *, convention="torchvision", inclusive=Non
         ``IoU > iou_threshold`` (torchvision, ONNX, TF, mmcv, py-faster-rcnn ``py_cpu_nms.py``).
     ties : {"lowest_index", "highest_index"}, optional
         Order of boxes with equal scores. ``"lowest_index"``: stable descending sort (torchvision CPU
-        since 0.8, onnx.reference, onnxruntime >= 1.x heap order, TF); with identical boxes and equal
-        scores the lowest index survives. ``"highest_index"``: py-faster-rcnn's
+        ``scores.sort(stable=True, descending=True)``, onnx.reference, onnxruntime 1.32's heap, TF's
+        priority queue); with identical boxes and equal scores the lowest index survives. ``"highest_index"``: py-faster-rcnn's
         ``scores.argsort()[::-1]``; the highest index survives. torchvision CUDA has no defined tie
         order (pytorch/vision#2157).
     nan_scores : {"first", "reject"}, optional
@@ -634,9 +641,10 @@ def nms(boxes, scores, iou_threshold, *, convention="torchvision", inclusive=Non
     -----
     Dtypes: float64 boxes give float64 IoUs; float32 boxes give float32 IoUs in torchvision's order
     of operations, so ``nms(b32, s, t)`` equals ``torchvision.ops.nms`` exactly (tested on
-    hypothesis-generated ties and exact-threshold IoUs); float16 boxes are computed in float32;
+    hypothesis-generated ties and exact-threshold IoUs); float16 boxes are computed in float32 (the
+    answer torchvision gives for the boxes cast to float32; its CPU kernel has no float16 version);
     integer boxes in float64. The result depends only on the order of the scores, never on their
-    precision.
+    dtype.
 
     Examples
     --------

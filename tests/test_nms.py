@@ -299,7 +299,51 @@ def test_tv12_against_torchvision():
     assert _batched_nms_vanilla(b, s, c, 0.5).tolist() == [0, 1]
 
 
+# ------------------------------------------------------------------------------------- TV-N1 (ONNX)
+
+TVN1_BOXES = np.array([[[0, 0, 4, 4],      # 0
+                        [0, 0, 4, 2],      # 1: IoU with 0 = 8/16 = 0.5 exactly
+                        [5, 5, 5, 5],      # 2: zero area
+                        [5, 5, 5, 5],      # 3: zero area, identical to 2
+                        [0, 0, 4, 4]]],    # 4: identical to 0
+                      dtype=F32)
+TVN1_SCORES = np.array([[[0.9, 0.8, 0.7, 0.7, 0.9],
+                         [0.1, 0.2, 0.3, 0.3, 0.2]]], dtype=F32)
+# class 0 (no score filter at 0.15 matters): visit 0, 4 (tie -> lower index first), 1, 2, 3.
+#   0 selected; 4: IoU 1 > 0.5 suppressed; 1: IoU 0.5 is not > 0.5, selected; 2, 3: zero area never
+#   suppress or get suppressed, selected.
+# class 1: score > 0.15 drops box 0; visit 2, 3 (tie), 1, 4 (tie 0.2: 1 before 4); all selected
+#   (1 vs 4: IoU 0.5 not > 0.5; zero-area pairs never suppress).
+TVN1_EXPECTED = [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 0, 3], [0, 1, 2], [0, 1, 3], [0, 1, 1], [0, 1, 4]]
+
+
+def test_tvn1_onnx_golden():
+    got = onnx_non_max_suppression(TVN1_BOXES, TVN1_SCORES, 10, 0.5, 0.15)
+    assert got.tolist() == TVN1_EXPECTED
+    # at most 2 per class: the first two selections of each class
+    assert onnx_non_max_suppression(TVN1_BOXES, TVN1_SCORES, 2, 0.5, 0.15).tolist() == \
+        [TVN1_EXPECTED[i] for i in (0, 1, 4, 5)]
+
+
+def test_tvn1_against_onnxruntime_and_reference():
+    pytest.importorskip("onnxruntime")
+    feeds = {"boxes": TVN1_BOXES, "scores": TVN1_SCORES, "max_out": np.array([10], np.int64),
+             "iou": np.array([0.5], F32), "score_thr": np.array([0.15], F32)}
+    assert _ort_run(feeds, True, 0).tolist() == TVN1_EXPECTED
+    from onnx.reference import ReferenceEvaluator
+    assert ReferenceEvaluator(_nms_model(True, 0)).run(None, feeds)[0].tolist() == TVN1_EXPECTED
+
+
 # ------------------------------------------------------------------------------------- other goldens
+
+def test_float16_computed_in_float32():
+    b = np.array([[0, 0, 300, 300], [0, 0, 300, 150], [0, 0, 300, 149.9]], np.float16)
+    s = np.array([0.9, 0.8, 0.7], np.float16)
+    # 300 * 300 = 90000 overflows float16 (max 65504); in float32: IoU(0, 1) = 45000/90000 = 0.5,
+    # not > 0.5, kept; box 2 (149.9 is 149.875 in float16): IoU(0, 2) = 44962.5/90000 < 0.5, but
+    # IoU(1, 2) = 149.875/150 > 0.5, suppressed by box 1
+    assert nms(b, s, 0.5).tolist() == [0, 1]
+    assert nms(b, s, 0.5).tolist() == nms(b.astype(F32), s.astype(F32), 0.5).tolist()
 
 def test_empty_and_readonly():
     e = np.zeros((0, 4), F32)
@@ -393,6 +437,8 @@ def test_merge_multiscale_golden():
     assert out.scores.tolist() == [0.9]
     out = merge_multiscale_detections([d1, (d2[0], d2[1], np.array([1]))], [1.0, 2.0], 0.5, class_aware=False)
     assert out.scores.tolist() == [0.9, 0.8]
+    empty = merge_multiscale_detections([], [], 0.5)
+    assert empty.boxes.shape == (0, 4) and empty.labels.dtype == np.int64
 
 
 # ------------------------------------------------------------------------------------- comparator
@@ -437,7 +483,7 @@ def test_equals_loop_reference(data, kw, dtype):
     assert_nms_equal(got, ref, b, s, iou_threshold=thr)
 
 
-@given(rst.nms_inputs(min_n=5, max_n=60), st.sampled_from(KNOBS[:5]), st.integers(1, 8))
+@given(rst.nms_inputs(min_n=5, max_n=60, flipped=True), st.sampled_from(KNOBS), st.integers(1, 8))
 def test_block_walk_and_sweep_paths_agree(data, kw, block):
     """Force small blocks and the sparse sweep (usually only used for thousands of boxes)."""
     b, s, thr = data
@@ -548,6 +594,19 @@ def test_soft_nms_equals_c_loop(data, method, convention):
                             denominator=st_["gaussian_denominator"], hard=st_["hard_above_threshold"])
     assert r.indices.tolist() == ind.tolist()
     np.testing.assert_allclose(r.scores, sc, rtol=1e-15, atol=0)   # same float64 operations
+
+
+@given(rst.nms_inputs(max_n=15), st.sampled_from(["mmdet", "caffe", "torchvision"]))
+def test_soft_nms_linear_float32_equals_c_loop(data, convention):
+    b, s, thr = data
+    s = np.abs(s)
+    st_ = nmsmod.conventions.resolve("soft_nms", convention)
+    r = soft_nms(b, s, method="linear", iou_threshold=0.3, score_threshold=0.05, convention=convention)
+    ind, sc = loop_soft_nms(b, s, method="linear", sigma=0.5, nt=0.3, thr=0.05, inclusive=st_["inclusive"],
+                            plus_one=st_["plus_one"], discard=st_["discard"])
+    assert r.scores.dtype == F32
+    assert r.indices.tolist() == ind.tolist()
+    assert r.scores.tolist() == sc.tolist()          # float32 arithmetic, same order: bit for bit
 
 
 @given(rst.nms_inputs(max_n=20), st.randoms(use_true_random=False))
