@@ -943,12 +943,24 @@ def quantize_demo(det, params, calibration_images, test, *, modes=("onnxruntime"
     write(f"    rounding alone (one onnx-scheme model, onnxruntime vs tflite requantization and input rounding): "
           f"{n_diff} of {n_all} final int8 outputs differ, by at most {max_d} LSB")
     reports["rounding_only"] = {"differing": n_diff, "total": n_all, "max_lsb": max_d}
+    # outputs pinned at the ends of the int8 range: the calibration range was exceeded (clipping error)
+    sat = {}
+    for field, layer, qs in (("cls_logits", qt.cls_layers[-1], a.cls_q), ("bbox_deltas", qt.box_layers[-1], a.bbox_q)):
+        n_lo = int(sum(np.count_nonzero(v == layer.qmin) for v in qs))
+        n_hi = int(sum(np.count_nonzero(v == layer.qmax) for v in qs))
+        sat[field] = {"at_qmin": n_lo, "at_qmax": n_hi, "total": int(sum(v.size for v in qs))}
+        lo_v = float(layer.y_scale) * (layer.qmin - layer.y_zero_point)
+        hi_v = float(layer.y_scale) * (layer.qmax - layer.y_zero_point)
+        write(f"    saturated {field} (onnxruntime): {n_lo} at {layer.qmin} (= {lo_v:.3f}), {n_hi} at {layer.qmax} "
+              f"(= {hi_v:.3f}) of {sat[field]['total']}: values beyond the calibrated range are clipped")
+    reports["saturation"] = sat
     return reports
 
 
 def _quantize_args(p):
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=150, help="training steps before quantizing (default 150)")
+    p.add_argument("--steps", type=int, default=400, help="training steps before quantizing (default 400, about "
+                   "half a minute)")
     p.add_argument("--mode", nargs="+", choices=_RUN_MODES, default=["onnxruntime", "tflite"],
                    help="integer-path runtimes to reproduce (default: onnxruntime tflite)")
     p.add_argument("--observer", choices=tuple(_OBSERVERS), default="minmax")
@@ -968,7 +980,7 @@ def _single_thread():
     return threadpool_limits(1)
 
 
-def quantize_command(*, seed=0, steps=150, modes=("onnxruntime", "tflite"), observer="minmax", n_train=512,
+def quantize_command(*, seed=0, steps=400, modes=("onnxruntime", "tflite"), observer="minmax", n_train=512,
                      n_calib=32, n_test=64, batch=8, lr=0.02, write=print):
     """Train the demo RetinaNet briefly, quantize its head and report (``refdet quantize``)."""
     import time
