@@ -680,6 +680,21 @@ def test_torchvision_batched_exact(tv, data, ncls):
     assert s[got].tolist() == s[van].tolist()
 
 
+def test_torchvision_batched_trick_rounding(tv, rng):
+    """Arbitrary float32 coordinates, negative and large class ids: the offsets round the shifted
+    coordinates, and coordinate_trick="torchvision" must round them the same way."""
+    torch, tvm = tv
+    for _ in range(40):
+        n = int(rng.integers(1, 200))
+        xy = rng.uniform(-50, 3000, size=(n, 2))
+        b = np.concatenate([xy, xy + rng.uniform(0.1, 300, size=(n, 2))], axis=1).astype(F32)
+        s = rng.random(n).astype(F32)
+        c = rng.integers(-3, 90, n)
+        thr = float(rng.choice([0.3, 0.5, 0.7]))
+        ref = tvm.ops.batched_nms(torch.from_numpy(b), torch.from_numpy(s), torch.from_numpy(c), thr).numpy()
+        assert_nms_equal(batched_nms(b, s, c, thr, coordinate_trick="torchvision"), ref, b, s)
+
+
 def test_torchvision_batched_large(tv, rng):
     torch, tvm = tv
     n = 4000
