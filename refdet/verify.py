@@ -231,7 +231,7 @@ def run_target(target, *, ops=None, n_cases=50, seed=0, progress=None):
     from refdet.testing.conformance import CHECKS
 
     if target not in TARGETS:
-        raise ValueError(f"`target` must be one of {', '.join(TARGETS)} or module:callable; got {target!r}")
+        raise ValueError(f"`target` must be {', '.join(TARGETS)}, self or module:callable; got {target!r}")
     mods, factory = TARGETS[target]
     if not _installed(mods):
         raise ValueError(f"target {target!r} needs {', '.join(mods)}, which is not installed")

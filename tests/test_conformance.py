@@ -1,0 +1,225 @@
+"""refdet.testing.conformance, compare_floats, compare_anchors: wrong implementations are caught and
+the cause is named; honest independent implementations pass."""
+import numpy as np
+import pytest
+
+import refdet
+from refdet.testing import conformance as C
+from refdet.testing import (assert_allclose_ulp, assert_anchors_equal, explain_anchor_difference,
+                            explain_float_difference, ulp_distance)
+from tests import wrong_impls as W
+
+N = 12  # hypothesis cases per check: the golden cases carry most of the weight, keep the suite fast
+
+
+# ---------------------------------------------------------------------------------------------------
+# item 4: each deliberately wrong implementation is caught, and the explanation names the cause
+# ---------------------------------------------------------------------------------------------------
+
+WRONG = [
+    # (check, wrong implementation, extra kwargs, substrings the explanation must contain)
+    (C.check_nms, W.wrong_nms_inclusive, {}, ["inclusive=True", "EXACTLY", ">="]),
+    (C.check_nms, W.wrong_nms_unstable_ties, {}, ["ties='highest_index'", "EQUAL scores"]),
+    (C.check_box_iou, W.wrong_box_iou_plus_one, {}, ["plus_one=True", "x2 - x1 + 1"]),
+    (C.check_decode, W.wrong_decode_no_clamp, {}, ["clamp_mode='none'", "log(1000/16)"]),
+    (C.check_focal_loss, W.wrong_focal_no_alpha, {}, ["alpha=-1", "no alpha weighting"]),
+    (C.check_relu, W.right_relu, {"grad": W.wrong_relu_grad_at_zero}, ["x == 0 exactly", "ReLU'(0) = 1"]),
+    (C.check_anchors, W.wrong_anchors_off_by_one, {}, ["one whole stride", "off-by-one cell index",
+                                                       "level 0, location (y=0, x=0), anchor a=0"]),
+]
+
+
+@pytest.mark.parametrize("check,fn,kw,words", WRONG, ids=lambda v: getattr(v, "__name__", None))
+def test_wrong_implementation_caught_and_cause_named(check, fn, kw, words):
+    with pytest.raises(AssertionError) as info:
+        check(fn, n_cases=N, **kw)
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, f"{w!r} missing from:\n{msg}"
+    rep = check(fn, n_cases=N, raise_on_failure=False, **kw)
+    assert not rep.ok and rep.agreeing < rep.cases and rep.worst_error > 0
+    assert rep.first_mismatch.startswith("golden case")          # the golden cases catch every one of them
+
+
+RIGHT = [
+    (C.check_nms, W.right_nms, {}),
+    (C.check_box_iou, W.right_box_iou, {}),
+    (C.check_decode, W.right_decode, {}),
+    (C.check_focal_loss, W.right_focal, {}),
+    (C.check_relu, W.right_relu, {"grad": W.right_relu_grad}),
+    (C.check_anchors, W.right_anchors, {}),
+]
+
+
+@pytest.mark.parametrize("check,fn,kw", RIGHT, ids=lambda v: getattr(v, "__name__", None))
+def test_independent_correct_implementations_pass(check, fn, kw):
+    rep = check(fn, n_cases=N, **kw)
+    assert rep.ok and rep.cases > N // 2 and rep.agreeing == rep.cases
+
+
+def test_refdet_against_itself_every_check():
+    from refdet import losses as L
+
+    reps = [
+        C.check_batched_nms(lambda b, s, i, t: refdet.batched_nms(b, s, i, t), n_cases=N),
+        C.check_generalized_box_iou(lambda a, b: refdet.generalized_box_iou(a, b), n_cases=N),
+        C.check_match(lambda q: refdet.match(q), n_cases=N),
+        C.check_match(lambda q: refdet.match(q, high=0.5, low=0.4, convention="detectron2"), high=0.5, low=0.4,
+                      convention="detectron2", n_cases=N),
+        *C.check_encode_decode(lambda b, a: refdet.encode_boxes(b, a, weights=(10, 10, 5, 5)),
+                               lambda d, a: refdet.decode_boxes(d, a, weights=(10, 10, 5, 5)),
+                               weights=(10, 10, 5, 5), n_cases=N),
+        C.check_focal_loss(lambda x, t: L.sigmoid_focal_loss_forward(x, t, alpha=0.5, gamma=1.0)[0],
+                           grad=lambda x, t, d: L.sigmoid_focal_loss_backward(
+                               d, L.sigmoid_focal_loss_forward(x, t, alpha=0.5, gamma=1.0)[1]).dlogits,
+                           alpha=0.5, gamma=1.0, n_cases=N),
+        C.check_conv2d(lambda x, w, b, **k: refdet.conv2d_forward(x, w, b, **k)[0], n_cases=N),
+        C.check_sample_balanced(lambda lab: refdet.sample_balanced(lab, rng=0), n_cases=N),
+        C.check_nms(lambda b, s, t: refdet.nms(b, s, t, convention="onnx"), convention="onnx", n_cases=N),
+    ]
+    for r in reps:
+        assert r.ok, str(r)
+
+
+def test_more_wrong_implementations():
+    # a matcher using '>' for the positive threshold: the explanation points at the exact threshold
+    rep = C.check_match(lambda q: refdet.match(q, positive_strict=True), n_cases=N, raise_on_failure=False)
+    assert not rep.ok and "exactly `high`" in rep.first_mismatch and "positive_strict=True" in rep.first_mismatch
+    # a sampler that ignores the positive fraction
+    def greedy(labels):
+        pos = labels >= 1
+        return pos, (labels == 0) & (np.cumsum(labels == 0) <= 256 - pos.sum())
+    rep = C.check_sample_balanced(greedy, n_cases=N, raise_on_failure=False)
+    assert not rep.ok and "positives sampled; expected min(#pos" in rep.first_mismatch
+    # true convolution (flipped kernel) instead of cross-correlation
+    rep = C.check_conv2d(lambda x, w, b, **k: refdet.conv2d_forward(x, w[:, :, ::-1, ::-1].copy(), b, **k)[0],
+                         n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "flips the kernel" in rep.first_mismatch
+    # an encoder computing float32 boxes in float64 and rounding: within a few ULPs, so it agrees
+    rep = C.check_encode(lambda b, a: refdet.encode_boxes(b.astype(np.float64), a.astype(np.float64)).astype(b.dtype),
+                         n_cases=N, raise_on_failure=False)
+    assert rep.cases > 0
+    # an implementation that crashes is a disagreement, with the exception in the explanation
+    def crash(b, s, t):
+        raise RuntimeError("kernel launch failed")
+    rep = C.check_nms(crash, n_cases=0, raise_on_failure=False)
+    assert rep.agreeing == 0 and "RuntimeError: kernel launch failed" in rep.first_mismatch
+
+
+def test_reports_are_deterministic_and_count_cases():
+    a = C.check_nms(W.wrong_nms_inclusive, n_cases=N, seed=3, raise_on_failure=False)
+    b = C.check_nms(W.wrong_nms_inclusive, n_cases=N, seed=3, raise_on_failure=False)
+    assert (a.cases, a.agreeing, a.worst_error, a.failures) == (b.cases, b.agreeing, b.worst_error, b.failures)
+    golden = C.check_nms(W.right_nms, n_cases=0)
+    assert golden.cases == 8 and golden.ok                          # the 8 golden NMS cases
+    assert "8/8 cases agree" in str(golden)
+    d = a.as_dict()
+    assert d["op"] == "nms" and d["ok"] is False and d["unit"] == "positions"
+
+
+def test_tensor_outputs_are_accepted():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    rep = C.check_box_iou(lambda a, b: torch.from_numpy(refdet.box_iou(a, b)), n_cases=3)
+    assert rep.ok
+
+
+# ---------------------------------------------------------------------------------------------------
+# compare_floats
+# ---------------------------------------------------------------------------------------------------
+
+def test_ulp_distance_golden():
+    one = np.float32(1)
+    assert ulp_distance(np.nextafter(one, np.float32(2)), one) == 1
+    assert ulp_distance(np.float32(-0.0), np.float32(0.0)) == 0
+    # the smallest subnormals either side of 0 are 2 ULPs apart (-tiny, 0, +tiny)
+    tiny = np.nextafter(np.float32(0), np.float32(1))
+    assert ulp_distance(-tiny, tiny) == 2
+    assert ulp_distance(1.0, 1.0 + 2 ** -52) == 1                 # float64
+    assert ulp_distance(np.nan, np.nan) == 0 and ulp_distance(np.nan, 1.0) == np.inf
+    # 1.5 and 1.25 in float32: (1.5 - 1.25) / 2**-23 = 2**21 ULPs
+    assert ulp_distance(np.float32(1.5), np.float32(1.25)) == 2 ** 21
+
+
+def test_float_difference_names_float64_math():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(1000, 3000, (40, 2)).astype(np.float32)
+    a = np.concatenate([xy, xy + rng.uniform(1, 900, (40, 2)).astype(np.float32)], 1)
+    b = a[::-1] + np.float32(0.37)
+    ref32 = refdet.box_iou(a, b)
+    via64 = refdet.box_iou(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
+    assert not np.array_equal(ref32, via64)                     # float32 order of operations shows
+    msg = explain_float_difference(via64, ref32, max_ulps=0, op="box_iou", args=(a, b))
+    assert "float64 math rounded to float32" in msg
+    assert_allclose_ulp(via64, ref32, max_ulps=64)               # but only by a few ULPs
+
+
+def test_float_difference_nan_and_guard():
+    a = np.array([[3.0, 3, 3, 3]])
+    guarded = refdet.box_iou(a, a, convention="detectron2")      # 0
+    msg = explain_float_difference(guarded, refdet.box_iou(a, a), op="box_iou", args=(a, a))
+    assert "only refdet is NaN" not in msg and "only expected is NaN" in msg
+    assert "guard=" in msg
+    with pytest.raises(AssertionError, match="shape"):
+        assert_allclose_ulp(np.zeros(3), np.zeros(4))
+
+
+# ---------------------------------------------------------------------------------------------------
+# compare_anchors
+# ---------------------------------------------------------------------------------------------------
+
+CFG = dict(image_size=(64, 96), feature_sizes=[(8, 12), (4, 6)], strides=[8, 16], sizes=[(32,), (64,)],
+           aspect_ratios=[(0.5, 1.0, 2.0)] * 2)
+
+
+def test_anchor_location_names_level_y_x_a():
+    e, _ = refdet.pyramid_anchors(**CFG)
+    a = e.copy()
+    # level 1 starts at row 8*12*3 = 288; (y=2, x=5, a=1) is row 288 + (2*6 + 5)*3 + 1 = 340
+    a[340, 0] += 0.25
+    msg = explain_anchor_difference(a, e, feature_sizes=CFG["feature_sizes"], strides=CFG["strides"])
+    assert "level 1, location (y=2, x=5), anchor a=1 (row 340)" in msg
+    assert "0.25" in msg
+
+
+def test_anchor_half_stride_offset_named_with_convention():
+    e, _ = refdet.pyramid_anchors(**CFG)
+    half, _ = refdet.pyramid_anchors(**CFG, center_offset=0.5)
+    with pytest.raises(AssertionError) as info:
+        assert_anchors_equal(half, e, feature_sizes=CFG["feature_sizes"], strides=CFG["strides"], config=CFG)
+    msg = str(info.value)
+    assert "half the stride 8" in msg and "half the stride 16" in msg and "center_offset=0.5" in msg
+
+
+def test_anchor_order_and_count_differences():
+    e, _ = refdet.pyramid_anchors(**CFG)
+    perm = e.reshape(-1, 3, 4)[:, ::-1].reshape(-1, 4)            # cell anchors reversed
+    msg = explain_anchor_difference(perm, e, feature_sizes=CFG["feature_sizes"])
+    assert "different ORDER" in msg and "is expected at level 0, (y=0, x=0), a=2" in msg
+    msg = explain_anchor_difference(e[:-3], e, feature_sizes=CFG["feature_sizes"])
+    assert "anchor counts differ" in msg
+    pix, _ = refdet.pyramid_anchors(**CFG, plus_one=True)
+    msg = explain_anchor_difference(pix, e, feature_sizes=CFG["feature_sizes"], strides=CFG["strides"])
+    assert msg is not None and "level 0" in msg
+    assert explain_anchor_difference(e.copy(), e) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# strategies added for the conformance checks
+# ---------------------------------------------------------------------------------------------------
+
+def test_new_strategies():
+    from hypothesis import given, settings
+    from refdet.testing import strategies as rst
+
+    @settings(max_examples=15, deadline=None)
+    @given(rst.overlapping_box_sets(), rst.divisible_anchor_configs())
+    def run(bs, cfg):
+        b, s = bs
+        assert b.shape == (len(s), 4) and np.all(b[:, 2] >= b[:, 0]) and np.all(b[:, 3] >= b[:, 1])
+        for (h, w), st_ in zip(cfg["feature_sizes"], cfg["strides"]):
+            assert cfg["image_size"][0] // h == st_ and cfg["image_size"][1] // w == st_
+        anchors, _ = refdet.pyramid_anchors(**cfg)
+        assert len(anchors) == sum(h * w * len(sz) * len(r) for (h, w), sz, r in
+                                   zip(cfg["feature_sizes"], cfg["sizes"], cfg["aspect_ratios"]))
+    run()

@@ -1,0 +1,131 @@
+"""`refdet verify`: targets, module:callable, self-check coverage, table / --json / progress / exit codes."""
+import json
+
+import numpy as np
+import pytest
+
+from refdet import verify as V
+from refdet.cli import main
+
+
+def test_callable_target_wrong_nms_fails_with_cause(capsys):
+    rc = main(["verify", "--op", "nms", "tests.wrong_impls:wrong_nms_inclusive", "--cases", "4", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "tests.wrong_impls:wrong_nms_inclusive" in out and "FAIL" in out
+    assert "inclusive=True" in out and "EXACTLY" in out          # the full explanation follows the table
+
+
+def test_callable_target_right_impl_passes_and_progress_on_stderr(capsys):
+    rc = main(["verify", "--op", "box_iou", "tests.wrong_impls:right_box_iou", "--cases", "4"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert "box_iou" in cap.out and "1 of 1 checks agree" in cap.out
+    assert "tests.wrong_impls:right_box_iou box_iou:" in cap.err and "cases" in cap.err   # progress line
+
+
+def test_callable_with_grad_and_convention(capsys):
+    rc = main(["verify", "--op", "relu", "tests.wrong_impls:right_relu", "--grad",
+               "tests.wrong_impls:wrong_relu_grad_at_zero", "--cases", "3", "--quiet", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 1 and data["ok"] is False
+    (row,) = data["rows"]
+    assert row["op"] == "relu" and row["agreeing"] < row["cases"] and "ReLU'(0) = 1" in row["first_mismatch"]
+    # the decoder without clamp under the detectron2 profile (which clamps like torchvision)
+    rc = main(["verify", "--op", "decode_boxes", "tests.wrong_impls:wrong_decode_no_clamp", "--convention",
+               "detectron2", "--cases", "2", "--quiet", "--json"])
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert rc == 1 and row["convention"] == "detectron2" and "clamp_mode='none'" in row["first_mismatch"]
+
+
+@pytest.mark.parametrize("argv,err", [
+    (["verify", "tests.wrong_impls:right_nms"], "needs `--op`"),
+    (["verify", "--op", "nmx", "tests.wrong_impls:right_nms"], "`--op` must be one of"),
+    (["verify", "tensorrt"], "must be torchvision, onnxruntime"),
+    (["verify", "--op", "nms", "no_such_module_xyz:f"], "cannot import module"),
+    (["verify", "--op", "nms", "tests.wrong_impls:nope"], "has no attribute"),
+    (["verify", "--op", "nms", "--grad", "tests.wrong_impls:right_relu_grad", "tests.wrong_impls:right_nms"],
+     "`--grad` applies to"),
+])
+def test_usage_errors_exit_2(argv, err, capsys):
+    assert main(argv + ["--quiet"]) == 2
+    assert err in capsys.readouterr().err
+
+
+def test_every_forward_backward_pair_has_a_gradient_check():
+    covered, missing, exempt = V.gradcheck_coverage()
+    assert not missing, missing
+    assert "refdet.layers.conv2d_forward" in covered and "refdet.losses.retinanet_loss_forward" in covered
+    assert "refdet.heads.rpn_head_forward" in covered and "refdet.box_coder.decode_boxes_forward" in covered
+    assert exempt == ["refdet.quant.fake_quant_forward"]
+
+
+def test_a_new_pair_without_a_check_is_reported(monkeypatch):
+    from refdet import losses
+
+    def mystery_forward(x):
+        return x, None
+
+    def mystery_backward(d, c):
+        return d
+    mystery_forward.__module__ = mystery_backward.__module__ = "refdet.losses"
+    monkeypatch.setattr(losses, "mystery_forward", mystery_forward, raising=False)
+    monkeypatch.setattr(losses, "mystery_backward", mystery_backward, raising=False)
+    _, missing, _ = V.gradcheck_coverage()
+    assert missing == ["refdet.losses.mystery_forward"]
+
+
+def test_self_check(capsys):
+    rc = main(["verify", "self", "--cases", "3", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "gradcheck: conv2d 3x3 pad 1" in out and "gradcheck: retinanet_loss" in out
+    assert "invariant: NMS unique, sorted, idempotent" in out and "skipped" in out
+
+
+def test_format_table_lists_failures_after_the_table():
+    rows = [dict(target="t", op="nms", cases=3, agreeing=2, worst_error=1.0, unit="positions", ok=False,
+                 first_mismatch="golden case 'x'\n  detail line"),
+            dict(target="t", op="relu", cases=2, agreeing=2, worst_error=0.0, unit="", ok=True, first_mismatch=None)]
+    text = V.format_table(rows)
+    assert text.splitlines()[0].split() == ["target", "op", "cases", "agreeing", "worst", "error", "first",
+                                           "mismatch"]
+    assert "FAIL: golden case 'x'" in text and "== t / nms ==" in text and "detail line" in text
+    assert "1 of 2 checks agree; 1 disagree" in text
+
+
+def test_torchvision_target_agrees(capsys):
+    pytest.importorskip("torchvision")
+    rc = main(["verify", "torchvision", "--cases", "3", "--quiet", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    ops = {r["op"] for r in data["rows"]}
+    assert {"nms", "batched_nms", "box_iou", "generalized_box_iou", "match", "encode_boxes", "decode_boxes",
+            "anchors", "sigmoid_focal_loss", "relu", "conv2d", "sample_balanced"} <= ops
+    assert rc == 0 and data["ok"], [r["first_mismatch"] for r in data["rows"] if not r["ok"]]
+
+
+@pytest.mark.parametrize("target,module", [("onnxruntime", "onnxruntime"), ("onnx-reference", "onnx")])
+def test_onnx_targets_agree(target, module, capsys):
+    pytest.importorskip(module)
+    rc = main(["verify", target, "--cases", "3", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "nms" in out and "conv2d" in out and "relu" in out
+
+
+def test_backend_restricted_to_one_op():
+    pytest.importorskip("torchvision")
+    rows = V.verify("torchvision", op="box_iou", n_cases=2)
+    assert [r["op"] for r in rows] == ["box_iou"] and rows[0]["ok"]
+
+
+def test_torchvision_adapter_differs_from_a_wrong_convention():
+    # torchvision's NMS compared with refdet's caffe profile (>=, +1 pixels, highest-index ties) disagrees,
+    # and the explanation says which knobs reproduce torchvision's answer
+    pytest.importorskip("torchvision")
+    from refdet.testing import conformance as C
+
+    tv = V._torchvision_adapters()["nms"]["fn"]
+    rep = C.check_nms(tv, convention="caffe", n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "likely cause" in rep.first_mismatch
+    assert np.isfinite(rep.worst_error)
