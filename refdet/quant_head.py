@@ -55,6 +55,7 @@ __all__ = [
     "QuantizedHead",
     "QuantizedHeadOutput",
     "quantize_retinanet_head",
+    "make_quantized_conv",
     "run_quantized_head",
     "run_fake_quant_head",
     "float_head_layers",
@@ -257,7 +258,7 @@ def _calibration_batches(calibration_features):
 
 
 def quantize_retinanet_head(params, calibration_features, *, scheme="onnx", observer="minmax",
-                            activation_dtype="int8", observer_kwargs=None):
+                            activation_dtype="int8", observer_kwargs=None, activation_qparams=None):
     """Calibrate and quantize a RetinaNet head: int8 per-channel weights, int32 biases, activation qparams.
 
     Parameters
@@ -280,6 +281,11 @@ def quantize_retinanet_head(params, calibration_features, *, scheme="onnx", obse
         uint8 is onnxruntime's default for activations; TFLite requires int8.
     observer_kwargs : dict, optional
         Passed to the observer class (e.g. ``{"percentile": 99.99}``).
+    activation_qparams : dict, optional
+        ``tensor name -> (scale, zero_point)`` fixing some activation qparams instead of observing
+        them (names: ``"input"`` and the layer names, e.g. ``"classification_head.conv.0.0"``), e.g.
+        the ranges another tool calibrated. ``calibration_features`` may be None when every tensor
+        is given.
 
     Returns
     -------
@@ -292,38 +298,44 @@ def quantize_retinanet_head(params, calibration_features, *, scheme="onnx", obse
                          f"got {activation_dtype!r}")
     conv = _SCHEMES[scheme]
     spec, c, a, k = _layout(params)
-    batches = _calibration_batches(calibration_features)
     names = ["input"] + [s[0] for h in (_CLS, _BOX) for s in spec[h]]
-    obs = {n: _make_observer(observer, conv, activation_dtype, observer_kwargs) for n in names}
-    for levels in batches:
-        acts = float_head_layers(params, levels)
-        for n in names:
-            for t in acts[n]:                                   # loop over levels
-                obs[n].update(t)
-    qp = {n: obs[n].qparams() for n in names}
-    lo_t, hi_t = _q.QUANT_DTYPES[activation_dtype]
+    given = {}
+    if activation_qparams is not None:
+        if not isinstance(activation_qparams, dict):
+            raise TypeError(f"`activation_qparams` must be a dict: tensor name -> (scale, zero_point); got "
+                            f"{type(activation_qparams).__name__}")
+        unknown = sorted(set(activation_qparams) - set(names))
+        if unknown:
+            raise ValueError(f"`activation_qparams` has unknown tensors {unknown}; the tensors are {names}")
+        lo_t, hi_t = _q.QUANT_DTYPES[activation_dtype]
+        for n, v in activation_qparams.items():
+            sc, zp = v
+            given[n] = _q.QParams(np.asarray(_checks.as_quant_scale(sc, f"activation_qparams[{n!r}] scale"),
+                                             np.float32),
+                                  np.asarray(_checks.as_quant_zero_point(zp, f"activation_qparams[{n!r}] zero point",
+                                                                         qmin=lo_t, qmax=hi_t)))
+    todo = [n for n in names if n not in given]
+    obs = {n: _make_observer(observer, conv, activation_dtype, observer_kwargs) for n in todo}
+    if todo:
+        if calibration_features is None:
+            raise ValueError(f"`calibration_features` is needed for the tensors without `activation_qparams`: {todo}")
+        for levels in _calibration_batches(calibration_features):
+            acts = float_head_layers(params, levels)
+            for n in todo:
+                for t in acts[n]:                               # loop over levels
+                    obs[n].update(t)
+    qp = {n: given[n] if n in given else obs[n].qparams() for n in names}
 
     def build(head):
         layers = []
         prev = "input"
         for name, wk, bk, relu in spec[head]:
             xs = np.float32(qp[prev].scale)
-            xz = int(qp[prev].zero_point)
-            ys = np.float32(qp[name].scale)
-            yz = int(qp[name].zero_point)
             wq = _q.quantize_weights(np.asarray(params[wk], dtype=np.float32), axis=0, dtype="int8",
                                      symmetric=True, convention=conv)
             bq = _q.quantize_bias(np.asarray(params[bk], dtype=np.float32), xs, wq.scale, convention=conv)
-            ws = wq.scale.astype(np.float32)
-            m32 = np.asarray((xs * ws) / ys, dtype=np.float32)      # float32 throughout, as onnxruntime
-            m64 = np.float64(xs) * ws.astype(np.float64) / np.float64(ys)  # double, as TFLite
-            q31, shift = _q.quantize_multiplier(m64)
-            layers.append(QuantizedConv(
-                name=name, weight=wq.q.astype(np.int8), w_scale=ws, bias=bq.q.astype(np.int32),
-                bias_scale=np.asarray(bq.scale, np.float32), x_scale=xs, x_zero_point=xz, y_scale=ys,
-                y_zero_point=yz, relu=bool(relu), qmin=max(lo_t, yz) if relu else lo_t, qmax=hi_t,
-                multiplier=m32, multiplier_double=m64, q31=np.asarray(q31, np.int64),
-                shift=np.asarray(shift, np.int64)))
+            layers.append(make_quantized_conv(name, wq.q, wq.scale, bq.q, xs, qp[prev].zero_point, qp[name].scale,
+                                              qp[name].zero_point, relu=relu, activation_dtype=activation_dtype))
             prev = name
         return tuple(layers)
 
@@ -332,6 +344,64 @@ def quantize_retinanet_head(params, calibration_features, *, scheme="onnx", obse
                          input_scale=np.float32(qp["input"].scale), input_zero_point=int(qp["input"].zero_point),
                          cls_layers=build(_CLS), box_layers=build(_BOX), num_anchors=a, num_classes=k,
                          observer=str(obs_name))
+
+
+def make_quantized_conv(name, weight, w_scale, bias, x_scale, x_zero_point, y_scale, y_zero_point, *, relu,
+                        activation_dtype="int8"):
+    """One :class:`QuantizedConv` from integers and scales (derives the clamp and the multipliers).
+
+    For quantized models made elsewhere (an onnxruntime QDQ model, a TFLite flatbuffer): the weights,
+    bias and qparams as stored there.
+
+    Parameters
+    ----------
+    name : str
+    weight : ndarray of int8, shape (F, C, 3, 3)
+        Per-channel symmetric (zero point 0).
+    w_scale : ndarray of float, shape (F,)
+    bias : ndarray of int, shape (F,)
+        int32 at scale ``x_scale * w_scale``.
+    x_scale, x_zero_point, y_scale, y_zero_point : float, int
+    relu : bool
+        Fuse a ReLU as the clamp ``[max(qmin, y_zero_point), qmax]``.
+    activation_dtype : {"int8", "uint8"}
+
+    Returns
+    -------
+    QuantizedConv
+        ``multiplier = float32(float32(x_scale * w_scale) / y_scale)`` (onnxruntime);
+        ``multiplier_double = double(x_scale) * double(w_scale) / double(y_scale)`` and its Q31 form
+        (TFLite ``QuantizeMultiplier``).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a str; got {type(name).__name__}")
+    _checks.check_choice(activation_dtype, "activation_dtype", ("int8", "uint8"))
+    lo_t, hi_t = _q.QUANT_DTYPES[activation_dtype]
+    w = _checks.as_int_array(weight, "weight", ndim=4)
+    if w.size and (w.min() < -128 or w.max() > 127):
+        raise ValueError(f"`weight` must hold int8 values; got [{w.min()}, {w.max()}]")
+    f = w.shape[0]
+    ws = _checks.as_quant_scale(w_scale, "w_scale", axis=0, length=f).astype(np.float32)
+    ws = np.broadcast_to(ws, (f,)).copy()
+    b = _checks.as_int_array(bias, "bias", ndim=1)
+    if b.shape[0] != f:
+        raise ValueError(f"`bias` must have one value per output channel ({f}); got length {b.shape[0]}")
+    if b.size and (b.min() < -2 ** 31 or b.max() > 2 ** 31 - 1):
+        raise ValueError(f"`bias` must fit in int32; got [{b.min()}, {b.max()}]")
+    xs = np.float32(_checks.as_quant_scale(x_scale, "x_scale"))
+    ys = np.float32(_checks.as_quant_scale(y_scale, "y_scale"))
+    xz = int(_checks.as_quant_zero_point(x_zero_point, "x_zero_point", qmin=lo_t, qmax=hi_t))
+    yz = int(_checks.as_quant_zero_point(y_zero_point, "y_zero_point", qmin=lo_t, qmax=hi_t))
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"`relu` must be a bool; got {relu!r}")
+    m32 = np.asarray((xs * ws) / ys, dtype=np.float32)                 # float32 throughout, as onnxruntime
+    m64 = np.float64(xs) * ws.astype(np.float64) / np.float64(ys)     # double, as TFLite
+    q31, shift = _q.quantize_multiplier(m64)
+    return QuantizedConv(name=name, weight=w.astype(np.int8), w_scale=ws, bias=b.astype(np.int32),
+                         bias_scale=np.asarray(xs * ws, np.float32), x_scale=xs, x_zero_point=xz, y_scale=ys,
+                         y_zero_point=yz, relu=bool(relu), qmin=max(lo_t, yz) if relu else lo_t, qmax=hi_t,
+                         multiplier=m32, multiplier_double=m64, q31=np.asarray(q31, np.int64),
+                         shift=np.asarray(shift, np.int64))
 
 
 def _check_qhead(qhead):

@@ -516,3 +516,97 @@ def test_property_integer_path_is_the_reference_and_one_lsb_from_fake_quant(seed
                 q_fake = np.rint(y_fake / np.float64(layer.y_scale)).astype(np.int64) + layer.y_zero_point
                 assert np.abs(q_fake - cur.astype(np.int64)).max() <= 1
                 prev = (layer.y_scale, layer.y_zero_point)
+
+
+# ---------------------------------------------------------------------------------------------------
+# onnxruntime's own quantizer: quantize_static on the float head, then its QDQ model run by onnxruntime
+# ---------------------------------------------------------------------------------------------------
+
+def _float_head_onnx(p, c):
+    from onnx import TensorProto, helper, numpy_helper
+    nodes, inits, outs = [], [], []
+    for head, last in (("classification_head", "cls_logits"), ("regression_head", "bbox_reg")):
+        prev = "x"
+        names = [f"{head}.conv.0.0", f"{head}.conv.1.0", f"{head}.{last}"]
+        for i, n in enumerate(names):
+            inits += [numpy_helper.from_array(p[n + ".weight"], n + ".weight"),
+                      numpy_helper.from_array(p[n + ".bias"], n + ".bias")]
+            out = n + ".conv"
+            nodes.append(helper.make_node("Conv", [prev, n + ".weight", n + ".bias"], [out], pads=[1, 1, 1, 1], name=n))
+            if i < len(names) - 1:
+                nodes.append(helper.make_node("Relu", [out], [n + ".relu"], name=n + ".relu"))
+                out = n + ".relu"
+            prev = out
+        outs.append(prev)
+    graph = helper.make_graph(nodes, "retinanet_head",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, "H", "W"])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 19)])
+    model.ir_version = 9
+    return model, outs
+
+
+def test_onnx_scheme_reproduces_onnxruntime_quantize_static_and_its_qdq_model(tmp_path, caplog):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    oq = pytest.importorskip("onnxruntime.quantization")
+    from onnx import numpy_helper
+    p = _head(seed=3)
+    calib = [_feats(seed=s) for s in (10, 11)]
+    model, outs = _float_head_onnx(p, 8)
+    onnx.save(model, str(tmp_path / "f.onnx"))
+
+    class Reader(oq.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": f} for batch in calib for f in batch])     # every level of every batch
+
+        def get_next(self):
+            return next(self.it, None)
+
+    # onnxruntime's defaults (QDQ, int8 activations and weights, MinMax) with per-channel weights
+    oq.quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(), per_channel=True,
+                       quant_format=oq.QuantFormat.QDQ, activation_type=oq.QuantType.QInt8,
+                       weight_type=oq.QuantType.QInt8, calibrate_method=oq.CalibrationMethod.MinMax)
+    qm = onnx.load(str(tmp_path / "q.onnx"))
+    init = {t.name: numpy_helper.to_array(t) for t in qm.graph.initializer}
+    producer = {o: n for n in qm.graph.node for o in n.output}
+    consumers = {}
+    for n in qm.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def q_after(tensor):                 # the QuantizeLinear that reads `tensor`: its (scale, zero point)
+        node = [n for n in consumers[tensor] if n.op_type == "QuantizeLinear"][0]
+        return init[node.input[1]], init[node.input[2]]
+
+    theirs = {"input": q_after("x")}
+    convs = {n.name: n for n in qm.graph.node if n.op_type == "Conv"}
+    for name, node in convs.items():
+        theirs[name] = q_after(node.output[0])          # the Relu was folded into the conv's output range
+    ours_cal = QH.quantize_retinanet_head(p, calib, scheme="onnx")
+    ours = QH.quantize_retinanet_head(p, None, scheme="onnx",
+                                      activation_qparams={k: (v[0], v[1]) for k, v in theirs.items()})
+    assert ours_cal.input_scale == theirs["input"][0] and ours_cal.input_zero_point == theirs["input"][1]
+    for layer, cal in zip(ours.cls_layers + ours.box_layers, ours_cal.cls_layers + ours_cal.box_layers):
+        node = convs[layer.name]
+        w_dq, b_dq = producer[node.input[1]], producer[node.input[2]]
+        # weights, their per-channel scales and the int32 biases: identical to onnxruntime's quantizer
+        np.testing.assert_array_equal(layer.weight, init[w_dq.input[0]])
+        np.testing.assert_array_equal(layer.w_scale, init[w_dq.input[1]])
+        np.testing.assert_array_equal(layer.bias, init[b_dq.input[0]])
+        np.testing.assert_array_equal(layer.bias_scale, init[b_dq.input[1]])
+        # our own calibration: the same ranges up to the float32 conv's last bits (two float engines)
+        ys, yz = theirs[layer.name]
+        np.testing.assert_allclose(cal.y_scale, ys, rtol=1e-5)
+        assert abs(cal.y_zero_point - int(yz)) <= 1
+        assert layer.relu == (int(yz) == -128)
+    # onnxruntime runs the QDQ model as QLinearConv chains: the same integers, dequantized the same way
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(tmp_path / "q.onnx"), so, providers=["CPUExecutionProvider"])
+    feats = _feats(seed=12, b=2, sizes=(10, 5, 3))
+    mine = QH.run_quantized_head(ours, feats, mode="onnxruntime")
+    for lvl, f in enumerate(feats):
+        cls, box = sess.run(outs, {"x": f})
+        np.testing.assert_array_equal(cls, mine.cls_logits[lvl])
+        np.testing.assert_array_equal(box, mine.bbox_deltas[lvl])

@@ -32,6 +32,10 @@ def _report(r):
 
 CASES = [
     Case("quantize_retinanet_head", lambda r: ((_params(r), _feats(r)), {"scheme": "tflite"})),
+    Case("make_quantized_conv", lambda r: (("conv", r.integers(-127, 128, (3, 2, 3, 3)).astype(np.int8),
+                                            r.uniform(0.01, 0.1, 3).astype(np.float32),
+                                            r.integers(-500, 500, 3).astype(np.int32), 0.05, -3, 0.1, -128),
+                                           {"relu": True})),
     Case("run_quantized_head", lambda r: ((_qhead(r), _feats(r)), {"mode": "tflite", "return_intermediates": True})),
     Case("run_fake_quant_head", lambda r: ((_qhead(r), _feats(r)), {})),
     Case("float_head_layers", lambda r: ((_params(r), _feats(r)), {})),
@@ -53,6 +57,13 @@ BAD = [
         ValueError, "`image_size`"),
     Bad("accuracy_report", lambda r: ((_report(r)[0][0], _report(r)[0][1], _anchors(20)),
                                       {"image_size": (24, 24), "match_iou": 1.5}), ValueError, "`match_iou`"),
+    Bad("make_quantized_conv", lambda r: (("c", np.zeros((2, 1, 3, 3), np.int8), np.ones(2), np.zeros(3, np.int32),
+                                           0.1, 0, 0.1, 0), {"relu": False}), ValueError, "`bias`"),
+    Bad("make_quantized_conv", lambda r: (("c", np.zeros((2, 1, 3, 3), np.int8), np.ones(2), np.zeros(2, np.int32),
+                                           0.1, 0, 0.1, 0), {"relu": 1}), TypeError, "`relu`"),
+    Bad("quantize_retinanet_head", lambda r: ((_params(r), None), {}), ValueError, "`calibration_features`"),
+    Bad("quantize_retinanet_head", lambda r: ((_params(r), None), {"activation_qparams": {"nope": (1.0, 0)}}),
+        ValueError, "unknown tensors"),
     Bad("format_accuracy_report", lambda r: (({},), {}), TypeError, "`reports`"),
 ]
 
