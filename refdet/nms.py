@@ -228,6 +228,13 @@ def descending_order(scores, *, ties="lowest_index"):
         else:
             key = np.sort(((np.uint64(0xFFFFFFFF) - u) << np.uint64(32)) | idx)
         return (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    if s.dtype.kind == "f" and n > 1:
+        # fast path: a plain (SIMD) sort is already stable when no two scores tie and none is NaN
+        neg = -s if ties == "lowest_index" else s
+        order = np.argsort(neg)
+        ranked = neg[order]
+        if not (ranked[1:] == ranked[:-1]).any() and not np.isnan(ranked[-1]):
+            return (order if ties == "lowest_index" else order[::-1]).astype(np.int64)
     if ties == "highest_index":
         return np.argsort(s, kind="stable")[::-1].astype(np.int64)
     order = np.argsort(-s, kind="stable")       # NaN (and -NaN) go last in NumPy's sort
@@ -493,9 +500,9 @@ def _sweep(g, groups=None, window=None):
     Cs = np.take(C, xs, axis=1)                # coordinates in sweep order: pairs are near each other
     start_row = 0
     while start_row < R and total:
-        # rows [start_row, stop_row) hold about 4 * _CHUNK pairs
+        # rows [start_row, stop_row) hold about _CHUNK pairs (~20 MiB of temporaries)
         base = int(ends[start_row - 1]) if start_row else 0
-        stop_row = int(np.searchsorted(ends, base + 4 * _CHUNK, side="right"))
+        stop_row = int(np.searchsorted(ends, base + _CHUNK, side="right"))
         stop_row = max(stop_row, start_row + 1)
         c = cnt[start_row:stop_row]
         n = int(c.sum())
