@@ -46,6 +46,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from refdet import _checks
+from refdet import conventions
 from refdet import heads as _heads
 from refdet import layers as _layers
 from refdet import quant as _q
@@ -69,6 +70,30 @@ _RUN_MODES = ("onnxruntime", "onnx_reference", "tflite", "tflite_single", "float
 _OBSERVERS = {"minmax": "MinMaxObserver", "moving_average": "MovingAverageMinMaxObserver",
               "histogram": "HistogramObserver", "percentile": "PercentileObserver", "mse": "MSEObserver"}
 _CLS, _BOX = "classification_head", "regression_head"
+
+conventions.register(
+    "quantize_retinanet_head",
+    {"onnx": {"scheme": "onnx"}, "tf": {"scheme": "tflite"}},
+    knobs={"scheme": "'onnx': onnxruntime quantize_static (weights rint(w / s), bias rint(b / (s_x s_w)), zero "
+                     "points RNE, scales in float64 stored as float32); 'tflite': the TFLite converter (weights and "
+                     "bias TfLiteRound(v * (1 / s)), zero points half away, scales in float32)"},
+    doc="onnxruntime/quantization (quantize_static with per_channel=True, QDQ, QInt8, MinMax; verified: identical "
+        "weights, scales and biases, see tests/test_quant_head.py). TFLite: tensorflow/lite/tools/optimize/"
+        "quantization_utils.cc (SymmetricPerChannelQuantizeValues, SymmetricPerChannelBiasQuantize; read from the "
+        "source). PyTorch eager/FX quantization keeps conv biases in float and uses /127.5 weight scales: not "
+        "modelled, so there is no torchvision profile.",
+)
+
+conventions.register(
+    "run_quantized_head",
+    {"onnx": {"mode": "onnxruntime"}, "tf": {"mode": "tflite"}},
+    knobs={"mode": "the runtime whose integer arithmetic is reproduced: 'onnxruntime' (x86 MLAS QLinearConv: "
+                   "float32 multiplier, RNE; QuantizeLinear RNE), 'onnx_reference', 'tflite' (BUILTIN_REF: gemmlowp "
+                   "double rounding; QUANTIZE half away), 'tflite_single', 'float_rne' (XNNPACK-like)"},
+    doc="See refdet.quant.requantize for each mode's arithmetic and sources. onnxruntime verified bit-exact on "
+        "the head (QLinearConv chain and quantize_static's QDQ model); TFLite by the per-layer kernel "
+        "tflite_conv2d_int8 (itself verified against LiteRT BUILTIN_REF, SPEC-quant-exchange §3).",
+)
 
 
 class QuantizedConv(NamedTuple):
@@ -257,8 +282,9 @@ def _calibration_batches(calibration_features):
     return [_as_levels(cf, "calibration_features")[0]]
 
 
-def quantize_retinanet_head(params, calibration_features, *, scheme="onnx", observer="minmax",
-                            activation_dtype="int8", observer_kwargs=None, activation_qparams=None):
+def quantize_retinanet_head(params, calibration_features, *, scheme=None, observer="minmax",
+                            activation_dtype="int8", observer_kwargs=None, activation_qparams=None,
+                            convention="onnx"):
     """Calibrate and quantize a RetinaNet head: int8 per-channel weights, int32 biases, activation qparams.
 
     Parameters
@@ -268,7 +294,7 @@ def quantize_retinanet_head(params, calibration_features, *, scheme="onnx", obse
         ``RetinaNetHead`` state_dict as arrays), conv + ReLU towers (no GroupNorm).
     calibration_features : ndarray (B, C, H, W), a list of them (FPN levels), or a list of such lists
         (several batches). Float features the observers see.
-    scheme : {"onnx", "tflite"}
+    scheme : {"onnx", "tflite"}, optional (default from ``convention``: "onnx")
         ``"onnx"``: onnxruntime's quantizer (weights ``rint(w / s)``, ``s = absmax / 127``; bias
         ``rint(b / (s_x s_w))``; activation ranges by ``compute_scale_zp``, zero point RNE, scale in
         float64 stored as float32). ``"tflite"``: the TFLite converter (weights and bias
@@ -286,11 +312,14 @@ def quantize_retinanet_head(params, calibration_features, *, scheme="onnx", obse
         them (names: ``"input"`` and the layer names, e.g. ``"classification_head.conv.0.0"``), e.g.
         the ranges another tool calibrated. ``calibration_features`` may be None when every tensor
         is given.
+    convention : {"onnx", "tf"} (aliases "onnxruntime", "tflite")
+        Sets ``scheme`` when it is not given.
 
     Returns
     -------
     QuantizedHead
     """
+    scheme = _q._resolve("quantize_retinanet_head", convention, scheme=scheme)["scheme"]
     _checks.check_choice(scheme, "scheme", tuple(_SCHEMES))
     _checks.check_choice(activation_dtype, "activation_dtype", ("int8", "uint8"))
     if scheme == "tflite" and activation_dtype != "int8":
@@ -443,7 +472,7 @@ def _collect(single, v):
     return v[0] if single else v
 
 
-def run_quantized_head(qhead, features, *, mode="onnxruntime", return_intermediates=False):
+def run_quantized_head(qhead, features, *, mode=None, return_intermediates=False, convention="onnx"):
     """Run the quantized head on the integer path.
 
     ``xq = quantize(features)``; per layer ``acc = conv2d_int(xq - x_zp, w) + bias`` (exact, int32
@@ -454,8 +483,8 @@ def run_quantized_head(qhead, features, *, mode="onnxruntime", return_intermedia
     ----------
     qhead : QuantizedHead
     features : ndarray, shape (B, C, H, W), or list of them (FPN levels); float
-    mode : {"onnxruntime", "onnx_reference", "tflite", "tflite_single", "float_rne"}
-        The runtime whose arithmetic is reproduced (see :func:`refdet.quant.requantize`):
+    mode : {"onnxruntime", "onnx_reference", "tflite", "tflite_single", "float_rne"}, optional
+        Default from ``convention`` ("onnxruntime"). The runtime whose arithmetic is reproduced (see :func:`refdet.quant.requantize`):
         ``"onnxruntime"`` (x86 MLAS QLinearConv: float32 multiplier, RNE; input QuantizeLinear RNE),
         ``"onnx_reference"`` (onnx.reference), ``"tflite"`` (LiteRT ``BUILTIN_REF`` kernels: gemmlowp
         double rounding on the Q31 multiplier; input QUANTIZE half away from zero),
@@ -464,11 +493,14 @@ def run_quantized_head(qhead, features, *, mode="onnxruntime", return_intermedia
         ``activation="RELU"`` (tflite modes).
     return_intermediates : bool
         Also return every layer's integer output per level.
+    convention : {"onnx", "tf"} (aliases "onnxruntime", "tflite")
+        Sets ``mode`` when it is not given ("onnx" -> "onnxruntime", "tf" -> "tflite").
 
     Returns
     -------
     QuantizedHeadOutput
     """
+    mode = _q._resolve("run_quantized_head", convention, mode=mode)["mode"]
     qh = _check_qhead(qhead)
     _checks.check_choice(mode, "mode", _RUN_MODES)
     feats, single = _as_levels(features, "features")

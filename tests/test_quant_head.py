@@ -610,3 +610,25 @@ def test_onnx_scheme_reproduces_onnxruntime_quantize_static_and_its_qdq_model(tm
         cls, box = sess.run(outs, {"x": f})
         np.testing.assert_array_equal(cls, mine.cls_logits[lvl])
         np.testing.assert_array_equal(box, mine.bbox_deltas[lvl])
+
+
+def test_conventions_pick_scheme_and_mode(setup):
+    from refdet import conventions
+    p, calib, feats, heads = setup
+    t = QH.quantize_retinanet_head(p, calib, convention="tflite")
+    assert t.scheme == "tflite" and QH.quantize_retinanet_head(p, calib).scheme == "onnx"
+    for x, y in zip(t.cls_layers, heads["tflite"].cls_layers):
+        np.testing.assert_array_equal(x.bias, y.bias)
+        assert x.y_zero_point == y.y_zero_point
+    a = QH.run_quantized_head(heads["tflite"], feats, convention="tf")
+    b = QH.run_quantized_head(heads["tflite"], feats, mode="tflite")
+    for x, y in zip(a.cls_q + a.bbox_q, b.cls_q + b.bbox_q):
+        np.testing.assert_array_equal(x, y)
+    # an explicit mode wins over the convention
+    c = QH.run_quantized_head(heads["tflite"], feats, mode="onnxruntime", convention="tf")
+    d = QH.run_quantized_head(heads["tflite"], feats)
+    for x, y in zip(c.cls_q, d.cls_q):
+        np.testing.assert_array_equal(x, y)
+    assert "tflite" in str(conventions.describe("run_quantized_head"))
+    with pytest.raises(ValueError, match="`convention`"):
+        QH.run_quantized_head(heads["onnx"], feats, convention="torchvision")
