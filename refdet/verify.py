@@ -632,9 +632,11 @@ def _verify_run(args):
     finally:
         prog.done()
     if args.json:
-        clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) and k == "worst_error" and v != v
-                      else (str(v) if isinstance(v, float) and not math.isfinite(v) else v))
-                  for k, v in r.items()} for r in rows]
+        def plain(v):   # JSON has no inf / NaN: write them as strings
+            if isinstance(v, float) and not math.isfinite(v):
+                return str(v)
+            return v
+        clean = [{k: plain(v) for k, v in r.items()} for r in rows]
         print(json.dumps({"ok": all(r["ok"] for r in rows), "rows": clean}, indent=2))
     else:
         print(format_table(rows))

@@ -5,7 +5,9 @@ hypothesis and is imported on first use.
 
 Public pieces: ``strategies`` (hypothesis strategies), ``check_gradients`` (float64 central
 differences), comparators that explain the first difference (``assert_nms_equal``,
-``assert_matches_equal``, ...).
+``assert_matches_equal``, ...), ``conformance`` (``conformance.check_nms(my_nms)`` and the other
+``check_<op>`` functions: golden edge cases + seeded hypothesis cases against refdet, raising an
+AssertionError that names the likely cause; the engine of ``refdet verify``).
 """
 import importlib as _importlib
 

@@ -39,6 +39,11 @@ check_sample_balanced  ``fn(labels (N,)) -> (pos_mask, neg_mask)``
 
 Inputs keep their dtype: float32 cases check float32 behaviour (refdet's float32 mode reproduces
 the framework's order of operations), float64 cases the exact answer.
+
+The checks drive hypothesis themselves (``@given`` with a fixed seed, no shrinking, no example
+database). Call them from plain test functions; inside your own ``@given`` test, hypothesis refuses
+nested ``@given`` unless the outer test suppresses ``HealthCheck.nested_given`` -- or pass
+``n_cases=0`` there to run the golden cases only.
 """
 from __future__ import annotations
 
@@ -231,6 +236,36 @@ def _nms_golden(dtype):
     ]
 
 
+def _explain_batched(got, expected, boxes, scores, idxs, thr):
+    """Explain a batched-NMS difference inside the class of the first differing box."""
+    from refdet.testing.compare_nms import explain_nms_difference
+
+    m = min(len(got), len(expected))
+    diff = np.flatnonzero(got[:m] != expected[:m])
+    k = int(diff[0]) if diff.size else m
+    pick = got[k] if k < len(got) else expected[k]
+    if not (0 <= pick < len(idxs)):
+        return f"batched NMS results differ at position {k}: index {int(pick)} is not a valid box index"
+    c = idxs[pick].item() if hasattr(idxs[pick], "item") else idxs[pick]
+    sub = np.flatnonzero(idxs == c)
+    new = -np.ones(len(idxs), np.int64)
+    new[sub] = np.arange(len(sub))
+    g = np.array([new[j] for j in got if 0 <= j < len(idxs) and idxs[j] == c], np.int64)
+    e = np.array([new[j] for j in expected if idxs[j] == c], np.int64)
+    head = (f"batched NMS results differ: {len(got)} kept vs {len(expected)} expected, first at position {k} "
+            f"(box {int(pick)}, class {c!r})")
+    if np.array_equal(g, e):
+        msg = head + (f"\n  within class {c!r} both agree: the classes are interleaved differently (the final "
+                      "order must be by decreasing score over all classes)")
+        if k < m and scores[got[k]] == scores[expected[k]]:
+            msg += (f"\n  boxes {int(got[k])} and {int(expected[k])} have EQUAL scores: across classes, ties must "
+                    "come lowest index first (a stable sort of the scores)")
+        return msg
+    inner = explain_nms_difference(g, e, boxes[sub], scores[sub], iou_threshold=thr)
+    return (head + f"\n  within class {c!r} (boxes renumbered 0..{len(sub) - 1}; original indices "
+            f"{sub[:12].tolist()}{' ...' if len(sub) > 12 else ''}):\n" + inner)
+
+
 def _nms_compare(fn, convention, batched):
     from refdet.nms import batched_nms, nms
     from refdet.testing.compare_nms import explain_nms_difference
@@ -251,7 +286,10 @@ def _nms_compare(fn, convention, batched):
         got = got.astype(np.int64).ravel()
         if np.array_equal(got, expected):
             return 0.0, None
-        msg = explain_nms_difference(got, expected, b, s, iou_threshold=None if batched else thr)
+        if batched:
+            msg = _explain_batched(got, expected, b, s, i, thr)
+        else:
+            msg = explain_nms_difference(got, expected, b, s, iou_threshold=thr)
         if msg:
             msg = (msg.replace("  got      ", "  yours    ").replace("  expected ", "  refdet   ")
                    .replace("got", "yours").replace("expected", "refdet"))
@@ -293,7 +331,27 @@ def check_nms(fn, *, convention="torchvision", n_cases=100, seed=0, dtype=np.flo
     from refdet.testing import strategies as rst
 
     r = _Runner("nms", "positions", convention, _nms_compare(fn, convention, False), progress)
-    return _finish(r.run(_nms_golden(dtype), rst.nms_inputs(max_n=24, dtype=dtype), n_cases, seed), raise_on_failure)
+    return _finish(r.run(_nms_golden(dtype), _nms_strategy(dtype), n_cases, seed), raise_on_failure)
+
+
+def _nms_strategy(dtype):
+    """``nms_inputs`` (grid boxes, tied scores, exact-threshold pairs) or clusters of overlapping boxes
+    with tied scores at a threshold equal to one of the cluster's float32 IoUs."""
+    from hypothesis import strategies as st
+
+    from refdet.testing import strategies as rst
+
+    @st.composite
+    def clusters(draw):
+        b, s = draw(rst.overlapping_box_sets(dtype=np.float64))
+        thr = draw(st.sampled_from([0.3, 0.5, 0.7]))
+        if len(b) >= 2 and draw(st.booleans()):
+            i, j = draw(st.integers(0, len(b) - 1)), draw(st.integers(0, len(b) - 1))
+            q = rst._iou32(b[i], b[j])
+            thr = float(q) if np.isfinite(q) else thr
+        return b.astype(dtype), s.astype(dtype), thr
+
+    return st.one_of(rst.nms_inputs(max_n=24, dtype=dtype), clusters())
 
 
 def check_batched_nms(fn, *, convention="torchvision", n_cases=100, seed=0, dtype=np.float32,
@@ -304,14 +362,18 @@ def check_batched_nms(fn, *, convention="torchvision", n_cases=100, seed=0, dtyp
 
     from refdet.testing import strategies as rst
 
-    golden = [(name, (b, s, np.arange(len(s)) % 2, t)) for name, (b, s, t) in _nms_golden(dtype)]
+    golden = [(name + ", one class", (b, s, np.zeros(len(s), np.int64), t)) for name, (b, s, t) in _nms_golden(dtype)]
+    # disjoint boxes with equal scores in alternating classes: ties across classes come lowest index first
+    golden.append(("tied scores across classes", (np.array([[0, 0, 1, 1], [5, 5, 6, 6], [10, 10, 11, 11],
+                                                            [20, 20, 21, 21]], dtype), np.full(4, 0.5, dtype),
+                                                  np.array([1, 0, 1, 0]), 0.5)))
     # the same box in two classes: both survive
     golden.append(("same box, two classes", (np.array([[0, 0, 10, 10]] * 2, dtype), np.array([0.9, 0.8], dtype),
                                               np.array([0, 1]), 0.5)))
 
     @st.composite
     def inputs(draw):
-        b, s, t = draw(rst.nms_inputs(max_n=24, dtype=dtype))
+        b, s, t = draw(_nms_strategy(dtype))
         idx = np.array(draw(st.lists(st.integers(0, 2), min_size=len(s), max_size=len(s))), dtype=np.int64)
         return b, s, idx, t
 
