@@ -26,6 +26,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from refdet import _checks
+from refdet import conventions
 
 __all__ = [
     "Conv2dCache",
@@ -43,6 +44,7 @@ __all__ = [
     "UpsampleCache",
     "UpsampleGrads",
     "upsample_nearest_source_index",
+    "onnx_resize_nearest_source_index",
     "upsample_nearest_forward",
     "upsample_nearest_backward",
     "MaxPool2dCache",
@@ -57,6 +59,53 @@ __all__ = [
 
 #: Largest im2col matrix (bytes) built at once; larger convolutions are done in chunks of output rows.
 IM2COL_MAX_BYTES = 256 * 2 ** 20
+
+
+_ONNX_CTM = ("half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn", "align_corners")
+_ONNX_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+_TORCH_UPSAMPLE = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+conventions.register(
+    "upsample_nearest",
+    {
+        "torchvision": dict(_TORCH_UPSAMPLE),
+        "detectron2": dict(_TORCH_UPSAMPLE),
+        "mmdet": dict(_TORCH_UPSAMPLE),
+        "caffe": dict(_TORCH_UPSAMPLE),
+        "tf": dict(_TORCH_UPSAMPLE),
+        "paper": dict(_TORCH_UPSAMPLE),
+        "onnx": {"mode": "onnx", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_floor"},
+    },
+    knobs={
+        "mode": "'nearest' (PyTorch: floor(dst * in/out)), 'nearest-exact' (floor((dst + 0.5) * in/out)) or "
+                "'onnx' (ONNX Resize with the two knobs below)",
+        "coordinate_transformation_mode": "ONNX Resize coordinate map (used when mode='onnx'); 'asymmetric' with "
+                                          "nearest_mode 'floor' is the ONNX spelling of PyTorch 'nearest'",
+        "nearest_mode": "ONNX Resize rounding of the source coordinate (used when mode='onnx')",
+    },
+    doc="torchvision FPN: F.interpolate(size=lateral, mode='nearest') (ops/feature_pyramid_network.py); "
+        "detectron2 FPN: scale_factor=2.0 nearest; mmdet FPN: nearest to prev_shape; TF OD API FPN: "
+        "ops.nearest_neighbor_upsampling (integer scale, the same map as 'nearest'); Caffe (Detectron1) "
+        "UpsampleNearest is integer-scale nearest. ONNX Resize defaults to half_pixel + round_prefer_floor, "
+        "which differs from PyTorch for non-integer ratios (13 -> 25: output 13 reads row 7, not 6).",
+)
+
+conventions.register(
+    "max_pool2d",
+    {
+        "torchvision": {"ceil_mode": False},
+        "detectron2": {"ceil_mode": False},
+        "mmdet": {"ceil_mode": False},
+        "caffe": {"ceil_mode": True},
+        "onnx": {"ceil_mode": False},
+        "paper": {"ceil_mode": False},
+    },
+    knobs={"ceil_mode": "round the output size up (Caffe's PoolingLayer always does) instead of down"},
+    doc="PyTorch/ONNX MaxPool default ceil_mode=False; Caffe's PoolingLayer computes "
+        "ceil((H + 2p - k) / s) + 1 (SSD and py-faster-rcnn VGG pools), clipped so the last window starts "
+        "inside the image or its left padding. TF pools with 'SAME'/'VALID' padding strings (not modelled: "
+        "the op raises for convention='tf').",
+)
 
 
 def _dtype_of(*arrays):
@@ -377,6 +426,63 @@ def upsample_nearest_source_index(in_size, out_size, *, scale_factor=None, mode=
     return np.minimum(src.astype(np.int64), in_size - 1)
 
 
+def onnx_resize_nearest_source_index(in_size, out_size, *, scale=None,
+                                     coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_floor"):
+    """Source index of every output position along one axis for ONNX ``Resize(mode="nearest")``.
+
+    ``x_scale = float32(out) / float32(in)`` (or the given ``scale``, as ONNX ``scales``), then in
+    float32, as ONNX Runtime's ``get_original_coordinate``:
+
+    ==========================  ==================================================
+    half_pixel (ONNX default)   ``(x + 0.5) / x_scale - 0.5``
+    pytorch_half_pixel          the same, but 0 when ``out == 1``
+    asymmetric                  ``x / x_scale``
+    tf_half_pixel_for_nn        ``(x + 0.5) / x_scale``
+    align_corners               ``x * (in - 1) / (out - 1)`` (0 when ``out == 1``)
+    ==========================  ==================================================
+
+    then ``nearest_mode``: ``round_prefer_floor`` (default; a value exactly halfway goes down),
+    ``round_prefer_ceil`` (``std::round``: halfway goes away from zero), ``floor`` or ``ceil``, and the
+    result is clipped to ``[0, in - 1]``. ``asymmetric`` + ``floor`` is PyTorch's ``nearest``.
+
+    Notes
+    -----
+    Exact halfway points (``half_pixel`` with ``(2 dst + 1) * in / out`` an odd integer, e.g. 14 -> 19,
+    dst 9: 6.5) come out of float32 as ``6.5000005`` and round up here; ONNX Runtime 1.32 lands on
+    the tie and rounds down (it agrees with this function on every other position tested).
+
+    Returns
+    -------
+    ndarray of int64, shape (out_size,)
+    """
+    _checks.check_choice(coordinate_transformation_mode, "coordinate_transformation_mode", _ONNX_CTM)
+    _checks.check_choice(nearest_mode, "nearest_mode", _ONNX_NEAREST)
+    f32 = np.float32
+    xs = f32(scale) if scale is not None else f32(out_size) / f32(max(in_size, 1))
+    xr = np.arange(out_size).astype(f32)
+    half = f32(0.5)
+    ctm = coordinate_transformation_mode
+    if ctm == "half_pixel":
+        xo = (xr + half) / xs - half
+    elif ctm == "pytorch_half_pixel":
+        xo = (xr + half) / xs - half if out_size > 1 else np.zeros(out_size, f32)
+    elif ctm == "asymmetric":
+        xo = xr / xs
+    elif ctm == "tf_half_pixel_for_nn":
+        xo = (xr + half) / xs
+    else:  # align_corners
+        xo = xr * f32(in_size - 1) / f32(out_size - 1) if out_size > 1 else np.zeros(out_size, f32)
+    if nearest_mode == "floor":
+        src = np.floor(xo)
+    elif nearest_mode == "ceil":
+        src = np.ceil(xo)
+    else:
+        src = np.sign(xo) * np.floor(np.abs(xo) + half)      # std::round: halves away from zero
+        if nearest_mode == "round_prefer_floor":
+            src = np.where(xo == np.trunc(xo) + half, np.floor(xo), src)
+    return np.clip(src.astype(np.int64), 0, in_size - 1)
+
+
 def _size_pair(size, name):
     if isinstance(size, (str, bytes)):
         raise TypeError(f"`{name}` must be an int or a pair of ints; got {size!r}")
@@ -399,8 +505,9 @@ def _scale_pair(scale_factor):
     return (v, v)
 
 
-def upsample_nearest_forward(x, *, size=None, scale_factor=None, mode="nearest", recompute_scale_factor=False):
-    """Nearest-neighbour resize of an NCHW map, as ``torch.nn.functional.interpolate``.
+def upsample_nearest_forward(x, *, size=None, scale_factor=None, mode=None, recompute_scale_factor=False,
+                             convention="torchvision", coordinate_transformation_mode=None, nearest_mode=None):
+    """Nearest-neighbour resize of an NCHW map, as ``torch.nn.functional.interpolate`` (or ONNX Resize).
 
     Parameters
     ----------
@@ -411,10 +518,19 @@ def upsample_nearest_forward(x, *, size=None, scale_factor=None, mode="nearest",
         Output size ``floor(H * scale_factor)``; the source index then uses ``1 / scale_factor``
         (not ``H / Ho``) unless ``recompute_scale_factor=True``, exactly as PyTorch does. With
         ``scale_factor=2`` an odd map doubles (detectron2's FPN, which needs sizes divisible by 32).
-    mode : {"nearest", "nearest-exact"}
+    mode : {"nearest", "nearest-exact", "onnx"}, optional
         ``"nearest"``: ``src = floor(dst * in / out)`` (PyTorch's default, OpenCV ``INTER_NEAREST``;
         what torchvision's and mmdet's FPN use). ``"nearest-exact"``: ``floor((dst + 0.5) * in / out)``
         (Pillow, scikit-image). See :func:`upsample_nearest_source_index` for the float32 arithmetic.
+        ``"onnx"``: ONNX ``Resize(mode="nearest")`` with ``coordinate_transformation_mode`` and
+        ``nearest_mode`` (:func:`onnx_resize_nearest_source_index`); ``scale_factor`` is then ONNX's
+        ``scales`` (output ``floor(in * scale)``, coordinates use the given scale).
+        Default: set by ``convention`` ("nearest" everywhere except ``"onnx"``).
+    convention : str
+        ``"onnx"`` selects ONNX Resize's defaults (``half_pixel`` + ``round_prefer_floor``), which differ
+        from PyTorch's ``nearest`` for non-integer ratios; see ``conventions.describe("upsample_nearest")``.
+    coordinate_transformation_mode, nearest_mode : str, optional
+        ONNX knobs (used with ``mode="onnx"``); override the profile.
 
     Returns
     -------
@@ -429,9 +545,13 @@ def upsample_nearest_forward(x, *, size=None, scale_factor=None, mode="nearest",
     on every FPN size pair ``n -> 2n - 1, 2n, 2n + 1`` but can differ by one source row for
     ``nearest-exact`` at large sizes (e.g. 92 -> 183) where ``(dst + 0.5) * in / out`` is an integer.
     """
+    st = conventions.resolve("upsample_nearest", convention, mode=mode,
+                             coordinate_transformation_mode=coordinate_transformation_mode, nearest_mode=nearest_mode)
+    mode = _checks.check_choice(st["mode"], "mode", ("nearest", "nearest-exact", "onnx"))
+    ctm = _checks.check_choice(st["coordinate_transformation_mode"], "coordinate_transformation_mode", _ONNX_CTM)
+    nmode = _checks.check_choice(st["nearest_mode"], "nearest_mode", _ONNX_NEAREST)
     x = _checks.as_nchw(x, "x", finite=False)
     _checks.check_finite(x, "x", allow_inf=True)
-    _checks.check_choice(mode, "mode", ("nearest", "nearest-exact"))
     if (size is None) == (scale_factor is None):
         raise ValueError("exactly one of `size` and `scale_factor` must be given; got "
                          f"size={size!r}, scale_factor={scale_factor!r}")
@@ -449,8 +569,14 @@ def upsample_nearest_forward(x, *, size=None, scale_factor=None, mode="nearest",
             sh = sw = None
     if h == 0 or w == 0:
         raise ValueError(f"`x` must have non-empty spatial dimensions to upsample; got shape {x.shape}")
-    rows = upsample_nearest_source_index(h, ho, scale_factor=sh, mode=mode)
-    cols = upsample_nearest_source_index(w, wo, scale_factor=sw, mode=mode)
+    if mode == "onnx":
+        rows = onnx_resize_nearest_source_index(h, ho, scale=sh, coordinate_transformation_mode=ctm,
+                                                nearest_mode=nmode)
+        cols = onnx_resize_nearest_source_index(w, wo, scale=sw, coordinate_transformation_mode=ctm,
+                                                nearest_mode=nmode)
+    else:
+        rows = upsample_nearest_source_index(h, ho, scale_factor=sh, mode=mode)
+        cols = upsample_nearest_source_index(w, wo, scale_factor=sw, mode=mode)
     y = x[:, :, rows[:, None], cols[None, :]]                              # (B, C, Ho, Wo) gather
     return y, UpsampleCache(x.shape, rows, cols, x.dtype)
 
@@ -490,7 +616,8 @@ class MaxPool2dGrads(NamedTuple):
     dx: np.ndarray                # (B, C, H, W)
 
 
-def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False):
+def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=None,
+                       convention="torchvision"):
     """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
 
     Parameters
@@ -503,9 +630,12 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     padding : int or (int, int)
         Implicit ``-inf`` padding; at most half the kernel (PyTorch's rule).
     dilation : int or (int, int)
-    ceil_mode : bool
+    ceil_mode : bool, optional
         Round the output size up, as long as the last window starts inside the input or the left
-        padding.
+        padding. Default from ``convention``: False, except ``"caffe"`` (Caffe's PoolingLayer always
+        rounds up).
+    convention : str
+        See ``conventions.describe("max_pool2d")``.
 
     Returns
     -------
@@ -525,6 +655,9 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     then writes out of bounds. NaN is rejected (PyTorch would propagate it).
     The loop runs over the KH*KW kernel taps, never over pixels.
     """
+    ceil_mode = conventions.resolve("max_pool2d", convention, ceil_mode=ceil_mode)["ceil_mode"]
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"`ceil_mode` must be a bool; got {type(ceil_mode).__name__} {ceil_mode!r}")
     x = _checks.as_nchw(x, "x", finite=False)
     _checks.check_finite(x, "x", allow_inf=True)
     kh, kw = _checks.check_pair(kernel_size, "kernel_size", low=1)

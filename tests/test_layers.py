@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from refdet import layers
 from refdet.layers import (conv2d_backward, conv2d_forward, group_norm_backward, group_norm_forward,
-                           max_pool2d_backward, max_pool2d_forward, relu_backward, relu_forward, sigmoid_backward,
+                           max_pool2d_backward, max_pool2d_forward, onnx_resize_nearest_source_index,
+                           relu_backward, relu_forward, sigmoid_backward,
                            sigmoid_forward, upsample_nearest_backward, upsample_nearest_forward,
                            upsample_nearest_source_index)
 from refdet.testing import check_gradients
@@ -232,10 +233,14 @@ def test_relu_sigmoid_match_torch(x, dtype):
         tx = torch.tensor(x, requires_grad=True)
         ty = tfn(tx)
         ty.backward(torch.tensor(dy))
-        # ReLU exactly; sigmoid to a few ulp (exp implementations differ), backward computed from y
-        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=4 * np.finfo(dtype).eps, atol=0)
-        np.testing.assert_allclose(bwd(dy, cache).dx, tx.grad.numpy(), rtol=16 * np.finfo(dtype).eps,
-                                   atol=4 * np.finfo(dtype).tiny)
+        # ReLU exactly; sigmoid to a few ulp (exp implementations differ). The backward uses
+        # dy * (1 - y) * y: an ulp of difference in y near 1 is an absolute error of eps in (1 - y),
+        # so the gradient may differ by ~eps * |dy| absolutely on top of a few ulp relatively.
+        eps = np.finfo(dtype).eps
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=4 * eps, atol=0)
+        mine, ref = bwd(dy, cache).dx, tx.grad.numpy()
+        bound = 16 * eps * np.abs(ref) + 4 * eps * np.abs(dy) + 4 * np.finfo(dtype).tiny
+        assert np.all(np.abs(mine - ref) <= bound), float(np.max(np.abs(mine - ref) - bound))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -500,3 +505,124 @@ def test_group_norm_matches_torch(g, cpg, hw, dtype, affine, seed):
         np.testing.assert_allclose(mine, r, rtol=0, atol=tol * sc(r) * 4)
     if not affine:
         assert gr.dgamma is None and gr.dbeta is None
+
+
+# --------------------------------------------------------------------------------------------------
+# ONNX Resize conventions and the max_pool2d convention
+# --------------------------------------------------------------------------------------------------
+
+def test_onnx_resize_spec_cases():
+    # SPEC-quant-exchange §5/§6.3: 13 -> 25 with the ONNX default (half_pixel, round_prefer_floor):
+    # output 13: x = (13 + .5) * 13/25 - .5 = 6.52 -> 7, while PyTorch nearest reads floor(13 * .52) = 6
+    onnx_rows = onnx_resize_nearest_source_index(13, 25)
+    np.testing.assert_array_equal(onnx_rows, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11,
+                                              12, 12])
+    y, _ = upsample_nearest_forward(np.arange(13.0).reshape(1, 1, 13, 1), size=(25, 1), convention="onnx")
+    np.testing.assert_array_equal(y.ravel(), onnx_rows)
+    # asymmetric + floor is PyTorch's nearest, for the odd FPN sizes too
+    for n_in, n_out in ((13, 25), (5, 7), (38, 75), (10, 15)):
+        np.testing.assert_array_equal(
+            onnx_resize_nearest_source_index(n_in, n_out, coordinate_transformation_mode="asymmetric",
+                                             nearest_mode="floor"),
+            upsample_nearest_source_index(n_in, n_out))
+    # integer scale 2: half_pixel maps dst to dst/2 - 1/4 (rounds to dst // 2 either way) and asymmetric
+    # to dst/2 (floor, or a tie rounded down) -> dst // 2, PyTorch's map. Not every pair does:
+    # asymmetric + round_prefer_ceil sends dst = 1 (0.5) to 1, half_pixel + floor sends dst = 2 (0.75) to 0.
+    for ctm, nm in (("half_pixel", "round_prefer_floor"), ("half_pixel", "round_prefer_ceil"),
+                    ("pytorch_half_pixel", "round_prefer_floor"), ("asymmetric", "floor"),
+                    ("asymmetric", "round_prefer_floor")):
+        np.testing.assert_array_equal(
+            onnx_resize_nearest_source_index(13, 26, coordinate_transformation_mode=ctm, nearest_mode=nm),
+            np.arange(26) // 2, err_msg=f"{ctm} {nm}")
+    assert onnx_resize_nearest_source_index(13, 26, coordinate_transformation_mode="asymmetric",
+                                            nearest_mode="round_prefer_ceil")[1] == 1
+    assert onnx_resize_nearest_source_index(13, 26, coordinate_transformation_mode="half_pixel",
+                                            nearest_mode="floor")[2] == 0
+    # explicit knobs override the profile; a bad knob names itself
+    y2, _ = upsample_nearest_forward(np.arange(13.0).reshape(1, 1, 13, 1), size=(25, 1), convention="onnx",
+                                     coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    np.testing.assert_array_equal(y2.ravel(), upsample_nearest_source_index(13, 25))
+    with pytest.raises(ValueError, match="`nearest_mode`"):
+        upsample_nearest_forward(np.zeros((1, 1, 2, 2)), size=3, mode="onnx", nearest_mode="round")
+    with pytest.raises(ValueError, match="`convention`"):
+        upsample_nearest_forward(np.zeros((1, 1, 2, 2)), size=3, convention="keras")
+
+
+def _ort_resize_rows(ort, n_in, n_out, ctm, nm, scale=None):
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, n_in, 1])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    if scale is None:
+        init = helper.make_tensor("sizes", TensorProto.INT64, [4], [1, 1, n_out, 1])
+        node = helper.make_node("Resize", ["X", "", "", "sizes"], ["Y"], mode="nearest",
+                                coordinate_transformation_mode=ctm, nearest_mode=nm)
+    else:
+        init = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, scale, 1])
+        node = helper.make_node("Resize", ["X", "", "scales"], ["Y"], mode="nearest",
+                                coordinate_transformation_mode=ctm, nearest_mode=nm)
+    model = helper.make_model(helper.make_graph([node], "resize", [x], [y], initializer=[init]),
+                              opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"X": np.arange(n_in, dtype=np.float32).reshape(1, 1, n_in, 1)})[0].ravel().astype(np.int64)
+
+
+def _boundary(n_in, n_out, ctm, scale=None):
+    """Positions whose exact source coordinate is an integer or a half-integer (float32 may land on
+    either side of it; ONNX Runtime and refdet can round such positions differently)."""
+    from fractions import Fraction
+    s = Fraction(n_out, n_in) if scale is None else Fraction(np.float32(scale).item())
+    out = []
+    for d in range(n_out):
+        if ctm in ("half_pixel", "pytorch_half_pixel"):
+            x = (d + Fraction(1, 2)) / s - Fraction(1, 2)
+        elif ctm == "tf_half_pixel_for_nn":
+            x = (d + Fraction(1, 2)) / s
+        elif ctm == "asymmetric":
+            x = d / s
+        else:
+            x = Fraction(d * (n_in - 1), n_out - 1) if n_out > 1 else Fraction(0)
+        out.append((2 * x).denominator == 1)
+    return np.array(out, dtype=bool)
+
+
+@pytest.mark.parametrize("ctm", ["half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn",
+                                 "align_corners"])
+def test_onnx_resize_matches_onnxruntime(ctm):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    checked = 0
+    for nm in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"):
+        for n_in in range(1, 12):
+            for n_out in range(1, 2 * n_in + 3):
+                ref = _ort_resize_rows(ort, n_in, n_out, ctm, nm)
+                mine = onnx_resize_nearest_source_index(n_in, n_out, coordinate_transformation_mode=ctm,
+                                                        nearest_mode=nm)
+                # asymmetric/floor (PyTorch's nearest) agrees everywhere, boundaries included
+                keep = np.ones(n_out, bool) if (ctm, nm) == ("asymmetric", "floor") else ~_boundary(n_in, n_out, ctm)
+                np.testing.assert_array_equal(mine[keep], ref[keep], err_msg=f"{n_in} -> {n_out} {ctm} {nm}")
+                checked += int(keep.sum())
+    # with `scales`: output floor(in * scale), coordinates from the given scale
+    for n_in, scale in ((5, 1.5), (7, 2.0), (10, 1.5), (9, 0.5), (13, 1.9)):
+        ref = _ort_resize_rows(ort, n_in, None, ctm, "round_prefer_floor", scale=scale)
+        y, c = upsample_nearest_forward(np.zeros((1, 1, n_in, 1)), scale_factor=(scale, 1.0), mode="onnx",
+                                        coordinate_transformation_mode=ctm, nearest_mode="round_prefer_floor")
+        assert len(c.rows) == len(ref)
+        keep = ~_boundary(n_in, len(ref), ctm, scale=scale)
+        np.testing.assert_array_equal(c.rows[keep], ref[keep], err_msg=f"{n_in} x {scale} {ctm}")
+    assert checked > 300
+
+
+def test_max_pool_caffe_convention_rounds_up():
+    # Caffe: ceil((5 - 2) / 2) + 1 = 3 outputs (the last window holds only column 4); PyTorch: floor -> 2
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    y, _ = max_pool2d_forward(x, 2, stride=2, convention="caffe")
+    np.testing.assert_array_equal(y[0, 0], [[6, 8, 9], [16, 18, 19], [21, 23, 24]])
+    assert max_pool2d_forward(x, 2, stride=2)[0].shape == (1, 1, 2, 2)
+    assert max_pool2d_forward(x, 2, stride=2, convention="caffe", ceil_mode=False)[0].shape == (1, 1, 2, 2)
+    with pytest.raises(ValueError, match="`convention`"):
+        max_pool2d_forward(x, 2, convention="tf")
+    with pytest.raises(TypeError, match="`ceil_mode`"):
+        max_pool2d_forward(x, 2, ceil_mode="yes")
