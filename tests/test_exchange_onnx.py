@@ -562,3 +562,100 @@ def test_postprocess_boxes_match_torchvision_box_coder():
     want = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(torch.from_numpy(deltas[0]), torch.from_numpy(anchors))
     # float32 in the same order of operations; only exp may differ in the last bit (MKL vs MLAS)
     np.testing.assert_allclose(got, want.numpy(), rtol=2e-7, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the quantized RetinaNet head as QDQ
+# ---------------------------------------------------------------------------------------------------
+
+def _qhead(seed=0, scheme="onnx", activation_dtype="uint8", c=8):
+    from refdet.quant_head import quantize_retinanet_head
+
+    p = head(c=c, depth=2)
+    r = np.random.default_rng(seed)
+    cal = [[r.standard_normal((2, c, 9, 7)).astype(np.float32) * (1 + i)] for i in range(3)]
+    return quantize_retinanet_head(p, cal, scheme=scheme, activation_dtype=activation_dtype)
+
+
+def _same_qhead(a, b):
+    assert (a.scheme, a.activation_dtype, a.num_anchors, a.num_classes) == \
+        (b.scheme, b.activation_dtype, b.num_anchors, b.num_classes)
+    assert a.input_scale == b.input_scale and a.input_zero_point == b.input_zero_point
+    for la, lb in zip(a.cls_layers + a.box_layers, b.cls_layers + b.box_layers):
+        for f in la._fields:
+            x, y = getattr(la, f), getattr(lb, f)
+            if f == "name":
+                assert x == y
+            else:
+                assert np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y), (la.name, f)
+
+
+@pytest.mark.parametrize("scheme,adt", [("onnx", "uint8"), ("onnx", "int8"), ("tflite", "int8")])
+def test_qdq_round_trip(scheme, adt, tmp_path):
+    q = _qhead(scheme=scheme, activation_dtype=adt)
+    m = rx.export_onnx(q, model="quantized_retinanet_head", num_levels=2)
+    onnx.checker.check_model(m, full_check=True)
+    path = tmp_path / "q.onnx"
+    onnx.save(m, str(path))
+    _same_qhead(q, rx.load_quantized_head(str(path)))
+    p = rx.load_onnx_params(m)
+    name = q.cls_layers[0].name
+    assert p[name + ".weight_quantized"].dtype == np.int8 and p[name + ".bias_quantized"].dtype == np.int32
+    assert p["input_zero_point"].dtype == np.dtype(adt) and p["input_zero_point"].shape == ()
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("Conv") == 2 * 2 * 3 and "QuantizeLinear" in ops
+    dq_w = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0].endswith(".weight_quantized")]
+    assert all(onnx.helper.get_attribute_value(n.attribute[0]) == 0 for n in dq_w)   # axis 0: per channel
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_qdq_onnxruntime_equals_refdet_integer_path(seed):
+    import onnxruntime as ort
+
+    # uint8 activations (onnxruntime's default): every conv is fused into QLinearConv and the
+    # outputs are the integers of run_quantized_head(mode="onnxruntime"), exactly
+    q = _qhead(seed=seed)
+    m = rx.export_onnx(q, model="quantized_retinanet_head", num_levels=2)
+    report = rx.verify_onnx(m, rng=seed, batch=2, lsb_tolerance=0, runtimes=("onnxruntime",))
+    assert report.ok, "\n" + str(report)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"refdet_qdq_{os.getpid()}.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    fused = onnx.load(so.optimized_model_filepath)
+    os.remove(so.optimized_model_filepath)
+    ops = {n.op_type for n in fused.graph.node}
+    assert "QLinearConv" in ops and "Conv" not in ops
+    # onnx.reference and the unfused session compute float convs on dequantized values: within 1 LSB
+    report = rx.verify_onnx(m, rng=seed, batch=2, runtimes=("onnx.reference", "onnxruntime-unfused"))
+    assert report.ok, "\n" + str(report)
+
+
+def test_qdq_int8_and_tflite_scheme_within_one_lsb():
+    for scheme in ("onnx", "tflite"):
+        m = rx.export_onnx(_qhead(scheme=scheme, activation_dtype="int8"), model="quantized_retinanet_head")
+        assert_ok(rx.verify_onnx(m, rng=3))
+
+
+def test_qdq_bad_arguments():
+    with pytest.raises(TypeError, match="QuantizedHead"):
+        rx.export_onnx(head(), model="quantized_retinanet_head")
+    with pytest.raises(ValueError, match="opset"):
+        rx.export_onnx(_qhead(), model="quantized_retinanet_head", opset=17)
+    with pytest.raises(ValueError, match="not a 'quantized_retinanet_head'"):
+        rx.load_quantized_head(rx.export_onnx(head()))
+    from refdet.exchange import nnef as rn
+
+    with pytest.raises(ValueError, match="ONNX"):
+        rn.export_nnef(_qhead(), "/nonexistent/never", model="quantized_retinanet_head")
+
+
+def test_cli_quantized(tmp_path, capsys):
+    from refdet import cli
+
+    out = str(tmp_path / "q.onnx")
+    assert cli.main(["export", "--model", "quantized-retinanet-head", out, "--levels", "2"]) == 0
+    assert cli.main(["verify-export", out]) == 0
+    assert "all outputs agree" in capsys.readouterr().out
+    q = rx.load_quantized_head(out)
+    assert q.activation_dtype == "uint8" and q.scheme == "onnx"

@@ -20,6 +20,11 @@ Models
 ``"fpn_retinanet_head"``
     The FPN, then the RetinaNet head on every FPN output: ``cls_logits``, ``bbox_deltas`` over all
     levels. Parameters are torchvision ``RetinaNet`` state_dict keys: ``backbone.fpn.*`` and ``head.*``.
+``"quantized_retinanet_head"`` (ONNX only)
+    A :class:`refdet.quant_head.QuantizedHead` as a QDQ graph: ``QuantizeLinear``/``DequantizeLinear``
+    around float ``Conv``/``Relu`` with per-channel int8 weights (axis 0) and int32 biases at scale
+    ``s_x * s_w``; outputs the dequantized ``cls_logits`` and ``bbox_deltas`` like ``"retinanet_head"``.
+    refdet's answer is :func:`refdet.quant_head.run_quantized_head` (``mode="onnxruntime"``).
 ``"postprocess"``
     Inference post-processing: ``boxes = decode_boxes(bbox_deltas, anchors)`` (torchvision
     convention, weights divide, ``dw, dh`` clamped from above at ``clamp``), ``scores =
@@ -38,7 +43,7 @@ import numpy as np
 from refdet import _checks
 from refdet import conventions
 
-MODELS = ("rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess")
+MODELS = ("rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head")
 FPN_PREFIX = "backbone.fpn."
 HEAD_PREFIX = "head."
 
@@ -130,6 +135,8 @@ def make_config(model, params, *, num_levels=1, extra_blocks=None, convention="t
     model = check_model(model)
     knobs = {k: v for k, v in (fpn_knobs or {}).items() if v is not None}
     cfg = {"model": model}
+    if model == "quantized_retinanet_head":
+        return quantized_config(params, _checks.check_int(num_levels, "num_levels", low=1))
     if model == "postprocess":
         p = post_params(params, **(post or {}))
         cfg["in_channels"] = []
@@ -156,6 +163,86 @@ def make_config(model, params, *, num_levels=1, extra_blocks=None, convention="t
                              f"F = {fc['out_channels']}")
         cfg.update({"fpn": fc, "head": hc, "in_channels": fc["in_channels"]})
     return cfg, p
+
+
+def quantized_config(qhead, num_levels):
+    """(config, params) of a :class:`refdet.quant_head.QuantizedHead`: the QDQ initializers by name."""
+    from refdet.quant_head import QuantizedHead
+
+    if not isinstance(qhead, QuantizedHead):
+        raise TypeError(f"model='quantized_retinanet_head' needs a QuantizedHead (from "
+                        f"refdet.quant_head.quantize_retinanet_head) as `params`; got {type(qhead).__name__}")
+    adt = np.dtype(qhead.activation_dtype)
+    p = {"input_scale": np.asarray(qhead.input_scale, np.float32),
+         "input_zero_point": np.asarray(qhead.input_zero_point, adt)}
+    layers = {}
+    for branch, ls in (("cls", qhead.cls_layers), ("box", qhead.box_layers)):
+        layers[branch] = []
+        for layer in ls:
+            n = layer.name
+            f = layer.weight.shape[0]
+            p[n + ".weight_quantized"] = np.asarray(layer.weight, np.int8)
+            p[n + ".weight_scale"] = np.asarray(layer.w_scale, np.float32)
+            p[n + ".weight_zero_point"] = np.zeros(f, np.int8)
+            p[n + ".bias_quantized"] = np.asarray(layer.bias, np.int32)
+            p[n + ".bias_scale"] = np.asarray(layer.bias_scale, np.float32)
+            p[n + ".bias_zero_point"] = np.zeros(f, np.int32)
+            p[n + ".output_scale"] = np.asarray(layer.y_scale, np.float32)
+            p[n + ".output_zero_point"] = np.asarray(layer.y_zero_point, adt)
+            layers[branch].append([n, bool(layer.relu)])
+    c = int(qhead.cls_layers[0].weight.shape[1])
+    cfg = {"model": "quantized_retinanet_head", "in_channels": [c] * num_levels,
+           "num_anchors": int(qhead.num_anchors), "num_classes": int(qhead.num_classes),
+           "scheme": qhead.scheme, "activation_dtype": qhead.activation_dtype, "observer": qhead.observer,
+           "layers": layers}
+    return cfg, p
+
+
+def qhead_from_params(cfg, params):
+    """Rebuild the :class:`refdet.quant_head.QuantizedHead` from QDQ initializers and the config.
+
+    The derived fields (requantization multipliers, Q31 form, clamps) are recomputed with the formulas
+    of :func:`refdet.quant_head.quantize_retinanet_head`, so the result equals the exported head.
+    """
+    from refdet import quant as q
+    from refdet.quant_head import QuantizedConv, QuantizedHead
+
+    adt = cfg.get("activation_dtype")
+    if adt not in ("int8", "uint8") or not isinstance(cfg.get("layers"), dict):
+        raise ValueError("the model's refdet config does not describe a quantized head")
+    lo, hi = q.QUANT_DTYPES[adt]
+
+    def get(key):
+        if key not in params:
+            raise ValueError(f"the quantized model lacks the initializer {key!r}")
+        return np.asarray(params[key])
+
+    xs, xz = np.float32(get("input_scale")), int(get("input_zero_point"))
+    branches = []
+    for branch in ("cls", "box"):
+        layers = []
+        for name, relu in cfg["layers"].get(branch, []):
+            ws = get(name + ".weight_scale").astype(np.float32)
+            ys, yz = np.float32(get(name + ".output_scale")), int(get(name + ".output_zero_point"))
+            m32 = np.asarray((xs * ws) / ys, dtype=np.float32)
+            m64 = np.float64(xs) * ws.astype(np.float64) / np.float64(ys)
+            q31, shift = q.quantize_multiplier(m64)
+            layers.append(QuantizedConv(
+                name=name, weight=get(name + ".weight_quantized").astype(np.int8), w_scale=ws,
+                bias=get(name + ".bias_quantized").astype(np.int32),
+                bias_scale=get(name + ".bias_scale").astype(np.float32), x_scale=xs, x_zero_point=xz,
+                y_scale=ys, y_zero_point=yz, relu=bool(relu), qmin=max(lo, yz) if relu else lo, qmax=hi,
+                multiplier=m32, multiplier_double=m64, q31=np.asarray(q31, np.int64),
+                shift=np.asarray(shift, np.int64)))
+            xs, xz = ys, yz
+        branches.append(tuple(layers))
+        xs, xz = np.float32(get("input_scale")), int(get("input_zero_point"))
+    if not branches[0] or not branches[1]:
+        raise ValueError("the quantized model's config lists no layers")
+    return QuantizedHead(scheme=cfg.get("scheme", "onnx"), activation_dtype=adt,
+                         input_scale=np.float32(get("input_scale")), input_zero_point=int(get("input_zero_point")),
+                         cls_layers=branches[0], box_layers=branches[1], num_anchors=int(cfg["num_anchors"]),
+                         num_classes=int(cfg["num_classes"]), observer=str(cfg.get("observer", "")))
 
 
 def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(1000.0 / 16),
@@ -191,7 +278,7 @@ def input_names(cfg):
     if cfg["model"] == "postprocess":
         return ["cls_logits", "bbox_deltas", "anchors"]
     n = len(cfg["in_channels"])
-    if cfg["model"] in ("rpn_head", "retinanet_head") and n == 1:
+    if cfg["model"] in ("rpn_head", "retinanet_head", "quantized_retinanet_head") and n == 1:
         return ["features"]
     return [f"features_{i}" for i in range(n)]
 
@@ -200,7 +287,7 @@ def output_names(cfg):
     m = cfg["model"]
     if m == "rpn_head":
         return ["objectness", "deltas"]
-    if m in ("retinanet_head", "fpn_retinanet_head"):
+    if m in ("retinanet_head", "fpn_retinanet_head", "quantized_retinanet_head"):
         return ["cls_logits", "bbox_deltas"]
     if m == "fpn":
         return [f"fpn_{i}" for i in range(cfg["num_outputs"])]
@@ -269,6 +356,13 @@ def reference_outputs(cfg, params, inputs):
             float(params["iou_threshold"][0]), None if st is None else float(np.asarray(st).reshape(-1)[0]))
         return {"boxes": boxes, "scores": scores, "selected_indices": sel}
     feats = [inputs[n] for n in names]
+    if m == "quantized_retinanet_head":
+        from refdet.quant_head import run_quantized_head
+
+        out = run_quantized_head(qhead_from_params(cfg, params), list(feats), mode="onnxruntime")
+        a = cfg["num_anchors"]
+        return {"cls_logits": heads.flatten_head_output(out.cls_logits, a),
+                "bbox_deltas": heads.flatten_head_output(out.bbox_deltas, a)}
     if m == "fpn":
         outs, _ = fpn.fpn_forward(params, feats, **_fpn_kwargs(cfg))
         return dict(zip(output_names(cfg), outs))

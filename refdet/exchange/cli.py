@@ -47,7 +47,32 @@ def _export_args(p):
     p.add_argument("--iou-threshold", type=float, default=0.5)
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--max-per-class", type=int, default=100)
+    p.add_argument("--quant-scheme", default="onnx", choices=["onnx", "tflite"],
+                   help="quantized-retinanet-head: whose rounding rules quantize the weights and biases")
+    p.add_argument("--activation-dtype", default="uint8", choices=["uint8", "int8"],
+                   help="quantized-retinanet-head: activation type (uint8 is onnxruntime's default)")
     p.add_argument("--overwrite", action="store_true")
+
+
+def quantize_for_export(params, *, seed=0, height=13, width=9, scheme="onnx", activation_dtype="uint8",
+                        batches=4, rescale=False):
+    """A :class:`refdet.quant_head.QuantizedHead` of ``params`` calibrated on random N(0, 1) features
+    (``batches`` batches of 2 maps ``height x width``, from ``seed``): what ``refdet export --model
+    quantized-retinanet-head`` exports without real calibration data. ``rescale``: first bring the
+    stock-initialised weights (std 0.01) to std ``1 / sqrt(fan_in)``."""
+    import numpy as np
+
+    from refdet.quant_head import quantize_retinanet_head
+
+    c = int(np.shape(params["classification_head.cls_logits.weight"])[1])
+    rng = np.random.default_rng(seed)
+    if rescale:
+        # the stock N(0, 0.01) weights shrink activations ~100x per layer: the int32 bias of the last
+        # conv (b / (s_x * s_w)) would overflow. N(0, 1 / fan_in) keeps every layer's range O(1).
+        params = {k: (v / (0.01 * np.sqrt(np.prod(v.shape[1:])))).astype(np.float32) if np.ndim(v) == 4 else v
+                  for k, v in params.items()}
+    cal = [[rng.standard_normal((2, c, height, width)).astype(np.float32)] for _ in range(batches)]
+    return quantize_retinanet_head(params, cal, scheme=scheme, activation_dtype=activation_dtype)
 
 
 def random_params(model, *, seed=0, channels=8, in_channels=(8, 16, 32), anchors=3, classes=4, num_convs=4,
@@ -79,14 +104,19 @@ def _export_run(args):
     from refdet.exchange.files import load_params_npz
 
     model = _models.check_model(args.model)
+    base = "retinanet_head" if model == "quantized_retinanet_head" else model
     if args.params:
         params = load_params_npz(args.params)
     else:
-        params = random_params(model, seed=args.seed, channels=args.channels, in_channels=_ints(args.in_channels),
+        params = random_params(base, seed=args.seed, channels=args.channels, in_channels=_ints(args.in_channels),
                                anchors=args.anchors, classes=args.classes, num_convs=args.num_convs,
                                group_norm=args.group_norm, extra_blocks=args.extra_blocks)
+    if model == "quantized_retinanet_head":
+        params = quantize_for_export(params, seed=args.seed, height=args.height, width=args.width,
+                                     scheme=args.quant_scheme, activation_dtype=args.activation_dtype,
+                                     rescale=not args.params)
     common = dict(model=model, extra_blocks=args.extra_blocks, num_groups=args.num_groups)
-    if model in ("rpn_head", "retinanet_head"):
+    if model in ("rpn_head", "retinanet_head", "quantized_retinanet_head"):
         common["num_levels"] = args.levels
     if args.format == "onnx":
         import onnx

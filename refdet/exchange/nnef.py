@@ -39,7 +39,8 @@ fragments):
   border = 'ignore')``.
 
 ``nnef.Session`` needs ``lowered = ["nearest_upsample"]``. Post-processing is not exportable (NNEF has
-no NonMaxSuppression). No ``graph.quant`` is written: :mod:`refdet.quant` has no quantized-head API yet.
+no NonMaxSuppression). No ``graph.quant`` is written: the quantized head (:mod:`refdet.quant_head`) goes to
+ONNX as QDQ; NNEF's quantization is an annotation of float tensors that ``nnef.Session`` does not execute.
 """
 from __future__ import annotations
 
@@ -444,6 +445,9 @@ def export_nnef(params, folder, *, model="retinanet_head", input_sizes=None, bat
     if model == "postprocess":
         raise ValueError("model='postprocess' cannot be exported to NNEF: NNEF 1.0 has no NonMaxSuppression "
                          "(export it to ONNX)")
+    if model == "quantized_retinanet_head":
+        raise ValueError("model='quantized_retinanet_head' is exported to ONNX (QDQ) only: refdet writes no NNEF "
+                         "graph.quant, and nnef.Session would not run the integer path")
     knobs = dict(upsample=upsample, upsample_mode=upsample_mode, fuse=fuse, p6p7_input=p6p7_input,
                  relu_before_p7=relu_before_p7)
     cfg, p = _models.make_config(model, params, num_levels=num_levels, extra_blocks=extra_blocks,

@@ -46,8 +46,19 @@ parameter initializers), which :func:`load_onnx_params` and :func:`verify_onnx` 
 Parameters are exported as float32 (ONNX Runtime's CPU convolutions are float32): a round trip gives
 back ``params[k].astype(float32)``, bit for bit.
 
-A quantized (QDQ) export is not offered yet: :mod:`refdet.quant` has the per-layer pieces
-(``quantize_weights``, ``quantize_bias``, ``qlinear_conv``) but no quantized-head API to export.
+**Quantized head** (``model="quantized_retinanet_head"``, ``params`` a
+:class:`refdet.quant_head.QuantizedHead`): QDQ form (SPEC §4), the form onnxruntime's own quantizer
+writes: ``QuantizeLinear``/``DequantizeLinear`` on the input and after every conv (after its ReLU),
+weights as int8 initializers behind ``DequantizeLinear(axis=0)`` with per-channel scales and zero
+points 0, biases as int32 initializers behind ``DequantizeLinear`` at scale ``s_x * s_w[f]``.
+onnxruntime fuses each DQ-Conv-(Relu)-Q group into ``QLinearConv`` (with uint8 activations every
+conv; with int8 activations onnxruntime 1.32 on x86 leaves the first conv of each subnet as a float
+``Conv`` on dequantized values); refdet's answer is :func:`refdet.quant_head.run_quantized_head` with
+``mode="onnxruntime"`` (float32 multiplier, RNE), which the fused convs reproduce exactly.
+onnx.reference (and ``"onnxruntime-unfused"``) run the convs in float on dequantized values and
+re-quantize, which can land 1 LSB away near rounding ties; ``verify_onnx(lsb_tolerance=...)``. Needs opset
+>= 19 in onnx.reference (its DequantizeLinear exists for 19, 21, 23, 25 only).
+:func:`load_quantized_head` rebuilds the ``QuantizedHead`` from the file.
 """
 from __future__ import annotations
 
@@ -60,7 +71,8 @@ import numpy as np
 from refdet import _checks
 from refdet.exchange import _models
 
-__all__ = ["export_onnx", "load_onnx_params", "read_onnx", "onnx_config", "verify_onnx", "run_onnx",
+__all__ = ["export_onnx", "load_onnx_params", "load_quantized_head", "read_onnx", "onnx_config", "verify_onnx",
+           "run_onnx",
            "IR_VERSION_OF_OPSET"]
 
 #: the IR version written for each accepted opset (onnx.helper.VERSION_TABLE: onnx 1.13-1.16)
@@ -75,6 +87,12 @@ def _import_onnx():
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("refdet.exchange.onnx needs the optional package 'onnx' (pip install onnx)") from exc
     return onnx
+
+
+def _c_order(arr):
+    """C-contiguous, keeping 0-d arrays 0-d (``np.ascontiguousarray`` would make them (1,))."""
+    arr = np.asarray(arr)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 class _Builder:
@@ -97,7 +115,7 @@ class _Builder:
     def param(self, key, arr):
         key = self.prefix + key
         if key not in self.params:
-            self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), key))
+            self.inits.append(self.onnx.numpy_helper.from_array(_c_order(arr), key))
             self.params.append(key)
         return key
 
@@ -106,7 +124,7 @@ class _Builder:
         sig = (arr.dtype.str, arr.shape, arr.tobytes())
         if sig not in self._consts:
             name = f"_refdet_{hint}_{len(self._consts)}"
-            self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name))
+            self.inits.append(self.onnx.numpy_helper.from_array(_c_order(arr), name))
             self._consts[sig] = name
         return self._consts[sig]
 
@@ -268,6 +286,37 @@ def _fpn_graph(g, fc, params, xs):
     return outs + extra
 
 
+def _qdq_graph(g, cfg, params, xs):
+    """QDQ RetinaNet head: Q/DQ of the input, then per layer DQ(weight), DQ(bias), Conv, [Relu], Q, DQ."""
+    def dq(key, axis=None):
+        kw = {} if axis is None else {"axis": axis}
+        return g.op("DequantizeLinear", [g.param(key + "_quantized", params[key + "_quantized"]),
+                                         g.param(key + "_scale", params[key + "_scale"]),
+                                         g.param(key + "_zero_point", params[key + "_zero_point"])], "dq", **kw)
+
+    def qdq(x, scale_key, zp_key, hint):
+        s_, z_ = g.param(scale_key, params[scale_key]), g.param(zp_key, params[zp_key])
+        return g.op("DequantizeLinear", [g.op("QuantizeLinear", [x, s_, z_], hint + "_q"), s_, z_], hint)
+
+    k = cfg["num_classes"]
+    outs = {"cls": [], "box": []}
+    for x in xs:
+        for branch in ("cls", "box"):
+            # a Q/DQ pair per consumer: onnxruntime's QDQ fusion turns DQ -> Conv -> Q into QLinearConv
+            # only when the pair feeds that one Conv (the same input quantized twice: identical integers)
+            cur = qdq(x, "input_scale", "input_zero_point", "input_dq")
+            for name, relu in cfg["layers"][branch]:
+                w = dq(name + ".weight", axis=0)           # per output channel, int8, zero point 0
+                b = dq(name + ".bias", axis=0)             # int32 at scale s_x * s_w[f]
+                cur = g.op("Conv", [cur, w, b], "conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                           strides=[1, 1], dilations=[1, 1], group=1)
+                if relu:
+                    cur = g.op("Relu", [cur])
+                cur = qdq(cur, name + ".output_scale", name + ".output_zero_point", "act_dq")
+            outs[branch].append(g.flatten(cur, k if branch == "cls" else 4, branch + "_level"))
+    return [g.concat(outs["cls"], "cls_cat"), g.concat(outs["box"], "box_cat")]
+
+
 def _postprocess_graph(g, cfg, params, xs):
     logits, deltas, anchors = xs
     f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731
@@ -336,8 +385,9 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         keys; ``"fpn_retinanet_head"``: the FPN's keys under ``"backbone.fpn."`` and the head's under
         ``"head."`` (torchvision ``RetinaNet.state_dict()`` minus the body); ``"postprocess"``: optional,
         entries ``weights``, ``clamp``, ``max_output_boxes_per_class``, ``iou_threshold``,
-        ``score_threshold`` override the keywords of the same names.
-    model : {"rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess"}
+        ``score_threshold`` override the keywords of the same names; ``"quantized_retinanet_head"``: a
+        :class:`refdet.quant_head.QuantizedHead`.
+    model : {"rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head"}
         Dashes are accepted for underscores (``"retinanet-head"``).
     opset : int in [17, 21]
     num_levels : int
@@ -372,6 +422,9 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         fpn_knobs=knobs, num_groups=num_groups, eps=eps,
         post=dict(weights=weights, clamp=clamp, max_output_boxes_per_class=max_output_boxes_per_class,
                   iou_threshold=iou_threshold, score_threshold=score_threshold))
+    if cfg["model"] == "quantized_retinanet_head" and opset < 19:
+        raise ValueError(f"`opset` must be >= 19 for a QDQ model (onnx.reference implements DequantizeLinear "
+                         f"from version 19 on); got {opset}")
     g = _Builder(onnx, opset)
     g.upsample_op = _checks.check_choice(upsample_op, "upsample_op", ("resize", "gather"))
     xs = _models.input_names(cfg)
@@ -382,6 +435,8 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         outs = _retinanet_graph(g, cfg, p, xs)
     elif m == "fpn":
         outs = _fpn_graph(g, cfg, p, xs)
+    elif m == "quantized_retinanet_head":
+        outs = _qdq_graph(g, cfg, p, xs)
     elif m == "fpn_retinanet_head":
         g.prefix = _models.FPN_PREFIX   # initializers keep the full torchvision RetinaNet keys
         outs = _fpn_graph(g, cfg["fpn"], _models.split_prefixed(p, _models.FPN_PREFIX), xs)
@@ -533,12 +588,28 @@ def load_onnx_params(model_or_path, *, max_bytes=_models.DEFAULT_MAX_BYTES):
     return {k: _tensor_to_array(onnx, inits[k]) for k in keys}
 
 
+def load_quantized_head(model_or_path):
+    """The :class:`refdet.quant_head.QuantizedHead` stored in a ``"quantized_retinanet_head"`` export.
+
+    Integers, scales and zero points come from the initializers; the requantization multipliers are
+    recomputed with :func:`refdet.quant_head.quantize_retinanet_head`'s formulas, so the result equals
+    the head that was exported, field by field.
+    """
+    mp = read_onnx(model_or_path)
+    cfg = onnx_config(mp)
+    if cfg["model"] != "quantized_retinanet_head":
+        raise ValueError(f"this model is a {cfg['model']!r}, not a 'quantized_retinanet_head'")
+    return _models.qhead_from_params(cfg, load_onnx_params(mp))
+
+
 # ---------------------------------------------------------------------------------------------------
 # running and verifying
 # ---------------------------------------------------------------------------------------------------
 
 def run_onnx(model, inputs, runtime="onnxruntime"):
-    """Run a model with ``"onnxruntime"`` (CPU) or ``"onnx.reference"``; ``{output name: array}``."""
+    """Run a model with ``"onnxruntime"`` (CPU, default graph optimisations: QDQ groups fused into
+    QLinearConv), ``"onnxruntime-unfused"`` (``ORT_DISABLE_ALL``) or ``"onnx.reference"``;
+    ``{output name: array}``."""
     onnx = _import_onnx()
     mp = read_onnx(model)
     names = [o.name for o in mp.graph.output]
@@ -550,18 +621,27 @@ def run_onnx(model, inputs, runtime="onnxruntime"):
         so.log_severity_level = 3
         sess = ort.InferenceSession(mp.SerializeToString(), so, providers=["CPUExecutionProvider"])
         res = sess.run(names, feeds)
+    elif runtime == "onnxruntime-unfused":    # no graph optimisation: QDQ stays float Conv on DQ values
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(mp.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        res = sess.run(names, feeds)
     elif runtime == "onnx.reference":
         from onnx.reference import ReferenceEvaluator
 
         res = ReferenceEvaluator(mp).run(names, feeds)
     else:
-        raise ValueError(f"`runtime` must be 'onnxruntime' or 'onnx.reference'; got {runtime!r}")
+        raise ValueError(f"`runtime` must be 'onnxruntime', 'onnxruntime-unfused' or 'onnx.reference'; got "
+                         f"{runtime!r}")
     del onnx
     return dict(zip(names, (np.asarray(r) for r in res)))
 
 
 def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"), atol=1e-5, rtol=1e-5,
-                rng=0, batch=1, height=13, width=9, check=True):
+                rng=0, batch=1, height=13, width=9, lsb_tolerance=1, check=True):
     """Run an exported model in every available runtime and compare each output with refdet.
 
     Parameters
@@ -577,6 +657,13 @@ def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"
         Float outputs agree when ``max |runtime - refdet| <= atol + rtol * max |refdet|`` (float32 sums in a
         different order, and the runtimes' ``exp``/``sigmoid`` last bits). Integer outputs (NMS
         ``selected_indices``) must be identical.
+    lsb_tolerance : int
+        Quantized heads only: outputs are dequantized integers, compared with
+        :func:`refdet.quant_head.run_quantized_head` (``mode="onnxruntime"``) in units of the output
+        scale. 0 demands identical integers. The default 1 allows the one-step differences a float conv
+        on dequantized values can make near a rounding tie (onnx.reference always works that way;
+        onnxruntime 1.32 does for the first conv of each subnet when activations are int8, while with
+        uint8 activations it fuses every conv into QLinearConv).
     check : bool
         Run ``onnx.checker.check_model(full_check=True)`` first (a failure raises ``ValueError``).
 
@@ -605,5 +692,14 @@ def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"
             skipped[rt] = f"not installed ({exc})"
             continue
         for name, w in want.items():
-            rows.append(_models.compare(name, rt, got[name], w, atol=atol, rtol=rtol))
+            if cfg["model"] == "quantized_retinanet_head":
+                # outputs are dequantized integers: compare in units of the output's LSB
+                branch = "cls" if name == "cls_logits" else "box"
+                lsb = float(params[cfg["layers"][branch][-1][0] + ".output_scale"])
+                row = _models.compare(name, rt, got[name], w, atol=lsb * lsb_tolerance * (1 + 1e-6), rtol=0.0)
+                row["note"] = (f"max {row['max_abs_diff'] / lsb:.3g} LSB (LSB = {lsb:.4g}); allowed "
+                               f"{lsb_tolerance} LSB")
+                rows.append(row)
+            else:
+                rows.append(_models.compare(name, rt, got[name], w, atol=atol, rtol=rtol))
     return _models.Report(rows, skipped)
