@@ -467,8 +467,9 @@ def _x_window(C, kind, groups=None):
     if groups is None:
         key, query = r1, r2
     else:
-        key = groups * (R + 1) + r1                              # x1_j <= x2_i  <=>  r1_j < r2_i
-        query = groups * (R + 1) + r2
+        g = np.unique(groups, return_inverse=True)[1].reshape(-1)     # dense ranks: no overflow
+        key = g * (R + 1) + r1                                   # x1_j <= x2_i  <=>  r1_j < r2_i
+        query = g * (R + 1) + r2
     xs = np.argsort(key, kind="stable")
     hi = np.searchsorted(key[xs], query[xs], side="left")
     cnt = np.maximum(hi - np.arange(R) - 1, 0)

@@ -358,6 +358,14 @@ def test_empty_and_readonly():
     assert nms(b, s, 0.5).tolist() == [1]
 
 
+def test_batched_any_integer_categories():
+    # categories are compared for equality only: huge and negative ids work on the exact path
+    b = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10]], np.float64)
+    s = np.array([0.9, 0.8, 0.7])
+    assert batched_nms(b, s, np.array([2 ** 62, 2 ** 62, -2 ** 62]), 0.5).tolist() == [0, 2]
+    assert batched_nms(b, s, np.array([-1, -1, -1]), 0.5).tolist() == [0]
+
+
 def test_thresholds_outside_unit_interval():
     b = np.array([[0, 0, 2, 2], [0, 0, 2, 1], [5, 5, 6, 6]], np.float64)
     s = np.array([0.9, 0.8, 0.7])
