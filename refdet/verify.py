@@ -236,6 +236,10 @@ def run_target(target, *, ops=None, n_cases=50, seed=0, progress=None):
     if not _installed(mods):
         raise ValueError(f"target {target!r} needs {', '.join(mods)}, which is not installed")
     adapters = factory()
+    unknown = [o for o in (ops or ()) if o not in adapters]
+    if unknown:
+        raise ValueError(f"target {target!r} does not provide {', '.join(unknown)} (it provides "
+                         f"{', '.join(adapters)})")
     rows = []
     for op, spec in adapters.items():
         if ops and op not in ops:

@@ -42,6 +42,7 @@ def test_callable_with_grad_and_convention(capsys):
     (["verify", "tests.wrong_impls:right_nms"], "needs `--op`"),
     (["verify", "--op", "nmx", "tests.wrong_impls:right_nms"], "`--op` must be one of"),
     (["verify", "tensorrt"], "must be torchvision, onnxruntime"),
+    (["verify", "onnx-reference", "--op", "box_iou"], "does not provide box_iou"),
     (["verify", "--op", "nms", "no_such_module_xyz:f"], "cannot import module"),
     (["verify", "--op", "nms", "tests.wrong_impls:nope"], "has no attribute"),
     (["verify", "--op", "nms", "--grad", "tests.wrong_impls:right_relu_grad", "tests.wrong_impls:right_nms"],
