@@ -484,7 +484,8 @@ def run_quantized_head(qhead, features, *, mode=None, return_intermediates=False
     qhead : QuantizedHead
     features : ndarray, shape (B, C, H, W), or list of them (FPN levels); float
     mode : {"onnxruntime", "onnx_reference", "tflite", "tflite_single", "float_rne"}, optional
-        Default from ``convention`` ("onnxruntime"). The runtime whose arithmetic is reproduced (see :func:`refdet.quant.requantize`):
+        Default from ``convention`` ("onnxruntime"). The runtime whose arithmetic is reproduced (see
+        :func:`refdet.quant.requantize`):
         ``"onnxruntime"`` (x86 MLAS QLinearConv: float32 multiplier, RNE; input QuantizeLinear RNE),
         ``"onnx_reference"`` (onnx.reference), ``"tflite"`` (LiteRT ``BUILTIN_REF`` kernels: gemmlowp
         double rounding on the Q31 multiplier; input QUANTIZE half away from zero),
