@@ -659,3 +659,26 @@ def test_cli_quantized(tmp_path, capsys):
     assert "all outputs agree" in capsys.readouterr().out
     q = rx.load_quantized_head(out)
     assert q.activation_dtype == "uint8" and q.scheme == "onnx"
+
+
+def test_nms_disagreement_is_explained():
+    # A tampered graph whose NonMaxSuppression reads IoU threshold 0.7 instead of the recorded 0.5:
+    # boxes with IoU 0.6 are both kept. verify_onnx flags it and says that refdet's NMS on the
+    # runtime's own boxes does not reproduce it (a semantics difference, not float noise).
+    m = rx.export_onnx(model="postprocess", iou_threshold=0.5, score_threshold=None)
+    inputs = _post_inputs([[0, 0, 10, 10], [0, 0, 10, 6]], [1.0, 0.5])      # IoU 60 / 100 = 0.6
+    assert rx.verify_onnx(m, inputs, runtimes=("onnxruntime",)).ok
+    bad = onnx.ModelProto()
+    bad.CopyFrom(m)
+    bad.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray([0.7], np.float32), "other_iou"))
+    next(n for n in bad.graph.node if n.op_type == "NonMaxSuppression").input[3] = "other_iou"
+    report = rx.verify_onnx(bad, inputs, runtimes=("onnxruntime",))
+    row = next(r for r in report.rows if r["output"] == "selected_indices")
+    assert not row["ok"] and "semantics difference" in row["note"]
+    assert "the runtime has 2 rows, refdet 1" in row["note"]
+    # a model whose refdet.params drop a post-processing setting is refused, not half-verified
+    for p in bad.metadata_props:
+        if p.key == "refdet.params":
+            p.value = '["weights", "clamp", "max_output_boxes_per_class"]'
+    with pytest.raises(ValueError, match="iou_threshold"):
+        rx.verify_onnx(bad, inputs)

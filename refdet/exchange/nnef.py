@@ -290,7 +290,8 @@ class _Text:
         mu = self.emit(self.tmp("gn_mean"), f"mean_reduce({r}, axes = [2])", (b_, groups, 1))
         xc = self.binary("sub", r, mu)
         var = self.emit(self.tmp("gn_var"), f"mean_reduce(mul({xc}, {xc}), axes = [2])", (b_, groups, 1))
-        rstd = self.emit(self.tmp("gn_rstd"), f"div(1.0, sqrt(add({var}, {np.format_float_positional(float(eps))})))", (b_, groups, 1))
+        eps_text = np.format_float_positional(float(eps))
+        rstd = self.emit(self.tmp("gn_rstd"), f"div(1.0, sqrt(add({var}, {eps_text})))", (b_, groups, 1))
         xhat = self.emit(self.tmp("gn_xhat"), f"reshape(mul({xc}, {rstd}), shape = {_fmt_list((b_, c, h, w))})",
                          (b_, c, h, w))
         g = self.variable(gkey, params[gkey], (1, c))
