@@ -531,3 +531,15 @@ def test_cli_archive(tmp_path, capsys):
                      "--channels", "8", "--num-groups", "4"]) == 0
     assert cli.main(["verify-export", out]) == 0
     assert "all outputs agree" in capsys.readouterr().out
+
+
+def test_hostile_refdet_json_sizes(tmp_path):
+    folder = rn.export_nnef(head(), tmp_path / "m", model="retinanet_head")
+    path = tmp_path / "m" / "refdet.json"
+    good = json.loads(path.read_text())
+    for bad in ({"input_shapes": [[1, 8, 100000, 100000]]}, {"input_shapes": [[1, 9, 3, 3]]},
+                {"input_shapes": "x"}, {"config": dict(good["config"], in_channels=[10 ** 9])},
+                {"config": dict(good["config"], model="rm -rf")}):
+        path.write_text(json.dumps(dict(good, **bad)))
+        with pytest.raises(ValueError):
+            rn.verify_nnef(folder)

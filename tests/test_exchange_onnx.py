@@ -682,3 +682,16 @@ def test_nms_disagreement_is_explained():
             p.value = '["weights", "clamp", "max_output_boxes_per_class"]'
     with pytest.raises(ValueError, match="iou_threshold"):
         rx.verify_onnx(bad, inputs)
+
+
+def test_hostile_config_metadata():
+    _, m = _export("retinanet_head")
+    for bad in ('{"model": "retinanet_head", "in_channels": [1000000000]}', '{"model": "x"}', "[1, 2]", "{bad json",
+                '{"model": "retinanet_head", "in_channels": [9]}'):
+        mm = onnx.ModelProto()
+        mm.CopyFrom(m)
+        for p in mm.metadata_props:
+            if p.key == "refdet.config":
+                p.value = bad
+        with pytest.raises(ValueError):
+            rx.verify_onnx(mm)

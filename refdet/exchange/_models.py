@@ -245,6 +245,21 @@ def qhead_from_params(cfg, params):
                          num_classes=int(cfg["num_classes"]), observer=str(cfg.get("observer", "")))
 
 
+def check_file_config(cfg, where):
+    """Sanity of a config read from a file (untrusted): sizes that drive allocations are bounded."""
+    if not isinstance(cfg, dict) or cfg.get("model") not in MODELS:
+        raise ValueError(f"{where}: the refdet config does not name a refdet model")
+    ch = cfg.get("in_channels")
+    if (not isinstance(ch, list) or len(ch) > 16
+            or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 1 << 16 for c in ch)):
+        raise ValueError(f"{where}: the refdet config has an invalid 'in_channels' {str(ch)[:80]}")
+    for key in ("num_anchors", "num_classes"):
+        v = cfg.get(key)
+        if v is not None and not (isinstance(v, int) and 1 <= v <= 1 << 16):
+            raise ValueError(f"{where}: the refdet config has an invalid {key!r} {str(v)[:80]}")
+    return cfg
+
+
 def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(1000.0 / 16),
                 max_output_boxes_per_class=100, iou_threshold=0.5, score_threshold=0.05):
     """Initializer values of the post-processing model (``params`` entries override the keywords)."""

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import struct
@@ -678,7 +679,14 @@ def nnef_config(folder):
     meta = _meta(os.fspath(folder))
     if meta is None or not isinstance(meta.get("config"), dict) or meta["config"].get("model") not in _models.MODELS:
         raise ValueError(f"{os.fspath(folder)!r} was not exported by refdet (no usable refdet.json)")
-    return meta["config"]
+    cfg = _models.check_file_config(meta["config"], "refdet.json")
+    shapes = meta.get("input_shapes")
+    if (not isinstance(shapes, list) or len(shapes) != len(cfg["in_channels"])
+            or not all(isinstance(sh, list) and len(sh) == 4 and all(isinstance(d, int) and d >= 1 for d in sh)
+                       and sh[1] == c and math.prod(sh) <= 1 << 28 for sh, c in zip(shapes, cfg["in_channels"]))):
+        raise ValueError("refdet.json: 'input_shapes' must list one [B, C, H, W] per input (C as in the config, "
+                         "at most 2**28 values)")
+    return cfg
 
 
 def load_nnef(folder, *, max_bytes=_models.DEFAULT_MAX_BYTES):

@@ -549,8 +549,14 @@ def onnx_config(model_or_path):
         cfg = json.loads(props["refdet.config"])
     except ValueError as exc:
         raise ValueError(f"the model's 'refdet.config' metadata is not valid JSON: {exc}") from None
-    if not isinstance(cfg, dict) or cfg.get("model") not in _models.MODELS:
-        raise ValueError("the model's 'refdet.config' metadata does not name a refdet model")
+    _models.check_file_config(cfg, "the model's 'refdet.config' metadata")
+    ins = [i for i in mp.graph.input if i.name not in {t.name for t in mp.graph.initializer}]
+    if cfg["model"] != "postprocess":
+        dims = [i.type.tensor_type.shape.dim[1].dim_value if len(i.type.tensor_type.shape.dim) == 4 else None
+                for i in ins]
+        if dims != cfg["in_channels"]:
+            raise ValueError(f"the model's 'refdet.config' says in_channels {cfg['in_channels']} but its graph "
+                             f"inputs have {dims}")
     return cfg
 
 
