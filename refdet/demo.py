@@ -196,8 +196,20 @@ def _demo_run(args):
         raise ValueError(f"--steps must be >= 1; got {args.steps}")
     if getattr(args, "quantize", False) and args.model != "retinanet":
         raise ValueError(f"--quantize needs --model retinanet; got {args.model}")
-    run(args.model, seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr, out=args.out,
-        plots=not args.no_plots, quantize=getattr(args, "quantize", False))
+    # The demo's matrices are small: one BLAS thread is fastest, and several threads on a busy
+    # machine can be tens of times slower (oversubscription). threadpoolctl comes with the `demo` extra.
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        limits = None
+    else:
+        limits = threadpool_limits(1)
+    try:
+        run(args.model, seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr, out=args.out,
+            plots=not args.no_plots, quantize=getattr(args, "quantize", False))
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
     return 0
 
 
