@@ -695,3 +695,13 @@ def test_hostile_config_metadata():
                 p.value = bad
         with pytest.raises(ValueError):
             rx.verify_onnx(mm)
+
+
+def test_verify_refuses_foreign_operators():
+    # verify_onnx runs the file: a graph with an operator refdet never writes (here a ConstantOfShape
+    # asking for 2**40 floats) is refused before any runtime sees it
+    _, m = _export("retinanet_head")
+    m.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray([1 << 20, 1 << 20], np.int64), "_big"))
+    m.graph.node.insert(0, onnx.helper.make_node("ConstantOfShape", ["_big"], ["_junk"]))
+    with pytest.raises(ValueError, match="operators refdet never emits"):
+        rx.verify_onnx(m, check=False)

@@ -671,6 +671,10 @@ def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"
     check : bool
         Run ``onnx.checker.check_model(full_check=True)`` first (a failure raises ``ValueError``).
 
+    The model is *run*, so it is vetted first: it must carry refdet's metadata (its input channels
+    matching the graph's), use only the operators :func:`export_onnx` writes (no functions, custom
+    domains, control flow), and keep no external data.
+
     Returns
     -------
     Report
@@ -684,6 +688,11 @@ def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"
         except Exception as exc:
             raise ValueError(f"the model fails onnx.checker.check_model(full_check=True): {exc}") from None
     cfg = onnx_config(mp)
+    foreign = sorted({n.op_type for n in mp.graph.node if n.op_type not in _EMITTED_OPS or n.domain not in ("",
+                                                                                                      "ai.onnx")})
+    if foreign or len(mp.functions) or any(o.domain not in ("", "ai.onnx") for o in mp.opset_import):
+        raise ValueError(f"the model uses operators refdet never emits ({foreign or 'functions / custom domains'}); "
+                         f"verify_onnx runs only graphs made of refdet's own operator set")
     params = load_onnx_params(mp)
     if inputs is None:
         inputs = _models.random_inputs(cfg, batch=batch, height=height, width=width, rng=rng)
@@ -709,6 +718,13 @@ def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"
                 if name == "selected_indices" and not rows[-1]["ok"]:
                     rows[-1]["note"] += "; " + _explain_nms(cfg, params, got)
     return _models.Report(rows, skipped)
+
+
+#: every operator export_onnx writes; verify_onnx refuses graphs with others (a file is run, not trusted)
+_EMITTED_OPS = frozenset({
+    "Conv", "Relu", "Sigmoid", "Add", "Sub", "Mul", "Div", "Min", "Exp", "Sqrt", "Floor", "ReduceMean",
+    "Reshape", "Transpose", "Concat", "Slice", "Squeeze", "Shape", "Gather", "Range", "Cast", "Resize",
+    "MaxPool", "Identity", "NonMaxSuppression", "QuantizeLinear", "DequantizeLinear"})
 
 
 def _explain_nms(cfg, params, got):
