@@ -543,3 +543,16 @@ def test_hostile_refdet_json_sizes(tmp_path):
         path.write_text(json.dumps(dict(good, **bad)))
         with pytest.raises(ValueError):
             rn.verify_nnef(folder)
+
+
+def test_run_refuses_foreign_operations(tmp_path):
+    pytest.importorskip("nnef")
+    folder = rn.export_nnef(head(), tmp_path / "m", model="retinanet_head")
+    g = tmp_path / "m" / "graph.nnef"
+    text = g.read_text()
+    g.write_text(text.replace("relu(", "tile(", 1))
+    with pytest.raises(ValueError, match="never emits"):
+        rn.verify_nnef(folder)
+    g.write_text("version 1.0;\nextension KHR_enable_fragment_definitions;\n" + text.split("\n", 1)[1])
+    with pytest.raises(ValueError, match="fragments"):
+        rn.verify_nnef(folder)

@@ -760,11 +760,31 @@ def _import_nnef():
     return nnef
 
 
+#: every operation export_nnef writes; run_nnef / verify_nnef refuse graphs with others
+_EMITTED_OPS = frozenset({"external", "variable", "conv", "relu", "add", "sub", "mul", "div", "sqrt", "mean_reduce",
+                          "reshape", "transpose", "concat", "nearest_upsample", "slice", "max_pool", "copy"})
+
+
+def _check_ops(folder):
+    text = re.sub(r"#[^\n]*", "", _read_small(os.path.join(folder, "graph.nnef"), _GRAPH_MAX_BYTES, "graph.nnef"))
+    if re.search(r"\b(fragment|extension)\b", text):
+        raise ValueError("graph.nnef defines fragments or extensions; refdet runs only its own operation set")
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        raise ValueError("graph.nnef has no graph body")
+    ops = set(re.findall(r"\b([A-Za-z_]\w*)\s*(?:<[^<>()]*>)?\s*\(", text[start:end]))
+    foreign = sorted(ops - _EMITTED_OPS)
+    if foreign:
+        raise ValueError(f"graph.nnef uses operations refdet never emits ({foreign}); refdet runs only graphs made "
+                         f"of its own operation set")
+
+
 def run_nnef(folder, inputs):
     """Run an NNEF folder in ``nnef.Session`` (``lowered=["nearest_upsample"]``); ``{output: array}``.
 
-    The folder is first read with :func:`load_nnef` (labels, sizes) so that an unsafe folder is refused
-    before the C++ runtime opens any file.
+    The folder is first read with :func:`load_nnef` (labels, sizes) and its operations are checked
+    against the set :func:`export_nnef` writes, so that an unsafe folder is refused before the C++
+    runtime opens any file.
     """
     nnef = _import_nnef()
     folder = os.fspath(folder)
@@ -772,6 +792,7 @@ def run_nnef(folder, inputs):
         with _as_folder(folder) as f:
             return run_nnef(f, inputs)
     load_nnef(folder)
+    _check_ops(folder)
     graph = nnef.load_graph(folder, lowered=["nearest_upsample"])
     feeds = []
     for name in graph.inputs:
