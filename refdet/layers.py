@@ -17,6 +17,17 @@ ATen does) so that results can be compared with ``torch.nn.functional`` directly
 Dtypes: float64 in -> float64 math (the oracle); float32 in -> float32 math; float16 is computed in
 float32; integer inputs become float64. When arguments mix float32 and float64 the float64 wins
 (PyTorch would refuse the mix).
+
+What is bit-exact against PyTorch 2.14 (CPU) and what is not:
+
+* ``relu``, ``upsample_nearest`` (forward and backward, float32 and float64), ``max_pool2d`` (values,
+  indices, ties, gradients): bit-exact.
+* ``conv2d``, ``group_norm``, ``sigmoid``: equal up to the summation order of a GEMM / of the moments and
+  the ``exp`` implementation (float64 ~1e-12 relative, float32 a few ulp per summed term).
+
+Framework differences are convention profiles (``conventions.describe("upsample_nearest")``,
+``conventions.describe("max_pool2d")``): ONNX Resize's coordinate and rounding modes, Caffe's
+rounded-up pooling output.
 """
 from __future__ import annotations
 
