@@ -831,6 +831,7 @@ def verify_nnef(folder, inputs=None, *, atol=1e-5, rtol=1e-5, rng=0):
     cfg = nnef_config(folder)
     meta = _meta(folder)
     params = load_nnef(folder)
+    _check_ops(folder)
     if inputs is None:
         r = _checks.as_rng(rng)
         inputs = {name: r.standard_normal(tuple(shape)).astype(np.float32)
