@@ -621,8 +621,8 @@ def nms(boxes, scores, iou_threshold, *, convention="torchvision", inclusive=Non
     ties : {"lowest_index", "highest_index"}, optional
         Order of boxes with equal scores. ``"lowest_index"``: stable descending sort (torchvision CPU
         ``scores.sort(stable=True, descending=True)``, onnx.reference, onnxruntime 1.32's heap, TF's
-        priority queue); with identical boxes and equal scores the lowest index survives. ``"highest_index"``: py-faster-rcnn's
-        ``scores.argsort()[::-1]``; the highest index survives. torchvision CUDA has no defined tie
+        priority queue); with identical boxes and equal scores the lowest index survives.
+        ``"highest_index"``: py-faster-rcnn's ``scores.argsort()[::-1]``; the highest index survives. torchvision CUDA has no defined tie
         order (pytorch/vision#2157).
     nan_scores : {"first", "reject"}, optional
         ``"first"`` (torchvision): ``torch.sort`` puts NaN above every number, so a NaN-scored box is

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refdet import batched_nms, merge_multiscale_detections, nms, onnx_non_max_suppression, soft_nms
