@@ -51,7 +51,8 @@ def plot_anchors(image, anchors_per_level, path, *, location=None, gt_boxes=None
         a = np.asarray(anchors)
         centres = np.stack([(a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2], 1)
         d = np.abs(centres[:, 0] - cx) + np.abs(centres[:, 1] - cy)
-        nearest = a[d == d.min()]
+        c0 = centres[np.argmin(d)]  # one location: the first of the nearest anchor centres
+        nearest = a[np.all(centres == c0, axis=1)]
         for b in nearest:
             _box(ax, b, col, lw=1.2)
         ax.plot([], [], color=col, label=f"level {lvl}: {len(nearest)} anchors")
