@@ -38,7 +38,7 @@ from refdet import _checks
 from refdet import layers
 from refdet.anchors import pyramid_anchors, ssd_default_boxes
 from refdet.box_coder import decode_boxes
-from refdet.boxes import clip_boxes_to_image, remove_small_boxes
+from refdet.boxes import clip_boxes_to_image
 from refdet.fpn import fpn_backward, fpn_forward, fpn_init
 from refdet.heads import (flatten_head_output, retinanet_head_backward, retinanet_head_forward,
                           retinanet_head_init, rpn_head_backward, rpn_head_forward, rpn_head_init,
@@ -46,7 +46,7 @@ from refdet.heads import (flatten_head_output, retinanet_head_backward, retinane
                           RetinaNetHeadOutput, RPNHeadOutput, SSDHeadOutput)
 from refdet.losses import (LossTargets, multibox_loss_backward, multibox_loss_forward, retinanet_loss_backward,
                            retinanet_loss_forward, rpn_loss_backward, rpn_loss_forward)
-from refdet.nms import batched_nms
+from refdet.nms import batched_nms, postprocess_detections
 from refdet.targets import retinanet_targets, rpn_targets, ssd_targets
 
 __all__ = ["DetectorConfig", "Detector", "Trace", "sgd_momentum_update", "backbone_init", "backbone_forward",
@@ -432,45 +432,48 @@ class Detector:
                detections_per_image=100):
         """Detections per image: a list of ``(boxes (D, 4), scores (D,), labels (D,))``.
 
-        torchvision's RetinaNet post-processing: per level the top ``topk_candidates`` scores above
-        ``score_threshold``, decode against the anchors, clip to the image, class-aware NMS at
-        ``nms_threshold``, keep ``detections_per_image``. The RPN scores objectness (label 0) and
-        uses NMS 0.7 by default in torchvision; SSD scores a softmax over K + 1 classes.
+        RetinaNet and RPN: :func:`refdet.nms.postprocess_detections` (torchvision's inference: per
+        level the top ``topk_candidates`` scores above ``score_threshold``, decode against the
+        anchors, clip to the image, class-aware NMS at ``nms_threshold`` — for the RPN NMS per level
+        at 0.7 and an inclusive score threshold of 0 — and the first ``detections_per_image``).
+        SSD (torchvision ``SSD.postprocess_detections``): softmax over the K + 1 classes, per class
+        the top ``topk_candidates`` scores above ``score_threshold``, decode with weights
+        (10, 10, 5, 5), clip, class-aware NMS.
         """
         cls, box, _ = self.forward(params, images)
         cfg = self.config
         out = []
-        level = self.anchor_level if cfg.model != "ssd" else np.zeros(len(self.anchors), np.int64)
+        counts = [h * w * a for (h, w), a in zip(self.feature_sizes, self.num_anchors)]
+        cuts = np.cumsum(counts)[:-1]
+        anchors = np.split(self.anchors, cuts)
         for i in range(cls.shape[0]):
             logits = cls[i].astype(np.float64)
-            if cfg.model == "ssd":
-                z = logits - logits.max(axis=1, keepdims=True)
-                p = np.exp(z)
-                p /= p.sum(axis=1, keepdims=True)
-                scores = p[:, 1:]
-                weights = (10, 10, 5, 5)
-            else:
-                scores = 1.0 / (1.0 + np.exp(-logits))
-                weights = (1, 1, 1, 1)
+            deltas = box[i].astype(np.float64)
+            if cfg.model != "ssd":
+                kw = dict(score_threshold=score_threshold, nms_threshold=nms_threshold) \
+                    if cfg.model == "retinanet" else {}
+                d = postprocess_detections(np.split(logits, cuts), np.split(deltas, cuts), anchors,
+                                           self.image_size, style=cfg.model, topk_candidates=topk_candidates,
+                                           detections_per_image=detections_per_image, **kw)
+                out.append((d.boxes, d.scores, d.labels))
+                continue
+            z = logits - logits.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            scores = (p / p.sum(axis=1, keepdims=True))[:, 1:]  # (N, K) without the background
             k = scores.shape[1]
-            flat = scores.reshape(-1)
-            anchor_idx = np.repeat(np.arange(len(self.anchors)), k)
-            label = np.tile(np.arange(k), len(self.anchors))
-            lvl = level[anchor_idx]
-            keep = flat > score_threshold
-            cand = np.flatnonzero(keep)
-            # per level: the top-k candidates by score (stable: lower index first on ties)
-            chosen = []
-            for lv in np.unique(lvl[cand]):
-                c = cand[lvl[cand] == lv]
-                order = np.argsort(-flat[c], kind="stable")[:topk_candidates]
-                chosen.append(c[order])
-            cand = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
-            a = anchor_idx[cand]
-            boxes = decode_boxes(box[i][a].astype(np.float64), self.anchors[a], weights=weights)
-            boxes = clip_boxes_to_image(boxes, self.image_size)
-            keep_small = remove_small_boxes(boxes, 1e-2)
-            boxes, sc, lab = boxes[keep_small], flat[cand][keep_small], label[cand][keep_small]
-            keep = batched_nms(boxes, sc, lab, nms_threshold)[:detections_per_image]
-            out.append((boxes[keep], sc[keep], lab[keep]))
+            flat = scores.ravel()  # flat index anchor * K + class
+            cand = np.flatnonzero(flat > score_threshold)
+            label = cand % k
+            # per class the top-k candidates (stable: lower index first on ties)
+            order = np.lexsort((-flat[cand], label))
+            cand, label = cand[order], label[order]
+            rank = np.arange(len(cand)) - np.searchsorted(label, label)
+            keep = rank < topk_candidates
+            cand, label = cand[keep], label[keep]
+            a = cand // k
+            boxes = clip_boxes_to_image(decode_boxes(deltas[a], self.anchors[a], weights=(10, 10, 5, 5)),
+                                        self.image_size)
+            sc = flat[cand]
+            keep = batched_nms(boxes, sc, label, nms_threshold)[:detections_per_image]
+            out.append((boxes[keep], sc[keep], label[keep]))
         return out
