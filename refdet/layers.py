@@ -134,9 +134,9 @@ class Conv2dCache(NamedTuple):
     x: np.ndarray                 # (B, C, H, W), compute dtype
     w: np.ndarray                 # (F, C / groups, KH, KW), compute dtype
     has_bias: bool
-    stride: tuple
-    padding: tuple
-    dilation: tuple
+    stride: tuple                 # (sh, sw)
+    padding: tuple                # (top, bottom, left, right)
+    dilation: tuple               # (dh, dw)
     groups: int
     out_shape: tuple              # (B, F, Ho, Wo)
 
@@ -147,13 +147,15 @@ class Conv2dGrads(NamedTuple):
     db: Optional[np.ndarray]      # (F,) or None when the forward had no bias
 
 
-def _pad(x, ph, pw):
-    """Zero-pad H by ``ph`` and W by ``pw`` on both sides (a new array; ``x`` itself is never written)."""
-    if ph == 0 and pw == 0:
+def _pad(x, pads, value=0):
+    """Pad H and W by ``pads = (top, bottom, left, right)`` with ``value`` (a new array unless no padding;
+    ``x`` itself is never written)."""
+    pt, pb, pl, pr = pads
+    if pt == pb == pl == pr == 0:
         return x
     b, c, h, w = x.shape
-    out = np.zeros((b, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    out[:, :, ph:ph + h, pw:pw + w] = x
+    out = np.full((b, c, h + pt + pb, w + pl + pr), value, dtype=x.dtype)
+    out[:, :, pt:pt + h, pl:pl + w] = x
     return out
 
 
@@ -187,15 +189,20 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     x : ndarray, shape (B, C, H, W)
     w : ndarray, shape (F, C / groups, KH, KW)
     b : ndarray, shape (F,), or None
-    stride, padding, dilation : int or (int, int)
-        Per (H, W). ``stride >= 1``, ``padding >= 0``, ``dilation >= 1``.
+    stride, dilation : int or (int, int)
+        Per (H, W). ``stride >= 1``, ``dilation >= 1``.
+    padding : int, (int, int), ((top, bottom), (left, right)) or str
+        Zero padding, ``>= 0``. ``"valid"`` is none; ``"same"`` is TensorFlow's ``SAME`` (= ONNX
+        ``auto_pad="SAME_UPPER"``, = PyTorch ``padding="same"`` at stride 1): output ``ceil(H / sh)``,
+        the odd padding pixel at the bottom/right, so a strided TF convolution is **not** the
+        symmetric-padding PyTorch one; ``"same_lower"`` puts it at the top/left (ONNX ``SAME_LOWER``).
     groups : int
         Must divide both C and F; each group of ``F / groups`` filters sees ``C / groups`` channels.
 
     Returns
     -------
     y : ndarray, shape (B, F, Ho, Wo)
-        ``Ho = floor((H + 2*ph - dh*(KH - 1) - 1) / sh) + 1``, likewise ``Wo``.
+        ``Ho = floor((H + top + bottom - dh*(KH - 1) - 1) / sh) + 1``, likewise ``Wo``.
     cache : Conv2dCache
 
     Notes
@@ -214,20 +221,21 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     f_out = w.shape[0]
     b = _checks.check_optional_vector(b, "b", f_out)
     sh, sw = _checks.check_pair(stride, "stride", low=1)
-    ph, pw = _checks.check_pair(padding, "padding", low=0)
     dh, dw = _checks.check_pair(dilation, "dilation", low=1)
     dt = _dtype_of(x, w, b)
     x, w = x.astype(dt, copy=False), w.astype(dt, copy=False)
     bsz, c, h, wd = x.shape
     kh, kw = w.shape[2], w.shape[3]
-    ho = _checks.conv_output_size(h, kh, sh, ph, dh, name="x")
-    wo = _checks.conv_output_size(wd, kw, sw, pw, dw, name="x")
+    pads = _checks.conv_padding(padding, (h, wd), (kh, kw), (sh, sw), (dh, dw))
+    pt, pb, pl, pr = pads
+    ho = _checks.conv_output_size(h, kh, sh, pt, dh, name="x", padding_after=pb)
+    wo = _checks.conv_output_size(wd, kw, sw, pl, dw, name="x", padding_after=pr)
 
     g, fg, cg = groups, f_out // groups, c // groups
     wg = w.reshape(g, fg, cg * kh * kw)                                    # (g, F/g, Cg*KH*KW)
     y = np.empty((bsz, f_out, ho, wo), dtype=dt)
     if y.size:
-        xp = _pad(x, ph, pw)
+        xp = _pad(x, pads)
         for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize):
             rows = r1 - r0
             cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)    # view (B, C, KH, KW, rows, Wo)
@@ -236,7 +244,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
             y[:, :, r0:r1, :] = out.reshape(bsz, f_out, rows, wo)
     if b is not None:
         y += b.astype(dt, copy=False)[:, None, None]                      # (F, 1, 1) broadcast
-    cache = Conv2dCache(x, w, b is not None, (sh, sw), (ph, pw), (dh, dw), groups, y.shape)
+    cache = Conv2dCache(x, w, b is not None, (sh, sw), pads, (dh, dw), groups, y.shape)
     return y, cache
 
 
@@ -270,7 +278,8 @@ def conv2d_backward(dy, cache):
     if dy.shape != cache.out_shape:
         raise ValueError(f"`dy` must have the output's shape {cache.out_shape}; got {dy.shape}")
     dy = dy.astype(dt, copy=False)
-    (sh, sw), (ph, pw), (dh, dw), g = cache.stride, cache.padding, cache.dilation, cache.groups
+    (sh, sw), (dh, dw), g = cache.stride, cache.dilation, cache.groups
+    pt, pb, pl, pr = cache.padding
     bsz, c, h, wd = x.shape
     f_out, cg, kh, kw = w.shape
     fg = f_out // g
@@ -278,10 +287,10 @@ def conv2d_backward(dy, cache):
     wg = w.reshape(g, fg, cg * kh * kw)                                    # (g, F/g, Cg*KH*KW)
     wgt = wg.transpose(0, 2, 1)                                            # (g, Cg*KH*KW, F/g)
     dwg = np.zeros((g, fg, cg * kh * kw), dtype=dt)
-    hp, wp = h + 2 * ph, wd + 2 * pw
+    hp, wp = h + pt + pb, wd + pl + pr
     dxp = np.zeros((bsz, c, hp, wp), dtype=dt)
     if dy.size and x.size:
-        xp = _pad(x, ph, pw)
+        xp = _pad(x, cache.padding)
         for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize):
             rows = r1 - r0
             dyc = dy[:, :, r0:r1, :].reshape(bsz, g, fg, rows * wo)         # (B, g, F/g, rows*Wo)
@@ -299,7 +308,7 @@ def conv2d_backward(dy, cache):
                     left = j * dw
                     dxp[:, :, top:top + (rows - 1) * sh + 1:sh, left:left + (wo - 1) * sw + 1:sw] += dcols[:, :, i, j]
             del dcols
-    dx = np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + wd]) if (ph or pw) else dxp
+    dx = np.ascontiguousarray(dxp[:, :, pt:pt + h, pl:pl + wd]) if any(cache.padding) else dxp
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return Conv2dGrads(dx, dwg.reshape(w.shape), db)
 
@@ -638,8 +647,10 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     stride : int or (int, int), optional
         Defaults to ``kernel_size``. ``kernel_size=1, stride=2`` is the FPN "P6" block (torchvision
         ``LastLevelMaxPool``, detectron2 ``LastLevelMaxPool``, mmdet): it keeps every second pixel.
-    padding : int or (int, int)
-        Implicit ``-inf`` padding; at most half the kernel (PyTorch's rule).
+    padding : int, (int, int), ((top, bottom), (left, right)) or str
+        Implicit ``-inf`` padding (never the maximum of a window holding an input element); numeric
+        padding is at most half the kernel on each side (PyTorch's rule). ``"same"`` / ``"valid"`` /
+        ``"same_lower"`` as in :func:`conv2d_forward` (TensorFlow ``SAME``, ONNX ``auto_pad``).
     dilation : int or (int, int)
     ceil_mode : bool, optional
         Round the output size up, as long as the last window starts inside the input or the left
@@ -673,24 +684,27 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     _checks.check_finite(x, "x", allow_inf=True)
     kh, kw = _checks.check_pair(kernel_size, "kernel_size", low=1)
     sh, sw = (kh, kw) if stride is None else _checks.check_pair(stride, "stride", low=1)
-    ph, pw = _checks.check_pair(padding, "padding", low=0)
     dh, dw = _checks.check_pair(dilation, "dilation", low=1)
-    if ph > kh // 2 or pw > kw // 2:
-        raise ValueError(f"`padding` must be at most half the kernel size {(kh, kw)}; got {(ph, pw)}")
     bsz, c, h, w = x.shape
-    ho = _checks.conv_output_size(h, kh, sh, ph, dh, ceil_mode=bool(ceil_mode), what="pooling window", name="x")
-    wo = _checks.conv_output_size(w, kw, sw, pw, dw, ceil_mode=bool(ceil_mode), what="pooling window", name="x")
+    pt, pb, pl, pr = _checks.conv_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
+    if not isinstance(padding, str) and (max(pt, pb) > kh // 2 or max(pl, pr) > kw // 2):
+        raise ValueError(f"`padding` must be at most half the kernel size {(kh, kw)} on each side; got "
+                         f"{(pt, pb, pl, pr)} (top, bottom, left, right)")
+    ho = _checks.conv_output_size(h, kh, sh, pt, dh, ceil_mode=bool(ceil_mode), what="pooling window", name="x",
+                                  padding_after=pb)
+    wo = _checks.conv_output_size(w, kw, sw, pl, dw, ceil_mode=bool(ceil_mode), what="pooling window", name="x",
+                                  padding_after=pr)
     dt = x.dtype
     # -inf padding, enough on the bottom/right for ceil_mode windows that overhang the input
-    hp = max(h + 2 * ph, (ho - 1) * sh + dh * (kh - 1) + 1)
-    wp = max(w + 2 * pw, (wo - 1) * sw + dw * (kw - 1) + 1)
+    hp = max(h + pt + pb, (ho - 1) * sh + dh * (kh - 1) + 1)
+    wp = max(w + pl + pr, (wo - 1) * sw + dw * (kw - 1) + 1)
     xp = np.full((bsz, c, hp, wp), -np.inf, dtype=dt)
-    xp[:, :, ph:ph + h, pw:pw + w] = x
+    xp[:, :, pt:pt + h, pl:pl + w] = x
     best = np.full((bsz, c, ho, wo), -np.inf, dtype=dt)
     arg_r = np.full((bsz, c, ho, wo), -1, dtype=np.int64)    # input row of the running max (-1: none yet)
     arg_c = np.zeros((bsz, c, ho, wo), dtype=np.int64)
-    oy = np.arange(ho)[:, None] * sh - ph                      # (Ho, 1) top row of each window (input coords)
-    ox = np.arange(wo)[None, :] * sw - pw                      # (1, Wo) left column
+    oy = np.arange(ho)[:, None] * sh - pt                      # (Ho, 1) top row of each window (input coords)
+    ox = np.arange(wo)[None, :] * sw - pl                      # (1, Wo) left column
     for i in range(kh):                                        # taps in row-major window order
         for j in range(kw):
             v = xp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw]

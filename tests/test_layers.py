@@ -1,4 +1,6 @@
 """Tests of refdet.layers: golden values, gradient checks, properties, and torch differentials."""
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -649,3 +651,102 @@ def test_upsample_recompute_scale_factor_and_dtypes_match_torch():
     assert y16.dtype == np.float32 and upsample_nearest_backward(np.ones((1, 1, 3, 3)), c16).dx.dtype == np.float32
     yi, _ = max_pool2d_forward(np.arange(16, dtype=np.int32).reshape(1, 1, 4, 4), 2)
     assert yi.dtype == np.float64 and yi[0, 0, 1, 1] == 15
+
+
+# --------------------------------------------------------------------------------------------------
+# "same" padding (TensorFlow SAME / ONNX auto_pad) for conv2d and max_pool2d
+# --------------------------------------------------------------------------------------------------
+
+def test_same_padding_golden():
+    # H = 6, k = 3, s = 2: out = ceil(6/2) = 3, total = (3-1)*2 + 3 - 6 = 1 -> top 0, bottom 1 (TF SAME);
+    # PyTorch's symmetric padding=1 gives floor((6 + 2 - 3)/2) + 1 = 3 rows too, but shifted by one:
+    # TF's first window covers rows 0..2, PyTorch's rows -1..1.
+    x = np.arange(36.0).reshape(1, 1, 6, 6)
+    w = np.zeros((1, 1, 3, 3))
+    w[0, 0, 0, 0] = 1.0                                   # picks the window's top-left pixel
+    y_tf, c = conv2d_forward(x, w, stride=2, padding="same")
+    assert c.padding == (0, 1, 0, 1)
+    np.testing.assert_array_equal(y_tf[0, 0], x[0, 0, 0:6:2, 0:6:2])
+    y_pt, _ = conv2d_forward(x, w, stride=2, padding=1)
+    np.testing.assert_array_equal(y_pt[0, 0, 1:, 1:], x[0, 0, 1:4:2, 1:4:2])
+    assert np.all(y_pt[0, 0, 0, :] == 0) and np.all(y_pt[0, 0, :, 0] == 0)  # reads the zero padding
+    # same_lower puts the odd pixel first; valid pads nothing
+    assert conv2d_forward(x, w, stride=2, padding="same_lower")[1].padding == (1, 0, 1, 0)
+    assert conv2d_forward(x, w, padding="valid")[0].shape == (1, 1, 4, 4)
+    # max pool 2x2 s2 "same" on a 5x5: out 3, total 1 -> one -inf row/column at the bottom/right
+    y, cache = max_pool2d_forward(np.arange(25.0).reshape(1, 1, 5, 5), 2, padding="same")
+    np.testing.assert_array_equal(y[0, 0], [[6, 8, 9], [16, 18, 19], [21, 23, 24]])
+    with pytest.raises(ValueError, match="`padding`"):
+        conv2d_forward(x, w, padding="full")
+
+
+@settings(max_examples=25)
+@given(cfg=rst.conv_configs(max_side=8), seed=st.integers(0, 2 ** 32 - 1))
+def test_conv2d_same_padding_matches_torch_at_stride_1(cfg, seed):
+    torch = _torch()
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(cfg["x_shape"]), rng.standard_normal(cfg["w_shape"])
+    kw = dict(dilation=cfg["dilation"], groups=cfg["groups"])
+    y, cache = conv2d_forward(x, w, padding="same", **kw)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    with warnings.catch_warnings():  # torch warns that it copies the input for even kernels
+        warnings.simplefilter("ignore", UserWarning)
+        ty = torch.nn.functional.conv2d(tx, tw, padding="same", **kw)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    g = conv2d_backward(dy, cache)
+    np.testing.assert_allclose(g.dx, tx.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(g.dw, tw.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def _ort_run(ort, node, inputs):
+    from onnx import TensorProto, helper, numpy_helper
+    names = list(inputs)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, list(inputs[names[0]].shape))],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(inputs[n], n) for n in names[1:]])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {names[0]: inputs[names[0]]})[0]
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_strided_same_padding_matches_onnxruntime(auto_pad):
+    ort = pytest.importorskip("onnxruntime")
+    helper = pytest.importorskip("onnx").helper
+    rng = np.random.default_rng(0)
+    mode = "same" if auto_pad == "SAME_UPPER" else "same_lower"
+    # ORT's Conv refuses dilation with auto_pad SAME (dilated "same" is checked against torch above)
+    for h, wd, k, s, d in [(6, 6, 3, 2, 1), (5, 7, 3, 2, 1), (8, 9, 2, 3, 1), (9, 4, 5, 2, 1), (10, 5, 4, 3, 1),
+                           (7, 7, 1, 2, 1)]:
+        x = rng.standard_normal((1, 2, h, wd)).astype(np.float32)
+        w = rng.standard_normal((3, 2, k, k)).astype(np.float32)
+        node = helper.make_node("Conv", ["X", "W"], ["Y"], auto_pad=auto_pad, strides=[s, s], dilations=[d, d],
+                                kernel_shape=[k, k])
+        ref = _ort_run(ort, node, {"X": x, "W": w})
+        y, _ = conv2d_forward(x, w, stride=s, dilation=d, padding=mode)
+        assert y.shape == ref.shape
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)  # float32 sums of <= 32 terms
+        raw = [(-(-n // s) - 1) * s + k - n for n in (h, wd)]  # SAME total padding before clamping at 0
+        if d == 1 and min(raw) >= 0:  # ORT's MaxPool rejects the negative totals it computes otherwise
+            # ORT MaxPool: -inf padding; values bit-exact
+            node = helper.make_node("MaxPool", ["X"], ["Y"], auto_pad=auto_pad, strides=[s, s], kernel_shape=[k, k])
+            ref = _ort_run(ort, node, {"X": x})
+            yp, _ = max_pool2d_forward(x, k, stride=s, padding=mode)
+            np.testing.assert_array_equal(yp, ref)
+
+
+@pytest.mark.parametrize("padding", ["same", "same_lower", ((1, 0), (0, 2)), "valid"])
+def test_conv2d_and_max_pool_asymmetric_padding_gradcheck(padding):
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((2, 2, 6, 5)), rng.standard_normal((3, 2, 3, 2)), rng.standard_normal(3)
+    check_gradients(conv2d_forward, conv2d_backward, (x, w, b), kwargs=dict(stride=2, padding=padding), rng=0)
+    if not isinstance(padding, tuple):  # numeric pooling padding is limited to half the kernel
+        xd = (rng.permutation(60) * 1e-2).reshape(1, 2, 6, 5)
+        check_gradients(max_pool2d_forward, max_pool2d_backward, (xd,),
+                        kwargs=dict(kernel_size=3, stride=2, padding=padding), rng=0)

@@ -512,6 +512,8 @@ def _register_layer_cases():
     register_gradcheck("conv2d stride (2,1) pad (1,2) dilation (1,2) groups 2", L.conv2d_forward,
                        L.conv2d_backward, conv((2, 1), (1, 2), (1, 2), 2))
     register_gradcheck("conv2d no bias stride 2", L.conv2d_forward, L.conv2d_backward, conv(2, 0, 1, 1, bias=False))
+    register_gradcheck("conv2d stride 2 padding 'same' (TF SAME)", L.conv2d_forward, L.conv2d_backward,
+                       conv(2, "same", 1, 1))
     register_gradcheck("relu", L.relu_forward, L.relu_backward, lambda r: ((away_from_zero(r),), {}))
     register_gradcheck("sigmoid", L.sigmoid_forward, L.sigmoid_backward,
                        lambda r: ((4 * r.standard_normal((2, 3, 4, 5)),), {}))

@@ -61,7 +61,7 @@ BAD = [
     Bad("conv2d_forward", lambda r: ((_x(r), r.standard_normal((6, 4, 3, 3))), {"stride": 0}), ValueError,
         r"`stride` must be >= 1"),
     Bad("conv2d_forward", lambda r: ((_x(r), r.standard_normal((6, 4, 3, 3))), {"padding": (1, 2, 3)}),
-        ValueError, r"`padding` must be an int or a pair"),
+        ValueError, r"`padding` must be an int, a pair"),
     Bad("conv2d_forward", lambda r: (("x", r.standard_normal((6, 4, 3, 3))), {}), TypeError, r"`x`"),
     Bad("conv2d_backward", lambda r: ((np.zeros((1, 1, 1, 1)), None), {}), TypeError, r"`cache`"),
     Bad("relu_forward", lambda r: ((np.array([1.0, np.nan]),), {}), ValueError, r"`x`.*NaN"),
