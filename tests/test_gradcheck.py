@@ -168,3 +168,23 @@ def test_gradcheck_all_runs_every_layer_case_and_reports_failures():
         gc._CASES.pop("test: crashing backward", None)
     with pytest.raises(TypeError, match="`name`"):
         register_gradcheck("", relu_forward, relu_backward, lambda r: ((np.ones(2),), {}))
+
+
+def test_explicit_upstream_is_used():
+    # the given upstream gradient reaches backward unchanged and defines J = sum(out * upstream)
+    x = np.linspace(0.1, 1.0, 6).reshape(3, 2)
+    up = np.zeros((3, 2))
+    up[0] = 1.0
+    seen = []
+
+    def fwd(x):
+        return x ** 2, x
+
+    def bwd(d, x):
+        seen.append(d)
+        return (2 * x * d,)
+
+    assert check_gradients(fwd, bwd, (x,), upstream=up).ok
+    assert seen[0] is up
+    with pytest.raises(AssertionError, match=r"x\[0, "):  # only row 0 carries gradient: the error is there
+        check_gradients(fwd, lambda d, x: (3 * x * d,), (x,), upstream=up)
