@@ -233,15 +233,19 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
 
     g, fg, cg = groups, f_out // groups, c // groups
     wg = w.reshape(g, fg, cg * kh * kw)                                    # (g, F/g, Cg*KH*KW)
+    chunks = _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize)
     y = np.empty((bsz, f_out, ho, wo), dtype=dt)
     if y.size:
         xp = _pad(x, pads)
-        for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize):
+        for r0, r1 in chunks:
             rows = r1 - r0
             cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)    # view (B, C, KH, KW, rows, Wo)
             cols = cols.reshape(bsz, g, cg * kh * kw, rows * wo)          # the im2col copy
             out = np.matmul(wg, cols)                                     # (B, g, F/g, rows*Wo)
-            y[:, :, r0:r1, :] = out.reshape(bsz, f_out, rows, wo)
+            if len(chunks) == 1:
+                y = out.reshape(bsz, f_out, ho, wo)                       # (B, F, Ho, Wo), no copy
+            else:
+                y[:, :, r0:r1, :] = out.reshape(bsz, f_out, rows, wo)
     if b is not None:
         y += b.astype(dt, copy=False)[:, None, None]                      # (F, 1, 1) broadcast
     cache = Conv2dCache(x, w, b is not None, (sh, sw), pads, (dh, dw), groups, y.shape)
