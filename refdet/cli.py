@@ -4,6 +4,7 @@
                            options: --model retinanet|rpn|ssd, --seed, --steps, --out
     refdet anchors         teaching: cell anchors, anchors per level, head output shapes
     refdet describe OP     what each convention profile sets for an op
+    refdet gradcheck       gradient-check every registered backward pass
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import sys
 COMMANDS = {
     "demo": ("refdet.demo", "_demo_args", "_demo_run",
              "train a small detector on synthetic data and show every stage (the main command)"),
+    "gradcheck": ("refdet.cli", "_gradcheck_args", "_gradcheck_run",
+                  "gradient-check every registered backward pass (float64 central differences)"),
     "describe": ("refdet.cli", "_describe_args", "_describe_run",
                  "print what each convention profile sets for an op"),
     "quantize": ("refdet.quant_head", "_quantize_args", "_quantize_run",
@@ -28,6 +31,21 @@ COMMANDS = {
     "verify-export": ("refdet.exchange.cli", "_verify_args", "_verify_run",
                       "run an exported ONNX file or NNEF folder in every available runtime and compare with refdet"),
 }
+
+
+def _gradcheck_args(p):
+    p.add_argument("names", nargs="*", help="only cases whose name contains one of these")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _gradcheck_run(args):
+    from refdet.testing.gradcheck import gradcheck_all
+    from refdet.verify import _register_selfcheck_cases
+    _register_selfcheck_cases()  # the losses, heads, FPN, box coder and detector cases
+    reports = gradcheck_all(args.names or None, rng=args.seed, out=print)
+    bad = [n for n, r in reports.items() if not r.ok]
+    print(f"{len(reports) - len(bad)} passed, {len(bad)} failed")
+    return 1 if bad or not reports else 0
 
 
 def _describe_args(p):

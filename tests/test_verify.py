@@ -130,3 +130,11 @@ def test_torchvision_adapter_differs_from_a_wrong_convention():
     rep = C.check_nms(tv, convention="caffe", n_cases=0, raise_on_failure=False)
     assert not rep.ok and "likely cause" in rep.first_mismatch
     assert np.isfinite(rep.worst_error)
+
+
+def test_gradcheck_command_runs_every_registered_case(capsys):
+    from refdet.cli import main
+
+    assert main(["gradcheck", "conv2d", "focal"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2d" in out and "focal" in out and "0 failed" in out
