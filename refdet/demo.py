@@ -74,9 +74,11 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
     # 2. anchors ----------------------------------------------------------------------------------
     det = Detector(model)
     write(f"[2] anchors: {len(det.anchors)} in all, order (level, y, x, anchor)")
+    ratios = ", ".join(f"{r:g}" for r in det.config.aspect_ratios)
     for lvl, (fs, st, a) in enumerate(zip(det.feature_sizes, det.strides, det.num_anchors)):
+        sizes = ", ".join(f"{v:g}" for v in det.config.anchor_sizes[lvl])
         write(f"      level {lvl}: {fs[0]:2d} x {fs[1]:2d} map, stride {st:2d}, {a} anchors per location "
-              f"-> {fs[0] * fs[1] * a:5d} anchors")
+              f"(size {sizes} px{'' if model == 'ssd' else f', h/w ratios {ratios}'}) -> {fs[0] * fs[1] * a:5d} anchors")
 
     # 3. network ----------------------------------------------------------------------------------
     params = det.init(rng=rng)
@@ -91,7 +93,14 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
     # 4. assignment -------------------------------------------------------------------------------
     tgts = list(zip(train.boxes[:batch], train.labels[:batch]))
     lt, pm, nm = det.assign(det._check_targets(tgts, batch), rng=rng)
-    write(f"[4] label assignment on the first batch of {batch}: {int(pm.sum())} positive, {int(nm.sum())} "
+    rule = {"retinanet": "IoU >= 0.5 positive, < 0.4 negative, in between ignored, and each object's best "
+                         "anchor positive",
+            "rpn": "IoU >= 0.7 positive, < 0.3 negative, each object's best anchor positive, anchors crossing "
+                   "the border ignored, then 256 sampled per image (at most half positive)",
+            "ssd": "each object's best default box, then IoU >= 0.5 positive, the rest background "
+                   "(hard negatives are mined in the loss)"}[model]
+    write(f"[4] label assignment ({rule}):")
+    write(f"      first batch of {batch}: {int(pm.sum())} positive, {int(nm.sum())} "
           f"negative, {int(pm.size - pm.sum() - nm.sum())} ignored anchors "
           f"({pm.sum() / max(1, batch):.1f} positives per image)")
 
@@ -118,7 +127,8 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
               f"{time.perf_counter() - t0:5.1f}s")
     k = max(1, min(10, len(history) // 4))
     first, last = float(np.mean(history[:k])), float(np.mean(history[-k:]))
-    write(f"      loss fell from {first:.4f} (mean of the first {k} steps) to {last:.4f} (last {k})")
+    verb = "fell" if last < first else "went"
+    write(f"      loss {verb} from {first:.4f} (mean of the first {k} steps) to {last:.4f} (last {k})")
 
     # 6. inference --------------------------------------------------------------------------------
     cls, box, _ = det.forward(params, test.images[:1])
