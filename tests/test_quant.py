@@ -523,43 +523,208 @@ def test_tflite_conv_matches_per_pixel_scalar_model(seed, padding, stride, act):
                 assert int(y[0, i, j, o]) == expect
 
 
-def test_tflite_conv_against_litert_reference_kernels():
-    """Bit-exact against LiteRT's BUILTIN_REF kernels (SPEC 9.3). Needs ai-edge-litert and, to build the
-    int8 model, TensorFlow's converter; neither is installed in refdet's CI image, so this runs only
-    where a user has them."""
-    litert = pytest.importorskip("ai_edge_litert.interpreter")
-    tf = pytest.importorskip("tensorflow")
-    r = np.random.default_rng(0)
-    model = tf.keras.Sequential([tf.keras.Input((9, 9, 3), batch_size=1),
-                                 tf.keras.layers.Conv2D(5, 3, strides=2, padding="same", activation="relu")])
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([r.uniform(-1, 1, (1, 9, 9, 3)).astype(np.float32)] for _ in range(16))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    interp = litert.Interpreter(model_content=conv.convert(),
-                                experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
-    interp.allocate_tensors()
-    op = next(o for o in interp._get_ops_details() if o["op_name"] == "CONV_2D")
-    det = {d["index"]: d for d in interp.get_tensor_details()}
-    xi, wi, bi = op["inputs"]
-    yi = op["outputs"][0]
+# ---------------------------------------------------------------------------------------------------
+# Differential: LiteRT's reference kernels (SPEC-quant-exchange §0 item 2, §3, §9.3). One-op int8
+# models are written with nnef-tools' TFLite flatbuffer writer (tests/_tflite_models.py; no TensorFlow)
+# and run with OpResolverType.BUILTIN_REF. Every output integer is compared exactly. XNNPACK (the
+# default resolver) and the optimized builtin kernels round differently by design and are not used.
+# ---------------------------------------------------------------------------------------------------
 
-    def qp(i):
-        q = det[i]["quantization_parameters"]
-        return q["scales"], q["zero_points"]
+def _litert():
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("nnef_tools")
+    from tests import _tflite_models
+    return _tflite_models
 
-    w, b = interp.get_tensor(wi), interp.get_tensor(bi)
-    (xs, xz), (ws, _), (ys, yz) = qp(xi), qp(wi), qp(yi)
-    for _ in range(5):
-        x = r.integers(-128, 128, size=(1, 9, 9, 3)).astype(np.int8)
-        interp.set_tensor(interp.get_input_details()[0]["index"], x)
-        interp.invoke()
-        expected = interp.get_tensor(interp.get_output_details()[0]["index"])
-        got = Q.tflite_conv2d_int8(x, xs[0], int(xz[0]), w, ws, b, ys[0], int(yz[0]), stride=2, padding="SAME",
-                                   activation="RELU")
-        assert np.array_equal(got, expected)
+
+def _assert_same_ints(got, ref, what):
+    """Zero mismatching integers; on failure, say how many and show the first few (index, refdet, LiteRT)."""
+    assert got.shape == ref.shape and got.dtype == ref.dtype, (what, got.shape, ref.shape, got.dtype, ref.dtype)
+    bad = np.argwhere(got != ref)
+    assert bad.size == 0, (f"{what}: {len(bad)} of {got.size} integers differ from LiteRT BUILTIN_REF; first: "
+                           f"{[(tuple(i), int(got[tuple(i)]), int(ref[tuple(i)])) for i in bad[:5]]}")
+
+
+def _litert_conv(T, x, xs, xz, w, ws, b, ys, yz, **kw):
+    """(refdet, LiteRT BUILTIN_REF) outputs of one int8 CONV_2D; kw: stride/dilation pairs, padding, activation."""
+    ref = T.run_reference(T.conv2d_int8_model(x.shape, xs, xz, w, ws, b, ys, yz, **kw), x)
+    got = Q.tflite_conv2d_int8(readonly(x), xs, xz, readonly(w), readonly(ws), readonly(b), ys, yz, **kw)
+    return got, ref
+
+
+def _log_uniform(r, lo, hi, size=None):
+    return np.exp(r.uniform(np.log(lo), np.log(hi), size)).astype(np.float32)
+
+
+@settings(max_examples=60)
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from(["SAME", "VALID"]),
+       st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]),
+       st.tuples(st.integers(1, 3), st.integers(1, 3)), st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       st.tuples(st.sampled_from([1, 2, 3]), st.sampled_from([1, 3, 5])))
+def test_tflite_conv_random_models_bit_exact_with_litert_reference(seed, padding, activation, stride, dilation,
+                                                                     kernel):
+    T = _litert()
+    r = np.random.default_rng(seed)
+    kh, kw = kernel
+    n, c, o = int(r.integers(1, 3)), int(r.integers(1, 9)), int(r.integers(1, 7))
+    h = int(r.integers(dilation[0] * (kh - 1) + 1, 11))     # at least one VALID output row/column
+    wd = int(r.integers(dilation[1] * (kw - 1) + 1, 11))
+    x = r.integers(-128, 128, size=(n, h, wd, c)).astype(np.int8)
+    w = r.integers(-127, 128, size=(o, kh, kw, c)).astype(np.int8)
+    w[0].flat[0] = r.choice([-127, 127])                     # the int8 weight range's ends
+    xz = int(r.choice([-128, 127, int(r.integers(-128, 128))]))
+    yz = int(r.choice([-128, 127, int(r.integers(-128, 128))]))
+    xs, ys = _log_uniform(r, 1e-3, 0.5), _log_uniform(r, 1e-3, 2.0)
+    ws = _log_uniform(r, 1e-5, 0.05, o)                      # M from ~1e-8 to ~25 (left shifts too)
+    m = np.float64(xs) * ws.astype(np.float64) / np.float64(ys)
+    # bias puts the typical output inside [-128, 127] (|t| <= 150 so both clamps are also hit)
+    b = np.clip(np.round(r.uniform(-150, 150, o) / m), -2 ** 24, 2 ** 24).astype(np.int32)
+    got, ref = _litert_conv(T, x, xs, xz, w, ws, b, ys, yz, stride=stride, padding=padding, dilation=dilation,
+                            activation=activation)
+    _assert_same_ints(got, ref, f"CONV_2D {padding} {activation} stride={stride} dilation={dilation} k={kernel}")
+
+
+def _near_tie_accs(m, lo, hi, k, out_range, r):
+    """``k`` accumulators in [lo, hi] whose TFLite requantization is nearest a rounding tie.
+
+    With ``(q, shift) = quantize_multiplier(m)``, ``left = max(shift, 0)``, ``right = max(-shift, 0)``, the
+    fixed-point value is ``acc * q * 2**left / 2**(31 + right)``: it is a tie when the remainder of the
+    numerator mod ``D = 2**(31 + right)`` is ``D / 2``. Candidates are ranked by ``|rem - D/2|`` (0 = exact
+    tie; < 2**31 = the first rounding, SRDHM at 2**-31, can carry it across). Only accumulators whose
+    exact value ``acc * m`` lies in ``out_range`` are used (a clamped output says nothing about rounding).
+    """
+    q, shift = Q.quantize_multiplier(m)
+    left, right = max(shift, 0), max(-shift, 0)
+    acc = np.arange(lo, hi + 1, dtype=np.int64)
+    r.shuffle(acc)                                            # ties of equal rank: random signs/positions
+    d = 1 << (31 + right)
+    dist = np.abs((acc * (q << left)) % d - d // 2)
+    ok = (acc * m > out_range[0]) & (acc * m < out_range[1])
+    order = np.argsort(np.where(ok, dist, np.iinfo(np.int64).max), kind="stable")
+    return acc[order[:k]], dist[order[:k]]
+
+
+# (x_scale, per-channel w_scale, y_scale) families of the constructed near-tie models
+_TIE_FAMILIES = [
+    (0.5, [2.0 ** -1, 2.0 ** -2, 2.0 ** -3, 2.0 ** -5, 2.0 ** -9, 2.0 ** -14, 2.0 ** -21], 1.0),  # M = 2**-p
+    (0.5, [3.0, 5.0, 1.0, 2.0 ** -1 * 3], 1.0),                   # M = 1.5, 2.5, 0.5, 0.75 (left shifts)
+    (0.02, [0.005, 0.005 * 3, 0.0005, 0.05], 0.05),               # TV-R2 scales and relatives
+    (0.0123, [0.00173, 0.000311, 0.0271, 0.00499], 0.0917),       # arbitrary float32 scales
+    (0.0039215689, [0.0078125, 0.00392157, 0.0011, 0.0203], 0.0235294),   # 1/255-style activations
+]
+
+
+@pytest.mark.parametrize("family", range(len(_TIE_FAMILIES)))
+@pytest.mark.parametrize("activation", ["NONE", "RELU"])
+def test_tflite_conv_near_ties_bit_exact_with_litert_reference(family, activation):
+    # A 1x1 conv over 2 input channels with weights [1, 127] reaches every accumulator in a window of
+    # ~32k around each channel's bias: x0 + 127 * x1 = acc - bias + 128 * x_zp (x0 in [-63, 63]). Channel
+    # o reads row o of the image, whose pixels are chosen to land its requantization at (or nearest) a tie.
+    T = _litert()
+    r = np.random.default_rng(1000 * family + len(activation))
+    xs, ws_list, ys = _TIE_FAMILIES[family]
+    xs, ys, ws = np.float32(xs), np.float32(ys), np.array(ws_list, np.float32)
+    o, k = len(ws), 24
+    xz, yz = int(r.integers(-20, 21)), int(r.integers(-30, 31))
+    m = np.float64(xs) * ws.astype(np.float64) / np.float64(ys)          # what LiteRT computes
+    # unclamped outputs only: RELU clamps below y_zp, so its exact values are kept >= 0
+    lo_out, t = (-0.5, r.uniform(5, 90, o)) if activation == "RELU" else (-126 - yz, r.uniform(-90, 90, o))
+    b = np.round((np.round(t) + 0.5) / m).astype(np.int32)                  # window centred on a tie
+    x = np.zeros((1, o, k, 2), np.int8)
+    n_exact = 0
+    for c in range(o):
+        base = int(b[c]) - 128 * xz
+        acc, dist = _near_tie_accs(float(m[c]), base - 16000, base + 16000, k, (lo_out, 125 - yz), r)
+        n_exact += int(np.sum(dist == 0))
+        s = acc - b[c] + 128 * xz                                            # = x0 + 127 * x1
+        x1 = np.floor_divide(s + 63, 127)
+        x[0, c, :, 0], x[0, c, :, 1] = s - 127 * x1, x1
+        assert np.array_equal((x[0, c, :, 0].astype(np.int64) - xz) + 127 * (x[0, c, :, 1].astype(np.int64) - xz)
+                              + b[c], acc)
+    w = np.zeros((o, 1, 1, 2), np.int8)
+    w[:, 0, 0] = [1, 127]
+    got, ref = _litert_conv(T, x, xs, xz, w, ws, b, ys, yz, activation=activation)
+    _assert_same_ints(got, ref, f"near-tie family {family} ({activation})")
+    # the cases really are ties: at least one other rounding rule would give different integers
+    other = [Q.tflite_conv2d_int8(x, xs, xz, w, ws, b, ys, yz, activation=activation, mode=md)
+             for md in ("tflite_single", "float_rne")]
+    assert any(int(np.sum(v != ref)) for v in other)
+    if family == 0:
+        assert n_exact >= 3 * k                                  # power-of-two multipliers: exact ties
+        assert all(int(np.sum(v != ref)) > 10 for v in other)
+
+
+def test_tv_r1_tv_r2_through_litert_reference_conv():
+    # A 1x1 conv with x = x_zp (or 0), w = 1: acc = bias. TV-R1 (M = 0.25) and TV-R2 (0.02, 0.005, 0.05,
+    # zp -5) run on the real reference kernel give the values derived by hand in the tests above.
+    T = _litert()
+    for xs, ws, ys, yz, acc, expected in [
+            (0.5, 0.5, 1.0, 0, TV_R1_ACC, [1, 2, 3, -1, -2, -3, 1, 1, 0, -1]),
+            (0.02, 0.005, 0.05, -5, [250, 750, -250, 64000, 100000, -70000, 0], [-4, -3, -6, 123, 127, -128, -5])]:
+        b = np.asarray(acc, np.int32)
+        x = np.zeros((1, 1, 1, 1), np.int8)
+        w = np.ones((len(b), 1, 1, 1), np.int8)
+        got, ref = _litert_conv(T, x, xs, 0, w, np.full(len(b), ws, np.float32), b, ys, yz)
+        assert ref[0, 0, 0].tolist() == expected
+        _assert_same_ints(got, ref, "TV-R1/TV-R2")
+
+
+def test_litert_fully_connected_rounds_once_unlike_conv():
+    # Found while building this test (LiteRT 2.3.0, BUILTIN_REF): int8 FULLY_CONNECTED does NOT use the
+    # gemmlowp double rounding of CONV_2D. Its output is acc * q * 2**(shift - 31) rounded once, exactly,
+    # half away from zero (per-tensor and per-channel alike). On TV-R1 (M = 0.25) the two ops differ at
+    # acc = 1: exact 0.25 -> FC 0, CONV_2D 1 (SRDHM(1, 2**30) = 1, then RoundingDivideByPOT(1, 1) = 1).
+    # refdet models CONV_2D ('tflite' mode); it has no FC op, so this pins what a user verifying FC must know.
+    T = _litert()
+
+    def fc(xs, ws, ys, acc):
+        ws = np.asarray(ws, np.float32)
+        x, w = np.zeros((1, 1), np.int8), np.ones((len(acc), 1), np.int8)
+        return T.run_reference(T.fully_connected_int8_model((1, 1), xs, 0, w, ws, np.asarray(acc, np.int32),
+                                                            ys, 0), x)[0]
+
+    assert fc(0.5, [0.5], 1.0, TV_R1_ACC).tolist() == [1, 2, 3, -1, -2, -3, 0, 1, 0, -1]
+    assert Q.requantize(TV_R1_ACC, 0.25, 0, mode="tflite").tolist() == [1, 2, 3, -1, -2, -3, 1, 1, 0, -1]
+
+    def exact_half_away(acc, m):
+        q, shift = _qm_ref(m)
+        out = []
+        for a in acc:
+            v = Fraction(int(a) * q, 2 ** (31 - shift))
+            out.append(min(max(int(math.floor(abs(v) + Fraction(1, 2))) * (1 if v >= 0 else -1), -128), 127))
+        return out
+
+    r = np.random.default_rng(7)
+    for per_channel in (False, True):
+        for _ in range(6):
+            xs, ws, ys = _log_uniform(r, 1e-3, 0.5), _log_uniform(r, 1e-5, 0.05), _log_uniform(r, 1e-3, 2.0)
+            m = float(np.float64(xs) * np.float64(ws) / np.float64(ys))
+            lim = int(min(130 / m, 2 ** 30))
+            acc = r.integers(-lim, lim, 16)
+            ref = fc(xs, np.full(16 if per_channel else 1, ws, np.float32), ys, acc)
+            assert ref.tolist() == exact_half_away(acc, m)
+
+
+@pytest.mark.parametrize("scale,zp", [(0.5, 0), (0.25, 3), (2.0 ** -7, -7), (0.1, 0), (0.037, 11),
+                                      (0.02, -128), (1.7, 127), (0.0039215689, 1)])
+def test_tflite_quantize_op_bit_exact_with_litert_reference(scale, zp):
+    # TFLite reference QUANTIZE (float32 -> int8): q = clamp(TfLiteRound(x / scale) + zp), with x / scale a
+    # float32 division and TfLiteRound = std::round (half away from zero); zp added after rounding.
+    T = _litert()
+    r = np.random.default_rng(int(zp) + 1000)
+    s = np.float32(scale)
+    k = np.arange(-140, 141)
+    ties = (k + 0.5).astype(np.float32) * s                  # x / s == k + 0.5 exactly (kept only if so)
+    ties = ties[ties / s == (k + 0.5).astype(np.float32)]
+    x = np.concatenate([
+        ties, -ties,
+        (r.uniform(-300, 300, 400) * s).astype(np.float32),   # includes saturation at both ends
+        np.float32([0.0, -0.0, 1e-30, -1e-30, -0.5 * s, 0.5 * s, 127.5 * s, -128.5 * s, 1e6, -1e6])])
+    assert ties.size >= 100
+    ref = T.run_reference(T.quantize_model(x.shape, s, zp), x)
+    _assert_same_ints(Q.quantize(readonly(x), s, zp, rounding="half_away", op="div"), ref, "QUANTIZE half_away")
+    _assert_same_ints(Q.quantize(x, s, zp, convention="tf"), ref, "QUANTIZE convention='tf'")
+    assert int(np.sum(Q.quantize(x, s, zp, convention="onnx") != ref)) >= ties.size // 4   # RNE differs on ties
 
 
 # ---------------------------------------------------------------------------------------------------
