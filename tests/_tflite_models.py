@@ -155,3 +155,62 @@ def run_reference(model, x):
     interp.set_tensor(inp["index"], np.ascontiguousarray(x))
     interp.invoke()
     return interp.get_tensor(out["index"]).copy()
+
+
+def quantized_head_model(qhead, input_shape):
+    """Bytes of a ``.tflite`` model of a :class:`refdet.quant_head.QuantizedHead` (int8, TFLite scheme).
+
+    ``x`` float32 NHWC ``input_shape`` -> ``QUANTIZE`` (head input qparams) -> per branch, the layers as
+    int8 ``CONV_2D`` 3x3 stride 1 SAME (= padding 1) with fused RELU on tower layers -> ``DEQUANTIZE``
+    of each branch's last layer. Outputs, in order: every layer's int8 output (``layer.name``, NHWC),
+    then ``<last layer name>.float`` for the classification and the regression branch.
+
+    Returns
+    -------
+    (bytes, list of str)
+        The model and its output names.
+    """
+    from nnef_tools.model import Graph, Operation, Tensor
+
+    n, h, w, c = input_shape
+    g = Graph(name="quantized_retinanet_head")
+    tx = Tensor(g, name="x", shape=tuple(input_shape), dtype=np.float32)
+    tq = Tensor(g, name="input", shape=tuple(input_shape), dtype=np.int8,
+                quant=_quant(qhead.input_scale, qhead.input_zero_point))
+    Operation(g, type="QUANTIZE", inputs=(tx,), outputs=(tq,), attribs={})
+    outputs = []
+    for branch in (qhead.cls_layers, qhead.box_layers):
+        prev = tq
+        for layer in branch:
+            wt = np.ascontiguousarray(np.asarray(layer.weight, np.int8).transpose(0, 2, 3, 1))   # OIHW -> OHWI
+            f = wt.shape[0]
+            tw = Tensor(g, name=layer.name + ".w", shape=wt.shape, dtype=np.int8, data=wt,
+                        quant=_quant(layer.w_scale, 0, f))
+            tb = Tensor(g, name=layer.name + ".b", shape=(f,), dtype=np.int32,
+                        data=np.ascontiguousarray(layer.bias, dtype=np.int32), quant=_quant(layer.bias_scale, 0, f))
+            ty = Tensor(g, name=layer.name, shape=(n, h, w, f), dtype=np.int8,
+                        quant=_quant(layer.y_scale, layer.y_zero_point))
+            Operation(g, type="CONV_2D", inputs=(prev, tw, tb), outputs=(ty,),
+                      attribs=dict(padding="SAME", stride_h=1, stride_w=1, dilation_h_factor=1, dilation_w_factor=1,
+                                   fused_activation_function="RELU" if layer.relu else "NONE"))
+            outputs.append(ty)
+            prev = ty
+        tf = Tensor(g, name=prev.name + ".float", shape=prev.shape, dtype=np.float32)
+        Operation(g, type="DEQUANTIZE", inputs=(prev,), outputs=(tf,), attribs={})
+        outputs.append(tf)
+    g.inputs, g.outputs = [tx], outputs
+    return _serialize(g), [t.name for t in outputs]
+
+
+def run_reference_outputs(model, x):
+    """Run a one-input ``.tflite`` model on ``BUILTIN_REF`` kernels; a dict of every output by tensor name."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_content=model, num_threads=1,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    (inp,) = interp.get_input_details()
+    assert tuple(inp["shape"]) == x.shape and inp["dtype"] == x.dtype, (inp, x.shape, x.dtype)
+    interp.set_tensor(inp["index"], np.ascontiguousarray(x))
+    interp.invoke()
+    return {d["name"]: interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()}
