@@ -669,12 +669,25 @@ def test_tv_r1_tv_r2_through_litert_reference_conv():
         _assert_same_ints(got, ref, "TV-R1/TV-R2")
 
 
-def test_litert_fully_connected_rounds_once_unlike_conv():
-    # Found while building this test (LiteRT 2.3.0, BUILTIN_REF): int8 FULLY_CONNECTED does NOT use the
-    # gemmlowp double rounding of CONV_2D. Its output is acc * q * 2**(shift - 31) rounded once, exactly,
-    # half away from zero (per-tensor and per-channel alike). On TV-R1 (M = 0.25) the two ops differ at
-    # acc = 1: exact 0.25 -> FC 0, CONV_2D 1 (SRDHM(1, 2**30) = 1, then RoundingDivideByPOT(1, 1) = 1).
-    # refdet models CONV_2D ('tflite' mode); it has no FC op, so this pins what a user verifying FC must know.
+# (x_scale, w_scale, y_scale, acc) where FC's float requantization and any Q31 fixed-point one disagree:
+# acc * M (M in double) lies within ~2e-8 of a half, on the other side of it from acc * q * 2**(shift - 31)
+_FC_Q31_SPLITS = [
+    (0.074880450963974, 0.0003466918133199215, 0.44581878185272217, -1416773),    # -82.5000000082 -> -83
+    (0.004960443824529648, 0.017068244516849518, 1.374250888824463, -1128084),    # -69.5000000026 -> -70
+    (0.0074456073343753815, 0.0004637191887013614, 0.035309549421072006, -905066),  # -88.5000000204 -> -89
+    (0.006129315588623285, 0.0024429429322481155, 0.057320911437273026, -438322),   # -114.4999999924 -> -114
+    (0.005864746868610382, 0.0012997393496334553, 0.1142459437251091, -1596191),    # -106.4999999831 -> -106
+]
+
+
+def test_litert_fully_connected_requantizes_in_double_unlike_conv():
+    # Found while building these tests (LiteRT 2.3.0, BUILTIN_REF): int8 FULLY_CONNECTED does not use the
+    # gemmlowp fixed-point requantization of CONV_2D. It computes std::round(acc * M) in double, with
+    # M = double(x_scale) * double(w_scale) / double(y_scale) (half away from zero; per-tensor and
+    # per-channel alike), as LiteRT's "make the fully_connected ref kernel do requant in float" change
+    # describes (google-ai-edge/LiteRT issue 8567). On TV-R1 (M = 0.25) the ops differ at acc = 1: exact
+    # 0.25 -> FC 0, CONV_2D 1 (SRDHM(1, 2**30) = 1, then RoundingDivideByPOT(1, 1) = 1). refdet models
+    # CONV_2D ('tflite' mode) and has no FC op: this pins what a user verifying FC with refdet must know.
     T = _litert()
 
     def fc(xs, ws, ys, acc):
@@ -683,16 +696,13 @@ def test_litert_fully_connected_rounds_once_unlike_conv():
         return T.run_reference(T.fully_connected_int8_model((1, 1), xs, 0, w, ws, np.asarray(acc, np.int32),
                                                             ys, 0), x)[0]
 
-    assert fc(0.5, [0.5], 1.0, TV_R1_ACC).tolist() == [1, 2, 3, -1, -2, -3, 0, 1, 0, -1]
-    assert Q.requantize(TV_R1_ACC, 0.25, 0, mode="tflite").tolist() == [1, 2, 3, -1, -2, -3, 1, 1, 0, -1]
+    def float_model(acc, xs, ws, ys):
+        m = np.float64(np.float32(xs)) * np.float64(np.float32(ws)) / np.float64(np.float32(ys))
+        return np.clip(Q.round_half_away(np.asarray(acc, np.float64) * m), -128, 127).astype(np.int64).tolist()
 
-    def exact_half_away(acc, m):
-        q, shift = _qm_ref(m)
-        out = []
-        for a in acc:
-            v = Fraction(int(a) * q, 2 ** (31 - shift))
-            out.append(min(max(int(math.floor(abs(v) + Fraction(1, 2))) * (1 if v >= 0 else -1), -128), 127))
-        return out
+    assert fc(0.5, [0.5], 1.0, TV_R1_ACC).tolist() == [1, 2, 3, -1, -2, -3, 0, 1, 0, -1]
+    assert float_model(TV_R1_ACC, 0.5, 0.5, 1.0) == [1, 2, 3, -1, -2, -3, 0, 1, 0, -1]
+    assert Q.requantize(TV_R1_ACC, 0.25, 0, mode="tflite").tolist() == [1, 2, 3, -1, -2, -3, 1, 1, 0, -1]
 
     r = np.random.default_rng(7)
     for per_channel in (False, True):
@@ -702,7 +712,15 @@ def test_litert_fully_connected_rounds_once_unlike_conv():
             lim = int(min(130 / m, 2 ** 30))
             acc = r.integers(-lim, lim, 16)
             ref = fc(xs, np.full(16 if per_channel else 1, ws, np.float32), ys, acc)
-            assert ref.tolist() == exact_half_away(acc, m)
+            assert ref.tolist() == float_model(acc, xs, ws, ys)
+    for xs, ws, ys, acc in _FC_Q31_SPLITS:
+        m = float(np.float64(np.float32(xs)) * np.float64(np.float32(ws)) / np.float64(np.float32(ys)))
+        q, shift = _qm_ref(m)
+        v = Fraction(acc * q, 2 ** (31 - shift))                       # the exact Q31 product
+        q31_once = -int(-v + Fraction(1, 2)) if v < 0 else int(v + Fraction(1, 2))
+        got = fc(xs, [ws], ys, [acc]).tolist()
+        assert got == float_model([acc], xs, ws, ys)
+        assert got != [q31_once]   # not the Q31 product rounded once (TV-R1's acc = 1 rules out twice)
 
 
 @pytest.mark.parametrize("scale,zp", [(0.5, 0), (0.25, 3), (2.0 ** -7, -7), (0.1, 0), (0.037, 11),
