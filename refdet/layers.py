@@ -69,8 +69,6 @@ __all__ = [
 ]
 
 #: Largest im2col matrix (bytes) built at once; larger convolutions are done in chunks of output rows.
-#: The forward keeps its im2col matrix for the backward pass when it is at most this large.
-IM2COL_KEEP_BYTES = 32 * 2 ** 20
 IM2COL_MAX_BYTES = 256 * 2 ** 20
 
 
@@ -141,9 +139,6 @@ class Conv2dCache(NamedTuple):
     dilation: tuple               # (dh, dw)
     groups: int
     out_shape: tuple              # (B, F, Ho, Wo)
-    cols: Optional[np.ndarray] = None  # the forward's im2col matrix (B, g, Cg*KH*KW, Ho*Wo), kept
-    #                                    when it is small (<= IM2COL_KEEP_BYTES) so the backward
-    #                                    does not rebuild it; None otherwise
 
 
 class Conv2dGrads(NamedTuple):
@@ -240,7 +235,6 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     wg = w.reshape(g, fg, cg * kh * kw)                                    # (g, F/g, Cg*KH*KW)
     chunks = _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize)
     y = np.empty((bsz, f_out, ho, wo), dtype=dt)
-    kept = None
     if y.size:
         xp = _pad(x, pads)
         for r0, r1 in chunks:
@@ -250,13 +244,11 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
             out = np.matmul(wg, cols)                                     # (B, g, F/g, rows*Wo)
             if len(chunks) == 1:
                 y = out.reshape(bsz, f_out, ho, wo)                       # (B, F, Ho, Wo), no copy
-                if cols.nbytes <= IM2COL_KEEP_BYTES:
-                    kept = cols
             else:
                 y[:, :, r0:r1, :] = out.reshape(bsz, f_out, rows, wo)
     if b is not None:
         y += b.astype(dt, copy=False)[:, None, None]                      # (F, 1, 1) broadcast
-    cache = Conv2dCache(x, w, b is not None, (sh, sw), pads, (dh, dw), groups, y.shape, kept)
+    cache = Conv2dCache(x, w, b is not None, (sh, sw), pads, (dh, dw), groups, y.shape)
     return y, cache
 
 
@@ -302,18 +294,12 @@ def conv2d_backward(dy, cache):
     hp, wp = h + pt + pb, wd + pl + pr
     dxp = np.zeros((bsz, c, hp, wp), dtype=dt)
     if dy.size and x.size:
-        chunks = _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize)
-        xp = _pad(x, cache.padding) if cache.cols is None else None
-        for r0, r1 in chunks:
+        xp = _pad(x, cache.padding)
+        for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize):
             rows = r1 - r0
             dyc = dy[:, :, r0:r1, :].reshape(bsz, g, fg, rows * wo)         # (B, g, F/g, rows*Wo)
-            if cache.cols is not None and len(chunks) == 1:
-                cols = cache.cols                                         # kept by the forward pass
-            else:
-                if xp is None:
-                    xp = _pad(x, cache.padding)
-                cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)
-                cols = cols.reshape(bsz, g, cg * kh * kw, rows * wo)      # (B, g, Cg*KH*KW, rows*Wo)
+            cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)
+            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wo)          # (B, g, Cg*KH*KW, rows*Wo)
             part = np.matmul(dyc, cols.transpose(0, 1, 3, 2))             # (B, g, F/g, Cg*KH*KW)
             dwg += part[0] if bsz == 1 else part.sum(axis=0)
             del cols, part
