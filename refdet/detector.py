@@ -390,12 +390,24 @@ class Detector:
         return LossTargets(labels, deltas), pos_mask, neg_mask
 
     # -- training ---------------------------------------------------------------------------------
-    def loss_and_grads(self, params, images, targets, *, rng=None):
-        """(losses dict, grads, Trace). ``losses["total"]`` is what the gradients differentiate."""
+    def loss_and_grads(self, params, images, targets, *, rng=None, assignment=None):
+        """(losses dict, grads, Trace). ``losses["total"]`` is what the gradients differentiate.
+
+        ``assignment``: the result of :meth:`assign` for these targets, to skip recomputing it (the
+        targets do not depend on the parameters, so a training loop may assign each image once).
+        """
         x = _checks.as_nchw(images, "images")
-        tgt = self._check_targets(targets, x.shape[0])
+        if assignment is None:
+            tgt = self._check_targets(targets, x.shape[0])
+            lt, pos_mask, neg_mask = self.assign(tgt, rng=rng)
+        else:
+            if not isinstance(assignment, tuple) or len(assignment) != 3:
+                raise TypeError("`assignment` must be the (LossTargets, pos_mask, neg_mask) returned by assign()")
+            lt, pos_mask, neg_mask = assignment
+            if lt.labels.shape != (x.shape[0], len(self.anchors)):
+                raise ValueError(f"`assignment` labels must have shape ({x.shape[0]}, {len(self.anchors)}); "
+                                 f"got {lt.labels.shape}")
         cls, box, cache = self.forward(params, x)
-        lt, pos_mask, neg_mask = self.assign(tgt, rng=rng)
         dt = cls.dtype
         lt = LossTargets(lt.labels, lt.deltas.astype(dt))
         cfg = self.config
@@ -422,9 +434,12 @@ class Detector:
                       num_ignored=int(pos_mask.size - pos_mask.sum() - neg_mask.sum()))
         return losses, grads, trace
 
-    def train_step(self, params, images, targets, *, rng=None):
-        """Forward, targets, loss and backward for one batch: ``(losses, grads)``."""
-        losses, grads, _ = self.loss_and_grads(params, images, targets, rng=rng)
+    def train_step(self, params, images, targets, *, rng=None, assignment=None):
+        """Forward, targets, loss and backward for one batch: ``(losses, grads)``.
+
+        ``assignment`` (optional): precomputed :meth:`assign` output for ``targets``.
+        """
+        losses, grads, _ = self.loss_and_grads(params, images, targets, rng=rng, assignment=assignment)
         return losses, grads
 
     # -- inference --------------------------------------------------------------------------------

@@ -153,3 +153,18 @@ def test_retinanet_train_step_matches_torch_autograd():
         t = theirs.grad.numpy()
         scale = np.abs(t).max() + 1e-12
         assert np.abs(mine - t).max() <= 2e-4 * scale
+
+
+def test_precomputed_assignment_gives_the_same_step():
+    det = _tiny("retinanet")
+    params = det.init(rng=0, dtype=np.float64)
+    data = make_synthetic_dataset(2, (32, 32), max_objects=2, min_size=6, max_size=16, rng=1)
+    targets = list(zip(data.boxes, data.labels))
+    a = det.assign(det._check_targets(targets, 2))
+    l1, g1 = det.train_step(params, data.images, targets)
+    l2, g2 = det.train_step(params, data.images, targets, assignment=a)
+    assert l1 == l2
+    np.testing.assert_array_equal(g1["head"]["classification_head.cls_logits.weight"],
+                                  g2["head"]["classification_head.cls_logits.weight"])
+    with pytest.raises(TypeError, match="`assignment`"):
+        det.train_step(params, data.images, targets, assignment=a[0])
