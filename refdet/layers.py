@@ -171,6 +171,32 @@ def _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo):
                       strides=(s_b, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
 
 
+def _flat_rows_input(x, pads, kw, dw):
+    """Stride-1 im2col on whole padded rows: ``x`` padded by ``pads`` plus enough extra zero rows at
+    the bottom, flattened to ``(B, C, L)`` (contiguous), and the padded width ``Wp``.
+
+    With stride 1, output pixel ``(r, q)`` reads ``xp[r + i*dh, q + j*dw]``; computing the output on
+    the padded width (``q`` in ``[0, Wp)`` instead of ``[0, Wo)``) makes every kernel tap one
+    *contiguous* run ``flat[(r0 + i*dh)*Wp + j*dw :][: rows*Wp]`` of the flattened input, so the
+    im2col copy moves long runs instead of ``Wo``-element pieces. The ``Wp - Wo`` extra columns per
+    row are garbage and are dropped after the GEMM; the extra bottom rows keep the last tap's run
+    inside the array.
+    """
+    pt, pb, pl, pr = pads
+    wp = x.shape[3] + pl + pr
+    extra = -(-((kw - 1) * dw) // wp) if wp else 0
+    xp = _pad(x, (pt, pb + extra, pl, pr))
+    return np.ascontiguousarray(xp).reshape(x.shape[0], x.shape[1], -1), wp
+
+
+def _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp):
+    """Read-only view ``(B, C, KH, KW, rows*Wp)`` of :func:`_flat_rows_input`'s array: element
+    ``[b, c, i, j, t]`` is ``flat[b, c, (r0 + i*dh)*Wp + j*dw + t]``."""
+    s_b, s_c, s_l = flat.strides
+    return as_strided(flat[:, :, r0 * wp:], shape=(flat.shape[0], flat.shape[1], kh, kw, rows * wp),
+                      strides=(s_b, s_c, dh * wp * s_l, dw * s_l, s_l), writeable=False)
+
+
 def _row_chunks(ho, bytes_per_row):
     """Split output rows ``[0, ho)`` into chunks whose im2col matrix stays under IM2COL_MAX_BYTES."""
     step = max(1, int(IM2COL_MAX_BYTES // max(bytes_per_row, 1)))
@@ -233,9 +259,17 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
 
     g, fg, cg = groups, f_out // groups, c // groups
     wg = w.reshape(g, fg, cg * kh * kw)                                    # (g, F/g, Cg*KH*KW)
-    chunks = _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize)
     y = np.empty((bsz, f_out, ho, wo), dtype=dt)
-    if y.size:
+    if y.size and (sh, sw) == (1, 1):
+        flat, wp = _flat_rows_input(x, pads, kw, dw)
+        for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wp * dt.itemsize):
+            rows = r1 - r0
+            cols = _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp)       # view (B, C, KH, KW, rows*Wp)
+            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wp)          # the im2col copy (long runs)
+            out = np.matmul(wg, cols).reshape(bsz, f_out, rows, wp)       # (B, F, rows, Wp)
+            y[:, :, r0:r1, :] = out[:, :, :, :wo]                          # drop the Wp - Wo extra columns
+    chunks = _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize)
+    if y.size and (sh, sw) != (1, 1):
         xp = _pad(x, pads)
         for r0, r1 in chunks:
             rows = r1 - r0
@@ -292,8 +326,25 @@ def conv2d_backward(dy, cache):
     wgt = wg.transpose(0, 2, 1)                                            # (g, Cg*KH*KW, F/g)
     dwg = np.zeros((g, fg, cg * kh * kw), dtype=dt)
     hp, wp = h + pt + pb, wd + pl + pr
-    dxp = np.zeros((bsz, c, hp, wp), dtype=dt)
-    if dy.size and x.size:
+    # Stride 1, one group: dx is itself a convolution, of dy zero-padded by (KH - 1)*dh - top
+    # (above) and (KH - 1)*dh - bottom (below) (likewise for W) with the kernels flipped and their
+    # in/out channels swapped: dx[u] = sum_i w[i] dy[u + top - i*dh]. One im2col + GEMM replaces
+    # the GEMM + col2im scatter below (faster for small maps); used when those paddings are >= 0.
+    full = ((kh - 1) * dh - pt, (kh - 1) * dh - pb, (kw - 1) * dw - pl, (kw - 1) * dw - pr)
+    as_conv = g == 1 and (sh, sw) == (1, 1) and min(full) >= 0 and dy.size > 0 and x.size > 0
+    dxp = np.zeros((bsz, c, hp, wp), dtype=dt) if not as_conv else None
+    if as_conv:
+        # dw from the same whole-row im2col as the forward; dy gets zeros in the Wp - Wo extra columns
+        flat, wp = _flat_rows_input(x, cache.padding, kw, dw)
+        for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wp * dt.itemsize):
+            rows = r1 - r0
+            dye = np.zeros((bsz, f_out, rows, wp), dtype=dt)
+            dye[:, :, :, :wo] = dy[:, :, r0:r1, :]
+            cols = _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp).reshape(bsz, 1, c * kh * kw, rows * wp)
+            part = np.matmul(dye.reshape(bsz, 1, f_out, rows * wp), cols.transpose(0, 1, 3, 2))
+            dwg += part[0] if bsz == 1 else part.sum(axis=0)
+            del cols, part, dye
+    elif dy.size and x.size:
         xp = _pad(x, cache.padding)
         for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize):
             rows = r1 - r0
@@ -312,7 +363,14 @@ def conv2d_backward(dy, cache):
                     left = j * dw
                     dxp[:, :, top:top + (rows - 1) * sh + 1:sh, left:left + (wo - 1) * sw + 1:sw] += dcols[:, :, i, j]
             del dcols
-    dx = np.ascontiguousarray(dxp[:, :, pt:pt + h, pl:pl + wd]) if any(cache.padding) else dxp
+    if as_conv:
+        w_flip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, KH, KW)
+        dx, _ = conv2d_forward(dy, w_flip, None, padding=((full[0], full[1]), (full[2], full[3])),
+                               dilation=(dh, dw))
+    elif any(cache.padding):
+        dx = np.ascontiguousarray(dxp[:, :, pt:pt + h, pl:pl + wd])
+    else:
+        dx = dxp
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return Conv2dGrads(dx, dwg.reshape(w.shape), db)
 
