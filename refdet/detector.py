@@ -125,7 +125,7 @@ def backbone_forward(params, x):
 
 
 def backbone_backward(dfeats, caches):
-    """dfeats: list (one per stage, None = 0) -> (dparams, dx)."""
+    """dfeats: list (one per stage, None = 0) -> (dparams, None): the image needs no gradient."""
     grads = {}
     d = None
     for i in reversed(range(len(caches))):
@@ -137,7 +137,7 @@ def backbone_backward(dfeats, caches):
             grads[f"stage{i}.bias"] = np.zeros(cc.w.shape[0], cc.w.dtype)
             continue
         d = layers.relu_backward(d, cr).dx
-        g = layers.conv2d_backward(d, cc)
+        g = layers.conv2d_backward(d, cc, compute_dx=i > 0)  # no gradient for the image itself
         grads[f"stage{i}.weight"] = g.dw
         grads[f"stage{i}.bias"] = g.db
         d = g.dx

@@ -142,7 +142,7 @@ class Conv2dCache(NamedTuple):
 
 
 class Conv2dGrads(NamedTuple):
-    dx: np.ndarray                # (B, C, H, W)
+    dx: Optional[np.ndarray]      # (B, C, H, W), or None with compute_dx=False
     dw: np.ndarray                # (F, C / groups, KH, KW)
     db: Optional[np.ndarray]      # (F,) or None when the forward had no bias
 
@@ -154,7 +154,8 @@ def _pad(x, pads, value=0):
     if pt == pb == pl == pr == 0:
         return x
     b, c, h, w = x.shape
-    out = np.full((b, c, h + pt + pb, w + pl + pr), value, dtype=x.dtype)
+    shape = (b, c, h + pt + pb, w + pl + pr)
+    out = np.zeros(shape, dtype=x.dtype) if value == 0 else np.full(shape, value, dtype=x.dtype)
     out[:, :, pt:pt + h, pl:pl + w] = x
     return out
 
@@ -286,7 +287,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     return y, cache
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, *, compute_dx=True):
     """Gradients of :func:`conv2d_forward`.
 
     Parameters
@@ -294,6 +295,9 @@ def conv2d_backward(dy, cache):
     dy : ndarray, shape (B, F, Ho, Wo)
         Gradient of the loss with respect to ``y``.
     cache : Conv2dCache
+    compute_dx : bool
+        False skips the input gradient (``dx`` is then None), as autograd does for an input that does
+        not require a gradient (a network's first layer reading the image).
 
     Returns
     -------
@@ -332,7 +336,7 @@ def conv2d_backward(dy, cache):
     # the GEMM + col2im scatter below (faster for small maps); used when those paddings are >= 0.
     full = ((kh - 1) * dh - pt, (kh - 1) * dh - pb, (kw - 1) * dw - pl, (kw - 1) * dw - pr)
     as_conv = g == 1 and (sh, sw) == (1, 1) and min(full) >= 0 and dy.size > 0 and x.size > 0
-    dxp = np.zeros((bsz, c, hp, wp), dtype=dt) if not as_conv else None
+    dxp = np.zeros((bsz, c, hp, wp), dtype=dt) if not as_conv and compute_dx else None
     if as_conv:
         # dw from the same whole-row im2col as the forward; dy gets zeros in the Wp - Wo extra columns
         flat, wp = _flat_rows_input(x, cache.padding, kw, dw)
@@ -354,6 +358,8 @@ def conv2d_backward(dy, cache):
             part = np.matmul(dyc, cols.transpose(0, 1, 3, 2))             # (B, g, F/g, Cg*KH*KW)
             dwg += part[0] if bsz == 1 else part.sum(axis=0)
             del cols, part
+            if not compute_dx:
+                continue
             dcols = np.matmul(wgt, dyc)                                   # (B, g, Cg*KH*KW, rows*Wo)
             dcols = dcols.reshape(bsz, c, kh, kw, rows, wo)
             # col2im: tap (i, j) read xp[:, :, (r0 + r)*sh + i*dh, q*sw + j*dw]; add its gradient back.
@@ -363,7 +369,9 @@ def conv2d_backward(dy, cache):
                     left = j * dw
                     dxp[:, :, top:top + (rows - 1) * sh + 1:sh, left:left + (wo - 1) * sw + 1:sw] += dcols[:, :, i, j]
             del dcols
-    if as_conv:
+    if not compute_dx:
+        dx = None
+    elif as_conv:
         w_flip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, KH, KW)
         dx, _ = conv2d_forward(dy, w_flip, None, padding=((full[0], full[1]), (full[2], full[3])),
                                dilation=(dh, dw))
@@ -405,7 +413,7 @@ def relu_forward(x):
     x = _checks.as_float_array(x, "x", finite=False)
     _checks.check_finite(x, "x", allow_inf=True)
     pos = x > 0
-    y = np.where(pos, x, x.dtype.type(0))
+    y = np.maximum(x, x.dtype.type(0))  # relu(-0.0) = +0.0 here; torch.relu returns -0.0
     return y, ReluCache(pos, x.dtype)
 
 

@@ -403,7 +403,7 @@ def _register_selfcheck_cases():
         **small)
     reg("backbone", D.backbone_forward, D.backbone_backward,
         lambda r: ((jitter(D.backbone_init((2, 2, 2, 2), in_channels=1, rng=1, dtype=np.float64), r),
-                    r.standard_normal((1, 1, 16, 16))), {}), **small)
+                    r.standard_normal((1, 1, 16, 16))), {}), wrt=("params",), **small)  # no image gradient
 
 
 def _walk_pairs():

@@ -750,3 +750,17 @@ def test_conv2d_and_max_pool_asymmetric_padding_gradcheck(padding):
         xd = (rng.permutation(60) * 1e-2).reshape(1, 2, 6, 5)
         check_gradients(max_pool2d_forward, max_pool2d_backward, (xd,),
                         kwargs=dict(kernel_size=3, stride=2, padding=padding), rng=0)
+
+
+def test_conv2d_backward_without_dx_gives_the_same_weight_gradients():
+    rng = np.random.default_rng(7)
+    for stride in (1, 2):
+        x = rng.standard_normal((2, 3, 9, 8))
+        w = rng.standard_normal((4, 3, 3, 3))
+        y, cache = conv2d_forward(x, w, np.zeros(4), stride=stride, padding=1)
+        dy = rng.standard_normal(y.shape)
+        full = conv2d_backward(dy, cache)
+        part = conv2d_backward(dy, cache, compute_dx=False)
+        assert part.dx is None
+        np.testing.assert_array_equal(part.dw, full.dw)
+        np.testing.assert_array_equal(part.db, full.db)
