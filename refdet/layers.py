@@ -204,6 +204,45 @@ def _row_chunks(ho, bytes_per_row):
     return [(r0, min(ho, r0 + step)) for r0 in range(0, ho, step)]
 
 
+def _conv2d_core(x, w, b, stride, pads, dilation, groups, ho, wo):
+    """The arithmetic of :func:`conv2d_forward` on validated arrays of one dtype (no checks)."""
+    bsz, c = x.shape[:2]
+    f_out, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    sh, sw = stride
+    dh, dw = dilation
+    dt = x.dtype
+    g, fg, cg = groups, f_out // groups, c // groups
+    wg = w.reshape(g, fg, cg * kh * kw)                                    # (g, F/g, Cg*KH*KW)
+    y = np.empty((bsz, f_out, ho, wo), dtype=dt)
+    if y.size and (sh, sw) == (1, 1):
+        flat, wp = _flat_rows_input(x, pads, kw, dw)
+        flat_chunks = _row_chunks(ho, bsz * c * kh * kw * wp * dt.itemsize)
+        for r0, r1 in flat_chunks:
+            rows = r1 - r0
+            cols = _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp)       # view (B, C, KH, KW, rows*Wp)
+            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wp)          # the im2col copy (long runs)
+            out = np.matmul(wg, cols).reshape(bsz, f_out, rows, wp)       # (B, F, rows, Wp)
+            if len(flat_chunks) == 1:
+                y = out[:, :, :, :wo]      # a view without the Wp - Wo extra columns (no copy)
+            else:
+                y[:, :, r0:r1, :] = out[:, :, :, :wo]
+    chunks = _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize)
+    if y.size and (sh, sw) != (1, 1):
+        xp = _pad(x, pads)
+        for r0, r1 in chunks:
+            rows = r1 - r0
+            cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)    # view (B, C, KH, KW, rows, Wo)
+            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wo)          # the im2col copy
+            out = np.matmul(wg, cols)                                     # (B, g, F/g, rows*Wo)
+            if len(chunks) == 1:
+                y = out.reshape(bsz, f_out, ho, wo)                       # (B, F, Ho, Wo), no copy
+            else:
+                y[:, :, r0:r1, :] = out.reshape(bsz, f_out, rows, wo)
+    if b is not None:
+        y += b.astype(dt, copy=False)[:, None, None]                      # (F, 1, 1) broadcast
+    return y
+
+
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation, as ``torch.nn.functional.conv2d``).
 
@@ -258,31 +297,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     ho = _checks.conv_output_size(h, kh, sh, pt, dh, name="x", padding_after=pb)
     wo = _checks.conv_output_size(wd, kw, sw, pl, dw, name="x", padding_after=pr)
 
-    g, fg, cg = groups, f_out // groups, c // groups
-    wg = w.reshape(g, fg, cg * kh * kw)                                    # (g, F/g, Cg*KH*KW)
-    y = np.empty((bsz, f_out, ho, wo), dtype=dt)
-    if y.size and (sh, sw) == (1, 1):
-        flat, wp = _flat_rows_input(x, pads, kw, dw)
-        for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wp * dt.itemsize):
-            rows = r1 - r0
-            cols = _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp)       # view (B, C, KH, KW, rows*Wp)
-            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wp)          # the im2col copy (long runs)
-            out = np.matmul(wg, cols).reshape(bsz, f_out, rows, wp)       # (B, F, rows, Wp)
-            y[:, :, r0:r1, :] = out[:, :, :, :wo]                          # drop the Wp - Wo extra columns
-    chunks = _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize)
-    if y.size and (sh, sw) != (1, 1):
-        xp = _pad(x, pads)
-        for r0, r1 in chunks:
-            rows = r1 - r0
-            cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)    # view (B, C, KH, KW, rows, Wo)
-            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wo)          # the im2col copy
-            out = np.matmul(wg, cols)                                     # (B, g, F/g, rows*Wo)
-            if len(chunks) == 1:
-                y = out.reshape(bsz, f_out, ho, wo)                       # (B, F, Ho, Wo), no copy
-            else:
-                y[:, :, r0:r1, :] = out.reshape(bsz, f_out, rows, wo)
-    if b is not None:
-        y += b.astype(dt, copy=False)[:, None, None]                      # (F, 1, 1) broadcast
+    y = _conv2d_core(x, w, b, (sh, sw), pads, (dh, dw), groups, ho, wo)
     cache = Conv2dCache(x, w, b is not None, (sh, sw), pads, (dh, dw), groups, y.shape)
     return y, cache
 
@@ -373,8 +388,7 @@ def conv2d_backward(dy, cache, *, compute_dx=True):
         dx = None
     elif as_conv:
         w_flip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, KH, KW)
-        dx, _ = conv2d_forward(dy, w_flip, None, padding=((full[0], full[1]), (full[2], full[3])),
-                               dilation=(dh, dw))
+        dx = np.ascontiguousarray(_conv2d_core(dy, w_flip, None, (1, 1), full, (dh, dw), 1, h, wd))
     elif any(cache.padding):
         dx = np.ascontiguousarray(dxp[:, :, pt:pt + h, pl:pl + wd])
     else:
