@@ -764,3 +764,16 @@ def test_conv2d_backward_without_dx_gives_the_same_weight_gradients():
         assert part.dx is None
         np.testing.assert_array_equal(part.dw, full.dw)
         np.testing.assert_array_equal(part.db, full.db)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_upsample_exact_x2_backward_bit_exact_vs_torch(dtype):
+    # the x2 fast path of the backward (FPN's case) adds each 2 x 2 block in torch's order
+    torch = _torch()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
+    y, cache = upsample_nearest_forward(x, size=(10, 14))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.interpolate(tx, size=(10, 14), mode="nearest").backward(torch.tensor(dy))
+    np.testing.assert_array_equal(upsample_nearest_backward(dy, cache).dx, tx.grad.numpy())
