@@ -140,7 +140,7 @@ def _refdet_step_with_targets(s):
 _other = _torch_step if torchvision_or_none() is not None else None
 BENCHMARKS = [
     Bench("RetinaNet demo train step, batch 8, float32", _setup, _refdet_step, other=_other,
-          other_name="same architecture, torch autograd", target=1.5, repeat=7),
+          other_name="same architecture, torch autograd", target=1.5, repeat=21),
     Bench("  the same, refdet also assigning targets", _setup, _refdet_step_with_targets, other=_other,
           other_name="(torch side without assignment)", repeat=5),
 ]

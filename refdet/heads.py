@@ -128,8 +128,10 @@ class HeadCache(NamedTuple):
     param_shapes : dict
         ``{key: shape}`` of every parameter (the keys of ``dparams``).
     levels : list
-        Per level: ``(programs, tapes, out_shapes)`` where ``programs`` is the ``(trunk, branches)``
-        op list and ``tapes`` the layer caches in the same order.
+        Per level: ``(programs, tapes, out_shapes, in_shape, fused)`` where ``programs`` is the
+        ``(trunk, branches)`` op list, ``tapes`` the layer caches in the same order, and ``fused``
+        ``(conv cache, channel cuts)`` when the branches' first convs ran as one stacked conv (their
+        tapes then start at the second op), else None.
     """
     head: str
     output_type: type
@@ -186,20 +188,56 @@ def _run_backward(ops, tape, dy, grads):
     return dy
 
 
+def _fusable(branches, params):
+    """The first convs of the branches when they can run as one conv (same input, padding, kernel)."""
+    if len(branches) < 2 or not all(br and br[0][0] == "conv" for br in branches):
+        return None
+    firsts = [br[0] for br in branches]
+    if len({op[3] for op in firsts}) != 1 or len({op[2] is None for op in firsts}) != 1:
+        return None
+    if len({params[op[1]].shape[1:] for op in firsts}) != 1:
+        return None
+    return firsts
+
+
 def _forward_levels(head, output_type, params, feats, single, dtype, program_of_level):
+    """Run the head's program on every level.
+
+    When every branch starts with a conv of the trunk's output (the RetinaNet classification and box
+    subnets both start with a 3x3 conv of the level's features), those convs run as ONE conv with the
+    filters stacked (one im2col instead of one per subnet); the result is split by channel. The
+    arithmetic per output channel is the same dot product.
+    """
     levels = []
     outs = [[] for _ in output_type._fields]
+    stacked = {}
     for lvl, x in enumerate(feats):
         trunk, branches = program_of_level(lvl)
         t, trunk_tape = _run(trunk, params, x)
         tapes = [trunk_tape]
         shapes = []
+        firsts = _fusable(branches, params)
+        fused = None
+        if firsts is not None:
+            key = tuple(op[1] for op in firsts)
+            if key not in stacked:
+                w_cat = np.concatenate([params[op[1]] for op in firsts])
+                b_cat = None if firsts[0][2] is None else np.concatenate([params[op[2]] for op in firsts])
+                stacked[key] = (w_cat, b_cat)
+            w_cat, b_cat = stacked[key]
+            y_cat, c_cat = _layers.conv2d_forward(t, w_cat, b_cat, padding=firsts[0][3])
+            cuts = np.cumsum([params[op[1]].shape[0] for op in firsts])[:-1]
+            starts = np.split(y_cat, cuts, axis=1)
+            fused = (c_cat, [int(v) for v in cuts])
         for k, br in enumerate(branches):
-            y, tape = _run(br, params, t)
+            if fused is not None:
+                y, tape = _run(br[1:], params, starts[k])
+            else:
+                y, tape = _run(br, params, t)
             tapes.append(tape)
             outs[k].append(y)
             shapes.append(y.shape)
-        levels.append(((trunk, branches), tapes, shapes, x.shape))
+        levels.append(((trunk, branches), tapes, shapes, x.shape, fused))
     if single:
         outs = [o[0] for o in outs]
     cache = HeadCache(head, output_type, single, dtype, {k: v.shape for k, v in params.items()}, levels)
@@ -239,14 +277,34 @@ def _backward_levels(doutput, cache, name="doutput"):
         per_field.append(lv)
     grads = {k: np.zeros(s, dtype=cache.dtype) for k, s in cache.param_shapes.items()}
     dfeats = []
-    for lvl, ((trunk, branches), tapes, shapes, in_shape) in enumerate(cache.levels):
+    for lvl, ((trunk, branches), tapes, shapes, in_shape, fused) in enumerate(cache.levels):
         dt = None
-        for k, br in enumerate(branches):
-            d = per_field[k][lvl]
-            if d is None:
-                continue
-            g = _run_backward(br, tapes[k + 1], d, grads)
-            dt = g if dt is None else dt + g
+        if fused is not None:
+            c_cat, cuts = fused
+            widths = np.diff([0] + cuts + [c_cat.w.shape[0]])
+            parts = []
+            for k, br in enumerate(branches):
+                d = per_field[k][lvl]
+                if d is None:
+                    b_, _, h_, w_ = c_cat.out_shape
+                    parts.append(np.zeros((b_, int(widths[k]), h_, w_), dtype=cache.dtype))
+                else:
+                    parts.append(_run_backward(br[1:], tapes[k + 1], d, grads))
+            if any(per_field[k][lvl] is not None for k in range(len(branches))):
+                g = _layers.conv2d_backward(np.concatenate(parts, axis=1), c_cat)
+                for op, dw_k, db_k in zip((br[0] for br in branches), np.split(g.dw, cuts),
+                                          np.split(g.db, cuts) if g.db is not None else [None] * len(branches)):
+                    _acc(grads, op[1], dw_k)
+                    if op[2] is not None:
+                        _acc(grads, op[2], db_k)
+                dt = g.dx
+        else:
+            for k, br in enumerate(branches):
+                d = per_field[k][lvl]
+                if d is None:
+                    continue
+                g = _run_backward(br, tapes[k + 1], d, grads)
+                dt = g if dt is None else dt + g
         if dt is None:  # no gradient reaches this level
             dfeats.append(np.zeros(in_shape, dtype=cache.dtype))
             continue
