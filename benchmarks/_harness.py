@@ -108,8 +108,16 @@ def run(benches, *, out=print):
     out("-" * len(header))
     for b in benches:
         state = b.setup()
-        t_ref = median_time(b.refdet, state, b.repeat)
-        t_oth = median_time(b.other, state, b.repeat) if b.other is not None else None
+        if b.other is None:
+            t_ref, t_oth = median_time(b.refdet, state, b.repeat), None
+        else:
+            # interleaved (refdet, other, refdet, other, ...) so that drift in the machine's speed
+            # affects both sides alike; medians of each
+            ref_t, oth_t = [], []
+            for _ in range(b.repeat):
+                ref_t.append(median_time(b.refdet, state, 1))
+                oth_t.append(median_time(b.other, state, 1))
+            t_ref, t_oth = float(np.median(ref_t)), float(np.median(oth_t))
         floor = None
         if b.floor_bytes is not None:
             floor = b.floor_bytes(state) / memory_bandwidth()

@@ -331,7 +331,7 @@ def conv2d_backward(dy, cache, *, compute_dx=True):
         raise TypeError(f"`cache` must be the Conv2dCache returned by conv2d_forward; got {type(cache).__name__}")
     x, w = cache.x, cache.w
     dt = x.dtype
-    dy = _checks.as_nchw(dy, "dy")
+    dy = _checks.as_nchw(dy, "dy", finite=False)  # a NaN upstream gradient propagates (visibly), as in autograd
     if dy.shape != cache.out_shape:
         raise ValueError(f"`dy` must have the output's shape {cache.out_shape}; got {dy.shape}")
     dy = dy.astype(dt, copy=False)
@@ -435,7 +435,7 @@ def relu_backward(dy, cache):
     """``dx = dy * (x > 0)``: the gradient passes where the input was strictly positive."""
     if not isinstance(cache, ReluCache):
         raise TypeError(f"`cache` must be the ReluCache returned by relu_forward; got {type(cache).__name__}")
-    dy = _checks.as_float_array(dy, "dy", dtype=cache.dtype)
+    dy = _checks.as_float_array(dy, "dy", dtype=cache.dtype, finite=False)  # NaN propagates, as in autograd
     if dy.shape != cache.positive.shape:
         raise ValueError(f"`dy` must have the output's shape {cache.positive.shape}; got {dy.shape}")
     return ReluGrads(np.where(cache.positive, dy, dy.dtype.type(0)))
