@@ -1408,7 +1408,7 @@ def multiply_by_quantized_multiplier(x, multiplier, shift, *, single_rounding=Fa
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xl, q), right)
 
 
-_REQUANT_MODES = ("tflite", "tflite_single", "onnxruntime", "onnx_reference", "float_rne")
+_REQUANT_MODES = ("tflite", "tflite_single", "tflite_fc", "onnxruntime", "onnx_reference", "float_rne")
 
 
 def _out_int_dtype(lo, hi):
@@ -1423,7 +1423,7 @@ def requantize(acc, multiplier, out_zero_point, *, mode="tflite", qmin=-128, qma
                out_dtype=None):
     """Requantize an integer accumulator: ``q = clamp(round(acc * M) + out_zero_point, qmin, qmax)``.
 
-    The five modes differ only in how ``acc * M`` is rounded:
+    The six modes differ only in how ``acc * M`` is rounded:
 
     ================ =========================================================== ==========================
     mode             arithmetic                                                  matches
@@ -1431,6 +1431,9 @@ def requantize(acc, multiplier, out_zero_point, *, mode="tflite", qmin=-128, qma
     "tflite"         SRDHM (ties up at 2**-31) then RoundingDivideByPOT           TFLite BUILTIN_REF kernels,
                      (half away): gemmlowp double rounding, exact int64           default build
     "tflite_single"  ``(acc * q + 2**(30 - shift)) >> (31 - shift)``: half up     TFLITE_SINGLE_ROUNDING=1
+    "tflite_fc"      ``round_half_away(float64(acc) * M) + zp`` (``std::round``    TFLite BUILTIN_REF int8
+                     in double; M = double(x_s) * double(w_s) / double(y_s))     FULLY_CONNECTED (LiteRT
+                                                                                  2.3: not the CONV_2D rule)
     "onnxruntime"    ``rint(float32(acc) * float32(M)) + zp``                     onnxruntime CPU (x86 MLAS)
                                                                                   QLinearConv
     "onnx_reference" ``np.round(float64(acc) * float64(float32(M)) + zp)``:       onnx.reference QLinearConv
@@ -1444,7 +1447,7 @@ def requantize(acc, multiplier, out_zero_point, *, mode="tflite", qmin=-128, qma
     * ``"tflite"`` / ``"tflite_single"``: either the real multiplier M (float, array) — converted with
       :func:`quantize_multiplier` (in double) — or a ``(q, shift)`` pair (ints or int arrays), as
       TFLite stores it.
-    * float modes: the real multiplier M. ``"onnxruntime"`` and ``"onnx_reference"`` round it to
+    * float modes (``"tflite_fc"`` included): the real multiplier M. ``"onnxruntime"`` and ``"onnx_reference"`` round it to
       float32 first (both runtimes hold it in float32: compute it as
       ``float32(float32(x_s * w_s) / y_s)`` to match them, see :func:`qlinear_conv`); ``"float_rne"``
       uses it as given. A ``(q, shift)`` pair is accepted too and means ``q * 2**(shift - 31)``.
@@ -1524,6 +1527,9 @@ def requantize(acc, multiplier, out_zero_point, *, mode="tflite", qmin=-128, qma
         elif mode == "onnx_reference":
             v = a.astype(np.float64) * mf.astype(np.float32).astype(np.float64) + zp
             q = _to_int(np.rint(np.clip(v, lo, hi)), lo, hi)
+        elif mode == "tflite_fc":
+            v = round_half_away(a.astype(np.float64) * mf)
+            q = _to_int(v, lo - 2 ** 31, hi + 2 ** 31) + zp
         else:
             v = np.rint(a.astype(np.float64) * mf)
             q = _to_int(v, lo - 2 ** 31, hi + 2 ** 31) + zp

@@ -686,8 +686,8 @@ def test_litert_fully_connected_requantizes_in_double_unlike_conv():
     # M = double(x_scale) * double(w_scale) / double(y_scale) (half away from zero; per-tensor and
     # per-channel alike), as LiteRT's "make the fully_connected ref kernel do requant in float" change
     # describes (google-ai-edge/LiteRT issue 8567). On TV-R1 (M = 0.25) the ops differ at acc = 1: exact
-    # 0.25 -> FC 0, CONV_2D 1 (SRDHM(1, 2**30) = 1, then RoundingDivideByPOT(1, 1) = 1). refdet models
-    # CONV_2D ('tflite' mode) and has no FC op: this pins what a user verifying FC with refdet must know.
+    # 0.25 -> FC 0, CONV_2D 1 (SRDHM(1, 2**30) = 1, then RoundingDivideByPOT(1, 1) = 1). refdet's
+    # requantize(mode="tflite_fc") is this rule; mode="tflite" is CONV_2D's.
     T = _litert()
 
     def fc(xs, ws, ys, acc):
@@ -702,6 +702,7 @@ def test_litert_fully_connected_requantizes_in_double_unlike_conv():
 
     assert fc(0.5, [0.5], 1.0, TV_R1_ACC).tolist() == [1, 2, 3, -1, -2, -3, 0, 1, 0, -1]
     assert float_model(TV_R1_ACC, 0.5, 0.5, 1.0) == [1, 2, 3, -1, -2, -3, 0, 1, 0, -1]
+    assert Q.requantize(TV_R1_ACC, 0.25, 0, mode="tflite_fc").tolist() == [1, 2, 3, -1, -2, -3, 0, 1, 0, -1]
     assert Q.requantize(TV_R1_ACC, 0.25, 0, mode="tflite").tolist() == [1, 2, 3, -1, -2, -3, 1, 1, 0, -1]
 
     r = np.random.default_rng(7)
@@ -713,6 +714,8 @@ def test_litert_fully_connected_requantizes_in_double_unlike_conv():
             acc = r.integers(-lim, lim, 16)
             ref = fc(xs, np.full(16 if per_channel else 1, ws, np.float32), ys, acc)
             assert ref.tolist() == float_model(acc, xs, ws, ys)
+            m64 = np.float64(np.float32(xs)) * np.float64(np.float32(ws)) / np.float64(np.float32(ys))
+            assert ref.tolist() == Q.requantize(acc, m64, 0, mode="tflite_fc").tolist()
     for xs, ws, ys, acc in _FC_Q31_SPLITS:
         m = float(np.float64(np.float32(xs)) * np.float64(np.float32(ws)) / np.float64(np.float32(ys)))
         q, shift = _qm_ref(m)
@@ -720,6 +723,7 @@ def test_litert_fully_connected_requantizes_in_double_unlike_conv():
         q31_once = -int(-v + Fraction(1, 2)) if v < 0 else int(v + Fraction(1, 2))
         got = fc(xs, [ws], ys, [acc]).tolist()
         assert got == float_model([acc], xs, ws, ys)
+        assert got == Q.requantize([acc], m, 0, mode="tflite_fc").tolist()
         assert got != [q31_once]   # not the Q31 product rounded once (TV-R1's acc = 1 rules out twice)
 
 
