@@ -279,15 +279,7 @@ def test_exported_from_refdet():
 # differential: torchvision.ops.FeaturePyramidNetwork (forward + autograd backward)
 # ---------------------------------------------------------------------------------------------------
 
-def _torch():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("torchvision")
-    torch.set_num_threads(1)
-    return torch
-
-
-def _state(module):
-    return {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+from tests._torchutil import _state, _torch  # noqa: E402
 
 
 def _compare_with_autograd(torch, module_or_fn, params, feats, kwargs, named_params, rng):

@@ -353,15 +353,7 @@ def test_exported_from_refdet():
 # differential tests against torchvision (weights copied in; forward and autograd backward)
 # ---------------------------------------------------------------------------------------------------
 
-def _torch():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("torchvision")
-    torch.set_num_threads(1)
-    return torch
-
-
-def _state(module):
-    return {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+from tests._torchutil import _state, _torch  # noqa: E402
 
 
 def _randomise(torch, module, seed, std=0.3):

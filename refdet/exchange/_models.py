@@ -483,3 +483,18 @@ class Report:
         return text
 
     __repr__ = __str__
+
+
+class ProgramEmitter:
+    """Mixin: emit a refdet head program (``refdet.heads``' op tuples) with a backend's ``conv``,
+    ``group_norm`` and ``relu`` methods (the ONNX builder and the NNEF text writer share it)."""
+
+    def program(self, ops, x, params, groups, eps):
+        for op in ops:
+            if op[0] == "conv":
+                x = self.conv(x, op[1], op[2], params, pad=op[3])
+            elif op[0] == "gn":
+                x = self.group_norm(x, op[1], op[2], params, groups, eps)
+            else:
+                x = self.relu(x)
+        return x

@@ -238,7 +238,7 @@ def _fmt_list(v):
     return "[" + ", ".join(str(int(x)) for x in v) + "]"
 
 
-class _Text:
+class _Text(_models.ProgramEmitter):
     """Builds graph.nnef, tracking every tensor's static shape."""
 
     def __init__(self, batch):
@@ -301,15 +301,8 @@ class _Text:
         b4 = self.emit(self.tmp("beta"), f"reshape({bb}, shape = [1, {c}, 1, 1])", (1, c, 1, 1))
         return self.binary("add", self.binary("mul", xhat, g4), b4)
 
-    def program(self, ops, x, params, groups, eps):
-        for op in ops:
-            if op[0] == "conv":
-                x = self.conv(x, op[1], op[2], params, pad=op[3])
-            elif op[0] == "gn":
-                x = self.group_norm(x, op[1], op[2], params, groups, eps)
-            else:
-                x = self.unary("relu", x)
-        return x
+    def relu(self, x):
+        return self.unary("relu", x)
 
     def flatten(self, x, c):
         b_, ac, h, w = self.shapes[x]

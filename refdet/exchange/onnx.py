@@ -95,7 +95,7 @@ def _c_order(arr):
     return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
-class _Builder:
+class _Builder(_models.ProgramEmitter):
     """Collects nodes and initializers; names are unique and readable."""
 
     def __init__(self, onnx, opset):
@@ -160,15 +160,8 @@ class _Builder:
         b = self.op("Reshape", [self.param(bkey, params[bkey]), c3])
         return self.op("Add", [self.op("Mul", [xhat, g]), b], "gn")
 
-    def program(self, ops, x, params, groups, eps):
-        for op in ops:
-            if op[0] == "conv":
-                x = self.conv(x, op[1], op[2], params, pad=op[3])
-            elif op[0] == "gn":
-                x = self.group_norm(x, op[1], op[2], params, groups, eps)
-            else:
-                x = self.op("Relu", [x])
-        return x
+    def relu(self, x):
+        return self.op("Relu", [x])
 
     def flatten(self, x, c, hint):
         t = self.op("Transpose", [x], perm=[0, 2, 3, 1])
