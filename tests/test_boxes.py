@@ -15,17 +15,7 @@ F32 = np.float32
 TV17 = np.array([[-5, -5, 20, 30], [90, 90, 120, 130], [10, 10, 10.0005, 50]], dtype=F32)
 
 
-def _torch():
-    torch = pytest.importorskip("torch")
-    ops = pytest.importorskip("torchvision.ops")
-    torch.set_num_threads(1)
-    return torch, ops
-
-
-def _bits_equal(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.dtype == b.dtype and a.shape == b.shape
-    np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+from tests._torchutil import _bits_equal, _torch_ops as _torch  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------- golden

@@ -242,17 +242,7 @@ def test_guards_agree_where_defined(a, b):
 
 # ---------------------------------------------------------------------- torchvision differentials
 
-def _torch():
-    torch = pytest.importorskip("torch")
-    ops = pytest.importorskip("torchvision.ops")
-    torch.set_num_threads(1)
-    return torch, ops
-
-
-def _bits_equal(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.dtype == b.dtype and a.shape == b.shape
-    np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+from tests._torchutil import _bits_equal, _torch_ops as _torch  # noqa: E402
 
 
 @given(rst.box_sets(max_n=16, dtype=F32), rst.box_sets(max_n=16, dtype=F32))

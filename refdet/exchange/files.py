@@ -15,11 +15,23 @@ import numpy as np
 
 from refdet.exchange import _models
 
-__all__ = ["load_params_npz", "save_params_npz"]
+__all__ = ["load_params_npz", "save_params_npz", "read_bounded"]
 
 # deflate cannot expand data more than about 1032 : 1
 _MAX_RATIO = 1100
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
+def read_bounded(path, limit, what):
+    """The bytes of the file ``path``, refusing (ValueError) a missing file or one larger than ``limit``
+    bytes before anything is read; at most ``limit + 1`` bytes are ever read."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{what} {path!r} is not a file")
+    size = os.path.getsize(path)
+    if size > limit:
+        raise ValueError(f"{what} {path!r} is {size} bytes, more than the {limit} refdet accepts")
+    with open(path, "rb") as fh:
+        return fh.read(limit + 1)
 
 
 def save_params_npz(params, path):

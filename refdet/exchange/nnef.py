@@ -526,13 +526,8 @@ _LABEL_ARG = re.compile(r"\blabel\s*=\s*(['\"])(.*?)\1")
 
 
 def _read_small(path, limit, what):
-    if not os.path.isfile(path):
-        raise ValueError(f"{what} {path!r} does not exist")
-    size = os.path.getsize(path)
-    if size > limit:
-        raise ValueError(f"{what} {path!r} is {size} bytes, more than the {limit} refdet accepts")
-    with open(path, "rb") as fh:
-        data = fh.read(limit + 1)
+    from refdet.exchange.files import read_bounded
+    data = read_bounded(path, limit, what)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -476,14 +476,9 @@ def read_onnx(model_or_path, *, max_bytes=_models.DEFAULT_MAX_BYTES):
         data = bytes(model_or_path)
         what = "the ONNX bytes"
     elif isinstance(model_or_path, (str, os.PathLike)):
+        from refdet.exchange.files import read_bounded
         path = os.fspath(model_or_path)
-        if not os.path.isfile(path):
-            raise ValueError(f"`model_or_path` {path!r} is not a file")
-        size = os.path.getsize(path)
-        if size > max_bytes:
-            raise ValueError(f"ONNX file {path!r} is {size} bytes, more than max_bytes={max_bytes}")
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+        data = read_bounded(path, max_bytes, "`model_or_path` (ONNX file)")
         what = f"ONNX file {path!r}"
     else:
         raise TypeError(f"`model_or_path` must be an onnx.ModelProto, bytes or a path; got "
