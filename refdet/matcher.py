@@ -392,9 +392,9 @@ def match(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, convention=
 
 def _resolve_match(convention, low_quality, min_pos_iou, positive_strict, background_after, empty_gt,
                    neg_floor):
-    s = conventions.resolve("match", convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
-                            positive_strict=positive_strict, background_after=background_after,
-                            empty_gt=empty_gt, neg_floor=neg_floor)
+    s = dict(conventions.resolve("match", convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
+                                 positive_strict=positive_strict, background_after=background_after,
+                                 empty_gt=empty_gt, neg_floor=neg_floor))
     if s["neg_floor"] != -_INF:
         s["neg_floor"] = _checks.check_real(s["neg_floor"], "neg_floor")
     _checks.check_choice(s["low_quality"], "low_quality", LOW_QUALITY_MODES)

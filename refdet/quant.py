@@ -107,12 +107,7 @@ _ALIASES = {"torch": "torchvision", "pytorch": "torchvision", "onnxruntime": "on
 def _resolve(op_name, convention, **overrides):
     if isinstance(convention, str):
         convention = _ALIASES.get(convention, convention)
-    # the knob "op" cannot go through conventions.resolve(op, ...) as a keyword: apply it here
-    op_override = overrides.pop("op", None)
-    settings = conventions.resolve(op_name, convention, **overrides)
-    if op_override is not None:
-        settings["op"] = op_override
-    return settings
+    return conventions.resolve(op_name, convention, **overrides)
 
 
 _TORCH_SRC = ("torch/ao/quantization/observer.py::_calculate_qparams; "
