@@ -75,11 +75,11 @@ class Option:
         or an extra check after the kind's own). It may normalise (e.g. a list to a tuple).
     """
 
-    __slots__ = ("kind", "meaning", "source", "allowed", "low", "high", "allow_none", "check")
+    __slots__ = ("kind", "meaning", "source", "allowed", "low", "high", "allow_none", "check", "allow_nan")
 
     def __init__(self, kind: str, meaning: str, *, source: str = "", allowed: Optional[tuple] = None,
                  low: Optional[float] = None, high: Optional[float] = None, allow_none: bool = False,
-                 check: Optional[Callable[[Any], Any]] = None):
+                 check: Optional[Callable[[Any], Any]] = None, allow_nan: bool = False):
         if kind not in _KINDS:
             raise ValueError(f"`kind` must be one of {', '.join(_KINDS)}; got {kind!r}")
         if not isinstance(meaning, str) or not meaning.strip():
@@ -94,6 +94,7 @@ class Option:
         self.high = high
         self.allow_none = bool(allow_none)
         self.check = check
+        self.allow_nan = bool(allow_nan)
 
     def describe_values(self) -> str:
         """The allowed values in words (for tables and error messages)."""
@@ -115,7 +116,7 @@ class Option:
             s = "undeclared"
         else:
             s = "see the op's docstring"
-        return s + (" or None" if self.allow_none else "")
+        return s + (" or NaN" if self.allow_nan else "") + (" or None" if self.allow_none else "")
 
     def validate(self, value: Any, knob: str, op: str) -> Any:
         """``value`` checked (and normalised) for this option; raises naming ``knob`` and ``op``."""
@@ -154,6 +155,8 @@ class Option:
             else:
                 value = float(value)
                 if math.isnan(value):
+                    if self.allow_nan:
+                        return value
                     raise ValueError(f"{op}: `{knob}` must be {self.describe_values()}; got nan")
             if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
                 raise ValueError(f"{op}: `{knob}` must be {self.describe_values()}; got {value!r}")
@@ -178,9 +181,11 @@ def choice(allowed, meaning: str, *, source: str = "", allow_none: bool = False)
 
 
 def number(meaning: str, *, source: str = "", low: Optional[float] = None, high: Optional[float] = None,
-           allow_none: bool = False, check=None) -> Option:
-    """A real-valued knob in ``[low, high]`` (inclusive; NaN refused)."""
-    return Option("number", meaning, source=source, low=low, high=high, allow_none=allow_none, check=check)
+           allow_none: bool = False, allow_nan: bool = False, check=None) -> Option:
+    """A real-valued knob in ``[low, high]`` (inclusive; NaN refused unless ``allow_nan``, e.g. a
+    reduction's value on an empty input, which torch defines as NaN)."""
+    return Option("number", meaning, source=source, low=low, high=high, allow_none=allow_none,
+                  allow_nan=allow_nan, check=check)
 
 
 def integer(meaning: str, *, source: str = "", low: Optional[int] = None, high: Optional[int] = None,

@@ -177,6 +177,8 @@ TARGETS = {
     "onnxruntime": (("onnx", "onnxruntime"), lambda: _onnx_adapters("onnxruntime")),
     "onnx-reference": (("onnx",), lambda: _onnx_adapters("onnx-reference")),
 }
+# the setup.cfg extra that installs each target's packages
+TARGET_EXTRAS = {"torchvision": "torch", "onnxruntime": "onnx", "onnx-reference": "onnx"}
 
 
 def _installed(modules):
@@ -234,7 +236,9 @@ def run_target(target, *, ops=None, n_cases=50, seed=0, progress=None):
         raise ValueError(f"`target` must be {', '.join(TARGETS)}, self or module:callable; got {target!r}")
     mods, factory = TARGETS[target]
     if not _installed(mods):
-        raise ValueError(f"target {target!r} needs {', '.join(mods)}, which is not installed")
+        missing = [m for m in mods if not _installed((m,))]
+        raise ValueError(f"target {target!r} needs {', '.join(missing)}, which is not installed: "
+                         f"pip install 'refdet[{TARGET_EXTRAS[target]}]'")
     adapters = factory()
     unknown = [o for o in (ops or ()) if o not in adapters]
     if unknown:

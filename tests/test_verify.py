@@ -49,6 +49,8 @@ def test_callable_with_grad_and_convention(capsys):
      "`--grad` applies to"),
 ])
 def test_usage_errors_exit_2(argv, err, capsys):
+    if "onnx-reference" in argv:
+        pytest.importorskip("onnx")
     assert main(argv + ["--quiet"]) == 2
     assert err in capsys.readouterr().err
 
@@ -138,3 +140,12 @@ def test_gradcheck_command_runs_every_registered_case(capsys):
     assert main(["gradcheck", "conv2d", "focal"]) == 0
     out = capsys.readouterr().out
     assert "conv2d" in out and "focal" in out and "0 failed" in out
+
+
+def test_missing_backend_names_the_extra(capsys, monkeypatch):
+    """A target whose packages are missing is one line naming the pip extra (exit 2)."""
+    monkeypatch.setattr(V, "_installed", lambda mods: False)
+    assert main(["verify", "torchvision", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs torch, torchvision" in err and "pip install 'refdet[torch]'" in err
+    assert "Traceback" not in err
