@@ -35,13 +35,30 @@ COMMANDS = {
 
 def _gradcheck_args(p):
     p.add_argument("names", nargs="*", help="only cases whose name contains one of these")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
+
+
+def _nonnegative_int(text):
+    """argparse type: an int >= 0 (a seed, a count); the message names the value."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {v}")
+    return v
 
 
 def _gradcheck_run(args):
     from refdet.testing.gradcheck import gradcheck_all
     from refdet.verify import _register_selfcheck_cases
     _register_selfcheck_cases()  # the losses, heads, FPN, box coder and detector cases
+    from refdet.testing.gradcheck import gradcheck_names
+    known = gradcheck_names()
+    unknown = [n for n in args.names if not any(n in k for k in known)]
+    if unknown:
+        raise ValueError(f"no gradient-check case matches {', '.join(repr(u) for u in unknown)}; "
+                         f"the cases are: {', '.join(known)}")
     reports = gradcheck_all(args.names or None, rng=args.seed, out=print)
     bad = [n for n, r in reports.items() if not r.ok]
     print(f"{len(reports) - len(bad)} passed, {len(bad)} failed")

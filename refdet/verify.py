@@ -261,6 +261,13 @@ def _load_callable(spec, what="TARGET"):
         raise ValueError(f"`{what}` must be torchvision, onnxruntime, onnx-reference, self or module:callable; "
                          f"got {spec!r}")
     mod, _, name = spec.partition(":")
+    # The console script's sys.path starts with its own bin/ folder, not the current directory (as
+    # `python -m refdet` would): look in the current directory too, as users expect of a module path.
+    import os
+    import sys
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
     try:
         obj = importlib.import_module(mod)
     except ImportError as exc:

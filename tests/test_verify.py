@@ -149,3 +149,34 @@ def test_missing_backend_names_the_extra(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "needs torch, torchvision" in err and "pip install 'refdet[torch]'" in err
     assert "Traceback" not in err
+
+
+def test_console_script_imports_the_users_module_from_the_current_directory(tmp_path):
+    """`refdet verify --op nms myops:nms` works from the folder holding myops.py (as `python -m` does)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    script = shutil.which("refdet", path=os.path.dirname(sys.executable))
+    if script is None:
+        pytest.skip("the refdet console script is not installed in this environment")
+    (tmp_path / "myops_refdet_test.py").write_text(
+        "import refdet\n\ndef nms(boxes, scores, iou_threshold):\n"
+        "    return refdet.nms(boxes, scores, iou_threshold)\n")
+    r = subprocess.run([script, "verify", "--op", "nms", "myops_refdet_test:nms", "--cases", "3", "--quiet"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_gradcheck_unknown_name_lists_the_cases(capsys):
+    assert main(["gradcheck", "nosuchname"]) == 2
+    err = capsys.readouterr().err
+    assert "no gradient-check case matches 'nosuchname'" in err and "conv2d" in err
+
+
+def test_gradcheck_negative_seed_names_the_option(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["gradcheck", "--seed", "-1"])
+    assert e.value.code == 2
+    assert "--seed: must be an integer >= 0; got -1" in capsys.readouterr().err

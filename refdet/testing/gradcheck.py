@@ -530,6 +530,15 @@ def _register_layer_cases():
                                    r.standard_normal(4)), dict(num_groups=2)))
 
 
+def gradcheck_names():
+    """Names of every registered gradient-check case (sorted)."""
+    global _LAYER_CASES_REGISTERED
+    if not _LAYER_CASES_REGISTERED:
+        _LAYER_CASES_REGISTERED = True
+        _register_layer_cases()
+    return sorted(_CASES)
+
+
 def gradcheck_all(names=None, *, rng=0, out=None):
     """Run every registered gradient-check case (or those whose name contains one of ``names``).
 
