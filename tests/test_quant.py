@@ -892,6 +892,14 @@ def test_mse_observer_clips_heavy_tails_and_breaks_ties_to_larger_range():
 # Differential: onnxruntime and onnx.reference
 # ---------------------------------------------------------------------------------------------------
 
+def _onnx():
+    """``onnx.helper``, once onnx and onnxruntime import; the test is skipped otherwise (core install)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import helper
+    return helper
+
+
 def _ort_session(nodes, inputs, outputs, initializers=(), opset=19, optimize=True):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
@@ -935,7 +943,7 @@ def _tie_inputs(r, n, scale):
 
 @pytest.mark.parametrize("dtype,per_axis", [(np.uint8, False), (np.int8, False), (np.int8, True), (np.uint8, True)])
 def test_quantize_linear_matches_onnxruntime_and_reference(dtype, per_axis):
-    from onnx import helper
+    helper = _onnx()
     r = np.random.default_rng(1)
     if per_axis:
         x = np.stack([_tie_inputs(r, 100, s) for s in (0.5, 0.25, 0.02)]).astype(np.float32)  # (3, 200)
@@ -956,7 +964,7 @@ def test_quantize_linear_matches_onnxruntime_and_reference(dtype, per_axis):
 
 
 def test_dequantize_linear_matches_onnxruntime():
-    from onnx import helper
+    helper = _onnx()
     r = np.random.default_rng(2)
     q = r.integers(-128, 128, size=(3, 50)).astype(np.int8)
     scale = np.array([0.1, 0.037, 3.3], np.float32)
@@ -970,7 +978,7 @@ def test_dequantize_linear_matches_onnxruntime():
 
 @pytest.mark.parametrize("wdtype", [np.uint8, np.int8])
 def test_conv_integer_matches_onnxruntime(wdtype):
-    from onnx import helper
+    helper = _onnx()
     r = np.random.default_rng(4)
     x = r.integers(0, 256, size=(2, 4, 7, 8)).astype(np.uint8)
     lo, hi = np.iinfo(wdtype).min, np.iinfo(wdtype).max
@@ -989,7 +997,7 @@ def test_conv_integer_matches_onnxruntime(wdtype):
 
 
 def _qlinear_model(x_shape, w, x_s, x_z, w_s, w_z, y_s, y_z, B, **attrs):
-    from onnx import helper
+    helper = _onnx()
     inputs = ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"] + (["B"] if B is not None else [])
     node = helper.make_node("QLinearConv", inputs, ["y"], **attrs)
     inits = [_const("xs", np.float32(x_s)), _const("xz", x_z), _const("w", w), _const("ws", w_s),
@@ -1076,7 +1084,7 @@ def test_qlinear_conv_near_ties_exact_against_each_runtime(x_s, y_s, y_z, exact)
 
 
 def test_qdq_conv_matches_onnxruntime():
-    from onnx import helper
+    helper = _onnx()
     r = np.random.default_rng(7)
     x = r.uniform(-1, 2, size=(1, 3, 8, 8)).astype(np.float32)
     wf = r.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.2
@@ -1259,7 +1267,7 @@ _SESSIONS = {}
 def _quantize_linear_session(dtype):
     """One ORT QuantizeLinear session per dtype with x, scale and zero point all as graph inputs."""
     if dtype not in _SESSIONS:
-        from onnx import helper
+        helper = _onnx()
         node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
         _SESSIONS[dtype] = _ort_session([node], [_vi("x", np.float32, ["N"]), _vi("s", np.float32, []),
                                                  _vi("z", dtype, [])], [_vi("y", dtype, ["N"])])
@@ -1346,7 +1354,7 @@ def test_dynamic_quantize_linear_is_onnx_rule_in_float32():
     """onnxruntime's DynamicQuantizeLinear computes scale and zero point in float32, unlike the
     quantization tooling's compute_scale_zp (float64): scale_dtype="float32" reproduces it exactly, the
     float64 default differs on a good fraction of random arrays (scale ulp or zero point)."""
-    from onnx import helper
+    helper = _onnx()
     node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
     model, sess = _ort_session([node], [_vi("x", np.float32, ["N"])],
                                [_vi("y", np.uint8, ["N"]), _vi("s", np.float32, []), _vi("z", np.uint8, [])])

@@ -39,7 +39,7 @@ fragments):
   border = 'ignore')``.
 
 ``nnef.Session`` needs ``lowered = ["nearest_upsample"]``. Post-processing is not exportable (NNEF has
-no NonMaxSuppression). No ``graph.quant`` is written: the quantized head (:mod:`refdet.quant_head`) goes to
+no NonMaxSuppression). No ``graph.quant`` is written: the quantized head (:mod:`refdet.quant.head`) goes to
 ONNX as QDQ; NNEF's quantization is an annotation of float tensors that ``nnef.Session`` does not execute.
 """
 from __future__ import annotations
