@@ -34,9 +34,8 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-from refdet import _checks
+from refdet import _checks, _conv
 from refdet import conventions
 
 __all__ = [
@@ -68,8 +67,6 @@ __all__ = [
     "group_norm_backward",
 ]
 
-#: Largest im2col matrix (bytes) built at once; larger convolutions are done in chunks of output rows.
-IM2COL_MAX_BYTES = 256 * 2 ** 20
 
 
 _ONNX_CTM = ("half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn", "align_corners")
@@ -147,97 +144,25 @@ class Conv2dGrads(NamedTuple):
     db: Optional[np.ndarray]      # (F,) or None when the forward had no bias
 
 
-def _pad(x, pads, value=0):
-    """Pad H and W by ``pads = (top, bottom, left, right)`` with ``value`` (a new array unless no padding;
-    ``x`` itself is never written)."""
-    pt, pb, pl, pr = pads
-    if pt == pb == pl == pr == 0:
-        return x
-    b, c, h, w = x.shape
-    shape = (b, c, h + pt + pb, w + pl + pr)
-    out = np.zeros(shape, dtype=x.dtype) if value == 0 else np.full(shape, value, dtype=x.dtype)
-    out[:, :, pt:pt + h, pl:pl + w] = x
-    return out
-
-
-def _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo):
-    """Read-only strided view ``(B, C, KH, KW, rows, Wo)`` of the padded input.
-
-    Element ``[b, c, i, j, r, q]`` is ``xp[b, c, (r0 + r) * sh + i * dh, q * sw + j * dw]``: the input
-    pixel that kernel tap ``(i, j)`` sees for output pixel ``(r0 + r, q)``. No copy is made here.
-    """
-    s_b, s_c, s_h, s_w = xp.strides
-    base = xp[:, :, r0 * sh:, :]
-    return as_strided(base, shape=(xp.shape[0], xp.shape[1], kh, kw, rows, wo),
-                      strides=(s_b, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
-
-
-def _flat_rows_input(x, pads, kw, dw):
-    """Stride-1 im2col on whole padded rows: ``x`` padded by ``pads`` plus enough extra zero rows at
-    the bottom, flattened to ``(B, C, L)`` (contiguous), and the padded width ``Wp``.
-
-    With stride 1, output pixel ``(r, q)`` reads ``xp[r + i*dh, q + j*dw]``; computing the output on
-    the padded width (``q`` in ``[0, Wp)`` instead of ``[0, Wo)``) makes every kernel tap one
-    *contiguous* run ``flat[(r0 + i*dh)*Wp + j*dw :][: rows*Wp]`` of the flattened input, so the
-    im2col copy moves long runs instead of ``Wo``-element pieces. The ``Wp - Wo`` extra columns per
-    row are garbage and are dropped after the GEMM; the extra bottom rows keep the last tap's run
-    inside the array.
-    """
-    pt, pb, pl, pr = pads
-    wp = x.shape[3] + pl + pr
-    extra = -(-((kw - 1) * dw) // wp) if wp else 0
-    xp = _pad(x, (pt, pb + extra, pl, pr))
-    return np.ascontiguousarray(xp).reshape(x.shape[0], x.shape[1], -1), wp
-
-
-def _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp):
-    """Read-only view ``(B, C, KH, KW, rows*Wp)`` of :func:`_flat_rows_input`'s array: element
-    ``[b, c, i, j, t]`` is ``flat[b, c, (r0 + i*dh)*Wp + j*dw + t]``."""
-    s_b, s_c, s_l = flat.strides
-    return as_strided(flat[:, :, r0 * wp:], shape=(flat.shape[0], flat.shape[1], kh, kw, rows * wp),
-                      strides=(s_b, s_c, dh * wp * s_l, dw * s_l, s_l), writeable=False)
-
-
-def _row_chunks(ho, bytes_per_row):
-    """Split output rows ``[0, ho)`` into chunks whose im2col matrix stays under IM2COL_MAX_BYTES."""
-    step = max(1, int(IM2COL_MAX_BYTES // max(bytes_per_row, 1)))
-    return [(r0, min(ho, r0 + step)) for r0 in range(0, ho, step)]
-
-
 def _conv2d_core(x, w, b, stride, pads, dilation, groups, ho, wo):
     """The arithmetic of :func:`conv2d_forward` on validated arrays of one dtype (no checks)."""
-    bsz, c = x.shape[:2]
+    bsz = x.shape[0]
     f_out, kh, kw = w.shape[0], w.shape[2], w.shape[3]
-    sh, sw = stride
-    dh, dw = dilation
     dt = x.dtype
-    g, fg, cg = groups, f_out // groups, c // groups
-    wg = w.reshape(g, fg, cg * kh * kw)                                    # (g, F/g, Cg*KH*KW)
+    g = groups
+    wg = w.reshape(g, f_out // g, -1)                                      # (g, F/g, Cg*KH*KW)
     y = np.empty((bsz, f_out, ho, wo), dtype=dt)
-    if y.size and (sh, sw) == (1, 1):
-        flat, wp = _flat_rows_input(x, pads, kw, dw)
-        flat_chunks = _row_chunks(ho, bsz * c * kh * kw * wp * dt.itemsize)
-        for r0, r1 in flat_chunks:
-            rows = r1 - r0
-            cols = _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp)       # view (B, C, KH, KW, rows*Wp)
-            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wp)          # the im2col copy (long runs)
-            out = np.matmul(wg, cols).reshape(bsz, f_out, rows, wp)       # (B, F, rows, Wp)
-            if len(flat_chunks) == 1:
-                y = out[:, :, :, :wo]      # a view without the Wp - Wo extra columns (no copy)
+    if y.size:
+        plan = _conv.Im2col(x, (kh, kw), stride=stride, pads=pads, dilation=dilation, groups=g)
+        chunks = plan.chunks()
+        for r0, r1 in chunks:
+            out = np.matmul(wg, plan.cols(r0, r1))                        # (B, g, F/g, rows*width)
+            out = out.reshape(bsz, f_out, r1 - r0, plan.width)            # (B, F, rows, width)
+            if len(chunks) == 1:
+                # a view without the width - Wo junk columns of the whole-row layout (no copy)
+                y = out if plan.width == wo else out[:, :, :, :wo]
             else:
                 y[:, :, r0:r1, :] = out[:, :, :, :wo]
-    chunks = _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize)
-    if y.size and (sh, sw) != (1, 1):
-        xp = _pad(x, pads)
-        for r0, r1 in chunks:
-            rows = r1 - r0
-            cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)    # view (B, C, KH, KW, rows, Wo)
-            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wo)          # the im2col copy
-            out = np.matmul(wg, cols)                                     # (B, g, F/g, rows*Wo)
-            if len(chunks) == 1:
-                y = out.reshape(bsz, f_out, ho, wo)                       # (B, F, Ho, Wo), no copy
-            else:
-                y[:, :, r0:r1, :] = out.reshape(bsz, f_out, rows, wo)
     if b is not None:
         y += b.astype(dt, copy=False)[:, None, None]                      # (F, 1, 1) broadcast
     return y
@@ -292,10 +217,10 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     x, w = x.astype(dt, copy=False), w.astype(dt, copy=False)
     bsz, c, h, wd = x.shape
     kh, kw = w.shape[2], w.shape[3]
-    pads = _checks.conv_padding(padding, (h, wd), (kh, kw), (sh, sw), (dh, dw))
+    pads = _conv.parse_padding(padding, (h, wd), (kh, kw), (sh, sw), (dh, dw))
     pt, pb, pl, pr = pads
-    ho = _checks.conv_output_size(h, kh, sh, pt, dh, name="x", padding_after=pb)
-    wo = _checks.conv_output_size(wd, kw, sw, pl, dw, name="x", padding_after=pr)
+    ho = _conv.output_size(h, kh, sh, pt, pb, dh)
+    wo = _conv.output_size(wd, kw, sw, pl, pr, dw)
 
     y = _conv2d_core(x, w, b, (sh, sw), pads, (dh, dw), groups, ho, wo)
     cache = Conv2dCache(x, w, b is not None, (sh, sw), pads, (dh, dw), groups, y.shape)
@@ -354,22 +279,23 @@ def conv2d_backward(dy, cache, *, compute_dx=True):
     dxp = np.zeros((bsz, c, hp, wp), dtype=dt) if not as_conv and compute_dx else None
     if as_conv:
         # dw from the same whole-row im2col as the forward; dy gets zeros in the Wp - Wo extra columns
-        flat, wp = _flat_rows_input(x, cache.padding, kw, dw)
-        for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wp * dt.itemsize):
+        plan = _conv.Im2col(x, (kh, kw), pads=cache.padding, dilation=(dh, dw), whole_rows=True)
+        wp = plan.width
+        for r0, r1 in plan.chunks():
             rows = r1 - r0
             dye = np.zeros((bsz, f_out, rows, wp), dtype=dt)
             dye[:, :, :, :wo] = dy[:, :, r0:r1, :]
-            cols = _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp).reshape(bsz, 1, c * kh * kw, rows * wp)
+            cols = plan.cols(r0, r1)                                      # (B, 1, C*KH*KW, rows*Wp)
             part = np.matmul(dye.reshape(bsz, 1, f_out, rows * wp), cols.transpose(0, 1, 3, 2))
             dwg += part[0] if bsz == 1 else part.sum(axis=0)
             del cols, part, dye
     elif dy.size and x.size:
-        xp = _pad(x, cache.padding)
-        for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize):
+        plan = _conv.Im2col(x, (kh, kw), stride=(sh, sw), pads=cache.padding, dilation=(dh, dw), groups=g,
+                            whole_rows=False)
+        for r0, r1 in plan.chunks():
             rows = r1 - r0
             dyc = dy[:, :, r0:r1, :].reshape(bsz, g, fg, rows * wo)         # (B, g, F/g, rows*Wo)
-            cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)
-            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wo)          # (B, g, Cg*KH*KW, rows*Wo)
+            cols = plan.cols(r0, r1)                                      # (B, g, Cg*KH*KW, rows*Wo)
             part = np.matmul(dyc, cols.transpose(0, 1, 3, 2))             # (B, g, F/g, Cg*KH*KW)
             dwg += part[0] if bsz == 1 else part.sum(axis=0)
             del cols, part
@@ -378,11 +304,7 @@ def conv2d_backward(dy, cache, *, compute_dx=True):
             dcols = np.matmul(wgt, dyc)                                   # (B, g, Cg*KH*KW, rows*Wo)
             dcols = dcols.reshape(bsz, c, kh, kw, rows, wo)
             # col2im: tap (i, j) read xp[:, :, (r0 + r)*sh + i*dh, q*sw + j*dw]; add its gradient back.
-            for i in range(kh):
-                top = r0 * sh + i * dh
-                for j in range(kw):
-                    left = j * dw
-                    dxp[:, :, top:top + (rows - 1) * sh + 1:sh, left:left + (wo - 1) * sw + 1:sw] += dcols[:, :, i, j]
+            _conv.col2im_add(dxp, dcols, r0, (sh, sw), (dh, dw))
             del dcols
     if not compute_dx:
         dx = None
@@ -775,20 +697,18 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     sh, sw = (kh, kw) if stride is None else _checks.check_pair(stride, "stride", low=1)
     dh, dw = _checks.check_pair(dilation, "dilation", low=1)
     bsz, c, h, w = x.shape
-    pt, pb, pl, pr = _checks.conv_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
+    pt, pb, pl, pr = _conv.parse_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
     if not isinstance(padding, str) and (max(pt, pb) > kh // 2 or max(pl, pr) > kw // 2):
         raise ValueError(f"`padding` must be at most half the kernel size {(kh, kw)} on each side; got "
                          f"{(pt, pb, pl, pr)} (top, bottom, left, right)")
-    ho = _checks.conv_output_size(h, kh, sh, pt, dh, ceil_mode=bool(ceil_mode), what="pooling window", name="x",
-                                  padding_after=pb)
-    wo = _checks.conv_output_size(w, kw, sw, pl, dw, ceil_mode=bool(ceil_mode), what="pooling window", name="x",
-                                  padding_after=pr)
+    ho = _conv.output_size(h, kh, sh, pt, pb, dh, ceil_mode=bool(ceil_mode), what="pooling window")
+    wo = _conv.output_size(w, kw, sw, pl, pr, dw, ceil_mode=bool(ceil_mode), what="pooling window")
     dt = x.dtype
     # -inf padding, enough on the bottom/right for ceil_mode windows that overhang the input
     hp = max(h + pt + pb, (ho - 1) * sh + dh * (kh - 1) + 1)
     wp = max(w + pl + pr, (wo - 1) * sw + dw * (kw - 1) + 1)
-    xp = np.full((bsz, c, hp, wp), -np.inf, dtype=dt)
-    xp[:, :, pt:pt + h, pl:pl + w] = x
+    xp = _conv.pad(x, (pt, hp - h - pt, pl, wp - w - pl), -np.inf)
+    win = _conv.windows(xp, (kh, kw), (sh, sw), (dh, dw), wo, 0, ho)   # view (B, C, KH, KW, Ho, Wo)
     best = np.full((bsz, c, ho, wo), -np.inf, dtype=dt)
     arg_r = np.full((bsz, c, ho, wo), -1, dtype=np.int64)    # input row of the running max (-1: none yet)
     arg_c = np.zeros((bsz, c, ho, wo), dtype=np.int64)
@@ -796,7 +716,7 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     ox = np.arange(wo)[None, :] * sw - pl                      # (1, Wo) left column
     for i in range(kh):                                        # taps in row-major window order
         for j in range(kw):
-            v = xp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw]
+            v = win[:, :, i, j]                                # (B, C, Ho, Wo) what tap (i, j) sees
             upd = v > best                                     # strict: an equal later value does not win
             np.copyto(best, v, where=upd)
             np.copyto(arg_r, np.broadcast_to(oy + i * dh, upd.shape), where=upd)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refdet import layers
+from refdet import _conv, layers
 from refdet.layers import (conv2d_backward, conv2d_forward, group_norm_backward, group_norm_forward,
                            max_pool2d_backward, max_pool2d_forward, onnx_resize_nearest_source_index,
                            relu_backward, relu_forward, sigmoid_backward,
@@ -117,7 +117,7 @@ def test_conv2d_chunked_im2col_equals_unchunked(monkeypatch):
     y, cache = conv2d_forward(x, w, b, **kw)
     dy = rng.standard_normal(y.shape)
     g = conv2d_backward(dy, cache)
-    monkeypatch.setattr(layers, "IM2COL_MAX_BYTES", 1)  # one output row per chunk
+    monkeypatch.setattr(_conv, "IM2COL_MAX_BYTES", 1)  # one output row per chunk
     y1, cache1 = conv2d_forward(x, w, b, **kw)
     g1 = conv2d_backward(dy, cache1)
     np.testing.assert_allclose(y1, y, rtol=1e-13, atol=1e-13)
@@ -777,3 +777,45 @@ def test_upsample_exact_x2_backward_bit_exact_vs_torch(dtype):
     tx = torch.tensor(x, requires_grad=True)
     torch.nn.functional.interpolate(tx, size=(10, 14), mode="nearest").backward(torch.tensor(dy))
     np.testing.assert_array_equal(upsample_nearest_backward(dy, cache).dx, tx.grad.numpy())
+
+
+# --------------------------------------------------------------------------------------------------
+# the one padding grammar and im2col (refdet/_conv.py)
+# --------------------------------------------------------------------------------------------------
+
+def test_padding_grammar_spellings_and_onnx_order():
+    # every spelling normalises to (top, bottom, left, right)
+    assert _conv.parse_padding(2) == (2, 2, 2, 2)
+    assert _conv.parse_padding((1, 3)) == (1, 1, 3, 3)
+    assert _conv.parse_padding(((1, 2), (3, 4))) == (1, 2, 3, 4)
+    assert _conv.parse_padding((1, 2, 3, 4)) == (1, 2, 3, 4)
+    assert _conv.parse_padding("VALID") == (0, 0, 0, 0)
+    # SAME at H = 6, k = 3, s = 2: ceil(6/2) = 3 rows need (3-1)*2 + 3 - 6 = 1 pixel, after (upper) or before
+    assert _conv.parse_padding("same", (6, 5), (3, 3), (2, 2), (1, 1)) == (0, 1, 1, 1)
+    assert _conv.parse_padding("same_lower", (6, 5), (3, 3), (2, 2), (1, 1)) == (1, 0, 1, 1)
+    # ONNX pads are (top, left, bottom, right); converted only at ONNX-facing functions
+    assert _conv.onnx_pads_to_canonical((1, 2, 3, 4)) == (1, 3, 2, 4)
+    assert _conv.canonical_to_onnx_pads(_conv.onnx_pads_to_canonical((1, 2, 3, 4))) == (1, 2, 3, 4)
+    x = np.arange(20.0).reshape(1, 1, 4, 5)
+    y, c = conv2d_forward(x, np.ones((1, 1, 1, 1)), padding=(1, 0, 2, 0))   # 1 row on top, 2 columns left
+    assert c.padding == (1, 0, 2, 0) and y.shape == (1, 1, 5, 7)
+    assert np.all(y[0, 0, 0] == 0) and np.all(y[0, 0, :, :2] == 0) and np.array_equal(y[0, 0, 1:, 2:], x[0, 0])
+    for bad, match in (((1, 2, 3), "got 3 values"), ((1, -1, 0, 0), r"`padding\[1\]` must be >= 0"),
+                       ("full", "`padding`")):
+        with pytest.raises(ValueError, match=match):
+            _conv.parse_padding(bad)
+
+
+@pytest.mark.parametrize("whole_rows", [True, False])
+def test_im2col_layouts_agree_and_take_integers(whole_rows):
+    # the two layouts hold the same matrix (junk columns of the whole-row layout cut off), in any dtype
+    rng = np.random.default_rng(0)
+    x = rng.integers(-50, 50, (2, 4, 5, 6)).astype(np.int64)
+    plan = _conv.Im2col(x, (3, 2), pads=(1, 0, 2, 1), dilation=(1, 2), groups=2, whole_rows=whole_rows)
+    assert (plan.out_h, plan.out_w) == (4, 7)
+    cols = plan.cols(0, plan.out_h).reshape(2, 2, 2 * 3 * 2, plan.out_h, plan.width)[..., :plan.out_w]
+    assert cols.dtype == np.int64
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 0), (2, 1)))
+    for (b, g, k, r, q) in np.ndindex(*cols.shape):
+        c, i, j = np.unravel_index(k, (2, 3, 2))
+        assert cols[b, g, k, r, q] == xp[b, g * 2 + c, r + i, q + 2 * j]
