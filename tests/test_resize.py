@@ -255,3 +255,14 @@ def test_upsample_exact_x2_backward_bit_exact_vs_torch(dtype):
     tx = torch.tensor(x, requires_grad=True)
     torch.nn.functional.interpolate(tx, size=(10, 14), mode="nearest").backward(torch.tensor(dy))
     np.testing.assert_array_equal(upsample_nearest_backward(dy, cache).dx, tx.grad.numpy())
+
+
+# memory layout: C, Fortran, strided, reversed and read-only inputs give the same bits
+
+from tests import _layout  # noqa: E402
+from tests.contract import resize as _contract  # noqa: E402
+
+
+@pytest.mark.parametrize("case", _contract.CASES, ids=lambda c: c.name)
+def test_bits_do_not_depend_on_memory_layout(case):
+    _layout.assert_layout_independent(getattr(resize, case.name), case.make)
