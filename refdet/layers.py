@@ -388,6 +388,10 @@ def sigmoid_forward(x: np.ndarray) -> Tuple[np.ndarray, SigmoidCache]:
     -------
     y : ndarray, same shape as ``x``, values in [0, 1]
     cache : SigmoidCache
+
+    Notes
+    -----
+    Readable reference: :func:`refdet.reference.conv.sigmoid` (held within 8 units of roundoff).
     """
     x = _checks.as_float_array(x, "x", finite=False)
     _checks.check_finite(x, "x", allow_inf=True)
@@ -399,7 +403,7 @@ def sigmoid_forward(x: np.ndarray) -> Tuple[np.ndarray, SigmoidCache]:
 
 
 def sigmoid_backward(dy: np.ndarray, cache: SigmoidCache) -> SigmoidGrads:
-    """``dx = dy * (1 - y) * y`` with ``y`` the forward output (ATen's order of operations)."""
+    """``dx = dy * (1 - y) * y`` with ``y`` the forward output (ATen's order of operations); any shape."""
     if not isinstance(cache, SigmoidCache):
         raise TypeError(f"`cache` must be the SigmoidCache returned by sigmoid_forward; got {type(cache).__name__}")
     y = cache.y
@@ -437,7 +441,7 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, *, stride: Optional[Pai
     stride : int or (int, int), optional
         Defaults to ``kernel_size``. ``kernel_size=1, stride=2`` is the FPN "P6" block (torchvision
         ``LastLevelMaxPool``, detectron2 ``LastLevelMaxPool``, mmdet): it keeps every second pixel.
-    padding : int, (int, int), ((top, bottom), (left, right)) or str
+    padding : int, (int, int), ((top, bottom), (left, right)), (top, bottom, left, right) or str
         Implicit ``-inf`` padding (never the maximum of a window holding an input element); numeric
         padding is at most half the kernel on each side (PyTorch's rule). ``"same"`` / ``"valid"`` /
         ``"same_lower"`` as in :func:`conv2d_forward` (TensorFlow ``SAME``, ONNX ``auto_pad``).

@@ -54,11 +54,7 @@ class HeadCache(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------------
-# a tiny interpreter: a head is a trunk (ops applied to the features) and branches (ops applied to
-# the trunk's output, one branch per output field). Ops:
-#   ("conv", weight_key, bias_key or None, padding)
-#   ("gn", weight_key, bias_key, num_groups, eps)
-#   ("relu",)
+# the interpreter (program format in the module docstring)
 # ---------------------------------------------------------------------------------------------------
 
 def _run(ops, params, x):

@@ -148,8 +148,8 @@ def _retinanet_layout(params):
     return want, c, a, k, progs
 
 
-def retinanet_head_forward(params: Mapping[str, np.ndarray], features: Union[np.ndarray, Sequence[np.ndarray]], *, num_groups: int = 32,
-                           eps: float = 1e-5) -> Tuple[RetinaNetHeadOutput, HeadCache]:
+def retinanet_head_forward(params: Mapping[str, np.ndarray], features: Union[np.ndarray, Sequence[np.ndarray]], *,
+                           num_groups: int = 32, eps: float = 1e-5) -> Tuple[RetinaNetHeadOutput, HeadCache]:
     """RetinaNet head: a classification subnet and a box subnet applied to every level.
 
     Each subnet is ``num_convs`` x (3x3 conv [+ GroupNorm] + ReLU) then a 3x3 conv to ``A*K``

@@ -128,7 +128,8 @@ def _rpn_layout(params):
     return want, c, a, n_obj, depth
 
 
-def rpn_head_forward(params: Mapping[str, np.ndarray], features: Union[np.ndarray, Sequence[np.ndarray]]) -> Tuple[RPNHeadOutput, HeadCache]:
+def rpn_head_forward(params: Mapping[str, np.ndarray], features: Union[np.ndarray, Sequence[np.ndarray]]
+                     ) -> Tuple[RPNHeadOutput, HeadCache]:
     """RPN head: shared 3x3 conv + ReLU, then 1x1 objectness logits and 1x1 box deltas.
 
     Parameters

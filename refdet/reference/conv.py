@@ -78,7 +78,8 @@ def _out_size(n: int, k: int, s: int, before: int, after: int, d: int, ceil_mode
     starts inside the input or the top/left padding."""
     span = n + before + after - d * (k - 1) - 1
     if span < 0:
-        raise ValueError(f"the dilated window ({d * (k - 1) + 1}) is larger than the padded input ({n + before + after})")
+        raise ValueError(f"the dilated window ({d * (k - 1) + 1}) is larger than the padded input "
+                         f"({n + before + after})")
     out = (-(-span // s) if ceil_mode else span // s) + 1
     if ceil_mode and (out - 1) * s >= n + before:
         out -= 1
