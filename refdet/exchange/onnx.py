@@ -177,7 +177,7 @@ class _Builder(_models.ProgramEmitter):
 
         Per axis: ``scale = float32(in) / float32(out)``; ``src = floor(float32(dst) * scale)``
         (``nearest``) or ``floor(float32((dst + 0.5) * double(scale)))`` (``nearest-exact``); clipped to
-        ``in - 1``; then ``Gather``. This is :func:`refdet.layers.upsample_nearest_source_index` written in
+        ``in - 1``; then ``Gather``. This is :func:`refdet.resize.upsample_nearest_source_index` written in
         ONNX ops, exact for every size pair (``Resize`` is exact only for 2x pyramids, see the module
         docstring).
         """
