@@ -6,45 +6,27 @@ and :func:`tflite_conv2d_int8` (NHWC, TFLite reference-kernel semantics) add the
 requantize with :func:`refdet.quant.fixed_point.requantize`; :func:`tflite_activation_range` is a
 fused activation as an integer clamp.
 
+Padding follows refdet's one grammar (:mod:`refdet._conv`: a flat 4-tuple is (top, bottom, left,
+right), as in :func:`refdet.layers.conv2d_forward`) and the im2col is refdet's one
+(:class:`refdet._conv.Im2col`); ONNX-order ``pads`` are read only by :func:`qlinear_conv`'s ``pads=``.
+
 Reference: :func:`refdet.reference.quant.conv2d_int` (a loop over output positions in Python ints).
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from refdet import _checks
+from refdet import _conv
 from refdet.quant.affine import _INT32_MAX, _INT32_MIN, QUANT_DTYPES, ArrayLike, round_half_away
 from refdet.quant.fixed_point import _int32_array, requantize
 
 __all__ = ["conv2d_int", "qlinear_conv", "tflite_activation_range", "tflite_conv2d_int8"]
 
 IntPair = Union[int, Tuple[int, int]]
-Padding = Union[int, Tuple[int, int], Tuple[int, int, int, int]]
-
-
-def _pair(v, name, low):
-    if isinstance(v, (tuple, list, np.ndarray)):
-        vals = [_checks.check_int(t, name, low=low) for t in v]
-        if len(vals) != 2:
-            raise ValueError(f"`{name}` must be an int or a pair; got {len(vals)} values")
-        return tuple(vals)
-    k = _checks.check_int(v, name, low=low)
-    return (k, k)
-
-
-def _pads(padding):
-    """int p -> (p, p, p, p); (ph, pw) -> (ph, pw, ph, pw); 4 values = ONNX (top, left, bottom, right)."""
-    if isinstance(padding, (tuple, list, np.ndarray)):
-        vals = [_checks.check_int(t, "padding", low=0) for t in padding]
-        if len(vals) == 2:
-            return (vals[0], vals[1], vals[0], vals[1])
-        if len(vals) == 4:
-            return tuple(vals)
-        raise ValueError(f"`padding` must be an int, (ph, pw) or ONNX (top, left, bottom, right); got {len(vals)} values")
-    p = _checks.check_int(padding, "padding", low=0)
-    return (p, p, p, p)
+Padding = Union[int, str, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]], Tuple[int, int, int, int]]
 
 
 _EXACT32 = 2 ** 24
@@ -69,7 +51,12 @@ def conv2d_int(xq: np.ndarray, wq: np.ndarray, *, x_zero_point: ArrayLike = 0, w
     w_zero_point : int or ndarray of int, shape (F,)
         Per output channel allowed (ONNX ConvInteger / QLinearConv).
     stride, dilation : int or (h, w)
-    padding : int, (ph, pw) or ONNX pads (top, left, bottom, right)
+    padding : int, (ph, pw), ((top, bottom), (left, right)), (top, bottom, left, right) or a string
+        refdet's one padding grammar (:func:`refdet._conv.parse_padding`: a flat 4-tuple is
+        **(top, bottom, left, right)**, as in :func:`refdet.layers.conv2d_forward`; ``"valid"``,
+        ``"same"`` = ``"same_upper"``, ``"same_lower"``). ONNX ``pads`` (top, left, bottom, right)
+        go through :func:`refdet._conv.onnx_pads_to_canonical` first, or to :func:`qlinear_conv`'s
+        ``pads=``.
     groups : int
     accumulator : {"int64", "int32"}
         ``"int32"`` emulates the runtimes' int32 accumulator: a final value outside int32 raises a
@@ -101,23 +88,19 @@ def conv2d_int(xq: np.ndarray, wq: np.ndarray, *, x_zero_point: ArrayLike = 0, w
         raise ValueError(f"`xq` has {c} channels but `wq` expects {cg} x groups ({g}) = {cg * g}")
     if f % g:
         raise ValueError(f"`wq` has {f} filters, not divisible by groups ({g})")
-    sh, sw = _pair(stride, "stride", 1)
-    dh, dw = _pair(dilation, "dilation", 1)
-    pt, pl, pb, pr = _pads(padding)
+    sh, sw = _checks.check_pair(stride, "stride", low=1)
+    dh, dw = _checks.check_pair(dilation, "dilation", low=1)
+    pads = _conv.parse_padding(padding, (h, wd), (kh, kw), (sh, sw), (dh, dw))   # (top, bottom, left, right)
+    pt, pb, pl, pr = pads
     xzp = _checks.as_quant_zero_point(x_zero_point, "x_zero_point", qmin=-(2 ** 31), qmax=2 ** 32)
     wzp = _checks.as_quant_zero_point(w_zero_point, "w_zero_point", qmin=-(2 ** 31), qmax=2 ** 32, axis=0,
                                       length=f)
-    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    hp, wp = h + pt + pb, wd + pl + pr
-    if hp < eh or wp < ew:
-        raise ValueError(f"the (dilated) kernel {eh}x{ew} is larger than the padded input {hp}x{wp}")
-    oh, ow = (hp - eh) // sh + 1, (wp - ew) // sw + 1
-    xs = x.astype(np.int64) - xzp  # (N, C, H, W)
-    ws = w.astype(np.int64) - (wzp.reshape(-1, 1, 1, 1) if wzp.ndim else wzp)  # (F, Cg, KH, KW)
+    oh = _conv.output_size(h, kh, sh, pt, pb, dh, name="xq")
+    ow = _conv.output_size(wd, kw, sw, pl, pr, dw, name="xq")
+    xs = x.astype(np.int64) - xzp                                               # (N, C, H, W)
+    ws = w.astype(np.int64) - (wzp.reshape(-1, 1, 1, 1) if wzp.ndim else wzp)   # (F, Cg, KH, KW)
     K = cg * kh * kw
-    bx = int(np.abs(xs).max(initial=0))
-    bw = int(np.abs(ws).max(initial=0))
-    prod = bx * bw
+    prod = int(np.abs(xs).max(initial=0)) * int(np.abs(ws).max(initial=0))   # bound of one product
     if method == "auto":
         if prod * min(K, 64) < _EXACT32 and prod > 0:
             method = "float32"
@@ -135,24 +118,22 @@ def conv2d_int(xq: np.ndarray, wq: np.ndarray, *, x_zero_point: ArrayLike = 0, w
 
     out = np.zeros((n, f, oh, ow), dtype=np.int64)
     if out.size and K:
-        xpad = np.zeros((n, c, hp, wp), dtype=dt)  # 0 after the zero-point shift = padding with x_zp
-        xpad[:, :, pt:pt + h, pl:pl + wd] = xs
-        win = np.lib.stride_tricks.sliding_window_view(xpad, (eh, ew), axis=(2, 3))
-        win = win[:, :, ::sh, ::sw, ::dh, ::dw][:, :, :oh, :ow]  # (N, C, OH, OW, KH, KW)
-        fg = f // g
-        # columns (G, N*OH*OW, Cg*KH*KW), ordered (c, u, v) like the weights
-        cols = win.reshape(n, g, cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6).reshape(g, n * oh * ow, K)
-        wm = ws.astype(dt).reshape(g, fg, K).transpose(0, 2, 1)  # (G, K, F/G)
-        if method == "float32":
-            chunk = max(1, (_EXACT32 - 1) // max(prod, 1))
-            res = np.zeros((g, n * oh * ow, fg), dtype=np.float64)
-            for k0 in range(0, K, chunk):  # every chunk's partial sums are integers < 2**24: exact
-                res += np.matmul(cols[:, :, k0:k0 + chunk], wm[:, k0:k0 + chunk])
-        else:
-            res = np.matmul(cols, wm)
-        # (G, N, OH, OW, F/G) -> (N, F, OH, OW)
-        out = res.reshape(g, n, oh, ow, fg).transpose(1, 0, 4, 2, 3).reshape(n, f, oh, ow)
-        out = out.astype(np.int64) if out.dtype != np.int64 else out.copy()
+        # refdet's one im2col; padding with 0 after the zero-point shift = padding x with x_zero_point
+        plan = _conv.Im2col(xs.astype(dt), (kh, kw), stride=(sh, sw), pads=pads, dilation=(dh, dw), groups=g)
+        wg = ws.astype(dt).reshape(g, f // g, K)                  # (G, F/G, Cg*KH*KW), rows (c, u, v)
+        # float32: K-chunks of at most (2**24 - 1) / prod products, so every partial sum is an integer
+        # below 2**24 (exact in float32); the chunks are summed in float64 (exact below 2**53)
+        step = max(1, (_EXACT32 - 1) // max(prod, 1)) if method == "float32" else K
+        for r0, r1 in plan.chunks():
+            cols = plan.cols(r0, r1)                              # (N, G, Cg*KH*KW, rows*width)
+            if step >= K:
+                acc = np.matmul(wg, cols)                         # (N, G, F/G, rows*width)
+            else:
+                acc = np.zeros((n, g, f // g, cols.shape[3]), dtype=np.float64)
+                for k0 in range(0, K, step):
+                    acc += np.matmul(wg[:, :, k0:k0 + step], cols[:, :, k0:k0 + step])
+            # every value is an exact integer: the cast to int64 is exact
+            out[:, :, r0:r1] = acc.reshape(n, f, r1 - r0, plan.width)[..., :ow]
     if accumulator == "int32":
         _check_int32_acc(out, "conv2d_int")
     return out
@@ -182,8 +163,8 @@ def _zp_range(arr_or_int, fallback):
 
 def qlinear_conv(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLike, w: np.ndarray, w_scale: ArrayLike,
                  w_zero_point: ArrayLike, y_scale: ArrayLike, y_zero_point: ArrayLike, B: Optional[np.ndarray] = None,
-                 *, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1, groups: int = 1,
-                 mode: str = "onnxruntime") -> np.ndarray:
+                 *, stride: IntPair = 1, padding: Padding = 0, pads: Optional[Sequence[int]] = None,
+                 dilation: IntPair = 1, groups: int = 1, mode: str = "onnxruntime") -> np.ndarray:
     """ONNX ``QLinearConv`` (opset 10): integer conv, int32 bias, requantization to 8 bits.
 
     ``y = saturate(round((conv(x - x_zp, w - w_zp) + B) * (x_scale * w_scale / y_scale)) + y_zp)``,
@@ -209,7 +190,12 @@ def qlinear_conv(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLike, w: 
     B : ndarray of int32, shape (F,), optional
         Bias in units of ``x_scale * w_scale[f]`` (zero point 0), added to the int32 accumulator.
     stride, dilation : int or pair
-    padding : int, pair, or ONNX pads (top, left, bottom, right)
+    padding : refdet's padding grammar, optional
+        As :func:`conv2d_int` (a flat 4-tuple is (top, bottom, left, right)).
+    pads : sequence of 4 ints, optional
+        The ONNX node attribute as written, in ONNX order **(top, left, bottom, right)** (``x1_begin,
+        x2_begin, x1_end, x2_end``); converted with :func:`refdet._conv.onnx_pads_to_canonical`. Give
+        ``padding`` or ``pads``, not both.
     groups : int
     mode : {"onnxruntime", "onnx_reference"} (also the other :func:`requantize` modes)
 
@@ -234,6 +220,13 @@ def qlinear_conv(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLike, w: 
     xz = _checks.as_quant_zero_point(x_zero_point, "x_zero_point", qmin=xlo, qmax=xhi)
     wz = _checks.as_quant_zero_point(w_zero_point, "w_zero_point", qmin=wlo, qmax=whi, axis=0, length=f)
     yz = _checks.as_quant_zero_point(y_zero_point, "y_zero_point", qmin=ylo, qmax=yhi)
+    if pads is not None:
+        if not (isinstance(padding, (int, np.integer)) and padding == 0):
+            raise ValueError(f"give `padding` (refdet's grammar) or `pads` (ONNX order), not both; got padding="
+                             f"{padding!r} and pads={pads!r}")
+        if isinstance(pads, (str, bytes)) or not hasattr(pads, "__len__") or len(pads) != 4:
+            raise ValueError(f"`pads` must be the 4 ONNX pads (top, left, bottom, right); got {pads!r}")
+        padding = _conv.onnx_pads_to_canonical([_checks.check_int(p, "pads", low=0) for p in pads])
     acc = conv2d_int(xa, wa, x_zero_point=xz, w_zero_point=wz, stride=stride, padding=padding,
                      dilation=dilation, groups=groups, accumulator="int32")
     if B is not None:
@@ -312,7 +305,7 @@ def tflite_conv2d_int8(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLik
     y_scale : float
     y_zero_point : int in [-128, 127]
     stride, dilation : int or pair
-    padding : "VALID", "SAME", or explicit (int, pair, (top, left, bottom, right))
+    padding : "VALID", "SAME", or explicit in refdet's grammar (int, pair, (top, bottom, left, right))
         SAME puts the odd extra pixel at the bottom/right (``ComputePaddingHeightWidth``).
     activation : {"NONE", "RELU", "RELU6", "RELU_N1_TO_1"}
     mode : {"tflite", "tflite_single", "float_rne"}
@@ -335,20 +328,13 @@ def tflite_conv2d_int8(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLik
     ys = float(np.float32(_checks.as_quant_scale(y_scale, "y_scale")))
     xz = int(_checks.as_quant_zero_point(x_zero_point, "x_zero_point", qmin=-128, qmax=127))
     yz = int(_checks.as_quant_zero_point(y_zero_point, "y_zero_point", qmin=-128, qmax=127))
-    sh, sw = _pair(stride, "stride", 1)
-    dh, dw = _pair(dilation, "dilation", 1)
+    sh, sw = _checks.check_pair(stride, "stride", low=1)
+    dh, dw = _checks.check_pair(dilation, "dilation", low=1)
     if isinstance(padding, str):
+        # TFLite's two modes; SAME (ComputePaddingHeightWidth) is refdet's "same": the odd pixel after
         _checks.check_choice(padding, "padding", ("VALID", "SAME"))
-        if padding == "VALID":
-            pads = (0, 0, 0, 0)
-        else:
-            h, wd = xa.shape[1], xa.shape[2]
-            oh, ow = -(-h // sh), -(-wd // sw)
-            th = max((oh - 1) * sh + dh * (kh - 1) + 1 - h, 0)
-            tw = max((ow - 1) * sw + dw * (kw - 1) + 1 - wd, 0)
-            pads = (th // 2, tw // 2, th - th // 2, tw - tw // 2)
-    else:
-        pads = _pads(padding)
+    pads = _conv.parse_padding(padding.lower() if isinstance(padding, str) else padding, xa.shape[1:3], (kh, kw),
+                               (sh, sw), (dh, dw))
     acc = conv2d_int(xa.transpose(0, 3, 1, 2), wa.transpose(0, 3, 1, 2), x_zero_point=xz, w_zero_point=0,
                      stride=(sh, sw), padding=pads, dilation=(dh, dw), accumulator="int32")
     if bias is not None:
