@@ -9,7 +9,7 @@ reports side by side.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -23,7 +23,8 @@ from refdet.nms import postprocess_detections
 __all__ = ["sqnr_db", "accuracy_report", "format_accuracy_report"]
 
 
-def sqnr_db(reference, approximation) -> float:
+def sqnr_db(reference: Union[np.ndarray, Sequence[np.ndarray]],
+            approximation: Union[np.ndarray, Sequence[np.ndarray]]) -> float:
     """Signal-to-quantization-noise ratio ``10 log10(sum x**2 / sum (x - x_hat)**2)`` in dB (float64).
 
     Parameters
