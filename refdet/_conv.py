@@ -198,6 +198,12 @@ class Im2col:
             out = np.matmul(w.reshape(g, F // g, -1), plan.cols(r0, r1))   # (B, g, F/g, rows * width)
             out = out.reshape(B, F, r1 - r0, plan.width)[..., :plan.out_w]
 
+    An integer kernel passes its zero-point-shifted int64 input (padding with 0 then means padding
+    with the zero point) and multiplies in the dtype it has proven exact::
+
+        plan = Im2col(xq.astype(np.int64) - x_zero_point, (kh, kw), stride=s, pads=parse_padding(p), groups=g)
+        acc = np.matmul(wq_shifted.reshape(g, F // g, -1), plan.cols(0, plan.out_h))   # exact int64
+
     Parameters
     ----------
     x : ndarray, shape (B, C, H, W)

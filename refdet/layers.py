@@ -214,7 +214,9 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     sh, sw = _checks.check_pair(stride, "stride", low=1)
     dh, dw = _checks.check_pair(dilation, "dilation", low=1)
     dt = _dtype_of(x, w, b)
-    x, w = _c(x.astype(dt, copy=False)), _c(w.astype(dt, copy=False))  # C order: the GEMM's order is fixed
+    # w in C order fixes the GEMM's operand layout; x needs none: the im2col copies it into a C-ordered
+    # matrix whatever its layout (a C copy here would only add a pass over a strided conv output)
+    x, w = x.astype(dt, copy=False), _c(w.astype(dt, copy=False))
     bsz, c, h, wd = x.shape
     kh, kw = w.shape[2], w.shape[3]
     pads = _conv.parse_padding(padding, (h, wd), (kh, kw), (sh, sw), (dh, dw))
