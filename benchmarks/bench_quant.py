@@ -2,9 +2,11 @@
 
 Target (issue 6): ``conv2d_int`` on a 3x3, 256 -> 256 channel layer at 50 x 50 (uint8 activations with
 a zero point, per-channel int8 weights, padding 1: a RetinaNet head conv) within 3x the time of
-refdet's float32 ``conv2d_forward`` on the same shapes, both on 1 thread. ``conv2d_int`` stays exact
-by summing K-chunks of at most 258 products in float32 BLAS (every partial sum is an integer below
-2**24) and the chunks in float64. The floor is float32 GEMM throughput for the 2 * N * F * C * 9 flops.
+refdet's float32 ``conv2d_forward`` on the same shapes, both on 1 thread, both through refdet's one
+im2col (``refdet._conv.Im2col``). ``conv2d_int`` stays exact by summing K-chunks of at most
+``(2**24 - 1) // (max|x - x_zp| * max|w|)`` products (1032 here) in float32 BLAS (every partial sum is
+an integer below 2**24) and the chunks in float64. The floor is float32 GEMM throughput for the
+2 * N * F * C * 9 flops.
 
 A second line times the full ``qlinear_conv`` (accumulate + bias + onnxruntime-mode requantization),
 against onnxruntime's own QLinearConv when it is installed (informational, no target).

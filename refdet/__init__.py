@@ -23,7 +23,6 @@ _PUBLIC_MODULES = [
     "nms",
     "fpn",
     "heads",
-    "quant_head",
 ]
 
 __all__ = []

@@ -271,8 +271,8 @@ def as_rng(rng):
 # layers (refdet/layers.py): feature maps, convolution geometry
 # ---------------------------------------------------------------------------------------------------
 
-__all__ += ["as_nchw", "check_pair", "check_conv_weight", "check_optional_vector", "conv_output_size",
-            "conv_padding"]
+__all__ += ["as_nchw", "check_pair", "check_conv_weight", "check_optional_vector"]
+# (the padding grammar and the output-size formula live in refdet/_conv.py, with the im2col)
 
 
 def as_nchw(x, name="x", *, finite=True, allow_inf=False, dtype=None):
@@ -332,69 +332,6 @@ def check_optional_vector(v, name, n, *, dtype=None):
     out = arr.astype(np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype), copy=False)
     check_finite(out, name)
     return out
-
-
-def conv_output_size(size, kernel, stride, padding, dilation, *, ceil_mode=False, what="kernel",
-                     name="x", padding_after=None):
-    """Output length of a sliding window along one axis (PyTorch's formula).
-
-    ``floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1``; with ``ceil_mode``
-    the division rounds up but the last window must start inside the input or the left padding.
-    ``padding_after`` (asymmetric padding) replaces the second ``padding``.
-    Raises ValueError when the (dilated) window is larger than the padded input.
-    """
-    eff = dilation * (kernel - 1) + 1
-    after = padding if padding_after is None else padding_after
-    span = size + padding + after
-    if eff > span:
-        raise ValueError(f"the {what} (dilated size {eff}) is larger than the padded input of `{name}` "
-                         f"({size} + {padding} + {after} = {span})")
-    if ceil_mode:
-        out = -(-(span - eff) // stride) + 1
-        if (out - 1) * stride >= size + padding:
-            out -= 1
-        return out
-    return (span - eff) // stride + 1
-
-
-CONV_PADDING_STRINGS = ("valid", "same", "same_upper", "same_lower")
-
-
-def conv_padding(padding, size_hw, kernel_hw, stride_hw, dilation_hw, name="padding"):
-    """Resolve a padding specification to ``(top, bottom, left, right)`` Python ints.
-
-    Accepted: an int (all sides); ``(ph, pw)``; ``((top, bottom), (left, right))``; ``"valid"`` (none);
-    ``"same"`` / ``"same_upper"`` (TensorFlow ``SAME``, ONNX ``auto_pad="SAME_UPPER"``, PyTorch
-    ``padding="same"``): output ``ceil(n / s)``, total padding
-    ``max((ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)`` split ``total // 2`` before and the rest
-    (the odd pixel) after; ``"same_lower"`` (ONNX ``SAME_LOWER``) puts the odd pixel before.
-    """
-    if isinstance(padding, str):
-        mode = check_choice(padding.lower(), name, CONV_PADDING_STRINGS)
-        if mode == "valid":
-            return (0, 0, 0, 0)
-        out = []
-        for n, k, st, d in zip(size_hw, kernel_hw, stride_hw, dilation_hw):
-            total = max((-(-n // st) - 1) * st + d * (k - 1) + 1 - n, 0)
-            small, big = total // 2, total - total // 2
-            out += [big, small] if mode == "same_lower" else [small, big]
-        return tuple(out)
-    if isinstance(padding, bytes) or not hasattr(padding, "__len__"):
-        v = check_int(padding, name, low=0)
-        return (v, v, v, v)
-    if len(padding) != 2:
-        raise ValueError(f"`{name}` must be an int, a pair (for H, for W), a pair of (before, after) pairs or "
-                         f"one of {', '.join(repr(c) for c in CONV_PADDING_STRINGS)}; got {len(padding)} values")
-    out = []
-    for axis, p in zip("HW", padding):
-        if hasattr(p, "__len__") and not isinstance(p, (str, bytes)):
-            if len(p) != 2:
-                raise ValueError(f"`{name}` for {axis} must be an int or a (before, after) pair; got {len(p)} values")
-            out += [check_int(p[0], f"{name}[{axis}][0]", low=0), check_int(p[1], f"{name}[{axis}][1]", low=0)]
-        else:
-            v = check_int(p, f"{name}[{axis}]", low=0)
-            out += [v, v]
-    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------------

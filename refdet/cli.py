@@ -20,7 +20,7 @@ COMMANDS = {
                   "gradient-check every registered backward pass (float64 central differences)"),
     "describe": ("refdet.cli", "_describe_args", "_describe_run",
                  "print what each convention profile sets for an op"),
-    "quantize": ("refdet.quant_head", "_quantize_args", "_quantize_run",
+    "quantize": ("refdet.apps.quantize", "_quantize_args", "_quantize_run",
                  "train the demo RetinaNet briefly, quantize its head to int8 and report the accuracy change"),
     "anchors": ("refdet.walkthrough", "_anchors_args", "_anchors_run",
                 "teaching: cell anchors, anchors per level and the head output shapes of a detector preset"),

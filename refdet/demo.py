@@ -54,7 +54,7 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
         n_test=64, plots=True, write=_print, quantize=False):
     """Run the demo; returns a dict of what it measured (also printed).
 
-    ``quantize=True`` (retinanet only) ends with :func:`refdet.quant_head.quantize_demo`: the trained head
+    ``quantize=True`` (retinanet only) ends with :func:`refdet.apps.quantize.quantize_demo`: the trained head
     quantized to int8 and its accuracy report (under ``"quantization"`` in the result).
     """
     d_steps, d_batch, d_lr = _DEFAULTS[model]
@@ -180,7 +180,7 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
             write("[8] figures: skipped (pip install matplotlib, or the `plot` extra)")
     quant = None
     if quantize:
-        from refdet.quant_head import quantize_demo
+        from refdet.apps.quantize import quantize_demo
         quant = quantize_demo(det, params, make_synthetic_dataset(32, rng=rng).images, test, write=write)
     total = time.perf_counter() - t_start
     write(f"done in {total:.1f}s")

@@ -45,13 +45,14 @@ dtype). ReLU'(0) = 0.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from refdet import _checks
 from refdet import conventions
 from refdet import layers as _layers
+from refdet import resize as _resize
 
 __all__ = [
     "EXTRA_BLOCKS",
@@ -89,13 +90,25 @@ conventions.register(
                   "p6p7_input": "c5", "relu_before_p7": True},
     },
     knobs={
-        "upsample": "'to_lateral': nearest-upsample M_{i+1} to the lateral's size; 'x2': scale_factor 2 "
-                    "(sizes must divide)",
-        "upsample_mode": "'nearest' (src = floor(dst*in/out)) or 'nearest-exact' (floor((dst+0.5)*in/out))",
-        "fuse": "'sum' (lateral + upsampled) or 'avg' (half the sum, detectron2 fuse_type='avg')",
-        "p6p7_input": "input of P6: 'c5', 'p5', 'lateral' (mmdet on_lateral: the top 1x1 output) or "
-                      "'auto' (torchvision: P5 iff the p6 weight has F input channels, else C5)",
-        "relu_before_p7": "P7 = conv(relu(P6)) (True) or conv(P6) (False: mmdet's default)",
+        "upsample": conventions.choice(
+            ("to_lateral", "x2"), "'to_lateral': nearest-upsample M_{i+1} to the lateral's size; 'x2': "
+            "scale_factor 2 (sizes must divide)",
+            source="torchvision FeaturePyramidNetwork.forward (size=inner_lateral.shape[-2:]); mmdet FPN "
+                   "(size=prev_shape); detectron2 FPN.forward (scale_factor=2.0)"),
+        "upsample_mode": conventions.choice(
+            ("nearest", "nearest-exact"), "'nearest' (src = floor(dst*in/out)) or 'nearest-exact' "
+            "(floor((dst+0.5)*in/out))", source="F.interpolate mode='nearest' in every FPN above"),
+        "fuse": conventions.choice(
+            ("sum", "avg"), "'sum' (lateral + upsampled) or 'avg' (half the sum, detectron2 fuse_type='avg')",
+            source="detectron2 modeling/backbone/fpn.py fuse_type"),
+        "p6p7_input": conventions.choice(
+            ("auto", "c5", "p5", "lateral"), "input of P6: 'c5', 'p5', 'lateral' (mmdet on_lateral: the top "
+            "1x1 output) or 'auto' (torchvision: P5 iff the p6 weight has F input channels, else C5)",
+            source="torchvision LastLevelP6P7 (use_P5); detectron2 LastLevelP6P7 in_feature; mmdet "
+                   "add_extra_convs"),
+        "relu_before_p7": conventions.flag(
+            "P7 = conv(relu(P6)) (True) or conv(P6) (False: mmdet's default)",
+            source="torchvision/detectron2 LastLevelP6P7 (F.relu(p6)); mmdet relu_before_extra_convs=False"),
     },
     doc=_SRC,
 )
@@ -110,11 +123,16 @@ conventions.register(
         "paper": {"p6p7_input": "c5", "init": "kaiming_uniform_a1"},
     },
     knobs={
-        "p6p7_input": "what P6 reads, which fixes the p6 weight's input channels (C5's, or F for 'p5'/"
-                      "'lateral'; 'auto' = C5's, which torchvision then reads as P5 when they equal F)",
-        "init": "'kaiming_uniform_a1': U(-sqrt(3/fan_in), +sqrt(3/fan_in)) = torchvision "
-                "kaiming_uniform_(a=1) = detectron2 c2_xavier_fill = Caffe2 XavierFill; "
-                "'xavier_uniform': U(-sqrt(6/(fan_in+fan_out)), +...) (mmdet FPN init_cfg); biases 0",
+        "p6p7_input": conventions.choice(
+            ("auto", "c5", "p5", "lateral"), "what P6 reads, which fixes the p6 weight's input channels (C5's, "
+            "or F for 'p5'/'lateral'; 'auto' = C5's, which torchvision then reads as P5 when they equal F)",
+            source="torchvision retinanet_resnet50_fpn LastLevelP6P7(2048 or 256, 256)"),
+        "init": conventions.choice(
+            ("kaiming_uniform_a1", "xavier_uniform"), "'kaiming_uniform_a1': U(-sqrt(3/fan_in), +sqrt(3/fan_in)) = "
+            "torchvision kaiming_uniform_(a=1) = detectron2 c2_xavier_fill = Caffe2 XavierFill; "
+            "'xavier_uniform': U(-sqrt(6/(fan_in+fan_out)), +...) (mmdet FPN init_cfg); biases 0",
+            source="torchvision ops/feature_pyramid_network.py __init__; detectron2 layers/wrappers "
+                   "c2_xavier_fill; mmdet necks/fpn.py init_cfg"),
     },
     doc=_SRC + " The FPN paper states no initialisation; 'paper' uses its authors' Detectron "
                "(Caffe2 XavierFill).",
@@ -183,8 +201,11 @@ def _channels_list(in_channels_list):
     return cs
 
 
-def fpn_init(in_channels_list, out_channels, *, extra_blocks="p6p7", rng=None, convention="torchvision",
-             p6p7_input=None, init=None, dtype=np.float64):
+@conventions.documented("fpn_init")
+def fpn_init(in_channels_list: Sequence[int], out_channels: int, *, extra_blocks: str = "p6p7",
+             rng: Union[None, int, np.random.Generator] = None,
+             convention: Union[str, conventions.Profile] = "torchvision", p6p7_input: Optional[str] = None,
+             init: Optional[str] = None, dtype: np.dtype = np.float64) -> dict:
     """Parameters of an FPN.
 
     Parameters
@@ -212,8 +233,6 @@ def fpn_init(in_channels_list, out_channels, *, extra_blocks="p6p7", rng=None, c
     """
     s = conventions.resolve("fpn_init", convention, p6p7_input=p6p7_input, init=init)
     _checks.check_choice(extra_blocks, "extra_blocks", EXTRA_BLOCKS)
-    _checks.check_choice(s["p6p7_input"], "p6p7_input", ("auto", "c5", "p5", "lateral"))
-    _checks.check_choice(s["init"], "init", ("kaiming_uniform_a1", "xavier_uniform"))
     cs = _channels_list(in_channels_list)
     f = _checks.check_int(out_channels, "out_channels", low=1)
     rng = _checks.as_rng(rng)
@@ -283,8 +302,11 @@ def _layout(params, feats, extra_blocks):
     return want, f, c_p6
 
 
-def fpn_forward(params, features, *, extra_blocks="p6p7", convention="torchvision", upsample=None,
-                upsample_mode=None, fuse=None, p6p7_input=None, relu_before_p7=None):
+@conventions.documented("fpn_forward")
+def fpn_forward(params: Mapping[str, np.ndarray], features: Sequence[np.ndarray], *, extra_blocks: str = "p6p7",
+                convention: Union[str, conventions.Profile] = "torchvision", upsample: Optional[str] = None,
+                upsample_mode: Optional[str] = None, fuse: Optional[str] = None, p6p7_input: Optional[str] = None,
+                relu_before_p7: Optional[bool] = None) -> Tuple[List[np.ndarray], FPNCache]:
     """Feature Pyramid Network forward pass.
 
     Parameters
@@ -315,12 +337,6 @@ def fpn_forward(params, features, *, extra_blocks="p6p7", convention="torchvisio
     s = conventions.resolve("fpn_forward", convention, upsample=upsample, upsample_mode=upsample_mode,
                             fuse=fuse, p6p7_input=p6p7_input, relu_before_p7=relu_before_p7)
     _checks.check_choice(extra_blocks, "extra_blocks", EXTRA_BLOCKS)
-    _checks.check_choice(s["upsample"], "upsample", ("to_lateral", "x2"))
-    _checks.check_choice(s["upsample_mode"], "upsample_mode", ("nearest", "nearest-exact"))
-    _checks.check_choice(s["fuse"], "fuse", ("sum", "avg"))
-    _checks.check_choice(s["p6p7_input"], "p6p7_input", ("auto", "c5", "p5", "lateral"))
-    if not isinstance(s["relu_before_p7"], (bool, np.bool_)):
-        raise TypeError(f"`relu_before_p7` must be a bool; got {s['relu_before_p7']!r}")
     if not isinstance(features, (list, tuple)):
         raise TypeError(f"`features` must be a list of (B, C_i, H_i, W_i) maps (highest resolution first); "
                         f"got {type(features).__name__}")
@@ -350,7 +366,7 @@ def fpn_forward(params, features, *, extra_blocks="p6p7", convention="torchvisio
         lat, lateral[i] = _layers.conv2d_forward(feats[i], p[f"inner_blocks.{i}.0.weight"],
                                                  p[f"inner_blocks.{i}.0.bias"])
         if s["upsample"] == "to_lateral":
-            td, up[i] = _layers.upsample_nearest_forward(m, size=lat.shape[-2:], mode=s["upsample_mode"])
+            td, up[i] = _resize.upsample_nearest_forward(m, size=lat.shape[-2:], mode=s["upsample_mode"])
         else:
             if lat.shape[-2:] != (2 * m.shape[-2], 2 * m.shape[-1]):
                 raise ValueError(
@@ -358,7 +374,7 @@ def fpn_forward(params, features, *, extra_blocks="p6p7", convention="torchvisio
                     f"{tuple(lat.shape[-2:])} but level {i + 1} upsampled by 2 is "
                     f"{(2 * m.shape[-2], 2 * m.shape[-1])} (detectron2 pads inputs to a multiple of 32; "
                     f"use upsample='to_lateral' for torchvision/mmdet behaviour)")
-            td, up[i] = _layers.upsample_nearest_forward(m, scale_factor=2, mode=s["upsample_mode"])
+            td, up[i] = _resize.upsample_nearest_forward(m, scale_factor=2, mode=s["upsample_mode"])
         m = lat + td
         if s["fuse"] == "avg":
             m = m * half  # detectron2: prev_features /= 2 (exact in binary floating point)
@@ -395,7 +411,8 @@ def fpn_forward(params, features, *, extra_blocks="p6p7", convention="torchvisio
     return outs, cache
 
 
-def fpn_backward(doutputs, cache):
+def fpn_backward(doutputs: Sequence[Optional[np.ndarray]], cache: FPNCache
+                 ) -> Tuple[dict, List[np.ndarray]]:
     """Gradients of the FPN.
 
     Parameters
@@ -495,7 +512,7 @@ def fpn_backward(doutputs, cache):
             if dm.size == 0:  # empty batch: nothing flows back (and np.add.at cannot reshape size 0)
                 d_from_below = np.zeros(cache.out_shapes[i + 1], dt)
             else:
-                d_from_below = _dx(_layers.upsample_nearest_backward(dm, cache.up[i]))
+                d_from_below = _dx(_resize.upsample_nearest_backward(dm, cache.up[i]))
     return grads, dfeats
 
 
@@ -522,7 +539,8 @@ class FPNCandidate(NamedTuple):
     match: bool
 
 
-def fpn_explain(params, features, outputs, *, extra_blocks="p6p7", rtol=1e-5, atol=1e-6):
+def fpn_explain(params: Mapping[str, np.ndarray], features: Sequence[np.ndarray], outputs: Sequence[np.ndarray], *,
+                extra_blocks: str = "p6p7", rtol: float = 1e-5, atol: float = 1e-6) -> List[FPNCandidate]:
     """Which FPN conventions reproduce ``outputs``? Runs :func:`fpn_forward` under every combination
     of its knobs and ranks them by how far they land from ``outputs``.
 

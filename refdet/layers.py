@@ -1,4 +1,6 @@
-"""The layers a detector is built from, as forward/backward pairs on NCHW arrays.
+"""The layers a detector is built from, as forward/backward pairs on NCHW arrays: convolution,
+ReLU, sigmoid, max pooling, group normalisation (nearest-neighbour resizing lives in
+:mod:`refdet.resize` and is re-exported here).
 
 Every layer is a pair::
 
@@ -11,8 +13,15 @@ Every layer is a pair::
 
 Layout: feature maps are ``(B, C, H, W)`` (NCHW, PyTorch's layout); convolution weights are
 ``(F, C / groups, KH, KW)``. Everything follows PyTorch's definitions (cross-correlation, not
-flipped convolution; ``floor`` output sizes; nearest-neighbour source indices computed in float32 as
-ATen does) so that results can be compared with ``torch.nn.functional`` directly.
+flipped convolution; ``floor`` output sizes) so that results can be compared with
+``torch.nn.functional`` directly. Padding is refdet's one grammar (:func:`refdet._conv.parse_padding`:
+an int, ``(ph, pw)``, ``((top, bottom), (left, right))``, ``(top, bottom, left, right)`` or
+``"same"``/``"same_lower"``/``"valid"``) and every convolution and pooling window goes through the
+one im2col of :mod:`refdet._conv`.
+
+Memory layout never changes a bit: arrays are brought to C order where a reduction order would
+otherwise follow the layout (a GEMM, a sum over axes), so C-ordered, Fortran-ordered, strided and
+read-only inputs with the same values give bit-identical results.
 
 Dtypes: float64 in -> float64 math (the oracle); float32 in -> float32 math; float16 is computed in
 float32; integer inputs become float64. When arguments mix float32 and float64 the float64 wins
@@ -25,19 +34,23 @@ What is bit-exact against PyTorch 2.14 (CPU) and what is not:
 * ``conv2d``, ``group_norm``, ``sigmoid``: equal up to the summation order of a GEMM / of the moments and
   the ``exp`` implementation (float64 ~1e-12 relative, float32 a few ulp per summed term).
 
-Framework differences are convention profiles (``conventions.describe("upsample_nearest")``,
-``conventions.describe("max_pool2d")``): ONNX Resize's coordinate and rounding modes, Caffe's
-rounded-up pooling output.
+Readable references (loops and formulas, held equal to these by ``tests/test_reference_conv.py``):
+:mod:`refdet.reference.conv`.
+
+Framework differences are convention profiles (``conventions.describe("max_pool2d")``,
+``conventions.describe("upsample_nearest")``): Caffe's rounded-up pooling output, ONNX Resize's
+coordinate and rounding modes.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-from refdet import _checks
+from refdet import _checks, _conv
 from refdet import conventions
+from refdet.resize import (UpsampleCache, UpsampleGrads, onnx_resize_nearest_source_index,  # re-exported
+                           upsample_nearest_backward, upsample_nearest_forward, upsample_nearest_source_index)
 
 __all__ = [
     "Conv2dCache",
@@ -52,6 +65,7 @@ __all__ = [
     "SigmoidGrads",
     "sigmoid_forward",
     "sigmoid_backward",
+    # from refdet.resize (imported from here before the split; kept importable from both)
     "UpsampleCache",
     "UpsampleGrads",
     "upsample_nearest_source_index",
@@ -68,38 +82,8 @@ __all__ = [
     "group_norm_backward",
 ]
 
-#: Largest im2col matrix (bytes) built at once; larger convolutions are done in chunks of output rows.
-IM2COL_MAX_BYTES = 256 * 2 ** 20
-
-
-_ONNX_CTM = ("half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn", "align_corners")
-_ONNX_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
-
-_TORCH_UPSAMPLE = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
-conventions.register(
-    "upsample_nearest",
-    {
-        "torchvision": dict(_TORCH_UPSAMPLE),
-        "detectron2": dict(_TORCH_UPSAMPLE),
-        "mmdet": dict(_TORCH_UPSAMPLE),
-        "caffe": dict(_TORCH_UPSAMPLE),
-        "tf": dict(_TORCH_UPSAMPLE),
-        "paper": dict(_TORCH_UPSAMPLE),
-        "onnx": {"mode": "onnx", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_floor"},
-    },
-    knobs={
-        "mode": "'nearest' (PyTorch: floor(dst * in/out)), 'nearest-exact' (floor((dst + 0.5) * in/out)) or "
-                "'onnx' (ONNX Resize with the two knobs below)",
-        "coordinate_transformation_mode": "ONNX Resize coordinate map (used when mode='onnx'); 'asymmetric' with "
-                                          "nearest_mode 'floor' is the ONNX spelling of PyTorch 'nearest'",
-        "nearest_mode": "ONNX Resize rounding of the source coordinate (used when mode='onnx')",
-    },
-    doc="torchvision FPN: F.interpolate(size=lateral, mode='nearest') (ops/feature_pyramid_network.py); "
-        "detectron2 FPN: scale_factor=2.0 nearest; mmdet FPN: nearest to prev_shape; TF OD API FPN: "
-        "ops.nearest_neighbor_upsampling (integer scale, the same map as 'nearest'); Caffe (Detectron1) "
-        "UpsampleNearest is integer-scale nearest. ONNX Resize defaults to half_pixel + round_prefer_floor, "
-        "which differs from PyTorch for non-integer ratios (13 -> 25: output 13 reads row 7, not 6).",
-)
+Pair = Union[int, Sequence[int]]
+Padding = Union[int, Sequence, str]
 
 conventions.register(
     "max_pool2d",
@@ -111,12 +95,20 @@ conventions.register(
         "onnx": {"ceil_mode": False},
         "paper": {"ceil_mode": False},
     },
-    knobs={"ceil_mode": "round the output size up (Caffe's PoolingLayer always does) instead of down"},
+    knobs={"ceil_mode": conventions.flag(
+        "round the output size up (Caffe's PoolingLayer always does) instead of down",
+        source="Caffe src/caffe/layers/pooling_layer.cpp Reshape (ceil); PyTorch/ONNX MaxPool ceil_mode=0")},
     doc="PyTorch/ONNX MaxPool default ceil_mode=False; Caffe's PoolingLayer computes "
         "ceil((H + 2p - k) / s) + 1 (SSD and py-faster-rcnn VGG pools), clipped so the last window starts "
         "inside the image or its left padding. TF pools with 'SAME'/'VALID' padding strings (not modelled: "
         "the op raises for convention='tf').",
 )
+
+
+def _c(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """``a`` in C order (itself when it already is): the boundary where a layout would otherwise
+    decide a summation order."""
+    return None if a is None else np.ascontiguousarray(a)
 
 
 def _dtype_of(*arrays):
@@ -147,103 +139,32 @@ class Conv2dGrads(NamedTuple):
     db: Optional[np.ndarray]      # (F,) or None when the forward had no bias
 
 
-def _pad(x, pads, value=0):
-    """Pad H and W by ``pads = (top, bottom, left, right)`` with ``value`` (a new array unless no padding;
-    ``x`` itself is never written)."""
-    pt, pb, pl, pr = pads
-    if pt == pb == pl == pr == 0:
-        return x
-    b, c, h, w = x.shape
-    shape = (b, c, h + pt + pb, w + pl + pr)
-    out = np.zeros(shape, dtype=x.dtype) if value == 0 else np.full(shape, value, dtype=x.dtype)
-    out[:, :, pt:pt + h, pl:pl + w] = x
-    return out
-
-
-def _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo):
-    """Read-only strided view ``(B, C, KH, KW, rows, Wo)`` of the padded input.
-
-    Element ``[b, c, i, j, r, q]`` is ``xp[b, c, (r0 + r) * sh + i * dh, q * sw + j * dw]``: the input
-    pixel that kernel tap ``(i, j)`` sees for output pixel ``(r0 + r, q)``. No copy is made here.
-    """
-    s_b, s_c, s_h, s_w = xp.strides
-    base = xp[:, :, r0 * sh:, :]
-    return as_strided(base, shape=(xp.shape[0], xp.shape[1], kh, kw, rows, wo),
-                      strides=(s_b, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
-
-
-def _flat_rows_input(x, pads, kw, dw):
-    """Stride-1 im2col on whole padded rows: ``x`` padded by ``pads`` plus enough extra zero rows at
-    the bottom, flattened to ``(B, C, L)`` (contiguous), and the padded width ``Wp``.
-
-    With stride 1, output pixel ``(r, q)`` reads ``xp[r + i*dh, q + j*dw]``; computing the output on
-    the padded width (``q`` in ``[0, Wp)`` instead of ``[0, Wo)``) makes every kernel tap one
-    *contiguous* run ``flat[(r0 + i*dh)*Wp + j*dw :][: rows*Wp]`` of the flattened input, so the
-    im2col copy moves long runs instead of ``Wo``-element pieces. The ``Wp - Wo`` extra columns per
-    row are garbage and are dropped after the GEMM; the extra bottom rows keep the last tap's run
-    inside the array.
-    """
-    pt, pb, pl, pr = pads
-    wp = x.shape[3] + pl + pr
-    extra = -(-((kw - 1) * dw) // wp) if wp else 0
-    xp = _pad(x, (pt, pb + extra, pl, pr))
-    return np.ascontiguousarray(xp).reshape(x.shape[0], x.shape[1], -1), wp
-
-
-def _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp):
-    """Read-only view ``(B, C, KH, KW, rows*Wp)`` of :func:`_flat_rows_input`'s array: element
-    ``[b, c, i, j, t]`` is ``flat[b, c, (r0 + i*dh)*Wp + j*dw + t]``."""
-    s_b, s_c, s_l = flat.strides
-    return as_strided(flat[:, :, r0 * wp:], shape=(flat.shape[0], flat.shape[1], kh, kw, rows * wp),
-                      strides=(s_b, s_c, dh * wp * s_l, dw * s_l, s_l), writeable=False)
-
-
-def _row_chunks(ho, bytes_per_row):
-    """Split output rows ``[0, ho)`` into chunks whose im2col matrix stays under IM2COL_MAX_BYTES."""
-    step = max(1, int(IM2COL_MAX_BYTES // max(bytes_per_row, 1)))
-    return [(r0, min(ho, r0 + step)) for r0 in range(0, ho, step)]
-
-
 def _conv2d_core(x, w, b, stride, pads, dilation, groups, ho, wo):
     """The arithmetic of :func:`conv2d_forward` on validated arrays of one dtype (no checks)."""
-    bsz, c = x.shape[:2]
+    bsz = x.shape[0]
     f_out, kh, kw = w.shape[0], w.shape[2], w.shape[3]
-    sh, sw = stride
-    dh, dw = dilation
     dt = x.dtype
-    g, fg, cg = groups, f_out // groups, c // groups
-    wg = w.reshape(g, fg, cg * kh * kw)                                    # (g, F/g, Cg*KH*KW)
+    g = groups
+    wg = w.reshape(g, f_out // g, -1)                                      # (g, F/g, Cg*KH*KW)
     y = np.empty((bsz, f_out, ho, wo), dtype=dt)
-    if y.size and (sh, sw) == (1, 1):
-        flat, wp = _flat_rows_input(x, pads, kw, dw)
-        flat_chunks = _row_chunks(ho, bsz * c * kh * kw * wp * dt.itemsize)
-        for r0, r1 in flat_chunks:
-            rows = r1 - r0
-            cols = _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp)       # view (B, C, KH, KW, rows*Wp)
-            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wp)          # the im2col copy (long runs)
-            out = np.matmul(wg, cols).reshape(bsz, f_out, rows, wp)       # (B, F, rows, Wp)
-            if len(flat_chunks) == 1:
-                y = out[:, :, :, :wo]      # a view without the Wp - Wo extra columns (no copy)
+    if y.size:
+        plan = _conv.Im2col(x, (kh, kw), stride=stride, pads=pads, dilation=dilation, groups=g)
+        chunks = plan.chunks()
+        for r0, r1 in chunks:
+            out = np.matmul(wg, plan.cols(r0, r1))                        # (B, g, F/g, rows*width)
+            out = out.reshape(bsz, f_out, r1 - r0, plan.width)            # (B, F, rows, width)
+            if len(chunks) == 1:
+                # a view without the width - Wo junk columns of the whole-row layout (no copy)
+                y = out if plan.width == wo else out[:, :, :, :wo]
             else:
                 y[:, :, r0:r1, :] = out[:, :, :, :wo]
-    chunks = _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize)
-    if y.size and (sh, sw) != (1, 1):
-        xp = _pad(x, pads)
-        for r0, r1 in chunks:
-            rows = r1 - r0
-            cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)    # view (B, C, KH, KW, rows, Wo)
-            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wo)          # the im2col copy
-            out = np.matmul(wg, cols)                                     # (B, g, F/g, rows*Wo)
-            if len(chunks) == 1:
-                y = out.reshape(bsz, f_out, ho, wo)                       # (B, F, Ho, Wo), no copy
-            else:
-                y[:, :, r0:r1, :] = out.reshape(bsz, f_out, rows, wo)
     if b is not None:
         y += b.astype(dt, copy=False)[:, None, None]                      # (F, 1, 1) broadcast
     return y
 
 
-def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, *, stride: Pair = 1,
+                   padding: Padding = 0, dilation: Pair = 1, groups: int = 1) -> Tuple[np.ndarray, Conv2dCache]:
     """2-D convolution (cross-correlation, as ``torch.nn.functional.conv2d``).
 
     ``y[n, f, i, j] = b[f] + sum_{c, p, q} w[f, c, p, q] * xpad[n, g*Cg + c, i*sh + p*dh, j*sw + q*dw]``
@@ -257,8 +178,9 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     b : ndarray, shape (F,), or None
     stride, dilation : int or (int, int)
         Per (H, W). ``stride >= 1``, ``dilation >= 1``.
-    padding : int, (int, int), ((top, bottom), (left, right)) or str
-        Zero padding, ``>= 0``. ``"valid"`` is none; ``"same"`` is TensorFlow's ``SAME`` (= ONNX
+    padding : int, (int, int), ((top, bottom), (left, right)), (top, bottom, left, right) or str
+        Zero padding, ``>= 0`` (refdet's padding grammar, :func:`refdet._conv.parse_padding`; a flat
+        4-tuple is **not** ONNX's ``pads`` order). ``"valid"`` is none; ``"same"`` is TensorFlow's ``SAME`` (= ONNX
         ``auto_pad="SAME_UPPER"``, = PyTorch ``padding="same"`` at stride 1): output ``ceil(H / sh)``,
         the odd padding pixel at the bottom/right, so a strided TF convolution is **not** the
         symmetric-padding PyTorch one; ``"same_lower"`` puts it at the top/left (ONNX ``SAME_LOWER``).
@@ -279,6 +201,9 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     chunks. float32 results agree with PyTorch to float32 rounding (the summation order of a GEMM is
     not defined, so bit equality is not promised); float64 results are the oracle answer.
     NaN/inf in ``x``, ``w`` or ``b`` are rejected (``0 * inf`` would poison every window).
+
+    Readable reference: :func:`refdet.reference.conv.conv2d` (the sum above as a loop over output
+    positions); they agree within a few ulp of the sum of ``|terms|`` (summation order differs).
     """
     x = _checks.as_nchw(x, "x")
     groups = _checks.check_int(groups, "groups", low=1)
@@ -289,20 +214,22 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     sh, sw = _checks.check_pair(stride, "stride", low=1)
     dh, dw = _checks.check_pair(dilation, "dilation", low=1)
     dt = _dtype_of(x, w, b)
-    x, w = x.astype(dt, copy=False), w.astype(dt, copy=False)
+    # w in C order fixes the GEMM's operand layout; x needs none: the im2col copies it into a C-ordered
+    # matrix whatever its layout (a C copy here would only add a pass over a strided conv output)
+    x, w = x.astype(dt, copy=False), _c(w.astype(dt, copy=False))
     bsz, c, h, wd = x.shape
     kh, kw = w.shape[2], w.shape[3]
-    pads = _checks.conv_padding(padding, (h, wd), (kh, kw), (sh, sw), (dh, dw))
+    pads = _conv.parse_padding(padding, (h, wd), (kh, kw), (sh, sw), (dh, dw))
     pt, pb, pl, pr = pads
-    ho = _checks.conv_output_size(h, kh, sh, pt, dh, name="x", padding_after=pb)
-    wo = _checks.conv_output_size(wd, kw, sw, pl, dw, name="x", padding_after=pr)
+    ho = _conv.output_size(h, kh, sh, pt, pb, dh)
+    wo = _conv.output_size(wd, kw, sw, pl, pr, dw)
 
     y = _conv2d_core(x, w, b, (sh, sw), pads, (dh, dw), groups, ho, wo)
     cache = Conv2dCache(x, w, b is not None, (sh, sw), pads, (dh, dw), groups, y.shape)
     return y, cache
 
 
-def conv2d_backward(dy, cache, *, compute_dx=True):
+def conv2d_backward(dy: np.ndarray, cache: Conv2dCache, *, compute_dx: bool = True) -> Conv2dGrads:
     """Gradients of :func:`conv2d_forward`.
 
     Parameters
@@ -325,7 +252,10 @@ def conv2d_backward(dy, cache, *, compute_dx=True):
     ``dw = dy @ cols^T`` summed over the batch, ``db = dy.sum((0, 2, 3))`` and ``dcols = w^T @ dy``.
     ``dx`` is col2im of ``dcols``: each of the KH*KW kernel taps adds its slice of ``dcols`` into the
     strided positions of the padded input it read (a loop over the taps, never over pixels); the
-    padding is then cut off.
+    padding is then cut off. At stride 1 with one group ``dx`` is computed instead as the convolution
+    of ``dy`` with the flipped kernels (the same sums in another order).
+
+    Readable reference: :func:`refdet.reference.conv.conv2d_backward` (the chain rule as loops).
     """
     if not isinstance(cache, Conv2dCache):
         raise TypeError(f"`cache` must be the Conv2dCache returned by conv2d_forward; got {type(cache).__name__}")
@@ -334,7 +264,7 @@ def conv2d_backward(dy, cache, *, compute_dx=True):
     dy = _checks.as_nchw(dy, "dy", finite=False)  # a NaN upstream gradient propagates (visibly), as in autograd
     if dy.shape != cache.out_shape:
         raise ValueError(f"`dy` must have the output's shape {cache.out_shape}; got {dy.shape}")
-    dy = dy.astype(dt, copy=False)
+    dy = _c(dy.astype(dt, copy=False))  # C order: db's sum and the GEMMs must not follow dy's layout
     (sh, sw), (dh, dw), g = cache.stride, cache.dilation, cache.groups
     pt, pb, pl, pr = cache.padding
     bsz, c, h, wd = x.shape
@@ -354,22 +284,23 @@ def conv2d_backward(dy, cache, *, compute_dx=True):
     dxp = np.zeros((bsz, c, hp, wp), dtype=dt) if not as_conv and compute_dx else None
     if as_conv:
         # dw from the same whole-row im2col as the forward; dy gets zeros in the Wp - Wo extra columns
-        flat, wp = _flat_rows_input(x, cache.padding, kw, dw)
-        for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wp * dt.itemsize):
+        plan = _conv.Im2col(x, (kh, kw), pads=cache.padding, dilation=(dh, dw), whole_rows=True)
+        wp = plan.width
+        for r0, r1 in plan.chunks():
             rows = r1 - r0
             dye = np.zeros((bsz, f_out, rows, wp), dtype=dt)
             dye[:, :, :, :wo] = dy[:, :, r0:r1, :]
-            cols = _flat_windows(flat, r0, rows, kh, kw, dh, dw, wp).reshape(bsz, 1, c * kh * kw, rows * wp)
+            cols = plan.cols(r0, r1)                                      # (B, 1, C*KH*KW, rows*Wp)
             part = np.matmul(dye.reshape(bsz, 1, f_out, rows * wp), cols.transpose(0, 1, 3, 2))
             dwg += part[0] if bsz == 1 else part.sum(axis=0)
             del cols, part, dye
     elif dy.size and x.size:
-        xp = _pad(x, cache.padding)
-        for r0, r1 in _row_chunks(ho, bsz * c * kh * kw * wo * dt.itemsize):
+        plan = _conv.Im2col(x, (kh, kw), stride=(sh, sw), pads=cache.padding, dilation=(dh, dw), groups=g,
+                            whole_rows=False)
+        for r0, r1 in plan.chunks():
             rows = r1 - r0
             dyc = dy[:, :, r0:r1, :].reshape(bsz, g, fg, rows * wo)         # (B, g, F/g, rows*Wo)
-            cols = _windows(xp, r0, rows, kh, kw, sh, sw, dh, dw, wo)
-            cols = cols.reshape(bsz, g, cg * kh * kw, rows * wo)          # (B, g, Cg*KH*KW, rows*Wo)
+            cols = plan.cols(r0, r1)                                      # (B, g, Cg*KH*KW, rows*Wo)
             part = np.matmul(dyc, cols.transpose(0, 1, 3, 2))             # (B, g, F/g, Cg*KH*KW)
             dwg += part[0] if bsz == 1 else part.sum(axis=0)
             del cols, part
@@ -378,11 +309,7 @@ def conv2d_backward(dy, cache, *, compute_dx=True):
             dcols = np.matmul(wgt, dyc)                                   # (B, g, Cg*KH*KW, rows*Wo)
             dcols = dcols.reshape(bsz, c, kh, kw, rows, wo)
             # col2im: tap (i, j) read xp[:, :, (r0 + r)*sh + i*dh, q*sw + j*dw]; add its gradient back.
-            for i in range(kh):
-                top = r0 * sh + i * dh
-                for j in range(kw):
-                    left = j * dw
-                    dxp[:, :, top:top + (rows - 1) * sh + 1:sh, left:left + (wo - 1) * sw + 1:sw] += dcols[:, :, i, j]
+            _conv.col2im_add(dxp, dcols, r0, (sh, sw), (dh, dw))
             del dcols
     if not compute_dx:
         dx = None
@@ -410,7 +337,7 @@ class ReluGrads(NamedTuple):
     dx: np.ndarray
 
 
-def relu_forward(x):
+def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, ReluCache]:
     """``y = max(x, 0)``, any shape.
 
     Returns
@@ -422,7 +349,7 @@ def relu_forward(x):
     -----
     The derivative at the kink is taken as **ReLU'(0) = 0** (``dx = dy * (x > 0)``), the choice
     PyTorch's ``threshold_backward`` makes. ``+-inf`` are accepted (``relu(inf) = inf``); NaN is
-    rejected.
+    rejected. Readable reference: :func:`refdet.reference.conv.relu`.
     """
     x = _checks.as_float_array(x, "x", finite=False)
     _checks.check_finite(x, "x", allow_inf=True)
@@ -431,8 +358,11 @@ def relu_forward(x):
     return y, ReluCache(pos, x.dtype)
 
 
-def relu_backward(dy, cache):
-    """``dx = dy * (x > 0)``: the gradient passes where the input was strictly positive."""
+def relu_backward(dy: np.ndarray, cache: ReluCache) -> ReluGrads:
+    """``dx = dy * (x > 0)``: the gradient passes where the input was strictly positive (ReLU'(0) = 0).
+
+    Readable reference: :func:`refdet.reference.conv.relu_backward`.
+    """
     if not isinstance(cache, ReluCache):
         raise TypeError(f"`cache` must be the ReluCache returned by relu_forward; got {type(cache).__name__}")
     dy = _checks.as_float_array(dy, "dy", dtype=cache.dtype, finite=False)  # NaN propagates, as in autograd
@@ -449,7 +379,7 @@ class SigmoidGrads(NamedTuple):
     dx: np.ndarray
 
 
-def sigmoid_forward(x):
+def sigmoid_forward(x: np.ndarray) -> Tuple[np.ndarray, SigmoidCache]:
     """``y = 1 / (1 + exp(-x))``, any shape, without overflow.
 
     Written as ``1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` for ``x < 0`` with
@@ -460,17 +390,22 @@ def sigmoid_forward(x):
     -------
     y : ndarray, same shape as ``x``, values in [0, 1]
     cache : SigmoidCache
+
+    Notes
+    -----
+    Readable reference: :func:`refdet.reference.conv.sigmoid` (held within 8 units of roundoff).
     """
     x = _checks.as_float_array(x, "x", finite=False)
     _checks.check_finite(x, "x", allow_inf=True)
+    x = _c(x)  # NumPy's SIMD exp and its strided fallback need not round alike
     one = x.dtype.type(1)
     e = np.exp(-np.abs(x))
     y = np.where(x >= 0, one / (one + e), e / (one + e))
     return y, SigmoidCache(y)
 
 
-def sigmoid_backward(dy, cache):
-    """``dx = dy * (1 - y) * y`` with ``y`` the forward output (ATen's order of operations)."""
+def sigmoid_backward(dy: np.ndarray, cache: SigmoidCache) -> SigmoidGrads:
+    """``dx = dy * (1 - y) * y`` with ``y`` the forward output (ATen's order of operations); any shape."""
     if not isinstance(cache, SigmoidCache):
         raise TypeError(f"`cache` must be the SigmoidCache returned by sigmoid_forward; got {type(cache).__name__}")
     y = cache.y
@@ -478,237 +413,6 @@ def sigmoid_backward(dy, cache):
     if dy.shape != y.shape:
         raise ValueError(f"`dy` must have the output's shape {y.shape}; got {dy.shape}")
     return SigmoidGrads(dy * (y.dtype.type(1) - y) * y)  # ATen sigmoid_backward order: dy * (1 - y) * y
-
-
-# ---------------------------------------------------------------------------------------------------
-# nearest-neighbour upsampling
-# ---------------------------------------------------------------------------------------------------
-
-class UpsampleCache(NamedTuple):
-    in_shape: tuple               # (B, C, H, W)
-    rows: np.ndarray              # (Ho,) int64 source row of each output row
-    cols: np.ndarray              # (Wo,) int64 source column of each output column
-    dtype: np.dtype
-
-
-class UpsampleGrads(NamedTuple):
-    dx: np.ndarray                # (B, C, H, W)
-
-
-def upsample_nearest_source_index(in_size, out_size, *, scale_factor=None, mode="nearest"):
-    """Source index of every output position along one axis, with PyTorch's arithmetic.
-
-    ``mode="nearest"`` (ATen ``nearest_idx``): ``src = floor(dst * scale)``, except that
-    ``out == in`` copies and ``out == 2 * in`` uses ``dst >> 1``. ``mode="nearest-exact"``
-    (ATen ``nearest_exact_idx``): ``src = floor((dst + 0.5) * scale)``. Both clip to ``in - 1``.
-
-    ``scale`` is a **float32** number: ``float32(in) / float32(out)``, or ``float32(1 / scale_factor)``
-    when a scale factor was given (and not recomputed). For ``nearest`` the product ``dst * scale``
-    is a float32 product; for ``nearest-exact`` ``(dst + 0.5)`` is a double and the product is
-    rounded to float32 before ``floorf``. The float32 rounding matters at exact boundaries: for
-    3 -> 5 ``nearest`` gives ``[0, 0, 1, 1, 2]`` and ``nearest-exact`` ``[0, 0, 1, 2, 2]``; 13 -> 25 and
-    38 -> 75 follow the same rule.
-
-    Returns
-    -------
-    ndarray of int64, shape (out_size,)
-    """
-    _checks.check_choice(mode, "mode", ("nearest", "nearest-exact"))
-    dst = np.arange(out_size)
-    if scale_factor is not None and scale_factor > 0:
-        scale = np.float32(1.0 / scale_factor)
-    else:
-        scale = np.float32(in_size) / np.float32(max(out_size, 1))
-    if mode == "nearest":
-        if out_size == in_size:
-            return dst.astype(np.int64)
-        if out_size == 2 * in_size:
-            return (dst >> 1).astype(np.int64)
-        src = np.floor(dst.astype(np.float32) * scale)                  # float32 product, floorf
-    else:
-        src = np.floor(((dst + 0.5) * np.float64(scale)).astype(np.float32))
-    return np.minimum(src.astype(np.int64), in_size - 1)
-
-
-def onnx_resize_nearest_source_index(in_size, out_size, *, scale=None,
-                                     coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_floor"):
-    """Source index of every output position along one axis for ONNX ``Resize(mode="nearest")``.
-
-    ``x_scale = float32(out) / float32(in)`` (or the given ``scale``, as ONNX ``scales``), then in
-    float32, as ONNX Runtime's ``get_original_coordinate``:
-
-    ==========================  ==================================================
-    half_pixel (ONNX default)   ``(x + 0.5) / x_scale - 0.5``
-    pytorch_half_pixel          the same, but 0 when ``out == 1``
-    asymmetric                  ``x / x_scale``
-    tf_half_pixel_for_nn        ``(x + 0.5) / x_scale``
-    align_corners               ``x * (in - 1) / (out - 1)`` (0 when ``out == 1``)
-    ==========================  ==================================================
-
-    then ``nearest_mode``: ``round_prefer_floor`` (default; a value exactly halfway goes down),
-    ``round_prefer_ceil`` (``std::round``: halfway goes away from zero), ``floor`` or ``ceil``, and the
-    result is clipped to ``[0, in - 1]``. ``asymmetric`` + ``floor`` is PyTorch's ``nearest``.
-
-    Notes
-    -----
-    Exact halfway points (``half_pixel`` with ``(2 dst + 1) * in / out`` an odd integer, e.g. 14 -> 19,
-    dst 9: 6.5) come out of float32 as ``6.5000005`` and round up here; ONNX Runtime 1.32 lands on
-    the tie and rounds down (it agrees with this function on every other position tested).
-
-    Returns
-    -------
-    ndarray of int64, shape (out_size,)
-    """
-    _checks.check_choice(coordinate_transformation_mode, "coordinate_transformation_mode", _ONNX_CTM)
-    _checks.check_choice(nearest_mode, "nearest_mode", _ONNX_NEAREST)
-    f32 = np.float32
-    xs = f32(scale) if scale is not None else f32(out_size) / f32(max(in_size, 1))
-    xr = np.arange(out_size).astype(f32)
-    half = f32(0.5)
-    ctm = coordinate_transformation_mode
-    if ctm == "half_pixel":
-        xo = (xr + half) / xs - half
-    elif ctm == "pytorch_half_pixel":
-        xo = (xr + half) / xs - half if out_size > 1 else np.zeros(out_size, f32)
-    elif ctm == "asymmetric":
-        xo = xr / xs
-    elif ctm == "tf_half_pixel_for_nn":
-        xo = (xr + half) / xs
-    else:  # align_corners
-        xo = xr * f32(in_size - 1) / f32(out_size - 1) if out_size > 1 else np.zeros(out_size, f32)
-    if nearest_mode == "floor":
-        src = np.floor(xo)
-    elif nearest_mode == "ceil":
-        src = np.ceil(xo)
-    else:
-        src = np.sign(xo) * np.floor(np.abs(xo) + half)      # std::round: halves away from zero
-        if nearest_mode == "round_prefer_floor":
-            src = np.where(xo == np.trunc(xo) + half, np.floor(xo), src)
-    return np.clip(src.astype(np.int64), 0, in_size - 1)
-
-
-def _size_pair(size, name):
-    if isinstance(size, (str, bytes)):
-        raise TypeError(f"`{name}` must be an int or a pair of ints; got {size!r}")
-    if hasattr(size, "__len__"):
-        if len(size) != 2:
-            raise ValueError(f"`{name}` must be an int or a pair (H, W); got {len(size)} values")
-        return (_checks.check_int(size[0], f"{name}[0]", low=1), _checks.check_int(size[1], f"{name}[1]", low=1))
-    v = _checks.check_int(size, name, low=1)
-    return (v, v)
-
-
-def _scale_pair(scale_factor):
-    if isinstance(scale_factor, (str, bytes)):
-        raise TypeError(f"`scale_factor` must be a positive number or a pair; got {scale_factor!r}")
-    if hasattr(scale_factor, "__len__"):
-        if len(scale_factor) != 2:
-            raise ValueError(f"`scale_factor` must be a number or a pair (for H, for W); got {len(scale_factor)} values")
-        return tuple(_checks.check_positive(v, f"scale_factor[{i}]") for i, v in enumerate(scale_factor))
-    v = _checks.check_positive(scale_factor, "scale_factor")
-    return (v, v)
-
-
-def upsample_nearest_forward(x, *, size=None, scale_factor=None, mode=None, recompute_scale_factor=False,
-                             convention="torchvision", coordinate_transformation_mode=None, nearest_mode=None):
-    """Nearest-neighbour resize of an NCHW map, as ``torch.nn.functional.interpolate`` (or ONNX Resize).
-
-    Parameters
-    ----------
-    x : ndarray, shape (B, C, H, W)
-    size : int or (int, int), optional
-        Output ``(Ho, Wo)``. Exactly one of ``size`` and ``scale_factor`` must be given.
-    scale_factor : float or (float, float), optional
-        Output size ``floor(H * scale_factor)``; the source index then uses ``1 / scale_factor``
-        (not ``H / Ho``) unless ``recompute_scale_factor=True``, exactly as PyTorch does. With
-        ``scale_factor=2`` an odd map doubles (detectron2's FPN, which needs sizes divisible by 32).
-    mode : {"nearest", "nearest-exact", "onnx"}, optional
-        ``"nearest"``: ``src = floor(dst * in / out)`` (PyTorch's default, OpenCV ``INTER_NEAREST``;
-        what torchvision's and mmdet's FPN use). ``"nearest-exact"``: ``floor((dst + 0.5) * in / out)``
-        (Pillow, scikit-image). See :func:`upsample_nearest_source_index` for the float32 arithmetic.
-        ``"onnx"``: ONNX ``Resize(mode="nearest")`` with ``coordinate_transformation_mode`` and
-        ``nearest_mode`` (:func:`onnx_resize_nearest_source_index`); ``scale_factor`` is then ONNX's
-        ``scales`` (output ``floor(in * scale)``, coordinates use the given scale).
-        Default: set by ``convention`` ("nearest" everywhere except ``"onnx"``).
-    convention : str
-        ``"onnx"`` selects ONNX Resize's defaults (``half_pixel`` + ``round_prefer_floor``), which differ
-        from PyTorch's ``nearest`` for non-integer ratios; see ``conventions.describe("upsample_nearest")``.
-    coordinate_transformation_mode, nearest_mode : str, optional
-        ONNX knobs (used with ``mode="onnx"``); override the profile.
-
-    Returns
-    -------
-    y : ndarray, shape (B, C, Ho, Wo), ``y[..., i, j] = x[..., rows[i], cols[j]]``
-    cache : UpsampleCache
-
-    Notes
-    -----
-    Index agreement with PyTorch 2.14 (CPU) is exact for float32 maps (checked for every
-    ``in <= 100, out <= 4 * in + 1``). PyTorch's float64 kernel computes some indices in double
-    precision; refdet always uses the float32 rule, which agrees with float64 PyTorch for ``nearest``
-    on every FPN size pair ``n -> 2n - 1, 2n, 2n + 1`` but can differ by one source row for
-    ``nearest-exact`` at large sizes (e.g. 92 -> 183) where ``(dst + 0.5) * in / out`` is an integer.
-    """
-    st = conventions.resolve("upsample_nearest", convention, mode=mode,
-                             coordinate_transformation_mode=coordinate_transformation_mode, nearest_mode=nearest_mode)
-    mode = _checks.check_choice(st["mode"], "mode", ("nearest", "nearest-exact", "onnx"))
-    ctm = _checks.check_choice(st["coordinate_transformation_mode"], "coordinate_transformation_mode", _ONNX_CTM)
-    nmode = _checks.check_choice(st["nearest_mode"], "nearest_mode", _ONNX_NEAREST)
-    x = _checks.as_nchw(x, "x", finite=False)
-    _checks.check_finite(x, "x", allow_inf=True)
-    if (size is None) == (scale_factor is None):
-        raise ValueError("exactly one of `size` and `scale_factor` must be given; got "
-                         f"size={size!r}, scale_factor={scale_factor!r}")
-    bsz, c, h, w = x.shape
-    if size is not None:
-        ho, wo = _size_pair(size, "size")
-        sh = sw = None
-    else:
-        sh, sw = _scale_pair(scale_factor)
-        ho, wo = int(np.floor(h * sh)), int(np.floor(w * sw))   # ATen: static_cast<int64_t>(in * scale)
-        if ho < 1 or wo < 1:
-            raise ValueError(f"`scale_factor` {scale_factor!r} gives an empty output ({ho}, {wo}) for `x` of "
-                             f"spatial size ({h}, {w})")
-        if recompute_scale_factor:
-            sh = sw = None
-    if h == 0 or w == 0:
-        raise ValueError(f"`x` must have non-empty spatial dimensions to upsample; got shape {x.shape}")
-    if mode == "onnx":
-        rows = onnx_resize_nearest_source_index(h, ho, scale=sh, coordinate_transformation_mode=ctm,
-                                                nearest_mode=nmode)
-        cols = onnx_resize_nearest_source_index(w, wo, scale=sw, coordinate_transformation_mode=ctm,
-                                                nearest_mode=nmode)
-    else:
-        rows = upsample_nearest_source_index(h, ho, scale_factor=sh, mode=mode)
-        cols = upsample_nearest_source_index(w, wo, scale_factor=sw, mode=mode)
-    y = x[:, :, rows[:, None], cols[None, :]]                              # (B, C, Ho, Wo) gather
-    return y, UpsampleCache(x.shape, rows, cols, x.dtype)
-
-
-def upsample_nearest_backward(dy, cache):
-    """Gradient of :func:`upsample_nearest_forward`: each output gradient is added to its source pixel.
-
-    The additions happen in row-major order of the output pixels (``np.add.at`` is sequential), the
-    order of PyTorch's CPU backward kernel, so float32 gradients match it bit for bit.
-    """
-    if not isinstance(cache, UpsampleCache):
-        raise TypeError(f"`cache` must be the UpsampleCache returned by upsample_nearest_forward; got "
-                        f"{type(cache).__name__}")
-    bsz, c, h, w = cache.in_shape
-    out_shape = (bsz, c, len(cache.rows), len(cache.cols))
-    dy = _checks.as_nchw(dy, "dy", dtype=cache.dtype)
-    if dy.shape != out_shape:
-        raise ValueError(f"`dy` must have the output's shape {out_shape}; got {dy.shape}")
-    if (len(cache.rows) == 2 * h and len(cache.cols) == 2 * w
-            and np.array_equal(cache.rows, np.arange(2 * h) // 2) and np.array_equal(cache.cols, np.arange(2 * w) // 2)):
-        # exact x2 (FPN): each source pixel receives its 2 x 2 block, added in the same row-major order
-        v = dy.reshape(bsz, c, h, 2, w, 2)
-        return UpsampleGrads(((v[:, :, :, 0, :, 0] + v[:, :, :, 0, :, 1]) + v[:, :, :, 1, :, 0]) + v[:, :, :, 1, :, 1])
-    src = (cache.rows[:, None] * w + cache.cols[None, :]).reshape(-1)     # (Ho*Wo,) flat source pixel
-    dx = np.zeros((h * w, bsz * c), dtype=cache.dtype)
-    # rows of dx are source pixels, columns the B*C planes: one add.at over the output pixels in order
-    np.add.at(dx, src, dy.reshape(bsz * c, -1).T)
-    return UpsampleGrads(np.ascontiguousarray(dx.T).reshape(bsz, c, h, w))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -725,8 +429,11 @@ class MaxPool2dGrads(NamedTuple):
     dx: np.ndarray                # (B, C, H, W)
 
 
-def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=None,
-                       convention="torchvision"):
+@conventions.documented("max_pool2d")
+def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, *, stride: Optional[Pair] = None, padding: Padding = 0,
+                       dilation: Pair = 1, ceil_mode: Optional[bool] = None,
+                       convention: Union[str, conventions.Profile] = "torchvision"
+                       ) -> Tuple[np.ndarray, MaxPool2dCache]:
     """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
 
     Parameters
@@ -736,7 +443,7 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     stride : int or (int, int), optional
         Defaults to ``kernel_size``. ``kernel_size=1, stride=2`` is the FPN "P6" block (torchvision
         ``LastLevelMaxPool``, detectron2 ``LastLevelMaxPool``, mmdet): it keeps every second pixel.
-    padding : int, (int, int), ((top, bottom), (left, right)) or str
+    padding : int, (int, int), ((top, bottom), (left, right)), (top, bottom, left, right) or str
         Implicit ``-inf`` padding (never the maximum of a window holding an input element); numeric
         padding is at most half the kernel on each side (PyTorch's rule). ``"same"`` / ``"valid"`` /
         ``"same_lower"`` as in :func:`conv2d_forward` (TensorFlow ``SAME``, ONNX ``auto_pad``).
@@ -765,30 +472,29 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     and passes no gradient; PyTorch 2.14 returns an index outside the window there and its backward
     then writes out of bounds. NaN is rejected (PyTorch would propagate it).
     The loop runs over the KH*KW kernel taps, never over pixels.
+
+    Readable reference: :func:`refdet.reference.conv.max_pool2d` (a loop over output positions with
+    the same first-maximum rule).
     """
-    ceil_mode = conventions.resolve("max_pool2d", convention, ceil_mode=ceil_mode)["ceil_mode"]
-    if not isinstance(ceil_mode, (bool, np.bool_)):
-        raise TypeError(f"`ceil_mode` must be a bool; got {type(ceil_mode).__name__} {ceil_mode!r}")
+    ceil_mode = conventions.resolve("max_pool2d", convention, ceil_mode=ceil_mode).ceil_mode
     x = _checks.as_nchw(x, "x", finite=False)
     _checks.check_finite(x, "x", allow_inf=True)
     kh, kw = _checks.check_pair(kernel_size, "kernel_size", low=1)
     sh, sw = (kh, kw) if stride is None else _checks.check_pair(stride, "stride", low=1)
     dh, dw = _checks.check_pair(dilation, "dilation", low=1)
     bsz, c, h, w = x.shape
-    pt, pb, pl, pr = _checks.conv_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
+    pt, pb, pl, pr = _conv.parse_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
     if not isinstance(padding, str) and (max(pt, pb) > kh // 2 or max(pl, pr) > kw // 2):
         raise ValueError(f"`padding` must be at most half the kernel size {(kh, kw)} on each side; got "
                          f"{(pt, pb, pl, pr)} (top, bottom, left, right)")
-    ho = _checks.conv_output_size(h, kh, sh, pt, dh, ceil_mode=bool(ceil_mode), what="pooling window", name="x",
-                                  padding_after=pb)
-    wo = _checks.conv_output_size(w, kw, sw, pl, dw, ceil_mode=bool(ceil_mode), what="pooling window", name="x",
-                                  padding_after=pr)
+    ho = _conv.output_size(h, kh, sh, pt, pb, dh, ceil_mode=bool(ceil_mode), what="pooling window")
+    wo = _conv.output_size(w, kw, sw, pl, pr, dw, ceil_mode=bool(ceil_mode), what="pooling window")
     dt = x.dtype
     # -inf padding, enough on the bottom/right for ceil_mode windows that overhang the input
     hp = max(h + pt + pb, (ho - 1) * sh + dh * (kh - 1) + 1)
     wp = max(w + pl + pr, (wo - 1) * sw + dw * (kw - 1) + 1)
-    xp = np.full((bsz, c, hp, wp), -np.inf, dtype=dt)
-    xp[:, :, pt:pt + h, pl:pl + w] = x
+    xp = _conv.pad(x, (pt, hp - h - pt, pl, wp - w - pl), -np.inf)
+    win = _conv.windows(xp, (kh, kw), (sh, sw), (dh, dw), wo, 0, ho)   # view (B, C, KH, KW, Ho, Wo)
     best = np.full((bsz, c, ho, wo), -np.inf, dtype=dt)
     arg_r = np.full((bsz, c, ho, wo), -1, dtype=np.int64)    # input row of the running max (-1: none yet)
     arg_c = np.zeros((bsz, c, ho, wo), dtype=np.int64)
@@ -796,7 +502,7 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     ox = np.arange(wo)[None, :] * sw - pl                      # (1, Wo) left column
     for i in range(kh):                                        # taps in row-major window order
         for j in range(kw):
-            v = xp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw]
+            v = win[:, :, i, j]                                # (B, C, Ho, Wo) what tap (i, j) sees
             upd = v > best                                     # strict: an equal later value does not win
             np.copyto(best, v, where=upd)
             np.copyto(arg_r, np.broadcast_to(oy + i * dh, upd.shape), where=upd)
@@ -816,11 +522,12 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, dilation=1, ce
     return best, MaxPool2dCache(x.shape, indices, dt)
 
 
-def max_pool2d_backward(dy, cache):
+def max_pool2d_backward(dy: np.ndarray, cache: MaxPool2dCache) -> MaxPool2dGrads:
     """Gradient of :func:`max_pool2d_forward`: each output gradient goes to its window's max.
 
     Overlapping windows (stride < kernel) that share a maximum add their gradients, in row-major
-    output order (PyTorch's CPU accumulation order).
+    output order (PyTorch's CPU accumulation order). Readable reference:
+    :func:`refdet.reference.conv.max_pool2d_backward`.
     """
     if not isinstance(cache, MaxPool2dCache):
         raise TypeError(f"`cache` must be the MaxPool2dCache returned by max_pool2d_forward; got "
@@ -858,7 +565,8 @@ class GroupNormGrads(NamedTuple):
     dbeta: Optional[np.ndarray]   # (C,) or None
 
 
-def group_norm_forward(x, gamma=None, beta=None, *, num_groups, eps=1e-5):
+def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: Optional[np.ndarray] = None, *,
+                       num_groups: int, eps: float = 1e-5) -> Tuple[np.ndarray, GroupNormCache]:
     """Group normalisation (Wu & He 2018), as ``torch.nn.functional.group_norm``.
 
     The C channels are split into ``num_groups`` groups of ``C / G`` consecutive channels; each
@@ -884,6 +592,11 @@ def group_norm_forward(x, gamma=None, beta=None, *, num_groups, eps=1e-5):
     -------
     y : ndarray, shape (B, C, H, W)
     cache : GroupNormCache
+
+    Notes
+    -----
+    The moments are two-pass (mean, then the mean of squared deviations), as PyTorch's CPU kernel.
+    Readable reference: :func:`refdet.reference.conv.group_norm` (the formula per group).
     """
     x = _checks.as_nchw(x, "x")
     bsz, c, h, w = x.shape
@@ -894,7 +607,7 @@ def group_norm_forward(x, gamma=None, beta=None, *, num_groups, eps=1e-5):
     gamma = _checks.check_optional_vector(gamma, "gamma", c)
     beta = _checks.check_optional_vector(beta, "beta", c)
     dt = _dtype_of(x, gamma, beta)
-    x = x.astype(dt, copy=False)
+    x = _c(x.astype(dt, copy=False))  # C order: the moments' summation order is fixed
     n = (c // g) * h * w
     if x.size == 0 or n == 0:
         rstd = np.zeros((bsz, g), dtype=dt)
@@ -918,7 +631,7 @@ def group_norm_forward(x, gamma=None, beta=None, *, num_groups, eps=1e-5):
     return y, GroupNormCache(xhat, rstd, gcache, beta is not None, g)
 
 
-def group_norm_backward(dy, cache):
+def group_norm_backward(dy: np.ndarray, cache: GroupNormCache) -> GroupNormGrads:
     """Gradients of :func:`group_norm_forward`.
 
     With ``n = C/G * H * W`` values per (sample, group), ``dxhat = dy * gamma`` and means taken over
@@ -928,6 +641,7 @@ def group_norm_backward(dy, cache):
         dgamma[c] = sum_{b, h, w} dy * xhat,   dbeta[c] = sum_{b, h, w} dy
 
     (the mean and variance depend on every x of the group, hence the two subtracted means).
+    Readable reference: :func:`refdet.reference.conv.group_norm_backward`.
 
     Returns
     -------
@@ -939,7 +653,7 @@ def group_norm_backward(dy, cache):
                         f"{type(cache).__name__}")
     xhat = cache.xhat
     dt = xhat.dtype
-    dy = _checks.as_nchw(dy, "dy", dtype=dt)
+    dy = _c(_checks.as_nchw(dy, "dy", dtype=dt))  # C order: the sums over (B, H, W) have a fixed order
     if dy.shape != xhat.shape:
         raise ValueError(f"`dy` must have the output's shape {xhat.shape}; got {dy.shape}")
     bsz, c, h, w = xhat.shape

@@ -158,7 +158,7 @@ def run_reference(model, x):
 
 
 def quantized_head_model(qhead, input_shape):
-    """Bytes of a ``.tflite`` model of a :class:`refdet.quant_head.QuantizedHead` (int8, TFLite scheme).
+    """Bytes of a ``.tflite`` model of a :class:`refdet.quant.QuantizedHead` (int8, TFLite scheme).
 
     ``x`` float32 NHWC ``input_shape`` -> ``QUANTIZE`` (head input qparams) -> per branch, the layers as
     int8 ``CONV_2D`` 3x3 stride 1 SAME (= padding 1) with fused RELU on tower layers -> ``DEQUANTIZE``

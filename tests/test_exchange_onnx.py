@@ -569,7 +569,7 @@ def test_postprocess_boxes_match_torchvision_box_coder():
 # ---------------------------------------------------------------------------------------------------
 
 def _qhead(seed=0, scheme="onnx", activation_dtype="uint8", c=8):
-    from refdet.quant_head import quantize_retinanet_head
+    from refdet.quant import quantize_retinanet_head
 
     p = head(c=c, depth=2)
     r = np.random.default_rng(seed)

@@ -558,3 +558,30 @@ def test_fpn_samples_are_independent_and_backward_is_linear(sizes, batch, seed):
         np.testing.assert_allclose(g[0][k], 2 * gu[0][k] + gv[0][k], rtol=1e-10, atol=1e-10)
     for a, b, c in zip(g[1], gu[1], gv[1]):
         np.testing.assert_allclose(a, 2 * b + c, rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------------
+# memory layout: C, Fortran, strided, reversed and read-only inputs give the same bits
+# ---------------------------------------------------------------------------------------------------
+
+from tests import _layout  # noqa: E402
+from tests.contract import fpn as _contract  # noqa: E402
+
+
+@pytest.mark.parametrize("case", _contract.CASES, ids=lambda c: c.name)
+def test_bits_do_not_depend_on_memory_layout(case):
+    _layout.assert_layout_independent(getattr(FP, case.name), case.make)
+
+
+def test_bits_do_not_depend_on_memory_layout_at_a_larger_size():
+    def fwd(rng):
+        feats = [rng.standard_normal((2, c, h, w)) for c, (h, w) in zip((8, 16, 32), ((24, 20), (12, 10), (6, 5)))]
+        return (FP.fpn_init([8, 16, 32], 16, rng=1), feats), {"convention": "detectron2", "fuse": "avg"}
+
+    def bwd(rng):
+        args, kw = fwd(rng)
+        outs, cache = FP.fpn_forward(*args, **kw)
+        return ([rng.standard_normal(o.shape) for o in outs], cache), {}
+
+    _layout.assert_layout_independent(FP.fpn_forward, fwd)
+    _layout.assert_layout_independent(FP.fpn_backward, bwd)

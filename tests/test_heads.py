@@ -555,3 +555,39 @@ def test_samples_in_a_batch_are_independent(x, seed):
     for b in range(x.shape[0]):
         ob, _ = H.retinanet_head_forward(p, x[b:b + 1], num_groups=1)
         np.testing.assert_allclose(ob.cls_logits[0], out.cls_logits[b], rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------
+# memory layout: C, Fortran, strided, reversed and read-only inputs give the same bits
+# ---------------------------------------------------------------------------------------------------
+
+from tests import _layout  # noqa: E402
+from tests.contract import heads as _contract  # noqa: E402
+
+
+@pytest.mark.parametrize("case", _contract.CASES, ids=lambda c: c.name)
+def test_bits_do_not_depend_on_memory_layout(case):
+    _layout.assert_layout_independent(getattr(H, case.name), case.make)
+
+
+@pytest.mark.parametrize("head", ["rpn", "retinanet", "ssd"])
+def test_bits_do_not_depend_on_memory_layout_at_a_larger_size(head):
+    # maps large enough for NumPy's blocked (pairwise) sums to depend on the layout if they could
+    def fwd(rng):
+        feats = [rng.standard_normal((2, 16, 12, 10)), rng.standard_normal((2, 16, 6, 5))]
+        if head == "rpn":
+            return (H.rpn_head_init(16, 3, rng=1), feats), {}
+        if head == "retinanet":
+            return (H.retinanet_head_init(16, 3, 4, rng=1, num_convs=2, norm="group_norm"), feats), {"num_groups": 4}
+        return (H.ssd_head_init([16, 16], [2, 3], 5, rng=1), feats), {}
+
+    forward = {"rpn": H.rpn_head_forward, "retinanet": H.retinanet_head_forward, "ssd": H.ssd_head_forward}[head]
+    backward = {"rpn": H.rpn_head_backward, "retinanet": H.retinanet_head_backward, "ssd": H.ssd_head_backward}[head]
+
+    def bwd(rng):
+        args, kw = fwd(rng)
+        out, cache = forward(*args, **kw)
+        return (type(out)(*[[rng.standard_normal(o.shape) for o in f] for f in out]), cache), {}
+
+    _layout.assert_layout_independent(forward, fwd)
+    _layout.assert_layout_independent(backward, bwd)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from refdet import quant as Q
+from refdet.reference import quant as R
 from tests.conftest import readonly
 
 
@@ -388,39 +389,17 @@ def test_requantize_per_channel_axis_and_output_dtype():
 # Integer convolution
 # ---------------------------------------------------------------------------------------------------
 
-def _conv_int_loop(x, w, xzp, wzp, stride, pads, dil, groups):
-    """Slow direct loop (the definition), int64."""
-    n, c, h, wd = x.shape
-    f, cg, kh, kw = w.shape
-    pt, pl, pb, pr = pads
-    xp = np.full((n, c, h + pt + pb, wd + pl + pr), xzp, dtype=np.int64)
-    xp[:, :, pt:pt + h, pl:pl + wd] = x
-    xp -= xzp
-    ws = w.astype(np.int64) - np.asarray(wzp).reshape(-1, 1, 1, 1)
-    oh = (h + pt + pb - dil * (kh - 1) - 1) // stride + 1
-    ow = (wd + pl + pr - dil * (kw - 1) - 1) // stride + 1
-    out = np.zeros((n, f, oh, ow), np.int64)
-    fg = f // groups
-    for o in range(f):
-        g = o // fg
-        for i in range(oh):
-            for j in range(ow):
-                patch = xp[:, g * cg:(g + 1) * cg, i * stride:i * stride + dil * (kh - 1) + 1:dil,
-                           j * stride:j * stride + dil * (kw - 1) + 1:dil]
-                out[:, o, i, j] = (patch * ws[o]).sum(axis=(1, 2, 3))
-    return out
-
-
 @settings(max_examples=30)
 @given(st.integers(1, 2), st.sampled_from([1, 2]), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2),
        st.integers(1, 2), st.tuples(*[st.integers(0, 2)] * 4), st.integers(0, 2 ** 32 - 1))
 def test_conv2d_int_matches_loop_and_all_methods_agree(n, groups, cg, fg, stride, dil, pads, seed):
+    # pads is refdet's (top, bottom, left, right); the loop is refdet.reference.quant.conv2d_int
     r = np.random.default_rng(seed)
     x = r.integers(0, 256, size=(n, cg * groups, 6, 7)).astype(np.uint8)
     w = r.integers(-128, 128, size=(fg * groups, cg, 3, 2)).astype(np.int8)
     xzp = int(r.integers(0, 256))
     wzp = r.integers(-128, 128, size=fg * groups)
-    ref = _conv_int_loop(x, w, xzp, wzp, stride, pads, dil, groups)
+    ref = R.conv2d_int(x, w, xzp, wzp.tolist(), (stride, stride), pads, (dil, dil), groups)
     for method in ("auto", "float32", "float64", "int64"):
         got = Q.conv2d_int(readonly(x), readonly(w), x_zero_point=xzp, w_zero_point=readonly(wzp), stride=stride,
                            padding=pads, dilation=dil, groups=groups, method=method)
@@ -445,6 +424,49 @@ def test_conv2d_int_equals_float_conv_of_dequantized_operands():
     win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (1, 4, 9, 9, 3, 3)
     ref = np.einsum("nchwij,fcij->nfhw", win, wf)
     assert np.array_equal(acc * sx * sw.reshape(1, -1, 1, 1), ref)
+
+
+@pytest.mark.parametrize("padding", [(1, 2, 0, 1), ((2, 0), (1, 3)), (2, 1), 1, "same", "same_lower", "valid"])
+def test_conv2d_int_reads_padding_as_layers_does(padding):
+    """One padding grammar: conv2d_int and layers.conv2d_forward read every spelling alike (a flat
+    4-tuple is (top, bottom, left, right)); integer operands are exact in float64 on both sides."""
+    from refdet.layers import conv2d_forward
+    r = np.random.default_rng(21)
+    x = r.integers(0, 256, size=(2, 3, 7, 6)).astype(np.uint8)
+    w = r.integers(-127, 128, size=(4, 3, 3, 2)).astype(np.int8)
+    acc = Q.conv2d_int(x, w, x_zero_point=0, padding=padding, stride=(1, 1) if "same" in str(padding) else (2, 1))
+    y, _ = conv2d_forward(x.astype(np.float64), w.astype(np.float64), padding=padding,
+                          stride=(1, 1) if "same" in str(padding) else (2, 1))
+    assert acc.shape == y.shape and np.array_equal(acc, y)
+
+
+def test_qlinear_conv_onnx_pads_keyword():
+    r = np.random.default_rng(22)
+    x = r.integers(0, 256, size=(1, 2, 5, 6)).astype(np.uint8)
+    w = r.integers(-127, 128, size=(3, 2, 3, 3)).astype(np.int8)
+    args = (x, np.float32(0.02), np.uint8(128), w, np.full(3, 0.01, np.float32), np.zeros(3, np.int8),
+            np.float32(0.05), np.uint8(120))
+    # ONNX pads (top, left, bottom, right) = (1, 0, 2, 1) are refdet's (top, bottom, left, right) = (1, 2, 0, 1)
+    a = Q.qlinear_conv(*args, pads=[1, 0, 2, 1])
+    b = Q.qlinear_conv(*args, padding=(1, 2, 0, 1))
+    assert a.shape == (1, 3, 6, 5) and np.array_equal(a, b)
+    # the same four numbers read as refdet's order pad H by (1, 0) and W by (2, 1): another output shape
+    assert Q.qlinear_conv(*args, padding=(1, 0, 2, 1)).shape == (1, 3, 4, 7)
+    with pytest.raises(ValueError, match="not both"):
+        Q.qlinear_conv(*args, padding=1, pads=[1, 1, 1, 1])
+    with pytest.raises(ValueError, match="`pads`"):
+        Q.qlinear_conv(*args, pads=[1, 1])
+
+
+def test_tflite_conv_explicit_padding_is_refdet_grammar():
+    r = np.random.default_rng(23)
+    x = r.integers(-128, 128, size=(1, 5, 6, 2)).astype(np.int8)                 # NHWC
+    w = r.integers(-127, 128, size=(3, 3, 3, 2)).astype(np.int8)                 # OHWI
+    args = (x, 0.05, 1, w, np.full(3, 0.01, np.float32), None, 0.1, -2)
+    same = Q.tflite_conv2d_int8(*args, padding="SAME", stride=2)
+    # SAME at stride 2: H 5 -> 3 outputs, total pad 2 = (1, 1); W 6 -> 3, total 1 = (0, 1): the odd pixel after
+    assert np.array_equal(same, Q.tflite_conv2d_int8(*args, padding=(1, 1, 0, 1), stride=2))
+    assert np.array_equal(Q.tflite_conv2d_int8(*args, padding="VALID"), Q.tflite_conv2d_int8(*args, padding=0))
 
 
 def test_conv2d_int_int32_overflow_is_an_error_and_int64_is_exact():
@@ -892,6 +914,14 @@ def test_mse_observer_clips_heavy_tails_and_breaks_ties_to_larger_range():
 # Differential: onnxruntime and onnx.reference
 # ---------------------------------------------------------------------------------------------------
 
+def _onnx():
+    """``onnx.helper``, once onnx and onnxruntime import; the test is skipped otherwise (core install)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import helper
+    return helper
+
+
 def _ort_session(nodes, inputs, outputs, initializers=(), opset=19, optimize=True):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
@@ -935,7 +965,7 @@ def _tie_inputs(r, n, scale):
 
 @pytest.mark.parametrize("dtype,per_axis", [(np.uint8, False), (np.int8, False), (np.int8, True), (np.uint8, True)])
 def test_quantize_linear_matches_onnxruntime_and_reference(dtype, per_axis):
-    from onnx import helper
+    helper = _onnx()
     r = np.random.default_rng(1)
     if per_axis:
         x = np.stack([_tie_inputs(r, 100, s) for s in (0.5, 0.25, 0.02)]).astype(np.float32)  # (3, 200)
@@ -956,7 +986,7 @@ def test_quantize_linear_matches_onnxruntime_and_reference(dtype, per_axis):
 
 
 def test_dequantize_linear_matches_onnxruntime():
-    from onnx import helper
+    helper = _onnx()
     r = np.random.default_rng(2)
     q = r.integers(-128, 128, size=(3, 50)).astype(np.int8)
     scale = np.array([0.1, 0.037, 3.3], np.float32)
@@ -970,7 +1000,7 @@ def test_dequantize_linear_matches_onnxruntime():
 
 @pytest.mark.parametrize("wdtype", [np.uint8, np.int8])
 def test_conv_integer_matches_onnxruntime(wdtype):
-    from onnx import helper
+    helper = _onnx()
     r = np.random.default_rng(4)
     x = r.integers(0, 256, size=(2, 4, 7, 8)).astype(np.uint8)
     lo, hi = np.iinfo(wdtype).min, np.iinfo(wdtype).max
@@ -980,7 +1010,8 @@ def test_conv_integer_matches_onnxruntime(wdtype):
                             dilations=[1, 2], group=2)
     model, sess = _ort_session([node], [_vi("x", np.uint8, list(x.shape))], [_vi("y", np.int32, None)],
                                [_const("w", w), _const("xz", xzp), _const("wz", wzp)])
-    got = Q.conv2d_int(x, w, x_zero_point=xzp, w_zero_point=wzp, padding=(1, 0, 2, 1), stride=(2, 1),
+    # ONNX pads [1, 0, 2, 1] = (top, left, bottom, right) are refdet's (top, bottom, left, right) = (1, 2, 0, 1)
+    got = Q.conv2d_int(x, w, x_zero_point=xzp, w_zero_point=wzp, padding=(1, 2, 0, 1), stride=(2, 1),
                        dilation=(1, 2), groups=2, accumulator="int32")
     ort_out = sess.run(None, {"x": x})[0]
     assert ort_out.shape == got.shape
@@ -989,7 +1020,7 @@ def test_conv_integer_matches_onnxruntime(wdtype):
 
 
 def _qlinear_model(x_shape, w, x_s, x_z, w_s, w_z, y_s, y_z, B, **attrs):
-    from onnx import helper
+    helper = _onnx()
     inputs = ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"] + (["B"] if B is not None else [])
     node = helper.make_node("QLinearConv", inputs, ["y"], **attrs)
     inits = [_const("xs", np.float32(x_s)), _const("xz", x_z), _const("w", w), _const("ws", w_s),
@@ -1012,7 +1043,7 @@ def test_qlinear_conv_random_matches_onnxruntime_and_reference(seed, groups, dil
     B = r.integers(-3000, 3000, size=6).astype(np.int32)
     model, sess = _qlinear_model(x.shape, w, x_s, np.array(x_z), w_s, w_z, y_s, np.array(y_z), B, pads=[1, 0, 2, 1],
                                  strides=[2, 1], dilations=[dil, dil], group=groups)
-    kw = dict(padding=(1, 0, 2, 1), stride=(2, 1), dilation=dil, groups=groups)
+    kw = dict(pads=[1, 0, 2, 1], stride=(2, 1), dilation=dil, groups=groups)   # the node's ONNX-order pads
     got = Q.qlinear_conv(x, x_s, x_z, w, w_s, w_z, y_s, y_z, B, **kw)
     assert got.dtype == xdt
     assert np.array_equal(got, sess.run(None, {"x": x})[0])
@@ -1076,7 +1107,7 @@ def test_qlinear_conv_near_ties_exact_against_each_runtime(x_s, y_s, y_z, exact)
 
 
 def test_qdq_conv_matches_onnxruntime():
-    from onnx import helper
+    helper = _onnx()
     r = np.random.default_rng(7)
     x = r.uniform(-1, 2, size=(1, 3, 8, 8)).astype(np.float32)
     wf = r.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.2
@@ -1259,7 +1290,7 @@ _SESSIONS = {}
 def _quantize_linear_session(dtype):
     """One ORT QuantizeLinear session per dtype with x, scale and zero point all as graph inputs."""
     if dtype not in _SESSIONS:
-        from onnx import helper
+        helper = _onnx()
         node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
         _SESSIONS[dtype] = _ort_session([node], [_vi("x", np.float32, ["N"]), _vi("s", np.float32, []),
                                                  _vi("z", dtype, [])], [_vi("y", dtype, ["N"])])
@@ -1346,7 +1377,7 @@ def test_dynamic_quantize_linear_is_onnx_rule_in_float32():
     """onnxruntime's DynamicQuantizeLinear computes scale and zero point in float32, unlike the
     quantization tooling's compute_scale_zp (float64): scale_dtype="float32" reproduces it exactly, the
     float64 default differs on a good fraction of random arrays (scale ulp or zero point)."""
-    from onnx import helper
+    helper = _onnx()
     node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
     model, sess = _ort_session([node], [_vi("x", np.float32, ["N"])],
                                [_vi("y", np.uint8, ["N"]), _vi("s", np.float32, []), _vi("z", np.uint8, [])])

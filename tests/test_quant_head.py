@@ -1,4 +1,4 @@
-"""refdet.quant_head: a quantized RetinaNet head end to end.
+"""refdet.quant.head and refdet.quant.report: a quantized RetinaNet head end to end.
 
 * the integer path equals a slow per-layer reference built from refdet.quant's ONNX QLinearConv and
   TFLite CONV_2D kernels (and the input QUANTIZE written out by hand), in every runtime mode;
@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from refdet import quant as Q
-from refdet import quant_head as QH
+from refdet import quant as QH
+from refdet.apps import quantize as QA
+from refdet.quant import head as QHEAD
 from refdet.heads import retinanet_head_forward, retinanet_head_init
 from tests.conftest import readonly
 
@@ -199,7 +201,7 @@ def test_fake_quant_path_agrees_within_one_lsb_per_layer(setup, mode):
             for lvl in range(len(feats)):
                 # the same integer input to both: dequantize it, run the float64 fake-quant layer
                 x = Q.dequantize(out.intermediates[prev][lvl], prev_s, prev_z, out_dtype="float64")
-                y = QH._fake_conv(layer, x, qh.scheme)
+                y = QHEAD._fake_conv(layer, x, qh.scheme)
                 q_fake = np.rint(y / np.float64(layer.y_scale)).astype(np.int64) + layer.y_zero_point
                 q_int = out.intermediates[layer.name][lvl].astype(np.int64)
                 assert np.abs(q_fake - q_int).max() <= 1, layer.name
@@ -442,7 +444,7 @@ def test_uint8_activations_and_other_observers_run(setup):
 
 def test_quantize_command_runs(capsys):
     lines = []
-    reports = QH.quantize_command(steps=2, n_train=8, n_calib=2, n_test=3, batch=4, write=lines.append)
+    reports = QA.quantize_command(steps=2, n_train=8, n_calib=2, n_test=3, batch=4, write=lines.append)
     text = "\n".join(lines)
     for word in ("quantization parameters", "int8 onnxruntime", "int8 tflite", "fake-quant", "SQNR cls_logits",
                  "scores crossing 0.05", "decoded box IoU", "precision vs float", "AP change", "rounding alone"):
@@ -464,7 +466,7 @@ def test_quantize_cli(capsys):
 def test_demo_quantize_option(tmp_path):
     from refdet.demo import run
     lines = []
-    with QH._single_thread():     # BLAS threads only slow these tiny matmuls down
+    with QA._single_thread():     # BLAS threads only slow these tiny matmuls down
         res = run("retinanet", steps=1, batch=4, n_train=8, n_test=3, plots=False, out=str(tmp_path),
                   write=lines.append, quantize=True)
     assert "int8 tflite" in "\n".join(lines) and "int8 onnxruntime" in res["quantization"]
@@ -513,7 +515,7 @@ def test_property_integer_path_is_the_reference_and_one_lsb_from_fake_quant(seed
         for branch in (qh.cls_layers, qh.box_layers):
             cur, prev = xq, (qh.input_scale, qh.input_zero_point)
             for layer in branch:
-                y_fake = QH._fake_conv(layer, Q.dequantize(cur, *prev, out_dtype="float64"), qh.scheme)
+                y_fake = QHEAD._fake_conv(layer, Q.dequantize(cur, *prev, out_dtype="float64"), qh.scheme)
                 cur = _reference_layer(layer, cur, mode)
                 assert np.array_equal(out.intermediates[layer.name][lvl], cur)
                 q_fake = np.rint(y_fake / np.float64(layer.y_scale)).astype(np.int64) + layer.y_zero_point

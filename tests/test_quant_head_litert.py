@@ -1,4 +1,4 @@
-"""refdet.quant_head's "tflite" mode against LiteRT's reference kernels, end to end.
+"""refdet.quant.head's "tflite" mode against LiteRT's reference kernels, end to end.
 
 The quantized RetinaNet head (TFLite scheme) is written as one ``.tflite`` model (QUANTIZE -> int8
 CONV_2D chain with fused RELU -> DEQUANTIZE per branch; tests/_tflite_models.py, nnef-tools' writer,
@@ -9,7 +9,7 @@ integers bit for bit, and DEQUANTIZE is one float32 product ``scale * (q - zp)``
 import numpy as np
 import pytest
 
-from refdet import quant_head as QH
+from refdet import quant as QH
 from refdet.heads import retinanet_head_init
 
 

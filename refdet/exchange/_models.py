@@ -21,10 +21,10 @@ Models
     The FPN, then the RetinaNet head on every FPN output: ``cls_logits``, ``bbox_deltas`` over all
     levels. Parameters are torchvision ``RetinaNet`` state_dict keys: ``backbone.fpn.*`` and ``head.*``.
 ``"quantized_retinanet_head"`` (ONNX only)
-    A :class:`refdet.quant_head.QuantizedHead` as a QDQ graph: ``QuantizeLinear``/``DequantizeLinear``
+    A :class:`refdet.quant.QuantizedHead` as a QDQ graph: ``QuantizeLinear``/``DequantizeLinear``
     around float ``Conv``/``Relu`` with per-channel int8 weights (axis 0) and int32 biases at scale
     ``s_x * s_w``; outputs the dequantized ``cls_logits`` and ``bbox_deltas`` like ``"retinanet_head"``.
-    refdet's answer is :func:`refdet.quant_head.run_quantized_head` (``mode="onnxruntime"``).
+    refdet's answer is :func:`refdet.quant.run_quantized_head` (``mode="onnxruntime"``).
 ``"postprocess"``
     Inference post-processing: ``boxes = decode_boxes(bbox_deltas, anchors)`` (torchvision
     convention, weights divide, ``dw, dh`` clamped from above at ``clamp``), ``scores =
@@ -166,12 +166,12 @@ def make_config(model, params, *, num_levels=1, extra_blocks=None, convention="t
 
 
 def quantized_config(qhead, num_levels):
-    """(config, params) of a :class:`refdet.quant_head.QuantizedHead`: the QDQ initializers by name."""
-    from refdet.quant_head import QuantizedHead
+    """(config, params) of a :class:`refdet.quant.QuantizedHead`: the QDQ initializers by name."""
+    from refdet.quant import QuantizedHead
 
     if not isinstance(qhead, QuantizedHead):
         raise TypeError(f"model='quantized_retinanet_head' needs a QuantizedHead (from "
-                        f"refdet.quant_head.quantize_retinanet_head) as `params`; got {type(qhead).__name__}")
+                        f"refdet.quant.quantize_retinanet_head) as `params`; got {type(qhead).__name__}")
     adt = np.dtype(qhead.activation_dtype)
     p = {"input_scale": np.asarray(qhead.input_scale, np.float32),
          "input_zero_point": np.asarray(qhead.input_zero_point, adt)}
@@ -199,13 +199,13 @@ def quantized_config(qhead, num_levels):
 
 
 def qhead_from_params(cfg, params):
-    """Rebuild the :class:`refdet.quant_head.QuantizedHead` from QDQ initializers and the config.
+    """Rebuild the :class:`refdet.quant.QuantizedHead` from QDQ initializers and the config.
 
     The derived fields (requantization multipliers, Q31 form, clamps) are recomputed with the formulas
-    of :func:`refdet.quant_head.quantize_retinanet_head`, so the result equals the exported head.
+    of :func:`refdet.quant.quantize_retinanet_head`, so the result equals the exported head.
     """
     from refdet import quant as q
-    from refdet.quant_head import QuantizedConv, QuantizedHead
+    from refdet.quant import QuantizedConv, QuantizedHead
 
     adt = cfg.get("activation_dtype")
     if adt not in ("int8", "uint8") or not isinstance(cfg.get("layers"), dict):
@@ -375,7 +375,7 @@ def reference_outputs(cfg, params, inputs):
         return {"boxes": boxes, "scores": scores, "selected_indices": sel}
     feats = [inputs[n] for n in names]
     if m == "quantized_retinanet_head":
-        from refdet.quant_head import run_quantized_head
+        from refdet.quant import run_quantized_head
 
         out = run_quantized_head(qhead_from_params(cfg, params), list(feats), mode="onnxruntime")
         a = cfg["num_anchors"]

@@ -56,13 +56,13 @@ def _export_args(p):
 
 def quantize_for_export(params, *, seed=0, height=13, width=9, scheme="onnx", activation_dtype="uint8",
                         batches=4, rescale=False):
-    """A :class:`refdet.quant_head.QuantizedHead` of ``params`` calibrated on random N(0, 1) features
+    """A :class:`refdet.quant.QuantizedHead` of ``params`` calibrated on random N(0, 1) features
     (``batches`` batches of 2 maps ``height x width``, from ``seed``): what ``refdet export --model
     quantized-retinanet-head`` exports without real calibration data. ``rescale``: first bring the
     stock-initialised weights (std 0.01) to std ``1 / sqrt(fan_in)``."""
     import numpy as np
 
-    from refdet.quant_head import quantize_retinanet_head
+    from refdet.quant import quantize_retinanet_head
 
     c = int(np.shape(params["classification_head.cls_logits.weight"])[1])
     rng = np.random.default_rng(seed)

@@ -29,7 +29,7 @@ fragments):
 * head layout ``reshape(transpose(x, axes = [0, 2, 3, 1]), shape = [B, -1, C])`` (row
   ``(y*W + x)*A + a``), levels joined with ``concat(..., axis = 1)``;
 * FPN upsampling: NNEF has ``nearest_upsample`` with **integer factors only**. refdet computes
-  PyTorch's source-index map of each axis (:func:`refdet.layers.upsample_nearest_source_index`) and
+  PyTorch's source-index map of each axis (:func:`refdet.resize.upsample_nearest_source_index`) and
   writes ``nearest_upsample(factor = [fh, fw])`` followed, when the lateral is smaller, by a
   ``slice`` to its size, **only if** that reproduces the map exactly. That covers every stride-2
   pyramid: ``out = 2 * in`` and ``out = 2 * in - 1`` (13 -> 25: ``floor(dst * 13 / 25) = dst // 2``
@@ -39,7 +39,7 @@ fragments):
   border = 'ignore')``.
 
 ``nnef.Session`` needs ``lowered = ["nearest_upsample"]``. Post-processing is not exportable (NNEF has
-no NonMaxSuppression). No ``graph.quant`` is written: the quantized head (:mod:`refdet.quant_head`) goes to
+no NonMaxSuppression). No ``graph.quant`` is written: the quantized head (:mod:`refdet.quant.head`) goes to
 ONNX as QDQ; NNEF's quantization is an annotation of float tensors that ``nnef.Session`` does not execute.
 """
 from __future__ import annotations
@@ -324,7 +324,7 @@ class _Text(_models.ProgramEmitter):
         return self.emit(self.tmp("cat"), f"concat([{', '.join(xs)}], axis = 1)", shp)
 
     def upsample_to(self, m, out_hw, mode, scale_factor=None):
-        from refdet.layers import upsample_nearest_source_index
+        from refdet.resize import upsample_nearest_source_index
 
         b_, c, h, w = self.shapes[m]
         factors = []

@@ -47,13 +47,13 @@ Parameters are exported as float32 (ONNX Runtime's CPU convolutions are float32)
 back ``params[k].astype(float32)``, bit for bit.
 
 **Quantized head** (``model="quantized_retinanet_head"``, ``params`` a
-:class:`refdet.quant_head.QuantizedHead`): QDQ form (SPEC §4), the form onnxruntime's own quantizer
+:class:`refdet.quant.QuantizedHead`): QDQ form (SPEC §4), the form onnxruntime's own quantizer
 writes: ``QuantizeLinear``/``DequantizeLinear`` on the input and after every conv (after its ReLU),
 weights as int8 initializers behind ``DequantizeLinear(axis=0)`` with per-channel scales and zero
 points 0, biases as int32 initializers behind ``DequantizeLinear`` at scale ``s_x * s_w[f]``.
 onnxruntime fuses each DQ-Conv-(Relu)-Q group into ``QLinearConv`` (with uint8 activations every
 conv; with int8 activations onnxruntime 1.32 on x86 leaves the first conv of each subnet as a float
-``Conv`` on dequantized values); refdet's answer is :func:`refdet.quant_head.run_quantized_head` with
+``Conv`` on dequantized values); refdet's answer is :func:`refdet.quant.run_quantized_head` with
 ``mode="onnxruntime"`` (float32 multiplier, RNE), which the fused convs reproduce exactly.
 onnx.reference (and ``"onnxruntime-unfused"``) run the convs in float on dequantized values and
 re-quantize, which can land 1 LSB away near rounding ties; ``verify_onnx(lsb_tolerance=...)``. Needs opset
@@ -177,7 +177,7 @@ class _Builder(_models.ProgramEmitter):
 
         Per axis: ``scale = float32(in) / float32(out)``; ``src = floor(float32(dst) * scale)``
         (``nearest``) or ``floor(float32((dst + 0.5) * double(scale)))`` (``nearest-exact``); clipped to
-        ``in - 1``; then ``Gather``. This is :func:`refdet.layers.upsample_nearest_source_index` written in
+        ``in - 1``; then ``Gather``. This is :func:`refdet.resize.upsample_nearest_source_index` written in
         ONNX ops, exact for every size pair (``Resize`` is exact only for 2x pyramids, see the module
         docstring).
         """
@@ -379,7 +379,7 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         ``"head."`` (torchvision ``RetinaNet.state_dict()`` minus the body); ``"postprocess"``: optional,
         entries ``weights``, ``clamp``, ``max_output_boxes_per_class``, ``iou_threshold``,
         ``score_threshold`` override the keywords of the same names; ``"quantized_retinanet_head"``: a
-        :class:`refdet.quant_head.QuantizedHead`.
+        :class:`refdet.quant.QuantizedHead`.
     model : {"rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head"}
         Dashes are accepted for underscores (``"retinanet-head"``).
     opset : int in [17, 21]
@@ -583,10 +583,10 @@ def load_onnx_params(model_or_path, *, max_bytes=_models.DEFAULT_MAX_BYTES):
 
 
 def load_quantized_head(model_or_path):
-    """The :class:`refdet.quant_head.QuantizedHead` stored in a ``"quantized_retinanet_head"`` export.
+    """The :class:`refdet.quant.QuantizedHead` stored in a ``"quantized_retinanet_head"`` export.
 
     Integers, scales and zero points come from the initializers; the requantization multipliers are
-    recomputed with :func:`refdet.quant_head.quantize_retinanet_head`'s formulas, so the result equals
+    recomputed with :func:`refdet.quant.quantize_retinanet_head`'s formulas, so the result equals
     the head that was exported, field by field.
     """
     mp = read_onnx(model_or_path)
@@ -651,7 +651,7 @@ def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"
         ``selected_indices``) must be identical.
     lsb_tolerance : int
         Quantized heads only: outputs are dequantized integers, compared with
-        :func:`refdet.quant_head.run_quantized_head` (``mode="onnxruntime"``) in units of the output
+        :func:`refdet.quant.run_quantized_head` (``mode="onnxruntime"``) in units of the output
         scale. 0 demands identical integers. The default 1 allows the one-step differences a float conv
         on dequantized values can make near a rounding tie (onnx.reference always works that way;
         onnxruntime 1.32 does for the first conv of each subnet when activations are int8, while with

@@ -14,7 +14,7 @@ def _feats(r, c=4):
 
 
 def _qhead(r):
-    from refdet.quant_head import quantize_retinanet_head
+    from refdet.quant import quantize_retinanet_head
     return quantize_retinanet_head(_params(np.random.default_rng(9)), _feats(np.random.default_rng(8)))
 
 
