@@ -374,11 +374,11 @@ def test_gradcheck_iou_losses(kind, convention):
         # CIoU's alpha is computed under no_grad (a constant in the backward pass), so the central
         # differences must see it frozen at its value at (p, g): loss + (alpha0 - alpha(p', g')) v(p', g')
         # (mmdet: the same, as long as the [-1, 1] clamp is inactive, which it is for these boxes).
-        alpha0 = fwd(p, g, convention=convention, eps=1e-3)[1].values["alpha"]
+        alpha0 = fwd(p, g, convention=convention, eps=1e-3)[1].iou.alpha
 
         def frozen(pred_boxes, target_boxes, _fwd=fwd, **kw):
             loss, c = _fwd(pred_boxes, target_boxes, **{**kw, "reduction": "none"})
-            loss = loss + (alpha0 - c.values["alpha"]) * c.values["vv"]
+            loss = loss + (alpha0 - c.iou.alpha) * c.iou.v
             red = kw.get("reduction", "none")
             return (loss if red == "none" else np.asarray(loss.mean())), c._replace(red=c.red._replace(reduction=red))
         fwd = frozen
