@@ -1,4 +1,9 @@
-"""Reductions and cache checks shared by the loss modules (private)."""
+"""Reductions, cache checks and the memory-layout rule shared by the loss modules (private).
+
+Layout rule: every array a loss reads is made C-contiguous at the boundary (:func:`_c_order`), so
+that a reduction sums in the same order, and gives the same bits, for C-ordered, Fortran-ordered,
+strided and read-only views of the same values (NumPy's pairwise summation follows memory order).
+"""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -8,6 +13,11 @@ import numpy as np
 from refdet import _checks
 
 REDUCTIONS = ("none", "mean", "sum")
+
+
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """``a`` itself if it is C-contiguous, else a C-ordered copy (0-d arrays stay 0-d)."""
+    return a if a.flags.c_contiguous else np.array(a, order="C")
 
 
 class _ReduceInfo(NamedTuple):
@@ -38,7 +48,7 @@ def _reduce_backward(dloss, red, name="dloss", scalar_ok=False):
     if red.reduction == "none":
         if d.shape != red.shape:
             raise ValueError(f"`{name}` must have shape {red.shape} (reduction='none'); got {d.shape}")
-        return d.astype(red.dtype, copy=False)
+        return _c_order(d.astype(red.dtype, copy=False))
     if d.size != 1:
         raise ValueError(f"`{name}` must be a scalar (reduction={red.reduction!r}); got shape {d.shape}")
     g = red.dtype.type(d.reshape(()))

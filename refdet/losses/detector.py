@@ -5,13 +5,13 @@ See :mod:`refdet.losses` for the shape of every pair and the dtype rules.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from refdet import _checks
 from refdet import conventions
-from refdet.losses._reduction import _check_cache
+from refdet.losses._reduction import _c_order, _check_cache
 from refdet.losses.elementwise import (FocalCache, _bce_elementwise, _focal_dx, _focal_params, _log_softmax,
                                        _sigmoid, _smooth_l1_elementwise, _smooth_l1_grad,
                                        sigmoid_focal_loss_forward)
@@ -23,6 +23,8 @@ __all__ = [
     "LossTargets", "RPNLoss", "RetinaNetLoss", "MultiBoxLoss",
     "RPNLossGrads", "RetinaNetLossGrads", "MultiBoxLossGrads",
 ]
+
+Convention = Union[str, conventions.Profile]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,14 +141,28 @@ conventions.register(
         "paper": {"cls_normalizer": "batch_size", "reg_normalizer": "locations", "beta": 1.0,
                   "reg_weight": 10.0},
     },
-    knobs={"cls_normalizer": "'sampled': BCE mean over the sampled anchors of the batch; "
-                             "'batch_size': BCE sum / (batch_size_per_image * B)",
-           "reg_normalizer": "'sampled': box-loss sum / number of sampled anchors (batch); "
-                             "'sampled_per_image': per image / its sampled count, summed; "
-                             "'batch_size': / (batch_size_per_image * B); "
-                             "'locations': / (N / anchors_per_location) per image (the paper's N_reg)",
-           "beta": "smooth L1 beta (1/9 = 1/sigma^2 with sigma 3; 0 = L1)",
-           "reg_weight": "lambda multiplying the box loss (the paper's lambda = 10)"},
+    knobs={
+        "cls_normalizer": conventions.choice(
+            ("sampled", "batch_size"),
+            "'sampled': BCE mean over the sampled anchors of the batch; 'batch_size': BCE sum / "
+            "(batch_size_per_image * B)",
+            source="torchvision models/detection/rpn.py compute_loss; detectron2 "
+                   "modeling/proposal_generator/rpn.py losses (normalizer = BATCH_SIZE_PER_IMAGE * num_images)"),
+        "reg_normalizer": conventions.choice(
+            ("sampled", "sampled_per_image", "batch_size", "locations"),
+            "'sampled': box-loss sum / number of sampled anchors (batch); 'sampled_per_image': per "
+            "image / its sampled count, summed; 'batch_size': / (batch_size_per_image * B); "
+            "'locations': / (N / anchors_per_location) per image (the paper's N_reg)",
+            source="torchvision rpn.py; detectron2 rpn.py; py-faster-rcnn rpn/anchor_target_layer.py "
+                   "(outside weights 1 / num_examples); Faster R-CNN paper eq. (1)"),
+        "beta": conventions.number(
+            "smooth L1 beta (1/9 = 1/sigma^2 with sigma 3; 0 = L1)", low=0.0,
+            source="torchvision rpn.py (beta=1/9); detectron2 SMOOTH_L1_BETA 0.0; py-faster-rcnn "
+                   "rpn_loss_bbox sigma 3"),
+        "reg_weight": conventions.number(
+            "lambda multiplying the box loss (the paper's lambda = 10)", low=0.0,
+            source="Faster R-CNN paper eq. (1)"),
+    },
     doc="torchvision rpn.py 299-334; detectron2 rpn.py 394-429 (SMOOTH_L1_BETA 0, normaliser "
         "BATCH_SIZE_PER_IMAGE * num_images); py-faster-rcnn anchor_target_layer.py 177-194 "
         "(RPN_POSITIVE_WEIGHT -1: outside weights 1/num_examples) with sigma 3; Faster R-CNN paper "
@@ -167,13 +183,26 @@ conventions.register(
         "paper": {"normalizer": "num_pos", "normalizer_eps": _F32_EPS, "box_loss": "smooth_l1",
                   "beta": 0.11},
     },
-    knobs={"normalizer": "'per_image': sum_i / max(1, pos_i), mean over images (torchvision); "
-                         "'num_pos': batch sum / (sum pos + normalizer_eps); 'ema': batch sum / "
-                         "EMA of max(1, sum pos) (start 100, momentum 0.9); 'fg_plus_one': batch "
-                         "sum / sum_i (pos_i + 1) (Detectron1)",
-           "normalizer_eps": "added to the positive count by 'num_pos' (mmdet: float32 eps)",
-           "box_loss": "'smooth_l1' or 'l1' on the encoded deltas of positives",
-           "beta": "smooth L1 beta (0 = L1)"},
+    knobs={
+        "normalizer": conventions.choice(
+            ("per_image", "num_pos", "ema", "fg_plus_one"),
+            "'per_image': sum_i / max(1, pos_i), mean over images (torchvision); 'num_pos': batch sum / "
+            "(sum pos + normalizer_eps); 'ema': batch sum / EMA of max(1, sum pos) (start 100, momentum "
+            "0.9); 'fg_plus_one': batch sum / sum_i (pos_i + 1) (Detectron1)",
+            source="torchvision models/detection/retinanet.py compute_loss; mmdet anchor_head.py "
+                   "loss_by_feat (avg_factor); detectron2 meta_arch/retinanet.py losses (_ema_update); "
+                   "Detectron1 roi_data/retinanet.py (retnet_fg_num)"),
+        "normalizer_eps": conventions.number(
+            "added to the positive count by 'num_pos' (mmdet: float32 eps)", low=0.0,
+            source="mmdet models/losses/utils.py weight_reduce_loss (eps = torch.finfo(torch.float32).eps)"),
+        "box_loss": conventions.choice(
+            ("smooth_l1", "l1"), "the box loss on the encoded deltas of positives",
+            source="torchvision retinanet.py _box_loss (smooth_l1); mmdet RetinaNet config L1Loss"),
+        "beta": conventions.number(
+            "smooth L1 beta (0 = L1)", low=0.0,
+            source="torchvision retinanet.py (beta 1.0 for smooth_l1); detectron2 Base-RetinaNet.yaml "
+                   "SMOOTH_L1_BETA 0.0; Detectron1 BBOX_REG_BETA 0.11"),
+    },
     doc="torchvision retinanet.py 158-189 and 272-302 (_box_loss smooth_l1 beta 1.0); detectron2 "
         "meta_arch/retinanet.py losses (_ema_update 'loss_normalizer', initial 100, momentum 0.9; "
         "Base-RetinaNet.yaml SMOOTH_L1_BETA 0.0); mmdet anchor_head.py loss_by_feat (avg_factor = "
@@ -190,13 +219,24 @@ conventions.register(
         "caffe": {"mining_cap": "negatives", "zero_positive": "max1", "beta": 1.0},
         "paper": {"mining_cap": "negatives", "zero_positive": "zero", "beta": 1.0},
     },
-    knobs={"mining_cap": "'none': 3*pos negatives by rank with positives at -inf, so positives are "
-                         "counted twice when 3*pos exceeds the negatives (torchvision, TV14); "
-                         "'negatives': min(3*pos, #negatives) (Caffe SSD, mmdet); 'priors_minus_one': "
-                         "min(3*pos, P - 1) and the union pos|neg (ssd.pytorch)",
-           "zero_positive": "N = 0 positives in the batch: 'max1' divides by max(1, N) (loss 0); "
-                            "'nan' divides by N (0/0, ssd.pytorch, mmdet); 'zero' returns 0 (paper)",
-           "beta": "smooth L1 beta of the localisation loss"},
+    knobs={
+        "mining_cap": conventions.choice(
+            ("none", "negatives", "priors_minus_one"),
+            "'none': 3*pos negatives by rank with positives at -inf, so positives are counted twice "
+            "when 3*pos exceeds the negatives (torchvision, TV14); 'negatives': min(3*pos, #negatives) "
+            "(Caffe SSD, mmdet); 'priors_minus_one': min(3*pos, P - 1) and the union pos|neg (ssd.pytorch)",
+            source="torchvision models/detection/ssd.py compute_loss; Caffe SSD MineHardExamples; mmdet "
+                   "ssd_head.py loss_by_feat_single; ssd.pytorch layers/modules/multibox_loss.py"),
+        "zero_positive": conventions.choice(
+            ("max1", "nan", "zero"),
+            "N = 0 positives in the batch: 'max1' divides by max(1, N) (loss 0); 'nan' divides by N "
+            "(0/0, ssd.pytorch, mmdet); 'zero' returns 0 (paper)",
+            source="torchvision ssd.py (N = max(1, num_foreground)); ssd.pytorch (N = num_pos.sum()); "
+                   "SSD paper section 2.2 (L = 0 if N = 0)"),
+        "beta": conventions.number(
+            "smooth L1 beta of the localisation loss", low=0.0,
+            source="torchvision ssd.py (F.smooth_l1_loss, beta 1); ssd.pytorch; Caffe SmoothL1Loss"),
+    },
     doc="torchvision ssd.py 255-324 (neg_to_pos_ratio (1 - 0.25)/0.25 = 3, torch.sort (not stable), "
         "N = max(1, num_foreground)); ssd.pytorch multibox_loss.py 82-117 (clamp(3*pos, max=P-1), "
         "N = num_pos.sum()); Caffe SSD MineHardExamples; mmdet ssd_head.py loss_by_feat_single; "
@@ -287,7 +327,9 @@ def _head_inputs(logits, deltas, targets, *, logits_ndim, logits_name, deltas_na
     if td.shape != dl.shape:
         raise ValueError(f"`targets.deltas` must have shape {dl.shape} (like `{deltas_name}`); got {td.shape}")
     dt = np.promote_types(x.dtype, dl.dtype)
-    return x.astype(dt, copy=False), dl.astype(dt, copy=False), labels, td.astype(dt, copy=False), batched
+    # C order at the boundary: the per-image and batch sums then add in one order for every layout
+    return (_c_order(x.astype(dt, copy=False)), _c_order(dl.astype(dt, copy=False)), _c_order(labels),
+            _c_order(td.astype(dt, copy=False)), batched)
 
 
 def _split_dloss(dloss, n, name="dloss"):
@@ -306,9 +348,13 @@ def _split_dloss(dloss, n, name="dloss"):
 # RPN loss
 # ------------------------------------------------------------------------------------------------
 
-def rpn_loss_forward(objectness, deltas, targets, *, pos_mask=None, neg_mask=None, convention="torchvision",
-                     cls_normalizer=None, reg_normalizer=None, beta=None, reg_weight=None,
-                     batch_size_per_image=256, anchors_per_location=9):
+@conventions.documented("rpn_loss")
+def rpn_loss_forward(objectness: np.ndarray, deltas: np.ndarray, targets: Any, *,
+                     pos_mask: Optional[np.ndarray] = None, neg_mask: Optional[np.ndarray] = None,
+                     convention: Convention = "torchvision", cls_normalizer: Optional[str] = None,
+                     reg_normalizer: Optional[str] = None, beta: Optional[float] = None,
+                     reg_weight: Optional[float] = None, batch_size_per_image: int = 256,
+                     anchors_per_location: int = 9) -> Tuple[RPNLoss, RPNLossCache]:
     """RPN loss: objectness BCE on sampled anchors + smooth L1 on sampled positives, normalised as
     each framework does (Faster R-CNN eq. 1 and its implementations).
 
@@ -340,11 +386,7 @@ def rpn_loss_forward(objectness, deltas, targets, *, pos_mask=None, neg_mask=Non
     """
     s = conventions.resolve("rpn_loss", convention, cls_normalizer=cls_normalizer,
                             reg_normalizer=reg_normalizer, beta=beta, reg_weight=reg_weight)
-    _checks.check_choice(s["cls_normalizer"], "cls_normalizer", ("sampled", "batch_size"))
-    _checks.check_choice(s["reg_normalizer"], "reg_normalizer",
-                         ("sampled", "sampled_per_image", "batch_size", "locations"))
-    b_ = _checks.check_positive(s["beta"], "beta", strict=False)
-    lam = _checks.check_positive(s["reg_weight"], "reg_weight", strict=False)
+    b_, lam = s["beta"], s["reg_weight"]
     bspi = _checks.check_int(batch_size_per_image, "batch_size_per_image", low=1)
     apl = _checks.check_int(anchors_per_location, "anchors_per_location", low=1)
     x = _checks.as_float_array(objectness, "objectness")
@@ -366,7 +408,7 @@ def rpn_loss_forward(objectness, deltas, targets, *, pos_mask=None, neg_mask=Non
             mm = _checks.as_array(m, nm)
             if mm.dtype != bool:
                 raise TypeError(f"`{nm}` must be a bool mask; got dtype {mm.dtype}")
-            mm = mm.reshape(labels.shape) if mm.size == labels.size else mm
+            mm = _c_order(mm.reshape(labels.shape)) if mm.size == labels.size else mm
             if mm.shape != labels.shape:
                 raise ValueError(f"`{nm}` must have shape {labels.shape}; got {np.shape(m)}")
             if (mm & ~base).any():
@@ -414,7 +456,7 @@ def rpn_loss_forward(objectness, deltas, targets, *, pos_mask=None, neg_mask=Non
                                 b_, (obj_shape, np.shape(deltas)), x2.dtype)
 
 
-def rpn_loss_backward(dloss, cache):
+def rpn_loss_backward(dloss: Union[float, Sequence[float]], cache: RPNLossCache) -> RPNLossGrads:
     """Gradients of :func:`rpn_loss_forward`: ``(sigmoid(x) - label) * selected / normaliser`` for
     the objectness and ``lambda * smooth_l1'(d) * positive / normaliser`` for the deltas.
 
@@ -435,9 +477,13 @@ def rpn_loss_backward(dloss, cache):
 # RetinaNet loss
 # ------------------------------------------------------------------------------------------------
 
-def retinanet_loss_forward(cls_logits, box_deltas, targets, *, normalizer=None, convention="torchvision",
-                           alpha=0.25, gamma=2.0, normalizer_eps=None, box_loss=None, beta=None,
-                           ema=None, ema_momentum=0.9, ema_initial=100.0):
+@conventions.documented("retinanet_loss")
+def retinanet_loss_forward(cls_logits: np.ndarray, box_deltas: np.ndarray, targets: Any, *,
+                           normalizer: Optional[str] = None, convention: Convention = "torchvision",
+                           alpha: float = 0.25, gamma: float = 2.0, normalizer_eps: Optional[float] = None,
+                           box_loss: Optional[str] = None, beta: Optional[float] = None,
+                           ema: Optional[float] = None, ema_momentum: float = 0.9,
+                           ema_initial: float = 100.0) -> Tuple[RetinaNetLoss, RetinaNetLossCache]:
     """RetinaNet loss: sigmoid focal classification loss over non-ignored anchors + box loss over
     positives, each divided by the framework's normaliser.
 
@@ -473,10 +519,9 @@ def retinanet_loss_forward(cls_logits, box_deltas, targets, *, normalizer=None, 
     """
     s = conventions.resolve("retinanet_loss", convention, normalizer=normalizer,
                             normalizer_eps=normalizer_eps, box_loss=box_loss, beta=beta)
-    norm = _checks.check_choice(s["normalizer"], "normalizer", ("per_image", "num_pos", "ema", "fg_plus_one"))
-    bl = _checks.check_choice(s["box_loss"], "box_loss", ("smooth_l1", "l1"))
-    b_ = 0.0 if bl == "l1" else _checks.check_positive(s["beta"], "beta", strict=False)
-    neps = _checks.check_positive(s["normalizer_eps"], "normalizer_eps", strict=False)
+    norm = s["normalizer"]
+    b_ = 0.0 if s["box_loss"] == "l1" else s["beta"]
+    neps = s["normalizer_eps"]
     a, gam = _focal_params(alpha, gamma)
     mom = _checks.check_probability(ema_momentum, "ema_momentum")
     shapes = (np.shape(cls_logits), np.shape(box_deltas))
@@ -530,7 +575,8 @@ def retinanet_loss_forward(cls_logits, box_deltas, targets, *, normalizer=None, 
     return losses, cache
 
 
-def retinanet_loss_backward(dloss, cache):
+def retinanet_loss_backward(dloss: Union[float, Sequence[float]], cache: RetinaNetLossCache
+                            ) -> RetinaNetLossGrads:
     """Gradients of :func:`retinanet_loss_forward` (the normaliser is a count: held fixed).
 
     ``dlogits = focal'(x) * valid / normaliser``, ``ddeltas = smooth_l1'(d) * positive /
@@ -564,8 +610,11 @@ def _stable_rank_desc(key, last=None):
     return rank
 
 
-def multibox_loss_forward(conf_logits, loc_deltas, targets, *, neg_pos_ratio=3, convention="torchvision",
-                          mining_cap=None, zero_positive=None, beta=None):
+@conventions.documented("multibox_loss")
+def multibox_loss_forward(conf_logits: np.ndarray, loc_deltas: np.ndarray, targets: Any, *,
+                          neg_pos_ratio: float = 3, convention: Convention = "torchvision",
+                          mining_cap: Optional[str] = None, zero_positive: Optional[str] = None,
+                          beta: Optional[float] = None) -> Tuple[MultiBoxLoss, MultiBoxLossCache]:
     """SSD MultiBox loss ``(L_conf + L_loc) / N`` with 3:1 hard-negative mining (Liu et al. 2016).
 
     Parameters
@@ -604,9 +653,7 @@ def multibox_loss_forward(conf_logits, loc_deltas, targets, *, neg_pos_ratio=3, 
     """
     s = conventions.resolve("multibox_loss", convention, mining_cap=mining_cap, zero_positive=zero_positive,
                             beta=beta)
-    cap = _checks.check_choice(s["mining_cap"], "mining_cap", ("none", "negatives", "priors_minus_one"))
-    zp = _checks.check_choice(s["zero_positive"], "zero_positive", ("max1", "nan", "zero"))
-    b_ = _checks.check_positive(s["beta"], "beta", strict=False)
+    cap, zp, b_ = s["mining_cap"], s["zero_positive"], s["beta"]
     ratio = _checks.check_positive(neg_pos_ratio, "neg_pos_ratio", strict=False)
     shapes = (np.shape(conf_logits), np.shape(loc_deltas))
     z, dl, labels, td, _ = _head_inputs(conf_logits, loc_deltas, targets, logits_ndim=2,
@@ -669,7 +716,8 @@ def multibox_loss_forward(conf_logits, loc_deltas, targets, *, neg_pos_ratio=3, 
     return losses, cache
 
 
-def multibox_loss_backward(dloss, cache):
+def multibox_loss_backward(dloss: Union[float, Sequence[float]], cache: MultiBoxLossCache
+                           ) -> MultiBoxLossGrads:
     """Gradients of :func:`multibox_loss_forward` with the mined set held fixed:
     ``dconf = count * (softmax - onehot) / N`` (count = 2 for torchvision's double-counted
     positives) and ``dloc = smooth_l1'(d) * positive / N``. ``dloss``: scalar or pair."""

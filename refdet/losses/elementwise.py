@@ -5,12 +5,12 @@ See :mod:`refdet.losses` for the shape of every pair, the dtype rules and the do
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
 from refdet import _checks
-from refdet.losses._reduction import _ReduceInfo, _check_cache, _check_reduction, _reduce, _reduce_backward
+from refdet.losses._reduction import _c_order, _ReduceInfo, _check_cache, _check_reduction, _reduce, _reduce_backward
 
 __all__ = [
     "bce_with_logits_forward", "bce_with_logits_backward",
@@ -85,7 +85,7 @@ class RegressionCache(NamedTuple):
 # ------------------------------------------------------------------------------------------------
 
 def _logits(x, name="logits"):
-    return _checks.as_float_array(x, name)
+    return _c_order(_checks.as_float_array(x, name))
 
 
 def _like(t, x, tname, xname):
@@ -93,7 +93,7 @@ def _like(t, x, tname, xname):
     arr = _checks.as_float_array(t, tname)
     if arr.shape != x.shape:
         raise ValueError(f"`{xname}` and `{tname}` must have the same shape; got {x.shape} and {arr.shape}")
-    return arr.astype(x.dtype, copy=False)
+    return _c_order(arr.astype(x.dtype, copy=False))
 
 
 def _sigmoid(x):
@@ -151,7 +151,8 @@ def _smooth_l1_grad(d, beta):
 # Binary cross entropy with logits
 # ------------------------------------------------------------------------------------------------
 
-def bce_with_logits_forward(logits, targets, *, reduction="mean", weight=None):
+def bce_with_logits_forward(logits: np.ndarray, targets: np.ndarray, *, reduction: str = "mean",
+                            weight: Optional[np.ndarray] = None) -> Tuple[np.ndarray, BCECache]:
     """Binary cross entropy on logits, ``F.binary_cross_entropy_with_logits``.
 
     ``L = -[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))] = max(x, 0) - x t + log1p(exp(-|x|))``,
@@ -171,13 +172,17 @@ def bce_with_logits_forward(logits, targets, *, reduction="mean", weight=None):
     -------
     loss : ndarray, shape S ("none") or ()
     cache : BCECache
+
+    Notes
+    -----
+    Reference: :func:`refdet.reference.losses.bce_with_logits` (equal bit for bit).
     """
     red = _check_reduction(reduction)
     x = _logits(logits)
     t = _like(targets, x, "targets", "logits")
     w = None
     if weight is not None:
-        w = _checks.as_float_array(weight, "weight").astype(x.dtype, copy=False)
+        w = _c_order(_checks.as_float_array(weight, "weight").astype(x.dtype, copy=False))
         try:
             np.broadcast_shapes(w.shape, x.shape)
         except ValueError:
@@ -193,8 +198,11 @@ def bce_with_logits_forward(logits, targets, *, reduction="mean", weight=None):
     return _reduce(loss, red), BCECache(p, t, w, info)
 
 
-def bce_with_logits_backward(dloss, cache):
-    """``dL/dx = (sigmoid(x) - t) * weight``; returns ``LogitGrads(dlogits)``."""
+def bce_with_logits_backward(dloss: Union[float, np.ndarray], cache: BCECache) -> LogitGrads:
+    """``dL/dx = (sigmoid(x) - t) * weight``; returns ``LogitGrads(dlogits)``.
+
+    Reference: :func:`refdet.reference.losses.bce_with_logits_grad` (equal bit for bit).
+    """
     _check_cache(cache, BCECache, "bce_with_logits_forward")
     g = _reduce_backward(dloss, cache.red)
     dx = (cache.p - cache.targets) * g
@@ -208,10 +216,10 @@ def bce_with_logits_backward(dloss, cache):
 # ------------------------------------------------------------------------------------------------
 
 def _class_logits(logits, labels, ignore_index):
-    z = _checks.as_float_array(logits, "logits")
+    z = _c_order(_checks.as_float_array(logits, "logits"))
     if z.ndim != 2:
         raise ValueError(f"`logits` must be 2-D with shape (N, K); got shape {z.shape}")
-    y = _checks.as_int_labels(labels, "labels")
+    y = _c_order(_checks.as_int_labels(labels, "labels"))
     if y.shape[0] != z.shape[0]:
         raise ValueError(f"`logits` and `labels` must have the same length N; got {z.shape[0]} and {y.shape[0]}")
     ignore_index = _checks.check_int(ignore_index, "ignore_index")
@@ -225,7 +233,8 @@ def _class_logits(logits, labels, ignore_index):
     return z, y, valid
 
 
-def softmax_cross_entropy_forward(logits, labels, *, reduction="mean", ignore_index=-1):
+def softmax_cross_entropy_forward(logits: np.ndarray, labels: np.ndarray, *, reduction: str = "mean",
+                                  ignore_index: int = -1) -> Tuple[np.ndarray, CECache]:
     """Softmax cross entropy, ``F.cross_entropy(logits, labels, ignore_index=...)``.
 
     ``L_i = logsumexp(z_i) - z_i[y_i] = -log softmax(z_i)[y_i]``. Example (the seed's): a background
@@ -257,7 +266,7 @@ def softmax_cross_entropy_forward(logits, labels, *, reduction="mean", ignore_in
     return _reduce(loss, red, count=info.count), CECache(np.exp(logp), y, valid, info)
 
 
-def softmax_cross_entropy_backward(dloss, cache):
+def softmax_cross_entropy_backward(dloss: Union[float, np.ndarray], cache: CECache) -> LogitGrads:
     """``dL_i/dz_i = softmax(z_i) - onehot(y_i)`` (0 for ignored rows); returns ``LogitGrads``."""
     _check_cache(cache, CECache, "softmax_cross_entropy_forward")
     g = _reduce_backward(dloss, cache.red)
@@ -280,12 +289,21 @@ def _focal_params(alpha, gamma):
     return a, g
 
 
-def sigmoid_focal_loss_forward(logits, targets, *, alpha=0.25, gamma=2.0, reduction="none"):
+def sigmoid_focal_loss_forward(logits: np.ndarray, targets: np.ndarray, *, alpha: Optional[float] = 0.25,
+                               gamma: float = 2.0, reduction: str = "none") -> Tuple[np.ndarray, FocalCache]:
     """Sigmoid focal loss (Lin et al. 2017), ``torchvision.ops.sigmoid_focal_loss``.
 
-    ``p = sigmoid(x)``, ``p_t = p t + (1 - p)(1 - t)``, ``alpha_t = alpha t + (1 - alpha)(1 - t)``,
-    ``FL = -alpha_t (1 - p_t)^gamma log(p_t)``. ``alpha`` weights the **positive** class (0.25 in
-    the paper: positives are down-weighted because gamma already silences the easy negatives).
+    The paper's terms, in torchvision's order of operations::
+
+        p       = sigmoid(x) = 1 / (1 + exp(-x))
+        ce      = BCE(x, t) = -[t log p + (1 - t) log(1 - p)]      (from the logits, never overflows)
+        p_t     = p t + (1 - p)(1 - t)
+        loss    = ce * (1 - p_t) ** gamma
+        alpha_t = alpha t + (1 - alpha)(1 - t)                       (skipped for alpha = -1)
+        FL      = alpha_t * loss
+
+    ``alpha`` weights the **positive** class (0.25 in the paper: positives are down-weighted because
+    gamma already silences the easy negatives).
 
     Parameters
     ----------
@@ -306,22 +324,33 @@ def sigmoid_focal_loss_forward(logits, targets, *, alpha=0.25, gamma=2.0, reduct
 
     Notes
     -----
-    The order of operations is torchvision's: ``ce = bce_with_logits(x, t)``,
-    ``loss = ce * (1 - p_t) ** gamma``, then ``alpha_t * loss``. ``ce`` is taken from the logits,
-    not from ``-log(p_t)``, so it stays exact where p_t rounds to 1. In float32 that order inherits
-    torch's cancellation: for t = 0 and x << 0, ``(1 - t) x - log_sigmoid(x)`` subtracts two numbers
-    close to x, and a loss of 7e-13 at x = -9.2 carries a ~1e-3 relative error in torchvision and in
-    refdet alike (the two then differ by many ulps, both far from the float64 value). Use float64
-    inputs for the oracle answer.
+    Reference: :func:`refdet.reference.losses.sigmoid_focal_loss`, the lines above as written; this
+    function computes the same operations in the same order (equal bit for bit) in reused buffers
+    (:func:`_sigmoid_focal_inplace`), which RetinaNet-sized inputs need for speed.
+
+    ``ce`` is taken from the logits, not from ``-log(p_t)``, so it stays exact where p_t rounds to 1.
+    In float32 torchvision's order inherits a cancellation: for t = 0 and x << 0,
+    ``(1 - t) x - log_sigmoid(x)`` subtracts two numbers close to x, and a loss of 7e-13 at x = -9.2
+    carries a ~1e-3 relative error in torchvision and in refdet alike (the two then differ by many
+    ulps, both far from the float64 value). Use float64 inputs for the oracle answer.
     """
     red = _check_reduction(reduction)
     a, gam = _focal_params(alpha, gamma)
     x = _logits(logits)
     t = _like(targets, x, "targets", "logits")
+    loss, p, q, ce = _sigmoid_focal_inplace(x, t, a, gam)
+    info = _ReduceInfo(red, x.shape, x.size, x.dtype)
+    return _reduce(loss, red), FocalCache(p, q, t, ce, a, gam, info)
+
+
+def _sigmoid_focal_inplace(x, t, a, gam):
+    """The speed path of :func:`sigmoid_focal_loss_forward`: the same operations as the reference
+    (and as torchvision), in the same order, written into reused buffers: on RetinaNet-sized inputs
+    (10^7 elements) every fresh temporary costs as much as the arithmetic (page faults).
+    Returns ``(loss, p, q, ce)`` with ``q = 1 - p = sigmoid(-x)`` (for the gradient). ``x`` and ``t``
+    are only read."""
     dt = x.dtype.type
     one = dt(1)
-    # The same operations as torchvision, in the same order, but written in place: on RetinaNet-sized
-    # inputs (10^7 elements) every fresh temporary costs as much as the arithmetic (page faults).
     with np.errstate(over="ignore"):
         p = np.negative(x)
         np.exp(p, out=p)
@@ -357,12 +386,13 @@ def sigmoid_focal_loss_forward(logits, targets, *, alpha=0.25, gamma=2.0, reduct
         omt *= dt(1 - a)
         alpha_t += omt                                   # + (1 - alpha) * (1 - t)
         np.multiply(alpha_t, loss, out=loss)             # alpha_t * loss
-    info = _ReduceInfo(red, x.shape, x.size, x.dtype)
-    return _reduce(loss, red), FocalCache(p, q, t, ce, a, gam, info)
+    return loss, p, q, ce
 
 
 def _focal_dx(c, g):
-    """The closed-form focal-loss gradient, term by term (``g`` = upstream per element).
+    """The closed-form focal-loss gradient, term by term (``g`` = upstream per element); the speed
+    path of :func:`refdet.reference.losses.sigmoid_focal_loss_grad` (the same terms in the same
+    order, in reused buffers).
 
     Write the loss as a product of three factors, ``FL = alpha_t * ce * m`` with
 
@@ -429,16 +459,21 @@ def _focal_dx(c, g):
     return dx
 
 
-def sigmoid_focal_loss_backward(dloss, cache):
-    """Gradient of :func:`sigmoid_focal_loss_forward`; returns ``LogitGrads(dlogits)``. The
-    derivation is in the comments of ``_focal_dx`` (and the module's tests)."""
+def sigmoid_focal_loss_backward(dloss: Union[float, np.ndarray], cache: FocalCache) -> LogitGrads:
+    """Gradient of :func:`sigmoid_focal_loss_forward`; returns ``LogitGrads(dlogits)``.
+
+    Reference: :func:`refdet.reference.losses.sigmoid_focal_loss_grad`, the derivative as the
+    paper's terms (term 1: the BCE gradient times the modulating factor; term 2: the modulating
+    factor's own slope), equal bit for bit; the derivation and the limits are in ``_focal_dx``.
+    """
     _check_cache(cache, FocalCache, "sigmoid_focal_loss_forward")
     g = _reduce_backward(dloss, cache.red, scalar_ok=True)
     return LogitGrads(_focal_dx(cache, g))
 
 
-def softmax_focal_loss_forward(logits, labels, *, alpha=None, gamma=2.0, reduction="none",
-                               ignore_index=-1, background=0):
+def softmax_focal_loss_forward(logits: np.ndarray, labels: np.ndarray, *, alpha: Optional[float] = None,
+                               gamma: float = 2.0, reduction: str = "none", ignore_index: int = -1,
+                               background: int = 0) -> Tuple[np.ndarray, SoftmaxFocalCache]:
     """Softmax focal loss (RetinaNet paper's softmax variant; Detectron1 ``SoftmaxFocalLoss``).
 
     ``p = softmax(z)``, ``FL_i = -alpha_t (1 - p_y)^gamma log p_y`` with ``y`` the label.
@@ -485,7 +520,7 @@ def softmax_focal_loss_forward(logits, labels, *, alpha=None, gamma=2.0, reducti
                                                                    alpha_t, gam, info)
 
 
-def softmax_focal_loss_backward(dloss, cache):
+def softmax_focal_loss_backward(dloss: Union[float, np.ndarray], cache: SoftmaxFocalCache) -> LogitGrads:
     """Gradient of the softmax focal loss.
 
     With ``q = 1 - p_y`` and ``d p_y / d z_j = p_y (delta_jy - p_j)``:
@@ -525,10 +560,11 @@ def _pred_target(pred, target):
     if p.shape != t.shape:
         raise ValueError(f"`pred` and `target` must have the same shape; got {p.shape} and {t.shape}")
     dt = np.promote_types(p.dtype, t.dtype)
-    return p.astype(dt, copy=False), t.astype(dt, copy=False)
+    return _c_order(p.astype(dt, copy=False)), _c_order(t.astype(dt, copy=False))
 
 
-def smooth_l1_forward(pred, target, *, beta=1.0, reduction="mean"):
+def smooth_l1_forward(pred: np.ndarray, target: np.ndarray, *, beta: float = 1.0,
+                      reduction: str = "mean") -> Tuple[np.ndarray, RegressionCache]:
     """Smooth L1 (Huber / beta) loss, ``F.smooth_l1_loss(pred, target, beta=beta)``.
 
     ``l(d) = 0.5 d^2 / beta`` if ``|d| < beta`` else ``|d| - 0.5 beta``, ``d = pred - target``.
@@ -542,6 +578,10 @@ def smooth_l1_forward(pred, target, *, beta=1.0, reduction="mean"):
     -------
     loss : ndarray, shape of ``pred`` ("none") or ()
     cache : RegressionCache
+
+    Notes
+    -----
+    Reference: :func:`refdet.reference.losses.smooth_l1` (equal bit for bit).
     """
     red = _check_reduction(reduction)
     b = _checks.check_positive(beta, "beta", strict=False)
@@ -551,16 +591,18 @@ def smooth_l1_forward(pred, target, *, beta=1.0, reduction="mean"):
     return _reduce(_smooth_l1_elementwise(d, b), red), RegressionCache(d, b, info)
 
 
-def smooth_l1_backward(dloss, cache):
+def smooth_l1_backward(dloss: Union[float, np.ndarray], cache: RegressionCache) -> RegressionGrads:
     """``dl/dd = clip(d / beta, -1, 1)`` (``sign(d)`` for beta = 0, 0 at d = 0); returns
-    ``RegressionGrads(dpred, dtarget)`` with ``dtarget = -dpred``."""
+    ``RegressionGrads(dpred, dtarget)`` with ``dtarget = -dpred``. Reference:
+    :func:`refdet.reference.losses.smooth_l1_grad` (equal bit for bit)."""
     _check_cache(cache, RegressionCache, "smooth_l1_forward")
     g = _reduce_backward(dloss, cache.red)
     dp = _smooth_l1_grad(cache.diff, cache.beta) * g
     return RegressionGrads(dp, -dp)
 
 
-def l1_forward(pred, target, *, reduction="mean"):
+def l1_forward(pred: np.ndarray, target: np.ndarray, *, reduction: str = "mean"
+               ) -> Tuple[np.ndarray, RegressionCache]:
     """L1 loss ``|pred - target|``, ``F.l1_loss``; the subgradient at 0 is 0 (PyTorch's sign)."""
     red = _check_reduction(reduction)
     p, t = _pred_target(pred, target)
@@ -569,6 +611,6 @@ def l1_forward(pred, target, *, reduction="mean"):
     return _reduce(np.abs(d), red), RegressionCache(d, 0.0, info)
 
 
-def l1_backward(dloss, cache):
+def l1_backward(dloss: Union[float, np.ndarray], cache: RegressionCache) -> RegressionGrads:
     """``sign(pred - target)``; returns ``RegressionGrads(dpred, dtarget)``."""
     return smooth_l1_backward(dloss, cache)
