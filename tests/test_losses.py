@@ -988,3 +988,67 @@ def test_multibox_caps_vs_ssd_pytorch_and_mmdet_transcripts(B, P, K, data):
     out, c = L.multibox_loss_forward(z, d, t, convention="mmdet")
     _close(out.classification, mc)
     _close(L.multibox_loss_backward((1.0, 0.0), c).dconf_logits, mg, atol=1e-15)
+
+
+# =================================================================================================
+# Memory layout: C, Fortran, strided, reversed and read-only views give the same bits
+# =================================================================================================
+
+from tests._layouts import LAYOUTS, assert_bits_equal, with_layout  # noqa: E402
+
+
+def _layout_inputs():
+    """One call per public forward of refdet.losses, large enough that NumPy's pairwise summation
+    works in blocks (the sums are where the memory order could change the rounding)."""
+    r = np.random.default_rng(11)
+    x, t = r.standard_normal((37, 19)) * 4, (r.random((37, 19)) < 0.3).astype(float)
+    y = r.integers(-1, 19, 37)
+    B, N, K = 2, 160, 7
+    dl, td = r.standard_normal((B, N, 4)), r.standard_normal((B, N, 4))
+    xy = r.uniform(0, 50, (60, 2))
+    p = np.concatenate([xy, xy + r.uniform(1, 30, (60, 2))], 1)
+    g = p + r.uniform(-5, 5, (60, 4))
+    ssd_labels = np.where(r.random((B, N)) < 0.2, r.integers(1, K, (B, N)), 0)
+    return {
+        "bce_with_logits": ((x, t), {"weight": r.random(19)}),
+        "softmax_cross_entropy": ((x, y), {}),
+        "sigmoid_focal_loss": ((x, t), {"reduction": "sum"}),
+        "softmax_focal_loss": ((x, y), {"alpha": 0.25, "reduction": "mean"}),
+        "smooth_l1": ((x, t), {"beta": 0.5}),
+        "l1": ((x, t), {}),
+        "giou_loss": ((p, g), {"reduction": "mean"}),
+        "diou_loss": ((p, g), {"reduction": "sum", "convention": "mmdet"}),
+        "ciou_loss": ((p, g), {"reduction": "mean"}),
+        "rpn_loss": ((r.standard_normal((B, N)), dl, L.LossTargets(r.integers(-1, 2, (B, N)), td)),
+                     {"convention": "detectron2"}),
+        "retinanet_loss": ((r.standard_normal((B, N, K)) * 3, dl, L.LossTargets(r.integers(-2, K + 1, (B, N)), td)),
+                           {"convention": "mmdet"}),
+        "multibox_loss": ((r.standard_normal((B, N, K)), dl, L.LossTargets(ssd_labels, td)), {}),
+    }
+
+
+_LAYOUT_CASES = _layout_inputs()
+
+
+def test_layout_cases_cover_every_forward():
+    forwards = {n[:-len("_forward")] for n in L.__all__ if n.endswith("_forward")}
+    assert forwards == set(_LAYOUT_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(_LAYOUT_CASES))
+def test_results_do_not_depend_on_memory_layout(name):
+    # Today's bug this pins: retinanet_loss_forward summed Fortran-ordered logits in another order
+    # (1 ulp apart under mmdet and detectron2 normalisers). Every forward and its backward, for each
+    # layout of every input array (and of the upstream gradient), must give the same bits.
+    fwd, bwd = getattr(L, f"{name}_forward"), getattr(L, f"{name}_backward")
+    args, kw = _LAYOUT_CASES[name]
+    base_out, base_cache = fwd(*with_layout(args, "C"), **kw)
+    dloss = np.random.default_rng(1).standard_normal(np.shape(base_out)) if np.ndim(base_out) else 1.3
+    if isinstance(base_out, tuple):
+        dloss = (0.7, 1.9)
+    base_grads = bwd(dloss, base_cache)
+    for kind in LAYOUTS[1:]:
+        out, cache = fwd(*with_layout(args, kind), **kw)
+        assert_bits_equal(out, base_out, f"{name}_forward[{kind}]")
+        grads = bwd(with_layout(dloss, kind) if isinstance(dloss, np.ndarray) else dloss, cache)
+        assert_bits_equal(grads, base_grads, f"{name}_backward[{kind}]")
