@@ -29,7 +29,9 @@ convention knob (``print(refdet.conventions.describe("complete_box_iou"))`` prin
     box_iou(a, b, guard="eps_union")         # mmdet: union clamped to >= 1e-6
 
 The readable versions (a loop over pairs, the papers' formulas per pair) are in
-:mod:`refdet.reference.iou`; tests hold every function here equal to them.
+:mod:`refdet.reference.iou`; tests hold every function here equal to them. This module resolves the
+profiles and documents the functions; the computation, shared by all three shapes, is in the private
+:mod:`refdet._iou_engine`.
 
 Order of operations (for float32 bit-exactness with ``torchvision.ops.box_iou``)::
 
@@ -302,7 +304,7 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Convention = 
             k = stop - start
             block = tuple(c[start:stop, None] for c in c1)          # (k, 1) against (M,)
             E.inter_union_into(block, c2, a1[start:stop, None], a2, s["plus_one"], s["guard"], eps,
-                              inter[:k], union[:k], tmp[:k], out[start:stop], half)
+                               inter[:k], union[:k], tmp[:k], out[start:stop], half)
     return out
 
 

@@ -486,3 +486,24 @@ def test_results_do_not_depend_on_memory_layout():
             assert_bits_equal(out[0] if bwd else out, base[0] if bwd else base, f"{name}[{kind}]")
             if bwd:
                 assert_bits_equal(bwd(with_layout(up, kind), out[1]), base_g, f"{name} backward[{kind}]")
+
+
+def test_convention_tables_are_declared_and_documented():
+    # every knob of the IoU family and of the losses is a declared Option with a source, and each
+    # public function carries the generated table of its op
+    from refdet import conventions
+    from refdet import losses as L
+    ops = {"box_iou": riou.box_iou, "box_iou_paired": riou.box_iou_paired_forward,
+           "generalized_box_iou": riou.generalized_box_iou,
+           "generalized_box_iou_paired": riou.generalized_box_iou_paired_forward,
+           "distance_box_iou": riou.distance_box_iou, "distance_box_iou_paired": riou.distance_box_iou_paired,
+           "complete_box_iou": riou.complete_box_iou, "complete_box_iou_paired": riou.complete_box_iou_paired,
+           "giou_loss": L.giou_loss_forward, "diou_loss": L.diou_loss_forward, "ciou_loss": L.ciou_loss_forward,
+           "rpn_loss": L.rpn_loss_forward, "retinanet_loss": L.retinanet_loss_forward,
+           "multibox_loss": L.multibox_loss_forward}
+    for op, f in ops.items():
+        table = conventions.describe(op)
+        assert all(o.kind != "legacy" and o.source for o in table.options.values()), op
+        assert getattr(f, "__convention_op__", None) == op and "Conventions\n" in f.__doc__, op
+        for knob in table.options:
+            assert f"``{knob}``" in f.__doc__, (op, knob)

@@ -4,7 +4,9 @@ torchvision with gradients compared to autograd.
 
 Tolerances: float64 closed forms 1e-12 relative; gradient checks |a - n| <= 1e-6 + 1e-5 |n|;
 float64 against torch float64 1e-12 (same formulas, same order, only libm rounding differs); float32
-against torch float32 a few ulp of the value's magnitude (exp/log1p/atan differ in the last place).
+against torch float32 a few ulp of the value's magnitude (exp/log1p/atan differ in the last place),
+except the IoU losses, which equal torchvision's bits in float32 and float64 (CIoU given torch's
+arctangent). Every public function also gives the same bits for every memory layout of its inputs.
 """
 import math
 import types
@@ -1052,3 +1054,21 @@ def test_results_do_not_depend_on_memory_layout(name):
         assert_bits_equal(out, base_out, f"{name}_forward[{kind}]")
         grads = bwd(with_layout(dloss, kind) if isinstance(dloss, np.ndarray) else dloss, cache)
         assert_bits_equal(grads, base_grads, f"{name}_backward[{kind}]")
+
+
+@given(rst.aligned_box_sets(max_n=16, grid=None, min_size=0.0), st.sampled_from([np.float32, np.float64]),
+       st.sampled_from([1e-7, 1e-3]))
+def test_iou_losses_bit_exact_vs_torchvision(pair, dtype, eps):
+    # The losses are 1 - value of refdet.iou's paired family, summed in torchvision's order
+    # ((1 - iou) + rho^2/c^2 + alpha v): float32 and float64 bits equal torchvision's, NaNs included
+    # (CIoU with torch's arctangent: NumPy's and SLEEF's differ in the last bit)
+    torch = _torch()
+    tv = _tv_box_losses()
+    a, b = (x.astype(dtype) for x in pair)
+    tatan = lambda x: torch.atan(torch.from_numpy(np.ascontiguousarray(x))).numpy()  # noqa: E731
+    for kind, ref_f in tv.items():
+        ref = ref_f(torch.from_numpy(a), torch.from_numpy(b), reduction="none", eps=eps).numpy()
+        kw = {"atan": tatan} if kind == "ciou" else {}
+        ours = getattr(L, f"{kind}_loss_forward")(a, b, eps=eps, **kw)[0]
+        assert ours.dtype == ref.dtype
+        np.testing.assert_array_equal(ours.view(np.uint8), ref.view(np.uint8))

@@ -9,7 +9,10 @@ The package has three parts:
 * :mod:`refdet.losses.detector`: the composed RPN, RetinaNet and SSD (MultiBox) losses, each with
   its framework's normaliser.
 
-Every public name is importable from ``refdet.losses`` (and from ``refdet``).
+Every public name is importable from ``refdet.losses`` (and from ``refdet``). The readable versions
+of the element-wise losses (BCE, smooth L1, the focal loss and its gradient as the paper's terms) are
+in :mod:`refdet.reference.losses`; the box losses are ``1 - value`` of :mod:`refdet.iou`'s paired
+family, whose formulas per pair are in :mod:`refdet.reference.iou`.
 
 Every loss has the CS231n shape::
 
