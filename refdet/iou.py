@@ -454,7 +454,10 @@ def complete_box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Conv
     diagonal is ``refdet.ciou_loss_forward(a, b, convention="mmdet")`` (mmdet adds
     ``rho^2/c^2 + alpha v`` before subtracting it: the two may differ in the last bit). The gate is
     the big difference from torchvision's CIoU: for a pair with IoU <= 0.5 mmdet's CIoU is its
-    DIoU, larger than torchvision's CIoU by ``alpha v`` (up to about 0.43).
+    DIoU, larger than torchvision's CIoU by ``alpha v`` (up to about 0.43). mmdet's alpha has no eps:
+    for two identical boxes (v = 0) whose IoU rounds to 1 (float32 once ``U + eps`` rounds to ``U``,
+    i.e. U >= 16 with eps = 1e-6) alpha is 0/0 and mmdet's CIoU, and its loss, are NaN; refdet
+    reproduces that (float64 keeps IoU < 1 there).
     Reference: :func:`refdet.reference.iou.ciou` per pair (within a few ulp: the arctangents).
     """
     s, e = _family_profile("complete_box_iou", convention, plus_one=plus_one, guard=guard,

@@ -1072,3 +1072,17 @@ def test_iou_losses_bit_exact_vs_torchvision(pair, dtype, eps):
         ours = getattr(L, f"{kind}_loss_forward")(a, b, eps=eps, **kw)[0]
         assert ours.dtype == ref.dtype
         np.testing.assert_array_equal(ours.view(np.uint8), ref.view(np.uint8))
+
+
+def test_mmdet_ciou_of_identical_float32_boxes_is_nan_as_in_mmdet():
+    # mmdet's alpha = (iou > 0.5) * v / (1 - iou + v) has no eps: identical boxes have v = 0, and in
+    # float32 iou = I / (U + 1e-6) rounds to exactly 1 once U >= 16 (U + 1e-6 == U), so alpha = 0/0.
+    # [0, 0, 10, 20]: U = 200 -> NaN in float32 (mmdet's own result, transcribed below), while in
+    # float64 iou = 200 / 200.000001 < 1: alpha = 0, loss = 1 - iou = 5e-9.
+    torch = _torch()
+    b = np.array([[0.0, 0.0, 10.0, 20.0]])
+    assert np.isnan(L.ciou_loss_forward(b.astype(np.float32), b.astype(np.float32), convention="mmdet")[0][0])
+    np.testing.assert_allclose(L.ciou_loss_forward(b, b, convention="mmdet")[0], [1 - 200 / (200 + 1e-6)],
+                               rtol=1e-6)
+    t = torch.tensor(b, dtype=torch.float32)
+    assert torch.isnan(_mmdet_reference("ciou", t, t, 1e-6)).all()

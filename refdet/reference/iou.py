@@ -7,47 +7,52 @@ paper's formula in the order of operations of ``torchvision.ops.boxes``. ``pairw
 are the loops over pairs.
 Tests hold :mod:`refdet.iou` equal to these (bit for bit, except where an arctangent is involved).
 """
+from __future__ import annotations
+
 import math
+from typing import Callable, Sequence
 
 import numpy as np
 
+Box = Sequence[float]    # x1, y1, x2, y2: a row of an array (NumPy scalars)
 
-def area(a):
+
+def area(a: Box) -> float:
     """Width times height, ``(x2 - x1) * (y2 - y1)``."""
     return (a[2] - a[0]) * (a[3] - a[1])
 
 
-def intersection(a, b):
+def intersection(a: Box, b: Box) -> float:
     """Area of the overlap: the overlap's width and height, each clamped at 0."""
     w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     return w * h
 
 
-def union(a, b):
+def union(a: Box, b: Box) -> float:
     """``area(a) + area(b) - intersection`` (the areas are added first)."""
     return (area(a) + area(b)) - intersection(a, b)
 
 
-def iou(a, b):
+def iou(a: Box, b: Box) -> float:
     """Jaccard index ``I / U`` (0/0 = NaN for two degenerate boxes, as torchvision)."""
     return intersection(a, b) / union(a, b)
 
 
-def enclosing_box(a, b):
+def enclosing_box(a: Box, b: Box) -> tuple:
     """Width and height of the smallest box containing both, each clamped at 0."""
     return (max(0, max(a[2], b[2]) - min(a[0], b[0])),
             max(0, max(a[3], b[3]) - min(a[1], b[1])))
 
 
-def giou(a, b):
+def giou(a: Box, b: Box) -> float:
     """Generalized IoU (Rezatofighi et al. 2019): ``IoU - (C - U) / C``, C = enclosing area."""
     w, h = enclosing_box(a, b)
     c = w * h
     return iou(a, b) - (c - union(a, b)) / c
 
 
-def diou(a, b, eps=0.0):
+def diou(a: Box, b: Box, eps: float = 0.0) -> float:
     """Distance IoU (Zheng et al. 2020): ``IoU - rho^2 / (c^2 + eps)``; rho is the distance of the
     centres, c the diagonal of the enclosing box."""
     rho2 = ((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2) ** 2 + ((a[1] + a[3]) / 2 - (b[1] + b[3]) / 2) ** 2
@@ -56,7 +61,7 @@ def diou(a, b, eps=0.0):
     return iou(a, b) - rho2 / c2
 
 
-def ciou(a, b, eps=0.0, atan=np.arctan):
+def ciou(a: Box, b: Box, eps: float = 0.0, atan: Callable = np.arctan) -> float:
     """Complete IoU (Zheng et al. 2020): ``DIoU - alpha v`` with the aspect-ratio term
     ``v = 4/pi^2 (atan(wa/ha) - atan(wb/hb))^2`` and ``alpha = v / (1 - IoU + v + eps)``."""
     v = 4 / math.pi ** 2 * (atan((a[2] - a[0]) / (a[3] - a[1])) - atan((b[2] - b[0]) / (b[3] - b[1]))) ** 2
@@ -70,7 +75,7 @@ def _rows(boxes):
     return arr.astype(np.float32 if arr.dtype in (np.float16, np.float32) else np.float64)
 
 
-def pairwise(f, boxes1, boxes2, **kw):
+def pairwise(f: Callable, boxes1: np.ndarray, boxes2: np.ndarray, **kw) -> np.ndarray:
     """The (N, M) array ``f(a, b)`` for every box ``a`` of ``boxes1`` and ``b`` of ``boxes2``."""
     b1, b2 = _rows(boxes1), _rows(boxes2)
     out = np.empty((len(b1), len(b2)), np.result_type(b1, b2))
@@ -81,7 +86,7 @@ def pairwise(f, boxes1, boxes2, **kw):
     return out
 
 
-def paired(f, boxes1, boxes2, **kw):
+def paired(f: Callable, boxes1: np.ndarray, boxes2: np.ndarray, **kw) -> np.ndarray:
     """The (N,) array ``f(boxes1[i], boxes2[i])``."""
     b1, b2 = _rows(boxes1), _rows(boxes2)
     out = np.empty(len(b1), np.result_type(b1, b2))
@@ -91,6 +96,6 @@ def paired(f, boxes1, boxes2, **kw):
     return out
 
 
-def box_iou(boxes1, boxes2):
+def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """Pairwise IoU, shape (N, M): the loop over pairs (:func:`refdet.box_iou`, ``"torchvision"``)."""
     return pairwise(iou, boxes1, boxes2)

@@ -5,20 +5,22 @@ The readable versions of :mod:`refdet.losses.elementwise`. Each function takes a
 float32 array keeps float32 arithmetic) and returns the per-element value. The order of operations
 is torchvision's, so tests hold the fast paths equal to these bit for bit.
 """
+from __future__ import annotations
+
 import numpy as np
 
 
-def sigmoid(x):
+def sigmoid(x: np.ndarray) -> np.ndarray:
     """``p = 1 / (1 + exp(-x))``."""
     return 1 / (1 + np.exp(-x))
 
 
-def log_sigmoid(x):
+def log_sigmoid(x: np.ndarray) -> np.ndarray:
     """``log p = min(x, 0) - log(1 + exp(-|x|))``: the same number, without overflow for any x."""
     return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
 
 
-def bce_with_logits(x, t):
+def bce_with_logits(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Binary cross entropy ``-[t log p + (1 - t) log(1 - p)]`` with ``p = sigmoid(x)``.
 
     With ``log(1 - p) = log_sigmoid(x) - x`` this is ``(1 - t) x - log_sigmoid(x)``, which never
@@ -27,12 +29,12 @@ def bce_with_logits(x, t):
     return (1 - t) * x - log_sigmoid(x)
 
 
-def bce_with_logits_grad(x, t):
+def bce_with_logits_grad(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     """``dL/dx = p - t``."""
     return sigmoid(x) - t
 
 
-def smooth_l1(d, beta):
+def smooth_l1(d: np.ndarray, beta: float) -> np.ndarray:
     """Smooth L1 of a difference ``d``: ``0.5 d^2 / beta`` where ``|d| < beta``, else
     ``|d| - 0.5 beta``; the pieces meet at ``|d| = beta`` (value beta / 2, slope 1). beta = 0 is L1."""
     if beta == 0:
@@ -40,14 +42,14 @@ def smooth_l1(d, beta):
     return np.where(np.abs(d) < beta, 0.5 * np.abs(d) * np.abs(d) / beta, np.abs(d) - 0.5 * beta)
 
 
-def smooth_l1_grad(d, beta):
+def smooth_l1_grad(d: np.ndarray, beta: float) -> np.ndarray:
     """``d / beta`` where ``|d| < beta``, else ``sign(d)``; beta = 0: ``sign(d)`` (0 at d = 0)."""
     if beta == 0:
         return np.sign(d)
     return np.where(np.abs(d) < beta, d / beta, np.sign(d))
 
 
-def sigmoid_focal_loss(x, t, alpha=0.25, gamma=2.0):
+def sigmoid_focal_loss(x: np.ndarray, t: np.ndarray, alpha: float = 0.25, gamma: float = 2.0) -> np.ndarray:
     """``FL = alpha_t (1 - p_t)^gamma CE``: cross entropy scaled down where the example is easy.
 
     ``alpha`` weights the positive class; ``alpha = -1`` switches the weighting off (torchvision).
@@ -62,7 +64,8 @@ def sigmoid_focal_loss(x, t, alpha=0.25, gamma=2.0):
     return loss
 
 
-def sigmoid_focal_loss_grad(x, t, alpha=0.25, gamma=2.0):
+def sigmoid_focal_loss_grad(x: np.ndarray, t: np.ndarray, alpha: float = 0.25, gamma: float = 2.0
+                            ) -> np.ndarray:
     """``dFL/dx``, term by term (product rule on ``FL = alpha_t * CE * m``, ``m = (1 - p_t)^gamma``).
 
     ::
