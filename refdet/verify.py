@@ -370,13 +370,29 @@ def _register_selfcheck_cases():
         # point of evaluation so that the central differences see the same function
         loss, c = L.ciou_loss_forward(pred_boxes, target_boxes, **{**kw, "reduction": "none"})
         alpha0 = ciou_frozen.alpha0
-        return loss + (alpha0 - c.values["alpha"]) * c.values["vv"], c
+        return loss + (alpha0 - c.iou.alpha) * c.iou.v, c
 
     def ciou_make(r):
         p, g = boxes(r, 5), boxes(r, 5)
-        ciou_frozen.alpha0 = L.ciou_loss_forward(p, g, eps=1e-3)[1].values["alpha"]
+        ciou_frozen.alpha0 = L.ciou_loss_forward(p, g, eps=1e-3)[1].iou.alpha
         return (p, g), {"eps": 1e-3}
     reg("ciou_loss (alpha frozen)", ciou_frozen, L.ciou_loss_backward, ciou_make)
+
+    from refdet import iou as IO
+    for kind in ("box_iou", "generalized_box_iou", "distance_box_iou"):
+        reg(f"{kind}_paired", getattr(IO, f"{kind}_paired_forward"), getattr(IO, f"{kind}_paired_backward"),
+            lambda r: ((boxes(r, 6), boxes(r, 6)), {}))
+
+    def ciou_paired_frozen(boxes1, boxes2, **kw):
+        value, c = IO.complete_box_iou_paired_forward(boxes1, boxes2, **kw)
+        return value - (ciou_paired_frozen.alpha0 - c.alpha) * c.v, c      # alpha held at alpha0
+
+    def ciou_paired_make(r):
+        p, g = boxes(r, 5), boxes(r, 5)
+        ciou_paired_frozen.alpha0 = IO.complete_box_iou_paired_forward(p, g)[1].alpha
+        return (p, g), {}
+    reg("complete_box_iou_paired (alpha frozen)", ciou_paired_frozen, IO.complete_box_iou_paired_backward,
+        ciou_paired_make)
 
     def composed(kind):
         def make(r):

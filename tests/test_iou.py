@@ -329,3 +329,184 @@ def test_paired_iou_of_identical_rows_is_one(pair):
     got = box_iou_paired(a, b)
     np.testing.assert_array_equal(got[same], 1.0)
     assert np.all((got >= 0) & (got <= 1))
+
+
+# ------------------------------------------------------------------------------------ paired family
+
+_FAMILY = ("box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou")
+_CONVENTIONS = ("torchvision", "detectron2", "mmdet", "caffe", "tf", "onnx", "paper")
+
+
+@given(rst.aligned_box_sets(max_n=12), st.sampled_from(_CONVENTIONS),
+       st.sampled_from([np.float64, np.float32]))
+def test_paired_family_is_the_diagonal(pair, conv, dtype):
+    # one implementation: the paired values are the pairwise ones, bit for bit, under every profile
+    a, b = (x.astype(dtype) for x in pair)
+    for name in _FAMILY:
+        full = getattr(riou, name)(a, b, convention=conv)
+        diag = np.diagonal(full).copy() if len(a) else np.zeros(0, full.dtype)
+        _bits_equal(getattr(riou, f"{name}_paired")(a, b, convention=conv), diag)
+        values, cache = getattr(riou, f"{name}_paired_forward")(a, b, convention=conv)
+        _bits_equal(values, diag)
+        assert cache.value.shape == (len(a),)
+
+
+def test_mmdet_ciou_gate_is_the_difference_from_torchvision():
+    # The 0.36 gap of issue 12: mmdet's CIoU (its ciou_loss, mmdet v3 models/losses/iou_loss.py) gates
+    # alpha by IoU > 0.5, after the CIoU authors' code. Pair: pred [0,0,4,1] (w/h = 4), target
+    # [0,0,1,4] (w/h = 1/4): I = 1, U = 7, IoU = 1/7 <= 0.5 -> mmdet alpha = 0.
+    #   v = 4/pi^2 (atan(4) - atan(1/4))^2 = 0.4052847 * 1.0808390^2 = 0.4734589
+    #   torchvision alpha = v / (1 - 1/7 + v) = 0.3558231; alpha v = 0.1684676 = mmdet - torchvision
+    p = np.array([[0.0, 0.0, 4.0, 1.0]])
+    g = np.array([[0.0, 0.0, 1.0, 4.0]])
+    v = 4 / math.pi ** 2 * (math.atan(4) - math.atan(0.25)) ** 2
+    alpha = v / (1 - 1 / 7 + v)
+    tv = complete_box_iou(p, g, eps=0.0)[0, 0]
+    mm = complete_box_iou(p, g, convention="mmdet")[0, 0]
+    np.testing.assert_allclose(mm - tv, 0.1684676, rtol=1e-5)                 # eps = 1e-6 aside
+    np.testing.assert_allclose(alpha * v, 0.1684676, rtol=1e-6)
+    assert mm == distance_box_iou(p, g, convention="mmdet")[0, 0]              # gate closed: CIoU = DIoU
+    # and the loss is 1 - that value: one definition for mmdet's CIoU
+    from refdet import losses as L
+    assert L.ciou_loss_forward(p, g, convention="mmdet")[0][0] == 1 - mm
+
+
+def _frozen_ciou(fwd, alpha0):
+    # CIoU's alpha is a constant in the backward pass: the numerical derivative must see it frozen
+    def f(boxes1, boxes2, **kw):
+        value, c = fwd(boxes1, boxes2, **kw)
+        return value - (alpha0 - c.alpha) * c.v * ((c.value > -1) & (c.value < 1)), c
+    return f
+
+
+def _generic_pairs(rng, n=10):
+    xy = rng.uniform(0, 10, (n, 2))
+    a = np.concatenate([xy, xy + rng.uniform(1, 6, (n, 2))], 1)
+    xy = rng.uniform(0, 10, (n, 2))
+    b = np.concatenate([xy, xy + rng.uniform(1, 6, (n, 2))], 1)
+    b[:3] = a[:3] + rng.uniform(-0.3, 0.3, (3, 4))       # high IoU: mmdet's alpha gate open
+    b[3] = a[3] + 20                                       # disjoint
+    return a, b
+
+
+@pytest.mark.parametrize("name", _FAMILY)
+@pytest.mark.parametrize("conv", _CONVENTIONS)
+@pytest.mark.parametrize("guard", [None, "plus_eps", "eps_union"])
+def test_paired_gradcheck(name, conv, guard):
+    from refdet.testing import check_gradients
+    rng = np.random.default_rng(4)
+    a, b = _generic_pairs(rng)
+    if conv == "onnx":                                     # any diagonal: flipped corners are routed back
+        a[5] = a[5][[2, 3, 0, 1]]
+        b[6] = b[6][[2, 1, 0, 3]]
+    fwd, bwd = getattr(riou, f"{name}_paired_forward"), getattr(riou, f"{name}_paired_backward")
+    kw = {"convention": conv, "guard": guard}
+    if name != "box_iou":
+        kw["eps"] = 1e-3
+    f = _frozen_ciou(fwd, fwd(a, b, **kw)[1].alpha) if name == "complete_box_iou" else fwd
+    report = check_gradients(f, bwd, (a, b), kwargs=kw, rng=0)
+    assert report.ok, str(report)
+
+
+def _grid_pairs(data, n, grid=0.5):
+    a = data.draw(rst.box_sets(min_n=n, max_n=n, grid=grid, low=0, high=20, max_size=10))
+    b = data.draw(rst.box_sets(min_n=n, max_n=n, grid=grid, low=0, high=20, max_size=10))
+    if n and data.draw(st.booleans()):
+        b[: n // 2] = a[: n // 2]                          # identical pairs: ties in every max/min
+    return a, b
+
+
+@given(st.integers(0, 10), st.data())
+def test_paired_backward_vs_torchvision_autograd(n, data):
+    # torchvision.ops' pairwise functions on each pair (a 1 x 1 matrix each: the diagonal of the full
+    # matrix would let 0 * NaN from other pairs into the gradient), differentiated by autograd
+    torch, ops = _torch()
+    a, b = _grid_pairs(data, n)
+    up = np.linspace(-1, 1, n)
+    for name in _FAMILY:
+        ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        ref = torch.stack([getattr(ops, name)(ta[i:i + 1], tb[i:i + 1])[0, 0] for i in range(n)]) if n \
+            else torch.zeros(0, dtype=torch.float64)
+        values, cache = getattr(riou, f"{name}_paired_forward")(a, b)
+        np.testing.assert_allclose(values, ref.detach().numpy(), rtol=1e-12, atol=1e-12, equal_nan=True)
+        ok = np.isfinite(values)                             # 0/0 of two points: no gradient to compare
+        if not ok.any():
+            continue
+        (ref[torch.from_numpy(ok)] * torch.tensor(up[ok])).sum().backward()
+        g = getattr(riou, f"{name}_paired_backward")(np.where(ok, up, 0.0), cache)
+        np.testing.assert_allclose(g.dboxes1[ok], ta.grad.numpy()[ok], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(g.dboxes2[ok], tb.grad.numpy()[ok], rtol=1e-9, atol=1e-9)
+
+
+@given(st.integers(0, 10), st.sampled_from([1e-7, 1e-3, 0.5]), st.data())
+def test_paired_with_loss_knobs_vs_torchvision_losses(n, eps, data):
+    # torchvision's IoU losses are 1 - value under guard="plus_eps", clamp_enclosing=False (CIoU: eps
+    # 1e-7 in the DIoU part, eps in alpha): values and gradients against autograd, degenerate boxes
+    # and ties included
+    torch, ops = _torch()
+    a, b = _grid_pairs(data, n)
+    up = np.linspace(-1, 1, n)
+    losses = {"generalized_box_iou": ops.generalized_box_iou_loss, "distance_box_iou": ops.distance_box_iou_loss,
+              "complete_box_iou": ops.complete_box_iou_loss}
+    for name, tv_loss in losses.items():
+        kw = {"guard": "plus_eps", "clamp_enclosing": False, "eps": eps}
+        if name == "complete_box_iou":
+            kw.update(eps=1e-7, alpha_eps=eps)
+        ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        ref = tv_loss(ta, tb, reduction="none", eps=eps)
+        values, cache = getattr(riou, f"{name}_paired_forward")(a, b, **kw)
+        np.testing.assert_allclose(1 - values, ref.detach().numpy(), rtol=1e-12, atol=1e-12, equal_nan=True)
+        if not n or not np.isfinite(ref.detach().numpy()).all():
+            continue
+        ref.backward(torch.tensor(up))
+        g = getattr(riou, f"{name}_paired_backward")(-up, cache)             # d(1 - v) = -dv
+        np.testing.assert_allclose(g.dboxes1, ta.grad.numpy(), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(g.dboxes2, tb.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+# -------------------------------------------------------------------------------------- layouts
+
+from tests._layouts import LAYOUTS, assert_bits_equal, with_layout  # noqa: E402
+
+
+def test_results_do_not_depend_on_memory_layout():
+    # every public function of refdet.iou (pairwise, paired, forward/backward): each layout of the
+    # inputs (C, Fortran, strided, reversed, read-only) gives the same bits
+    rng = np.random.default_rng(9)
+    xy = rng.uniform(0, 50, (70, 2))
+    a = np.concatenate([xy, xy + rng.uniform(0, 30, (70, 2))], 1)
+    b = a[rng.permutation(70)] + rng.uniform(-3, 3, (70, 4))
+    up = rng.standard_normal(70)
+    names = [n for n in riou.__all__ if n != "IOU_GUARDS" and not n.endswith("_backward")]
+    assert len(names) == 12
+    for name in names:
+        f = getattr(riou, name)
+        base = f(*with_layout((a, b), "C"), convention="mmdet" if "distance" in name else "torchvision")
+        bwd = getattr(riou, name.replace("_forward", "_backward"), None) if name.endswith("_forward") else None
+        base_g = bwd(up, base[1]) if bwd else None
+        for kind in LAYOUTS[1:]:
+            out = f(*with_layout((a, b), kind), convention="mmdet" if "distance" in name else "torchvision")
+            assert_bits_equal(out[0] if bwd else out, base[0] if bwd else base, f"{name}[{kind}]")
+            if bwd:
+                assert_bits_equal(bwd(with_layout(up, kind), out[1]), base_g, f"{name} backward[{kind}]")
+
+
+def test_convention_tables_are_declared_and_documented():
+    # every knob of the IoU family and of the losses is a declared Option with a source, and each
+    # public function carries the generated table of its op
+    from refdet import conventions
+    from refdet import losses as L
+    ops = {"box_iou": riou.box_iou, "box_iou_paired": riou.box_iou_paired_forward,
+           "generalized_box_iou": riou.generalized_box_iou,
+           "generalized_box_iou_paired": riou.generalized_box_iou_paired_forward,
+           "distance_box_iou": riou.distance_box_iou, "distance_box_iou_paired": riou.distance_box_iou_paired,
+           "complete_box_iou": riou.complete_box_iou, "complete_box_iou_paired": riou.complete_box_iou_paired,
+           "giou_loss": L.giou_loss_forward, "diou_loss": L.diou_loss_forward, "ciou_loss": L.ciou_loss_forward,
+           "rpn_loss": L.rpn_loss_forward, "retinanet_loss": L.retinanet_loss_forward,
+           "multibox_loss": L.multibox_loss_forward}
+    for op, f in ops.items():
+        table = conventions.describe(op)
+        assert all(o.kind != "legacy" and o.source for o in table.options.values()), op
+        assert getattr(f, "__convention_op__", None) == op and "Conventions\n" in f.__doc__, op
+        for knob in table.options:
+            assert f"``{knob}``" in f.__doc__, (op, knob)

@@ -339,7 +339,7 @@ def sampler_labels(draw, *, max_n=700, classes=1, float_labels=None):
 
 
 # ------------------------------------------------------------------------------------------------
-# losses (refdet/losses.py): logits, targets, labels
+# losses (refdet/losses/): logits, targets, labels
 # ------------------------------------------------------------------------------------------------
 
 __all__ += ["logits", "binary_targets", "class_labels", "loss_inputs"]
