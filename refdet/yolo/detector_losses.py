@@ -244,7 +244,7 @@ def yolov3_loss_backward(dloss, cache):
 def yolov5_loss_forward(preds: Sequence, targets, anchors, strides: Sequence[float], *, anchor_t: float = 4.0,
                         balance: Optional[Sequence[float]] = None, box_gain: float = 0.05, obj_gain: float = 1.0,
                         cls_gain: float = 0.5, label_smoothing: float = 0.0, gr: float = 1.0,
-                        sort_obj_iou: bool = False, build=None):
+                        sort_obj_iou: bool = False, build=None, obj_targets: Optional[Sequence] = None):
     """YOLOv5's ``ComputeLoss.__call__`` (v7.0), with its default hyperparameters.
 
     Per level ``i`` with ``n`` entries from :func:`refdet.yolo.targets.yolov5_build_targets`:
@@ -282,6 +282,9 @@ def yolov5_loss_forward(preds: Sequence, targets, anchors, strides: Sequence[flo
     sort_obj_iou : bool
     build : list of YOLOv5LevelTargets, optional
         Precomputed targets.
+    obj_targets : list of L arrays (B, A, H, W), optional
+        Objectness targets to use instead of the detached IoUs (they are constants of the backward
+        pass; a gradient check must hold them fixed too, as ``cache.parts["levels"][i]["tobj"]``).
 
     Returns
     -------
@@ -315,6 +318,15 @@ def yolov5_loss_forward(preds: Sequence, targets, anchors, strides: Sequence[flo
         build = yolov5_build_targets(tg, ag, [p.shape[2:4] for p in P], batch_size=B, anchor_t=anchor_t)
     elif len(build) != L:
         raise ValueError(f"`build` must hold one YOLOv5LevelTargets per level ({L}); got {len(build)}")
+    if obj_targets is not None:
+        if len(obj_targets) != L:
+            raise ValueError(f"`obj_targets` must hold one array per level ({L}); got {len(obj_targets)}")
+        obj_targets = [_common.floats(o, f"obj_targets[{i}]").astype(dt, copy=False) for i, o in enumerate(obj_targets)]
+        for i, (o, p) in enumerate(zip(obj_targets, P)):
+            _common.check_shape(o, p.shape[:4], f"obj_targets[{i}]", "(B, A, H, W)")
+    for bt in build:
+        if bt.labels.size and bt.labels.max() >= K:
+            raise ValueError(f"`targets` classes must be < K = {K} (the predictions' classes); got {bt.labels.max()}")
     lbox = lobj = lcls = T(0)
     parts = []
     for i, (p, bt) in enumerate(zip(P, build)):
@@ -345,6 +357,8 @@ def yolov5_loss_forward(preds: Sequence, targets, anchors, strides: Sequence[flo
                 lcls = lcls + _common.bce_logits(ps[:, 5:], t).mean(dtype=dt)
                 sc, _ = _common.sigmoid(ps[:, 5:])
                 lv.update(cls_t=t, cls_s=sc)
+        if obj_targets is not None:
+            tobj = obj_targets[i]
         so, _ = _common.sigmoid(p[..., 4])
         obji = _common.bce_logits(p[..., 4], tobj).mean(dtype=dt)
         lobj = lobj + obji * T(bal[i])
