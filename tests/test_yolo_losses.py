@@ -435,6 +435,25 @@ def test_v8_loss_matches_ultralytics_values_and_gradients(R, seed):
     np.testing.assert_allclose(g.dpred_dist, tpd.grad.numpy(), rtol=1e-9, atol=1e-13)
 
 
+@pytest.mark.parametrize("R", [16, 4])
+def test_v8_box_and_dfl_terms_match_ultralytics_bboxloss(R):
+    # ultralytics BboxLoss on the same TAL targets: (loss_iou, loss_dfl) = refdet's box / 7.5, dfl / 1.5
+    torch = _torch()
+    lossmod = pytest.importorskip("ultralytics.utils.loss")
+    rng = np.random.default_rng(R)
+    ap, st_, pd, sc, rows, gl, gb = _v8_case(rng, 2, 3, R, [(8, 8), (4, 4)], [8.0, 16.0], max_t=5)
+    out, cache = DL.v8_detection_loss_forward(pd, sc, ap, st_, gl, gb, reg_max=R, strides=[8.0, 16.0])
+    a = cache.parts["assignment"]
+    ts = torch.tensor(cache.parts["ts"])
+    tss = ts.sum().clamp(min=1)
+    from refdet.yolo.decode import dfl_decode_forward
+    pbox, _ = dfl_decode_forward(pd, ap, reg_max=R, out_fmt="xyxy")
+    li, ld = lossmod.BboxLoss(R)(torch.tensor(pd), torch.tensor(pbox), torch.tensor(ap),
+                                 torch.tensor(a.boxes / st_[None]), ts, tss, torch.tensor(a.fg_mask),
+                                 torch.tensor([64.0, 64.0]), torch.tensor(st_))
+    np.testing.assert_allclose([out.box / 7.5, out.dfl / 1.5], [float(li), float(ld)], rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("R", [5, 1])
 def test_v8_loss_gradcheck(R, monkeypatch):
     rng = np.random.default_rng(7)

@@ -68,7 +68,8 @@ class DecodeGrads(NamedTuple):
 
 
 class DFLCache(NamedTuple):
-    probs: np.ndarray        # (..., 4, reg_max) softmax
+    exps: np.ndarray         # (..., 4, reg_max) exp(z - shift), the softmax before normalisation
+    denom: np.ndarray        # (..., 4, 1) their sums: probs = exps / denom
     dist: np.ndarray         # (..., 4) expectation
     shape: tuple             # shape of the logits as given
     reg_max: int
@@ -286,7 +287,7 @@ def yolox_decode_backward(dboxes, cache):
 # ------------------------------------------------------------------------------------------------
 
 def _dfl_logits(logits, reg_max):
-    z = _common.floats(logits, "logits")
+    z = _common.floats(logits, "logits", finite=False)
     R = _common.check_reg_max(reg_max)
     if z.ndim >= 2 and z.shape[-2:] == (4, R):
         return z, z, R
@@ -296,11 +297,32 @@ def _dfl_logits(logits, reg_max):
     return z, z.reshape(z.shape[:-1] + (4, R)), R
 
 
-def _softmax_last(z):
-    """Softmax over the last axis (the bins), shifted by the row maximum (torch's softmax)."""
-    m = z.max(axis=-1, keepdims=True)
-    e = np.exp(z - m)
-    return e / e.sum(axis=-1, keepdims=True)
+# exp(-x) stays a normal number for x below these: a common shift is safe when the logits span less
+_EXP_SPAN = {np.dtype(np.float32): 80.0, np.dtype(np.float64): 700.0}
+
+
+def _shifted_exp(z):
+    """``exp(z - shift)`` over the last axis, with the validation of ``z`` folded in.
+
+    Softmax is invariant to a shift of each row; torch subtracts each row's maximum. Logits within
+    ``[-span, span]`` (always, for a trained head) need no shift: every ``exp`` is finite and normal.
+    When they span less than ``span``, one global shift -- the overall maximum -- does the same;
+    otherwise each row's maximum is used. The variants differ only in rounding (a few ulp of the
+    probabilities), and saving the per-row reduction is most of the decode's cost.
+    """
+    if z.size == 0:
+        return np.zeros_like(z)
+    lo, hi = z.min(), z.max()                                   # also the finiteness screen
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        _checks.check_finite(z, "logits")
+    span = _EXP_SPAN.get(z.dtype, 80.0)
+    if -span <= lo and hi <= span:
+        return np.exp(z)                                        # no shift needed at all
+    if hi - lo <= span:
+        e = np.subtract(z, hi)
+    else:
+        e = z - z.max(axis=-1, keepdims=True)
+    return np.exp(e, out=e)
 
 
 def dfl_forward(logits, *, reg_max: int = 16):
@@ -325,16 +347,22 @@ def dfl_forward(logits, *, reg_max: int = 16):
     -----
     ``DFL`` computes the expectation as a 1 x 1 convolution with weights ``0 .. reg_max - 1``, the
     loss's ``bbox_decode`` as ``softmax(3).matmul(proj)``: the same sum in a different order, so
-    float32 results agree to a few ulp, not bit for bit. The softmax subtracts the row maximum.
+    float32 results agree to a few ulp, not bit for bit. refdet evaluates ``sum_j j e_j / sum_j e_j``
+    with ``e = exp(z - shift)`` (one global shift when the logits span less than 80 in float32,
+    else each row's maximum, as torch).
     """
     z, z4, R = _dfl_logits(logits, reg_max)
     if R == 1:
+        _checks.check_finite(z, "logits")
         d = z4[..., 0].copy()
-        return d, DFLCache(np.ones_like(z4), d, z.shape, 1)
-    p = _softmax_last(z4)                                    # (..., 4, R)
-    proj = np.arange(R, dtype=z.dtype)
-    d = p @ proj                                             # (..., 4)
-    return d, DFLCache(p, d, z.shape, R)
+        return d, DFLCache(np.ones_like(z4), np.ones(z4.shape[:-1] + (1,), z.dtype), d, z.shape, 1)
+    e = _shifted_exp(z4)                                     # (..., 4, R)
+    # one small matrix product gives both sums of each side: [sum_j e_j, sum_j j e_j]
+    w = np.stack([np.ones(R, z.dtype), np.arange(R, dtype=z.dtype)], axis=1)   # (R, 2)
+    s = e.reshape(-1, R) @ w                                 # (n, 2)
+    den = s[:, 0].reshape(e.shape[:-1] + (1,))
+    d = (s[:, 1] / s[:, 0]).reshape(e.shape[:-1])           # (..., 4): E[j] = sum j e_j / sum e_j
+    return d, DFLCache(e, den, d, z.shape, R)
 
 
 def dfl_backward(ddistance, cache):
@@ -349,7 +377,8 @@ def dfl_backward(ddistance, cache):
     if cache.reg_max == 1:
         return DecodeGrads(g[..., None].reshape(cache.shape).copy())
     proj = np.arange(cache.reg_max, dtype=cache.dist.dtype)
-    dz = cache.probs * (proj - cache.dist[..., None]) * g[..., None]
+    probs = cache.exps / cache.denom
+    dz = probs * (proj - cache.dist[..., None]) * g[..., None]
     return DecodeGrads(dz.reshape(cache.shape))
 
 
@@ -474,19 +503,38 @@ def dfl_decode_forward(logits, anchor_points, stride_tensor=None, *, reg_max: in
     boxes : ndarray, shape (B, N, 4)
     cache : DecodeCache
     """
+    _checks.check_choice(out_fmt, "out_fmt", OUT_FORMATS)
     d, dcache = dfl_forward(logits, reg_max=reg_max)
-    b, bcache = dist2bbox_forward(d, anchor_points, out_fmt=out_fmt)
+    if d.ndim < 2:
+        raise ValueError(f"`logits` must have shape (B, N, 4 * reg_max); got {dcache.shape}")
+    ap = _points(anchor_points, d.dtype, d.shape[:-1])
+    dt = np.result_type(d.dtype, ap.dtype)
     s = None
     if stride_tensor is not None:
-        s = _common.floats(stride_tensor, "stride_tensor").astype(b.dtype, copy=False)
+        s = _common.floats(stride_tensor, "stride_tensor").astype(dt, copy=False)
         if s.ndim == 1:
             s = s[:, None]
-        if s.ndim != 2 or s.shape[1] != 1 or (b.ndim >= 2 and s.shape[0] != b.shape[-2]):
-            raise ValueError(f"`stride_tensor` must have shape (N, 1) with N = {b.shape[-2] if b.ndim >= 2 else '?'}"
-                             f"; got {s.shape}")
+        if s.ndim != 2 or s.shape[1] != 1 or s.shape[0] != d.shape[-2]:
+            raise ValueError(f"`stride_tensor` must have shape (N, 1) with N = {d.shape[-2]}; got {s.shape}")
         if (s <= 0).any():
             raise ValueError("`stride_tensor` must be positive")
-        b = b * s
+    # dist2bbox in ultralytics' order of operations, one coordinate column at a time (NumPy loops
+    # over a 2-wide last axis are slow), written into one output array
+    b = np.empty(d.shape, dt)
+    ax, ay = ap[..., 0], ap[..., 1]
+    x1, y1 = ax - d[..., 0], ay - d[..., 1]
+    x2, y2 = ax + d[..., 2], ay + d[..., 3]
+    if out_fmt == "xyxy":
+        b[..., 0], b[..., 1], b[..., 2], b[..., 3] = x1, y1, x2, y2
+    else:
+        two = dt.type(2)
+        b[..., 0], b[..., 1] = (x1 + x2) / two, (y1 + y2) / two
+        b[..., 2], b[..., 3] = x2 - x1, y2 - y1
+    if s is not None:
+        sc = s[:, 0]
+        for k in range(4):                                   # four columns
+            b[..., k] *= sc
+    bcache = DecodeCache("dist2bbox", dict(fmt=out_fmt, dshape=d.shape), d.shape, dt)
     return b, DecodeCache("dfl_decode", dict(dfl=dcache, box=bcache, stride=s), b.shape, b.dtype)
 
 
