@@ -26,14 +26,14 @@ LN2 = math.log(2.0)
 class _FrozenCIoUAlpha:
     """CIoU's ``alpha`` is computed under ``no_grad`` (a constant of the backward pass): central
     differences must see it frozen at its value at the unperturbed inputs. Patched over
-    ``refdet.yolo._common.ciou_pairs_forward`` for a gradient check: the first forward records each
+    ``refdet.yolo._common.ciou_pairs`` for a gradient check: the first forward records each
     call's alpha, later calls return ``ciou + (alpha - alpha0) * v`` (the CIoU with alpha0)."""
 
     def __init__(self, monkeypatch):
         from refdet.yolo import _common
-        self.orig = _common.ciou_pairs_forward
+        self.orig = _common.ciou_pairs
         self.alphas, self.recording, self.i = [], True, 0
-        monkeypatch.setattr(_common, "ciou_pairs_forward", self)
+        monkeypatch.setattr(_common, "ciou_pairs", self)
 
     def freeze(self):
         self.recording, self.i = False, 0

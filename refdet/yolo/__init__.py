@@ -41,6 +41,7 @@ from refdet.yolo.detector_losses import (  # noqa: F401
     yolov3_loss_backward, yolov3_loss_forward, yolov5_loss_backward, yolov5_loss_forward,
 )
 from refdet.yolo.nms import diou_nms, weighted_boxes_fusion, yolo_non_max_suppression  # noqa: F401
+from refdet.yolo import _gradcheck_cases  # noqa: E402,F401  (registers the pairs' gradient checks)
 
 __all__ = [
     # anchors

@@ -183,7 +183,7 @@ class CIoUCache(NamedTuple):
     v: dict
 
 
-def ciou_pairs_forward(b1, b2, *, fmt="xyxy", style="ultralytics", eps=1e-7):
+def ciou_pairs(b1, b2, *, fmt="xyxy", style="ultralytics", eps=1e-7):
     """Elementwise CIoU of ``b1[i]`` and ``b2[i]`` (shapes (..., 4)), the way the YOLO code does it.
 
     ``style="ultralytics"`` is ``ultralytics/utils/metrics.py bbox_iou(..., CIoU=True)``: with
@@ -257,7 +257,7 @@ def ciou_pairs_forward(b1, b2, *, fmt="xyxy", style="ultralytics", eps=1e-7):
     return ciou, CIoUCache(fmt, style, v)
 
 
-def ciou_pairs_backward(g, cache):
+def ciou_pairs_grad(g, cache):
     """Gradients of ``sum(g * ciou)`` with respect to both box arrays (the chain rule of the forward,
     line by line, read bottom up). Returns ``(db1, db2)`` shaped like the inputs."""
     v = cache.v

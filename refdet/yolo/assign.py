@@ -112,7 +112,7 @@ conventions.register("task_aligned_assign", {
 def _pairs_overlap(kind, gt, pd):
     """u of matched (gt, pred) pairs, (P, 4) xyxy each: CIoU clamped at 0 or plain IoU."""
     if kind == "ciou":
-        c, _ = _common.ciou_pairs_forward(gt, pd, fmt="xyxy", style="ultralytics", eps=1e-7)
+        c, _ = _common.ciou_pairs(gt, pd, fmt="xyxy", style="ultralytics", eps=1e-7)
         return np.maximum(c, c.dtype.type(0))
     return _common.box_iou_pairs(gt, pd)
 

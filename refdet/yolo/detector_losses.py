@@ -340,7 +340,7 @@ def yolov5_loss_forward(preds: Sequence, targets, anchors, strides: Sequence[flo
             pxy = sp[:, :2] * T(2) - T(0.5)
             pwh = (sp[:, 2:4] * T(2)) ** 2 * anc
             pbox = np.concatenate([pxy, pwh], axis=1)
-            iou, ccache = _common.ciou_pairs_forward(pbox, bt.boxes.astype(dt), fmt="cxcywh", style="yolov5")
+            iou, ccache = _common.ciou_pairs(pbox, bt.boxes.astype(dt), fmt="cxcywh", style="yolov5")
             lbox = lbox + (T(1) - iou).mean(dtype=dt)
             io = np.maximum(iou, T(0))
             b_, a_, y_, x_ = bt.image, bt.anchor, bt.gy, bt.gx
@@ -397,7 +397,7 @@ def yolov5_loss_backward(dloss, cache):
         d[..., 4] = go * T(P["bal"][i]) * (lv["so"] - lv["tobj"]) / T(lv["tobj"].size)
         n = lv["n"]
         if n:
-            dpbox, _ = _common.ciou_pairs_backward(np.full(n, -gb / T(n), dt), lv["ccache"])
+            dpbox, _ = _common.ciou_pairs_grad(np.full(n, -gb / T(n), dt), lv["ccache"])
             sp, sq = lv["sp"], lv["sq"]
             draw = np.empty((n, 4), dt)
             draw[:, :2] = dpbox[:, :2] * T(2) * sp[:, :2] * sq[:, :2]
@@ -428,7 +428,7 @@ def v8_detection_loss_forward(pred_dist, pred_scores, anchor_points, stride_tens
        beta = 6`` (the loss's settings), detached.
     3. ``S = max(1, sum of target scores)``; ``cls = sum BCE(pred_scores, target_scores) / S``.
     4. Positives, weighted by their target score ``w``: ``box = sum((1 - CIoU(pred, target / stride))
-       * w) / S`` (ultralytics' CIoU, :func:`refdet.yolo._common.ciou_pairs_forward`); ``dfl = sum(
+       * w) / S`` (ultralytics' CIoU, :func:`refdet.yolo._common.ciou_pairs`); ``dfl = sum(
        mean over the 4 sides of DFL(pred_dist, bbox2dist(target, reg_max - 1)) * w) / S``
        (``reg_max = 1``: an L1 loss on distances normalised by the image size instead).
     5. ``loss = (7.5 box + 0.5 cls + 1.5 dfl) * B``; the items are the gained terms.
@@ -523,7 +523,7 @@ def v8_detection_loss_forward(pred_dist, pred_scores, anchor_points, stride_tens
     ps_sig, _ = _common.sigmoid(sc)
     parts["ps_sig"] = ps_sig
     if fg.any():
-        ciou, ccache = _common.ciou_pairs_forward(pbox[fg], tb[fg], fmt="xyxy", style="ultralytics")
+        ciou, ccache = _common.ciou_pairs(pbox[fg], tb[fg], fmt="xyxy", style="ultralytics")
         box_raw = ((T(1) - ciou) * w).sum(dtype=dt) / tss
         parts["ccache"] = ccache
         ap_b = np.broadcast_to(ap, (B, N, 2))
@@ -574,7 +574,7 @@ def v8_detection_loss_backward(dloss, cache):
     dbox_full = np.zeros(P["bcache"].shape, dt)
     dlogits = np.zeros(P["dcache"].shape, dt)
     if fg.any():
-        db, _ = _common.ciou_pairs_backward(-gbox * w / tss, P["ccache"])
+        db, _ = _common.ciou_pairs_grad(-gbox * w / tss, P["ccache"])
         dbox_full[fg] = db
         if R > 1:
             g = (gdfl * w / (T(4) * tss))[:, None] * np.ones((1, 4), dt)          # (n_fg, 4)
