@@ -302,6 +302,8 @@ def test_dfl_expectation_in_range_and_layout_independent(seed, R):
 def test_decode_bad_input():
     with pytest.raises(ValueError, match="`reg_max` must be >= 1"):
         D.dfl_forward(np.zeros((2, 4)), reg_max=0)
+    with pytest.raises(ValueError, match=r"`logits`.*NaN or inf; got nan at index \(1, 5\)"):
+        D.dfl_forward(np.where(np.arange(128).reshape(2, 64) == 69, np.nan, 0.0), reg_max=16)
     with pytest.raises(ValueError, match="`logits`.*4 \\* reg_max"):
         D.dfl_forward(np.zeros((2, 30)), reg_max=16)
     with pytest.raises(ValueError, match="`anchors`.*positive"):

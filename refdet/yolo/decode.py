@@ -301,7 +301,7 @@ def _dfl_logits(logits, reg_max):
 _EXP_SPAN = {np.dtype(np.float32): 80.0, np.dtype(np.float64): 700.0}
 
 
-def _shifted_exp(z):
+def _shifted_exp(z, given=None):
     """``exp(z - shift)`` over the last axis, with the validation of ``z`` folded in.
 
     Softmax is invariant to a shift of each row; torch subtracts each row's maximum. Logits within
@@ -314,7 +314,7 @@ def _shifted_exp(z):
         return np.zeros_like(z)
     lo, hi = z.min(), z.max()                                   # also the finiteness screen
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        _checks.check_finite(z, "logits")
+        _checks.check_finite(z if given is None else given, "logits")   # the index in the caller's layout
     span = _EXP_SPAN.get(z.dtype, 80.0)
     if -span <= lo and hi <= span:
         return np.exp(z)                                        # no shift needed at all
@@ -356,7 +356,7 @@ def dfl_forward(logits, *, reg_max: int = 16):
         _checks.check_finite(z, "logits")
         d = z4[..., 0].copy()
         return d, DFLCache(np.ones_like(z4), np.ones(z4.shape[:-1] + (1,), z.dtype), d, z.shape, 1)
-    e = _shifted_exp(z4)                                     # (..., 4, R)
+    e = _shifted_exp(z4, z)                                  # (..., 4, R)
     # one small matrix product gives both sums of each side: [sum_j e_j, sum_j j e_j]
     w = np.stack([np.ones(R, z.dtype), np.arange(R, dtype=z.dtype)], axis=1)   # (R, 2)
     s = e.reshape(-1, R) @ w                                 # (n, 2)
