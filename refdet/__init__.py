@@ -34,3 +34,6 @@ for _name in _PUBLIC_MODULES:
 del _name, _mod, _sym
 
 from refdet import conventions  # noqa: E402,F401
+# The YOLO family stays under its own namespace (refdet.yolo.X); importing it registers its
+# convention tables, so refdet.conventions.describe("task_aligned_assign") works after `import refdet`.
+from refdet import yolo  # noqa: E402,F401

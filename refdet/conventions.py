@@ -32,6 +32,13 @@ caffe         py-faster-rcnn / Detectron1 / Caffe SSD: the "+1 pixel" world
 tf            TensorFlow Object Detection API and TF core kernels
 onnx          the ONNX operator specification (onnx.reference and onnxruntime)
 paper         what the paper's text says, where it differs from all code
+
+The YOLO family (``refdet.yolo``) adds profiles for ops that exist only there (:data:`YOLO_PROFILES`):
+
+ultralytics   the ultralytics package 8.x (YOLOv8 / YOLO11 / YOLO26 code paths)
+yolov5        ultralytics/yolov5 (v7.0), also YOLOv7's copies of its utilities
+yolox         Megvii-BaseDetection/YOLOX (main)
+darknet       pjreddie/darknet and AlexeyAB/darknet (YOLOv2-v4)
 """
 from __future__ import annotations
 
@@ -41,8 +48,10 @@ from collections.abc import Mapping
 from typing import Any, Callable, Iterator, Optional, Tuple
 
 PROFILES = ("torchvision", "detectron2", "mmdet", "caffe", "tf", "onnx", "paper")
+#: Profiles of the YOLO family's own ops (refdet.yolo); an op may use these and PROFILES together.
+YOLO_PROFILES = ("ultralytics", "yolov5", "yolox", "darknet")
 
-__all__ = ["PROFILES", "Option", "Profile", "ConventionTable", "flag", "choice", "number", "integer",
+__all__ = ["PROFILES", "YOLO_PROFILES", "Option", "Profile", "ConventionTable", "flag", "choice", "number", "integer",
            "option", "register", "resolve", "describe", "ops", "table_rst", "documented"]
 
 _REGISTRY: dict = {}
@@ -334,7 +343,7 @@ def register(op: str, profiles: dict, *, knobs: dict, doc: str = "") -> Conventi
     options = {k: _as_option(k, d, profiles, op) for k, d in knobs.items()}
     checked = {}
     for p, settings in profiles.items():
-        if p not in PROFILES:
+        if p not in PROFILES and p not in YOLO_PROFILES:
             raise ValueError(f"unknown profile {p!r} for op {op!r}")
         missing = set(options) - set(settings)
         extra = set(settings) - set(options)
