@@ -50,7 +50,8 @@ from refdet import _nms_engine as _engine
 from refdet import conventions
 
 if TYPE_CHECKING:  # moved to refdet.postprocess; still importable from here (see __getattr__)
-    from refdet.postprocess import Detections, merge_multiscale_detections, postprocess_detections  # noqa: F401
+    from refdet.postprocess import (Detections, merge_multiscale_detections,  # noqa: F401
+                                    postprocess_detections)
 
 __all__ = [
     "nms",
@@ -235,10 +236,10 @@ def descending_order(scores: np.ndarray, *, ties: str = "lowest_index") -> np.nd
 
 
 @conventions.documented("nms")
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, *, convention: Convention = "torchvision",
-        inclusive: Optional[bool] = None, ties: Optional[str] = None, nan_scores: Optional[str] = None,
-        plus_one: Optional[bool] = None, corner_order: Optional[str] = None,
-        threshold_dtype: Optional[str] = None) -> np.ndarray:
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, *,
+        convention: Convention = "torchvision", inclusive: Optional[bool] = None,
+        ties: Optional[str] = None, nan_scores: Optional[str] = None, plus_one: Optional[bool] = None,
+        corner_order: Optional[str] = None, threshold_dtype: Optional[str] = None) -> np.ndarray:
     """Greedy non-maximum suppression.
 
     Sort the boxes by score (highest first); keep the first; drop every later box whose IoU with it
@@ -316,9 +317,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, *, conventi
 @conventions.documented("batched_nms")
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_threshold: float, *,
                 convention: Convention = "torchvision", coordinate_trick: Union[bool, str, None] = None,
-                inclusive: Optional[bool] = None, ties: Optional[str] = None, nan_scores: Optional[str] = None,
-                plus_one: Optional[bool] = None, corner_order: Optional[str] = None,
-                threshold_dtype: Optional[str] = None) -> np.ndarray:
+                inclusive: Optional[bool] = None, ties: Optional[str] = None,
+                nan_scores: Optional[str] = None, plus_one: Optional[bool] = None,
+                corner_order: Optional[str] = None, threshold_dtype: Optional[str] = None) -> np.ndarray:
     """Class-aware NMS: boxes suppress only boxes of the same category.
 
     The answer of :func:`nms` run on each category separately, merged in visiting order.
@@ -390,7 +391,8 @@ class SoftNMSResult(NamedTuple):
 
 @conventions.documented("soft_nms")
 def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, method: str = "gaussian", sigma: float = 0.5,
-             iou_threshold: float = 0.3, score_threshold: float = 0.001, convention: Convention = "torchvision",
+             iou_threshold: float = 0.3, score_threshold: float = 0.001,
+             convention: Convention = "torchvision",
              inclusive: Optional[bool] = None, plus_one: Optional[bool] = None,
              gaussian_denominator: Optional[str] = None, discard: Optional[str] = None,
              hard_above_threshold: Optional[bool] = None) -> SoftNMSResult:
@@ -538,8 +540,8 @@ def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_b
             sc = s[bi, ci]
             cand = np.arange(len(sc)) if sthr is None else np.flatnonzero(sc > sc.dtype.type(sthr))
             order = cand[_engine.descending(sc[cand], "lowest_index")]
-            keep = order[_engine.greedy(bb[order], thr, kind="any", inclusive=False, threshold_dtype="working",
-                                        normalize=(cpb == 0))]
+            keep = order[_engine.greedy(bb[order], thr, kind="any", inclusive=False,
+                                        threshold_dtype="working", normalize=(cpb == 0))]
             keep = keep[:k_max]                   # greedy is prefix-stable: the first k_max selections
             rows = np.empty((len(keep), 3), dtype=np.int64)
             rows[:, 0], rows[:, 1], rows[:, 2] = bi, ci, keep

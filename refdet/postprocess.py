@@ -77,9 +77,10 @@ def _as_levels(x, name, last):
     return out
 
 
-def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Levels, image_size: Tuple[int, int],
-                           *, style: str = "retinanet", score_threshold: Optional[float] = None,
-                           topk_candidates: int = 1000, nms_threshold: Optional[float] = None,
+def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Levels,
+                           image_size: Tuple[int, int], *, style: str = "retinanet",
+                           score_threshold: Optional[float] = None, topk_candidates: int = 1000,
+                           nms_threshold: Optional[float] = None,
                            detections_per_image: Optional[int] = None, min_size: Optional[float] = None,
                            weights: Tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
                            clamp: Optional[float] = math.log(1000.0 / 16),
@@ -210,7 +211,8 @@ def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Leve
 
 
 def merge_multiscale_detections(detections: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]],
-                                scales: Sequence[Union[float, Tuple[float, float]]], iou_threshold: float = 0.5,
+                                scales: Sequence[Union[float, Tuple[float, float]]],
+                                iou_threshold: float = 0.5,
                                 *, max_detections: Optional[int] = None, class_aware: bool = True,
                                 convention: Convention = "torchvision") -> Detections:
     """Merge the detections of an image pyramid: rescale every scale's boxes to the original image
@@ -242,7 +244,8 @@ def merge_multiscale_detections(detections: Sequence[Tuple[np.ndarray, np.ndarra
         then the lower index (the concatenation order).
     """
     if not isinstance(detections, (list, tuple)):
-        raise TypeError(f"`detections` must be a list of (boxes, scores, labels); got {type(detections).__name__}")
+        raise TypeError(f"`detections` must be a list of (boxes, scores, labels); "
+                        f"got {type(detections).__name__}")
     if not isinstance(scales, (list, tuple, np.ndarray)) or len(scales) != len(detections):
         raise ValueError(f"`scales` must have one entry per element of `detections` ({len(detections)}); "
                          f"got {scales!r}")

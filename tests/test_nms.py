@@ -645,20 +645,23 @@ def test_nms_layout_independent(data, dtype):
     b, s, thr = data
     for conv in ("torchvision", "caffe"):
         check_layout_independent(nms, (b.astype(dtype), s.astype(dtype), thr), {"convention": conv})
-    check_layout_independent(nms, (b.astype(dtype), np.nan_to_num(s).astype(dtype), thr), {"convention": "onnx"})
+    finite = np.nan_to_num(s).astype(dtype)
+    check_layout_independent(nms, (b.astype(dtype), finite, thr), {"convention": "onnx"})
 
 
 @given(rst.nms_inputs(max_n=25), st.sampled_from([F32, np.float64]), st.sampled_from([False, True]))
 def test_batched_nms_layout_independent(data, dtype, trick):
     b, s, thr = data
     c = (np.arange(len(b)) * 7 % 3).astype(np.int64)
-    check_layout_independent(batched_nms, (b.astype(dtype), s.astype(dtype), c, thr), {"coordinate_trick": trick})
+    check_layout_independent(batched_nms, (b.astype(dtype), s.astype(dtype), c, thr),
+                             {"coordinate_trick": trick})
 
 
 @given(rst.nms_inputs(max_n=20), st.sampled_from(["linear", "gaussian"]), st.sampled_from(["mmdet", "caffe"]))
 def test_soft_nms_layout_independent(data, method, conv):
     b, s, _ = data
-    check_layout_independent(soft_nms, (b, np.abs(s)), {"method": method, "convention": conv, "score_threshold": 0.05})
+    check_layout_independent(soft_nms, (b, np.abs(s)),
+                             {"method": method, "convention": conv, "score_threshold": 0.05})
 
 
 @given(rst.nms_inputs(max_n=20, flipped=True), st.integers(0, 1))

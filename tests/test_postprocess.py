@@ -195,4 +195,5 @@ def test_merge_layout_independent(data, class_aware):
     b, s, thr = data
     lab = (np.arange(len(b)) % 2).astype(np.int64)
     dets = [(b, s, lab), (b * 2, s[::-1].copy(), lab[::-1].copy())]
-    check_layout_independent(merge_multiscale_detections, (dets, [1.0, 2.0], thr), {"class_aware": class_aware})
+    check_layout_independent(merge_multiscale_detections, (dets, [1.0, 2.0], thr),
+                             {"class_aware": class_aware})

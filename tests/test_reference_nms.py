@@ -106,7 +106,8 @@ def test_nms_empty_and_single():
         e = np.zeros((0, 4), dtype)
         assert nms(e, np.zeros(0, dtype), 0.5).tolist() == ref.nms(e, np.zeros(0, dtype), 0.5).tolist() == []
         one = np.array([[1, 2, 3, 4]], dtype)
-        assert nms(one, np.ones(1, dtype), 0.5).tolist() == ref.nms(one, np.ones(1, dtype), 0.5).tolist() == [0]
+        s1 = np.ones(1, dtype)
+        assert nms(one, s1, 0.5).tolist() == ref.nms(one, s1, 0.5).tolist() == [0]
 
 
 @given(rst.tied_scores(40, nan=True, dtype=F64), st.sampled_from([F16, F32, F64]),
@@ -159,7 +160,8 @@ def onnx_cases(draw):
     b, s, thr = draw(nms_cases(max_n=20))
     dtype, n = b.dtype, len(b)
     boxes = np.stack([b] + [b[::-1].copy() if draw(st.booleans()) else b for _ in range(nb - 1)])
-    scores = np.stack([np.stack([draw(rst.tied_scores(n)) for _ in range(nc)]) for _ in range(nb)]).astype(dtype)
+    scores = np.stack([np.stack([draw(rst.tied_scores(n)) for _ in range(nc)]) for _ in range(nb)])
+    scores = scores.astype(dtype)
     cpb = draw(st.integers(0, 1))
     if cpb:
         cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2

@@ -6,7 +6,10 @@ integers in float64), so the fast functions equal these index for index
 (``tests/test_reference_nms.py``). No validation: pass valid arrays. The keywords are the knobs of
 the fast functions, already resolved (``**refdet.conventions.resolve("nms", "caffe")``).
 """
+from __future__ import annotations
+
 import math
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -16,7 +19,7 @@ def _dtype(a):
     return np.dtype(np.float32) if np.asarray(a).dtype in (np.float32, np.float16) else np.dtype(np.float64)
 
 
-def visiting_order(scores, ties="lowest_index"):
+def visiting_order(scores: np.ndarray, ties: str = "lowest_index") -> List[int]:
     """Indices by score, highest first; NaN above every number; equal scores by index, lowest first
     (stable sort: torchvision, ONNX, TF) or highest first (py-faster-rcnn ``argsort()[::-1]``)."""
     def key(i):
@@ -26,7 +29,7 @@ def visiting_order(scores, ties="lowest_index"):
     return sorted(range(len(scores)), key=key)
 
 
-def pair_iou(a, b, *, plus_one=False):
+def pair_iou(a: np.ndarray, b: np.ndarray, *, plus_one: bool = False) -> np.floating:
     """IoU of two xyxy boxes of one float dtype, torchvision ``nms_kernel.cpp``'s arithmetic::
 
         w = max(0, min(x2a, x2b) - max(x1a, x1b) [+ 1]);  h likewise;  inter = w * h
@@ -43,7 +46,7 @@ def pair_iou(a, b, *, plus_one=False):
         return inter / (area_a + area_b - inter)
 
 
-def guarded_iou(a, b):
+def guarded_iou(a, b) -> Optional[np.floating]:
     """onnxruntime ``SuppressByIOU`` (and TF's IOU): the IoU of two corner-sorted boxes, or ``None``
     when the pair cannot suppress: no overlap on an axis, or a non-positive intersection, area or
     union."""
@@ -67,8 +70,9 @@ def _exceeds(iou, thr, inclusive, threshold_dtype):
     return x >= t if inclusive else x > t
 
 
-def nms(boxes, scores, iou_threshold, *, inclusive=False, ties="lowest_index", nan_scores="first",
-        plus_one=False, corner_order="as_given", threshold_dtype="float64"):
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, *, inclusive: bool = False,
+        ties: str = "lowest_index", nan_scores: str = "first", plus_one: bool = False,
+        corner_order: str = "as_given", threshold_dtype: str = "float64") -> np.ndarray:
     """Greedy NMS: take the best box left, keep it, drop every box it overlaps too much, repeat."""
     if nan_scores == "reject" and np.isnan(np.asarray(scores, dtype=np.float64)).any():
         raise ValueError("`scores` must not contain NaN")
@@ -90,7 +94,8 @@ def nms(boxes, scores, iou_threshold, *, inclusive=False, ties="lowest_index", n
     return np.array(keep, dtype=np.int64)
 
 
-def batched_nms(boxes, scores, idxs, iou_threshold, *, coordinate_trick=False, **knobs):
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_threshold: float, *,
+                coordinate_trick=False, **knobs) -> np.ndarray:
     """Class-aware NMS: :func:`nms` per category, the survivors merged in visiting order.
 
     ``coordinate_trick`` (torchvision's shortcut, wrong for negative coordinates): one NMS over
@@ -111,9 +116,10 @@ def batched_nms(boxes, scores, idxs, iou_threshold, *, coordinate_trick=False, *
     return np.array(sorted(kept, key=rank.get), dtype=np.int64)
 
 
-def soft_nms(boxes, scores, *, method="gaussian", sigma=0.5, iou_threshold=0.3, score_threshold=0.001,
-             inclusive=False, plus_one=False, gaussian_denominator="sigma", discard="any",
-             hard_above_threshold=False):
+def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, method: str = "gaussian", sigma: float = 0.5,
+             iou_threshold: float = 0.3, score_threshold: float = 0.001, inclusive: bool = False,
+             plus_one: bool = False, gaussian_denominator: str = "sigma", discard: str = "any",
+             hard_above_threshold: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """Soft-NMS, Bodla et al. 2017 (arXiv:1704.04503) Algorithm 1, on the C loops' working array::
 
         while B is not empty:
@@ -173,8 +179,9 @@ def soft_nms(boxes, scores, *, method="gaussian", sigma=0.5, iou_threshold=0.3, 
     return np.array(ids[:n], dtype=np.int64), S[:n].copy()
 
 
-def onnx_non_max_suppression(boxes, scores, max_output_boxes_per_class=0, iou_threshold=0.0,
-                             score_threshold=None, *, center_point_box=0):
+def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_boxes_per_class: int = 0,
+                             iou_threshold: float = 0.0, score_threshold: Optional[float] = None, *,
+                             center_point_box: int = 0) -> np.ndarray:
     """The ONNX NonMaxSuppression specification, loop per (batch, class)::
 
         candidates: boxes with score > score_threshold, by score descending (ties: lower index)
@@ -203,7 +210,8 @@ def onnx_non_max_suppression(boxes, scores, max_output_boxes_per_class=0, iou_th
         c = [corners(box) for box in b[batch]]
         for cls in range(s.shape[1]):
             sc = s[batch, cls]
-            cand = [i for i in range(len(sc)) if score_threshold is None or sc[i] > sc.dtype.type(score_threshold)]
+            cand = [i for i in range(len(sc))
+                    if score_threshold is None or sc[i] > sc.dtype.type(score_threshold)]
             cand.sort(key=lambda i: (-float(sc[i]), i))
             selected = []
             for i in cand:
