@@ -21,6 +21,7 @@ _PUBLIC_MODULES = [
     "targets",
     "losses",
     "nms",
+    "postprocess",
     "fpn",
     "heads",
 ]

@@ -46,7 +46,8 @@ from refdet.heads import (flatten_head_output, retinanet_head_backward, retinane
                           RetinaNetHeadOutput, RPNHeadOutput, SSDHeadOutput)
 from refdet.losses import (LossTargets, multibox_loss_backward, multibox_loss_forward, retinanet_loss_backward,
                            retinanet_loss_forward, rpn_loss_backward, rpn_loss_forward)
-from refdet.nms import batched_nms, postprocess_detections
+from refdet.nms import batched_nms
+from refdet.postprocess import postprocess_detections
 from refdet.targets import retinanet_targets, rpn_targets, ssd_targets
 
 __all__ = ["DetectorConfig", "Detector", "Trace", "sgd_momentum_update", "backbone_init", "backbone_forward",
@@ -447,7 +448,7 @@ class Detector:
                detections_per_image=100):
         """Detections per image: a list of ``(boxes (D, 4), scores (D,), labels (D,))``.
 
-        RetinaNet and RPN: :func:`refdet.nms.postprocess_detections` (torchvision's inference: per
+        RetinaNet and RPN: :func:`refdet.postprocess.postprocess_detections` (torchvision's inference: per
         level the top ``topk_candidates`` scores above ``score_threshold``, decode against the
         anchors, clip to the image, class-aware NMS at ``nms_threshold`` — for the RPN NMS per level
         at 0.7 and an inclusive score threshold of 0 — and the first ``detections_per_image``).

@@ -1,6 +1,7 @@
-"""Tests of refdet.nms: TV11/TV12 goldens, loop references of the C kernels, hypothesis invariants,
-and differentials against torchvision, onnxruntime and onnx.reference."""
-import importlib
+"""Tests of refdet.nms: TV11/TV12 goldens, the speed engine's paths against the readable reference,
+hypothesis invariants, memory layout, and differentials against torchvision, onnxruntime and
+onnx.reference. (fast == reference on hypothesis inputs: tests/test_reference_nms.py; post-processing:
+tests/test_postprocess.py.)"""
 import math
 
 import numpy as np
@@ -8,142 +9,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refdet import batched_nms, merge_multiscale_detections, nms, onnx_non_max_suppression, soft_nms
+from refdet import _nms_engine as engine
+from refdet import batched_nms, conventions, descending_order, nms, onnx_non_max_suppression, soft_nms
+from refdet.reference import nms as ref
 from refdet.testing import assert_nms_equal, explain_nms_difference
 from refdet.testing import strategies as rst
+from tests._layouts import check_layout_independent
 from tests.conftest import readonly
 
-nmsmod = importlib.import_module("refdet.nms")   # `refdet.nms` the attribute is the function
 F32 = np.float32
-
-
-# ------------------------------------------------------------------------------- loop references
-
-def loop_order(scores, ties="lowest_index"):
-    """Visiting order, one comparison at a time: NaN above everything, then by score, ties by index."""
-    idx = list(range(len(scores)))
-
-    def key(i):
-        s = float(scores[i])
-        nan = math.isnan(s)
-        tie = i if ties == "lowest_index" else -i
-        return (0 if nan else 1, 0.0 if nan else -s, tie)
-    return sorted(idx, key=key)
-
-
-def _corners(b, any_corners):
-    x1, y1, x2, y2 = b
-    if any_corners:
-        return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
-    return x1, y1, x2, y2
-
-
-def loop_nms(boxes, scores, thr, *, inclusive=False, ties="lowest_index", plus_one=False,
-             any_corners=False, thr_working=None):
-    """Transcription of torchvision csrc/ops/cpu/nms_kernel.cpp (py-faster-rcnn cpu_nms.pyx with
-    inclusive/ties/plus_one; onnxruntime SuppressByIOU with any_corners), on NumPy scalars of the
-    boxes' dtype so float32 arithmetic is float32."""
-    dt = F32 if boxes.dtype == F32 else np.float64
-    b = boxes.astype(dt)
-    if thr_working is None:
-        thr_working = any_corners
-    t = dt(thr) if thr_working else float(thr)
-    one, zero = dt(1), dt(0)
-    order = loop_order(scores, ties)
-    sup = [False] * len(b)
-    keep = []
-    for _i, i in enumerate(order):
-        if sup[i]:
-            continue
-        keep.append(i)
-        ix1, iy1, ix2, iy2 = _corners(b[i], any_corners)
-        for j in order[_i + 1:]:
-            if sup[j]:
-                continue
-            jx1, jy1, jx2, jy2 = _corners(b[j], any_corners)
-            w = min(ix2, jx2) - max(ix1, jx1)
-            h = min(iy2, jy2) - max(iy1, jy1)
-            if plus_one:
-                w, h = w + one, h + one
-            if any_corners:
-                if not (w > 0 and h > 0):
-                    continue
-                inter = w * h
-                ai, aj = (ix2 - ix1) * (iy2 - iy1), (jx2 - jx1) * (jy2 - jy1)
-                union = ai + aj - inter
-                if inter <= 0 or ai <= 0 or aj <= 0 or union <= 0:
-                    continue
-                ovr = inter / union
-            else:
-                w, h = max(zero, w), max(zero, h)
-                inter = w * h
-                e = one if plus_one else zero
-                ai = (ix2 - ix1 + e) * (iy2 - iy1 + e)
-                aj = (jx2 - jx1 + e) * (jy2 - jy1 + e)
-                with np.errstate(all="ignore"):
-                    ovr = inter / (ai + aj - inter)
-            o = ovr if thr_working else float(ovr)
-            if (o >= t) if inclusive else (o > t):
-                sup[j] = True
-    return np.array(keep, dtype=np.int64)
-
-
-def loop_soft_nms(boxes, scores, *, method, sigma, nt, thr, inclusive, plus_one, discard,
-                  denominator="sigma", hard=False):
-    """Transcription of mmcv softnms_cpu (discard='any', inclusive) and Detectron1 cython soft_nms
-    (discard='overlapping', strict, +1): one box at a time, swap-with-max, swap-with-last."""
-    dt = np.result_type(boxes.dtype, scores.dtype)
-    b = boxes.astype(dt).copy()
-    s = scores.astype(dt).copy()
-    inds = list(range(len(b)))
-    e = dt.type(1) if plus_one else dt.type(0)
-    area = (b[:, 2] - b[:, 0] + e) * (b[:, 3] - b[:, 1] + e)
-    n = len(b)
-    i = 0
-    while i < n:
-        mx, mp = s[i], i
-        for p in range(i + 1, n):
-            if mx < s[p]:
-                mx, mp = s[p], p
-        b[[i, mp]] = b[[mp, i]]
-        s[[i, mp]] = s[[mp, i]]
-        area[[i, mp]] = area[[mp, i]]
-        inds[i], inds[mp] = inds[mp], inds[i]
-        p = i + 1
-        while p < n:
-            w = min(b[i, 2], b[p, 2]) - max(b[i, 0], b[p, 0]) + e
-            h = min(b[i, 3], b[p, 3]) - max(b[i, 1], b[p, 1]) + e
-            overlaps = w > 0 and h > 0
-            if discard == "overlapping" and not overlaps:
-                p += 1
-                continue
-            inter = max(dt.type(0), w) * max(dt.type(0), h)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ovr = inter / (area[i] + area[p] - inter)
-            cond = ovr >= dt.type(nt) if inclusive else ovr > dt.type(nt)
-            if method == "linear":
-                wgt = dt.type(1) - ovr if cond else dt.type(1)
-            elif method == "hard":
-                wgt = dt.type(0) if cond else dt.type(1)
-            else:
-                if denominator == "sigma":
-                    wgt = np.exp(np.array([-(ovr * ovr) / dt.type(sigma)]))[0]
-                else:
-                    wgt = np.exp(np.array([(dt.type(-0.5) / dt.type(sigma) * ovr) * ovr]))[0]
-                if hard and ovr > dt.type(nt):
-                    wgt = dt.type(0)
-            s[p] = wgt * s[p]
-            if s[p] < dt.type(thr):
-                b[p], s[p], area[p], inds[p] = b[n - 1], s[n - 1], area[n - 1], inds[n - 1]
-                n -= 1
-                p -= 1
-            p += 1
-        i += 1
-    return np.array(inds[:n], dtype=np.int64), s[:n]
 
 
 def iou32(a, b):
     return rst._iou32(np.asarray(a), np.asarray(b))
+
+
+def ref_nms(b, s, thr, **kw):
+    """The reference loop under the profile ``kw`` selects (``convention=`` plus knob overrides)."""
+    p = conventions.resolve("nms", kw.pop("convention", "torchvision"), **kw)
+    return ref.nms(b, s, thr, **p)
 
 
 # ------------------------------------------------------------------------------------- TV11 goldens
@@ -375,7 +259,7 @@ def test_thresholds_outside_unit_interval():
     assert nms(b, s, -0.1).tolist() == [0]
     assert nms(b, s, 0.0).tolist() == [0, 2]                              # 0 > 0 is false
     assert nms(b, s, 0.0, inclusive=True).tolist() == [0]                 # py-faster-rcnn: 0 >= 0
-    assert loop_nms(b, s, -0.1).tolist() == [0]
+    assert ref.nms(b, s, -0.1).tolist() == [0]
 
 
 def test_soft_nms_linear_golden():
@@ -427,26 +311,10 @@ def test_soft_nms_swap_with_last_reorders_ties():
     b = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [30, 0, 40, 10], [60, 0, 70, 10]], np.float64)
     s = np.array([0.9, 0.001, 0.5, 0.5])
     r = soft_nms(b, s, method="linear", iou_threshold=0.3, convention="mmdet")
-    ref = loop_soft_nms(b, s, method="linear", sigma=0.5, nt=0.3, thr=0.001, inclusive=True,
-                        plus_one=False, discard="any")
-    assert r.indices.tolist() == ref[0].tolist() == [0, 3, 2]
+    want = ref.soft_nms(b, s, method="linear", iou_threshold=0.3, **conventions.resolve("soft_nms", "mmdet"))
+    assert r.indices.tolist() == want[0].tolist() == [0, 3, 2]
 
 
-def test_merge_multiscale_golden():
-    # the same object found at scale 1 and at scale 2 (boxes twice as large): after rescaling they
-    # coincide, NMS keeps the higher score; another class is untouched
-    d1 = (np.array([[10, 10, 20, 20], [40, 40, 50, 50]], float), np.array([0.6, 0.9]), np.array([0, 1]))
-    d2 = (np.array([[20, 20, 40, 40]], float), np.array([0.8]), np.array([0]))
-    out = merge_multiscale_detections([d1, d2], [1.0, 2.0], 0.5)
-    assert out.scores.tolist() == [0.9, 0.8]
-    assert out.boxes.tolist() == [[40, 40, 50, 50], [10, 10, 20, 20]]
-    assert out.labels.tolist() == [1, 0]
-    out = merge_multiscale_detections([d1, d2], [1.0, (2.0, 2.0)], 0.5, max_detections=1)
-    assert out.scores.tolist() == [0.9]
-    out = merge_multiscale_detections([d1, (d2[0], d2[1], np.array([1]))], [1.0, 2.0], 0.5, class_aware=False)
-    assert out.scores.tolist() == [0.9, 0.8]
-    empty = merge_multiscale_detections([], [], 0.5)
-    assert empty.boxes.shape == (0, 4) and empty.labels.dtype == np.int64
 
 
 # ------------------------------------------------------------------------------------- comparator
@@ -469,52 +337,59 @@ def test_assert_nms_equal_explains():
     assert explain_nms_difference([0, 1], np.array([0, 1]), b, s) is None
 
 
-# ------------------------------------------------------------------------------------- properties
+# ------------------------------------------------------------------------------------- engine paths
 
 KNOBS = [dict(), dict(inclusive=True), dict(ties="highest_index"), dict(plus_one=True),
          dict(convention="caffe"), dict(corner_order="any"), dict(convention="onnx")]
-
-
-def _loop_kwargs(kw):
-    s = nmsmod.conventions.resolve("nms", kw.get("convention", "torchvision"),
-                                   **{k: v for k, v in kw.items() if k != "convention"})
-    return dict(inclusive=s["inclusive"], ties=s["ties"], plus_one=s["plus_one"],
-                any_corners=s["corner_order"] == "any", thr_working=s["threshold_dtype"] == "working")
-
-
-@given(rst.nms_inputs(flipped=True), st.sampled_from(KNOBS), st.sampled_from([F32, np.float64]))
-def test_equals_loop_reference(data, kw, dtype):
-    b, s, thr = data
-    b, s = b.astype(dtype), s.astype(dtype)
-    got = nms(b, s, thr, **kw)
-    ref = loop_nms(b, s, thr, **_loop_kwargs(kw))
-    assert_nms_equal(got, ref, b, s, iou_threshold=thr)
 
 
 @given(rst.nms_inputs(min_n=5, max_n=60, flipped=True), st.sampled_from(KNOBS), st.integers(1, 8))
 def test_block_walk_and_sweep_paths_agree(data, kw, block):
     """Force small blocks and the sparse sweep (usually only used for thousands of boxes)."""
     b, s, thr = data
-    ref = loop_nms(b, s, thr, **_loop_kwargs(kw))
-    saved = nmsmod._BLOCK, nmsmod._SWEEP_MIN, nmsmod._TILE, nmsmod._CHUNK, nmsmod._ROUNDS
+    want = ref_nms(b, s, thr, **kw)
+    saved = engine.BLOCK, engine.SWEEP_MIN, engine.TILE, engine.CHUNK, engine.ROUNDS
     try:
-        nmsmod._BLOCK, nmsmod._TILE = block, 0          # small blocks, row-by-row suppression
-        assert_nms_equal(nms(b, s, thr, **kw), ref, b, s, iou_threshold=thr)
-        settings_ = nmsmod.conventions.resolve("nms", kw.get("convention", "torchvision"),
-                                               **{k: v for k, v in kw.items() if k != "convention"})
-        if nmsmod._sweep_allowed(thr, settings_):
-            order = nmsmod.descending_order(s, ties=settings_["ties"])
-            g = nmsmod._prepare(b[order], nmsmod._kind(settings_), thr, settings_["inclusive"],
-                                settings_["threshold_dtype"])
-            nmsmod._CHUNK, nmsmod._ROUNDS = 3, block % 3     # tiny chunks; few rounds -> walk finishes
-            assert_nms_equal(order[nmsmod._sweep(g)], ref, b, s, iou_threshold=thr)
+        engine.BLOCK, engine.TILE = block, 0            # small blocks, row-by-row suppression
+        assert_nms_equal(nms(b, s, thr, **kw), want, b, s, iou_threshold=thr)
+        p = conventions.resolve("nms", kw.get("convention", "torchvision"),
+                                **{k: v for k, v in kw.items() if k != "convention"})
+        if engine.sweep_allowed(thr, p.inclusive):
+            order = descending_order(s, ties=p.ties)
+            kind = "any" if p.corner_order == "any" else "plus_one" if p.plus_one else "tv"
+            g = engine.prepare(b[order], kind, thr, p.inclusive, p.threshold_dtype)
+            engine.CHUNK, engine.ROUNDS = 3, block % 3      # tiny chunks; few rounds -> walk finishes
+            assert_nms_equal(order[engine.sweep(g)], want, b, s, iou_threshold=thr)
             groups = (np.arange(len(b)) % 3)[order]
-            swept = np.sort(nmsmod._sweep(g, groups))
-            per = np.sort(np.concatenate([nmsmod._walk(g, seg) for seg in nmsmod._segments(groups)]))
+            swept = np.sort(engine.sweep(g, groups))
+            per = np.sort(np.concatenate([engine.walk(g, seg) for seg in engine.segments(groups)]))
             assert swept.tolist() == per.tolist()
     finally:
-        nmsmod._BLOCK, nmsmod._SWEEP_MIN, nmsmod._TILE, nmsmod._CHUNK, nmsmod._ROUNDS = saved
+        engine.BLOCK, engine.SWEEP_MIN, engine.TILE, engine.CHUNK, engine.ROUNDS = saved
 
+
+def test_large_inputs_take_the_sweep(rng):
+    """Spread boxes, most kept, N > SWEEP_MIN: the walk hands over to the sweep, whose answer equals
+    the block walk alone (itself held equal to the reference on small inputs above; torchvision on
+    large ones below)."""
+    n = engine.SWEEP_MIN + 700
+    xy = rng.integers(0, 1500, size=(n, 2)).astype(F32)
+    b = np.concatenate([xy, xy + rng.integers(1, 30, size=(n, 2)).astype(F32)], axis=1)
+    s = (rng.integers(0, 200, size=n) / 200).astype(F32)
+    called = []
+    real = engine.sweep
+    try:
+        engine.sweep = lambda *a, **k: called.append(1) or real(*a, **k)
+        got = nms(b, s, 0.3)
+    finally:
+        engine.sweep = real
+    assert called, "the sweep path was not taken"
+    order = descending_order(s)
+    walked = order[engine.walk(engine.prepare(b[order], "tv", 0.3, False, "float64"), switch=False)]
+    assert_nms_equal(got, walked, b, s, iou_threshold=0.3)
+
+
+# ------------------------------------------------------------------------------------- properties
 
 @given(rst.nms_inputs(nan=False), st.sampled_from([F32, np.float64]))
 def test_invariants(data, dtype):
@@ -559,8 +434,8 @@ def test_permutation_equivariant(data, rnd):
         assert perm[keep_p].tolist() == keep.tolist()
     else:
         # with tied scores the tie order follows the index, so the kept set may differ; it is still
-        # the greedy answer for the permuted order: compare with the loop reference
-        assert keep_p.tolist() == loop_nms(b[perm], s[perm], thr).tolist()
+        # the greedy answer for the permuted order: compare with the reference loop
+        assert keep_p.tolist() == ref.nms(b[perm], s[perm], thr).tolist()
 
 
 @given(rst.threshold_box_pairs())
@@ -572,49 +447,6 @@ def test_threshold_pairs_decide_as_constructed(pair):
     got = nms(boxes.astype(F32), np.array([0.9, 0.8], F32), t, inclusive=True)
     assert got.tolist() == ([0] if float(iou) >= t else [0, 1])
 
-
-@given(rst.nms_inputs(max_n=25), st.sampled_from([F32, np.float64]))
-def test_batched_equals_per_class_loop(data, dtype):
-    b, s, thr = data
-    b, s = b.astype(dtype), s.astype(dtype)
-    c = (np.arange(len(b)) * 7 % 3).astype(np.int64)
-    got = batched_nms(b, s, c, thr)
-    kept = []
-    for k in range(3):
-        idx = np.flatnonzero(c == k)
-        kept += idx[loop_nms(b[idx], s[idx], thr)].tolist()
-    order = loop_order(s)
-    ref = [i for i in order if i in set(kept)]
-    assert got.tolist() == ref
-
-
-@given(rst.nms_inputs(max_n=15), st.sampled_from(["linear", "gaussian", "hard"]),
-       st.sampled_from(["mmdet", "caffe", "torchvision", "tf", "paper"]))
-def test_soft_nms_equals_c_loop(data, method, convention):
-    b, s, thr = data
-    b = b.astype(np.float64)
-    s = np.abs(s.astype(np.float64))
-    st_ = nmsmod.conventions.resolve("soft_nms", convention)
-    r = soft_nms(b, s, method=method, sigma=0.5, iou_threshold=0.3, score_threshold=0.05,
-                 convention=convention)
-    ind, sc = loop_soft_nms(b, s, method=method, sigma=0.5, nt=0.3, thr=0.05,
-                            inclusive=st_["inclusive"], plus_one=st_["plus_one"], discard=st_["discard"],
-                            denominator=st_["gaussian_denominator"], hard=st_["hard_above_threshold"])
-    assert r.indices.tolist() == ind.tolist()
-    np.testing.assert_allclose(r.scores, sc, rtol=1e-15, atol=0)   # same float64 operations
-
-
-@given(rst.nms_inputs(max_n=15), st.sampled_from(["mmdet", "caffe", "torchvision"]))
-def test_soft_nms_linear_float32_equals_c_loop(data, convention):
-    b, s, thr = data
-    s = np.abs(s)
-    st_ = nmsmod.conventions.resolve("soft_nms", convention)
-    r = soft_nms(b, s, method="linear", iou_threshold=0.3, score_threshold=0.05, convention=convention)
-    ind, sc = loop_soft_nms(b, s, method="linear", sigma=0.5, nt=0.3, thr=0.05, inclusive=st_["inclusive"],
-                            plus_one=st_["plus_one"], discard=st_["discard"])
-    assert r.scores.dtype == F32
-    assert r.indices.tolist() == ind.tolist()
-    assert r.scores.tolist() == sc.tolist()          # float32 arithmetic, same order: bit for bit
 
 
 @given(rst.nms_inputs(max_n=20), st.randoms(use_true_random=False))
@@ -806,78 +638,42 @@ def test_nms_onnx_convention_equals_onnxruntime(data):
     assert_nms_equal(nms(b, s, thr, convention="onnx"), ref, b, s, iou_threshold=thr)
 
 
-# ------------------------------------------------------------------------------------- post-processing
+# ------------------------------------------------------------------------------------- memory layout
 
-def _retinanet_case(rng, levels=((6, 5), (3, 3)), A=2, K=3, dtype=F32):
-    logits, deltas, anchors = [], [], []
-    for (h, w) in levels:
-        n = h * w * A
-        logits.append(rng.normal(-1.0, 2.0, size=(n, K)).astype(dtype))
-        deltas.append(rng.normal(0, 0.3, size=(n, 4)).astype(dtype))
-        ctr = rng.uniform(0, 80, size=(n, 2))
-        wh = rng.uniform(4, 40, size=(n, 2))
-        anchors.append(np.concatenate([ctr - wh / 2, ctr + wh / 2], axis=1).astype(dtype))
-    return logits, deltas, anchors
+@given(rst.nms_inputs(max_n=25, nan=True), st.sampled_from([F32, np.float64]))
+def test_nms_layout_independent(data, dtype):
+    b, s, thr = data
+    for conv in ("torchvision", "caffe"):
+        check_layout_independent(nms, (b.astype(dtype), s.astype(dtype), thr), {"convention": conv})
+    finite = np.nan_to_num(s).astype(dtype)
+    check_layout_independent(nms, (b.astype(dtype), finite, thr), {"convention": "onnx"})
 
 
-def test_postprocess_retinanet_against_torchvision(tv, rng):
-    torch, tvm = tv
-    from torchvision.models.detection import _utils as det_utils
-    from torchvision.models.detection.retinanet import RetinaNet
-    for trial in range(6):
-        logits, deltas, anchors = _retinanet_case(rng)
-        net = RetinaNet.__new__(RetinaNet)          # no backbone or head: only the post-processing
-        torch.nn.Module.__init__(net)
-        net.box_coder = det_utils.BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
-        net.score_thresh, net.nms_thresh = [0.05, 0.3, 0.5][trial % 3], [0.5, 0.3][trial % 2]
-        net.detections_per_img, net.topk_candidates = [300, 7][trial % 2], [1000, 10, 3][trial % 3]
-        head = {"cls_logits": [torch.from_numpy(x)[None] for x in logits],
-                "bbox_regression": [torch.from_numpy(x)[None] for x in deltas]}
-        ref = net.postprocess_detections(head, [[torch.from_numpy(a) for a in anchors]], [(70, 90)])[0]
-        got = nmsmod.postprocess_detections(logits, deltas, anchors, (70, 90),
-                                            score_threshold=net.score_thresh, nms_threshold=net.nms_thresh,
-                                            detections_per_image=net.detections_per_img,
-                                            topk_candidates=net.topk_candidates,
-                                            coordinate_trick="torchvision")
-        assert got.labels.tolist() == ref["labels"].tolist()
-        # sigmoid and exp are libm-dependent in the last float32 bit
-        np.testing.assert_allclose(got.scores, ref["scores"].numpy(), rtol=2e-7, atol=0)
-        np.testing.assert_allclose(got.boxes, ref["boxes"].numpy(), rtol=1e-6, atol=1e-5)
+@given(rst.nms_inputs(max_n=25), st.sampled_from([F32, np.float64]), st.sampled_from([False, True]))
+def test_batched_nms_layout_independent(data, dtype, trick):
+    b, s, thr = data
+    c = (np.arange(len(b)) * 7 % 3).astype(np.int64)
+    check_layout_independent(batched_nms, (b.astype(dtype), s.astype(dtype), c, thr),
+                             {"coordinate_trick": trick})
 
 
-def test_postprocess_rpn_against_torchvision(tv, rng):
-    torch, tvm = tv
-    from torchvision.models.detection import _utils as det_utils
-    from torchvision.models.detection.rpn import RegionProposalNetwork
-    logits, deltas, anchors = _retinanet_case(rng, K=1)
-    rpn = RegionProposalNetwork(None, None, 0.7, 0.3, 256, 0.5, dict(training=10, testing=15),
-                                dict(training=10, testing=12), 0.6, score_thresh=0.1)
-    rpn.eval()
-    coder = det_utils.BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
-    all_anchors = torch.from_numpy(np.concatenate(anchors))
-    all_deltas = torch.from_numpy(np.concatenate(deltas))
-    proposals = coder.decode(all_deltas, [all_anchors]).view(1, -1, 4)
-    objectness = torch.from_numpy(np.concatenate(logits))
-    boxes, scores = rpn.filter_proposals(proposals, objectness, [(70, 90)], [len(a) for a in anchors])
-    got = nmsmod.postprocess_detections(logits, deltas, anchors, (70, 90), style="rpn", topk_candidates=15,
-                                        detections_per_image=12, nms_threshold=0.6, score_threshold=0.1,
-                                        coordinate_trick="torchvision")
-    np.testing.assert_allclose(got.scores, scores[0].numpy(), rtol=2e-7, atol=0)
-    np.testing.assert_allclose(got.boxes, boxes[0].numpy(), rtol=1e-6, atol=1e-5)
+@given(rst.nms_inputs(max_n=20), st.sampled_from(["linear", "gaussian"]), st.sampled_from(["mmdet", "caffe"]))
+def test_soft_nms_layout_independent(data, method, conv):
+    b, s, _ = data
+    check_layout_independent(soft_nms, (b, np.abs(s)),
+                             {"method": method, "convention": conv, "score_threshold": 0.05})
 
 
-def test_postprocess_golden():
-    # one level, two anchors, two classes; identity deltas decode to the anchors
-    anchors = [np.array([[0, 0, 10, 10], [1, 1, 11, 11]], np.float64)]
-    deltas = [np.zeros((2, 4))]
-    # sigmoid(2) = 0.881 (anchor 0, class 1), sigmoid(1) = 0.731 (anchor 1, class 1): IoU 81/119 > 0.5,
-    # same class -> anchor 1 suppressed; sigmoid(0) = 0.5 (anchor 1, class 0) survives (other class);
-    # sigmoid(-5) = 0.0067 < 0.05 dropped
-    logits = [np.array([[-5.0, 2.0], [0.0, 1.0]])]
-    d = nmsmod.postprocess_detections(logits, deltas, anchors, (20, 20))
-    assert d.labels.tolist() == [1, 0]
-    np.testing.assert_allclose(d.scores, [1 / (1 + math.exp(-2)), 0.5], rtol=1e-15)
-    assert d.boxes.tolist() == [[0, 0, 10, 10], [1, 1, 11, 11]]
-    # clipping to (H, W) = (8, 9)
-    d = nmsmod.postprocess_detections(logits, deltas, anchors, (8, 9))
-    assert d.boxes.tolist() == [[0, 0, 9, 8], [1, 1, 9, 8]]
+@given(rst.nms_inputs(max_n=20, flipped=True), st.integers(0, 1))
+def test_onnx_layout_independent(data, cpb):
+    b, s, thr = data
+    boxes = np.stack([b, b[::-1]])                               # (2, N, 4)
+    scores = np.stack([np.stack([s, s[::-1]])] * 2)              # (2, 2, N)
+    check_layout_independent(onnx_non_max_suppression, (boxes, scores, 5, min(max(thr, 0.0), 1.0), 0.1),
+                             {"center_point_box": cpb})
+
+
+@given(rst.tied_scores(30, nan=True, dtype=F32), st.sampled_from(["lowest_index", "highest_index"]))
+def test_descending_order_layout_independent(s, ties):
+    check_layout_independent(descending_order, (s,), {"ties": ties})
+    check_layout_independent(descending_order, (s.astype(np.float64),), {"ties": ties})

@@ -60,14 +60,11 @@ def _variants_matching(target, boxes, scores, thr):
 
 
 def _iou_with(boxes, i, others):
-    """Float IoUs (torchvision's order of operations, the boxes' dtype) of box ``i`` with ``others``."""
-    _nms = importlib.import_module("refdet.nms")
+    """Float IoUs (torchvision's order of operations, the boxes' dtype) of box ``i`` with ``others``:
+    the readable per-pair formula, :func:`refdet.reference.nms.pair_iou`."""
+    from refdet.reference.nms import pair_iou
 
-    g = _nms._prepare(boxes, "tv", 0.0, False, "working")
-    if len(others) == 0:
-        return np.zeros(0, dtype=boxes.dtype)
-    iou, _ = _nms._iou_row(g.C[:, i], g.C[:, others], "tv")
-    return iou
+    return np.array([pair_iou(boxes[i], boxes[j]) for j in others], dtype=boxes.dtype)
 
 
 def _box_story(name, idx, boxes, scores, kept_before, thr, side):

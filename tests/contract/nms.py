@@ -13,18 +13,6 @@ def _scores(rng, n=8):
     return rng.uniform(0, 1, size=n)
 
 
-def _levels(rng):
-    anchors = [_boxes(rng, 12), _boxes(rng, 6)]
-    logits = [rng.normal(size=(12, 3)), rng.normal(size=(6, 3))]
-    deltas = [rng.normal(scale=0.2, size=(12, 4)), rng.normal(scale=0.2, size=(6, 4))]
-    return logits, deltas, anchors
-
-
-def _dets(rng):
-    return [(_boxes(rng, 5), _scores(rng, 5), rng.integers(0, 2, 5)),
-            (_boxes(rng, 4) * 2, _scores(rng, 4), rng.integers(0, 2, 4))]
-
-
 CASES = [
     Case("nms", lambda r: ((_boxes(r), _scores(r), 0.3), {}), box_args={0: "boxes"}),
     Case("batched_nms", lambda r: ((_boxes(r), _scores(r), r.integers(0, 3, 8), 0.3), {}),
@@ -32,8 +20,7 @@ CASES = [
     Case("soft_nms", lambda r: ((_boxes(r), _scores(r)), {"method": "linear"}), box_args={0: "boxes"}),
     Case("onnx_non_max_suppression",
          lambda r: ((_boxes(r)[None], _scores(r)[None, None], 5, 0.3, 0.1), {}), box_args={0: "boxes"}),
-    Case("postprocess_detections", lambda r: (_levels(r) + ((50, 60),), {"score_threshold": 0.2})),
-    Case("merge_multiscale_detections", lambda r: ((_dets(r), [1.0, 2.0], 0.5), {})),
+    Case("descending_order", lambda r: ((np.round(_scores(r), 1),), {"ties": "highest_index"})),
 ]
 
 BAD = [
@@ -64,17 +51,15 @@ BAD = [
     Bad("onnx_non_max_suppression",
         lambda r: ((_boxes(r)[None], _scores(r)[None, None], 5), {"center_point_box": 2}),
         ValueError, "`center_point_box`"),
-    Bad("postprocess_detections", lambda r: (_levels(r)[:2] + ([_boxes(r, 12)], (50, 60)), {}), ValueError,
-        "one entry per level"),
-    Bad("postprocess_detections", lambda r: (_levels(r) + ((50, 60),), {"style": "yolo"}), ValueError, "`style`"),
-    Bad("postprocess_detections",
-        lambda r: (([np.zeros((12, 3))], [np.zeros((12, 5))], [_boxes(r, 12)], (50, 60)), {}),
-        ValueError, r"`box_deltas\[0\]`"),
-    Bad("merge_multiscale_detections", lambda r: ((_dets(r), [1.0], 0.5), {}), ValueError, "`scales`"),
-    Bad("merge_multiscale_detections", lambda r: ((_dets(r), [1.0, 0.0], 0.5), {}), ValueError, r"`scales\[1\]`"),
+    Bad("descending_order", lambda r: ((_scores(r),), {"ties": "stable"}), ValueError, "`ties`"),
+    Bad("descending_order", lambda r: ((_scores(r)[None],), {}), ValueError, "`scores` must be 1-D"),
+    Bad("descending_order", lambda r: (("0.5",), {}), TypeError, "`scores`"),
+    Bad("batched_nms", lambda r: ((_boxes(r), _scores(r), np.zeros(8, int), 0.5), {"coordinate_trick": 1}),
+        ValueError, "`coordinate_trick`"),
+    Bad("soft_nms", lambda r: ((_boxes(r), _scores(r)), {"discard": "all"}), ValueError, "`discard`"),
+    Bad("soft_nms", lambda r: ((_boxes(r), _scores(r)), {"inclusive": "yes"}), TypeError, "`inclusive`"),
 ]
 
 EXEMPT = {
     "SoftNMSResult": "a NamedTuple type (the result of soft_nms)",
-    "Detections": "a NamedTuple type (the result of postprocess_detections)",
 }
