@@ -367,6 +367,9 @@ def match(iou: ArrayLike, *, high: float = 0.7, low: float = 0.3, allow_low_qual
           neg_floor: Optional[float] = None, allow_nan: bool = False) -> np.ndarray:
     """Max-IoU matching of anchors to ground truths (torchvision ``Matcher`` by default).
 
+    Reference: :func:`refdet.reference.matcher.match` (best gt per anchor, the three bands, then the
+    low-quality rule per gt, as loops); tests hold the two equal under every convention.
+
     Parameters
     ----------
     iou : ndarray, shape (M, N)
@@ -525,6 +528,9 @@ def ssd_match(iou: ArrayLike, threshold: float = 0.5, *, convention: Convention 
               prematch: Optional[str] = None, positive_strict: Optional[bool] = None,
               candidate_eps: Optional[float] = None, empty_gt: Optional[str] = None) -> np.ndarray:
     """SSD matching: every gt first claims its best default box, then the rest is thresholded.
+
+    Reference: :func:`refdet.reference.matcher.ssd_match` (loops per default box and per gt, Caffe's
+    greedy bipartite step as the repeated "largest free pair"); tests hold the two equal.
 
     Parameters
     ----------

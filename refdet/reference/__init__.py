@@ -1,0 +1,1 @@
+"""Readable references: loops and formulas, short, held equal to the fast paths by tests."""
