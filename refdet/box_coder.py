@@ -266,11 +266,12 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
         Anchors or proposals (torchvision's ``proposals``, detectron2's ``src_boxes``).
     weights : 4 positive numbers
         ``(wx, wy, ww, wh)``, always in this x-first order (also under ``order="yx"``, where TF's
-        ``scale_factors`` would read (wy, wx, wh, ww)). torchvision/detectron2 RPN and RetinaNet use (1, 1, 1, 1), the R-CNN box
-        head and SSD (10, 10, 5, 5). Under ``weight_mode="divide"`` they are standard deviations
+        ``scale_factors`` would read (wy, wx, wh, ww)). torchvision/detectron2 RPN and RetinaNet use
+        (1, 1, 1, 1), the R-CNN box head and SSD (10, 10, 5, 5). Under ``weight_mode="divide"`` they are standard deviations
         (mmdet ``target_stds``, e.g. (0.1, 0.1, 0.2, 0.2)).
-    convention : str
-        ``"torchvision"``, ``"detectron2"``, ``"mmdet"``, ``"caffe"``, ``"tf"``, ``"paper"``.
+    convention : str or Profile
+        ``"torchvision"``, ``"detectron2"``, ``"mmdet"``, ``"caffe"``, ``"tf"``, ``"paper"``, or a
+        resolved :class:`refdet.conventions.Profile` (composite ops pass theirs down).
     means : 4 numbers, optional
         Subtracted before dividing by the stds under ``weight_mode="divide"`` (mmdet
         ``target_means``); default zeros. Ignored by the other modes.
@@ -426,8 +427,9 @@ def decode_boxes(deltas: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1
         Limit on ``dw / ww`` and ``dh / wh`` before ``exp``: default ``log(1000 / 16) = 4.1352``.
         Applied as ``min(dw, clamp)`` (torchvision, detectron2, Detectron1), ``clip(dw, -clamp,
         clamp)`` (mmdet) or not at all (py-faster-rcnn, TF), per ``clamp_mode``.
-    convention : str
-        ``"torchvision"``, ``"detectron2"``, ``"mmdet"``, ``"caffe"``, ``"tf"``, ``"paper"``.
+    convention : str or Profile
+        ``"torchvision"``, ``"detectron2"``, ``"mmdet"``, ``"caffe"``, ``"tf"``, ``"paper"``, or a
+        resolved :class:`refdet.conventions.Profile` (composite ops pass theirs down).
     means : 4 numbers, optional
         Added after multiplying by the stds under ``weight_mode="divide"``.
     plus_one, center, weight_mode, order, clamp_mode, x2_minus_one, float32_deltas

@@ -336,10 +336,10 @@ def _encode(gt, anchors, s, coder):
     return encode_boxes(gt, anchors, weights=s.weights, convention=profile, **extra)
 
 
-def _iou(g, a, s):
-    """box_iou under the recipe's convention (its ``plus_one`` knob, when declared and set, wins)."""
+def _iou_profile(s):
+    """The box_iou profile of the recipe's convention (its ``plus_one`` knob, when declared and set, wins)."""
     po = s["plus_one"] if "plus_one" in s else None
-    return box_iou(g, a, convention=s.name, plus_one=po)
+    return conventions.resolve("box_iou", s.name, plus_one=po)
 
 
 def _common(anchors, gt_boxes, level, name="anchors"):
@@ -401,6 +401,7 @@ def rpn_targets(anchors: ArrayLike, gt_boxes: ArrayLike, image_size: Tuple[int, 
     mp = conventions.resolve("match", s.name, low_quality=low_quality, min_pos_iou=min_pos_iou,
                              positive_strict=positive_strict, background_after=background_after)
     coder = _coder(s, encode_kw)
+    ip = _iou_profile(s)
     a, g, lv = _common(anchors, gt_boxes, level)
     _checks.check_image_size(image_size)
     n, m = a.shape[0], g.shape[0]
@@ -418,9 +419,9 @@ def rpn_targets(anchors: ArrayLike, gt_boxes: ArrayLike, image_size: Tuple[int, 
             idx = np.flatnonzero(inside)
             matched = np.full(n, -2, dtype=np.int64)
             if idx.size:
-                matched[idx] = match_details(_iou(g, a[idx], s), **mkw).matches      # (M, N_inside)
+                matched[idx] = match_details(box_iou(g, a[idx], convention=ip), **mkw).matches  # (M, N_in)
         else:
-            matched = match_details(_iou(g, a, s), **mkw).matches
+            matched = match_details(box_iou(g, a, convention=ip), **mkw).matches
             matched[~inside] = -2
         matched_boxes = g[np.maximum(matched, 0)]
         deltas = _encode(matched_boxes, a, s, coder)
@@ -483,6 +484,7 @@ def retinanet_targets(anchors: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
     mp = conventions.resolve("match", s.name, low_quality=low_quality, min_pos_iou=s.min_pos_iou,
                              positive_strict=s.positive_strict, background_after=s.background_after)
     coder = _coder(s, encode_kw)
+    ip = _iou_profile(s)
     a, g, lv = _common(anchors, gt_boxes, level)
     k = _checks.check_int(num_classes, "num_classes", low=1)
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0, high=k - 1)
@@ -490,7 +492,7 @@ def retinanet_targets(anchors: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
     if m == 0:
         matched = match_details(np.zeros((0, n)), convention=mp.replace(empty_gt=s.empty_gt)).matches
     else:
-        matched = match_details(_iou(g, a, s), high=high, low=low, convention=mp,                # (M, N)
+        matched = match_details(box_iou(g, a, convention=ip), high=high, low=low, convention=mp,  # (M, N)
                                 allow_low_quality_matches=s.allow_low_quality_matches, allow_nan=True).matches
     fg = matched >= 0
     cls_targets = np.zeros((n, k), dtype=a.dtype)
@@ -544,13 +546,14 @@ def ssd_targets(default_boxes: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
     mp = conventions.resolve("ssd_match", s.name, prematch=prematch, positive_strict=positive_strict,
                              candidate_eps=candidate_eps)
     coder = _coder(s, encode_kw)
+    ip = _iou_profile(s)
     a, g, lv = _common(default_boxes, gt_boxes, level, "default_boxes")
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0)
     n, m = a.shape[0], g.shape[0]
     if m == 0:
         matched = ssd_match(np.zeros((0, n), dtype=a.dtype), threshold, convention=mp.replace(empty_gt=s.empty_gt))
     else:
-        matched = ssd_match(_iou(g, a, s), threshold, convention=mp)                                   # (M, N)
+        matched = ssd_match(box_iou(g, a, convention=ip), threshold, convention=mp)                    # (M, N)
     fg = matched >= 0
     labels = np.zeros(n, dtype=np.int64)
     labels[fg] = lab[matched[fg]]

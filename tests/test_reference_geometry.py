@@ -209,7 +209,8 @@ _SSD_PROFILES = sorted(conventions.describe("ssd_default_boxes"))
 
 
 @given(cfg=rst.ssd_configs(), dtype=st.sampled_from([np.float32, np.float64]), profile=st.sampled_from(_SSD_PROFILES),
-       offset=st.sampled_from([0.5, 0.0]), normalized=st.booleans(), pixel=st.booleans(), interp=st.sampled_from([1.0, 0.0, 2.0]))
+       offset=st.sampled_from([0.5, 0.0]), normalized=st.booleans(), pixel=st.booleans(),
+       interp=st.sampled_from([1.0, 0.0, 2.0]))
 def test_ssd_default_boxes_equal_reference(cfg, dtype, profile, offset, normalized, pixel, interp):
     s = dict(conventions.resolve("ssd_default_boxes", profile))
     L = len(cfg["feature_sizes"])
