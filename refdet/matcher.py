@@ -431,6 +431,8 @@ def match_details(iou: ArrayLike, *, high: float = 0.7, low: float = 0.3, allow_
                   neg_floor: Optional[float] = None, allow_nan: bool = False) -> MatchResult:
     """:func:`match` with everything it computed, in every framework's encoding.
 
+    Reference: :func:`refdet.reference.matcher.match` (the ``matches`` field).
+
     Same parameters as :func:`match`.
 
     Returns

@@ -146,6 +146,8 @@ def sample_balanced(labels: ArrayLike, batch_size_per_image: int = 256, positive
                     rng: RngLike = None, permutation: Permutation = None) -> Tuple[np.ndarray, np.ndarray]:
     """Balanced sample as two boolean masks (torchvision ``BalancedPositiveNegativeSampler``).
 
+    Reference: :func:`refdet.reference.sampler.sample_balanced` (same draw, same random numbers).
+
     Parameters
     ----------
     labels : ndarray, shape (N,)

@@ -107,6 +107,8 @@ def octave_sizes(base_sizes: Sequence[float], scales_per_octave: int = 3, *, con
                  truncate: Optional[bool] = None) -> List[Tuple[float, ...]]:
     """RetinaNet's octave sizes: ``(x * 2**(i / n) for i in range(n))`` for each base size ``x``.
 
+    Reference: :func:`refdet.reference.anchors.octave_sizes`.
+
     torchvision truncates to int (``retinanet.py`` 50-53): 32 -> (32, 40, 50), 64 -> (64, 80, 101),
     128 -> (128, 161, 203), 256 -> (256, 322, 406), 512 -> (512, 645, 812); detectron2, mmdet,
     Detectron1 and TF keep floats (32, 40.3175, 50.7968).
