@@ -34,9 +34,10 @@ every other operation then matches bit for bit.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from refdet import _checks
 from refdet import conventions
@@ -62,20 +63,39 @@ _CLAMP_MODES = ("max", "symmetric", "none")
 _ORDERS = ("xy", "yx")
 
 _KNOBS = {
-    "plus_one": "sizes are x2 - x1 + 1 (legacy inclusive pixels)",
-    "center": "centre as x1 + 0.5 * w ('half_width') or (x1 + x2) * 0.5 ('midpoint')",
-    "weight_mode": "'multiply': encode wx * (gx - px) / pw (torchvision); 'multiply_after': "
-                   "((gx - px) / pw) * wx (TF); 'divide': weights are stds, ((gx - px) / pw - mean) / std "
-                   "(mmdet, py-faster-rcnn); decode inverts each",
-    "eps": "added to all four sizes before encoding (TF OD API EPSILON = 1e-8)",
-    "order": "code order: 'xy' = (dx, dy, dw, dh), 'yx' = (dy, dx, dh, dw) (TF)",
+    "plus_one": conventions.flag(
+        "sizes are x2 - x1 + 1 (legacy inclusive pixels)",
+        source="py-faster-rcnn lib/fast_rcnn/bbox_transform.py bbox_transform; Detectron1 utils/boxes.py"),
+    "center": conventions.choice(
+        _CENTERS, "centre as x1 + 0.5 * w ('half_width') or (x1 + x2) * 0.5 ('midpoint')",
+        source="torchvision models/detection/_utils.py encode_boxes (half_width); mmdet "
+               "delta_xywh_bbox_coder.py bbox2delta (midpoint)"),
+    "weight_mode": conventions.choice(
+        _WEIGHT_MODES, "'multiply': wx * (gx - px) / pw (torchvision); 'multiply_after': "
+                       "((gx - px) / pw) * wx (TF); 'divide': weights are stds, ((gx - px) / pw - mean) / std "
+                       "(mmdet, py-faster-rcnn); decode inverts each",
+        source="torchvision _utils.py encode_boxes; TF box_coders/faster_rcnn_box_coder.py _encode; mmdet "
+               "bbox2delta target_stds; py-faster-rcnn BBOX_NORMALIZE_STDS"),
+    "eps": conventions.number(
+        "added to all four sizes before encoding", low=0.0,
+        source="TF OD API box_coders/faster_rcnn_box_coder.py EPSILON = 1e-8"),
+    "order": conventions.choice(
+        _ORDERS, "code order: 'xy' = (dx, dy, dw, dh), 'yx' = (dy, dx, dh, dw)",
+        source="TF OD API faster_rcnn_box_coder.py: codes [ty, tx, th, tw]"),
 }
 _DECODE_KNOBS = dict(_KNOBS)
 _DECODE_KNOBS.update({
-    "clamp_mode": "how `clamp` limits dw, dh before exp: 'max' (upper only), 'symmetric' "
-                  "([-clamp, clamp]) or 'none'",
-    "x2_minus_one": "decode x2 = cx + 0.5 * w - 1 and y2 likewise (Detectron1)",
-    "float32_deltas": "decode in float32 whatever the deltas' dtype (detectron2: deltas.float())",
+    "clamp_mode": conventions.choice(
+        _CLAMP_MODES, "how `clamp` limits dw, dh before exp: 'max' (upper only), 'symmetric' "
+                      "([-clamp, clamp]) or 'none'",
+        source="torchvision BoxCoder.decode_single torch.clamp(max=); mmdet delta2bbox clamp(min=-c, "
+               "max=c); py-faster-rcnn bbox_transform_inv and TF _decode: none"),
+    "x2_minus_one": conventions.flag(
+        "decode x2 = cx + 0.5 * w - 1 and y2 likewise",
+        source="Detectron1 detectron/utils/boxes.py bbox_transform"),
+    "float32_deltas": conventions.flag(
+        "decode in float32 whatever the deltas' dtype",
+        source="detectron2 modeling/box_regression.py Box2BoxTransform.apply_deltas: deltas.float()"),
 })
 del _DECODE_KNOBS["eps"]
 
@@ -126,6 +146,18 @@ conventions.register("encode_boxes", _ENCODE_PROFILES, knobs=_KNOBS, doc=_SOURCE
 conventions.register("decode_boxes", _DECODE_PROFILES, knobs=_DECODE_KNOBS, doc=_SOURCES)
 conventions.register("decode_boxes_forward", _DECODE_PROFILES, knobs=_DECODE_KNOBS, doc=_SOURCES)
 
+Convention = Union[str, conventions.Profile]
+Weights = Sequence[float]
+_DECODE_OPS = ("decode_boxes", "decode_boxes_forward")
+
+
+def _resolve(op, convention, **overrides):
+    """``conventions.resolve`` that keeps a Profile of the sibling decode op (same table) whole."""
+    if isinstance(convention, conventions.Profile) and convention.op in _DECODE_OPS and op in _DECODE_OPS \
+            and convention.op != op:
+        convention = conventions.Profile(op, convention.name, dict(convention), convention.overridden)
+    return conventions.resolve(op, convention, **overrides)
+
 
 class DecodeCache(NamedTuple):
     """What :func:`decode_boxes_backward` needs from the forward pass (all in the working dtype).
@@ -165,18 +197,6 @@ class DecodeGrads(NamedTuple):
         Gradient with respect to the deltas (anchors are constants).
     """
     ddeltas: np.ndarray
-
-
-def _check_knobs(s):
-    _checks.check_choice(s["center"], "center", _CENTERS)
-    _checks.check_choice(s["weight_mode"], "weight_mode", _WEIGHT_MODES)
-    _checks.check_choice(s["order"], "order", _ORDERS)
-    if "clamp_mode" in s:
-        _checks.check_choice(s["clamp_mode"], "clamp_mode", _CLAMP_MODES)
-    for k in ("plus_one", "x2_minus_one", "float32_deltas"):
-        if k in s and not isinstance(s[k], (bool, np.bool_)):
-            raise TypeError(f"`{k}` must be a bool; got {type(s[k]).__name__} {s[k]!r}")
-    return s
 
 
 def _means4(means):
@@ -227,9 +247,16 @@ def _apply(fn, x, name):
     return y.astype(x.dtype, copy=False)
 
 
-def encode_boxes(boxes, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), convention="torchvision", means=None,
-                 plus_one=None, center=None, weight_mode=None, eps=None, order=None, log=None):
+@conventions.documented("encode_boxes")
+def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.0, 1.0, 1.0, 1.0),
+                 convention: Convention = "torchvision", means: Optional[Weights] = None,
+                 plus_one: Optional[bool] = None, center: Optional[str] = None, weight_mode: Optional[str] = None,
+                 eps: Optional[float] = None, order: Optional[str] = None,
+                 log: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
     """Regression targets that move each anchor onto its box.
+
+    Reference: :func:`refdet.reference.box_coder.encode_boxes` (the four equations, one box at a time);
+    tests hold the two bit-equal under every convention.
 
     Parameters
     ----------
@@ -239,11 +266,12 @@ def encode_boxes(boxes, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), convention="to
         Anchors or proposals (torchvision's ``proposals``, detectron2's ``src_boxes``).
     weights : 4 positive numbers
         ``(wx, wy, ww, wh)``, always in this x-first order (also under ``order="yx"``, where TF's
-        ``scale_factors`` would read (wy, wx, wh, ww)). torchvision/detectron2 RPN and RetinaNet use (1, 1, 1, 1), the R-CNN box
-        head and SSD (10, 10, 5, 5). Under ``weight_mode="divide"`` they are standard deviations
+        ``scale_factors`` would read (wy, wx, wh, ww)). torchvision/detectron2 RPN and RetinaNet use
+        (1, 1, 1, 1), the R-CNN box head and SSD (10, 10, 5, 5). Under ``weight_mode="divide"`` they are standard deviations
         (mmdet ``target_stds``, e.g. (0.1, 0.1, 0.2, 0.2)).
-    convention : str
-        ``"torchvision"``, ``"detectron2"``, ``"mmdet"``, ``"caffe"``, ``"tf"``, ``"paper"``.
+    convention : str or Profile
+        ``"torchvision"``, ``"detectron2"``, ``"mmdet"``, ``"caffe"``, ``"tf"``, ``"paper"``, or a
+        resolved :class:`refdet.conventions.Profile` (composite ops pass theirs down).
     means : 4 numbers, optional
         Subtracted before dividing by the stds under ``weight_mode="divide"`` (mmdet
         ``target_means``); default zeros. Ignored by the other modes.
@@ -264,14 +292,14 @@ def encode_boxes(boxes, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), convention="to
     Order of operations (torchvision ``encode_boxes``): ``wx * (gx - px) / pw`` is
     ``(wx * (gx - px)) / pw`` and ``ww * log(gw / pw)``, with ``wx`` rounded to the working dtype.
     """
-    s = _check_knobs(conventions.resolve("encode_boxes", convention, plus_one=plus_one, center=center,
-                                         weight_mode=weight_mode, eps=eps, order=order))
+    s = conventions.resolve("encode_boxes", convention, plus_one=plus_one, center=center,
+                            weight_mode=weight_mode, eps=eps, order=order)
     g = _checks.as_boxes(boxes, "boxes")
     a = _checks.as_boxes(anchors, "anchors")
     _checks.check_same_length(g, a, "boxes", "anchors")
     w4 = _checks.check_weights4(weights, "weights")
     m4 = _means4(means)
-    e = _checks.check_real(s["eps"], "eps")
+    e = s["eps"]
     dt = np.result_type(g.dtype, a.dtype)
     g = g.astype(dt, copy=False)
     a = a.astype(dt, copy=False)
@@ -305,7 +333,7 @@ def encode_boxes(boxes, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), convention="to
 
 
 def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
-    s = _check_knobs(conventions.resolve(op, convention, **knobs))
+    s = _resolve(op, convention, **knobs)
     d = _checks.as_array(deltas, "deltas")
     if d.ndim != 2 or d.shape[1] % 4 != 0 or (d.shape[1] == 0 and d.shape[0] != 0):
         if not (d.ndim == 1 and d.size == 0):
@@ -374,10 +402,17 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
     return out, cache
 
 
-def decode_boxes(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT_CLAMP,
-                 convention="torchvision", means=None, plus_one=None, center=None, weight_mode=None,
-                 order=None, clamp_mode=None, x2_minus_one=None, float32_deltas=None, exp=None):
+@conventions.documented("decode_boxes")
+def decode_boxes(deltas: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.0, 1.0, 1.0, 1.0),
+                 clamp: Optional[float] = DEFAULT_CLAMP, convention: Convention = "torchvision",
+                 means: Optional[Weights] = None, plus_one: Optional[bool] = None, center: Optional[str] = None,
+                 weight_mode: Optional[str] = None, order: Optional[str] = None, clamp_mode: Optional[str] = None,
+                 x2_minus_one: Optional[bool] = None, float32_deltas: Optional[bool] = None,
+                 exp: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
     """Apply regression deltas to anchors: the boxes the deltas describe.
+
+    Reference: :func:`refdet.reference.box_coder.decode_boxes` (the inverse equations, one box at a
+    time); tests hold the two bit-equal under every convention.
 
     Parameters
     ----------
@@ -392,8 +427,9 @@ def decode_boxes(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT
         Limit on ``dw / ww`` and ``dh / wh`` before ``exp``: default ``log(1000 / 16) = 4.1352``.
         Applied as ``min(dw, clamp)`` (torchvision, detectron2, Detectron1), ``clip(dw, -clamp,
         clamp)`` (mmdet) or not at all (py-faster-rcnn, TF), per ``clamp_mode``.
-    convention : str
-        ``"torchvision"``, ``"detectron2"``, ``"mmdet"``, ``"caffe"``, ``"tf"``, ``"paper"``.
+    convention : str or Profile
+        ``"torchvision"``, ``"detectron2"``, ``"mmdet"``, ``"caffe"``, ``"tf"``, ``"paper"``, or a
+        resolved :class:`refdet.conventions.Profile` (composite ops pass theirs down).
     means : 4 numbers, optional
         Added after multiplying by the stds under ``weight_mode="divide"``.
     plus_one, center, weight_mode, order, clamp_mode, x2_minus_one, float32_deltas
@@ -423,10 +459,15 @@ def decode_boxes(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT
     return out
 
 
-def decode_boxes_forward(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=DEFAULT_CLAMP,
-                         convention="torchvision", means=None, plus_one=None, center=None,
-                         weight_mode=None, order=None, clamp_mode=None, x2_minus_one=None, float32_deltas=None,
-                         exp=None):
+@conventions.documented("decode_boxes_forward")
+def decode_boxes_forward(deltas: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.0, 1.0, 1.0, 1.0),
+                         clamp: Optional[float] = DEFAULT_CLAMP, convention: Convention = "torchvision",
+                         means: Optional[Weights] = None, plus_one: Optional[bool] = None,
+                         center: Optional[str] = None, weight_mode: Optional[str] = None,
+                         order: Optional[str] = None, clamp_mode: Optional[str] = None,
+                         x2_minus_one: Optional[bool] = None, float32_deltas: Optional[bool] = None,
+                         exp: Optional[Callable[[np.ndarray], np.ndarray]] = None
+                         ) -> Tuple[np.ndarray, "DecodeCache"]:
     """:func:`decode_boxes` that also returns what the backward pass needs.
 
     For IoU losses computed on decoded boxes (GIoU/DIoU/CIoU losses in RetinaNet/FCOS-style
@@ -447,7 +488,7 @@ def decode_boxes_forward(deltas, anchors, *, weights=(1.0, 1.0, 1.0, 1.0), clamp
     return _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, "decode_boxes_forward")
 
 
-def decode_boxes_backward(dboxes, cache):
+def decode_boxes_backward(dboxes: ArrayLike, cache: DecodeCache) -> DecodeGrads:
     """Gradient of the decoded boxes with respect to the deltas.
 
     With ``s`` the per-coordinate scale (``1 / weight``, or ``std`` under ``weight_mode="divide"``),

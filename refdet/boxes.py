@@ -10,10 +10,15 @@ float16 is computed in float32; integer and bool boxes become float64.
 """
 from __future__ import annotations
 
+from typing import Optional, Tuple, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from refdet import _checks
 from refdet import conventions
+
+Convention = Union[str, conventions.Profile]
 
 __all__ = [
     "BOX_FORMATS",
@@ -26,7 +31,10 @@ __all__ = [
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh", "yxyx")
 
-_PLUS_ONE_DOC = "box widths are x2 - x1 + 1 (legacy inclusive pixels) instead of x2 - x1"
+_PLUS_ONE = conventions.flag(
+    "box widths are x2 - x1 + 1 (legacy inclusive pixels) instead of x2 - x1",
+    source="py-faster-rcnn lib/utils/bbox.pyx and lib/fast_rcnn/bbox_transform.py; Detectron1 "
+           "detectron/utils/boxes.py boxes_area")
 
 conventions.register(
     "box_area",
@@ -39,7 +47,7 @@ conventions.register(
         "onnx": {"plus_one": False},
         "paper": {"plus_one": False},
     },
-    knobs={"plus_one": _PLUS_ONE_DOC},
+    knobs={"plus_one": _PLUS_ONE},
     doc="torchvision ops/boxes.py box_area; py-faster-rcnn lib/utils/bbox.pyx; Detectron1 boxes_area.",
 )
 
@@ -53,7 +61,10 @@ conventions.register(
         "tf": {"plus_one": False},
         "onnx": {"plus_one": False},
     },
-    knobs={"plus_one": "clip x to [0, W - 1] and y to [0, H - 1] (legacy) instead of [0, W], [0, H]"},
+    knobs={"plus_one": conventions.flag(
+        "clip x to [0, W - 1] and y to [0, H - 1] (legacy) instead of [0, W] and [0, H]",
+        source="py-faster-rcnn lib/fast_rcnn/bbox_transform.py clip_boxes; Detectron1 "
+               "utils/boxes.py clip_tiled_boxes; torchvision ops/boxes.py clip_boxes_to_image")},
     doc="torchvision clip_boxes_to_image (boxes.py 155-188), detectron2 Boxes.clip, mmdet delta2bbox "
         "clamp to [0, W]; py-faster-rcnn clip_boxes and Detectron1 clip_tiled_boxes clamp to W - 1.",
 )
@@ -66,8 +77,12 @@ conventions.register(
         "mmdet": {"plus_one": False, "strict": True},
         "caffe": {"plus_one": True, "strict": False},
     },
-    knobs={"plus_one": _PLUS_ONE_DOC,
-           "strict": "keep w > min_size (strict) instead of w >= min_size"},
+    knobs={"plus_one": _PLUS_ONE,
+           "strict": conventions.flag(
+               "keep w > min_size (strict) instead of w >= min_size",
+               source="torchvision ops/boxes.py remove_small_boxes (>=); detectron2 structures/boxes.py "
+                      "Boxes.nonempty (>); mmdet min_bbox_size filter (>); py-faster-rcnn "
+                      "lib/rpn/proposal_layer.py _filter_boxes (>= with +1 widths)")},
     doc="torchvision remove_small_boxes keeps w >= min_size and h >= min_size; detectron2 "
         "Boxes.nonempty(threshold) and mmdet's min_bbox_size filter keep w > thr; py-faster-rcnn "
         "_filter_boxes keeps ws >= min_size with +1 widths.",
@@ -106,7 +121,7 @@ def _from_xyxy(b, fmt):
     return np.stack([(x1 + x2) / two, (y1 + y2) / two, x2 - x1, y2 - y1], axis=1)
 
 
-def box_convert(boxes, in_fmt, out_fmt):
+def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
     """Convert boxes between formats.
 
     Parameters
@@ -136,7 +151,9 @@ def box_convert(boxes, in_fmt, out_fmt):
     return _from_xyxy(_to_xyxy(b, in_fmt), out_fmt)
 
 
-def box_area(boxes, *, convention="torchvision", plus_one=None):
+@conventions.documented("box_area")
+def box_area(boxes: ArrayLike, *, convention: Convention = "torchvision",
+             plus_one: Optional[bool] = None) -> np.ndarray:
     """Area of each box.
 
     Parameters
@@ -167,7 +184,9 @@ def _area(b, plus_one):
     return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
 
 
-def clip_boxes_to_image(boxes, image_size, *, convention="torchvision", plus_one=None):
+@conventions.documented("clip_boxes_to_image")
+def clip_boxes_to_image(boxes: ArrayLike, image_size: Tuple[int, int], *, convention: Convention = "torchvision",
+                        plus_one: Optional[bool] = None) -> np.ndarray:
     """Clip boxes so they lie inside an image of ``image_size = (H, W)``.
 
     x is clamped to ``[0, W]`` and y to ``[0, H]`` (continuous), or to ``[0, W - 1]`` and
@@ -189,7 +208,9 @@ def clip_boxes_to_image(boxes, image_size, *, convention="torchvision", plus_one
     return out
 
 
-def remove_small_boxes(boxes, min_size, *, convention="torchvision", plus_one=None, strict=None):
+@conventions.documented("remove_small_boxes")
+def remove_small_boxes(boxes: ArrayLike, min_size: float, *, convention: Convention = "torchvision",
+                       plus_one: Optional[bool] = None, strict: Optional[bool] = None) -> np.ndarray:
     """Indices of the boxes whose width and height both reach ``min_size``.
 
     torchvision keeps ``w >= min_size and h >= min_size`` (its RPN uses ``min_size=1e-3``);
@@ -219,7 +240,8 @@ def remove_small_boxes(boxes, min_size, *, convention="torchvision", plus_one=No
     return np.flatnonzero(keep).astype(np.int64)
 
 
-def boxes_inside_image(boxes, image_size, *, allowed_border=0):
+def boxes_inside_image(boxes: ArrayLike, image_size: Tuple[int, int], *,
+                       allowed_border: Optional[float] = 0) -> np.ndarray:
     """Mask of the boxes (anchors) that lie inside the image, up to ``allowed_border`` pixels.
 
     A box is inside when ``x1 >= -b``, ``y1 >= -b``, ``x2 < W + b`` and ``y2 < H + b`` with

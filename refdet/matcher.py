@@ -61,9 +61,10 @@ a *positive* match, and a row whose maximum is NaN promotes nothing.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from refdet import _checks
 from refdet import conventions
@@ -110,13 +111,27 @@ conventions.register(
                   "neg_floor": -_INF},
     },
     knobs={
-        "positive_strict": "positive iff IoU > high (paper) instead of IoU >= high (all code)",
-        "low_quality": "which anchors 'best anchor of each gt' promotes and to which gt: "
-                       + " | ".join(LOW_QUALITY_MODES),
-        "min_pos_iou": "a gt promotes anchors only if its best IoU >= min_pos_iou (-inf: no gate)",
-        "background_after": "write background (IoU < low) after the positives (Detectron1 RetinaNet)",
-        "empty_gt": "M = 0: " + " | ".join(EMPTY_GT_POLICIES),
-        "neg_floor": "negatives need floor <= max IoU < low (mmdet: 0, so a negative GIoU is ignored)",
+        "positive_strict": conventions.flag(
+            "positive iff IoU > high (paper) instead of IoU >= high (all code)",
+            source="Faster R-CNN paper 3.1.2 'higher than 0.7'; torchvision _utils.py Matcher "
+                   "(matched_vals >= high)"),
+        "low_quality": conventions.choice(
+            LOW_QUALITY_MODES, "which anchors 'best anchor of each gt' promotes and to which gt",
+            source="torchvision Matcher.set_low_quality_matches_; detectron2 matcher.py; mmdet "
+                   "MaxIoUAssigner gt_max_assign_all; TF ArgMaxMatcher force_match_for_each_row"),
+        "min_pos_iou": conventions.number(
+            "a gt promotes anchors only if its best IoU >= min_pos_iou (-inf: no gate)",
+            low=-_INF, high=_INF, source="mmdet MaxIoUAssigner min_pos_iou (mmdetection#6821)"),
+        "background_after": conventions.flag(
+            "write background (IoU < low) after the positives",
+            source="Detectron1 roi_data/retinanet.py; py-faster-rcnn RPN_CLOBBER_POSITIVES"),
+        "empty_gt": conventions.choice(
+            EMPTY_GT_POLICIES, "what M = 0 ground truths gives",
+            source="torchvision Matcher raises; detectron2 matcher.py 77-87 all negative; Caffe SSD "
+                   "mines nothing (weiliu89/caffe#145)"),
+        "neg_floor": conventions.number(
+            "negatives need floor <= max IoU < low (mmdet: 0, so a negative GIoU is ignored)",
+            low=-_INF, high=_INF, source="mmdet MaxIoUAssigner.assign_wrt_overlaps (max_overlaps >= 0)"),
     },
     doc="torchvision models/detection/_utils.py Matcher 357-416; detectron2 modeling/matcher.py 62-127 "
         "(empty gt 77-87); mmdet MaxIoUAssigner.assign_wrt_overlaps 242-320 (RPN min_pos_iou=0.3; "
@@ -141,10 +156,19 @@ conventions.register(
                   "empty_gt": "all_negative"},
     },
     knobs={
-        "prematch": "how each gt claims its best default box first: " + " | ".join(SSD_PREMATCH_MODES),
-        "positive_strict": "positive iff IoU > threshold (paper) instead of >= (code)",
-        "candidate_eps": "only IoUs > candidate_eps can be matched at all (Caffe: 1e-6)",
-        "empty_gt": "M = 0: " + " | ".join(EMPTY_GT_POLICIES),
+        "prematch": conventions.choice(
+            SSD_PREMATCH_MODES, "how each gt claims its best default box first",
+            source="torchvision SSDMatcher (last gt wins); TF ArgMaxMatcher (first wins); Caffe "
+                   "bbox_util.cpp MatchBBox BIPARTITE (greedy)"),
+        "positive_strict": conventions.flag(
+            "positive iff IoU > threshold (paper) instead of >= (code)",
+            source="SSD paper 2.2 'higher than 0.5'; torchvision Matcher (>=)"),
+        "candidate_eps": conventions.number(
+            "only IoUs > candidate_eps can be matched at all (-inf: no filter)", low=-_INF, high=_INF,
+            source="Caffe bbox_util.cpp MatchBBox (overlap > 1e-6)"),
+        "empty_gt": conventions.choice(
+            EMPTY_GT_POLICIES, "what M = 0 ground truths gives",
+            source="torchvision SSDMatcher raises; Caffe SSD mines no negatives (weiliu89/caffe#145)"),
     },
     doc="torchvision SSDMatcher (_utils.py 419-432): Matcher(t, t, False), then matches[argmax_n iou[m]] "
         "= m for every gt, duplicate writes leave the last gt (CPU). ssd.pytorch box_utils.match: the "
@@ -153,6 +177,9 @@ conventions.register(
         "bbox_util.cpp MatchBBox: greedy global bipartite (strict >, overlaps > 1e-6), then "
         "PER_PREDICTION with overlap >= threshold. SSD paper: 'best jaccard overlap', then '> 0.5'.",
 )
+
+
+Convention = Union[str, conventions.Profile]
 
 
 class MatchResult(NamedTuple):
@@ -332,10 +359,16 @@ def _match_core(q, high, low, s, allow_low_quality_matches, allow_nan):
     return matches, forced_gt, vals, rowmax
 
 
-def match(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, convention="torchvision",
-          low_quality=None, min_pos_iou=None, positive_strict=None, background_after=None,
-          empty_gt=None, neg_floor=None, allow_nan=False):
+@conventions.documented("match")
+def match(iou: ArrayLike, *, high: float = 0.7, low: float = 0.3, allow_low_quality_matches: bool = True,
+          convention: Convention = "torchvision", low_quality: Optional[str] = None,
+          min_pos_iou: Optional[float] = None, positive_strict: Optional[bool] = None,
+          background_after: Optional[bool] = None, empty_gt: Optional[str] = None,
+          neg_floor: Optional[float] = None, allow_nan: bool = False) -> np.ndarray:
     """Max-IoU matching of anchors to ground truths (torchvision ``Matcher`` by default).
+
+    Reference: :func:`refdet.reference.matcher.match` (best gt per anchor, the three bands, then the
+    low-quality rule per gt, as loops); tests hold the two equal under every convention.
 
     Parameters
     ----------
@@ -384,33 +417,21 @@ def match(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, convention=
     ...       convention="mmdet").tolist()                   # anchor 1 goes to the gt that forced it
     [-2, 1, -2, -1, -1, 0]
     """
-    return match_details(iou, high=high, low=low, allow_low_quality_matches=allow_low_quality_matches,
-                         convention=convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
-                         positive_strict=positive_strict, background_after=background_after,
-                         empty_gt=empty_gt, neg_floor=neg_floor, allow_nan=allow_nan, _fast=True)
+    s = conventions.resolve("match", convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
+                            positive_strict=positive_strict, background_after=background_after,
+                            empty_gt=empty_gt, neg_floor=neg_floor)
+    return _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast=True)
 
 
-def _resolve_match(convention, low_quality, min_pos_iou, positive_strict, background_after, empty_gt,
-                   neg_floor):
-    s = dict(conventions.resolve("match", convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
-                                 positive_strict=positive_strict, background_after=background_after,
-                                 empty_gt=empty_gt, neg_floor=neg_floor))
-    if s["neg_floor"] != -_INF:
-        s["neg_floor"] = _checks.check_real(s["neg_floor"], "neg_floor")
-    _checks.check_choice(s["low_quality"], "low_quality", LOW_QUALITY_MODES)
-    _checks.check_choice(s["empty_gt"], "empty_gt", EMPTY_GT_POLICIES)
-    if s["min_pos_iou"] != -_INF:
-        s["min_pos_iou"] = _checks.check_real(s["min_pos_iou"], "min_pos_iou")
-    for k in ("positive_strict", "background_after"):
-        if not isinstance(s[k], (bool, np.bool_)):
-            raise TypeError(f"`{k}` must be a bool; got {type(s[k]).__name__} {s[k]!r}")
-    return s
-
-
-def match_details(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, convention="torchvision",
-                  low_quality=None, min_pos_iou=None, positive_strict=None, background_after=None,
-                  empty_gt=None, neg_floor=None, allow_nan=False, _fast=False):
+@conventions.documented("match")
+def match_details(iou: ArrayLike, *, high: float = 0.7, low: float = 0.3, allow_low_quality_matches: bool = True,
+                  convention: Convention = "torchvision", low_quality: Optional[str] = None,
+                  min_pos_iou: Optional[float] = None, positive_strict: Optional[bool] = None,
+                  background_after: Optional[bool] = None, empty_gt: Optional[str] = None,
+                  neg_floor: Optional[float] = None, allow_nan: bool = False) -> MatchResult:
     """:func:`match` with everything it computed, in every framework's encoding.
+
+    Reference: :func:`refdet.reference.matcher.match` (the ``matches`` field).
 
     Same parameters as :func:`match`.
 
@@ -420,31 +441,37 @@ def match_details(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, con
         ``matches`` (torchvision), ``labels`` (detectron2), ``matched_gt`` (detectron2's matches),
         ``gt_inds`` (mmdet, 1-based), ``max_iou``, ``gt_max_iou``, ``forced``.
     """
+    s = conventions.resolve("match", convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
+                            positive_strict=positive_strict, background_after=background_after,
+                            empty_gt=empty_gt, neg_floor=neg_floor)
+    return _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast=False)
+
+
+def _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast):
+    """match / match_details on a resolved profile ``s`` (``fast``: the matches only)."""
     if not isinstance(allow_low_quality_matches, (bool, np.bool_)):
         raise TypeError("`allow_low_quality_matches` must be a bool; got "
                         f"{type(allow_low_quality_matches).__name__} {allow_low_quality_matches!r}")
     if not isinstance(allow_nan, (bool, np.bool_)):
         raise TypeError(f"`allow_nan` must be a bool; got {type(allow_nan).__name__} {allow_nan!r}")
-    s = _resolve_match(convention, low_quality, min_pos_iou, positive_strict, background_after, empty_gt,
-                       neg_floor)
     high, low = _check_thresholds(high, low)
     q = _as_quality_matrix(iou)
     m, n = q.shape
     if m == 0:
         matches = _empty_result(n, s["empty_gt"])
-        if _fast:
+        if fast:
             return matches
         zeros = np.zeros(n, dtype=np.int64)
         return _details(matches, zeros, np.zeros(n, q.dtype), np.zeros(0, q.dtype), np.zeros(n, bool))
     if n == 0:
         matches = np.zeros(0, dtype=np.int64)
-        if _fast:
+        if fast:
             return matches
         # the best IoU of a gt over no anchors is the max of an empty set: -inf
         return _details(matches, matches.copy(), np.zeros(0, q.dtype), np.full(m, -np.inf, q.dtype),
                         np.zeros(0, bool))
     matches, forced_gt, vals, rowmax = _match_core(q, high, low, s, allow_low_quality_matches, allow_nan)
-    if _fast:
+    if fast:
         return matches
     argmax_gt = q.argmax(axis=0).astype(np.int64)
     forced = forced_gt >= 0 if forced_gt is not None else np.zeros(n, bool)
@@ -498,9 +525,14 @@ def _greedy_bipartite(q, eps):
     return out
 
 
-def ssd_match(iou, threshold=0.5, *, convention="torchvision", prematch=None, positive_strict=None,
-              candidate_eps=None, empty_gt=None):
+@conventions.documented("ssd_match")
+def ssd_match(iou: ArrayLike, threshold: float = 0.5, *, convention: Convention = "torchvision",
+              prematch: Optional[str] = None, positive_strict: Optional[bool] = None,
+              candidate_eps: Optional[float] = None, empty_gt: Optional[str] = None) -> np.ndarray:
     """SSD matching: every gt first claims its best default box, then the rest is thresholded.
+
+    Reference: :func:`refdet.reference.matcher.ssd_match` (loops per default box and per gt, Caffe's
+    greedy bipartite step as the repeated "largest free pair"); tests hold the two equal.
 
     Parameters
     ----------
@@ -540,13 +572,7 @@ def ssd_match(iou, threshold=0.5, *, convention="torchvision", prematch=None, po
     """
     s = conventions.resolve("ssd_match", convention, prematch=prematch, positive_strict=positive_strict,
                             candidate_eps=candidate_eps, empty_gt=empty_gt)
-    _checks.check_choice(s["prematch"], "prematch", SSD_PREMATCH_MODES)
-    _checks.check_choice(s["empty_gt"], "empty_gt", EMPTY_GT_POLICIES)
-    if not isinstance(s["positive_strict"], (bool, np.bool_)):
-        raise TypeError(f"`positive_strict` must be a bool; got {s['positive_strict']!r}")
     eps = s["candidate_eps"]
-    if eps != -_INF:
-        eps = _checks.check_real(eps, "candidate_eps")
     thr = _checks.check_real(threshold, "threshold")
     q = _as_quality_matrix(iou)
     m, n = q.shape

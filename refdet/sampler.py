@@ -23,9 +23,15 @@ class ids 1..K), ``== 0`` a negative, anything else (-1) is ignored. Output form
 """
 from __future__ import annotations
 
+from typing import Optional, Sequence, Tuple, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from refdet import _checks
+
+RngLike = Union[None, int, np.random.Generator]
+Permutation = Optional[Sequence[ArrayLike]]
 
 __all__ = [
     "sample_balanced",
@@ -44,7 +50,8 @@ def _as_labels(labels):
     return arr
 
 
-def sample_counts(num_positive, num_negative, batch_size_per_image=256, positive_fraction=0.5):
+def sample_counts(num_positive: int, num_negative: int, batch_size_per_image: int = 256,
+                  positive_fraction: float = 0.5) -> Tuple[int, int]:
     """How many positives and negatives a balanced sample takes.
 
     Parameters
@@ -90,9 +97,12 @@ def _take(perm, count, available, name):
     return head
 
 
-def sample_balanced_indices(labels, batch_size_per_image=256, positive_fraction=0.5, *, rng=None,
-                            permutation=None):
+def sample_balanced_indices(labels: ArrayLike, batch_size_per_image: int = 256, positive_fraction: float = 0.5, *,
+                            rng: RngLike = None, permutation: Permutation = None) -> Tuple[np.ndarray, np.ndarray]:
     """Indices of the sampled positives and negatives, in the order they were drawn.
+
+    Reference: :func:`refdet.reference.sampler.sample_balanced_indices` (the same draw written as lists
+    and a loop, consuming the same random numbers); tests hold the two equal.
 
     Parameters
     ----------
@@ -132,8 +142,11 @@ def sample_balanced_indices(labels, batch_size_per_image=256, positive_fraction=
     return positive[perm1].astype(np.int64), negative[perm2].astype(np.int64)
 
 
-def sample_balanced(labels, batch_size_per_image=256, positive_fraction=0.5, *, rng=None, permutation=None):
+def sample_balanced(labels: ArrayLike, batch_size_per_image: int = 256, positive_fraction: float = 0.5, *,
+                    rng: RngLike = None, permutation: Permutation = None) -> Tuple[np.ndarray, np.ndarray]:
     """Balanced sample as two boolean masks (torchvision ``BalancedPositiveNegativeSampler``).
+
+    Reference: :func:`refdet.reference.sampler.sample_balanced` (same draw, same random numbers).
 
     Parameters
     ----------
@@ -164,7 +177,8 @@ def sample_balanced(labels, batch_size_per_image=256, positive_fraction=0.5, *, 
     return pos_mask, neg_mask
 
 
-def sample_labels(labels, batch_size_per_image=256, positive_fraction=0.5, *, rng=None, permutation=None):
+def sample_labels(labels: ArrayLike, batch_size_per_image: int = 256, positive_fraction: float = 0.5, *,
+                  rng: RngLike = None, permutation: Permutation = None) -> np.ndarray:
     """A copy of ``labels`` in which every anchor not in the balanced sample is set to -1.
 
     py-faster-rcnn's ``anchor_target_layer`` (lines 156-172) and detectron2's RPN

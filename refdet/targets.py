@@ -18,27 +18,35 @@ Ground truths are matched against the anchors of **all pyramid levels at once** 
 the concatenated anchors, as torchvision, detectron2 and mmdet do); pass the ``level`` array returned
 by :func:`refdet.pyramid_anchors` to get the level each positive anchor lives on.
 
-An image without ground truth (M = 0) follows torchvision's models: the RPN labels every
-(eligible) anchor negative and regresses to all-zero boxes; RetinaNet and SSD make every anchor
-background. (torchvision's ``Matcher`` itself raises there; the models catch M = 0 before calling it.)
-A convention whose matcher has another empty-gt policy (Caffe SSD: ``"all_ignore"``) keeps it.
+Conventions are resolved **once**: each recipe resolves its own profile (``describe("rpn_targets")``,
+``describe("retinanet_targets")``, ``describe("ssd_targets")``), then the matcher's and the box coder's
+profiles of the same name with the caller's overrides, and hands those :class:`~refdet.conventions.Profile`
+objects down to :func:`refdet.box_iou`, :func:`refdet.match` / :func:`refdet.ssd_match` and
+:func:`refdet.encode_boxes`. Nothing replaces the caller's convention: the box coder is the
+``encode_boxes`` profile of the same name (mmdet's midpoint centres and stds, py-faster-rcnn's +1
+widths, TF's ``eps`` and ``(dy, dx, dh, dw)`` order), and where a recipe's framework codes its
+targets differently from that framework's generic coder (Caffe SSD: normalised boxes, no +1,
+midpoint centres) the difference is a declared knob of the recipe's table. The default ``weights``
+are knobs as well (torchvision's SSD (10, 10, 5, 5), mmdet's SSD stds (0.1, 0.1, 0.2, 0.2)).
 
-Box coding uses torchvision's formulas with the given ``weights`` (and +1 pixel widths under
-``convention="caffe"``, py-faster-rcnn's ``bbox_transform``); pass ``encode_kw`` to use any other
-:func:`refdet.encode_boxes` convention.
+An image without ground truth (M = 0) follows the models (knob ``empty_gt``): the RPN labels every
+(eligible) anchor negative and regresses to all-zero boxes; RetinaNet and SSD make every anchor
+background (torchvision's ``Matcher`` itself raises there; the models catch M = 0 before calling it);
+Caffe SSD ignores every default box (``"all_ignore"``).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from refdet import _checks
 from refdet import conventions
 from refdet.box_coder import encode_boxes
 from refdet.boxes import boxes_inside_image
 from refdet.iou import box_iou
-from refdet.matcher import match_details, ssd_match
+from refdet.matcher import EMPTY_GT_POLICIES, match_details, ssd_match
 from refdet.sampler import sample_balanced
 
 __all__ = [
@@ -52,56 +60,138 @@ __all__ = [
 
 BORDER_MODES = ("filter_before_match", "ignore_after_match")
 
+Convention = Union[str, conventions.Profile]
+
+
+def _check_weights(w):
+    return tuple(float(v) for v in _checks.check_weights4(w, "weights"))
+
+
+_WEIGHTS_SOURCE = ("torchvision rpn.py / retinanet.py BoxCoder((1, 1, 1, 1)), ssd.py BoxCoder((10, 10, 5, 5)); "
+                   "detectron2 RPN/RETINANET BBOX_REG_WEIGHTS (1, 1, 1, 1); mmdet DeltaXYWHBBoxCoder "
+                   "target_stds (1, 1, 1, 1), SSD (0.1, 0.1, 0.2, 0.2); Caffe SSD prior variance "
+                   "(0.1, 0.1, 0.2, 0.2); TF OD API target_assigner.py create_target_assigner and SSD configs "
+                   "FasterRcnnBoxCoder scale_factors (10, 10, 5, 5)")
+_ONES = (1.0, 1.0, 1.0, 1.0)
+_TENS = (10.0, 10.0, 5.0, 5.0)
+_STDS = (0.1, 0.1, 0.2, 0.2)
+
+
+def _weights_option():
+    return conventions.option(
+        "box-coder weights (wx, wy, ww, wh) of the targets; stds under the profile's weight_mode='divide'",
+        check=_check_weights, source=_WEIGHTS_SOURCE)
+
+
+def _empty_gt_option(what):
+    return conventions.choice(
+        EMPTY_GT_POLICIES, f"what an image without ground truth (M = 0) gives: {what}",
+        source="torchvision rpn.py 206-210, retinanet.py 498-502 and ssd.py 390-396 catch M = 0 before the "
+               "matcher (all negative); Caffe SSD mines no negatives there (weiliu89/caffe#145)")
+
+
 conventions.register(
     "rpn_targets",
     {
-        "torchvision": {"allowed_border": None, "border_mode": "filter_before_match"},
-        "detectron2": {"allowed_border": None, "border_mode": "ignore_after_match"},
-        "mmdet": {"allowed_border": None, "border_mode": "filter_before_match"},
-        "caffe": {"allowed_border": 0, "border_mode": "filter_before_match"},
-        "tf": {"allowed_border": None, "border_mode": "filter_before_match"},
-        "paper": {"allowed_border": 0, "border_mode": "filter_before_match"},
+        "torchvision": {"allowed_border": None, "border_mode": "filter_before_match", "weights": _ONES,
+                        "empty_gt": "all_negative"},
+        "detectron2": {"allowed_border": None, "border_mode": "ignore_after_match", "weights": _ONES,
+                       "empty_gt": "all_negative"},
+        "mmdet": {"allowed_border": None, "border_mode": "filter_before_match", "weights": _ONES,
+                  "empty_gt": "all_negative"},
+        "caffe": {"allowed_border": 0, "border_mode": "filter_before_match", "weights": _ONES,
+                  "empty_gt": "all_negative"},
+        "tf": {"allowed_border": None, "border_mode": "filter_before_match", "weights": _TENS,
+               "empty_gt": "all_negative"},
+        "paper": {"allowed_border": 0, "border_mode": "filter_before_match", "weights": _ONES,
+                  "empty_gt": "all_negative"},
     },
     knobs={
-        "allowed_border": "anchors crossing the image by more than this are ignored (None: keep all)",
-        "border_mode": "filter_before_match: outside anchors are removed before matching, so they "
-                       "cannot be a gt's best anchor (py-faster-rcnn, mmdet) | ignore_after_match: "
-                       "match all anchors, then label outside ones -1 (detectron2 BOUNDARY_THRESH >= 0)",
+        "allowed_border": conventions.number(
+            "anchors crossing the image by more than this are ignored (None or < 0: keep all)", allow_none=True,
+            source="py-faster-rcnn anchor_target_layer.py 109-115 (0); detectron2 RPN.BOUNDARY_THRESH (-1); "
+                   "mmdet AnchorHead allowed_border (-1 in the released configs)"),
+        "border_mode": conventions.choice(
+            BORDER_MODES, "filter_before_match: outside anchors are removed before matching, so they cannot "
+                          "be a gt's best anchor | ignore_after_match: match all, then label outside ones -1",
+            source="py-faster-rcnn anchor_target_layer.py (inds_inside before bbox_overlaps); mmdet "
+                   "anchor_inside_flags; detectron2 rpn.py label_and_sample_anchors (after matching)"),
+        "weights": _weights_option(),
+        "empty_gt": _empty_gt_option("every eligible anchor negative (the models' rule)"),
     },
     doc="torchvision RegionProposalNetwork.assign_targets_to_anchors (rpn.py 193-229) keeps every "
         "anchor; detectron2 RPN.BOUNDARY_THRESH = -1 by default (label_and_sample_anchors sets outside "
         "anchors to -1 after matching when >= 0); mmdet AnchorHead allowed_border=-1 in the released "
         "configs (anchor_inside_flags filters before assigning when >= 0); py-faster-rcnn "
         "anchor_target_layer.py 109-115 keeps inds_inside (allowed_border 0) before bbox_overlaps; "
-        "Faster R-CNN paper 3.3: 'we ignore all cross-boundary anchors'.",
+        "Faster R-CNN paper 3.3: 'we ignore all cross-boundary anchors'. py-faster-rcnn cannot take an "
+        "image without gt (its argmax fails; its roidb filter drops such images): refdet labels it all "
+        "negative. The matcher, IoU and box coder are the profiles of the same name (describe('match'), "
+        "describe('box_iou'), describe('encode_boxes')).",
 )
 
 conventions.register(
     "retinanet_targets",
     {
         "torchvision": {"allow_low_quality_matches": True, "min_pos_iou": -np.inf, "background_after": False,
-                        "positive_strict": False},
+                        "positive_strict": False, "weights": _ONES, "empty_gt": "all_negative"},
         "detectron2": {"allow_low_quality_matches": True, "min_pos_iou": -np.inf, "background_after": False,
-                       "positive_strict": False},
+                       "positive_strict": False, "weights": _ONES, "empty_gt": "all_negative"},
         "mmdet": {"allow_low_quality_matches": True, "min_pos_iou": 0.0, "background_after": False,
-                  "positive_strict": False},
+                  "positive_strict": False, "weights": _ONES, "empty_gt": "all_negative"},
         "caffe": {"allow_low_quality_matches": True, "min_pos_iou": -np.inf, "background_after": True,
-                  "positive_strict": False},
+                  "positive_strict": False, "weights": _ONES, "empty_gt": "all_negative"},
         "tf": {"allow_low_quality_matches": True, "min_pos_iou": -np.inf, "background_after": False,
-               "positive_strict": False},
+               "positive_strict": False, "weights": _TENS, "empty_gt": "all_negative"},
         "paper": {"allow_low_quality_matches": False, "min_pos_iou": -np.inf, "background_after": False,
-                  "positive_strict": False},
+                  "positive_strict": False, "weights": _ONES, "empty_gt": "all_negative"},
     },
     knobs={
-        "allow_low_quality_matches": "promote each gt's best anchor(s) (not in the paper)",
-        "min_pos_iou": "gate of the low-quality step (mmdet RetinaNet: 0.0)",
-        "background_after": "background written after positives (Detectron1 RetinaNet)",
-        "positive_strict": "IoU > 0.5 instead of >= 0.5",
+        "allow_low_quality_matches": conventions.flag(
+            "promote each gt's best anchor(s) (not in the paper)",
+            source="torchvision retinanet.py 462-466 Matcher(0.5, 0.4, True); Focal Loss paper section 4"),
+        "min_pos_iou": conventions.number(
+            "gate of the low-quality step (-inf: none)", low=-np.inf, high=np.inf,
+            source="mmdet configs/_base_/models/retinanet_r50_fpn.py MaxIoUAssigner(min_pos_iou=0)"),
+        "background_after": conventions.flag(
+            "background written after the positives", source="Detectron1 roi_data/retinanet.py"),
+        "positive_strict": conventions.flag(
+            "IoU > high instead of >= high", source="torchvision _utils.py Matcher (>=)"),
+        "weights": _weights_option(),
+        "empty_gt": _empty_gt_option("every anchor background"),
     },
     doc="torchvision retinanet.py 462-466 Matcher(0.5, 0.4, True); detectron2 RETINANET.IOU_THRESHOLDS "
         "[0.4, 0.5], allow_low_quality_matches=True; mmdet retinanet config MaxIoUAssigner(0.5, 0.4, "
         "min_pos_iou=0); Detectron1 roi_data/retinanet.py (fg first, bg after); Focal Loss paper "
-        "section 4 'Box regression targets' (IoU 0.5 / [0, 0.4), no low-quality rule).",
+        "section 4 'Box regression targets' (IoU 0.5 / [0, 0.4), no low-quality rule). The IoU and box "
+        "coder are the profiles of the same name.",
+)
+
+conventions.register(
+    "ssd_targets",
+    {
+        "torchvision": {"weights": _TENS, "plus_one": None, "center": None, "empty_gt": "all_negative"},
+        "mmdet": {"weights": _STDS, "plus_one": None, "center": None, "empty_gt": "all_negative"},
+        "caffe": {"weights": _STDS, "plus_one": False, "center": "midpoint", "empty_gt": "all_ignore"},
+        "tf": {"weights": _TENS, "plus_one": None, "center": None, "empty_gt": "all_negative"},
+        "paper": {"weights": _ONES, "plus_one": None, "center": None, "empty_gt": "all_negative"},
+    },
+    knobs={
+        "weights": _weights_option(),
+        "plus_one": conventions.Option(
+            "flag", "+1 widths in the IoU and the box coder (None: as box_iou / encode_boxes of the same name)",
+            allow_none=True,
+            source="Caffe SSD bbox_util.cpp JaccardOverlap / EncodeBBox on normalised boxes: no +1"),
+        "center": conventions.choice(
+            ("half_width", "midpoint"), "the box coder's centre formula (None: as encode_boxes of the same name)",
+            allow_none=True, source="Caffe SSD bbox_util.cpp EncodeBBox CENTER_SIZE: (xmin + xmax) / 2"),
+        "empty_gt": _empty_gt_option("all background, or all ignored (Caffe)"),
+    },
+    doc="torchvision SSD.compute_loss (ssd.py 340-396): SSDMatcher(0.5), BoxCoder((10, 10, 5, 5)); mmdet "
+        "SSDHead DeltaXYWHBBoxCoder target_stds (0.1, 0.1, 0.2, 0.2); Caffe SSD MultiBoxLossLayer: "
+        "MatchBBox, EncodeBBox CENTER_SIZE dividing by the prior variances, no +1 (normalised "
+        "coordinates); TF ssd configs FasterRcnnBoxCoder (10, 10, 5, 5); SSD paper eq. 2 (no variances). "
+        "The matcher is describe('ssd_match') of the same name.",
 )
 
 
@@ -114,7 +204,8 @@ class RPNTargets(NamedTuple):
         After sampling: 1 sampled positive, 0 sampled negative, -1 not used by the loss
         (py-faster-rcnn's ``rpn_labels``; ``labels == assigned`` with ``sample=False``).
     deltas : ndarray, shape (N, 4)
-        ``encode_boxes(matched_boxes, anchors)`` for every anchor, as torchvision computes them;
+        ``encode_boxes(matched_boxes, anchors)`` for every anchor, with the box coder of the
+        convention (its code order: ``(dy, dx, dh, dw)`` under TF), as torchvision computes them;
         meaningful only where ``labels == 1``. Zeros for an image without gt (torchvision encodes
         all-zero boxes there, giving -inf; its loss never reads them).
     matched : ndarray of int64, shape (N,)
@@ -186,7 +277,8 @@ class SSDTargets(NamedTuple):
         ``gt_labels`` of the matched gt for foreground default boxes, 0 (background) elsewhere; -1
         for every box when an empty image's policy is ``"all_ignore"`` (Caffe mines no negatives).
     deltas : ndarray, shape (N, 4)
-        Regression targets (weights (10, 10, 5, 5) by default) on foreground rows, zeros elsewhere.
+        Regression targets (the profile's weights: torchvision (10, 10, 5, 5)) on foreground rows,
+        zeros elsewhere.
     matched : ndarray of int64, shape (N,)
         gt index or -1.
     foreground : ndarray of bool, shape (N,)
@@ -215,13 +307,39 @@ def _levels_of(level, mask):
     return out
 
 
-def _encode(gt, anchors, weights, convention, encode_kw):
-    kw = {"convention": "torchvision", "plus_one": convention == "caffe"}
-    if encode_kw:
+def _coder(s, encode_kw):
+    """The encode_boxes profile of the recipe's convention, and the other encode_boxes keywords.
+
+    ``s`` is the recipe's resolved profile. Its ``plus_one`` / ``center`` knobs (when it declares them
+    and they are not None) override the box coder's profile of the same name; ``encode_kw`` (the
+    caller's explicit choice) may override any coder knob, name another ``convention`` for the coder,
+    or pass ``means`` / ``log``.
+    """
+    kw = {}
+    if encode_kw is not None:
         if not isinstance(encode_kw, dict):
             raise TypeError(f"`encode_kw` must be a dict of encode_boxes keywords; got {type(encode_kw).__name__}")
-        kw.update(encode_kw)
-    return encode_boxes(gt, anchors, weights=weights, **kw)
+        kw = dict(encode_kw)
+    if "weights" in kw:
+        raise TypeError("`encode_kw` must not hold 'weights': pass `weights=` to the targets function")
+    base = kw.pop("convention", s.name)
+    table = conventions.describe("encode_boxes")
+    knobs = {k: kw.pop(k) for k in list(kw) if k in table.options}
+    for k in ("plus_one", "center"):
+        if k in s and s[k] is not None and knobs.get(k) is None:
+            knobs[k] = s[k]
+    return conventions.resolve("encode_boxes", base, **knobs), kw
+
+
+def _encode(gt, anchors, s, coder):
+    profile, extra = coder
+    return encode_boxes(gt, anchors, weights=s.weights, convention=profile, **extra)
+
+
+def _iou_profile(s):
+    """The box_iou profile of the recipe's convention (its ``plus_one`` knob, when declared and set, wins)."""
+    po = s["plus_one"] if "plus_one" in s else None
+    return conventions.resolve("box_iou", s.name, plus_one=po)
 
 
 def _common(anchors, gt_boxes, level, name="anchors"):
@@ -231,20 +349,17 @@ def _common(anchors, gt_boxes, level, name="anchors"):
     return a.astype(dt, copy=False), g.astype(dt, copy=False), _as_level(level, a.shape[0])
 
 
-def _empty_policy(convention, op, explicit):
-    """M = 0 inside a model: the matcher's policy, except that torchvision's "raise" is caught."""
-    if explicit is not None:
-        return explicit
-    table = conventions.describe(op)
-    pol = table[convention]["empty_gt"] if convention in table else "all_negative"
-    return "all_negative" if pol == "raise" else pol
-
-
-def rpn_targets(anchors, gt_boxes, image_size, *, level=None, convention="torchvision", high=0.7, low=0.3,
-                allow_low_quality_matches=True, batch_size_per_image=256, positive_fraction=0.5,
-                sample=True, rng=None, permutation=None, weights=(1.0, 1.0, 1.0, 1.0),
-                allowed_border=None, border_mode=None, low_quality=None, min_pos_iou=None,
-                positive_strict=None, background_after=None, empty_gt=None, encode_kw=None):
+@conventions.documented("rpn_targets")
+def rpn_targets(anchors: ArrayLike, gt_boxes: ArrayLike, image_size: Tuple[int, int], *,
+                level: Optional[ArrayLike] = None, convention: Convention = "torchvision", high: float = 0.7,
+                low: float = 0.3, allow_low_quality_matches: bool = True, batch_size_per_image: int = 256,
+                positive_fraction: float = 0.5, sample: bool = True, rng=None,
+                permutation: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+                weights: Optional[Sequence[float]] = None, allowed_border: Optional[float] = None,
+                border_mode: Optional[str] = None, low_quality: Optional[str] = None,
+                min_pos_iou: Optional[float] = None, positive_strict: Optional[bool] = None,
+                background_after: Optional[bool] = None, empty_gt: Optional[str] = None,
+                encode_kw: Optional[dict] = None) -> "RPNTargets":
     """RPN training targets for one image (Faster R-CNN section 3.1.2).
 
     Parameters
@@ -256,57 +371,60 @@ def rpn_targets(anchors, gt_boxes, image_size, *, level=None, convention="torchv
         For the border rule.
     level : ndarray of int, shape (N,), optional
         Level of each anchor; the result's ``level`` then gives the level of each positive.
-    convention : str
-        Matcher, IoU and border defaults (``describe("rpn_targets")``, ``describe("match")``).
+    convention : str or Profile
+        The recipe's profile (knobs below); the matcher, IoU and box coder use the profiles of the
+        same name (``describe("match")``, ``describe("box_iou")``, ``describe("encode_boxes")``).
     high, low, allow_low_quality_matches, low_quality, min_pos_iou, positive_strict, background_after
-        Passed to :func:`refdet.match`.
+        Passed to :func:`refdet.match` (the last four override the ``match`` profile).
     batch_size_per_image, positive_fraction, sample, rng, permutation
         The balanced sample (:func:`refdet.sample_balanced`); ``sample=False`` skips it.
-    weights : 4 numbers
-        Box-coder weights (RPN: 1, 1, 1, 1).
+    weights : 4 numbers, optional
+        Box-coder weights (stds under a ``weight_mode="divide"`` coder); default: the profile's
+        (RPN: 1, 1, 1, 1; TF 10, 10, 5, 5).
     allowed_border : float or None, optional
         Ignore anchors crossing the image by more than this many pixels (py-faster-rcnn and the
         paper: 0). ``None`` under a profile that sets it, or a negative value: keep every anchor.
     border_mode : {"filter_before_match", "ignore_after_match"}, optional
-        Whether outside anchors take part in matching (see ``describe("rpn_targets")``).
+        Whether outside anchors take part in matching.
     empty_gt : str, optional
         Policy for M = 0 (default: every eligible anchor negative, as torchvision's RPN).
     encode_kw : dict, optional
-        Extra keywords of :func:`refdet.encode_boxes`.
+        Explicit :func:`refdet.encode_boxes` keywords (knob overrides, ``means``, ``log``, or another
+        ``convention`` for the coder).
 
     Returns
     -------
     RPNTargets
     """
-    s = conventions.resolve("rpn_targets", convention, allowed_border=allowed_border, border_mode=border_mode)
-    _checks.check_choice(s["border_mode"], "border_mode", BORDER_MODES)
+    s = conventions.resolve("rpn_targets", convention, allowed_border=allowed_border, border_mode=border_mode,
+                            weights=weights, empty_gt=empty_gt)
+    mp = conventions.resolve("match", s.name, low_quality=low_quality, min_pos_iou=min_pos_iou,
+                             positive_strict=positive_strict, background_after=background_after)
+    coder = _coder(s, encode_kw)
+    ip = _iou_profile(s)
     a, g, lv = _common(anchors, gt_boxes, level)
     _checks.check_image_size(image_size)
     n, m = a.shape[0], g.shape[0]
-    ab = allowed_border if allowed_border is not None else s["allowed_border"]
-    inside = boxes_inside_image(a, image_size, allowed_border=ab)
+    inside = boxes_inside_image(a, image_size, allowed_border=s.allowed_border)
     if m == 0:
-        pol = _empty_policy(convention, "match", empty_gt)
-        matched = match_details(np.zeros((0, n)), empty_gt=pol).matches     # raises for "raise"
+        matched = match_details(np.zeros((0, n)), convention=mp.replace(empty_gt=s.empty_gt)).matches
         matched[~inside] = -2
         matched_boxes = np.zeros_like(a)
         deltas = np.zeros_like(a)
     else:
-        mkw = dict(high=high, low=low, allow_low_quality_matches=allow_low_quality_matches,
-                   convention=convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
-                   positive_strict=positive_strict, background_after=background_after,
-                   allow_nan=True)  # box_iou's unguarded 0/0 (two identical point boxes) is NaN, as in torch
+        # allow_nan: box_iou's unguarded 0/0 (two identical point boxes) is NaN, as in torch
+        mkw = dict(high=high, low=low, allow_low_quality_matches=allow_low_quality_matches, convention=mp,
+                   allow_nan=True)
         if s["border_mode"] == "filter_before_match":
             idx = np.flatnonzero(inside)
             matched = np.full(n, -2, dtype=np.int64)
             if idx.size:
-                iou = box_iou(g, a[idx], convention=convention)                 # (M, N_inside)
-                matched[idx] = match_details(iou, **mkw).matches
+                matched[idx] = match_details(box_iou(g, a[idx], convention=ip), **mkw).matches  # (M, N_in)
         else:
-            matched = match_details(box_iou(g, a, convention=convention), **mkw).matches
+            matched = match_details(box_iou(g, a, convention=ip), **mkw).matches
             matched[~inside] = -2
         matched_boxes = g[np.maximum(matched, 0)]
-        deltas = _encode(matched_boxes, a, weights, convention, encode_kw)
+        deltas = _encode(matched_boxes, a, s, coder)
     assigned = np.where(matched >= 0, 1, np.where(matched == -1, 0, -1)).astype(np.int64)
     if sample:
         pos_mask, neg_mask = sample_balanced(assigned, batch_size_per_image, positive_fraction, rng=rng,
@@ -320,10 +438,14 @@ def rpn_targets(anchors, gt_boxes, image_size, *, level=None, convention="torchv
                       level=_levels_of(lv, assigned == 1))
 
 
-def retinanet_targets(anchors, gt_boxes, gt_labels, num_classes, *, level=None, convention="torchvision",
-                      high=0.5, low=0.4, allow_low_quality_matches=None, weights=(1.0, 1.0, 1.0, 1.0),
-                      low_quality=None, min_pos_iou=None, positive_strict=None, background_after=None,
-                      empty_gt=None, encode_kw=None):
+@conventions.documented("retinanet_targets")
+def retinanet_targets(anchors: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayLike, num_classes: int, *,
+                      level: Optional[ArrayLike] = None, convention: Convention = "torchvision",
+                      high: float = 0.5, low: float = 0.4, allow_low_quality_matches: Optional[bool] = None,
+                      weights: Optional[Sequence[float]] = None, low_quality: Optional[str] = None,
+                      min_pos_iou: Optional[float] = None, positive_strict: Optional[bool] = None,
+                      background_after: Optional[bool] = None, empty_gt: Optional[str] = None,
+                      encode_kw: Optional[dict] = None) -> "RetinaNetTargets":
     """RetinaNet training targets for one image (Focal Loss paper section 4).
 
     Parameters
@@ -336,18 +458,21 @@ def retinanet_targets(anchors, gt_boxes, gt_labels, num_classes, *, level=None, 
     num_classes : int
         K.
     level : ndarray of int, shape (N,), optional
-    convention : str
+    convention : str or Profile
         ``describe("retinanet_targets")``: mmdet gates the low-quality step with ``min_pos_iou=0``,
         Detectron1 (``"caffe"``) writes the background after the positives, the paper has no
-        low-quality step.
+        low-quality step. The IoU, the rest of the matcher and the box coder are the profiles of the
+        same name.
     high, low : float
         0.5 / 0.4.
     allow_low_quality_matches, low_quality, min_pos_iou, positive_strict, background_after
         Matcher knobs (:func:`refdet.match`).
-    weights : 4 numbers
+    weights : 4 numbers, optional
+        Default: the profile's (1, 1, 1, 1; TF 10, 10, 5, 5).
     empty_gt : str, optional
         Default: every anchor background (torchvision ``retinanet.py`` 498-502).
     encode_kw : dict, optional
+        As in :func:`rpn_targets`.
 
     Returns
     -------
@@ -355,35 +480,38 @@ def retinanet_targets(anchors, gt_boxes, gt_labels, num_classes, *, level=None, 
     """
     s = conventions.resolve("retinanet_targets", convention, allow_low_quality_matches=allow_low_quality_matches,
                             min_pos_iou=min_pos_iou, background_after=background_after,
-                            positive_strict=positive_strict)
+                            positive_strict=positive_strict, weights=weights, empty_gt=empty_gt)
+    mp = conventions.resolve("match", s.name, low_quality=low_quality, min_pos_iou=s.min_pos_iou,
+                             positive_strict=s.positive_strict, background_after=s.background_after)
+    coder = _coder(s, encode_kw)
+    ip = _iou_profile(s)
     a, g, lv = _common(anchors, gt_boxes, level)
     k = _checks.check_int(num_classes, "num_classes", low=1)
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0, high=k - 1)
     n, m = a.shape[0], g.shape[0]
     if m == 0:
-        pol = _empty_policy(convention, "match", empty_gt)
-        matched = match_details(np.zeros((0, n)), empty_gt=pol).matches     # raises for "raise"
+        matched = match_details(np.zeros((0, n)), convention=mp.replace(empty_gt=s.empty_gt)).matches
     else:
-        iou = box_iou(g, a, convention=convention)                               # (M, N)
-        matched = match_details(iou, high=high, low=low, convention=convention, low_quality=low_quality,
-                                allow_low_quality_matches=bool(s["allow_low_quality_matches"]),
-                                min_pos_iou=s["min_pos_iou"], positive_strict=s["positive_strict"],
-                                background_after=s["background_after"], allow_nan=True).matches
+        matched = match_details(box_iou(g, a, convention=ip), high=high, low=low, convention=mp,  # (M, N)
+                                allow_low_quality_matches=s.allow_low_quality_matches, allow_nan=True).matches
     fg = matched >= 0
     cls_targets = np.zeros((n, k), dtype=a.dtype)
     cls_targets[np.flatnonzero(fg), lab[matched[fg]]] = 1
     deltas = np.zeros_like(a)
     if fg.any():
-        deltas[fg] = _encode(g[matched[fg]], a[fg], weights, convention, encode_kw)
+        deltas[fg] = _encode(g[matched[fg]], a[fg], s, coder)
     labels = np.where(fg, lab[np.maximum(matched, 0)] if m else 0, np.where(matched == -1, k, -1)).astype(np.int64)
     return RetinaNetTargets(cls_targets=cls_targets, deltas=deltas, matched=matched, labels=labels,
                             valid=matched != -2, foreground=fg, num_foreground=int(fg.sum()),
                             level=_levels_of(lv, fg))
 
 
-def ssd_targets(default_boxes, gt_boxes, gt_labels, *, level=None, threshold=0.5, convention="torchvision",
-                weights=(10.0, 10.0, 5.0, 5.0), prematch=None, positive_strict=None, candidate_eps=None,
-                empty_gt=None, encode_kw=None):
+@conventions.documented("ssd_targets")
+def ssd_targets(default_boxes: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayLike, *,
+                level: Optional[ArrayLike] = None, threshold: float = 0.5, convention: Convention = "torchvision",
+                weights: Optional[Sequence[float]] = None, prematch: Optional[str] = None,
+                positive_strict: Optional[bool] = None, candidate_eps: Optional[float] = None,
+                empty_gt: Optional[str] = None, encode_kw: Optional[dict] = None) -> "SSDTargets":
     """SSD training targets for one image (SSD paper section 2.2, torchvision ``SSD.compute_loss``).
 
     Parameters
@@ -396,37 +524,42 @@ def ssd_targets(default_boxes, gt_boxes, gt_labels, *, level=None, threshold=0.5
     level : ndarray of int, shape (N,), optional
     threshold : float
         0.5.
-    convention : str
-        ``describe("ssd_match")``: torchvision/mmdet (a shared best box goes to the last gt), TF (to
-        the first), Caffe (greedy bipartite).
-    weights : 4 numbers
-        (10, 10, 5, 5): SSD's variances (0.1, 0.1, 0.2, 0.2) as multipliers.
+    convention : str or Profile
+        ``describe("ssd_targets")`` and the matcher's ``describe("ssd_match")``: torchvision/mmdet (a
+        shared best box goes to the last gt), TF (to the first), Caffe (greedy bipartite).
+    weights : 4 numbers, optional
+        Default: the profile's. torchvision/TF (10, 10, 5, 5), SSD's variances (0.1, 0.1, 0.2, 0.2) as
+        multipliers; mmdet/Caffe the variances themselves as divisors (their coder's
+        ``weight_mode="divide"``); the paper (1, 1, 1, 1).
     prematch, positive_strict, candidate_eps : optional
         :func:`refdet.ssd_match` knobs.
     empty_gt : str, optional
         Default: all background (torchvision ``ssd.py`` 390-396); Caffe: all ignored.
     encode_kw : dict, optional
+        As in :func:`rpn_targets`.
 
     Returns
     -------
     SSDTargets
     """
+    s = conventions.resolve("ssd_targets", convention, weights=weights, empty_gt=empty_gt)
+    mp = conventions.resolve("ssd_match", s.name, prematch=prematch, positive_strict=positive_strict,
+                             candidate_eps=candidate_eps)
+    coder = _coder(s, encode_kw)
+    ip = _iou_profile(s)
     a, g, lv = _common(default_boxes, gt_boxes, level, "default_boxes")
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0)
     n, m = a.shape[0], g.shape[0]
     if m == 0:
-        pol = _empty_policy(convention, "ssd_match", empty_gt)
-        matched = ssd_match(np.zeros((0, n), dtype=a.dtype), threshold, convention=convention, empty_gt=pol)
+        matched = ssd_match(np.zeros((0, n), dtype=a.dtype), threshold, convention=mp.replace(empty_gt=s.empty_gt))
     else:
-        iou = box_iou(g, a, convention=convention)                               # (M, N)
-        matched = ssd_match(iou, threshold, convention=convention, prematch=prematch,
-                            positive_strict=positive_strict, candidate_eps=candidate_eps)
+        matched = ssd_match(box_iou(g, a, convention=ip), threshold, convention=mp)                    # (M, N)
     fg = matched >= 0
     labels = np.zeros(n, dtype=np.int64)
     labels[fg] = lab[matched[fg]]
     labels[matched == -2] = -1
     deltas = np.zeros_like(a)
     if fg.any():
-        deltas[fg] = _encode(g[matched[fg]], a[fg], weights, convention, encode_kw)
+        deltas[fg] = _encode(g[matched[fg]], a[fg], s, coder)
     return SSDTargets(labels=labels, deltas=deltas, matched=matched, foreground=fg,
                       num_foreground=int(fg.sum()), level=_levels_of(lv, fg))

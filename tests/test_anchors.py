@@ -557,3 +557,62 @@ def test_convention_tables_registered():
     assert "size_major" in str(refdet.conventions.describe("pyramid_anchors"))
     with pytest.raises(ValueError, match="`convention`"):
         refdet.cell_anchors((32,), (1,), convention="paper")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the hand-written table of refdet.anchors' docstring agrees with the registry
+# ---------------------------------------------------------------------------------------------------
+
+def test_module_docstring_table_matches_the_registry():
+    from refdet import conventions
+    words = {"ratio": {"h / w": "h_over_w", "w / h": "w_over_h"},
+             "order": {"ratio-major": "ratio_major", "size-major": "size_major"},
+             "rounding": {"half sizes, half-to-even": "torchvision", "none": "none",
+                          "py-faster-rcnn ws/hs rounding": "pfr"},
+             "plus_one": {"no": False, "yes": True}}
+    offsets = {"0": 0.0, "(stride - 1) / 2": "legacy", "stride/2 if the": "tf_divisible"}
+    lines = A.__doc__.splitlines()
+    start = [i for i, ln in enumerate(lines) if ln.startswith("profile ")][0]
+    header = lines[start]
+    cols = [header.index(c) for c in ("ratio", "order", "rounding", "plus_one", "centre")]
+    table = conventions.describe("pyramid_anchors")
+    seen = set()
+    for ln in lines[start + 2:]:
+        if ln.startswith("====="):
+            break
+        name = ln[:cols[0]].strip()
+        if not name:
+            continue                                   # a continuation line
+        cells = [ln[a:b].strip() for a, b in zip(cols, cols[1:] + [None])]
+        p = table[name]
+        assert words["ratio"][cells[0]] == p["ratio_def"], name
+        assert words["order"][cells[1]] == p["order"], name
+        assert words["rounding"][cells[2]] == p["rounding"], name
+        assert words["plus_one"][cells[3]] == p["plus_one"], name
+        centre = cells[4].split(" (")[0]
+        assert offsets[centre] == p["center_offset"], name
+        seen.add(name)
+    assert seen == set(table)
+
+
+def test_geometry_convention_knobs_are_declared():
+    # every knob of the geometry ops is a declared Option (type, allowed values, meaning, source), and
+    # the public function carries the generated table
+    from refdet import conventions
+    ops = {"box_area": refdet.box_area, "clip_boxes_to_image": refdet.clip_boxes_to_image,
+           "remove_small_boxes": refdet.remove_small_boxes, "cell_anchors": refdet.cell_anchors,
+           "pyramid_anchors": refdet.pyramid_anchors, "octave_sizes": refdet.octave_sizes,
+           "anchors_inside_image": refdet.anchors_inside_image, "ssd_default_boxes": refdet.ssd_default_boxes,
+           "encode_boxes": refdet.encode_boxes, "decode_boxes": refdet.decode_boxes,
+           "decode_boxes_forward": refdet.decode_boxes_forward, "match": refdet.match,
+           "ssd_match": refdet.ssd_match, "rpn_targets": refdet.rpn_targets,
+           "retinanet_targets": refdet.retinanet_targets, "ssd_targets": refdet.ssd_targets}
+    for op, fn in ops.items():
+        table = conventions.describe(op)
+        for knob, opt in table.options.items():
+            assert opt.kind != "legacy", f"{op}.{knob} is an undeclared string knob"
+            assert opt.source, f"{op}.{knob} names no source"
+        assert fn.__convention_op__ == op
+        assert "Conventions\n    -----------" in fn.__doc__
+        for knob in table.options:
+            assert f"``{knob}``" in fn.__doc__

@@ -269,3 +269,129 @@ def test_rpn_invariants(gts, border, seed):
     s = ssd_targets(anchors, gts[0], np.ones(len(gts[0]), np.int64))
     assert set(np.unique(s.matched)).issubset(set(range(-1, len(gts[0]))))
     np.testing.assert_array_equal(s.matched, ssd_match(box_iou(gts[0], anchors), 0.5))
+
+
+# --------------------------------------------------------------------------------------------------
+# Conventions: resolved once, passed down, never replaced (issue 12)
+# --------------------------------------------------------------------------------------------------
+
+def _random_scene(seed, dtype=np.float32):
+    g = np.random.default_rng(seed)
+    c = g.uniform(0, 120, size=(200, 2))
+    wh = g.uniform(4, 60, size=(200, 2))
+    anchors = np.concatenate([c - wh / 2, c + wh / 2], axis=1).astype(dtype)
+    xy = g.uniform(0, 90, size=(5, 2))
+    gwh = g.uniform(8, 50, size=(5, 2))
+    gts = np.concatenate([xy, xy + gwh], axis=1).astype(dtype)
+    return anchors, gts
+
+
+_RECIPES = {
+    "rpn_targets": ("torchvision", "detectron2", "mmdet", "caffe", "tf", "paper"),
+    "retinanet_targets": ("torchvision", "detectron2", "mmdet", "caffe", "tf", "paper"),
+    "ssd_targets": ("torchvision", "mmdet", "caffe", "tf", "paper"),
+}
+
+
+def _run_recipe(op, anchors, gts, convention, **kw):
+    if op == "rpn_targets":
+        t = rpn_targets(anchors, gts, (128, 128), convention=convention, sample=False, **kw)
+        return t, t.assigned == 1, t.matched
+    if op == "retinanet_targets":
+        t = retinanet_targets(anchors, gts, np.arange(len(gts)) % 3, 3, convention=convention, **kw)
+        return t, t.foreground, t.matched
+    t = ssd_targets(anchors, gts, np.arange(len(gts)) % 3 + 1, convention=convention, **kw)
+    return t, t.foreground, t.matched
+
+
+@pytest.mark.parametrize("op,convention", [(op, c) for op, cs in _RECIPES.items() for c in cs])
+def test_targets_encode_with_the_callers_convention(op, convention):
+    # The regression targets are encode_boxes under the caller's convention (the recipe's profile may
+    # only change the coder through its declared knobs: weights, and Caffe SSD's plus_one / center).
+    # Before issue 12, targets._encode replaced the convention by torchvision's formulas (+1 widths
+    # under caffe only): mmdet's midpoint centres and stds, TF's eps and (dy, dx, dh, dw) order and
+    # the paper's formula were lost.
+    from refdet import conventions, encode_boxes
+    anchors, gts = _random_scene(3)
+    t, fg, matched = _run_recipe(op, anchors, gts, convention)
+    assert fg.any()
+    p = conventions.resolve(op, convention)
+    coder = conventions.resolve("encode_boxes", convention)
+    for k in ("plus_one", "center"):
+        if k in p and p[k] is not None:
+            coder = coder.replace(**{k: p[k]})
+    want = encode_boxes(gts[matched[fg]], anchors[fg], weights=p.weights, convention=coder)
+    np.testing.assert_array_equal(t.deltas[fg], want)
+
+
+def test_targets_encoder_is_not_replaced_golden():
+    # mmdet: centre (x1 + x2) * 0.5 and stds (0.1, 0.1, 0.2, 0.2) for its SSD; torchvision's formula
+    # x1 + 0.5 * w with weights (10, 10, 5, 5) gives other float32 bits on these boxes. The old
+    # targets._encode used torchvision's formula for every convention: this test fails on it.
+    from refdet import encode_boxes
+    anchors, gts = _random_scene(5)
+    t, fg, matched = _run_recipe("ssd_targets", anchors, gts, "mmdet")
+    g, a = gts[matched[fg]], anchors[fg]
+    mm = encode_boxes(g, a, weights=(0.1, 0.1, 0.2, 0.2), convention="mmdet")
+    old = encode_boxes(g, a, weights=(10.0, 10.0, 5.0, 5.0), convention="torchvision")
+    assert not np.array_equal(mm, old)                  # the two coders differ on this scene
+    np.testing.assert_array_equal(t.deltas[fg], mm)
+    # the RPN under mmdet: stds (1, 1, 1, 1) but midpoint centres
+    r = rpn_targets(anchors, gts, (128, 128), convention="mmdet", sample=False)
+    pos = r.assigned == 1
+    mm = encode_boxes(r.matched_boxes[pos], anchors[pos], convention="mmdet")
+    old = encode_boxes(r.matched_boxes[pos], anchors[pos], convention="torchvision")
+    assert not np.array_equal(mm, old)
+    np.testing.assert_array_equal(r.deltas[pos], mm)
+    # TF: codes (dy, dx, dh, dw) with scale factors (10, 10, 5, 5)
+    r = rpn_targets(anchors, gts, (128, 128), convention="tf", sample=False)
+    pos = r.assigned == 1
+    np.testing.assert_array_equal(r.deltas[pos], encode_boxes(r.matched_boxes[pos], anchors[pos],
+                                                              weights=(10, 10, 5, 5), convention="tf"))
+
+
+def test_caffe_ssd_codes_normalised_boxes_without_plus_one():
+    # Caffe SSD (bbox_util.cpp EncodeBBox CENTER_SIZE): no +1, centre (xmin + xmax) / 2, divide by the
+    # prior variances; py-faster-rcnn's generic coder (encode_boxes "caffe") has +1 widths.
+    from refdet import encode_boxes
+    anchors = np.array([[0.1, 0.1, 0.3, 0.5], [0.5, 0.5, 0.9, 0.7]])
+    gts = np.array([[0.12, 0.1, 0.32, 0.45]])
+    t = ssd_targets(anchors, gts, np.array([1]), convention="caffe")
+    assert t.matched.tolist() == [0, -1]
+    # cx: prior 0.2, gt 0.22, prior w 0.2 -> dx = (0.02 / 0.2) / 0.1 = 1.0; dw = log(0.2 / 0.2) / 0.2 = 0
+    # cy: prior 0.3, gt 0.275, prior h 0.4 -> dy = (-0.025 / 0.4) / 0.1 = -0.625; dh = log(0.35/0.4)/0.2
+    np.testing.assert_allclose(t.deltas[0], [1.0, -0.625, 0.0, np.log(0.35 / 0.4) / 0.2], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(t.deltas[0], encode_boxes(gts, anchors[:1], weights=(0.1, 0.1, 0.2, 0.2),
+                                                     convention="caffe")[0])
+
+
+@pytest.mark.parametrize("op,convention", [(op, c) for op, cs in _RECIPES.items() for c in cs])
+def test_targets_accept_a_resolved_profile(op, convention):
+    from refdet import conventions
+    anchors, gts = _random_scene(7)
+    by_name = _run_recipe(op, anchors, gts, convention)[0]
+    by_profile = _run_recipe(op, anchors, gts, conventions.resolve(op, convention))[0]
+    for x, y in zip(by_name, by_profile):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_profile_overrides_travel_down():
+    # an override set on the recipe's profile object reaches the border rule (no re-resolving by name)
+    from refdet import conventions
+    p = conventions.resolve("rpn_targets", "torchvision", allowed_border=0.0)
+    t = rpn_targets(ANCHORS, GT, (50, 50), convention=p, sample=False)
+    assert t.inside.tolist() == [True, True, True, True, False]
+    assert t.assigned.tolist() == rpn_targets(ANCHORS, GT, (50, 50), allowed_border=0, sample=False).assigned.tolist()
+    # and the explicit keyword still wins over the profile
+    assert rpn_targets(ANCHORS, GT, (50, 50), convention=p, allowed_border=-1, sample=False).inside.all()
+
+
+def test_encode_kw_overrides_and_weights_conflict():
+    from refdet import encode_boxes
+    anchors, gts = _random_scene(9)
+    t = rpn_targets(anchors, gts, (128, 128), convention="mmdet", sample=False, encode_kw={"center": "half_width"})
+    pos = t.assigned == 1
+    np.testing.assert_array_equal(t.deltas[pos], encode_boxes(t.matched_boxes[pos], anchors[pos],
+                                                              convention="mmdet", center="half_width"))
+    with pytest.raises(TypeError, match="`encode_kw` must not hold 'weights'"):
+        rpn_targets(anchors, gts, (128, 128), encode_kw={"weights": (1, 1, 1, 1)})

@@ -16,7 +16,10 @@ or knob that reproduces ``actual``.
 """
 from __future__ import annotations
 
+from typing import Optional, Sequence, Tuple, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["assert_anchors_equal", "explain_anchor_difference", "anchor_location"]
 
@@ -32,7 +35,8 @@ def _per_level_counts(n_total, feature_sizes, num_anchors):
     return [int(a) for a in num_anchors], hw
 
 
-def anchor_location(row, feature_sizes, num_anchors):
+def anchor_location(row: int, feature_sizes: Sequence[Tuple[int, int]],
+                    num_anchors: Union[int, Sequence[int], None]) -> Tuple[int, int, int, int]:
     """``(level, y, x, a)`` of flattened anchor ``row`` under the ``(level, y, x, a)`` order.
 
     Parameters
@@ -101,8 +105,11 @@ def _shift_story(d, stride):
     return notes
 
 
-def explain_anchor_difference(actual, expected, *, feature_sizes=None, num_anchors=None, strides=None,
-                              atol=1e-4, rtol=1e-6, config=None, convention="torchvision"):
+def explain_anchor_difference(actual: ArrayLike, expected: ArrayLike, *,
+                              feature_sizes: Optional[Sequence[Tuple[int, int]]] = None,
+                              num_anchors: Union[int, Sequence[int], None] = None,
+                              strides: Optional[Sequence] = None, atol: float = 1e-4, rtol: float = 1e-6,
+                              config: Optional[dict] = None, convention: str = "torchvision") -> Optional[str]:
     """The explanation text of :func:`assert_anchors_equal`, or ``None`` when the anchors agree."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
@@ -196,8 +203,11 @@ def explain_anchor_difference(actual, expected, *, feature_sizes=None, num_ancho
     return "\n".join(lines)
 
 
-def assert_anchors_equal(actual, expected, *, feature_sizes=None, num_anchors=None, strides=None, atol=1e-4,
-                         rtol=1e-6, config=None, convention="torchvision"):
+def assert_anchors_equal(actual: ArrayLike, expected: ArrayLike, *,
+                         feature_sizes: Optional[Sequence[Tuple[int, int]]] = None,
+                         num_anchors: Union[int, Sequence[int], None] = None, strides: Optional[Sequence] = None,
+                         atol: float = 1e-4, rtol: float = 1e-6, config: Optional[dict] = None,
+                         convention: str = "torchvision") -> None:
     """Assert two anchor sets are equal (within ``atol + rtol * |expected|``); explain the first difference.
 
     Parameters

@@ -11,7 +11,10 @@ two answers (everything is recomputed under each of them).
 """
 from __future__ import annotations
 
+from typing import Dict, Tuple
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from refdet.matcher import LOW_QUALITY_MODES, match, ssd_match, SSD_PREMATCH_MODES
 
@@ -47,7 +50,8 @@ def _variants(high, low, allow, kind, threshold):
     return out
 
 
-def match_variants(iou, *, high=0.7, low=0.3, allow_low_quality_matches=True, kind="match", threshold=0.5):
+def match_variants(iou: ArrayLike, *, high: float = 0.7, low: float = 0.3, allow_low_quality_matches: bool = True,
+                   kind: str = "match", threshold: float = 0.5) -> Dict[str, np.ndarray]:
     """``{description: matches}`` for every convention and mode override (see the module docstring).
 
     Parameters
@@ -93,8 +97,10 @@ def _code(v):
     return {-1: "-1 (negative)", -2: "-2 (ignored)"}.get(int(v), f"{int(v)} (gt {int(v)})")
 
 
-def assert_matches_equal(matches, expected, iou, *, high=0.7, low=0.3, allow_low_quality_matches=True,
-                         kind="match", threshold=0.5, names=("matches", "expected"), max_gts=12):
+def assert_matches_equal(matches: ArrayLike, expected: ArrayLike, iou: ArrayLike, *, high: float = 0.7,
+                         low: float = 0.3, allow_low_quality_matches: bool = True, kind: str = "match",
+                         threshold: float = 0.5, names: Tuple[str, str] = ("matches", "expected"),
+                         max_gts: int = 12) -> None:
     """Assert two matcher outputs (torchvision encoding) are identical; explain the first difference.
 
     Parameters
@@ -184,7 +190,8 @@ def assert_matches_equal(matches, expected, iou, *, high=0.7, low=0.3, allow_low
     raise AssertionError("\n".join(lines))
 
 
-def assert_sample_valid(labels, pos_mask, neg_mask, batch_size_per_image=256, positive_fraction=0.5):
+def assert_sample_valid(labels: ArrayLike, pos_mask: ArrayLike, neg_mask: ArrayLike, batch_size_per_image: int = 256,
+                        positive_fraction: float = 0.5) -> None:
     """Check a balanced sample against its invariants; explain the first violation.
 
     Invariants (torchvision ``BalancedPositiveNegativeSampler``): the masks are boolean of shape (N,)

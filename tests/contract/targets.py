@@ -46,6 +46,16 @@ BAD = [
         ValueError, "`convention`"),
     Bad("ssd_targets", lambda r: ((_anchors(r), _gts(r), np.array([1, 2, 3])), {"encode_kw": "caffe"}),
         TypeError, "`encode_kw`"),
+    Bad("rpn_targets", lambda r: ((_anchors(r), _gts(r), (64, 64)), {"weights": (1, 1, 0, 1)}),
+        ValueError, "`weights` must be positive"),
+    Bad("retinanet_targets", lambda r: ((_anchors(r), _gts(r), np.array([0, 2, 1]), 3), {"weights": "ones"}),
+        TypeError, "`weights`"),
+    Bad("ssd_targets", lambda r: ((_anchors(r), _gts(r), np.array([1, 2, 3])), {"empty_gt": "skip"}),
+        ValueError, "`empty_gt`.*'skip'"),
+    Bad("rpn_targets", lambda r: ((_anchors(r), _gts(r), (64, 64)), {"encode_kw": {"center": "middle"}}),
+        ValueError, "`center`.*'middle'"),
+    Bad("rpn_targets", lambda r: ((_anchors(r), _gts(r), (64, 64)), {"convention": 3}),
+        TypeError, "`convention`"),
 ]
 
 EXEMPT = {
