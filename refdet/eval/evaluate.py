@@ -142,6 +142,7 @@ def evaluate_detections(detections: Any, ground_truths: Any, *, format: Optional
     ...         json.dump(obj, f)
     >>> bool(np.array_equal(evaluate_detections(dt_path, gt_path).stats, res.stats))
     True
+    >>> import shutil; shutil.rmtree(folder)
 
     torchvision / torchmetrics per-image dicts (``xyxy``; arrays, lists or CPU tensors):
 

@@ -9,7 +9,8 @@
 ``"torchvision"``
     torchvision / torchmetrics per-image dicts: ``detections[i] = {"boxes": (N, 4), "scores": (N,),
     "labels": (N,)}``, ``ground_truths[i] = {"boxes": (M, 4), "labels": (M,)}`` with optional
-    ``"iscrowd"`` and ``"area"`` (M,); boxes ``xyxy`` (torchmetrics' default ``box_format``). Arrays
+    ``"iscrowd"`` and ``"area"`` (M,) (and refdet's own ``"ignore"`` regions, as in its columns);
+    boxes ``xyxy`` (torchmetrics' default ``box_format``). Arrays
     may be NumPy arrays, lists or CPU tensors (anything with ``.detach().cpu().numpy()``).
 ``"voc"``
     The same per-image dicts with ``ground_truths[i]["difficult"]`` (M,) flags; evaluated VOC-style
@@ -148,10 +149,10 @@ class _Where:
 def _records(seq, where: _Where, suffix: str) -> list:
     if not isinstance(seq, (list, tuple)):
         raise ValueError(f"{where(suffix)} must be a list of objects; got {_checks._describe(seq)}")
-    for i, r in enumerate(seq):
-        if not isinstance(r, Mapping):
-            raise ValueError(f"{where(f'{suffix}[{i}]')} must be an object (dict); got {_checks._describe(r)}")
-    return seq
+    if all(t is dict or issubclass(t, Mapping) for t in set(map(type, seq))):  # one check per type
+        return seq
+    i = next(i for i, r in enumerate(seq) if not isinstance(r, Mapping))
+    raise ValueError(f"{where(f'{suffix}[{i}]')} must be an object (dict); got {_checks._describe(seq[i])}")
 
 
 def _get(records, key, where, suffix, default=_MISSING) -> list:
