@@ -26,11 +26,14 @@ def _scene():
     g_wh = rng.uniform(4, 200, (len(gi), 2))
     g_lab = rng.integers(0, N_CLS, len(gi))
     di = np.repeat(np.arange(N_IMG), N_DET)
-    src = rng.integers(0, len(gi), len(di))
+    # each detection is a jittered copy of a ground truth of its own image (several per object: the
+    # duplicates NMS leaves), with the right class 80% of the time; a fifth are random boxes
+    src = di * N_GT + rng.integers(0, N_GT, len(di))
     d_xy = g_xy[src] + rng.normal(0, 6, (len(di), 2))
-    d_wh = np.maximum(g_wh[src] + rng.normal(0, 6, (len(di), 2)), 1)
+    d_wh = np.maximum(g_wh[src] * np.exp(rng.normal(0, 0.1, (len(di), 2))), 1)
+    stray = rng.random(len(di)) < 0.2
+    d_xy[stray] = rng.uniform(0, 400, (stray.sum(), 2))
     d_lab = np.where(rng.random(len(di)) < 0.8, g_lab[src], rng.integers(0, N_CLS, len(di)))
-    d_lab = np.where(gi[src] == di, d_lab, rng.integers(0, N_CLS, len(di)))
     scores = np.round(rng.random(len(di)), 3)
     gt = {"image_id": gi, "labels": g_lab, "boxes": np.concatenate([g_xy, g_wh], 1),
           "images": np.arange(N_IMG), "classes": np.arange(N_CLS)}

@@ -197,7 +197,10 @@ def _match(p, grp, thr, area_rng, max_det):
 
     hit = np.zeros((d, a, t), dtype=bool)
     ign = np.zeros((d, a, t), dtype=bool)
-    taken = np.zeros((len(g_area), a, t), dtype=bool)
+    taken = np.zeros((len(g_area), a * t), dtype=bool)  # (G, A*T): used up at (area range, threshold)
+    cells = np.arange(a * t)
+    reaches = np.tile(pi[:, None] >= thr_c, (1, a))  # (P, A*T): the pair's IoU reaches the threshold
+    g_ign = np.repeat(gt_ign, t, axis=1)  # (G, A*T)
     active = np.flatnonzero(n_pairs > 0)
     act_rank = grp.rank[active]
     by_rank = np.argsort(act_rank, kind="stable")
@@ -207,24 +210,31 @@ def _match(p, grp, thr, area_rng, max_det):
         di = active[by_rank[bounds[r]:bounds[r + 1]]]  # at most one detection per group
         if di.size == 0:
             continue
-        c = n_pairs[di]
-        slot = np.arange(c.max())
-        valid = slot < c[:, None]  # (n, w)
-        pidx = np.where(valid, p_start[di][:, None] + slot, 0)
-        g = pg[pidx]  # (n, w)
-        free = ~taken[g] | crowd[g][:, :, None, None]  # (n, w, A, T): crowds are never used up
-        cand = free & (pi[pidx][:, :, None, None] >= thr_c) & valid[:, :, None, None]
-        g_ig = gt_ign[g][:, :, :, None]  # (n, w, A, 1)
-        c_main = cand & ~g_ig
-        has_main = c_main.any(axis=1)  # (n, A, T)
-        c_ign = cand & g_ig
-        j = np.where(has_main, np.argmax(c_main, axis=1), np.argmax(c_ign, axis=1))  # first = best
-        found = has_main | c_ign.any(axis=1)
-        m = g[np.arange(len(di))[:, None, None], j]  # (n, A, T) matched gt
-        hit[di] = found & ~zero_id[m]
-        ign[di] = found & ~has_main
-        n_i, a_i, t_i = np.nonzero(found)
-        taken[m[n_i, a_i, t_i], a_i, t_i] = True
+        n = len(di)
+        first, count = p_start[di], n_pairs[di]
+        m_main = np.zeros((n, a * t), dtype=np.int64)  # the chosen non-ignored / ignored gt per cell
+        m_ign = np.zeros((n, a * t), dtype=np.int64)
+        has_main = np.zeros((n, a * t), dtype=bool)
+        has_ign = np.zeros((n, a * t), dtype=bool)
+        # candidates in the detection's order (best IoU first, equal IoUs the later gt first): the
+        # first non-ignored candidate wins, else the first ignored one
+        for slot in range(int(count.max())):
+            live = np.flatnonzero(count > slot)
+            pidx = first[live] + slot
+            gs = pg[pidx]
+            ok = reaches[pidx] & (~taken[gs] | crowd[gs][:, None])  # (n', A*T); crowds are never used up
+            ig = g_ign[gs]
+            new_main = ok & ~ig & ~has_main[live]
+            new_ign = ok & ig & ~has_ign[live]
+            m_main[live] = np.where(new_main, gs[:, None], m_main[live])
+            m_ign[live] = np.where(new_ign, gs[:, None], m_ign[live])
+            has_main[live] |= new_main
+            has_ign[live] |= new_ign
+        found = has_main | has_ign
+        m = np.where(has_main, m_main, m_ign)  # (n, A*T) matched gt
+        hit[di] = (found & ~zero_id[m]).reshape(n, a, t)
+        ign[di] = (found & ~has_main).reshape(n, a, t)
+        taken.reshape(-1)[(m * (a * t) + cells)[found]] = True
     if zero_id.any() and taken[zero_id].any():
         warnings.warn("a ground truth with annotation id 0 was matched: pycocotools (and faster-coco-eval) "
                       "record a match by the matched annotation's id and test it for nonzero, so the "
