@@ -247,7 +247,8 @@ def _voc_eval_loop(dt, gt, cls, thr=0.5, use_07=False):
         else:
             fp[d] = 1.0
     fp = np.cumsum(fp); tp = np.cumsum(tp)
-    rec = tp / float(npos)
+    with np.errstate(divide="ignore", invalid="ignore"):  # npos = 0: the devkit's division by zero
+        rec = tp / float(npos)
     prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
     return rec, prec
 
