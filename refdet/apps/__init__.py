@@ -1,1 +1,5 @@
-"""The ``refdet`` command line's applications: one module per command that is more than a few lines."""
+"""The application layer: the commands behind ``refdet <command>``, built on the library.
+
+Modules here may import anything in refdet (detectors, synthetic data, the demo); no library module
+imports them.
+"""
