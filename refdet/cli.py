@@ -30,6 +30,8 @@ COMMANDS = {
                "export a head / FPN / post-processing to ONNX or NNEF (random params or --params file.npz)"),
     "verify-export": ("refdet.exchange.cli", "_verify_args", "_verify_run",
                       "run an exported ONNX file or NNEF folder in every available runtime and compare with refdet"),
+    "eval": ("refdet.apps.eval_cmd", "_eval_args", "_eval_run",
+             "COCO-evaluate a results JSON against a ground-truth JSON (pycocotools' summary)"),
 }
 
 

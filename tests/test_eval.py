@@ -247,7 +247,8 @@ def _voc_eval_loop(dt, gt, cls, thr=0.5, use_07=False):
         else:
             fp[d] = 1.0
     fp = np.cumsum(fp); tp = np.cumsum(tp)
-    rec = tp / float(npos)
+    with np.errstate(divide="ignore", invalid="ignore"):  # npos = 0: the devkit's division by zero
+        rec = tp / float(npos)
     prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
     return rec, prec
 
@@ -272,3 +273,98 @@ def test_voc_matches_devkit_loop(seed, use_07):
         np.testing.assert_array_equal(res.precision[k], prec)
         if np.isfinite(rec).all() and len(rec):
             assert res.ap[k] == average_precision(rec, prec, method=method)
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast read-out against its reference, custom parameters, the summary text
+# ---------------------------------------------------------------------------------------------
+
+@given(seed=st.integers(0, 2 ** 32 - 1), npig=st.integers(1, 40), nd=st.integers(0, 60), rows=st.integers(1, 5))
+def test_readout_equals_interp101_per_curve(seed, npig, nd, rows):
+    # coco._readout reads T curves at once with integer searchsorted; the reference is
+    # curves.interp101 on rc = tp / npig, pr = tp / (tp + fp + eps), one curve at a time
+    from refdet.eval.coco import _readout
+    from refdet.eval.curves import interp101, recall_thresholds
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 3, (rows, nd))  # 0 fp, 1 tp, 2 ignored (neither)
+    tp_inc = kind == 1
+    for r in range(rows):  # at most npig true positives per curve
+        over = np.flatnonzero(tp_inc[r])[npig:]
+        tp_inc[r, over] = False
+    tp = np.cumsum(tp_inc, axis=1)
+    fp = np.cumsum(kind == 0, axis=1)
+    sc = np.sort(rng.random(nd))[::-1]
+    n = np.full(rows, npig)
+    q, ss, last = _readout(tp, fp, n, sc, {})
+    for r in range(rows):
+        rc = tp[r].astype(float) / npig
+        pr = tp[r] / (fp[r] + tp[r] + np.spacing(1))
+        np.testing.assert_array_equal(q[r], interp101(rc, pr))
+        inds = np.searchsorted(rc, recall_thresholds(), side="left")
+        np.testing.assert_array_equal(ss[r], np.where(inds < nd, sc[np.minimum(inds, max(nd - 1, 0))] if nd else 0, 0))
+        assert last[r] == (rc[-1] if nd else 0.0)
+
+
+def test_custom_parameters_and_summary_match_pycocotools():
+    pytest.importorskip("pycocotools")
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    import contextlib, io
+    rng = np.random.default_rng(7)
+    gts, dts = _random_scene(rng, 4, 2, max_gt=8, max_dt=30, crowd_frac=0.2)
+    dt, gt = _refdet_inputs(gts, dts, 4, 2)
+    iou = np.array([0.5, 0.6, 0.75])
+    areas = (("all", 0.0, 1e10), ("small", 0.0, 40.0 ** 2), ("medium", 40.0 ** 2, 80.0 ** 2),
+             ("large", 80.0 ** 2, 1e10))
+    for md in ((1, 10, 100), (1, 5, 20), (2, 50)):
+        res = evaluate_detections(dt, gt, box_format="xywh", iou_thresholds=iou, area_ranges=areas, max_dets=md)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            coco = COCO()
+            coco.dataset = {"images": [{"id": i} for i in range(4)], "categories": [{"id": c} for c in range(2)],
+                            "annotations": [{"id": k + 1, "image_id": int(i), "category_id": int(c),
+                                             "bbox": list(map(float, b)), "area": float(b[2] * b[3]),
+                                             "iscrowd": int(cr)} for k, (i, c, b, cr) in enumerate(gts)]}
+            coco.createIndex()
+            ev = COCOeval(coco, coco.loadRes([{"image_id": int(i), "category_id": int(c), "bbox": list(map(float, b)),
+                                                "score": float(s)} for i, c, b, s in dts]), "bbox")
+            ev.params.iouThrs = iou
+            ev.params.areaRng = [[lo, hi] for _, lo, hi in areas]
+            ev.params.maxDets = list(md) + [md[-1]] * (3 - len(md))  # pycocotools needs three
+            ev.evaluate()
+            ev.accumulate()
+            start = out.tell()
+            ev.summarize()
+        if len(md) == 3:
+            np.testing.assert_allclose(res.precision, ev.eval["precision"], rtol=0, atol=1e-12)
+            np.testing.assert_allclose(res.recall, ev.eval["recall"], rtol=0, atol=1e-12)
+            assert res.summary() + "\n" == out.getvalue()[start:]
+        np.testing.assert_allclose(res.stats, ev.stats, rtol=0, atol=1e-12)
+
+
+def test_voc_nan_overlaps_follow_the_devkit():
+    # gt 0 = [50, 0, 39, 9] is inverted: +1-pixel area (39 - 50 + 1) * (9 - 0 + 1) = -100. The
+    # detection [0, 0, 9, 9] (area 100) does not intersect it, so the union is 100 - 100 - 0 = 0 and
+    # the overlap 0 / 0 = NaN. voc_eval's np.max is then NaN and `ovmax > ovthresh` is False: a false
+    # positive, although gt 1 = [0, 0, 9, 9] matches the detection exactly. The second detection
+    # [20, 0, 29, 9] (union 100 + (-100) - 0 = 0 again) is a false positive for the same reason.
+    gt = _gt([[50, 0, 39, 9], [0, 0, 9, 9]], [0, 0], [0, 0], difficult=np.array([False, False]))
+    dt = _dt([[0, 0, 9, 9], [20, 0, 29, 9]], [0.9, 0.8], [0, 0], [0, 0])
+    with np.errstate(invalid="ignore"):
+        rec, prec = _voc_eval_loop(dt, gt, 0)
+    res = evaluate_detections(dt, gt, style="voc")
+    np.testing.assert_array_equal(rec, [0.0, 0.0])  # the devkit's answer, NaN included
+    np.testing.assert_array_equal(res.recall[0], rec)
+    np.testing.assert_array_equal(res.precision[0], prec)
+
+
+def test_ap_per_class_rejects_unknown_selections():
+    gt = _gt([[0, 0, 50, 50]], [1], [7])
+    res = evaluate_detections(_dt([[0, 0, 50, 50]], [0.9], [1], [7]), gt)
+    np.testing.assert_allclose(res.ap_per_class(), [1.0], atol=1e-15)
+    with pytest.raises(ValueError, match="`area`"):
+        res.ap_per_class(area="huge")
+    with pytest.raises(ValueError, match="`iou_threshold`"):
+        res.ap_per_class(iou_threshold=0.3)
+    with pytest.raises(ValueError, match="`max_det`"):
+        res.ap_per_class(max_det=7)
