@@ -1,0 +1,235 @@
+"""Valid calls of every public function: the seeds the fuzz suite varies one argument at a time.
+
+The contract cases of ``tests/contract/*.py`` are reused as they are; :data:`EXTRA` adds the public
+names the contract does not walk: ``refdet.testing`` (comparators, ``ulp_distance``, ``match_variants``),
+the conformance checks, the observers' methods, the detector, the synthetic data set and the
+walkthrough. A name is resolved from ``refdet``: ``"box_iou"``, ``"yolo.make_anchors"``,
+``"testing.assert_nms_equal"``, ``"MinMaxObserver.update"`` (a method: its first argument, the
+instance, is made fresh for every call and never varied).
+
+:data:`SKIPPED` lists the public namespaces the walk leaves out, each with its reason.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import numpy as np
+
+import refdet
+import refdet.detector  # noqa: F401  (makes refdet.detector resolvable)
+import refdet.synthetic  # noqa: F401
+import refdet.testing
+import refdet.testing.conformance  # noqa: F401
+import refdet.walkthrough  # noqa: F401
+import refdet.plots  # noqa: F401
+from tests.contract import Case
+
+SKIPPED = {
+    "refdet.exchange (export/load/verify of ONNX and NNEF)": "files: walked by the hostile-file suite",
+    "refdet.cli, refdet.exchange.cli": "command line: tested by the command-line error tests",
+    "refdet.verify (run_target, self_check, verify)": "runs the conformance checks (walked here) on "
+                                                      "named targets that need torch/onnxruntime",
+    "refdet.testing.strategies": "hypothesis strategies: values, not functions of arrays",
+    "refdet.testing.gradcheck_all, register_gradcheck": "walk or change the process-wide gradcheck "
+                                                        "registry (check_gradients is walked)",
+    "refdet.plots.plot_*": "write image files through matplotlib (focal_loss_curve is walked)",
+    "refdet.reference": "the readable loops: no validation by design, held equal to the fast paths",
+}
+
+
+def resolve(name):
+    """``refdet.<name>``; dotted names reach into subpackages, classes and methods."""
+    obj = refdet
+    for part in name.split("."):
+        if not hasattr(obj, part) and isinstance(obj, type(refdet)):
+            importlib.import_module(f"{obj.__name__}.{part}")
+        obj = getattr(obj, part)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------
+# seeds for what the contract does not cover
+# ---------------------------------------------------------------------------------------------------
+
+def _boxes(rng, n=6, scale=50.0):
+    xy = rng.uniform(0, scale, (n, 2))
+    return np.concatenate([xy, xy + rng.uniform(2, scale / 2, (n, 2))], axis=1)
+
+
+def _nms_case(rng):
+    b, s = _boxes(rng, 8), rng.random(8)
+    keep = refdet.nms(b, s, 0.5)
+    return (keep.copy(), keep, b, s), {"iou_threshold": 0.5}
+
+
+def _match_case(rng):
+    iou = rng.random((3, 7))
+    m = refdet.match(iou, high=0.7, low=0.3, allow_low_quality_matches=True)
+    return (m.copy(), m, iou), {"high": 0.7, "low": 0.3}
+
+
+def _sample_case(rng):
+    labels = rng.integers(-1, 2, 40)
+    pos, neg = refdet.sample_balanced(labels, 16, 0.5, rng=0)
+    return (labels, pos, neg, 16, 0.5), {}
+
+
+_ANCH_CFG = dict(feature_sizes=[(4, 4), (2, 2)], strides=[8, 16])
+
+
+def _anchor_case(rng):
+    a, _ = refdet.pyramid_anchors((32, 32), [(4, 4), (2, 2)], [8, 16], [(16.0,), (32.0,)], [0.5, 1.0, 2.0])
+    return (a.copy(), a), dict(_ANCH_CFG, num_anchors=3)
+
+
+def _gradcheck_case(rng):
+    x = rng.standard_normal((2, 3)) + 0.05
+    return (refdet.relu_forward, refdet.relu_backward, (x,)), {"rng": 0}
+
+
+def _conv_impl(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
+    return refdet.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)[0]
+
+
+def _focal(logits, targets, *, alpha=0.25, gamma=2.0, reduction="none"):
+    return refdet.sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction=reduction)
+
+
+def _conf(check, impl, **kw):
+    return lambda r: ((impl,), dict(n_cases=3, seed=0, raise_on_failure=False, **kw))
+
+
+def _observer(cls, x_shape=(2, 3, 4), **kw):
+    def make(rng):
+        return (getattr(refdet, cls)(**kw), rng.standard_normal(x_shape)), {}
+    return make
+
+
+def _observer_qp(cls, **kw):
+    def make(rng):
+        o = getattr(refdet, cls)(**kw)
+        o.update(rng.standard_normal((2, 3, 4)))
+        return (o,), {}
+    return make
+
+
+def _det(model="retinanet"):
+    return refdet.detector.Detector(model, image_size=(32, 32), num_classes=2, backbone_channels=(4, 4, 4, 4),
+                                    fpn_channels=4, head_convs=1)
+
+
+def _det_forward(rng):
+    d = _det()
+    p = d.init(rng=0, dtype=np.float64)
+    return (d, p, rng.standard_normal((1, 3, 32, 32))), {}
+
+
+def _det_targets(rng):
+    return [(np.array([[2.0, 3.0, 20.0, 25.0]]), np.array([1]))]
+
+
+def _det_assign(rng):
+    return (_det(), _det_targets(rng)), {"rng": 0}
+
+
+def _det_loss(rng):
+    d = _det()
+    p = d.init(rng=0, dtype=np.float64)
+    return (d, p, rng.standard_normal((1, 3, 32, 32)), _det_targets(rng)), {"rng": 0}
+
+
+def _det_detect(rng):
+    d = _det()
+    p = d.init(rng=0, dtype=np.float64)
+    return (d, p, rng.standard_normal((1, 3, 32, 32))), {"score_threshold": 0.05, "nms_threshold": 0.5}
+
+
+def _backbone(rng):
+    p = refdet.detector.backbone_init((4, 4), in_channels=3, rng=0, dtype=np.float64)
+    return (p, rng.standard_normal((1, 3, 16, 16))), {}
+
+
+def _backbone_bwd(rng):
+    p = refdet.detector.backbone_init((4, 4), in_channels=3, rng=0, dtype=np.float64)
+    feats, caches = refdet.detector.backbone_forward(p, rng.standard_normal((1, 3, 16, 16)))
+    return ([rng.standard_normal(f.shape) for f in feats], caches), {}
+
+
+def _sgd(rng):
+    params = {"w": rng.standard_normal((3, 2)), "b": rng.standard_normal(2)}
+    grads = {"w": rng.standard_normal((3, 2)), "b": rng.standard_normal(2)}
+    return (params, grads), {"lr": 0.1, "momentum": 0.9}
+
+
+EXTRA = [
+    Case("testing.assert_nms_equal", _nms_case),
+    Case("testing.explain_nms_difference", _nms_case),
+    Case("testing.assert_matches_equal", _match_case),
+    Case("testing.match_variants", lambda r: ((r.random((3, 7)),), {"high": 0.7, "low": 0.3})),
+    Case("testing.assert_sample_valid", _sample_case),
+    Case("testing.assert_anchors_equal", _anchor_case),
+    Case("testing.explain_anchor_difference", _anchor_case),
+    Case("testing.assert_allclose_ulp", lambda r: ((np.float32([1.0, 2.0, 3.0]), np.float32([1.0, 2.0, 3.0])),
+                                                   {"max_ulps": 4})),
+    Case("testing.explain_float_difference", lambda r: ((np.float32([1.0, 2.5]), np.float32([1.0, 2.5])),
+                                                        {"max_ulps": 2})),
+    Case("testing.ulp_distance", lambda r: ((r.standard_normal(5), r.standard_normal(5)), {})),
+    Case("testing.check_gradients", _gradcheck_case),
+    Case("testing.conformance.check_nms", _conf("check_nms", refdet.nms)),
+    Case("testing.conformance.check_batched_nms", _conf("check_batched_nms", refdet.batched_nms)),
+    Case("testing.conformance.check_box_iou", _conf("check_box_iou", refdet.box_iou)),
+    Case("testing.conformance.check_generalized_box_iou", _conf("x", refdet.generalized_box_iou)),
+    Case("testing.conformance.check_match", _conf("check_match", refdet.match)),
+    Case("testing.conformance.check_encode", _conf("check_encode", refdet.encode_boxes)),
+    Case("testing.conformance.check_decode", _conf("check_decode", refdet.decode_boxes)),
+    Case("testing.conformance.check_anchors", _conf("check_anchors", refdet.pyramid_anchors)),
+    Case("testing.conformance.check_focal_loss", _conf("check_focal_loss", _focal)),
+    Case("testing.conformance.check_relu", _conf("check_relu", lambda x: refdet.relu_forward(x)[0])),
+    Case("testing.conformance.check_conv2d", _conf("check_conv2d", _conv_impl)),
+    Case("testing.conformance.check_sample_balanced", _conf("check_sample_balanced", refdet.sample_balanced)),
+    Case("MinMaxObserver", lambda r: ((), {"dtype": "uint8", "symmetric": False})),
+    Case("MovingAverageMinMaxObserver", lambda r: ((0.05,), {"dtype": "int8"})),
+    Case("PerChannelMinMaxObserver", lambda r: ((1,), {"dtype": "int8", "symmetric": True})),
+    Case("PercentileObserver", lambda r: ((99.9, 256), {})),
+    Case("HistogramObserver", lambda r: ((128, 4), {})),
+    Case("MSEObserver", lambda r: ((20,), {})),
+    Case("MinMaxObserver.update", _observer("MinMaxObserver")),
+    Case("MovingAverageMinMaxObserver.update", _observer("MovingAverageMinMaxObserver")),
+    Case("PerChannelMinMaxObserver.update", _observer("PerChannelMinMaxObserver", ch_axis=1)),
+    Case("PercentileObserver.update", _observer("PercentileObserver", num_bins=64)),
+    Case("HistogramObserver.update", _observer("HistogramObserver", bins=64, upsample_rate=4)),
+    Case("MSEObserver.update", _observer("MSEObserver", num_grid=10)),
+    Case("MinMaxObserver.qparams", _observer_qp("MinMaxObserver")),
+    Case("HistogramObserver.qparams", _observer_qp("HistogramObserver", bins=64, upsample_rate=4)),
+    Case("MSEObserver.qparams", _observer_qp("MSEObserver", num_grid=10)),
+    Case("PercentileObserver.qparams", _observer_qp("PercentileObserver", num_bins=64)),
+    Case("detector.Detector", lambda r: (("retinanet",), dict(image_size=(32, 32), num_classes=2,
+                                                              backbone_channels=(4, 4, 4, 4), fpn_channels=4,
+                                                              head_convs=1))),
+    Case("detector.Detector.init", lambda r: ((_det("rpn"),), {"rng": 0, "dtype": np.float64})),
+    Case("detector.Detector.forward", _det_forward),
+    Case("detector.Detector.assign", _det_assign),
+    Case("detector.Detector.loss_and_grads", _det_loss),
+    Case("detector.Detector.detect", _det_detect),
+    Case("detector.sgd_momentum_update", _sgd),
+    Case("detector.backbone_init", lambda r: (((4, 8),), {"in_channels": 3, "rng": 0, "dtype": np.float64})),
+    Case("detector.backbone_forward", _backbone),
+    Case("detector.backbone_backward", _backbone_bwd),
+    Case("synthetic.make_synthetic_dataset", lambda r: ((2, (32, 32)), {"max_objects": 2, "min_size": 4,
+                                                                        "max_size": 12, "rng": 0})),
+    Case("walkthrough.anchors_report", lambda r: (("retinanet", (64, 64)), {"num_classes": 5})),
+    Case("plots.focal_loss_curve", lambda r: ((np.linspace(0.01, 0.99, 7), 2.0), {})),
+]
+
+
+def contract_cases():
+    import tests.contract as pkg
+
+    mods = [importlib.import_module(f"tests.contract.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
+    return [c for m in mods for c in getattr(m, "CASES", [])]
+
+
+def all_cases():
+    """Every seed: the contract's cases, then :data:`EXTRA`."""
+    return contract_cases() + list(EXTRA)
