@@ -42,10 +42,24 @@ def _equal(a, b):
     return True
 
 
+# Public names that live in a module's namespace rather than at the top level (low-level helpers,
+# observers): looked up in these modules, in order.
+_MODULE_NAMESPACES = ("refdet.quant", "refdet.layers", "refdet.resize", "refdet.matcher", "refdet.losses",
+                      "refdet.iou", "refdet.box_coder", "refdet.fpn", "refdet.heads", "refdet.eval")
+
+
 def _func(name):
-    """``refdet.<name>``; a dotted name ("yolo.make_anchors") reaches into a subpackage."""
+    """``refdet.<name>``; a dotted name ("yolo.make_anchors") reaches into a subpackage; a name kept
+    out of the top level is found in its module (``refdet.quant.rounding_divide_by_pot``)."""
+    import importlib
     obj = refdet
-    for part in name.split("."):
+    parts = name.split(".")
+    if len(parts) == 1 and not hasattr(refdet, name):
+        for m in _MODULE_NAMESPACES:
+            mod = importlib.import_module(m)
+            if name in getattr(mod, "__all__", ()):
+                return getattr(mod, name)
+    for part in parts:
         obj = getattr(obj, part)
     return obj
 
