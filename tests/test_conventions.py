@@ -104,7 +104,7 @@ def test_describe_and_table_rst_render_meaning_values_and_source(toy):
     text = str(cv.describe("_toy_op"))
     assert "mode: which branch (one of 'a', 'b')" in text and "source: toy.py::g" in text
     rst = cv.table_rst("_toy_op")
-    assert "``eps`` : a number >= 0.0" in rst and "Source: toy.py::h" in rst
+    assert "``eps`` : a number >= 0.0" in rst and "*Source:* toy.py::h" in rst
     assert rst.splitlines()[-1].startswith("====")
 
 
