@@ -225,13 +225,8 @@ def dict_mutations(v) -> List[Mutation]:
 
 
 def namedtuple_mutations(v) -> List[Mutation]:
-    out = [Mutation("none", None), Mutation("string", "cache"), Mutation("plain_tuple", tuple(v))]
-    for f in v._fields:
-        x = getattr(v, f)
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim >= 1 and x.size:
-            out.append(Mutation(f".{f}.first-1", v._replace(**{f: x[:-1] if x.shape[0] > 1 else x[:0]})))
-            break
-    return out
+    # a cache or a result record: its fields come from refdet itself, so only its kind is varied
+    return [Mutation("none", None), Mutation("string", "cache"), Mutation("plain_tuple", tuple(v))]
 
 
 def mutations(v, *, depth=0) -> List[Mutation]:

@@ -40,7 +40,7 @@ from tests.fuzz.hostile import BENIGN, default_mutations, mutations
 from tests.fuzz.seeds import all_cases, resolve
 
 #: seconds one call may take before it counts as a hang
-CALL_SECONDS = 20.0
+CALL_SECONDS = 10.0
 #: address-space cap of the walking subprocess (a regression fails with MemoryError instead of swapping)
 DEFAULT_CAP_GIB = 2.0
 
@@ -52,8 +52,14 @@ class _Timeout(BaseException):
     """Raised by the alarm: a BaseException, so that no library ``except Exception`` swallows it."""
 
 
+_ACTIVE = False
+
+
 def _alarm(signum, frame):
-    raise _Timeout()
+    # The timer repeats every 0.25 s after the first expiry: an alarm that lands inside a callback
+    # that swallows exceptions (a gc callback) is raised again at the next bytecode boundary.
+    if _ACTIVE:
+        raise _Timeout()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,13 +159,19 @@ class Outcome:
 
 
 def _call(f, args, kwargs):
-    signal.setitimer(signal.ITIMER_REAL, CALL_SECONDS)
+    global _ACTIVE
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always")
-            with np.errstate(all="warn"):
-                value = f(*args, **kwargs)
+        try:
+            _ACTIVE = True
+            signal.setitimer(signal.ITIMER_REAL, CALL_SECONDS, 0.25)
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                with np.errstate(all="warn"):
+                    value = f(*args, **kwargs)
+        finally:
+            _ACTIVE = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
         return Outcome(value=value, seconds=time.perf_counter() - t0,
                        warned=[str(x.message) for x in w if issubclass(x.category, RuntimeWarning)])
     except _Timeout:
@@ -169,6 +181,7 @@ def _call(f, args, kwargs):
             raise
         return Outcome(exc=e, seconds=time.perf_counter() - t0)
     finally:
+        _ACTIVE = False
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
@@ -198,6 +211,7 @@ class Walker:
         self.functions = set()
         self.failures = []
         self.timings = {}
+        self.slow = []
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def fail(self, name, param, label, what, detail):
@@ -227,6 +241,8 @@ class Walker:
         Returns the Outcome (or None if the variant does not exist for this seed).
         """
         is_cmp = name.startswith(COMPARATOR_PREFIXES)
+        is_method = "self" in sig.parameters
+        fresh_rng = False
         allowed = ALLOWED + (AssertionError,) if is_cmp else ALLOWED
         outs, inputs = [], []
         labels = []
@@ -243,11 +259,16 @@ class Walker:
                 ba.arguments[pname] = m.value
                 labels.append(f"{pname}={m.label}")
                 benign = benign and m.kind == BENIGN
-            before = _snapshot((ba.args, ba.kwargs))
+            # a method's instance may change (an observer's update): only the arguments are watched
+            watched = (ba.args[1:] if is_method else ba.args, ba.kwargs)
+            before = _snapshot(watched)
             out = _call(f, ba.args, ba.kwargs)
             self.calls += 1
+            if out.seconds > 0.5:
+                self.slow.append((name, ",".join(labels) or "seed", round(out.seconds, 2)))
             outs.append(out)
-            inputs.append((before, (ba.args, ba.kwargs)))
+            inputs.append((before, watched))
+            fresh_rng = "rng" in sig.parameters and ba.arguments.get("rng") is None
             if out.exc is not None:
                 break  # an error is checked once
         label = ",".join(labels) or "seed"
@@ -273,7 +294,9 @@ class Walker:
                 self.fail(name, param, label, "layout", f"the seed answers but this view raises "
                                                         f"{type(e).__name__}: {e}")
             return o
-        if len(outs) == 2 and not _equal(outs[0].value, outs[1].value):
+        if documented.must_refuse(name, pnames, labels):
+            self.fail(name, param, label, "accepted", "a value outside the argument's domain was accepted")
+        if len(outs) == 2 and not fresh_rng and not _equal(outs[0].value, outs[1].value):
             self.fail(name, param, label, "nondeterministic", "two identical calls answered differently")
         if _has_nan(o.value) and _all_finite(before if before is not None else after):
             self.fail(name, param, label, "nan", "NaN in the answer for finite inputs")
@@ -330,15 +353,28 @@ class Walker:
 
         run()
 
-    def walk(self):
+    def walk(self, trace=None):
         for case in self.cases:
+            if trace is not None:
+                print(case.name, file=trace, flush=True)
             try:
                 self.walk_case(case)
             except Exception as e:  # a broken seed or harness problem is a finding too
                 self.fail(case.name, "-", "harness", "harness", f"{type(e).__name__}: {e}")
         return {"functions": len(self.functions), "calls": self.calls, "failures": self.failures,
                 "function_names": sorted(self.functions),
-                "slowest": sorted(self.timings.items(), key=lambda kv: -kv[1])[:8]}
+                "slowest": sorted(self.timings.items(), key=lambda kv: -kv[1])[:8],
+                "slow_calls": sorted(self.slow, key=lambda t: -t[2])[:40]}
+
+
+def _preload():
+    """Import what refdet loads lazily before the address space is capped (a late import needs room)."""
+    import hypothesis  # noqa: F401
+    import scipy.optimize  # noqa: F401
+    import scipy.special  # noqa: F401
+    import scipy.sparse.linalg  # noqa: F401
+    import refdet.testing.strategies  # noqa: F401
+    import refdet.testing.conformance  # noqa: F401
 
 
 def cap_memory(gib):
@@ -358,12 +394,15 @@ def main(argv=None):
         i = argv.index("--examples")
         examples = int(argv[i + 1])
         del argv[i:i + 2]
+    _preload()
     if cap > 0:
         cap_memory(cap)
     signal.signal(signal.SIGALRM, _alarm)
     wanted = set(argv)
     cases = [c for c in all_cases() if not wanted or c.name in wanted]
-    report = Walker(cases, examples=examples).walk()
+    import os
+
+    report = Walker(cases, examples=examples).walk(trace=sys.stderr if os.environ.get("FUZZ_TRACE") else None)
     json.dump(report, sys.stdout)
     sys.stdout.write("\n")
 

@@ -38,9 +38,20 @@ SKIPPED = {
 }
 
 
+# Public names kept out of the top level (low-level helpers, observers) are found in these modules,
+# in order (the same list as tests/test_contract.py).
+MODULE_NAMESPACES = ("refdet.quant", "refdet.layers", "refdet.resize", "refdet.matcher", "refdet.losses",
+                     "refdet.iou", "refdet.box_coder", "refdet.fpn", "refdet.heads", "refdet.eval")
+
+
 def resolve(name):
     """``refdet.<name>``; dotted names reach into subpackages, classes and methods."""
     obj = refdet
+    if "." not in name and not hasattr(refdet, name):
+        for m in MODULE_NAMESPACES:
+            mod = importlib.import_module(m)
+            if name in getattr(mod, "__all__", ()):
+                return getattr(mod, name)
     for part in name.split("."):
         if not hasattr(obj, part) and isinstance(obj, type(refdet)):
             importlib.import_module(f"{obj.__name__}.{part}")
@@ -96,19 +107,19 @@ def _focal(logits, targets, *, alpha=0.25, gamma=2.0, reduction="none"):
     return refdet.sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction=reduction)
 
 
-def _conf(check, impl, **kw):
+def _conf(impl, **kw):
     return lambda r: ((impl,), dict(n_cases=3, seed=0, raise_on_failure=False, **kw))
 
 
 def _observer(cls, x_shape=(2, 3, 4), **kw):
     def make(rng):
-        return (getattr(refdet, cls)(**kw), rng.standard_normal(x_shape)), {}
+        return (getattr(refdet.quant, cls)(**kw), rng.standard_normal(x_shape)), {}
     return make
 
 
 def _observer_qp(cls, **kw):
     def make(rng):
-        o = getattr(refdet, cls)(**kw)
+        o = getattr(refdet.quant, cls)(**kw)
         o.update(rng.standard_normal((2, 3, 4)))
         return (o,), {}
     return make
@@ -176,34 +187,34 @@ EXTRA = [
                                                         {"max_ulps": 2})),
     Case("testing.ulp_distance", lambda r: ((r.standard_normal(5), r.standard_normal(5)), {})),
     Case("testing.check_gradients", _gradcheck_case),
-    Case("testing.conformance.check_nms", _conf("check_nms", refdet.nms)),
-    Case("testing.conformance.check_batched_nms", _conf("check_batched_nms", refdet.batched_nms)),
-    Case("testing.conformance.check_box_iou", _conf("check_box_iou", refdet.box_iou)),
-    Case("testing.conformance.check_generalized_box_iou", _conf("x", refdet.generalized_box_iou)),
-    Case("testing.conformance.check_match", _conf("check_match", refdet.match)),
-    Case("testing.conformance.check_encode", _conf("check_encode", refdet.encode_boxes)),
-    Case("testing.conformance.check_decode", _conf("check_decode", refdet.decode_boxes)),
-    Case("testing.conformance.check_anchors", _conf("check_anchors", refdet.pyramid_anchors)),
-    Case("testing.conformance.check_focal_loss", _conf("check_focal_loss", _focal)),
-    Case("testing.conformance.check_relu", _conf("check_relu", lambda x: refdet.relu_forward(x)[0])),
-    Case("testing.conformance.check_conv2d", _conf("check_conv2d", _conv_impl)),
-    Case("testing.conformance.check_sample_balanced", _conf("check_sample_balanced", refdet.sample_balanced)),
-    Case("MinMaxObserver", lambda r: ((), {"dtype": "uint8", "symmetric": False})),
-    Case("MovingAverageMinMaxObserver", lambda r: ((0.05,), {"dtype": "int8"})),
-    Case("PerChannelMinMaxObserver", lambda r: ((1,), {"dtype": "int8", "symmetric": True})),
-    Case("PercentileObserver", lambda r: ((99.9, 256), {})),
-    Case("HistogramObserver", lambda r: ((128, 4), {})),
-    Case("MSEObserver", lambda r: ((20,), {})),
-    Case("MinMaxObserver.update", _observer("MinMaxObserver")),
-    Case("MovingAverageMinMaxObserver.update", _observer("MovingAverageMinMaxObserver")),
-    Case("PerChannelMinMaxObserver.update", _observer("PerChannelMinMaxObserver", ch_axis=1)),
-    Case("PercentileObserver.update", _observer("PercentileObserver", num_bins=64)),
-    Case("HistogramObserver.update", _observer("HistogramObserver", bins=64, upsample_rate=4)),
-    Case("MSEObserver.update", _observer("MSEObserver", num_grid=10)),
-    Case("MinMaxObserver.qparams", _observer_qp("MinMaxObserver")),
-    Case("HistogramObserver.qparams", _observer_qp("HistogramObserver", bins=64, upsample_rate=4)),
-    Case("MSEObserver.qparams", _observer_qp("MSEObserver", num_grid=10)),
-    Case("PercentileObserver.qparams", _observer_qp("PercentileObserver", num_bins=64)),
+    Case("testing.conformance.check_nms", _conf(refdet.nms)),
+    Case("testing.conformance.check_batched_nms", _conf(refdet.batched_nms)),
+    Case("testing.conformance.check_box_iou", _conf(refdet.box_iou)),
+    Case("testing.conformance.check_generalized_box_iou", _conf(refdet.generalized_box_iou)),
+    Case("testing.conformance.check_match", _conf(refdet.match)),
+    Case("testing.conformance.check_encode", _conf(refdet.encode_boxes)),
+    Case("testing.conformance.check_decode", _conf(refdet.decode_boxes)),
+    Case("testing.conformance.check_anchors", _conf(refdet.pyramid_anchors)),
+    Case("testing.conformance.check_focal_loss", _conf(_focal)),
+    Case("testing.conformance.check_relu", _conf(lambda x: refdet.relu_forward(x)[0])),
+    Case("testing.conformance.check_conv2d", _conf(_conv_impl)),
+    Case("testing.conformance.check_sample_balanced", _conf(refdet.sample_balanced)),
+    Case("quant.MinMaxObserver", lambda r: ((), {"dtype": "uint8", "symmetric": False})),
+    Case("quant.MovingAverageMinMaxObserver", lambda r: ((0.05,), {"dtype": "int8"})),
+    Case("quant.PerChannelMinMaxObserver", lambda r: ((1,), {"dtype": "int8", "symmetric": True})),
+    Case("quant.PercentileObserver", lambda r: ((99.9, 256), {})),
+    Case("quant.HistogramObserver", lambda r: ((128, 4), {})),
+    Case("quant.MSEObserver", lambda r: ((20,), {})),
+    Case("quant.MinMaxObserver.update", _observer("MinMaxObserver")),
+    Case("quant.MovingAverageMinMaxObserver.update", _observer("MovingAverageMinMaxObserver")),
+    Case("quant.PerChannelMinMaxObserver.update", _observer("PerChannelMinMaxObserver", ch_axis=1)),
+    Case("quant.PercentileObserver.update", _observer("PercentileObserver", num_bins=64)),
+    Case("quant.HistogramObserver.update", _observer("HistogramObserver", bins=64, upsample_rate=4)),
+    Case("quant.MSEObserver.update", _observer("MSEObserver", num_grid=10)),
+    Case("quant.MinMaxObserver.qparams", _observer_qp("MinMaxObserver")),
+    Case("quant.HistogramObserver.qparams", _observer_qp("HistogramObserver", bins=64, upsample_rate=4)),
+    Case("quant.MSEObserver.qparams", _observer_qp("MSEObserver", num_grid=10)),
+    Case("quant.PercentileObserver.qparams", _observer_qp("PercentileObserver", num_bins=64)),
     Case("detector.Detector", lambda r: (("retinanet",), dict(image_size=(32, 32), num_classes=2,
                                                               backbone_channels=(4, 4, 4, 4), fpn_channels=4,
                                                               head_convs=1))),
