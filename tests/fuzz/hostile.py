@@ -53,10 +53,9 @@ def float_array_mutations(v: np.ndarray) -> List[Mutation]:
     out = [Mutation("fortran", np.asfortranarray(v), BENIGN),
            Mutation("strided", _noncontig(v), BENIGN),
            Mutation("readonly", _readonly(v), BENIGN)]
-    if v.dtype == np.float64:
-        out.append(Mutation("list", v.tolist(), BENIGN))
-    else:
-        out.append(Mutation("list", v.tolist()))
+    lst = v.tolist()
+    same = v.dtype == np.float64 and np.asarray(lst, dtype=np.float64).shape == v.shape
+    out.append(Mutation("list", lst, BENIGN if same else HOSTILE))   # benign if nothing is lost
     if v.size:
         for label, x in (("nan", np.nan), ("inf", np.inf), ("-inf", -np.inf)):
             a = v.copy()

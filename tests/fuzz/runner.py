@@ -45,6 +45,10 @@ CALL_SECONDS = 10.0
 DEFAULT_CAP_GIB = 2.0
 
 ALLOWED = (TypeError, ValueError)
+#: variants that change a length or a shape: the error may name the argument it no longer matches
+#: (``boxes`` emptied: "`scores` must have length 0 (one per box of `boxes`)")
+SHAPE_VARIANTS = ("empty", "first-1", "drop_last", "dup_last", "last-1", "last+1", "drop_axis", "add_axis",
+                  "scalar", "list")
 COMPARATOR_PREFIXES = ("testing.",)
 
 
@@ -288,8 +292,10 @@ class Walker:
                 msg = str(e)
                 if not any(_names(msg, p) for p in pnames):
                     others = [p for p in sig.parameters if p not in pnames and _names(msg, p)]
-                    self.fail(name, param, label, "unnamed" if not others else "blames-other",
-                              f"{type(e).__name__}: {msg}")
+                    relational = all(lbl.split("=", 1)[1].split(".")[-1] in SHAPE_VARIANTS for lbl in labels)
+                    if not (others and relational):
+                        self.fail(name, param, label, "unnamed" if not others else "blames-other",
+                                  f"{type(e).__name__}: {msg}")
             if benign and changes and base is not None and base.exc is None:
                 self.fail(name, param, label, "layout", f"the seed answers but this view raises "
                                                         f"{type(e).__name__}: {e}")
