@@ -50,6 +50,8 @@ __all__ = [
     "check_bool",
     "check_callable",
     "check_unit_threshold",
+    "check_sequence",
+    "MAX_CLASSES",
 ]
 
 #: The default cap on the number of elements of one array (or iterations of one loop) whose size an
@@ -94,6 +96,18 @@ def check_allocation(n_elements, itemsize, what, *, name, limit=None):
         raise ValueError(f"`{name}` asks for {n:,} elements ({what}, {_fmt_bytes(n * int(itemsize))}); the cap "
                          f"is {cap:,} elements (max_elements=): pass max_elements={n} if you mean it")
     return n
+
+
+def check_sequence(x, name, what="a list"):
+    """A list or tuple (not a string, not an array, not a number), returned as a list."""
+    if isinstance(x, (str, bytes)) or not isinstance(x, (list, tuple)):
+        raise TypeError(f"`{name}` must be {what}; got {_describe(x)}")
+    return list(x)
+
+
+#: the largest class count refdet accepts where no array of that size is made (labels are int64 and
+#: the background label is K itself; 2**31 - 1 is far above any label set)
+MAX_CLASSES = 2 ** 31 - 1
 
 
 def check_bool(x, name):
