@@ -51,6 +51,7 @@ __all__ = [
     "check_callable",
     "check_unit_threshold",
     "check_sequence",
+    "check_broadcast",
     "MAX_CLASSES",
 ]
 
@@ -108,6 +109,15 @@ def check_sequence(x, name, what="a list"):
 #: the largest class count refdet accepts where no array of that size is made (labels are int64 and
 #: the background label is K itself; 2**31 - 1 is far above any label set)
 MAX_CLASSES = 2 ** 31 - 1
+
+
+def check_broadcast(arrays, names):
+    """The broadcast shape of ``arrays``, or a ValueError naming every argument and its shape."""
+    try:
+        return np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    except ValueError:
+        shapes = ", ".join(f"`{n}` {np.shape(a)}" for a, n in zip(arrays, names))
+        raise ValueError(f"{' and '.join(f'`{n}`' for n in names)} must broadcast together; got {shapes}") from None
 
 
 def check_bool(x, name):
@@ -648,7 +658,7 @@ def as_quant_scale(scale, name="scale", *, axis=None, length=None):
 
 
 def as_quant_zero_point(zero_point, name="zero_point", *, qmin, qmax, axis=None, length=None,
-                        allow_float=False):
+                        allow_float=False, range_name="the quantized type's range"):
     """An integer zero point (scalar or, with ``axis``, 1-D) inside [qmin, qmax], as int64.
 
     With ``allow_float`` a floating zero point (PyTorch's learnable fake quant) is accepted, must be
@@ -675,8 +685,7 @@ def as_quant_zero_point(zero_point, name="zero_point", *, qmin, qmax, axis=None,
             raise ValueError(f"`{name}` must have one value per channel along axis {axis} ({length}); "
                              f"got length {out.shape[0]}")
     if out.dtype.kind == "i" and out.size and (out.min() < qmin or out.max() > qmax):
-        raise ValueError(f"`{name}` must lie in [{qmin}, {qmax}] (the quantized type's range); "
-                         f"got {out.tolist()}")
+        raise ValueError(f"`{name}` must lie in [{qmin}, {qmax}] ({range_name}); got {out.tolist()}")
     return out
 
 
