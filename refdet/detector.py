@@ -100,9 +100,20 @@ class Trace(NamedTuple):
 # backbone: four 3x3 stride-2 conv + ReLU stages
 # ----------------------------------------------------------------------------------------------
 
-def backbone_init(channels=(16, 32, 48, 64), *, in_channels=3, rng=None, dtype=np.float32):
-    """He-normal weights (std sqrt(2 / fan_in)) and zero biases for each 3x3 conv stage."""
+def backbone_init(channels=(16, 32, 48, 64), *, in_channels=3, rng=None, dtype=np.float32, max_elements=None):
+    """He-normal weights (std sqrt(2 / fan_in)) and zero biases for each 3x3 conv stage.
+
+    ``channels`` and ``in_channels`` are ints >= 1; the parameters (``sum c_out * c_in * 9``
+    elements) are capped by ``max_elements`` (default :data:`refdet._checks.MAX_ELEMENTS`).
+    """
     rng = _checks.as_rng(rng)
+    dtype = _checks.check_float_dtype(dtype)
+    channels = [_checks.check_int(c, f"channels[{i}]", low=1)
+                for i, c in enumerate(_checks.check_sequence(channels, "channels", "a list of channel counts"))]
+    in_channels = _checks.check_int(in_channels, "in_channels", low=1)
+    total = sum(c * ci * 9 + c for c, ci in zip(channels, [in_channels] + channels[:-1]))
+    _checks.check_allocation(total, dtype.itemsize, "backbone parameters", name="channels` and `in_channels",
+                             limit=max_elements)
     params = {}
     c_in = in_channels
     for i, c in enumerate(channels):
@@ -116,7 +127,7 @@ def backbone_init(channels=(16, 32, 48, 64), *, in_channels=3, rng=None, dtype=n
 def backbone_forward(params, x):
     """x (B, 3, H, W) -> list of the stage outputs [C1 (stride 2), C2 (4), C3 (8), C4 (16)], cache."""
     feats, caches = [], []
-    n = len([k for k in params if k.endswith(".weight")])
+    n = _check_backbone(params)
     for i in range(n):
         x, cc = layers.conv2d_forward(x, params[f"stage{i}.weight"], params[f"stage{i}.bias"], stride=2, padding=1)
         x, cr = layers.relu_forward(x)
@@ -125,8 +136,31 @@ def backbone_forward(params, x):
     return feats, caches
 
 
+def _check_backbone(params, name="params"):
+    """The number of stages of a backbone parameter dict ``stage{i}.weight`` / ``stage{i}.bias``."""
+    from collections.abc import Mapping
+
+    if not isinstance(params, Mapping):
+        raise TypeError(f"`{name}` must be a dict of backbone arrays (stage0.weight, ...); got {_checks._describe(params)}")
+    import re
+
+    idx = [int(m.group(1)) for k in params if isinstance(k, str) for m in [re.fullmatch(r"stage(\d+)\.(?:weight|bias)", k)]
+           if m]
+    n = max(idx) + 1 if idx else 0
+    if n == 0:
+        raise ValueError(f"`{name}` holds no backbone stage (keys stage0.weight, stage0.bias, ...); got keys "
+                         f"{list(params)[:6]}")
+    want = {f"stage{i}.{p}": None for i in range(n) for p in ("weight", "bias")}
+    _checks.check_param_shapes(params, want, name)
+    return n
+
+
 def backbone_backward(dfeats, caches):
     """dfeats: list (one per stage, None = 0) -> (dparams, None): the image needs no gradient."""
+    dfeats = _checks.check_sequence(dfeats, "dfeats", "a list of one gradient (or None) per stage")
+    caches = _checks.check_sequence(caches, "caches", "the list of caches backbone_forward returned")
+    if len(dfeats) != len(caches):
+        raise ValueError(f"`dfeats` must have one entry per stage of `caches` ({len(caches)}); got {len(dfeats)}")
     grads = {}
     d = None
     for i in reversed(range(len(caches))):
@@ -156,6 +190,23 @@ def _tree_map(f, *trees):
     return f(*trees)
 
 
+def _checked_tree(tree, like, name):
+    """A nested dict of finite float arrays; with ``like``, the same keys and shapes as ``like``."""
+    if isinstance(tree, dict):
+        if like is not None:
+            if not isinstance(like, dict) or set(tree) != set(like):
+                extra = sorted(map(str, set(tree) - set(like or {})))
+                missing = sorted(map(str, set(like or {}) - set(tree)))
+                raise ValueError(f"`{name}` must have the keys of `params`; missing {missing}, unexpected {extra}")
+        return {k: _checked_tree(v, None if like is None else like[k], f"{name}['{k}']") for k, v in tree.items()}
+    if like is not None and isinstance(like, dict):
+        raise TypeError(f"`{name}` must be a dict like `params`; got {_checks._describe(tree)}")
+    arr = _checks.as_float_array(tree, name)
+    if like is not None and arr.shape != like.shape:
+        raise ValueError(f"`{name}` must have the shape of `params` {like.shape}; got {arr.shape}")
+    return arr
+
+
 def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, weight_decay=0.0,
                         max_grad_norm=None):
     """One step of SGD with momentum, PyTorch's formulation (returns new dicts; nothing is modified).
@@ -171,8 +222,14 @@ def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, 
     lr = _checks.check_positive(lr, "lr")
     mom = _checks.check_probability(momentum, "momentum")
     wd = _checks.check_positive(weight_decay, "weight_decay", strict=False)
+    params = _checked_tree(params, None, "params")
+    grads = _checked_tree(grads, params, "grads")
+    if max_grad_norm is not None:
+        max_grad_norm = _checks.check_positive(max_grad_norm, "max_grad_norm")
     if velocity is None:
         velocity = _tree_map(np.zeros_like, params)
+    else:
+        velocity = _checked_tree(velocity, params, "velocity")
     scale = 1.0
     if max_grad_norm is not None:
         leaves = []
@@ -259,6 +316,7 @@ class Detector:
     def init(self, *, rng=None, dtype=np.float32):
         """Fresh parameters: ``{"backbone": ..., "fpn": ..., "head": ...}`` (the RPN and SSD have no FPN)."""
         rng = _checks.as_rng(rng)
+        dtype = _checks.check_float_dtype(dtype)
         cfg = self.config
         # only the stages that feed a level (the RPN reads stage 2 and does not need stage 3)
         used = cfg.backbone_channels[:max(self.in_stages) + 1]
@@ -282,6 +340,7 @@ class Detector:
             raise ValueError(f"`images` must have shape (B, 3, {self.image_size[0]}, {self.image_size[1]}); "
                              f"got {x.shape}")
         cfg = self.config
+        self._check_params(params)
         feats, bcache = backbone_forward(params["backbone"], x)
         inputs = [feats[i] for i in self.in_stages]
         fcache = None
@@ -330,6 +389,20 @@ class Detector:
         return grads
 
     # -- targets ---------------------------------------------------------------------------------
+    def _check_params(self, params):
+        """``{"backbone", "head"}`` (+ ``"fpn"`` for RetinaNet) dicts, as :meth:`init` returns."""
+        want = ("backbone", "fpn", "head") if self.config.model == "retinanet" else ("backbone", "head")
+        if not isinstance(params, dict):
+            raise TypeError(f"`params` must be the dict init() returns (keys {want}); got {_checks._describe(params)}")
+        missing = [k for k in want if k not in params]
+        extra = [k for k in params if k not in want]
+        if missing or extra:
+            raise ValueError(f"`params` must have the keys {want}; missing {missing}, unexpected {extra}")
+        for k in want:
+            if not isinstance(params[k], dict):
+                raise TypeError(f"`params['{k}']` must be a dict of arrays; got {_checks._describe(params[k])}")
+        _check_backbone(params["backbone"], "params['backbone']")
+
     def _check_targets(self, targets, b):
         if not isinstance(targets, (list, tuple)) or len(targets) != b:
             raise ValueError(f"`targets` must be a list of {b} (boxes, labels) pairs; got "
@@ -338,7 +411,7 @@ class Detector:
         k = self.config.num_classes
         for i, t in enumerate(targets):
             if not isinstance(t, (list, tuple)) or len(t) != 2:
-                raise ValueError(f"`targets[{i}]` must be a (boxes, labels) pair")
+                raise TypeError(f"`targets[{i}]` must be a (boxes, labels) pair; got {_checks._describe(t)}")
             bx = _checks.as_boxes(t[0], f"targets[{i}] boxes", dtype=np.float64)
             # the RPN is class-agnostic: any class id is an "object"
             high = None if self.config.model == "rpn" else k - 1
@@ -363,6 +436,8 @@ class Detector:
         cfg = self.config
         rng = _checks.as_rng(rng)
         n = len(self.anchors)
+        targets = _checks.check_sequence(targets, "targets", "a list of (boxes, labels) pairs")
+        targets = self._check_targets(targets, len(targets))
         b = len(targets)
         labels = np.empty((b, n), dtype=np.int64)
         deltas = np.zeros((b, n, 4), dtype=np.float64)
@@ -456,6 +531,12 @@ class Detector:
         the top ``topk_candidates`` scores above ``score_threshold``, decode with weights
         (10, 10, 5, 5), clip, class-aware NMS.
         """
+        # every option checked, whichever model uses it (the RPN keeps torchvision's own thresholds)
+        score_threshold = _checks.check_unit_threshold(score_threshold, "score_threshold",
+                                                       source="the scores are probabilities")
+        nms_threshold = _checks.check_unit_threshold(nms_threshold, "nms_threshold")
+        topk_candidates = _checks.check_int(topk_candidates, "topk_candidates", low=0)
+        detections_per_image = _checks.check_int(detections_per_image, "detections_per_image", low=0)
         cls, box, _ = self.forward(params, images)
         cfg = self.config
         out = []

@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from refdet import _checks
+
 __all__ = ["have_matplotlib", "plot_anchors", "plot_focal_loss", "plot_detections", "focal_loss_curve"]
 
 
@@ -70,8 +72,12 @@ def plot_anchors(image, anchors_per_level, path, *, location=None, gt_boxes=None
 
 def focal_loss_curve(p_t, gamma):
     """FL(p_t) = -(1 - p_t)^gamma * log(p_t): the curve of Fig. 1 of the Focal Loss paper (alpha = 1)."""
-    p_t = np.asarray(p_t, dtype=np.float64)
-    return -((1.0 - p_t) ** gamma) * np.log(p_t)
+    p = _checks.as_float_array(p_t, "p_t", dtype=np.float64)
+    if p.size and (p.min() <= 0 or p.max() > 1):
+        raise ValueError(f"`p_t` must lie in (0, 1] (log(0) is -inf); got range [{p.min()}, {p.max()}]")
+    g = _checks.check_positive(gamma, "gamma", strict=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -((1.0 - p) ** g) * np.log(p)
 
 
 def plot_focal_loss(path, gammas=(0, 0.5, 1, 2, 5)):

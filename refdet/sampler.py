@@ -43,6 +43,8 @@ __all__ = [
 
 def _as_labels(labels):
     arr = _checks.as_array(labels, "labels")
+    if arr.dtype.kind == "b":
+        raise TypeError("`labels` must be numbers (1 positive, 0 negative, -1 ignored); got dtype bool")
     if arr.ndim != 1:
         raise ValueError(f"`labels` must be 1-D with shape (N,); got shape {arr.shape}")
     if arr.dtype.kind == "f":
