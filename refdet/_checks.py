@@ -648,7 +648,7 @@ def as_quant_scale(scale, name="scale", *, axis=None, length=None):
                                  f"pass axis= to say which axis they run along")
             arr = arr.reshape(())
         elif length is not None and arr.shape[0] != length:
-            raise ValueError(f"`{name}` must have one value per channel along axis {axis} ({length}); "
+            raise ValueError(f"`{name}` must have one value per channel along `axis` {axis} ({length}); "
                              f"got length {arr.shape[0]}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"`{name}` must be finite; got {arr.tolist()}")
@@ -682,7 +682,7 @@ def as_quant_zero_point(zero_point, name="zero_point", *, qmin, qmax, axis=None,
                 raise ValueError(f"`{name}` has {out.shape[0]} values (per-channel) but `axis` is None")
             out = out.reshape(())
         elif length is not None and out.shape[0] != length:
-            raise ValueError(f"`{name}` must have one value per channel along axis {axis} ({length}); "
+            raise ValueError(f"`{name}` must have one value per channel along `axis` {axis} ({length}); "
                              f"got length {out.shape[0]}")
     if out.dtype.kind == "i" and out.size and (out.min() < qmin or out.max() > qmax):
         raise ValueError(f"`{name}` must lie in [{qmin}, {qmax}] ({range_name}); got {out.tolist()}")

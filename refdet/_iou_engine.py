@@ -127,7 +127,8 @@ def inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, ou
 
 def guard_eps(s, eps):
     """The union guard constant of ``box_iou`` / ``box_iou_paired`` (their ``eps`` keyword)."""
-    return _checks.check_positive(eps, "eps") if s["guard"] in ("eps_union", "plus_eps") else 0.0
+    e = _checks.check_positive(eps, "eps")  # checked whatever the guard (an unused eps is still a mistake)
+    return e if s["guard"] in ("eps_union", "plus_eps") else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -152,6 +152,13 @@ def _check_backbone(params, name="params"):
                          f"{list(params)[:6]}")
     want = {f"stage{i}.{p}": None for i in range(n) for p in ("weight", "bias")}
     _checks.check_param_shapes(params, want, name)
+    for i in range(n):
+        wk, bk = f"stage{i}.weight", f"stage{i}.bias"
+        w = _checks.as_float_array(params[wk], f"{name}['{wk}']", ndim=4)
+        b = _checks.as_float_array(params[bk], f"{name}['{bk}']", ndim=1)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"`{name}['{bk}']` must have shape ({w.shape[0]},) (one per output channel of "
+                             f"{wk!r}); got {b.shape}")
     return n
 
 
@@ -161,6 +168,18 @@ def backbone_backward(dfeats, caches):
     caches = _checks.check_sequence(caches, "caches", "the list of caches backbone_forward returned")
     if len(dfeats) != len(caches):
         raise ValueError(f"`dfeats` must have one entry per stage of `caches` ({len(caches)}); got {len(dfeats)}")
+    for i, c in enumerate(caches):
+        if not (isinstance(c, tuple) and len(c) == 2 and isinstance(c[0], layers.Conv2dCache)):
+            raise TypeError(f"`caches[{i}]` must be the (conv cache, relu cache) pair backbone_forward returned; "
+                            f"got {_checks._describe(c)}")
+    dfeats = list(dfeats)
+    for i, d in enumerate(dfeats):
+        if d is not None:
+            want = caches[i][0].out_shape
+            d = _checks.as_float_array(d, f"dfeats[{i}]")
+            if d.shape != tuple(want):
+                raise ValueError(f"`dfeats[{i}]` must have the shape of stage {i}'s output {tuple(want)}; got {d.shape}")
+            dfeats[i] = d
     grads = {}
     d = None
     for i in reversed(range(len(caches))):

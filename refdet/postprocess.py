@@ -180,6 +180,7 @@ def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Leve
     for lvl, (lg, d, a) in enumerate(zip(logits, deltas, anc)):        # loop over levels
         lg = _checks.as_float_array(lg, f"cls_logits[{lvl}]", finite=False)
         _checks.check_finite(lg, f"cls_logits[{lvl}]", allow_inf=True)
+        d = _checks.as_float_array(d, f"box_deltas[{lvl}]")           # named here, not as decode's `deltas`
         if rpn:
             lg = lg[:, 0]
             top = _top_k(lg, min(k_top, len(lg)))                        # top-k on logits

@@ -64,9 +64,11 @@ def make_synthetic_dataset(n_images, image_size=(64, 64), *, max_objects=3, min_
     h, w = (int(v) for v in _checks.check_image_size(image_size))
     k = _checks.check_int(max_objects, "max_objects", low=1)
     lo = _checks.check_int(min_size, "min_size", low=2)
-    hi = _checks.check_int(max_size, "max_size", low=lo)
+    hi = _checks.check_int(max_size, "max_size", low=2)
+    if hi < lo:
+        raise ValueError(f"`max_size` must be >= `min_size` = {lo}; got {hi}")
     if hi > min(h, w):
-        raise ValueError(f"`max_size` must fit in the image ({min(h, w)} px); got {hi}")
+        raise ValueError(f"`max_size` must fit in the image (`image_size` {(h, w)}: {min(h, w)} px); got {hi}")
     sigma = _checks.check_positive(noise, "noise", strict=False)
     rng = _checks.as_rng(rng)
     _checks.check_allocation(n * 3 * h * w, 4, f"{n} images x 3 x {h} x {w} pixels", name="n_images` and `image_size",

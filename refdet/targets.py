@@ -427,6 +427,7 @@ def rpn_targets(anchors: ArrayLike, gt_boxes: ArrayLike, image_size: Tuple[int, 
     ip = _iou_profile(s)
     a, g, lv = _common(anchors, gt_boxes, level, coder)
     _checks.check_image_size(image_size)
+    sample = _checks.check_bool(sample, "sample")
     n, m = a.shape[0], g.shape[0]
     inside = boxes_inside_image(a, image_size, allowed_border=s.allowed_border)
     if m == 0:

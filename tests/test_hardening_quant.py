@@ -39,8 +39,10 @@ def test_requantize_names_out_dtype_and_axis():
         Q.requantize(acc, np.array([0.1, 0.2, 0.3]), 3, axis=1, out_dtype="bogus")
     with pytest.raises(ValueError, match="`out_dtype` int8 cannot hold"):
         Q.requantize(acc, 0.1, 3, qmin=0, qmax=255, out_dtype=np.int8)
-    with pytest.raises(ValueError, match="`acc` and `multiplier` must broadcast"):
+    with pytest.raises(ValueError, match="`multiplier` has 3 values \\(per-channel\\) but `axis` is None"):
         Q.requantize(acc, np.array([0.1, 0.2, 0.3]), 3)
+    with pytest.raises(ValueError, match="`acc` and `multiplier` must broadcast"):
+        Q.requantize(acc, np.array([[0.1, 0.2, 0.3]]), 3)
 
 
 def test_quantize_weights_empty_channels():

@@ -284,6 +284,7 @@ def average_precision(recall: Any, precision: Any, *, method: Optional[str] = No
     """
     if format is not None:
         _checks.check_choice(format, "format", formats.FORMATS)
+    _checks.check_unit_threshold(iou_threshold, "iou_threshold", source="voc_eval compares an IoU with it")
     if _is_detections(recall):
         try:
             if method is None:

@@ -306,6 +306,9 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
 
     def per_channel(p, name):
         p = np.asarray(p)
+        if p.ndim == 1 and ax is None and p.shape[0] > 1 and a.ndim and p.shape[0] != a.shape[-1]:
+            raise ValueError(f"`{name}` has {p.shape[0]} values (per-channel) but `axis` is None; pass axis= to say "
+                             f"which axis of `acc` they run along")
         if p.ndim == 1 and ax is not None:
             if a.ndim and p.shape[0] != a.shape[ax]:
                 raise ValueError(f"`{name}` must have one value per channel along `axis` {ax} ({a.shape[ax]}); "

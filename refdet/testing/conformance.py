@@ -53,6 +53,8 @@ from typing import Optional
 
 import numpy as np
 
+from refdet import _checks
+
 __all__ = ["ConformanceReport", "CHECKS", "check_nms", "check_batched_nms", "check_box_iou",
            "check_generalized_box_iou", "check_match", "check_encode_decode", "check_encode", "check_decode",
            "check_anchors", "check_focal_loss", "check_relu", "check_conv2d", "check_sample_balanced"]
@@ -73,7 +75,8 @@ class ConformanceReport:
         Cases run and cases on which the implementation agreed with refdet.
     worst_error : float
         The largest disagreement seen, in ``unit`` (ULPs for floating results, differing elements
-        for indices and labels, pixels for anchors); 0 when everything agreed exactly.
+        for indices and labels, pixels for anchors); 0 when everything agreed exactly; NaN when the
+        implementation answered NaN where refdet did not (a documented answer: the report says so).
     unit : str
     first_mismatch : str or None
         The explanation of the first disagreeing case (which case, then the comparator's text).
@@ -136,6 +139,7 @@ class _Runner:
     """Runs golden and hypothesis cases through ``compare(case) -> (error, explanation or None)``."""
 
     def __init__(self, op, unit, convention, compare, progress=None):
+        _checks.check_callable(progress, "progress")
         self.report = ConformanceReport(op, unit=unit, convention=convention)
         self.compare = compare
         self.progress = progress
@@ -161,6 +165,10 @@ class _Runner:
             self.progress(rep)
 
     def run(self, golden, strategy, n_cases, seed):
+        # a case costs a call of the implementation: refuse a count no run could finish
+        n_cases = _checks.check_int(n_cases, "n_cases", low=0)
+        _checks.check_allocation(n_cases, 8, "hypothesis cases", name="n_cases")
+        seed = _checks.check_int(seed, "seed")
         for label, case in golden:
             self.one(f"golden case '{label}'", case)
         if n_cases and strategy is not None:
@@ -191,7 +199,7 @@ def _hypothesis_cases(strategy, n, seed, body):
 
 
 def _finish(report, raise_on_failure):
-    if raise_on_failure and not report.ok:
+    if _checks.check_bool(raise_on_failure, "raise_on_failure") and not report.ok:
         raise AssertionError(str(report))
     return report
 
@@ -330,6 +338,7 @@ def check_nms(fn, *, convention="torchvision", n_cases=100, seed=0, dtype=np.flo
     """
     from refdet.testing import strategies as rst
 
+    dtype = _checks.check_float_dtype(dtype)
     r = _Runner("nms", "positions", convention, _nms_compare(fn, convention, False), progress)
     return _finish(r.run(_nms_golden(dtype), _nms_strategy(dtype), n_cases, seed), raise_on_failure)
 
@@ -362,6 +371,7 @@ def check_batched_nms(fn, *, convention="torchvision", n_cases=100, seed=0, dtyp
 
     from refdet.testing import strategies as rst
 
+    dtype = _checks.check_float_dtype(dtype)
     golden = [(name + ", one class", (b, s, np.zeros(len(s), np.int64), t)) for name, (b, s, t) in _nms_golden(dtype)]
     # disjoint boxes with equal scores in alternating classes: ties across classes come lowest index first
     golden.append(("tied scores across classes", (np.array([[0, 0, 1, 1], [5, 5, 6, 6], [10, 10, 11, 11],
@@ -483,6 +493,10 @@ def check_match(fn, *, high=0.7, low=0.3, allow_low_quality_matches=True, conven
     from refdet.matcher import match
     from refdet.testing.compare_match import assert_matches_equal
     from refdet.testing import strategies as rst
+
+    high = _checks.check_unit_threshold(high, "high")
+    low = _checks.check_unit_threshold(low, "low")
+    allow_low_quality_matches = _checks.check_bool(allow_low_quality_matches, "allow_low_quality_matches")
 
     def compare(q):
         expected = match(q, high=high, low=low, allow_low_quality_matches=allow_low_quality_matches,
@@ -651,6 +665,8 @@ def check_anchors(fn, *, convention="torchvision", atol=1e-3, n_cases=60, seed=0
     from refdet.testing.compare_anchors import explain_anchor_difference
     from refdet.testing import strategies as rst
 
+    atol = _checks.check_positive(atol, "atol", strict=False)
+
     def compare(cfg):
         expected, _ = pyramid_anchors(cfg["image_size"], cfg["feature_sizes"], cfg["strides"], cfg["sizes"],
                                       cfg["aspect_ratios"], convention=convention)
@@ -707,6 +723,9 @@ def check_focal_loss(fn, *, grad=None, alpha=0.25, gamma=2.0, n_cases=100, seed=
 
     from refdet.losses import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
     from refdet.testing.compare_floats import explain_float_difference, ulp_distance
+
+    alpha = _checks.check_focal_alpha(alpha, "alpha")
+    gamma = _checks.check_positive(gamma, "gamma", strict=False)
     from refdet.testing import strategies as rst
 
     extra = [("alpha=-1: no alpha weighting (alpha_t missing)", {"alpha": -1}),
@@ -907,6 +926,10 @@ def check_sample_balanced(fn, *, batch_size_per_image=256, positive_fraction=0.5
     sampled)`` negatives. ``worst_error`` counts violations (cases)."""
     from refdet.testing.compare_match import assert_sample_valid
     from refdet.testing import strategies as rst
+
+    batch_size_per_image = _checks.check_int(batch_size_per_image, "batch_size_per_image", low=0)
+    _checks.check_allocation(batch_size_per_image, 8, "golden labels", name="batch_size_per_image")
+    positive_fraction = _checks.check_probability(positive_fraction, "positive_fraction")
 
     def compare(labels):
         out = fn(labels.copy())

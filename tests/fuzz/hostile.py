@@ -157,7 +157,7 @@ def int_mutations(v) -> List[Mutation]:
 def float_mutations(v) -> List[Mutation]:
     out = [Mutation(lbl, x) for lbl, x in FLOAT_HOSTILE]
     out.append(Mutation("np.float64", np.float64(v), BENIGN))
-    out.append(Mutation("0-d", np.array(v, dtype=np.float64), BENIGN))
+    out.append(Mutation("0-d", np.array(v, dtype=np.float64)))   # a 0-d array for a scalar option: may be refused
     return out
 
 
@@ -228,6 +228,52 @@ def namedtuple_mutations(v) -> List[Mutation]:
     return [Mutation("none", None), Mutation("string", "cache"), Mutation("plain_tuple", tuple(v))]
 
 
+def _map_arrays(out, fn):
+    if isinstance(out, np.ndarray):
+        return fn(out)
+    if isinstance(out, tuple) and not _is_namedtuple(out):
+        return tuple(_map_arrays(o, fn) for o in out)
+    if _is_namedtuple(out):
+        return type(out)(*(_map_arrays(o, fn) for o in out))
+    if isinstance(out, list):
+        return [_map_arrays(o, fn) for o in out]
+    return out
+
+
+def _nanify(a):
+    return np.full(a.shape, np.nan, a.dtype) if a.dtype.kind == "f" else a
+
+
+def _out_of_range(a):
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64) + 10 ** 6
+    if a.dtype.kind == "f":
+        return a * 1e30
+    if a.dtype.kind == "b":
+        return a.astype(np.int64) * 7
+    return a
+
+
+def implementation_mutations(fn) -> List[Mutation]:
+    """Hostile implementations in place of a callable under test (an NMS, an IoU, a forward ...)."""
+    def raises(*a, **k):
+        raise RuntimeError("the implementation under test crashed")
+
+    def wrap(f):
+        def g(*a, **k):
+            return _map_arrays(fn(*a, **k), f)
+        return g
+
+    return [Mutation("returns_none", lambda *a, **k: None),
+            Mutation("returns_str", lambda *a, **k: "result"),
+            Mutation("raises", raises),
+            Mutation("nan_output", wrap(_nanify)),
+            Mutation("out_of_range", wrap(_out_of_range)),
+            Mutation("extra_axis", wrap(lambda a: a[..., None])),
+            Mutation("dropped_row", wrap(lambda a: a[:-1] if a.ndim and a.shape[0] else a)),
+            Mutation("float_indices", wrap(lambda a: a + 0.5 if a.dtype.kind in "iu" else a))]
+
+
 def mutations(v, *, depth=0) -> List[Mutation]:
     """Hostile variants of the valid argument ``v`` (an empty list for what we cannot vary)."""
     if isinstance(v, np.random.Generator):
@@ -257,7 +303,7 @@ def mutations(v, *, depth=0) -> List[Mutation]:
     if isinstance(v, dict):
         return dict_mutations(v) if depth == 0 else [Mutation("none", None)]
     if callable(v):
-        return [Mutation("none", None), Mutation("string", "not callable")]
+        return [Mutation("none", None), Mutation("string", "not callable")] + implementation_mutations(v)
     return [Mutation("none", None), Mutation("string", "bogus-object")]
 
 

@@ -300,7 +300,7 @@ class Walker:
                 self.fail(name, param, label, "layout", f"the seed answers but this view raises "
                                                         f"{type(e).__name__}: {e}")
             return o
-        if documented.must_refuse(name, pnames, labels):
+        if documented.must_refuse(name, pnames, labels, self._seed_kinds(case, sig, rng_seed, pnames)):
             self.fail(name, param, label, "accepted", "a value outside the argument's domain was accepted")
         if len(outs) == 2 and not fresh_rng and not _equal(outs[0].value, outs[1].value):
             self.fail(name, param, label, "nondeterministic", "two identical calls answered differently")
@@ -310,6 +310,20 @@ class Walker:
             self.fail(name, param, label, "layout", "a benign variant (view, list, scalar) changed the answer")
         return o
 
+    def _seed_kinds(self, case, sig, rng_seed, pnames):
+        """The kind ("float", "int", ...) of each varied argument's valid value (given or default)."""
+        ba = self._bound(case, sig, rng_seed)
+        out = {}
+        for p in pnames:
+            v = ba.arguments[p] if p in ba.arguments else sig.parameters[p].default
+            if isinstance(v, float) or isinstance(v, np.floating):
+                out[p] = "float"
+            elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+                out[p] = "int"
+            else:
+                out[p] = type(v).__name__
+        return out
+
     # -- the walk ---------------------------------------------------------------------------------
     def walk_case(self, case):
         name = case.name
@@ -317,6 +331,9 @@ class Walker:
         sig, params = _params(f, name)
         if sig is None:
             return
+        only = getattr(case, "only", ())
+        if only:
+            params = {k: v for k, v in params.items() if k in only}
         self.functions.add(name)
         t0 = time.perf_counter()
         base = self.check(name, f, sig, case, 0, [])
