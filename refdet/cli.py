@@ -1,10 +1,19 @@
 """The ``refdet`` command line (also ``python -m refdet``). Thin: each command lives in its module.
 
     refdet demo            the whole pipeline on synthetic data (the README's main command)
-                           options: --model retinanet|rpn|ssd, --seed, --steps, --out
+                           options: --model retinanet|rpn|ssd, --seed, --steps, --batch, --out,
+                           --no-plots, --show-reference, --quantize
     refdet anchors         teaching: cell anchors, anchors per level, head output shapes
+                           (refdet anchors retinanet, or --preset retinanet; --show-reference)
     refdet describe OP     what each convention profile sets for an op
     refdet gradcheck       gradient-check every registered backward pass
+    refdet verify, quantize, export, verify-export, eval   (see `refdet COMMAND --help`)
+
+Errors are one line on stderr, never a traceback: ``refdet demo: error: argument --batch: must be an
+integer in 1..512; got 0``. Exit status 0 success, 1 a disagreement, 2 a usage error (bad option,
+missing file, missing optional package: the line names the extra to install), 3 an internal error
+(``REFDET_TRACEBACK=1`` shows its traceback), 130 interrupted. Long commands show a progress line
+on stderr (:mod:`refdet.apps.progress`).
 """
 from __future__ import annotations
 
@@ -107,8 +116,9 @@ def _one_line(text):
 
 
 def _fail(command, message, code):
-    prefix = "refdet" if not command else f"refdet {command}"
-    print(f"{prefix}: {_one_line(message)}", file=sys.stderr)
+    """One line on stderr: ``refdet COMMAND: message`` (no prefix when ``command`` is None)."""
+    prefix = "" if command is None else f"refdet {command}: "
+    print(f"{prefix}{_one_line(message)}", file=sys.stderr)
     return code
 
 
@@ -118,15 +128,15 @@ def main(argv=None):
     Exit status: 0 success; 1 a disagreement (``verify``, ``verify-export``, ``gradcheck``: something
     does not agree with refdet); 2 a usage error (a bad option, a missing or bad input file, a missing
     optional package); 3 an internal error (a bug: please report it; ``REFDET_TRACEBACK=1`` shows the
-    traceback); 130 interrupted. Every failure is one line on stderr.
+    traceback); 130 interrupted. Every failure is one line on stderr. A usage error found while parsing
+    the options raises ``SystemExit(2)`` (as argparse does; the console script exits with it).
     """
-    try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version (0) or a usage error (2, already printed)
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    parser = build_parser()
+    # a usage error argparse finds raises SystemExit(2) after its one line (--help, --version: 0)
+    args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
+        print("refdet: error: no command given (see `refdet --help`)", file=sys.stderr)
         return 2
     command = args.command
     mod, run = args._run

@@ -256,11 +256,12 @@ def _figures(det, params, model, test, all_dets, batch_targets, assignment, out,
                                                             else CLASS_NAMES)
             score_name = {"rpn": "objectness", "retinanet": "class scores (sigmoid)",
                           "ssd": "class scores (softmax)"}[model]
+            one = len(levels) == 1
             paths.append(P.plot_head_layout(
                 img, path, scores=scores, deltas=deltas, cell=lv["cell"], stride=lv["stride"],
                 anchor_labels=[anchor_label(b) for b in lv["anchors"]], class_names=cls_names,
-                score_name=score_name, level_name="the one level" if len(levels) == 1 else f"level 0 of {len(levels)}",
-                title=f"{kinds[model]} head{'' if len(levels) == 1 else ' at level 0'} (trained), for the first held-out image"))
+                score_name=score_name, level_name="the one level" if one else f"level 0 of {len(levels)}",
+                title=f"{kinds[model]} head{'' if one else ' at level 0'} (trained), for the first held-out image"))
         elif fig == "assignment":
             high, low = _BANDS[model]
             max_iou = np.concatenate([m for m, _ in assignment])
@@ -345,8 +346,9 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
     ratios = ", ".join(f"{r:g}" for r in det.config.aspect_ratios)
     for lvl, (fs, st, a) in enumerate(zip(det.feature_sizes, det.strides, det.num_anchors)):
         sizes = ", ".join(f"{v:g}" for v in det.config.anchor_sizes[lvl])
+        shape = "" if model == "ssd" else f", h/w ratios {ratios}"
         write(f"      level {lvl}: {fs[0]:2d} x {fs[1]:2d} map, stride {st:2d}, {a} anchors per location "
-              f"(size {sizes} px{'' if model == 'ssd' else f', h/w ratios {ratios}'}) -> {fs[0] * fs[1] * a:5d} anchors")
+              f"(size {sizes} px{shape}) -> {fs[0] * fs[1] * a:5d} anchors")
     if show_reference:
         _show_reference(write, "anchors", model)
 

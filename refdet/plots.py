@@ -88,7 +88,7 @@ def _gt_boxes(ax, boxes, label="ground truth"):
     """Ground truth: black dashed over a white outline, visible on any background."""
     import matplotlib.patheffects as pe
     for i, b in enumerate(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)):
-        p = _rect(ax, b, **_GT, label=label if i == 0 else None, zorder=5)
+        p = _rect(ax, b, **_GT, label=label if i == 0 else None, zorder=5, gid="ground truth")
         p.set_path_effects([pe.withStroke(linewidth=3.2, foreground="white")])
 
 
@@ -339,10 +339,10 @@ def assignment_figure(max_iou, category, *, high, low, image=None, anchors=None,
     fig, axes = plt.subplots(1, 2 if right else 1, figsize=(12.5 if right else 7, 5.4), squeeze=False,
                              gridspec_kw={"width_ratios": [1.35, 1]} if right else None)
     ax = axes[0, 0]
-    ax.axvspan(0, low, color=_BAND["negative"], alpha=0.10, lw=0)
+    ax.axvspan(0, low, color=_BAND["negative"], alpha=0.10, lw=0, gid="band: negative")
     if high > low:
-        ax.axvspan(low, high, color=_BAND["ignored"], alpha=0.22, lw=0)
-    ax.axvspan(high, 1.0, color=_BAND["positive"], alpha=0.12, lw=0)
+        ax.axvspan(low, high, color=_BAND["ignored"], alpha=0.22, lw=0, gid="band: ignored")
+    ax.axvspan(high, 1.0, color=_BAND["positive"], alpha=0.12, lw=0, gid="band: positive")
     bins = np.linspace(0, 1, 51)
     order = ["negative", "outside", "ignored", "best match", "positive"]
     names = {"negative": f"negative (IoU < {low:g})", "ignored": f"ignored ({low:g} <= IoU < {high:g})",
@@ -524,7 +524,7 @@ def detections_figure(images, detections, gts, *, score_threshold=0.3, max_per_i
         for r, j in enumerate(keep):
             b, sc, lab = boxes[j], float(scores[j]), int(labels[j])
             col = _CLASS_COLOURS[lab % len(_CLASS_COLOURS)]
-            _rect(ax, b, edgecolor=col, linewidth=1.8, zorder=4)
+            _rect(ax, b, edgecolor=col, linewidth=1.8, zorder=4, gid="detection")
             _tag(ax, b, r, col)
             name = class_names[lab] if class_names else str(lab)
             lines.append(f"{r + 1}: {name} {sc:.2f}")

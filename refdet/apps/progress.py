@@ -46,10 +46,10 @@ def is_terminal(stream) -> bool:
 
 
 def format_duration(seconds: float) -> str:
-    """``75.2`` -> ``"1:15"``, ``3725`` -> ``"1:02:05"`` (whole seconds, rounded up for an ETA)."""
+    """``75.2`` -> ``"1:15"``, ``3725`` -> ``"1:02:05"`` (rounded to whole seconds); NaN or inf -> ``"?"``."""
     if seconds != seconds or seconds in (float("inf"), float("-inf")):
         return "?"
-    s = int(-(-max(0.0, seconds) // 1))
+    s = int(round(max(0.0, seconds)))
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -65,7 +65,8 @@ class Progress:
     label : str
         Printed first on every line (e.g. ``"training"``).
     unit : str
-        Name of one unit, for the rate (``"steps"`` -> ``"38.1 steps/s"``).
+        What is counted, plural, for the rate (``"steps"`` -> ``"38.1 steps/s"``, or ``"2.50 s/step"``
+        below one per second).
     stream : file-like, optional
         Where the progress goes (default ``sys.stderr``, looked up when the reporter is created).
     tty : bool, optional
@@ -190,7 +191,10 @@ class Progress:
         r = self.rate()
         if r is None:
             return ""
-        return f"{r:.1f} {self.unit}/s" if r >= 1 else f"{1 / r:.2f} s/{self.unit}"
+        if r >= 1:
+            return f"{r:.1f} {self.unit}/s"
+        one = self.unit[:-1] if self.unit.endswith("s") and len(self.unit) > 2 else self.unit   # "s/step"
+        return f"{1 / r:.2f} s/{one}"
 
     def terminal_line(self) -> str:
         """The text of the updating line (without the carriage return)."""
@@ -221,7 +225,7 @@ class Progress:
         parts = [self.label] if self.label else []
         if self.total is not None:
             frac = self.done / self.total if self.total else 1.0
-            parts.append(f"{self.done}/{self.total} ({100 * frac:.0f}%)")
+            parts.append(f"{self.done:>{len(str(self.total))}}/{self.total} ({100 * frac:3.0f}%)")
         elif self.done:
             parts.append(f"{self.done} {self.unit}")
         stats = f"{self.elapsed():.1f}s elapsed"
