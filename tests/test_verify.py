@@ -57,7 +57,7 @@ def test_every_forward_backward_pair_has_a_gradient_check():
     covered, missing, exempt = V.gradcheck_coverage()
     assert not missing, missing
     assert "refdet.layers.conv2d_forward" in covered and "refdet.losses.retinanet_loss_forward" in covered
-    assert "refdet.heads.rpn_head_forward" in covered and "refdet.box_coder.decode_boxes_forward" in covered
+    assert "refdet.heads.rpn.rpn_head_forward" in covered and "refdet.box_coder.decode_boxes_forward" in covered
     assert exempt == ["refdet.quant.fake_quant_forward"]
 
 
