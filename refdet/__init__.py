@@ -24,6 +24,7 @@ _PUBLIC_MODULES = [
     "fpn",
     "heads",
     "quant_head",
+    "roi",
 ]
 
 __all__ = []
