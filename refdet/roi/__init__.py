@@ -20,3 +20,5 @@ from refdet.roi.levels import *  # noqa: F401,F403
 from refdet.roi.pool import *  # noqa: F401,F403
 
 __all__ = list(_align.__all__) + list(_pool.__all__) + list(_crop.__all__) + list(_levels.__all__)
+
+from refdet.roi import _gradchecks  # noqa: E402,F401  (registers the RoI gradient checks)
