@@ -5,7 +5,11 @@ Issue 14 targets:
 * ``roi_align`` forward + backward of 512 RoIs, 7x7 bins, from a (2, 256, 100, 152) map (stride 8 of an
   800 x 1216 image), sampling ratio 2: at most 1.5x ``torchvision.ops.roi_align`` + autograd;
 * ``MultiScaleRoIAlign`` over P2-P5 of an 800 x 1216 batch of 2 (512 RoIs, sampling ratio 2), forward +
-  backward: at most 1.5x ``torchvision.ops.MultiScaleRoIAlign`` + autograd.
+  backward: at most 1.5x ``torchvision.ops.MultiScaleRoIAlign`` + autograd;
+* proposal selection for the 5 levels (P2-P6, 3 anchors per location: 242,991 anchors) of one
+  800 x 1216 image, test settings (1000 per level before NMS, 1000 after): at most 1x torchvision's RPN
+  inference step, ``BoxCoder.decode`` of every anchor + ``RegionProposalNetwork.filter_proposals``
+  (refdet decodes only the anchors that survive the per-level top-k; the boxes are the same).
 
 Both sides get the same arrays and produce the same bits (checked once at setup: refdet reproduces
 torchvision's kernels' order of operations, forward and backward). Also measured, without target:
@@ -14,6 +18,7 @@ forward alone, the adaptive sampling ratio, and RoI max pooling.
 import numpy as np
 
 from benchmarks._harness import Bench, torch_or_none, torchvision_or_none
+from refdet.proposals import filter_proposals, select_proposals
 from refdet.roi import (multiscale_roi_align_backward, multiscale_roi_align_forward, roi_align_backward,
                         roi_align_forward, roi_pool_backward, roi_pool_forward)
 
@@ -112,6 +117,46 @@ def _ms_tv(s):
     s["m"](s["tx"], s["tboxes"], s["sizes"]).backward(s["tg"])
 
 
+def _setup_proposals():
+    rng = np.random.default_rng(0)
+    sizes = [(IMAGE[0] // s, IMAGE[1] // s) for s in (4, 8, 16, 32, 64)]
+    counts = [3 * h * w for h, w in sizes]
+    anchors = []
+    for (h, w), stride, size in zip(sizes, (4, 8, 16, 32, 64), (32, 64, 128, 256, 512)):
+        ys, xs = np.mgrid[0:h, 0:w] * stride
+        hr = np.sqrt([0.5, 1.0, 2.0])
+        cell = np.round(np.stack([-size / hr, -size * hr, size / hr, size * hr], 1) / 2)     # torchvision's
+        anchors.append((np.stack([xs, ys, xs, ys], -1)[:, :, None] + cell).reshape(-1, 4))
+    anchors = np.concatenate(anchors).astype(np.float32)
+    n = len(anchors)
+    state = {"anchors": anchors, "counts": counts,
+             # distinct logits whose float32 sigmoids differ too: torchvision's final sort is not stable,
+             # so equal scores could be listed in another order (the same proposals)
+             "logits": ((rng.permutation(n) - n / 2) * (12.0 / n)).astype(np.float32)[None],
+             "deltas": (rng.standard_normal((1, n, 4)) * 0.3).astype(np.float32)}
+    torch, tv = torch_or_none(), torchvision_or_none()
+    if torch is not None and tv is not None:
+        from torchvision.models.detection._utils import BoxCoder
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+        state["coder"] = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        state["rpn"] = RegionProposalNetwork(AnchorGenerator(), RPNHead(1, 1), 0.7, 0.3, 256, 0.5,
+                                             dict(training=2000, testing=1000), dict(training=2000, testing=1000),
+                                             0.7).eval()
+        state["t"] = [torch.from_numpy(state[k]) for k in ("logits", "deltas", "anchors")]
+        tb, _ = _tv_proposals(state)
+        props = state["coder"].decode(state["t"][1].reshape(-1, 4), [state["t"][2]]).view(1, -1, 4).numpy()
+        mine = filter_proposals(props, state["logits"], [IMAGE], counts)
+        assert np.array_equal(mine.boxes[0], tb[0].numpy()), "refdet and torchvision disagree"
+    return state
+
+
+def _tv_proposals(s):
+    logits, deltas, anchors = s["t"]
+    props = s["coder"].decode(deltas.reshape(-1, 4), [anchors]).view(1, -1, 4)
+    return s["rpn"].filter_proposals(props, logits, [IMAGE], s["counts"])
+
+
 _have_tv = torchvision_or_none() is not None and torch_or_none() is not None
 
 BENCHMARKS = [
@@ -124,6 +169,9 @@ BENCHMARKS = [
           _tv_fwd_bwd("align") if _have_tv else None, "torchvision.ops.roi_align + autograd", repeat=3),
     Bench("MultiScaleRoIAlign fwd+bwd P2-P5 512 RoIs 7x7", _setup_ms, _ms_refdet, _ms_tv if _have_tv else None,
           "torchvision.ops.MultiScaleRoIAlign + autograd", target=1.5, repeat=3),
+    Bench("proposal selection 5 levels 800x1216 (243k anchors)", _setup_proposals,
+          lambda s: select_proposals(s["logits"], s["deltas"], s["anchors"], [IMAGE], s["counts"]),
+          _tv_proposals if _have_tv else None, "torchvision BoxCoder.decode + RPN.filter_proposals", target=1.0),
     Bench("roi_pool fwd+bwd 512 RoIs 7x7", _setup_align(op="pool"), _refdet_fwd_bwd("pool"),
           _tv_fwd_bwd("pool") if _have_tv else None, "torchvision.ops.roi_pool + autograd", repeat=3),
 ]

@@ -25,6 +25,7 @@ _PUBLIC_MODULES = [
     "heads",
     "quant_head",
     "roi",
+    "proposals",
 ]
 
 __all__ = []

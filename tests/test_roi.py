@@ -1,6 +1,7 @@
 """Tests of refdet.roi: golden vectors, the loop references, gradient checks, bad input, and differential
 tests against torchvision (roi_align, roi_pool, MultiScaleRoIAlign, LevelMapper), onnxruntime and
 onnx.reference (RoiAlign in every mode and opset)."""
+import os
 import warnings
 
 import numpy as np
@@ -20,6 +21,11 @@ from refdet.testing import check_gradients
 from refdet.testing import strategies_roi as rsr
 from tests._torchutil import _bits_equal, _torch_ops
 from tests.conftest import readonly
+
+
+def _examples(n):
+    """``n`` examples, or the thorough profile's 1000 (HYPOTHESIS_PROFILE=thorough)."""
+    return 1000 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else n
 
 
 def _ramp(H=4, W=4, C=1, B=1, dtype=np.float64):
@@ -126,7 +132,7 @@ def test_roi_align_convention_table():
 # RoIAlign: reference loops, layout, gradients
 # --------------------------------------------------------------------------------------------------
 
-@settings(max_examples=40)
+@settings(max_examples=_examples(40))
 @given(case=rsr.roi_align_inputs(max_n=6, max_output=3), mode=st.sampled_from(("avg", "max")))
 def test_roi_align_matches_loop_reference(case, mode):
     args = (case["features"], case["rois"], case["output_size"], case["spatial_scale"], case["sampling_ratio"],
@@ -155,7 +161,7 @@ def test_roi_align_layout_and_readonly_inputs_give_identical_bits(rng):
     assert x.flags.writeable and rois[0, 1] == 1.5
 
 
-@settings(max_examples=30)
+@settings(max_examples=_examples(30))
 @given(case=rsr.roi_align_inputs(max_n=6, max_output=3), mode=st.sampled_from(("avg", "max")))
 def test_roi_align_compact_and_dense_gathers_agree(case, mode):
     # the kernel gathers from a compact copy of the touched pixels when they are few, else from the
@@ -257,7 +263,7 @@ def test_roi_align_bad_features_and_cache():
 # RoIAlign against torchvision (forward and autograd, bit for bit)
 # --------------------------------------------------------------------------------------------------
 
-@settings(max_examples=60)
+@settings(max_examples=_examples(60))
 @given(case=rsr.roi_align_inputs(max_n=8))
 def test_roi_align_matches_torchvision_bitwise(case):
     torch, ops = _torch_ops()
@@ -324,7 +330,7 @@ def _run_onnx(model, feed, evaluator):
     return ReferenceEvaluator(model).run(None, feed)[0]
 
 
-@settings(max_examples=60)
+@settings(max_examples=_examples(60))
 @given(case=rsr.roi_align_inputs(max_n=8, sampling_ratios=(0, 1, 2, 3)), mode=st.sampled_from(("avg", "max")),
        opset=st.sampled_from((10, 16, 19, 21)), ctm=st.sampled_from((None, "half_pixel", "output_half_pixel")),
        evaluator=st.sampled_from(("onnxruntime", "onnx_reference")))
@@ -421,7 +427,7 @@ def test_roi_pool_float64_values_below_minus_flt_max_are_never_selected():
     assert y[0, 0, 0, 0] == -np.finfo(np.float32).max and c.argmax[0, 0, 0, 0] == -1
 
 
-@settings(max_examples=40)
+@settings(max_examples=_examples(40))
 @given(case=rsr.roi_pool_inputs(max_n=6, max_output=3))
 def test_roi_pool_matches_loop_reference(case):
     y, cache = roi_pool_forward(case["features"], case["rois"], case["output_size"], case["spatial_scale"])
@@ -433,7 +439,7 @@ def test_roi_pool_matches_loop_reference(case):
                 roi_pool_backward_reference(g, case["features"].shape, case["rois"], arg))
 
 
-@settings(max_examples=60)
+@settings(max_examples=_examples(60))
 @given(case=rsr.roi_pool_inputs(max_n=8))
 def test_roi_pool_matches_torchvision_bitwise(case):
     torch, ops = _torch_ops()
@@ -498,7 +504,7 @@ def test_crop_and_resize_nhwc_and_normalized_boxes():
     assert r.dtype == np.float32 and r[0, 0] == np.float32(5) * (np.float32(1) / np.float32(7))
 
 
-@settings(max_examples=40)
+@settings(max_examples=_examples(40))
 @given(boxes=rsr.crop_boxes(grid=1 / 16), method=st.sampled_from(("bilinear", "nearest")),
        size=st.tuples(st.integers(1, 4), st.integers(1, 4)), dtype=st.sampled_from((np.float32, np.float64)))
 def test_crop_and_resize_matches_loop_reference(boxes, method, size, dtype):
@@ -599,7 +605,7 @@ def test_assign_roi_levels_eps_placement_decides_boundary_boxes():
     assert assign_roi_levels(b, convention="paper", eps_outside=1e-6).tolist() == [2]
 
 
-@settings(max_examples=60)
+@settings(max_examples=_examples(60))
 @given(boxes=rsr.level_boxes(), dtype=st.sampled_from((np.float32, np.float64)))
 def test_assign_roi_levels_matches_reference_and_torchvision(boxes, dtype):
     torch, _ = _torch_ops()
@@ -635,7 +641,7 @@ def test_infer_level_scales_matches_torchvision():
         infer_level_scales([(8, 8)], [])
 
 
-@settings(max_examples=30)
+@settings(max_examples=_examples(30))
 @given(boxes=rsr.level_boxes(max_n=12), dtype=st.sampled_from((np.float32, np.float64)),
        seed=st.integers(0, 2 ** 16))
 def test_multiscale_roi_align_matches_torchvision_bitwise(boxes, dtype, seed):

@@ -32,6 +32,7 @@ __all__ = [
     "roi_pool_inputs",
     "level_boxes",
     "crop_boxes",
+    "proposal_inputs",
 ]
 
 #: the kinds of RoI :func:`roi_boxes` draws
@@ -179,3 +180,43 @@ def crop_boxes(draw, *, max_n=8, dtype=np.float64, grid=None):
             y2 = y1 if draw(st.booleans()) else y2
         rows.append([y1, x1, y2, x2])
     return np.array(rows, dtype=dtype).reshape(n, 4)
+
+
+@st.composite
+def proposal_inputs(draw, *, max_levels=4, max_per_level=400, max_batch=2, distinct=True, dtype=np.float32):
+    """RPN outputs for proposal selection: a dict with ``proposals`` (B, N, 4) decoded boxes,
+    ``objectness`` (B, N) logits, ``image_sizes``, ``num_anchors_per_level``.
+
+    Boxes come in clusters of jittered copies (IoUs around the 0.7 NMS threshold, exact duplicates),
+    with tiny (< 1e-3), zero-size and partly-outside boxes mixed in. With ``distinct`` the logits are a
+    shuffled grid wide enough apart that their float32 sigmoids differ too (no ties anywhere: the
+    order is then defined in every framework); otherwise they are small integers (many ties).
+    """
+    L = draw(st.integers(1, max_levels))
+    counts = [draw(st.integers(0, max_per_level)) for _ in range(L)]
+    N = sum(counts)
+    B = draw(st.integers(1, max_batch))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    sizes = [(int(rng.integers(32, 400)), int(rng.integers(32, 400))) for _ in range(B)]
+    H = max(s[0] for s in sizes)
+    W = max(s[1] for s in sizes)
+    boxes = np.empty((B, N, 4))
+    for i in range(B):
+        k = max(1, N // 8)
+        ctr = rng.uniform(-0.2, 1.2, (k, 2)) * [W, H]
+        side = np.exp(rng.uniform(np.log(0.5), np.log(max(H, W)), (k, 2)))
+        which = rng.integers(0, k, N)
+        c = ctr[which] + rng.normal(0, 0.08, (N, 2)) * side[which]
+        wh = side[which] * rng.uniform(0.85, 1.15, (N, 2))
+        tiny = rng.random(N) < 0.05
+        wh[tiny] = rng.choice([0.0, 1e-4, 5e-4, 1e-3, 2e-3], (int(tiny.sum()), 2))
+        boxes[i] = np.concatenate([c - wh / 2, c + wh / 2], axis=1)
+        dup = rng.random(N) < 0.05
+        if N and dup.any():
+            boxes[i][dup] = boxes[i][rng.integers(0, N, int(dup.sum()))]
+    if distinct:
+        logits = (rng.permutation(B * N).reshape(B, N) - B * N / 2) * (12.0 / max(B * N, 1))
+    else:
+        logits = rng.integers(-3, 4, (B, N)).astype(np.float64)
+    return dict(proposals=boxes.astype(dtype), objectness=logits.astype(dtype), image_sizes=sizes,
+                num_anchors_per_level=counts)

@@ -1,7 +1,7 @@
 """Contract cases for refdet.roi (RoIAlign, RoI pooling, crop_and_resize, FPN levels, multi-scale RoIAlign)."""
 import numpy as np
 
-from refdet import roi
+from refdet import proposals, roi
 from tests.contract import Bad, Case
 
 
@@ -56,7 +56,25 @@ def _level_boxes(rng):
     return (_rois(rng, 8, 1, 600)[:, 1:],), {"convention": "detectron2"}
 
 
+def _props(rng, B=2, counts=(30, 12)):
+    n = sum(counts)
+    xy = rng.uniform(0, 60, (B, n, 2))
+    return (np.concatenate([xy, xy + rng.uniform(0, 30, (B, n, 2))], axis=2), rng.normal(size=(B, n)),
+            [(64, 80), (70, 50)], list(counts))
+
+
+def _select(rng, counts=(30, 12)):
+    n = sum(counts)
+    xy = rng.uniform(0, 60, (n, 2))
+    anchors = np.concatenate([xy, xy + rng.uniform(4, 30, (n, 2))], axis=1)
+    return (rng.normal(size=(2, n)), rng.normal(scale=0.3, size=(2, n, 4)), anchors, [(64, 80), (70, 50)],
+            list(counts)), {"convention": "detectron2"}
+
+
 CASES = [
+    Case("filter_proposals", lambda r: (_props(r), {"training": True})),
+    Case("select_proposals", _select),
+    Case("top_k_per_level", lambda r: ((r.integers(0, 5, 20).astype(float), [12, 8], 5), {})),
     Case("roi_align_forward", _align),
     Case("roi_align_backward", _bwd(roi.roi_align_forward, _align)),
     Case("roi_align", lambda r: ((_x(r), [_rois(r)[:, 1:]], 2), {"convention": "mmdet"})),
@@ -81,6 +99,12 @@ CASES = [
 ]
 
 BAD = [
+    Bad("filter_proposals", lambda r: (_props(r)[:3] + ([40, 1],), {}), ValueError,
+        r"`num_anchors_per_level` must sum to the number of anchors N = 42"),
+    Bad("filter_proposals", lambda r: (_props(r), {"nms_thresh": -0.1}), ValueError, r"`nms_thresh`"),
+    Bad("filter_proposals", lambda r: (_props(r), {"convention": "onnx"}), ValueError, r"`convention`"),
+    Bad("select_proposals", lambda r: (_select(r)[0][:2] + (np.zeros((5, 4)),) + _select(r)[0][3:], {}),
+        ValueError, r"`anchors` must have shape"),
     Bad("roi_align", lambda r: ((_x(r), np.array([[0, 1, 1, np.nan, 3]]), 2), {}), ValueError, r"`boxes`.*NaN"),
     Bad("roi_align", lambda r: ((_x(r), np.array([[0, 1, 1, np.inf, 3]]), 2), {}), ValueError, r"`boxes`.*inf"),
     Bad("roi_align", lambda r: ((_x(r), np.array([[2, 1, 1, 2, 3.0]]), 2), {}), ValueError,
@@ -129,6 +153,7 @@ BAD = [
 ]
 
 EXEMPT = {
+    "Proposals": "NamedTuple type of filter_proposals' result",
     "RoIAlignCache": "NamedTuple type", "RoIAlignGrads": "NamedTuple type",
     "RoIPoolCache": "NamedTuple type", "RoIPoolGrads": "NamedTuple type",
     "CropAndResizeCache": "NamedTuple type", "CropAndResizeGrads": "NamedTuple type",
