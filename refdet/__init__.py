@@ -26,6 +26,7 @@ _PUBLIC_MODULES = [
     "quant_head",
     "roi",
     "proposals",
+    "roi_heads",
 ]
 
 __all__ = []

@@ -236,8 +236,10 @@ def test_filter_proposals_empty_and_single_image():
 @pytest.mark.parametrize("call,err,match", [
     (lambda: filter_proposals(np.zeros((3, 4)), np.zeros(3), (10, 10), [2]), ValueError,
      r"`num_anchors_per_level` must sum to the number of anchors N = 3"),
-    (lambda: filter_proposals(np.zeros((3, 4)), np.zeros(2), (10, 10), [3]), ValueError, r"`objectness` must have shape"),
-    (lambda: filter_proposals(np.zeros((3, 5)), np.zeros(3), (10, 10), [3]), ValueError, r"`proposals` must have shape"),
+    (lambda: filter_proposals(np.zeros((3, 4)), np.zeros(2), (10, 10), [3]), ValueError,
+     r"`objectness` must have shape"),
+    (lambda: filter_proposals(np.zeros((3, 5)), np.zeros(3), (10, 10), [3]), ValueError,
+     r"`proposals` must have shape"),
     (lambda: filter_proposals(np.full((1, 4), np.nan), np.zeros(1), (10, 10), [1]), ValueError, r"`proposals`.*NaN"),
     (lambda: filter_proposals(np.zeros((1, 4)), np.array([np.inf]), (10, 10), [1]), ValueError, r"`objectness`"),
     (lambda: filter_proposals(np.zeros((1, 4)), np.zeros(1), [(10, 10), (5, 5)], [1]), ValueError,

@@ -1,4 +1,5 @@
-"""Gradient-check cases of the RoI operators, registered for ``refdet verify self`` / ``gradcheck_all``.
+"""Gradient-check cases of the RoI operators and the box head / Fast R-CNN loss (:mod:`refdet.roi_heads`),
+registered for ``refdet verify self`` / ``gradcheck_all``.
 
 Small float64 inputs with box corners off the sample grid (bilinear kinks), distinct feature values
 (max pooling ties) and crop lines off integer pixels (crop_and_resize's floor/ceil kink).
@@ -50,6 +51,19 @@ def _register():
                                    [np.array([[1.3, 2.1, 5.7, 4.9], [0.7, 0.9, 14.2, 13.6]])], 2),
                                   dict(scales=[1.0, 0.5], min_level=3, canonical_scale=8.0)),
                        wrt=["features"], **small)
+
+    from refdet import roi_heads as RH
+
+    register_gradcheck("box_head (fc6, fc7, cls_score, bbox_pred)", RH.box_head_forward, RH.box_head_backward,
+                       lambda r: ((RH.box_head_init(12, 3, representation_size=5, rng=r, dtype=np.float64),
+                                   r.standard_normal((4, 3, 2, 2))), {}), **small)
+    for conv, cols, labels in (("torchvision", 16, [1, 0, 3, 2, 1, 0]), ("detectron2", 12, [1, 3, 0, 2, 1, 3]),
+                               ("caffe", 16, [1, 0, 3, 2, 1, 0])):
+        register_gradcheck(f"fastrcnn_loss {conv}", RH.fastrcnn_loss_forward, RH.fastrcnn_loss_backward,
+                           lambda r, c=cols, lab=labels, conv=conv: (
+                               (r.standard_normal((6, 4)), r.standard_normal((6, c)) * 0.7 + 0.3, np.array(lab),
+                                np.zeros((6, 4))), dict(convention=conv)),
+                           wrt=["class_logits", "box_regression"], **small)
 
 
 _register()

@@ -1,7 +1,7 @@
 """Contract cases for refdet.roi (RoIAlign, RoI pooling, crop_and_resize, FPN levels, multi-scale RoIAlign)."""
 import numpy as np
 
-from refdet import proposals, roi
+from refdet import roi, roi_heads
 from tests.contract import Bad, Case
 
 
@@ -71,10 +71,39 @@ def _select(rng, counts=(30, 12)):
             list(counts)), {"convention": "detectron2"}
 
 
+def _sample_args(rng):
+    props = [np.array([[0, 0, 10, 10], [1, 1, 9, 11], [20, 20, 30, 30], [40, 5, 50, 25.0]]),
+             rng.uniform(0, 30, (5, 2)) @ np.array([[1, 0, 1, 0], [0, 1, 0, 1.0]]) + [0, 0, 5, 5]]
+    gts = [np.array([[0, 0, 10, 10], [22, 20, 31, 29.0]]), np.zeros((0, 4))]
+    return (props, gts, [np.array([1, 2]), np.zeros(0, np.int64)]), {"rng": 0, "batch_size_per_image": 4}
+
+
+def _head(rng):
+    return (roi_heads.box_head_init(12, 3, representation_size=6, rng=1, dtype=np.float64),
+            rng.standard_normal((5, 3, 2, 2))), {}
+
+
+def _loss(rng):
+    return (rng.standard_normal((5, 3)), rng.standard_normal((5, 12)), np.array([1, 0, 2, 2, 0]),
+            rng.standard_normal((5, 4))), {}
+
+
 CASES = [
     Case("filter_proposals", lambda r: (_props(r), {"training": True})),
     Case("select_proposals", _select),
     Case("top_k_per_level", lambda r: ((r.integers(0, 5, 20).astype(float), [12, 8], 5), {})),
+    Case("sample_rois", _sample_args),
+    Case("class_specific_targets", lambda r: ((r.standard_normal((4, 4)), np.array([0, 2, 1, -1]), 3), {})),
+    Case("box_head_init", lambda r: ((12, 3), {"representation_size": 6, "rng": 0})),
+    Case("box_head_forward", _head),
+    Case("box_head_backward", lambda r: ((tuple(r.standard_normal(a.shape) for a in roi_heads.box_head_forward(
+        *_head(r)[0])[0]), roi_heads.box_head_forward(*_head(r)[0])[1]), {})),
+    Case("fastrcnn_loss_forward", _loss),
+    Case("fastrcnn_loss_backward", lambda r: (((1.0, 0.5), roi_heads.fastrcnn_loss_forward(*_loss(r)[0])[1]), {})),
+    Case("fastrcnn_postprocess", lambda r: ((r.standard_normal((6, 3)), r.standard_normal((6, 12)) * 0.2,
+                                             [np.array([[0, 0, 10, 10], [2, 2, 12, 12], [5, 5, 9, 20.0]]),
+                                              np.array([[0, 0, 4, 4], [1, 1, 5, 5], [30, 30, 40, 40.0]])],
+                                             [(20, 20), (40, 40)]), {"score_thresh": 0.0})),
     Case("roi_align_forward", _align),
     Case("roi_align_backward", _bwd(roi.roi_align_forward, _align)),
     Case("roi_align", lambda r: ((_x(r), [_rois(r)[:, 1:]], 2), {"convention": "mmdet"})),
@@ -99,6 +128,20 @@ CASES = [
 ]
 
 BAD = [
+    Bad("sample_rois", lambda r: ((_sample_args(r)[0][0], _sample_args(r)[0][1], [np.array([1, 0]), np.zeros(0, int)]),
+                                  {}), ValueError, r"`gt_labels\[0\]` must be object classes >= 1"),
+    Bad("sample_rois", lambda r: (_sample_args(r)[0], {"positive_fraction": 1.5}), ValueError, r"`positive_fraction`"),
+    Bad("class_specific_targets", lambda r: ((np.zeros((2, 4)), np.array([0, 1]), 2), {"background": "middle"}),
+        ValueError, r"`background`"),
+    Bad("box_head_init", lambda r: ((0, 3), {}), ValueError, r"`in_features` must be >= 1"),
+    Bad("box_head_forward", lambda r: ((_head(r)[0][0], np.zeros((2, 13))), {}), ValueError,
+        r"flatten to 13 values per RoI but fc6 takes 12"),
+    Bad("box_head_backward", lambda r: (((None, None), None), {}), TypeError, r"`cache`"),
+    Bad("fastrcnn_loss_forward", lambda r: ((np.zeros((2, 3)), np.zeros((2, 12)), np.array([1, 5]), np.zeros((2, 4))),
+                                            {}), ValueError, r"`labels` must lie in \[0, 3\)"),
+    Bad("fastrcnn_loss_backward", lambda r: (((1.0, 1.0), None), {}), TypeError, r"`cache`"),
+    Bad("fastrcnn_postprocess", lambda r: ((np.zeros((2, 3)), np.zeros((2, 12)), [np.zeros((1, 4))], [(5, 5)]), {}),
+        ValueError, r"`proposals` hold 1 RoIs"),
     Bad("filter_proposals", lambda r: (_props(r)[:3] + ([40, 1],), {}), ValueError,
         r"`num_anchors_per_level` must sum to the number of anchors N = 42"),
     Bad("filter_proposals", lambda r: (_props(r), {"nms_thresh": -0.1}), ValueError, r"`nms_thresh`"),
@@ -153,6 +196,9 @@ BAD = [
 ]
 
 EXEMPT = {
+    "RoISamples": "NamedTuple type of sample_rois' result", "BoxHeadOutput": "NamedTuple type",
+    "BoxHeadCache": "NamedTuple type", "FastRCNNLoss": "NamedTuple type", "FastRCNNLossCache": "NamedTuple type",
+    "FastRCNNLossGrads": "NamedTuple type", "Detections": "NamedTuple type of fastrcnn_postprocess' result",
     "Proposals": "NamedTuple type of filter_proposals' result",
     "RoIAlignCache": "NamedTuple type", "RoIAlignGrads": "NamedTuple type",
     "RoIPoolCache": "NamedTuple type", "RoIPoolGrads": "NamedTuple type",
