@@ -306,8 +306,13 @@ def test_fastrcnn_postprocess_matches_torchvision(seed, n, c, dtype):
         p, _, _ = _scene(rng, n_props=n, dtype=dtype)
         props.append(p)
     R = 2 * n
-    # distinct logits so that no two softmax scores tie (torchvision's final sort is not stable)
-    z = ((rng.permutation(R * c).reshape(R, c) - R * c / 2) * (8.0 / max(R * c, 1))).astype(dtype)
+    # every (RoI, object class) gets its own probability j / D, 1e-4 or more from any other: no two scores
+    # tie or nearly tie (torchvision's final sort is not stable, and its softmax differs from NumPy's in the
+    # last bit), so the order is defined; the + 0.37 in D keeps every j / D at least 1.8e-5 away from the
+    # 0.05 threshold. Background takes the rest of each row; logits = log(p).
+    M = R * (c - 1)
+    fgp = (1.0 + rng.permutation(M).reshape(R, c - 1)) / ((M + 1) * c + 0.37)
+    z = np.log(np.concatenate([1.0 - fgp.sum(1, keepdims=True), fgp], axis=1)).astype(dtype)
     d = (rng.standard_normal((R, 4 * c)) * 0.5).astype(dtype)
     heads = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, 0.05, 0.5, 100)
     tb, ts, tl = heads.postprocess_detections(torch.from_numpy(z), torch.from_numpy(d),
