@@ -60,7 +60,7 @@ __all__ = [
     "FastRCNNLossGrads",
     "fastrcnn_loss_forward",
     "fastrcnn_loss_backward",
-    "Detections",
+    "FastRCNNDetections",
     "fastrcnn_postprocess",
 ]
 
@@ -716,7 +716,7 @@ conventions.register(
 )
 
 
-class Detections(NamedTuple):
+class FastRCNNDetections(NamedTuple):
     """Detections per image (lists with one entry per image)."""
     boxes: list      # (D_i, 4) xyxy, clipped
     scores: list     # (D_i,) softmax probabilities
@@ -726,7 +726,7 @@ class Detections(NamedTuple):
 
 @conventions.documented("fastrcnn_postprocess")
 def fastrcnn_postprocess(class_logits: np.ndarray, box_regression: np.ndarray, proposals, image_sizes, *,
-                         convention="torchvision", exp=None, **overrides) -> Detections:
+                         convention="torchvision", exp=None, **overrides) -> FastRCNNDetections:
     """Box-head outputs to detections (torchvision ``RoIHeads.postprocess_detections``).
 
     Parameters
@@ -745,7 +745,7 @@ def fastrcnn_postprocess(class_logits: np.ndarray, box_regression: np.ndarray, p
 
     Returns
     -------
-    Detections
+    FastRCNNDetections
         Per image: every (RoI, class) pair with ``softmax > score_thresh``, decoded with that class's
         deltas, clipped, small boxes dropped, per-class NMS, the best ``detections_per_img``.
         Candidates are enumerated RoI-major, class-minor (``(r, k)``), as torchvision flattens them;
@@ -776,7 +776,7 @@ def fastrcnn_postprocess(class_logits: np.ndarray, box_regression: np.ndarray, p
     else:
         slot = fg_cls - 1 if s.background == "first" else fg_cls
     name = s.name
-    out = Detections([], [], [], [])
+    out = FastRCNNDetections([], [], [], [])
     start = 0
     for i, n in enumerate(counts):
         p = _checks.as_boxes(props[i], f"proposals[{i}]", dtype=dt)

@@ -15,8 +15,9 @@ from refdet.reference.roi import (crop_and_resize_reference, roi_align_backward_
 from refdet.roi import (assign_roi_levels, crop_and_resize, crop_and_resize_backward, crop_and_resize_forward,
                         infer_level_scales, multiscale_roi_align, multiscale_roi_align_backward,
                         multiscale_roi_align_forward, onnx_roi_align, roi_align, roi_align_backward,
-                        roi_align_forward, roi_pool, roi_pool_backward, roi_pool_forward, round_half_away,
+                        roi_align_forward, roi_pool, roi_pool_backward, roi_pool_forward,
                         tf_crop_and_pool_backward, tf_crop_and_pool_forward, tf_normalized_boxes)
+from refdet.roi.pool import c_round
 from refdet.testing import check_gradients
 from refdet.testing import strategies_roi as rsr
 from tests._torchutil import _bits_equal, _torch_ops
@@ -398,9 +399,9 @@ def test_onnx_roi_align_bad_input():
 # RoI pooling
 # --------------------------------------------------------------------------------------------------
 
-def test_round_half_away():
+def test_c_round_halves_away_from_zero():
     v = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 0.49999999999999994, 2.4999998, -1.2])
-    np.testing.assert_array_equal(round_half_away(v), [1, 2, 3, -1, -3, 0, 2, -1])
+    np.testing.assert_array_equal(c_round(v), [1, 2, 3, -1, -3, 0, 2, -1])
     assert np.round(2.5) == 2.0            # NumPy rounds halves to even; C round() does not
 
 

@@ -1,1 +1,1 @@
-"""The readable versions: loops and formulas, short, held equal to the vectorised code by tests."""
+"""Readable references: loops and formulas, short, held equal to the fast paths by tests."""

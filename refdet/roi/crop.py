@@ -41,7 +41,7 @@ import numpy as np
 from refdet import _checks
 from refdet import layers as _layers
 from refdet.roi import _common
-from refdet.roi.pool import round_half_away
+from refdet.roi.pool import c_round
 
 __all__ = [
     "CropAndResizeCache",
@@ -107,7 +107,7 @@ def _lines(a, b, n, size, dt, *, ratio_form=False):
     lo = np.floor(p).astype(np.int64)
     hi = np.ceil(p).astype(np.int64)
     lerp = p - lo.astype(dt)
-    near = round_half_away(p).astype(np.int64)
+    near = c_round(p).astype(np.int64)
     return _Lines(pos, valid, lo, hi, lerp, near)
 
 

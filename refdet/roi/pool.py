@@ -26,8 +26,7 @@ import numpy as np
 
 from refdet.roi import _common
 
-__all__ = ["RoIPoolCache", "RoIPoolGrads", "roi_pool_forward", "roi_pool_backward", "roi_pool",
-           "round_half_away"]
+__all__ = ["RoIPoolCache", "RoIPoolGrads", "roi_pool_forward", "roi_pool_backward", "roi_pool"]
 
 #: the initial maximum of the Caffe / torchvision kernel (FLT_MAX from <float.h>, also for double)
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -46,7 +45,7 @@ class RoIPoolGrads(NamedTuple):
     dfeatures: np.ndarray      # (B, C, H, W)
 
 
-def round_half_away(v: np.ndarray) -> np.ndarray:
+def c_round(v: np.ndarray) -> np.ndarray:
     """C ``round()``: to the nearest integer, halves away from zero (``np.round`` rounds them to even).
 
     Computed as ``trunc(v) + sign(v) * (|v - trunc(v)| >= 0.5)``: ``v - trunc(v)`` is exact, so no
@@ -61,10 +60,10 @@ def _bins(rois, H, W, output_size, spatial_scale):
     """Per RoI and bin: start and end rows (K, PH) and columns (K, PW), clipped to the map."""
     dt = rois.dtype
     s = dt.type(spatial_scale)
-    x1 = round_half_away(rois[:, 1] * s).astype(np.int64)
-    y1 = round_half_away(rois[:, 2] * s).astype(np.int64)
-    x2 = round_half_away(rois[:, 3] * s).astype(np.int64)
-    y2 = round_half_away(rois[:, 4] * s).astype(np.int64)
+    x1 = c_round(rois[:, 1] * s).astype(np.int64)
+    y1 = c_round(rois[:, 2] * s).astype(np.int64)
+    x2 = c_round(rois[:, 3] * s).astype(np.int64)
+    y2 = c_round(rois[:, 4] * s).astype(np.int64)
     w = np.maximum(x2 - x1 + 1, 1)
     h = np.maximum(y2 - y1 + 1, 1)
     PH, PW = output_size
