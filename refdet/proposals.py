@@ -43,7 +43,7 @@ to :func:`select_proposals` to use another).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -407,7 +407,13 @@ def _ranges(starts, counts):
 @conventions.documented("filter_proposals")
 def filter_proposals(proposals: np.ndarray, objectness: np.ndarray, image_sizes, num_anchors_per_level,
                      *, training: bool = False, image_scales=None, convention="torchvision",
-                     **overrides) -> Proposals:
+                     pre_nms_top_n=None, post_nms_top_n=None, nms_thresh: Optional[float] = None,
+                     score_thresh: Optional[float] = None, min_size: Optional[float] = None,
+                     small_box_rule: Optional[str] = None, clip_plus_one: Optional[bool] = None,
+                     top_k_scope: Optional[str] = None, filter_first: Optional[bool] = None,
+                     rank_on: Optional[str] = None, score: Optional[str] = None,
+                     nms_per_level: Optional[bool] = None, nms_profile: Optional[str] = None,
+                     coordinate_trick=None) -> Proposals:
     """Select proposals from decoded boxes, per image (torchvision's ``filter_proposals`` signature).
 
     Parameters
@@ -427,16 +433,21 @@ def filter_proposals(proposals: np.ndarray, objectness: np.ndarray, image_sizes,
         ``plus_one`` small-box rule. Default 1.
     convention : str or conventions.Profile
         ``"torchvision"``, ``"detectron2"``, ``"mmdet"`` or ``"caffe"`` (table below).
-    **overrides
-        Any knob of the table (``pre_nms_top_n=(2000, 1000)`` or one int for both, ``nms_thresh=0.6``,
-        ``score_thresh=None``, ...).
+    pre_nms_top_n, post_nms_top_n, nms_thresh, score_thresh, min_size, small_box_rule, clip_plus_one,
+    top_k_scope, filter_first, rank_on, score, nms_per_level, nms_profile, coordinate_trick
+        Override single knobs of the table (``pre_nms_top_n=(2000, 1000)`` or one int for both,
+        ``nms_thresh=0.6``, ...); None keeps the profile's value.
 
     Returns
     -------
     Proposals
         Per image: boxes, scores, level indices and anchor indices, best first.
     """
-    s = _resolve(convention, overrides)
+    s = _resolve(convention, dict(pre_nms_top_n=pre_nms_top_n, post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh,
+                         score_thresh=score_thresh, min_size=min_size, small_box_rule=small_box_rule,
+                         clip_plus_one=clip_plus_one, top_k_scope=top_k_scope, filter_first=filter_first,
+                         rank_on=rank_on, score=score, nms_per_level=nms_per_level, nms_profile=nms_profile,
+                         coordinate_trick=coordinate_trick))
     _check_training(training)
     P, _ = _as_batch(proposals, "proposals", last=4)
     O, _ = _as_batch(objectness, "objectness")
@@ -481,7 +492,13 @@ def _append(out, idx, b, sc, level):
 def select_proposals(objectness: np.ndarray, deltas: np.ndarray, anchors: np.ndarray, image_sizes,
                      num_anchors_per_level, *, training: bool = False, image_scales=None,
                      weights=(1.0, 1.0, 1.0, 1.0), clamp: float = math.log(1000.0 / 16), exp=None,
-                     convention="torchvision", **overrides) -> Proposals:
+                     convention="torchvision", pre_nms_top_n=None, post_nms_top_n=None,
+                     nms_thresh: Optional[float] = None, score_thresh: Optional[float] = None, min_size: Optional[float] = None,
+                     small_box_rule: Optional[str] = None, clip_plus_one: Optional[bool] = None,
+                     top_k_scope: Optional[str] = None, filter_first: Optional[bool] = None,
+                     rank_on: Optional[str] = None, score: Optional[str] = None,
+                     nms_per_level: Optional[bool] = None, nms_profile: Optional[str] = None,
+                     coordinate_trick=None) -> Proposals:
     """RPN outputs to proposals: decode, then :func:`filter_proposals` (the RPN's inference step).
 
     Only the anchors that can survive are decoded: the top ``pre_nms_top_n`` of each level for the
@@ -496,7 +513,7 @@ def select_proposals(objectness: np.ndarray, deltas: np.ndarray, anchors: np.nda
     deltas : ndarray, shape (B, N, 4) or (N, 4)
         ``(dx, dy, dw, dh)`` per anchor.
     anchors : ndarray, shape (N, 4) (shared) or (B, N, 4)
-    image_sizes, num_anchors_per_level, training, image_scales, convention, overrides
+    image_sizes, num_anchors_per_level, training, image_scales, convention, and the knob keywords
         As for :func:`filter_proposals`.
     weights, clamp : box coder settings
         ``(1, 1, 1, 1)`` and ``log(1000 / 16)`` for every RPN; the decode follows the convention's
@@ -508,7 +525,11 @@ def select_proposals(objectness: np.ndarray, deltas: np.ndarray, anchors: np.nda
     -------
     Proposals
     """
-    s = _resolve(convention, overrides)
+    s = _resolve(convention, dict(pre_nms_top_n=pre_nms_top_n, post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh,
+                         score_thresh=score_thresh, min_size=min_size, small_box_rule=small_box_rule,
+                         clip_plus_one=clip_plus_one, top_k_scope=top_k_scope, filter_first=filter_first,
+                         rank_on=rank_on, score=score, nms_per_level=nms_per_level, nms_profile=nms_profile,
+                         coordinate_trick=coordinate_trick))
     _check_training(training)
     O, _ = _as_batch(objectness, "objectness")
     D, _ = _as_batch(deltas, "deltas", last=4)

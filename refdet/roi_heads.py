@@ -160,7 +160,11 @@ class RoISamples(NamedTuple):
 
 @conventions.documented("sample_rois")
 def sample_rois(proposals, gt_boxes, gt_labels, *, num_classes: Optional[int] = None, rng=None,
-                permutations=None, convention="torchvision", **overrides) -> RoISamples:
+                permutations=None, convention="torchvision", batch_size_per_image: Optional[int] = None,
+                positive_fraction: Optional[float] = None, fg_iou_thresh: Optional[float] = None,
+                bg_iou_thresh_hi: Optional[float] = None, bg_iou_thresh_lo: Optional[float] = None,
+                append_gt: Optional[bool] = None, order: Optional[str] = None, fg_rounding: Optional[str] = None,
+                background: Optional[str] = None, box_weights=None) -> RoISamples:
     """Match proposals to ground truths and sample the RoIs the box head trains on.
 
     Parameters
@@ -179,13 +183,19 @@ def sample_rois(proposals, gt_boxes, gt_labels, *, num_classes: Optional[int] = 
         Per image, the framework's own draws (torchvision: ``torch.randperm(#fg)``,
         ``torch.randperm(#bg)``) instead of ``rng``: reproduces a torchvision run exactly.
     convention : str or conventions.Profile
-        Table below; keywords override single knobs.
+        Table below.
+    batch_size_per_image, positive_fraction, fg_iou_thresh, bg_iou_thresh_hi, bg_iou_thresh_lo, append_gt,
+    order, fg_rounding, background, box_weights
+        Override single knobs of the table; None keeps the profile's value.
 
     Returns
     -------
     RoISamples
     """
-    s = conventions.resolve("sample_rois", convention, **overrides)
+    s = conventions.resolve("sample_rois", convention, batch_size_per_image=batch_size_per_image,
+                            positive_fraction=positive_fraction, fg_iou_thresh=fg_iou_thresh,
+                            bg_iou_thresh_hi=bg_iou_thresh_hi, bg_iou_thresh_lo=bg_iou_thresh_lo, append_gt=append_gt,
+                            order=order, fg_rounding=fg_rounding, background=background, box_weights=box_weights)
     props = _as_list(proposals, "proposals")
     B = len(props)
     gts = _as_list(gt_boxes, "gt_boxes", B)
@@ -328,7 +338,7 @@ class BoxHeadCache(NamedTuple):
 @conventions.documented("box_head_init")
 def box_head_init(in_features: int, num_classes: int, *, representation_size: int = 1024,
                   num_reg_classes: Optional[int] = None, rng=None, dtype=np.float32,
-                  convention="torchvision") -> dict:
+                  convention="torchvision", init: Optional[str] = None) -> dict:
     """Parameters of the Faster R-CNN box head, under torchvision's ``RoIHeads`` ``state_dict`` keys.
 
     Parameters
@@ -344,6 +354,8 @@ def box_head_init(in_features: int, num_classes: int, *, representation_size: in
         (detectron2/mmdet: no background slot) or 1 (class-agnostic).
     rng : None, int or Generator
     dtype : float32 (torch's default) or float64
+    convention, init
+        The initialisation (table below); ``init`` overrides the profile's.
 
     Returns
     -------
@@ -353,7 +365,7 @@ def box_head_init(in_features: int, num_classes: int, *, representation_size: in
         (4 * num_reg_classes, H) and their biases. ``model.roi_heads.state_dict()`` of a torchvision
         Faster R-CNN (as NumPy arrays) has exactly these keys.
     """
-    s = conventions.resolve("box_head_init", convention)
+    s = conventions.resolve("box_head_init", convention, init=init)
     D = _checks.check_int(in_features, "in_features", low=1)
     C = _checks.check_int(num_classes, "num_classes", low=1)
     Hd = _checks.check_int(representation_size, "representation_size", low=1)
@@ -726,7 +738,11 @@ class FastRCNNDetections(NamedTuple):
 
 @conventions.documented("fastrcnn_postprocess")
 def fastrcnn_postprocess(class_logits: np.ndarray, box_regression: np.ndarray, proposals, image_sizes, *,
-                         convention="torchvision", exp=None, **overrides) -> FastRCNNDetections:
+                         convention="torchvision", exp=None, background: Optional[str] = None,
+                         score_thresh: Optional[float] = None, nms_thresh: Optional[float] = None,
+                         detections_per_img: Optional[int] = None, min_size: Optional[float] = None,
+                         box_weights=None, top_k_rule: Optional[str] = None, order: Optional[str] = None,
+                         coordinate_trick=None) -> FastRCNNDetections:
     """Box-head outputs to detections (torchvision ``RoIHeads.postprocess_detections``).
 
     Parameters
@@ -738,8 +754,12 @@ def fastrcnn_postprocess(class_logits: np.ndarray, box_regression: np.ndarray, p
     proposals : list of ndarray (R_i, 4)
         The RoIs of each image (sum R_i = R).
     image_sizes : list of (H, W)
-    convention, overrides
+    convention : str or conventions.Profile
         Table below.
+    background, score_thresh, nms_thresh, detections_per_img, min_size, box_weights, top_k_rule, order,
+    coordinate_trick
+        Override single knobs of the table; None keeps the profile's value (so ``min_size`` cannot be
+        switched off by passing None: pass ``min_size=0.0``).
     exp : callable, optional
         Elementwise exponential of the decode (default: correctly rounded).
 
@@ -751,7 +771,10 @@ def fastrcnn_postprocess(class_logits: np.ndarray, box_regression: np.ndarray, p
         Candidates are enumerated RoI-major, class-minor (``(r, k)``), as torchvision flattens them;
         equal scores keep that order.
     """
-    s = conventions.resolve("fastrcnn_postprocess", convention, **overrides)
+    s = conventions.resolve("fastrcnn_postprocess", convention, background=background, score_thresh=score_thresh,
+                            nms_thresh=nms_thresh, detections_per_img=detections_per_img, min_size=min_size,
+                            box_weights=box_weights, top_k_rule=top_k_rule, order=order,
+                            coordinate_trick=coordinate_trick)
     z = _checks.as_float_array(class_logits, "class_logits", ndim=2)
     R, C = z.shape
     dt = z.dtype

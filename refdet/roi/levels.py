@@ -384,12 +384,20 @@ def multiscale_roi_align_backward(dout: np.ndarray, cache: MultiScaleRoIAlignCac
     return MultiScaleRoIAlignGrads(grads)
 
 
+@conventions.documented("multiscale_roi_align")
 def multiscale_roi_align(features: Sequence[np.ndarray], boxes, output_size=7, sampling_ratio: Optional[int] = None,
-                         **kwargs) -> np.ndarray:
-    """Multi-scale RoIAlign: :func:`multiscale_roi_align_forward` without the cache.
+                         *, image_sizes=None, scales: Optional[Sequence[float]] = None,
+                         min_level: Optional[int] = None, aligned: Optional[bool] = None, convention="torchvision",
+                         canonical_scale: Optional[float] = None, canonical_level: Optional[int] = None,
+                         eps_inside: Optional[float] = None, eps_outside: Optional[float] = None,
+                         plus_one: Optional[bool] = None) -> np.ndarray:
+    """Multi-scale RoIAlign: :func:`multiscale_roi_align_forward` without the cache (same arguments).
 
     Returns
     -------
     ndarray, shape (K, C, PH, PW)
     """
-    return multiscale_roi_align_forward(features, boxes, output_size, sampling_ratio, **kwargs)[0]
+    return multiscale_roi_align_forward(features, boxes, output_size, sampling_ratio, image_sizes=image_sizes,
+                                        scales=scales, min_level=min_level, aligned=aligned, convention=convention,
+                                        canonical_scale=canonical_scale, canonical_level=canonical_level,
+                                        eps_inside=eps_inside, eps_outside=eps_outside, plus_one=plus_one)[0]
