@@ -456,9 +456,10 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
 
 def _demo_args(p):
     from refdet.apps.args import float_range, int_range
-    p.add_argument("--model", choices=tuple(_DEFAULTS), default="retinanet")
+    p.add_argument("--model", choices=tuple(_DEFAULTS), default="retinanet",
+                   help="the detector to train (default retinanet)")
     p.add_argument("--seed", type=int_range(0), default=0, help="seed of the data, the weights and the batches")
-    p.add_argument("--steps", type=int_range(1), default=None, help="training steps (default: about a minute: "
+    p.add_argument("--steps", type=int_range(1), default=None, help="training steps (default: "
                    + ", ".join(f"{m} {v[0]}" for m, v in _DEFAULTS.items()) + ")")
     p.add_argument("--batch", type=int_range(1, N_TRAIN), default=None,
                    help=f"images per step, 1..{N_TRAIN} (default 8)")
