@@ -29,10 +29,10 @@ from refdet.detector import Detector, sgd_momentum_update
 from refdet.eval import evaluate_detections
 from refdet.synthetic import CLASS_NAMES, make_synthetic_dataset
 
-# per model: steps, batch, learning rate, chosen so that the default run takes about a minute or
-# less on 2 cores (one BLAS thread). Measured (seed 0, held-out COCO AP / AP50; untrained < 0.001):
-# RetinaNet 2000 steps in 53 s: 0.47 / 0.85; RPN 3000 steps in 24 s: 0.41 / 0.75; SSD 1000 steps in
-# 13 s: 0.47 / 0.88 (3000 SSD steps at this constant rate scored lower, 0.38 / 0.84).
+# per model: steps, batch, learning rate (one BLAS thread). Measured with seed 0 (NumPy 2.4.6, OpenBLAS
+# 0.3.31; held-out COCO AP / AP50; untrained < 0.001): RetinaNet 0.456 / 0.792, RPN 0.413 / 0.751,
+# SSD 0.467 / 0.874. Training wall time on a 2-core VM shared with other jobs (load average 5-6):
+# RetinaNet 2000 steps 106-189 s, RPN 3000 steps 139 s, SSD 1000 steps 48 s (README: the CPU time).
 _DEFAULTS = {"retinanet": (2000, 8, 0.02), "rpn": (3000, 8, 0.05), "ssd": (1000, 8, 0.01)}
 
 #: training images the demo draws (the largest --batch)

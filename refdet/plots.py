@@ -292,7 +292,8 @@ def head_layout_figure(image, *, scores, deltas, cell, stride, anchor_labels, cl
     more = "" if n_maps == A * K else f" (the first {n_maps} of {A * K})"
     first = row_offset + (y * fw + x) * A
     offset = f"{row_offset} + " if row_offset else ""
-    fig.text(0.5, 0.015, f"Bottom: each score channel is a map over the {fh}x{fw} locations{more}. Flattened to "
+    fig.text(0.5, 0.015, f"Bottom: each score channel is a map over the {fh}x{fw} locations{more} (dark 0, bright "
+             f"1; the cell outlined). Flattened to "
              f"one row per anchor in the order (y, x, a), the anchors' own order, the cell's anchors are rows "
              f"{offset}(y*W + x)*A + a = {offset}({y}*{fw} + {x})*{A} + a = {first}..{first + A - 1}.",
              ha="center", fontsize=8, wrap=True)

@@ -231,6 +231,15 @@ def test_demo_without_matplotlib_falls_back_with_a_note(tmp_path):
     assert not (tmp_path / "figs").exists()
 
 
+def test_demo_without_matplotlib_in_process(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "figs"
+    assert cli.main(["demo", "--steps", "1", "--batch", "2", "--out", str(out), "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert "matplotlib is not installed, so the demo runs as with --no-plots" in cap.out
+    assert "[8]" not in cap.out and not out.exists() and cap.err == ""
+
+
 def test_verify_without_hypothesis_names_the_test_extra():
     err = one_line_error(blocked(["hypothesis"], "verify", "--op", "box_iou", "tests.wrong_impls:right_box_iou",
                                  "--quiet"), 2)
