@@ -59,8 +59,9 @@ _FIGURES = {"retinanet": ("anchors", "head_layout", "assignment", "nms", "detect
 
 # --show-reference: per stage and model, the refdet.reference functions ("module.function") it prints
 _REFERENCES = {
-    "anchors": {"retinanet": ("anchors.cell_anchors", "anchors.pyramid_anchors", "anchors._grid"),
-                "rpn": ("anchors.cell_anchors", "anchors.pyramid_anchors", "anchors._grid"),
+    "anchors": {"retinanet": ("anchors.cell_anchors", "anchors.pyramid_anchors", "anchors.offset_pixels",
+                              "anchors._grid"),
+                "rpn": ("anchors.cell_anchors", "anchors.pyramid_anchors", "anchors.offset_pixels", "anchors._grid"),
                 "ssd": ("anchors.ssd_shapes", "anchors.ssd_default_boxes")},
     "assignment": {"retinanet": ("matcher.match", "box_coder.encode_boxes"),
                    "rpn": ("matcher.match", "sampler.sample_balanced_indices", "box_coder.encode_boxes"),
@@ -115,7 +116,9 @@ def check_out_folder(out, name="`out`"):
 def _show_reference(write, stage, model):
     """Print the reference code of ``stage`` (refdet/reference/*.py), indented under the stage."""
     from refdet.walkthrough import reference_source
-    names = _REFERENCES[stage][model]
+    names = _REFERENCES[stage].get(model, ())
+    if not names:
+        return
     write(f"      reference code of this stage ({', '.join(names)}):")
     for line in reference_source(*names).splitlines():
         write("      | " + line)
@@ -240,13 +243,13 @@ def _figures(det, params, model, test, all_dets, batch_targets, assignment, out,
     k = int(np.argmax((gtb[:, 2] - gtb[:, 0]) * (gtb[:, 3] - gtb[:, 1])))
     centre = ((gtb[k, 0] + gtb[k, 2]) / 2, (gtb[k, 1] + gtb[k, 3]) / 2)
     levels = anchor_locations(det, centre)
-    kinds = {"retinanet": "RetinaNet", "rpn": "RPN", "ssd": "SSD"}
-    for fig in _FIGURES[model]:
+    kind = {"retinanet": "RetinaNet", "rpn": "RPN", "ssd": "SSD"}.get(model, model)
+    for fig in _FIGURES.get(model, ("detections",)):   # a model without a row: its detections only
         path = os.path.join(out, f"{fig}.png")
         if fig == "anchors":
             what = "default boxes" if model == "ssd" else "anchors"
             paths.append(P.plot_anchors(img, levels, path, gt_boxes=gtb, title=(
-                f"{kinds[model]}: the {what} of ONE location per level, on the cell under the centre of the "
+                f"{kind}: the {what} of ONE location per level, on the cell under the centre of the "
                 f"largest object (dashed: ground truth; grey frame: the {det.image_size[1]}x{det.image_size[0]} "
                 f"image)")))
         elif fig == "head_layout":
@@ -261,7 +264,7 @@ def _figures(det, params, model, test, all_dets, batch_targets, assignment, out,
                 img, path, scores=scores, deltas=deltas, cell=lv["cell"], stride=lv["stride"],
                 anchor_labels=[anchor_label(b) for b in lv["anchors"]], class_names=cls_names,
                 score_name=score_name, level_name="the one level" if one else f"level 0 of {len(levels)}",
-                title=f"{kinds[model]} head{'' if one else ' at level 0'} (trained), for the first held-out image"))
+                title=f"{kind} head{'' if one else ' at level 0'} (trained), for the first held-out image"))
         elif fig == "assignment":
             high, low = _BANDS[model]
             max_iou = np.concatenate([m for m, _ in assignment])
@@ -269,7 +272,7 @@ def _figures(det, params, model, test, all_dets, batch_targets, assignment, out,
             paths.append(P.plot_assignment(
                 max_iou, cats, path, high=high, low=low, image=batch_targets[0][0], anchors=det.anchors,
                 image_category=assignment[0][1], image_max_iou=assignment[0][0], gt_boxes=batch_targets[0][1],
-                n_images=len(assignment), rule=f"{kinds[model]}: {_RULES[model]}."))
+                n_images=len(assignment), rule=f"{kind}: {_RULES[model]}."))
         elif fig == "nms":
             # the held-out image with the most objects (the first of them): overlaps to suppress
             i = int(np.argmax([len(b) for b in test.boxes]))
@@ -280,14 +283,14 @@ def _figures(det, params, model, test, all_dets, batch_targets, assignment, out,
                                     score_threshold=sthr, score_compare=cmp, class_names=names,
                                     scope="of the same level" if model == "rpn" else "of the same class",
                                     what="proposals" if model == "rpn" else "candidate boxes",
-                                    title=f"{kinds[model]}: NMS on held-out image {i}"))
+                                    title=f"{kind}: NMS on held-out image {i}"))
         elif fig == "detections":
             gts = [(test.boxes[i], test.labels[i] if model != "rpn" else np.zeros(len(test.boxes[i]), int))
                    for i in range(len(test.boxes))]
             paths.append(P.plot_detections(test.images, all_dets, gts, path, class_names=names,
                                            score_threshold=0.3, max_per_image=5,
                                            what="proposals" if model == "rpn" else "detections",
-                                           title=f"{kinds[model]} (trained), held-out images"))
+                                           title=f"{kind} (trained), held-out images"))
         elif fig == "focal_loss":
             paths.append(P.plot_focal_loss(path, used_gamma=2.0, used_alpha=0.25))
         if done is not None:
@@ -365,7 +368,7 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
     # 4. assignment -------------------------------------------------------------------------------
     tgts = det._check_targets(list(zip(train.boxes[:batch], train.labels[:batch])), batch)
     lt, pm, nm = det.assign(tgts, rng=rng)
-    write(f"[4] label assignment ({_RULES[model]}):")
+    write(f"[4] label assignment ({_RULES.get(model, 'see refdet.detector.Detector.assign')}):")
     write(f"      first batch of {batch}: {int(pm.sum())} positive, {int(nm.sum())} "
           f"negative, {int(pm.size - pm.sum() - nm.sum())} ignored anchors "
           f"({pm.sum() / max(1, batch):.1f} positives per image)")
@@ -415,7 +418,7 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
         n_cand = int((1 / (1 + np.exp(-logits)) > 0.05).sum())
     dets = det.detect(params, test.images[:1])[0]
     write(f"[6] inference on a held-out image: {n_cand} (anchor, class) scores above 0.05; "
-          f"{len(dets[0])} boxes after {_INFERENCE[model][2]}")
+          f"{len(dets[0])} boxes after {_INFERENCE.get(model, (0, 0, 'decoding and NMS'))[2]}")
     for b, s, lab in list(zip(*dets))[:5]:
         name = "object" if model == "rpn" else CLASS_NAMES[int(lab)]
         write(f"      {name:9s} score {s:.3f}  box [{b[0]:5.1f}, {b[1]:5.1f}, {b[2]:5.1f}, {b[3]:5.1f}]")
@@ -433,8 +436,9 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
     figures = []
     if plots:
         first_batch = [(train.images[i], train.boxes[i]) for i in range(batch)]
-        assignment = assignment_categories(det, tgts, lt, pm, nm)
-        with Progress(len(_FIGURES[model]), "      figures", unit="figures", enabled=progress) as bar:
+        wanted = _FIGURES.get(model, ("detections",))
+        assignment = assignment_categories(det, tgts, lt, pm, nm) if "assignment" in wanted else None
+        with Progress(len(wanted), "      figures", unit="figures", enabled=progress) as bar:
             figures = _figures(det, params, model, test, all_dets, first_batch, assignment, out,
                                done=lambda path: bar.update(status=os.path.basename(path)))
         write(f"[8] figures in {out}/: {', '.join(os.path.basename(f) for f in figures)}")
