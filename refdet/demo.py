@@ -239,12 +239,14 @@ def _figures(det, params, model, test, all_dets, batch_targets, assignment, out,
     img, gtb = test.images[0], np.asarray(test.boxes[0], np.float64)
     names = ("object",) if model == "rpn" else CLASS_NAMES
     paths = []
-    # the object the anchors are drawn on: the largest in the first held-out image
-    k = int(np.argmax((gtb[:, 2] - gtb[:, 0]) * (gtb[:, 3] - gtb[:, 1])))
-    centre = ((gtb[k, 0] + gtb[k, 2]) / 2, (gtb[k, 1] + gtb[k, 3]) / 2)
-    levels = anchor_locations(det, centre)
+    wanted = _FIGURES.get(model, ("detections",))       # a model without a row: its detections only
+    levels = None
+    if {"anchors", "head_layout"} & set(wanted):
+        # the object the anchors are drawn on: the largest in the first held-out image
+        k = int(np.argmax((gtb[:, 2] - gtb[:, 0]) * (gtb[:, 3] - gtb[:, 1])))
+        levels = anchor_locations(det, ((gtb[k, 0] + gtb[k, 2]) / 2, (gtb[k, 1] + gtb[k, 3]) / 2))
     kind = {"retinanet": "RetinaNet", "rpn": "RPN", "ssd": "SSD"}.get(model, model)
-    for fig in _FIGURES.get(model, ("detections",)):   # a model without a row: its detections only
+    for fig in wanted:
         path = os.path.join(out, f"{fig}.png")
         if fig == "anchors":
             what = "default boxes" if model == "ssd" else "anchors"
