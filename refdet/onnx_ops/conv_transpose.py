@@ -29,7 +29,9 @@ ONNX ``ConvTranspose`` (opset 22), :func:`conv_transpose`, adds ``auto_pad`` and
 ``total = full + output_padding - output_shape`` is split ``total // 2`` at the begin and the rest at
 the end for ``SAME_UPPER``, the other way round for ``NOTSET`` and ``SAME_LOWER`` (the schema's
 equations); ``SAME_*`` without ``output_shape`` targets ``in * stride``; explicit ``pads`` are ignored
-when ``output_shape`` is given. Where the runtimes differ (``runtime=``):
+when ``output_shape`` is given. An ``output_shape`` one row beyond the scatter (a negative total, as in
+ONNX's ``test_convtranspose_output_shape``) appends zero rows (plus bias) at the end. Where the runtimes
+differ (``runtime=``):
 
 * onnxruntime (``core/providers/cpu/nn/conv_transpose_attributes.h``,
   ``ComputeTransposePadAndOutputShape``) follows the equations and also checks that a convolution of
@@ -37,8 +39,10 @@ when ``output_shape`` is given. Where the runtimes differ (``runtime=``):
   ``floor((out + pads - (dilation * (k - 1) + 1)) / stride) + 1 == in`` (so ``stride = 1`` with
   ``dilation = 2, output_padding = 1`` is refused; PyTorch accepts it). A negative total padding (an
   ``output_shape`` larger than reachable) is refused.
-* onnx.reference (``onnx/reference/ops/op_conv_transpose.py``) fails for ``output_shape`` with
-  ``auto_pad=NOTSET`` and no ``pads`` (its col2im gets the wrong shape), and its grouped path slices
+* onnx.reference (``onnx/reference/ops/op_conv_transpose.py``) does not compute pads for
+  ``output_shape`` with ``auto_pad=NOTSET``: it keeps the given ``pads`` (zeros by default), so the
+  output starts at the first scattered row, and its col2im refuses an ``output_shape`` smaller than
+  the scatter (reproduced: refused); its grouped path slices
   the weights by output channels and adds ``B[0]`` to every group: it is right only for depthwise
   weights (``C == F``, one output channel per group) and then adds ``B[0]`` everywhere (reproduced);
   other grouped cases fail or are wrong there (refused).
@@ -91,7 +95,7 @@ conventions.register(
     {"onnx": {"runtime": "onnxruntime"}},
     knobs={"runtime": conventions.choice(
         CONV_TRANSPOSE_RUNTIMES, "onnxruntime (the schema's equations plus its input-size check) or onnx.reference "
-        "(fails for output_shape without pads; grouped bias B[0])", source=f"{_ORT}; {_REF}")},
+        "(output_shape keeps the given pads; grouped bias B[0])", source=f"{_ORT}; {_REF}")},
     doc="ONNX ConvTranspose-22.",
 )
 
@@ -398,20 +402,32 @@ def conv_transpose(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         osh = [n * s for n, s in zip(sp, st)]
     else:
         osh = None
-    if osh is not None:
-        if runtime == "onnx_reference" and output_shape is not None and auto == "NOTSET" and pads is None:
-            raise ValueError("`output_shape` with auto_pad='NOTSET' and no `pads`: onnx.reference's ConvTranspose "
-                             "fails here (its col2im gets an inconsistent shape); onnxruntime computes the pads "
-                             "(runtime='onnxruntime')")
+    if osh is not None and runtime == "onnx_reference" and auto == "NOTSET":
+        # onnx.reference keeps the given pads (zeros by default) and output_shape as they are; its col2im then
+        # requires a convolution of that output to give back the input size
+        p = [0] * (2 * nd) if pads is None else _ints(pads, 2 * nd, "pads", 0, low=0)
+        begin, end = p[:nd], p[nd:]
+        for i in range(nd):
+            back = (osh[i] + begin[i] + end[i] - (dl[i] * (ks[i] - 1) + 1)) // st[i] + 1
+            if back != sp[i]:
+                raise ValueError(f"`output_shape` {osh} with pads {p}: onnx.reference's ConvTranspose ignores the "
+                                 f"spec's computed pads and its col2im fails (a convolution of the output gives {back}, "
+                                 f"not {sp[i]}); runtime='onnxruntime' computes the pads")
+        out = list(osh)
+    elif osh is not None:
         total = [f + o - t for f, o, t in zip(full, op, osh)]
-        if min(total) < 0:
-            i = int(np.argmin(total))
-            raise ValueError(f"`output_shape`[{i}] = {osh[i]} is larger than reachable ({full[i] + op[i]}): negative "
-                             f"total padding (onnxruntime: 'output_shape is inconsistent')")
         if auto == "SAME_UPPER":
             begin, end = [t // 2 for t in total], [t - t // 2 for t in total]
         else:                                   # NOTSET and SAME_LOWER: the odd pixel at the begin
             begin, end = [t - t // 2 for t in total], [t // 2 for t in total]
+        if runtime == "onnxruntime":
+            # a negative total (output_shape beyond the scatter) appends rows at the end, like output_padding
+            begin = [b if t >= 0 else 0 for b, t in zip(begin, total)]
+            end = [e if t >= 0 else t for e, t in zip(end, total)]
+        elif min(begin) < 0:
+            raise ValueError(f"`output_shape` {osh} exceeds the transposed convolution's reach {full}: onnx.reference "
+                             f"splits the negative total padding into a negative begin pad, which refdet does not "
+                             f"reproduce (runtime='onnxruntime' appends the rows at the end)")
         out = list(osh)
     else:
         p = [0] * (2 * nd) if (pads is None or auto == "VALID") else _ints(pads, 2 * nd, "pads", 0, low=0)
@@ -421,7 +437,8 @@ def conv_transpose(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
             raise ValueError(f"`pads` {p} are larger than the output {[f + o for f, o in zip(full, op)]}")
     if runtime == "onnxruntime":
         for i in range(nd):
-            back = (out[i] + begin[i] + end[i] - (dl[i] * (ks[i] - 1) + 1)) // st[i] + 1
+            # ConvTranspose's shape check: a convolution of the output (pads clamped at 0) gives the input size
+            back = (out[i] + max(begin[i], 0) + max(end[i], 0) - (dl[i] * (ks[i] - 1) + 1)) // st[i] + 1
             if sp[i] > 0 and back != sp[i]:
                 raise ValueError(f"`output_padding`/`output_shape` along spatial axis {i}: onnxruntime refuses it "
                                  f"(a convolution of the output gives {back}, not the input size {sp[i]})")

@@ -37,9 +37,10 @@ Two runtimes, reproduced with ``runtime=``:
   PR #28757: "epsilon-based fractional tie check"). Linear is ``dx2*dy2*X11 + dx1*dy2*X21 + dx2*dy1*X12
   + dx1*dy1*X22`` with the coordinate clamped to ``[0, n - 1]`` (trilinear likewise, eight terms);
   cubic interpolates along W then H (each tap ``coeff / sum * value``) with float32 coefficients;
-  antialias is Pillow's separable filter (W, then H) whose window starts at
-  ``int(centre - support + 0.5)`` (truncated toward zero, so some left-border taps are dropped
-  rather than folded onto the edge) and whose extrapolation test uses ``coordinate + 0.5``. An axis
+  antialias is Pillow's separable filter (W, then H; ``upsample_antialias.h``): taps
+  ``[floor(c - support + 0.5), floor(c + support + 0.5))`` around ``c = coordinate + 0.5``, weights
+  ``filter((j - coordinate) * scale)`` summed in float32, out-of-range taps folded onto the edge tap
+  (or dropped with ``exclude_outside``), times ``1 / total`` (a reciprocal, not a division). An axis
   with scale 1 is copied (even with a crop roi), and an output of the input's shape is a copy.
   Layouts: linear on 2-D, 3-D, 4-D (NCHW, or NHWC with scales ``[1, sh, sw, 1]``), 5-D (NCDHW); cubic
   on 2-D and NCHW; antialias on 2-D and NCHW. Others are refused (ValueError naming ``mode`` and
@@ -269,15 +270,16 @@ def _coord_ref(mode, L, s, n, start, end):
     if mode == "asymmetric":
         return y / s
     if mode == "tf_crop_and_resize":
-        x = np.full(L, (end - start) * (n - 1) / 2) if w == 1 else y * (end - start) * (n - 1) / (w - 1)
-        return x + start * (n - 1)
+        # roi is a float32 tensor: roi[1] - roi[0] and roi[0] * (n - 1) are float32 operations there
+        f = np.float32
+        d, off = f(end) - f(start), f(start) * f(n - 1)
+        x = np.full(L, float(d * f(n - 1) / f(2))) if w == 1 else y * d * (n - 1) / (w - 1)
+        return x + float(off)
     if mode == "pytorch_half_pixel":
         return np.full(L, -0.5) if w == 1 else (y + 0.5) / s - 0.5
     if mode == "half_pixel_symmetric":
         adj = L / w
         return n / 2 * (1 - adj) + (y + 0.5) / s - 0.5
-    if mode == "tf_half_pixel_for_nn":
-        return (y + 0.5) / s                                    # (not in onnx.reference 1.23: the formula)
     return (y + 0.5) / s - 0.5
 
 
@@ -304,11 +306,57 @@ def resize_source_coordinate(in_size: int, out_size: int, scale: float, *,
 # onnx.reference: separable, float64
 # ---------------------------------------------------------------------------------------------------
 
-def _keys(t, a):
-    """Keys' cubic kernel at |t| (float64), A = a."""
-    t = np.abs(t)
-    return np.where(t <= 1, ((a + 2) * t - (a + 3)) * t * t + 1,
-                    np.where(t < 2, ((a * t - 5 * a) * t + 8 * a) * t - 4 * a, 0.0))
+def _keys_from_ratio(ratio, a):
+    """onnx.reference's _cubic_coeffs: the four weights at taps (p - 1, p, p + 1, p + 2), written as there.
+
+    The evaluator hands the attribute ``cubic_coeff_a`` over as a ``np.float32``, so by NumPy's
+    promotion rules every product with it is a float32 operation: ``ratio + 1``, ``1 - ratio`` are
+    computed in float64 (Python floats) and rounded to float32 where they meet ``A``.
+    """
+    f = np.float32
+    A = f(a)
+    r = ratio.astype(f)
+    u = (1 - ratio).astype(f)
+    rp1 = (ratio + 1).astype(f)
+    up1 = ((1 - ratio) + 1).astype(f)
+    return np.stack([
+        ((A * rp1 - f(5) * A) * rp1 + f(8) * A) * rp1 - f(4) * A,
+        ((A + f(2)) * r - (A + f(3))) * r * r + f(1),
+        ((A + f(2)) * u - (A + f(3))) * u * u + f(1),
+        ((A * up1 - f(5) * A) * up1 + f(8) * A) * up1 - f(4) * A,
+    ], axis=1).astype(np.float64)
+
+
+def _keys_aa(t, a):
+    """onnx.reference's _cubic_coeffs_antialias: weights normalised by their (float32) sum, as there.
+
+    ``compute_coeff`` works on Python floats ``x, x**2, x**3`` meeting the float32 ``A`` (float32 results),
+    and returns the Python float ``0.0`` outside ``|x| < 2``; a row holding such a 0.0 becomes a float64
+    array, divided in float64 by the float32 sum, the others are divided in float32.
+    """
+    f = np.float32
+    A = f(a)
+    x = np.abs(t)
+    x2 = x * x
+    x3 = x * x2
+    inner = (A + f(2)) * x3.astype(f) - (A + f(3)) * x2.astype(f) + f(1)
+    outer = A * x3.astype(f) - f(5) * A * x2.astype(f) + f(8) * A * x.astype(f) - f(4) * A
+    zero = x >= 2
+    c = np.where(x <= 1, inner, np.where(zero, f(0), outer)).astype(f)
+    tot = np.zeros(c.shape[0], f)
+    for j in range(c.shape[1]):                                  # sum(coeffs): float32 (0 + np.float32 ...)
+        tot = (tot + c[:, j]).astype(f)
+    as64 = c.astype(np.float64) / tot.astype(np.float64)[:, None]
+    as32 = (c / tot[:, None]).astype(f).astype(np.float64)
+    return np.where(zero.any(axis=1)[:, None], as64, as32)
+
+
+def _seq_sum(c):
+    """Python's sum() over the taps of each row: left to right."""
+    tot = np.zeros(c.shape[0])
+    for j in range(c.shape[1]):
+        tot = tot + c[:, j]
+    return tot[:, None]
 
 
 def _ref_axis_weights(mode, x, n, s, a, antialias, exclude_outside, nearest_mode):
@@ -330,19 +378,19 @@ def _ref_axis_weights(mode, x, n, s, a, antialias, exclude_outside, nearest_mode
     elif mode == "linear" and not antialias:
         coeffs = np.stack([1 - ratio, ratio], axis=1)
     elif mode == "cubic" and not antialias:
-        offs = np.array([-1.0, 0.0, 1.0, 2.0])
-        coeffs = _keys(ratio[:, None] - offs[None, :], a)       # taps at (p - 1, p, p + 1, p + 2), ratio from p
+        coeffs = _keys_from_ratio(ratio, a)                      # taps at (p - 1, p, p + 1, p + 2), ratio from p
     else:
         sc = min(s, 1.0)
         if mode == "linear":
             start = int(np.floor(-1 / sc) + 1)
-            offs = np.arange(start, start + 2 - 2 * start, dtype=np.float64)
+            offs = np.arange(start, start + 2 - 2 * start)
             coeffs = np.clip(1 - np.abs((offs[None, :] - ratio[:, None]) * sc), 0, 1)
         else:
             start = int(np.floor(-2 / sc) + 1)
-            offs = np.arange(start, 2 - start, dtype=np.float64)
-            coeffs = _keys(sc * (offs[None, :] - ratio[:, None]), a)
-        coeffs = coeffs / coeffs.sum(axis=1, keepdims=True)
+            offs = np.arange(start, 2 - start)
+            coeffs = _keys_aa(sc * (offs[None, :] - ratio[:, None]), a)
+        if mode == "linear":
+            coeffs = coeffs / _seq_sum(coeffs)                  # np.array(coeffs) / sum(coeffs)
     T = coeffs.shape[1]
     pad = int(np.ceil(T / 2))
     xp = x + pad
@@ -356,7 +404,7 @@ def _ref_axis_weights(mode, x, n, s, a, antialias, exclude_outside, nearest_mode
     idx = (pp + off).astype(np.int64)[:, None] + np.arange(T)[None, :] - pad      # (L, T) before clamping
     if exclude_outside:
         coeffs = np.where((idx < 0) | (idx >= n), 0.0, coeffs)
-        tot = coeffs.sum(axis=1, keepdims=True)
+        tot = coeffs.sum(axis=-1, keepdims=True)
         coeffs = coeffs / np.where(tot == 0, 1.0, tot)
     return np.clip(idx, 0, n - 1), coeffs
 
@@ -372,6 +420,10 @@ def _resize_reference(x, plan, mode, ctm, a, exclude_outside, extrapolation_valu
             shp[axis] = 0
             y = np.empty(shp)
             continue
+        if ctm == "tf_half_pixel_for_nn":
+            raise ValueError("`coordinate_transformation_mode` 'tf_half_pixel_for_nn' (deprecated since opset 13) is "
+                             "not implemented by onnx.reference 1.23 (it raises once an axis is resized); use "
+                             "runtime='onnxruntime'")
         xs = _coord_ref(ctm, ax.L, ax.s, ax.n, ax.start, ax.end)
         idx, w = _ref_axis_weights(mode, xs, ax.n, ax.s, a, antialias, exclude_outside, nearest_mode)
         g = np.take(y, idx.reshape(-1), axis=axis)                         # (..., L*T, ...)
@@ -461,7 +513,7 @@ def _ort_cubic_axis(ax, ctm, a, exclude_outside):
 
 
 def _ort_aa_axis(ax, ctm, support_size, filt, exclude_outside):
-    """Pillow-style antialias weights of SetupUpsampleFilterAA: (bounds (L, 2), weights (L, W), centre (L,))."""
+    """Pillow-style antialias weights of SetupUpsampleFilterAntiAlias: (bounds (L, 2), weights (L, W))."""
     f = np.float32
     scale = f(1) / f(ax.s)
     support = (f(support_size) * f(0.5)) * scale if scale >= 1 else f(support_size) * f(0.5)
@@ -471,23 +523,23 @@ def _ort_aa_axis(ax, ctm, support_size, filt, exclude_outside):
         center = f(0.5) + np.arange(ax.L, dtype=f)
     else:
         center = f(0.5) + _coord_ort(ctm, ax.L, ax.s, ax.n, ax.start, ax.end)
-    # static_cast<int64_t>(center - support + 0.5): a float difference, then + 0.5 in double, truncated
-    lo_real = np.trunc((center - support).astype(np.float64) + 0.5).astype(np.int64)
-    hi_real = np.trunc((center + support).astype(np.float64) + 0.5).astype(np.int64)
+    # floor(center - support + 0.5): a float difference, then + 0.5 in double
+    lo_real = np.floor((center - support).astype(np.float64) + 0.5).astype(np.int64)
+    hi_real = np.floor((center + support).astype(np.float64) + 0.5).astype(np.int64)
     lo_cut, hi_cut = np.maximum(lo_real, 0), np.minimum(hi_real, ax.n)
     lo = lo_cut if exclude_outside else lo_real
     hi = hi_cut if exclude_outside else hi_real
     W = np.zeros((ax.L, window), f)
-    for i in range(ax.L):
+    for i in range(ax.L):                                       # per output index: a handful of taps
         cnt = int(hi[i] - lo[i])
-        xs = np.arange(cnt)
-        w = filt(((xs + lo[i]).astype(f) - center[i] + f(0.5)) * inv).astype(f)
+        w = filt(((np.arange(cnt) + lo[i]).astype(f) - center[i] + f(0.5)) * inv).astype(f)
         total = f(0)
         for v in w:                                             # float32 running sum, tap order
             total = f(total + v)
         buf = np.zeros(max(cnt, 1), f)
         buf[:cnt] = w
-        if not exclude_outside:
+        k = int(hi_cut[i] - lo_cut[i])
+        if not exclude_outside:                                 # fold out-of-range taps onto the edge taps
             neg = int(-lo[i]) if lo[i] < 0 else 0
             for j in range(neg):
                 buf[neg] = f(buf[neg] + buf[j])
@@ -495,13 +547,10 @@ def _ort_aa_axis(ax, ctm, support_size, filt, exclude_outside):
             for j in range(cnt - bound, cnt):
                 buf[cnt - bound - 1] = f(buf[cnt - bound - 1] + buf[j])
             if neg or bound:
-                k = int(hi_cut[i] - lo_cut[i])
                 buf[:k] = buf[neg:neg + k].copy()
-        if total != 0 and total != 1:
-            buf = (buf / total).astype(f)
-        k = int(hi_cut[i] - lo_cut[i])
-        W[i, :max(k, 0)] = buf[:max(k, 0)]
-    return np.stack([lo_cut, hi_cut], axis=1), W, center
+        inv_total = f(1) if total == 0 else f(1) / total
+        W[i, :max(k, 0)] = (buf[:max(k, 0)] * inv_total).astype(f)
+    return np.stack([lo_cut, hi_cut], axis=1), W
 
 
 def _lin_filter(t):
@@ -638,25 +687,25 @@ def _ort_aa(x, axs, mode, ctm, a, exclude_outside, extrap, ext_val):
     filt = _lin_filter if mode == "linear" else _cubic_filter(a)
     support = 2.0 if mode == "linear" else 4.0
     ah, aw = axs
-    (bh, Wh, ch), (bw, Ww, cw) = [_ort_aa_axis(ax, ctm, support, filt, exclude_outside) for ax in (ah, aw)]
+    (bh, Wh), (bw, Ww) = [_ort_aa_axis(ax, ctm, support, filt, exclude_outside) for ax in (ah, aw)]
     wdt = np.result_type(x.dtype, np.float32)
     f = np.float32
-    bad = None
-    if extrap:                                       # the test uses the centre, coordinate + 0.5 (upsample_aa.h)
-        bad = ((ch < 0) | (ch > f(ah.n - 1)))[:, None] | ((cw < 0) | (cw > f(aw.n - 1)))[None, :]
-    # horizontal pass (W) into a buffer of the input's rows, then vertical (H)
-    tmp = np.zeros(x.shape[:-1] + (aw.L,), wdt)
-    for j in range(Ww.shape[1]):                      # output += X * w, tap by tap from xmin
-        src = np.minimum(bw[:, 0] + j, aw.n - 1)
-        use = (bw[:, 0] + j) < bw[:, 1]
-        tmp = tmp + np.where(use, x[..., :, src] * Ww[:, j], f(0))
+    # horizontal pass (W) into a buffer of the input's rows (skipped: a copy when W is unchanged), then H
+    if aw.L == aw.n:
+        tmp = x.astype(wdt)
+    else:
+        tmp = np.zeros(x.shape[:-1] + (aw.L,), wdt)
+        for j in range(Ww.shape[1]):                      # output += X * w, tap by tap from xmin
+            src = np.minimum(bw[:, 0] + j, aw.n - 1)
+            use = (bw[:, 0] + j) < bw[:, 1]
+            tmp = tmp + np.where(use, x[..., :, src] * Ww[:, j], f(0))
+    if ah.L == ah.n:
+        return tmp.astype(x.dtype)
     y = np.zeros(x.shape[:-2] + (ah.L, aw.L), wdt)
     for j in range(Wh.shape[1]):
         src = np.minimum(bh[:, 0] + j, ah.n - 1)
         use = (bh[:, 0] + j) < bh[:, 1]
         y = y + np.where(use[:, None], tmp[..., src, :] * Wh[:, j][:, None], f(0))
-    if bad is not None:
-        y = np.where(bad, ext_val, y)
     return y.astype(x.dtype)
 
 
@@ -723,9 +772,6 @@ def resize(x: np.ndarray, roi=None, scales=None, sizes=None, *, mode: str = "nea
         raise ValueError("`exclude_outside`=1 with mode 'linear' without antialias (or 'nearest'): onnxruntime refuses "
                          "it ('exclude_outside can be set to 1 when mode is CUBIC, or LINEAR with anti-aliasing')")
     ctm = coordinate_transformation_mode
-    if runtime == "onnx_reference" and ctm == "tf_half_pixel_for_nn":
-        raise ValueError("`coordinate_transformation_mode` 'tf_half_pixel_for_nn' (deprecated since opset 13) is not "
-                         "implemented by onnx.reference 1.23; use runtime='onnxruntime'")
     if ctm == "tf_crop_and_resize" and _vector(roi, "roi", "float") is None:
         raise ValueError("`roi` is required with coordinate_transformation_mode='tf_crop_and_resize'")
     if runtime == "onnxruntime" and aa and ctm == "tf_crop_and_resize":
