@@ -269,9 +269,11 @@ def unpack(data, dtype, shape) -> np.ndarray:
         raw = np.frombuffer(bytes(data), dtype=np.uint8)
     else:
         raw = _checks.as_array(data, "data")
-        if raw.dtype != np.uint8:
-            raise TypeError(f"`data` must be bytes or a uint8 array; got dtype {raw.dtype}")
-        raw = raw.reshape(-1)
+        if raw.dtype.kind not in "iu":
+            raise TypeError(f"`data` must be bytes or an array of byte values; got dtype {raw.dtype}")
+        if raw.size and (raw.min() < 0 or raw.max() > 255):
+            raise ValueError(f"`data` must hold byte values in [0, 255]; got [{int(raw.min())}, {int(raw.max())}]")
+        raw = raw.astype(np.uint8).reshape(-1)
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
     shape = tuple(_checks.check_int(s, "shape", low=0) for s in shape)
@@ -412,7 +414,8 @@ def encode_float(x, dtype, *, saturate: bool = True, runtime: str = "onnx_refere
     arr = _checks.as_array(x, "x")
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"`x` must be real numbers; got dtype {arr.dtype}")
-    a64 = arr.astype(np.float64)
+    with np.errstate(invalid="ignore"):          # signalling NaN bit patterns quieten without a warning
+        a64 = arr.astype(np.float64)
     sign_bit, max_code, nan_p, nan_n, inf_code, neg_zero = _layout(t)
     table = float_code_values(t.name)[:max_code + 1]             # v[0] = 0 < v[1] < ... < v[max]
     ulp_top = table[max_code] - table[max_code - 1]
