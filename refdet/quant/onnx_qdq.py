@@ -284,6 +284,9 @@ def quantize_linear(x: np.ndarray, y_scale, y_zero_point=None, *, axis: int = 1,
             raise ValueError(f"`y_scale` of dtype {s.dtype} with `x` of dtype {xa.dtype}: onnxruntime's "
                              f"QuantizeLinear kernels bind x and y_scale to one type; use runtime='onnx_reference'")
     per_tensor = s.ndim == 0 or (s.size == 1 and not block_size)
+    if block_size and s.size == 1 and runtime == "onnxruntime":
+        raise ValueError(f"`block_size` {block_size} with a one-element `y_scale`: onnxruntime treats it as per-tensor and "
+                         f"refuses ('block_size must be 0 for per-tensor quantization'); onnx.reference ignores block_size")
     ax = _resolve_axis(axis, xa.ndim, needed=not per_tensor)
     scale = _expand(s, xa.shape, ax, block_size, "y_scale", runtime)
     zp = None
@@ -391,6 +394,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, dtype=None, axis: int = 
     if s.dtype.kind != "f":
         raise TypeError(f"`x_scale` must be float32, float16 or float64; got dtype {s.dtype}")
     per_tensor = s.ndim == 0 or (s.size == 1 and not block_size)
+    if block_size and s.size == 1 and runtime == "onnxruntime":
+        raise ValueError(f"`block_size` {block_size} with a one-element `x_scale`: onnxruntime treats it as per-tensor and "
+                         f"refuses ('block_size must be 0 for per-tensor quantization'); onnx.reference ignores block_size")
     ax = _resolve_axis(axis, xa.ndim, needed=not per_tensor)
     scale = _expand(s, xa.shape, ax, block_size, "x_scale", runtime)
     if output_dtype is not None:
