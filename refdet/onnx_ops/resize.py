@@ -50,7 +50,10 @@ Two runtimes, reproduced with ``runtime=``:
   ``align_corners``, ``tf_crop_and_resize`` and ``pytorch_half_pixel`` use the *unrounded* output
   width ``s * n`` where the spec says ``L`` (so ``scales=0.6`` on 4 pixels divides by ``2.4 - 1``, not
   ``2 - 1``: onnxruntime and the reference differ on ``test_resize_downsample_scales_linear_align_corners``),
-  ``pytorch_half_pixel`` with ``s * n == 1`` gives ``-0.5`` (not 0), nearest ties are exact
+  ``pytorch_half_pixel`` with ``s * n == 1`` gives ``-0.5`` (not 0), the cubic coefficients are
+  rounded to float32 (the evaluator hands ``cubic_coeff_a`` over as a ``np.float32``, and NumPy's
+  promotion keeps every product with it in float32; ONNX's node-test generators pass a Python float
+  and differ from the evaluator by up to 7e-7 of the range), nearest ties are exact
   comparisons, antialias windows fold out-of-range taps onto the edge (or drop them with
   ``exclude_outside``), and the result is clipped to the dtype's range (``inf`` becomes the largest
   float).
