@@ -30,6 +30,7 @@ operator names (``resize``, ``softmax``) would shadow refdet's own modules and l
 from __future__ import annotations
 
 from refdet.onnx_ops.activations import (
+    LEAKY_RELU_RUNTIMES,
     LeakyReluCache,
     LeakyReluGrads,
     leaky_relu,
@@ -87,6 +88,7 @@ __all__ = [
     "log_softmax_forward",
     "log_softmax_backward",
     # activations
+    "LEAKY_RELU_RUNTIMES",
     "leaky_relu",
     "LeakyReluCache",
     "LeakyReluGrads",

@@ -147,7 +147,10 @@ def _scatter_2d(x, w, b, stride, pads, dilation, groups, out_hw):
     pt, pb, pl, pr = pads
     ho, wo = out_hw
     full_h, full_w = (h - 1) * sh + dh * (kh - 1) + 1, (wd - 1) * sw + dw * (kw - 1) + 1
-    canvas = np.zeros((bsz, f_out, max(full_h, pt + ho), max(full_w, pl + wo)), dtype=x.dtype)
+    # a negative begin pad (onnx.reference's split of a negative total) puts zero rows before the scatter
+    lead_h, lead_w = max(0, -pt), max(0, -pl)
+    canvas = np.zeros((bsz, f_out, lead_h + max(full_h, pt + ho), lead_w + max(full_w, pl + wo)), dtype=x.dtype)
+    scatter = canvas[:, :, lead_h:, lead_w:]                                          # a view: adds land in canvas
     if x.size and w.size:
         wt = w.reshape(g, cg, fg * kh * kw).transpose(0, 2, 1)                  # (g, F/g*KH*KW, Cg)
         xs = np.ascontiguousarray(x).reshape(bsz, g, cg, h * wd)
@@ -159,8 +162,8 @@ def _scatter_2d(x, w, b, stride, pads, dilation, groups, out_hw):
             part = xs.reshape(bsz, g, cg, h, wd)[:, :, :, r0:r1].reshape(bsz, g, cg, rows * wd)
             cols = np.matmul(wt, part)                                             # (B, g, F/g*KH*KW, rows*W)
             cols = cols.reshape(bsz, f_out, kh, kw, rows, wd)                      # channel g*F/g + f
-            _conv.col2im_add(canvas, cols, r0, (sh, sw), (dh, dw))                 # scatter, tap by tap
-    y = canvas[:, :, pt:pt + ho, pl:pl + wo]
+            _conv.col2im_add(scatter, cols, r0, (sh, sw), (dh, dw))                # scatter, tap by tap
+    y = canvas[:, :, lead_h + pt:lead_h + pt + ho, lead_w + pl:lead_w + pl + wo]
     y = np.ascontiguousarray(y)
     if b is not None:
         y += b.astype(x.dtype, copy=False)[:, None, None]                          # (F, 1, 1) broadcast
@@ -320,8 +323,8 @@ def _ints(v, n, name, default, low=None):
     return [_checks.check_int(e, f"{name}[{i}]", low=low) for i, e in enumerate(v)]
 
 
-def _scatter_nd(x, w, stride, dilation, groups, canvas_shape):
-    """N-D scatter by kernel taps: canvas[b, f, o] += sum_c x[b, c, i] w[c, f, tap] at o = i*s + tap*d."""
+def _scatter_nd(x, w, stride, dilation, groups, canvas_shape, lead):
+    """N-D scatter by kernel taps: canvas[b, f, lead + o] += sum_c x[b, c, i] w[c, f, tap] at o = i*s + tap*d."""
     bsz, c = x.shape[:2]
     _, fg = w.shape[:2]
     g = groups
@@ -332,7 +335,8 @@ def _scatter_nd(x, w, stride, dilation, groups, canvas_shape):
     for tap in itertools.product(*[range(k) for k in w.shape[2:]]):
         wt = w[(slice(None), slice(None)) + tap].reshape(g, cg, fg).transpose(0, 2, 1)     # (g, F/g, Cg)
         contrib = np.matmul(wt, xs).reshape((bsz, fg * g) + sp)                            # (B, F, *in)
-        sl = tuple(slice(t * d, t * d + (n - 1) * s + 1, s) for t, d, n, s in zip(tap, dilation, sp, stride))
+        sl = tuple(slice(o + t * d, o + t * d + (n - 1) * s + 1, s)
+                   for o, t, d, n, s in zip(lead, tap, dilation, sp, stride))
         canvas[(slice(None), slice(None)) + sl] += contrib
     return canvas
 
@@ -421,13 +425,17 @@ def conv_transpose(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         else:                                   # NOTSET and SAME_LOWER: the odd pixel at the begin
             begin, end = [t - t // 2 for t in total], [t // 2 for t in total]
         if runtime == "onnxruntime":
-            # a negative total (output_shape beyond the scatter) appends rows at the end, like output_padding
-            begin = [b if t >= 0 else 0 for b, t in zip(begin, total)]
-            end = [e if t >= 0 else t for e, t in zip(end, total)]
-        elif min(begin) < 0:
-            raise ValueError(f"`output_shape` {osh} exceeds the transposed convolution's reach {full}: onnx.reference "
-                             f"splits the negative total padding into a negative begin pad, which refdet does not "
-                             f"reproduce (runtime='onnxruntime' appends the rows at the end)")
+            if output_shape is None and min(total) < 0:
+                # SAME_* out of reach (in * stride > full + output_padding): onnxruntime clamps the total padding at
+                # 0 on that axis, so the output is full + output_padding, not in * stride
+                osh = [o if t >= 0 else f + p_ for o, t, f, p_ in zip(osh, total, full, op)]
+                begin = [b if t >= 0 else 0 for b, t in zip(begin, total)]
+                end = [e if t >= 0 else 0 for e, t in zip(end, total)]
+            else:
+                # an explicit output_shape beyond the scatter appends rows at the end, like output_padding
+                begin = [b if t >= 0 else 0 for b, t in zip(begin, total)]
+                end = [e if t >= 0 else t for e, t in zip(end, total)]
+        # onnx.reference splits a negative total with Python's floor division: a negative begin shifts the output
         out = list(osh)
     else:
         p = [0] * (2 * nd) if (pads is None or auto == "VALID") else _ints(pads, 2 * nd, "pads", 0, low=0)
@@ -464,9 +472,11 @@ def conv_transpose(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         y = _scatter_2d(x4, w4, bias, tuple(s2), (b2[0], e2[0], b2[1], e2[1]), tuple(d2), group, tuple(o2))
         y = y.reshape(y.shape[:2] + tuple(out))
     else:
-        canvas_shape = [max(f, b0 + o) for f, b0, o in zip(full, begin, out)]
-        canvas = _scatter_nd(xw, ww, st, dl, group, canvas_shape)
-        y = canvas[(slice(None), slice(None)) + tuple(slice(b0, b0 + o) for b0, o in zip(begin, out))].copy()
+        lead = [max(0, -b0) for b0 in begin]
+        canvas_shape = [ld + max(f, b0 + o) for ld, f, b0, o in zip(lead, full, begin, out)]
+        canvas = _scatter_nd(xw, ww, st, dl, group, canvas_shape, lead)
+        y = canvas[(slice(None), slice(None)) + tuple(slice(ld + b0, ld + b0 + o)
+                                                      for ld, b0, o in zip(lead, begin, out))].copy()
         if bias is not None:
             y += bias.reshape((1, -1) + (1,) * nd)
     return y.astype(out_dtype)
