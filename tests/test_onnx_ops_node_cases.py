@@ -91,7 +91,7 @@ def run_case(case, runtime):
         return [O.resize(a[0], a[1], a[2], a[3], runtime=runtime, **attrs)]
     if op == "TopK":
         return list(O.topk(args[0][0], args[1][0], axis=attrs.get("axis", -1), largest=bool(attrs.get("largest", 1)),
-                           sorted=bool(attrs.get("sorted", 1)), runtime=runtime))
+                           sorted=bool(attrs.get("sorted", 1))))
     kw = dict(axis=attrs.get("axis", 1), block_size=attrs.get("block_size", 0), opset=25)
     zp = None
     if len(args) > 2:

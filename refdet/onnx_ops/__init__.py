@@ -72,7 +72,7 @@ from refdet.onnx_ops.softmax import (
     softmax_backward,
     softmax_forward,
 )
-from refdet.onnx_ops.topk import TOPK_RUNTIMES, topk
+from refdet.onnx_ops.topk import topk
 
 __all__ = [
     # softmax
@@ -115,7 +115,6 @@ __all__ = [
     "resize_linear_forward",
     "resize_linear_backward",
     # topk
-    "TOPK_RUNTIMES",
     "topk",
 ]
 

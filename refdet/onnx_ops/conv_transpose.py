@@ -244,9 +244,9 @@ def _out_size_2d(in_hw, k_hw, s_hw, d_hw, pads, op_hw, rule, op_name):
                              f"{'HW'[axis]}; got {op}")
         full = (n - 1) * s + d * (k - 1) + 1
         o = full + op - p0 - p1
-        if o < 0 or (n > 0 and o == 0 and full > 0 and p0 + p1 > full + op):
-            raise ValueError(f"`padding` {p0} + {p1} is larger than the transposed convolution's output "
-                             f"{full + op} along {'HW'[axis]}")
+        if o < 1:
+            raise ValueError(f"`padding` {p0} + {p1} leaves no output: the transposed convolution's output is "
+                             f"{full + op} along {'HW'[axis]} (PyTorch: 'output size is too small')")
         if rule == "input_size_consistent" and n > 0 and (o + p0 + p1 - (d * (k - 1) + 1)) // s + 1 != n:
             raise ValueError(f"`{op_name}` {op} along {'HW'[axis]}: onnxruntime refuses it (a convolution of the "
                              f"output would give {(o + p0 + p1 - (d * (k - 1) + 1)) // s + 1} rows, not the input's "
@@ -443,13 +443,18 @@ def conv_transpose(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         out = [f + o - p0 - p1 for f, o, p0, p1 in zip(full, op, begin, end)]
         if min(out) < 0:
             raise ValueError(f"`pads` {p} are larger than the output {[f + o for f, o in zip(full, op)]}")
-    if runtime == "onnxruntime":
-        for i in range(nd):
-            # ConvTranspose's shape check: a convolution of the output (pads clamped at 0) gives the input size
-            back = (out[i] + max(begin[i], 0) + max(end[i], 0) - (dl[i] * (ks[i] - 1) + 1)) // st[i] + 1
-            if sp[i] > 0 and back != sp[i]:
-                raise ValueError(f"`output_padding`/`output_shape` along spatial axis {i}: onnxruntime refuses it "
-                                 f"(a convolution of the output gives {back}, not the input size {sp[i]})")
+    if runtime == "onnxruntime" and min(out) <= 0:
+        raise ValueError(f"`pads`/`output_shape` give an output of size {out}: onnxruntime refuses an output dimension "
+                         f"<= 0 ('Computed output dimension is <= 0'); onnx.reference returns an empty tensor")
+    for i in range(nd):
+        # both runtimes check that a convolution of the output gives back the input size (onnxruntime's
+        # ConvTranspose shape check, with pads clamped at 0; onnx.reference's col2im, with the pads as split)
+        pb_, pe_ = (max(begin[i], 0), max(end[i], 0)) if runtime == "onnxruntime" else (begin[i], end[i])
+        back = (out[i] + pb_ + pe_ - (dl[i] * (ks[i] - 1) + 1)) // st[i] + 1
+        if sp[i] > 0 and back != sp[i]:
+            who = "onnxruntime refuses it" if runtime == "onnxruntime" else "onnx.reference's col2im refuses it"
+            raise ValueError(f"`output_padding`/`output_shape` along spatial axis {i}: {who} (a convolution of the "
+                             f"output gives {back}, not the input size {sp[i]})")
     ref_bias_quirk = False
     if runtime == "onnx_reference" and group > 1:
         if not (wa.shape[1] == 1 and f_out == xa.shape[1]):
