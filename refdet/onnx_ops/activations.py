@@ -27,7 +27,8 @@ import numpy as np
 from refdet import _checks
 from refdet import conventions
 
-__all__ = ["LEAKY_RELU_RUNTIMES", "leaky_relu", "LeakyReluCache", "LeakyReluGrads", "leaky_relu_forward", "leaky_relu_backward"]
+__all__ = ["LEAKY_RELU_RUNTIMES", "leaky_relu", "LeakyReluCache", "LeakyReluGrads", "leaky_relu_forward",
+           "leaky_relu_backward"]
 
 LEAKY_RELU_RUNTIMES = ("onnxruntime", "onnx_reference", "torch")
 

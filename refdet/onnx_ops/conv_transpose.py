@@ -415,7 +415,8 @@ def conv_transpose(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
             back = (osh[i] + begin[i] + end[i] - (dl[i] * (ks[i] - 1) + 1)) // st[i] + 1
             if back != sp[i]:
                 raise ValueError(f"`output_shape` {osh} with pads {p}: onnx.reference's ConvTranspose ignores the "
-                                 f"spec's computed pads and its col2im fails (a convolution of the output gives {back}, "
+                                 f"spec's computed pads and its col2im fails (a convolution of the output gives "
+                                 f"{back}, "
                                  f"not {sp[i]}); runtime='onnxruntime' computes the pads")
         out = list(osh)
     elif osh is not None:

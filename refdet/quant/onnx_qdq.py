@@ -285,8 +285,9 @@ def quantize_linear(x: np.ndarray, y_scale, y_zero_point=None, *, axis: int = 1,
                              f"QuantizeLinear kernels bind x and y_scale to one type; use runtime='onnx_reference'")
     per_tensor = s.ndim == 0 or (s.size == 1 and not block_size)
     if block_size and s.size == 1 and runtime == "onnxruntime":
-        raise ValueError(f"`block_size` {block_size} with a one-element `y_scale`: onnxruntime treats it as per-tensor and "
-                         f"refuses ('block_size must be 0 for per-tensor quantization'); onnx.reference ignores block_size")
+        raise ValueError(f"`block_size` {block_size} with a one-element `y_scale`: onnxruntime treats it as "
+                         f"per-tensor and refuses ('block_size must be 0 for per-tensor quantization'); onnx.reference "
+                         f"ignores block_size")
     ax = _resolve_axis(axis, xa.ndim, needed=not per_tensor)
     scale = _expand(s, xa.shape, ax, block_size, "y_scale", runtime)
     zp = None
@@ -395,8 +396,9 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, dtype=None, axis: int = 
         raise TypeError(f"`x_scale` must be float32, float16 or float64; got dtype {s.dtype}")
     per_tensor = s.ndim == 0 or (s.size == 1 and not block_size)
     if block_size and s.size == 1 and runtime == "onnxruntime":
-        raise ValueError(f"`block_size` {block_size} with a one-element `x_scale`: onnxruntime treats it as per-tensor and "
-                         f"refuses ('block_size must be 0 for per-tensor quantization'); onnx.reference ignores block_size")
+        raise ValueError(f"`block_size` {block_size} with a one-element `x_scale`: onnxruntime treats it as "
+                         f"per-tensor and refuses ('block_size must be 0 for per-tensor quantization'); onnx.reference "
+                         f"ignores block_size")
     ax = _resolve_axis(axis, xa.ndim, needed=not per_tensor)
     scale = _expand(s, xa.shape, ax, block_size, "x_scale", runtime)
     if output_dtype is not None:
@@ -411,7 +413,8 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, dtype=None, axis: int = 
         if zp.size != s.size:
             raise ValueError(f"`x_zero_point` must have x_scale's shape {s.shape}; got {zp.shape}")
         if t.name == "int32" and np.any(zp != 0):
-            raise ValueError("`x_zero_point` must be 0 for int32 input (ONNX DequantizeLinear: int32 has no zero point)")
+            raise ValueError("`x_zero_point` must be 0 for int32 input (ONNX DequantizeLinear: int32 has no zero "
+                             "point)")
         z = _expand(zp.reshape(s.shape), xa.shape, ax, block_size, "x_zero_point", runtime)
         diff = (xv - z).astype(compute)                     # exact below 2**24 (float32) / 2**53
     else:
