@@ -283,9 +283,9 @@ def _r_conv(ctx, ins, attrs):
         raise _Fail(f"bias of shape {list(b.shape)} for {f} output channels")
     ho, wo = _check_window(ctx, x, list(kernel), attrs, what="Conv")
     # im2col: onnxruntime copies (C/g * KH * KW, Ho * Wo) per image; onnx.reference builds int64 index
-    # arrays of that size for each spatial axis and the gathered copy for the whole batch
+    # arrays of that size for each spatial axis and the gathered copy (and its transpose) for the batch
     taps = w.shape[1] * kernel[0] * kernel[1] * ho * wo
-    ctx.scratch(taps * (16 + 2 * x.dtype.itemsize * max(x.shape[0], 1)))
+    ctx.scratch(taps * x.dtype.itemsize if not ctx.reference else taps * (16 + 2 * x.dtype.itemsize * x.shape[0]))
     return [_V((x.shape[0], f, ho, wo), x.dtype, None, x.exact)]
 
 
@@ -296,8 +296,8 @@ def _r_pool(ctx, ins, attrs):
         raise _Fail("kernel_shape is required")
     if len(x.shape) != 4:
         raise _Fail(f"refdet writes 2-D pooling: input {list(x.shape)}")
-    if attrs.get("storage_order", 0) not in (0, 1):
-        raise _Fail(f"storage_order={attrs['storage_order']} must be 0 or 1")
+    if attrs.get("storage_order", 0) not in (0, 1) or attrs.get("count_include_pad", 0) not in (0, 1):
+        raise _Fail("storage_order and count_include_pad must be 0 or 1")
     ho, wo = _check_window(ctx, x, list(kernel), attrs, what=ctx.op)
     out = [_V(x.shape[:2] + (ho, wo), x.dtype, None, x.exact)]
     if ctx.n_out > 1:
@@ -701,8 +701,9 @@ _AXES_ATTR_UNTIL = {"ReduceMean": 17, "ReduceMax": 17, "ReduceMin": 17, "ReduceS
 
 
 class _Ctx:
-    def __init__(self, budget, tensor_bytes):
+    def __init__(self, budget, tensor_bytes, reference):
         self.budget = budget
+        self.reference = reference
         self.op = ""
         self.n_out = 1
         self.scratch_max = 0
@@ -712,7 +713,8 @@ class _Ctx:
         self.scratch_max = max(self.scratch_max, int(nbytes))
 
 
-def check_graph(mp, input_shapes, budget: Budget, *, allowed_ops=None, opset=None) -> GraphSizes:
+def check_graph(mp, input_shapes, budget: Budget, *, allowed_ops=None, opset=None,
+                runtimes=("onnxruntime", "onnx.reference")) -> GraphSizes:
     """Walk every node of ``mp`` with the graph inputs shaped ``input_shapes`` ({name: shape}).
 
     Parameters
@@ -727,6 +729,10 @@ def check_graph(mp, input_shapes, budget: Budget, *, allowed_ops=None, opset=Non
         Operators accepted (default: every operator with a rule here).
     opset : int, optional
         The default domain's opset (read from the model when not given).
+    runtimes : sequence of str
+        Who will run it: the convolution scratch of ``"onnx.reference"`` (int64 index arrays and two
+        copies of the im2col matrix, ``16 + 8 B`` bytes per tap) is counted only when it is listed;
+        onnxruntime's is ``4`` bytes per tap and image.
 
     Returns
     -------
@@ -739,13 +745,14 @@ def check_graph(mp, input_shapes, budget: Budget, *, allowed_ops=None, opset=Non
     """
     import onnx
 
-    from refdet.exchange.onnx import _tensor_to_array
+    from refdet.exchange.onnx import _check_tensor, _tensor_to_array
 
     what = budget.what
     g = mp.graph
     if opset is None:
         opset = max((o.version for o in mp.opset_import if o.domain in ("", "ai.onnx")), default=0)
     env = {}
+    tensor_bytes = 0
     for t in g.initializer:
         dtype = ONNX_DTYPES.get(t.data_type)
         if dtype is None:
@@ -753,9 +760,13 @@ def check_graph(mp, input_shapes, budget: Budget, *, allowed_ops=None, opset=Non
         dims = tuple(int(d) for d in t.dims)
         if len(dims) > _MAX_RANK or any(d < 0 for d in dims):
             raise ValueError(f"{what}: initializer {t.name!r} has extents {list(dims)}")
-        value = _tensor_to_array(onnx, t) if math.prod(dims) <= 4096 else None
+        if t.name in env:
+            raise ValueError(f"{what}: initializer {t.name!r} appears twice")
+        value = _tensor_to_array(onnx, t, what) if math.prod(dims) <= 4096 else None
+        if value is None:
+            _check_tensor(onnx, t, what)
         env[t.name] = _V(dims, dtype, value)
-    tensor_bytes = 0
+        tensor_bytes += env[t.name].nbytes     # the runtime's own copy
     declared = {i.name: i for i in g.input}
     for name, shape in input_shapes.items():
         if name in env:
@@ -779,7 +790,7 @@ def check_graph(mp, input_shapes, budget: Budget, *, allowed_ops=None, opset=Non
         raise ValueError(f"{what}: graph inputs {missing[:5]} are neither initializers nor fed")
     budget.check(tensor_bytes, "the graph's inputs")
     allowed = set(_RULES) if allowed_ops is None else set(allowed_ops) & set(_RULES)
-    ctx = _Ctx(budget, tensor_bytes)
+    ctx = _Ctx(budget, tensor_bytes, "onnx.reference" in tuple(runtimes))
     for i, node in enumerate(g.node):
         label = f"node {i} ({node.op_type}{f' {node.name!r}' if node.name else ''})"
         try:

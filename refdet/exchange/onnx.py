@@ -678,7 +678,7 @@ def load_quantized_head(model_or_path, *, max_bytes=None):
 # running and verifying
 # ---------------------------------------------------------------------------------------------------
 
-def _vet(onnx, mp, what, shapes, budget):
+def _vet(onnx, mp, what, shapes, budget, runtimes):
     """What a model must be before a runtime sees it (see :func:`verify_onnx`); the graph's sizes."""
     opsets = {o.domain: o.version for o in mp.opset_import}
     foreign = sorted({n.op_type for n in mp.graph.node if n.op_type not in _EMITTED_OPS
@@ -692,7 +692,7 @@ def _vet(onnx, mp, what, shapes, budget):
                          f"{min(IR_VERSION_OF_OPSET)}-{max(IR_VERSION_OF_OPSET)}")
     if len(mp.training_info):
         raise ValueError(f"{what} carries training information (refdet writes none)")
-    return _onnx_check.check_graph(mp, shapes, budget, allowed_ops=_EMITTED_OPS, opset=opset)
+    return _onnx_check.check_graph(mp, shapes, budget, allowed_ops=_EMITTED_OPS, opset=opset, runtimes=runtimes)
 
 
 def _run_vetted(mp, inputs, runtime, what):
@@ -738,7 +738,7 @@ def run_onnx(model, inputs, runtime="onnxruntime", *, max_bytes=None):
     if not isinstance(inputs, dict):
         raise TypeError(f"`inputs` must be a dict of arrays by input name; got {type(inputs).__name__}")
     feeds = {k: _checks.as_array(v, f"inputs[{k!r}]") for k, v in inputs.items()}
-    _vet(onnx, mp, what, {k: v.shape for k, v in feeds.items()}, budget)
+    _vet(onnx, mp, what, {k: v.shape for k, v in feeds.items()}, budget, (runtime,))
     return _run_vetted(mp, feeds, runtime, what)
 
 
@@ -802,7 +802,9 @@ def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"
             raise TypeError(f"`inputs` must be a dict of arrays by input name; got {type(inputs).__name__}")
         inputs = {k: _checks.as_array(v, f"inputs[{k!r}]") for k, v in inputs.items()}
         shapes = {k: v.shape for k, v in inputs.items()}
-    sizes = _vet(onnx, mp, what, shapes, budget)
+    if isinstance(runtimes, str):
+        runtimes = (runtimes,)
+    sizes = _vet(onnx, mp, what, shapes, budget, tuple(runtimes))
     try:
         ref = _models.reference_work_bytes(cfg, params, shapes)
     except (ValueError, TypeError) as exc:
