@@ -337,7 +337,7 @@ class _Checker:
                 raise _Fail(f"{what} {v!r} is not defined before this statement")
             return self.shapes[v]
         if isinstance(v, Call):
-            return self.eval(v)
+            return self.evaluate(v)
         raise _Fail(f"{what} must be a tensor; got {str(v)[:40]}")
 
     def operand(self, v, what):
@@ -354,7 +354,7 @@ class _Checker:
                                       f"of tensors)")
         return shape
 
-    def eval(self, c: Call):
+    def evaluate(self, c: Call):
         rule = _OPS.get(c.op)
         if rule is None:
             raise _Fail(f"operation {c.op!r} is one refdet never emits (refdet runs only graphs made of its own "
@@ -554,7 +554,7 @@ def check_graph(graph: Graph, budget: Budget, *, external_shapes=None, variable_
                 raise _Fail(f"external {st.name!r} is not a graph input")
             if st.call.op != "external" and st.name in graph.inputs:
                 raise _Fail(f"graph input {st.name!r} is not declared with external")
-            shape = ck.eval(st.call)
+            shape = ck.evaluate(st.call)
             if st.call.op == "external" and st.name in ck.externals and tuple(ck.externals[st.name]) != shape:
                 raise _Fail(f"input {st.name!r} is declared {list(shape)} but would be fed "
                             f"{list(ck.externals[st.name])}")

@@ -642,6 +642,8 @@ def _open_model(path, max_bytes=None):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             _files.copy_member(fh, info, dest, what)
             dat[label] = dest
+            if len(dat) == len(needed):     # every member was checked in the first pass
+                break
         missing = [lab for lab in needed.values() if lab not in dat]
         if missing:
             raise ValueError(f"{what}: the tensor file for label {missing[0]!r} is missing from the archive")
