@@ -216,8 +216,9 @@ def parse_graph(text: str, what: str = "graph.nnef") -> Graph:
     return Graph(name, ins, outs, tuple(stmts))
 
 
-def variables(graph: Graph):
-    """[(label, shape, line)] of every ``variable`` statement (shape and label checked for type)."""
+def variables(graph: Graph, what: str = "graph.nnef"):
+    """[(label, shape, line)] of every ``variable`` statement (shape and label checked for type); errors
+    name ``what``."""
     out = []
     for st in graph.statements:
         c = st.call
@@ -228,10 +229,10 @@ def variables(graph: Graph):
         if label is None and len(c.args) > 1:
             label = c.args[1]
         if not isinstance(label, str) or isinstance(label, Ref):
-            raise ValueError(f"graph.nnef line {st.line}: variable {st.name!r} has no label string")
+            raise ValueError(f"{what} line {st.line}: variable {st.name!r} has no label string")
         if (not isinstance(shape, list) or len(shape) > _MAX_RANK
                 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= _MAX_DIM for d in shape)):
-            raise ValueError(f"graph.nnef line {st.line}: variable {st.name!r} (label {label!r}) has an invalid shape "
+            raise ValueError(f"{what} line {st.line}: variable {st.name!r} (label {label!r}) has an invalid shape "
                              f"{str(shape)[:80]}")
         out.append((label, tuple(shape), st.line))
     return out

@@ -262,6 +262,8 @@ def _check_window(ctx, x, kernel, attrs, *, what):
         total = h + (0 if auto == "VALID" else pads[i] + pads[i + n])
         if total < e:
             raise _Fail(f"{what} kernel extent {e} is larger than the padded input {total} on axis {i + 2}")
+        if s > max(total, 1):
+            raise _Fail(f"{what} stride {s} is larger than the padded input {total} on axis {i + 2}")
         out.append((total - e + (s - 1 if ceil_mode else 0)) // s + 1)
     return out
 
@@ -625,8 +627,8 @@ def _r_nms(ctx, ins, attrs):
 def _quant_axis_check(x, scale, zp, attrs, what):
     if attrs.get("block_size", 0) != 0:
         raise _Fail(f"{what} block_size={attrs['block_size']} (blocked quantization is not written by refdet)")
+    a = _axis(attrs.get("axis", 1), max(len(x.shape), 1), f"{what} axis")
     if scale.size != 1:
-        a = _axis(attrs.get("axis", 1), len(x.shape))
         if len(scale.shape) != 1 or scale.shape[0] != x.shape[a]:
             raise _Fail(f"{what} scale of shape {list(scale.shape)} for axis {a} of {list(x.shape)}")
     if zp is not None and zp.shape != scale.shape:

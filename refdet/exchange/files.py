@@ -35,6 +35,7 @@ member by member, never ``extractall``: only regular files and folders with plai
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -340,6 +341,31 @@ def _archive_errors():
 _ARCHIVE_ERRORS = _archive_errors()
 
 
+def _decompressed(path: str, what: str):
+    """``path`` opened for reading, decompressed (gzip, bzip2, xz: told by the magic bytes) or as is.
+
+    The standard library's decompressing readers return at most what is asked for and hold a bounded
+    buffer; tarfile's own ``"r|gz"`` stream decompresses 10 KB of input at a time *whole*, which a gzip
+    bomb turns into 10 MB, copied several times per read.
+    """
+    import bz2
+    import gzip
+    import lzma
+
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+        if magic[:2] == b"\x1f\x8b":
+            return gzip.open(path, "rb")
+        if magic[:3] == b"BZh":
+            return bz2.open(path, "rb")
+        if magic == b"\xfd7zXZ\x00":
+            return lzma.open(path, "rb")
+        return open(path, "rb")
+    except OSError as exc:
+        raise ValueError(f"{what} {path!r} cannot be read ({exc.strerror or exc})") from None
+
+
 def member_name(info: tarfile.TarInfo) -> str:
     """A member's name without a leading ``./`` and trailing ``/``."""
     name = info.name
@@ -366,11 +392,13 @@ def tar_members(path: str, what: str, *, budget: Budget,
     """
     size = os.path.getsize(path)
     seen, count, scanned, kept = set(), 0, 0, 0
+    raw = _decompressed(path, what)
     try:
-        tf = tarfile.open(path, "r|*")
+        tf = tarfile.open(fileobj=raw, mode="r|")
     except _ARCHIVE_ERRORS as exc:
+        raw.close()
         raise ValueError(f"{what} {path!r} is not a readable tar archive: {exc}") from None
-    with tf:
+    with raw, tf:
         while True:
             try:
                 info = tf.next()
@@ -410,7 +438,7 @@ def tar_members(path: str, what: str, *, budget: Budget,
             yield name, info, fh
 
 
-_CHUNK = 4 << 20
+_CHUNK = 1 << 20
 
 
 def _skip(tf, info, what, path):
@@ -480,6 +508,50 @@ def save_params_npz(params, path):
     return path
 
 
+def read_array(read, dtype, count: int, what: str) -> np.ndarray:
+    """``count`` items of ``dtype`` read with ``read(n)`` straight into a new native-order array, in chunks:
+    the data is held once (``np.frombuffer`` + ``astype`` would hold it twice). ``ValueError`` naming
+    ``what`` when the stream ends early."""
+    dt = np.dtype(dtype)
+    out = np.empty(int(count), dt.newbyteorder("=") if dt.byteorder not in ("|", "=") else dt)
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    n, pos = out.nbytes, 0
+    while pos < n:
+        chunk = read(min(_CHUNK, n - pos))
+        if not chunk:
+            break
+        view[pos:pos + len(chunk)] = chunk
+        pos += len(chunk)
+    if pos != n:
+        raise ValueError(f"{what}: truncated data ({pos} of {n} bytes)")
+    if not dt.isnative:
+        out.byteswap(inplace=True)
+    return out
+
+
+def _npy_header(fh):
+    """(shape, fortran, dtype) of a ``.npy`` stream. NumPy parses the header dict with
+    ``ast.literal_eval`` (literals only, nothing is run); whatever it raises on a malformed one
+    (``SyntaxError``, ``tokenize.TokenError``, ...) becomes a ValueError."""
+    version = np.lib.format.read_magic(fh)
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, TypeError):
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile):
+        raise
+    except Exception as exc:   # noqa: BLE001 - SyntaxError, tokenize.TokenError, MemoryError-free parse errors
+        raise ValueError(f"a malformed .npy header ({type(exc).__name__}: {exc})") from None
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape) or len(shape) > 32:
+        raise ValueError(f"the .npy header's shape {str(shape)[:60]} is not a shape")
+    return shape, fortran, dtype
+
+
 def load_params_npz(path, *, max_bytes: Optional[int] = None) -> dict:
     """Read a parameter dict from an ``.npz`` file written by ``np.savez`` (untrusted input).
 
@@ -535,28 +607,22 @@ def load_params_npz(path, *, max_bytes: Optional[int] = None) -> dict:
             budget.check(total, f"its arrays ({len(out) + 1} members so far)")
             try:
                 with zf.open(info) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    if version == (1, 0):
-                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-                    elif version in ((2, 0), (3, 0)):
-                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-                    else:
-                        raise ValueError(f"unsupported .npy version {version}")
+                    shape, fortran, dtype = _npy_header(fh)
                     header_len = fh.tell()
                     if dtype.hasobject:
                         raise ValueError("object arrays (pickled data) are refused")
-                    need = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape else dtype.itemsize
+                    count = math.prod(shape)
+                    need = count * dtype.itemsize
                     if header_len + need != info.file_size:
                         raise ValueError(f"the header's shape {shape} and dtype {dtype} need {need} bytes but "
                                          f"the member holds {info.file_size - header_len}")
-                    data = fh.read(need)
-                    if len(data) != need:
-                        raise ValueError(f"truncated data ({len(data)} of {need} bytes)")
+                    if fortran and len(shape) > 1:     # a C-ordered copy of it is made below
+                        budget.check(total + need, f"its arrays (a C-ordered copy of {name!r})")
+                    arr = read_array(fh.read, dtype, count, "the member")
             except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
                 raise ValueError(f"{path!r}: member {name!r} cannot be read: {exc}") from None
             except (ValueError, TypeError, SyntaxError) as exc:   # numpy's header parser: ast.literal_eval
                 raise ValueError(f"{path!r}: member {name!r}: {exc}") from None
-            arr = np.frombuffer(data, dtype=dtype)
             arr = arr.reshape(shape, order="F" if fortran else "C")
-            out[key] = arr.astype(arr.dtype.newbyteorder("="), order="C")
+            out[key] = np.ascontiguousarray(arr)
     return out

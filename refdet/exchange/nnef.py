@@ -45,6 +45,7 @@ ONNX as QDQ; NNEF's quantization is an annotation of float tensors that ``nnef.S
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -190,19 +191,26 @@ def read_nnef_tensor(file, *, return_quantization=False, max_bytes=_files.DEFAUL
     array : ndarray (native byte order)
     quantized : bool, only with ``return_quantization``
     """
+    return _read_tensor(file, None, return_quantization=return_quantization, max_bytes=max_bytes)
+
+
+def _read_tensor(file, where, *, return_quantization=False, max_bytes=_files.DEFAULT_MAX_BYTES):
+    """:func:`read_nnef_tensor`, with ``where`` naming the file in messages (default: its path)."""
     if isinstance(file, (bytes, bytearray, memoryview)):
-        raw = bytes(file)
-        header, size, where = raw[:NNEF_HEADER_SIZE], len(raw), "NNEF tensor bytes"
-        body = lambda n: raw[NNEF_HEADER_SIZE:NNEF_HEADER_SIZE + n]  # noqa: E731
-        fh = None
-    else:
-        if isinstance(file, (str, os.PathLike)):
-            where = repr(os.fspath(file))
-            if not os.path.isfile(file):
-                raise ValueError(f"NNEF tensor file {where} does not exist")
+        fh, where = io.BytesIO(bytes(file)), where or "NNEF tensor bytes"
+        own = False
+    elif isinstance(file, (str, os.PathLike)):
+        where = where or repr(os.fspath(file))
+        if not os.path.isfile(file):
+            raise ValueError(f"NNEF tensor file {where} does not exist")
+        try:
             fh = open(file, "rb")
-        else:
-            fh, where = file, "NNEF tensor file"
+        except OSError as exc:
+            raise ValueError(f"NNEF tensor file {where} cannot be read ({exc.strerror or exc})") from None
+        own = True
+    else:
+        fh, where, own = file, where or "NNEF tensor file", False
+    try:
         try:
             start = fh.tell()
             fh.seek(0, os.SEEK_END)
@@ -210,25 +218,19 @@ def read_nnef_tensor(file, *, return_quantization=False, max_bytes=_files.DEFAUL
             fh.seek(start)
         except (AttributeError, OSError):
             raise TypeError("`file` must be a path, bytes or a seekable binary file") from None
-        header = fh.read(NNEF_HEADER_SIZE)
-        body = fh.read
-    try:
         if size > max_bytes:
             raise ValueError(f"{where} is {size} bytes, more than max_bytes={max_bytes}")
+        header = fh.read(NNEF_HEADER_SIZE)
         shape, count, bits, item, dtype, need = _parse_header(header, size, where)
-        data = body(need)
-        if len(data) != need:
-            raise ValueError(f"{where}: truncated data ({len(data)} of {need} bytes)")
+        if item == _BOOL:
+            u8 = _files.read_array(fh.read, np.uint8, need, where)
+            flat = np.unpackbits(u8, count=count).astype(bool) if bits == 1 else (u8 != 0)
+            arr = flat.reshape(shape)
+        else:
+            arr = _files.read_array(fh.read, dtype, count, where).reshape(shape)
     finally:
-        if fh is not None and isinstance(file, (str, os.PathLike)):
+        if own:
             fh.close()
-    if item == _BOOL:
-        u8 = np.frombuffer(data, np.uint8)
-        flat = np.unpackbits(u8, count=count).astype(bool) if bits == 1 else (u8 != 0)
-        arr = flat.reshape(shape)
-    else:
-        arr = np.frombuffer(data, dtype=np.dtype(dtype), count=count).reshape(shape)
-        arr = arr.astype(arr.dtype.newbyteorder("="))   # a writable native copy
     if return_quantization:
         return arr, item in (_QINT, _QUINT)
     return arr
@@ -588,7 +590,7 @@ def _open_model(path, max_bytes=None):
             jpath = _files.path_inside(path, "refdet.json", what)
             meta_data = _files.read_bounded(jpath, _JSON_MAX_BYTES, f"{what}: refdet.json")
         meta = _parse_meta(meta_data, what)
-        variables = _nnef_graph.variables(graph)
+        variables = _nnef_graph.variables(graph, f"{what}: graph.nnef")
         dat = {}
         for label, _, _ in variables:
             dat[_check_label(label, what)] = _files.path_inside(path, label + ".dat", f"{what}: tensor file for label")
@@ -627,7 +629,7 @@ def _open_model(path, max_bytes=None):
     graph = _nnef_graph.parse_graph(text, f"{what}: graph.nnef")
     meta_data = found.get(prefix + "refdet.json")
     meta = _parse_meta(meta_data, what)
-    variables = _nnef_graph.variables(graph)
+    variables = _nnef_graph.variables(graph, f"{what}: graph.nnef")
     needed = {prefix + _check_label(label, what) + ".dat": label for label, _, _ in variables}
     with tempfile.TemporaryDirectory(prefix="refdet_nnef_") as tmp:
         with open(os.path.join(tmp, "graph.nnef"), "w", encoding="utf-8") as fh:
@@ -659,7 +661,8 @@ def _load_params(m):
         path = m.dat[label]
         total += os.path.getsize(path)
         m.budget.check(total, f"its tensor files (up to {label!r})")
-        arr = read_nnef_tensor(path, max_bytes=_files.largest_file(m.budget.limit if m.budget.explicit else None))
+        arr = _read_tensor(path, f"{m.what}: the tensor file of label {label!r}",
+                           max_bytes=_files.largest_file(m.budget.limit if m.budget.explicit else None))
         if arr.shape != shape:
             raise ValueError(f"{m.what}: tensor {label!r} has shape {list(arr.shape)} but graph.nnef declares "
                              f"{list(shape)}")
