@@ -313,7 +313,7 @@ def check_file_config(cfg, where):
         _check_fpn_config(_need(cfg, "fpn", lambda v: isinstance(v, dict), where, "a dict"), where + " 'fpn'")
         _check_head_config(_need(cfg, "head", lambda v: isinstance(v, dict), where, "a dict"), where + " 'head'",
                            "retinanet_head")
-    else:
+    elif m in ("rpn_head", "retinanet_head", "quantized_retinanet_head"):
         _check_head_config(cfg, where, m)
     return cfg
 
@@ -427,6 +427,8 @@ def reference_work_bytes(cfg, params, shapes):
         t.add((b, r, 4), times=16)                   # decode's temporaries (float64 for the oracle)
         t.scratch = 64 * r * 8 + 8 * b * k * r       # NMS block walk rows, selections
         return t.tensors + t.scratch
+    if m not in ("fpn", "fpn_retinanet_head", "rpn_head", "retinanet_head", "quantized_retinanet_head"):
+        return t.tensors        # a model without an estimate here: its graph's own check bounds the run
     feats = [tuple(shapes[n]) for n in names]
     for x in feats:
         if len(x) != 4:

@@ -103,6 +103,18 @@ def _attr_value(onnx, a):
     raise _Fail(f"attribute {a.name!r} is a list of strings")
 
 
+# the type ONNX defines for every attribute a rule reads
+_ATTR_KINDS = dict(
+    {k: "ints" for k in ("pads", "strides", "dilations", "kernel_shape", "perm", "axes")},
+    **{k: "i" for k in ("group", "axis", "to", "keepdims", "allowzero", "ceil_mode", "storage_order", "saturate",
+                        "block_size", "antialias", "center_point_box", "noop_with_empty_axes", "select_last_index",
+                        "largest", "sorted", "num_outputs", "start", "end", "count_include_pad", "exclude_outside",
+                        "output_dtype")},
+    **{k: "s" for k in ("auto_pad", "mode", "coordinate_transformation_mode", "nearest_mode",
+                        "keep_aspect_ratio_policy")},
+    **{k: "f" for k in ("cubic_coeff_a", "extrapolation_value")})
+
+
 def _axis(a, rank, what="axis"):
     if not isinstance(a, (int, np.integer)) or not -rank <= int(a) < max(rank, 1):
         raise _Fail(f"{what} {a} is outside [-{rank}, {rank})")
@@ -810,6 +822,11 @@ def check_graph(mp, input_shapes, budget: Budget, *, allowed_ops=None, opset=Non
                 if a.name in attrs:
                     raise _Fail(f"attribute {a.name!r} appears twice")
                 attrs[a.name] = _attr_value(onnx, a)
+                kind = _ATTR_KINDS.get(a.name)
+                want = {"ints": (list, "a list of integers"), "i": (int, "an integer"), "s": (str, "text"),
+                        "f": (float, "a number")}.get(kind)
+                if want is not None and not isinstance(attrs[a.name], want[0]):
+                    raise _Fail(f"attribute {a.name!r} must be {want[1]}; got {str(attrs[a.name])[:40]}")
             if not lo_in <= len(node.input) <= hi_in or not lo_out <= len(node.output) <= hi_out:
                 raise _Fail(f"{len(node.input)} inputs and {len(node.output)} outputs")
             ins = []

@@ -624,5 +624,5 @@ def load_params_npz(path, *, max_bytes: Optional[int] = None) -> dict:
             except (ValueError, TypeError, SyntaxError) as exc:   # numpy's header parser: ast.literal_eval
                 raise ValueError(f"{path!r}: member {name!r}: {exc}") from None
             arr = arr.reshape(shape, order="F" if fortran else "C")
-            out[key] = np.ascontiguousarray(arr)
+            out[key] = arr if arr.flags.c_contiguous else arr.copy(order="C")   # (0-d arrays stay 0-d)
     return out

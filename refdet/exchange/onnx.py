@@ -710,7 +710,7 @@ def _run_vetted(mp, inputs, runtime, what):
             res = ReferenceEvaluator(mp).run(names, feeds)
         else:
             so = ort.SessionOptions()
-            so.log_severity_level = 3
+            so.log_severity_level = 4     # fatal only: a failure is reported once, as our own ValueError
             if runtime == "onnxruntime-unfused":    # no graph optimisation: QDQ stays float Conv on DQ values
                 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             sess = ort.InferenceSession(mp.SerializeToString(), so, providers=["CPUExecutionProvider"])
