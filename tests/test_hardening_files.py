@@ -458,12 +458,12 @@ def test_cli_usage_errors_are_one_line(how, tmp_path):
 
 def test_cli_missing_packages_name_the_extra(tmp_path):
     err = _one_line(_run(["export", "--model", "fpn", str(tmp_path / "x.onnx")], block=["onnx"]), 2)
-    assert "`refdet export` needs onnx: pip install 'refdet[onnx]'" in err
+    assert "`refdet export` needs onnx, which is not installed: pip install 'refdet[onnx]'" in err
     # a missing file is said to be missing even when onnx is not installed
     _one_line(_run(["verify-export", str(tmp_path / "nope.onnx")], block=["onnx"]), 2, "nope.onnx", "missing")
     folder = rn.export_nnef(head(), tmp_path / "m", model="retinanet_head")
     err = _one_line(_run(["verify-export", folder], block=["nnef"]), 2)
-    assert "`refdet verify-export` needs nnef: pip install 'refdet[nnef]'" in err
+    assert "`refdet verify-export` needs nnef, which is not installed: pip install 'refdet[nnef]'" in err
     # NNEF export needs no optional package at all
     assert _run(["export", "--model", "fpn", "--format", "nnef", str(tmp_path / "n")], block=["onnx", "nnef"]
                 ).returncode == 0

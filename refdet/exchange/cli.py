@@ -50,7 +50,9 @@ def _needs(command, package, extra):
     try:
         importlib.import_module(package)
     except ImportError:
-        raise ValueError(f"`refdet {command}` needs {package}: pip install 'refdet[{extra}]'") from None
+        # refdet.cli.main turns this into its one line: "`refdet export` needs onnx, which is not
+        # installed: pip install 'refdet[onnx]'" (refdet.apps.args.missing_package_message)
+        raise ModuleNotFoundError(f"No module named {package!r} (extra {extra!r})", name=package) from None
 
 
 def _max_bytes_arg(p):
@@ -204,7 +206,7 @@ def _export(args):
     # input and output checked first: a missing file is reported even without onnx installed
     _check_destination(args.out, args.format, args.overwrite)
     if args.params and not os.path.isfile(args.params):
-        raise ValueError(f"--params {args.params!r}: no such file")
+        raise ValueError(f"--params {args.params!r} is missing (no such file)")
     model = _models.check_model(args.model)
     base = "retinanet_head" if model == "quantized_retinanet_head" else model
     if args.params and not os.path.exists(args.params):
