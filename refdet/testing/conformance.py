@@ -1094,8 +1094,9 @@ def check_roi_align(fn, *, convention="torchvision", spatial_scales=None, n_case
     ``spatial_scales[0]`` instead (ONNX stores ``spatial_scale`` as a float32 attribute: pass scales
     exact in float32 to compare float64 models).
 
-    Cases where torchvision's CPU kernel cannot run (an aligned adaptive RoI with a negative side:
-    ``grid_h * grid_w < 0`` sizes a ``std::vector``) are skipped when ``fn`` raises for them.
+    Cases where torchvision's CPU kernel cannot run (an aligned adaptive RoI with one negative side:
+    ``grid_h * grid_w < 0`` sizes a ``std::vector``; onnxruntime's ``RoiAlign`` reports an integer
+    overflow there) count as agreeing when ``fn`` raises for them; any other exception is a mismatch.
     """
     from refdet.roi import roi_align
     from refdet.testing import strategies_roi as rsr
