@@ -400,6 +400,9 @@ def roi_align_forward(features: np.ndarray, boxes, output_size, spatial_scale: f
                       mode: str = "avg", convention="torchvision") -> Tuple[np.ndarray, RoIAlignCache]:
     """RoIAlign forward pass (torchvision ``ops.roi_align`` and the frameworks that share its kernel).
 
+    Reference: :func:`refdet.reference.roi.roi_align_reference` (the loop over RoIs, bins and sampling
+    points; ``tests/test_roi.py`` holds the two equal bit for bit).
+
     Parameters
     ----------
     features : ndarray, shape (B, C, H, W)

@@ -84,6 +84,9 @@ def roi_pool_forward(features: np.ndarray, boxes, output_size, spatial_scale: fl
                      ) -> Tuple[np.ndarray, RoIPoolCache]:
     """RoI max pooling forward pass (torchvision ``ops.roi_pool``, Caffe ``ROIPooling``).
 
+    Reference: :func:`refdet.reference.roi.roi_pool_reference` (the loop over RoIs and bins;
+    ``tests/test_roi.py`` holds the two equal bit for bit).
+
     Parameters
     ----------
     features : ndarray, shape (B, C, H, W)
