@@ -684,3 +684,82 @@ class ProgramEmitter:
             else:
                 x = self.relu(x)
         return x
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Faster R-CNN box head with its (multi-scale) RoIAlign (ONNX only; issue 14)
+# ---------------------------------------------------------------------------------------------------
+
+def box_head_config(params, *, scales, output_size=7, sampling_ratio=2, aligned=False, min_level=None,
+                    convention="torchvision"):
+    """The config of a ``"box_head"`` model: multi-scale RoIAlign (torchvision ``MultiScaleRoIAlign``:
+    ``LevelMapper`` level rule, one ``RoiAlign`` per level) then ``TwoMLPHead`` and ``FastRCNNPredictor``.
+
+    ``params``: :func:`refdet.box_head_init` keys (``box_head.fc6.*``, ``box_head.fc7.*``,
+    ``box_predictor.cls_score.*``, ``box_predictor.bbox_pred.*``). ``scales``: ``spatial_scale`` per
+    level, finest first (powers of two: ``1 / stride``); the level rule is the ``assign_roi_levels``
+    profile of ``convention`` (a rule with ``canonical_level=None`` or ``plus_one`` is refused: the
+    exported graph computes ``floor(k0 + log2(sqrt(w * h) / s0 + eps_inside) + eps_outside)``).
+    """
+    from refdet.roi.levels import _resolve_levels
+
+    p = _as_params(params)
+    need = ("box_head.fc6.weight", "box_head.fc6.bias", "box_head.fc7.weight", "box_head.fc7.bias",
+            "box_predictor.cls_score.weight", "box_predictor.cls_score.bias", "box_predictor.bbox_pred.weight",
+            "box_predictor.bbox_pred.bias")
+    missing = [k for k in need if k not in p]
+    if missing:
+        raise ValueError(f"`params` is missing {', '.join(repr(k) for k in missing)}")
+    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__len__") or not len(scales):
+        raise ValueError(f"`scales` must be a non-empty list of spatial scales, one per level; got {scales!r}")
+    sc = []
+    for i, v in enumerate(scales):
+        v = float(v)
+        if not (v > 0 and math.isfinite(v)) or 2.0 ** round(math.log2(v)) != v:
+            raise ValueError(f"`scales[{i}]` must be a power of two (1 / stride); got {v}")
+        sc.append(v)
+    if isinstance(output_size, (int, np.integer)):
+        output_size = (int(output_size), int(output_size))
+    ph, pw = (_checks.check_int(v, "output_size", low=1) for v in output_size)
+    sr = _checks.check_int(sampling_ratio, "sampling_ratio", low=-1)
+    kmin = -int(round(math.log2(sc[0]))) if min_level is None else _checks.check_int(min_level, "min_level")
+    rule = _resolve_levels(convention)
+    if rule.canonical_level is None or rule.plus_one:
+        raise ValueError(f"`convention` {getattr(rule, 'name', convention)!r}: the exported level rule needs a "
+                         f"canonical level and no +1 widths")
+    c_in = p["box_head.fc6.weight"].shape[1]
+    if c_in % (ph * pw):
+        raise ValueError(f"fc6 takes {c_in} inputs, not a multiple of output_size {ph} x {pw}")
+    return dict(model="box_head", scales=sc, output_size=[ph, pw], sampling_ratio=sr, aligned=bool(aligned),
+                min_level=kmin, max_level=kmin + len(sc) - 1, channels=c_in // (ph * pw),
+                canonical_scale=float(rule.canonical_scale), canonical_level=int(rule.canonical_level),
+                eps_inside=float(rule.eps_inside), eps_outside=float(rule.eps_outside),
+                num_classes=int(p["box_predictor.cls_score.weight"].shape[0]),
+                box_outputs=int(p["box_predictor.bbox_pred.weight"].shape[0]))
+
+
+def box_head_reference(cfg, params, inputs):
+    """refdet's answer for a ``"box_head"`` model: ``{"levels", "class_logits", "box_regression"}``.
+
+    ``inputs``: ``features_0 ..`` (N, C, H_l, W_l), ``rois`` (K, 4) xyxy image pixels, ``batch_indices``
+    (K,) int64.
+    """
+    from refdet.roi import assign_roi_levels, multiscale_roi_align, roi_align
+    from refdet.roi_heads import box_head_forward
+
+    L = len(cfg["scales"])
+    feats = [np.asarray(inputs[f"features_{i}"]) for i in range(L)]
+    r = np.asarray(inputs["rois"])
+    rois5 = np.concatenate([np.asarray(inputs["batch_indices"]).astype(r.dtype)[:, None], r], axis=1)
+    kw = dict(canonical_scale=cfg["canonical_scale"], canonical_level=cfg["canonical_level"],
+              eps_inside=cfg["eps_inside"], eps_outside=cfg["eps_outside"], plus_one=False)
+    if L == 1:
+        pooled = roi_align(feats[0], rois5, tuple(cfg["output_size"]), cfg["scales"][0], cfg["sampling_ratio"],
+                           cfg["aligned"])
+        levels = np.zeros(len(r), np.int64)
+    else:
+        pooled = multiscale_roi_align(feats, rois5, tuple(cfg["output_size"]), cfg["sampling_ratio"],
+                                      scales=cfg["scales"], min_level=cfg["min_level"], aligned=cfg["aligned"], **kw)
+        levels = assign_roi_levels(r, min_level=cfg["min_level"], max_level=cfg["max_level"], **kw)
+    out, _ = box_head_forward(params, pooled)
+    return {"levels": levels, "class_logits": out.class_logits, "box_regression": out.box_regression}

@@ -869,3 +869,161 @@ def _explain_nms(cfg, params, got):
         return ("refdet's NMS on the runtime's own boxes and scores selects what the runtime selected: the "
                 "difference comes from the float differences upstream (a near-tie in IoU or score)")
     return "refdet's NMS on the runtime's own boxes and scores still differs: an NMS semantics difference"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Faster R-CNN box head with its multi-scale RoIAlign (issue 14)
+# ---------------------------------------------------------------------------------------------------
+
+def _box_head_levels(g, rois, cfg):
+    """``levels`` (K,) int64 counted from ``min_level``: torchvision ``LevelMapper`` in ONNX ops (as its
+    exported graph computes it: ``log2(v) = Log(v) / Log(2)``, float32)."""
+    T = g.onnx.TensorProto
+    f32 = lambda v: g.const(np.asarray(v, np.float32), "f")  # noqa: E731
+    i64 = lambda v: g.const(np.asarray(v, np.int64), "idx")  # noqa: E731
+    col = lambda j: g.op("Slice", [rois, i64([j]), i64([j + 1]), i64([1])], f"col{j}")  # noqa: E731
+    w = g.op("Sub", [col(2), col(0)], "roi_w")
+    h = g.op("Sub", [col(3), col(1)], "roi_h")
+    r = g.op("Div", [g.op("Sqrt", [g.op("Mul", [w, h], "roi_area")]), f32(cfg["canonical_scale"])], "roi_ratio")
+    if cfg["eps_inside"]:
+        r = g.op("Add", [r, f32(cfg["eps_inside"])])
+    lg = g.op("Div", [g.op("Log", [r]), f32(np.log(np.float32(2)))], "log2")
+    k = g.op("Add", [f32(cfg["canonical_level"]), lg])
+    if cfg["eps_outside"]:
+        k = g.op("Add", [k, f32(cfg["eps_outside"])])
+    k = g.op("Clip", [g.op("Floor", [k]), f32(cfg["min_level"]), f32(cfg["max_level"])], "level_clamped")
+    k = g.op("Sub", [k, f32(cfg["min_level"])])
+    return g.op("Reshape", [g.op("Cast", [k], to=T.INT64), i64([-1])], "levels")
+
+
+def _box_head_graph(g, cfg, params, feats):
+    """Multi-scale RoIAlign (one ``RoiAlign`` per level, results scattered back into RoI order), then
+    ``Flatten``, ``Gemm`` fc6, ``Relu``, ``Gemm`` fc7, ``Relu``, the two predictor ``Gemm``s."""
+    ph, pw = cfg["output_size"]
+    attrs = dict(output_height=ph, output_width=pw, sampling_ratio=max(cfg["sampling_ratio"], 0), mode="avg",
+                 coordinate_transformation_mode="half_pixel" if cfg["aligned"] else "output_half_pixel")
+    i64 = lambda v: g.const(np.asarray(v, np.int64), "idx")  # noqa: E731
+    rois, bidx = "rois", "batch_indices"
+    if len(feats) == 1:
+        levels = g.op("Mul", [bidx, i64(0)], "levels")
+        pooled = g.op("RoiAlign", [feats[0], rois, bidx], "roi_align", spatial_scale=cfg["scales"][0], **attrs)
+    else:
+        levels = _box_head_levels(g, rois, cfg)
+        k = g.op("Slice", [g.op("Shape", [rois]), i64([0]), i64([1])], "num_rois")
+        shape = g.op("Concat", [k, i64([cfg["channels"], ph, pw])], "pooled_shape", axis=0)
+        pooled = g.op("ConstantOfShape", [shape], "pooled_zeros",
+                      value=g.onnx.helper.make_tensor("zero", g.onnx.TensorProto.FLOAT, [1], [0.0]))
+        for lvl, (x, scale) in enumerate(zip(feats, cfg["scales"])):
+            idx = g.op("NonZero", [g.op("Equal", [levels, i64(lvl)])], f"level{lvl}_where")      # (1, M)
+            idx = g.op("Transpose", [idx], f"level{lvl}_rows", perm=[1, 0])                     # (M, 1)
+            flat = g.op("Reshape", [idx, i64([-1])])
+            r_l = g.op("Gather", [rois, flat], f"level{lvl}_rois", axis=0)
+            b_l = g.op("Gather", [bidx, flat], f"level{lvl}_batch", axis=0)
+            y = g.op("RoiAlign", [x, r_l, b_l], f"level{lvl}_roi_align", spatial_scale=scale, **attrs)
+            pooled = g.op("ScatterND", [pooled, idx, y], f"level{lvl}_scatter")
+    t = g.op("Flatten", [pooled], "flat", axis=1)
+
+    def fc(x, key, hint):
+        return g.op("Gemm", [x, g.param(f"{key}.weight", params[f"{key}.weight"]),
+                             g.param(f"{key}.bias", params[f"{key}.bias"])], hint, transB=1)
+    t = g.relu(fc(t, "box_head.fc6", "fc6"))
+    t = g.relu(fc(t, "box_head.fc7", "fc7"))
+    return [levels, fc(t, "box_predictor.cls_score", "cls_score"), fc(t, "box_predictor.bbox_pred", "bbox_pred")]
+
+
+def export_box_head_onnx(params, *, scales=(0.25, 0.125, 0.0625, 0.03125), output_size=7, sampling_ratio=2,
+                         aligned=False, min_level=None, convention="torchvision", opset=19, check=True):
+    """Build an ONNX model of the Faster R-CNN box head with its multi-scale RoIAlign.
+
+    The graph is what torchvision's ``RoIHeads`` computes at inference up to the logits: ``LevelMapper``
+    (``floor(k0 + log2(sqrt(w * h) / 224) + 1e-6)`` clamped to the levels; the level rule of
+    ``convention``), one ``RoiAlign`` per level (``coordinate_transformation_mode="output_half_pixel"``
+    for ``aligned=False``, ``"half_pixel"`` for ``aligned=True``; ``sampling_ratio`` -1 and 0 are both
+    ONNX's adaptive 0) whose rows are scattered back into RoI order, then ``TwoMLPHead`` (fc6, ReLU, fc7,
+    ReLU) and ``FastRCNNPredictor`` (cls_score, bbox_pred) as ``Gemm`` nodes. With one level there is
+    no level mapper (as in torchvision).
+
+    Parameters
+    ----------
+    params : dict of arrays
+        :func:`refdet.box_head_init` keys (torchvision ``roi_heads.state_dict()``); float32.
+    scales : sequence of float
+        ``spatial_scale`` per feature level, finest first; powers of two (P2-P5: 1/4 .. 1/32).
+    output_size : int or (int, int)
+        ``(PH, PW)``; ``C = fc6 inputs / (PH * PW)``.
+    sampling_ratio : int
+    aligned : bool
+    min_level : int, optional
+        The level of the first map (default ``-log2(scales[0])``).
+    convention : str
+        The ``assign_roi_levels`` rule (torchvision, detectron2, onnx, paper; not mmdet or caffe).
+    opset : int in [17, 21]
+    check : bool
+        ``onnx.checker.check_model(full_check=True)``.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Inputs ``features_0 ..`` (N, C, H_l, W_l) float32, ``rois`` (K, 4) float32 xyxy in image pixels,
+        ``batch_indices`` (K,) int64. Outputs ``levels`` (K,) int64 (the level index each RoI is pooled
+        from), ``class_logits`` (K, num_classes), ``box_regression`` (K, 4 * num_reg_classes). refdet's
+        answer: :func:`refdet.exchange._models.box_head_reference` (:func:`verify_box_head_onnx`).
+
+    Notes
+    -----
+    ONNX has no ``Log2``: ``Log(v) / Log(2)`` (what torchvision's export writes) can differ from
+    ``log2`` in the last float32 bit, so a RoI whose size is within an ulp or two of a level boundary
+    other than an exact power of two may be pooled from the neighbouring level. A RoI of negative area
+    has no level (refdet: -1): its row is undefined in the graph.
+    """
+    onnx = _import_onnx()
+    opset = _checks.check_int(opset, "opset", low=17, high=21)
+    p = _models._as_params(params)
+    cfg = _models.box_head_config(p, scales=scales, output_size=output_size, sampling_ratio=sampling_ratio,
+                                  aligned=aligned, min_level=min_level, convention=convention)
+    g = _Builder(onnx, opset)
+    feats = [f"features_{i}" for i in range(len(cfg["scales"]))]
+    outs = _box_head_graph(g, cfg, p, feats)
+    onames = ["levels", "class_logits", "box_regression"]
+    for src, dst in zip(outs, onames):
+        g.nodes.append(onnx.helper.make_node("Identity", [src], [dst]))
+    T = onnx.TensorProto
+    mk = onnx.helper.make_tensor_value_info
+    ins = [mk(n, T.FLOAT, ["N", cfg["channels"], f"H{i}", f"W{i}"]) for i, n in enumerate(feats)]
+    ins += [mk("rois", T.FLOAT, ["K", 4]), mk("batch_indices", T.INT64, ["K"])]
+    outs_vi = [mk("levels", T.INT64, ["K"]), mk("class_logits", T.FLOAT, ["K", cfg["num_classes"]]),
+               mk("box_regression", T.FLOAT, ["K", cfg["box_outputs"]])]
+    graph = onnx.helper.make_graph(g.nodes, "refdet_box_head", ins, outs_vi, initializer=g.inits)
+    mp = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
+                                producer_name="refdet", producer_version=_version())
+    mp.ir_version = IR_VERSION_OF_OPSET[opset]
+    onnx.helper.set_model_props(mp, {"refdet.model": "box_head", "refdet.config": json.dumps(cfg),
+                                     "refdet.params": json.dumps(g.params)})
+    if check:
+        onnx.checker.check_model(mp, full_check=True)
+    return mp
+
+
+def verify_box_head_onnx(model, params, inputs, *, runtimes=("onnxruntime", "onnx.reference"), atol=1e-5,
+                         rtol=1e-5):
+    """Run an :func:`export_box_head_onnx` model in each runtime and compare with refdet.
+
+    Returns a list of rows (``runtime``, ``output``, ``ok``, ``max_abs_diff`` ...; see
+    :func:`refdet.exchange._models.compare`): ``levels`` must be equal, the logits and box regression
+    within ``atol + rtol * |refdet|``.
+    """
+    mp = read_onnx(model)
+    props = {p.key: p.value for p in mp.metadata_props}
+    if props.get("refdet.model") != "box_head":
+        raise ValueError(f"`model` is not a refdet box_head model (refdet.model = {props.get('refdet.model')!r})")
+    cfg = json.loads(props["refdet.config"])
+    want = _models.box_head_reference(cfg, params, inputs)
+    rows = []
+    for rt in runtimes:
+        got = run_onnx(mp, inputs, rt)
+        for name in ("levels", "class_logits", "box_regression"):
+            rows.append(_models.compare(name, rt, got[name], want[name], atol=atol, rtol=rtol))
+    return rows
+
+
+__all__ += ["export_box_head_onnx", "verify_box_head_onnx"]
