@@ -180,6 +180,80 @@ TARGETS = {
 TARGET_EXTRAS = {"torchvision": "torch", "onnxruntime": "onnx", "onnx-reference": "onnx"}
 
 
+# --- RoI operators, FPN levels, proposal selection (issue 14): adapters chained onto the targets above ---
+
+def _torchvision_roi_adapters():
+    """torchvision's ``ops.roi_align`` / ``ops.roi_pool``, ``poolers.LevelMapper`` (P2-P5) and
+    ``RegionProposalNetwork.filter_proposals`` (test mode, its default counts) in refdet's signatures."""
+    import torch
+    import torchvision
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+    from torchvision.ops.poolers import LevelMapper
+
+    torch.set_num_threads(1)
+    ops = torchvision.ops
+
+    def T(a):
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    def roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned):
+        return ops.roi_align(T(x), T(rois), output_size, spatial_scale, sampling_ratio, aligned).numpy()
+
+    def roi_pool(x, rois, output_size, spatial_scale):
+        return ops.roi_pool(T(x), T(rois), output_size, spatial_scale).numpy()
+
+    mapper = LevelMapper(2, 5)
+
+    def levels(boxes):
+        return mapper([T(boxes)]).numpy()
+
+    rpn = RegionProposalNetwork(AnchorGenerator(), RPNHead(1, 1), 0.7, 0.3, 256, 0.5,
+                                dict(training=2000, testing=1000), dict(training=2000, testing=1000), 0.7,
+                                score_thresh=0.0).eval()
+
+    def proposals(p, o, image_sizes, counts):
+        with torch.no_grad():
+            b, s = rpn.filter_proposals(T(p), T(o), [tuple(v) for v in image_sizes], list(counts))
+        return [v.numpy() for v in b], [v.numpy() for v in s]
+
+    return {
+        "roi_align": dict(fn=roi_align),
+        "roi_pool": dict(fn=roi_pool),
+        "assign_roi_levels": dict(fn=levels),
+        "filter_proposals": dict(fn=proposals),
+    }
+
+
+def _onnx_roi_adapters(kind):
+    """ONNX ``RoiAlign`` (opset 19: ``coordinate_transformation_mode`` half_pixel for ``aligned=True``,
+    output_half_pixel for ``aligned=False``; ``sampling_ratio`` 0 = adaptive) run by ``kind``."""
+    run, _, dtypes = _onnx_node_runner(kind)
+
+    def roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned):
+        attrs = dict(output_height=int(output_size[0]), output_width=int(output_size[1]),
+                     sampling_ratio=max(int(sampling_ratio), 0), spatial_scale=float(spatial_scale), mode="avg",
+                     coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel")
+        return run("RoiAlign", [("X", x), ("rois", np.ascontiguousarray(rois[:, 1:])),
+                                ("batch_indices", rois[:, 0].astype(np.int64))], attrs, dtypes[x.dtype])
+
+    # the float attribute spatial_scale is float32 in the model: only scales exact in float32 compare
+    return {"roi_align": dict(fn=roi_align, convention="onnx", spatial_scales=(1.0, 0.5, 0.25, 0.125))}
+
+
+def _chain_adapters(first, second):
+    return lambda: {**first(), **second()}
+
+
+TARGETS["torchvision"] = (TARGETS["torchvision"][0],
+                          _chain_adapters(TARGETS["torchvision"][1], _torchvision_roi_adapters))
+TARGETS["onnxruntime"] = (TARGETS["onnxruntime"][0],
+                          _chain_adapters(TARGETS["onnxruntime"][1], lambda: _onnx_roi_adapters("onnxruntime")))
+TARGETS["onnx-reference"] = (TARGETS["onnx-reference"][0],
+                             _chain_adapters(TARGETS["onnx-reference"][1],
+                                             lambda: _onnx_roi_adapters("onnx-reference")))
+
+
 def _installed(modules):
     import importlib.util
 
@@ -269,7 +343,7 @@ def run_callable(spec, op, *, convention="torchvision", grad=None, n_cases=50, s
     fn = _load_callable(spec)
     kw = {}
     if op in ("nms", "batched_nms", "box_iou", "generalized_box_iou", "match", "encode_boxes", "decode_boxes",
-              "anchors"):
+              "anchors", "roi_align", "assign_roi_levels", "filter_proposals"):
         kw["convention"] = convention
     if grad is not None:
         if op not in ("focal_loss", "relu"):
@@ -554,6 +628,29 @@ def self_check(*, n_cases=30, seed=0, progress=None):
                          convention="-", ok=True, skipped=GRADCHECK_EXEMPT[qual.rsplit('.', 1)[1]],
                          first_mismatch=None))
     rows += _invariant_rows(n_cases, seed, progress)
+    rows += _roi_self_rows(n_cases, seed, progress)
+    return rows
+
+
+def _roi_self_rows(n_cases, seed, progress):
+    """The RoI conformance checks run on refdet's readable loop references (refdet.reference.roi)."""
+    from refdet.reference.roi import roi_align_reference, roi_level_reference, roi_pool_reference
+    from refdet.testing.conformance import check_assign_roi_levels, check_roi_align, check_roi_pool
+
+    def levels(boxes):
+        return np.array([roi_level_reference(b, eps_outside=1e-6) for b in boxes], np.int64)
+
+    rows = []
+    for name, check, fn in (
+            ("roi_align vs loop reference", check_roi_align,
+             lambda x, r, size, scale, sr, al: roi_align_reference(x, r, size, scale, sr, al)),
+            ("roi_pool vs loop reference", check_roi_pool,
+             lambda x, r, size, scale: roi_pool_reference(x, r, size, scale)[0]),
+            ("assign_roi_levels vs loop reference", check_assign_roi_levels, levels)):
+        cb = None if progress is None else (lambda rep, name=name: progress(f"self {name}: {rep.cases} cases"))
+        rep = check(fn, n_cases=n_cases, seed=seed, raise_on_failure=False, progress=cb)
+        rep.op = name
+        rows.append(_row("self", rep))
     return rows
 
 
@@ -623,7 +720,8 @@ def _verify_args(p):
                         "(omit: self-check + every installed backend)")
     p.add_argument("--op", default=None, help="the op a module:callable implements (or restrict a backend to "
                    "one op): nms, batched_nms, box_iou, generalized_box_iou, match, encode_boxes, decode_boxes, "
-                   "anchors, focal_loss, relu, conv2d, sample_balanced")
+                   "anchors, focal_loss, relu, conv2d, sample_balanced, roi_align, roi_pool, assign_roi_levels, "
+                   "filter_proposals")
     p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with")
     p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu)")
     p.add_argument("--cases", type=int_range(0), default=None, help="hypothesis cases per op (default: 30 for "

@@ -6,18 +6,59 @@
     refdet verify-export fpn_nnef/      # nnef parser + nnef.Session vs refdet
 
 ``verify-export`` exits with 0 when every runtime agrees with refdet, 1 on any disagreement (or when no
-runtime could run), 2 on a bad file (``ValueError``, printed by :mod:`refdet.cli`).
+runtime could run), 2 on a usage error or a bad file. Every failure is one line on stderr that says what
+to change, never a traceback: a bad option (argparse's own message on one line), a missing file (checked
+before any optional package is imported), a missing optional package with its extra (``refdet export``
+needs onnx: ``pip install 'refdet[onnx]'``), a file refused by refdet's checks (a ``ValueError`` naming
+the file, printed by :mod:`refdet.cli`), a runtime's own failure (naming the runtime and the file), a
+model over its memory budget (``--max-bytes`` raises it).
 """
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import re
+import sys
 
 from refdet.exchange import _models
 
 _MODEL_CHOICES = [m.replace("_", "-") for m in _models.MODELS]
 
+
+def _one_line_errors(p):
+    """argparse errors of this sub-command as one line on stderr (exit 2), without the usage block."""
+    def error(message):
+        p.exit(2, f"{p.prog}: error: {' '.join(str(message).split())} (see {p.prog} --help)\n")
+    p.error = error
+
+
+def _byte_count(text):
+    """argparse type of ``--max-bytes``: an integer of bytes, optionally with K, M, G or T (powers of 1024)."""
+    import argparse
+
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m or int(m.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 1 such as 500M or 4G; got {text!r}")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
+
+
+def _needs(command, package, extra):
+    """``ValueError`` (exit 2, one line) when the optional ``package`` cannot be imported."""
+    import importlib
+
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        # refdet.cli.main turns this into its one line: "`refdet export` needs onnx, which is not
+        # installed: pip install 'refdet[onnx]'" (refdet.apps.args.missing_package_message)
+        raise ModuleNotFoundError(f"No module named {package!r} (extra {extra!r})", name=package) from None
+
+
+def _max_bytes_arg(p):
+    p.add_argument("--max-bytes", type=_byte_count, default=None, metavar="N",
+                   help="memory budget for what the file may make refdet allocate (default 64 MiB + 16 x the "
+                        "file's size, at most 2 GiB); suffixes K, M, G")
 
 def _count(low):
     """argparse type: an integer >= ``low``; argparse names the option (``argument --seed: ...``).
@@ -82,6 +123,8 @@ def _export_args(p):
     p.add_argument("--activation-dtype", default="uint8", choices=["uint8", "int8"],
                    help="quantized-retinanet-head: activation type (uint8 is onnxruntime's default)")
     p.add_argument("--overwrite", action="store_true")
+    _max_bytes_arg(p)
+    _one_line_errors(p)
 
 
 def quantize_for_export(params, *, seed=0, height=13, width=9, scheme="onnx", activation_dtype="uint8",
@@ -149,16 +192,29 @@ def _check_destination(out, fmt, overwrite):
 
 
 def _export_run(args):
+    try:
+        return _export(args)
+    except MemoryError:
+        raise ValueError("ran out of memory (lower --height / --width / --channels, or free memory)") from None
+    except OSError as exc:
+        raise ValueError(f"cannot write {args.out!r}: {exc.strerror or exc}") from None
+
+
+def _export(args):
     from refdet.exchange.files import load_params_npz
 
     # input and output checked first: a missing file is reported even without onnx installed
     _check_destination(args.out, args.format, args.overwrite)
     if args.params and not os.path.isfile(args.params):
-        raise ValueError(f"--params {args.params!r}: no such file")
+        raise ValueError(f"--params {args.params!r} is missing (no such file)")
     model = _models.check_model(args.model)
     base = "retinanet_head" if model == "quantized_retinanet_head" else model
+    if args.params and not os.path.exists(args.params):
+        raise ValueError(f"parameter file {args.params!r} (--params) is missing")
+    if args.format == "onnx":
+        _needs("export", "onnx", "onnx")
     if args.params:
-        params = load_params_npz(args.params)
+        params = load_params_npz(args.params, max_bytes=args.max_bytes)
     else:
         params = random_params(base, seed=args.seed, channels=args.channels, in_channels=_ints(args.in_channels),
                                anchors=args.anchors, classes=args.classes, num_convs=args.num_convs,
@@ -205,29 +261,43 @@ def _verify_args(p):
     p.add_argument("--width", type=_count(1), default=9, help="ONNX: width of the first input")
     p.add_argument("--atol", type=_tolerance, default=1e-5)
     p.add_argument("--rtol", type=_tolerance, default=1e-5, help="times the output's largest |value|")
+    _max_bytes_arg(p)
+    _one_line_errors(p)
 
 
 def _verify_run(args):
-    from refdet.exchange.nnef import _is_archive
+    path = args.path
+    nnef_model = os.path.isdir(path) or path.lower().endswith((".tgz", ".tar.gz", ".tar"))
+    if not os.path.lexists(path):
+        kind = "NNEF model" if nnef_model else "ONNX file"
+        raise ValueError(f"{kind} {path!r} is missing (no such {'folder or archive' if nnef_model else 'file'})")
+    _needs("verify-export", "nnef" if nnef_model else "onnx", "nnef" if nnef_model else "onnx")
+    try:
+        if nnef_model:
+            from refdet.exchange.nnef import verify_nnef
 
-    if not os.path.exists(args.path):   # before any runtime is imported: say what is missing first
-        raise ValueError(f"{args.path!r}: no such file or folder")
+            report = verify_nnef(path, atol=args.atol, rtol=args.rtol, rng=args.seed, max_bytes=args.max_bytes)
+            kind = "NNEF"
+        else:
+            from refdet.exchange.onnx import verify_onnx
 
-    if os.path.isdir(args.path) or _is_archive(args.path):
-        from refdet.exchange.nnef import verify_nnef
-
-        report = verify_nnef(args.path, atol=args.atol, rtol=args.rtol, rng=args.seed)
-        kind = "NNEF"
-    else:
-        from refdet.exchange.onnx import verify_onnx
-
-        report = verify_onnx(args.path, atol=args.atol, rtol=args.rtol, rng=args.seed, batch=args.batch,
-                             height=args.height, width=args.width)
-        kind = "ONNX"
-    print(f"{kind} model {args.path}: each runtime's outputs vs refdet")
+            report = verify_onnx(path, atol=args.atol, rtol=args.rtol, rng=args.seed, batch=args.batch,
+                                 height=args.height, width=args.width, max_bytes=args.max_bytes)
+            kind = "ONNX"
+    except MemoryError:
+        raise ValueError(f"ran out of memory verifying {path!r} within its budget (lower --max-bytes, --height, "
+                         f"--width or --batch)") from None
+    print(f"{kind} model {path}: each runtime's outputs vs refdet")
     print(report)
     if report.ok:
         print("all outputs agree")
         return 0
+    bad = [r for r in report.rows if not r["ok"]]
     print("DISAGREEMENT" if report.rows else "no runtime could run")
+    if report.rows:
+        print(f"refdet verify-export: {len(bad)} of {len(report.rows)} outputs disagree with refdet for {path!r} "
+              f"(the table above says where)", file=sys.stderr)
+    else:
+        print(f"refdet verify-export: no runtime could run {path!r}: {'; '.join(report.skipped.values())}",
+              file=sys.stderr)
     return 1
