@@ -60,6 +60,7 @@ def _max_bytes_arg(p):
                    help="memory budget for what the file may make refdet allocate (default 64 MiB + 16 x the "
                         "file's size, at most 2 GiB); suffixes K, M, G")
 
+
 def _count(low):
     """argparse type: an integer >= ``low``; argparse names the option (``argument --seed: ...``).
 
@@ -209,8 +210,6 @@ def _export(args):
         raise ValueError(f"--params {args.params!r} is missing (no such file)")
     model = _models.check_model(args.model)
     base = "retinanet_head" if model == "quantized_retinanet_head" else model
-    if args.params and not os.path.exists(args.params):
-        raise ValueError(f"parameter file {args.params!r} (--params) is missing")
     if args.format == "onnx":
         _needs("export", "onnx", "onnx")
     if args.params:
