@@ -432,6 +432,67 @@ def _register_selfcheck_cases():
         lambda r: ((jitter(D.backbone_init((2, 2, 2, 2), in_channels=1, rng=1, dtype=np.float64), r),
                     r.standard_normal((1, 1, 16, 16))), {}), wrt=("params",), **small)  # no image gradient
 
+    from refdet.heads import yolo as HY
+    reg("yolo_head", HY.yolo_head_forward, HY.yolo_head_backward,
+        lambda r: ((jitter(HY.yolo_head_init([2, 3], 2, reg_max=2, strides=[8, 16], image_size=32, rng=1), r),
+                    [r.standard_normal((1, 2, 3, 3)), r.standard_normal((1, 3, 2, 2))]), {}), **small)
+    step = YOLOStepCase()
+    reg(YOLOStepCase.NAME, step, step.backward, step.make, wrt=("params",), max_elements=3, rtol=1e-5, atol=1e-7)
+
+
+class YOLOStepCase:
+    """The whole YOLO training step as a forward/backward pair for the gradient-check registry.
+
+    ``forward(params, images) -> (loss, grads)`` runs :meth:`refdet.detector.Detector.loss_and_grads`
+    of a tiny float64 ``"yolo"`` detector (32 x 32 images, 2 per batch); ``backward(dloss, grads)``
+    returns ``dloss * grads``. What the frameworks compute under ``no_grad`` is held at its value at
+    the unperturbed parameters, so that the central differences see the function the backward pass
+    differentiates: the task-aligned assignment (a fixed :class:`refdet.yolo.Assignment`) and CIoU's
+    ``alpha`` (the checked loss is ``total + sum((alpha - alpha0) * d total / d alpha)``, equal to
+    ``total`` at the point of evaluation, with the derivative the closed-form backward uses).
+    """
+    NAME = "yolo detector train step (fixed TAL targets, frozen CIoU alpha)"
+
+    def __init__(self, det=None, targets=None):
+        self.det, self.targets = det, targets
+        self.assignment = self.alpha0 = None
+
+    def make(self, rng):
+        from refdet.detector import Detector
+
+        if self.det is None:
+            self.det = Detector("yolo", image_size=(32, 32), backbone_channels=(3, 4, 4, 4), fpn_channels=4,
+                                reg_max=3)
+            self.targets = [(np.array([[2.0, 3, 20, 25], [10, 12, 30, 28]]), np.array([1, 0])),
+                            (np.array([[5.0, 6, 18, 14]]), np.array([0]))]
+        params = self.det.init(rng=rng, dtype=np.float64)
+        for part in params.values():                 # zero biases: move ReLU inputs off the kink
+            for k, v in part.items():
+                if k.endswith("bias"):
+                    part[k] = v + 0.1 * rng.standard_normal(v.shape)
+        images = rng.standard_normal((len(self.targets), 3) + self.det.image_size)
+        _, _, trace = self.det.loss_and_grads(params, images, self.targets)
+        self.assignment = trace.assignment
+        self.alpha0 = None
+        return (params, images), {}
+
+    def _correction(self, cache):
+        from refdet.yolo._gradcheck_cases import _v8_correction
+
+        alphas, terms = _v8_correction(cache)
+        if self.alpha0 is None:
+            self.alpha0 = [a.copy() for a in alphas]
+        return sum(float(((a - a0) * t).sum()) for a, a0, t in zip(alphas, self.alpha0, terms))
+
+    def __call__(self, params, images):
+        losses, grads, trace = self.det.loss_and_grads(params, images, self.targets, assignment=self.assignment)
+        return np.asarray(losses["total"] + self._correction(trace.loss_cache)), grads
+
+    @staticmethod
+    def backward(dloss, grads):
+        g = float(np.asarray(dloss))
+        return {part: {k: v * g for k, v in d.items()} for part, d in grads.items()}, None
+
 
 def _walk_pairs():
     """``{name: forward}`` for every public ``*_forward`` with a ``*_backward`` in refdet's modules."""
