@@ -570,7 +570,7 @@ def _tal_explain(case, fg, gi, ts, ref, K, settings, convention):
     tries = [("overlap='iou': u is plain IoU, expected CIoU clamped at 0 (ultralytics iou_calculation)",
               dict(overlap="iou")),
              ("min_side=None: small boxes are not enlarged to strides[1] before the centre-in-box test "
-              "(ultralytics select_candidates_in_gts)", dict(min_side=None)),
+              "(ultralytics select_candidates_in_gts)", dict(convention="paper", overlap=s.overlap, eps=s.eps)),
              (f"alpha and beta swapped (alpha = {s.beta:g}, beta = {s.alpha:g})", dict(alpha=s.beta, beta=s.alpha)),
              ("topk 13 (the assigner's default) instead of the loss's 10" if s.topk == 10 else
               "topk 10 (v8DetectionLoss) instead of 13", dict(topk=10 if s.topk != 10 else 13))]
@@ -841,9 +841,14 @@ def check_yolo_nms(fn, *, convention="ultralytics", n_cases=60, seed=0, raise_on
 # the generalized focal losses
 # ---------------------------------------------------------------------------------------------------
 
-def _loss_compare(op, fwd_ref, bwd_ref, fn, grad, variants, rtol_atol):
-    """compare(case) for an elementwise loss: forward (and gradient) with named variants."""
+def _loss_compare(op, fwd_ref, bwd_ref, fn, grad, variants, rtol_atol, dtypes):
+    """compare(case) for an elementwise loss: forward (and gradient) with named variants. Floating
+    inputs of a dtype not in ``dtypes`` are cast to ``dtypes[0]`` first."""
+    dtypes = tuple(np.dtype(d) for d in dtypes)
+
     def compare(case):
+        case = tuple(a.astype(dtypes[0]) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
+                     and a.dtype not in dtypes else a for a in case)
         args, dloss = case[:-1], case[-1]
         rtol, atol = rtol_atol(args[0].dtype)
         msgs, err = [], 0.0
@@ -892,14 +897,16 @@ def _tol(dtype):
     return (1e-4, 1e-6) if np.dtype(dtype) == np.float32 else (1e-7, 1e-10)
 
 
-def check_distribution_focal_loss(fn, *, grad=None, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+def check_distribution_focal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), n_cases=60, seed=0, raise_on_failure=True, progress=None):
     """Check the distribution focal loss (GFL eq. 6, ultralytics ``DFLoss``) against
     :func:`refdet.yolo.distribution_focal_loss_forward` (``convention="ultralytics"``).
 
     ``fn(logits (n, R), targets (n,)) -> loss (n,)``, one value per distribution: targets clamped to
     ``[0, R - 1 - 0.01]``, ``y_l = floor(y)``, ``w_l = y_l + 1 - y``, ``w_r = 1 - w_l``, ``loss =
     -(w_l log softmax(z)[y_l] + w_r log softmax(z)[y_r])``. ``grad(logits, targets, dloss) ->
-    dlogits`` (optional). A mismatch names the variant (weights swapped, the hard target
+    dlogits`` (optional). ``dtypes``: the input precisions to test (an implementation that computes
+    in float32 only is checked with ``dtypes=(np.float32,)``); tolerances (rtol, atol) (1e-7, 1e-10)
+    for float64 and (1e-4, 1e-6) for float32 (the same for the other two losses). A mismatch names the variant (weights swapped, the hard target
     ``round(y)``, no clamp, the mean of the two terms instead of their sum).
     """
     from hypothesis import strategies as st
@@ -959,11 +966,11 @@ def check_distribution_focal_loss(fn, *, grad=None, n_cases=60, seed=0, raise_on
         return (r.standard_normal((n, R)) * 2).astype(dt), y.astype(dt), r.standard_normal(n).astype(dt)
 
     r = _Runner("distribution_focal_loss", "abs", "ultralytics",
-                _loss_compare("distribution_focal_loss", fwd, bwd, fn, grad, variants, _tol), progress)
+                _loss_compare("distribution_focal_loss", fwd, bwd, fn, grad, variants, _tol, dtypes), progress)
     return _finish(r.run(golden, cases(), n_cases, seed), raise_on_failure)
 
 
-def check_varifocal_loss(fn, *, grad=None, alpha=0.75, gamma=2.0, n_cases=60, seed=0, raise_on_failure=True,
+def check_varifocal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), alpha=0.75, gamma=2.0, n_cases=60, seed=0, raise_on_failure=True,
                          progress=None):
     """Check the varifocal loss (VarifocalNet eq. 2, ultralytics ``VarifocalLoss``) against
     :func:`refdet.yolo.varifocal_loss_forward` with ``labels``.
@@ -1021,11 +1028,11 @@ def check_varifocal_loss(fn, *, grad=None, alpha=0.75, gamma=2.0, n_cases=60, se
         return (r.standard_normal(shape) * 3).astype(dt), q.astype(dt), lab, r.standard_normal(shape).astype(dt)
 
     r = _Runner("varifocal_loss", "abs", "ultralytics",
-                _loss_compare("varifocal_loss", fwd, bwd, fn, grad, variants, _tol), progress)
+                _loss_compare("varifocal_loss", fwd, bwd, fn, grad, variants, _tol, dtypes), progress)
     return _finish(r.run(golden, cases(), n_cases, seed), raise_on_failure)
 
 
-def check_quality_focal_loss(fn, *, grad=None, beta=2.0, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+def check_quality_focal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), beta=2.0, n_cases=60, seed=0, raise_on_failure=True, progress=None):
     """Check the quality focal loss (GFL eq. 5) against :func:`refdet.yolo.quality_focal_loss_forward`.
 
     ``fn(logits, targets) -> loss`` elementwise, ``|y - sigmoid(z)|^beta * BCE_with_logits(z, y)``;
@@ -1069,7 +1076,7 @@ def check_quality_focal_loss(fn, *, grad=None, beta=2.0, n_cases=60, seed=0, rai
         return (r.standard_normal(shape) * 3).astype(dt), y.astype(dt), r.standard_normal(shape).astype(dt)
 
     r = _Runner("quality_focal_loss", "abs", "paper",
-                _loss_compare("quality_focal_loss", fwd, bwd, fn, grad, variants, _tol), progress)
+                _loss_compare("quality_focal_loss", fwd, bwd, fn, grad, variants, _tol, dtypes), progress)
     return _finish(r.run(golden, cases(), n_cases, seed), raise_on_failure)
 
 
