@@ -156,7 +156,7 @@ def make_config(model, params, *, num_levels=1, extra_blocks=None, convention="t
     if model == "quantized_retinanet_head":
         return quantized_config(params, _checks.check_int(num_levels, "num_levels", low=1))
     if model == "postprocess":
-        p = post_params(params, **(post or {}))
+        p = post_params(params, **{k: v for k, v in (post or {}).items() if k != "yolo"})
         cfg["in_channels"] = []
         cfg["has_score_threshold"] = "score_threshold" in p
         return cfg, p
