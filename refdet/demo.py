@@ -200,10 +200,10 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
 # the anchor-free YOLO's stages (anchor points, task-aligned assignment, DFL decode, ultralytics NMS)
 # ---------------------------------------------------------------------------------------------------
 
-# YOLO default (600 steps, batch 8, lr 0.01), measured with the 2-core machine loaded by other jobs
-# (load average 5-8), seed 0, one BLAS thread: 0.10-0.17 s per step; held-out COCO AP / AP50 0.69 /
-# 0.95 after 600 steps (0.62 / 0.90 after 300; 0.75 / 0.94 after 1000 steps in 190 s; lr 0.02 gave
-# 0.67 after 600); the untrained model scores 0.000 / 0.000.
+# YOLO default (600 steps, batch 8, lr 0.01), measured with the 2-core machine loaded by other jobs,
+# seed 0, one BLAS thread: 0.10 s per step at load average 5 (the whole demo 63 s), 0.17 s at load 8
+# (training 100 s); held-out COCO AP / AP50 0.691 / 0.945 after 600 steps (0.62 / 0.90 after 300;
+# 0.75 / 0.94 after 1000 steps; lr 0.02 gave 0.67 after 600); untrained 0.000 / 0.000.
 
 
 def _yolo_anchor_stage(det, write):
@@ -319,12 +319,13 @@ def run_yolo(*, seed=0, steps=None, batch=None, lr=None, out="refdet-demo", n_tr
         from refdet import plots as P
         if P.have_matplotlib():
             os.makedirs(out, exist_ok=True)
-            a = det.assign([(test.boxes[0], test.labels[0])], params=params, images=test.images[:1])
+            j = int(np.argmax([len(b) for b in test.boxes]))      # the held-out image with the most objects
+            a = det.assign([(test.boxes[j], test.labels[j])], params=params, images=test.images[j:j + 1])
             figures.append(P.plot_yolo_assignment(
-                test.images[0], det.anchors, det.anchor_level, test.boxes[0], a.gt_index[0], a.quality[0],
+                test.images[j], det.anchors, det.anchor_level, test.boxes[j], a.gt_index[0], a.quality[0],
                 os.path.join(out, "yolo_assignment.png"),
                 title="anchor points (hollow, by level) and the points TAL assigns to each object\n"
-                      "(trained model, held-out image 0; filled area ~ target score; dashed: ground truth)"))
+                      f"(trained model, held-out image {j}; filled area ~ target score; dashed: ground truth)"))
             gts = [(test.boxes[i], test.labels[i]) for i in range(len(test.boxes))]
             shown = 0.3                       # drawn: score > 0.3 (the evaluation keeps > 0.05)
 
