@@ -17,7 +17,12 @@ Four detectors share one small convolutional backbone:
   and a class branch, per level), task-aligned assignment recomputed from the detached predictions at
   every step, the v8 loss (CIoU + DFL + BCE, :func:`refdet.yolo.v8_detection_loss_forward`), and at
   inference the DFL decode and ultralytics' ``non_max_suppression``
-  (:func:`refdet.yolo.yolo_non_max_suppression`).
+  (:func:`refdet.yolo.yolo_non_max_suppression`). What differs from a real YOLOv8, on purpose: the
+  toy backbone and refdet's top-down FPN stand in for CSPDarknet and the PAN neck; the head's convs
+  are conv + bias + ReLU (no BatchNorm, no SiLU: :mod:`refdet.heads.yolo`); strides and ``reg_max``
+  (8 bins) are scaled to the 64-pixel images; the class-bias prior uses the image side for 640.
+  The step is gradient-checked in float64 (``refdet.verify.YOLOStepCase``) and equals torch autograd
+  through the same network with ultralytics' own ``v8DetectionLoss`` (tests/test_detector.py).
 
 The API is the same for each::
 
@@ -223,7 +228,7 @@ class Detector:
 
     Parameters
     ----------
-    model : {"retinanet", "rpn", "ssd"} or DetectorConfig
+    model : {"retinanet", "rpn", "ssd", "yolo"} or DetectorConfig
     **overrides : fields of :class:`DetectorConfig`
     """
 
