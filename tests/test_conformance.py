@@ -240,6 +240,8 @@ YOLO_WRONG = [
      ["tie between two boxes for one anchor resolved by the lower index (gt 0) instead of the higher IoU (gt 1",
       "top-13 of ground truths [0, 1]"]),
     (C.check_yolo_nms, W.wrong_yolo_nms_agnostic, {}, ["class-agnostic NMS", "max_wh"]),
+    (C.check_yolo_nms, W.wrong_yolo_nms_float32_threshold, {},
+     ["compared with float32(iou_thres) = 0.30000001192092896", "float64 threshold 0.3", "suppresses"]),
     (C.check_distribution_focal_loss, W.wrong_dfl_swapped_weights, {}, ["weights swapped"]),
     (C.check_varifocal_loss, W.wrong_vfl_unweighted_positives, {}, ["positives weighted by 1, expected by their target q"]),
     (C.check_quality_focal_loss, W.wrong_qfl_no_modulation, {}, ["no modulating factor"]),

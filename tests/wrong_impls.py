@@ -370,7 +370,10 @@ def _yolo_nms(prediction, conf_thres, iou_thres, agnostic=False, max_wh=7680.0, 
                 iw = max(f(0), min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]))
                 ih = max(f(0), min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]))
                 inter = iw * ih
-                if inter / (area[i] + area[j] - inter) > iou_thres:
+                # torchvision's nms: the IoU in the boxes' dtype, compared with the threshold as a double
+                thr = iou_thres if isinstance(iou_thres, np.float32) else float(iou_thres)
+                if (inter / (area[i] + area[j] - inter) if isinstance(thr, np.float32)
+                        else float(inter / (area[i] + area[j] - inter))) > thr:
                     dead[j] = True
         out.append(rows[keep][:max_det])
     return out
@@ -450,3 +453,8 @@ def right_qfl(logits, targets):
 def wrong_qfl_no_modulation(logits, targets):
     """Bug: the modulating factor |y - sigmoid(z)|^beta is left out (plain BCE against the soft target)."""
     return _qfl(logits, targets, beta=0.0)
+
+
+def wrong_yolo_nms_float32_threshold(prediction, conf_thres, iou_thres):
+    """Bug (a subtle one): the IoU compared with float32(iou_thres); torchvision compares with the double."""
+    return _yolo_nms(prediction, conf_thres, np.float32(iou_thres))

@@ -785,6 +785,10 @@ def check_yolo_nms(fn, *, convention="ultralytics", n_cases=60, seed=0, raise_on
              dict(conf_thres=float(np.nextafter(T(c), T(-1))) if c > 0 else None)),
             (f"suppressed at IoU >= iou_thres, expected only IoU > {i:g} (torchvision nms)",
              dict(iou_thres=float(np.nextafter(T(i), T(-1))) if i > 0 else None)),
+            (f"the {np.dtype(T).name} IoU compared with {np.dtype(T).name}(iou_thres) = {float(T(i))!r}; torchvision's "
+             f"nms compares it with the float64 threshold {i!r}, so an IoU equal to {np.dtype(T).name}({i:g}) "
+             f"{'suppresses' if float(T(i)) > i else 'is kept'}",
+             dict(iou_thres=float(T(i)) if float(T(i)) != i else None)),
             ("one row per class above the threshold (multi_label), expected the best class only"
              if not options.get("multi_label") else "best class only, expected multi_label",
              dict(multi_label=not options.get("multi_label", False))),
@@ -820,6 +824,10 @@ def check_yolo_nms(fn, *, convention="ultralytics", n_cases=60, seed=0, raise_on
         ("a score exactly at conf_thres", (pred([[10, 10, 8, 8, 0.9, 0.1], [40, 40, 8, 8, 0.25, 0.0]]), 0.25, 0.45)),
         # xywh (5, 5, 10, 10) and (5, 2.5, 10, 5): IoU = 50 / 100 = 0.5 exactly: kept at iou_thres 0.5
         ("IoU exactly at iou_thres", (pred([[5, 5, 10, 10, 0.9, 0.0], [5, 2.5, 10, 5, 0.8, 0.0]]), 0.25, 0.5)),
+        # 12 x 13 and 26 x 6 boxes overlapping 12 x 6: IoU = 72 / 240 = float32(0.3) = 0.30000001 > 0.3:
+        # suppressed, because torchvision compares the float32 IoU with the float64 threshold
+        ("IoU equal to float32(iou_thres), above the float64 threshold",
+         (pred([[90, 86, 12, 13, 0.9, 0.0], [85, 87, 26, 6, 0.8, 0.0]]), 0.25, 0.3)),
         # the same box, best in class 0 and class 1 for two rows: the class offset keeps both
         ("the same box in two classes", (pred([[20, 20, 10, 10, 0.9, 0.1], [20, 20, 10, 10, 0.1, 0.8]]), 0.25, 0.45)),
         # identical boxes with equal scores: the lower index survives
