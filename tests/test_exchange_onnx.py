@@ -872,3 +872,26 @@ def test_cli_yolo_postprocess(tmp_path):
     assert cli.main(["export", "--model", "yolo-postprocess", out, "--classes", "3"]) == 0
     assert rx.onnx_config(out)["num_classes"] == 3
     assert cli.main(["verify-export", out, "--batch", "2"]) == 0
+
+
+def test_yolo_postprocess_float32_threshold_corner_differs_from_ultralytics_as_documented():
+    # boxes [0.5, 0.5, 12.5, 13.5] (12 x 13) and [-12.5, 0.5, 13.5, 6.5] (26 x 6) overlap 12 x 6: IoU =
+    # 72 / 240 = float32(0.3) = 0.30000001. ONNX compares with float32(0.3): kept. torchvision (and so
+    # ultralytics and refdet.yolo.yolo_non_max_suppression) compares with the double 0.3: suppressed.
+    from refdet.yolo import yolo_non_max_suppression
+
+    R = 16
+    z = np.zeros((1, 2, 4 * R), np.float32)
+    for p_, dist in ((0, (0, 0, 12, 13)), (1, (14, 0, 12, 6))):
+        for side, k in enumerate(dist):
+            z[0, p_, side * R + k] = 40.0
+    cls = np.array([[[2.2], [1.4]]], np.float32)                      # sigmoid 0.90, 0.80
+    inputs = _yolo_inputs(z, cls, sizes=((1, 2),), strides=(1.0,))
+    m = rx.export_onnx(model="yolo_postprocess", reg_max=R, num_classes=1, iou_threshold=0.3, score_threshold=0.25)
+    got = rx.run_onnx(m, inputs)
+    np.testing.assert_array_equal(got["detections"][:, 1:5], [[0.5, 0.5, 12.5, 13.5], [-12.5, 0.5, 13.5, 6.5]])
+    np.testing.assert_array_equal(got["selected_indices"][:, 2], [0, 1])          # ONNX keeps both
+    assert_ok(rx.verify_onnx(m, inputs))                                           # refdet's ONNX semantics
+    pred = np.concatenate([got["boxes"], got["scores"]], -1).transpose(0, 2, 1)
+    (rows,) = yolo_non_max_suppression(pred, 0.25, 0.3)
+    assert len(rows) == 1                                                           # ultralytics suppresses

@@ -44,9 +44,12 @@ Models
     its score by ``ReduceMax``, corners ``xy -+ wh / 2``, each box shifted by ``class * max_wh``
     (0 for ``agnostic``), one single-class NMS with ``max_output_boxes_per_class = max_det``,
     ``score_threshold = conf_thres`` (strict) and ``iou_threshold``. refdet's answer is the same
-    steps with :func:`refdet.onnx_non_max_suppression`; for boxes of positive area it equals
-    :func:`refdet.yolo.yolo_non_max_suppression` row for row (ONNX never lets a zero-area box
-    suppress or be suppressed; torchvision's NMS does the arithmetic). Parameters: ``max_wh`` (1,),
+    steps with :func:`refdet.onnx_non_max_suppression`. It equals
+    :func:`refdet.yolo.yolo_non_max_suppression` (ultralytics) row for row except in two corners:
+    ONNX never lets a zero-area box suppress or be suppressed (torchvision's NMS does the arithmetic),
+    and ONNX compares the IoU with ``float32(iou_threshold)`` where torchvision compares the float32
+    IoU with the float64 threshold -- an IoU of exactly ``float32(0.3) = 0.30000001`` is kept by ONNX
+    and suppressed by ultralytics (tests/test_exchange_onnx.py pins both). Parameters: ``max_wh`` (1,),
     ``max_output_boxes_per_class`` (1,) int64 (= ``max_det``), ``iou_threshold`` (1,),
     ``score_threshold`` (1,).
 """
