@@ -1,5 +1,6 @@
 """`refdet verify`: targets, module:callable, self-check coverage, table / --json / progress / exit codes."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -202,7 +203,8 @@ def test_ultralytics_target_missing_names_the_yolo_extra(capsys, monkeypatch):
     monkeypatch.setattr(V, "_installed", lambda mods: "ultralytics" not in mods and real(mods))
     assert main(["verify", "ultralytics", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "needs ultralytics" in err and "pip install 'refdet[yolo]'" in err and "Traceback" not in err
+    assert re.search(r"needs [a-z, ]*ultralytics", err) and "pip install 'refdet[yolo]'" in err
+    assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
