@@ -257,7 +257,8 @@ def _yolo_inference_stage(det, params, image, gt_boxes, write, score_threshold=0
           f"> {score_threshold:g} before NMS; {len(after[0])} after class-aware NMS at IoU {iou_threshold:g} "
           "(ultralytics' class-offset trick)")
     for b, s, lab in list(zip(*after))[:5]:
-        write(f"      {CLASS_NAMES[int(lab)]:9s} score {s:.3f}  box [{b[0]:5.1f}, {b[1]:5.1f}, {b[2]:5.1f}, {b[3]:5.1f}]")
+        write(f"      {CLASS_NAMES[int(lab)]:9s} score {s:.3f}  "
+              f"box [{b[0]:5.1f}, {b[1]:5.1f}, {b[2]:5.1f}, {b[3]:5.1f}]")
     write(f"      ground truth: {[[round(float(v), 1) for v in g] for g in gt_boxes]}")
     return before, after
 

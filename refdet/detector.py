@@ -551,9 +551,10 @@ class Detector:
         cls, box, cache = self.forward(params, x)
         dt = cls.dtype
         gl, gb, gm = self._pad_targets(tgt, dt)
-        loss, lc = v8_detection_loss_forward(box, cls, self.anchor_points_grid.astype(dt), self.stride_tensor.astype(dt),
-                                             gl, gb, gm, reg_max=self.reg_max, strides=self.strides,
-                                             image_size=self.image_size, assignment=assignment, **YOLO_TAL)
+        loss, lc = v8_detection_loss_forward(box, cls, self.anchor_points_grid.astype(dt),
+                                             self.stride_tensor.astype(dt), gl, gb, gm, reg_max=self.reg_max,
+                                             strides=self.strides, image_size=self.image_size,
+                                             assignment=assignment, **YOLO_TAL)
         g = v8_detection_loss_backward(np.ones((), dt), lc)
         grads = self.backward(g.dpred_scores.astype(dt), g.dpred_dist.astype(dt), cache)
         a = lc.parts["assignment"]

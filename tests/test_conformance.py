@@ -243,7 +243,8 @@ YOLO_WRONG = [
     (C.check_yolo_nms, W.wrong_yolo_nms_float32_threshold, {},
      ["compared with float32(iou_thres) = 0.30000001192092896", "float64 threshold 0.3", "suppresses"]),
     (C.check_distribution_focal_loss, W.wrong_dfl_swapped_weights, {}, ["weights swapped"]),
-    (C.check_varifocal_loss, W.wrong_vfl_unweighted_positives, {}, ["positives weighted by 1, expected by their target q"]),
+    (C.check_varifocal_loss, W.wrong_vfl_unweighted_positives, {},
+     ["positives weighted by 1, expected by their target q"]),
     (C.check_quality_focal_loss, W.wrong_qfl_no_modulation, {}, ["no modulating factor"]),
 ]
 
@@ -302,7 +303,8 @@ def test_yolo_checks_explain_other_classic_bugs():
          * np.array([0, 0, 2, 2]) * s[None], "bins 1..reg_max"),
         (lambda z, a, s, r: D.dfl_decode_forward(z.reshape(*z.shape[:2], r, 4).swapaxes(-1, -2).reshape(z.shape),
                                                  a, s, reg_max=r)[0], "bin-major"),
-        (lambda z, a, s, r: D.dfl_decode_forward(z, a, s, reg_max=r, out_fmt="xyxy")[0], "output xyxy, expected cxcywh"),
+        (lambda z, a, s, r: D.dfl_decode_forward(z, a, s, reg_max=r, out_fmt="xyxy")[0],
+         "output xyxy, expected cxcywh"),
         (lambda z, a, s, r: D.dfl_decode_forward(z, a, reg_max=r)[0], "not multiplied by the stride"),
     ]
     for fix, words in cases:
@@ -368,7 +370,8 @@ def test_yolo_checks_explain_other_classic_bugs():
     assert "detached" in rep.first_mismatch
     # DFL gradient: torch-free closed form of the right loss agrees; reg_max 1 decoders too
     rep = C.check_distribution_focal_loss(
-        W.right_dfl, grad=lambda z, y, d: L.distribution_focal_loss_backward(d, L.distribution_focal_loss_forward(z, y)[1]).dlogits,
+        W.right_dfl,
+        grad=lambda z, y, d: L.distribution_focal_loss_backward(d, L.distribution_focal_loss_forward(z, y)[1]).dlogits,
         n_cases=N)
     assert rep.ok
     assert math.isfinite(rep.worst_error)

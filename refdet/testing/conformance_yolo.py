@@ -257,7 +257,8 @@ def check_dfl_decode(fn, *, out_fmt="cxcywh", n_cases=60, seed=0, raise_on_failu
         b, n, c = (int(v) for v in np.unravel_index(int(np.argmax(diff)), diff.shape))
         lines = [f"DFL decode ({out_fmt}, reg_max = {R}) differs at {int((diff > tol).sum())} of {diff.size} "
                  f"coordinates; worst at image {b}, point {n} (anchor point {ap[n].tolist()}, stride "
-                 f"{float(stt[n, 0]):g}), coordinate {c}: yours {float(got[b, n, c])!r}, refdet {float(exp[b, n, c])!r}"]
+                 f"{float(stt[n, 0]):g}), coordinate {c}: yours {float(got[b, n, c])!r}, "
+                 f"refdet {float(exp[b, n, c])!r}"]
         variants = [
             (f"output {other}, expected {out_fmt}", _dfl_variant(z, ap, stt, R, fmt=other)),
             ("boxes not multiplied by the stride (grid units), expected pixels",
@@ -411,7 +412,8 @@ def check_yolo_decode(fn, *, decoder="yolov5", scale_x_y=1.0, n_cases=60, seed=0
         loc = (f"image {worst[0]}, anchor {worst[1]}, cell (y={worst[2]}, x={worst[3]})" if decoder != "yolox"
                else f"image {worst[0]}, cell (y={worst[1]}, x={worst[2]})")
         lines = [f"{decoder} decode differs at {int((diff > tol).sum())} of {diff.size} coordinates; worst at {loc}, "
-                 f"coordinate {'cx cy w h'.split()[worst[-1]]}: yours {float(got[worst])!r}, refdet {float(exp[worst])!r} "
+                 f"coordinate {'cx cy w h'.split()[worst[-1]]}: yours {float(got[worst])!r}, "
+                 f"refdet {float(exp[worst])!r} "
                  f"(raw t = {_f64(t)[worst[:-1]].tolist()})"]
         centres, sizes = _decode_parts(t, None if decoder == "yolox" else anchors, stride, t.dtype)
         shape = exp.shape[:-1]
@@ -696,8 +698,8 @@ def check_task_aligned_assign(fn, *, convention="ultralytics", n_cases=40, seed=
          golden_case(pts, sc, np.tile(np.array([[6.0, 6, 22, 22]]), (n, 1)), [[12.0, 12, 16, 16]], [0], [8.0, 16.0])),
         # every prediction far from the gt: all alignments 0 -> the top-k are the k lowest indices, and
         # those inside the box are positive with target score 0 (ultralytics masks only invalid gts)
-        ("every alignment 0: the k lowest-index points inside are positive", golden_case(pts, sc, np.tile(np.array([[40.0, 40, 44, 44]]), (n, 1)),
-                                                      [[0.0, 0, 32, 32]], [0], [8.0])),
+        ("every alignment 0: the k lowest-index points inside are positive",
+         golden_case(pts, sc, np.tile(np.array([[40.0, 40, 44, 44]]), (n, 1)), [[0.0, 0, 32, 32]], [0], [8.0])),
         # equal scores and identical predictions: 16 equal alignments, top-3 -> the three lowest indices
         ("equal alignments at the k-th place (lowest index first)",
          golden_case(pts, sc, np.tile(np.array([[0.0, 0, 32, 32]]), (n, 1)), [[0.0, 0, 32, 32]], [1], [8.0], topk=3)),
@@ -729,7 +731,8 @@ def check_yolo_nms(fn, *, convention="ultralytics", n_cases=60, seed=0, raise_on
 
     ``options`` (``agnostic``, ``multi_label``, ``max_det``, ``classes``, ``nc``) are passed to
     refdet; ``fn`` must apply the same. Every case carries its ``conf_thres`` / ``iou_thres`` (handed to
-    ``fn``): the golden cases put scores and IoUs exactly on them. Rows agree when the classes are equal and boxes and scores within 1e-6 relative.
+    ``fn``): the golden cases put scores and IoUs exactly on them. Rows agree when the classes are
+    equal and boxes and scores within 1e-6 relative.
     A mismatch names the image, the rows, and the variant that reproduces yours (class-agnostic NMS,
     ``>=`` at either threshold, boxes read as xyxy, multi-label). ``worst_error`` counts differing rows.
     """
@@ -905,7 +908,8 @@ def _tol(dtype):
     return (1e-4, 1e-6) if np.dtype(dtype) == np.float32 else (1e-7, 1e-10)
 
 
-def check_distribution_focal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), n_cases=60, seed=0, raise_on_failure=True, progress=None):
+def check_distribution_focal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), n_cases=60, seed=0,
+                                  raise_on_failure=True, progress=None):
     """Check the distribution focal loss (GFL eq. 6, ultralytics ``DFLoss``) against
     :func:`refdet.yolo.distribution_focal_loss_forward` (``convention="ultralytics"``).
 
@@ -914,8 +918,9 @@ def check_distribution_focal_loss(fn, *, grad=None, dtypes=(np.float64, np.float
     -(w_l log softmax(z)[y_l] + w_r log softmax(z)[y_r])``. ``grad(logits, targets, dloss) ->
     dlogits`` (optional). ``dtypes``: the input precisions to test (an implementation that computes
     in float32 only is checked with ``dtypes=(np.float32,)``); tolerances (rtol, atol) (1e-7, 1e-10)
-    for float64 and (1e-4, 1e-6) for float32 (the same for the other two losses). A mismatch names the variant (weights swapped, the hard target
-    ``round(y)``, no clamp, the mean of the two terms instead of their sum).
+    for float64 and (1e-4, 1e-6) for float32 (the same for the other two losses). A mismatch names
+    the variant (weights swapped, the hard target ``round(y)``, the mean of the two terms instead of
+    their sum).
     """
     from hypothesis import strategies as st
 
@@ -978,7 +983,8 @@ def check_distribution_focal_loss(fn, *, grad=None, dtypes=(np.float64, np.float
     return _finish(r.run(golden, cases(), n_cases, seed), raise_on_failure)
 
 
-def check_varifocal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), alpha=0.75, gamma=2.0, n_cases=60, seed=0, raise_on_failure=True,
+def check_varifocal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), alpha=0.75, gamma=2.0, n_cases=60,
+                         seed=0, raise_on_failure=True,
                          progress=None):
     """Check the varifocal loss (VarifocalNet eq. 2, ultralytics ``VarifocalLoss``) against
     :func:`refdet.yolo.varifocal_loss_forward` with ``labels``.
@@ -997,7 +1003,8 @@ def check_varifocal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), alph
         return L.varifocal_loss_forward(z, q, labels=lab, alpha=alpha, gamma=gamma)[0]
 
     def bwd(z, q, lab, d):
-        return L.varifocal_loss_backward(d, L.varifocal_loss_forward(z, q, labels=lab, alpha=alpha, gamma=gamma)[1]).dlogits
+        cache = L.varifocal_loss_forward(z, q, labels=lab, alpha=alpha, gamma=gamma)[1]
+        return L.varifocal_loss_backward(d, cache).dlogits
 
     def manual(z, q, lab, *, pos_w="q", a=alpha, g=gamma):
         z, q = _f64(z), _f64(q)
@@ -1014,7 +1021,8 @@ def check_varifocal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), alph
 
     variants = {"fwd": [("positives weighted by 1, expected by their target q (IoU-aware)",
                          lambda z, q, lab: manual(z, q, lab, pos_w="1")),
-                        (f"alpha = {alpha:g} applied to the positives too", lambda z, q, lab: manual(z, q, lab, pos_w="aq")),
+                        (f"alpha = {alpha:g} applied to the positives too",
+                         lambda z, q, lab: manual(z, q, lab, pos_w="aq")),
                         ("gamma = 1", lambda z, q, lab: manual(z, q, lab, g=1.0))],
                 "bwd": [("the weight treated as a constant (detached); ultralytics and mmdet differentiate "
                          "alpha * sigmoid(z)^gamma too", detached_grad)]}
@@ -1040,7 +1048,8 @@ def check_varifocal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), alph
     return _finish(r.run(golden, cases(), n_cases, seed), raise_on_failure)
 
 
-def check_quality_focal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), beta=2.0, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+def check_quality_focal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), beta=2.0, n_cases=60, seed=0,
+                             raise_on_failure=True, progress=None):
     """Check the quality focal loss (GFL eq. 5) against :func:`refdet.yolo.quality_focal_loss_forward`.
 
     ``fn(logits, targets) -> loss`` elementwise, ``|y - sigmoid(z)|^beta * BCE_with_logits(z, y)``;
@@ -1068,7 +1077,8 @@ def check_quality_focal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), 
     variants = {"fwd": [("beta = 1, expected |y - sigmoid(z)|^beta with beta = %g" % beta,
                          lambda z, y: manual(z, y, "beta1")),
                         ("no modulating factor (plain BCE)", lambda z, y: manual(z, y, "none")),
-                        ("weight sigmoid(z)^beta on every element (the negatives' form), expected |y - sigmoid(z)|^beta",
+                        ("weight sigmoid(z)^beta on every element (the negatives' form), expected "
+                         "|y - sigmoid(z)|^beta",
                          lambda z, y: manual(z, y, "sigma"))]}
     rng = np.random.default_rng(0)
     z0 = np.array([[0.0, 2.0, -2.0, 17.0, -17.0, 0.3]])

@@ -19,7 +19,8 @@ def _fwd(rng):
 
 def _bwd(rng):
     out, cache = HY.yolo_head_forward(*_fwd(rng)[0])
-    d = HY.YOLOHeadOutput([rng.standard_normal(o.shape) for o in out.box], [rng.standard_normal(o.shape) for o in out.cls])
+    d = HY.YOLOHeadOutput([rng.standard_normal(o.shape) for o in out.box],
+                          [rng.standard_normal(o.shape) for o in out.cls])
     return (d, cache), {}
 
 
