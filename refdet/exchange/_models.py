@@ -62,14 +62,15 @@ import numpy as np
 
 from refdet import _checks
 from refdet import conventions
+from refdet.exchange import files as _files
 
 MODELS = ("rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head",
           "yolo_postprocess")
 FPN_PREFIX = "backbone.fpn."
 HEAD_PREFIX = "head."
 
-#: refuse a single tensor (or a whole parameter file) larger than this unless the caller raises it
-DEFAULT_MAX_BYTES = 1 << 31
+#: the cap of every file's memory budget unless the caller passes ``max_bytes`` (refdet.exchange.files)
+DEFAULT_MAX_BYTES = _files.DEFAULT_MAX_BYTES
 
 
 def check_model(model):
@@ -276,23 +277,214 @@ def qhead_from_params(cfg, params):
                          num_classes=int(cfg["num_classes"]), observer=str(cfg.get("observer", "")))
 
 
+def _is_int(v, low, high):
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _need(cfg, key, ok, where, what):
+    if not isinstance(cfg, dict) or key not in cfg or not ok(cfg[key]):
+        got = cfg.get(key, "nothing") if isinstance(cfg, dict) else cfg
+        raise ValueError(f"{where}: the refdet config's {key!r} must be {what}; got {str(got)[:80]}")
+    return cfg[key]
+
+
+_FPN_SETTINGS = ("extra_blocks", "upsample", "upsample_mode", "fuse", "p6p7_input", "relu_before_p7")
+
+
+def _check_head_config(hc, where, model):
+    _need(hc, "num_anchors", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    if model == "rpn_head":
+        _need(hc, "objectness", lambda v: v in ("sigmoid", "softmax"), where, "'sigmoid' or 'softmax'")
+        return
+    _need(hc, "num_classes", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    if model == "quantized_retinanet_head":
+        _need(hc, "activation_dtype", lambda v: v in ("int8", "uint8"), where, "'int8' or 'uint8'")
+        for key in ("scheme", "observer"):
+            if key in hc and not isinstance(hc[key], str):
+                raise ValueError(f"{where}: the refdet config's {key!r} must be text")
+        layers = _need(hc, "layers", lambda v: isinstance(v, dict), where, "a dict of 'cls' and 'box' layer lists")
+        for branch in ("cls", "box"):
+            _need(layers, branch, lambda v: isinstance(v, list) and 1 <= len(v) <= 1024 and all(
+                isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) and isinstance(x[1], bool)
+                for x in v), where, "a list of [layer name, relu] pairs")
+        return
+    _need(hc, "num_groups", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    _need(hc, "eps", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf,
+          where, "a finite number >= 0")
+
+
+def _check_fpn_config(fc, where):
+    _need(fc, "out_channels", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    _need(fc, "num_outputs", lambda v: _is_int(v, 1, 64), where, "an integer in [1, 64]")
+    st = _need(fc, "settings", lambda v: isinstance(v, dict), where, "a dict of FPN settings")
+    for key in _FPN_SETTINGS:
+        _need(st, key, lambda v: isinstance(v, (str, bool)) or v is None, where + " settings", "a name or flag")
+
+
 def check_file_config(cfg, where):
-    """Sanity of a config read from a file (untrusted): sizes that drive allocations are bounded."""
+    """Sanity of a config read from a file (untrusted): every field refdet reads exists with the right
+    type, and sizes that drive allocations are bounded. ``ValueError`` naming ``where`` and the field."""
     if not isinstance(cfg, dict) or cfg.get("model") not in MODELS:
         raise ValueError(f"{where}: the refdet config does not name a refdet model")
+    m = cfg["model"]
     ch = cfg.get("in_channels")
-    if (not isinstance(ch, list) or len(ch) > 16
+    if (not isinstance(ch, list) or len(ch) > 16 or (m not in ("postprocess", "yolo_postprocess") and not ch)
             or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 1 << 16 for c in ch)):
         raise ValueError(f"{where}: the refdet config has an invalid 'in_channels' {str(ch)[:80]}")
     for key in ("num_anchors", "num_classes"):
         v = cfg.get(key)
-        if v is not None and not (isinstance(v, int) and 1 <= v <= 1 << 16):
+        if v is not None and not _is_int(v, 1, 1 << 16):
             raise ValueError(f"{where}: the refdet config has an invalid {key!r} {str(v)[:80]}")
-    if cfg["model"] == "yolo_postprocess":
-        v = cfg.get("reg_max")
-        if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 10) or "num_classes" not in cfg:
-            raise ValueError(f"{where}: the refdet config has an invalid 'reg_max' {str(v)[:80]} (or no 'num_classes')")
+    if m == "postprocess":
+        if not isinstance(cfg.get("has_score_threshold", True), bool):
+            raise ValueError(f"{where}: the refdet config's 'has_score_threshold' must be true or false")
+    elif m == "yolo_postprocess":
+        if not isinstance(cfg.get("has_score_threshold", True), bool):
+            raise ValueError(f"{where}: the refdet config's 'has_score_threshold' must be true or false")
+        if not _is_int(cfg.get("reg_max"), 1, 1 << 10) or not _is_int(cfg.get("num_classes"), 1, 1 << 16):
+            raise ValueError(f"{where}: the refdet config has an invalid 'reg_max' {str(cfg.get('reg_max'))[:80]} or "
+                             f"'num_classes' {str(cfg.get('num_classes'))[:80]}")
+    elif m == "fpn":
+        _check_fpn_config(cfg, where)
+    elif m == "fpn_retinanet_head":
+        _check_fpn_config(_need(cfg, "fpn", lambda v: isinstance(v, dict), where, "a dict"), where + " 'fpn'")
+        _check_head_config(_need(cfg, "head", lambda v: isinstance(v, dict), where, "a dict"), where + " 'head'",
+                           "retinanet_head")
+    elif m in ("rpn_head", "retinanet_head", "quantized_retinanet_head"):
+        _check_head_config(cfg, where, m)
     return cfg
+
+
+def input_shapes(cfg, *, batch=1, height=13, width=9, num_anchors_total=50):
+    """The shapes :func:`random_inputs` makes, without making them: ``{name: shape}``."""
+    if cfg["model"] == "postprocess":
+        r, k = int(num_anchors_total), int(cfg.get("num_classes", 3))
+        return {"cls_logits": (batch, r, k), "bbox_deltas": (batch, r, 4), "anchors": (r, 4)}
+    if cfg["model"] == "yolo_postprocess":
+        p = sum(h * w for h, w in level_sizes(height, width, 3))
+        return {"box_logits": (batch, p, 4 * int(cfg["reg_max"])), "cls_logits": (batch, p, int(cfg["num_classes"])),
+                "anchor_points": (p, 2), "stride_tensor": (p, 1)}
+    sizes = level_sizes(height, width, len(cfg["in_channels"]))
+    return {name: (batch, c, h, w) for name, c, (h, w) in zip(input_names(cfg), cfg["in_channels"], sizes)}
+
+
+class _Tally:
+    """Bytes of every array refdet's forward pass keeps (caches hold them all) plus its largest scratch."""
+
+    def __init__(self, itemsize=4):
+        self.itemsize = itemsize
+        self.tensors = 0
+        self.scratch = 0
+
+    def add(self, shape, times=1):
+        self.tensors += times * math.prod(shape) * self.itemsize
+        return tuple(shape)
+
+    def conv(self, x, w_shape, pad, stride=1):
+        from refdet._conv import IM2COL_MAX_BYTES
+
+        if len(w_shape) != 4:
+            raise ValueError(f"a convolution weight of shape {list(w_shape)} (not 4-D)")
+        b, c, h, w = x
+        f, _, kh, kw = w_shape
+        ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+        if ho < 1 or wo < 1:
+            raise ValueError(f"a {kh}x{kw} convolution does not fit a {h}x{w} map")
+        wp = w + 2 * pad
+        cols = b * c * kh * kw * ho * wp * self.itemsize
+        # im2col chunk, the padded input, and the GEMM output with the junk columns of the whole-row layout
+        self.scratch = max(self.scratch, min(cols, IM2COL_MAX_BYTES) + b * c * (h + 2 * pad) * wp * self.itemsize)
+        return self.add((b, f, ho, wo), times=2)
+
+
+def _head_work(t, hc, params, feats, model):
+    from refdet import heads
+
+    outs = []
+    for x in feats:
+        if model == "rpn_head":
+            _, c, a, n_obj, depth = heads._rpn_layout(params)
+            for i in range(depth):
+                x = t.add(t.conv(x, np.shape(params[f"conv.{i}.0.weight"]), 1), times=2)   # conv, relu (+mask)
+            o = t.conv(x, np.shape(params["cls_logits.weight"]), 0)
+            d = t.conv(x, np.shape(params["bbox_pred.weight"]), 0)
+            outs += [t.add(o, 2), t.add(d, 2)]       # flattened copies
+            continue
+        if model == "quantized_retinanet_head":
+            progs = {b: [op for n, _ in hc["layers"][b] for op in (("conv", n + ".weight_quantized", None, 1),
+                                                                    ("relu",))] for b in ("cls", "box")}
+        else:
+            progs = heads._retinanet_layout(params)[4]
+        for ops in progs.values():
+            y = x
+            for op in ops:
+                if op[0] == "conv":
+                    y = t.conv(y, np.shape(params[op[1]]), op[3])
+                elif op[0] == "gn":
+                    y = t.add(y, times=5)            # centred, squared, normalised, scaled, shifted
+                else:
+                    y = t.add(y, times=2)
+            outs.append(t.add(y, 2))
+    return outs
+
+
+def _fpn_work(t, fc, params, feats):
+    n = len(feats)
+    lat = [t.conv(x, np.shape(params[f"inner_blocks.{i}.0.weight"]), 0) for i, x in enumerate(feats)]
+    outs = []
+    for i in range(n):
+        if i < n - 1:
+            t.add(lat[i], times=2)                   # upsampled top-down map, merged sum
+        outs.append(t.conv(lat[i], np.shape(params[f"layer_blocks.{i}.0.weight"]), 1))
+    s = fc["settings"]
+    if s["extra_blocks"] == "maxpool":
+        b, f, h, w = outs[-1]
+        outs.append(t.add((b, f, (h + 1) // 2, (w + 1) // 2), times=2))
+    elif s["extra_blocks"] == "p6p7":
+        src = {"c5": feats[-1], "p5": outs[-1]}.get(s["p6p7_input"], lat[-1])
+        p6 = t.conv(src, np.shape(params["extra_blocks.p6.weight"]), 1, 2)
+        outs += [p6, t.conv(t.add(p6), np.shape(params["extra_blocks.p7.weight"]), 1, 2)]
+    return outs
+
+
+def reference_work_bytes(cfg, params, shapes):
+    """An upper estimate of the bytes :func:`reference_outputs` allocates for inputs of ``shapes``
+    ({name: shape}): every array its forward passes keep (inputs, conv outputs, activations, the
+    flattened outputs) plus its largest scratch buffer (an im2col chunk). Computed from shapes only.
+
+    Raises ``ValueError`` (a parameter missing, a map too small for a kernel) like the computation would.
+    """
+    m = cfg["model"]
+    names = input_names(cfg)
+    missing = [n for n in names if n not in shapes]
+    if missing:
+        raise ValueError(f"`inputs` is missing {missing} (the model's inputs are {names})")
+    t = _Tally(8 if m == "quantized_retinanet_head" else 4)
+    for n in names:
+        t.add(shapes[n])
+    if m == "postprocess":
+        b, r, k = (tuple(shapes["cls_logits"]) + (1, 1, 1))[:3]
+        t.add((b, r, k), times=4)                    # scores, sigmoid temporaries, transposed copy
+        t.add((b, r, 4), times=16)                   # decode's temporaries (float64 for the oracle)
+        t.scratch = 64 * r * 8 + 8 * b * k * r       # NMS block walk rows, selections
+        return t.tensors + t.scratch
+    if m not in ("fpn", "fpn_retinanet_head", "rpn_head", "retinanet_head", "quantized_retinanet_head"):
+        return t.tensors        # a model without an estimate here: its graph's own check bounds the run
+    feats = [tuple(shapes[n]) for n in names]
+    for x in feats:
+        if len(x) != 4:
+            raise ValueError(f"`inputs` must be (B, C, H, W) maps; got shape {list(x)}")
+    try:
+        if m == "fpn":
+            _fpn_work(t, cfg, params, feats)
+        elif m == "fpn_retinanet_head":
+            outs = _fpn_work(t, cfg["fpn"], split_prefixed(params, FPN_PREFIX), feats)
+            _head_work(t, cfg["head"], split_prefixed(params, HEAD_PREFIX), outs, "retinanet_head")
+        else:
+            _head_work(t, cfg, params, feats, m)
+    except KeyError as exc:
+        raise ValueError(f"the parameters lack {exc.args[0]!r}, which the model's config needs") from None
+    return t.tensors + t.scratch
 
 
 def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(1000.0 / 16),
