@@ -157,7 +157,7 @@ def random_params(model, *, seed=0, channels=8, in_channels=(8, 16, 32), anchors
 
     model = _models.check_model(model)
     rng = np.random.default_rng(seed)
-    if model == "postprocess":
+    if model in ("postprocess", "yolo_postprocess"):
         return None
     if model == "rpn_head":
         return heads.rpn_head_init(channels, anchors, rng=rng, dtype=np.float32)
@@ -226,6 +226,8 @@ def _export(args):
     common = dict(model=model, extra_blocks=args.extra_blocks, num_groups=args.num_groups)
     if model in ("rpn_head", "retinanet_head", "quantized_retinanet_head"):
         common["num_levels"] = args.levels
+    if model == "yolo_postprocess":
+        common["num_classes"] = args.classes
     if args.format == "onnx":
         import onnx
 
