@@ -158,11 +158,11 @@ def main(argv=None):
             raise
         name = getattr(exc, "name", None) or ""
         if name and extra_for(name) is not None:
-            if isinstance(exc, ModuleNotFoundError):
+            if isinstance(exc, ModuleNotFoundError) and not _installed(name.split(".")[0]):
                 return _fail(None, missing_package_message(command, name), 2)
-            # installed, but an import inside it failed (a broken or too old install)
+            # installed, but a part of it cannot be imported (a broken or too old install)
             return _fail(command, f"error: cannot import {name} ({exc}); reinstall it: "
-                                  f"pip install --force-reinstall 'refdet[{extra_for(name, command)}]'", 2)
+                                  f"pip install --upgrade --force-reinstall 'refdet[{extra_for(name, command)}]'", 2)
         return _fail(command, f"internal error: {type(exc).__name__}: {exc} (REFDET_TRACEBACK=1 shows "
                               f"the traceback)", 3)
     except (ValueError, TypeError, OSError) as exc:
@@ -175,6 +175,15 @@ def main(argv=None):
             raise
         return _fail(command, f"internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
                               f"REFDET_TRACEBACK=1 shows the traceback)", 3)
+
+
+def _installed(package):
+    """Whether ``package`` can be found (False also when an import of it was blocked)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _warning_printer(command):

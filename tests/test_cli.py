@@ -213,6 +213,20 @@ def test_missing_files_are_named_even_without_onnx(tmp_path):
     assert "does not exist" in err
 
 
+def test_a_broken_install_is_not_called_missing(monkeypatch, capsys):
+    """onnx installed but one of its modules missing (too old, broken): say so, not "not installed"."""
+    pytest.importorskip("onnx")
+    from refdet import walkthrough
+
+    def needs_a_newer_onnx(args):
+        raise ModuleNotFoundError("No module named 'onnx.future_part'", name="onnx.future_part")
+    monkeypatch.setattr(walkthrough, "_anchors_run", needs_a_newer_onnx)
+    assert cli.main(["anchors"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot import onnx.future_part" in err and "not installed" not in err
+    assert "pip install --upgrade --force-reinstall 'refdet[onnx]'" in err and err.count("\n") == 1
+
+
 def test_verify_export_missing_file_in_process(tmp_path, capsys):
     assert cli.main(["verify-export", str(tmp_path / "gone.onnx")]) == 2
     assert "no such file" in capsys.readouterr().err
