@@ -31,7 +31,6 @@ import json
 import math
 import pkgutil
 import sys
-import time
 
 import numpy as np
 
@@ -190,26 +189,6 @@ def _installed(modules):
 # ---------------------------------------------------------------------------------------------------
 # rows and progress
 # ---------------------------------------------------------------------------------------------------
-
-class _Progress:
-    def __init__(self, enabled):
-        self.enabled = enabled
-        self.t0 = time.time()
-        self.width = 0
-
-    def __call__(self, text):
-        if not self.enabled:
-            return
-        line = f"[{time.time() - self.t0:5.1f}s] {text}"[:100]
-        sys.stderr.write("\r" + line.ljust(self.width))
-        sys.stderr.flush()
-        self.width = len(line)
-
-    def done(self):
-        if self.enabled and self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            sys.stderr.flush()
-
 
 def _row(target, report):
     d = report.as_dict()
@@ -638,6 +617,7 @@ def verify(target=None, *, op=None, convention="torchvision", grad=None, n_cases
 # ---------------------------------------------------------------------------------------------------
 
 def _verify_args(p):
+    from refdet.apps.args import int_range
     p.add_argument("target", nargs="?", default=None,
                    help="torchvision | onnxruntime | onnx-reference | self | module:callable "
                         "(omit: self-check + every installed backend)")
@@ -646,22 +626,20 @@ def _verify_args(p):
                    "anchors, focal_loss, relu, conv2d, sample_balanced")
     p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with")
     p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu)")
-    p.add_argument("--cases", type=int, default=None, help="hypothesis cases per op (default: 30 for the full "
-                   "run, 60 for one backend, 100 for a callable)")
-    p.add_argument("--seed", type=int, default=0, help="hypothesis seed (the same cases every run)")
+    p.add_argument("--cases", type=int_range(0), default=None, help="hypothesis cases per op (default: 30 for "
+                   "the full run, 60 for one backend, 100 for a callable)")
+    p.add_argument("--seed", type=int_range(0), default=0, help="hypothesis seed (the same cases every run)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
 
 def _verify_run(args):
-    if args.cases is not None and args.cases < 0:
-        raise ValueError(f"`--cases` must be >= 0; got {args.cases}")
-    prog = _Progress(not args.quiet)
-    try:
+    from refdet.apps.progress import Progress
+
+    # the amount of work is not known in advance: the line shows the elapsed time and the latest check
+    with Progress(None, "verify", unit="checks", enabled=not args.quiet) as prog:
         rows = verify(args.target, op=args.op, convention=args.convention, grad=args.grad, n_cases=args.cases,
                       seed=args.seed, progress=prog)
-    finally:
-        prog.done()
     if args.json:
         def plain(v):   # JSON has no inf / NaN: write them as strings
             if isinstance(v, float) and not math.isfinite(v):

@@ -15,6 +15,8 @@ model over its memory budget (``--max-bytes`` raises it).
 """
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import re
 import sys
@@ -56,6 +58,33 @@ def _max_bytes_arg(p):
                    help="memory budget for what the file may make refdet allocate (default 64 MiB + 16 x the "
                         "file's size, at most 2 GiB); suffixes K, M, G")
 
+def _count(low):
+    """argparse type: an integer >= ``low``; argparse names the option (``argument --seed: ...``).
+
+    (refdet.apps.args has the same for the application commands; the exchange layer sits below them.)
+    """
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {v}")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+def _tolerance(text):
+    """argparse type: a finite number >= 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0; got {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text}")
+    return v
+
 
 def _ints(text):
     try:
@@ -70,23 +99,23 @@ def _export_args(p):
     p.add_argument("--format", default="onnx", choices=["onnx", "nnef"])
     p.add_argument("--params", default=None, help="parameters from an .npz (np.savez; refdet/torchvision keys) "
                                                   "instead of random ones")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random parameters")
-    p.add_argument("--channels", type=int, default=8, help="head channels C / FPN out channels F")
+    p.add_argument("--seed", type=_count(0), default=0, help="seed of the random parameters")
+    p.add_argument("--channels", type=_count(1), default=8, help="head channels C / FPN out channels F")
     p.add_argument("--in-channels", default="8,16,32", help="FPN input channels per level, e.g. 512,1024,2048")
-    p.add_argument("--anchors", type=int, default=3, help="anchors per location A")
-    p.add_argument("--classes", type=int, default=4, help="RetinaNet classes K")
-    p.add_argument("--num-convs", type=int, default=4, help="RetinaNet tower depth")
+    p.add_argument("--anchors", type=_count(1), default=3, help="anchors per location A")
+    p.add_argument("--classes", type=_count(1), default=4, help="RetinaNet classes K")
+    p.add_argument("--num-convs", type=_count(0), default=4, help="RetinaNet tower depth")
     p.add_argument("--group-norm", action="store_true", help="RetinaNet v2 head (GroupNorm, 32 groups by default)")
-    p.add_argument("--num-groups", type=int, default=32)
+    p.add_argument("--num-groups", type=_count(1), default=32)
     p.add_argument("--extra-blocks", default=None, choices=["p6p7", "maxpool", "none"])
-    p.add_argument("--levels", type=int, default=1, help="heads: number of input maps")
-    p.add_argument("--opset", type=int, default=19)
-    p.add_argument("--batch", type=int, default=1, help="NNEF: static batch size")
-    p.add_argument("--height", type=int, default=13, help="NNEF: static height of the first input")
-    p.add_argument("--width", type=int, default=9, help="NNEF: static width of the first input")
+    p.add_argument("--levels", type=_count(1), default=1, help="heads: number of input maps")
+    p.add_argument("--opset", type=_count(1), default=19)
+    p.add_argument("--batch", type=_count(1), default=1, help="NNEF: static batch size")
+    p.add_argument("--height", type=_count(1), default=13, help="NNEF: static height of the first input")
+    p.add_argument("--width", type=_count(1), default=9, help="NNEF: static width of the first input")
     p.add_argument("--iou-threshold", type=float, default=0.5)
     p.add_argument("--score-threshold", type=float, default=0.05)
-    p.add_argument("--max-per-class", type=int, default=100)
+    p.add_argument("--max-per-class", type=_count(0), default=100)
     p.add_argument("--quant-scheme", default="onnx", choices=["onnx", "tflite"],
                    help="quantized-retinanet-head: whose rounding rules quantize the weights and biases")
     p.add_argument("--activation-dtype", default="uint8", choices=["uint8", "int8"],
@@ -142,6 +171,24 @@ def random_params(model, *, seed=0, channels=8, in_channels=(8, 16, 32), anchors
     return out
 
 
+def _check_destination(out, fmt, overwrite):
+    """Refuse an existing output before any work, in the command line's words (``--overwrite``)."""
+    from refdet.exchange.nnef import _is_archive
+
+    folder = fmt == "nnef" and not _is_archive(out)
+    if folder and os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise ValueError(f"the folder {out!r} is not empty (pass --overwrite to replace its model)")
+    if folder and os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"{out!r} exists and is not a folder (an NNEF model is a folder, or a .nnef.tgz archive)")
+    if not folder and os.path.isdir(out):
+        raise ValueError(f"{out!r} is a folder; give a file name (e.g. model.onnx)")
+    if not folder and os.path.exists(out) and not overwrite:
+        raise ValueError(f"{out!r} exists (pass --overwrite)")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise ValueError(f"cannot write {out!r}: the folder {parent!r} does not exist")
+
+
 def _export_run(args):
     try:
         return _export(args)
@@ -154,6 +201,10 @@ def _export_run(args):
 def _export(args):
     from refdet.exchange.files import load_params_npz
 
+    # input and output checked first: a missing file is reported even without onnx installed
+    _check_destination(args.out, args.format, args.overwrite)
+    if args.params and not os.path.isfile(args.params):
+        raise ValueError(f"--params {args.params!r}: no such file")
     model = _models.check_model(args.model)
     base = "retinanet_head" if model == "quantized_retinanet_head" else model
     if args.params and not os.path.exists(args.params):
@@ -178,8 +229,6 @@ def _export(args):
 
         from refdet.exchange.onnx import export_onnx
 
-        if os.path.exists(args.out) and not args.overwrite:
-            raise ValueError(f"{args.out!r} exists (pass --overwrite)")
         m = export_onnx(params, opset=args.opset, iou_threshold=args.iou_threshold,
                         score_threshold=args.score_threshold, max_output_boxes_per_class=args.max_per_class,
                         **common)
@@ -204,12 +253,12 @@ def _export(args):
 
 def _verify_args(p):
     p.add_argument("path", help="an exported .onnx file, or an NNEF folder / .nnef.tgz archive")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("--batch", type=int, default=1, help="ONNX: batch of the random inputs")
-    p.add_argument("--height", type=int, default=13, help="ONNX: height of the first input (odd on purpose)")
-    p.add_argument("--width", type=int, default=9, help="ONNX: width of the first input")
-    p.add_argument("--atol", type=float, default=1e-5)
-    p.add_argument("--rtol", type=float, default=1e-5, help="times the output's largest |value|")
+    p.add_argument("--seed", type=_count(0), default=0, help="seed of the random inputs")
+    p.add_argument("--batch", type=_count(1), default=1, help="ONNX: batch of the random inputs")
+    p.add_argument("--height", type=_count(1), default=13, help="ONNX: height of the first input (odd on purpose)")
+    p.add_argument("--width", type=_count(1), default=9, help="ONNX: width of the first input")
+    p.add_argument("--atol", type=_tolerance, default=1e-5)
+    p.add_argument("--rtol", type=_tolerance, default=1e-5, help="times the output's largest |value|")
     _max_bytes_arg(p)
     _one_line_errors(p)
 
