@@ -95,7 +95,8 @@ def _import_onnx():
         import onnx.helper  # noqa: F401
         import onnx.numpy_helper  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("refdet.exchange.onnx needs the optional package 'onnx' (pip install 'refdet[onnx]')") from exc
+        raise ImportError("refdet.exchange.onnx needs the optional package 'onnx' (pip install 'refdet[onnx]')") \
+            from exc
     return onnx
 
 
