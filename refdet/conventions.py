@@ -425,14 +425,16 @@ def table_rst(op: str, *, registry_only: bool = False) -> str:
     lines = []
     for k, o in table.options.items():
         lines.append(f"``{k}`` : {o.describe_values()}")
-        lines.append(f"    {o.meaning}" + (f" Source: {o.source}" if o.source else ""))
+        lines.append(f"    {o.meaning}")
+        if o.source:
+            lines.append(f"    *Source:* {o.source}")
     names = list(table.options)
     cols = ["profile"] + names
     rows = [[p] + [repr(table[p][k]) for k in names] for p in table]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     sep = "  ".join("=" * w for w in widths)
-    lines += ["", sep, "  ".join(c.ljust(w) for c, w in zip(cols, widths)), sep]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    lines += ["", sep, "  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip(), sep]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     lines.append(sep)
     return "\n".join(lines)
 

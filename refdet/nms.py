@@ -41,7 +41,7 @@ post-processing built on NMS lives in :mod:`refdet.postprocess`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -49,9 +49,6 @@ from refdet import _checks
 from refdet import _nms_engine as _engine
 from refdet import conventions
 
-if TYPE_CHECKING:  # moved to refdet.postprocess; still importable from here (see __getattr__)
-    from refdet.postprocess import (Detections, merge_multiscale_detections,  # noqa: F401
-                                    postprocess_detections)
 
 __all__ = [
     "nms",
@@ -547,18 +544,3 @@ def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_b
             rows[:, 0], rows[:, 1], rows[:, 2] = bi, ci, keep
             out.append(rows)
     return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
-
-
-# --------------------------------------------------------------------------------------------------
-# names that moved to refdet.postprocess (``from refdet.nms import postprocess_detections`` works)
-# --------------------------------------------------------------------------------------------------
-
-_MOVED_TO_POSTPROCESS = ("postprocess_detections", "merge_multiscale_detections", "Detections")
-
-
-def __getattr__(name):
-    # a lazy re-export: refdet.postprocess imports this module, so an eager import here would be a cycle
-    if name in _MOVED_TO_POSTPROCESS:
-        from refdet import postprocess
-        return getattr(postprocess, name)
-    raise AttributeError(f"module 'refdet.nms' has no attribute {name!r}")

@@ -31,7 +31,6 @@ import json
 import math
 import pkgutil
 import sys
-import time
 
 import numpy as np
 
@@ -181,6 +180,80 @@ TARGETS = {
 TARGET_EXTRAS = {"torchvision": "torch", "onnxruntime": "onnx", "onnx-reference": "onnx"}
 
 
+# --- RoI operators, FPN levels, proposal selection (issue 14): adapters chained onto the targets above ---
+
+def _torchvision_roi_adapters():
+    """torchvision's ``ops.roi_align`` / ``ops.roi_pool``, ``poolers.LevelMapper`` (P2-P5) and
+    ``RegionProposalNetwork.filter_proposals`` (test mode, its default counts) in refdet's signatures."""
+    import torch
+    import torchvision
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+    from torchvision.ops.poolers import LevelMapper
+
+    torch.set_num_threads(1)
+    ops = torchvision.ops
+
+    def T(a):
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    def roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned):
+        return ops.roi_align(T(x), T(rois), output_size, spatial_scale, sampling_ratio, aligned).numpy()
+
+    def roi_pool(x, rois, output_size, spatial_scale):
+        return ops.roi_pool(T(x), T(rois), output_size, spatial_scale).numpy()
+
+    mapper = LevelMapper(2, 5)
+
+    def levels(boxes):
+        return mapper([T(boxes)]).numpy()
+
+    rpn = RegionProposalNetwork(AnchorGenerator(), RPNHead(1, 1), 0.7, 0.3, 256, 0.5,
+                                dict(training=2000, testing=1000), dict(training=2000, testing=1000), 0.7,
+                                score_thresh=0.0).eval()
+
+    def proposals(p, o, image_sizes, counts):
+        with torch.no_grad():
+            b, s = rpn.filter_proposals(T(p), T(o), [tuple(v) for v in image_sizes], list(counts))
+        return [v.numpy() for v in b], [v.numpy() for v in s]
+
+    return {
+        "roi_align": dict(fn=roi_align),
+        "roi_pool": dict(fn=roi_pool),
+        "assign_roi_levels": dict(fn=levels),
+        "filter_proposals": dict(fn=proposals),
+    }
+
+
+def _onnx_roi_adapters(kind):
+    """ONNX ``RoiAlign`` (opset 19: ``coordinate_transformation_mode`` half_pixel for ``aligned=True``,
+    output_half_pixel for ``aligned=False``; ``sampling_ratio`` 0 = adaptive) run by ``kind``."""
+    run, _, dtypes = _onnx_node_runner(kind)
+
+    def roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned):
+        attrs = dict(output_height=int(output_size[0]), output_width=int(output_size[1]),
+                     sampling_ratio=max(int(sampling_ratio), 0), spatial_scale=float(spatial_scale), mode="avg",
+                     coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel")
+        return run("RoiAlign", [("X", x), ("rois", np.ascontiguousarray(rois[:, 1:])),
+                                ("batch_indices", rois[:, 0].astype(np.int64))], attrs, dtypes[x.dtype])
+
+    # the float attribute spatial_scale is float32 in the model: only scales exact in float32 compare
+    return {"roi_align": dict(fn=roi_align, convention="onnx", spatial_scales=(1.0, 0.5, 0.25, 0.125))}
+
+
+def _chain_adapters(first, second):
+    return lambda: {**first(), **second()}
+
+
+TARGETS["torchvision"] = (TARGETS["torchvision"][0],
+                          _chain_adapters(TARGETS["torchvision"][1], _torchvision_roi_adapters))
+TARGETS["onnxruntime"] = (TARGETS["onnxruntime"][0],
+                          _chain_adapters(TARGETS["onnxruntime"][1], lambda: _onnx_roi_adapters("onnxruntime")))
+TARGETS["onnx-reference"] = (TARGETS["onnx-reference"][0],
+                             _chain_adapters(TARGETS["onnx-reference"][1],
+                                             lambda: _onnx_roi_adapters("onnx-reference")))
+
+
 def _installed(modules):
     import importlib.util
 
@@ -190,26 +263,6 @@ def _installed(modules):
 # ---------------------------------------------------------------------------------------------------
 # rows and progress
 # ---------------------------------------------------------------------------------------------------
-
-class _Progress:
-    def __init__(self, enabled):
-        self.enabled = enabled
-        self.t0 = time.time()
-        self.width = 0
-
-    def __call__(self, text):
-        if not self.enabled:
-            return
-        line = f"[{time.time() - self.t0:5.1f}s] {text}"[:100]
-        sys.stderr.write("\r" + line.ljust(self.width))
-        sys.stderr.flush()
-        self.width = len(line)
-
-    def done(self):
-        if self.enabled and self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            sys.stderr.flush()
-
 
 def _row(target, report):
     d = report.as_dict()
@@ -290,7 +343,7 @@ def run_callable(spec, op, *, convention="torchvision", grad=None, n_cases=50, s
     fn = _load_callable(spec)
     kw = {}
     if op in ("nms", "batched_nms", "box_iou", "generalized_box_iou", "match", "encode_boxes", "decode_boxes",
-              "anchors"):
+              "anchors", "roi_align", "assign_roi_levels", "filter_proposals"):
         kw["convention"] = convention
     if grad is not None:
         if op not in ("focal_loss", "relu"):
@@ -575,6 +628,29 @@ def self_check(*, n_cases=30, seed=0, progress=None):
                          convention="-", ok=True, skipped=GRADCHECK_EXEMPT[qual.rsplit('.', 1)[1]],
                          first_mismatch=None))
     rows += _invariant_rows(n_cases, seed, progress)
+    rows += _roi_self_rows(n_cases, seed, progress)
+    return rows
+
+
+def _roi_self_rows(n_cases, seed, progress):
+    """The RoI conformance checks run on refdet's readable loop references (refdet.reference.roi)."""
+    from refdet.reference.roi import roi_align_reference, roi_level_reference, roi_pool_reference
+    from refdet.testing.conformance import check_assign_roi_levels, check_roi_align, check_roi_pool
+
+    def levels(boxes):
+        return np.array([roi_level_reference(b, eps_outside=1e-6) for b in boxes], np.int64)
+
+    rows = []
+    for name, check, fn in (
+            ("roi_align vs loop reference", check_roi_align,
+             lambda x, r, size, scale, sr, al: roi_align_reference(x, r, size, scale, sr, al)),
+            ("roi_pool vs loop reference", check_roi_pool,
+             lambda x, r, size, scale: roi_pool_reference(x, r, size, scale)[0]),
+            ("assign_roi_levels vs loop reference", check_assign_roi_levels, levels)):
+        cb = None if progress is None else (lambda rep, name=name: progress(f"self {name}: {rep.cases} cases"))
+        rep = check(fn, n_cases=n_cases, seed=seed, raise_on_failure=False, progress=cb)
+        rep.op = name
+        rows.append(_row("self", rep))
     return rows
 
 
@@ -638,30 +714,30 @@ def verify(target=None, *, op=None, convention="torchvision", grad=None, n_cases
 # ---------------------------------------------------------------------------------------------------
 
 def _verify_args(p):
+    from refdet.apps.args import int_range
     p.add_argument("target", nargs="?", default=None,
                    help="torchvision | onnxruntime | onnx-reference | self | module:callable "
                         "(omit: self-check + every installed backend)")
     p.add_argument("--op", default=None, help="the op a module:callable implements (or restrict a backend to "
                    "one op): nms, batched_nms, box_iou, generalized_box_iou, match, encode_boxes, decode_boxes, "
-                   "anchors, focal_loss, relu, conv2d, sample_balanced")
+                   "anchors, focal_loss, relu, conv2d, sample_balanced, roi_align, roi_pool, assign_roi_levels, "
+                   "filter_proposals")
     p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with")
     p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu)")
-    p.add_argument("--cases", type=int, default=None, help="hypothesis cases per op (default: 30 for the full "
-                   "run, 60 for one backend, 100 for a callable)")
-    p.add_argument("--seed", type=int, default=0, help="hypothesis seed (the same cases every run)")
+    p.add_argument("--cases", type=int_range(0), default=None, help="hypothesis cases per op (default: 30 for "
+                   "the full run, 60 for one backend, 100 for a callable)")
+    p.add_argument("--seed", type=int_range(0), default=0, help="hypothesis seed (the same cases every run)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
 
 def _verify_run(args):
-    if args.cases is not None and args.cases < 0:
-        raise ValueError(f"`--cases` must be >= 0; got {args.cases}")
-    prog = _Progress(not args.quiet)
-    try:
+    from refdet.apps.progress import Progress
+
+    # the amount of work is not known in advance: the line shows the elapsed time and the latest check
+    with Progress(None, "verify", unit="checks", enabled=not args.quiet) as prog:
         rows = verify(args.target, op=args.op, convention=args.convention, grad=args.grad, n_cases=args.cases,
                       seed=args.seed, progress=prog)
-    finally:
-        prog.done()
     if args.json:
         def plain(v):   # JSON has no inf / NaN: write them as strings
             if isinstance(v, float) and not math.isfinite(v):

@@ -223,3 +223,112 @@ def test_new_strategies():
         assert len(anchors) == sum(h * w * len(sz) * len(r) for (h, w), sz, r in
                                    zip(cfg["feature_sizes"], cfg["sizes"], cfg["aspect_ratios"]))
     run()
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 14: RoIAlign, RoI pooling, FPN level assignment, proposal selection
+# ---------------------------------------------------------------------------------------------------
+
+WRONG_ROI = [
+    (C.check_roi_align, W.wrong_roi_align_no_half_pixel, ["aligned=False: no half-pixel shift", "aligned=True"]),
+    (C.check_roi_align, W.wrong_roi_align_fixed_ratio, ["sampling ratio adaptive vs fixed", "fixed 2 x 2 grid"]),
+    (C.check_roi_align, W.wrong_roi_align_yx_boxes, ["box given as (y1, x1, y2, x2)"]),
+    (C.check_roi_pool, W.wrong_roi_pool_round_first, ["spatial_scale applied after rounding"]),
+    (C.check_assign_roi_levels, W.wrong_levels_no_eps, ["RoI assigned to level 3 instead of 4: canonical size or eps",
+                                                         "likely cause: no eps"]),
+]
+
+
+@pytest.mark.parametrize("check,fn,words", WRONG_ROI, ids=lambda v: getattr(v, "__name__", None))
+def test_wrong_roi_implementation_caught_and_cause_named(check, fn, words):
+    with pytest.raises(AssertionError) as info:
+        check(fn, n_cases=N)
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, f"{w!r} missing from:\n{msg}"
+    rep = check(fn, n_cases=N, raise_on_failure=False)
+    assert not rep.ok and rep.worst_error > 0
+    assert rep.first_mismatch.startswith("golden case")          # the golden cases catch each bug
+
+
+def test_the_first_matching_cause_is_the_one_named():
+    # the no-shift bug is only reproduced by the aligned variant: no other cause is listed before it
+    rep = C.check_roi_align(W.wrong_roi_align_no_half_pixel, n_cases=0, raise_on_failure=False)
+    assert rep.first_mismatch.count("likely cause") == 1
+    assert "sampling ratio" not in rep.first_mismatch.split("likely cause")[1]
+
+
+RIGHT_ROI = [
+    (C.check_roi_align, W.right_roi_align),
+    (C.check_roi_pool, W.right_roi_pool),
+    (C.check_assign_roi_levels, W.right_levels),
+]
+
+
+@pytest.mark.parametrize("check,fn", RIGHT_ROI, ids=lambda v: getattr(v, "__name__", None))
+def test_independent_correct_roi_implementations_pass(check, fn):
+    rep = check(fn, n_cases=N)
+    assert rep.ok and rep.cases > N and rep.agreeing == rep.cases
+
+
+def test_roi_checks_on_refdet_itself_and_other_conventions():
+    from refdet.proposals import filter_proposals
+    from refdet.roi import assign_roi_levels, roi_align
+
+    reps = [
+        C.check_roi_align(lambda x, r, *a: roi_align(x, r, *a, convention="detectron2"), convention="detectron2",
+                          n_cases=N),
+        C.check_assign_roi_levels(lambda b: assign_roi_levels(b, convention="mmdet"), convention="mmdet", n_cases=N),
+        C.check_filter_proposals(lambda p, o, s, c: (lambda r: (r.boxes, r.scores))(
+            filter_proposals(p, o, s, c, convention="detectron2")), convention="detectron2", n_cases=4),
+    ]
+    for r in reps:
+        assert r.ok, str(r)
+
+
+def test_level_rule_of_another_framework_is_named():
+    # detectron2's rule (eps 1e-8 inside the log2) checked against torchvision's (1e-6 after it): a RoI one
+    # ulp under 224 x 224 goes to P3; the eps knobs come first, the whole detectron2 rule also reproduces it
+    from refdet.roi import assign_roi_levels
+
+    rep = C.check_assign_roi_levels(lambda b: assign_roi_levels(b, convention="detectron2"), n_cases=N,
+                                    raise_on_failure=False)
+    assert not rep.ok and "RoI assigned to level 3 instead of 4" in rep.first_mismatch
+    assert "likely cause: no eps instead of eps_inside=0, eps_outside=1e-06" in rep.first_mismatch
+    assert "detectron2's level rule" in rep.first_mismatch
+    # a canonical size of 256 instead of 224 moves the 224 x 224 RoI to P3 too
+    rep = C.check_assign_roi_levels(lambda b: assign_roi_levels(b, canonical_scale=256.0), n_cases=0,
+                                    raise_on_failure=False)
+    assert "RoI assigned to level 3 instead of 4" in rep.first_mismatch
+    assert "canonical size 256 instead of 224" in rep.first_mismatch
+
+
+def test_wrong_proposal_selection_is_named():
+    from refdet.proposals import filter_proposals
+
+    def global_nms(p, o, s, c):
+        r = filter_proposals(p, o, s, c, nms_per_level=False)
+        return r.boxes, r.scores
+    rep = C.check_filter_proposals(global_nms, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and rep.first_mismatch.startswith("golden case")
+    assert "likely cause: NMS over all proposals instead of per level" in rep.first_mismatch
+    assert "first difference at rank" in rep.first_mismatch
+
+    def logit_scores(p, o, s, c):
+        r = filter_proposals(p, o, s, c, score="logit")
+        return r.boxes, r.scores
+    rep = C.check_filter_proposals(logit_scores, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "likely cause: scores returned as logit" in rep.first_mismatch
+
+
+def test_roi_checks_are_in_the_registry_and_golden_counts():
+    for op in ("roi_align", "roi_pool", "assign_roi_levels", "filter_proposals"):
+        assert op in C.CHECKS and C.CHECKS[op].__name__ in C.__all__
+    assert C.check_roi_align(W.right_roi_align, n_cases=0).cases == 14
+    assert C.check_roi_pool(W.right_roi_pool, n_cases=0).cases == 8
+
+
+def test_roi_align_check_accepts_tensor_outputs():
+    torch = pytest.importorskip("torch")
+    rep = C.check_roi_align(lambda *a: torch.from_numpy(W.right_roi_align(*a)), n_cases=2)
+    assert rep.ok

@@ -1,5 +1,6 @@
 """refdet.exchange.onnx: export, parameter round trips, runtime parity (onnxruntime, onnx.reference),
 the checker, odd FPN sizes, post-processing (decode + NonMaxSuppression) and hostile files."""
+import json
 import math
 import os
 import subprocess
@@ -360,7 +361,7 @@ def test_hostile_files(tmp_path):
             rx.load_onnx_params(str(path))
     with pytest.raises(ValueError, match="max_bytes"):
         rx.load_onnx_params(good, max_bytes=100)
-    with pytest.raises(ValueError, match="not a file"):
+    with pytest.raises(ValueError, match="missing"):
         rx.load_onnx_params(str(tmp_path / "missing.onnx"))
     # a model with no refdet metadata: every initializer by name, but verify_onnx refuses it
     plain = onnx.ModelProto()
@@ -705,3 +706,86 @@ def test_verify_refuses_foreign_operators():
     m.graph.node.insert(0, onnx.helper.make_node("ConstantOfShape", ["_big"], ["_junk"]))
     with pytest.raises(ValueError, match="operators refdet never emits"):
         rx.verify_onnx(m, check=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Faster R-CNN box head with its multi-scale RoIAlign (issue 14)
+# ---------------------------------------------------------------------------------------------------
+
+def _box_head_case(seed=0, levels=4, C=4, size=(3, 3), K=24, classes=5, image=(128, 96), aligned=False):
+    rng = np.random.default_rng(seed)
+    p = refdet.box_head_init(C * size[0] * size[1], classes, representation_size=16, rng=seed)
+    p = {k: (rng.standard_normal(v.shape) / math.sqrt(v.shape[-1])).astype(np.float32) for k, v in p.items()}
+    scales = [2.0 ** -(2 + i) for i in range(levels)]
+    B = 2
+    feats = {f"features_{i}": rng.standard_normal((B, C, math.ceil(image[0] * s), math.ceil(image[1] * s)))
+             .astype(np.float32) for i, s in enumerate(scales)}
+    # sizes spread over every level (sqrt(area) from 8 to 800), on a 1/4 grid, a few exactly on 224 / 448
+    side = np.exp(rng.uniform(np.log(8), np.log(800), (K, 2)))
+    side[:3] = [[224, 224], [448, 448], [112, 448]]
+    ctr = rng.uniform(0, [image[1], image[0]], (K, 2))
+    rois = np.round(np.concatenate([ctr - side / 2, ctr + side / 2], 1) * 4) / 4
+    inputs = dict(feats, rois=rois.astype(np.float32), batch_indices=rng.integers(0, B, K).astype(np.int64))
+    return p, scales, inputs
+
+
+@pytest.mark.parametrize("levels,aligned,sr", [(4, False, 2), (4, True, 0), (1, False, -1), (3, False, 2)])
+def test_box_head_export_runs_in_both_runtimes_like_refdet(levels, aligned, sr):
+    p, scales, inputs = _box_head_case(levels=levels, aligned=aligned)
+    mp = rx.export_box_head_onnx(p, scales=scales, output_size=3, sampling_ratio=sr, aligned=aligned)
+    onnx.checker.check_model(mp, full_check=True)
+    assert [i.name for i in mp.graph.input][-2:] == ["rois", "batch_indices"]
+    ops = [n.op_type for n in mp.graph.node]
+    assert ops.count("RoiAlign") == levels and ops.count("Gemm") == 4
+    rows = rx.verify_box_head_onnx(mp, p, inputs, atol=1e-5, rtol=1e-5)
+    assert len(rows) == 6 and all(r["ok"] for r in rows), rows
+    # every level is used, and the levels output is refdet's assignment
+    from refdet.roi import assign_roi_levels
+    got = rx.run_onnx(mp, inputs)
+    if levels > 1:
+        want = assign_roi_levels(inputs["rois"], min_level=2, max_level=1 + levels)
+        np.testing.assert_array_equal(got["levels"], want)
+        assert set(want.tolist()) == set(range(levels))
+        assert want[:3].tolist() == [2, min(3, levels - 1), 2]      # 224 -> P4, 448 -> P5, sqrt(112 * 448) = 224
+    # a RoIAlign convention mix-up is visible: refdet with the other `aligned` disagrees
+    cfg_other = dict(json.loads({q.key: q.value for q in mp.metadata_props}["refdet.config"]), aligned=not aligned)
+    other = rx._models.box_head_reference(cfg_other, p, inputs)
+    assert not np.allclose(other["class_logits"], got["class_logits"], atol=1e-4)
+
+
+def test_box_head_export_matches_torchvision_roi_heads():
+    torch = pytest.importorskip("torch")
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+
+    p, scales, inputs = _box_head_case(levels=4, K=30)
+    mp = rx.export_box_head_onnx(p, scales=scales, output_size=3)
+    got = rx.run_onnx(mp, inputs)
+    C = inputs["features_0"].shape[1]
+    pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 3, 2)
+    head = TwoMLPHead(C * 9, 16)
+    pred = FastRCNNPredictor(16, 5)
+    sd = {k.replace("box_head.", "").replace("box_predictor.", ""): torch.from_numpy(v) for k, v in p.items()}
+    head.load_state_dict({k: v for k, v in sd.items() if k.startswith("fc")})
+    pred.load_state_dict({k: v for k, v in sd.items() if not k.startswith("fc")})
+    feats = {str(i): torch.from_numpy(inputs[f"features_{i}"]) for i in range(4)}
+    boxes = [torch.from_numpy(inputs["rois"][inputs["batch_indices"] == b]) for b in range(2)]
+    with torch.no_grad():
+        x = pred(head(pool(feats, boxes, [(128, 96), (128, 96)])))
+    order = np.concatenate([np.flatnonzero(inputs["batch_indices"] == b) for b in range(2)])
+    np.testing.assert_allclose(got["class_logits"][order], x[0].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["box_regression"][order], x[1].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_box_head_export_bad_input():
+    p, scales, inputs = _box_head_case()
+    with pytest.raises(ValueError, match=r"`scales\[1\]` must be a power of two"):
+        rx.export_box_head_onnx(p, scales=[0.25, 0.3])
+    with pytest.raises(ValueError, match="is missing 'box_head.fc7.weight'"):
+        rx.export_box_head_onnx({k: v for k, v in p.items() if k != "box_head.fc7.weight"}, scales=scales)
+    with pytest.raises(ValueError, match="not a multiple of output_size 4 x 4"):
+        rx.export_box_head_onnx(p, scales=scales, output_size=4)
+    with pytest.raises(ValueError, match="canonical level"):
+        rx.export_box_head_onnx(p, scales=scales, output_size=3, convention="mmdet")
+    with pytest.raises(ValueError, match="not a refdet box_head model"):
+        rx.verify_box_head_onnx(rx.export_onnx(head(), model="retinanet_head"), p, inputs)

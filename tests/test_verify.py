@@ -180,3 +180,58 @@ def test_gradcheck_negative_seed_names_the_option(capsys):
         main(["gradcheck", "--seed", "-1"])
     assert e.value.code == 2
     assert "--seed: must be an integer >= 0; got -1" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 14: RoI operators, FPN levels and proposal selection in `refdet verify`
+# --------------------------------------------------------------------------------------------------
+
+ROI_OPS = ("roi_align", "roi_pool", "assign_roi_levels", "filter_proposals")
+
+
+def test_torchvision_target_has_the_roi_ops_and_agrees():
+    pytest.importorskip("torchvision")
+    rows = V.run_target("torchvision", ops=ROI_OPS, n_cases=6)
+    assert [r["op"] for r in rows] == list(ROI_OPS)
+    assert all(r["ok"] and r["cases"] > 6 for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]
+
+
+@pytest.mark.parametrize("target,module", [("onnxruntime", "onnxruntime"), ("onnx-reference", "onnx")])
+def test_onnx_targets_run_roialign_and_agree(target, module):
+    pytest.importorskip(module)
+    rows = V.run_target(target, ops=["roi_align"], n_cases=10)
+    assert rows[0]["op"] == "roi_align" and rows[0]["ok"], rows[0]["first_mismatch"]
+    assert rows[0]["cases"] == 24
+
+
+def test_onnx_roialign_adapter_differs_from_torchvision_when_modes_are_crossed():
+    # run ONNX RoiAlign with half_pixel where the check asks for aligned=False: the shift is named
+    pytest.importorskip("onnxruntime")
+    from refdet.testing import conformance as C
+
+    fn = V._onnx_roi_adapters("onnxruntime")["roi_align"]["fn"]
+    rep = C.check_roi_align(lambda x, r, size, scale, sr, al: fn(x, r, size, scale, sr, True), n_cases=0,
+                            raise_on_failure=False)
+    assert not rep.ok and "aligned=True: a half-pixel shift where the reproduced framework has none" in \
+        rep.first_mismatch
+
+
+def test_self_check_has_the_roi_rows(capsys):
+    rows = V._roi_self_rows(3, 0, None)
+    assert [r["op"] for r in rows] == ["roi_align vs loop reference", "roi_pool vs loop reference",
+                                       "assign_roi_levels vs loop reference"]
+    assert all(r["ok"] and r["target"] == "self" for r in rows), [r["first_mismatch"] for r in rows]
+
+
+def test_callable_roi_align_with_a_convention(tmp_path, monkeypatch, capsys):
+    (tmp_path / "myroi_refdet_test.py").write_text(
+        "from tests import wrong_impls as W\n\n"
+        "def roi_align(x, rois, size, scale, sr, aligned):\n"
+        "    return W.wrong_roi_align_yx_boxes(x, rois, size, scale, sr, aligned)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc = main(["verify", "--op", "roi_align", "myroi_refdet_test:roi_align", "--cases", "2", "--quiet",
+               "--convention", "detectron2"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "box given as (y1, x1, y2, x2)" in out
+    row = V.run_callable("myroi_refdet_test:roi_align", "roi_align", convention="detectron2", n_cases=0)
+    assert row["convention"] == "detectron2" and not row["ok"]

@@ -165,3 +165,133 @@ def right_anchors(image_size, feature_sizes, strides, sizes, aspect_ratios):
 def wrong_anchors_off_by_one(image_size, feature_sizes, strides, sizes, aspect_ratios):
     """Bug: the grid shifts start at cell 1 (``arange(1, W + 1) * stride``)."""
     return _anchors(image_size, feature_sizes, strides, sizes, aspect_ratios, shift_start=1)
+
+
+# --------------------------------------------------------------------------------------------- RoIAlign
+
+def _roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned, *, shift=True,
+               fixed_ratio=None, swap_xy=False):
+    """torchvision's RoIAlign kernel written from its description (one RoI at a time, samples as arrays)."""
+    x = np.asarray(features)
+    f = x.dtype.type
+    B, C, H, W = x.shape
+    PH, PW = output_size
+    out = np.zeros((len(rois), C, PH, PW), x.dtype)
+    scale = f(spatial_scale)
+    for k, roi in enumerate(np.asarray(rois, x.dtype)):
+        b = int(roi[0])
+        c1, r1, c2, r2 = (roi[2], roi[1], roi[4], roi[3]) if swap_xy else (roi[1], roi[2], roi[3], roi[4])
+        off = f(0.5) if (aligned and shift) else f(0)
+        x1, y1, x2, y2 = c1 * scale - off, r1 * scale - off, c2 * scale - off, r2 * scale - off
+        rw, rh = x2 - x1, y2 - y1
+        if not aligned:
+            rw, rh = max(rw, f(1)), max(rh, f(1))
+        bh, bw = rh / f(PH), rw / f(PW)
+        sr = fixed_ratio if fixed_ratio is not None else sampling_ratio
+        gh = sr if sr > 0 else int(math.ceil(rh / f(PH)))
+        gw = sr if sr > 0 else int(math.ceil(rw / f(PW)))
+        count = f(max(gh * gw, 1))
+        if gh <= 0 or gw <= 0:
+            continue
+        ys = y1 + np.arange(PH, dtype=f)[:, None] * bh + (np.arange(gh, dtype=f)[None, :] + f(0.5)) * bh / f(gh)
+        xs = x1 + np.arange(PW, dtype=f)[:, None] * bw + (np.arange(gw, dtype=f)[None, :] + f(0.5)) * bw / f(gw)
+
+        def axis(v, n):
+            valid = (v >= -1) & (v <= n)
+            v = np.maximum(v, f(0))
+            lo = np.floor(v).astype(np.int64)
+            top = lo >= n - 1
+            lo = np.where(top, n - 1, lo)
+            hi = np.where(top, n - 1, lo + 1)
+            v = np.where(top, lo.astype(f), v)
+            frac = (v - lo).astype(f)
+            return lo, hi, frac, (f(1) - frac).astype(f), valid
+        yl, yh, ly, hy, vy = axis(ys, H)
+        xl, xh, lx, hx, vx = axis(xs, W)
+        img = x[b]                                         # (C, H, W)
+        g = lambda a, c: img[:, a[:, :, None, None], c[None, None, :, :]]   # (C, PH, gh, PW, gw)
+        w = lambda a, c: a[:, :, None, None] * c[None, None, :, :]
+        val = (w(hy, hx) * g(yl, xl) + w(hy, lx) * g(yl, xh) + w(ly, hx) * g(yh, xl) + w(ly, lx) * g(yh, xh))
+        val = val * (vy[:, :, None, None] & vx[None, None, :, :])
+        out[k] = (val.sum(axis=(2, 4)) / count).astype(x.dtype)
+    return out
+
+
+def right_roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned):
+    return _roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def wrong_roi_align_no_half_pixel(features, rois, output_size, spatial_scale, sampling_ratio, aligned):
+    """Bug: ``aligned=True`` keeps the size rule but forgets the -0.5 pixel shift."""
+    return _roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned, shift=False)
+
+
+def wrong_roi_align_fixed_ratio(features, rois, output_size, spatial_scale, sampling_ratio, aligned):
+    """Bug: always samples 2 x 2 points per bin (the paper's figure), ignoring the adaptive grid."""
+    return _roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned, fixed_ratio=2)
+
+
+def wrong_roi_align_yx_boxes(features, rois, output_size, spatial_scale, sampling_ratio, aligned):
+    """Bug: reads the RoI as (batch, y1, x1, y2, x2) (TF's box order)."""
+    return _roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned, swap_xy=True)
+
+
+# --------------------------------------------------------------------------------------------- RoI pool
+
+def _c_round(v):
+    return math.floor(v + 0.5) if v >= 0 else -math.floor(-v + 0.5)
+
+
+def _roi_pool(features, rois, output_size, spatial_scale, *, round_first=False):
+    x = np.asarray(features)
+    f = x.dtype.type
+    B, C, H, W = x.shape
+    PH, PW = output_size
+    out = np.zeros((len(rois), C, PH, PW), x.dtype)
+    for k, roi in enumerate(np.asarray(rois, x.dtype)):
+        b = int(roi[0])
+        if round_first:
+            x1, y1, x2, y2 = (_c_round(float(_c_round(float(v)) * f(spatial_scale))) for v in roi[1:])
+        else:
+            x1, y1, x2, y2 = (_c_round(float(v * f(spatial_scale))) for v in roi[1:])
+        rw, rh = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+        bh, bw = f(rh) / f(PH), f(rw) / f(PW)
+        for i in range(PH):
+            hs = min(max(int(math.floor(f(i) * bh)) + y1, 0), H)
+            he = min(max(int(math.ceil(f(i + 1) * bh)) + y1, 0), H)
+            for j in range(PW):
+                ws = min(max(int(math.floor(f(j) * bw)) + x1, 0), W)
+                we = min(max(int(math.ceil(f(j + 1) * bw)) + x1, 0), W)
+                if he > hs and we > ws:
+                    out[k, :, i, j] = x[b, :, hs:he, ws:we].max(axis=(1, 2))
+    return out
+
+
+def right_roi_pool(features, rois, output_size, spatial_scale):
+    return _roi_pool(features, rois, output_size, spatial_scale)
+
+
+def wrong_roi_pool_round_first(features, rois, output_size, spatial_scale):
+    """Bug: rounds the image coordinates to whole pixels, then scales (torchvision: round(x * scale))."""
+    return _roi_pool(features, rois, output_size, spatial_scale, round_first=True)
+
+
+# --------------------------------------------------------------------------------------------- FPN levels
+
+def _levels(boxes, eps):
+    b = np.asarray(boxes)
+    f = b.dtype.type
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+        k = np.floor(f(4) + np.log2(s / f(224)) + f(eps))
+    return (np.clip(np.nan_to_num(k, nan=2), 2, 5) - 2).astype(np.int64)
+
+
+def right_levels(boxes):
+    """torchvision LevelMapper: floor(4 + log2(sqrt(area) / 224) + 1e-6), clamped to [2, 5]."""
+    return _levels(boxes, 1e-6)
+
+
+def wrong_levels_no_eps(boxes):
+    """Bug: no eps: a RoI one ulp under 224 x 224 lands on P3 instead of P4."""
+    return _levels(boxes, 0.0)

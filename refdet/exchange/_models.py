@@ -42,13 +42,14 @@ import numpy as np
 
 from refdet import _checks
 from refdet import conventions
+from refdet.exchange import files as _files
 
 MODELS = ("rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head")
 FPN_PREFIX = "backbone.fpn."
 HEAD_PREFIX = "head."
 
-#: refuse a single tensor (or a whole parameter file) larger than this unless the caller raises it
-DEFAULT_MAX_BYTES = 1 << 31
+#: the cap of every file's memory budget unless the caller passes ``max_bytes`` (refdet.exchange.files)
+DEFAULT_MAX_BYTES = _files.DEFAULT_MAX_BYTES
 
 
 def check_model(model):
@@ -245,19 +246,204 @@ def qhead_from_params(cfg, params):
                          num_classes=int(cfg["num_classes"]), observer=str(cfg.get("observer", "")))
 
 
+def _is_int(v, low, high):
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _need(cfg, key, ok, where, what):
+    if not isinstance(cfg, dict) or key not in cfg or not ok(cfg[key]):
+        got = cfg.get(key, "nothing") if isinstance(cfg, dict) else cfg
+        raise ValueError(f"{where}: the refdet config's {key!r} must be {what}; got {str(got)[:80]}")
+    return cfg[key]
+
+
+_FPN_SETTINGS = ("extra_blocks", "upsample", "upsample_mode", "fuse", "p6p7_input", "relu_before_p7")
+
+
+def _check_head_config(hc, where, model):
+    _need(hc, "num_anchors", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    if model == "rpn_head":
+        _need(hc, "objectness", lambda v: v in ("sigmoid", "softmax"), where, "'sigmoid' or 'softmax'")
+        return
+    _need(hc, "num_classes", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    if model == "quantized_retinanet_head":
+        _need(hc, "activation_dtype", lambda v: v in ("int8", "uint8"), where, "'int8' or 'uint8'")
+        for key in ("scheme", "observer"):
+            if key in hc and not isinstance(hc[key], str):
+                raise ValueError(f"{where}: the refdet config's {key!r} must be text")
+        layers = _need(hc, "layers", lambda v: isinstance(v, dict), where, "a dict of 'cls' and 'box' layer lists")
+        for branch in ("cls", "box"):
+            _need(layers, branch, lambda v: isinstance(v, list) and 1 <= len(v) <= 1024 and all(
+                isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) and isinstance(x[1], bool)
+                for x in v), where, "a list of [layer name, relu] pairs")
+        return
+    _need(hc, "num_groups", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    _need(hc, "eps", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf,
+          where, "a finite number >= 0")
+
+
+def _check_fpn_config(fc, where):
+    _need(fc, "out_channels", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    _need(fc, "num_outputs", lambda v: _is_int(v, 1, 64), where, "an integer in [1, 64]")
+    st = _need(fc, "settings", lambda v: isinstance(v, dict), where, "a dict of FPN settings")
+    for key in _FPN_SETTINGS:
+        _need(st, key, lambda v: isinstance(v, (str, bool)) or v is None, where + " settings", "a name or flag")
+
+
 def check_file_config(cfg, where):
-    """Sanity of a config read from a file (untrusted): sizes that drive allocations are bounded."""
+    """Sanity of a config read from a file (untrusted): every field refdet reads exists with the right
+    type, and sizes that drive allocations are bounded. ``ValueError`` naming ``where`` and the field."""
     if not isinstance(cfg, dict) or cfg.get("model") not in MODELS:
         raise ValueError(f"{where}: the refdet config does not name a refdet model")
+    m = cfg["model"]
     ch = cfg.get("in_channels")
-    if (not isinstance(ch, list) or len(ch) > 16
+    if (not isinstance(ch, list) or len(ch) > 16 or (m != "postprocess" and not ch)
             or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 1 << 16 for c in ch)):
         raise ValueError(f"{where}: the refdet config has an invalid 'in_channels' {str(ch)[:80]}")
     for key in ("num_anchors", "num_classes"):
         v = cfg.get(key)
-        if v is not None and not (isinstance(v, int) and 1 <= v <= 1 << 16):
+        if v is not None and not _is_int(v, 1, 1 << 16):
             raise ValueError(f"{where}: the refdet config has an invalid {key!r} {str(v)[:80]}")
+    if m == "postprocess":
+        if not isinstance(cfg.get("has_score_threshold", True), bool):
+            raise ValueError(f"{where}: the refdet config's 'has_score_threshold' must be true or false")
+    elif m == "fpn":
+        _check_fpn_config(cfg, where)
+    elif m == "fpn_retinanet_head":
+        _check_fpn_config(_need(cfg, "fpn", lambda v: isinstance(v, dict), where, "a dict"), where + " 'fpn'")
+        _check_head_config(_need(cfg, "head", lambda v: isinstance(v, dict), where, "a dict"), where + " 'head'",
+                           "retinanet_head")
+    elif m in ("rpn_head", "retinanet_head", "quantized_retinanet_head"):
+        _check_head_config(cfg, where, m)
     return cfg
+
+
+def input_shapes(cfg, *, batch=1, height=13, width=9, num_anchors_total=50):
+    """The shapes :func:`random_inputs` makes, without making them: ``{name: shape}``."""
+    if cfg["model"] == "postprocess":
+        r, k = int(num_anchors_total), int(cfg.get("num_classes", 3))
+        return {"cls_logits": (batch, r, k), "bbox_deltas": (batch, r, 4), "anchors": (r, 4)}
+    sizes = level_sizes(height, width, len(cfg["in_channels"]))
+    return {name: (batch, c, h, w) for name, c, (h, w) in zip(input_names(cfg), cfg["in_channels"], sizes)}
+
+
+class _Tally:
+    """Bytes of every array refdet's forward pass keeps (caches hold them all) plus its largest scratch."""
+
+    def __init__(self, itemsize=4):
+        self.itemsize = itemsize
+        self.tensors = 0
+        self.scratch = 0
+
+    def add(self, shape, times=1):
+        self.tensors += times * math.prod(shape) * self.itemsize
+        return tuple(shape)
+
+    def conv(self, x, w_shape, pad, stride=1):
+        from refdet._conv import IM2COL_MAX_BYTES
+
+        if len(w_shape) != 4:
+            raise ValueError(f"a convolution weight of shape {list(w_shape)} (not 4-D)")
+        b, c, h, w = x
+        f, _, kh, kw = w_shape
+        ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+        if ho < 1 or wo < 1:
+            raise ValueError(f"a {kh}x{kw} convolution does not fit a {h}x{w} map")
+        wp = w + 2 * pad
+        cols = b * c * kh * kw * ho * wp * self.itemsize
+        # im2col chunk, the padded input, and the GEMM output with the junk columns of the whole-row layout
+        self.scratch = max(self.scratch, min(cols, IM2COL_MAX_BYTES) + b * c * (h + 2 * pad) * wp * self.itemsize)
+        return self.add((b, f, ho, wo), times=2)
+
+
+def _head_work(t, hc, params, feats, model):
+    from refdet import heads
+
+    outs = []
+    for x in feats:
+        if model == "rpn_head":
+            _, c, a, n_obj, depth = heads._rpn_layout(params)
+            for i in range(depth):
+                x = t.add(t.conv(x, np.shape(params[f"conv.{i}.0.weight"]), 1), times=2)   # conv, relu (+mask)
+            o = t.conv(x, np.shape(params["cls_logits.weight"]), 0)
+            d = t.conv(x, np.shape(params["bbox_pred.weight"]), 0)
+            outs += [t.add(o, 2), t.add(d, 2)]       # flattened copies
+            continue
+        if model == "quantized_retinanet_head":
+            progs = {b: [op for n, _ in hc["layers"][b] for op in (("conv", n + ".weight_quantized", None, 1),
+                                                                    ("relu",))] for b in ("cls", "box")}
+        else:
+            progs = heads._retinanet_layout(params)[4]
+        for ops in progs.values():
+            y = x
+            for op in ops:
+                if op[0] == "conv":
+                    y = t.conv(y, np.shape(params[op[1]]), op[3])
+                elif op[0] == "gn":
+                    y = t.add(y, times=5)            # centred, squared, normalised, scaled, shifted
+                else:
+                    y = t.add(y, times=2)
+            outs.append(t.add(y, 2))
+    return outs
+
+
+def _fpn_work(t, fc, params, feats):
+    n = len(feats)
+    lat = [t.conv(x, np.shape(params[f"inner_blocks.{i}.0.weight"]), 0) for i, x in enumerate(feats)]
+    outs = []
+    for i in range(n):
+        if i < n - 1:
+            t.add(lat[i], times=2)                   # upsampled top-down map, merged sum
+        outs.append(t.conv(lat[i], np.shape(params[f"layer_blocks.{i}.0.weight"]), 1))
+    s = fc["settings"]
+    if s["extra_blocks"] == "maxpool":
+        b, f, h, w = outs[-1]
+        outs.append(t.add((b, f, (h + 1) // 2, (w + 1) // 2), times=2))
+    elif s["extra_blocks"] == "p6p7":
+        src = {"c5": feats[-1], "p5": outs[-1]}.get(s["p6p7_input"], lat[-1])
+        p6 = t.conv(src, np.shape(params["extra_blocks.p6.weight"]), 1, 2)
+        outs += [p6, t.conv(t.add(p6), np.shape(params["extra_blocks.p7.weight"]), 1, 2)]
+    return outs
+
+
+def reference_work_bytes(cfg, params, shapes):
+    """An upper estimate of the bytes :func:`reference_outputs` allocates for inputs of ``shapes``
+    ({name: shape}): every array its forward passes keep (inputs, conv outputs, activations, the
+    flattened outputs) plus its largest scratch buffer (an im2col chunk). Computed from shapes only.
+
+    Raises ``ValueError`` (a parameter missing, a map too small for a kernel) like the computation would.
+    """
+    m = cfg["model"]
+    names = input_names(cfg)
+    missing = [n for n in names if n not in shapes]
+    if missing:
+        raise ValueError(f"`inputs` is missing {missing} (the model's inputs are {names})")
+    t = _Tally(8 if m == "quantized_retinanet_head" else 4)
+    for n in names:
+        t.add(shapes[n])
+    if m == "postprocess":
+        b, r, k = (tuple(shapes["cls_logits"]) + (1, 1, 1))[:3]
+        t.add((b, r, k), times=4)                    # scores, sigmoid temporaries, transposed copy
+        t.add((b, r, 4), times=16)                   # decode's temporaries (float64 for the oracle)
+        t.scratch = 64 * r * 8 + 8 * b * k * r       # NMS block walk rows, selections
+        return t.tensors + t.scratch
+    if m not in ("fpn", "fpn_retinanet_head", "rpn_head", "retinanet_head", "quantized_retinanet_head"):
+        return t.tensors        # a model without an estimate here: its graph's own check bounds the run
+    feats = [tuple(shapes[n]) for n in names]
+    for x in feats:
+        if len(x) != 4:
+            raise ValueError(f"`inputs` must be (B, C, H, W) maps; got shape {list(x)}")
+    try:
+        if m == "fpn":
+            _fpn_work(t, cfg, params, feats)
+        elif m == "fpn_retinanet_head":
+            outs = _fpn_work(t, cfg["fpn"], split_prefixed(params, FPN_PREFIX), feats)
+            _head_work(t, cfg["head"], split_prefixed(params, HEAD_PREFIX), outs, "retinanet_head")
+        else:
+            _head_work(t, cfg, params, feats, m)
+    except KeyError as exc:
+        raise ValueError(f"the parameters lack {exc.args[0]!r}, which the model's config needs") from None
+    return t.tensors + t.scratch
 
 
 def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(1000.0 / 16),
@@ -498,3 +684,82 @@ class ProgramEmitter:
             else:
                 x = self.relu(x)
         return x
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Faster R-CNN box head with its (multi-scale) RoIAlign (ONNX only; issue 14)
+# ---------------------------------------------------------------------------------------------------
+
+def box_head_config(params, *, scales, output_size=7, sampling_ratio=2, aligned=False, min_level=None,
+                    convention="torchvision"):
+    """The config of a ``"box_head"`` model: multi-scale RoIAlign (torchvision ``MultiScaleRoIAlign``:
+    ``LevelMapper`` level rule, one ``RoiAlign`` per level) then ``TwoMLPHead`` and ``FastRCNNPredictor``.
+
+    ``params``: :func:`refdet.box_head_init` keys (``box_head.fc6.*``, ``box_head.fc7.*``,
+    ``box_predictor.cls_score.*``, ``box_predictor.bbox_pred.*``). ``scales``: ``spatial_scale`` per
+    level, finest first (powers of two: ``1 / stride``); the level rule is the ``assign_roi_levels``
+    profile of ``convention`` (a rule with ``canonical_level=None`` or ``plus_one`` is refused: the
+    exported graph computes ``floor(k0 + log2(sqrt(w * h) / s0 + eps_inside) + eps_outside)``).
+    """
+    from refdet.roi.levels import _resolve_levels
+
+    p = _as_params(params)
+    need = ("box_head.fc6.weight", "box_head.fc6.bias", "box_head.fc7.weight", "box_head.fc7.bias",
+            "box_predictor.cls_score.weight", "box_predictor.cls_score.bias", "box_predictor.bbox_pred.weight",
+            "box_predictor.bbox_pred.bias")
+    missing = [k for k in need if k not in p]
+    if missing:
+        raise ValueError(f"`params` is missing {', '.join(repr(k) for k in missing)}")
+    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__len__") or not len(scales):
+        raise ValueError(f"`scales` must be a non-empty list of spatial scales, one per level; got {scales!r}")
+    sc = []
+    for i, v in enumerate(scales):
+        v = float(v)
+        if not (v > 0 and math.isfinite(v)) or 2.0 ** round(math.log2(v)) != v:
+            raise ValueError(f"`scales[{i}]` must be a power of two (1 / stride); got {v}")
+        sc.append(v)
+    if isinstance(output_size, (int, np.integer)):
+        output_size = (int(output_size), int(output_size))
+    ph, pw = (_checks.check_int(v, "output_size", low=1) for v in output_size)
+    sr = _checks.check_int(sampling_ratio, "sampling_ratio", low=-1)
+    kmin = -int(round(math.log2(sc[0]))) if min_level is None else _checks.check_int(min_level, "min_level")
+    rule = _resolve_levels(convention)
+    if rule.canonical_level is None or rule.plus_one:
+        raise ValueError(f"`convention` {getattr(rule, 'name', convention)!r}: the exported level rule needs a "
+                         f"canonical level and no +1 widths")
+    c_in = p["box_head.fc6.weight"].shape[1]
+    if c_in % (ph * pw):
+        raise ValueError(f"fc6 takes {c_in} inputs, not a multiple of output_size {ph} x {pw}")
+    return dict(model="box_head", scales=sc, output_size=[ph, pw], sampling_ratio=sr, aligned=bool(aligned),
+                min_level=kmin, max_level=kmin + len(sc) - 1, channels=c_in // (ph * pw),
+                canonical_scale=float(rule.canonical_scale), canonical_level=int(rule.canonical_level),
+                eps_inside=float(rule.eps_inside), eps_outside=float(rule.eps_outside),
+                num_classes=int(p["box_predictor.cls_score.weight"].shape[0]),
+                box_outputs=int(p["box_predictor.bbox_pred.weight"].shape[0]))
+
+
+def box_head_reference(cfg, params, inputs):
+    """refdet's answer for a ``"box_head"`` model: ``{"levels", "class_logits", "box_regression"}``.
+
+    ``inputs``: ``features_0 ..`` (N, C, H_l, W_l), ``rois`` (K, 4) xyxy image pixels, ``batch_indices``
+    (K,) int64.
+    """
+    from refdet.roi import assign_roi_levels, multiscale_roi_align, roi_align
+    from refdet.roi_heads import box_head_forward
+
+    L = len(cfg["scales"])
+    feats = [np.asarray(inputs[f"features_{i}"]) for i in range(L)]
+    r = np.asarray(inputs["rois"])
+    rois5 = np.concatenate([np.asarray(inputs["batch_indices"]).astype(r.dtype)[:, None], r], axis=1)
+    kw = dict(canonical_scale=cfg["canonical_scale"], canonical_level=cfg["canonical_level"],
+              eps_inside=cfg["eps_inside"], eps_outside=cfg["eps_outside"], plus_one=False)
+    if L == 1:
+        pooled = roi_align(feats[0], rois5, tuple(cfg["output_size"]), cfg["scales"][0], cfg["sampling_ratio"],
+                           cfg["aligned"])
+        levels = np.zeros(len(r), np.int64)
+    else:
+        pooled = multiscale_roi_align(feats, rois5, tuple(cfg["output_size"]), cfg["sampling_ratio"],
+                                      scales=cfg["scales"], min_level=cfg["min_level"], aligned=cfg["aligned"], **kw)
+        levels = assign_roi_levels(r, min_level=cfg["min_level"], max_level=cfg["max_level"], **kw)
+    out, _ = box_head_forward(params, pooled)
+    return {"levels": levels, "class_logits": out.class_logits, "box_regression": out.box_regression}
