@@ -59,6 +59,8 @@ MODELS = ("retinanet", "rpn", "ssd")
 class DetectorConfig(NamedTuple):
     """Everything that defines a detector (the parameters are separate).
 
+    Attributes
+    ----------
     model : {"retinanet", "rpn", "ssd"}
     image_size : (H, W) the network input size
     num_classes : K foreground classes (the RPN has one: "object")
@@ -162,7 +164,7 @@ def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, 
 
     ``v <- momentum * v + (g + weight_decay * p)``; ``p <- p - lr * v`` (torch.optim.SGD with
     dampening 0, nesterov False). With ``max_grad_norm`` the gradients are first scaled so that
-    their global L2 norm is at most that value (torch.nn.utils.clip_grad_norm_).
+    their global L2 norm is at most that value (``torch.nn.utils.clip_grad_norm_``).
 
     Returns
     -------

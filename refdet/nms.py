@@ -377,6 +377,8 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_thr
 class SoftNMSResult(NamedTuple):
     """Output of :func:`soft_nms`.
 
+    Attributes
+    ----------
     indices : ndarray of int64, shape (K,)
         Selected boxes, in selection order.
     scores : ndarray, shape (K,)

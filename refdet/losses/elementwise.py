@@ -523,7 +523,7 @@ def softmax_focal_loss_forward(logits: np.ndarray, labels: np.ndarray, *, alpha:
 def softmax_focal_loss_backward(dloss: Union[float, np.ndarray], cache: SoftmaxFocalCache) -> LogitGrads:
     """Gradient of the softmax focal loss.
 
-    With ``q = 1 - p_y`` and ``d p_y / d z_j = p_y (delta_jy - p_j)``:
+    With ``q = 1 - p_y`` and ``d p_y / d z_j = p_y (delta_jy - p_j)``::
 
       FL = -a q^gamma log p_y
       dFL/dz_j = -a [ -gamma q^(gamma-1) log p_y * p_y (delta_jy - p_j) + q^gamma (delta_jy - p_j) ]

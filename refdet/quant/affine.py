@@ -223,6 +223,8 @@ def _rounder(rounding):
 class QParams(NamedTuple):
     """Quantization parameters.
 
+    Attributes
+    ----------
     scale : ndarray of float32, shape () or (C,)
     zero_point : ndarray of int64, same shape
     """
@@ -274,16 +276,16 @@ def qparams_from_minmax(rmin: ArrayLike, rmax: ArrayLike, *, dtype: str = "int8"
         asymmetric: s = (rmax - rmin) / (qmax - qmin)        z = round(qmin - rmin / s)
         symmetric:  s = max(|rmin|, rmax) / ((qmax - qmin) / 2)   z = the middle of [qmin, qmax]
 
-    ============= ============ =============== ================================= ==========================
-    convention    symmetric    scale computed  zero point                        all-zero range
-    ============= ============ =============== ================================= ==========================
-    torchvision   [-128, 127]: in float32      ``qmin - rint(rmin/s)``, clamped;  scale floored at float32
-    (torch)       /127.5                       symmetric: 0 (signed), 128 uint8   eps (1.19e-7)
-    onnx          [-127, 127]: float64, stored ``rint(qmin - rmin/s)``;           (1.0, 0)
-    (onnxruntime) /127         as float32      symmetric ``rint((qmin+qmax)/2)``
-    tf (tflite)   [-127, 127]: in float32      ``std::round(clamp(qmin - rmin/s))``, (1.0, 0)
-                  /127                         half away from zero
-    ============= ============ =============== ================================= ==========================
+    =============  ============  ===============  =====================================  ========================
+    convention     symmetric     scale computed   zero point                             all-zero range
+    =============  ============  ===============  =====================================  ========================
+    torchvision    [-128, 127]:  in float32       ``qmin - rint(rmin/s)``, clamped;      scale floored at float32
+    (torch)        /127.5                         symmetric: 0 (signed), 128 uint8       eps (1.19e-7)
+    onnx           [-127, 127]:  float64, stored  ``rint(qmin - rmin/s)``;               (1.0, 0)
+    (onnxruntime)  /127          as float32       symmetric ``rint((qmin+qmax)/2)``
+    tf (tflite)    [-127, 127]:  in float32       ``std::round(clamp(qmin - rmin/s))``,  (1.0, 0)
+                   /127                           half away from zero
+    =============  ============  ===============  =====================================  ========================
 
     ONNX ``DynamicQuantizeLinear`` (onnxruntime) follows the onnx rule but computes in float32: pass
     ``scale_dtype="float32"`` (verified exact on random arrays; the float64 default differs from it in
