@@ -39,10 +39,11 @@ extensions = [
     "refdet_docs",
 ]
 
+smartquotes = False                 # code values in tables stay as written ('first', not ‘first’)
 source_suffix = {".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "_ext", "_templates", "tutorials", "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip",
-                    "auto_examples/*.md5", "auto_examples/*.json"]
+exclude_patterns = ["_build", "_ext", "_templates", "tutorials", "guides",
+                    "auto_*/*.ipynb", "auto_*/*.py", "auto_*/*.zip", "auto_*/*.md5", "auto_*/*.json"]
 templates_path = ["_templates"]
 suppress_warnings = []
 
@@ -58,8 +59,8 @@ numpydoc_attributes_as_param_list = True
 
 # ---- sphinx-gallery: one tutorial per seed stage, run at build time ----
 sphinx_gallery_conf = {
-    "examples_dirs": ["tutorials"],
-    "gallery_dirs": ["auto_examples"],
+    "examples_dirs": ["tutorials", "guides"],
+    "gallery_dirs": ["auto_examples", "auto_guides"],
     "filename_pattern": r"/plot_",      # every tutorial is run
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,

@@ -460,6 +460,15 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *, dtype: st
     -----
     Reference: :func:`refdet.reference.quant.quantize` (exact rationals, with the working dtype's
     roundings of ``x / s``, ``1 / s``, ``x * (1 / s)`` and ``v + z`` written out).
+
+    Examples
+    --------
+    The range [-1, 3] as uint8 (scale 4 / 255, zero point 64): 0.52 / s = 33.15 rounds to 33, and
+    values past the range saturate at 255.
+
+    >>> x = np.array([-1.0, 0.0, 0.5, 0.52, 3.0, 4.0], dtype=np.float32)
+    >>> quantize(x, 4 / 255, 64, dtype="uint8", convention="onnx")
+    array([  0,  64,  96,  97, 255, 255], dtype=uint8)
     """
     s = _resolve("quantize", convention, rounding=rounding, op=op)
     rnd = _rounder(s["rounding"])
@@ -508,6 +517,11 @@ def dequantize(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *, axis: O
     Returns
     -------
     ndarray of ``out_dtype``, same shape as ``q``
+
+    Examples
+    --------
+    >>> dequantize(np.array([0, 64, 96, 255], dtype=np.uint8), np.float32(4 / 255), 64)
+    array([-1.0039216,  0.       ,  0.5019608,  2.9960785], dtype=float32)
     """
     qa = _checks.as_int_array(q, "q")
     _checks.check_choice(out_dtype, "out_dtype", ("float32", "float64"))

@@ -272,6 +272,14 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
     ``requantize_tflite_fc``, ``requantize_onnxruntime``, ``requantize_onnx_reference``,
     ``requantize_float_rne`` (``refdet.reference.quant.REQUANTIZE[mode]``); the tests hold them
     bit-equal on hypothesis inputs with exact ties.
+
+    Examples
+    --------
+    An int32 accumulator times M = 0.0123, plus the output zero point 3, saturated to int8: 1000 * M =
+    12.3 gives 15, 50000 * M = 615 saturates at 127.
+
+    >>> requantize(np.array([-300, 1000, 1500, 50000]), 0.0123, 3, mode="tflite")
+    array([ -1,  15,  21, 127], dtype=int8)
     """
     _checks.check_choice(mode, "mode", _REQUANT_MODES)
     a = np.asarray(_checks.as_int_array(acc, "acc"), dtype=np.int64)

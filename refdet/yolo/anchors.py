@@ -149,8 +149,8 @@ def dimension_clusters(wh, k: int, *, rng=None, max_iter: int = 300, center: str
     --------
     >>> wh = np.array([[10, 10], [11, 9], [100, 50], [98, 52]], dtype=float)
     >>> dimension_clusters(wh, 2, rng=0).anchors
-    array([[ 10.5,   9.5],
-           [ 99. ,  51. ]])
+    array([[10.5,  9.5],
+           [99. , 51. ]])
     """
     x = _positive_wh(wh, "wh")
     k = _checks.check_int(k, "k", low=1)
