@@ -79,7 +79,12 @@ def _members(modname: str) -> list:
         obj = getattr(mod, n, None)
         if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(obj, "__module__", None) == modname:
             out.append(n)
-    return sorted(out, key=lambda n: (inspect.isclass(getattr(mod, n)), n))
+    def line(n):
+        try:
+            return inspect.getsourcelines(getattr(mod, n))[1]
+        except (OSError, TypeError):
+            return 0
+    return sorted(out, key=lambda n: (line(n), n))         # the module's own order, as a reader meets it
 
 
 def _convention_functions() -> dict:
@@ -245,7 +250,7 @@ def _restore_conventions(app, what, name, obj, options, lines):
     op = getattr(obj, "__convention_op__", None)
     lines += ["", ".. rubric:: Conventions", ""]
     if op:
-        lines += [f"Generated from the registry; all ops: :doc:`/conventions/{op}`.", ""]
+        lines += [f"Generated from the convention registry (also on the page :doc:`/conventions/{op}`).", ""]
     lines += body
 
 
