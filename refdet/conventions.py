@@ -441,10 +441,11 @@ def table_rst(op: str, *, registry_only: bool = False) -> str:
 
 
 def _rst_text(text: str) -> str:
-    """Plain text made safe for reStructuredText: a ``*`` that could open emphasis (``ops/*_loss.py``)
-    and a word ending in ``_`` (read as a hyperlink reference) are backslash-escaped; a ``*`` between
-    spaces (``obj * cls``) is already literal and stays as it is."""
-    text = re.sub(r"\*(?=\S)|(?<=\S)\*", r"\\*", text)
+    """Plain text made safe for reStructuredText: a ``*`` or ``|`` that could open emphasis or a
+    substitution (``ops/*_loss.py``, ``|x|``) and a word ending in ``_`` (read as a hyperlink
+    reference) are backslash-escaped; a ``*`` or ``|`` between spaces (``obj * cls``) is already
+    literal and stays as it is."""
+    text = re.sub(r"([*|])(?=\S)|(?<=\S)([*|])", lambda m: "\\" + (m.group(1) or m.group(2)), text)
     return re.sub(r"(?<=\w)_(?=[\s.,;:)]|$)", r"\\_", text)
 
 
