@@ -82,6 +82,8 @@ YOLO_TAL = dict(topk=10, alpha=0.5, beta=6.0)
 class DetectorConfig(NamedTuple):
     """Everything that defines a detector (the parameters are separate).
 
+    Attributes
+    ----------
     model : {"retinanet", "rpn", "ssd", "yolo"}
     image_size : (H, W) the network input size
     num_classes : K foreground classes (the RPN has one: "object")
@@ -192,7 +194,7 @@ def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, 
 
     ``v <- momentum * v + (g + weight_decay * p)``; ``p <- p - lr * v`` (torch.optim.SGD with
     dampening 0, nesterov False). With ``max_grad_norm`` the gradients are first scaled so that
-    their global L2 norm is at most that value (torch.nn.utils.clip_grad_norm_).
+    their global L2 norm is at most that value (``torch.nn.utils.clip_grad_norm_``).
 
     Returns
     -------
