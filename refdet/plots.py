@@ -597,3 +597,101 @@ def plot_focal_loss(path, gammas=(0, 0.5, 1, 2, 5), **kw) -> str:
 def ensure_dir(path):
     os.makedirs(path, exist_ok=True)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# YOLO (anchor points, task-aligned assignment, detections before and after NMS)
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["plot_yolo_assignment", "plot_yolo_detections"]
+
+
+def _yolo_box(ax, b, color, lw=1.0, ls="-", alpha=1.0):
+    _rect(ax, b, edgecolor=color, linewidth=lw, linestyle=ls, alpha=alpha)
+
+
+def plot_yolo_assignment(image, anchor_points, anchor_level, gt_boxes, gt_index, quality, path, *, title=None):
+    """Every anchor point of every level over an image, and the points task-aligned assignment made
+    positive for each ground truth (one colour per object, marker area growing with the target
+    quality); ground-truth boxes dashed.
+
+    Parameters
+    ----------
+    image : (3, H, W)
+    anchor_points : (N, 2) pixels (x, y)
+    anchor_level : (N,) int, the level of each point
+    gt_boxes : (M, 4) xyxy
+    gt_index : (N,) int, the assigned ground truth of each point (-1 background)
+    quality : (N,) the target score of each point
+    """
+    plt = _plt()
+    pts = np.asarray(anchor_points, dtype=np.float64)
+    lvl = np.asarray(anchor_level)
+    gi = np.asarray(gt_index)
+    q = np.asarray(quality, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(5.6, 5.6))
+    _show_image(ax, image)
+    h, w = np.asarray(image).shape[1:]
+    ax.imshow(np.zeros((h, w)), cmap="gray", alpha=0.45, vmin=0, vmax=1, extent=(0, w, h, 0))    # dim it
+    n_lv = int(lvl.max()) + 1 if lvl.size else 0
+    marks = ("o", "s", "D", "^", "v")
+    level_cols = ("white", "yellow", "cyan", "magenta", "lime")
+    for k in range(n_lv):
+        p = pts[lvl == k]
+        ax.scatter(p[:, 0], p[:, 1], s=8 + 14 * k, facecolors="none", edgecolors=level_cols[k % len(level_cols)],
+                   linewidths=0.9, marker=marks[k % len(marks)], label=f"level {k}: {len(p)} points")
+    cols = plt.cm.tab10(np.arange(10))
+    for m, b in enumerate(np.asarray(gt_boxes, dtype=np.float64)):
+        c = cols[m % 10]
+        _yolo_box(ax, b, c, lw=1.8, ls="--")
+        sel = gi == m
+        if sel.any():
+            qm = q[sel] / max(float(q[sel].max()), 1e-12)
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=25 + 90 * qm, color=c, edgecolors="black", linewidths=0.6,
+                       label=f"object {m}: {int(sel.sum())} positive points")
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    leg = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2, fontsize=7, facecolor="0.35",
+                    labelcolor="white")
+    leg.get_frame().set_linewidth(0)
+    ax.set_title(title or "anchor points (hollow) and the points TAL assigns to each object\n"
+                 "(filled, area ~ target quality; dashed: ground truth)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path, dpi=120)
+
+
+def plot_yolo_detections(images, before, after, gts, path, *, threshold, iou_threshold, class_names=None,
+                         max_images=4):
+    """Decoded boxes above the score threshold before NMS (first image) and the detections after
+    NMS (first ``max_images`` images); the thresholds are in the title.
+
+    ``before``: ``(boxes (n, 4), scores (n,), labels (n,))`` of the first image; ``after``: per image
+    ``(boxes, scores, labels)``; ``gts``: per image ``(boxes, labels)``.
+    """
+    plt = _plt()
+    n = min(max_images, len(images))
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.7 * (n + 1), 3.2))
+    axes = np.atleast_1d(axes)
+    cols = ("tab:orange", "tab:cyan", "tab:green", "tab:purple")
+
+    def draw(ax, img, dets, gt, lw, label_text):
+        _show_image(ax, img)
+        for b, lab in zip(*gt):
+            _yolo_box(ax, b, cols[int(lab) % len(cols)], lw=1.0, ls="--")
+        for b, s, lab in zip(*dets):
+            _yolo_box(ax, b, cols[int(lab) % len(cols)], lw=lw, alpha=0.35 if lw < 1 else 1.0)
+            if label_text:
+                name = class_names[int(lab)] if class_names else str(int(lab))
+                ax.text(b[0], b[1] - 1, f"{name} {s:.2f}", fontsize=6, color="white",
+                        bbox=dict(facecolor=cols[int(lab) % len(cols)], alpha=0.7, pad=0.5, lw=0))
+        ax.set_axis_off()
+
+    draw(axes[0], images[0], before, gts[0], 0.6, False)
+    axes[0].set_title(f"image 0 before NMS: {len(before[0])} boxes", fontsize=8)
+    for i in range(n):
+        draw(axes[i + 1], images[i], after[i], gts[i], 1.6, True)
+        axes[i + 1].set_title(f"image {i} after NMS: {len(after[i][0])}", fontsize=8)
+    fig.suptitle(f"YOLO detections: score > {threshold:g}, class-aware NMS at IoU {iou_threshold:g} "
+                 "(solid: detections, dashed: ground truth)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path, dpi=120)

@@ -189,3 +189,31 @@ def test_candidates_before_nms_hold_what_nms_keeps(model):
     assert deltas[4 * aa + c, y, x] == np.float64(box[0, (y * fw + x) * a + aa, c])
     if len(ab) > 1:
         assert np.all(box_iou(ab[:1], ab[1:])[0][al[1:] == al[0]] <= (0.7 if model == "rpn" else 0.5))
+
+
+def test_yolo_demo_short_run_prints_every_stage(tmp_path):
+    lines = []
+    res = run("yolo", steps=4, batch=4, n_train=16, n_test=4, out=str(tmp_path), write=lines.append,
+              progress=False, show_reference=True)
+    text = "\n".join(lines)
+    for stage in ("[1] data", "[2] anchor points: 336 in all", "level 0: 16 x 16 map, stride  4", "[3] network",
+                  "[4] label assignment: task-aligned", "image 0, object 0", "positive (by level",
+                  "[5] training", "[6] inference", "before NMS", "after class-aware NMS",
+                  "[7] held-out COCO evaluation", "untrained AP"):
+        assert stage in text, stage
+    assert "4 steps in" in text and "loss (mean of the previous" in text
+    assert res["model"] == "yolo" and np.isfinite(res["loss_first"]) and res["positives_first_batch"] > 0
+    assert 0 <= res["ap_untrained"] <= 1 and 0 <= res["ap_trained"] <= 1 and res["train_seconds"] > 0
+    assert "refdet/reference/yolo.py" in text and "def task_aligned_assign" in text and "def dfl_decode" in text
+    with pytest.raises(ValueError, match="`quantize`"):
+        run("yolo", steps=1, quantize=True, plots=False, write=lines.append, progress=False)
+    pytest.importorskip("matplotlib")
+    for name in ("yolo_assignment.png", "yolo_detections.png"):
+        assert os.path.getsize(tmp_path / name) > 1000
+
+
+def test_yolo_demo_cli(tmp_path, capsys):
+    assert main(["demo", "--model", "yolo", "--steps", "1", "--batch", "2", "--no-plots", "--out",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "anchor-free YOLO" in out and "[7]" in out and "[8]" not in out

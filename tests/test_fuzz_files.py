@@ -10,10 +10,10 @@ swapping. Every case must end in a return value or a ``ValueError`` / ``TypeErro
 the file, with the subprocess's peak RSS (``ru_maxrss``) within the interpreter's baseline plus the file's
 budget (64 MiB + 16 x its size, refdet.exchange.files), and no runtime may fail for lack of memory.
 
-Counts: 118 hand-built files; the generated ones are ``max_examples`` per family (5 families: 300 under
-the ``ci`` profile, 5,000 under ``thorough``). Each test prints its count (``pytest -s``).
+Counts: 171 hand-built files (501 file x loader cases); the generated ones are ``max_examples`` per family
+(5 families: about 300 under the ``ci`` profile, about 5,000 under ``thorough``; a mutation that does not
+apply to its base model is skipped). Each test prints its counts (``pytest -s``).
 """
-import io
 import json
 import os
 import re
@@ -87,6 +87,10 @@ def bases(tmp_path_factory):
 
 def _run(cases, bases):
     baseline, recs = hf.run_cases(cases, bases["warmup"])
+    if os.environ.get("REFDET_FUZZ_DUMP"):     # every case and its outcome, as JSON lines, for a closer look
+        with open(os.environ["REFDET_FUZZ_DUMP"], "a") as fh:
+            for c in cases:
+                fh.write(json.dumps({**c, **recs[c["id"]]}) + "\n")
     bad = hf.check_records(cases, baseline, recs)
     slow = sorted(recs.values(), key=lambda r: -r["seconds"])[:3]
     print(f"\n{len(cases)} (file, loader) cases run; {sum(r['outcome'] == 'error' for r in recs.values())} refused; "
@@ -311,7 +315,8 @@ def _hand_nnef(w, b):
             {"classification_head.cls_logits.bias": [10 ** 12]})),
         "json_bigint": lambda p: open(os.path.join(p, "refdet.json"), "w").write('{"config": ' + "7" * 10000 + "}"),
         "json_not_utf8": lambda p: open(os.path.join(p, "refdet.json"), "wb").write(b"\xff\xfe{}"),
-        "graph_pad_30000": lambda p: text(p, "padding = [(1, 1), (1, 1)]", "padding = [(30000, 30000), (30000, 30000)]"),
+        "graph_pad_30000": lambda p: text(p, "padding = [(1, 1), (1, 1)]",
+                                          "padding = [(30000, 30000), (30000, 30000)]"),
         "graph_stride_0": lambda p: text(p, "stride = [1, 1]", "stride = [0, 1]"),
         "graph_dilation_huge": lambda p: text(p, "dilation = [1, 1]", "dilation = [100000, 1]"),
         "graph_groups_3": lambda p: text(p, "dilation = [1, 1])", "dilation = [1, 1], groups = 3)"),
@@ -340,7 +345,8 @@ def _hand_nnef(w, b):
                                        struct.pack("<I", 9)),
         "dat_bits_0": lambda p: _patch(os.path.join(p, "classification_head.cls_logits.bias.dat"), 44,
                                        struct.pack("<I", 0)),
-        "dat_truncated": lambda p: open(os.path.join(p, "classification_head.cls_logits.bias.dat"), "r+b").truncate(100),
+        "dat_truncated": lambda p: open(os.path.join(p, "classification_head.cls_logits.bias.dat"),
+                                        "r+b").truncate(100),
         "dat_missing": lambda p: os.remove(os.path.join(p, "classification_head.cls_logits.bias.dat")),
         "dat_is_dir": lambda p: (os.remove(os.path.join(p, "classification_head.cls_logits.bias.dat")),
                                  os.mkdir(os.path.join(p, "classification_head.cls_logits.bias.dat"))),
@@ -359,7 +365,8 @@ def _hand_nnef(w, b):
     edits["link_graph"] = link("graph.nnef", os.path.join(outside, "graph.nnef"))
     edits["link_json"] = link("refdet.json", os.path.join(outside, "refdet.json"))
     edits["link_dat_outside"] = link("classification_head.cls_logits.bias.dat", os.path.join(outside, "b.dat"))
-    edits["link_dat_inside"] = link("classification_head.cls_logits.bias.dat", "classification_head.cls_logits.weight.dat")
+    edits["link_dat_inside"] = link("classification_head.cls_logits.bias.dat",
+                                    "classification_head.cls_logits.weight.dat")
     edits["link_dat_dangling"] = link("classification_head.cls_logits.bias.dat", "/nonexistent/x.dat")
     for stem, edit in edits.items():
         p = folder(stem, edit)
@@ -397,14 +404,16 @@ def _hand_archives(w, b):
     kinds = {
         "dotdot": files + [("../../evil.dat", b"x", "file")], "absolute": files + [("/tmp/evil.dat", b"x", "file")],
         "dotdot_inside": files + [("a/../../evil.dat", b"x", "file")],
-        "symlink": files + [("evil.dat", "/etc/passwd", "sym")], "hardlink": files + [("evil.dat", "graph.nnef", "hard")],
+        "symlink": files + [("evil.dat", "/etc/passwd", "sym")],
+        "hardlink": files + [("evil.dat", "graph.nnef", "hard")],
         "chr": files + [("null.dat", None, "chr")], "fifo": files + [("pipe.dat", None, "fifo")],
         "blk": files + [("disk.dat", None, "blk")], "duplicate": files + [files[0]],
         "no_graph": [f for f in files if f[0] != "graph.nnef"],
         "two_graphs": [("a/" + n, d, k) for n, d, k in files] + [("b/" + n, d, k) for n, d, k in files],
         "unreferenced_64m": files[:1] + [("unused.dat", 64 << 20, "file")] + files[1:],
-        "referenced_64m": [(n, big_graph if n == "graph.nnef" else (64 << 20) if n.startswith("regression_head.bbox_reg.b")
-                            else d, k) for n, d, k in files],
+        "referenced_64m": [(n, big_graph if n == "graph.nnef"
+                            else (64 << 20) if n.startswith("regression_head.bbox_reg.b") else d, k)
+                           for n, d, k in files],
         "size_lie": files[:2] + [("lie.dat", b"x" * 10, "size-lie", 1 << 40)],
         "label_missing": [f for f in files if not f[0].startswith("regression_head.bbox_reg.bias")],
         "nested_graph": [(n, b"version 1.0; graph g(x) -> (y) { y = " + b"copy(" * 50000 + b"x" + b")" * 50000
@@ -516,8 +525,10 @@ def _onnx_mutation(draw, names):
         return base, kind, (key, how, draw(st.text(max_size=6)), draw(_JSON), draw(st.integers(30, 5000)))
     if kind == "bytes":
         return base, kind, (draw(st.sampled_from(["truncate", "flip"])), draw(st.floats(0, 1)),
-                            draw(st.lists(st.integers(0, 10 ** 6), max_size=8)), draw(st.binary(min_size=1, max_size=8)))
-    return base, kind, (draw(st.sampled_from(["delete", "duplicate", "undefined", "front"])), draw(st.integers(0, 10 ** 6)))
+                            draw(st.lists(st.integers(0, 10 ** 6), max_size=8)),
+                            draw(st.binary(min_size=1, max_size=8)))
+    return base, kind, (draw(st.sampled_from(["delete", "duplicate", "undefined", "front"])),
+                        draw(st.integers(0, 10 ** 6)))
 
 
 def _apply_onnx(b, base, kind, args):
@@ -527,6 +538,10 @@ def _apply_onnx(b, base, kind, args):
     if kind == "attr":
         i, name, value = args
         node = nodes[i % len(nodes)]
+        from refdet.exchange._onnx_check import _RULES
+        defined = sorted(_RULES.get(node.op_type, (None, set()))[1])
+        if defined and name != "bogus" and name not in defined:    # mostly an attribute the operator has
+            name = defined[len(name) % len(defined)]
         try:
             hf.set_attr(node, name, value)
         except (ValueError, TypeError):
@@ -652,7 +667,7 @@ def _archive_mutation(draw):
     return (draw(st.lists(st.sampled_from(["dotdot", "absolute", "sym", "hard", "chr", "fifo", "dup", "zeros",
                                             "junk", "deep", "none"]), min_size=1, max_size=3)),
             draw(st.sampled_from(["w:gz", "w", "w:bz2", "w:xz"])), draw(st.integers(0, 16 << 20)),
-            draw(st.floats(0.2, 1.0)), draw(st.booleans()))
+            draw(st.one_of(st.just(1.0), st.just(1.0), st.floats(0.2, 1.0))), draw(st.booleans()))
 
 
 def _apply_archive(b, w, extras, mode, size, keep, referenced):
@@ -713,7 +728,8 @@ def _apply_npz(w, members, deflate):
 def _dat_mutation(draw):
     return (draw(st.lists(st.one_of(_HOSTILE_INTS, st.integers(0, 9)).map(lambda v: v & 0xFFFFFFFF), max_size=9)),
             draw(st.one_of(st.none(), _HOSTILE_INTS.map(lambda v: v & 0xFFFFFFFF))),
-            draw(st.sampled_from([0, 1, 8, 13, 16, 32, 64, 1 << 20])), draw(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 1 << 16])),
+            draw(st.sampled_from([0, 1, 8, 13, 16, 32, 64, 1 << 20])),
+            draw(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 1 << 16])),
             draw(st.one_of(st.none(), st.integers(0, 12))), draw(st.integers(0, 256)))
 
 

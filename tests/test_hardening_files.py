@@ -451,19 +451,19 @@ def test_cli_usage_errors_are_one_line(how, tmp_path):
     _one_line(_run(["verify-export", str(tmp_path / "nope.onnx")], how=how), 2, "nope.onnx", "missing")
     _one_line(_run(["verify-export", str(tmp_path / "nope_nnef")], how=how), 2, "nope_nnef", "missing")
     _one_line(_run(["export", "--model", "fpn", "--params", str(tmp_path / "p.npz"), str(tmp_path / "o.onnx")],
-                   how=how), 2, "p.npz", "missing")
+                   how=how), 2, "p.npz", "no such file")
     _one_line(_run(["export", "--model", "fpn", "--format", "nnef", str(tmp_path / "no" / "such" / "x.tgz")],
                    how=how), 2, "x.tgz")
 
 
 def test_cli_missing_packages_name_the_extra(tmp_path):
     err = _one_line(_run(["export", "--model", "fpn", str(tmp_path / "x.onnx")], block=["onnx"]), 2)
-    assert "`refdet export` needs onnx, which is not installed: pip install 'refdet[onnx]'" in err
+    assert "`refdet export` needs onnx" in err and "pip install 'refdet[onnx]'" in err
     # a missing file is said to be missing even when onnx is not installed
     _one_line(_run(["verify-export", str(tmp_path / "nope.onnx")], block=["onnx"]), 2, "nope.onnx", "missing")
     folder = rn.export_nnef(head(), tmp_path / "m", model="retinanet_head")
     err = _one_line(_run(["verify-export", folder], block=["nnef"]), 2)
-    assert "`refdet verify-export` needs nnef, which is not installed: pip install 'refdet[nnef]'" in err
+    assert "`refdet verify-export` needs nnef" in err and "pip install 'refdet[nnef]'" in err
     # NNEF export needs no optional package at all
     assert _run(["export", "--model", "fpn", "--format", "nnef", str(tmp_path / "n")], block=["onnx", "nnef"]
                 ).returncode == 0

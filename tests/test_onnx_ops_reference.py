@@ -71,7 +71,8 @@ def test_resize_1d_equals_the_spec_formulas(values, out, mode, ctm, nearest, exc
                    exclude_outside=int(excl and mode == "cubic"), runtime="onnx_reference")
     want = R.resize_1d(values, out, mode=mode, coordinate_transformation_mode=ctm, nearest_mode=nearest,
                        exclude_outside=excl and mode == "cubic")
-    tol = 1e-6 * (1 + np.abs(values).max()) if mode == "cubic" else 1e-12 * (1 + np.abs(values).max())
+    # cubic: onnx.reference rounds the coefficients (and the ratio entering them) to float32: ~2e-6 per unit value
+    tol = 1e-5 * (1 + np.abs(values).max()) if mode == "cubic" else 1e-12 * (1 + np.abs(values).max())
     np.testing.assert_allclose(got, want, rtol=0, atol=tol)
 
 

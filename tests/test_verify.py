@@ -1,5 +1,6 @@
 """`refdet verify`: targets, module:callable, self-check coverage, table / --json / progress / exit codes."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -235,3 +236,65 @@ def test_callable_roi_align_with_a_convention(tmp_path, monkeypatch, capsys):
     assert rc == 1 and "box given as (y1, x1, y2, x2)" in out
     row = V.run_callable("myroi_refdet_test:roi_align", "roi_align", convention="detectron2", n_cases=0)
     assert row["convention"] == "detectron2" and not row["ok"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the YOLO family: the `ultralytics` target and the YOLO ops for module:callable
+# ---------------------------------------------------------------------------------------------------
+
+def test_ultralytics_target_agrees(capsys):
+    pytest.importorskip("torchvision")
+    pytest.importorskip("ultralytics")
+    rc = main(["verify", "ultralytics", "--cases", "4", "--quiet", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    ops = {r["op"] for r in data["rows"]}
+    assert {"make_anchors", "dfl_decode", "task_aligned_assign", "yolo_nms", "distribution_focal_loss",
+            "varifocal_loss"} <= ops
+    assert rc == 0 and data["ok"], [r["first_mismatch"] for r in data["rows"] if not r["ok"]]
+
+
+def test_ultralytics_target_missing_names_the_yolo_extra(capsys, monkeypatch):
+    real = V._installed
+    monkeypatch.setattr(V, "_installed", lambda mods: "ultralytics" not in mods and real(mods))
+    assert main(["verify", "ultralytics", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"needs [a-z, ]*ultralytics", err) and "pip install 'refdet[yolo]'" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("op,impl,words", [
+    ("task_aligned_assign", "wrong_tal_lowest_index", "resolved by the lower index"),
+    ("yolov5_decode", "wrong_yolov5_decode_v3_centre", "centre decoded as σ(t) + c, expected 2σ(t) − 0.5 + c"),
+    ("make_anchors", "wrong_make_anchors_no_offset", "anchor points at grid (x, y), expected grid + 0.5"),
+    ("dfl_decode", "wrong_dfl_bins_0_to_reg_max", "DFL bins 0..reg_max"),
+    ("yolo_nms", "wrong_yolo_nms_agnostic", "class-agnostic NMS"),
+])
+def test_callable_yolo_ops_fail_with_cause(op, impl, words, capsys):
+    rc = main(["verify", "--op", op, f"tests.wrong_impls:{impl}", "--cases", "3", "--quiet", "--json"])
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert rc == 1 and row["op"] == op and words in row["first_mismatch"]
+    assert row["convention"] in ("ultralytics", "yolov5")        # the op's own profile, not torchvision
+
+
+def test_callable_yolo_ops_pass_with_grad_and_convention(capsys):
+    rc = main(["verify", "--op", "task_aligned_assign", "tests.wrong_impls:right_tal", "--cases", "3", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "task_aligned_assign" in out, out
+    rc = main(["verify", "--op", "distribution_focal_loss", "tests.wrong_impls:right_dfl", "--cases", "3", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    # the paper's TAL (plain IoU, no enlargement) is not ultralytics': the explanation names the knob
+    rc = main(["verify", "--op", "task_aligned_assign", "tests.wrong_impls:right_tal", "--convention", "paper",
+               "--cases", "3", "--quiet", "--json"])
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert rc == 1 and row["convention"] == "paper"
+    assert main(["verify", "--op", "varifocal_loss", "--grad", "tests.wrong_impls:right_relu_grad",
+                 "tests.wrong_impls:right_vfl", "--cases", "1", "--quiet"]) == 1
+
+
+def test_yolo_gradcheck_cases_in_self_check():
+    covered, missing, _ = V.gradcheck_coverage()
+    assert "refdet.heads.yolo.yolo_head_forward" in covered and not missing
+    from refdet.testing.gradcheck import _CASES
+    assert V.YOLOStepCase.NAME in _CASES

@@ -32,6 +32,26 @@ Models
     (S, 3) = (image, class, anchor), exactly :func:`refdet.onnx_non_max_suppression`. Parameters:
     ``weights`` (4,), ``clamp`` (1,), ``max_output_boxes_per_class`` (1,) int64, ``iou_threshold`` (1,),
     ``score_threshold`` (1,) (absent: no score filter).
+``"yolo_postprocess"`` (ONNX only)
+    The anchor-free YOLO's inference (ultralytics ``Detect`` + ``non_max_suppression``) from the raw
+    head outputs: inputs ``box_logits`` (N, P, 4 * reg_max) DFL logits (side-major), ``cls_logits``
+    (N, P, K), ``anchor_points`` (P, 2) in grid units and ``stride_tensor`` (P, 1). Outputs ``boxes``
+    (N, P, 4) = :func:`refdet.yolo.dfl_decode_forward` (softmax over the bins, expectation over
+    ``0 .. reg_max - 1``, ``dist2bbox`` to ``(cx, cy, w, h)``, times the stride), ``scores`` (N, P, K)
+    = ``sigmoid(cls_logits)``, ``selected_indices`` (S, 3) ``(image, 0, point)`` and ``detections``
+    (S, 7) ``(image, x1, y1, x2, y2, score, class)``: ultralytics' NMS written with ONNX's
+    ``NonMaxSuppression`` and the **class-offset trick** -- best class by ``ArgMax`` (first maximum),
+    its score by ``ReduceMax``, corners ``xy -+ wh / 2``, each box shifted by ``class * max_wh``
+    (0 for ``agnostic``), one single-class NMS with ``max_output_boxes_per_class = max_det``,
+    ``score_threshold = conf_thres`` (strict) and ``iou_threshold``. refdet's answer is the same
+    steps with :func:`refdet.onnx_non_max_suppression`. It equals
+    :func:`refdet.yolo.yolo_non_max_suppression` (ultralytics) row for row except in two corners:
+    ONNX never lets a zero-area box suppress or be suppressed (torchvision's NMS does the arithmetic),
+    and ONNX compares the IoU with ``float32(iou_threshold)`` where torchvision compares the float32
+    IoU with the float64 threshold -- an IoU of exactly ``float32(0.3) = 0.30000001`` is kept by ONNX
+    and suppressed by ultralytics (tests/test_exchange_onnx.py pins both). Parameters: ``max_wh`` (1,),
+    ``max_output_boxes_per_class`` (1,) int64 (= ``max_det``), ``iou_threshold`` (1,),
+    ``score_threshold`` (1,).
 """
 from __future__ import annotations
 
@@ -44,7 +64,8 @@ from refdet import _checks
 from refdet import conventions
 from refdet.exchange import files as _files
 
-MODELS = ("rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head")
+MODELS = ("rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head",
+          "yolo_postprocess")
 FPN_PREFIX = "backbone.fpn."
 HEAD_PREFIX = "head."
 
@@ -139,8 +160,18 @@ def make_config(model, params, *, num_levels=1, extra_blocks=None, convention="t
     if model == "quantized_retinanet_head":
         return quantized_config(params, _checks.check_int(num_levels, "num_levels", low=1))
     if model == "postprocess":
-        p = post_params(params, **(post or {}))
+        p = post_params(params, **{k: v for k, v in (post or {}).items() if k != "yolo"})
         cfg["in_channels"] = []
+        cfg["has_score_threshold"] = "score_threshold" in p
+        return cfg, p
+    if model == "yolo_postprocess":
+        yolo = dict((post or {}).get("yolo") or {})
+        p = yolo_post_params(params, **{k: v for k, v in (post or {}).items() if k != "yolo" and k not in
+                                         ("weights", "clamp")}, max_wh=yolo.get("max_wh", 7680.0),
+                             agnostic=yolo.get("agnostic", False))
+        cfg["in_channels"] = []
+        cfg["reg_max"] = _checks.check_int(yolo.get("reg_max", 16), "reg_max", low=1, high=1 << 10)
+        cfg["num_classes"] = _checks.check_int(yolo.get("num_classes", 80), "num_classes", low=1, high=1 << 16)
         cfg["has_score_threshold"] = "score_threshold" in p
         return cfg, p
     p = {k: np.asarray(v, dtype=np.float32) for k, v in _as_params(params).items()}
@@ -297,7 +328,7 @@ def check_file_config(cfg, where):
         raise ValueError(f"{where}: the refdet config does not name a refdet model")
     m = cfg["model"]
     ch = cfg.get("in_channels")
-    if (not isinstance(ch, list) or len(ch) > 16 or (m != "postprocess" and not ch)
+    if (not isinstance(ch, list) or len(ch) > 16 or (m not in ("postprocess", "yolo_postprocess") and not ch)
             or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 1 << 16 for c in ch)):
         raise ValueError(f"{where}: the refdet config has an invalid 'in_channels' {str(ch)[:80]}")
     for key in ("num_anchors", "num_classes"):
@@ -307,6 +338,12 @@ def check_file_config(cfg, where):
     if m == "postprocess":
         if not isinstance(cfg.get("has_score_threshold", True), bool):
             raise ValueError(f"{where}: the refdet config's 'has_score_threshold' must be true or false")
+    elif m == "yolo_postprocess":
+        if not isinstance(cfg.get("has_score_threshold", True), bool):
+            raise ValueError(f"{where}: the refdet config's 'has_score_threshold' must be true or false")
+        if not _is_int(cfg.get("reg_max"), 1, 1 << 10) or not _is_int(cfg.get("num_classes"), 1, 1 << 16):
+            raise ValueError(f"{where}: the refdet config has an invalid 'reg_max' {str(cfg.get('reg_max'))[:80]} or "
+                             f"'num_classes' {str(cfg.get('num_classes'))[:80]}")
     elif m == "fpn":
         _check_fpn_config(cfg, where)
     elif m == "fpn_retinanet_head":
@@ -323,6 +360,10 @@ def input_shapes(cfg, *, batch=1, height=13, width=9, num_anchors_total=50):
     if cfg["model"] == "postprocess":
         r, k = int(num_anchors_total), int(cfg.get("num_classes", 3))
         return {"cls_logits": (batch, r, k), "bbox_deltas": (batch, r, 4), "anchors": (r, 4)}
+    if cfg["model"] == "yolo_postprocess":
+        p = sum(h * w for h, w in level_sizes(height, width, 3))
+        return {"box_logits": (batch, p, 4 * int(cfg["reg_max"])), "cls_logits": (batch, p, int(cfg["num_classes"])),
+                "anchor_points": (p, 2), "stride_tensor": (p, 1)}
     sizes = level_sizes(height, width, len(cfg["in_channels"]))
     return {name: (batch, c, h, w) for name, c, (h, w) in zip(input_names(cfg), cfg["in_channels"], sizes)}
 
@@ -471,6 +512,32 @@ def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(100
     return out
 
 
+def yolo_post_params(params=None, *, max_output_boxes_per_class=300, iou_threshold=0.45, score_threshold=0.25,
+                     max_wh=7680.0, agnostic=False):
+    """Initializer values of the YOLO post-processing model (``params`` entries override the keywords):
+    ``max_wh`` (0 when ``agnostic``), ``max_output_boxes_per_class`` (ultralytics' ``max_det``),
+    ``iou_threshold``, ``score_threshold`` (``conf_thres``; None: no score filter)."""
+    given = _as_params(params) if params is not None else {}
+    allowed = {"max_wh", "max_output_boxes_per_class", "iou_threshold", "score_threshold"}
+    extra = [k for k in given if k not in allowed]
+    if extra:
+        raise ValueError(f"`params` for 'yolo_postprocess' may only have {sorted(allowed)}; got {extra}")
+    if not isinstance(agnostic, (bool, np.bool_)):
+        raise TypeError(f"`agnostic` must be a bool; got {type(agnostic).__name__}")
+    wh = _checks.check_positive(float(np.asarray(given.get("max_wh", max_wh)).reshape(-1)[0]), "max_wh", strict=False)
+    k = _checks.check_int(int(np.asarray(given.get("max_output_boxes_per_class", max_output_boxes_per_class))
+                              .reshape(-1)[0]), "max_output_boxes_per_class", low=0)
+    t = _checks.check_probability(float(np.asarray(given.get("iou_threshold", iou_threshold)).reshape(-1)[0]),
+                                  "iou_threshold")
+    out = {"max_wh": np.asarray([0.0 if agnostic else wh], np.float32),
+           "max_output_boxes_per_class": np.asarray([k], np.int64), "iou_threshold": np.asarray([t], np.float32)}
+    st = given.get("score_threshold", score_threshold)
+    if st is not None:
+        out["score_threshold"] = np.asarray(
+            [_checks.check_probability(float(np.asarray(st).reshape(-1)[0]), "score_threshold")], np.float32)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # inputs and outputs
 # ---------------------------------------------------------------------------------------------------
@@ -478,6 +545,8 @@ def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(100
 def input_names(cfg):
     if cfg["model"] == "postprocess":
         return ["cls_logits", "bbox_deltas", "anchors"]
+    if cfg["model"] == "yolo_postprocess":
+        return ["box_logits", "cls_logits", "anchor_points", "stride_tensor"]
     n = len(cfg["in_channels"])
     if cfg["model"] in ("rpn_head", "retinanet_head", "quantized_retinanet_head") and n == 1:
         return ["features"]
@@ -492,6 +561,8 @@ def output_names(cfg):
         return ["cls_logits", "bbox_deltas"]
     if m == "fpn":
         return [f"fpn_{i}" for i in range(cfg["num_outputs"])]
+    if m == "yolo_postprocess":
+        return ["boxes", "scores", "selected_indices", "detections"]
     return ["boxes", "scores", "selected_indices"]
 
 
@@ -508,6 +579,17 @@ def random_inputs(cfg, *, batch=1, height=13, width=9, num_anchors_total=50, rng
     """Random float32 inputs for ``cfg``: feature maps N(0, 1) (sizes from :func:`level_sizes`), or for
     ``"postprocess"`` logits N(0, 2), deltas N(0, 0.5) and random xyxy anchors in a 100 x 100 image."""
     rng = _checks.as_rng(rng)
+    if cfg["model"] == "yolo_postprocess":
+        # a 3-level pyramid (strides 8, 16, 32) whose finest level is height x width; logits spread so
+        # that some scores pass the threshold and boxes overlap
+        from refdet.yolo.anchors import make_anchors
+
+        sizes = level_sizes(height, width, 3)
+        pts, st = make_anchors(sizes, [8.0, 16.0, 32.0], dtype=np.float32)
+        r, k = int(cfg["reg_max"]), int(cfg["num_classes"])
+        return {"box_logits": (2 * rng.standard_normal((batch, len(pts), 4 * r))).astype(np.float32),
+                "cls_logits": (2 * rng.standard_normal((batch, len(pts), k)) - 1).astype(np.float32),
+                "anchor_points": pts, "stride_tensor": st}
     if cfg["model"] == "postprocess":
         r = int(num_anchors_total)
         k = int(cfg.get("num_classes", 3))
@@ -542,6 +624,8 @@ def reference_outputs(cfg, params, inputs):
     missing = [n for n in names if n not in inputs]
     if missing:
         raise ValueError(f"`inputs` is missing {missing} (the model's inputs are {names})")
+    if m == "yolo_postprocess":
+        return yolo_reference_outputs(cfg, params, inputs)
     if m == "postprocess":
         missing = [k for k in ("weights", "clamp", "max_output_boxes_per_class", "iou_threshold") if k not in params]
         if missing or ("score_threshold" in params) != bool(cfg.get("has_score_threshold", True)):
@@ -584,6 +668,37 @@ def reference_outputs(cfg, params, inputs):
     out, _ = heads.retinanet_head_forward(params, list(feats), num_groups=hc["num_groups"], eps=hc["eps"])
     return {"cls_logits": heads.flatten_head_output(out.cls_logits, a),
             "bbox_deltas": heads.flatten_head_output(out.bbox_deltas, a)}
+
+
+def yolo_reference_outputs(cfg, params, inputs):
+    """refdet's answer for ``"yolo_postprocess"``: DFL decode, sigmoid, the class-offset trick and
+    :func:`refdet.onnx_non_max_suppression` (float32 in, float32 math)."""
+    from refdet import layers
+    from refdet.nms import onnx_non_max_suppression
+    from refdet.yolo import _common
+    from refdet.yolo.decode import dfl_decode_forward
+
+    r = int(cfg["reg_max"])
+    z = _checks.as_float_array(inputs["box_logits"], "box_logits", ndim=3)
+    cls = _checks.as_float_array(inputs["cls_logits"], "cls_logits", ndim=3)
+    if z.shape[-1] != 4 * r or cls.shape[:2] != z.shape[:2]:
+        raise ValueError(f"`box_logits` must be (N, P, 4 * reg_max = {4 * r}) and `cls_logits` (N, P, K) with the "
+                         f"same N, P; got {z.shape} and {cls.shape}")
+    boxes, _ = dfl_decode_forward(z, inputs["anchor_points"], inputs["stride_tensor"], reg_max=r, out_fmt="cxcywh")
+    scores, _ = layers.sigmoid_forward(cls)
+    xyxy = _common.cxcywh_to_xyxy(boxes)                       # ultralytics xywh2xyxy: xy -+ wh / 2
+    T = xyxy.dtype.type
+    label = scores.argmax(axis=-1) if scores.size else np.zeros(scores.shape[:2], np.int64)   # first maximum
+    conf = scores.max(axis=-1) if scores.size else np.zeros(scores.shape[:2], scores.dtype)
+    shifted = xyxy + (label.astype(xyxy.dtype) * T(np.asarray(params["max_wh"]).reshape(-1)[0]))[..., None]
+    st = params.get("score_threshold")
+    sel = onnx_non_max_suppression(shifted, conf[:, None, :], int(params["max_output_boxes_per_class"][0]),
+                                   float(params["iou_threshold"][0]),
+                                   None if st is None else float(np.asarray(st).reshape(-1)[0]))
+    b, a = sel[:, 0], sel[:, 2]
+    det = np.concatenate([b[:, None].astype(xyxy.dtype), xyxy[b, a], conf[b, a][:, None],
+                          label[b, a][:, None].astype(xyxy.dtype)], axis=1)
+    return {"boxes": boxes, "scores": scores, "selected_indices": sel, "detections": det}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -257,7 +257,8 @@ def _ints(v, what, *, low=None, n=None):
 
 
 def _int(v, what, low=None, high=None):
-    if not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low) or (high is not None and v > high):
+    if (not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low)
+            or (high is not None and v > high)):
         raise _Fail(f"{what} must be an integer{f' >= {low}' if low is not None else ''}"
                     f"{f' <= {high}' if high is not None else ''}; got {str(v)[:40]}")
     return v

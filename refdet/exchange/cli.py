@@ -26,13 +26,6 @@ from refdet.exchange import _models
 _MODEL_CHOICES = [m.replace("_", "-") for m in _models.MODELS]
 
 
-def _one_line_errors(p):
-    """argparse errors of this sub-command as one line on stderr (exit 2), without the usage block."""
-    def error(message):
-        p.exit(2, f"{p.prog}: error: {' '.join(str(message).split())} (see {p.prog} --help)\n")
-    p.error = error
-
-
 def _byte_count(text):
     """argparse type of ``--max-bytes``: an integer of bytes, optionally with K, M, G or T (powers of 1024)."""
     import argparse
@@ -43,16 +36,15 @@ def _byte_count(text):
     return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
 
 
-def _needs(command, package, extra):
-    """``ValueError`` (exit 2, one line) when the optional ``package`` cannot be imported."""
+def _needs(package):
+    """Import the optional ``package`` now, before any work: when it is missing, the ModuleNotFoundError
+    reaches :func:`refdet.cli.main`, which names the extra to install in one line (exit 2)."""
     import importlib
 
     try:
         importlib.import_module(package)
-    except ImportError:
-        # refdet.cli.main turns this into its one line: "`refdet export` needs onnx, which is not
-        # installed: pip install 'refdet[onnx]'" (refdet.apps.args.missing_package_message)
-        raise ModuleNotFoundError(f"No module named {package!r} (extra {extra!r})", name=package) from None
+    except ImportError as exc:
+        raise ModuleNotFoundError(f"No module named {package!r}", name=package) from exc
 
 
 def _max_bytes_arg(p):
@@ -125,7 +117,6 @@ def _export_args(p):
                    help="quantized-retinanet-head: activation type (uint8 is onnxruntime's default)")
     p.add_argument("--overwrite", action="store_true")
     _max_bytes_arg(p)
-    _one_line_errors(p)
 
 
 def quantize_for_export(params, *, seed=0, height=13, width=9, scheme="onnx", activation_dtype="uint8",
@@ -207,11 +198,11 @@ def _export(args):
     # input and output checked first: a missing file is reported even without onnx installed
     _check_destination(args.out, args.format, args.overwrite)
     if args.params and not os.path.isfile(args.params):
-        raise ValueError(f"--params {args.params!r} is missing (no such file)")
+        raise ValueError(f"--params {args.params!r}: no such file")
     model = _models.check_model(args.model)
     base = "retinanet_head" if model == "quantized_retinanet_head" else model
     if args.format == "onnx":
-        _needs("export", "onnx", "onnx")
+        _needs("onnx")
     if args.params:
         params = load_params_npz(args.params, max_bytes=args.max_bytes)
     else:
@@ -261,7 +252,6 @@ def _verify_args(p):
     p.add_argument("--atol", type=_tolerance, default=1e-5)
     p.add_argument("--rtol", type=_tolerance, default=1e-5, help="times the output's largest |value|")
     _max_bytes_arg(p)
-    _one_line_errors(p)
 
 
 def _verify_run(args):
@@ -270,7 +260,7 @@ def _verify_run(args):
     if not os.path.lexists(path):
         kind = "NNEF model" if nnef_model else "ONNX file"
         raise ValueError(f"{kind} {path!r} is missing (no such {'folder or archive' if nnef_model else 'file'})")
-    _needs("verify-export", "nnef" if nnef_model else "onnx", "nnef" if nnef_model else "onnx")
+    _needs("nnef" if nnef_model else "onnx")
     try:
         if nnef_model:
             from refdet.exchange.nnef import verify_nnef

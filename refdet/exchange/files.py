@@ -363,7 +363,7 @@ def _decompressed(path: str, what: str):
             return lzma.open(path, "rb")
         return open(path, "rb")
     except OSError as exc:
-        raise ValueError(f"{what} {path!r} cannot be read ({exc.strerror or exc})") from None
+        raise ValueError(f"{what} cannot be read ({exc.strerror or exc})") from None
 
 
 def member_name(info: tarfile.TarInfo) -> str:
@@ -388,7 +388,7 @@ def tar_members(path: str, what: str, *, budget: Budget,
     Raises
     ------
     ValueError
-        Naming ``what`` and the member.
+        Naming ``what`` (which names the archive) and the member.
     """
     size = os.path.getsize(path)
     seen, count, scanned, kept = set(), 0, 0, 0
@@ -397,51 +397,51 @@ def tar_members(path: str, what: str, *, budget: Budget,
         tf = tarfile.open(fileobj=raw, mode="r|")
     except _ARCHIVE_ERRORS as exc:
         raw.close()
-        raise ValueError(f"{what} {path!r} is not a readable tar archive: {exc}") from None
+        raise ValueError(f"{what} is not a readable tar archive: {exc}") from None
     with raw, tf:
         while True:
             try:
                 info = tf.next()
             except _ARCHIVE_ERRORS as exc:
-                raise ValueError(f"{what} {path!r} is a corrupt archive ({exc})") from None
+                raise ValueError(f"{what} is a corrupt archive ({exc})") from None
             if info is None:
                 break
             count += 1
             if count > MAX_ARCHIVE_MEMBERS:
-                raise ValueError(f"{what} {path!r} holds more than {MAX_ARCHIVE_MEMBERS} members")
+                raise ValueError(f"{what} holds more than {MAX_ARCHIVE_MEMBERS} members")
             tf.members = []   # the stream keeps no list of what it has read
             name = member_name(info)
             if info.isdir() and (name in ("", ".") or _safe_member(name)):
                 continue
             if not info.isfile() or info.issparse():
-                raise ValueError(f"{what} {path!r}: archive member {info.name!r} is a link, device or other "
+                raise ValueError(f"{what}: archive member {info.name!r} is a link, device or other "
                                  f"special file (refused: only regular files and folders)")
             if not _safe_member(name):
-                raise ValueError(f"{what} {path!r}: unsafe archive member name {info.name!r} (absolute, '..' "
+                raise ValueError(f"{what}: unsafe archive member name {info.name!r} (absolute, '..' "
                                  f"or odd characters)")
             if name in seen:
-                raise ValueError(f"{what} {path!r}: archive member {name!r} appears twice")
+                raise ValueError(f"{what}: archive member {name!r} appears twice")
             seen.add(name)
             scanned += info.size
             if scanned > max(size, 1) * _MAX_RATIO:
-                raise ValueError(f"{what} {path!r}: archive members claim {format_bytes(scanned)}, more than "
+                raise ValueError(f"{what}: archive members claim {format_bytes(scanned)}, more than "
                                  f"a {format_bytes(size)} archive can hold")
             if not wanted(name):
-                _skip(tf, info, what, path)
+                _skip(tf, info, what)
                 continue
             kept += info.size
             budget.check(kept, f"the archive members it needs ({name!r} and those before)")
             try:
                 fh = tf.extractfile(info)
             except _ARCHIVE_ERRORS as exc:
-                raise ValueError(f"{what} {path!r}: member {info.name!r} cannot be read ({exc})") from None
+                raise ValueError(f"{what}: member {info.name!r} cannot be read ({exc})") from None
             yield name, info, fh
 
 
 _CHUNK = 1 << 20
 
 
-def _skip(tf, info, what, path):
+def _skip(tf, info, what):
     """Read past an unwanted member in large chunks. (tarfile's own skip reads a compressed stream 10 KB at a
     time and copies what each chunk decompressed to every time: quadratic on a gzip bomb.)"""
     if info.size <= 1 << 16:
@@ -451,7 +451,7 @@ def _skip(tf, info, what, path):
         while fh.read(_CHUNK):
             pass
     except _ARCHIVE_ERRORS as exc:
-        raise ValueError(f"{what} {path!r}: member {info.name!r} cannot be read ({exc})") from None
+        raise ValueError(f"{what}: member {info.name!r} cannot be read ({exc})") from None
 
 
 def _safe_member(name: str) -> bool:

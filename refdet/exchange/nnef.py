@@ -443,8 +443,8 @@ def export_nnef(params, folder, *, model="retinanet_head", input_sizes=None, bat
         ``refdet.json``).
     """
     model = _models.check_model(model)
-    if model == "postprocess":
-        raise ValueError("model='postprocess' cannot be exported to NNEF: NNEF 1.0 has no NonMaxSuppression "
+    if model in ("postprocess", "yolo_postprocess"):
+        raise ValueError(f"model={model!r} cannot be exported to NNEF: NNEF 1.0 has no NonMaxSuppression "
                          "(export it to ONNX)")
     if model == "quantized_retinanet_head":
         raise ValueError("model='quantized_retinanet_head' is exported to ONNX (QDQ) only: refdet writes no NNEF "

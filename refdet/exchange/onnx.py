@@ -39,6 +39,14 @@ How the graph reproduces refdet (SPEC-quant-exchange §6):
   score_threshold, center_point_box=0)`` with all three as initializers; ``max_output_boxes_per_class``
   is always present (without it ONNX selects **nothing**). Semantics: :func:`refdet.onnx_non_max_suppression`.
 
+* **YOLO post-processing** (``model="yolo_postprocess"``): the DFL decode as ``Reshape(N, P, 4, R)``,
+  ``Softmax(axis=-1)``, ``Mul`` by the bins ``0 .. R - 1`` and ``ReduceSum`` (ultralytics' 1 x 1 conv); ``dist2bbox`` and the stride as
+  ``Sub``/``Add``/``Div``/``Mul``; ultralytics' NMS by the class-offset trick (``ArgMax`` first
+  maximum, ``ReduceMax``, corners ``xy -+ wh / 2`` shifted by ``class * max_wh``) into one
+  single-class ``NonMaxSuppression`` whose ``max_output_boxes_per_class`` is ``max_det``; the
+  ``detections`` rows are ``Gather``-ed from the flattened tensors at row ``image * P + point``. Float differences: the softmax and the expectation's
+  summation order (a few ulp of the coordinate scale).
+
 Parameter initializers carry refdet's keys (torchvision state_dict keys) unchanged; the model's
 ``metadata_props`` record ``refdet.model``, ``refdet.config`` (JSON) and ``refdet.params`` (the list of
 parameter initializers), which :func:`load_onnx_params` and :func:`verify_onnx` read back.
@@ -87,7 +95,8 @@ def _import_onnx():
         import onnx.helper  # noqa: F401
         import onnx.numpy_helper  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("refdet.exchange.onnx needs the optional package 'onnx' (pip install 'refdet[onnx]')") from exc
+        raise ImportError("refdet.exchange.onnx needs the optional package 'onnx' (pip install 'refdet[onnx]')") \
+            from exc
     return onnx
 
 
@@ -341,10 +350,77 @@ def _postprocess_graph(g, cfg, params, xs):
     return [boxes, scores, sel]
 
 
+def _yolo_postprocess_graph(g, cfg, params, xs):
+    """ultralytics Detect inference + non_max_suppression (see ``_models``' docstring), in float32."""
+    z, logits, points, strides = xs
+    r = int(cfg["reg_max"])
+    f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731
+    i64 = lambda v: np.asarray(v, np.int64)  # noqa: E731
+
+    def sl(x, a, b):
+        return g.op("Slice", [x, g.const(i64([a]), "starts"), g.const(i64([b]), "ends"), g.const(i64([-1]), "axes")])
+
+    # DFL: softmax over the reg_max bins of each side, expectation over 0 .. reg_max - 1 (ultralytics DFL:
+    # view(b, 4, reg_max, a).softmax(2) and a 1x1 conv with weights arange(reg_max))
+    if r > 1:
+        z4 = g.op("Reshape", [z, g.const(i64([0, -1, 4, r]), "shape")], "dfl_logits")
+        prob = g.op("Softmax", [z4], "dfl_softmax", axis=-1)
+        weighted = g.op("Mul", [prob, g.const(f32(np.arange(r)), "dfl_bins")], "dfl_weighted")
+        if g.opset >= 13:                                                                    # sum_j j p_j
+            dist = g.op("ReduceSum", [weighted, g.const(i64([-1]), "axes")], "distances", keepdims=0)
+        else:
+            dist = g.op("ReduceSum", [weighted], "distances", axes=[-1], keepdims=0)          # (N, P, 4)
+    else:
+        dist = z
+    # dist2bbox(xywh=True) in grid units, then times the stride (Detect._inference)
+    x1y1 = g.op("Sub", [points, sl(dist, 0, 2)], "x1y1")
+    x2y2 = g.op("Add", [points, sl(dist, 2, 4)], "x2y2")
+    centre = g.op("Div", [g.op("Add", [x1y1, x2y2]), g.const(f32(2.0), "two")], "centre")
+    wh = g.op("Sub", [x2y2, x1y1], "wh")
+    boxes = g.op("Mul", [g.op("Concat", [centre, wh], axis=-1), strides], "boxes_xywh")
+    scores = g.op("Sigmoid", [logits], "scores")
+    # non_max_suppression: xywh2xyxy (xy -+ wh / 2), best class (first maximum), class offset, one NMS
+    xy, half = sl(boxes, 0, 2), g.op("Div", [sl(boxes, 2, 4), g.const(f32(2.0), "two")], "half_wh")
+    xyxy = g.op("Concat", [g.op("Sub", [xy, half]), g.op("Add", [xy, half])], "xyxy", axis=-1)
+    if g.opset >= 18:
+        conf = g.op("ReduceMax", [scores, g.const(i64([-1]), "axes")], "conf", keepdims=1)      # (N, P, 1)
+    else:
+        conf = g.op("ReduceMax", [scores], "conf", axes=[-1], keepdims=1)
+    label = g.op("Cast", [g.op("ArgMax", [scores], "label_index", axis=-1, keepdims=1, select_last_index=0)],
+                 "label", to=g.onnx.TensorProto.FLOAT)                                           # (N, P, 1)
+    shifted = g.op("Add", [xyxy, g.op("Mul", [label, g.param("max_wh", params["max_wh"])])], "class_offset_boxes")
+    nms_in = [shifted, g.op("Transpose", [conf], "conf_n1p", perm=[0, 2, 1]),
+              g.param("max_output_boxes_per_class", params["max_output_boxes_per_class"]),
+              g.param("iou_threshold", params["iou_threshold"])]
+    if "score_threshold" in params:
+        nms_in.append(g.param("score_threshold", params["score_threshold"]))
+    sel = g.op("NonMaxSuppression", nms_in, "selected_indices", center_point_box=0)
+    # detections: (image, x1, y1, x2, y2, score, class) of each selection, in NMS order: the selected
+    # rows of the (N * P, .) flattened tensors, row image * P + point
+    b = g.op("Gather", [sel, g.const(i64(0), "batch_col")], "image_index", axis=1)                  # (S,)
+    a = g.op("Gather", [sel, g.const(i64(2), "point_col")], "point_index", axis=1)                  # (S,)
+    n_points = g.op("Gather", [g.op("Shape", [conf]), g.const(i64(1), "points_dim")], "n_points", axis=0)
+    row = g.op("Add", [g.op("Mul", [b, n_points]), a], "row")                                       # (S,)
+
+    def rows(x, c, hint):
+        return g.op("Gather", [g.op("Reshape", [x, g.const(i64([-1, c]), "shape")]), row], hint, axis=0)
+    image = g.op("Unsqueeze", [g.op("Cast", [b], to=g.onnx.TensorProto.FLOAT), g.const(i64([1]), "axes")],
+                 "image")                                                                            # (S, 1)
+    det = g.op("Concat", [image, rows(xyxy, 4, "det_boxes"), rows(conf, 1, "det_score"), rows(label, 1, "det_class")],
+               "detections", axis=1)
+    return [boxes, scores, sel, det]
+
+
 def _value_infos(onnx, cfg):
     T = onnx.TensorProto
     mk = onnx.helper.make_tensor_value_info
     m = cfg["model"]
+    if m == "yolo_postprocess":
+        ins = [mk("box_logits", T.FLOAT, ["N", "P", 4 * cfg["reg_max"]]), mk("cls_logits", T.FLOAT, ["N", "P", "K"]),
+               mk("anchor_points", T.FLOAT, ["P", 2]), mk("stride_tensor", T.FLOAT, ["P", 1])]
+        outs = [mk("boxes", T.FLOAT, ["N", "P", 4]), mk("scores", T.FLOAT, ["N", "P", "K"]),
+                mk("selected_indices", T.INT64, ["S", 3]), mk("detections", T.FLOAT, ["S", 7])]
+        return ins, outs
     if m == "postprocess":
         ins = [mk("cls_logits", T.FLOAT, ["N", "R", "K"]), mk("bbox_deltas", T.FLOAT, ["N", "R", 4]),
                mk("anchors", T.FLOAT, ["R", 4])]
@@ -369,7 +445,8 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
                 convention="torchvision", upsample=None, upsample_mode=None, fuse=None, p6p7_input=None,
                 relu_before_p7=None, num_groups=32, eps=1e-5, weights=(1.0, 1.0, 1.0, 1.0),
                 clamp=math.log(1000.0 / 16), max_output_boxes_per_class=100, iou_threshold=0.5,
-                score_threshold=0.05, upsample_op="resize", check=True):
+                score_threshold=0.05, upsample_op="resize", check=True, reg_max=16, num_classes=80,
+                agnostic=False, max_wh=7680.0):
     """Build an ONNX model of a refdet head, FPN, FPN + head, or the inference post-processing.
 
     Parameters
@@ -382,7 +459,8 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         entries ``weights``, ``clamp``, ``max_output_boxes_per_class``, ``iou_threshold``,
         ``score_threshold`` override the keywords of the same names; ``"quantized_retinanet_head"``: a
         :class:`refdet.quant.QuantizedHead`.
-    model : {"rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head"}
+    model : {"rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head",
+             "yolo_postprocess"}
         Dashes are accepted for underscores (``"retinanet-head"``).
     opset : int in [17, 21]
     num_levels : int
@@ -402,6 +480,12 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         float32 ``Mul``, ``Floor``, ``Gather``): exact for every pair of sizes.
     check : bool
         Run ``onnx.checker.check_model(full_check=True)`` (default).
+    reg_max, num_classes, agnostic, max_wh
+        ``"yolo_postprocess"`` only: DFL bins per side, K (the declared class dimension of the
+        inputs), class-agnostic NMS (no offset), the class offset in pixels (ultralytics 7680). With
+        it ``max_output_boxes_per_class`` is ultralytics' ``max_det``, ``score_threshold`` its
+        ``conf_thres`` and ``iou_threshold`` its ``iou_thres``; ``params`` may override ``max_wh``,
+        ``max_output_boxes_per_class``, ``iou_threshold``, ``score_threshold``.
 
     Returns
     -------
@@ -416,7 +500,8 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         model, params, num_levels=num_levels, extra_blocks=extra_blocks, convention=convention,
         fpn_knobs=knobs, num_groups=num_groups, eps=eps,
         post=dict(weights=weights, clamp=clamp, max_output_boxes_per_class=max_output_boxes_per_class,
-                  iou_threshold=iou_threshold, score_threshold=score_threshold))
+                  iou_threshold=iou_threshold, score_threshold=score_threshold,
+                  yolo=dict(reg_max=reg_max, num_classes=num_classes, agnostic=agnostic, max_wh=max_wh)))
     if cfg["model"] == "quantized_retinanet_head" and opset < 19:
         raise ValueError(f"`opset` must be >= 19 for a QDQ model (onnx.reference implements DequantizeLinear "
                          f"from version 19 on); got {opset}")
@@ -432,6 +517,8 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         outs = _fpn_graph(g, cfg, p, xs)
     elif m == "quantized_retinanet_head":
         outs = _qdq_graph(g, cfg, p, xs)
+    elif m == "yolo_postprocess":
+        outs = _yolo_postprocess_graph(g, cfg, p, xs)
     elif m == "fpn_retinanet_head":
         g.prefix = _models.FPN_PREFIX   # initializers keep the full torchvision RetinaNet keys
         outs = _fpn_graph(g, cfg["fpn"], _models.split_prefixed(p, _models.FPN_PREFIX), xs)
@@ -595,7 +682,7 @@ def _config(mp, what):
     _models.check_file_config(cfg, f"{what} metadata 'refdet.config'")
     inits = {t.name for t in mp.graph.initializer}
     ins = [i for i in mp.graph.input if i.name not in inits]
-    if cfg["model"] != "postprocess":
+    if cfg["model"] not in ("postprocess", "yolo_postprocess"):
         dims = [i.type.tensor_type.shape.dim[1].dim_value if len(i.type.tensor_type.shape.dim) == 4 else None
                 for i in ins]
         if dims != cfg["in_channels"]:
@@ -842,7 +929,7 @@ def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"
                 rows.append(row)
             else:
                 rows.append(_models.compare(name, rt, got[name], w, atol=atol, rtol=rtol))
-                if name == "selected_indices" and not rows[-1]["ok"]:
+                if name == "selected_indices" and not rows[-1]["ok"] and cfg["model"] == "postprocess":
                     rows[-1]["note"] += "; " + _explain_nms(cfg, params, got)
     return _models.Report(rows, skipped)
 
@@ -851,7 +938,8 @@ def verify_onnx(model, inputs=None, *, runtimes=("onnxruntime", "onnx.reference"
 _EMITTED_OPS = frozenset({
     "Conv", "Relu", "Sigmoid", "Add", "Sub", "Mul", "Div", "Min", "Exp", "Sqrt", "Floor", "ReduceMean",
     "Reshape", "Transpose", "Concat", "Slice", "Squeeze", "Shape", "Gather", "Range", "Cast", "Resize",
-    "MaxPool", "Identity", "NonMaxSuppression", "QuantizeLinear", "DequantizeLinear"})
+    "MaxPool", "Identity", "NonMaxSuppression", "QuantizeLinear", "DequantizeLinear",
+    "Softmax", "ReduceSum", "ReduceMax", "ArgMax", "Unsqueeze"})   # + the YOLO post-processing
 
 
 def _explain_nms(cfg, params, got):

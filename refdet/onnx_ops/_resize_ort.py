@@ -231,10 +231,9 @@ def resize_ort(x, plan, mode, ctm, a, exclude_outside, extrapolation_value, near
 def _ort_bilinear(x, ah, aw, ctm, extrap, ext_val):
     y1, y2, dy1, dy2, oy = _ort_linear_params(ah, ctm)
     x1, x2, dx1, dx2, ox = _ort_linear_params(aw, ctm)
-    X11 = x[..., y1[:, None], x1[None, :]]
-    X21 = x[..., y1[:, None], x2[None, :]]
-    X12 = x[..., y2[:, None], x1[None, :]]
-    X22 = x[..., y2[:, None], x2[None, :]]
+    r1, r2 = np.take(x, y1, axis=-2), np.take(x, y2, axis=-2)          # (..., Ho, W): rows first, then columns
+    X11, X21 = np.take(r1, x1, axis=-1), np.take(r1, x2, axis=-1)
+    X12, X22 = np.take(r2, x1, axis=-1), np.take(r2, x2, axis=-1)
     c11 = dx2[None, :] * dy2[:, None]                                   # float32 products, as (dx * dy)
     c21 = dx1[None, :] * dy2[:, None]
     c12 = dx2[None, :] * dy1[:, None]

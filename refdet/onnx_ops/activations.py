@@ -79,15 +79,20 @@ def leaky_relu(x: np.ndarray, *, alpha: float = 0.01, alpha_dtype: Optional[str]
         raise TypeError(f"`x` must be a float16/float32/float64 array (the ONNX LeakyRelu types); got dtype {xa.dtype}")
     work = xa.astype(_checks.working_dtype(xa.dtype), copy=False)
     a = _alpha(alpha, "alpha", work.dtype, alpha_dtype)
-    if st.runtime == "onnxruntime":
-        y = np.where(work >= 0, work, a * work)          # a zero passes through with its sign
-    elif st.runtime == "onnx_reference":
+    with np.errstate(invalid="ignore"):                  # -inf * 0 = NaN, as in every runtime
+        y = _leaky(work, a, st.runtime)
+    return y.astype(xa.dtype)
+
+
+def _leaky(work, a, runtime):
+    """The three formulas (module docstring); they differ only in the sign of a zero output."""
+    if runtime == "onnxruntime":
+        return np.where(work >= 0, work, a * work)          # a zero passes through with its sign
+    if runtime == "onnx_reference":
         one = work.dtype.type(1)
         s = np.where(work > 0, one, work.dtype.type(0) - (work.dtype.type(0) - one) * a)   # sign -= (sign - 1) * a
-        y = work * s
-    else:
-        y = np.where(work > 0, work, work * a)
-    return y.astype(xa.dtype)
+        return work * s
+    return np.where(work > 0, work, work * a)
 
 
 class LeakyReluCache(NamedTuple):
@@ -119,7 +124,9 @@ def leaky_relu_forward(x: np.ndarray, *, negative_slope: float = 0.01) -> Tuple[
     _checks.check_finite(xa, "x", allow_inf=True)
     a = _alpha(negative_slope, "negative_slope", xa.dtype, "input")
     pos = xa > 0
-    return np.where(pos, xa, xa * a), LeakyReluCache(pos, float(a), xa.dtype)
+    with np.errstate(invalid="ignore"):
+        y = np.where(pos, xa, xa * a)
+    return y, LeakyReluCache(pos, float(a), xa.dtype)
 
 
 def leaky_relu_backward(dy: np.ndarray, cache: LeakyReluCache) -> LeakyReluGrads:

@@ -8,17 +8,17 @@ clamped to the pyramid's ``[k_min, k_max]`` (P2-P5 in Faster R-CNN). The framewo
 small constant goes, which decides the level of RoIs whose size sits exactly on a boundary
 (``112, 224, 448``) in float32:
 
-============  ==========================================================  =====================
-framework     formula (s = sqrt(area))                                     source
-============  ==========================================================  =====================
-torchvision   ``floor((4 + log2(s / 224)) + 1e-6)``                        ``ops/poolers.py`` LevelMapper
-detectron2    ``floor(4 + log2(s / 224 + 1e-8))``                          ``modeling/poolers.py``
-                                                                           ``assign_boxes_to_levels``
-mmdet         ``floor(log2(s / 56 + 1e-6))`` (0-based; ``finest_scale``)    ``SingleRoIExtractor.map_roi_levels``
-Detectron1    ``floor(4 + log2(s / 224 + 1e-6))``, ``+1`` box widths        ``detectron/modeling/FPN.py``
-                                                                           ``map_rois_to_fpn_levels``
-FPN paper     ``floor(4 + log2(s / 224))``                                 Eq. 1
-============  ==========================================================  =====================
+===========  ==========================================================  =====================================
+framework    formula (s = sqrt(area))                                    source
+===========  ==========================================================  =====================================
+torchvision  ``floor((4 + log2(s / 224)) + 1e-6)``                       ``ops/poolers.py`` LevelMapper
+detectron2   ``floor(4 + log2(s / 224 + 1e-8))``                         ``modeling/poolers.py``
+                                                                         ``assign_boxes_to_levels``
+mmdet        ``floor(log2(s / 56 + 1e-6))`` (0-based; ``finest_scale``)  ``SingleRoIExtractor.map_roi_levels``
+Detectron1   ``floor(4 + log2(s / 224 + 1e-6))``, ``+1`` box widths      ``detectron/modeling/FPN.py``
+                                                                         ``map_rois_to_fpn_levels``
+FPN paper    ``floor(4 + log2(s / 224))``                                Eq. 1
+===========  ==========================================================  =====================================
 
 torchvision's ``1e-6`` after the logarithm pulls a RoI of size ``224 * (1 - 7e-7)`` into level 4;
 detectron2's ``1e-8`` inside is below float32's resolution near 1 and does nothing there. A RoI with a

@@ -1442,3 +1442,17 @@ CHECKS.update({
     "assign_roi_levels": check_assign_roi_levels,
     "filter_proposals": check_filter_proposals,
 })
+
+
+# the YOLO family (issue 16): refdet.testing.conformance_yolo, importable from here
+# ---------------------------------------------------------------------------------------------------
+
+from refdet.testing.conformance_yolo import (YOLO_CHECKS, check_dfl_decode, check_distribution_focal_loss,  # noqa: E402
+                                             check_make_anchors, check_quality_focal_loss, check_task_aligned_assign,
+                                             check_varifocal_loss, check_yolo_decode, check_yolo_nms,
+                                             check_yolov3_decode, check_yolov5_decode, check_yolox_decode)
+
+__all__ += ["check_make_anchors", "check_dfl_decode", "check_yolo_decode", "check_yolov3_decode",
+            "check_yolov5_decode", "check_yolox_decode", "check_task_aligned_assign", "check_yolo_nms",
+            "check_distribution_focal_loss", "check_varifocal_loss", "check_quality_focal_loss"]
+CHECKS.update(YOLO_CHECKS)
