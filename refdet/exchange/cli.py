@@ -98,7 +98,8 @@ def _export_args(p):
     p.add_argument("--channels", type=_count(1), default=8, help="head channels C / FPN out channels F")
     p.add_argument("--in-channels", default="8,16,32", help="FPN input channels per level, e.g. 512,1024,2048")
     p.add_argument("--anchors", type=_count(1), default=3, help="anchors per location A")
-    p.add_argument("--classes", type=_count(1), default=4, help="classes K (RetinaNet head; yolo-postprocess: the class rows of its (4 + K, N) input)")
+    p.add_argument("--classes", type=_count(1), default=4,
+                   help="classes K (RetinaNet head; yolo-postprocess: the class rows of its (4 + K, N) input)")
     p.add_argument("--num-convs", type=_count(0), default=4, help="RetinaNet tower depth")
     p.add_argument("--group-norm", action="store_true", help="RetinaNet v2 head (GroupNorm, 32 groups by default)")
     p.add_argument("--num-groups", type=_count(1), default=32)
