@@ -30,7 +30,7 @@ LAYERS = [
     ("Geometry: boxes, IoU, anchors, box coding", ("refdet.boxes", "refdet.iou", "refdet.anchors",
                                                    "refdet.box_coder")),
     ("Suppression", ("refdet.nms", "refdet.postprocess")),
-    ("Assignment", ("refdet.matcher", "refdet.sampler", "refdet.targets", "refdet.roi",
+    ("Assignment", ("refdet.matcher", "refdet.sampler", "refdet.targets", "refdet.roi", "refdet.roi_heads",
                     "refdet.proposals")),
     ("Training: layers, FPN, heads, losses", ("refdet.layers", "refdet.resize", "refdet.fpn",
                                               "refdet.heads", "refdet.losses")),
