@@ -84,6 +84,20 @@ from refdet.eval import (
     average_precision, evaluate_detections, COCOResult, VOCResult,
 )
 
+from refdet.roi import (
+    roi_align_forward, roi_align_backward, roi_align, onnx_roi_align, roi_pool_forward, roi_pool_backward,
+    roi_pool, crop_and_resize_forward, crop_and_resize_backward, crop_and_resize, tf_normalized_boxes,
+    tf_crop_and_pool_forward, tf_crop_and_pool_backward, assign_roi_levels, infer_level_scales,
+    multiscale_roi_align_forward, multiscale_roi_align_backward, multiscale_roi_align,
+)
+from refdet.proposals import (
+    Proposals, filter_proposals, select_proposals, top_k_per_level,
+)
+from refdet.roi_heads import (
+    RoISamples, sample_rois, class_specific_targets, BoxHeadOutput, box_head_init, box_head_forward,
+    box_head_backward, FastRCNNLoss, fastrcnn_loss_forward, fastrcnn_loss_backward, FastRCNNDetections,
+    fastrcnn_postprocess,
+)
 from refdet.detector import Detector, DetectorConfig, sgd_momentum_update
 
 # Subpackages with a namespace of their own. Importing yolo registers its convention tables, so
@@ -128,4 +142,13 @@ __all__ = [
     "run_fake_quant_head", "float_head_layers", "sqnr_db", "accuracy_report",
     "format_accuracy_report", "average_precision", "evaluate_detections", "COCOResult",
     "VOCResult", "Detector", "DetectorConfig", "sgd_momentum_update",
+    "roi_align_forward", "roi_align_backward", "roi_align", "onnx_roi_align", "roi_pool_forward",
+    "roi_pool_backward", "roi_pool", "crop_and_resize_forward", "crop_and_resize_backward",
+    "crop_and_resize", "tf_normalized_boxes", "tf_crop_and_pool_forward",
+    "tf_crop_and_pool_backward", "assign_roi_levels", "infer_level_scales",
+    "multiscale_roi_align_forward", "multiscale_roi_align_backward", "multiscale_roi_align",
+    "Proposals", "filter_proposals", "select_proposals", "top_k_per_level", "RoISamples",
+    "sample_rois", "class_specific_targets", "BoxHeadOutput", "box_head_init", "box_head_forward",
+    "box_head_backward", "FastRCNNLoss", "fastrcnn_loss_forward", "fastrcnn_loss_backward",
+    "FastRCNNDetections", "fastrcnn_postprocess",
 ]

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from typing import Any, Callable, Iterator, Optional, Tuple
 
@@ -424,10 +425,10 @@ def table_rst(op: str, *, registry_only: bool = False) -> str:
     table = _REGISTRY[op] if registry_only else describe(op)
     lines = []
     for k, o in table.options.items():
-        lines.append(f"``{k}`` : {o.describe_values()}")
-        lines.append(f"    {o.meaning}")
+        lines.append(f"``{k}`` : {_rst_text(o.describe_values())}")
+        lines.append(f"    {_rst_text(o.meaning)}")
         if o.source:
-            lines.append(f"    *Source:* {o.source}")
+            lines.append(f"    *Source:* {_rst_text(o.source)}")
     names = list(table.options)
     cols = ["profile"] + names
     rows = [[p] + [repr(table[p][k]) for k in names] for p in table]
@@ -439,6 +440,15 @@ def table_rst(op: str, *, registry_only: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _rst_text(text: str) -> str:
+    """Plain text made safe for reStructuredText: a ``*`` or ``|`` that could open emphasis or a
+    substitution (``ops/*_loss.py``, ``|x|``) and a word ending in ``_`` (read as a hyperlink
+    reference) are backslash-escaped; a ``*`` or ``|`` between spaces (``obj * cls``) is already
+    literal and stays as it is."""
+    text = re.sub(r"([*|])(?=\S)|(?<=\S)([*|])", lambda m: "\\" + (m.group(1) or m.group(2)), text)
+    return re.sub(r"(?<=\w)_(?=[\s.,;:)]|$)", r"\\_", text)
+
+
 def documented(op: str):
     """Decorator: append the generated convention table of ``op`` to the function's docstring.
 
@@ -447,7 +457,9 @@ def documented(op: str):
     """
     def deco(func):
         body = table_rst(op, registry_only=True)
-        indent = "    "
+        # the docstring's own indentation (4 spaces in a function; none where the compiler strips it)
+        rest = [ln for ln in (func.__doc__ or "").splitlines()[1:] if ln.strip()]
+        indent = min((ln[:len(ln) - len(ln.lstrip())] for ln in rest), key=len, default="")
         text = "\n".join(indent + ln if ln else "" for ln in body.splitlines())
         doc = (func.__doc__ or "").rstrip()
         func.__doc__ = f"{doc}\n\n{indent}Conventions\n{indent}-----------\n{text}\n"

@@ -119,7 +119,10 @@ def test_documented_appends_the_generated_table(toy):
         """
     assert f.__convention_op__ == "_toy_op"
     assert f.__doc__.rstrip().endswith(cv.table_rst("_toy_op").splitlines()[-1])
-    assert "    Conventions\n    -----------\n" in f.__doc__
+    # the section takes the docstring's own indentation (8 spaces in this nested function), so that
+    # inspect.getdoc / numpydoc see it at the level of "Parameters"
+    assert "        Conventions\n        -----------\n" in f.__doc__
+    assert "\nParameters\n----------\n" in inspect.getdoc(f) and "\nConventions\n-----------\n" in inspect.getdoc(f)
 
 
 # ---- the registry as the modules fill it ---------------------------------------------------------
