@@ -94,7 +94,8 @@ def check_allocation(n_elements, itemsize, what, *, name, limit=None):
     cap = MAX_ELEMENTS if limit is None else check_int(limit, "max_elements", low=0)
     n = int(n_elements)
     if n > cap:
-        raise ValueError(f"`{name}` asks for {n:,} elements ({what}, {_fmt_bytes(n * int(itemsize))}); the cap "
+        verb = "ask" if "`" in name else "asks"  # several arguments: "`a` and `b` ask for"
+        raise ValueError(f"`{name}` {verb} for {n:,} elements ({what}, {_fmt_bytes(n * int(itemsize))}); the cap "
                          f"is {cap:,} elements (max_elements=): pass max_elements={n} if you mean it")
     return n
 

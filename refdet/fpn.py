@@ -207,7 +207,7 @@ def _channels_list(in_channels_list):
 def fpn_init(in_channels_list: Sequence[int], out_channels: int, *, extra_blocks: str = "p6p7",
              rng: Union[None, int, np.random.Generator] = None,
              convention: Union[str, conventions.Profile] = "torchvision", p6p7_input: Optional[str] = None,
-             init: Optional[str] = None, dtype: np.dtype = np.float64) -> dict:
+             init: Optional[str] = None, dtype: np.dtype = np.float64, max_elements: Optional[int] = None) -> dict:
     """Parameters of an FPN.
 
     Parameters
@@ -241,6 +241,9 @@ def fpn_init(in_channels_list: Sequence[int], out_channels: int, *, extra_blocks
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise TypeError(f"`dtype` must be a floating dtype; got {dtype}")
+    _checks.check_allocation(sum(f * (c + 1) + f * (f * 9 + 1) for c in cs) + 2 * f * (max(cs + [f]) * 9 + 1),
+                             dtype.itemsize, "FPN parameters", name="in_channels_list` and `out_channels",
+                             limit=max_elements)
     p = {}
     for i, c in enumerate(cs):
         p[f"inner_blocks.{i}.0.weight"] = _init_weight(rng, (f, c, 1, 1), s["init"], dtype)

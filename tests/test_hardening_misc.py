@@ -30,7 +30,7 @@ def test_sgd_names_missing_and_malformed_entries():
 
 
 def test_backbone_sizes_capped_and_counts_checked():
-    with pytest.raises(ValueError, match="`channels` and `in_channels` asks for"):
+    with pytest.raises(ValueError, match="`channels` and `in_channels` ask for"):
         D.backbone_init((10 ** 9, 4))
     with pytest.raises(ValueError, match=r"`channels\[0\]` must be >= 1"):
         D.backbone_init((0, 4))
@@ -61,9 +61,9 @@ def test_detector_params_and_targets_named():
 
 
 def test_synthetic_and_walkthrough_sizes_capped():
-    with pytest.raises(ValueError, match="`n_images` and `image_size` asks for"):
+    with pytest.raises(ValueError, match="`n_images` and `image_size` ask for"):
         make_synthetic_dataset(10 ** 9, (32, 32))
-    with pytest.raises(ValueError, match="`max_objects` and `n_images` asks for"):
+    with pytest.raises(ValueError, match="`max_objects` and `n_images` ask for"):
         make_synthetic_dataset(2, (32, 32), max_objects=10 ** 9, min_size=4, max_size=12)
     with pytest.raises(ValueError, match="`image_size` asks for"):
         anchors_report("retinanet", (10 ** 9, 64))

@@ -51,7 +51,7 @@ def test_quantize_weights_empty_channels():
 
 
 def test_observer_sizes_capped_and_ch_axis_message():
-    with pytest.raises(ValueError, match="`bins` and `upsample_rate` asks for"):
+    with pytest.raises(ValueError, match="`bins` and `upsample_rate` ask for"):
         Q.HistogramObserver(2048, 10 ** 9)
     with pytest.raises(ValueError, match="`num_bins` asks for"):
         Q.PercentileObserver(99.0, 10 ** 9)

@@ -57,7 +57,7 @@ class RPNHeadOutput(NamedTuple):
 def rpn_head_init(in_channels: int, num_anchors: int, *, rng: Union[None, int, np.random.Generator] = None,
                   conv_depth: int = 1, objectness: Optional[str] = None,
                   convention: Union[str, conventions.Profile] = "torchvision",
-                  dtype: np.dtype = np.float64) -> dict:
+                  dtype: np.dtype = np.float64, max_elements: Optional[int] = None) -> dict:
     """Parameters of an RPN head: ``conv_depth`` x (3x3 conv + ReLU), then 1x1 objectness and 1x1 deltas.
 
     Parameters
@@ -93,6 +93,9 @@ def rpn_head_init(in_channels: int, num_anchors: int, *, rng: Union[None, int, n
     depth = _checks.check_int(conv_depth, "conv_depth", low=0)
     rng, dtype = _init_common(rng, dtype)
     n_obj = a if s["objectness"] == "sigmoid" else 2 * a
+    _checks.check_allocation(depth * (c * c * 9 + c) + (n_obj + 4 * a) * (c + 1), dtype.itemsize,
+                             "RPN head parameters", name="in_channels`, `num_anchors` and `conv_depth",
+                             limit=max_elements)
     p = {}
     for i in range(depth):
         p[f"conv.{i}.0.weight"] = _normal(rng, (c, c, 3, 3), 0.01, dtype)

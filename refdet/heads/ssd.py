@@ -31,7 +31,8 @@ class SSDHeadOutput(NamedTuple):
 
 
 def ssd_head_init(in_channels: Union[int, Sequence[int]], num_anchors: Union[int, Sequence[int]], num_classes: int,
-                  *, rng: Union[None, int, np.random.Generator] = None, dtype: np.dtype = np.float64) -> dict:
+                  *, rng: Union[None, int, np.random.Generator] = None, dtype: np.dtype = np.float64,
+                  max_elements: Optional[int] = None) -> dict:
     """Parameters of an SSD head: per level, one 3x3 conv for class logits and one for box deltas.
 
     Parameters
@@ -64,6 +65,9 @@ def ssd_head_init(in_channels: Union[int, Sequence[int]], num_anchors: Union[int
     k = _checks.check_int(num_classes, "num_classes", low=1)
     rng, dtype = _init_common(rng, dtype)
     p = {}
+    _checks.check_allocation(sum((a * k + 4 * a) * (c * 9 + 1) for c, a in zip(cs, a_s)), np.dtype(dtype).itemsize,
+                             "SSD head parameters", name="in_channels`, `num_anchors` and `num_classes",
+                             limit=max_elements)
     for lvl, (c, a) in enumerate(zip(cs, a_s)):
         p[f"classification_head.module_list.{lvl}.weight"] = _xavier_uniform(rng, (a * k, c, 3, 3), dtype)
         p[f"classification_head.module_list.{lvl}.bias"] = np.zeros(a * k, dtype)

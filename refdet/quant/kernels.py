@@ -85,7 +85,7 @@ def conv2d_int(xq: np.ndarray, wq: np.ndarray, *, x_zero_point: ArrayLike = 0, w
     n, c, h, wd = x.shape
     f, cg, kh, kw = w.shape
     if c != cg * g:
-        raise ValueError(f"`xq` has {c} channels but `wq` expects {cg} x groups ({g}) = {cg * g}")
+        raise ValueError(f"`xq` has {c} channels but `wq` expects {cg} x `groups` ({g}) = {cg * g}")
     if f % g:
         raise ValueError(f"`wq` has {f} filters, not divisible by groups ({g})")
     sh, sw = _checks.check_pair(stride, "stride", low=1)
@@ -97,6 +97,7 @@ def conv2d_int(xq: np.ndarray, wq: np.ndarray, *, x_zero_point: ArrayLike = 0, w
                                       length=f)
     oh = _conv.output_size(h, kh, sh, pt, pb, dh, name="xq")
     ow = _conv.output_size(wd, kw, sw, pl, pr, dw, name="xq")
+    _conv.check_sizes(x.shape, (pt, pb, pl, pr), f, oh, ow, 8)
     xs = x.astype(np.int64) - xzp                                               # (N, C, H, W)
     ws = w.astype(np.int64) - (wzp.reshape(-1, 1, 1, 1) if wzp.ndim else wzp)   # (F, Cg, KH, KW)
     K = cg * kh * kw

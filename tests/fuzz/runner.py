@@ -183,6 +183,7 @@ def _call(f, args, kwargs):
     except BaseException as e:  # noqa: BLE001  (everything is a finding)
         if isinstance(e, KeyboardInterrupt):
             raise
+        e.__traceback__ = None  # the frames may hold what the call allocated (a MemoryError's gigabytes)
         return Outcome(exc=e, seconds=time.perf_counter() - t0)
     finally:
         _ACTIVE = False
