@@ -260,6 +260,7 @@ def conv2d_backward(dy: np.ndarray, cache: Conv2dCache, *, compute_dx: bool = Tr
     """
     if not isinstance(cache, Conv2dCache):
         raise TypeError(f"`cache` must be the Conv2dCache returned by conv2d_forward; got {type(cache).__name__}")
+    compute_dx = _checks.check_bool(compute_dx, "compute_dx")
     x, w = cache.x, cache.w
     dt = x.dtype
     dy = _checks.as_nchw(dy, "dy", finite=False)  # a NaN upstream gradient propagates (visibly), as in autograd

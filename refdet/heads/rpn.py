@@ -120,6 +120,9 @@ def _rpn_layout(params):
         raise ValueError("`params['bbox_pred.weight']` must have shape (4A, C, 1, 1); got shape "
                          f"{np.shape(params['bbox_pred.weight'])}")
     a = f_box // 4
+    if np.ndim(params["cls_logits.weight"]) != 4:
+        raise ValueError("`params['cls_logits.weight']` must have shape (A or 2A, C, 1, 1); got shape "
+                         f"{np.shape(params['cls_logits.weight'])}")
     n_obj = np.shape(params["cls_logits.weight"])[0]
     if n_obj not in (a, 2 * a):
         raise ValueError(f"`params['cls_logits.weight']` must have A = {a} (sigmoid) or 2A = {2 * a} (softmax) "

@@ -111,14 +111,14 @@ def ssd_head_forward(params: Mapping[str, np.ndarray], features: Union[np.ndarra
         _checks.check_param_shapes(params, {f"{ck}.weight": None, f"{bk}.weight": None}, "params",
                                    allow_extra=True)
         wb, wc = np.shape(params[f"{bk}.weight"]), np.shape(params[f"{ck}.weight"])
-        if len(wb) != 4 or wb[0] % 4 or len(wc) != 4 or wc[0] % (wb[0] // 4):
+        if len(wb) != 4 or wb[0] == 0 or wb[0] % 4 or len(wc) != 4 or wc[0] == 0 or wc[0] % (wb[0] // 4):
             raise ValueError(f"`params['{bk}.weight']` must be (4*A_l, C_l, 3, 3) and `params['{ck}.weight']` "
                              f"(A_l*K, C_l, 3, 3); got {wb} and {wc}")
         a, c = wb[0] // 4, wb[1]
         kk = wc[0] // a
         if k_seen is not None and kk != k_seen:
             raise ValueError(f"every level must predict the same number of classes; level 0 has {k_seen}, "
-                             f"level {lvl} has {kk}")
+                             f"level {lvl} has {kk} (`params['{ck}.weight']` {wc})")
         k_seen = kk
         want.update({f"{ck}.weight": (a * kk, c, 3, 3), f"{ck}.bias": (a * kk,),
                      f"{bk}.weight": (4 * a, c, 3, 3), f"{bk}.bias": (4 * a,)})

@@ -176,7 +176,8 @@ def _layout(params):
             raise ValueError(f"`params['cv2.{i}.2.weight']` must have 4 * reg_max output channels; got {nb}")
         nk = np.shape(params[f"cv3.{i}.2.weight"])[0]
         if (r is not None and nb // 4 != r) or (k is not None and nk != k):
-            raise ValueError(f"every level must have the same reg_max and K; level {i} has reg_max {nb // 4}, K {nk}")
+            raise ValueError(f"every level must have the same reg_max and K; level {i} has reg_max {nb // 4}, K {nk} "
+                             f"(`params['cv2.{i}.2.weight']`, `params['cv3.{i}.2.weight']`)")
         r, k = nb // 4, nk
     return len(levels), r, k, want
 
@@ -252,7 +253,7 @@ def yolo_head_backward(doutput: YOLOHeadOutput, cache: YOLOHeadCache) -> Tuple[d
     if not isinstance(cache, YOLOHeadCache):
         raise TypeError(f"`cache` must be the YOLOHeadCache returned by yolo_head_forward; got "
                         f"{type(cache).__name__}")
-    if not isinstance(doutput, tuple) or len(doutput) != 2:
+    if not isinstance(doutput, YOLOHeadOutput):
         raise TypeError(f"`doutput` must be a YOLOHeadOutput(box, cls); got {type(doutput).__name__}")
     n = len(cache.tapes)
 
