@@ -69,7 +69,7 @@ def _fmt_bytes(n):
     return f"{n} bytes"
 
 
-def check_allocation(n_elements, itemsize, what, *, name, limit=None):
+def check_allocation(n_elements, itemsize, what, *, name, limit=None, keyword=True):
     """Refuse an array (or a loop) whose size the argument ``name`` chose, before making it.
 
     Parameters
@@ -84,6 +84,9 @@ def check_allocation(n_elements, itemsize, what, *, name, limit=None):
         The argument (or arguments, ``"feature_size` and `cell"``) that chose the size.
     limit : int, optional
         The caller's ``max_elements=``; ``None`` means :data:`MAX_ELEMENTS`.
+    keyword : bool
+        Whether the calling function takes ``max_elements=`` (the message then says how to raise the
+        cap); without it the message names :data:`MAX_ELEMENTS`.
 
     Raises
     ------
@@ -95,8 +98,10 @@ def check_allocation(n_elements, itemsize, what, *, name, limit=None):
     n = int(n_elements)
     if n > cap:
         verb = "ask" if "`" in name else "asks"  # several arguments: "`a` and `b` ask for"
+        how = (f"(max_elements=): pass max_elements={n} if you mean it" if keyword else
+               "(refdet._checks.MAX_ELEMENTS)")
         raise ValueError(f"`{name}` {verb} for {n:,} elements ({what}, {_fmt_bytes(n * int(itemsize))}); the cap "
-                         f"is {cap:,} elements (max_elements=): pass max_elements={n} if you mean it")
+                         f"is {cap:,} elements {how}")
     return n
 
 

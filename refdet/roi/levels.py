@@ -349,6 +349,7 @@ def multiscale_roi_align_forward(features: Sequence[np.ndarray], boxes, output_s
         levels = _levels(rois[:, 1:], kmin, kmax,
                          conventions.resolve("assign_roi_levels", s.name, **{k: s[k] for k in _LEVEL_KNOBS}))
     PH, PW = output_size
+    _common.check_outputs(K, C, PH, PW, dt.itemsize)
     out = np.zeros((K, C, PH, PW), dtype=dt)
     caches, rows_per_level = [], []
     for lvl, (f, sc) in enumerate(zip(fs, scales)):
@@ -357,7 +358,10 @@ def multiscale_roi_align_forward(features: Sequence[np.ndarray], boxes, output_s
         if len(rows) == 0:
             caches.append(None)
             continue
-        y, c = roi_align_forward(f, rois[rows], output_size, sc, s.sampling_ratio, s.aligned, convention=s.name)
+        try:
+            y, c = roi_align_forward(f, rois[rows], output_size, sc, s.sampling_ratio, s.aligned, convention=s.name)
+        except ValueError as exc:  # say which of our arguments chose the level's scale
+            raise ValueError(f"{exc} (the RoIs of level {lvl}: `boxes`, `scales[{lvl}]` = {sc})") from exc
         out[rows] = y
         caches.append(c)
     cache = MultiScaleRoIAlignCache(levels, tuple(caches), tuple(rows_per_level), tuple(f.shape for f in fs),

@@ -261,6 +261,8 @@ class Walker:
                 if idx >= len(vs):
                     return None
                 m = vs[idx]
+                if documented.skipped(name, pname, m.label):
+                    return None
                 ba.arguments[pname] = m.value
                 labels.append(f"{pname}={m.label}")
                 benign = benign and m.kind == BENIGN
