@@ -459,8 +459,9 @@ def export_onnx(params=None, *, model="retinanet_head", opset=19, num_levels=1, 
         entries ``weights``, ``clamp``, ``max_output_boxes_per_class``, ``iou_threshold``,
         ``score_threshold`` override the keywords of the same names; ``"quantized_retinanet_head"``: a
         :class:`refdet.quant.QuantizedHead`.
-    model : {"rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head",
-             "yolo_postprocess"}
+    model : str
+        ``"rpn_head"``, ``"retinanet_head"``, ``"fpn"``, ``"fpn_retinanet_head"``, ``"postprocess"``,
+        ``"quantized_retinanet_head"`` or ``"yolo_postprocess"``.
         Dashes are accepted for underscores (``"retinanet-head"``).
     opset : int in [17, 21]
     num_levels : int
