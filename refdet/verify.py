@@ -1,5 +1,7 @@
 """``refdet verify``: run another implementation against refdet and print what agrees.
 
+Usage::
+
     refdet verify                         refdet's self-check + every installed backend
     refdet verify torchvision             torchvision's ops (nms, box_iou, Matcher, BoxCoder, ...)
     refdet verify onnxruntime             ONNX NonMaxSuppression / Relu / Conv run by onnxruntime

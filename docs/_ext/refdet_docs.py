@@ -30,7 +30,7 @@ LAYERS = [
     ("Geometry: boxes, IoU, anchors, box coding", ("refdet.boxes", "refdet.iou", "refdet.anchors",
                                                    "refdet.box_coder")),
     ("Suppression", ("refdet.nms", "refdet.postprocess")),
-    ("Assignment", ("refdet.matcher", "refdet.sampler", "refdet.targets", "refdet.roi",
+    ("Assignment", ("refdet.matcher", "refdet.sampler", "refdet.targets", "refdet.roi", "refdet.roi_heads",
                     "refdet.proposals")),
     ("Training: layers, FPN, heads, losses", ("refdet.layers", "refdet.resize", "refdet.fpn",
                                               "refdet.heads", "refdet.losses")),
@@ -50,6 +50,14 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+def _prune(outdir: Path, keep: set) -> None:
+    """Delete generated pages of a previous build that this build no longer writes (a module or an op
+    that was renamed or removed), so that they do not linger outside every toctree."""
+    for f in outdir.glob("*.rst"):
+        if f.name not in keep:
+            f.unlink()
+
+
 def _title(text: str, char: str = "=") -> str:
     return f"{text}\n{char * len(text)}\n"
 
@@ -62,7 +70,7 @@ def public_modules() -> list:
     for m in pkgutil.walk_packages(refdet.__path__, "refdet."):
         if any(part.startswith("_") for part in m.name.split(".")):
             continue
-        if m.name in APP_MODULES:
+        if m.name in APP_MODULES or m.name.startswith("refdet.apps."):
             continue
         names.append(m.name)
     return sorted(names)
@@ -164,6 +172,7 @@ def write_convention_pages(outdir: Path) -> int:
         page += ["    " + ln if ln else "" for ln in str(table).splitlines()]
         page.append("")
         _write(outdir / f"{op}.rst", "\n".join(page))
+    _prune(outdir, {"index.rst"} | {f"{op}.rst" for op in ops})
     return len(ops)
 
 
@@ -224,6 +233,7 @@ def write_api_pages(outdir: Path) -> int:
     if rest:
         index += [_title("Other modules", "-"), ".. toctree::", "   :maxdepth: 1", ""] + [f"   {m}" for m in rest] + [""]
     _write(outdir / "index.rst", "\n".join(index))
+    _prune(outdir, {"index.rst"} | {f"{m}.rst" for m in mods})
     return len(mods)
 
 

@@ -69,6 +69,11 @@ EXTRAS = {
     "hypothesis": ("test",),
     "pytest": ("test",),
     "ultralytics": ("yolo",),
+    "sphinx": ("docs",),
+    "numpydoc": ("docs",),
+    "sphinx_gallery": ("docs",),
+    "pydata_sphinx_theme": ("docs",),
+    "myst_parser": ("docs",),
 }
 
 

@@ -52,6 +52,7 @@ def _max_bytes_arg(p):
                    help="memory budget for what the file may make refdet allocate (default 64 MiB + 16 x the "
                         "file's size, at most 2 GiB); suffixes K, M, G")
 
+
 def _count(low):
     """argparse type: an integer >= ``low``; argparse names the option (``argument --seed: ...``).
 
@@ -97,7 +98,8 @@ def _export_args(p):
     p.add_argument("--channels", type=_count(1), default=8, help="head channels C / FPN out channels F")
     p.add_argument("--in-channels", default="8,16,32", help="FPN input channels per level, e.g. 512,1024,2048")
     p.add_argument("--anchors", type=_count(1), default=3, help="anchors per location A")
-    p.add_argument("--classes", type=_count(1), default=4, help="RetinaNet classes K")
+    p.add_argument("--classes", type=_count(1), default=4,
+                   help="classes K (RetinaNet head; yolo-postprocess: the class rows of its (4 + K, N) input)")
     p.add_argument("--num-convs", type=_count(0), default=4, help="RetinaNet tower depth")
     p.add_argument("--group-norm", action="store_true", help="RetinaNet v2 head (GroupNorm, 32 groups by default)")
     p.add_argument("--num-groups", type=_count(1), default=32)
@@ -148,7 +150,7 @@ def random_params(model, *, seed=0, channels=8, in_channels=(8, 16, 32), anchors
 
     model = _models.check_model(model)
     rng = np.random.default_rng(seed)
-    if model == "postprocess":
+    if model in ("postprocess", "yolo_postprocess"):     # no weights: thresholds only (their defaults)
         return None
     if model == "rpn_head":
         return heads.rpn_head_init(channels, anchors, rng=rng, dtype=np.float32)
@@ -220,6 +222,8 @@ def _export(args):
 
         from refdet.exchange.onnx import export_onnx
 
+        if model == "yolo_postprocess":
+            common["num_classes"] = args.classes         # the class columns of the (4 + K, N) input
         m = export_onnx(params, opset=args.opset, iou_threshold=args.iou_threshold,
                         score_threshold=args.score_threshold, max_output_boxes_per_class=args.max_per_class,
                         **common)

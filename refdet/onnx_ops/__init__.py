@@ -9,18 +9,18 @@ holds the ONNX operator (the node's attributes as keywords, ``runtime="onnxrunti
 where the operator is differentiable in a detector, a forward/backward layer pair with PyTorch's
 semantics (``convention="torchvision"``) or ONNX's (``convention="onnx"``):
 
-=====================  ====================================  ============================================
-module                 ONNX operator                          layer pair
-=====================  ====================================  ============================================
-``softmax``            ``softmax``, ``log_softmax``           ``softmax_forward/backward``,
-                       (opset < 13 2-D coercion, >= 13 axis)  ``log_softmax_forward/backward``
-``activations``        ``leaky_relu``                         ``leaky_relu_forward/backward``
-``conv_transpose``     ``conv_transpose`` (N-D, auto_pad,     ``conv_transpose2d_forward/backward``
-                       output_shape, groups, dilations)
-``resize``             ``resize`` (nearest, linear, cubic,    ``resize_linear_forward/backward``
-                       every coordinate mode, antialias)
-``topk``               ``topk`` (ties: lower index first)     --
-=====================  ====================================  ============================================
+==================  =====================================  =====================================
+module              ONNX operator                          layer pair
+==================  =====================================  =====================================
+``softmax``         ``softmax``, ``log_softmax``           ``softmax_forward/backward``,
+                    (opset < 13 2-D coercion, >= 13 axis)  ``log_softmax_forward/backward``
+``activations``     ``leaky_relu``                         ``leaky_relu_forward/backward``
+``conv_transpose``  ``conv_transpose`` (N-D, auto_pad,     ``conv_transpose2d_forward/backward``
+                    output_shape, groups, dilations)
+``resize``          ``resize`` (nearest, linear, cubic,    ``resize_linear_forward/backward``
+                    every coordinate mode, antialias)
+``topk``            ``topk`` (ties: lower index first)     --
+==================  =====================================  =====================================
 
 Readable references (loops) are in :mod:`refdet.reference.onnx_ops`; ONNX's own node test cases
 (``onnx.backend.test.case.node``) run against these functions in ``tests/test_onnx_ops_node_cases.py``.

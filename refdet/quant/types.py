@@ -4,32 +4,32 @@ float8 and float4 minifloats and their encoding.
 ONNX ``QuantizeLinear``/``DequantizeLinear`` (opsets 19-25) carry values in fourteen element types.
 Eight of them are integers, and NumPy holds each one in an ordinary integer dtype, so refdet does too:
 
-=============  =====  ===============  ==================  ==============================
-name           bits   range            unpacked in         in QuantizeLinear since opset
-=============  =====  ===============  ==================  ==============================
-``uint8``      8      [0, 255]         uint8               10
-``int8``       8      [-128, 127]      int8                10
-``uint16``     16     [0, 65535]       uint16              21
-``int16``      16     [-32768, 32767]  int16               21
-``uint4``      4      [0, 15]          uint8               21
-``int4``       4      [-8, 7]          int8                21
-``uint2``      2      [0, 3]           uint8               25
-``int2``       2      [-2, 1]          int8                25
-``int32``      32     (DequantizeLinear input only)        10
-=============  =====  ===============  ==================  ==============================
+==========  ====  =============================  ===========  =============================
+name        bits  range                          unpacked in  in QuantizeLinear since opset
+==========  ====  =============================  ===========  =============================
+``uint8``   8     [0, 255]                       uint8        10
+``int8``    8     [-128, 127]                    int8         10
+``uint16``  16    [0, 65535]                     uint16       21
+``int16``   16    [-32768, 32767]                int16        21
+``uint4``   4     [0, 15]                        uint8        21
+``int4``    4     [-8, 7]                        int8         21
+``uint2``   2     [0, 3]                         uint8        25
+``int2``    2     [-2, 1]                        int8         25
+``int32``   32    (DequantizeLinear input only)               10
+==========  ====  =============================  ===========  =============================
 
 The minifloats are held as their **bit codes** (``uint8``, one code per element), which is the only
 representation that is exact for NaN payloads, ``-0`` and the non-IEEE encodings:
 
-================  ===  ===  ====  ========  ===========  =====================  ===========
-name              E    M    bias  max       -0 exists    NaN codes              inf codes
-================  ===  ===  ====  ========  ===========  =====================  ===========
-``float8e4m3fn``  4    3    7     448       yes (0x80)   0x7F, 0xFF             none
-``float8e4m3fnuz`` 4   3    8     240       no           0x80                   none
-``float8e5m2``    5    2    15    57344     yes (0x80)   0x7D-0x7F, 0xFD-0xFF   0x7C, 0xFC
-``float8e5m2fnuz`` 5   2    16    57344     no           0x80                   none
-``float4e2m1``    2    1    1     6         yes (0x8)    none                   none
-================  ===  ===  ====  ========  ===========  =====================  ===========
+==================  =  =  ====  =====  ==========  ====================  ==========
+name                E  M  bias  max    -0 exists   NaN codes             inf codes
+==================  =  =  ====  =====  ==========  ====================  ==========
+``float8e4m3fn``    4  3  7     448    yes (0x80)  0x7F, 0xFF            none
+``float8e4m3fnuz``  4  3  8     240    no          0x80                  none
+``float8e5m2``      5  2  15    57344  yes (0x80)  0x7D-0x7F, 0xFD-0xFF  0x7C, 0xFC
+``float8e5m2fnuz``  5  2  16    57344  no          0x80                  none
+``float4e2m1``      2  1  1     6      yes (0x8)   none                  none
+==================  =  =  ====  =====  ==========  ====================  ==========
 
 A code is ``sign | exponent | mantissa`` from the high bit down; exponent 0 is subnormal
 (``mantissa / 2**M * 2**(1 - bias)``), otherwise ``(1 + mantissa / 2**M) * 2**(exponent - bias)``.

@@ -16,7 +16,6 @@ lower index instead of the higher IoU", "DFL bins 0..reg_max vs 0..reg_max−1",
 
 Signatures expected from ``fn`` (NumPy in; NumPy arrays, lists or torch tensors out):
 
-==============================  ===================================================================
 check_make_anchors              ``fn(feature_sizes [(H, W)...], strides [s...]) -> points (N, 2)``
                                 (grid units) or ``(points, stride_tensor (N, 1))``
 check_dfl_decode                ``fn(logits (B, N, 4 R), anchor_points (N, 2), stride_tensor (N, 1))
@@ -36,6 +35,27 @@ check_varifocal_loss            ``fn(logits, targets, labels) -> loss`` elementw
                                 dloss)``
 check_quality_focal_loss        ``fn(logits, targets) -> loss`` elementwise; ``grad(..., dloss)``
 ==============================  ===================================================================
+=======
+=============================  =======================================================================
+check_make_anchors             ``fn(feature_sizes [(H, W)...], strides [s...]) -> points (N, 2)``
+                               (grid units) or ``(points, stride_tensor (N, 1))``
+check_dfl_decode               ``fn(logits (B, N, 4 R), anchor_points (N, 2), stride_tensor (N, 1))
+                               -> boxes (B, N, 4)`` (``cxcywh`` pixels by default, ``R = C / 4``)
+check_yolo_decode              ``fn(t (B, A, H, W, 4), anchors (A, 2) px, stride) -> (B, A, H, W, 4)``
+                               cxcywh pixels (``decoder="yolox"``: ``fn(t (B, H, W, 4), stride)``)
+check_task_aligned_assign      ``fn(pred_scores (B, N, K), pred_boxes (B, N, 4), anchor_points (N, 2),
+                               gt_labels (B, M), gt_boxes (B, M, 4), gt_mask (B, M), *, strides,
+                               topk, alpha, beta)`` -> a :class:`refdet.yolo.Assignment` or
+                               ultralytics' ``(target_labels, target_bboxes, target_scores, fg_mask,
+                               target_gt_idx)``
+check_yolo_nms                 ``fn(prediction (B, 4 + K, N), conf_thres, iou_thres) -> list of B
+                               arrays (n, 6)`` ``(x1, y1, x2, y2, score, class)``
+check_distribution_focal_loss  ``fn(logits (n, R), targets (n,)) -> loss (n,)``; ``grad(logits,
+                               targets, dloss) -> dlogits``
+check_varifocal_loss           ``fn(logits, targets, labels) -> loss`` elementwise; ``grad(...,
+                               dloss)``
+check_quality_focal_loss       ``fn(logits, targets) -> loss`` elementwise; ``grad(..., dloss)``
+=============================  =======================================================================
 """
 from __future__ import annotations
 
