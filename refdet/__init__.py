@@ -102,7 +102,7 @@ from refdet.detector import Detector, DetectorConfig, sgd_momentum_update
 
 # Subpackages with a namespace of their own. Importing yolo registers its convention tables, so
 # refdet.conventions.describe("task_aligned_assign") works after `import refdet`.
-from refdet import quant, yolo, reference  # noqa: F401
+from refdet import onnx_ops, quant, yolo, reference  # noqa: F401
 
 __all__ = [
     "box_convert", "box_area", "clip_boxes_to_image", "remove_small_boxes", "boxes_inside_image",

@@ -549,6 +549,11 @@ def run_yolo(*, seed=0, steps=None, batch=None, lr=None, out="refdet-demo", n_tr
     steps = _checks.check_int(d_steps if steps is None else steps, "steps", low=1)
     batch = _checks.check_int(d_batch if batch is None else batch, "batch", low=1, high=n_train)
     lr = d_lr if lr is None else lr
+    if plots:
+        from refdet import plots as P
+        plots = P.have_matplotlib()                     # (run() has said so already when it is missing)
+        if plots:
+            check_out_folder(out)
 
     def reference(stage):
         if show_reference:

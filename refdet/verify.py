@@ -6,8 +6,7 @@ Usage::
     refdet verify torchvision             torchvision's ops (nms, box_iou, Matcher, BoxCoder, ...)
     refdet verify onnxruntime             ONNX NonMaxSuppression / Relu / Conv run by onnxruntime
     refdet verify onnx-reference          the same nodes run by onnx.reference
-    refdet verify ultralytics             ultralytics' make_anchors, DFL decode, TaskAlignedAssigner,
-                                          non_max_suppression, DFLoss, VarifocalLoss (the `yolo` extra)
+    refdet verify ultralytics             ultralytics' YOLO ops (TAL, NMS, DFL, ...; the `yolo` extra)
     refdet verify self                    only refdet's self-check
     refdet verify --op nms mypkg.ops:nms --convention torchvision
     refdet verify --op focal_loss mypkg.losses:focal --grad mypkg.losses:focal_grad

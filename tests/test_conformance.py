@@ -506,3 +506,19 @@ def test_yolo_strategies():
         assert p.shape == (s.shape[0], 2) and np.all(p / s[:, None] % 1 == 0.5)
         assert case["gt_boxes"].shape[:2] == case["gt_mask"].shape
     run()
+
+
+def test_conformance_modules_import_in_either_order():
+    # refdet.testing.conformance lists the YOLO checks by importing conformance_yolo at its end; the
+    # YOLO module must import cleanly on its own too (doctest collection imports it first)
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for first in ("refdet.testing.conformance_yolo", "refdet.testing.conformance"):
+        code = (f"import {first}\nfrom refdet.testing import conformance as C, conformance_yolo as Y\n"
+                "assert C.CHECKS['yolo_nms'] is Y.check_yolo_nms and C.check_yolo_nms is Y.check_yolo_nms")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr

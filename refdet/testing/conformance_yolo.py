@@ -16,26 +16,31 @@ lower index instead of the higher IoU", "DFL bins 0..reg_max vs 0..reg_max−1",
 
 Signatures expected from ``fn`` (NumPy in; NumPy arrays, lists or torch tensors out):
 
-=============================  =======================================================================
-check_make_anchors             ``fn(feature_sizes [(H, W)...], strides [s...]) -> points (N, 2)``
-                               (grid units) or ``(points, stride_tensor (N, 1))``
-check_dfl_decode               ``fn(logits (B, N, 4 R), anchor_points (N, 2), stride_tensor (N, 1))
-                               -> boxes (B, N, 4)`` (``cxcywh`` pixels by default, ``R = C / 4``)
-check_yolo_decode              ``fn(t (B, A, H, W, 4), anchors (A, 2) px, stride) -> (B, A, H, W, 4)``
-                               cxcywh pixels (``decoder="yolox"``: ``fn(t (B, H, W, 4), stride)``)
-check_task_aligned_assign      ``fn(pred_scores (B, N, K), pred_boxes (B, N, 4), anchor_points (N, 2),
-                               gt_labels (B, M), gt_boxes (B, M, 4), gt_mask (B, M), *, strides,
-                               topk, alpha, beta)`` -> a :class:`refdet.yolo.Assignment` or
-                               ultralytics' ``(target_labels, target_bboxes, target_scores, fg_mask,
-                               target_gt_idx)``
-check_yolo_nms                 ``fn(prediction (B, 4 + K, N), conf_thres, iou_thres) -> list of B
-                               arrays (n, 6)`` ``(x1, y1, x2, y2, score, class)``
-check_distribution_focal_loss  ``fn(logits (n, R), targets (n,)) -> loss (n,)``; ``grad(logits,
-                               targets, dloss) -> dlogits``
-check_varifocal_loss           ``fn(logits, targets, labels) -> loss`` elementwise; ``grad(...,
-                               dloss)``
-check_quality_focal_loss       ``fn(logits, targets) -> loss`` elementwise; ``grad(..., dloss)``
-=============================  =======================================================================
+check_make_anchors
+    ``fn(feature_sizes, strides) -> points (N, 2)`` in grid units, or ``(points, stride_tensor)``
+    with ``stride_tensor`` of shape ``(N, 1)``; ``feature_sizes`` is ``[(H, W), ...]``.
+check_dfl_decode
+    ``fn(logits, anchor_points, stride_tensor) -> boxes (B, N, 4)``, cxcywh pixels by default;
+    ``logits`` is ``(B, N, 4 R)``, ``anchor_points`` ``(N, 2)``, ``stride_tensor`` ``(N, 1)``.
+check_yolo_decode
+    ``fn(t, anchors, stride) -> (B, A, H, W, 4)`` cxcywh pixels, with ``t`` of shape
+    ``(B, A, H, W, 4)`` and ``anchors`` ``(A, 2)`` in pixels; ``decoder="yolox"`` expects
+    ``fn(t, stride)`` with ``t`` of shape ``(B, H, W, 4)``.
+check_task_aligned_assign
+    ``fn(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, gt_mask, *, strides, topk,
+    alpha, beta)`` returning a :class:`refdet.yolo.Assignment` or ultralytics' tuple
+    ``(target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx)``; shapes
+    ``(B, N, K)``, ``(B, N, 4)``, ``(N, 2)``, ``(B, M)``, ``(B, M, 4)``, ``(B, M)``.
+check_yolo_nms
+    ``fn(prediction, conf_thres, iou_thres)`` with ``prediction`` of shape ``(B, 4 + K, N)``,
+    returning a list of ``B`` arrays ``(n, 6)``: ``(x1, y1, x2, y2, score, class)``.
+check_distribution_focal_loss
+    ``fn(logits, targets) -> loss (n,)`` with ``logits`` ``(n, R)``; ``grad(logits, targets,
+    dloss) -> dlogits``.
+check_varifocal_loss
+    ``fn(logits, targets, labels) -> loss`` elementwise; ``grad(logits, targets, labels, dloss)``.
+check_quality_focal_loss
+    ``fn(logits, targets) -> loss`` elementwise; ``grad(logits, targets, dloss)``.
 """
 from __future__ import annotations
 
@@ -43,7 +48,24 @@ import math
 
 import numpy as np
 
-from refdet.testing.conformance import _finish, _np, _Runner
+
+def _np(x):
+    """A NumPy array from whatever the implementation returned (torch tensors included)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _Runner(*args, **kw):
+    # refdet.testing.conformance imports this module at its end (to list these checks in CHECKS):
+    # take its runner at call time, so that either module can be imported first
+    from refdet.testing.conformance import _Runner as runner
+    return runner(*args, **kw)
+
+
+def _finish(report, raise_on_failure):
+    from refdet.testing.conformance import _finish as finish
+    return finish(report, raise_on_failure)
 
 __all__ = ["check_make_anchors", "check_dfl_decode", "check_yolo_decode", "check_yolov3_decode",
            "check_yolov5_decode", "check_yolox_decode", "check_task_aligned_assign", "check_yolo_nms",
