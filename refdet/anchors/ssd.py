@@ -234,8 +234,10 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
     if not isinstance(clip, (bool, np.bool_)):
         raise TypeError(f"`clip` must be a bool; got {clip!r}")
     normalized = _checks.check_bool(normalized, "normalized")
-    _checks.check_probability(min_ratio, "min_ratio")   # checked even when `scales` makes them unused
-    _checks.check_probability(max_ratio, "max_ratio")
+    # checked even when `scales` makes them unused; a ratio above 1 (a box larger than the image) is
+    # allowed, as torchvision's DefaultBoxGenerator allows it (clip=True cuts it back)
+    _checks.check_real(min_ratio, "min_ratio")
+    _checks.check_real(max_ratio, "max_ratio")
 
     ratios = _ssd_ratios(aspect_ratios, L)
     ratios = [r.tolist() for r in ratios]
