@@ -54,6 +54,7 @@ from typing import Optional
 import numpy as np
 
 from refdet import _checks
+from refdet import conventions
 
 __all__ = ["ConformanceReport", "CHECKS", "check_nms", "check_batched_nms", "check_box_iou",
            "check_generalized_box_iou", "check_match", "check_encode_decode", "check_encode", "check_decode",
@@ -135,11 +136,18 @@ def _short(case):
     return one(case)
 
 
+#: the conventions op whose profiles a check's ``convention`` names, where the check's op name differs
+_CONVENTION_OPS = {"anchors": "pyramid_anchors", "yolo_nms": "yolo_non_max_suppression"}
+
+
 class _Runner:
     """Runs golden and hypothesis cases through ``compare(case) -> (error, explanation or None)``."""
 
     def __init__(self, op, unit, convention, compare, progress=None):
         _checks.check_callable(progress, "progress")
+        registered = _CONVENTION_OPS.get(op, op)
+        if registered in conventions._REGISTRY:      # a bogus `convention` is a usage error, not 100 mismatches
+            conventions.resolve(registered, convention)
         self.report = ConformanceReport(op, unit=unit, convention=convention)
         self.compare = compare
         self.progress = progress
@@ -564,7 +572,7 @@ def check_encode_decode(encode=None, decode=None, *, weights=(1.0, 1.0, 1.0, 1.0
         reports[1] = check_decode(decode, weights=weights, convention=convention, max_ulps=max_ulps,
                                   n_cases=n_cases, seed=seed, raise_on_failure=False, progress=progress)
     bad = [r for r in reports if r is not None and not r.ok]
-    if raise_on_failure and bad:
+    if _checks.check_bool(raise_on_failure, "raise_on_failure") and bad:
         raise AssertionError("\n\n".join(str(r) for r in bad))
     return tuple(reports)
 
@@ -1121,6 +1129,7 @@ def check_roi_align(fn, *, convention="torchvision", spatial_scales=None, n_case
     ``grid_h * grid_w < 0`` sizes a ``std::vector``; onnxruntime's ``RoiAlign`` reports an integer
     overflow there) count as agreeing when ``fn`` raises for them; any other exception is a mismatch.
     """
+    conventions.resolve("roi_align", convention)       # a bad `convention` named before any case runs
     from refdet.roi import roi_align
     from refdet.testing import strategies_roi as rsr
 
@@ -1298,6 +1307,7 @@ def check_assign_roi_levels(fn, *, convention="torchvision", min_level=2, max_le
     (canonical size, canonical level, eps inside or after the log2, +1 widths).
     ``worst_error`` counts differing RoIs.
     """
+    conventions.resolve("assign_roi_levels", convention)       # a bad `convention` named before any case runs
     from hypothesis import strategies as st
 
     from refdet.roi import assign_roi_levels
@@ -1397,6 +1407,7 @@ def check_filter_proposals(fn, *, convention="torchvision", n_cases=30, seed=0, 
     (NMS per level or over all, small-box rule, score kind, top-k scope, score threshold, the NMS rule).
     ``worst_error`` counts images that differ.
     """
+    conventions.resolve("filter_proposals", convention)       # a bad `convention` named before any case runs
     from refdet.proposals import filter_proposals
     from refdet.testing import strategies_roi as rsr
 
