@@ -42,9 +42,12 @@ from tests.fuzz.wrong import EXPECTED
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: the namespaces whose public callables the walk must cover (besides refdet.__all__)
-NAMESPACES = ("quant", "quant.types", "yolo", "onnx_ops", "roi", "testing", "testing.conformance")
+NAMESPACES = ("quant", "quant.types", "yolo", "onnx_ops", "roi", "testing", "testing.conformance",
+              "testing.conformance_yolo", "testing.compare_anchors", "testing.compare_floats", "testing.compare_match",
+              "testing.compare_nms", "testing.gradcheck")
 #: public names left out on purpose (their reasons are in tests.fuzz.seeds.SKIPPED)
-LEFT_OUT = {"testing.gradcheck_all", "testing.register_gradcheck"}
+LEFT_OUT = {"testing.gradcheck_all", "testing.register_gradcheck", "testing.gradcheck.gradcheck_all",
+            "testing.gradcheck.register_gradcheck"}
 
 #: floors for the counts (the walk shrinking unnoticed is a regression too)
 MIN_FUNCTIONS = 300
@@ -96,7 +99,7 @@ def test_walk_reports_every_kind_of_broken_function():
     assert any("MemoryError" in f["detail"] for f in alloc), "the address-space cap did not stop 8 GB"
 
 
-def test_every_public_function_keeps_its_promises_on_hostile_values():
+def test_every_public_function_keeps_its_promises_on_hostile_values(record_property):
     examples = max(1, settings.default.max_examples // 30)
     report = _run_walker("--examples", str(examples))
     bad = report["failures"]
@@ -105,6 +108,9 @@ def test_every_public_function_keeps_its_promises_on_hostile_values():
           f"({examples} hypothesis examples per function), {len(bad)} failures, {len(opened)} open findings in "
           f"modules owned elsewhere ({len({o['function'] for o in opened})} functions), {report['seconds']:.0f} s; "
           f"slowest {[(n, round(t, 1)) for n, t in report['slowest'][:4]]}")
+    for key in ("functions", "calls"):                    # the counts, in the junit XML too
+        record_property(f"fuzz_{key}", report[key])
+    record_property("fuzz_open_findings", len(opened))
     for o in opened[:10]:
         print("  open:", o["function"], o["variant"], o["problem"], o["detail"][:120])
     lines = [f"{f['function']}({f['variant']}): {f['problem']}: {f['detail']}" for f in bad]

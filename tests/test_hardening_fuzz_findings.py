@@ -99,3 +99,34 @@ def test_conformance_options_named():
         C.check_varifocal_loss(lambda *a: None, alpha=None, n_cases=0)
     with pytest.raises(ValueError, match="`gamma` must be finite"):
         C.check_varifocal_loss(lambda *a: None, gamma=float("nan"), n_cases=0)
+
+
+def test_anchor_location_names_row_and_sizes():
+    from refdet.testing.compare_anchors import anchor_location
+
+    assert anchor_location(17, [(4, 4), (2, 2)], 3) == (0, 1, 1, 2)
+    with pytest.raises(ValueError, match=r"`row` 60 is past the last anchor \(60 anchors"):   # was IndexError
+        anchor_location(60, [(4, 4), (2, 2)], 3)
+    with pytest.raises(TypeError, match="`row` must be an integer"):
+        anchor_location(1.5, [(4, 4)], 3)
+    with pytest.raises(TypeError, match="`feature_sizes` must be a list"):
+        anchor_location(1, None, 3)
+    with pytest.raises(ValueError, match="`num_anchors` must have one entry per feature map"):
+        anchor_location(1, [(4, 4)], [3, 3])
+
+
+def test_float_variants_names_its_arguments():
+    from refdet.testing.compare_floats import float_variants
+
+    b = np.array([[0, 0, 4, 4.0], [1, 1, 5, 6.0]])
+    assert float_variants("box_iou", (b, b))
+    with pytest.raises(ValueError, match="`op` must name a public refdet function"):   # was AttributeError
+        float_variants("bogus", (b, b))
+    with pytest.raises(TypeError, match="`op` must be a refdet op name"):
+        float_variants(None, (b, b))
+    with pytest.raises(TypeError, match="`args` must be a tuple"):
+        float_variants("box_iou", None)
+    with pytest.raises(TypeError, match="`kwargs` must be a dict"):
+        float_variants("box_iou", (b, b), "x")
+    with pytest.raises(TypeError, match=r"`extra\[0\]` must be a \(description, overrides dict\) pair"):
+        float_variants("box_iou", (b, b), extra=["ab"])
