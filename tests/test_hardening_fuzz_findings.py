@@ -130,3 +130,12 @@ def test_float_variants_names_its_arguments():
         float_variants("box_iou", (b, b), "x")
     with pytest.raises(TypeError, match=r"`extra\[0\]` must be a \(description, overrides dict\) pair"):
         float_variants("box_iou", (b, b), extra=["ab"])
+
+
+def test_conv2d_int_overflow_names_the_zero_points():
+    x, w = np.zeros((1, 2, 4, 4), np.int64), np.zeros((3, 2, 3, 3), np.int64)
+    with pytest.raises(ValueError, match=r"the accumulator of \(`x` - `x_zero_point`\) times \(`w` - `w_zero_point`\) "
+                                         r"over 18 terms can reach"):
+        Q.conv2d_int(x, w, x_zero_point=2 ** 31, w_zero_point=2 ** 32)
+    with pytest.raises(ValueError, match="`method` 'float32' cannot be exact"):
+        Q.conv2d_int(x, w, x_zero_point=10 ** 5, w_zero_point=10 ** 5, method="float32")

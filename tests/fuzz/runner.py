@@ -300,7 +300,8 @@ class Walker:
                 msg = str(e)
                 if not any(_names(msg, p) for p in pnames):
                     others = [p for p in sig.parameters if p not in pnames and _names(msg, p)]
-                    relational = all(lbl.split("=", 1)[1].split(".")[-1] in SHAPE_VARIANTS for lbl in labels)
+                    # a changed length or shape may leave another argument unmatched: naming that one is fine
+                    relational = any(lbl.split("=", 1)[1].split(".")[-1] in SHAPE_VARIANTS for lbl in labels)
                     if not (others and relational):
                         self.fail(name, param, label, "unnamed" if not others else "blames-other",
                                   f"{type(e).__name__}: {msg}")
