@@ -17,8 +17,10 @@ call must keep refdet's promises on bad input:
 
 A hypothesis stage then draws combined variants (two arguments at once, other seeds) per function.
 
-``python -m tests.fuzz.runner [--cap-gib N] [--examples N] [name ...]`` prints a JSON report:
-``{"functions": n, "calls": n, "failures": [...]}``.
+``python -m tests.fuzz.runner [--cap-gib N] [--examples N] [--call-seconds S] [--selftest] [name ...]`` prints a
+JSON report: ``{"functions": n, "calls": n, "failures": [...], "open": [...], ...}`` (``open``: findings in
+modules another helper owns, :data:`tests.fuzz.documented.OPEN`; ``--selftest`` walks
+:mod:`tests.fuzz.wrong` instead of refdet).
 """
 from __future__ import annotations
 
