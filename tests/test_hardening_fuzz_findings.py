@@ -139,3 +139,19 @@ def test_conv2d_int_overflow_names_the_zero_points():
         Q.conv2d_int(x, w, x_zero_point=2 ** 31, w_zero_point=2 ** 32)
     with pytest.raises(ValueError, match="`method` 'float32' cannot be exact"):
         Q.conv2d_int(x, w, x_zero_point=10 ** 5, w_zero_point=10 ** 5, method="float32")
+
+
+def test_roi_output_size_refused_even_without_rois():
+    x = np.zeros((1, 2, 8, 8))
+    with pytest.raises(ValueError, match="`output_size` asks for"):      # was NumPy's "array is too big"
+        refdet.roi.roi_pool(x, np.zeros((0, 5)), (10 ** 9, 10 ** 9))
+    with pytest.raises(ValueError, match="`output_size` asks for"):
+        refdet.roi.roi_align(x, np.zeros((0, 5)), (10 ** 9, 10 ** 9))
+    assert refdet.roi.roi_pool(x, np.zeros((0, 5)), (2, 2)).shape == (0, 2, 2, 2)
+
+
+def test_rpn_targets_checks_thresholds_without_anchors():
+    with pytest.raises(ValueError, match="`low` must lie in"):
+        refdet.rpn_targets(np.zeros((0, 4)), np.array([[0, 0, 4, 4.0]]), (8, 8), low=-1.0, rng=0)
+    with pytest.raises(ValueError, match="`high` must lie in"):
+        refdet.rpn_targets(np.array([[0, 0, 4, 4.0]]), np.zeros((0, 4)), (8, 8), high=1.5, rng=0)

@@ -48,6 +48,9 @@ TABLE = {
     ("quant.types.element_type", "*name*", "*", "unnamed"):
         "`name` is the label element_type's messages give the argument it checks (its callers pass their "
         "own argument's name): a bogus label is echoed, not named",
+    ("quant.types.decode_float", "codes", "*", "nan"):
+        "a NaN bit code decodes to NaN (float8e4m3fn 0x7f/0xff, e5m2 0x7d-0x7f ...: the type's own NaN encodings, "
+        "refdet.quant.types module table)",
     # -- errors that keep a reproduced framework's own text ----------------------------------------
     ("match", "iou", "empty", "unnamed"):
         "empty_gt='raise' raises torchvision's Matcher error text exactly "
