@@ -155,3 +155,11 @@ def test_rpn_targets_checks_thresholds_without_anchors():
         refdet.rpn_targets(np.zeros((0, 4)), np.array([[0, 0, 4, 4.0]]), (8, 8), low=-1.0, rng=0)
     with pytest.raises(ValueError, match="`high` must lie in"):
         refdet.rpn_targets(np.array([[0, 0, 4, 4.0]]), np.zeros((0, 4)), (8, 8), high=1.5, rng=0)
+
+
+def test_roi_levels_bounded_to_representable_strides():
+    b = np.array([[0, 0, 32, 32.0]])
+    with pytest.raises(ValueError, match="`min_level` must be <= 1023"):       # was OverflowError
+        refdet.roi.assign_roi_levels(b, min_level=2 ** 63, max_level=2 ** 63)
+    # 32 px: k = floor(4 + log2(32 / 224)) = 1, counted from min_level -3
+    assert refdet.roi.assign_roi_levels(b, min_level=-3, max_level=1023).tolist() == [4]

@@ -146,6 +146,10 @@ def must_refuse(function, pnames, labels, seed_kinds=None):
 
 
 def excused(function, argument, variant, problem):
+    if "," in variant and "+" in argument:      # two arguments varied: excused if either variant is
+        pairs = zip(argument.split("+"), variant.split(","))
+        if any(excused(function, a, v, problem) for a, v in pairs):
+            return True
     if "=" in variant and "," not in variant:  # "wh=empty" -> "empty"
         variant = variant.split("=", 1)[1]
     for (f, a, v, p), _reason in TABLE.items():

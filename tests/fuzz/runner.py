@@ -17,10 +17,10 @@ call must keep refdet's promises on bad input:
 
 A hypothesis stage then draws combined variants (two arguments at once, other seeds) per function.
 
-``python -m tests.fuzz.runner [--cap-gib N] [--examples N] [--call-seconds S] [--selftest] [name ...]`` prints a
-JSON report: ``{"functions": n, "calls": n, "failures": [...], "open": [...], ...}`` (``open``: findings in
-modules another helper owns, :data:`tests.fuzz.documented.OPEN`; ``--selftest`` walks
-:mod:`tests.fuzz.wrong` instead of refdet).
+``python -m tests.fuzz.runner [--cap-gib N] [--examples N] [--random] [--call-seconds S] [--selftest] [name ...]``
+prints a JSON report: ``{"functions": n, "calls": n, "failures": [...], "open": [...], ...}`` (``open``:
+findings in modules another helper owns, :data:`tests.fuzz.documented.OPEN`; ``--random``: hypothesis draws
+new examples instead of the derandomized ones; ``--selftest`` walks :mod:`tests.fuzz.wrong` instead of refdet).
 """
 from __future__ import annotations
 
@@ -211,9 +211,10 @@ def _names(msg, pname):
 class Walker:
     """Runs the calls of a list of seeds and collects failures and counts."""
 
-    def __init__(self, cases, *, examples=0, seeds_per_case=1):
+    def __init__(self, cases, *, examples=0, seeds_per_case=1, derandomize=True):
         self.cases = cases
         self.examples = examples
+        self.derandomize = derandomize
         self.calls = 0
         self.functions = set()
         self.failures = []
@@ -368,7 +369,7 @@ class Walker:
             return
         bases = {}
 
-        @settings(max_examples=self.examples, deadline=None, database=None, derandomize=True,
+        @settings(max_examples=self.examples, deadline=None, database=None, derandomize=self.derandomize,
                   suppress_health_check=list(HealthCheck), phases=[__import__("hypothesis").Phase.generate])
         @given(st.data())
         def run(data):
@@ -443,6 +444,9 @@ def main(argv=None):
     selftest = "--selftest" in argv
     if selftest:
         argv.remove("--selftest")
+    derandomize = "--random" not in argv       # --random: hypothesis draws new examples (the dev profile)
+    if not derandomize:
+        argv.remove("--random")
     _preload()
     if cap > 0:
         cap_memory(cap)
@@ -455,7 +459,7 @@ def main(argv=None):
     cases = [c for c in pool if not wanted or c.name in wanted]
     import os
 
-    report = Walker(cases, examples=examples).walk(trace=sys.stderr if os.environ.get("FUZZ_TRACE") else None)
+    report = Walker(cases, examples=examples, derandomize=derandomize).walk(trace=sys.stderr if os.environ.get("FUZZ_TRACE") else None)
     json.dump(report, sys.stdout)
     sys.stdout.write("\n")
 
