@@ -329,3 +329,13 @@ def test_an_image_without_objects_trains():
     assert np.isfinite(losses["total"]) and losses["classification"] > 0
     losses, _ = det.train_step(params, img, [empty, (np.array([[4.0, 4, 20, 20]]), np.array([1]))], rng=0)
     assert losses["box_regression"] > 0
+
+
+def test_the_registered_gradient_check_case_passes():
+    # `refdet verify self` / `refdet gradcheck` run the whole step through the registry
+    from refdet._faster_rcnn_gradcheck import FasterRCNNStepCase
+    from refdet.testing.gradcheck import gradcheck_all
+
+    (rep,) = gradcheck_all([FasterRCNNStepCase.NAME]).values()
+    assert rep.ok, str(rep)
+    assert len(rep.per_input) == 34 and all(r["n"] == 1 for r in rep.per_input.values())   # every array
