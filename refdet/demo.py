@@ -43,8 +43,11 @@ from refdet.synthetic import CLASS_NAMES, make_synthetic_dataset
 # load average 5 (training 58 s, the whole demo 63 s), 0.17 s at load 8 (training 100 s); held-out COCO
 # AP / AP50 0.691 / 0.945 (0.62 / 0.90 after 300 steps; 0.75 / 0.94 after 1000; lr 0.02 gave 0.67 after
 # 600); untrained 0.000 / 0.000.
+# Faster R-CNN (700 steps, batch 8, lr 0.04; 32 RoIs per image), seed 0, one BLAS thread, the same VM at load
+# average 6: training 123 s wall (55 s CPU), the whole demo 131 s; held-out COCO AP / AP50 0.507 / 0.876, untrained
+# 0.001 / 0.005 (400 steps at lr 0.02 with 64 RoIs per image: 0.32 / 0.62; 500 at lr 0.04: 0.42 / 0.78).
 _DEFAULTS = {"retinanet": (2000, 8, 0.02), "rpn": (3000, 8, 0.05), "ssd": (1000, 8, 0.01), "yolo": (600, 8, 0.01),
-             "faster_rcnn": (400, 8, 0.02)}
+             "faster_rcnn": (700, 8, 0.04)}
 
 #: other spellings of a model name (the command line's --model faster-rcnn)
 _ALIASES = {"faster-rcnn": "faster_rcnn"}

@@ -153,10 +153,10 @@ def _default_config(model):
         return DetectorConfig(model="yolo", reg_max=8)
     if model == "faster_rcnn":
         # scaled to 64-pixel images with 10-32 px objects: one anchor size per level (2 x the stride), a
-        # 16 px RoI pooled from P3 (stride 8), few proposals and 64 RoIs per image, a narrow box head
+        # 16 px RoI pooled from P3 (stride 8), few proposals and 32 RoIs per image, a narrow box head
         return DetectorConfig(model="faster_rcnn", anchor_sizes=((8,), (16,), (32,), (64,)),
                               rpn_pre_nms_top_n=(300, 150), rpn_post_nms_top_n=(150, 75),
-                              box_batch_size_per_image=64, roi_output_size=5, canonical_scale=16.0,
+                              box_batch_size_per_image=32, roi_output_size=5, canonical_scale=16.0,
                               canonical_level=3, representation_size=256)
     return DetectorConfig(model="retinanet")
 

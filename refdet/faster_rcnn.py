@@ -32,7 +32,7 @@ respect to the box coordinates of the RoIs, only with respect to the features po
 What differs from torchvision's ``fasterrcnn_resnet50_fpn``, on purpose: the toy backbone stands in
 for ResNet-50; the images are 64 pixels, so the anchor sizes (8, 16, 32, 64 at strides 4..32 instead of
 32..512), the FPN level rule's canonical box (16 px at level 3 instead of 224 px at level 4), the
-proposal counts and the sampled RoIs (64 per image instead of 512) are scaled down; the anchors sit
+proposal counts and the sampled RoIs (32 per image instead of 512) are scaled down; the anchors sit
 at the cell centres (``center_offset=0.5``) as in refdet's other detectors. Labels: the detector
 takes and returns classes ``0..K-1``; inside, the box head uses torchvision's numbering (0 background,
 objects ``1..K``).

@@ -743,7 +743,7 @@ def proposals_rois_figure(image, before, after, rois, *, level_names, pooled_lev
 
     panel(axes[0])
     for b in np.asarray(before[0], np.float64).reshape(-1, 4)[:top_before][::-1]:
-        _rect(axes[0], b, edgecolor="#0072B2", linewidth=0.5, alpha=0.45)
+        _rect(axes[0], b, edgecolor="#333333", linewidth=0.5, alpha=0.45)
     axes[0].set_title(f"proposals before NMS: the best {min(nb, top_before)} of {nb}", fontsize=9)
     panel(axes[1])
     ab, al = np.asarray(after[0], np.float64).reshape(-1, 4), np.asarray(after[1])

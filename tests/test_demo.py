@@ -238,8 +238,8 @@ def test_faster_rcnn_demo_short_run_prints_every_stage(tmp_path):
     assert res["model"] == "faster_rcnn" and np.isfinite(res["loss_first"]) and res["rpn_positives_first_batch"] > 0
     c = res["proposal_counts_first_batch"]
     assert c.shape == (2, 3) and np.all(c[:, 0] >= c[:, 1]) and np.all(c[:, 1] >= c[:, 2]) and np.all(c[:, 2] == 150)
-    # the histogram counts every sampled RoI (64 per image), and its bars are printed with the counts
-    assert res["roi_levels_first_batch"].sum() == 2 * 64
+    # the histogram counts every sampled RoI (32 per image), and its bars are printed with the counts
+    assert res["roi_levels_first_batch"].sum() == 2 * 32
     for name, n in zip(("P2 (stride 4)", "P3 (stride 8)", "P4 (stride 16)"), res["roi_levels_first_batch"]):
         assert re.search(re.escape(name) + r"\s+#*\s+" + f"{n} RoIs", text), name
     # each reference sits under its stage
