@@ -316,8 +316,11 @@ def detect(det, params, x, *, score_threshold=0.05, nms_threshold=0.5, detection
     :func:`refdet.roi_heads.fastrcnn_postprocess` under torchvision's profile in float64: softmax,
     every (RoI, class) pair decoded with its class's deltas (weights 10, 10, 5, 5), clipped, scores
     ``> score_threshold``, boxes smaller than 0.01 px dropped, NMS per class at ``nms_threshold``
-    (IoU above it suppresses), the best ``detections_per_image`` by score.
+    (IoU above it suppresses), the best ``detections_per_image`` by score (0: all).
     """
+    score_threshold = _checks.check_probability(score_threshold, "score_threshold")
+    nms_threshold = _checks.check_probability(nms_threshold, "nms_threshold")
+    detections_per_image = _checks.check_int(detections_per_image, "detections_per_image", low=0)
     obj, deltas, cache = forward(det, params, x)
     props = proposals(det, obj, deltas, training=False)
     dt = obj.dtype

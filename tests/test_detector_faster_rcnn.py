@@ -339,3 +339,60 @@ def test_the_registered_gradient_check_case_passes():
     (rep,) = gradcheck_all([FasterRCNNStepCase.NAME]).values()
     assert rep.ok, str(rep)
     assert len(rep.per_input) == 34 and all(r["n"] == 1 for r in rep.per_input.values())   # every array
+
+
+def test_inputs_are_not_modified_and_the_layout_does_not_matter():
+    det = _tiny()
+    params = _params(det, seed=6)
+    images, targets = _batch(det, n=2, seed=11)
+    l1, g1 = det.train_step(params, images, targets, rng=3)
+    frozen = {part: {k: v.copy() for k, v in d.items()} for part, d in params.items()}
+    ro = {part: {k: v.copy() for k, v in d.items()} for part, d in params.items()}
+    for d in ro.values():
+        for v in d.values():
+            v.flags.writeable = False
+    img_f = np.asfortranarray(images)
+    img_f.flags.writeable = False
+    tg = [(b.copy(), lab.copy()) for b, lab in targets]
+    l2, g2 = det.train_step(ro, img_f, tg, rng=3)
+    assert l1 == l2
+    for part in PARTS:
+        for k in g1[part]:
+            np.testing.assert_array_equal(g1[part][k], g2[part][k])
+            np.testing.assert_array_equal(params[part][k], frozen[part][k])
+    for (b, lab), (b0, lab0) in zip(tg, targets):
+        np.testing.assert_array_equal(b, b0)
+        np.testing.assert_array_equal(lab, lab0)
+    d1 = det.detect(params, images[:, :, ::-1].copy()[:, :, ::-1], score_threshold=0.1)
+    d2 = det.detect(ro, img_f, score_threshold=0.1)
+    for x, y in zip(d1, d2):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_float32_step_agrees_with_float64_to_float32_precision():
+    # float32 in, float32 math: with the float64 step's assignment, the losses and gradients agree to
+    # float32 rounding (the chain is a few hundred operations deep: 1e-4 relative)
+    det = _tiny()
+    p64 = _params(det, seed=8)
+    images, targets = _batch(det, n=2, seed=12)
+    l64, g64, t = det.loss_and_grads(p64, images, targets, rng=0)
+    p32 = {part: {k: v.astype(np.float32) for k, v in d.items()} for part, d in p64.items()}
+    l32, g32 = det.train_step(p32, images.astype(np.float32), targets, assignment=t.assignment)
+    for k in l64:
+        assert l32[k] == pytest.approx(l64[k], rel=1e-4, abs=1e-6), k
+    for part in PARTS:
+        for k in g64[part]:
+            assert g32[part][k].dtype == np.float32
+            scale = np.abs(g64[part][k]).max() + 1e-12
+            assert np.abs(g32[part][k] - g64[part][k]).max() <= 1e-3 * scale, (part, k)
+
+
+def test_detect_checks_its_thresholds():
+    det = _tiny()
+    params = det.init(rng=0)
+    images, _ = _batch(det, n=1, dtype=np.float32)
+    for kw, name in ((dict(score_threshold=1.5), "score_threshold"), (dict(nms_threshold=-0.1), "nms_threshold"),
+                     (dict(detections_per_image=-1), "detections_per_image")):
+        with pytest.raises(ValueError, match=name):
+            det.detect(params, images, **kw)
