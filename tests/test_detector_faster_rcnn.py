@@ -396,3 +396,64 @@ def test_detect_checks_its_thresholds():
                      (dict(detections_per_image=-1), "detections_per_image")):
         with pytest.raises(ValueError, match=name):
             det.detect(params, images, **kw)
+
+
+def test_any_valid_configuration_trains_and_detects_with_the_documented_shapes():
+    # a property over configurations and batches (objects or none, near the border, tiny or image-sized)
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @st.composite
+    def cases(draw):
+        h, w = draw(st.integers(20, 44)), draw(st.integers(20, 44))
+        k = draw(st.integers(1, 3))
+        base = draw(st.sampled_from([3, 4, 6, 8]))
+        kw = dict(image_size=(h, w), num_classes=k, backbone_channels=(3, 4, 4, 4), fpn_channels=4,
+                  anchor_sizes=tuple((base * 2 ** i,) for i in range(4)),
+                  rpn_pre_nms_top_n=(draw(st.integers(1, 80)), draw(st.integers(1, 80))),
+                  rpn_post_nms_top_n=(draw(st.integers(1, 40)), draw(st.integers(1, 40))),
+                  rpn_batch_size_per_image=draw(st.integers(1, 64)),
+                  box_batch_size_per_image=draw(st.integers(1, 16)),
+                  box_positive_fraction=draw(st.sampled_from([0.0, 0.25, 0.5, 1.0])),
+                  roi_output_size=draw(st.integers(1, 3)), roi_sampling_ratio=draw(st.integers(1, 2)),
+                  canonical_scale=draw(st.sampled_from([4.0, 8.0, 16.0, 32.0])),
+                  canonical_level=draw(st.integers(2, 5)), representation_size=draw(st.integers(1, 6)))
+        targets = []
+        for _ in range(draw(st.integers(1, 2))):
+            m = draw(st.integers(0, 3))
+            x1 = np.array(draw(st.lists(st.integers(0, w - 2), min_size=m, max_size=m)), np.float64)
+            y1 = np.array(draw(st.lists(st.integers(0, h - 2), min_size=m, max_size=m)), np.float64)
+            bw = np.array(draw(st.lists(st.integers(1, w), min_size=m, max_size=m)), np.float64)
+            bh = np.array(draw(st.lists(st.integers(1, h), min_size=m, max_size=m)), np.float64)
+            boxes = np.stack([x1, y1, np.minimum(x1 + bw, w), np.minimum(y1 + bh, h)], 1).reshape(m, 4)
+            labels = np.array(draw(st.lists(st.integers(0, k - 1), min_size=m, max_size=m)), np.int64)
+            targets.append((boxes, labels))
+        return kw, targets, draw(st.integers(0, 2 ** 31 - 1))
+
+    @settings(max_examples=max(10, settings.default.max_examples // 4), deadline=None)
+    @given(cases())
+    def check(case):
+        kw, targets, seed = case
+        det = Detector("faster_rcnn", **kw)
+        params = det.init(rng=seed)
+        images = np.random.default_rng(seed).standard_normal((len(targets), 3) + det.image_size).astype(np.float32)
+        losses, grads, trace = det.loss_and_grads(params, images, targets, rng=seed)
+        assert all(np.isfinite(v) for v in losses.values()), losses
+        for part in PARTS:
+            for key, g in grads[part].items():
+                assert g.shape == params[part][key].shape and g.dtype == np.float32 and np.isfinite(g).all()
+        a = trace.assignment
+        batch, frac = kw["box_batch_size_per_image"], kw["box_positive_fraction"]
+        n_rois = 0
+        for (boxes, _), props, rois, lab in zip(targets, a.proposals.boxes, a.rois.rois, a.rois.labels):
+            assert len(props) <= kw["rpn_post_nms_top_n"][0]
+            assert len(rois) <= batch and int((lab > 0).sum()) <= int(batch * frac) and lab.max(initial=0) <= 3
+            n_rois += len(rois)
+        assert trace.roi_levels.shape == (n_rois,) and set(trace.roi_levels.tolist()) <= {0, 1, 2}
+        for boxes, scores, labels in det.detect(params, images, score_threshold=0.2, detections_per_image=5):
+            assert len(boxes) == len(scores) == len(labels) <= 5 and np.all(scores > 0.2)
+            assert np.all((labels >= 0) & (labels < kw["num_classes"])) and np.all(np.diff(scores) <= 0)
+            assert np.all(boxes >= 0) and np.all(boxes[:, 2] <= det.image_size[1]) and \
+                np.all(boxes[:, 3] <= det.image_size[0])
+
+    check()
