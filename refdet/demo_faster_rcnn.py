@@ -253,7 +253,8 @@ def _figures(det, params, test, j, before, kept, all_dets, out, seed):
     paths.append(P.plot_proposals_rois(
         img, (before.boxes[0], before.scores[0]), (kept.boxes[0], kept.levels[0]),
         (rois, labels > 0, pooled_levels(det, rois)), os.path.join(out, "proposals_rois.png"),
-        level_names=level_names(det), pooled_levels=FR.NUM_ROI_LEVELS, gt_boxes=gtb, nms_threshold=det.frcnn["rpn_nms_thresh"],
+        level_names=level_names(det), pooled_levels=FR.NUM_ROI_LEVELS, gt_boxes=gtb,
+        nms_threshold=det.frcnn["rpn_nms_thresh"],
         title=f"Faster R-CNN (trained), held-out image {j}: test-time proposals, and the RoIs a training step "
               "samples from the training-time proposals"))
     gts = [(test.boxes[i], test.labels[i]) for i in range(len(test.boxes))]

@@ -8,8 +8,8 @@ Training, per image (torchvision ``models/detection/roi_heads.py`` ``RoIHeads.se
     targets                        encode(matched gt, RoI) with weights (10, 10, 5, 5)
 
 then :func:`box_head_forward` (two FC layers with ReLU, a class score and class-specific box deltas
-per RoI; in :mod:`refdet.box_head`, re-exported here) and :func:`fastrcnn_loss_forward`; at inference :func:`fastrcnn_postprocess` (softmax, a box
-per class, clip, score threshold, per-class NMS, the best 100).
+per RoI; in :mod:`refdet.box_head`, re-exported here) and :func:`fastrcnn_loss_forward`; at inference
+:func:`fastrcnn_postprocess` (softmax, a box per class, clip, score threshold, per-class NMS, the best 100).
 
 Where the frameworks differ (convention tables of ``sample_rois``, ``fastrcnn_loss``,
 ``fastrcnn_postprocess``):
