@@ -17,7 +17,8 @@ implementations for the comparators) replaces it, and the call must:
   bit for bit as the seed, and return within 10 s.
 
 A hypothesis stage then varies two arguments at once on other seeds: ``max_examples // 30`` examples per
-function (2 under the ``ci`` profile, 33 under ``thorough``).
+function (2 under the ``ci`` profile, 33 under ``thorough``; a tenth of that for the conformance checks,
+whose every call runs an implementation over golden cases).
 
 The counts (functions walked, calls made, open findings) are printed (``pytest -s``) and held above a
 floor. ``test_walk_reports_every_kind_of_broken_function`` runs the same walk over deliberately broken
