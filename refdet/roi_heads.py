@@ -271,7 +271,8 @@ def sample_rois(proposals, gt_boxes, gt_labels, *, num_classes: Optional[int] = 
 
 
 def class_specific_targets(regression_targets: np.ndarray, labels: np.ndarray, num_classes: int, *,
-                           background: str = "first", inside_weights=(1.0, 1.0, 1.0, 1.0)):
+                           background: str = "first", inside_weights=(1.0, 1.0, 1.0, 1.0),
+                           max_elements: Optional[int] = None):
     """py-faster-rcnn's ``_get_bbox_regression_labels``: targets spread into per-class slots.
 
     Parameters
@@ -282,8 +283,12 @@ def class_specific_targets(regression_targets: np.ndarray, labels: np.ndarray, n
         Including the background.
     background : {"first", "last"}
         Background RoIs (and ignored, -1) get no target.
-    inside_weights : 4 numbers
-        ``TRAIN.BBOX_INSIDE_WEIGHTS`` (1, 1, 1, 1).
+    inside_weights : array-like, shape (4,)
+        ``TRAIN.BBOX_INSIDE_WEIGHTS`` (1, 1, 1, 1): four finite reals.
+    max_elements : int, optional
+        Cap on the three outputs together (``3 * S * 4 * num_classes`` elements, counting at least one
+        RoI so that an impossible ``num_classes`` is refused for an empty set too), default
+        :data:`refdet._checks.MAX_ELEMENTS` (2**28): more is a ValueError naming ``num_classes``.
 
     Returns
     -------
@@ -295,9 +300,14 @@ def class_specific_targets(regression_targets: np.ndarray, labels: np.ndarray, n
     lab = _checks.as_int_labels(labels, "labels", n=len(t))
     C = _checks.check_int(num_classes, "num_classes", low=1)
     _checks.check_choice(background, "background", ("first", "last"))
-    iw = np.asarray(inside_weights, dtype=t.dtype)
+    iw = _checks.as_float_array(inside_weights, "inside_weights", dtype=t.dtype)
+    if iw.shape != (4,):
+        raise ValueError(f"`inside_weights` must be 4 numbers (shape (4,)); got shape {iw.shape}")
+    S = len(t)
+    _checks.check_allocation(3 * max(S, 1) * 4 * C, t.dtype.itemsize,
+                             f"3 arrays of shape ({S}, 4 * {C})", name="num_classes", limit=max_elements)
     bg = 0 if background == "first" else C - 1
-    out = np.zeros((len(t), 4 * C), dtype=t.dtype)
+    out = np.zeros((S, 4 * C), dtype=t.dtype)
     win = np.zeros_like(out)
     fg = np.flatnonzero((lab >= 0) & (lab != bg) & (lab < C))
     cols = 4 * lab[fg][:, None] + np.arange(4)
@@ -375,6 +385,35 @@ def _slots(labels, C, n_slots, background):
     return fg, slot
 
 
+def _depth(x):
+    """Nesting depth of an array-like without converting it (ndarray: ndim; list: 1 + its first item's)."""
+    if isinstance(x, np.ndarray):
+        return x.ndim
+    if isinstance(x, (list, tuple)):
+        return 1 + _depth(x[0]) if len(x) else 1
+    return 0
+
+
+def _per_image(x, ndim):
+    """Is ``x`` a list (or tuple) of per-image arrays of ``ndim`` dimensions, to be concatenated?
+
+    A list whose items are rows (a nested list: the array itself) is not: it is read as one array-like.
+    """
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(_depth(v) == ndim for v in x)
+
+
+def _empty_list(x):
+    return isinstance(x, (list, tuple)) and len(x) == 0
+
+
+def _roi_weights(w, name, n, dt):
+    """py-faster-rcnn's inside/outside weights: an (N, 4) array-like of finite reals, one row per RoI."""
+    arr = _checks.as_float_array(w, name, dtype=dt)
+    if arr.shape != (n, 4):
+        raise ValueError(f"`{name}` must have shape ({n}, 4) (one row per RoI); got shape {arr.shape}")
+    return arr
+
+
 def _smooth_l1(x, beta):
     a = np.abs(x)
     if beta < 1e-5:            # detectron2's smooth_l1_loss: "if beta < 1e-5: loss = |x|"
@@ -418,10 +457,16 @@ def fastrcnn_loss_forward(class_logits: np.ndarray, box_regression: np.ndarray, 
     d = _checks.as_float_array(box_regression, "box_regression", ndim=2, dtype=dt)
     if len(d) != N or d.shape[1] % 4:
         raise ValueError(f"`box_regression` must have shape ({N}, 4 * G); got {d.shape}")
-    lab = np.concatenate([_checks.as_int_labels(v, "labels") for v in labels]) if isinstance(labels, list) \
-        else _checks.as_int_labels(labels, "labels")
-    tg = np.concatenate(list(regression_targets)) if isinstance(regression_targets, list) else regression_targets
-    tg = _checks.as_float_array(tg, "regression_targets", dtype=dt)
+    if _per_image(labels, 1):
+        lab = np.concatenate([_checks.as_int_labels(v, f"labels[{i}]") for i, v in enumerate(labels)])
+    else:
+        lab = _checks.as_int_labels(np.zeros(0, np.int64) if _empty_list(labels) else labels, "labels")
+    if _per_image(regression_targets, 2):
+        tg = np.concatenate([_checks.as_float_array(v, f"regression_targets[{i}]", ndim=2, last=4, dtype=dt)
+                             for i, v in enumerate(regression_targets)])
+    else:
+        tg = _checks.as_float_array(np.zeros((0, 4), dt) if _empty_list(regression_targets) else regression_targets,
+                                    "regression_targets", dtype=dt)
     if lab.shape != (N,):
         raise ValueError(f"`labels` must hold one label per RoI ({N}); got {lab.shape[0]}")
     if tg.shape != (N, 4):
@@ -437,9 +482,9 @@ def fastrcnn_loss_forward(class_logits: np.ndarray, box_regression: np.ndarray, 
     fg, slot = _slots(lab, C, d.shape[1] // 4, s.background)
     pred = d.reshape(N, d.shape[1] // 4, 4)[fg, slot]
     iw = np.ones((len(fg), 4), dt) if inside_weights is None else \
-        _checks.as_float_array(inside_weights, "inside_weights", dtype=dt)[fg]
+        _roi_weights(inside_weights, "inside_weights", N, dt)[fg]
     ow = np.ones((len(fg), 4), dt) if outside_weights is None else \
-        _checks.as_float_array(outside_weights, "outside_weights", dtype=dt)[fg]
+        _roi_weights(outside_weights, "outside_weights", N, dt)[fg]
     diff = iw * (pred - tg[fg])
     box_sum = (ow * _smooth_l1(diff, s.beta)).sum()
     if N == 0 and s.empty == "zero":
@@ -453,12 +498,45 @@ def fastrcnn_loss_forward(class_logits: np.ndarray, box_regression: np.ndarray, 
     return FastRCNNLoss(cls, box), cache
 
 
+def _split_dloss(dloss):
+    """(dclassification, dbox) from a pair, a (2,) array or one real (both parts)."""
+    if isinstance(dloss, (tuple, list)):
+        if len(dloss) != 2:
+            raise ValueError(f"`dloss` must be a pair (dclassification, dbox) or one real; got {len(dloss)} values")
+        return (_checks.check_real(_scalar(dloss[0]), "dloss.classification"),
+                _checks.check_real(_scalar(dloss[1]), "dloss.box"))
+    if isinstance(dloss, np.ndarray):
+        if dloss.dtype.kind not in "iuf":
+            raise TypeError(f"`dloss` must hold real numbers; got dtype {dloss.dtype}")
+        if dloss.size == 1:
+            v = _checks.check_real(dloss.reshape(()).item(), "dloss")
+            return v, v
+        if dloss.shape != (2,):
+            raise ValueError(f"`dloss` must be a pair (dclassification, dbox), shape (2,), or one real; "
+                             f"got an array of shape {dloss.shape}")
+        return (_checks.check_real(dloss[0].item(), "dloss.classification"),
+                _checks.check_real(dloss[1].item(), "dloss.box"))
+    v = _checks.check_real(dloss, "dloss")
+    return v, v
+
+
+def _scalar(v):
+    """A 0-d or one-element real array as its Python number (other values unchanged, for check_real)."""
+    if isinstance(v, np.ndarray) and v.size == 1 and v.dtype.kind in "iuf":
+        return v.reshape(()).item()
+    return v
+
+
 def fastrcnn_loss_backward(dloss, cache: FastRCNNLossCache) -> FastRCNNLossGrads:
     """Gradients of :func:`fastrcnn_loss_forward`.
 
     Parameters
     ----------
-    dloss : FastRCNNLoss or (dclassification, dbox)
+    dloss : FastRCNNLoss, pair (dclassification, dbox), array of shape (2,), or a real
+        The upstream gradients of the two losses: a FastRCNNLoss, tuple, list or 1-D array of two finite
+        reals, in that order; a single real (or 0-d / 1-element array) is the gradient of
+        ``classification + box`` and weighs both (as :func:`refdet.rpn_loss_backward` and the other
+        two-part detector losses read it). Anything else is a TypeError/ValueError naming ``dloss``.
     cache : FastRCNNLossCache
 
     Returns
@@ -470,10 +548,7 @@ def fastrcnn_loss_backward(dloss, cache: FastRCNNLossCache) -> FastRCNNLossGrads
     """
     if not isinstance(cache, FastRCNNLossCache):
         raise TypeError(f"`cache` must be the FastRCNNLossCache of fastrcnn_loss_forward; got {type(cache).__name__}")
-    if not isinstance(dloss, tuple) or len(dloss) != 2:
-        raise TypeError("`dloss` must be a pair (dclassification, dbox)")
-    dc = _checks.check_real(dloss[0], "dloss.classification")
-    db = _checks.check_real(dloss[1], "dloss.box")
+    dc, db = _split_dloss(dloss)
     dt = cache.dtype
     N = cache.n
     dz = np.zeros_like(cache.prob)

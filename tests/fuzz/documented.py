@@ -81,15 +81,6 @@ TABLE = {
 #: the suite reports them (printed, and counted in the summary) without failing; remove an entry when its
 #: module is fixed, and the suite holds the fix
 OPEN = {
-    ("class_specific_targets", "*num_classes*", "*", "*"):
-        "num_classes = 1e9 allocates (N, 4K) before any cap (MemoryError); 2**63 gives NumPy's own text",
-    ("class_specific_targets", "*inside_weights*", "*", "*"):
-        "inside_weights is not validated: NumPy's broadcast text, float() errors, None read as NaN",
-    ("fastrcnn_loss_forward", "*inside_weights*", "*", "*"): "inside_weights of the wrong size: IndexError",
-    ("fastrcnn_loss_forward", "*outside_weights*", "*", "*"): "outside_weights of the wrong size: IndexError",
-    ("fastrcnn_loss_forward", "regression_targets", "list", "layout"):
-        "regression_targets as nested lists is refused while the array is accepted",
-    ("fastrcnn_loss_backward", "dloss", "ndarray", "layout"): "a (dcls, dbox) pair as an array refused",
 }
 
 
