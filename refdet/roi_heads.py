@@ -434,11 +434,15 @@ def fastrcnn_loss_forward(class_logits: np.ndarray, box_regression: np.ndarray, 
         C classes including the background.
     box_regression : ndarray, shape (N, 4 * G)
         G = C (torchvision), C - 1 (detectron2, mmdet) or 1 (class-agnostic).
-    labels : ndarray of int, shape (N,) or list of per-image arrays (concatenated)
-        Background per the convention; -1 is not allowed (sampled RoIs are never ignored).
-    regression_targets : ndarray, shape (N, 4), or list (concatenated)
-    inside_weights, outside_weights : ndarray, shape (N, 4), optional
-        py-faster-rcnn's weights of the foreground rows (default 1): the box loss is
+    labels : array-like of int, shape (N,), or list of per-image 1-D arrays (concatenated)
+        Background per the convention; -1 is not allowed (sampled RoIs are never ignored). A list
+        (or tuple) whose items are all 1-D is per-image; one of integers is the array itself.
+    regression_targets : array-like, shape (N, 4), or list of per-image (S_i, 4) arrays (concatenated)
+        A list whose items are all 2-D is per-image (``RoISamples.regression_targets``); nested
+        lists of rows are the array itself (the same answer, bit for bit).
+    inside_weights, outside_weights : array-like, shape (N, 4), optional
+        py-faster-rcnn's weights of the foreground rows (default 1), finite, one row per RoI (another
+        shape is a ValueError naming the argument): the box loss is
         ``outside * smooth_l1(inside * (pred - target))``.
     convention, background, beta, empty
         Table below.
