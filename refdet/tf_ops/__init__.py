@@ -1,0 +1,7 @@
+"""TensorFlow's operators on a detector's path, as TF's CPU kernels compute them (issue 15)."""
+from __future__ import annotations
+
+from refdet.tf_ops.nms import (CombinedNMSResult, NMSResult, combined_non_max_suppression,
+                               non_max_suppression, tf_iou)
+
+__all__ = ["NMSResult", "CombinedNMSResult", "non_max_suppression", "combined_non_max_suppression", "tf_iou"]
