@@ -34,21 +34,65 @@ per (image, class) and merges the classes; its differences are written down in
 
 float32 inputs are computed in float32 in the kernel's order of operations (bit-exact against TF;
 the soft-NMS weight uses glibc's ``expf``, reproduced in :mod:`refdet.tf_ops._libm`);
-float64 inputs give the float64 answer (TF itself has only half and float kernels).
+float64 inputs give the float64 answer (TF itself has only half and float kernels). One difference
+is written down, not reproduced: TF runs its kernels with denormals flushed to zero (FTZ/DAZ,
+``port::ScopedFlushDenormal``), so to TF a subnormal score or coordinate is 0.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import numpy as np
 
 from refdet import _checks
 from refdet import _nms_engine as _engine
+from refdet import conventions
 from refdet.tf_ops import _libm
 from refdet.tf_ops import _libstdcxx as _cxx
 
 __all__ = ["non_max_suppression", "NMSResult", "combined_non_max_suppression", "CombinedNMSResult",
            "tf_iou"]
+
+
+_SRC = "tensorflow/core/kernels/image/non_max_suppression_op.cc (TF 2.21)"
+
+conventions.register(
+    "tf_non_max_suppression",
+    {"tf": {"gaussian_denominator": "2sigma", "hard_above_threshold": False, "score_cut": "inclusive",
+            "ties": "lowest_index"}},
+    knobs={
+        "gaussian_denominator": conventions.choice(
+            ("sigma", "2sigma"), "soft-NMS weight exp(-iou^2 / sigma) (paper) or exp(-0.5 iou^2 / sigma)",
+            source=_SRC + ": scale = -0.5 / soft_nms_sigma; Bodla et al. 2017 use / sigma"),
+        "hard_above_threshold": conventions.flag(
+            "soft-NMS also drops a candidate whose IoU with a selected box is > iou_threshold",
+            source=_SRC + ": suppress_weight returns the Gaussian weight whenever is_soft_nms (no cut)"),
+        "score_cut": conventions.choice(
+            ("inclusive", "strict"), "soft-NMS drops a decayed score <= score_threshold ('inclusive') "
+                                     "or < score_threshold ('strict', mmcv's min_score)",
+            source=_SRC + ": 'if (next_candidate.score <= score_threshold) break'"),
+        "ties": conventions.choice(
+            ("lowest_index", "highest_index"), "equal (decayed) scores: which box the queue gives first",
+            source=_SRC + ": the queue's comparator breaks ties by box_index, lower first"),
+    },
+    doc="TF's NonMaxSuppressionV3/V4/V5 CPU kernel; the knobs exist to name what another "
+        "implementation does differently (refdet.testing.conformance_tf explains mismatches with them).")
+
+conventions.register(
+    "tf_combined_non_max_suppression",
+    {"tf": {"class_queue": "libstdc++", "merge_sort": "libstdc++"}},
+    knobs={
+        "class_queue": conventions.choice(
+            ("libstdc++", "lowest_index"), "order of equal scores in the per-class queue: libstdc++'s "
+                                           "std::priority_queue (score-only comparator) or lower index first",
+            source=_SRC + " DoNMSPerClass: cmp = bs_i.score < bs_j.score; libstdc++ bits/stl_heap.h"),
+        "merge_sort": conventions.choice(
+            ("libstdc++", "stable"), "the merge of the classes: libstdc++'s std::sort (introsort, not "
+                                     "stable) or a stable sort of the slot array",
+            source=_SRC + " SelectResultPerBatch: std::sort(rc_cmp); libstdc++ bits/stl_algo.h"),
+    },
+    doc="TF's CombinedNonMaxSuppression CPU kernel; the knobs name the tie orders another "
+        "implementation may use instead.")
 
 
 class NMSResult(NamedTuple):
@@ -128,23 +172,25 @@ def _exp(x):
     return x.dtype.type(_libm.expf(np.float32(x))[()])
 
 
-def _soft_loop(b, s, k_max, thr, sthr, sigma):
+def _soft_loop(b, s, k_max, thr, sthr, sigma, p):
     """TF's ``DoNonMaxSuppressionOp`` in both modes, one candidate at a time (the kernel's loop).
 
     ``b`` in the IoU dtype, ``s`` in the score dtype; ``thr``, ``sthr``, ``sigma`` scalars of the score
-    dtype. Returns (selected indices, their scores).
+    dtype; ``p`` the resolved ``tf_non_max_suppression`` profile. Returns (indices, scores).
     """
     import heapq
 
     T = s.dtype.type
     soft = sigma > 0
-    scale = T(-0.5) / sigma if soft else T(0)
-    heap = [(-float(s[i]), int(i), 0) for i in np.flatnonzero(s > sthr)]   # (score desc, index asc)
+    scale = (T(-0.5) if p.gaussian_denominator == "2sigma" else T(-1)) / sigma if soft else T(0)
+    sign = 1 if p.ties == "lowest_index" else -1
+    heap = [(-float(s[i]), sign * int(i), 0) for i in np.flatnonzero(s > sthr)]   # score desc, then index
     heapq.heapify(heap)
     sel, sel_scores = [], []
-    score = {i: s[i] for _, i, _ in heap}
+    score = {sign * k: s[sign * k] for _, k, _ in heap}
     while len(sel) < k_max and heap:
-        _, i, begin = heapq.heappop(heap)
+        _, k, begin = heapq.heappop(heap)
+        i = sign * k
         orig = cur = score[i]
         hard = False
         if begin < len(sel):
@@ -152,25 +198,27 @@ def _soft_loop(b, s, k_max, thr, sthr, sigma):
             for sim in sims:
                 if soft:
                     cur = T(cur * _exp(scale * sim * sim))
-                elif sim > thr:
+                if sim > thr and (not soft or p.hard_above_threshold):
                     hard = True
                     break
-                if cur <= sthr:
+                if cur <= sthr if p.score_cut == "inclusive" else cur < sthr:
                     break
         if hard:
             continue
         if cur == orig:
             sel.append(i)
             sel_scores.append(cur)
-        elif cur > sthr:
+        elif cur > sthr if p.score_cut == "inclusive" else cur >= sthr:
             score[i] = cur
-            heapq.heappush(heap, (-float(cur), i, len(sel)))
+            heapq.heappush(heap, (-float(cur), k, len(sel)))
     return np.array(sel, np.int64), np.array(sel_scores, s.dtype)
 
 
+@conventions.documented("tf_non_max_suppression")
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: int,
                         iou_threshold: float = 0.5, score_threshold: float = -np.inf, *,
-                        soft_nms_sigma: float = 0.0, pad_to_max_output_size: bool = False) -> NMSResult:
+                        soft_nms_sigma: float = 0.0, pad_to_max_output_size: bool = False,
+                        convention: Union[str, conventions.Profile] = "tf", **knobs) -> NMSResult:
     """TF ``NonMaxSuppressionV3/V4/V5`` (``tf.image.non_max_suppression``, ``..._padded``,
     ``..._with_scores``): hard or soft NMS with a score threshold.
 
@@ -191,6 +239,10 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: 
         0: hard NMS (V3/V4). > 0: Gaussian soft-NMS ``score * exp(-0.5 iou^2 / sigma)`` (V5).
     pad_to_max_output_size : bool
         Pad to ``max_output_size`` entries with index 0 and score 0 (V4/V5).
+    convention : "tf" or conventions.Profile
+    **knobs
+        ``gaussian_denominator``, ``hard_above_threshold``, ``score_cut``, ``ties``: override TF's
+        behaviour to reproduce another implementation's (table at the end); unknown keywords raise.
 
     Returns
     -------
@@ -203,6 +255,7 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: 
     float64 scores. Soft-NMS and float16 scores (TF rounds each IoU to half before comparing it) run
     TF's loop itself. Equal decayed scores again go to the lower index.
     """
+    p = conventions.resolve("tf_non_max_suppression", convention, **knobs)
     b = _checks.as_boxes(boxes, "boxes")
     s = _checks.as_scores(scores, "scores", n=len(b), allow_nan=True,
                           dtype=np.float16 if np.asarray(scores).dtype == np.float16 else None)
@@ -219,10 +272,10 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: 
     s = s.astype(sdt, copy=False)
     T = np.dtype(sdt).type
     if sigma > 0 or sdt == np.float16:
-        sel, sel_scores = _soft_loop(b, s, k_max, T(thr), T(sthr), T(sigma))
+        sel, sel_scores = _soft_loop(b, s, k_max, T(thr), T(sthr), T(sigma), p)
     else:
         cand = np.flatnonzero(s > T(sthr))
-        order = cand[_engine.descending(s[cand], "lowest_index")]
+        order = cand[_engine.descending(s[cand], p.ties)]
         keep = _engine.greedy(b[order], thr, kind="any", inclusive=False, threshold_dtype="working")
         sel = order[keep][:k_max]
         sel_scores = s[sel]
@@ -241,24 +294,31 @@ def _score_less(a, b):
     return a[0] < b[0]
 
 
-def _per_class(b, s, size_per_class, thr, sthr):
+def _index_less(a, b):                  # a strict total order: equal scores, lower index on top
+    return a[0] < b[0] or (a[0] == b[0] and a[1] > b[1])
+
+
+def _per_class(b, s, size_per_class, thr, sthr, queue):
     """``DoNMSPerClass``: candidates ``s > sthr`` in a score-only priority queue, hard NMS (IoU > thr)."""
+    less = _score_less if queue == "libstdc++" else _index_less
     heap = []
     for i in np.flatnonzero(s > sthr):
-        _cxx.push_heap(heap, (s[i], int(i)), _score_less)
+        _cxx.push_heap(heap, (s[i], int(i)), less)
     sel = []
     while len(sel) < size_per_class and heap:
-        _, i = _cxx.pop_heap(heap, _score_less)
+        _, i = _cxx.pop_heap(heap, less)
         if sel and (tf_iou(b[i], b[np.array(sel)]) > thr).any():
             continue
         sel.append(i)
     return sel
 
 
+@conventions.documented("tf_combined_non_max_suppression")
 def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size_per_class: int,
                                  max_total_size: int, iou_threshold: float = 0.5,
                                  score_threshold: float = -np.inf, *, pad_per_class: bool = False,
-                                 clip_boxes: bool = True) -> CombinedNMSResult:
+                                 clip_boxes: bool = True, convention: Union[str, conventions.Profile] = "tf",
+                                 **knobs) -> CombinedNMSResult:
     """TF ``CombinedNonMaxSuppression`` (``tf.image.combined_non_max_suppression``).
 
     Per image and class: hard NMS (IoU ``> iou_threshold``, candidates ``score > score_threshold``,
@@ -278,6 +338,9 @@ def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_outp
         max_output_size_per_class * K)``.
     clip_boxes : bool
         Clip the output coordinates to [0, 1] (normalized boxes); False returns them as given.
+    convention : "tf" or conventions.Profile
+    **knobs
+        ``class_queue``, ``merge_sort``: other tie orders (table at the end).
 
     Returns
     -------
@@ -298,8 +361,13 @@ def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_outp
     order is TF's, not a rule: another C++ library would give another. IoUs in float32 as in
     :func:`non_max_suppression` (float64 input: float64).
     """
+    p = conventions.resolve("tf_combined_non_max_suppression", convention, **knobs)
     b = _checks.as_float_array(boxes, "boxes", ndim=4, last=4)
     s = _checks.as_float_array(scores, "scores", ndim=3, finite=False)
+    if not isinstance(pad_per_class, (bool, np.bool_)):
+        raise TypeError(f"`pad_per_class` must be a bool; got {type(pad_per_class).__name__}")
+    if not isinstance(clip_boxes, (bool, np.bool_)):
+        raise TypeError(f"`clip_boxes` must be a bool; got {type(clip_boxes).__name__}")
     B, N, q, _ = b.shape
     if s.shape[0] != B or s.shape[1] != N:
         raise ValueError(f"`scores` must have shape (B, N, K) = ({B}, {N}, K) to match `boxes`; got {s.shape}")
@@ -326,10 +394,14 @@ def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_outp
         # TF's slot array: class c's j-th selection at j + size_per_class * c; empty slots score -inf
         slots = [(-np.inf, -1, -1)] * (size_per_class * K)
         for c in range(K):
-            sel = _per_class(b[bi, :, c if q > 1 else 0], s[bi, :, c], size_per_class, T(thr), T(sthr))
+            sel = _per_class(b[bi, :, c if q > 1 else 0], s[bi, :, c], size_per_class, T(thr), T(sthr),
+                             p.class_queue)
             for j, i in enumerate(sel):
                 slots[j + size_per_class * c] = (s[bi, i, c], i, c)
-        _cxx.sort(slots, lambda u, v: v[0] < u[0])              # std::sort, descending score
+        if p.merge_sort == "libstdc++":
+            _cxx.sort(slots, lambda u, v: v[0] < u[0])          # std::sort, descending score
+        else:
+            slots.sort(key=lambda u: -u[0])                     # Python's sort is stable
         n = min(sum(1 for x in slots if x[1] > -1), per_batch)
         valid[bi] = n
         for r, (sc, i, c) in enumerate(slots[:n]):

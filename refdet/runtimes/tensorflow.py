@@ -1,0 +1,65 @@
+"""TensorFlow's kernels behind the signatures of :mod:`refdet.testing.conformance_tf`
+(``refdet verify tensorflow``; the ``tensorflow`` extra, ``tensorflow-cpu``).
+
+TF is imported when :func:`adapters` is called, never at import time. Each adapter calls the raw
+operator (``tf.raw_ops.NonMaxSuppressionV3`` ...), so that the kernel under test is exactly the one
+named, with no Python wrapper in between; TF runs single-threaded (1 intra-op, 1 inter-op thread).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["MISSING", "require", "adapters"]
+
+#: the one-line message when TF is not installed
+MISSING = "refdet verify tensorflow needs tensorflow: pip install 'refdet[tensorflow]'"
+
+
+def require():
+    """Import and return ``tensorflow`` (single-threaded), or raise ``ValueError(MISSING)``."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ValueError(MISSING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:        # already initialised by the caller: keep its setting
+        pass
+    return tf
+
+
+def adapters():
+    """``{op: dict(fn=...)}`` for every TF check of :data:`refdet.testing.conformance_tf.TF_CHECKS`."""
+    tf = require()
+    raw = tf.raw_ops
+
+    def f32(a):
+        return tf.constant(np.ascontiguousarray(a, dtype=np.float32))
+
+    def nms(b, s, k, thr, sthr):
+        return raw.NonMaxSuppressionV3(boxes=f32(b), scores=f32(s), max_output_size=int(k),
+                                       iou_threshold=np.float32(thr), score_threshold=np.float32(sthr)).numpy()
+
+    def soft(b, s, k, thr, sthr, sigma):
+        i, sc, _ = raw.NonMaxSuppressionV5(boxes=f32(b), scores=f32(s), max_output_size=int(k),
+                                           iou_threshold=np.float32(thr), score_threshold=np.float32(sthr),
+                                           soft_nms_sigma=np.float32(sigma), pad_to_max_output_size=False)
+        return i.numpy(), sc.numpy()
+
+    def combined(b, s, kpc, total, thr, sthr, pad, clip):
+        out = raw.CombinedNonMaxSuppression(boxes=f32(b), scores=f32(s), max_output_size_per_class=int(kpc),
+                                            max_total_size=int(total), iou_threshold=np.float32(thr),
+                                            score_threshold=np.float32(sthr), pad_per_class=bool(pad),
+                                            clip_boxes=bool(clip))
+        return tuple(v.numpy() for v in out)
+
+    return {
+        "tf_non_max_suppression": dict(fn=nms),
+        "tf_soft_nms": dict(fn=soft),
+        "tf_combined_nms": dict(fn=combined),
+    }
