@@ -58,7 +58,27 @@ def adapters():
                                             clip_boxes=bool(clip))
         return tuple(v.numpy() for v in out)
 
+    def crop(img, b, idx, cs, method, ev):
+        return raw.CropAndResize(image=f32(img), boxes=f32(b), box_ind=np.asarray(idx, np.int32),
+                                 crop_size=list(cs), method=method, extrapolation_value=float(ev)).numpy()
+
+    def crop_grad(img, b, idx, cs, method, ev, dy):
+        it, bt = f32(img), f32(b)
+        with tf.GradientTape() as tape:
+            tape.watch([it, bt])
+            out = tf.image.crop_and_resize(it, bt, np.asarray(idx, np.int32), list(cs), method=method,
+                                           extrapolation_value=float(ev))
+            loss = tf.reduce_sum(out * f32(dy))
+        gi, gb = tape.gradient(loss, [it, bt])
+        return gi.numpy(), gb.numpy()
+
+    def resize(x, size, method, ac, hp):
+        op = raw.ResizeBilinear if method == "bilinear" else raw.ResizeNearestNeighbor
+        return op(images=f32(x), size=list(size), align_corners=bool(ac), half_pixel_centers=bool(hp)).numpy()
+
     return {
+        "tf_crop_and_resize": dict(fn=crop, grad=crop_grad),
+        "tf_resize": dict(fn=resize),
         "tf_non_max_suppression": dict(fn=nms),
         "tf_soft_nms": dict(fn=soft),
         "tf_combined_nms": dict(fn=combined),

@@ -24,12 +24,20 @@ check_tf_combined_nms
     ``fn(boxes (B, N, q, 4), scores (B, N, K), max_output_size_per_class, max_total_size,
     iou_threshold, score_threshold, pad_per_class, clip_boxes) -> (boxes (B, P, 4), scores (B, P),
     classes (B, P), valid (B,))`` (``tf.image.combined_non_max_suppression``).
+check_tf_crop_and_resize
+    ``fn(image (B, H, W, C), boxes (K, 4), box_indices (K,), crop_size, method, extrapolation_value)
+    -> crops (K, CH, CW, C)``; optional ``grad(image, boxes, box_indices, crop_size, method,
+    extrapolation_value, dcrops) -> (dimage, dboxes)`` (TF's registered gradient).
+check_tf_resize
+    ``fn(images (B, H, W, C), (out_h, out_w), method, align_corners, half_pixel_centers) -> (B, out_h,
+    out_w, C)``, ``method`` "bilinear" or "nearest".
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_tf_non_max_suppression", "check_tf_soft_nms", "check_tf_combined_nms", "TF_CHECKS"]
+__all__ = ["check_tf_non_max_suppression", "check_tf_soft_nms", "check_tf_combined_nms", "check_tf_crop_and_resize",
+           "check_tf_resize", "TF_CHECKS"]
 
 
 def _np(x):
@@ -303,9 +311,145 @@ def check_tf_combined_nms(fn, *, n_cases=80, seed=0, raise_on_failure=True, prog
     return _finish(r.run(_combined_golden(), tf_combined_nms_cases(), n_cases, seed), raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# CropAndResize, ResizeBilinear, ResizeNearestNeighbor
+# ---------------------------------------------------------------------------------------------------
+
+def _bits_equal(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and np.array_equal(a.astype(b.dtype), b, equal_nan=True)
+
+
+def _crop_golden():
+    f = np.float32
+    img = np.arange(2 * 4 * 5 * 2, dtype=f).reshape(2, 4, 5, 2)
+    return [
+        ("no boxes", (img, np.zeros((0, 4), f), np.zeros(0, np.int32), (2, 2), "bilinear", 0.0)),
+        # the whole image with corners on pixel centres: the 4 x 5 crop reproduces the image
+        ("identity crop", (img, np.array([[0, 0, 1, 1]], f), np.array([1], np.int32), (4, 5), "bilinear", 0.0)),
+        # a one-pixel crop reads the box centre: 0.5 * (y1 + y2) * (H - 1)
+        ("1 x 1 crop", (img, np.array([[0.25, 0.25, 0.75, 0.75]], f), np.array([0], np.int32), (1, 1), "bilinear",
+                        0.0)),
+        # half the rows fall outside [0, H - 1]: extrapolation_value there
+        ("outside the image", (img, np.array([[-0.5, -0.5, 0.5, 0.5]], f), np.array([0], np.int32), (3, 3),
+                               "bilinear", -1.5)),
+        ("flipped box", (img, np.array([[1, 1, 0, 0]], f), np.array([0], np.int32), (2, 3), "bilinear", 0.0)),
+        # nearest: roundf of in_y = 0.5 * 3 = 1.5 is 2 (halves away from zero)
+        ("nearest at a half", (img, np.array([[0, 0, 1, 1]], f), np.array([0], np.int32), (3, 3), "nearest", 0.0)),
+    ]
+
+
+def _crop_compare(fn, grad):
+    from refdet.roi.crop import crop_and_resize_backward, crop_and_resize_forward
+
+    def compare(case):
+        img, b, idx, cs, method, ev = case
+        ref, cache = crop_and_resize_forward(img, b, idx, cs, method=method, extrapolation_value=ev,
+                                             data_format="NHWC")
+        got = _np(fn(img.copy(), b.copy(), idx.copy(), cs, method, ev))
+        lines = []
+        err = 0.0
+        if not _bits_equal(got, ref):
+            err = _ulps(got, ref) if got.shape == ref.shape else np.inf
+            lines.append(f"crops differ (up to {err:.3g} ulp)" if got.shape == ref.shape else
+                         f"crops have shape {got.shape}, refdet {ref.shape}")
+
+            def run(**kw):
+                a = dict(img=img, b=b, method=method, ev=ev)
+                a.update(kw)
+                return crop_and_resize_forward(a["img"], a["b"], idx, cs, method=a["method"],
+                                               extrapolation_value=a["ev"], data_format="NHWC")[0]
+            variants = [
+                ("boxes read as [x1, y1, x2, y2] (TF's order is [y1, x1, y2, x2])",
+                 lambda: run(b=np.ascontiguousarray(b[:, [1, 0, 3, 2]]))),
+                ("the other method", lambda: run(method="nearest" if method == "bilinear" else "bilinear")),
+                ("extrapolation_value ignored (0)", lambda: run(ev=0.0)),
+            ]
+            lines += _likely(variants, got, _bits_equal)
+        if grad is not None and not lines:
+            dy = np.random.default_rng(0).standard_normal(ref.shape).astype(ref.dtype)
+            g = crop_and_resize_backward(dy, cache)
+            gi, gb = (_np(v) for v in grad(img.copy(), b.copy(), idx.copy(), cs, method, ev, dy.copy()))
+            for name, x, y in (("dimage", gi, g.dimage), ("dboxes", gb, g.dboxes)):
+                if not _bits_equal(x, y):
+                    e = _ulps(x, y) if x.shape == y.shape else np.inf
+                    err = max(err, e)
+                    lines.append(f"{name} differs (up to {e:.3g} ulp)")
+                    if name == "dboxes" and method == "nearest":
+                        lines.append("  note: TF's box gradient is the bilinear one even for method='nearest'")
+                    if name == "dboxes" and 1 in cs:
+                        lines.append("  note: a crop side of 1 adds its box-gradient terms in double in TF")
+        return err, ("\n".join(lines) if lines else None)
+    return compare
+
+
+def check_tf_crop_and_resize(fn, *, grad=None, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn`` (and ``grad``) against :func:`refdet.roi.crop_and_resize_forward` /
+    ``_backward`` with ``data_format="NHWC"`` (TF ``CropAndResize`` and its registered gradient):
+    float32 bit for bit.
+    """
+    from refdet.testing.strategies_tf import tf_crop_cases
+
+    r = _Runner("tf_crop_and_resize", "ulps", "tf", _crop_compare(fn, grad), progress)
+    return _finish(r.run(_crop_golden(), tf_crop_cases(), n_cases, seed), raise_on_failure)
+
+
+def _resize_golden():
+    f = np.float32
+    x = np.arange(2 * 3 * 4, dtype=f).reshape(1, 3, 4, 2) / f(4)
+    return [(f"{m} {lab}", (x, size, m, ac, hp))
+            for m in ("bilinear", "nearest")
+            for lab, size, ac, hp in (("legacy upsample", (5, 7), False, False),
+                                      ("align_corners", (5, 7), True, False),
+                                      ("half_pixel_centers", (5, 7), False, True),
+                                      ("half_pixel_centers downsample", (2, 3), False, True),
+                                      ("align_corners to size 1", (1, 1), True, False))]
+
+
+def _resize_compare(fn):
+    from refdet.tf_ops.image import resize_bilinear, resize_nearest_neighbor
+
+    def ours(x, size, m, ac, hp):
+        return (resize_bilinear if m == "bilinear" else resize_nearest_neighbor)(
+            x, size, align_corners=ac, half_pixel_centers=hp)
+
+    def compare(case):
+        x, size, m, ac, hp = case
+        ref = ours(*case)
+        got = _np(fn(x.copy(), size, m, ac, hp))
+        if _bits_equal(got, ref):
+            return 0.0, None
+        err = _ulps(got, ref) if got.shape == ref.shape else np.inf
+        lines = [f"{m} resize differs (up to {err:.3g} ulp)" if got.shape == ref.shape else
+                 f"output shape {got.shape}, refdet {ref.shape}"]
+        variants = [(f"align_corners={a}, half_pixel_centers={h}", lambda a=a, h=h: ours(x, size, m, a, h))
+                    for a, h in ((False, False), (True, False), (False, True)) if (a, h) != (ac, hp)]
+        variants.append(("the other method", lambda: ours(x, size, "nearest" if m == "bilinear" else "bilinear",
+                                                           ac, hp)))
+        lines += _likely(variants, got, _bits_equal)
+        if lines[-1].startswith("  no single") and m == "bilinear" and got.shape == ref.shape and err < 64:
+            lines[-1] = ("  likely cause: another order of operations (TF: scale = in / out multiplied, "
+                         "top + (bottom - top) * y_lerp; onnxruntime divides by out / in)")
+        return err, "\n".join(lines)
+    return compare
+
+
+def check_tf_resize(fn, *, n_cases=80, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(images, size, method, align_corners, half_pixel_centers)`` against
+    :func:`refdet.tf_ops.resize_bilinear` / :func:`~refdet.tf_ops.resize_nearest_neighbor` (TF
+    ``ResizeBilinear`` / ``ResizeNearestNeighbor``): float32 bit for bit.
+    """
+    from refdet.testing.strategies_tf import tf_resize_cases
+
+    r = _Runner("tf_resize", "ulps", "tf", _resize_compare(fn), progress)
+    return _finish(r.run(_resize_golden(), tf_resize_cases(), n_cases, seed), raise_on_failure)
+
+
 #: op name (``refdet verify tensorflow --op``) -> check
 TF_CHECKS = {
     "tf_non_max_suppression": check_tf_non_max_suppression,
     "tf_soft_nms": check_tf_soft_nms,
     "tf_combined_nms": check_tf_combined_nms,
+    "tf_crop_and_resize": check_tf_crop_and_resize,
+    "tf_resize": check_tf_resize,
 }

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from refdet.testing import strategies as rst
 
-__all__ = ["tf_nms_cases", "tf_combined_nms_cases", "flush_subnormals"]
+__all__ = ["tf_nms_cases", "tf_combined_nms_cases", "tf_crop_cases", "tf_resize_cases", "flush_subnormals"]
 
 
 def flush_subnormals(a: np.ndarray) -> np.ndarray:
@@ -81,3 +81,41 @@ def tf_combined_nms_cases(draw, *, max_batch=2, max_n=14, max_classes=4):
     thr = draw(st.sampled_from([0.0, 0.25, 1 / 3, 0.5, 0.7, 1.0]))
     sthr = draw(st.one_of(st.sampled_from([-np.inf, 0.0, 0.25, 0.5]), st.sampled_from(levels)))
     return b, s, kpc, total, float(thr), float(sthr), draw(st.booleans()), draw(st.booleans())
+
+
+def _image(draw, B, H, W, C):
+    vals = draw(st.lists(st.one_of(st.integers(-4, 4).map(float), st.floats(-8.0, 8.0, width=32)),
+                         min_size=B * H * W * C, max_size=B * H * W * C))
+    return flush_subnormals(np.array(vals, np.float32).reshape(B, H, W, C))
+
+
+@st.composite
+def tf_crop_cases(draw, *, max_side=7, max_boxes=5):
+    """``(image (B, H, W, C), boxes (K, 4), box_indices (K,), crop_size, method, extrapolation_value)``,
+    float32, NHWC, normalized ``[y1, x1, y2, x2]`` on a 1/8 grid in [-0.25, 1.25] (samples outside the
+    image, flipped boxes ``y2 < y1``, zero-size boxes, crop sides of 1) or any float there."""
+    B = draw(st.integers(1, 2))
+    H, W = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    C = draw(st.integers(1, 3))
+    img = _image(draw, B, H, W, C)
+    K = draw(st.integers(0, max_boxes))
+    coord = st.one_of(st.integers(-2, 10).map(lambda v: v / 8), st.floats(-0.25, 1.25, width=32))
+    boxes = np.array(draw(st.lists(coord, min_size=4 * K, max_size=4 * K)), np.float32).reshape(K, 4)
+    idx = np.array(draw(st.lists(st.integers(0, B - 1), min_size=K, max_size=K)), np.int32)
+    crop = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    method = draw(st.sampled_from(["bilinear", "nearest"]))
+    ev = draw(st.sampled_from([0.0, -1.5]))
+    return img, flush_subnormals(boxes), idx, crop, method, ev
+
+
+@st.composite
+def tf_resize_cases(draw, *, max_side=8, max_out=17):
+    """``(images (B, H, W, C) float32, (out_h, out_w), method, align_corners, half_pixel_centers)``:
+    up- and down-sampling, sides of 1, every valid flag pair (not both True)."""
+    B, C = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    H, W = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    img = _image(draw, B, H, W, C)
+    size = (draw(st.integers(1, max_out)), draw(st.integers(1, max_out)))
+    method = draw(st.sampled_from(["bilinear", "nearest"]))
+    ac, hp = draw(st.sampled_from([(False, False), (True, False), (False, True)]))
+    return img, size, method, ac, hp
