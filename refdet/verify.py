@@ -357,7 +357,7 @@ TARGETS["onnx-reference"] = (TARGETS["onnx-reference"][0],
 
 TARGETS["tensorflow"] = (("tensorflow",), lambda: importlib.import_module("refdet.runtimes.tensorflow").adapters())
 TARGET_EXTRAS["tensorflow"] = "tensorflow"
-_GRAD_OPS += ("tf_crop_and_resize",)
+_GRAD_OPS += ("tf_crop_and_resize", "tf_fake_quant")
 
 
 def _installed(modules):

@@ -4,12 +4,17 @@
 TF is imported when :func:`adapters` is called, never at import time. Each adapter calls the raw
 operator (``tf.raw_ops.NonMaxSuppressionV3`` ...), so that the kernel under test is exactly the one
 named, with no Python wrapper in between; TF runs single-threaded (1 intra-op, 1 inter-op thread).
+
+oneDNN: TF's x86 wheels swap some kernels for oneDNN ones unless ``TF_ENABLE_ONEDNN_OPTS=0``; for
+``QuantizeV2`` that changes the answer (see :mod:`refdet.tf_ops.quant`). :func:`require` sets the
+variable to 0 when it is unset and TF is not imported yet, so that the reference kernels are the
+ones compared; :func:`onednn_enabled` says what the running TF does.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MISSING", "require", "adapters"]
+__all__ = ["MISSING", "require", "adapters", "onednn_enabled"]
 
 #: the one-line message when TF is not installed
 MISSING = "refdet verify tensorflow needs tensorflow: pip install 'refdet[tensorflow]'"
@@ -22,7 +27,11 @@ def require():
 
     if importlib.util.find_spec("tensorflow") is None:
         raise ValueError(MISSING)
+    import sys
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow as tf
 
     try:
@@ -31,6 +40,13 @@ def require():
     except RuntimeError:        # already initialised by the caller: keep its setting
         pass
     return tf
+
+
+def onednn_enabled() -> bool:
+    """Whether the imported TF runs oneDNN kernels (``TF_ENABLE_ONEDNN_OPTS`` not "0" at its import)."""
+    import os
+
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False")
 
 
 def adapters():
@@ -76,7 +92,25 @@ def adapters():
         op = raw.ResizeBilinear if method == "bilinear" else raw.ResizeNearestNeighbor
         return op(images=f32(x), size=list(size), align_corners=bool(ac), half_pixel_centers=bool(hp)).numpy()
 
+    def fake_quant(x, mn, mx, nb, nr):
+        return raw.FakeQuantWithMinMaxVars(inputs=f32(x), min=np.float32(mn), max=np.float32(mx), num_bits=int(nb),
+                                           narrow_range=bool(nr)).numpy()
+
+    def fake_quant_grad(dy, x, mn, mx, nb, nr):
+        out = raw.FakeQuantWithMinMaxVarsGradient(gradients=f32(dy), inputs=f32(x), min=np.float32(mn),
+                                                  max=np.float32(mx), num_bits=int(nb), narrow_range=bool(nr))
+        return tuple(v.numpy() for v in out)
+
+    qtypes = {"quint8": tf.quint8, "qint8": tf.qint8, "quint16": tf.quint16, "qint16": tf.qint16}
+
+    def quantize(x, mn, mx, T, mode, round_mode, narrow_range):
+        o = raw.QuantizeV2(input=f32(x), min_range=np.float32(mn), max_range=np.float32(mx), T=qtypes[T], mode=mode,
+                           round_mode=round_mode, narrow_range=bool(narrow_range))
+        return o.output.numpy(), o.output_min.numpy(), o.output_max.numpy()
+
     return {
+        "tf_fake_quant": dict(fn=fake_quant, grad=fake_quant_grad),
+        "tf_quantize": dict(fn=quantize),
         "tf_crop_and_resize": dict(fn=crop, grad=crop_grad),
         "tf_resize": dict(fn=resize),
         "tf_non_max_suppression": dict(fn=nms),

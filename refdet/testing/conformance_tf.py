@@ -31,13 +31,19 @@ check_tf_crop_and_resize
 check_tf_resize
     ``fn(images (B, H, W, C), (out_h, out_w), method, align_corners, half_pixel_centers) -> (B, out_h,
     out_w, C)``, ``method`` "bilinear" or "nearest".
+check_tf_fake_quant
+    ``fn(inputs, min, max, num_bits, narrow_range) -> outputs`` (``FakeQuantWithMinMaxVars``);
+    optional ``grad(gradients, inputs, min, max, num_bits, narrow_range) -> (dx, dmin, dmax)``.
+check_tf_quantize
+    ``fn(inputs, min_range, max_range, T, mode, round_mode, narrow_range) -> (output, output_min,
+    output_max)`` (``QuantizeV2``; ``T`` one of "quint8", "qint8", "quint16", "qint16").
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["check_tf_non_max_suppression", "check_tf_soft_nms", "check_tf_combined_nms", "check_tf_crop_and_resize",
-           "check_tf_resize", "TF_CHECKS"]
+           "check_tf_resize", "check_tf_fake_quant", "check_tf_quantize", "TF_CHECKS"]
 
 
 def _np(x):
@@ -445,6 +451,191 @@ def check_tf_resize(fn, *, n_cases=80, seed=0, raise_on_failure=True, progress=N
     return _finish(r.run(_resize_golden(), tf_resize_cases(), n_cases, seed), raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# FakeQuantWithMinMaxVars, QuantizeV2
+# ---------------------------------------------------------------------------------------------------
+
+def _fq_variants(x, mn, mx, nb, nr):
+    from refdet.tf_ops import quant as q
+
+    F = np.float32
+    qmin, qmax = (1 if nr else 0), (1 << nb) - 1
+
+    def raw_range(rounding):           # no nudging: the grid starts at min itself
+        s = (F(mx) - F(mn)) / F(qmax - qmin)
+        v = (np.clip(x, F(mn), F(mx)) - F(mn)) / s
+        r = np.floor(v + F(0.5)) if rounding == "half_up" else np.rint(v)
+        return r * s + F(mn)
+
+    def half_even():
+        nmin, nmax, s, inv = q.nudge(mn, mx, qmin, qmax)
+        v = np.maximum(np.minimum(x, nmax), nmin) - nmin
+        return np.rint(v / s - np.floor(-nmin * inv + F(0.5))) * s
+    return [
+        ("the range not nudged (zero may fall between two grid points)", lambda: raw_range("half_up")),
+        ("the range not nudged, ties to even", lambda: raw_range("half_even")),
+        ("ties rounded to even instead of floor(v + 0.5)", half_even),
+        ("the pre-quant_zero kernel: floor(v * (1 / scale) + 0.5) * scale + nudged_min (legacy=True)",
+         lambda: q.fake_quant_with_min_max_vars(x, mn, mx, num_bits=nb, narrow_range=nr, legacy=True)),
+        ("narrow_range flipped", lambda: q.fake_quant_with_min_max_vars(x, mn, mx, num_bits=nb, narrow_range=not nr)),
+        ("a multiplication by inv_scale (FakeQuantWithMinMaxArgs' order)",
+         lambda: q.fake_quant_with_min_max_args(x, mn, mx, num_bits=nb, narrow_range=nr)
+         if not (mn == 0 and mx == 0) else None),
+    ]
+
+
+def _fq_golden():
+    f = np.float32
+    # [-1, 1] with 255 steps: scale 2/255, zero point 127.5 -> 128 (std::round, halves away): nudged
+    # range [-128, 127] * 2/255; -1 clamps to -256/255
+    x = np.array([-2, -1, -0.5, 0, 1 / 255, 0.5, 1, 2], f)
+    return [
+        ("symmetric range, zero point nudged", (x, -1.0, 1.0, 8, False)),
+        ("narrow range", (x, -1.0, 1.0, 8, True)),
+        ("min == max == 0 gives zeros", (x, 0.0, 0.0, 8, False)),
+        ("range not containing zero", (x, 0.25, 1.5, 4, False)),
+        ("16 bits", (x, -6.0, 6.0, 16, False)),
+    ]
+
+
+def _fq_cases():
+    from hypothesis import strategies as st
+
+    from refdet.testing.strategies_tf import flush_subnormals
+
+    @st.composite
+    def cases(draw):
+        n = draw(st.integers(0, 40))
+        nb = draw(st.integers(2, 16))
+        mn = draw(st.one_of(st.sampled_from([0.0, -1.0, -6.0]), st.floats(-8, 0, width=32)))
+        mx = draw(st.one_of(st.sampled_from([1.0, 6.0, 0.5]), st.floats(0.0009765625, 8, width=32)))
+        scale = (mx - mn) / ((1 << nb) - 1)
+        # values on the grid, half-way between grid points (the rounding ties) and anywhere
+        grid = st.integers(-(1 << nb), 1 << nb).map(lambda k: mn + k * scale * 0.5)
+        vals = draw(st.lists(st.one_of(grid, st.floats(-10, 10, width=32)), min_size=n, max_size=n))
+        return (flush_subnormals(np.array(vals, np.float32)), float(np.float32(mn)), float(np.float32(mx)), nb,
+                draw(st.booleans()))
+    return cases()
+
+
+def _fq_compare(fn, grad):
+    from refdet.tf_ops import quant as q
+
+    def compare(case):
+        x, mn, mx, nb, nr = case
+        ref = q.fake_quant_with_min_max_vars(x, mn, mx, num_bits=nb, narrow_range=nr)
+        got = _np(fn(x.copy(), mn, mx, nb, nr))
+        if not _bits_equal(got, ref):
+            err = _ulps(got, ref) if got.shape == ref.shape else np.inf
+            lines = [f"fake-quantized values differ (up to {err:.3g} ulp)"]
+            lines += _likely(_fq_variants(x, mn, mx, nb, nr), got, _bits_equal)
+            return err, "\n".join(lines)
+        if grad is None:
+            return 0.0, None
+        dy = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+        r = q.fake_quant_with_min_max_vars_gradient(dy, x, mn, mx, num_bits=nb, narrow_range=nr)
+        g = [_np(v) for v in grad(dy.copy(), x.copy(), mn, mx, nb, nr)]
+        if not _bits_equal(g[0], r[0]):
+            return np.inf, ("dx differs: the straight-through mask must be nudged_min <= x <= nudged_max, both "
+                            "inclusive")
+        # the range gradients are sums: TF's Eigen reduction order is not reproduced, allow its rounding
+        nmin, nmax = (0.0, 0.0) if mn == 0 and mx == 0 else q.nudge(mn, mx, 1 if nr else 0, (1 << nb) - 1)[:2]
+        for name, a, b, sel in (("dmin", g[1], r[1], x < nmin), ("dmax", g[2], r[2], x > nmax)):
+            tol = 4 * np.finfo(np.float32).eps * (float(np.abs(dy[sel]).sum()) + 1e-30)
+            if not abs(float(a) - float(b)) <= tol:
+                return float(abs(float(a) - float(b))), (f"{name} = {float(a)!r}, refdet {float(b)!r}: the sum of the "
+                                                         f"gradients where x is {'below' if name == 'dmin' else 'above'} "
+                                                         "the nudged range")
+        return 0.0, None
+    return compare
+
+
+def check_tf_fake_quant(fn, *, grad=None, n_cases=80, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(inputs, min, max, num_bits, narrow_range)`` (and ``grad``) against
+    :func:`refdet.tf_ops.fake_quant_with_min_max_vars` (TF ``FakeQuantWithMinMaxVars``): outputs and
+    ``dx`` bit for bit, ``dmin``/``dmax`` to a float32 sum's rounding.
+    """
+    r = _Runner("tf_fake_quant", "ulps", "tf", _fq_compare(fn, grad), progress)
+    return _finish(r.run(_fq_golden(), _fq_cases(), n_cases, seed), raise_on_failure)
+
+
+def _quantize_golden():
+    f = np.float32
+    x = np.array([-3, -1.5, -0.5, 0, 0.5, 1.5, 2.5, 3.1], f)
+    out = []
+    for T in ("quint8", "qint8"):
+        for mode, rm in (("MIN_COMBINED", "HALF_AWAY_FROM_ZERO"), ("MIN_FIRST", "HALF_AWAY_FROM_ZERO"),
+                         ("SCALED", "HALF_AWAY_FROM_ZERO"), ("SCALED", "HALF_TO_EVEN")):
+            out.append((f"{T} {mode} {rm}", (x, -2.0, 3.0, T, mode, rm, False)))
+    out.append(("qint8 SCALED narrow_range", (x, -2.0, 3.0, "qint8", "SCALED", "HALF_TO_EVEN", True)))
+    # a range narrower than ensure_minimum_range: widened to min_range + 0.01
+    out.append(("tiny range widened", (x, 0.0, 0.0, "quint8", "MIN_COMBINED", "HALF_AWAY_FROM_ZERO", False)))
+    return out
+
+
+def _quantize_cases():
+    from hypothesis import strategies as st
+
+    from refdet.testing.strategies_tf import flush_subnormals
+
+    @st.composite
+    def cases(draw):
+        T = draw(st.sampled_from(["quint8", "qint8", "quint16", "qint16"]))
+        mode = draw(st.sampled_from(["MIN_COMBINED", "MIN_FIRST", "SCALED"]))
+        rm = draw(st.sampled_from(["HALF_AWAY_FROM_ZERO", "HALF_TO_EVEN"])) if mode == "SCALED" else \
+            "HALF_AWAY_FROM_ZERO"
+        nr = draw(st.booleans()) if mode == "SCALED" else False
+        mn = draw(st.one_of(st.sampled_from([0.0, -1.0, -2.0]), st.floats(-8, 0, width=32)))
+        mx = draw(st.one_of(st.sampled_from([0.0, 1.0, 3.0]), st.floats(0, 8, width=32)))
+        n = draw(st.integers(0, 40))
+        halves = st.integers(-40, 40).map(lambda k: k * 0.125)
+        vals = draw(st.lists(st.one_of(halves, st.floats(-10, 10, width=32)), min_size=n, max_size=n))
+        return flush_subnormals(np.array(vals, np.float32)), float(mn), float(mx), T, mode, rm, nr
+    return cases()
+
+
+def _quantize_compare(fn):
+    from refdet.tf_ops import quant as q
+
+    def compare(case):
+        x, mn, mx, T, mode, rm, nr = case
+        ref = q.quantize_v2(x, mn, mx, T, mode=mode, round_mode=rm, narrow_range=nr)
+        got = [_np(v) for v in fn(x.copy(), mn, mx, T, mode, rm, nr)]
+        same = (got[0].shape == ref.output.shape and np.array_equal(got[0].astype(np.int64), ref.output.astype(np.int64))
+                and _bits_equal(got[1], ref.output_min) and _bits_equal(got[2], ref.output_max))
+        if same:
+            return 0.0, None
+        d = (np.abs(got[0].astype(np.int64) - ref.output.astype(np.int64)).max()
+             if got[0].shape == ref.output.shape and got[0].size else 0)
+        lines = [f"{T} {mode} {rm}: integers differ by up to {d}; output range ({got[1]}, {got[2]}), refdet "
+                 f"({ref.output_min}, {ref.output_max})"]
+        others = [(f"round_mode={o}", lambda o=o: q.quantize_v2(x, mn, mx, T, mode=mode, round_mode=o,
+                                                                  narrow_range=nr))
+                  for o in ("HALF_AWAY_FROM_ZERO", "HALF_TO_EVEN") if o != rm and mode == "SCALED"]
+        others += [(f"mode={m}", lambda m=m: q.quantize_v2(x, mn, mx, T, mode=m)) for m in q.QUANTIZE_MODES
+                   if m != mode]
+        if mode == "SCALED":
+            others.append(("narrow_range flipped", lambda: q.quantize_v2(x, mn, mx, T, mode=mode, round_mode=rm,
+                                                                         narrow_range=not nr)))
+        why = _likely(others, got, lambda g, r: g[0].shape == r.output.shape and
+                      np.array_equal(g[0].astype(np.int64), r.output.astype(np.int64)))
+        if why[0].startswith("  no single") and T in ("quint8", "qint8") and (
+                (mode == "SCALED" and rm == "HALF_TO_EVEN") or (mode == "MIN_FIRST" and T == "quint8")):
+            why = ["  likely cause: TF ran oneDNN's _MklQuantizeV2 instead of the reference QuantizeV2 kernel "
+                   "(TF_ENABLE_ONEDNN_OPTS was not 0 when TF was imported)"]
+        return float(d) if d else np.inf, "\n".join(lines + why)
+    return compare
+
+
+def check_tf_quantize(fn, *, n_cases=100, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(inputs, min_range, max_range, T, mode, round_mode, narrow_range) -> (output,
+    output_min, output_max)`` against :func:`refdet.tf_ops.quantize_v2` (TF's reference ``QuantizeV2``
+    kernel): the integers and the output range exactly.
+    """
+    r = _Runner("tf_quantize", "steps", "tf", _quantize_compare(fn), progress)
+    return _finish(r.run(_quantize_golden(), _quantize_cases(), n_cases, seed), raise_on_failure)
+
+
 #: op name (``refdet verify tensorflow --op``) -> check
 TF_CHECKS = {
     "tf_non_max_suppression": check_tf_non_max_suppression,
@@ -452,4 +643,6 @@ TF_CHECKS = {
     "tf_combined_nms": check_tf_combined_nms,
     "tf_crop_and_resize": check_tf_crop_and_resize,
     "tf_resize": check_tf_resize,
+    "tf_fake_quant": check_tf_fake_quant,
+    "tf_quantize": check_tf_quantize,
 }
