@@ -357,7 +357,7 @@ TARGETS["onnx-reference"] = (TARGETS["onnx-reference"][0],
 
 TARGETS["tensorflow"] = (("tensorflow",), lambda: importlib.import_module("refdet.runtimes.tensorflow").adapters())
 TARGET_EXTRAS["tensorflow"] = "tensorflow"
-_GRAD_OPS += ("tf_crop_and_resize", "tf_fake_quant")
+_GRAD_OPS += ("tf_crop_and_resize", "tf_fake_quant", "tf_conv2d", "tf_sigmoid_cross_entropy")
 
 
 def _installed(modules):

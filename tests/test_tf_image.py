@@ -1,5 +1,7 @@
 """TF image kernels: ResizeBilinear / ResizeNearestNeighbor (refdet.tf_ops.image) and CropAndResize
 (refdet.roi.crop) -- golden cases without TF, then differential tests against TensorFlow."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -91,6 +93,8 @@ def test_conformance_accepts_refdet_crop_with_gradients():
 # --------------------------------------------------------------------------------------------------
 
 def _tf():
+    # TF reads TF_ENABLE_ONEDNN_OPTS once, at import: the reference kernels, not oneDNN's
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     pytest.importorskip("tensorflow")
     from refdet.runtimes.tensorflow import require
     return require()

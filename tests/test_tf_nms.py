@@ -6,6 +6,8 @@ hypothesis inputs with tied scores, thresholds hit exactly, zero-area and flippe
 """
 import math
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -257,6 +259,8 @@ def test_conformance_accepts_refdet_and_names_wrong_variants():
 # --------------------------------------------------------------------------------------------------
 
 def _tf():
+    # TF reads TF_ENABLE_ONEDNN_OPTS once, at import: the reference kernels, not oneDNN's
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     pytest.importorskip("tensorflow")
     from refdet.runtimes.tensorflow import require
     return require()

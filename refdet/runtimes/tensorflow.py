@@ -16,6 +16,8 @@ import numpy as np
 
 __all__ = ["MISSING", "require", "adapters", "onednn_enabled"]
 
+_ONEDNN = None
+
 #: the one-line message when TF is not installed
 MISSING = "refdet verify tensorflow needs tensorflow: pip install 'refdet[tensorflow]'"
 
@@ -30,8 +32,11 @@ def require():
     import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    global _ONEDNN
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    if _ONEDNN is None:           # what the environment said when TF was (or is now) imported
+        _ONEDNN = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False")
     import tensorflow as tf
 
     try:
@@ -43,10 +48,10 @@ def require():
 
 
 def onednn_enabled() -> bool:
-    """Whether the imported TF runs oneDNN kernels (``TF_ENABLE_ONEDNN_OPTS`` not "0" at its import)."""
-    import os
-
-    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False")
+    """Whether the imported TF runs oneDNN kernels (``TF_ENABLE_ONEDNN_OPTS`` not "0" when
+    :func:`require` first ran; TF reads the variable once, at its import)."""
+    require()
+    return bool(_ONEDNN)
 
 
 def adapters():
@@ -108,7 +113,32 @@ def adapters():
                            round_mode=round_mode, narrow_range=bool(narrow_range))
         return o.output.numpy(), o.output_min.numpy(), o.output_max.numpy()
 
+    def conv(x, w, s, pad, d):
+        return tf.nn.conv2d(tf.constant(x), tf.constant(w), strides=[1, *s, 1], padding=pad,
+                            dilations=[1, *d, 1]).numpy()
+
+    def conv_grad(x, w, s, pad, d, dy):
+        xt, wt = tf.constant(x), tf.constant(w)
+        with tf.GradientTape() as tape:
+            tape.watch([xt, wt])
+            loss = tf.reduce_sum(tf.nn.conv2d(xt, wt, strides=[1, *s, 1], padding=pad, dilations=[1, *d, 1])
+                                 * tf.constant(dy))
+        return tuple(v.numpy() for v in tape.gradient(loss, [xt, wt]))
+
+    def sce(t, z):
+        return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.constant(t), logits=tf.constant(z)).numpy()
+
+    def sce_grad(t, z, dl):
+        zt = tf.constant(z)
+        with tf.GradientTape() as tape:
+            tape.watch(zt)
+            loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.constant(t), logits=zt)
+                                 * tf.constant(dl))
+        return tape.gradient(loss, zt).numpy()
+
     return {
+        "tf_conv2d": dict(fn=conv, grad=conv_grad),
+        "tf_sigmoid_cross_entropy": dict(fn=sce, grad=sce_grad),
         "tf_fake_quant": dict(fn=fake_quant, grad=fake_quant_grad),
         "tf_quantize": dict(fn=quantize),
         "tf_crop_and_resize": dict(fn=crop, grad=crop_grad),

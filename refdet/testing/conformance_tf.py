@@ -37,13 +37,20 @@ check_tf_fake_quant
 check_tf_quantize
     ``fn(inputs, min_range, max_range, T, mode, round_mode, narrow_range) -> (output, output_min,
     output_max)`` (``QuantizeV2``; ``T`` one of "quint8", "qint8", "quint16", "qint16").
+check_tf_conv2d
+    ``fn(input (B, H, W, C), filters (KH, KW, C, F), strides (sh, sw), padding, dilations (dh, dw))
+    -> (B, Ho, Wo, F)``, float64; optional ``grad(input, filters, strides, padding, dilations, dy)
+    -> (dinput, dfilters)`` (dilation 1 only: TF's CPU backprop refuses dilations).
+check_tf_sigmoid_cross_entropy
+    ``fn(labels, logits) -> loss`` elementwise; optional ``grad(labels, logits, dloss) -> dlogits``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["check_tf_non_max_suppression", "check_tf_soft_nms", "check_tf_combined_nms", "check_tf_crop_and_resize",
-           "check_tf_resize", "check_tf_fake_quant", "check_tf_quantize", "TF_CHECKS"]
+           "check_tf_resize", "check_tf_fake_quant", "check_tf_quantize", "check_tf_conv2d",
+           "check_tf_sigmoid_cross_entropy", "TF_CHECKS"]
 
 
 def _np(x):
@@ -587,6 +594,8 @@ def _quantize_cases():
         nr = draw(st.booleans()) if mode == "SCALED" else False
         mn = draw(st.one_of(st.sampled_from([0.0, -1.0, -2.0]), st.floats(-8, 0, width=32)))
         mx = draw(st.one_of(st.sampled_from([0.0, 1.0, 3.0]), st.floats(0, 8, width=32)))
+        if mode == "SCALED" and T.startswith("qu"):
+            mx = max(mx, 0.5)          # else scale FLT_MAX, output_min 1/FLT_MAX: subnormal, flushed by TF
         n = draw(st.integers(0, 40))
         halves = st.integers(-40, 40).map(lambda k: k * 0.125)
         vals = draw(st.lists(st.one_of(halves, st.floats(-10, 10, width=32)), min_size=n, max_size=n))
@@ -636,6 +645,169 @@ def check_tf_quantize(fn, *, n_cases=100, seed=0, raise_on_failure=True, progres
     return _finish(r.run(_quantize_golden(), _quantize_cases(), n_cases, seed), raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Conv2D (SAME padding), sigmoid_cross_entropy_with_logits
+# ---------------------------------------------------------------------------------------------------
+
+def _close(got, ref, scale, rtol):
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return np.inf
+    if got.size == 0:
+        return 0.0
+    return float(np.max(np.abs(got - ref) / (rtol * (scale + 1e-300))))
+
+
+def _conv_golden():
+    x = np.arange(1 * 5 * 5 * 1, dtype=np.float64).reshape(1, 5, 5, 1)
+    w = np.ones((2, 2, 1, 1))
+    return [
+        # SAME, stride 2 on 5 pixels: out 3, pad total (3-1)*2 + 2 - 5 = 1: the one pixel goes after
+        ("SAME stride 2, even kernel", (x, w, (2, 2), "SAME", (1, 1))),
+        ("SAME stride 1, even kernel", (x, w, (1, 1), "SAME", (1, 1))),
+        ("SAME 3x3 stride 2", (x, np.ones((3, 3, 1, 1)), (2, 2), "SAME", (1, 1))),
+        ("VALID", (x, w, (2, 1), "VALID", (1, 1))),
+        ("SAME dilated", (x, np.ones((2, 2, 1, 1)), (1, 1), "SAME", (2, 2))),
+    ]
+
+
+def _conv_cases():
+    from hypothesis import strategies as st
+
+    @st.composite
+    def cases(draw):
+        B, C, F = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        H, W = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+        kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        dil = draw(st.sampled_from([(1, 1), (1, 1), (2, 1), (1, 2)]))
+        stride = (1, 1) if dil != (1, 1) else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        pad = draw(st.sampled_from(["SAME", "SAME", "VALID"]))
+        if pad == "VALID" and (H < (kh - 1) * dil[0] + 1 or W < (kw - 1) * dil[1] + 1):
+            pad = "SAME"
+        seed = draw(st.integers(0, 2 ** 16))
+        g = np.random.default_rng(seed)
+        return g.standard_normal((B, H, W, C)), g.standard_normal((kh, kw, C, F)), stride, pad, dil
+    return cases()
+
+
+def _conv_compare(fn, grad):
+    from refdet.tf_ops import nn
+
+    def compare(case):
+        x, w, s, pad, d = case
+        ref = nn.conv2d(x, w, s, pad, dilations=d)
+        got = _np(fn(x.copy(), w.copy(), s, pad, d))
+        scale = float(np.abs(x).max() * np.abs(w).sum()) if x.size and w.size else 1.0
+        err = _close(got, ref, scale, 1e-13)
+        if err > 1:
+            lines = [f"Conv2D {pad} stride {s} dilation {d}: output shape {got.shape}, refdet {ref.shape}"
+                     if got.shape != ref.shape else f"Conv2D {pad} stride {s} dilation {d} differs"]
+            from refdet import layers as L
+
+            def torch_like(p):
+                y, _ = L.conv2d_forward(x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1), None, stride=s, padding=p,
+                                        dilation=d)
+                return y.transpose(0, 2, 3, 1)
+            variants = [("the odd padding pixel before instead of after (ONNX SAME_LOWER)",
+                         lambda: torch_like("same_lower")),
+                        ("symmetric padding k // 2 (PyTorch padding=k//2)",
+                         lambda: torch_like((w.shape[0] // 2 * d[0], w.shape[1] // 2 * d[1]))),
+                        ("VALID padding", lambda: nn.conv2d(x, w, s, "VALID", dilations=d))]
+            lines += _likely(variants, got, lambda g, r: _close(g, r, scale, 1e-13) <= 1)
+            return err, "\n".join(lines)
+        if grad is not None and d == (1, 1):
+            dy = np.random.default_rng(1).standard_normal(ref.shape)
+            r = nn.conv2d_backprop(x, w, dy, s, pad)
+            gi, gw = (_np(v) for v in grad(x.copy(), w.copy(), s, pad, d, dy.copy()))
+            e2 = max(_close(gi, r.dinput, float(np.abs(dy).sum() * np.abs(w).max() + 1), 1e-13),
+                     _close(gw, r.dfilters, float(np.abs(dy).sum() * np.abs(x).max() + 1), 1e-13))
+            if e2 > 1:
+                return e2, "Conv2D gradients differ (dinput or dfilters)"
+        return 0.0, None
+    return compare
+
+
+def check_tf_conv2d(fn, *, grad=None, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(input, filters, strides, padding, dilations)`` (and ``grad``) against
+    :func:`refdet.tf_ops.conv2d` (TF ``Conv2D``, NHWC/HWIO) in float64, to 1e-13 of the sum of
+    magnitudes (the GEMM's summation order is not reproduced); the point is the padding geometry.
+    ``worst_error`` in units of that tolerance.
+    """
+    r = _Runner("tf_conv2d", "tol", "tf", _conv_compare(fn, grad), progress)
+    return _finish(r.run(_conv_golden(), _conv_cases(), n_cases, seed), raise_on_failure)
+
+
+def _sce_golden():
+    out = []
+    for dt in (np.float32, np.float64):
+        z = np.array([0, -0.0, 1, -1, 30, -30, 100, -100, 1e-8], dt)
+        t = np.array([0, 1, 0.5, 1, 0, 1, 1, 0, 0.25], dt)
+        out.append((f"kink at 0, saturation ({np.dtype(dt).name})", (t, z)))
+    return out
+
+
+def _sce_cases():
+    from hypothesis import strategies as st
+
+    from refdet.testing.strategies_tf import flush_subnormals
+
+    @st.composite
+    def cases(draw):
+        n = draw(st.integers(0, 30))
+        dt = draw(st.sampled_from([np.float32, np.float64]))
+        z = draw(st.lists(st.one_of(st.sampled_from([0.0, -0.0, 88.0, -88.0, 20.0]), st.floats(-100, 100, width=32)),
+                          min_size=n, max_size=n))
+        t = draw(st.lists(st.one_of(st.sampled_from([0.0, 1.0, 0.5]), st.floats(0, 1, width=32)), min_size=n,
+                          max_size=n))
+        return flush_subnormals(np.array(t, dt)), flush_subnormals(np.array(z, dt))
+    return cases()
+
+
+def _sce_compare(fn, grad):
+    from refdet.tf_ops import nn
+
+    def compare(case):
+        t, z = case
+        ref = nn.sigmoid_cross_entropy_with_logits(t, z)
+        got = _np(fn(t.copy(), z.copy()))
+        eps = np.finfo(z.dtype).eps
+        # TF's exp / log1p are Eigen's: a few ulps of the terms |x| + |x z| + log1p(exp(-|x|))
+        scale = np.abs(z) + np.abs(z * t) + 1
+        if got.shape != ref.shape or not np.all(np.abs(got.astype(np.float64) - ref) <= 8 * eps * scale):
+            err = _close(got, ref, float(scale.max()) if scale.size else 1.0, 8 * eps)
+            variants = [("the naive log(1 + exp(-x)) + x (1 - z) (overflows for large |x|)",
+                         lambda: np.log1p(np.exp(-z)) + z * (1 - t)),
+                        ("-(z log(sigmoid(x)) + (1 - z) log(1 - sigmoid(x))) through the probabilities",
+                         lambda: -(t * np.log(1 / (1 + np.exp(-z))) + (1 - t) * np.log(1 - 1 / (1 + np.exp(-z)))))]
+            lines = ["sigmoid cross entropy differs"]
+            lines += _likely(variants, got, lambda g, r: g.shape == r.shape and np.allclose(g, r, rtol=8 * eps,
+                                                                                             equal_nan=True))
+            return err, "\n".join(lines)
+        if grad is None:
+            return 0.0, None
+        dl = np.random.default_rng(0).standard_normal(z.shape).astype(z.dtype)
+        r = nn.sigmoid_cross_entropy_with_logits_grad(t, z, dl)
+        g = _np(grad(t.copy(), z.copy(), dl.copy()))
+        gscale = np.abs(dl) * (1 + np.abs(t))
+        if g.shape != r.shape or not np.all(np.abs(g.astype(np.float64) - r) <= 8 * eps * gscale):
+            bad = np.flatnonzero(~(np.abs(g.astype(np.float64) - r) <= 8 * eps * gscale)) if g.shape == r.shape else []
+            at0 = len(bad) and np.all(z.ravel()[bad] == 0)
+            msg = "dlogits differs" + (" only at logits == 0: the gradient there is sigmoid(0) - z = 0.5 - z "
+                                       "(a relu/abs subgradient of 0 gives -z instead)" if at0 else "")
+            return _close(g, r, float(gscale.max()) if gscale.size else 1.0, 8 * eps), msg
+        return 0.0, None
+    return compare
+
+
+def check_tf_sigmoid_cross_entropy(fn, *, grad=None, n_cases=80, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(labels, logits)`` (and ``grad(labels, logits, dloss)``) against
+    :func:`refdet.tf_ops.sigmoid_cross_entropy_with_logits`, float32 and float64, to 8 epsilons of the
+    terms' magnitude (TF's Eigen ``exp``/``log1p`` are not glibc's).
+    """
+    r = _Runner("tf_sigmoid_cross_entropy", "tol", "tf", _sce_compare(fn, grad), progress)
+    return _finish(r.run(_sce_golden(), _sce_cases(), n_cases, seed), raise_on_failure)
+
+
 #: op name (``refdet verify tensorflow --op``) -> check
 TF_CHECKS = {
     "tf_non_max_suppression": check_tf_non_max_suppression,
@@ -645,4 +817,6 @@ TF_CHECKS = {
     "tf_resize": check_tf_resize,
     "tf_fake_quant": check_tf_fake_quant,
     "tf_quantize": check_tf_quantize,
+    "tf_conv2d": check_tf_conv2d,
+    "tf_sigmoid_cross_entropy": check_tf_sigmoid_cross_entropy,
 }
