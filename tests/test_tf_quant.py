@@ -159,6 +159,8 @@ def test_fake_quant_equals_tensorflow(x, rng_, nb, nr):
     mn, mx = flush_subnormals(np.array(rng_, F))
     if not (mn < mx or (mn == 0 and mx == 0)):
         return
+    # a subnormal scale is refused (TF flushes it to zero: FTZ)
+    assume((mn == 0 and mx == 0) or (mx - mn) / F((1 << nb) - 1) >= np.finfo(F).tiny)
     y = tf.raw_ops.FakeQuantWithMinMaxVars(inputs=x, min=mn, max=mx, num_bits=nb, narrow_range=nr).numpy()
     assert y.tobytes() == fake_quant_with_min_max_vars(x, mn, mx, num_bits=nb, narrow_range=nr).tobytes()
     dy = np.linspace(-1, 1, len(x)).astype(F)

@@ -4,18 +4,20 @@ Each module reproduces TF 2.21 kernels from their source (cited in its docstring
 kernel's order of operations, and is held equal to TF itself by ``tests/test_tf_*.py`` and ``refdet
 verify tensorflow`` (:mod:`refdet.testing.conformance_tf`):
 
-========  ==================================================  ============================================
-module    TF operators                                         exact against TF 2.21 (float32)
-========  ==================================================  ============================================
-``nms``   ``NonMaxSuppressionV3/V4/V5`` (score threshold,      bit for bit, ties included (libstdc++'s heap
-          padding, soft-NMS), ``CombinedNonMaxSuppression``    and sort, glibc's ``expf``)
-``image`` ``ResizeBilinear``, ``ResizeNearestNeighbor``        bit for bit
-          (``CropAndResize`` is :mod:`refdet.roi.crop`)
-``quant`` ``FakeQuantWithMinMaxVars/Args/VarsPerChannel``      bit for bit (the range gradients to a sum's
-          and gradient, ``QuantizeV2`` (3 modes)               rounding; QuantizeV2: the reference kernel)
-``nn``    ``Conv2D`` (SAME/VALID/EXPLICIT) and gradients,      the padding geometry exact; sums and Eigen's
-          ``sigmoid_cross_entropy_with_logits``                ``exp`` to a few ulps
-========  ==================================================  ============================================
+:mod:`~refdet.tf_ops.nms`
+    ``NonMaxSuppressionV3/V4/V5`` (score threshold, padding, soft-NMS) and
+    ``CombinedNonMaxSuppression``: bit for bit, ties included (libstdc++'s heap and sort, glibc's
+    ``expf``).
+:mod:`~refdet.tf_ops.image`
+    ``ResizeBilinear`` and ``ResizeNearestNeighbor`` (both legacy flags): bit for bit.
+    ``CropAndResize`` and its gradients are :mod:`refdet.roi.crop` (bit for bit as well).
+:mod:`~refdet.tf_ops.quant`
+    ``FakeQuantWithMinMaxVars/Args/VarsPerChannel`` and the gradient, ``QuantizeV2`` (``MIN_COMBINED``,
+    ``MIN_FIRST``, ``SCALED``): bit for bit (the range gradients to a float32 sum's rounding;
+    ``QuantizeV2`` as TF's reference kernel, not oneDNN's).
+:mod:`~refdet.tf_ops.nn`
+    ``Conv2D`` (``SAME``/``VALID``/``EXPLICIT``) and its gradients, ``sigmoid_cross_entropy_with_logits``:
+    the padding geometry exactly, the sums and Eigen's ``exp`` to a few ulps.
 
 Not covered: ``GenerateBoundingBoxProposals`` has no CPU kernel in TF (``tensorflow-cpu`` reports "no
 registered kernels"), so it cannot be checked against TF here. These names stay under

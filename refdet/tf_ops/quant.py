@@ -97,9 +97,9 @@ def _fq(x, mn, mx, qmin, qmax, op, legacy):
     if mn == 0 and mx == 0:
         return np.zeros_like(x)
     nmin, nmax, s, inv = nudge(mn, mx, qmin, qmax)
-    if not (s > 0 and np.isfinite(inv)):
-        raise ValueError(f"`max` - `min` = {float(F(mx) - F(mn))!r} is too small: the float32 scale underflows "
-                         "(TF flushes such subnormal ranges to zero)")
+    if not (s >= np.finfo(F).tiny and np.isfinite(inv)):
+        raise ValueError(f"`max` - `min` = {float(F(mx) - F(mn))!r} is too small: the float32 scale is subnormal "
+                         "(TF runs with denormals flushed to zero, so its answer is not defined by the formula)")
     v = np.maximum(np.minimum(x, nmax), nmin) - nmin
     if legacy:                    # TF <= 2.x before the quant_zero rewrite: 1 / scale, + nudged_min
         return np.floor(v * (F(1) / s) + F(0.5)) * s + nmin
@@ -209,8 +209,8 @@ def fake_quant_with_min_max_vars_gradient(gradients: np.ndarray, inputs: np.ndar
     if mn == 0 and mx == 0:
         return FakeQuantGradients(g.copy(), F(0), F(0))
     nmin, nmax, s, _ = nudge(mn, mx, qmin, qmax)
-    if not s > 0:
-        raise ValueError(f"`max` - `min` = {float(F(mx) - F(mn))!r} is too small: the float32 scale underflows")
+    if not s >= np.finfo(F).tiny:
+        raise ValueError(f"`max` - `min` = {float(F(mx) - F(mn))!r} is too small: the float32 scale is subnormal")
     inside = (x >= nmin) & (x <= nmax)
     dx = g * inside.astype(F)                    # gradients * (1.0 or 0.0): -0.0 stays
     dmin = F(np.sum(g[x < nmin], dtype=np.float64))
