@@ -265,8 +265,9 @@ def _quantize_slice(x, imin, imax, T, mode, round_mode, narrow_range, ensure_min
             s_min = F(lo) / mn if F(lo) * mn > 0 else big
             s_max = F(hi) / mx if F(hi) * mx > 0 else big
         scale = F(min(s_min, s_max))
-        mn, mx = F(lo) / scale, F(hi) / scale
-        v = np.maximum(np.minimum(x, mx), mn) * scale
+        with np.errstate(over="ignore", under="ignore"):
+            mn, mx = F(lo) / scale, F(hi) / scale
+            v = np.maximum(np.minimum(x, mx), mn) * scale
         q = np.rint(v) if round_mode == "HALF_TO_EVEN" else _round_away(v)
         return np.clip(q, info.min, info.max).astype(T), mn, mx
     # MIN_FIRST: FloatToQuantizedStruct and QUANTIZE_WITH_EIGEN (quantization_utils.h)
