@@ -110,7 +110,8 @@ def tf_crop_cases(draw, *, max_side=7, max_boxes=5):
     crop = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     method = draw(st.sampled_from(["bilinear", "nearest"]))
     ev = draw(st.sampled_from([0.0, -1.5]))
-    return img, flush_subnormals(boxes), idx, crop, method, ev
+    boxes[np.abs(boxes) < 1e-20] = 0     # a box centre or a lerp weight must not become subnormal (TF: FTZ)
+    return img, boxes, idx, crop, method, ev
 
 
 @st.composite
