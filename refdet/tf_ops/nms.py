@@ -40,7 +40,7 @@ is written down, not reproduced: TF runs its kernels with denormals flushed to z
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -218,7 +218,9 @@ def _soft_loop(b, s, k_max, thr, sthr, sigma, p):
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: int,
                         iou_threshold: float = 0.5, score_threshold: float = -np.inf, *,
                         soft_nms_sigma: float = 0.0, pad_to_max_output_size: bool = False,
-                        convention: Union[str, conventions.Profile] = "tf", **knobs) -> NMSResult:
+                        convention: Union[str, conventions.Profile] = "tf",
+                        gaussian_denominator: Optional[str] = None, hard_above_threshold: Optional[bool] = None,
+                        score_cut: Optional[str] = None, ties: Optional[str] = None) -> NMSResult:
     """TF ``NonMaxSuppressionV3/V4/V5`` (``tf.image.non_max_suppression``, ``..._padded``,
     ``..._with_scores``): hard or soft NMS with a score threshold.
 
@@ -240,9 +242,8 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: 
     pad_to_max_output_size : bool
         Pad to ``max_output_size`` entries with index 0 and score 0 (V4/V5).
     convention : "tf" or conventions.Profile
-    **knobs
-        ``gaussian_denominator``, ``hard_above_threshold``, ``score_cut``, ``ties``: override TF's
-        behaviour to reproduce another implementation's (table at the end); unknown keywords raise.
+    gaussian_denominator, hard_above_threshold, score_cut, ties : optional
+        Override TF's behaviour to reproduce another implementation's (table at the end).
 
     Returns
     -------
@@ -255,7 +256,8 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: 
     float64 scores. Soft-NMS and float16 scores (TF rounds each IoU to half before comparing it) run
     TF's loop itself. Equal decayed scores again go to the lower index.
     """
-    p = conventions.resolve("tf_non_max_suppression", convention, **knobs)
+    p = conventions.resolve("tf_non_max_suppression", convention, gaussian_denominator=gaussian_denominator,
+                            hard_above_threshold=hard_above_threshold, score_cut=score_cut, ties=ties)
     b = _checks.as_boxes(boxes, "boxes")
     s = _checks.as_scores(scores, "scores", n=len(b), allow_nan=True,
                           dtype=np.float16 if np.asarray(scores).dtype == np.float16 else None)
@@ -318,7 +320,8 @@ def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_outp
                                  max_total_size: int, iou_threshold: float = 0.5,
                                  score_threshold: float = -np.inf, *, pad_per_class: bool = False,
                                  clip_boxes: bool = True, convention: Union[str, conventions.Profile] = "tf",
-                                 **knobs) -> CombinedNMSResult:
+                                 class_queue: Optional[str] = None,
+                                 merge_sort: Optional[str] = None) -> CombinedNMSResult:
     """TF ``CombinedNonMaxSuppression`` (``tf.image.combined_non_max_suppression``).
 
     Per image and class: hard NMS (IoU ``> iou_threshold``, candidates ``score > score_threshold``,
@@ -339,8 +342,8 @@ def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_outp
     clip_boxes : bool
         Clip the output coordinates to [0, 1] (normalized boxes); False returns them as given.
     convention : "tf" or conventions.Profile
-    **knobs
-        ``class_queue``, ``merge_sort``: other tie orders (table at the end).
+    class_queue, merge_sort : optional
+        Other tie orders (table at the end).
 
     Returns
     -------
@@ -361,7 +364,8 @@ def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_outp
     order is TF's, not a rule: another C++ library would give another. IoUs in float32 as in
     :func:`non_max_suppression` (float64 input: float64).
     """
-    p = conventions.resolve("tf_combined_non_max_suppression", convention, **knobs)
+    p = conventions.resolve("tf_combined_non_max_suppression", convention, class_queue=class_queue,
+                            merge_sort=merge_sort)
     b = _checks.as_float_array(boxes, "boxes", ndim=4, last=4)
     s = _checks.as_float_array(scores, "scores", ndim=3, finite=False)
     if not isinstance(pad_per_class, (bool, np.bool_)):
