@@ -96,9 +96,16 @@ def box_head_init(in_features: int, num_classes: int, *, representation_size: in
     Hd = _checks.check_int(representation_size, "representation_size", low=1)
     R = C if num_reg_classes is None else _checks.check_int(num_reg_classes, "num_reg_classes", low=1)
     gen = _checks.as_rng(rng)
-    dt = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`dtype` must be float32 or float64; got {_checks._describe(dtype)}") from None
     if dt not in (np.float32, np.float64):
         raise TypeError(f"`dtype` must be float32 or float64; got {dt}")
+    _checks.check_allocation(Hd * (D + 1) + Hd * (Hd + 1) + (C + 4 * R) * (Hd + 1), dt.itemsize,
+                             "box head parameters",
+                             name="in_features`, `representation_size`, `num_classes` and `num_reg_classes",
+                             keyword=False)
     shapes = {"fc6": (Hd, D), "fc7": (Hd, Hd), "cls": (C, Hd), "bbox": (4 * R, Hd)}
     p = {}
     for key, (name, shape) in zip(("box_head.fc6", "box_head.fc7", "box_predictor.cls_score",
@@ -128,6 +135,9 @@ def _head_params(params, dtype):
         raise ValueError(f"`params` is missing {', '.join(repr(k) for k in missing)}")
     w6 = _checks.as_float_array(params["box_head.fc6.weight"], "params['box_head.fc6.weight']", ndim=2)
     Hd, D = w6.shape
+    for k in ("box_predictor.cls_score.weight", "box_predictor.bbox_pred.weight"):
+        if np.ndim(params[k]) != 2:
+            raise ValueError(f"`params[{k!r}]` must be 2-D (out, {Hd}); got shape {np.shape(params[k])}")
     C = np.shape(params["box_predictor.cls_score.weight"])[0]
     R4 = np.shape(params["box_predictor.bbox_pred.weight"])[0]
     want = {"box_head.fc6.weight": (Hd, D), "box_head.fc6.bias": (Hd,), "box_head.fc7.weight": (Hd, Hd),
@@ -159,7 +169,7 @@ def box_head_forward(params: dict, features: np.ndarray):
     if x.ndim < 2:
         raise ValueError(f"`features` must have shape (R, C, PH, PW) or (R, D); got {x.shape}")
     shape = x.shape
-    x = x.reshape(len(x), -1)
+    x = x.reshape(len(x), int(np.prod(shape[1:])))      # (R, D), also for R = 0
     p = _head_params(params, x.dtype)
     if x.shape[1] != p["box_head.fc6.weight"].shape[1]:
         raise ValueError(f"`features` flatten to {x.shape[1]} values per RoI but fc6 takes "
@@ -196,15 +206,15 @@ def box_head_backward(doutput, cache: BoxHeadCache):
     dt = cache.x.dtype
     R = len(cache.x)
     dl = np.zeros((R, p["box_predictor.cls_score.weight"].shape[0]), dt) if doutput[0] is None else \
-        _checks.as_float_array(doutput[0], "dclass_logits", dtype=dt)
+        _checks.as_float_array(doutput[0], "doutput.dclass_logits", dtype=dt)
     dd = np.zeros((R, p["box_predictor.bbox_pred.weight"].shape[0]), dt) if doutput[1] is None else \
-        _checks.as_float_array(doutput[1], "dbox_regression", dtype=dt)
+        _checks.as_float_array(doutput[1], "doutput.dbox_regression", dtype=dt)
     if dl.shape != (R, p["box_predictor.cls_score.weight"].shape[0]):
-        raise ValueError(f"`dclass_logits` must have shape {(R, p['box_predictor.cls_score.weight'].shape[0])}; "
+        raise ValueError(f"`doutput.dclass_logits` must have shape {(R, p['box_predictor.cls_score.weight'].shape[0])}; "
                          f"got {dl.shape}")
     if dd.shape != (R, p["box_predictor.bbox_pred.weight"].shape[0]):
-        raise ValueError(f"`dbox_regression` must have shape {(R, p['box_predictor.bbox_pred.weight'].shape[0])}; "
-                         f"got {dd.shape}")
+        raise ValueError(f"`doutput.dbox_regression` must have shape "
+                         f"{(R, p['box_predictor.bbox_pred.weight'].shape[0])}; got {dd.shape}")
     g = {"box_predictor.cls_score.weight": dl.T @ cache.h7, "box_predictor.cls_score.bias": dl.sum(0),
          "box_predictor.bbox_pred.weight": dd.T @ cache.h7, "box_predictor.bbox_pred.bias": dd.sum(0)}
     dh7 = (dl @ p["box_predictor.cls_score.weight"] + dd @ p["box_predictor.bbox_pred.weight"]) * (cache.h7 > 0)

@@ -56,7 +56,7 @@ from refdet import _checks
 from refdet import faster_rcnn as _frcnn
 from refdet import layers
 from refdet.anchors import pyramid_anchors, ssd_default_boxes
-from refdet.backbone import backbone_backward, backbone_forward, backbone_init
+from refdet.backbone import _check_backbone, backbone_backward, backbone_forward, backbone_init
 from refdet.box_coder import decode_boxes
 from refdet.boxes import clip_boxes_to_image
 from refdet.fpn import fpn_backward, fpn_forward, fpn_init
@@ -185,6 +185,23 @@ def _tree_map(f, *trees):
     return f(*trees)
 
 
+def _checked_tree(tree, like, name):
+    """A nested dict of finite float arrays; with ``like``, the same keys and shapes as ``like``."""
+    if isinstance(tree, dict):
+        if like is not None:
+            if not isinstance(like, dict) or set(tree) != set(like):
+                extra = sorted(map(str, set(tree) - set(like or {})))
+                missing = sorted(map(str, set(like or {}) - set(tree)))
+                raise ValueError(f"`{name}` must have the keys of `params`; missing {missing}, unexpected {extra}")
+        return {k: _checked_tree(v, None if like is None else like[k], f"{name}['{k}']") for k, v in tree.items()}
+    if like is not None and isinstance(like, dict):
+        raise TypeError(f"`{name}` must be a dict like `params`; got {_checks._describe(tree)}")
+    arr = _checks.as_float_array(tree, name)
+    if like is not None and arr.shape != like.shape:
+        raise ValueError(f"`{name}` must have the shape of `params` {like.shape}; got {arr.shape}")
+    return arr
+
+
 def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, weight_decay=0.0,
                         max_grad_norm=None):
     """One step of SGD with momentum, PyTorch's formulation (returns new dicts; nothing is modified).
@@ -200,8 +217,14 @@ def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, 
     lr = _checks.check_positive(lr, "lr")
     mom = _checks.check_probability(momentum, "momentum")
     wd = _checks.check_positive(weight_decay, "weight_decay", strict=False)
+    params = _checked_tree(params, None, "params")
+    grads = _checked_tree(grads, params, "grads")
+    if max_grad_norm is not None:
+        max_grad_norm = _checks.check_positive(max_grad_norm, "max_grad_norm")
     if velocity is None:
         velocity = _tree_map(np.zeros_like, params)
+    else:
+        velocity = _checked_tree(velocity, params, "velocity")
     scale = 1.0
     if max_grad_norm is not None:
         leaves = []
@@ -318,6 +341,7 @@ class Detector:
         """Fresh parameters: ``{"backbone": ..., "fpn": ..., "head": ...}`` (the RPN and SSD have no FPN;
         Faster R-CNN: ``{"backbone", "fpn", "rpn", "roi_heads"}``, :func:`refdet.faster_rcnn.init`)."""
         rng = _checks.as_rng(rng)
+        dtype = _checks.check_float_dtype(dtype)
         cfg = self.config
         if cfg.model == "faster_rcnn":
             return _frcnn.init(self, rng=rng, dtype=dtype)
@@ -352,6 +376,7 @@ class Detector:
         cfg = self.config
         if cfg.model == "faster_rcnn":
             return _frcnn.forward(self, params, x)
+        self._check_params(params)
         feats, bcache = backbone_forward(params["backbone"], x)
         inputs = [feats[i] for i in self.in_stages]
         fcache = None
@@ -422,6 +447,20 @@ class Detector:
         return grads
 
     # -- targets ---------------------------------------------------------------------------------
+    def _check_params(self, params):
+        """``{"backbone", "head"}`` (+ ``"fpn"`` for RetinaNet and YOLO) dicts, as :meth:`init` returns."""
+        want = ("backbone", "fpn", "head") if self.config.model in ("retinanet", "yolo") else ("backbone", "head")
+        if not isinstance(params, dict):
+            raise TypeError(f"`params` must be the dict init() returns (keys {want}); got {_checks._describe(params)}")
+        missing = [k for k in want if k not in params]
+        extra = [k for k in params if k not in want]
+        if missing or extra:
+            raise ValueError(f"`params` must have the keys {want}; missing {missing}, unexpected {extra}")
+        for k in want:
+            if not isinstance(params[k], dict):
+                raise TypeError(f"`params['{k}']` must be a dict of arrays; got {_checks._describe(params[k])}")
+        _check_backbone(params["backbone"], "params['backbone']")
+
     def _check_targets(self, targets, b):
         if not isinstance(targets, (list, tuple)) or len(targets) != b:
             raise ValueError(f"`targets` must be a list of {b} (boxes, labels) pairs; got "
@@ -430,7 +469,7 @@ class Detector:
         k = self.config.num_classes
         for i, t in enumerate(targets):
             if not isinstance(t, (list, tuple)) or len(t) != 2:
-                raise ValueError(f"`targets[{i}]` must be a (boxes, labels) pair")
+                raise TypeError(f"`targets[{i}]` must be a (boxes, labels) pair; got {_checks._describe(t)}")
             bx = _checks.as_boxes(t[0], f"targets[{i}] boxes", dtype=np.float64)
             # the RPN is class-agnostic: any class id is an "object"
             high = None if self.config.model == "rpn" else k - 1
@@ -503,6 +542,8 @@ class Detector:
             cls, box, _ = self.forward(params, x)
             return self._yolo_assign(cls, box, self._check_targets(targets, x.shape[0]))
         n = len(self.anchors)
+        targets = _checks.check_sequence(targets, "targets", "a list of (boxes, labels) pairs")
+        targets = self._check_targets(targets, len(targets))
         b = len(targets)
         labels = np.empty((b, n), dtype=np.int64)
         deltas = np.zeros((b, n, 4), dtype=np.float64)
@@ -650,6 +691,12 @@ class Detector:
         torchvision's ``postprocess_detections``; ``topk_candidates`` is not used: the configuration's
         ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` play its part).
         """
+        # every option checked, whichever model uses it (the RPN keeps torchvision's own thresholds)
+        score_threshold = _checks.check_unit_threshold(score_threshold, "score_threshold",
+                                                       source="the scores are probabilities")
+        nms_threshold = _checks.check_unit_threshold(nms_threshold, "nms_threshold")
+        topk_candidates = _checks.check_int(topk_candidates, "topk_candidates", low=0)
+        detections_per_image = _checks.check_int(detections_per_image, "detections_per_image", low=0)
         cfg = self.config
         if cfg.model == "faster_rcnn":
             return _frcnn.detect(self, params, self._images(images), score_threshold=score_threshold,

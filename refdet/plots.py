@@ -27,6 +27,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from refdet import _checks
+
 __all__ = ["have_matplotlib", "anchors_figure", "plot_anchors", "anchor_label", "head_layout_figure",
            "plot_head_layout", "assignment_figure", "plot_assignment", "nms_figure", "plot_nms",
            "detections_figure", "plot_detections", "focal_loss_curve", "focal_loss_figure", "plot_focal_loss",
@@ -557,8 +559,12 @@ def plot_detections(images, detections, gts, path, **kw) -> str:
 
 def focal_loss_curve(p_t, gamma):
     """FL(p_t) = -(1 - p_t)^gamma * log(p_t): the curve of Fig. 1 of the Focal Loss paper (alpha = 1)."""
-    p_t = np.asarray(p_t, dtype=np.float64)
-    return -((1.0 - p_t) ** gamma) * np.log(p_t)
+    p = _checks.as_float_array(p_t, "p_t", dtype=np.float64)
+    if p.size and (p.min() <= 0 or p.max() > 1):
+        raise ValueError(f"`p_t` must lie in (0, 1] (log(0) is -inf); got range [{p.min()}, {p.max()}]")
+    g = _checks.check_positive(gamma, "gamma", strict=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -((1.0 - p) ** g) * np.log(p)
 
 
 def focal_loss_figure(gammas=(0, 0.5, 1, 2, 5), *, used_gamma=2.0, used_alpha=0.25, title=None):

@@ -214,6 +214,15 @@ def sample_rois(proposals, gt_boxes, gt_labels, *, num_classes: Optional[int] = 
     for i in range(B):
         p = _checks.as_boxes(props[i], f"proposals[{i}]")
         g = _checks.as_boxes(gts[i], f"gt_boxes[{i}]", dtype=p.dtype)
+        # every sampled RoI is a reference box of the box coder (the gts join the candidates): its
+        # width and height must be > 0 (encode_boxes' rule), checked here to name the argument
+        for arr, what in ((p, f"proposals[{i}]"), (g, f"gt_boxes[{i}]")):
+            plus = 1 if conventions.resolve("encode_boxes", name)["plus_one"] else 0
+            bad = ~((arr[:, 2] - arr[:, 0] + plus > 0) & (arr[:, 3] - arr[:, 1] + plus > 0))
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"`{what}` row {j} has a width or height <= 0: {arr[j].tolist()} (RoIs are encoded "
+                                 f"against: detectron2's box coder asserts positive sizes)")
         lab = _checks.as_int_labels(gls[i], f"gt_labels[{i}]", n=len(g))
         if s.background == "first" and lab.size and lab.min() < 1:
             raise ValueError(f"`gt_labels[{i}]` must be object classes >= 1 (0 is the background); got {lab.min()}")
