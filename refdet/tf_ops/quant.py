@@ -261,7 +261,7 @@ def _quantize_slice(x, imin, imax, T, mode, round_mode, narrow_range, ensure_min
         lo = int(info.min) + (1 if narrow_range else 0)
         hi = int(info.max)
         big = np.finfo(F).max
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             s_min = F(lo) / mn if F(lo) * mn > 0 else big
             s_max = F(hi) / mx if F(hi) * mx > 0 else big
         scale = F(min(s_min, s_max))
