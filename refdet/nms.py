@@ -148,8 +148,10 @@ conventions.register(
                   "discard": "any", "hard_above_threshold": False},
         "caffe": {"inclusive": False, "plus_one": True, "gaussian_denominator": "sigma",
                   "discard": "overlapping", "hard_above_threshold": False},
+        # TF's soft mode has no hard threshold (non_max_suppression_op.cc: suppress_weight returns the
+        # Gaussian weight whenever is_soft_nms; checked against TF 2.21 in tests/test_tf_nms.py)
         "tf": {"inclusive": False, "plus_one": False, "gaussian_denominator": "2sigma",
-               "discard": "any", "hard_above_threshold": True},
+               "discard": "any", "hard_above_threshold": False},
         "paper": {"inclusive": True, "plus_one": False, "gaussian_denominator": "sigma",
                   "discard": "any", "hard_above_threshold": False},
     },
@@ -173,7 +175,8 @@ conventions.register(
                    "(only boxes with iw > 0 and ih > 0)"),
         "hard_above_threshold": conventions.flag(
             "Gaussian mode also drops boxes whose IoU exceeds iou_threshold",
-            source="TF non_max_suppression_op.cc (soft NMS with a hard IoU threshold)"),
+            source="a hard cut some ports add to Gaussian soft-NMS; TF non_max_suppression_op.cc does "
+                   "not (is_soft_nms: the weight applies at every IoU, iou_threshold unused)"),
     },
     doc="Bodla et al. 2017 (arXiv:1704.04503) Algorithm 1: linear s*(1 - iou) if iou >= Nt, Gaussian "
         "s*exp(-iou^2/sigma). All implementations select the current maximum with a strict '<' scan "
@@ -418,7 +421,7 @@ def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, method: str = "gaussian",
         method="linear"    1 - o  if o > iou_threshold (o >= with inclusive=True), else 1
         method="gaussian"  exp(-o^2 / sigma)        gaussian_denominator="sigma"  (paper, Detectron1, mmcv)
                            exp(-0.5 * o^2 / sigma)  gaussian_denominator="2sigma" (TF, OpenVINO)
-                           and 0 if o > iou_threshold when hard_above_threshold (TF)
+                           and 0 if o > iou_threshold when hard_above_threshold
         method="hard"      0      if o > iou_threshold (>= inclusive), else 1   (greedy NMS; mmcv "naive")
 
     Parameters
@@ -441,7 +444,8 @@ def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, method: str = "gaussian",
         torchvision has no Soft-NMS: its profile is the paper's formulas with torchvision's
         continuous boxes and strict ``>``. ``"mmdet"``: mmcv ``softnms_cpu``. ``"caffe"``: Detectron1
         ``cython_nms.soft_nms`` (+1 widths, strict ``>``, only overlapping boxes are dropped).
-        ``"tf"``: the ``-0.5 / sigma`` scale with hard suppression above the threshold.
+        ``"tf"``: the ``-0.5 / sigma`` scale, no hard threshold (TF's exact kernel, with its
+        lazy decay, ``<=`` score cut and float32 ``expf``, is :func:`refdet.tf_ops.non_max_suppression`).
     inclusive, plus_one, gaussian_denominator, discard, hard_above_threshold : optional
         Override the profile (table at the end).
 

@@ -7,6 +7,7 @@ Usage::
     refdet verify onnxruntime             ONNX NonMaxSuppression / Relu / Conv run by onnxruntime
     refdet verify onnx-reference          the same nodes run by onnx.reference
     refdet verify ultralytics             ultralytics' YOLO ops (TAL, NMS, DFL, ...; the `yolo` extra)
+    refdet verify tensorflow              TF's kernels (NMS V3/V5, CombinedNMS, ...; the `tensorflow` extra)
     refdet verify self                    only refdet's self-check
     refdet verify --op nms mypkg.ops:nms --convention torchvision
     refdet verify --op focal_loss mypkg.losses:focal --grad mypkg.losses:focal_grad
@@ -354,6 +355,11 @@ TARGETS["onnx-reference"] = (TARGETS["onnx-reference"][0],
                                              lambda: _onnx_roi_adapters("onnx-reference")))
 
 
+TARGETS["tensorflow"] = (("tensorflow",), lambda: importlib.import_module("refdet.runtimes.tensorflow").adapters())
+TARGET_EXTRAS["tensorflow"] = "tensorflow"
+_GRAD_OPS += ("tf_crop_and_resize", "tf_fake_quant", "tf_conv2d", "tf_sigmoid_cross_entropy")
+
+
 def _installed(modules):
     import importlib.util
 
@@ -390,7 +396,7 @@ def run_target(target, *, ops=None, n_cases=50, seed=0, progress=None):
     mods, factory = TARGETS[target]
     if not _installed(mods):
         missing = [m for m in mods if not _installed((m,))]
-        raise ValueError(f"target {target!r} needs {', '.join(missing)}, which is not installed: "
+        raise ValueError(f"refdet verify {target} needs {', '.join(missing)}: "
                          f"pip install 'refdet[{TARGET_EXTRAS[target]}]'")
     adapters = factory()
     unknown = [o for o in (ops or ()) if o not in adapters]
@@ -877,7 +883,7 @@ def verify(target=None, *, op=None, convention="torchvision", grad=None, n_cases
 def _verify_args(p):
     from refdet.apps.args import int_range
     p.add_argument("target", nargs="?", default=None,
-                   help="torchvision | onnxruntime | onnx-reference | ultralytics | self | module:callable "
+                   help="torchvision | onnxruntime | onnx-reference | ultralytics | tensorflow | self | module:callable "
                         "(omit: self-check + every installed backend)")
     p.add_argument("--op", default=None, help="the op a module:callable implements (or restrict a backend to "
                    "one op): nms, batched_nms, box_iou, generalized_box_iou, match, encode_boxes, decode_boxes, "

@@ -284,10 +284,12 @@ def test_soft_nms_gaussian_golden():
     # paper / mmcv: 0.8 * exp(-0.5^2 / 0.5) = 0.8 * exp(-0.5) = 0.485225...
     r = soft_nms(b, s, sigma=0.5)
     np.testing.assert_allclose(r.scores, [0.9, 0.8 * math.exp(-0.5)], rtol=1e-15)
-    # TF: exp(-0.5 * 0.25 / 0.5) = exp(-0.25); and IoU 0.5 > 0.3 is hard-suppressed in the tf profile
+    # TF: exp(-0.5 * 0.25 / 0.5) = exp(-0.25), and no hard cut at IoU 0.5 > 0.3 (TF's soft mode has
+    # none: tests/test_tf_nms.py runs TF); hard_above_threshold=True adds that cut
     r = soft_nms(b, s, sigma=0.5, gaussian_denominator="2sigma")
     np.testing.assert_allclose(r.scores, [0.9, 0.8 * math.exp(-0.25)], rtol=1e-15)
-    assert soft_nms(b, s, sigma=0.5, convention="tf").indices.tolist() == [0]
+    assert soft_nms(b, s, sigma=0.5, convention="tf").indices.tolist() == [0, 1]
+    assert soft_nms(b, s, sigma=0.5, convention="tf", hard_above_threshold=True).indices.tolist() == [0]
     # +1 widths (Detectron1): I = 11 * 6 = 66, U = 121 + 66 - 66 = 121, IoU = 6/11
     r = soft_nms(b, s, sigma=0.5, convention="caffe")
     np.testing.assert_allclose(r.scores[1], 0.8 * math.exp(-(6 / 11) ** 2 / 0.5), rtol=1e-15)

@@ -69,6 +69,7 @@ EXTRAS = {
     "hypothesis": ("test",),
     "pytest": ("test",),
     "ultralytics": ("yolo",),
+    "tensorflow_cpu": ("tensorflow",),     # the distribution tensorflow-cpu; its module is `tensorflow`
     "sphinx": ("docs",),
     "numpydoc": ("docs",),
     "sphinx_gallery": ("docs",),

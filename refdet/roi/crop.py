@@ -28,8 +28,9 @@ boxes always get ``CropAndResizeGradBoxes``, the *bilinear* derivative, even for
 
 Dtypes: float32 follows the kernel's float32 expressions (``(y2 - y1) * (H - 1) / (CH - 1)``, the
 lerps, and for the box gradient its own ``height_ratio = (H - 1) / (CH - 1)``); TF always computes in
-float32, float64 here is the oracle. TF is not installed with refdet's extras, so these order-of-
-operation details are checked against golden vectors worked by hand, not against TF itself.
+float32, float64 here is the oracle. ``tests/test_tf_image.py`` holds the forward pass and both
+gradients equal to TF 2.21's bit for bit (float32), including the box gradient of a crop one pixel
+high or wide, whose terms TF adds in double (``image_grad_y * 0.5 * (image_height - 1)``).
 The readable version is :func:`refdet.reference.roi.crop_and_resize_reference`.
 """
 from __future__ import annotations
@@ -284,18 +285,24 @@ def _box_grads(nhwc, b, idx, g, CH, CW):
         d_y1 = grad_y * (dt.type(H - 1) - yy)
         d_y2 = grad_y * yy
     else:
-        d_y1 = d_y2 = (grad_y * 0.5 * (H - 1)).astype(dt)
+        # `image_grad_y * 0.5 * (image_height - 1)` is a double: the sum below adds it in double
+        d_y1 = d_y2 = grad_y.astype(np.float64) * 0.5 * (H - 1)
     if CW > 1:
         ratio = dt.type(W - 1) / dt.type(CW - 1)
         xx = np.arange(CW, dtype=dt)[None, None, :, None] * ratio
         d_x1 = grad_x * (dt.type(W - 1) - xx)
         d_x2 = grad_x * xx
     else:
-        d_x1 = d_x2 = (grad_x * 0.5 * (W - 1)).astype(dt)
+        d_x1 = d_x2 = grad_x.astype(np.float64) * 0.5 * (W - 1)
 
-    def seq_sum(t):                       # `grads_boxes(b, j) += ...` one term at a time
+    def seq_sum(t):                       # `grads_boxes(b, j) += ...` one term at a time, from +0.0
         flat = t.reshape(K, -1)
-        return np.add.accumulate(flat, axis=1)[:, -1] if flat.shape[1] else np.zeros(K, dt)
+        if t.dtype == dt:
+            return np.add.accumulate(np.concatenate([np.zeros((K, 1), dt), flat], axis=1), axis=1)[:, -1]
+        acc = np.zeros(K, dt)                # a double term: `float += double` rounds once per step
+        for j in range(flat.shape[1]):
+            acc = (acc.astype(np.float64) + flat[:, j]).astype(dt)
+        return acc
     return np.stack([seq_sum(d_y1), seq_sum(d_x1), seq_sum(d_y2), seq_sum(d_x2)], axis=1).astype(dt)
 
 

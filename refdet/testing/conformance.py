@@ -1490,3 +1490,8 @@ __all__ += ["check_make_anchors", "check_dfl_decode", "check_yolo_decode", "chec
             "check_yolov5_decode", "check_yolox_decode", "check_task_aligned_assign", "check_yolo_nms",
             "check_distribution_focal_loss", "check_varifocal_loss", "check_quality_focal_loss"]
 CHECKS.update(YOLO_CHECKS)
+
+# TensorFlow's operators (issue 15): refdet.testing.conformance_tf
+from refdet.testing.conformance_tf import TF_CHECKS  # noqa: E402
+
+CHECKS.update(TF_CHECKS)
