@@ -354,6 +354,13 @@ TARGETS["onnx-reference"] = (TARGETS["onnx-reference"][0],
                                              lambda: _onnx_roi_adapters("onnx-reference")))
 
 
+# --- other runtimes (issue 15): refdet.runtimes.adapters, checks in refdet.testing.conformance_runtimes ---
+from refdet.runtimes import adapters as _runtime_adapters  # noqa: E402  (NumPy only; runtimes imported lazily)
+
+TARGETS["opencv"] = (("cv2",), _runtime_adapters.opencv_adapters)
+TARGET_EXTRAS["opencv"] = "opencv"
+
+
 def _installed(modules):
     import importlib.util
 

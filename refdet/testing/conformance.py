@@ -1456,3 +1456,8 @@ __all__ += ["check_make_anchors", "check_dfl_decode", "check_yolo_decode", "chec
             "check_yolov5_decode", "check_yolox_decode", "check_task_aligned_assign", "check_yolo_nms",
             "check_distribution_focal_loss", "check_varifocal_loss", "check_quality_focal_loss"]
 CHECKS.update(YOLO_CHECKS)
+
+# other runtimes (issue 15): refdet.testing.conformance_runtimes (OpenCV dnn, OpenVINO)
+from refdet.testing.conformance_runtimes import RUNTIME_CHECKS  # noqa: E402
+
+CHECKS.update(RUNTIME_CHECKS)

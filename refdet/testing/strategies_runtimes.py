@@ -1,0 +1,107 @@
+"""Hypothesis strategies for the runtime operators of :mod:`refdet.runtimes` (OpenCV dnn, OpenVINO).
+
+Each strategy returns a dict of keyword arguments (NumPy arrays and numbers) built to hit the edge
+cases the runtimes define differently: rects and boxes on a coarse grid (identical, touching and
+zero-area ones), scores drawn from a few levels (ties), score thresholds equal to a score, and IoU
+thresholds equal to the IoU of some pair as the runtime computes it.
+"""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+__all__ = ["opencv_rects", "opencv_nms_cases", "opencv_soft_nms_cases", "openvino_nms_cases"]
+
+
+@st.composite
+def opencv_rects(draw, *, min_n=0, max_n=24, integer=None):
+    """``(x, y, w, h)`` rects, shape (N, 4): int32 (``cv::Rect``) or float64 (``cv::Rect2d``) on a
+    grid of 0.5; clustered so that overlaps are common; some rects repeated, some of zero width or
+    height (and rarely negative)."""
+    if integer is None:
+        integer = draw(st.booleans())
+    n = draw(st.integers(min_n, max_n))
+    step = 1.0 if integer else 0.5
+    xy = st.integers(-6, 24).map(lambda v: v * step)
+    wh = st.one_of(st.integers(0, 14).map(lambda v: v * step), st.just(0.0), st.integers(-2, -1).map(float))
+    rows = []
+    for _ in range(n):
+        if rows and draw(st.integers(0, 5)) == 0:
+            rows.append(list(rows[draw(st.integers(0, len(rows) - 1))]))     # a duplicate
+        else:
+            rows.append([draw(xy), draw(xy), draw(wh), draw(wh)])
+    arr = np.array(rows, np.float64).reshape(n, 4)
+    return arr.astype(np.int32) if integer else arr
+
+
+def _tied(draw, n):
+    pool = draw(st.lists(st.sampled_from([0.05, 0.1, 0.25, 0.3, 0.5, 0.6, 0.75, 0.9, 1.0]), min_size=1, max_size=4))
+    one = st.one_of(st.sampled_from(pool), st.floats(0.0, 1.0, width=32))
+    return np.array(draw(st.lists(one, min_size=n, max_size=n)), np.float32)
+
+
+@st.composite
+def opencv_nms_cases(draw, *, integer=None, batched=False, max_n=24):
+    """Arguments of ``cv2.dnn.NMSBoxes``: ``rects, scores, score_threshold, nms_threshold, eta,
+    top_k`` (and ``class_ids`` with ``batched=True``). The NMS threshold is often exactly the float32
+    overlap of some pair as OpenCV computes it, the score threshold often equal to a score."""
+    from refdet.runtimes.opencv import rect_overlap
+
+    r = draw(opencv_rects(integer=integer, max_n=max_n))
+    n = len(r)
+    s = _tied(draw, n)
+    sthr = float(draw(st.sampled_from([0.0, 0.0, 0.2, 0.5])))
+    if n and draw(st.booleans()):
+        sthr = float(s[draw(st.integers(0, n - 1))])
+    thr = float(draw(st.sampled_from([0.0, 0.3, 0.4, 0.5, 0.7, 1.0])))
+    if n >= 2 and draw(st.booleans()):
+        i, j = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+        o = float(rect_overlap(r[i:i + 1], r[j:j + 1])[0, 0])
+        if np.isfinite(o) and o >= 0:
+            thr = o
+    case = dict(rects=r, scores=s, score_threshold=sthr, nms_threshold=thr,
+                eta=float(draw(st.sampled_from([1.0, 1.0, 0.9, 0.7]))), top_k=int(draw(st.sampled_from([0, 0, 1, 3, 8]))))
+    if batched:
+        case["class_ids"] = np.array(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), np.int32)
+    return case
+
+
+@st.composite
+def opencv_soft_nms_cases(draw, *, max_n=20):
+    """Arguments of ``cv2.dnn.softNMSBoxes``: int rects, tied scores, thresholds, ``top_k``, ``sigma``,
+    ``method`` ("linear" or "gaussian")."""
+    c = draw(opencv_nms_cases(integer=True, max_n=max_n))
+    return dict(rects=c["rects"], scores=c["scores"], score_threshold=c["score_threshold"],
+                nms_threshold=c["nms_threshold"], top_k=int(draw(st.sampled_from([0, 0, 2, 5]))),
+                sigma=float(draw(st.sampled_from([0.5, 0.5, 0.1, 1.0]))),
+                method=draw(st.sampled_from(["linear", "gaussian"])))
+
+
+@st.composite
+def openvino_nms_cases(draw, *, max_batch=2, max_classes=3, max_n=16):
+    """Arguments of OpenVINO ``NonMaxSuppression-9``: ``boxes (B, N, 4)``, ``scores (B, C, N)``,
+    ``max_output_boxes_per_class``, ``iou_threshold``, ``score_threshold``, ``soft_nms_sigma``,
+    ``box_encoding``, ``sort_result_descending``. Boxes on a grid (ties, degenerate, flipped
+    corners), tied scores, thresholds that are often a score or 0."""
+    b = draw(st.integers(1, max_batch))
+    c = draw(st.integers(1, max_classes))
+    n = draw(st.integers(0, max_n))
+    enc = draw(st.sampled_from(["corner", "center"]))
+    v = st.integers(-4, 20).map(lambda k: k * 0.5)
+    boxes = np.array(draw(st.lists(st.lists(v, min_size=4, max_size=4), min_size=b * n, max_size=b * n)),
+                     np.float32).reshape(b, n, 4)
+    if enc == "center":
+        boxes[..., 2:] = np.abs(boxes[..., 2:])
+    if n and draw(st.booleans()):
+        boxes[:, -1] = boxes[:, 0]                      # a duplicate box in every image
+    scores = np.stack([_tied(draw, n) for _ in range(b * c)]).reshape(b, c, n) if n else \
+        np.zeros((b, c, 0), np.float32)
+    sthr = float(draw(st.sampled_from([0.0, 0.0, 0.25, 0.5])))
+    if scores.size and draw(st.booleans()):
+        sthr = float(scores.ravel()[draw(st.integers(0, scores.size - 1))])
+    return dict(boxes=boxes, scores=scores,
+                max_output_boxes_per_class=int(draw(st.sampled_from([0, 1, 3, 100]))),
+                iou_threshold=float(draw(st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]))),
+                score_threshold=sthr,
+                soft_nms_sigma=float(draw(st.sampled_from([0.0, 0.0, 0.5, 1.0]))),
+                box_encoding=enc, sort_result_descending=draw(st.booleans()))
