@@ -237,3 +237,57 @@ def test_conformance_soft_names_tf_gaussian():
         return res.indices, res.scores
     rep = cr.check_opencv_soft_nms_boxes(tf_like, n_cases=0, raise_on_failure=False)
     assert not rep.ok and "differs" in rep.first_mismatch
+
+
+# ---------------------------------------------------------------------------------------------------
+# blobFromImage
+# ---------------------------------------------------------------------------------------------------
+
+@given(srt.opencv_blob_cases())
+def test_blob_from_image_equals_cv2(case):
+    cv2 = _cv2()
+    got = O.blob_from_image(**case)
+    want = cv2.dnn.blobFromImage(case["image"], case["scalefactor"], case["size"], case["mean"], case["swap_rb"],
+                                 case["crop"])
+    assert got.shape == want.shape and got.dtype == np.float32
+    resized = case["size"] is not None and tuple(case["size"]) != case["image"].shape[1::-1]
+    if not resized:
+        np.testing.assert_array_equal(got, want)            # bit for bit
+    else:
+        tol = 16 * np.finfo(np.float32).eps * max(float(np.abs(want).max(initial=1.0)),
+                                                  255 * case["scalefactor"])
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+
+
+def test_blob_mean_is_in_output_channel_order():
+    # one BGR pixel (10, 20, 30); swapRB: blob channels are (30, 20, 10), minus mean (1, 2, 3), times 0.5
+    blob = O.blob_from_image(np.array([[[10, 20, 30]]], np.uint8), 0.5, mean=(1, 2, 3), swap_rb=True)
+    np.testing.assert_array_equal(blob[0, :, 0, 0], [14.5, 9.0, 3.5])
+
+
+def test_blob_crop_takes_the_centre_window():
+    # 4 x 8 image to 4 x 4 with crop: factor max(4/8, 4/4) = 1, no resize, window x 2..5
+    img = np.arange(4 * 8, dtype=np.float32).reshape(4, 8)
+    np.testing.assert_array_equal(O.blob_from_image(img, size=(4, 4), crop=True)[0, 0], img[:, 2:6])
+
+
+def test_blob_bad_input():
+    with pytest.raises(ValueError, match="uint8.*fixed-point"):
+        O.blob_from_image(np.zeros((4, 4, 3), np.uint8), size=(8, 8))
+    with pytest.raises(ValueError, match="float32.*OpenCV"):
+        O.blob_from_image(np.zeros((4, 4, 3), np.float64))
+    with pytest.raises(ValueError, match="image"):
+        O.blob_from_image(np.zeros((4, 4, 2), np.float32))
+    with pytest.raises(ValueError, match="mean"):
+        O.blob_from_image(np.zeros((4, 4, 3), np.float32), mean=(1, 2, 3, 4, 5))
+
+
+def test_blob_conformance_passes_for_cv2_and_names_mean_order():
+    cv2 = _cv2()
+    assert cr.check_opencv_blob_from_image(lambda *a: cv2.dnn.blobFromImage(*a), n_cases=40).ok
+
+    def bgr_mean(img, sf, size, mean, swap, crop):
+        m = list(mean) + [0.0] * (4 - len(mean))
+        return cv2.dnn.blobFromImage(img, sf, size, (m[2], m[1], m[0], m[3]) if swap else tuple(m), swap, crop)
+    rep = cr.check_opencv_blob_from_image(bgr_mean, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "mean applied in the input (BGR) order" in rep.first_mismatch

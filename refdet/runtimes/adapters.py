@@ -29,4 +29,6 @@ def opencv_adapters():
         "opencv_nms_boxes": dict(fn=nms),
         "opencv_nms_boxes_batched": dict(fn=batched),
         "opencv_soft_nms_boxes": dict(fn=soft),
+        "opencv_blob_from_image": dict(fn=lambda img, sf, size, mean, swap, crop: cv2.dnn.blobFromImage(
+            img, sf, size, mean, swap, crop)),
     }

@@ -1,4 +1,5 @@
-"""OpenCV dnn's detection helpers, reproduced exactly: ``NMSBoxes``, ``NMSBoxesBatched``, ``softNMSBoxes``.
+"""OpenCV dnn's detection helpers, reproduced exactly: ``NMSBoxes``, ``NMSBoxesBatched``, ``softNMSBoxes``,
+``blobFromImage``.
 
 OpenCV's boxes are ``cv::Rect`` / ``cv::Rect2d``: ``(x, y, width, height)``, not corners. The Python
 binding picks the overload from the array: integer arrays are ``std::vector<cv::Rect>`` (int32
@@ -45,7 +46,8 @@ import numpy as np
 from refdet import _checks
 from refdet import _nms_engine as _engine
 
-__all__ = ["rect_overlap", "nms_boxes", "nms_boxes_batched", "soft_nms_boxes", "SoftNMSBoxesResult"]
+__all__ = ["rect_overlap", "nms_boxes", "nms_boxes_batched", "soft_nms_boxes", "SoftNMSBoxesResult",
+           "blob_from_image"]
 
 _INT32_MAX = 2 ** 31 - 1
 _F32 = np.float32
@@ -413,3 +415,140 @@ def soft_nms_boxes(rects: np.ndarray, scores: np.ndarray, score_threshold: float
             w = np.exp(x.astype(np.float64)).astype(np.float32)  # expf, correctly rounded (glibc)
             cur[rest] = cur[rest] * w                            # float32 product
     return SoftNMSBoxesResult(np.array(ind, np.int64), np.array(out, np.float32))
+
+
+# --------------------------------------------------------------------------------------------------
+# blobFromImage
+# --------------------------------------------------------------------------------------------------
+
+def _linear_taps(in_size: int, out_size: int, scale: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's INTER_LINEAR taps along one axis (``resize.cpp``, the coefficient loop of ``resize``):
+    ``fx = (float)((d + 0.5) * scale - 0.5)``, ``sx = floor(fx)``, ``fx -= sx``; left of the image
+    ``sx = 0, fx = 0``; at or past the last pixel ``sx = in - 1, fx = 0``. Returns ``(sx, sx + 1
+    clipped, fx)`` with ``fx`` float32."""
+    d = np.arange(out_size, dtype=np.float64)
+    f = ((d + 0.5) * scale - 0.5).astype(np.float32)
+    s = np.floor(f).astype(np.int64)
+    f = (f - s.astype(np.float32)).astype(np.float32)
+    left = s < 0
+    s[left], f[left] = 0, 0
+    right = s >= in_size - 1
+    s[right], f[right] = in_size - 1, 0
+    return s, np.minimum(s + 1, in_size - 1), f
+
+
+def _resize_linear_f32(img: np.ndarray, out_h: int, out_w: int, scale_y: float, scale_x: float) -> np.ndarray:
+    """``cv::resize(INTER_LINEAR)`` of a float32 (H, W, C) image: horizontal pass then vertical pass,
+    each ``a * (1 - f) + b * f`` in float32 (``HResizeLinear`` / ``VResizeLinear``)."""
+    x0, x1, fx = _linear_taps(img.shape[1], out_w, scale_x)
+    y0, y1, fy = _linear_taps(img.shape[0], out_h, scale_y)
+    one = _F32(1)
+    ax = (one - fx)[None, :, None]
+    bx = fx[None, :, None]
+    rows = img[:, x0] * ax + img[:, x1] * bx                     # (H, out_w, C), float32
+    ay = (one - fy)[:, None, None]
+    by = fy[:, None, None]
+    return rows[y0] * ay + rows[y1] * by
+
+
+def blob_from_image(image: np.ndarray, scalefactor: float = 1.0, size: Optional[Tuple[int, int]] = None,
+                    mean=(0.0, 0.0, 0.0, 0.0), swap_rb: bool = False, crop: bool = False) -> np.ndarray:
+    """``cv2.dnn.blobFromImage``: resize (and centre-crop), swap R and B, subtract the mean, scale; NCHW.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C) with C in {1, 3, 4}
+        uint8 or float32 (OpenCV's blob depth is CV_32F; other depths fail its depth assertion).
+    scalefactor : float
+        Multiplies every value after the mean is subtracted.
+    size : (width, height), optional
+        OpenCV's ``Size`` order (width first). ``None`` or the image's own size: no resize.
+        Resizing (bilinear, OpenCV's ``INTER_LINEAR`` taps, see :func:`_linear_taps`) is reproduced
+        for float32 images; a uint8 image is resized by OpenCV before the float conversion with its
+        fixed-point interpolation, which is not reproduced (``ValueError``: convert the image to
+        float32 first, the result is then exact).
+    mean : sequence of up to 4 floats
+        Per channel, **in the output channel order**: with ``swap_rb`` OpenCV swaps ``mean[0]`` and
+        ``mean[2]`` along with the planes, so ``mean`` is given as RGB when the blob is RGB.
+    swap_rb : bool
+        Output channel 0 is input channel 2 and vice versa (BGR <-> RGB); 3 or 4 channels.
+    crop : bool
+        With ``size``: scale by ``max(W' / W, H' / H)`` (float32) keeping the aspect ratio
+        (``resize(img, Size(), f, f)``: output size ``round(W * f)``, coordinate scale ``1 / f``) and
+        take the centre ``W' x H'`` window at ``(int(0.5 * (w - W')), int(0.5 * (h - H')))``.
+
+    Returns
+    -------
+    ndarray of float32, shape (1, C, H', W')
+        ``(float32(pixel) - float32(mean[c])) * float32(scalefactor)``, each step rounded to float32.
+
+    Notes
+    -----
+    Exactness: without a resize the blob equals OpenCV's bit for bit. With a resize the sizes, taps
+    and crop window are OpenCV's, but OpenCV 5's float ``INTER_LINEAR`` does not round like the
+    textbook two passes computed here (with or without IPP: a constant image does not even stay
+    constant there), so a resized blob agrees to within ``16 * eps(float32) * max|pixel|``.
+
+    Source: ``modules/dnn/src/dnn_utils.cpp`` ``blobFromImages`` -> ``matFromImagesWithParams``
+    (``resize``, ``convertTo(CV_32F)``, ``subtract(images, mean)``, ``multiply(images,
+    scalefactor)``, ``split`` into the planes with ``ch[0]`` and ``ch[2]`` swapped);
+    ``modules/imgproc/src/resize.cpp`` for the taps.
+
+    Examples
+    --------
+    >>> img = np.array([[[10, 20, 30]]], dtype=np.uint8)              # one BGR pixel
+    >>> blob_from_image(img, 0.5, mean=(1, 2, 3), swap_rb=True)[0, :, 0, 0]
+    array([14.5,  9. ,  3.5], dtype=float32)
+    """
+    img = _checks.as_array(image, "image")
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ValueError(f"`image` must have shape (H, W) or (H, W, C) with C in 1, 3, 4; got {img.shape}")
+    if img.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"`image` must be uint8 or float32 (OpenCV blobFromImage asserts the image depth equals "
+                         f"the CV_32F blob depth after converting CV_8U); got {img.dtype}")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ValueError(f"`image` must not be empty; got shape {img.shape}")
+    sf = _checks.check_real(scalefactor, "scalefactor")
+    m = np.zeros(4)
+    mv = np.atleast_1d(_checks.as_array(mean, "mean")).astype(np.float64)
+    if mv.ndim != 1 or len(mv) > 4:
+        raise ValueError(f"`mean` must hold at most 4 values (a cv::Scalar); got shape {mv.shape}")
+    m[:len(mv)] = mv
+    if not isinstance(swap_rb, (bool, np.bool_)) or not isinstance(crop, (bool, np.bool_)):
+        raise TypeError(f"`swap_rb` and `crop` must be bools; got {swap_rb!r}, {crop!r}")
+    h, w, c = img.shape
+    if size is not None:
+        sz = tuple(size)
+        if len(sz) != 2:
+            raise ValueError(f"`size` must be (width, height); got {size!r}")
+        tw, th = (_checks.check_int(v, "size", low=0) for v in sz)
+        if (tw, th) == (0, 0):
+            tw, th = w, h                                       # Size() means the image's own size
+    else:
+        tw, th = w, h
+    x = img
+    if (tw, th) != (w, h):
+        if tw <= 0 or th <= 0:
+            raise ValueError(f"`size` must be positive (width, height); got {size!r}")
+        if img.dtype == np.uint8:
+            raise ValueError("`image`: resizing a uint8 image uses OpenCV's fixed-point INTER_LINEAR, which refdet "
+                             "does not reproduce; pass image.astype(np.float32) (the blob is the same up to that "
+                             "rounding)")
+        if crop:
+            f = max(_F32(tw) / _F32(w), _F32(th) / _F32(h))    # float resizeFactor
+            f = float(f)
+            rw, rh = int(round(w * f)), int(round(h * f))       # saturate_cast<int>(size * inv_scale)
+            x = _resize_linear_f32(img, rh, rw, 1.0 / f, 1.0 / f)
+            ox, oy = int(0.5 * (rw - tw)), int(0.5 * (rh - th))  # Point(double, double) -> int (truncation)
+            x = x[oy:oy + th, ox:ox + tw]
+        else:
+            x = _resize_linear_f32(img, th, tw, h / th, w / tw)
+    if swap_rb and c >= 3:
+        m[[0, 2]] = m[[2, 0]]
+    x = x.astype(np.float32)
+    x = (x - m[:c].astype(np.float32)) * _F32(sf)               # subtract(mean), multiply(scalefactor)
+    if swap_rb and c >= 3:
+        x = x[:, :, [2, 1, 0, 3][:c]]
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])

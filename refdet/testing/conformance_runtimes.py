@@ -21,12 +21,15 @@ check_opencv_nms_boxes_batched
 check_opencv_soft_nms_boxes
     ``fn(rects (N, 4) int, scores, score_threshold, nms_threshold, top_k, sigma, method) ->
     (indices (K,), scores (K,))`` with ``method`` "linear" or "gaussian"
+check_opencv_blob_from_image
+    ``fn(image (H, W[, C]), scalefactor, size (W, H) or None, mean, swap_rb, crop) -> (1, C, H', W')``
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
+           "check_opencv_blob_from_image",
            "RUNTIME_CHECKS"]
 
 
@@ -399,9 +402,99 @@ def check_opencv_soft_nms_boxes(fn, *, n_cases=100, seed=0, raise_on_failure=Tru
     return _finish(r.run(_opencv_soft_golden(), srt.opencv_soft_nms_cases(), n_cases, seed), raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# OpenCV blobFromImage
+# ---------------------------------------------------------------------------------------------------
+
+def _blob_variants(case):
+    """(description, blob) pairs of the usual blobFromImage mistakes."""
+    from refdet.runtimes.opencv import blob_from_image
+
+    c = dict(case)
+    out = []
+    mean = list(c["mean"]) + [0.0] * (4 - len(c["mean"]))
+    if c["swap_rb"]:
+        swapped = (mean[2], mean[1], mean[0], mean[3])
+        out.append(("mean applied in the input (BGR) order; OpenCV swaps mean[0] and mean[2] with the planes, so "
+                    "mean is given in the output order", dict(c, mean=swapped)))
+        out.append(("R and B not swapped", dict(c, swap_rb=False)))
+    if c["scalefactor"] != 1.0:
+        out.append(("scale applied before the mean is subtracted: (x * scale - mean); OpenCV computes "
+                    "(x - mean) * scale", None))
+    if c["crop"] and c["size"] is not None:
+        out.append(("resized to size without centre-cropping (crop ignored)", dict(c, crop=False)))
+    res = []
+    for desc, kw in out:
+        if kw is None:
+            img = np.asarray(c["image"], np.float32)
+            base = blob_from_image(img, 1.0, c["size"], (0.0,) * 4, c["swap_rb"], c["crop"])
+            m = np.asarray(mean, np.float32)[:base.shape[1]]          # output channel order
+            res.append((desc, base * np.float32(c["scalefactor"]) - m[None, :, None, None]))
+        else:
+            try:
+                res.append((desc, blob_from_image(**kw)))
+            except Exception:
+                continue
+    return res
+
+
+def _blob_compare(fn):
+    from refdet.runtimes.opencv import blob_from_image
+
+    def compare(case):
+        expected = blob_from_image(**case)
+        got = _np(fn(case["image"].copy(), case["scalefactor"], case["size"], case["mean"], case["swap_rb"],
+                     case["crop"])).astype(np.float32)
+        resized = case["size"] is not None and tuple(case["size"]) != case["image"].shape[1::-1]
+        scale = float(np.max(np.abs(expected), initial=1.0))
+        tol = 16 * float(np.finfo(np.float32).eps) * max(scale, 255.0 * abs(case["scalefactor"])) if resized else 0.0
+        if got.shape == expected.shape:
+            err = float(np.max(np.abs(got - expected), initial=0.0))
+            if err <= tol:
+                return err, None
+        else:
+            err = float("inf")
+        lines = [f"blob differs: yours shape {got.shape}, refdet {expected.shape}"
+                 + (f"; max |difference| {err:.3g} (allowed {tol:.3g}{' for a resize' if resized else ''})"
+                    if got.shape == expected.shape else "")]
+        for desc, alt in _blob_variants(case):
+            if alt.shape == got.shape and np.allclose(alt, got, rtol=0, atol=max(tol, 1e-4 * scale)):
+                lines.append(f"  likely cause: {desc}")
+                break
+        return err, "\n".join(lines)
+    return compare
+
+
+def _blob_golden():
+    px = np.array([[[10, 20, 30]]], np.uint8)
+    grad = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
+    return [
+        # (30 - 1) * 0.5 = 14.5: channel 0 of the blob is the image's channel 2 and meets mean[0]
+        ("swapRB with a mean", dict(image=px, scalefactor=0.5, size=None, mean=(1, 2, 3), swap_rb=True, crop=False)),
+        ("gray image", dict(image=grad[:, :, 0], scalefactor=1 / 255, size=None, mean=(0.5,), swap_rb=False,
+                            crop=False)),
+        ("resize up", dict(image=grad, scalefactor=1.0, size=(12, 8), mean=(0,), swap_rb=False, crop=False)),
+        ("resize and centre crop", dict(image=grad, scalefactor=1.0, size=(4, 4), mean=(0,), swap_rb=False,
+                                        crop=True)),
+    ]
+
+
+def check_opencv_blob_from_image(fn, *, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn`` against ``cv2.dnn.blobFromImage`` (:func:`refdet.runtimes.opencv.blob_from_image`).
+
+    ``fn(image, scalefactor, size, mean, swap_rb, crop) -> blob (1, C, H, W)``. Exact without a resize;
+    within ``16 eps * max|value|`` with one (OpenCV 5's float bilinear rounding).
+    """
+    from refdet.testing import strategies_runtimes as srt
+
+    r = _Runner("opencv_blob_from_image", "abs", "opencv", _blob_compare(fn), progress)
+    return _finish(r.run(_blob_golden(), srt.opencv_blob_cases(), n_cases, seed), raise_on_failure)
+
+
 #: op name (``refdet verify --op``) -> check function
 RUNTIME_CHECKS = {
     "opencv_nms_boxes": check_opencv_nms_boxes,
     "opencv_nms_boxes_batched": check_opencv_nms_boxes_batched,
     "opencv_soft_nms_boxes": check_opencv_soft_nms_boxes,
+    "opencv_blob_from_image": check_opencv_blob_from_image,
 }

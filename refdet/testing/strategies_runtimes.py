@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-__all__ = ["opencv_rects", "opencv_nms_cases", "opencv_soft_nms_cases", "openvino_nms_cases"]
+__all__ = ["opencv_rects", "opencv_nms_cases", "opencv_soft_nms_cases", "opencv_blob_cases", "openvino_nms_cases"]
 
 
 @st.composite
@@ -105,3 +105,27 @@ def openvino_nms_cases(draw, *, max_batch=2, max_classes=3, max_n=16):
                 score_threshold=sthr,
                 soft_nms_sigma=float(draw(st.sampled_from([0.0, 0.0, 0.5, 1.0]))),
                 box_encoding=enc, sort_result_descending=draw(st.booleans()))
+
+
+@st.composite
+def opencv_blob_cases(draw, *, max_side=24):
+    """Arguments of ``cv2.dnn.blobFromImage``: ``image`` (H, W[, C]) uint8 or float32, ``scalefactor``,
+    ``size`` (None, the image's own size, or another (width, height): float32 images only, with or
+    without ``crop``), ``mean`` (1 to 4 values), ``swap_rb``, ``crop``."""
+    h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    c = draw(st.sampled_from([1, 3, 3, 4]))
+    dt = draw(st.sampled_from([np.uint8, np.float32]))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, c)).astype(np.uint8) if dt == np.uint8 else \
+        (rng.random((h, w, c)) * 255).astype(np.float32)
+    if c == 1 and draw(st.booleans()):
+        img = img[:, :, 0]
+    size = None
+    if dt == np.float32 and draw(st.booleans()):
+        size = (draw(st.integers(1, max_side + 8)), draw(st.integers(1, max_side + 8)))
+    elif draw(st.booleans()):
+        size = (w, h)
+    mean = tuple(draw(st.lists(st.sampled_from([0.0, 104.0, 117.0, 123.675, 0.5]), min_size=1, max_size=4)))
+    return dict(image=img, scalefactor=float(draw(st.sampled_from([1.0, 1 / 255, 0.017, 2.0]))), size=size,
+                mean=mean, swap_rb=draw(st.booleans()), crop=draw(st.booleans()))
