@@ -32,3 +32,63 @@ def opencv_adapters():
         "opencv_blob_from_image": dict(fn=lambda img, sf, size, mean, swap, crop: cv2.dnn.blobFromImage(
             img, sf, size, mean, swap, crop)),
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# OpenVINO: one-op models built with the opset API, compiled for the CPU plugin
+# ---------------------------------------------------------------------------------------------------
+
+class _OVRunner:
+    """Compile ``build(*parameters) -> node or outputs`` for given input shapes/dtypes on "CPU" and run it.
+    Compiled models are cached by (key, shapes, dtypes)."""
+
+    def __init__(self):
+        import openvino as ov
+
+        self.ov = ov
+        self.core = ov.Core()
+        self.cache = {}
+
+    def run(self, key, build, inputs):
+        ov = self.ov
+        import openvino.opset9 as ops
+
+        sig = (key, tuple((np.asarray(a).shape, np.asarray(a).dtype.str) for a in inputs))
+        compiled = self.cache.get(sig)
+        if compiled is None:
+            params = [ops.parameter(list(np.asarray(a).shape), np.asarray(a).dtype) for a in inputs]
+            node = build(*params)
+            outs = node.outputs() if hasattr(node, "outputs") else node
+            compiled = self.core.compile_model(ov.Model(outs, params), "CPU")
+            if len(self.cache) > 256:
+                self.cache.clear()
+            self.cache[sig] = compiled
+        res = compiled([np.ascontiguousarray(a) for a in inputs])
+        return [np.asarray(res[o]) for o in compiled.outputs]
+
+
+_RUNNER = None
+
+
+def openvino_runner():
+    """The shared :class:`_OVRunner` (imports openvino on first use)."""
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = _OVRunner()
+    return _RUNNER
+
+
+def openvino_nms(boxes, scores, max_output_boxes_per_class, iou_threshold, score_threshold, soft_nms_sigma,
+                 box_encoding="corner", sort_result_descending=True):
+    """OpenVINO NonMaxSuppression-9 on the CPU plugin -> (selected_indices int64, selected_scores, valid)."""
+    import openvino.opset9 as ops
+
+    def build(b, s):
+        return ops.non_max_suppression(
+            b, s, np.array(max_output_boxes_per_class, np.int64), np.array(iou_threshold, np.float32),
+            np.array(score_threshold, np.float32), np.array(soft_nms_sigma, np.float32), box_encoding=box_encoding,
+            sort_result_descending=bool(sort_result_descending), output_type="i64")
+    key = ("nms", int(max_output_boxes_per_class), float(iou_threshold), float(score_threshold),
+           float(soft_nms_sigma), box_encoding, bool(sort_result_descending))
+    ind, sc, valid = openvino_runner().run(key, build, [np.asarray(boxes, np.float32), np.asarray(scores, np.float32)])
+    return ind.astype(np.int64), sc.astype(np.float32), int(np.asarray(valid).ravel()[0])
