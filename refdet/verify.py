@@ -358,7 +358,8 @@ TARGETS["onnx-reference"] = (TARGETS["onnx-reference"][0],
 from refdet.runtimes import adapters as _runtime_adapters  # noqa: E402  (NumPy only; runtimes imported lazily)
 
 TARGETS["opencv"] = (("cv2",), _runtime_adapters.opencv_adapters)
-TARGET_EXTRAS["opencv"] = "opencv"
+TARGETS["openvino"] = (("openvino",), _runtime_adapters.openvino_adapters)
+TARGET_EXTRAS.update(opencv="opencv", openvino="openvino")
 
 
 def _installed(modules):

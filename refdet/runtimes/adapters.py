@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["opencv_adapters"]
+__all__ = ["opencv_adapters", "openvino_adapters", "openvino_runner"]
 
 
 def opencv_adapters():
@@ -92,3 +92,11 @@ def openvino_nms(boxes, scores, max_output_boxes_per_class, iou_threshold, score
            float(soft_nms_sigma), box_encoding, bool(sort_result_descending))
     ind, sc, valid = openvino_runner().run(key, build, [np.asarray(boxes, np.float32), np.asarray(scores, np.float32)])
     return ind.astype(np.int64), sc.astype(np.float32), int(np.asarray(valid).ravel()[0])
+
+
+def openvino_adapters():
+    """OpenVINO opset-9 operators on the CPU plugin in the signatures of the ``check_openvino_*`` checks."""
+    openvino_runner()
+    return {
+        "openvino_nms": dict(fn=openvino_nms),
+    }

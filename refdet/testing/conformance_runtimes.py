@@ -23,13 +23,17 @@ check_opencv_soft_nms_boxes
     (indices (K,), scores (K,))`` with ``method`` "linear" or "gaussian"
 check_opencv_blob_from_image
     ``fn(image (H, W[, C]), scalefactor, size (W, H) or None, mean, swap_rb, crop) -> (1, C, H', W')``
+check_openvino_nms
+    ``fn(boxes (B, N, 4), scores (B, C, N), max_output_boxes_per_class, iou_threshold, score_threshold,
+    soft_nms_sigma, box_encoding, sort_result_descending)`` (keywords) ``-> (selected_indices (K, 3),
+    selected_scores (K, 3)[, valid_outputs])``
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
-           "check_opencv_blob_from_image",
+           "check_opencv_blob_from_image", "check_openvino_nms",
            "RUNTIME_CHECKS"]
 
 
@@ -491,10 +495,113 @@ def check_opencv_blob_from_image(fn, *, n_cases=60, seed=0, raise_on_failure=Tru
     return _finish(r.run(_blob_golden(), srt.opencv_blob_cases(), n_cases, seed), raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# OpenVINO NonMaxSuppression-9
+# ---------------------------------------------------------------------------------------------------
+
+def _ov_nms_variants(case):
+    """(description, NMSResult) of the usual departures from the CPU plugin's NMS."""
+    from refdet.nms import onnx_non_max_suppression
+    from refdet.runtimes.openvino import non_max_suppression
+
+    out = []
+    kw = dict(case)
+    if kw["soft_nms_sigma"] == 0:
+        try:
+            onnx = onnx_non_max_suppression(kw["boxes"], kw["scores"], kw["max_output_boxes_per_class"],
+                                            min(max(kw["iou_threshold"], 0.0), 1.0), kw["score_threshold"],
+                                            center_point_box=int(kw["box_encoding"] == "center"))
+            out.append(("suppression at IoU > threshold (ONNX, OpenVINO's reference implementation); the CPU "
+                        "plugin suppresses at IoU >= threshold", onnx, None))
+        except Exception:
+            pass
+    else:
+        alt = non_max_suppression(**dict(kw, soft_nms_sigma=kw["soft_nms_sigma"] / 2))
+        out.append(("Soft-NMS weight exp(-iou^2 / sigma) (the paper, mmcv); OpenVINO uses exp(-0.5 iou^2 / sigma)",
+                    alt.selected_indices, alt.selected_scores))
+    alt = non_max_suppression(**dict(kw, degenerate="reference"))
+    out.append(("zero-area boxes with IoU 0 (OpenVINO's reference guard); the CPU plugin's JIT kernel computes "
+                "0/0 = NaN (never suppresses; weight +inf in Soft-NMS)", alt.selected_indices, alt.selected_scores))
+    alt = non_max_suppression(**dict(kw, sort_result_descending=not kw["sort_result_descending"]))
+    out.append(("sort_result_descending read the other way round", alt.selected_indices, alt.selected_scores))
+    return out
+
+
+def _ov_nms_compare(fn):
+    from refdet.runtimes.openvino import non_max_suppression
+
+    def compare(case):
+        exp = non_max_suppression(**case)
+        got = fn(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in case.items()})
+        gi = _np(got[0]).astype(np.int64).reshape(-1, 3)
+        gs = _np(got[1]).astype(np.float32).reshape(-1, 3)
+        valid = int(np.asarray(got[2]).ravel()[0]) if len(got) > 2 else len(gi)
+        gi, gs = gi[:valid], gs[:valid]
+        if np.array_equal(gi, exp.selected_indices):
+            from refdet.testing.compare_floats import ulp_distance
+            if len(gs) == len(gi):
+                d = ulp_distance(gs[:, 2], exp.selected_scores[:, 2]) if len(gs) else np.zeros(0)
+                same_inf = np.isinf(gs[:, 2]) & (gs[:, 2] == exp.selected_scores[:, 2])
+                d = np.where(same_inf, 0, d)
+                err = float(np.max(d, initial=0.0))
+                if err <= 4:
+                    return err, None
+                return err, f"selection agrees; a selected score differs by {err:.0f} ulp"
+        k = _first_diff(gi.reshape(-1), exp.selected_indices.reshape(-1)) // 3
+        lines = [f"selected [batch, class, box] rows differ at row {k}:",
+                 f"  yours  {gi.tolist()[:12]}{' ...' if len(gi) > 12 else ''}",
+                 f"  refdet {exp.selected_indices.tolist()[:12]}{' ...' if len(exp.selected_indices) > 12 else ''}"]
+        for desc, alt_i, _ in _ov_nms_variants(case):
+            if np.array_equal(alt_i, gi):
+                lines.append(f"  likely cause: {desc}")
+                break
+        return _index_error(gi.reshape(-1), exp.selected_indices.reshape(-1)), "\n".join(lines)
+    return compare
+
+
+def _ov_nms_golden():
+    f = np.float32
+    sq = np.array([[[0, 0, 10, 10], [0, 0, 5, 10], [20, 20, 30, 30]]], f)
+    base = dict(boxes=sq, scores=np.array([[[0.9, 0.8, 0.7]]], f), max_output_boxes_per_class=10, iou_threshold=0.5,
+                score_threshold=0.0, soft_nms_sigma=0.0, box_encoding="corner", sort_result_descending=True)
+    zero = np.array([[[3, 3, 3, 3], [3, 3, 3, 3], [0, 0, 2, 2]]], f)
+    return [
+        # IoU 50 / 100 = 0.5 on the threshold: the CPU plugin suppresses (>=), ONNX keeps
+        ("IoU exactly at the threshold (suppressed)", base),
+        # threshold 0: IoU 0 >= 0, even the disjoint box goes
+        ("iou_threshold 0", dict(base, iou_threshold=0.0)),
+        ("score equal to score_threshold (dropped)", dict(base, score_threshold=0.8)),
+        ("max_output_boxes_per_class 0", dict(base, max_output_boxes_per_class=0)),
+        ("max_output_boxes_per_class 1", dict(base, max_output_boxes_per_class=1)),
+        ("center encoding", dict(base, boxes=np.array([[[5, 5, 10, 10], [5, 2.5, 10, 5], [25, 25, 10, 10]]], f),
+                                 box_encoding="center")),
+        # Gaussian weight exp(-0.5 * 0.25 / 0.5) = 0.7788: 0.8 -> 0.623
+        ("soft-NMS", dict(base, soft_nms_sigma=0.5)),
+        ("zero-area duplicates (0/0)", dict(base, boxes=zero, iou_threshold=0.0)),
+        ("tied scores over batches and classes", dict(base, boxes=np.repeat(sq, 2, axis=0),
+                                                      scores=np.full((2, 2, 3), 0.5, f))),
+    ]
+
+
+def check_openvino_nms(fn, *, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn`` against OpenVINO NonMaxSuppression-9 on the CPU plugin
+    (:func:`refdet.runtimes.openvino.non_max_suppression`).
+
+    ``fn(boxes, scores, max_output_boxes_per_class, iou_threshold, score_threshold, soft_nms_sigma,
+    box_encoding, sort_result_descending)`` (keywords) ``-> (selected_indices (K, 3), selected_scores
+    (K, 3)[, valid_outputs])``. Indices exact; Soft-NMS scores within 4 float32 ulps.
+    """
+    from refdet.testing import strategies_runtimes as srt
+
+    r = _Runner("openvino_nms", "ulp / differing indices", "openvino", _ov_nms_compare(fn), progress)
+    return _finish(r.run(_ov_nms_golden(), srt.openvino_nms_cases(), n_cases, seed), raise_on_failure)
+
+
 #: op name (``refdet verify --op``) -> check function
 RUNTIME_CHECKS = {
     "opencv_nms_boxes": check_opencv_nms_boxes,
     "opencv_nms_boxes_batched": check_opencv_nms_boxes_batched,
     "opencv_soft_nms_boxes": check_opencv_soft_nms_boxes,
     "opencv_blob_from_image": check_opencv_blob_from_image,
+    "openvino_nms": check_openvino_nms,
 }

@@ -1,0 +1,128 @@
+"""refdet.runtimes.openvino against OpenVINO's CPU plugin (graphs built with the opset-9 Python API):
+NonMaxSuppression-9, PriorBox, PriorBoxClustered, FakeQuantize; golden cases, bad input and the
+conformance checks of refdet.testing.conformance_runtimes."""
+import numpy as np
+import pytest
+from hypothesis import given
+
+from refdet.runtimes import openvino as V
+from refdet.testing import conformance_runtimes as cr
+
+pytest.importorskip("hypothesis")
+from refdet.testing import strategies_runtimes as srt  # noqa: E402
+
+
+def _ov():
+    pytest.importorskip("openvino")
+    from refdet.runtimes import adapters
+    return adapters
+
+
+# ---------------------------------------------------------------------------------------------------
+# NonMaxSuppression-9
+# ---------------------------------------------------------------------------------------------------
+
+@given(srt.openvino_nms_cases())
+def test_nms_equals_openvino_cpu(case):
+    ad = _ov()
+    res = V.non_max_suppression(**case)
+    ind, sc, valid = ad.openvino_nms(**case)
+    np.testing.assert_array_equal(res.selected_indices, ind)
+    assert res.valid_outputs == valid
+    np.testing.assert_array_equal(res.selected_scores[:, :2], sc[:, :2])
+    if case["soft_nms_sigma"] == 0:
+        np.testing.assert_array_equal(res.selected_scores, sc)        # input scores, bit for bit
+    else:
+        np.testing.assert_allclose(res.selected_scores[:, 2], sc[:, 2], rtol=4 * np.finfo(np.float32).eps)
+
+
+def _one(boxes, scores, **kw):
+    args = dict(max_output_boxes_per_class=10, iou_threshold=0.5, score_threshold=0.0, soft_nms_sigma=0.0)
+    args.update(kw)
+    return V.non_max_suppression(np.asarray(boxes, np.float32)[None], np.asarray(scores, np.float32)[None, None],
+                                 **args)
+
+
+def test_nms_inclusive_threshold_and_threshold_zero():
+    sq = [[0, 0, 10, 10], [0, 0, 5, 10], [20, 20, 30, 30]]
+    # IoU 50 / 100 = 0.5 >= 0.5: suppressed (onnxruntime keeps it: '>')
+    np.testing.assert_array_equal(_one(sq, [0.9, 0.8, 0.7]).selected_indices[:, 2], [0, 2])
+    # threshold 0: the disjoint box has IoU 0 >= 0 and goes too
+    np.testing.assert_array_equal(_one(sq, [0.9, 0.8, 0.7], iou_threshold=0.0).selected_indices[:, 2], [0])
+
+
+def test_nms_openvino_profile_matches_for_positive_thresholds():
+    from refdet.nms import nms
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        b = np.sort(rng.integers(0, 12, (20, 2, 2)), axis=1).reshape(20, 4)[:, [0, 2, 1, 3]].astype(np.float32)
+        b[:, 2:] += 1                                          # positive areas
+        s = rng.choice([0.2, 0.5, 0.7], 20).astype(np.float32)
+        t = float(rng.choice([0.25, 0.5, 1 / 3]))
+        np.testing.assert_array_equal(_one(b, s, max_output_boxes_per_class=100, iou_threshold=t,
+                                           score_threshold=-1.0).selected_indices[:, 2],
+                                      nms(b, s, t, convention="openvino"))
+
+
+def test_nms_zero_area_boxes():
+    z = [[3, 3, 3, 3], [3, 3, 3, 3], [0, 0, 2, 2]]
+    # CPU kernel: the two zero-area boxes have IoU 0/0 = NaN (kept); box 2 has IoU 0/4 = 0 >= 0 (dropped)
+    np.testing.assert_array_equal(_one(z, [0.9, 0.8, 0.7], iou_threshold=0.0).selected_indices[:, 2], [0, 1])
+    # the reference guard gives IoU 0 for both pairs: 0 >= 0 drops boxes 1 and 2
+    np.testing.assert_array_equal(_one(z, [0.9, 0.8, 0.7], iou_threshold=0.0,
+                                       degenerate="reference").selected_indices[:, 2], [0])
+    # Soft-NMS: the NaN weight becomes +inf on the CPU plugin: box 1 is returned first with score +inf
+    soft = _one(z, [0.9, 0.8, 0.7], soft_nms_sigma=0.5)
+    assert soft.selected_indices[0, 2] == 1 and soft.selected_scores[0, 2] == np.inf
+
+
+def test_nms_soft_weight_is_half_over_sigma():
+    # IoU 0.5, sigma 0.5: 0.8 * exp(-0.5 * 0.25 / 0.5) = 0.8 * exp(-0.25)
+    r = _one([[0, 0, 10, 10], [0, 0, 5, 10]], [0.9, 0.8], soft_nms_sigma=0.5)
+    assert r.selected_scores[1, 2] == np.float32(0.8) * np.float32(np.exp(np.float32(-0.25)))
+
+
+def test_nms_sort_result_descending_orders_ties_by_batch_class_box():
+    b = np.array([[[0, 0, 1, 1], [5, 5, 6, 6]]] * 2, np.float32)
+    s = np.array([[[0.5, 0.9], [0.5, 0.4]], [[0.9, 0.5], [0.5, 0.5]]], np.float32)
+    r = V.non_max_suppression(b, s, 10, 0.5, 0.0, sort_result_descending=True)
+    assert r.selected_indices.tolist() == [[0, 0, 1], [1, 0, 0], [0, 0, 0], [0, 1, 0], [1, 0, 1], [1, 1, 0],
+                                           [1, 1, 1], [0, 1, 1]]
+    r = V.non_max_suppression(b, s, 10, 0.5, 0.0, sort_result_descending=False)
+    assert r.selected_indices[:, :2].tolist() == [[0, 0], [0, 0], [0, 1], [0, 1], [1, 0], [1, 0], [1, 1], [1, 1]]
+
+
+def test_nms_padding_to_the_spec_shape():
+    r = _one([[0, 0, 10, 10], [0, 0, 5, 10]], [0.9, 0.8], max_output_boxes_per_class=5)
+    p = V.pad_nms_result(r, 1, 1, 2, 5)
+    assert p.selected_indices.shape == (2, 3) and p.valid_outputs == 1
+    assert p.selected_indices[1].tolist() == [-1, -1, -1] and p.selected_scores[1].tolist() == [-1, -1, -1]
+
+
+def test_nms_bad_input():
+    b = np.zeros((1, 2, 4), np.float32)
+    s = np.zeros((1, 1, 2), np.float32)
+    with pytest.raises(ValueError, match="soft_nms_sigma.*OpenVINO"):
+        V.non_max_suppression(b, s, 1, 0.5, 0.0, -1.0)
+    with pytest.raises(ValueError, match="boxes"):
+        V.non_max_suppression(np.zeros((2, 4)), s, 1)
+    with pytest.raises(ValueError, match="scores"):
+        V.non_max_suppression(b, np.zeros((1, 1, 3)), 1)
+    with pytest.raises(ValueError, match="box_encoding"):
+        V.non_max_suppression(b, s, 1, box_encoding="xyxy")
+    with pytest.raises(ValueError, match="max_output_boxes_per_class"):
+        V.non_max_suppression(b, s, -1)
+
+
+def test_nms_conformance_passes_for_openvino_and_names_the_onnx_rule():
+    ad = _ov()
+    assert cr.check_openvino_nms(ad.openvino_nms, n_cases=40).ok
+
+    def onnx_like(boxes, scores, max_output_boxes_per_class, iou_threshold, score_threshold, soft_nms_sigma,
+                  box_encoding, sort_result_descending):
+        from refdet.nms import onnx_non_max_suppression
+        sel = onnx_non_max_suppression(boxes, scores, max_output_boxes_per_class, iou_threshold, score_threshold,
+                                       center_point_box=int(box_encoding == "center"))
+        return sel, np.zeros((len(sel), 3), np.float32)
+    rep = cr.check_openvino_nms(onnx_like, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "IoU > threshold" in rep.first_mismatch
