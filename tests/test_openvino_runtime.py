@@ -126,3 +126,78 @@ def test_nms_conformance_passes_for_openvino_and_names_the_onnx_rule():
         return sel, np.zeros((len(sel), 3), np.float32)
     rep = cr.check_openvino_nms(onnx_like, n_cases=0, raise_on_failure=False)
     assert not rep.ok and "IoU > threshold" in rep.first_mismatch
+
+
+# ---------------------------------------------------------------------------------------------------
+# PriorBox, PriorBoxClustered
+# ---------------------------------------------------------------------------------------------------
+
+@given(srt.openvino_prior_box_cases())
+def test_prior_box_equals_openvino_bit_for_bit(case):
+    ad = _ov()
+    got = V.prior_box(case["layer_shape"], case["image_shape"], **case["attrs"])
+    want = ad.openvino_prior_box(case["layer_shape"], case["image_shape"], case["attrs"])
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@given(srt.openvino_prior_box_clustered_cases())
+def test_prior_box_clustered_equals_openvino_bit_for_bit(case):
+    ad = _ov()
+    got = V.prior_box_clustered(case["layer_shape"], case["image_shape"], **case["attrs"])
+    want = ad.openvino_prior_box(case["layer_shape"], case["image_shape"], case["attrs"], clustered=True)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_prior_box_order_and_ratios():
+    # min 20, max 60, ar 2 on a 100 x 100 image: squares 20 and sqrt(1200) = 34.64, then 20 sqrt2 x 20 / sqrt2
+    pb = V.prior_box((1, 1), (100, 100), min_size=[20], max_size=[60], aspect_ratio=[2, 2.0000001, 1.0], flip=True)
+    boxes = pb[0].reshape(-1, 4)
+    w = (boxes[:, 2] - boxes[:, 0]) * 100
+    np.testing.assert_allclose(w, [20, np.sqrt(1200), 20 * np.sqrt(2), 20 / np.sqrt(2)], rtol=1e-5)
+    caffe = V.prior_box((1, 1), (100, 100), min_size=[20], max_size=[60], aspect_ratio=[2], flip=True,
+                        min_max_aspect_ratios_order=False)[0].reshape(-1, 4)
+    np.testing.assert_array_equal(caffe[[0, 3, 1, 2]], boxes)       # the sqrt(min * max) square comes last
+    np.testing.assert_array_equal(pb[1], np.full(16, np.float32(0.1)))
+
+
+def test_prior_box_step_zero_ignores_offset():
+    # step 0: centres (w + 0.5) * IW / W whatever the offset
+    a = V.prior_box((2, 2), (64, 64), min_size=[8], offset=0.0)
+    b = V.prior_box((2, 2), (64, 64), min_size=[8], offset=0.5)
+    np.testing.assert_array_equal(a, b)
+    c = V.prior_box((2, 2), (64, 64), min_size=[8], offset=0.0, step=32)
+    assert c[0, 0] == np.float32(-4 / 64)                       # centre 0 with offset 0
+
+
+def test_prior_box_clustered_single_step_leaves_other_axis_at_zero():
+    pbc = V.prior_box_clustered((2, 2), (32, 32), widths=[4], heights=[4], step_widths=8, clip=False)
+    ymins = pbc[0].reshape(-1, 4)[:, 1]
+    np.testing.assert_array_equal(ymins, np.float32(-2 / 32))      # every centre at y = 0.5 * 0
+
+
+def test_prior_box_bad_combinations_name_openvino():
+    with pytest.raises(ValueError, match="OpenVINO PriorBox"):
+        V.prior_box((2, 2), (64, 64), min_size=[8], max_size=[16, 32])
+    with pytest.raises(ValueError, match="density.*OpenVINO"):
+        V.prior_box((2, 2), (64, 64), fixed_size=[8, 16], density=[1])
+    with pytest.raises(ValueError, match="widths.*heights.*OpenVINO"):
+        V.prior_box_clustered((2, 2), (64, 64), widths=[8, 9], heights=[8])
+    with pytest.raises(ValueError, match="variance"):
+        V.prior_box_clustered((2, 2), (64, 64), widths=[8], heights=[8], variance=[0.1, 0.2])
+    with pytest.raises(ValueError, match="layer_shape"):
+        V.prior_box((0, 2), (64, 64), min_size=[8])
+
+
+def test_prior_box_conformance_names_the_order():
+    def wrong(ls, im, attrs):
+        a = dict(attrs)
+        a["min_max_aspect_ratios_order"] = not a.get("min_max_aspect_ratios_order", True)
+        return V.prior_box(ls, im, **a)
+    rep = cr.check_openvino_prior_box(wrong, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "min_max_aspect_ratios_order reversed" in rep.first_mismatch
+    ad = _ov()
+    assert cr.check_openvino_prior_box(ad.openvino_prior_box, n_cases=30).ok
+    assert cr.check_openvino_prior_box_clustered(
+        lambda ls, im, a: ad.openvino_prior_box(ls, im, a, clustered=True), n_cases=30).ok

@@ -99,4 +99,30 @@ def openvino_adapters():
     openvino_runner()
     return {
         "openvino_nms": dict(fn=openvino_nms),
+        "openvino_prior_box": dict(fn=openvino_prior_box),
+        "openvino_prior_box_clustered": dict(fn=lambda ls, im, attrs: openvino_prior_box(ls, im, attrs, clustered=True)),
     }
+
+
+def openvino_prior_box(layer_shape, image_shape, attrs, *, clustered=False, constant=True):
+    """OpenVINO PriorBox (opset 8) / PriorBoxClustered on the CPU plugin. ``constant=True`` feeds the shapes
+    as constants (the op is folded at compile time, as in every real model); False as parameters (the
+    CPU plugin's own node)."""
+    import openvino as ov
+    import openvino.opset9 as ops
+
+    if clustered:
+        # the opset1 docstring names the attributes widths / heights / step_widths / step_heights, but the node
+        # reads width / height / step_w / step_h and silently ignores the documented names (zero priors)
+        names = {"widths": "width", "heights": "height", "step_widths": "step_w", "step_heights": "step_h"}
+        attrs = {names.get(k, k): v for k, v in attrs.items()}
+    ls = np.asarray(layer_shape, np.int64)
+    im = np.asarray(image_shape, np.int64)
+    fn = ops.prior_box_clustered if clustered else ops.prior_box
+    r = openvino_runner()
+    if constant:
+        node = fn(ops.constant(ls), ops.constant(im), dict(attrs))
+        compiled = r.core.compile_model(ov.Model(node.outputs(), []), "CPU")
+        return np.asarray(compiled([])[compiled.outputs[0]])
+    key = ("prior_box_clustered" if clustered else "prior_box", repr(sorted(attrs.items())))
+    return r.run(key, lambda a, b: fn(a, b, dict(attrs)), [ls, im])[0]

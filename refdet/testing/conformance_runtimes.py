@@ -27,6 +27,8 @@ check_openvino_nms
     ``fn(boxes (B, N, 4), scores (B, C, N), max_output_boxes_per_class, iou_threshold, score_threshold,
     soft_nms_sigma, box_encoding, sort_result_descending)`` (keywords) ``-> (selected_indices (K, 3),
     selected_scores (K, 3)[, valid_outputs])``
+check_openvino_prior_box, check_openvino_prior_box_clustered
+    ``fn(layer_shape (H, W), image_shape (IH, IW), attrs dict) -> (2, 4 * H * W * P)``
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ import numpy as np
 
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
            "check_opencv_blob_from_image", "check_openvino_nms",
+           "check_openvino_prior_box", "check_openvino_prior_box_clustered",
            "RUNTIME_CHECKS"]
 
 
@@ -597,6 +600,105 @@ def check_openvino_nms(fn, *, n_cases=60, seed=0, raise_on_failure=True, progres
     return _finish(r.run(_ov_nms_golden(), srt.openvino_nms_cases(), n_cases, seed), raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# OpenVINO PriorBox, PriorBoxClustered
+# ---------------------------------------------------------------------------------------------------
+
+def _prior_variants(case, clustered):
+    from refdet.runtimes.openvino import prior_box, prior_box_clustered
+
+    a = dict(case["attrs"])
+    fn = prior_box_clustered if clustered else prior_box
+    tries = [("clip ignored" if a.get("clip", clustered) else "clipped although clip is false",
+              dict(a, clip=not a.get("clip", clustered)))]
+    if clustered:
+        ih, iw = case["image_shape"]
+        h, w = case["layer_shape"]
+        if bool(a.get("step_widths")) != bool(a.get("step_heights")) and not a.get("step"):
+            tries.append(("the missing step derived from the image (OpenVINO derives both only when both "
+                          "step_widths and step_heights are 0: the other stays 0)",
+                          dict(a, step_widths=a.get("step_widths") or iw / w,
+                               step_heights=a.get("step_heights") or ih / h)))
+    else:
+        tries.append(("min_max_aspect_ratios_order reversed (Caffe puts the aspect-ratio boxes before the "
+                      "sqrt(min * max) square when it is false)",
+                      dict(a, min_max_aspect_ratios_order=not a.get("min_max_aspect_ratios_order", True))))
+        tries.append(("flip ignored" if a.get("flip") else "flipped ratios added although flip is false",
+                      dict(a, flip=not a.get("flip", False))))
+    out = []
+    for desc, kw in tries:
+        try:
+            out.append((desc, fn(case["layer_shape"], case["image_shape"], **kw)))
+        except ValueError:
+            continue
+    return out
+
+
+def _prior_compare(fn, clustered):
+    from refdet.runtimes.openvino import prior_box, prior_box_clustered
+
+    ref = prior_box_clustered if clustered else prior_box
+
+    def compare(case):
+        exp = ref(case["layer_shape"], case["image_shape"], **case["attrs"])
+        got = _np(fn(case["layer_shape"], case["image_shape"], dict(case["attrs"]))).astype(np.float32)
+        if got.shape == exp.shape and np.array_equal(got, exp):
+            return 0.0, None
+        if got.shape != exp.shape:
+            msg = f"output shape differs: yours {got.shape}, refdet {exp.shape} ({exp.shape[1] // 4} coordinates sets)"
+            err = float("inf")
+        else:
+            d = np.abs(got - exp)
+            k = int(np.argmax(d))
+            err = float(d.max())
+            row, col = divmod(k, got.shape[1])
+            what = "variance" if row else f"prior {col // 4} coordinate {'xmin ymin xmax ymax'.split()[col % 4]}"
+            msg = f"{what} differs: yours {got.flat[k]!r}, refdet {exp.flat[k]!r}"
+        for desc, alt in _prior_variants(case, clustered):
+            if alt.shape == got.shape and np.allclose(alt, got, rtol=0, atol=1e-6):
+                msg += f"\n  likely cause: {desc}"
+                break
+        return err, msg
+    return compare
+
+
+def _prior_golden(clustered):
+    if clustered:
+        return [("two cells", dict(layer_shape=(1, 2), image_shape=(10, 20), attrs=dict(widths=[4.0], heights=[2.0],
+                                                                                         offset=0.5))),
+                ("step_widths alone (step_h stays 0)", dict(layer_shape=(2, 2), image_shape=(32, 32),
+                                                            attrs=dict(widths=[4.0], heights=[4.0], offset=0.5,
+                                                                       step_widths=8.0, clip=False)))]
+    return [("SSD cell", dict(layer_shape=(1, 1), image_shape=(100, 100),
+                              attrs=dict(min_size=[20.0], max_size=[60.0], aspect_ratio=[2.0], flip=True, clip=False,
+                                         offset=0.5))),
+            ("Caffe order", dict(layer_shape=(2, 3), image_shape=(60, 90),
+                                 attrs=dict(min_size=[20.0], max_size=[60.0], aspect_ratio=[2.0, 3.0], flip=True,
+                                            clip=True, step=30.0, offset=0.5, min_max_aspect_ratios_order=False,
+                                            variance=[0.1, 0.1, 0.2, 0.2]))),
+            ("density", dict(layer_shape=(2, 2), image_shape=(64, 64),
+                             attrs=dict(fixed_size=[32.0], density=[2.0], aspect_ratio=[2.0], offset=0.5)))]
+
+
+def check_openvino_prior_box(fn, *, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(layer_shape, image_shape, attrs) -> (2, 4 * H * W * P)`` against OpenVINO PriorBox-8
+    (:func:`refdet.runtimes.openvino.prior_box`, keyword names as OpenVINO's attributes). Exact."""
+    from refdet.testing import strategies_runtimes as srt
+
+    r = _Runner("openvino_prior_box", "abs", "openvino", _prior_compare(fn, False), progress)
+    return _finish(r.run(_prior_golden(False), srt.openvino_prior_box_cases(), n_cases, seed), raise_on_failure)
+
+
+def check_openvino_prior_box_clustered(fn, *, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(layer_shape, image_shape, attrs) -> (2, 4 * H * W * P)`` against OpenVINO
+    PriorBoxClustered (:func:`refdet.runtimes.openvino.prior_box_clustered`). Exact."""
+    from refdet.testing import strategies_runtimes as srt
+
+    r = _Runner("openvino_prior_box_clustered", "abs", "openvino", _prior_compare(fn, True), progress)
+    return _finish(r.run(_prior_golden(True), srt.openvino_prior_box_clustered_cases(), n_cases, seed),
+                   raise_on_failure)
+
+
 #: op name (``refdet verify --op``) -> check function
 RUNTIME_CHECKS = {
     "opencv_nms_boxes": check_opencv_nms_boxes,
@@ -604,4 +706,6 @@ RUNTIME_CHECKS = {
     "opencv_soft_nms_boxes": check_opencv_soft_nms_boxes,
     "opencv_blob_from_image": check_opencv_blob_from_image,
     "openvino_nms": check_openvino_nms,
+    "openvino_prior_box": check_openvino_prior_box,
+    "openvino_prior_box_clustered": check_openvino_prior_box_clustered,
 }

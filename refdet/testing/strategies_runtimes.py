@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-__all__ = ["opencv_rects", "opencv_nms_cases", "opencv_soft_nms_cases", "opencv_blob_cases", "openvino_nms_cases"]
+__all__ = ["opencv_rects", "opencv_nms_cases", "opencv_soft_nms_cases", "opencv_blob_cases", "openvino_nms_cases",
+           "openvino_prior_box_cases", "openvino_prior_box_clustered_cases"]
 
 
 @st.composite
@@ -129,3 +130,53 @@ def opencv_blob_cases(draw, *, max_side=24):
     mean = tuple(draw(st.lists(st.sampled_from([0.0, 104.0, 117.0, 123.675, 0.5]), min_size=1, max_size=4)))
     return dict(image=img, scalefactor=float(draw(st.sampled_from([1.0, 1 / 255, 0.017, 2.0]))), size=size,
                 mean=mean, swap_rb=draw(st.booleans()), crop=draw(st.booleans()))
+
+
+@st.composite
+def openvino_prior_box_cases(draw, *, max_side=5):
+    """``dict(layer_shape, image_shape, attrs)`` for OpenVINO PriorBox-8: min/max sizes, aspect ratios
+    (with duplicates and 1), flip, clip, step 0 or not, offset, variance (0, 1, 4 values),
+    scale_all_sizes (MXNet mode), min_max_aspect_ratios_order, or fixed_size/density/fixed_ratio."""
+    layer = (draw(st.integers(1, max_side)), draw(st.integers(1, max_side)))
+    image = (draw(st.integers(8, 320)), draw(st.integers(8, 320)))
+    ar = draw(st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0, 2.0000001, 1.0 / 3]), max_size=3))
+    var = draw(st.sampled_from([[], [0.1], [0.1, 0.1, 0.2, 0.2]]))
+    common = dict(aspect_ratio=ar, flip=draw(st.booleans()), clip=draw(st.booleans()), variance=var,
+                  offset=draw(st.sampled_from([0.5, 0.25, 1.0])))
+    mode = draw(st.sampled_from(["ssd", "ssd", "mxnet", "fixed"]))
+    if mode == "fixed":
+        f = draw(st.lists(st.sampled_from([10.0, 16.0, 32.0, 7.5]), min_size=1, max_size=2))
+        attrs = dict(common, fixed_size=f, density=[draw(st.sampled_from([1.0, 2.0, 3.0])) for _ in f],
+                     fixed_ratio=draw(st.sampled_from([[], [2.0], [1.0, 0.5]])), step=draw(st.sampled_from([0.0, 8.0])))
+    elif mode == "mxnet":
+        mins = draw(st.lists(st.sampled_from([0.1, 0.2, 0.35, 0.5]), min_size=1, max_size=3, unique=True))
+        attrs = dict(common, min_size=mins, scale_all_sizes=False, step=draw(st.sampled_from([0.0, 0.05])),
+                     min_max_aspect_ratios_order=draw(st.booleans()))
+    else:
+        mins = draw(st.lists(st.sampled_from([8.0, 16.0, 30.0, 45.5, 60.0]), min_size=1, max_size=3, unique=True))
+        maxs = [2.0 * m for m in mins][:draw(st.integers(0, len(mins)))]
+        attrs = dict(common, min_size=mins, max_size=maxs, step=draw(st.sampled_from([0.0, 8.0, 16.5])),
+                     min_max_aspect_ratios_order=draw(st.booleans()))
+    from refdet.runtimes.openvino import prior_box
+    try:
+        prior_box(layer, image, **attrs)
+    except ValueError:              # a combination OpenVINO miscounts (refused by refdet): drop fixed_ratio
+        attrs["fixed_ratio"] = []
+    return dict(layer_shape=layer, image_shape=image, attrs=attrs)
+
+
+@st.composite
+def openvino_prior_box_clustered_cases(draw, *, max_side=5):
+    """``dict(layer_shape, image_shape, attrs)`` for OpenVINO PriorBoxClustered."""
+    layer = (draw(st.integers(1, max_side)), draw(st.integers(1, max_side)))
+    image = (draw(st.integers(8, 320)), draw(st.integers(8, 320)))
+    p = draw(st.integers(1, 4))
+    sizes = st.sampled_from([4.0, 10.5, 30.0, 7.25, 64.0])
+    attrs = dict(widths=[draw(sizes) for _ in range(p)], heights=[draw(sizes) for _ in range(p)],
+                 clip=draw(st.booleans()), offset=draw(st.sampled_from([0.5, 0.25, 1.0])),
+                 variance=draw(st.sampled_from([[], [0.1], [0.1, 0.1, 0.2, 0.2]])))
+    for k in ("step_widths", "step_heights", "step"):
+        v = draw(st.sampled_from([0.0, 0.0, 8.0, 16.0]))
+        if v:
+            attrs[k] = v
+    return dict(layer_shape=layer, image_shape=image, attrs=attrs)
