@@ -201,3 +201,59 @@ def test_prior_box_conformance_names_the_order():
     assert cr.check_openvino_prior_box(ad.openvino_prior_box, n_cases=30).ok
     assert cr.check_openvino_prior_box_clustered(
         lambda ls, im, a: ad.openvino_prior_box(ls, im, a, clustered=True), n_cases=30).ok
+
+
+# ---------------------------------------------------------------------------------------------------
+# FakeQuantize
+# ---------------------------------------------------------------------------------------------------
+
+@given(srt.openvino_fake_quantize_cases())
+def test_fake_quantize_equals_openvino_within_its_rounding(case):
+    ad = _ov()
+    got = V.fake_quantize(**case)
+    want = ad.openvino_fake_quantize(**case)
+    tol = cr.fake_quantize_tolerance(case, got)
+    assert np.all(np.abs(got.astype(np.float64) - want) <= tol)
+
+
+def test_fake_quantize_golden():
+    # 4 levels on [0, 3] -> [-1, 1]: index round((x - 0) / 3 * 3); 1.5 -> tie -> even index 2 -> 1/3
+    y = V.fake_quantize(np.array([-5, 0, 1.4, 1.5, 2.5, 3, 9], np.float32), 0, 3, -1, 1, 4)
+    np.testing.assert_allclose(y, [-1, -1, -1 / 3, 1 / 3, 1 / 3, 1, 1], rtol=0, atol=1e-6)
+    # float64 in, float64 out
+    assert V.fake_quantize(np.array([0.3]), 0, 1, 0, 1, 11).dtype == np.float64
+
+
+def test_fake_quantize_ties_differ_from_quantize_linear_with_odd_zero_point():
+    from refdet.quant.fake_quant import fake_quant_forward
+    s, z = np.float32(0.1), 3
+    x = np.array([0.05, 0.15, 0.25], np.float32)
+    onnx_like = fake_quant_forward(x, s, z, qmin=0, qmax=255)[0]
+    ov_like = V.fake_quantize(x, (0 - z) * s, (255 - z) * s, (0 - z) * s, (255 - z) * s, 256)
+    np.testing.assert_allclose(onnx_like, [0.0, 0.2, 0.2], atol=1e-6)
+    np.testing.assert_allclose(ov_like, [0.1, 0.1, 0.3], atol=1e-6)
+    # an even zero point (or symmetric int8) gives the same ties
+    ev = V.fake_quantize(x, (0 - 4) * s, (255 - 4) * s, (0 - 4) * s, (255 - 4) * s, 256)
+    np.testing.assert_allclose(ev, fake_quant_forward(x, s, 4, qmin=0, qmax=255)[0], atol=1e-6)
+    pytest.importorskip("openvino")
+    np.testing.assert_allclose(_ov().openvino_fake_quantize(x, (0 - z) * s, (255 - z) * s, (0 - z) * s,
+                                                            (255 - z) * s, 256), ov_like, atol=1e-6)
+
+
+def test_fake_quantize_bad_input():
+    with pytest.raises(ValueError, match="levels.*OpenVINO"):
+        V.fake_quantize(np.zeros(3, np.float32), 0, 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="broadcast.*OpenVINO"):
+        V.fake_quantize(np.zeros((2, 3), np.float32), np.zeros(2), 1, 0, 1, 4)
+    with pytest.raises(TypeError, match="x"):
+        V.fake_quantize(np.zeros(3, np.int32), 0, 1, 0, 1, 4)
+
+
+def test_fake_quantize_conformance_names_truncation():
+    def trunc(x, input_low, input_high, output_low, output_high, levels):
+        t = (x - input_low) / (input_high - input_low) * (levels - 1)
+        y = np.trunc(t) / (levels - 1) * (output_high - output_low) + output_low
+        return np.where(x <= input_low, output_low, np.where(x > input_high, output_high, y)).astype(np.float32)
+    rep = cr.check_openvino_fake_quantize(trunc, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "truncated" in rep.first_mismatch
+    assert cr.check_openvino_fake_quantize(_ov().openvino_fake_quantize, n_cases=30).ok

@@ -101,6 +101,7 @@ def openvino_adapters():
         "openvino_nms": dict(fn=openvino_nms),
         "openvino_prior_box": dict(fn=openvino_prior_box),
         "openvino_prior_box_clustered": dict(fn=lambda ls, im, attrs: openvino_prior_box(ls, im, attrs, clustered=True)),
+        "openvino_fake_quantize": dict(fn=openvino_fake_quantize),
     }
 
 
@@ -126,3 +127,17 @@ def openvino_prior_box(layer_shape, image_shape, attrs, *, clustered=False, cons
         return np.asarray(compiled([])[compiled.outputs[0]])
     key = ("prior_box_clustered" if clustered else "prior_box", repr(sorted(attrs.items())))
     return r.run(key, lambda a, b: fn(a, b, dict(attrs)), [ls, im])[0]
+
+
+def openvino_fake_quantize(x, input_low, input_high, output_low, output_high, levels):
+    """OpenVINO FakeQuantize on the CPU plugin (float32; ranges as constants, f32 inference precision)."""
+    import openvino as ov
+    import openvino.opset9 as ops
+
+    r = openvino_runner()
+    x = np.asarray(x, np.float32)
+    p = ops.parameter(list(x.shape), np.float32)
+    cs = [ops.constant(np.asarray(v, np.float32)) for v in (input_low, input_high, output_low, output_high)]
+    node = ops.fake_quantize(p, *cs, int(levels))
+    compiled = r.core.compile_model(ov.Model(node.outputs(), [p]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.asarray(compiled([x])[compiled.outputs[0]])

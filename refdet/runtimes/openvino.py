@@ -541,3 +541,82 @@ def prior_box_clustered(layer_shape, image_shape, *, widths=(), heights=(), clip
 
 
 __all__ += ["prior_box", "prior_box_clustered"]
+
+
+# --------------------------------------------------------------------------------------------------
+# FakeQuantize (opset 1)
+# --------------------------------------------------------------------------------------------------
+
+def fake_quantize(x: np.ndarray, input_low, input_high, output_low, output_high, levels: int) -> np.ndarray:
+    """OpenVINO ``FakeQuantize``: clamp to the input range, snap to ``levels`` evenly spaced values, map to
+    the output range.
+
+    ::
+
+        x <= min(input_low, input_high)  ->  output_low
+        x >  max(input_low, input_high)  ->  output_high
+        otherwise  nearbyint((x - input_low) / (input_high - input_low) * (levels - 1)) / (levels - 1)
+                   * (output_high - output_low) + output_low
+
+    with ``nearbyint`` rounding half to **even** on the grid index counted from ``input_low``. That is
+    not ONNX's / refdet.quant's ``QuantizeLinear`` (``round(x / scale) + zero_point``): for the same
+    grid (``input_low = (qmin - z) * s``) the two round a tie to different neighbours whenever
+    ``qmin - z`` is odd (``rint(v + k) != rint(v) + k`` for odd ``k``), e.g. uint8 with scale 0.1 and
+    zero point 3: ``x = 0.05, 0.15, 0.25`` give ``0, 0.2, 0.2`` in PyTorch / ONNX (refdet.quant) and
+    ``0.1, 0.1, 0.3`` here and on the CPU plugin (tested).
+
+    Parameters
+    ----------
+    x : ndarray of float
+    input_low, input_high, output_low, output_high : float or ndarray
+        Broadcast against ``x`` (NumPy rules, OpenVINO's ``auto_broadcast="numpy"``).
+    levels : int >= 2
+
+    Returns
+    -------
+    ndarray, the dtype of ``x`` (float32 math for float32/float16, float64 for float64)
+
+    Notes
+    -----
+    Source: ``src/core/reference/include/openvino/reference/fake_quantize.hpp`` (``quantize``: the
+    formula above, the specification's). The CPU plugin (``nodes/fake_quantize.cpp``) decomposes it
+    into ``crop -> x * isc + ish -> round -> x * osc + osh`` with ``isc = (levels - 1) / (ih - il)``,
+    ``ish = -il * (levels - 1) / (ih - il)``, ``osc = (oh - ol) / (levels - 1)``, ``osh = ol``: the same
+    values up to float32 rounding, i.e. results within a few ulps of ``max(|output_low|,
+    |output_high|)``, and a grid index that lands within float32 rounding of a tie may snap to the
+    other neighbour (one output step). ``tests/test_openvino_runtime.py`` pins that bound.
+
+    Examples
+    --------
+    Four levels on [0, 3] mapped to [-1, 1]: 1.4 snaps to index 1 (-1/3), 1.5 is a tie and goes to
+    the even index 2 (+1/3).
+
+    >>> fake_quantize(np.array([-5, 1.4, 1.5, 9], np.float32), 0, 3, -1, 1, 4)
+    array([-1.        , -0.3333333 ,  0.33333337,  1.        ], dtype=float32)
+    """
+    xa = _checks.as_array(x, "x")
+    if xa.dtype.kind != "f":
+        raise TypeError(f"`x` must be a float array; got dtype {xa.dtype}")
+    dt = _checks.working_dtype(xa.dtype)
+    v = xa.astype(dt)
+    lv = _checks.check_int(levels, "levels")
+    if lv < 2:
+        raise ValueError(f"`levels` must be >= 2 (OpenVINO FakeQuantize); got {lv}")
+    il, ih, ol, oh = (np.asarray(_checks.as_array(p, n), dtype=dt) for p, n in
+                      ((input_low, "input_low"), (input_high, "input_high"), (output_low, "output_low"),
+                       (output_high, "output_high")))
+    for p, n in ((il, "input_low"), (ih, "input_high"), (ol, "output_low"), (oh, "output_high")):
+        _checks.check_finite(p, n)
+    try:
+        np.broadcast_shapes(v.shape, il.shape, ih.shape, ol.shape, oh.shape)
+    except ValueError:
+        raise ValueError(f"the ranges must broadcast against `x` {v.shape} (OpenVINO FakeQuantize auto_broadcast="
+                         f"numpy); got {il.shape}, {ih.shape}, {ol.shape}, {oh.shape}") from None
+    L = dt.type(lv - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.rint((v - il) / (ih - il) * L) / L * (oh - ol) + ol
+    out = np.where(v <= np.minimum(il, ih), ol, np.where(v > np.maximum(il, ih), oh, q))
+    return out.astype(dt, copy=False)
+
+
+__all__ += ["fake_quantize"]

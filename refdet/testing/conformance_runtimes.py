@@ -29,6 +29,8 @@ check_openvino_nms
     selected_scores (K, 3)[, valid_outputs])``
 check_openvino_prior_box, check_openvino_prior_box_clustered
     ``fn(layer_shape (H, W), image_shape (IH, IW), attrs dict) -> (2, 4 * H * W * P)``
+check_openvino_fake_quantize
+    ``fn(x, input_low, input_high, output_low, output_high, levels)`` (keywords) ``-> y`` like ``x``
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import numpy as np
 
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
            "check_opencv_blob_from_image", "check_openvino_nms",
-           "check_openvino_prior_box", "check_openvino_prior_box_clustered",
+           "check_openvino_prior_box", "check_openvino_prior_box_clustered", "check_openvino_fake_quantize",
            "RUNTIME_CHECKS"]
 
 
@@ -699,6 +701,112 @@ def check_openvino_prior_box_clustered(fn, *, n_cases=60, seed=0, raise_on_failu
                    raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# OpenVINO FakeQuantize
+# ---------------------------------------------------------------------------------------------------
+
+def fake_quantize_tolerance(case, expected):
+    """Where an implementation of OpenVINO's FakeQuantize may differ from the formula and by how much:
+    ``4 eps(float32) * max(|output_low|, |output_high|)`` everywhere, one output step where the grid
+    index ``t = (x - il) / (ih - il) * (levels - 1)`` lies within its own float32 error
+    (``8 eps (max(|x|, |il|, |ih|) / |ih - il| * (levels - 1) + 1)``, at least 1e-4) of a rounding tie:
+    the CPU plugin's ``x * isc + ish`` and the formula's ``(x - il) / (ih - il) * (levels - 1)`` may
+    then round to different neighbours (also at exact ties: the CPU plugin's index is not exact there)."""
+    x = np.asarray(case["x"], np.float64)
+    il, ih = np.asarray(case["input_low"], np.float64), np.asarray(case["input_high"], np.float64)
+    ol, oh = np.asarray(case["output_low"], np.float64), np.asarray(case["output_high"], np.float64)
+    L = case["levels"] - 1
+    with np.errstate(all="ignore"):
+        t = (x - il) / (ih - il) * L
+    # float32 error of the grid index: x - il loses ~eps * max(|x|, |il|), magnified by L / (ih - il)
+    eps = float(np.finfo(np.float32).eps)
+    with np.errstate(all="ignore"):
+        window = 8 * eps * (np.maximum(np.abs(x), np.maximum(np.abs(il), np.abs(ih))) / np.abs(ih - il) * L + 1)
+    tie = np.abs(t - np.floor(t) - 0.5) < np.maximum(window, 1e-4)
+    base = 4 * float(np.finfo(np.float32).eps) * np.maximum(np.abs(ol), np.abs(oh)) + np.zeros_like(x)
+    step = np.abs(oh - ol) / L * 1.0001 + np.zeros_like(x)
+    return np.where(tie, step + base, base)
+
+
+def _fq_compare(fn):
+    from refdet.runtimes.openvino import fake_quantize
+
+    def compare(case):
+        exp = fake_quantize(**case)
+        got = _np(fn(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in case.items()}))
+        if got.shape != exp.shape:
+            return float("inf"), f"output shape differs: yours {got.shape}, refdet {exp.shape}"
+        d = np.abs(got.astype(np.float64) - exp)
+        tol = fake_quantize_tolerance(case, exp)
+        if np.all(d <= tol):
+            return float(d.max(initial=0.0)), None
+        k = int(np.argmax(d - tol))
+        msg = (f"element {np.unravel_index(k, got.shape)} (x = {float(case['x'].flat[k])!r}) differs: yours "
+               f"{float(got.flat[k])!r}, refdet {float(exp.flat[k])!r} (allowed {float(tol.flat[k]):.3g})")
+        alt = _fq_variants(case)
+        for desc, v in alt:
+            if np.all(np.abs(got.astype(np.float64) - v) <= tol):
+                msg += f"\n  likely cause: {desc}"
+                break
+        return float(d.max()), msg
+    return compare
+
+
+def _fq_variants(case):
+    from refdet.runtimes.openvino import fake_quantize
+
+    out = []
+    x = np.asarray(case["x"], np.float32)
+    il, ih = np.asarray(case["input_low"], np.float32), np.asarray(case["input_high"], np.float32)
+    ol, oh = np.asarray(case["output_low"], np.float32), np.asarray(case["output_high"], np.float32)
+    L = np.float32(case["levels"] - 1)
+    with np.errstate(all="ignore"):
+        t = (x - il) / (ih - il) * L
+        away = np.sign(t) * np.floor(np.abs(t) + np.float32(0.5))
+        v = np.where(x <= np.minimum(il, ih), ol, np.where(x > np.maximum(il, ih), oh, away / L * (oh - ol) + ol))
+    out.append(("rounding half away from zero (OpenVINO's nearbyint rounds half to even)", v))
+    with np.errstate(all="ignore"):
+        tr = np.trunc(t)
+        v = np.where(x <= np.minimum(il, ih), ol, np.where(x > np.maximum(il, ih), oh, tr / L * (oh - ol) + ol))
+    out.append(("the grid index truncated instead of rounded to nearest", v))
+    with np.errstate(all="ignore"):
+        scale = (ih - il) / L
+        z = np.rint(-il / scale)
+        q = np.clip(np.rint(x / scale) + z, 0, L)
+        out.append(("QuantizeLinear-style round(x / scale) + zero_point (ties differ when the zero point is odd)",
+                    (q / L * (oh - ol) + ol)))
+    out.append(("levels - 1 grid steps read as levels", fake_quantize(**dict(case, levels=case["levels"] + 1))))
+    return out
+
+
+def _fq_golden():
+    f = np.float32
+    return [
+        # 4 levels on [0, 3] -> [-1, 1]: 1.5 is a tie between indices 1 and 2 and goes to the even 2
+        ("tie to even", dict(x=np.array([-5, 0, 1.4, 1.5, 2.5, 3, 9], f), input_low=f(0), input_high=f(3),
+                             output_low=f(-1), output_high=f(1), levels=4)),
+        # x equal to input_low gives output_low; to input_high output_high
+        ("range ends", dict(x=np.array([-1, 1], f), input_low=f(-1), input_high=f(1), output_low=f(0),
+                            output_high=f(255), levels=256)),
+        ("two levels", dict(x=np.array([-1, -0.1, 0, 0.1, 1], f), input_low=f(-1), input_high=f(1),
+                            output_low=f(-1), output_high=f(1), levels=2)),
+        ("per channel", dict(x=np.arange(12, dtype=f).reshape(1, 3, 2, 2) / 4, input_low=np.zeros((1, 3, 1, 1), f),
+                             input_high=np.array([1, 2, 3], f).reshape(1, 3, 1, 1),
+                             output_low=np.zeros((1, 3, 1, 1), f), output_high=np.full((1, 3, 1, 1), 255, f),
+                             levels=256)),
+    ]
+
+
+def check_openvino_fake_quantize(fn, *, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(x, input_low, input_high, output_low, output_high, levels)`` (keywords) against OpenVINO
+    FakeQuantize (:func:`refdet.runtimes.openvino.fake_quantize`) within
+    :func:`fake_quantize_tolerance`."""
+    from refdet.testing import strategies_runtimes as srt
+
+    r = _Runner("openvino_fake_quantize", "abs", "openvino", _fq_compare(fn), progress)
+    return _finish(r.run(_fq_golden(), srt.openvino_fake_quantize_cases(), n_cases, seed), raise_on_failure)
+
+
 #: op name (``refdet verify --op``) -> check function
 RUNTIME_CHECKS = {
     "opencv_nms_boxes": check_opencv_nms_boxes,
@@ -708,4 +816,5 @@ RUNTIME_CHECKS = {
     "openvino_nms": check_openvino_nms,
     "openvino_prior_box": check_openvino_prior_box,
     "openvino_prior_box_clustered": check_openvino_prior_box_clustered,
+    "openvino_fake_quantize": check_openvino_fake_quantize,
 }

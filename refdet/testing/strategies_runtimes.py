@@ -11,7 +11,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 __all__ = ["opencv_rects", "opencv_nms_cases", "opencv_soft_nms_cases", "opencv_blob_cases", "openvino_nms_cases",
-           "openvino_prior_box_cases", "openvino_prior_box_clustered_cases"]
+           "openvino_prior_box_cases", "openvino_prior_box_clustered_cases",
+           "openvino_fake_quantize_cases"]
 
 
 @st.composite
@@ -180,3 +181,30 @@ def openvino_prior_box_clustered_cases(draw, *, max_side=5):
         if v:
             attrs[k] = v
     return dict(layer_shape=layer, image_shape=image, attrs=attrs)
+
+
+@st.composite
+def openvino_fake_quantize_cases(draw, *, max_side=6):
+    """``dict(x, input_low, input_high, output_low, output_high, levels)`` for OpenVINO FakeQuantize: x
+    (1, C, H, W) float32 with values on the grid, on ties between grid points and on the range ends;
+    scalar or per-channel (1, C, 1, 1) ranges; levels 2 to 256."""
+    c = draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    levels = draw(st.sampled_from([2, 3, 16, 255, 256]))
+    per_channel = draw(st.booleans())
+    n = c if per_channel else 1
+    il = np.array([draw(st.sampled_from([-1.0, -0.5, 0.0, -2.25, -128.0])) for _ in range(n)], np.float32)
+    ih = il + np.array([draw(st.sampled_from([1.0, 2.0, 0.375, 5.0, 255.0])) for _ in range(n)], np.float32)
+    ol = np.array([draw(st.sampled_from([-1.0, 0.0, -128.0])) for _ in range(n)], np.float32)
+    oh = ol + np.array([draw(st.sampled_from([1.0, 255.0, 2.0])) for _ in range(n)], np.float32)
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    lo, hi = float(il.min()), float(ih.max())
+    k = rng.integers(0, 2 * levels - 1, size=(1, c, h, w))
+    grid = lo + (hi - lo) * k / (2 * (levels - 1))                 # grid points and midpoints (ties)
+    noise = lo - 1 + (hi - lo + 2) * rng.random((1, c, h, w))
+    x = np.where(rng.random((1, c, h, w)) < 0.5, grid, noise).astype(np.float32)
+    x.flat[0] = lo
+    shape = (1, c, 1, 1) if per_channel else ()
+    return dict(x=x, input_low=il.reshape(shape), input_high=ih.reshape(shape), output_low=ol.reshape(shape),
+                output_high=oh.reshape(shape), levels=levels)
