@@ -7,6 +7,8 @@ Usage::
     refdet verify onnxruntime             ONNX NonMaxSuppression / Relu / Conv run by onnxruntime
     refdet verify onnx-reference          the same nodes run by onnx.reference
     refdet verify ultralytics             ultralytics' YOLO ops (TAL, NMS, DFL, ...; the `yolo` extra)
+    refdet verify opencv                  cv2.dnn NMSBoxes / NMSBoxesBatched / softNMSBoxes / blobFromImage
+    refdet verify openvino                OpenVINO CPU NonMaxSuppression-9, PriorBox(Clustered), FakeQuantize
     refdet verify self                    only refdet's self-check
     refdet verify --op nms mypkg.ops:nms --convention torchvision
     refdet verify --op focal_loss mypkg.losses:focal --grad mypkg.losses:focal_grad
@@ -885,7 +887,8 @@ def verify(target=None, *, op=None, convention="torchvision", grad=None, n_cases
 def _verify_args(p):
     from refdet.apps.args import int_range
     p.add_argument("target", nargs="?", default=None,
-                   help="torchvision | onnxruntime | onnx-reference | ultralytics | self | module:callable "
+                   help="torchvision | onnxruntime | onnx-reference | ultralytics | opencv | openvino | self | "
+                        "module:callable "
                         "(omit: self-check + every installed backend)")
     p.add_argument("--op", default=None, help="the op a module:callable implements (or restrict a backend to "
                    "one op): nms, batched_nms, box_iou, generalized_box_iou, match, encode_boxes, decode_boxes, "

@@ -291,3 +291,12 @@ def test_blob_conformance_passes_for_cv2_and_names_mean_order():
         return cv2.dnn.blobFromImage(img, sf, size, (m[2], m[1], m[0], m[3]) if swap else tuple(m), swap, crop)
     rep = cr.check_opencv_blob_from_image(bgr_mean, n_cases=0, raise_on_failure=False)
     assert not rep.ok and "mean applied in the input (BGR) order" in rep.first_mismatch
+
+
+def test_verify_opencv_target_runs_every_op():
+    _cv2()
+    from refdet.verify import run_target
+    rows = run_target("opencv", n_cases=5)
+    assert {r["op"] for r in rows} == {"opencv_nms_boxes", "opencv_nms_boxes_batched", "opencv_soft_nms_boxes",
+                                        "opencv_blob_from_image"}
+    assert all(r["ok"] for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]

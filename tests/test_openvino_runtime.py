@@ -257,3 +257,95 @@ def test_fake_quantize_conformance_names_truncation():
     rep = cr.check_openvino_fake_quantize(trunc, n_cases=0, raise_on_failure=False)
     assert not rep.ok and "truncated" in rep.first_mismatch
     assert cr.check_openvino_fake_quantize(_ov().openvino_fake_quantize, n_cases=30).ok
+
+
+# ---------------------------------------------------------------------------------------------------
+# ROIAlign
+# ---------------------------------------------------------------------------------------------------
+
+@given(srt.openvino_roi_align_cases())
+def test_roi_align_equals_openvino(case):
+    ad = _ov()
+    got = V.roi_align(**case)
+    want = ad.openvino_roi_align(**case)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    tol = 1e-5 * max(1.0, float(np.nanmax(np.abs(want), initial=1.0)))
+    np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(want), rtol=0, atol=tol)
+
+
+def test_roi_align_modes_map_to_torchvision_and_tf():
+    from refdet.roi.align import roi_align as tv
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 8, 8)).astype(np.float32)
+    rois = np.array([[1.0, 1.5, 6.0, 5.0]], np.float32)
+    boxes = np.concatenate([[[0.0]], rois], 1).astype(np.float32)
+    np.testing.assert_array_equal(V.roi_align(x, rois, [0], 2, 2, 2, 0.5, "avg", "asymmetric"),
+                                  tv(x, boxes, (2, 2), 0.5, 2, False))
+    np.testing.assert_array_equal(V.roi_align(x, rois, [0], 2, 2, 2, 0.5, "avg", "half_pixel_for_nn"),
+                                  tv(x, boxes, (2, 2), 0.5, 2, True))
+    # half_pixel: (x + 0.5) * scale - 0.5, so at scale 1 the RoI is not shifted at all
+    shifted = boxes.copy()
+    shifted[:, 1:] += 0.5
+    np.testing.assert_array_equal(V.roi_align(x, rois, [0], 2, 2, 2, 1.0, "avg", "half_pixel"),
+                                  tv(x, shifted, (2, 2), 1.0, 2, True))
+
+
+def test_roi_align_max_starts_at_zero():
+    x = -np.ones((1, 1, 4, 4), np.float32)                      # every sample is -1
+    out = V.roi_align(x, np.array([[0, 0, 3, 3]], np.float32), [0], 1, 1, 2, 1.0, "max", "asymmetric")
+    assert out.ravel().tolist() == [0.0]
+    assert V.roi_align(x, np.array([[0, 0, 3, 3]], np.float32), [0], 1, 1, 2, 1.0, "avg",
+                       "asymmetric").ravel().tolist() == [-1.0]
+
+
+def test_roi_align_zero_size_roi_is_nan_with_adaptive_grid():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    out = V.roi_align(x, np.array([[2, 2, 2, 2]], np.float32), [0], 1, 1, 0, 1.0, "avg", "half_pixel_for_nn")
+    assert np.isnan(out).all()
+    out = V.roi_align(x, np.array([[2, 2, 2, 2]], np.float32), [0], 1, 1, 0, 1.0, "avg", "asymmetric")
+    assert out.ravel().tolist() == [1.0]                         # asymmetric: size at least 1
+
+
+def test_roi_align_bad_input():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="aligned_mode"):
+        V.roi_align(x, np.zeros((1, 4)), [0], 1, 1, aligned_mode="aligned")
+    with pytest.raises(ValueError, match="rois"):
+        V.roi_align(x, np.zeros((1, 5)), [0], 1, 1)
+    with pytest.raises(ValueError, match="pooled_h"):
+        V.roi_align(x, np.zeros((1, 4)), [0], 0, 1)
+
+
+def test_roi_align_conformance_names_half_pixel_confusion():
+    def tv_half_pixel(features, rois, batch_indices, pooled_h, pooled_w, sampling_ratio, spatial_scale, mode,
+                      aligned_mode):
+        if aligned_mode == "half_pixel":
+            aligned_mode = "half_pixel_for_nn"
+        return V.roi_align(features, rois, batch_indices, pooled_h, pooled_w, sampling_ratio, spatial_scale, mode,
+                           aligned_mode)
+    rep = cr.check_openvino_roi_align(tv_half_pixel, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "half_pixel read as torchvision" in rep.first_mismatch
+    assert cr.check_openvino_roi_align(_ov().openvino_roi_align, n_cases=30).ok
+
+
+# ---------------------------------------------------------------------------------------------------
+# refdet verify openvino / opencv
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target, extra", [("openvino", "openvino"), ("opencv", "opencv")])
+def test_verify_missing_runtime_is_one_line_naming_the_extra(capsys, monkeypatch, target, extra):
+    from refdet import verify as vmod
+    from refdet.cli import main
+    monkeypatch.setattr(vmod, "_installed", lambda mods: False)
+    assert main(["verify", target, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"pip install 'refdet[{extra}]'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_verify_openvino_target_runs_every_op():
+    _ov()
+    from refdet.verify import run_target
+    rows = run_target("openvino", n_cases=5)
+    assert {r["op"] for r in rows} == {"openvino_nms", "openvino_prior_box", "openvino_prior_box_clustered",
+                                        "openvino_fake_quantize", "openvino_roi_align"}
+    assert all(r["ok"] for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]

@@ -69,6 +69,8 @@ EXTRAS = {
     "hypothesis": ("test",),
     "pytest": ("test",),
     "ultralytics": ("yolo",),
+    "openvino": ("openvino",),
+    "opencv_python_headless": ("opencv",),   # imported as cv2 (refdet verify opencv names the extra itself)
     "sphinx": ("docs",),
     "numpydoc": ("docs",),
     "sphinx_gallery": ("docs",),

@@ -102,6 +102,7 @@ def openvino_adapters():
         "openvino_prior_box": dict(fn=openvino_prior_box),
         "openvino_prior_box_clustered": dict(fn=lambda ls, im, attrs: openvino_prior_box(ls, im, attrs, clustered=True)),
         "openvino_fake_quantize": dict(fn=openvino_fake_quantize),
+        "openvino_roi_align": dict(fn=openvino_roi_align),
     }
 
 
@@ -141,3 +142,17 @@ def openvino_fake_quantize(x, input_low, input_high, output_low, output_high, le
     node = ops.fake_quantize(p, *cs, int(levels))
     compiled = r.core.compile_model(ov.Model(node.outputs(), [p]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return np.asarray(compiled([x])[compiled.outputs[0]])
+
+
+def openvino_roi_align(features, rois, batch_indices, pooled_h, pooled_w, sampling_ratio, spatial_scale, mode,
+                       aligned_mode):
+    """OpenVINO ROIAlign-9 on the CPU plugin (f32)."""
+    import openvino.opset9 as ops
+
+    def build(x, r, b):
+        return ops.roi_align(x, r, b, int(pooled_h), int(pooled_w), int(sampling_ratio), float(spatial_scale), mode,
+                             aligned_mode)
+    key = ("roi_align", int(pooled_h), int(pooled_w), int(sampling_ratio), float(spatial_scale), mode, aligned_mode)
+    return openvino_runner().run(key, build, [np.asarray(features, np.float32), np.asarray(rois, np.float32),
+                                             np.asarray(batch_indices, np.int32)])[0]
+

@@ -620,3 +620,108 @@ def fake_quantize(x: np.ndarray, input_low, input_high, output_low, output_high,
 
 
 __all__ += ["fake_quantize"]
+
+
+# --------------------------------------------------------------------------------------------------
+# ROIAlign (opset 9)
+# --------------------------------------------------------------------------------------------------
+
+ROI_ALIGN_MODES = ("asymmetric", "half_pixel_for_nn", "half_pixel")
+
+
+def roi_align(features: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray, pooled_h: int, pooled_w: int,
+              sampling_ratio: int = 0, spatial_scale: float = 1.0, mode: str = "avg",
+              aligned_mode: str = "asymmetric") -> np.ndarray:
+    """OpenVINO ``ROIAlign`` (opset 9), in terms of refdet's :func:`refdet.roi.roi_align`.
+
+    ``aligned_mode`` (the RoI's corner ``x`` becomes, in feature coordinates):
+
+    ==================  ==============================  ==========================================
+    asymmetric          ``x * scale``, size >= 1        torchvision ``aligned=False`` (Detectron1)
+    half_pixel_for_nn   ``x * scale - 0.5``             torchvision ``aligned=True`` (detectron2)
+    half_pixel          ``(x + 0.5) * scale - 0.5``     TF's pixel centres: at ``scale = 1`` no shift
+    ==================  ==============================  ==========================================
+
+    The names are easy to misread: OpenVINO's ``half_pixel`` is **not** torchvision's / ONNX's
+    ``half_pixel`` (``x * scale - 0.5``, OpenVINO's ``half_pixel_for_nn``).
+
+    ``mode="avg"``: the mean of the bilinear samples (refdet's ``avg``; OpenVINO adds ``sample / n``
+    per sample, so float32 results differ by a few ulps). A zero-size RoI with an adaptive grid
+    (``sampling_ratio=0`` and ``half_pixel`` / ``half_pixel_for_nn``: no minimum size) has 0 samples:
+    OpenVINO's CPU plugin returns NaN there (0 / 0), torchvision and refdet's :func:`refdet.roi.roi_align`
+    return 0; reproduced (NaN). ``mode="max"``: OpenVINO starts the running
+    maximum at **0** (``pooled_value = 0``; ``sample > pooled ? sample : pooled``), so a bin whose
+    samples are all negative gives 0, and it takes the maximum of the interpolated *values* (ONNX and
+    refdet's ``mode="max"`` take the maximum of the weighted *corners*). Reproduced as
+    ``max(0, max over samples)``, the samples being those of an ``avg`` RoIAlign on ``gh x gw`` sub-bins.
+
+    Parameters
+    ----------
+    features : ndarray, shape (B, C, H, W)
+    rois : ndarray, shape (K, 4)
+        ``(x1, y1, x2, y2)`` in image coordinates.
+    batch_indices : ndarray of int, shape (K,)
+    pooled_h, pooled_w : int >= 1
+    sampling_ratio : int >= 0
+        0: adaptive, ``ceil(roi_size / pooled_size)`` samples per bin and axis.
+    spatial_scale : float > 0
+    mode : {"avg", "max"}
+    aligned_mode : {"asymmetric", "half_pixel_for_nn", "half_pixel"}
+
+    Returns
+    -------
+    ndarray, shape (K, C, pooled_h, pooled_w)
+
+    Notes
+    -----
+    Sources: ``src/core/reference/include/openvino/reference/roi_align.hpp`` (``aligned_mode`` offsets,
+    ``pooled_value`` initialisation and the per-sample ``+= sample_value / num_samples_in_bin``) and the
+    CPU plugin's ``nodes/roi_align.cpp`` (checked against it within 1e-5 in ``tests/test_openvino_runtime.py``).
+    """
+    from refdet.roi.align import roi_align as _roi_align
+
+    _checks.check_choice(mode, "mode", ("avg", "max"))
+    _checks.check_choice(aligned_mode, "aligned_mode", ROI_ALIGN_MODES)
+    r = _checks.as_array(rois, "rois")
+    if r.ndim != 2 or r.shape[1] != 4:
+        raise ValueError(f"`rois` must have shape (K, 4); got {r.shape}")
+    bi = _checks.as_int_labels(batch_indices, "batch_indices", n=len(r), low=0)
+    ph = _checks.check_int(pooled_h, "pooled_h", low=1)
+    pw = _checks.check_int(pooled_w, "pooled_w", low=1)
+    sr = _checks.check_int(sampling_ratio, "sampling_ratio", low=0)
+    x = _checks.as_array(features, "features")
+    dt = _checks.working_dtype(x.dtype)
+    r = r.astype(dt)
+    if aligned_mode == "half_pixel":
+        r = r + dt.type(0.5)
+    boxes = np.concatenate([bi.astype(dt)[:, None], r], axis=1)
+    aligned = aligned_mode != "asymmetric"
+    sc = dt.type(_checks.check_positive(spatial_scale, "spatial_scale"))
+    off = dt.type(0.5) if aligned else dt.type(0)
+    hgt = (r[:, 3] * sc - off) - (r[:, 1] * sc - off)
+    wid = (r[:, 2] * sc - off) - (r[:, 0] * sc - off)
+    if not aligned:
+        hgt, wid = np.maximum(hgt, dt.type(1)), np.maximum(wid, dt.type(1))
+    if sr > 0:
+        gh = np.full(len(r), sr, np.int64)
+        gw = gh.copy()
+    else:
+        gh = np.ceil(hgt / dt.type(ph)).astype(np.int64)
+        gw = np.ceil(wid / dt.type(pw)).astype(np.int64)
+    if mode == "avg":
+        out = _roi_align(x, boxes, (ph, pw), spatial_scale, sr, aligned)
+        out[(gh == 0) | (gw == 0)] = np.nan                    # OpenVINO: 0 samples, 0 / 0 (refdet: 0)
+        return out
+    # max: sub-bins of one sample each, grouped by the per-RoI sample grid
+    out = np.zeros((len(r), x.shape[1], ph, pw), dt)
+    for a, b in sorted(set(zip(gh.tolist(), gw.tolist()))):     # one call per distinct sample grid
+        sel = np.flatnonzero((gh == a) & (gw == b))
+        if a == 0 or b == 0:
+            continue                                           # no samples: the running maximum stays 0
+        sub = _roi_align(x, boxes[sel], (ph * a, pw * b), spatial_scale, 1, aligned)
+        m = sub.reshape(len(sel), x.shape[1], ph, a, pw, b).max(axis=(3, 5))
+        out[sel] = np.maximum(m, dt.type(0))
+    return out
+
+
+__all__ += ["roi_align", "ROI_ALIGN_MODES"]

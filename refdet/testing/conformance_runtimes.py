@@ -31,6 +31,9 @@ check_openvino_prior_box, check_openvino_prior_box_clustered
     ``fn(layer_shape (H, W), image_shape (IH, IW), attrs dict) -> (2, 4 * H * W * P)``
 check_openvino_fake_quantize
     ``fn(x, input_low, input_high, output_low, output_high, levels)`` (keywords) ``-> y`` like ``x``
+check_openvino_roi_align
+    ``fn(features, rois (K, 4), batch_indices, pooled_h, pooled_w, sampling_ratio, spatial_scale, mode,
+    aligned_mode)`` (keywords) ``-> (K, C, pooled_h, pooled_w)``
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ import numpy as np
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
            "check_opencv_blob_from_image", "check_openvino_nms",
            "check_openvino_prior_box", "check_openvino_prior_box_clustered", "check_openvino_fake_quantize",
+           "check_openvino_roi_align",
            "RUNTIME_CHECKS"]
 
 
@@ -807,6 +811,87 @@ def check_openvino_fake_quantize(fn, *, n_cases=60, seed=0, raise_on_failure=Tru
     return _finish(r.run(_fq_golden(), srt.openvino_fake_quantize_cases(), n_cases, seed), raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# OpenVINO ROIAlign
+# ---------------------------------------------------------------------------------------------------
+
+def _ov_roi_variants(case):
+    from refdet.roi.align import roi_align as tv_roi_align
+    from refdet.runtimes.openvino import roi_align
+
+    c = dict(case)
+    boxes = np.concatenate([np.asarray(c["batch_indices"], np.float32)[:, None], c["rois"]], axis=1)
+    out = []
+    if c["aligned_mode"] == "half_pixel":
+        out.append(("half_pixel read as torchvision/ONNX half_pixel (x * scale - 0.5; OpenVINO's is "
+                    "(x + 0.5) * scale - 0.5, its x * scale - 0.5 is half_pixel_for_nn)",
+                    roi_align(**dict(c, aligned_mode="half_pixel_for_nn"))))
+    if c["mode"] == "max":
+        out.append(("max of the weighted corners (ONNX / refdet mode='max'); OpenVINO takes the max of the "
+                    "interpolated values, starting from 0",
+                    tv_roi_align(c["features"], boxes, (c["pooled_h"], c["pooled_w"]), c["spatial_scale"],
+                                 c["sampling_ratio"], c["aligned_mode"] != "asymmetric", mode="max")))
+    else:
+        out.append(("0 for a RoI with no samples (torchvision, refdet.roi); OpenVINO's CPU plugin returns NaN "
+                    "(0 / 0)", tv_roi_align(c["features"], boxes, (c["pooled_h"], c["pooled_w"]), c["spatial_scale"],
+                                            c["sampling_ratio"], c["aligned_mode"] != "asymmetric")
+                    if c["aligned_mode"] != "half_pixel" else None))
+    return out
+
+
+def _ov_roi_compare(fn):
+    from refdet.runtimes.openvino import roi_align
+
+    def compare(case):
+        exp = roi_align(**case)
+        got = _np(fn(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in case.items()}))
+        if got.shape != exp.shape:
+            return float("inf"), f"output shape differs: yours {got.shape}, refdet {exp.shape}"
+        tol = 1e-5 * max(1.0, float(np.nanmax(np.abs(exp), initial=1.0)))
+        same_nan = np.isnan(got) == np.isnan(exp)
+        with np.errstate(invalid="ignore"):
+            d = np.where(np.isnan(exp) & np.isnan(got), 0.0, np.abs(got.astype(np.float64) - exp))
+        d = np.where(np.isnan(d), np.inf, d)
+        if same_nan.all() and np.all(d <= tol):
+            return float(d.max(initial=0.0)), None
+        k = int(np.argmax(d))
+        idx = np.unravel_index(k, got.shape)
+        msg = (f"RoI {idx[0]} = {case['rois'][idx[0]].tolist()}, channel {idx[1]}, bin {idx[2:]}: yours "
+               f"{got[idx]!r}, refdet {exp[idx]!r} (mode {case['mode']!r}, aligned_mode {case['aligned_mode']!r})")
+        for desc, alt in _ov_roi_variants(case):
+            if alt is None:
+                continue
+            with np.errstate(invalid="ignore"):
+                if alt.shape == got.shape and np.allclose(alt, got, rtol=0, atol=tol, equal_nan=True):
+                    msg += f"\n  likely cause: {desc}"
+                    break
+        return float(d.max()), msg
+    return compare
+
+
+def _ov_roi_golden():
+    x = np.arange(2 * 2 * 8 * 10, dtype=np.float32).reshape(2, 2, 8, 10) / 16 - 5
+    base = dict(features=x, rois=np.array([[1, 1, 6, 5], [0.5, 2, 3.5, 7]], np.float32),
+                batch_indices=np.array([0, 1], np.int32), pooled_h=2, pooled_w=2, sampling_ratio=2, spatial_scale=1.0,
+                mode="avg", aligned_mode="asymmetric")
+    return [("asymmetric", base), ("half_pixel_for_nn", dict(base, aligned_mode="half_pixel_for_nn")),
+            ("half_pixel at scale 0.5", dict(base, aligned_mode="half_pixel", spatial_scale=0.5)),
+            # the features are negative near the top-left: OpenVINO's max starts at 0
+            ("max over negative values", dict(base, mode="max")),
+            ("zero-size RoI, adaptive grid (NaN)", dict(base, rois=np.array([[3, 4, 3, 4], [1, 1, 6, 5]], np.float32),
+                                                        sampling_ratio=0, aligned_mode="half_pixel_for_nn"))]
+
+
+def check_openvino_roi_align(fn, *, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(features, rois, batch_indices, pooled_h, pooled_w, sampling_ratio, spatial_scale, mode,
+    aligned_mode)`` (keywords) against OpenVINO ROIAlign-9 (:func:`refdet.runtimes.openvino.roi_align`),
+    within ``1e-5 * max(1, max |output|)``; NaN where OpenVINO gives NaN."""
+    from refdet.testing import strategies_runtimes as srt
+
+    r = _Runner("openvino_roi_align", "abs", "openvino", _ov_roi_compare(fn), progress)
+    return _finish(r.run(_ov_roi_golden(), srt.openvino_roi_align_cases(), n_cases, seed), raise_on_failure)
+
+
 #: op name (``refdet verify --op``) -> check function
 RUNTIME_CHECKS = {
     "opencv_nms_boxes": check_opencv_nms_boxes,
@@ -817,4 +902,5 @@ RUNTIME_CHECKS = {
     "openvino_prior_box": check_openvino_prior_box,
     "openvino_prior_box_clustered": check_openvino_prior_box_clustered,
     "openvino_fake_quantize": check_openvino_fake_quantize,
+    "openvino_roi_align": check_openvino_roi_align,
 }

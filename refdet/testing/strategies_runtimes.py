@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 __all__ = ["opencv_rects", "opencv_nms_cases", "opencv_soft_nms_cases", "opencv_blob_cases", "openvino_nms_cases",
            "openvino_prior_box_cases", "openvino_prior_box_clustered_cases",
-           "openvino_fake_quantize_cases"]
+           "openvino_fake_quantize_cases", "openvino_roi_align_cases"]
 
 
 @st.composite
@@ -208,3 +208,25 @@ def openvino_fake_quantize_cases(draw, *, max_side=6):
     shape = (1, c, 1, 1) if per_channel else ()
     return dict(x=x, input_low=il.reshape(shape), input_high=ih.reshape(shape), output_low=ol.reshape(shape),
                 output_high=oh.reshape(shape), levels=levels)
+
+
+@st.composite
+def openvino_roi_align_cases(draw, *, max_rois=6):
+    """Arguments of OpenVINO ROIAlign-9: features (B, C, H, W) float32, rois (K, 4) on a 0.25 grid
+    (some of zero size, some outside the map), batch indices, pooled size, sampling ratio (0 adaptive),
+    spatial scale, mode, aligned_mode."""
+    b, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    feats = np.random.default_rng(seed).standard_normal((b, c, h, w)).astype(np.float32)
+    k = draw(st.integers(1, max_rois))
+    v = st.integers(-8, 48).map(lambda t: t * 0.25)
+    rois = []
+    for _ in range(k):
+        x1, y1 = draw(v), draw(v)
+        rois.append([x1, y1, x1 + abs(draw(v)) * draw(st.sampled_from([0, 1, 1])), y1 + abs(draw(v))])
+    return dict(features=feats, rois=np.array(rois, np.float32), batch_indices=np.array(
+        [draw(st.integers(0, b - 1)) for _ in range(k)], np.int32), pooled_h=draw(st.integers(1, 3)),
+        pooled_w=draw(st.integers(1, 3)), sampling_ratio=draw(st.sampled_from([0, 0, 1, 2])),
+        spatial_scale=draw(st.sampled_from([1.0, 0.5, 0.25])), mode=draw(st.sampled_from(["avg", "max"])),
+        aligned_mode=draw(st.sampled_from(["asymmetric", "half_pixel_for_nn", "half_pixel"])))
