@@ -329,6 +329,48 @@ def test_roi_align_conformance_names_half_pixel_confusion():
 
 
 # ---------------------------------------------------------------------------------------------------
+# ROIPooling
+# ---------------------------------------------------------------------------------------------------
+
+@given(srt.openvino_roi_pooling_cases())
+def test_roi_pooling_equals_openvino(case):
+    ad = _ov()
+    got = V.roi_pooling(**case)
+    want = ad.openvino_roi_pooling(**case)
+    if case["method"] == "max":
+        np.testing.assert_array_equal(got, want)                     # bit for bit
+    else:
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max(initial=1.0))))
+
+
+def test_roi_pooling_bilinear_is_crop_and_resize_on_normalised_boxes():
+    f = np.zeros((1, 2, 8, 10), np.float32)
+    f[0, 0] = np.arange(10)[None, :]                               # channel 0 = x, channel 1 = y
+    f[0, 1] = np.arange(8)[:, None]
+    out = V.roi_pooling(f, np.array([[0, 0.1, 0.2, 0.8, 0.6]], np.float32), (3, 2), 1.0, "bilinear")
+    # x = 0.1 * 9 and 0.8 * 9; y = 0.2 * 7 + i * 0.4 * 7 / 2
+    np.testing.assert_allclose(out[0, 0], [[0.9, 7.2]] * 3, atol=1e-5)
+    np.testing.assert_allclose(out[0, 1, :, 0], [1.4, 2.8, 4.2], atol=1e-5)
+
+
+def test_roi_pooling_bad_input():
+    with pytest.raises(ValueError, match="rois"):
+        V.roi_pooling(np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 4)), (2, 2))
+    with pytest.raises(ValueError, match="method"):
+        V.roi_pooling(np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 5)), (2, 2), method="avg")
+    with pytest.raises(ValueError, match="batch"):
+        V.roi_pooling(np.zeros((1, 1, 4, 4), np.float32), np.array([[0.5, 0, 0, 1, 1]]), (2, 2), method="bilinear")
+
+
+def test_roi_pooling_conformance_names_swapped_axes():
+    def swapped(features, rois, output_size, spatial_scale, method):
+        return V.roi_pooling(features, rois[:, [0, 2, 1, 4, 3]], output_size, spatial_scale, method)
+    rep = cr.check_openvino_roi_pooling(swapped, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "x and y swapped" in rep.first_mismatch
+    assert cr.check_openvino_roi_pooling(_ov().openvino_roi_pooling, n_cases=30).ok
+
+
+# ---------------------------------------------------------------------------------------------------
 # refdet verify openvino / opencv
 # ---------------------------------------------------------------------------------------------------
 
@@ -347,5 +389,5 @@ def test_verify_openvino_target_runs_every_op():
     from refdet.verify import run_target
     rows = run_target("openvino", n_cases=5)
     assert {r["op"] for r in rows} == {"openvino_nms", "openvino_prior_box", "openvino_prior_box_clustered",
-                                        "openvino_fake_quantize", "openvino_roi_align"}
+                                        "openvino_fake_quantize", "openvino_roi_align", "openvino_roi_pooling"}
     assert all(r["ok"] for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]

@@ -39,8 +39,8 @@ def opencv_adapters():
 # ---------------------------------------------------------------------------------------------------
 
 class _OVRunner:
-    """Compile ``build(*parameters) -> node or outputs`` for given input shapes/dtypes on "CPU" and run it.
-    Compiled models are cached by (key, shapes, dtypes)."""
+    """Compile ``build(*parameters) -> node or outputs`` for given input shapes/dtypes on "CPU" (f32
+    inference precision) and run it. Compiled models are cached by (key, shapes, dtypes)."""
 
     def __init__(self):
         import openvino as ov
@@ -59,7 +59,9 @@ class _OVRunner:
             params = [ops.parameter(list(np.asarray(a).shape), np.asarray(a).dtype) for a in inputs]
             node = build(*params)
             outs = node.outputs() if hasattr(node, "outputs") else node
-            compiled = self.core.compile_model(ov.Model(outs, params), "CPU")
+            # f32: on CPUs with native bf16 the plugin's default inference precision is bf16, which rounds
+            # e.g. ROIPooling's RoI coordinates to 8 significant bits (sample positions off by 0.02 px)
+            compiled = self.core.compile_model(ov.Model(outs, params), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             if len(self.cache) > 256:
                 self.cache.clear()
             self.cache[sig] = compiled
@@ -103,6 +105,7 @@ def openvino_adapters():
         "openvino_prior_box_clustered": dict(fn=lambda ls, im, attrs: openvino_prior_box(ls, im, attrs, clustered=True)),
         "openvino_fake_quantize": dict(fn=openvino_fake_quantize),
         "openvino_roi_align": dict(fn=openvino_roi_align),
+        "openvino_roi_pooling": dict(fn=openvino_roi_pooling),
     }
 
 
@@ -124,7 +127,7 @@ def openvino_prior_box(layer_shape, image_shape, attrs, *, clustered=False, cons
     r = openvino_runner()
     if constant:
         node = fn(ops.constant(ls), ops.constant(im), dict(attrs))
-        compiled = r.core.compile_model(ov.Model(node.outputs(), []), "CPU")
+        compiled = r.core.compile_model(ov.Model(node.outputs(), []), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return np.asarray(compiled([])[compiled.outputs[0]])
     key = ("prior_box_clustered" if clustered else "prior_box", repr(sorted(attrs.items())))
     return r.run(key, lambda a, b: fn(a, b, dict(attrs)), [ls, im])[0]
@@ -156,3 +159,13 @@ def openvino_roi_align(features, rois, batch_indices, pooled_h, pooled_w, sampli
     return openvino_runner().run(key, build, [np.asarray(features, np.float32), np.asarray(rois, np.float32),
                                              np.asarray(batch_indices, np.int32)])[0]
 
+
+
+def openvino_roi_pooling(features, rois, output_size, spatial_scale, method):
+    """OpenVINO ROIPooling on the CPU plugin (f32)."""
+    import openvino.opset9 as ops
+
+    key = ("roi_pooling", tuple(int(v) for v in output_size), float(spatial_scale), method)
+    return openvino_runner().run(key, lambda x, r: ops.roi_pooling(x, r, [int(v) for v in output_size],
+                                                                   float(spatial_scale), method),
+                                 [np.asarray(features, np.float32), np.asarray(rois, np.float32)])[0]

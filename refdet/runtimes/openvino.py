@@ -725,3 +725,65 @@ def roi_align(features: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray,
 
 
 __all__ += ["roi_align", "ROI_ALIGN_MODES"]
+
+
+# --------------------------------------------------------------------------------------------------
+# ROIPooling (opset 2)
+# --------------------------------------------------------------------------------------------------
+
+def roi_pooling(features: np.ndarray, rois: np.ndarray, output_size, spatial_scale: float = 1.0,
+                method: str = "max") -> np.ndarray:
+    """OpenVINO ``ROIPooling``: ``method="max"`` is Fast R-CNN's RoI max pooling, ``"bilinear"`` is TF's
+    ``crop_and_resize`` on normalised coordinates.
+
+    * ``"max"``: :func:`refdet.roi.roi_pool` (torchvision / Caffe: corners rounded,
+      ``round(x * spatial_scale)``, ``+1`` sizes at least 1, bins ``floor(i * size / P)`` to
+      ``ceil((i + 1) * size / P)``, an empty bin gives 0). Bit for bit on the CPU plugin.
+    * ``"bilinear"``: ``rois`` are **normalised** ``[x1, y1, x2, y2]`` in [0, 1] and
+      ``spatial_scale`` is ignored; output bin ``(i, j)`` samples ``y = y1 * (H - 1) + i * (y2 - y1) *
+      (H - 1) / (PH - 1)`` (the centre when ``PH == 1``), bilinearly, and 0 outside the map:
+      :func:`refdet.roi.crop.crop_and_resize` with boxes ``[y1, x1, y2, x2]`` (within 3e-6 of the CPU
+      plugin: it interpolates in another order).
+
+    Parameters
+    ----------
+    features : ndarray, shape (B, C, H, W)
+    rois : ndarray, shape (K, 5)
+        ``[batch_index, x1, y1, x2, y2]``.
+    output_size : (PH, PW)
+    spatial_scale : float > 0
+    method : {"max", "bilinear"}
+
+    Returns
+    -------
+    ndarray, shape (K, C, PH, PW)
+
+    Notes
+    -----
+    Precision: on a CPU with native bf16 (AVX512-BF16, AMX) the CPU plugin's default
+    ``INFERENCE_PRECISION_HINT`` is bf16 and ROIPooling then runs on bf16 RoIs: ``x1 = 0.1`` becomes
+    ``0.1003`` and the bilinear samples move by up to 0.02 pixel (``0.9`` -> ``0.90234375``). refdet is the
+    f32 answer; compile with ``{"INFERENCE_PRECISION_HINT": "f32"}`` to get it from OpenVINO.
+
+    Source: ``src/core/reference/include/openvino/reference/roi_pooling.hpp`` and the CPU plugin's
+    ``nodes/roi_pooling.cpp`` (tested against it in ``tests/test_openvino_runtime.py``).
+    """
+    from refdet.roi.crop import crop_and_resize
+    from refdet.roi.pool import roi_pool
+
+    _checks.check_choice(method, "method", ("max", "bilinear"))
+    r = _checks.as_array(rois, "rois")
+    if r.ndim != 2 or r.shape[1] != 5:
+        raise ValueError(f"`rois` must have shape (K, 5) of [batch_index, x1, y1, x2, y2]; got {r.shape}")
+    if method == "max":
+        return roi_pool(features, r, output_size, spatial_scale)
+    out = tuple(output_size) if np.ndim(output_size) else (output_size, output_size)
+    bi = r[:, 0].astype(np.int64)
+    if r.size and not np.array_equal(bi, r[:, 0]):
+        raise ValueError("`rois[:, 0]` must hold integer batch indices (OpenVINO ROIPooling)")
+    x = _checks.as_array(features, "features")
+    boxes = r[:, [2, 1, 4, 3]].astype(_checks.working_dtype(x.dtype))
+    return crop_and_resize(x, boxes, bi, out)
+
+
+__all__ += ["roi_pooling"]

@@ -34,6 +34,8 @@ check_openvino_fake_quantize
 check_openvino_roi_align
     ``fn(features, rois (K, 4), batch_indices, pooled_h, pooled_w, sampling_ratio, spatial_scale, mode,
     aligned_mode)`` (keywords) ``-> (K, C, pooled_h, pooled_w)``
+check_openvino_roi_pooling
+    ``fn(features, rois (K, 5), output_size, spatial_scale, method)`` (keywords) ``-> (K, C, PH, PW)``
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ import numpy as np
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
            "check_opencv_blob_from_image", "check_openvino_nms",
            "check_openvino_prior_box", "check_openvino_prior_box_clustered", "check_openvino_fake_quantize",
-           "check_openvino_roi_align",
+           "check_openvino_roi_align", "check_openvino_roi_pooling",
            "RUNTIME_CHECKS"]
 
 
@@ -892,6 +894,47 @@ def check_openvino_roi_align(fn, *, n_cases=60, seed=0, raise_on_failure=True, p
     return _finish(r.run(_ov_roi_golden(), srt.openvino_roi_align_cases(), n_cases, seed), raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# OpenVINO ROIPooling
+# ---------------------------------------------------------------------------------------------------
+
+def _ov_roi_pooling_compare(fn):
+    from refdet.runtimes.openvino import roi_pooling
+
+    def compare(case):
+        exp = roi_pooling(**case)
+        got = _np(fn(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in case.items()}))
+        if got.shape != exp.shape:
+            return float("inf"), f"output shape differs: yours {got.shape}, refdet {exp.shape}"
+        tol = 0.0 if case["method"] == "max" else 1e-5 * max(1.0, float(np.abs(exp).max(initial=1.0)))
+        d = np.abs(got.astype(np.float64) - exp)
+        if np.all(d <= tol):
+            return float(d.max(initial=0.0)), None
+        idx = np.unravel_index(int(np.argmax(d)), got.shape)
+        msg = (f"RoI {idx[0]} = {case['rois'][idx[0]].tolist()}, channel {idx[1]}, bin {idx[2:]}: yours "
+               f"{got[idx]!r}, refdet {exp[idx]!r} (method {case['method']!r})")
+        swapped = roi_pooling(**dict(case, rois=case["rois"][:, [0, 2, 1, 4, 3]]))
+        if np.allclose(swapped, got, rtol=0, atol=max(tol, 1e-6)):
+            msg += "\n  likely cause: x and y swapped (OpenVINO's rois are [batch, x1, y1, x2, y2])"
+        return float(d.max()), msg
+    return compare
+
+
+def check_openvino_roi_pooling(fn, *, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(features, rois (K, 5), output_size, spatial_scale, method)`` (keywords) against OpenVINO
+    ROIPooling (:func:`refdet.runtimes.openvino.roi_pooling`): exact for "max", within
+    ``1e-5 * max(1, max |output|)`` for "bilinear"."""
+    from refdet.testing import strategies_runtimes as srt
+
+    x = np.arange(2 * 8 * 10, dtype=np.float32).reshape(1, 2, 8, 10) / 8 - 4
+    golden = [("max", dict(features=x, rois=np.array([[0, 1, 1, 6, 5], [0, -3, 2, 30, 4]], np.float32),
+                           output_size=(2, 3), spatial_scale=1.0, method="max")),
+              ("bilinear", dict(features=x, rois=np.array([[0, 0.1, 0.2, 0.8, 0.6], [0, -0.5, 0, 1.5, 1]], np.float32),
+                                output_size=(3, 2), spatial_scale=1.0, method="bilinear"))]
+    r = _Runner("openvino_roi_pooling", "abs", "openvino", _ov_roi_pooling_compare(fn), progress)
+    return _finish(r.run(golden, srt.openvino_roi_pooling_cases(), n_cases, seed), raise_on_failure)
+
+
 #: op name (``refdet verify --op``) -> check function
 RUNTIME_CHECKS = {
     "opencv_nms_boxes": check_opencv_nms_boxes,
@@ -903,4 +946,5 @@ RUNTIME_CHECKS = {
     "openvino_prior_box_clustered": check_openvino_prior_box_clustered,
     "openvino_fake_quantize": check_openvino_fake_quantize,
     "openvino_roi_align": check_openvino_roi_align,
+    "openvino_roi_pooling": check_openvino_roi_pooling,
 }

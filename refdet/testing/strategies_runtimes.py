@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 __all__ = ["opencv_rects", "opencv_nms_cases", "opencv_soft_nms_cases", "opencv_blob_cases", "openvino_nms_cases",
            "openvino_prior_box_cases", "openvino_prior_box_clustered_cases",
-           "openvino_fake_quantize_cases", "openvino_roi_align_cases"]
+           "openvino_fake_quantize_cases", "openvino_roi_align_cases",
+           "openvino_roi_pooling_cases"]
 
 
 @st.composite
@@ -230,3 +231,24 @@ def openvino_roi_align_cases(draw, *, max_rois=6):
         pooled_w=draw(st.integers(1, 3)), sampling_ratio=draw(st.sampled_from([0, 0, 1, 2])),
         spatial_scale=draw(st.sampled_from([1.0, 0.5, 0.25])), mode=draw(st.sampled_from(["avg", "max"])),
         aligned_mode=draw(st.sampled_from(["asymmetric", "half_pixel_for_nn", "half_pixel"])))
+
+
+@st.composite
+def openvino_roi_pooling_cases(draw, *, max_rois=6):
+    """Arguments of OpenVINO ROIPooling: features, rois (K, 5) (pixel coordinates for "max", normalised
+    for "bilinear", some outside the map), output_size, spatial_scale, method."""
+    b, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    feats = np.random.default_rng(seed).standard_normal((b, c, h, w)).astype(np.float32)
+    method = draw(st.sampled_from(["max", "bilinear"]))
+    k = draw(st.integers(1, max_rois))
+    unit = 0.125 if method == "bilinear" else 1.0
+    v = st.integers(-2, 10).map(lambda t: t * unit) if method == "bilinear" else st.integers(-4, 40).map(float)
+    rois = []
+    for _ in range(k):
+        x1, y1 = draw(v), draw(v)
+        rois.append([draw(st.integers(0, b - 1)), x1, y1, x1 + abs(draw(v)), y1 + abs(draw(v))])
+    return dict(features=feats, rois=np.array(rois, np.float32),
+                output_size=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                spatial_scale=draw(st.sampled_from([1.0, 0.5, 0.25])), method=method)
