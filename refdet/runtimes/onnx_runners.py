@@ -66,16 +66,27 @@ def run_opencv(model_bytes: bytes, feeds: dict, names) -> dict:
         import cv2
     except ImportError as exc:
         raise ImportError(f"cv2 is not installed: pip install 'refdet[opencv]' ({exc})") from None
+    # OpenCV logs its importer's warnings to stderr ("[ WARN:0@...] ... the model cannot be loaded by the DNN
+    # engine", after which it falls back to its classic importer): silence them while it runs, so that a
+    # refdet command keeps its one-line stderr; a real failure still raises and is reported
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    old = log.getLogLevel() if log is not None else None
+    if log is not None:
+        log.setLogLevel(log.LOG_LEVEL_ERROR)
     try:
-        net = cv2.dnn.readNetFromONNX(np.frombuffer(model_bytes, np.uint8))
-    except Exception as exc:
-        raise RuntimeCannotRun(f"opencv cannot load the model: {_one_line(exc)}") from None
-    try:
-        for k, v in feeds.items():
-            net.setInput(np.ascontiguousarray(v), k)
-        res = net.forward(list(names))
-    except Exception as exc:
-        raise RuntimeCannotRun(f"opencv cannot run the model: {_one_line(exc)}") from None
+        try:
+            net = cv2.dnn.readNetFromONNX(np.frombuffer(model_bytes, np.uint8))
+        except Exception as exc:
+            raise RuntimeCannotRun(f"opencv cannot load the model: {_one_line(exc)}") from None
+        try:
+            for k, v in feeds.items():
+                net.setInput(np.ascontiguousarray(v), k)
+            res = net.forward(list(names))
+        except Exception as exc:
+            raise RuntimeCannotRun(f"opencv cannot run the model: {_one_line(exc)}") from None
+    finally:
+        if log is not None:
+            log.setLogLevel(old)
     return {n: np.asarray(r) for n, r in zip(names, res)}
 
 
