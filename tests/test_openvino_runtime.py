@@ -371,6 +371,59 @@ def test_roi_pooling_conformance_names_swapped_axes():
 
 
 # ---------------------------------------------------------------------------------------------------
+# Interpolate
+# ---------------------------------------------------------------------------------------------------
+
+@given(srt.openvino_interpolate_cases())
+def test_interpolate_equals_openvino(case):
+    ad = _ov()
+    kw = {k: v for k, v in case.items() if k != "x"}
+    got = V.interpolate(case["x"], **kw)
+    want = ad.openvino_interpolate(case["x"], **kw)
+    if case["mode"] == "nearest":
+        np.testing.assert_array_equal(got, want)                     # bit for bit
+    else:
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max(initial=1.0))))
+
+
+def test_interpolate_nearest_float32_scale_tie_differs_from_onnxruntime():
+    from refdet.onnx_ops.resize import resize
+    col = np.arange(7, dtype=np.float32).reshape(1, 1, 7, 1)
+    # asymmetric: 1 / float32(2 / 7) = 3.4999998 -> row 3 (the exact 3.5 rounds up to row 4)
+    ov_rows = V.interpolate(col, sizes=[2, 1], axes=[2, 3], coordinate_transformation_mode="asymmetric",
+                            nearest_mode="round_prefer_ceil").ravel()
+    ort_rows = resize(col, sizes=np.array([2, 1]), axes=[2, 3], mode="nearest",
+                      coordinate_transformation_mode="asymmetric", nearest_mode="round_prefer_ceil",
+                      runtime="onnxruntime").ravel()
+    assert ov_rows.tolist() == [0.0, 3.0] and ort_rows.tolist() == [0.0, 4.0]
+
+
+def test_interpolate_bad_input():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="exactly one of `sizes` and `scales`"):
+        V.interpolate(x, axes=[2, 3])
+    with pytest.raises(ValueError, match="mode"):
+        V.interpolate(x, sizes=[2, 2], axes=[2, 3], mode="linear")
+    with pytest.raises(ValueError, match="sizes"):
+        V.interpolate(x, sizes=[2], axes=[2, 3])
+
+
+def test_interpolate_conformance_names_onnxruntime_rounding():
+    from refdet.onnx_ops.resize import resize
+
+    def ort_like(x, sizes, axes, mode, coordinate_transformation_mode, nearest_mode):
+        if mode != "nearest" or nearest_mode == "simple":
+            return V.interpolate(x, sizes=sizes, axes=axes, mode=mode,
+                                 coordinate_transformation_mode=coordinate_transformation_mode, nearest_mode=nearest_mode)
+        return resize(x, sizes=np.array(sizes), axes=axes, mode="nearest",
+                      coordinate_transformation_mode=coordinate_transformation_mode, nearest_mode=nearest_mode,
+                      runtime="onnxruntime")
+    rep = cr.check_openvino_interpolate(ort_like, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "onnxruntime's nearest coordinates" in rep.first_mismatch
+    assert cr.check_openvino_interpolate(_ov().openvino_interpolate, n_cases=30).ok
+
+
+# ---------------------------------------------------------------------------------------------------
 # refdet verify openvino / opencv
 # ---------------------------------------------------------------------------------------------------
 
@@ -389,5 +442,6 @@ def test_verify_openvino_target_runs_every_op():
     from refdet.verify import run_target
     rows = run_target("openvino", n_cases=5)
     assert {r["op"] for r in rows} == {"openvino_nms", "openvino_prior_box", "openvino_prior_box_clustered",
-                                        "openvino_fake_quantize", "openvino_roi_align", "openvino_roi_pooling"}
+                                        "openvino_fake_quantize", "openvino_roi_align", "openvino_roi_pooling",
+                                        "openvino_interpolate"}
     assert all(r["ok"] for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]

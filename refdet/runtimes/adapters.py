@@ -106,6 +106,7 @@ def openvino_adapters():
         "openvino_fake_quantize": dict(fn=openvino_fake_quantize),
         "openvino_roi_align": dict(fn=openvino_roi_align),
         "openvino_roi_pooling": dict(fn=openvino_roi_pooling),
+        "openvino_interpolate": dict(fn=openvino_interpolate),
     }
 
 
@@ -169,3 +170,16 @@ def openvino_roi_pooling(features, rois, output_size, spatial_scale, method):
     return openvino_runner().run(key, lambda x, r: ops.roi_pooling(x, r, [int(v) for v in output_size],
                                                                    float(spatial_scale), method),
                                  [np.asarray(features, np.float32), np.asarray(rois, np.float32)])[0]
+
+
+def openvino_interpolate(x, sizes, axes, mode, coordinate_transformation_mode, nearest_mode, cube_coeff=-0.75):
+    """OpenVINO Interpolate-11 (``shape_calculation_mode="sizes"``) on the CPU plugin (f32)."""
+    import openvino.opset11 as o11
+
+    def build(p):
+        return o11.interpolate(p, np.array(sizes, np.int64), mode, "sizes", axes=np.array(axes, np.int64),
+                               coordinate_transformation_mode=coordinate_transformation_mode,
+                               nearest_mode=nearest_mode, cube_coeff=float(cube_coeff))
+    key = ("interpolate", tuple(int(v) for v in sizes), tuple(int(v) for v in axes), mode,
+           coordinate_transformation_mode, nearest_mode, float(cube_coeff))
+    return openvino_runner().run(key, build, [np.asarray(x, np.float32)])[0]

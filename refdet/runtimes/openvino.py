@@ -787,3 +787,136 @@ def roi_pooling(features: np.ndarray, rois: np.ndarray, output_size, spatial_sca
 
 
 __all__ += ["roi_pooling"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Interpolate (opset 11)
+# --------------------------------------------------------------------------------------------------
+
+INTERPOLATE_CTM = ("half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn", "align_corners")
+INTERPOLATE_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
+
+
+def _nearest_index(out_size, in_size, scale, ctm, nearest_mode):
+    """Source index of every output position along one axis, the CPU plugin's float32 arithmetic
+    (``Interpolate::InterpolateExecutorBase::coordTransToInput`` and ``nearestRound``)."""
+    d = np.arange(out_size, dtype=np.float32)
+    s = _F32(scale)
+    half = _F32(0.5)
+    if s == 1 or in_size == out_size:
+        c = d
+    elif ctm == "half_pixel":
+        c = (d + half) / s - half
+    elif ctm == "pytorch_half_pixel":
+        c = (d + half) / s - half if out_size > 1 else np.zeros_like(d)
+    elif ctm == "asymmetric":
+        c = d / s
+    elif ctm == "tf_half_pixel_for_nn":
+        c = (d + half) / s
+    else:                                                          # align_corners
+        c = d * (_F32(in_size - 1) / _F32(out_size - 1)) if out_size > 1 else np.zeros_like(d)
+    c = c.astype(np.float32)
+    trunc = np.trunc(c)
+    if nearest_mode == "round_prefer_floor":                       # ties (x == int(x) + 0.5) go down
+        idx = np.where(c == trunc + half, np.floor(c), np.sign(c) * np.floor(np.abs(c) + half))
+    elif nearest_mode == "round_prefer_ceil":                      # std::round: half away from zero
+        idx = np.sign(c) * np.floor(np.abs(c) + half)
+    elif nearest_mode == "floor":
+        idx = np.floor(c)
+    elif nearest_mode == "ceil":
+        idx = np.ceil(c)
+    else:                                                          # simple: ceil when downsampling
+        idx = np.ceil(c) if s < 1 else trunc
+    return np.clip(idx.astype(np.int64), 0, in_size - 1)
+
+
+def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str = "nearest",
+                coordinate_transformation_mode: str = "half_pixel", nearest_mode: str = "round_prefer_floor",
+                cube_coeff: float = -0.75) -> np.ndarray:
+    """OpenVINO ``Interpolate`` (opset 11) for ``mode`` ``"nearest"``, ``"linear_onnx"`` and ``"cubic"``.
+
+    ``"nearest"`` is computed here with the CPU plugin's float32 coordinate arithmetic::
+
+        scale = float32(out) / float32(in)            (shape_calculation_mode="sizes")
+        half_pixel            (d + 0.5) / scale - 0.5
+        pytorch_half_pixel    the same, 0 when out == 1
+        asymmetric            d / scale
+        tf_half_pixel_for_nn  (d + 0.5) / scale
+        align_corners         d * ((in - 1) / (out - 1)), 0 when out == 1
+        (the coordinate is d itself when scale == 1 or in == out)
+
+    then ``round_prefer_floor`` (a coordinate equal to ``int(c) + 0.5`` goes down, otherwise
+    ``std::round``), ``round_prefer_ceil`` (``std::round``), ``floor``, ``ceil`` or ``simple`` (``ceil``
+    when downsampling, else truncation), clamped to the input. This is where OpenVINO and onnxruntime
+    disagree: ``d / float32(out / in)`` is not always the exact quotient, e.g. 7 -> 2 rows,
+    ``asymmetric`` + ``round_prefer_ceil``: ``1 / float32(2/7) = 3.4999998`` rounds to row 3 in
+    OpenVINO, while onnxruntime (and the exact ``3.5``) take row 4.
+
+    ``"linear_onnx"`` and ``"cubic"`` are ONNX ``Resize`` ``linear`` / ``cubic``
+    (:func:`refdet.onnx_ops.resize.resize`, onnxruntime's arithmetic): OpenVINO agrees within 5e-6
+    relative (another order of the float32 taps). OpenVINO's ``"linear"`` (a triangle filter) and the
+    Pillow modes are not reproduced (``ValueError``).
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+    sizes : sequence of int, optional
+        Output sizes of ``axes`` (``shape_calculation_mode="sizes"``).
+    scales : sequence of float, optional
+        Scales of ``axes`` (``"scales"``); the output size is ``floor(in * scale)``.
+    axes : sequence of int, optional
+        Default: all axes.
+    mode : {"nearest", "linear_onnx", "cubic"}
+    coordinate_transformation_mode : str
+    nearest_mode : str
+    cube_coeff : float
+
+    Returns
+    -------
+    ndarray, the dtype of ``x`` (float32 for float32)
+
+    Notes
+    -----
+    Source: ``src/plugins/intel_cpu/src/nodes/interpolate.cpp`` (``coordTransToInput``, ``nearestRound``)
+    and ``src/core/reference/include/openvino/reference/interpolate.hpp``.
+    """
+    from refdet.onnx_ops.resize import resize
+
+    _checks.check_choice(mode, "mode", ("nearest", "linear_onnx", "cubic"))
+    _checks.check_choice(coordinate_transformation_mode, "coordinate_transformation_mode", INTERPOLATE_CTM)
+    _checks.check_choice(nearest_mode, "nearest_mode", INTERPOLATE_NEAREST)
+    a = _checks.as_array(x, "x")
+    ax = list(range(a.ndim)) if axes is None else [_checks.check_int(v, "axes", low=-a.ndim, high=a.ndim - 1) % a.ndim
+                                                     for v in axes]
+    if (sizes is None) == (scales is None):
+        raise ValueError("exactly one of `sizes` and `scales` must be given (OpenVINO Interpolate's "
+                         "shape_calculation_mode)")
+    if sizes is not None:
+        out = [_checks.check_int(v, "sizes", low=1) for v in sizes]
+        if len(out) != len(ax):
+            raise ValueError(f"`sizes` must have one value per axis in `axes` ({len(ax)}); got {len(out)}")
+        sc = [_F32(o) / _F32(a.shape[i]) for o, i in zip(out, ax)]
+    else:
+        sc = [_F32(_checks.check_positive(v, "scales")) for v in scales]
+        if len(sc) != len(ax):
+            raise ValueError(f"`scales` must have one value per axis in `axes` ({len(ax)}); got {len(sc)}")
+        out = [int(np.floor(float(a.shape[i]) * float(s) + 1e-5)) for s, i in zip(sc, ax)]
+    if mode != "nearest":
+        if coordinate_transformation_mode == "tf_half_pixel_for_nn":
+            raise ValueError("`coordinate_transformation_mode` 'tf_half_pixel_for_nn' is defined for nearest only "
+                             "in refdet's ONNX Resize; OpenVINO Interpolate's linear_onnx/cubic with it are not "
+                             "reproduced")
+        full = list(a.shape)
+        for o, i in zip(out, ax):
+            full[i] = o
+        return resize(a, sizes=np.array([full[i] for i in ax]), axes=ax,
+                      mode="linear" if mode == "linear_onnx" else "cubic",
+                      coordinate_transformation_mode=coordinate_transformation_mode, cubic_coeff_a=cube_coeff,
+                      runtime="onnxruntime")
+    y = a
+    for o, i, s in zip(out, ax, sc):                               # one gather per resized axis
+        y = np.take(y, _nearest_index(o, a.shape[i], s, coordinate_transformation_mode, nearest_mode), axis=i)
+    return y
+
+
+__all__ += ["interpolate", "INTERPOLATE_CTM", "INTERPOLATE_NEAREST"]

@@ -36,6 +36,8 @@ check_openvino_roi_align
     aligned_mode)`` (keywords) ``-> (K, C, pooled_h, pooled_w)``
 check_openvino_roi_pooling
     ``fn(features, rois (K, 5), output_size, spatial_scale, method)`` (keywords) ``-> (K, C, PH, PW)``
+check_openvino_interpolate
+    ``fn(x, sizes=, axes=, mode=, coordinate_transformation_mode=, nearest_mode=) -> y``
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ import numpy as np
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
            "check_opencv_blob_from_image", "check_openvino_nms",
            "check_openvino_prior_box", "check_openvino_prior_box_clustered", "check_openvino_fake_quantize",
-           "check_openvino_roi_align", "check_openvino_roi_pooling",
+           "check_openvino_roi_align", "check_openvino_roi_pooling", "check_openvino_interpolate",
            "RUNTIME_CHECKS"]
 
 
@@ -935,6 +937,59 @@ def check_openvino_roi_pooling(fn, *, n_cases=60, seed=0, raise_on_failure=True,
     return _finish(r.run(golden, srt.openvino_roi_pooling_cases(), n_cases, seed), raise_on_failure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# OpenVINO Interpolate
+# ---------------------------------------------------------------------------------------------------
+
+def _ov_interp_compare(fn):
+    from refdet.onnx_ops.resize import resize
+    from refdet.runtimes.openvino import interpolate
+
+    def compare(case):
+        kw = {k: v for k, v in case.items() if k != "x"}
+        exp = interpolate(case["x"], **kw)
+        got = _np(fn(case["x"].copy(), **kw))
+        if got.shape != exp.shape:
+            return float("inf"), f"output shape differs: yours {got.shape}, refdet {exp.shape}"
+        tol = 0.0 if case["mode"] == "nearest" else 1e-5 * max(1.0, float(np.abs(exp).max(initial=1.0)))
+        d = np.abs(got.astype(np.float64) - exp)
+        if np.all(d <= tol):
+            return float(d.max(initial=0.0)), None
+        idx = np.unravel_index(int(np.argmax(d)), got.shape)
+        msg = (f"output {idx} differs: yours {got[idx]!r}, refdet {exp[idx]!r} (mode {case['mode']!r}, "
+               f"{case['coordinate_transformation_mode']}, {case['nearest_mode']})")
+        if case["mode"] == "nearest" and case["nearest_mode"] != "simple":
+            try:
+                ort = resize(case["x"], sizes=np.array(case["sizes"]), axes=case["axes"], mode="nearest",
+                             coordinate_transformation_mode=case["coordinate_transformation_mode"],
+                             nearest_mode=case["nearest_mode"], runtime="onnxruntime")
+                if np.array_equal(ort, got):
+                    msg += ("\n  likely cause: onnxruntime's nearest coordinates; OpenVINO divides by the float32 "
+                            "scale out / in, which lands below some exact ties (7 -> 2 rows: 3.4999998)")
+            except ValueError:
+                pass
+        return float(d.max()), msg
+    return compare
+
+
+def check_openvino_interpolate(fn, *, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn(x, sizes=, axes=, mode=, coordinate_transformation_mode=, nearest_mode=)`` against OpenVINO
+    Interpolate-11 (:func:`refdet.runtimes.openvino.interpolate`): exact for nearest, within
+    ``1e-5 * max(1, max |y|)`` for linear_onnx and cubic."""
+    from refdet.testing import strategies_runtimes as srt
+
+    col = np.arange(7, dtype=np.float32).reshape(1, 1, 7, 1)
+    golden = [("7 -> 2 rows, asymmetric, round_prefer_ceil (float32 scale below the tie)",
+               dict(x=col, sizes=[2, 1], axes=[2, 3], mode="nearest", coordinate_transformation_mode="asymmetric",
+                    nearest_mode="round_prefer_ceil")),
+              ("simple nearest, downsampling", dict(x=col, sizes=[3, 1], axes=[2, 3], mode="nearest",
+                                                    coordinate_transformation_mode="half_pixel", nearest_mode="simple")),
+              ("linear_onnx", dict(x=col, sizes=[12, 2], axes=[2, 3], mode="linear_onnx",
+                                   coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_floor"))]
+    r = _Runner("openvino_interpolate", "abs", "openvino", _ov_interp_compare(fn), progress)
+    return _finish(r.run(golden, srt.openvino_interpolate_cases(), n_cases, seed), raise_on_failure)
+
+
 #: op name (``refdet verify --op``) -> check function
 RUNTIME_CHECKS = {
     "opencv_nms_boxes": check_opencv_nms_boxes,
@@ -947,4 +1002,5 @@ RUNTIME_CHECKS = {
     "openvino_fake_quantize": check_openvino_fake_quantize,
     "openvino_roi_align": check_openvino_roi_align,
     "openvino_roi_pooling": check_openvino_roi_pooling,
+    "openvino_interpolate": check_openvino_interpolate,
 }

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 __all__ = ["opencv_rects", "opencv_nms_cases", "opencv_soft_nms_cases", "opencv_blob_cases", "openvino_nms_cases",
            "openvino_prior_box_cases", "openvino_prior_box_clustered_cases",
            "openvino_fake_quantize_cases", "openvino_roi_align_cases",
-           "openvino_roi_pooling_cases"]
+           "openvino_roi_pooling_cases", "openvino_interpolate_cases"]
 
 
 @st.composite
@@ -252,3 +252,18 @@ def openvino_roi_pooling_cases(draw, *, max_rois=6):
     return dict(features=feats, rois=np.array(rois, np.float32),
                 output_size=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
                 spatial_scale=draw(st.sampled_from([1.0, 0.5, 0.25])), method=method)
+
+
+@st.composite
+def openvino_interpolate_cases(draw, *, max_side=9):
+    """Arguments of OpenVINO Interpolate-11 with sizes: x (1, C, H, W) float32, sizes of axes (2, 3)
+    (up, down, equal), mode, coordinate_transformation_mode, nearest_mode (incl. "simple")."""
+    from refdet.runtimes.openvino import INTERPOLATE_CTM, INTERPOLATE_NEAREST
+
+    c, h, w = draw(st.integers(1, 2)), draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    x = np.random.default_rng(seed).standard_normal((1, c, h, w)).astype(np.float32)
+    mode = draw(st.sampled_from(["nearest", "nearest", "linear_onnx", "cubic"]))
+    ctm = draw(st.sampled_from([m for m in INTERPOLATE_CTM if mode == "nearest" or m != "tf_half_pixel_for_nn"]))
+    return dict(x=x, sizes=[draw(st.integers(1, 2 * max_side)), draw(st.integers(1, 2 * max_side))], axes=[2, 3],
+                mode=mode, coordinate_transformation_mode=ctm, nearest_mode=draw(st.sampled_from(INTERPOLATE_NEAREST)))
