@@ -895,7 +895,10 @@ def _verify_args(p):
                    "anchors, focal_loss, relu, conv2d, sample_balanced, roi_align, roi_pool, assign_roi_levels, "
                    "filter_proposals; YOLO: make_anchors, dfl_decode, "
                    "yolov3_decode, yolov5_decode, yolox_decode, task_aligned_assign, yolo_nms, "
-                   "distribution_focal_loss, varifocal_loss, quality_focal_loss")
+                   "distribution_focal_loss, varifocal_loss, quality_focal_loss; runtimes (`refdet verify opencv` / "
+                   "`openvino`): opencv_nms_boxes, opencv_nms_boxes_batched, opencv_soft_nms_boxes, "
+                   "opencv_blob_from_image, openvino_nms, openvino_prior_box, openvino_prior_box_clustered, "
+                   "openvino_fake_quantize, openvino_roi_align, openvino_roi_pooling, openvino_interpolate")
     p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with "
                    "(task_aligned_assign: ultralytics | paper; yolo_nms: ultralytics | yolov5)")
     p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu, "
