@@ -300,3 +300,20 @@ def test_verify_opencv_target_runs_every_op():
     assert {r["op"] for r in rows} == {"opencv_nms_boxes", "opencv_nms_boxes_batched", "opencv_soft_nms_boxes",
                                         "opencv_blob_from_image"}
     assert all(r["ok"] for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]
+
+
+def test_verify_op_with_a_users_callable(tmp_path, monkeypatch, capsys):
+    _cv2()
+    from refdet.cli import main
+    (tmp_path / "my_cv_nms.py").write_text(
+        "import numpy as np\nimport cv2\n\n"
+        "def nms(r, s, st, t, eta, k):\n"
+        "    return np.asarray(cv2.dnn.NMSBoxes(r, s, st, t, eta, k)).ravel()\n\n"
+        "def nms_ge(r, s, st, t, eta, k):\n"
+        "    from refdet.testing.conformance_runtimes import opencv_nms_loop\n"
+        "    return opencv_nms_loop(r, s, st, t, eta, k, inclusive=True)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["verify", "--op", "opencv_nms_boxes", "my_cv_nms:nms", "--cases", "10", "--quiet"]) == 0
+    assert main(["verify", "--op", "opencv_nms_boxes", "my_cv_nms:nms_ge", "--cases", "10", "--quiet"]) == 1
+    assert "IoU >= threshold" in capsys.readouterr().out

@@ -181,6 +181,7 @@ def _opencv_nms_cause(got, case, batched):
     from refdet.runtimes.opencv import nms_boxes_batched
 
     lines = []
+    hits = []
     for desc, knobs in _OPENCV_NMS_VARIANTS:
         if batched:
             continue
@@ -190,8 +191,10 @@ def _opencv_nms_cause(got, case, batched):
         except Exception:
             continue
         if np.array_equal(alt, got):
-            lines.append(f"  likely cause: {desc}")
-            break
+            hits.append(desc)
+    if hits:
+        lines.append(f"  likely cause: {hits[0]}")
+        lines += [f"  (also reproduced by: {h})" for h in hits[1:3]]
     if batched and not lines:
         exact = _per_class_nms(case)
         if np.array_equal(exact, got):
