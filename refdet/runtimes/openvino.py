@@ -44,7 +44,9 @@ class NMSResult(NamedTuple):
         ``[batch, class, score]`` rows (batch and class as floats; the score after Soft-NMS decay).
     valid_outputs : int
         K (the CPU plugin returns exactly K rows; the specification's padded shape
-        ``(B * C * min(N, max_output_boxes_per_class), 3)`` is :func:`pad_nms_result`).
+        ``(B * C * min(N, max_output_boxes_per_class), 3)`` is :func:`pad_nms_result`). With
+        ``max_output_boxes_per_class == 0`` the CPU plugin returns no rows but leaves its
+        ``valid_outputs`` uninitialised (any int, e.g. -106713488): refdet says 0.
     """
     selected_indices: np.ndarray
     selected_scores: np.ndarray
@@ -165,7 +167,8 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_boxes_
     max_output_boxes_per_class : int >= 0
         0 selects nothing (the default, as in ONNX).
     iou_threshold, score_threshold : float
-        Rounded to float32.
+        Rounded to float32; a subnormal value is read as 0, as the CPU plugin does with the constant
+        threshold inputs of a compiled model (subnormal constants are flushed to zero).
     soft_nms_sigma : float >= 0
     box_encoding : {"corner", "center"}
     sort_result_descending : bool
@@ -213,6 +216,10 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_boxes_
     k_max = _checks.check_int(max_output_boxes_per_class, "max_output_boxes_per_class", low=0)
     thr = _F32(_checks.check_real(iou_threshold, "iou_threshold"))
     sthr = _F32(_checks.check_real(score_threshold, "score_threshold"))
+    # the CPU plugin flushes subnormal constants to zero: a threshold of 1e-45 acts as 0 (found by hypothesis)
+    tiny = np.finfo(np.float32).tiny
+    thr = _F32(0) if abs(thr) < tiny else thr
+    sthr = _F32(0) if abs(sthr) < tiny else sthr
     sigma = _checks.check_real(soft_nms_sigma, "soft_nms_sigma")
     if sigma < 0:
         raise ValueError(f"`soft_nms_sigma` must be >= 0 (OpenVINO NonMaxSuppression: 0 is hard NMS); got {sigma}")
