@@ -86,3 +86,27 @@ def test_cli_verify_export_lists_the_new_runtimes(tmp_path, capsys):
     out = capsys.readouterr().out
     for rt in ("openvino", "opencv"):
         assert rt in out
+
+
+def test_onnx_nms_through_openvino_suppresses_at_the_threshold():
+    # IoU([0, 0, 10, 10], [0, 0, 10, 5]) = 0.5 = iou_threshold: ONNX keeps the box (IoU > threshold
+    # suppresses; onnxruntime, refdet's "onnx" profile and OpenCV's importer agree); OpenVINO's ONNX
+    # frontend maps the node onto its CPU NonMaxSuppression, which drops it (IoU >= threshold)
+    pytest.importorskip("openvino")
+    from onnx import TensorProto, helper
+    from refdet.nms import onnx_non_max_suppression
+    from refdet.runtimes.openvino import non_max_suppression
+
+    g = helper.make_graph([helper.make_node("NonMaxSuppression", ["boxes", "scores", "m", "t"], ["sel"])], "g",
+                          [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 2, 4]),
+                           helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 2])],
+                          [helper.make_tensor_value_info("sel", TensorProto.INT64, [None, 3])],
+                          [helper.make_tensor("m", TensorProto.INT64, [1], [10]),
+                           helper.make_tensor("t", TensorProto.FLOAT, [1], [0.5])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    m.ir_version = 9
+    b = np.array([[[0, 0, 10, 10], [0, 0, 10, 5]]], np.float32)
+    s = np.array([[[0.9, 0.8]]], np.float32)
+    got = onnx_runners.run_openvino(m.SerializeToString(), {"boxes": b, "scores": s}, ["sel"])["sel"]
+    assert got.tolist() == non_max_suppression(b, s, 10, 0.5).selected_indices.tolist() == [[0, 0, 0]]
+    assert onnx_non_max_suppression(b, s, 10, 0.5).tolist() == [[0, 0, 0], [0, 0, 1]]
