@@ -44,8 +44,8 @@ class NMSResult(NamedTuple):
         ``[batch, class, score]`` rows (batch and class as floats; the score after Soft-NMS decay).
     valid_outputs : int
         K (the CPU plugin returns exactly K rows; the specification's padded shape
-        ``(B * C * min(N, max_output_boxes_per_class), 3)`` is :func:`pad_nms_result`). With
-        ``max_output_boxes_per_class == 0`` the CPU plugin returns no rows but leaves its
+        ``(B * C * min(N, max_output_boxes_per_class), 3)`` is :func:`pad_nms_result`). When
+        ``min(N, max_output_boxes_per_class) == 0`` the CPU plugin returns no rows but leaves its
         ``valid_outputs`` uninitialised (any int, e.g. -106713488): refdet says 0.
     """
     selected_indices: np.ndarray

@@ -552,7 +552,7 @@ def _ov_nms_compare(fn):
         gi = _np(got[0]).astype(np.int64).reshape(-1, 3)
         gs = _np(got[1]).astype(np.float32).reshape(-1, 3)
         valid = int(np.asarray(got[2]).ravel()[0]) if len(got) > 2 else len(gi)
-        # (OpenVINO leaves valid_outputs uninitialised when max_output_boxes_per_class is 0: clamp it)
+        # (OpenVINO leaves valid_outputs uninitialised when min(N, max_output_boxes_per_class) is 0: clamp it)
         valid = min(max(valid, 0), len(gi))
         gi, gs = gi[:valid], gs[:valid]
         if np.array_equal(gi, exp.selected_indices):
