@@ -8,6 +8,8 @@ Usage::
     refdet verify onnx-reference          the same nodes run by onnx.reference
     refdet verify ultralytics             ultralytics' YOLO ops (TAL, NMS, DFL, ...; the `yolo` extra)
     refdet verify tensorflow              TF's kernels (NMS V3/V5, CombinedNMS, ...; the `tensorflow` extra)
+    refdet verify opencv                  cv2.dnn NMSBoxes / NMSBoxesBatched / softNMSBoxes / blobFromImage
+    refdet verify openvino                OpenVINO CPU NonMaxSuppression-9, PriorBox(Clustered), FakeQuantize
     refdet verify self                    only refdet's self-check
     refdet verify --op nms mypkg.ops:nms --convention torchvision
     refdet verify --op focal_loss mypkg.losses:focal --grad mypkg.losses:focal_grad
@@ -358,6 +360,12 @@ TARGETS["onnx-reference"] = (TARGETS["onnx-reference"][0],
 TARGETS["tensorflow"] = (("tensorflow",), lambda: importlib.import_module("refdet.runtimes.tensorflow").adapters())
 TARGET_EXTRAS["tensorflow"] = "tensorflow"
 _GRAD_OPS += ("tf_crop_and_resize", "tf_fake_quant", "tf_conv2d", "tf_sigmoid_cross_entropy")
+# --- other runtimes (issue 15): refdet.runtimes.adapters, checks in refdet.testing.conformance_runtimes ---
+from refdet.runtimes import adapters as _runtime_adapters  # noqa: E402  (NumPy only; runtimes imported lazily)
+
+TARGETS["opencv"] = (("cv2",), _runtime_adapters.opencv_adapters)
+TARGETS["openvino"] = (("openvino",), _runtime_adapters.openvino_adapters)
+TARGET_EXTRAS.update(opencv="opencv", openvino="openvino")
 
 
 def _installed(modules):
@@ -883,14 +891,18 @@ def verify(target=None, *, op=None, convention="torchvision", grad=None, n_cases
 def _verify_args(p):
     from refdet.apps.args import int_range
     p.add_argument("target", nargs="?", default=None,
-                   help="torchvision | onnxruntime | onnx-reference | ultralytics | tensorflow | self | module:callable "
+                   help="torchvision | onnxruntime | onnx-reference | ultralytics | tensorflow | opencv | openvino | "
+                        "self | module:callable "
                         "(omit: self-check + every installed backend)")
     p.add_argument("--op", default=None, help="the op a module:callable implements (or restrict a backend to "
                    "one op): nms, batched_nms, box_iou, generalized_box_iou, match, encode_boxes, decode_boxes, "
                    "anchors, focal_loss, relu, conv2d, sample_balanced, roi_align, roi_pool, assign_roi_levels, "
                    "filter_proposals; YOLO: make_anchors, dfl_decode, "
                    "yolov3_decode, yolov5_decode, yolox_decode, task_aligned_assign, yolo_nms, "
-                   "distribution_focal_loss, varifocal_loss, quality_focal_loss")
+                   "distribution_focal_loss, varifocal_loss, quality_focal_loss; runtimes (`refdet verify opencv` / "
+                   "`openvino`): opencv_nms_boxes, opencv_nms_boxes_batched, opencv_soft_nms_boxes, "
+                   "opencv_blob_from_image, openvino_nms, openvino_prior_box, openvino_prior_box_clustered, "
+                   "openvino_fake_quantize, openvino_roi_align, openvino_roi_pooling, openvino_interpolate")
     p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with "
                    "(task_aligned_assign: ultralytics | paper; yolo_nms: ultralytics | yolov5)")
     p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu, "

@@ -1495,3 +1495,7 @@ CHECKS.update(YOLO_CHECKS)
 from refdet.testing.conformance_tf import TF_CHECKS  # noqa: E402
 
 CHECKS.update(TF_CHECKS)
+# other runtimes (issue 15): refdet.testing.conformance_runtimes (OpenCV dnn, OpenVINO)
+from refdet.testing.conformance_runtimes import RUNTIME_CHECKS  # noqa: E402
+
+CHECKS.update(RUNTIME_CHECKS)
