@@ -199,9 +199,11 @@ def top_k_per_level(scores: np.ndarray, num_anchors_per_level: Sequence[int], k:
     ndarray of int64
         Equal scores: lower index first, including at the cut (``torch.topk`` leaves this unspecified).
     """
-    s = np.asarray(scores)
+    s = _checks.as_float_array(scores, "scores", ndim=1, finite=False)   # NaN ranks as NumPy sorts it
+    counts, _ = _levels_of(num_anchors_per_level, len(s))
+    k = _checks.check_int(k, "k")
     out, start = [], 0
-    for n in num_anchors_per_level:
+    for n in counts:
         out.append(start + _top_k(s[start:start + n], k))
         start += n
     return np.concatenate(out) if out else np.zeros(0, np.int64)

@@ -115,7 +115,7 @@ def _rpn_layout(params):
         _checks.check_param_shapes(params, {"cls_logits.weight": None, "bbox_pred.weight": None}, "params",
                                    allow_extra=True)
     c = np.shape(params["bbox_pred.weight"])[1] if np.ndim(params["bbox_pred.weight"]) == 4 else None
-    f_box = np.shape(params["bbox_pred.weight"])[0]
+    f_box = np.shape(params["bbox_pred.weight"])[0] if c is not None else None
     if c is None or f_box % 4:
         raise ValueError("`params['bbox_pred.weight']` must have shape (4A, C, 1, 1); got shape "
                          f"{np.shape(params['bbox_pred.weight'])}")

@@ -9,6 +9,7 @@ reports side by side.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -337,6 +338,15 @@ def format_accuracy_report(reports: dict) -> str:
     if not isinstance(reports, dict) or not reports:
         raise TypeError("`reports` must be a non-empty dict: column title -> accuracy_report(...) dict")
     cols = list(reports)
+    for c in cols:
+        if not isinstance(reports[c], dict):
+            raise TypeError(f"`reports[{c!r}]` must be a dict from accuracy_report(...); got "
+                            f"{type(reports[c]).__name__}")
+    first = reports[cols[0]]                 # its entries name the rows (a later column may lack some: "-")
+    for key, kind in (("sqnr_db", dict), ("topk_overlap", dict), ("score_threshold", numbers.Real)):
+        if not isinstance(first.get(key), kind):
+            raise ValueError(f"`reports[{cols[0]!r}]` must be a dict from accuracy_report(...) (the first column "
+                             f"names the rows); its {key!r} entry is {type(first.get(key)).__name__}")
     rows = []
 
     def add(label, get, spec):
@@ -344,12 +354,11 @@ def format_accuracy_report(reports: dict) -> str:
         for c in cols:
             try:
                 v = get(reports[c])
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, IndexError):
                 v = None
             vals.append("-" if v is None else _fmt(v, spec))
         rows.append((label, vals))
 
-    first = reports[cols[0]]
     for name in first["sqnr_db"]:
         add(f"SQNR {name} (dB)", lambda r, n=name: r["sqnr_db"][n], ".2f")
     add("max |logit error|", lambda r: r["logit_error"]["max"], ".4f")

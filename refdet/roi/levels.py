@@ -222,7 +222,10 @@ def infer_level_scales(feature_sizes, image_sizes) -> Tuple[List[float], int, in
         ``int(-log2(scales[0]))`` and ``int(-log2(scales[-1]))``.
     """
     sizes = []
-    for i, f in enumerate(feature_sizes):
+    if isinstance(feature_sizes, np.ndarray) and feature_sizes.ndim == 2:
+        feature_sizes = list(feature_sizes)
+    for i, f in enumerate(_checks.check_sequence(feature_sizes, "feature_sizes", "a list of (H, W) pairs or "
+                                                                                 "feature arrays")):
         if isinstance(f, np.ndarray) and f.ndim == 4:
             f = f.shape[2:]
         elif hasattr(f, "__len__") and not isinstance(f, (str, bytes)) and len(f) == 4:

@@ -49,8 +49,13 @@ def anchor_location(row: int, feature_sizes: Sequence[Tuple[int, int]],
     num_anchors : int or sequence of int
         A, or A_l per level.
     """
-    if np.ndim(num_anchors) == 0:
-        num_anchors = [int(num_anchors)] * len(feature_sizes)
+    feature_sizes = _checks.as_feature_sizes(feature_sizes)
+    num_anchors = _check_num_anchors(num_anchors, len(feature_sizes))
+    if num_anchors is None:
+        raise TypeError("`num_anchors` must be an int or one int per feature map; got None")
+    if not isinstance(num_anchors, list):
+        num_anchors = [num_anchors] * len(feature_sizes)
+    row = _checks.check_int(row, "row", low=0)
     start = 0
     for lvl, ((h, w), a) in enumerate(zip(feature_sizes, num_anchors)):
         n = int(h) * int(w) * int(a)
@@ -60,7 +65,7 @@ def anchor_location(row: int, feature_sizes: Sequence[Tuple[int, int]],
             y, x = divmod(cell, int(w))
             return lvl, int(y), int(x), int(k)
         start += n
-    raise IndexError(f"row {row} is past the last anchor ({start} anchors)")
+    raise ValueError(f"`row` {row} is past the last anchor ({start} anchors of `feature_sizes` x `num_anchors`)")
 
 
 def _check_num_anchors(num_anchors, levels):

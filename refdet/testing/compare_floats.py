@@ -144,7 +144,25 @@ def float_variants(op, args, kwargs=None, *, convention="torchvision", fn=None, 
         ``"float64 math rounded to float32"``.
     """
     refdet = importlib.import_module("refdet")
+    if not isinstance(op, str):
+        raise TypeError(f"`op` must be a refdet op name (str); got {type(op).__name__} {op!r}")
+    _checks.check_callable(fn, "fn")
+    if fn is None and not callable(getattr(refdet, op, None)):
+        raise ValueError(f"`op` must name a public refdet function (or pass `fn`); got {op!r}")
     fn = fn or getattr(refdet, op)
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"`args` must be a tuple of positional arguments; got {type(args).__name__}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"`kwargs` must be a dict of keyword options or None; got {type(kwargs).__name__}")
+    from refdet.conventions import Profile
+
+    if not isinstance(convention, (str, Profile)):
+        raise TypeError(f"`convention` must be a profile name (str) or a Profile; got {type(convention).__name__} "
+                        f"{convention!r}")
+    extra = _checks.check_sequence(extra, "extra", "a list of (description, overrides) pairs")
+    for i, e in enumerate(extra):
+        if not (isinstance(e, (tuple, list)) and len(e) == 2 and isinstance(e[1], dict)):
+            raise TypeError(f"`extra[{i}]` must be a (description, overrides dict) pair; got {e!r}")
     kwargs = dict(kwargs or {})
     table = _convention_table(op)
     out = {}

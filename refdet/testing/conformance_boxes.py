@@ -188,7 +188,7 @@ def check_encode_decode(encode=None, decode=None, *, weights=(1.0, 1.0, 1.0, 1.0
         reports[1] = check_decode(decode, weights=weights, convention=convention, max_ulps=max_ulps,
                                   n_cases=n_cases, seed=seed, raise_on_failure=False, progress=progress)
     bad = [r for r in reports if r is not None and not r.ok]
-    if raise_on_failure and bad:
+    if _checks.check_bool(raise_on_failure, "raise_on_failure") and bad:
         raise AssertionError("\n\n".join(str(r) for r in bad))
     return tuple(reports)
 

@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 
 from refdet import _checks
+from refdet import conventions
 
 __all__ = ["ConformanceReport"]
 
@@ -95,11 +96,18 @@ def _short(case):
     return one(case)
 
 
+#: the conventions op whose profiles a check's ``convention`` names, where the check's op name differs
+_CONVENTION_OPS = {"anchors": "pyramid_anchors", "yolo_nms": "yolo_non_max_suppression"}
+
+
 class _Runner:
     """Runs golden and hypothesis cases through ``compare(case) -> (error, explanation or None)``."""
 
     def __init__(self, op, unit, convention, compare, progress=None):
         _checks.check_callable(progress, "progress")
+        registered = _CONVENTION_OPS.get(op, op)
+        if registered in conventions._REGISTRY:      # a bad `convention` is a usage error, not 100 mismatches
+            conventions.resolve(registered, convention)
         self.report = ConformanceReport(op, unit=unit, convention=convention)
         self.compare = compare
         self.progress = progress

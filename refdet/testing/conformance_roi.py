@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from refdet import conventions
 from refdet.testing.conformance_core import _Runner, _finish, _np
 
 __all__ = ["check_roi_align", "check_roi_pool", "check_assign_roi_levels", "check_filter_proposals"]
@@ -171,6 +172,7 @@ def check_roi_align(fn, *, convention="torchvision", spatial_scales=None, n_case
     ``grid_h * grid_w < 0`` sizes a ``std::vector``; onnxruntime's ``RoiAlign`` reports an integer
     overflow there) count as agreeing when ``fn`` raises for them; any other exception is a mismatch.
     """
+    conventions.resolve("roi_align", convention)       # a bad `convention` named before any case runs
     from refdet.roi import roi_align
     from refdet.testing import strategies_roi as rsr
 
@@ -348,6 +350,7 @@ def check_assign_roi_levels(fn, *, convention="torchvision", min_level=2, max_le
     (canonical size, canonical level, eps inside or after the log2, +1 widths).
     ``worst_error`` counts differing RoIs.
     """
+    conventions.resolve("assign_roi_levels", convention)       # a bad `convention` named before any case runs
     from hypothesis import strategies as st
 
     from refdet.roi import assign_roi_levels
@@ -447,6 +450,7 @@ def check_filter_proposals(fn, *, convention="torchvision", n_cases=30, seed=0, 
     (NMS per level or over all, small-box rule, score kind, top-k scope, score threshold, the NMS rule).
     ``worst_error`` counts images that differ.
     """
+    conventions.resolve("filter_proposals", convention)       # a bad `convention` named before any case runs
     from refdet.proposals import filter_proposals
     from refdet.testing import strategies_roi as rsr
 

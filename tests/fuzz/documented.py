@@ -35,6 +35,13 @@ TABLE = {
         "YOLOv5's fitness of no boxes: the mean of an empty set (NaN, as torch's mean)",
     ("*", "min_pos_iou", "neg", "accepted"):
         "min_pos_iou = -1 gates GIoU qualities, which lie in [-1, 1] (refdet.matcher: -inf or [-1, 1])",
+    ("*", "min_pos_iou", "below0", "accepted"): "the same [-1, 1] domain (GIoU qualities)",
+    ("*", "min_pos_iou", "-inf", "accepted"): "-inf is 'no gate' (torchvision and detectron2's profiles)",
+    ("dequantize_linear", "x_scale", "*nan", "accepted"):
+        "ONNX DequantizeLinear multiplies by the scale, whatever it is: a NaN scale gives NaN (onnxruntime and "
+        "onnx.reference), a NaN input answered with NaN",
+    ("flatten_head_output", "x", "list", "layout"):
+        "a list is a list of levels (flatten_head_output docstring), not the array as nested lists",
     ("testing.conformance.*", "fn", "nan_output", "nan"):
         "the report's worst_error is NaN when the implementation under test answered NaN "
         "(ConformanceReport: 'NaN: the implementation answered NaN')",
@@ -63,6 +70,29 @@ TABLE = {
         "the forward under test validates its own inputs; check_gradients prefixes `forward` refused "
         "`inputs` only to TypeError/ValueError",
 }
+
+#: findings in modules another helper owns (refdet/roi_heads.py, issue 14's Faster R-CNN work in progress):
+#: the suite reports them (printed, and counted in the summary) without failing; remove an entry when its
+#: module is fixed, and the suite holds the fix
+OPEN = {
+    ("class_specific_targets", "num_classes", "*", "*"):
+        "num_classes = 1e9 allocates (N, 4K) before any cap (MemoryError); 2**63 gives NumPy's own text",
+    ("class_specific_targets", "inside_weights", "*", "*"):
+        "inside_weights is not validated: NumPy's broadcast text, float() errors, None read as NaN",
+    ("fastrcnn_loss_forward", "inside_weights", "*", "*"): "inside_weights of the wrong size: IndexError",
+    ("fastrcnn_loss_forward", "outside_weights", "*", "*"): "outside_weights of the wrong size: IndexError",
+    ("fastrcnn_loss_forward", "regression_targets", "list", "layout"):
+        "regression_targets as nested lists is refused while the array is accepted",
+    ("fastrcnn_loss_backward", "dloss", "ndarray", "layout"): "a (dcls, dbox) pair as an array refused",
+}
+
+
+def open_finding(function, argument, variant, problem):
+    if "=" in variant and "," not in variant:
+        variant = variant.split("=", 1)[1]
+    return any(fnmatch.fnmatchcase(function, f) and fnmatch.fnmatchcase(argument, a)
+               and fnmatch.fnmatchcase(variant, v) and fnmatch.fnmatchcase(problem, p) for f, a, v, p in OPEN)
+
 
 #: variants the walk does not run, each with its reason (a legitimate but slow computation)
 SKIP = {

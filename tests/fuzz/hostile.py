@@ -147,16 +147,19 @@ FLOAT_HOSTILE = [("nan", float("nan")), ("inf", float("inf")), ("-inf", float("-
                  ("npnan", np.float64("nan"))]
 
 
-def int_mutations(v) -> List[Mutation]:
+def int_mutations(v, *, same_type=True) -> List[Mutation]:
+    """``same_type``: an int64 NumPy scalar asks the same question (False for a seed of another NumPy
+    integer type, whose dtype may be part of the answer: a zero point's type names the output type)."""
     out = [Mutation(lbl, x) for lbl, x in INT_HOSTILE]
-    out.append(Mutation("np.int64", np.int64(v), BENIGN))
+    out.append(Mutation("np.int64", np.int64(v), BENIGN if same_type else HOSTILE))
     out.append(Mutation("float_valued", float(v)))
     return out
 
 
-def float_mutations(v) -> List[Mutation]:
+def float_mutations(v, *, same_type=True) -> List[Mutation]:
+    """``same_type``: as for :func:`int_mutations` (a float32 scale's dtype is the output's dtype)."""
     out = [Mutation(lbl, x) for lbl, x in FLOAT_HOSTILE]
-    out.append(Mutation("np.float64", np.float64(v), BENIGN))
+    out.append(Mutation("np.float64", np.float64(v), BENIGN if same_type else HOSTILE))
     out.append(Mutation("0-d", np.array(v, dtype=np.float64)))   # a 0-d array for a scalar option: may be refused
     return out
 
@@ -281,9 +284,9 @@ def mutations(v, *, depth=0) -> List[Mutation]:
     if isinstance(v, (bool, np.bool_)):
         return bool_mutations(bool(v))
     if isinstance(v, (numbers.Integral,)) and not isinstance(v, bool):
-        return int_mutations(int(v))
+        return int_mutations(int(v), same_type=not isinstance(v, np.generic) or v.dtype == np.int64)
     if isinstance(v, numbers.Real):
-        return float_mutations(float(v))
+        return float_mutations(float(v), same_type=not isinstance(v, np.generic) or v.dtype == np.float64)
     if isinstance(v, str):
         return str_mutations(v)
     if isinstance(v, type) or isinstance(v, np.dtype):

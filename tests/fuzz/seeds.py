@@ -23,6 +23,7 @@ import refdet.testing
 import refdet.testing.conformance  # noqa: F401
 import refdet.walkthrough  # noqa: F401
 import refdet.plots  # noqa: F401
+from tests import wrong_impls as _W
 from tests.contract import Case
 
 
@@ -30,9 +31,10 @@ class FuzzCase(Case):
     """A seed with a restriction: ``only`` names the parameters the walk varies (the others stay as
     given); used where one call is expensive (a conformance run) and the interesting arguments are few."""
 
-    def __init__(self, name, make, only=()):
+    def __init__(self, name, make, only=(), fn=None):
         super().__init__(name, make)
         self.only = tuple(only)
+        self.fn = fn        # the function itself, for names outside refdet (the runner's self-test)
 
 SKIPPED = {
     "refdet.exchange (export/load/verify of ONNX and NNEF)": "files: walked by the hostile-file suite",
@@ -116,8 +118,37 @@ def _focal(logits, targets, *, alpha=0.25, gamma=2.0, reduction="none"):
     return refdet.sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction=reduction)
 
 
-def _conf(impl, **kw):
-    return lambda r: ((impl,), dict(n_cases=2, seed=0, raise_on_failure=False, **kw))
+def _conf(impl, n_cases=2, **kw):
+    return lambda r: ((impl,), dict(n_cases=n_cases, seed=0, raise_on_failure=False, **kw))
+
+
+def _sampler(labels):
+    # the sampler under test draws with a fixed seed: a report that depends on the draw is then the
+    # same for the same call (refdet's own check must be deterministic, not the implementation)
+    return refdet.sample_balanced(labels, 256, 0.5, rng=0)
+
+
+def _filter_proposals(p, o, s, c):
+    r = refdet.filter_proposals(p, o, s, c)
+    return r.boxes, r.scores
+
+
+def _yolov3_decode(t, anchors, stride):
+    from refdet.yolo import decode as D
+    return D.yolov3_decode_forward(t, anchors, stride)[0]
+
+
+def _yolox_decode(t, stride):
+    from refdet.yolo import decode as D
+    return D.yolox_decode_forward(t, stride)[0]
+
+
+def _format_report(rng):
+    from tests.contract.quant_head import _report
+
+    args, kwargs = _report(rng)
+    rep = refdet.quant.accuracy_report(*args, **kwargs)
+    return ({"int8": rep, "int8 again": rep},), {}
 
 
 _CONF_ONLY = ("fn", "encode", "decode", "grad", "n_cases", "seed", "raise_on_failure", "progress", "convention",
@@ -199,6 +230,9 @@ EXTRA = [
                                                    {"max_ulps": 4})),
     Case("testing.explain_float_difference", lambda r: ((np.float32([1.0, 2.5]), np.float32([1.0, 2.5])),
                                                         {"max_ulps": 2})),
+    Case("testing.compare_anchors.anchor_location", lambda r: ((17, [(4, 4), (2, 2)], 3), {})),
+    Case("testing.compare_floats.float_variants",
+         lambda r: (("box_iou", (_boxes(r, 4), _boxes(r, 3))), {"convention": "torchvision"})),
     Case("testing.ulp_distance", lambda r: ((r.standard_normal(5), r.standard_normal(5)), {})),
     Case("testing.check_gradients", _gradcheck_case),
     FuzzCase("testing.conformance.check_nms", _conf(refdet.nms), only=_CONF_ONLY),
@@ -212,7 +246,29 @@ EXTRA = [
     FuzzCase("testing.conformance.check_focal_loss", _conf(_focal), only=_CONF_ONLY),
     FuzzCase("testing.conformance.check_relu", _conf(lambda x: refdet.relu_forward(x)[0]), only=_CONF_ONLY),
     FuzzCase("testing.conformance.check_conv2d", _conf(_conv_impl), only=_CONF_ONLY),
-    FuzzCase("testing.conformance.check_sample_balanced", _conf(refdet.sample_balanced), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_sample_balanced", _conf(_sampler), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_encode_decode",
+             lambda r: ((refdet.encode_boxes, refdet.decode_boxes), dict(n_cases=2, seed=0, raise_on_failure=False)),
+             only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_roi_align", _conf(_W.right_roi_align), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_roi_pool", _conf(_W.right_roi_pool), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_assign_roi_levels", _conf(_W.right_levels), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_filter_proposals", _conf(_filter_proposals, n_cases=1), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_make_anchors", _conf(_W.right_make_anchors), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_dfl_decode", _conf(_W.right_dfl_decode), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_yolo_decode", _conf(_W.right_yolov5_decode), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_yolov5_decode", _conf(_W.right_yolov5_decode), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_yolov3_decode", _conf(_yolov3_decode), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_yolox_decode", _conf(_yolox_decode), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_task_aligned_assign", _conf(_W.right_tal), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_yolo_nms", _conf(_W.right_yolo_nms), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_distribution_focal_loss", _conf(_W.right_dfl), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_varifocal_loss", _conf(_W.right_vfl), only=_CONF_ONLY),
+    FuzzCase("testing.conformance.check_quality_focal_loss", _conf(_W.right_qfl), only=_CONF_ONLY),
+    Case("quant.format_accuracy_report", _format_report),
+    Case("quant.types.as_ml_dtypes", lambda r: ((r.integers(-8, 8, 7), "int4"), {})),
+    Case("quant.types.from_ml_dtypes",
+         lambda r: ((refdet.quant.types.as_ml_dtypes(r.integers(0, 256, 5), "float8e4m3fn"),), {})),
     Case("quant.MinMaxObserver", lambda r: ((), {"dtype": "uint8", "symmetric": False})),
     Case("quant.MovingAverageMinMaxObserver", lambda r: ((0.05,), {"dtype": "int8"})),
     Case("quant.PerChannelMinMaxObserver", lambda r: ((1,), {"dtype": "int8", "symmetric": True})),
