@@ -178,6 +178,15 @@ def test_no_library_module_imports_the_apps():
     assert not bad, "library modules reach up into the apps:\n" + "\n".join(bad)
 
 
+def test_the_ops_do_not_import_the_testing_layer():
+    # refdet.testing checks the ops from beside them; an op package registers its gradient-check cases
+    # with the foundation's refdet._gradcheck_registry, never by importing refdet.testing
+    bad = [f"{m} imports {t}" for m, ts in sorted(EDGES.items())
+           if not _is_app(m) and not m.startswith("refdet.testing")
+           for t in sorted(ts) if t == "refdet.testing" or t.startswith("refdet.testing.")]
+    assert not bad, "library modules import the testing layer:\n" + "\n".join(bad)
+
+
 def test_only_the_listed_modules_import_the_package_itself():
     bad = [m for m, ts in sorted(EDGES.items()) if "refdet" in ts and not _is_app(m) and m not in ROOT_IMPORTS]
     assert not bad, f"these library modules import the package refdet (its __init__, above them all): {bad}"
