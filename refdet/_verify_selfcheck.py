@@ -42,6 +42,7 @@ def _register_selfcheck_cases():
     if _REGISTERED:
         return
     _REGISTERED = True
+    from refdet import _faster_rcnn_gradcheck  # noqa: F401  (registers the whole Faster R-CNN step)
     from refdet import box_coder as BC
     from refdet import detector as D
     from refdet import fpn as FP
