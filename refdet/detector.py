@@ -374,9 +374,9 @@ class Detector:
         :class:`refdet.faster_rcnn.FasterRCNNCache` that also holds the FPN levels."""
         x = self._images(images)
         cfg = self.config
-        self._check_params(params)
         if cfg.model == "faster_rcnn":
             return _frcnn.forward(self, params, x)
+        self._check_params(params)
         feats, bcache = backbone_forward(params["backbone"], x)
         inputs = [feats[i] for i in self.in_stages]
         fcache = None
@@ -449,8 +449,7 @@ class Detector:
     # -- targets ---------------------------------------------------------------------------------
     def _check_params(self, params):
         """``{"backbone", "head"}`` (+ ``"fpn"`` for RetinaNet and YOLO) dicts, as :meth:`init` returns."""
-        want = ("backbone", "fpn", "rpn", "roi_heads") if self.config.model == "faster_rcnn" else \
-            ("backbone", "fpn", "head") if self.config.model in ("retinanet", "yolo") else ("backbone", "head")
+        want = ("backbone", "fpn", "head") if self.config.model in ("retinanet", "yolo") else ("backbone", "head")
         if not isinstance(params, dict):
             raise TypeError(f"`params` must be the dict init() returns (keys {want}); got {_checks._describe(params)}")
         missing = [k for k in want if k not in params]

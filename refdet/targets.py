@@ -56,6 +56,7 @@ from refdet.box_coder import _centers_sizes, _check_sizes, encode_boxes
 from refdet.boxes import boxes_inside_image
 from refdet.iou import box_iou
 from refdet.matcher import EMPTY_GT_POLICIES, match_details, ssd_match
+from refdet.matcher import _check_thresholds
 from refdet.sampler import sample_balanced
 
 __all__ = [
@@ -428,6 +429,7 @@ def rpn_targets(anchors: ArrayLike, gt_boxes: ArrayLike, image_size: Tuple[int, 
     a, g, lv = _common(anchors, gt_boxes, level, coder)
     _checks.check_image_size(image_size)
     sample = _checks.check_bool(sample, "sample")
+    _check_thresholds(high, low)          # checked even when no IoU is computed (no anchor, or no gt)
     n, m = a.shape[0], g.shape[0]
     inside = boxes_inside_image(a, image_size, allowed_border=s.allowed_border)
     if m == 0:

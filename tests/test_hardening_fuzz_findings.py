@@ -130,3 +130,36 @@ def test_float_variants_names_its_arguments():
         float_variants("box_iou", (b, b), "x")
     with pytest.raises(TypeError, match=r"`extra\[0\]` must be a \(description, overrides dict\) pair"):
         float_variants("box_iou", (b, b), extra=["ab"])
+
+
+def test_conv2d_int_overflow_names_the_zero_points():
+    x, w = np.zeros((1, 2, 4, 4), np.int64), np.zeros((3, 2, 3, 3), np.int64)
+    with pytest.raises(ValueError, match=r"the accumulator of \(`x` - `x_zero_point`\) times \(`w` - `w_zero_point`\) "
+                                         r"over 18 terms can reach"):
+        Q.conv2d_int(x, w, x_zero_point=2 ** 31, w_zero_point=2 ** 32)
+    with pytest.raises(ValueError, match="`method` 'float32' cannot be exact"):
+        Q.conv2d_int(x, w, x_zero_point=10 ** 5, w_zero_point=10 ** 5, method="float32")
+
+
+def test_roi_output_size_refused_even_without_rois():
+    x = np.zeros((1, 2, 8, 8))
+    with pytest.raises(ValueError, match="`output_size` asks for"):      # was NumPy's "array is too big"
+        refdet.roi.roi_pool(x, np.zeros((0, 5)), (10 ** 9, 10 ** 9))
+    with pytest.raises(ValueError, match="`output_size` asks for"):
+        refdet.roi.roi_align(x, np.zeros((0, 5)), (10 ** 9, 10 ** 9))
+    assert refdet.roi.roi_pool(x, np.zeros((0, 5)), (2, 2)).shape == (0, 2, 2, 2)
+
+
+def test_rpn_targets_checks_thresholds_without_anchors():
+    with pytest.raises(ValueError, match="`low` must lie in"):
+        refdet.rpn_targets(np.zeros((0, 4)), np.array([[0, 0, 4, 4.0]]), (8, 8), low=-1.0, rng=0)
+    with pytest.raises(ValueError, match="`high` must lie in"):
+        refdet.rpn_targets(np.array([[0, 0, 4, 4.0]]), np.zeros((0, 4)), (8, 8), high=1.5, rng=0)
+
+
+def test_roi_levels_bounded_to_representable_strides():
+    b = np.array([[0, 0, 32, 32.0]])
+    with pytest.raises(ValueError, match="`min_level` must be <= 1023"):       # was OverflowError
+        refdet.roi.assign_roi_levels(b, min_level=2 ** 63, max_level=2 ** 63)
+    # 32 px: k = floor(4 + log2(32 / 224)) = 1, counted from min_level -3
+    assert refdet.roi.assign_roi_levels(b, min_level=-3, max_level=1023).tolist() == [4]

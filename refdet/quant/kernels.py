@@ -110,11 +110,14 @@ def conv2d_int(xq: np.ndarray, wq: np.ndarray, *, x_zero_point: ArrayLike = 0, w
         else:
             method = "int64"
     if method == "float32" and not prod < _EXACT32:
-        raise ValueError(f"method='float32' cannot be exact: one product can reach {prod} >= 2**24")
+        raise ValueError(f"`method` 'float32' cannot be exact: one product of (`x` - `x_zero_point`) and (`w` - "
+                         f"`w_zero_point`) can reach {prod} >= 2**24")
     if method == "float64" and not prod * K < _EXACT64:
-        raise ValueError(f"method='float64' cannot be exact: |acc| can reach {prod * K} >= 2**53")
+        raise ValueError(f"`method` 'float64' cannot be exact: the accumulator of (`x` - `x_zero_point`) times "
+                         f"(`w` - `w_zero_point`) can reach {prod * K} >= 2**53")
     if prod * K >= 2 ** 63:
-        raise ValueError(f"the accumulator can reach {prod * K}, beyond int64")
+        raise ValueError(f"the accumulator of (`x` - `x_zero_point`) times (`w` - `w_zero_point`) over {K} terms can "
+                         f"reach {prod * K}, beyond int64")
     dt = {"float32": np.float32, "float64": np.float64, "int64": np.int64}[method]
 
     out = np.zeros((n, f, oh, ow), dtype=np.int64)

@@ -30,9 +30,13 @@ def check_output_size(output_size, name="output_size"):
 
 
 def check_outputs(k, c, ph, pw, itemsize, name="output_size"):
-    """Refuse, before allocating, an output of ``k * c * ph * pw`` elements beyond the cap."""
-    _checks.check_allocation(k * c * ph * pw, itemsize, f"an output of shape {(k, c, ph, pw)}", name=name,
-                             keyword=False)
+    """Refuse, before allocating, an output of ``k * c * ph * pw`` elements beyond the cap.
+
+    The count takes at least one RoI and one channel: an ``output_size`` no single RoI could be served
+    with is refused even for an empty RoI set (NumPy itself refuses a (0, C, 10**9, 10**9) array).
+    """
+    _checks.check_allocation(max(k, 1) * max(c, 1) * ph * pw, itemsize, f"an output of shape {(k, c, ph, pw)}",
+                             name=name, keyword=False)
 
 
 def check_samples(bin_h, bin_w, sampling_ratio, output_size, name="boxes` and `spatial_scale"):

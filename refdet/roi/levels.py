@@ -164,12 +164,17 @@ def assign_roi_levels(boxes, *, min_level: int = 2, max_level: int = 5, conventi
     """
     s = _resolve_levels(convention, canonical_scale=canonical_scale, canonical_level=canonical_level,
                         eps_inside=eps_inside, eps_outside=eps_outside, plus_one=plus_one)
-    kmin = _checks.check_int(min_level, "min_level")
-    kmax = _checks.check_int(max_level, "max_level")
+    # a level k is a stride of 2**k: float64 holds 2**k for |k| <= 1023 (larger ones would overflow int64)
+    kmin = _checks.check_int(min_level, "min_level", low=-_MAX_LEVEL, high=_MAX_LEVEL)
+    kmax = _checks.check_int(max_level, "max_level", low=-_MAX_LEVEL, high=_MAX_LEVEL)
     if kmax < kmin:
         raise ValueError(f"`max_level` must be >= `min_level`; got {kmax} < {kmin}")
     b = _boxes_xyxy(boxes)
     return _levels(b, kmin, kmax, s)
+
+
+#: the largest |level|: a stride of 2**1023 is the largest power of two a float64 holds
+_MAX_LEVEL = 1023
 
 
 def _levels(b, kmin, kmax, s):
@@ -343,7 +348,7 @@ def multiscale_roi_align_forward(features: Sequence[np.ndarray], boxes, output_s
         scales = [_common.check_spatial_scale(v, f"scales[{i}]") for i, v in enumerate(scales)]
         kmin = int(round(-np.log2(scales[0])))
     if min_level is not None:
-        kmin = _checks.check_int(min_level, "min_level")
+        kmin = _checks.check_int(min_level, "min_level", low=-_MAX_LEVEL, high=_MAX_LEVEL)
     kmax = kmin + len(fs) - 1
     K = len(rois)
     if len(fs) == 1:

@@ -45,6 +45,12 @@ TABLE = {
     ("testing.conformance.*", "fn", "nan_output", "nan"):
         "the report's worst_error is NaN when the implementation under test answered NaN "
         "(ConformanceReport: 'NaN: the implementation answered NaN')",
+    ("quant.types.element_type", "*name*", "*", "unnamed"):
+        "`name` is the label element_type's messages give the argument it checks (its callers pass their "
+        "own argument's name): a bogus label is echoed, not named",
+    ("quant.types.decode_float", "codes", "*", "nan"):
+        "a NaN bit code decodes to NaN (float8e4m3fn 0x7f/0xff, e5m2 0x7d-0x7f ...: the type's own NaN encodings, "
+        "refdet.quant.types module table)",
     # -- errors that keep a reproduced framework's own text ----------------------------------------
     ("match", "iou", "empty", "unnamed"):
         "empty_gt='raise' raises torchvision's Matcher error text exactly "
@@ -62,11 +68,11 @@ TABLE = {
     ("yolo.weighted_boxes_fusion", "skip_box_thr", "*", "accepted"):
         "ZFTurbo's skip_box_thr filters raw scores, any real",
     # -- the implementation under test fails: reported, not a refdet error ------------------------
-    ("testing.check_gradients", "forward", "*", "crash"):
+    ("testing.check_gradients", "*forward*", "*", "crash"):
         "an exception the forward under test raises propagates unchanged (it is the implementation's)",
-    ("testing.check_gradients", "backward", "*", "crash"):
+    ("testing.check_gradients", "*backward*", "*", "crash"):
         "an exception the backward under test raises propagates unchanged",
-    ("testing.check_gradients", "inputs", "*", "unnamed"):
+    ("testing.check_gradients", "*inputs*", "*", "unnamed"):
         "the forward under test validates its own inputs; check_gradients prefixes `forward` refused "
         "`inputs` only to TypeError/ValueError",
 }
@@ -75,12 +81,12 @@ TABLE = {
 #: the suite reports them (printed, and counted in the summary) without failing; remove an entry when its
 #: module is fixed, and the suite holds the fix
 OPEN = {
-    ("class_specific_targets", "num_classes", "*", "*"):
+    ("class_specific_targets", "*num_classes*", "*", "*"):
         "num_classes = 1e9 allocates (N, 4K) before any cap (MemoryError); 2**63 gives NumPy's own text",
-    ("class_specific_targets", "inside_weights", "*", "*"):
+    ("class_specific_targets", "*inside_weights*", "*", "*"):
         "inside_weights is not validated: NumPy's broadcast text, float() errors, None read as NaN",
-    ("fastrcnn_loss_forward", "inside_weights", "*", "*"): "inside_weights of the wrong size: IndexError",
-    ("fastrcnn_loss_forward", "outside_weights", "*", "*"): "outside_weights of the wrong size: IndexError",
+    ("fastrcnn_loss_forward", "*inside_weights*", "*", "*"): "inside_weights of the wrong size: IndexError",
+    ("fastrcnn_loss_forward", "*outside_weights*", "*", "*"): "outside_weights of the wrong size: IndexError",
     ("fastrcnn_loss_forward", "regression_targets", "list", "layout"):
         "regression_targets as nested lists is refused while the array is accepted",
     ("fastrcnn_loss_backward", "dloss", "ndarray", "layout"): "a (dcls, dbox) pair as an array refused",
@@ -140,6 +146,10 @@ def must_refuse(function, pnames, labels, seed_kinds=None):
 
 
 def excused(function, argument, variant, problem):
+    if "," in variant and "+" in argument:      # two arguments varied: excused if either variant is
+        pairs = zip(argument.split("+"), variant.split(","))
+        if any(excused(function, a, v, problem) for a, v in pairs):
+            return True
     if "=" in variant and "," not in variant:  # "wh=empty" -> "empty"
         variant = variant.split("=", 1)[1]
     for (f, a, v, p), _reason in TABLE.items():

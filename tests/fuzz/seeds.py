@@ -12,6 +12,7 @@ instance, is made fresh for every call and never varied).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 
 import numpy as np
@@ -266,9 +267,6 @@ EXTRA = [
     FuzzCase("testing.conformance.check_varifocal_loss", _conf(_W.right_vfl), only=_CONF_ONLY),
     FuzzCase("testing.conformance.check_quality_focal_loss", _conf(_W.right_qfl), only=_CONF_ONLY),
     Case("quant.format_accuracy_report", _format_report),
-    Case("quant.types.as_ml_dtypes", lambda r: ((r.integers(-8, 8, 7), "int4"), {})),
-    Case("quant.types.from_ml_dtypes",
-         lambda r: ((refdet.quant.types.as_ml_dtypes(r.integers(0, 256, 5), "float8e4m3fn"),), {})),
     Case("quant.MinMaxObserver", lambda r: ((), {"dtype": "uint8", "symmetric": False})),
     Case("quant.MovingAverageMinMaxObserver", lambda r: ((0.05,), {"dtype": "int8"})),
     Case("quant.PerChannelMinMaxObserver", lambda r: ((1,), {"dtype": "int8", "symmetric": True})),
@@ -301,6 +299,16 @@ EXTRA = [
     Case("walkthrough.anchors_report", lambda r: (("retinanet", (64, 64)), {"num_classes": 5})),
     Case("plots.focal_loss_curve", lambda r: ((np.linspace(0.01, 0.99, 7), 2.0), {})),
 ]
+
+
+#: the ml_dtypes conversions need the optional package (the onnx extra installs it)
+HAVE_ML_DTYPES = importlib.util.find_spec("ml_dtypes") is not None
+if HAVE_ML_DTYPES:
+    EXTRA += [
+        Case("quant.types.as_ml_dtypes", lambda r: ((r.integers(-8, 8, 7), "int4"), {})),
+        Case("quant.types.from_ml_dtypes",
+             lambda r: ((refdet.quant.types.as_ml_dtypes(r.integers(0, 256, 5), "float8e4m3fn"),), {})),
+    ]
 
 
 def contract_cases():
