@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from refdet.testing.conformance_core import _Runner, _finish
+
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
            "check_opencv_blob_from_image", "check_openvino_nms",
            "check_openvino_prior_box", "check_openvino_prior_box_clustered", "check_openvino_fake_quantize",
@@ -50,15 +52,6 @@ __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_op
            "RUNTIME_CHECKS"]
 
 
-def _Runner(*args, **kw):
-    # refdet.testing.conformance imports this module at its end: take its runner at call time
-    from refdet.testing.conformance import _Runner as runner
-    return runner(*args, **kw)
-
-
-def _finish(report, raise_on_failure):
-    from refdet.testing.conformance import _finish as finish
-    return finish(report, raise_on_failure)
 
 
 def _np(x):
