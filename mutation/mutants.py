@@ -302,11 +302,19 @@ def _describe(op, old, new) -> Tuple[str, str]:
     return _snippet(old), _snippet(new)
 
 
-def _labels(op, old, new, parent=None) -> Tuple[str, str]:
-    """The (before, after) text of a mutant: the expression when short, else the operator alone
-    (a nudged constant under a unary minus reads ``-1`` -> ``-2``)."""
+def _labels(op, old, new, site=None) -> Tuple[str, str]:
+    """The (before, after) text of a mutant: the expression when short, else the operator alone.
+    A nudged constant under a unary minus reads ``-1 -> -2``; a constant that is a keyword's value
+    or a dict's value carries its name (``clip=True -> clip=False``, ``'half_wh': False -> ...``)."""
+    parent = site.parent if site is not None else None
     if op == "number" and isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.USub):
         return "-" + _snippet(old), "-" + _snippet(new)
+    if op in ("number", "bool", "string") and isinstance(parent, ast.keyword) and parent.arg:
+        return f"{parent.arg}={_snippet(old)}", f"{parent.arg}={_snippet(new)}"
+    if op in ("number", "bool", "string") and isinstance(parent, ast.Dict) and site.fieldname == "values":
+        key = parent.keys[site.index]
+        if isinstance(key, ast.Constant):
+            return f"{key.value!r}: {_snippet(old)}", f"{key.value!r}: {_snippet(new)}"
     if op in ("binop", "augassign", "compare", "boolop"):
         before, after = _snippet(old), _snippet(new)
         if len(before) <= 60:
@@ -342,7 +350,7 @@ def generate(source: str, module: str) -> List[Mutant]:
         node = site.get()
         c = dict(ctx, compared=id(node) in compared)
         for op, new in _candidates(site, c, None):
-            before_s, after_s = _labels(op, node, new, site.parent)
+            before_s, after_s = _labels(op, node, new, site)
             scope = ctx["func"] or "<module>"
             level = "function" if (ctx["func"] and not ctx["in_header"]) else "module"
             stmt = ctx["stmt"]
@@ -384,7 +392,7 @@ def apply(source: str, mutant: Mutant) -> ast.Module:
     for op, new in _candidates(site, ctx, None):
         if op != mutant.op:
             continue
-        before, after = _labels(op, node, new, parent)
+        before, after = _labels(op, node, new, site)
         if (before, after) == (mutant.before, mutant.after):
             site.set(new)
             ast.fix_missing_locations(tree)
