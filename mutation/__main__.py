@@ -165,7 +165,8 @@ def main(argv=None):
     ci.add_argument("--jobs", type=int, default=2)
     cv = sub.add_parser("conventions", help="the convention-coverage table")
     cv.add_argument("action", choices=("trace", "pin", "check", "render"))
-    cv.add_argument("--ops", nargs="*", default=None)
+    cv.add_argument("--ops", nargs="*", default=None, help="pin only these ops")
+    cv.add_argument("--files", nargs="*", default=None, help="trace only these test files (merged)")
     cv.add_argument("--jobs", type=int, default=1)
     args = p.parse_args(argv)
     if args.cmd == "list":

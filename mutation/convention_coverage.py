@@ -39,6 +39,25 @@ SWAPS = os.path.join(R.CACHE, "convention-swaps.jsonl")
 #: a swap runs the fastest tests resolving the value until their baseline time reaches this (s)
 SWAP_TEST_SECONDS = 90.0
 
+_IOU_FAMILY = tuple(f"{f}{p}" for f in ("box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou")
+                    for p in ("", "_paired"))
+#: Swaps that cannot change any result, each with its reason (and the test that shows it). A swap
+#: between two values of one group is reported as equivalent, not run, and counts as pinned.
+EQUIVALENT_SWAPS = [
+    {"ops": _IOU_FAMILY, "knob": "guard", "values": ("inter_gt_0", "skip_degenerate", "pfr"),
+     "reason": "one function: I > 0 needs iw > 0 and ih > 0, hence positive areas and U > 0 "
+               "(tests/test_iou_pinned.py::test_zero_writing_guards_are_one_function)"},
+]
+
+
+def equivalent_swap(op, knob, v, w):
+    """The reason the swap ``v -> w`` of ``op``'s ``knob`` cannot change a result, or None."""
+    for rule in EQUIVALENT_SWAPS:
+        if op in rule["ops"] and knob == rule["knob"] and any(same_value(v, x) for x in rule["values"]) \
+                and any(same_value(w, x) for x in rule["values"]):
+            return rule["reason"]
+    return None
+
 
 def _key(v) -> str:
     return pickle.dumps(v, protocol=4).hex()
@@ -110,8 +129,9 @@ def registry_values():
     return out
 
 
-def trace(tree: str, log=print) -> dict:
-    """Run the suite once in ``tree`` recording the convention values each test resolves."""
+def trace(tree: str, log=print, files=None) -> dict:
+    """Run the suite once in ``tree`` recording the convention values each test resolves (only
+    ``files``, merged into the cached trace, when given)."""
     out = os.path.join(os.path.dirname(tree), "trace.json")
     env = R._env(tree)
     env["REFDET_CONVENTION_TRACE"] = out
@@ -119,13 +139,19 @@ def trace(tree: str, log=print) -> dict:
     t0 = time.perf_counter()
     log("conventions: tracing the whole suite ...")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
-                           "mutation.conventions_trace", "-o", "addopts=", "-W", "ignore", "tests"],
+                           "mutation.conventions_trace", "-o", "addopts=", "-W", "ignore", *(files or ["tests"])],
                           cwd=tree, env=env, capture_output=True, text=True)
     if not os.path.exists(out):
         raise RuntimeError(f"the trace run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     with open(out) as fh:
         data = json.load(fh)
     data["seconds"] = time.perf_counter() - t0
+    if files and os.path.exists(TRACE):
+        with open(TRACE) as fh:
+            old = json.load(fh)
+        keep = {n: r for n, r in old["tests"].items() if n.split("::")[0] not in files}
+        keep.update(data["tests"])
+        data = {"tests": keep, "seconds": old.get("seconds", 0.0)}
     os.makedirs(R.CACHE, exist_ok=True)
     with open(TRACE, "w") as fh:
         json.dump(data, fh)
@@ -155,6 +181,8 @@ def plan(trace_data: dict, ops=None) -> list:
             chosen.append(n)
             total += tests[n]["duration"]
         for w in alts:
+            if equivalent_swap(op, knob, v, w):
+                continue
             items.append({"id": _item_id(op, knob, v, w), "op": op, "knob": knob, "value": _key(v), "to": _key(w),
                           "tests": chosen, "resolved_by": len(users), "timeout": 5.0 * total + 30.0})
     return items
@@ -222,10 +250,14 @@ def render(trace_data: dict, swaps: dict) -> dict:
                  "resolved_by": count.get((op, knob, _key(v)), 0), "against": []}
         for w in alts:
             r = swaps.get(_item_id(op, knob, v, w))
-            st = "unresolved" if entry["resolved_by"] == 0 else ("not run" if r is None else r["status"])
-            entry["against"].append({"to": _show(w), "key": _key(w), "status": st,
-                                     "test": r["killer"] if r and r["status"] in ("killed", "timeout") else ""})
-        entry["pinned"] = all(a["status"] in ("killed", "timeout") for a in entry["against"]) and (
+            why = equivalent_swap(op, knob, v, w)
+            if why:
+                st, test = "equivalent", why
+            else:
+                st = "unresolved" if entry["resolved_by"] == 0 else ("not run" if r is None else r["status"])
+                test = r["killer"] if r and r["status"] in ("killed", "timeout") else ""
+            entry["against"].append({"to": _show(w), "key": _key(w), "status": st, "test": test})
+        entry["pinned"] = all(a["status"] in ("killed", "timeout", "equivalent") for a in entry["against"]) and (
             entry["resolved_by"] > 0)
         rows.append(entry)
     table = {"generated_by": "python -m mutation conventions pin", "values": rows}
@@ -255,6 +287,8 @@ def render_md(table: dict) -> str:
             if a["status"] in ("killed", "timeout"):
                 t = a["test"].replace("tests/", "")
                 parts.append(f"`{a['to']}` -> {t}")
+            elif a["status"] == "equivalent":
+                parts.append(f"`{a['to']}` -> equivalent: {a['test']}")
             else:
                 parts.append(f"`{a['to']}` -> **{a['status'].upper()}**")
         lines.append(f"| {r['op']} | {r['knob']} | `{r['value']}` | {r['resolved_by']} | "
@@ -276,7 +310,7 @@ def check(table: dict) -> list:
         if missing:
             problems.append(f"{op}.{knob} = {v!r}: alternatives {missing!r} not tried (regenerate the table)")
         if not r["pinned"]:
-            bad = [a["to"] for a in r["against"] if a["status"] not in ("killed", "timeout")]
+            bad = [a["to"] for a in r["against"] if a["status"] not in ("killed", "timeout", "equivalent")]
             why = "no test resolves it" if r["resolved_by"] == 0 else f"no test fails when it becomes {bad}"
             problems.append(f"{op}.{knob} = {v!r}: not pinned ({why})")
     return problems
@@ -305,9 +339,17 @@ def main(args, cfg):
     tree = R.make_copy()
     try:
         if args.action == "trace" or not os.path.exists(TRACE):
-            data = trace(tree)
+            data = trace(tree, files=args.files)
             if os.path.exists(SWAPS):
-                os.unlink(SWAPS)  # swaps were run against the old trace's test selection
+                # swaps that did not fail may fail with the new tests: run them again
+                keep = []
+                with open(SWAPS) as fh:
+                    for line in fh:
+                        r = json.loads(line)
+                        if r["status"] in ("killed", "timeout"):
+                            keep.append(line)
+                with open(SWAPS, "w") as fh:
+                    fh.writelines(keep)
         else:
             with open(TRACE) as fh:
                 data = json.load(fh)

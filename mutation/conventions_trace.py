@@ -11,6 +11,9 @@ import json
 import os
 import pickle
 
+from mutation.worker import _hypothesis_profile
+
+_hypothesis_profile()  # registered before tests/conftest.py loads HYPOTHESIS_PROFILE=mutation
 _STATE = {"test": None, "values": {}, "record": {}}
 
 

@@ -176,3 +176,69 @@ def test_block_size_does_not_change_bits(monkeypatch):
     want = box_iou(a, a[:11])
     monkeypatch.setattr(riou, "_BLOCK_ELEMENTS", 1)
     np.testing.assert_array_equal(box_iou(a, a[:11]), want)
+
+
+# ------------------------------------------------------------------------------------ the guards
+
+GUARDS = ("none", "inter_gt_0", "eps_union", "plus_eps", "skip_degenerate", "pfr")
+TINY = [0, 0, 1e-4, 1e-4]        # area 1e-8, below both eps
+POINT = [5, 5, 5, 5]             # area 0
+PAIRS_A = np.array([TINY, POINT, [0, 0, 10, 10.0]])
+PAIRS_B = np.array([TINY, POINT, [5, 5, 15, 15.0]])
+
+
+def _guard_table(fn, eps):
+    """Expected values of ``fn`` on PAIRS_A[i] vs PAIRS_B[i] under each guard (torchvision's eps).
+
+    row 0, a tiny box with itself: I = U = 1e-8 (and C = U, rho = 0, v = 0): only the IoU term moves:
+        eps_union 1e-8 / max(1e-8, eps), plus_eps 1e-8 / (1e-8 + eps), the others 1
+    row 1, a point with itself: I = U = C = 0, rho = 0: 0/0 = NaN under "none", 0 under every other
+        guard (the IoU and the enclosing term are written or floored); CIoU's atan(0/0) is NaN anyway
+    row 2, [0,0,10,10] vs [5,5,15,15]: I = 25, U = 175, C = 15^2 = 225, rho^2 = 5^2 + 5^2 = 50,
+        c^2 = 15^2 + 15^2 = 450, both square (v = 0): IoU 1/7 (plus_eps: 25 / (175 + eps))
+    """
+    out = {}
+    for g in GUARDS:
+        iou0 = {"eps_union": 1e-8 / max(1e-8, eps), "plus_eps": 1e-8 / (1e-8 + eps)}.get(g, 1.0)
+        iou2 = 25 / (175 + eps) if g == "plus_eps" else 1 / 7
+        point = math.nan if g == "none" else 0.0
+        if fn == "box_iou":
+            row = [iou0, point, iou2]
+        elif fn == "generalized_box_iou":
+            enc = 50 / (225 + eps) if g == "plus_eps" else 50 / 225
+            row = [iou0, point, iou2 - enc]
+        else:  # DIoU; CIoU adds alpha v = 0 (equal aspect ratios) except for the 0/0 of the points
+            row = [iou0, point if fn == "distance_box_iou" else math.nan, iou2 - 50 / (450 + eps)]
+        out[g] = row
+    return out
+
+
+@pytest.mark.parametrize("fn", ["box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou"])
+def test_every_guard_on_degenerate_pairs(fn):
+    eps = 1e-6 if fn == "box_iou" else 1e-7      # box_iou's eps keyword; the family's torchvision eps
+    for g, want in _guard_table(fn, eps).items():
+        full = getattr(riou, fn)(PAIRS_A, PAIRS_B, guard=g)
+        np.testing.assert_allclose(np.diagonal(full), want, rtol=1e-12, atol=0, err_msg=f"{fn} {g}")
+        np.testing.assert_allclose(getattr(riou, f"{fn}_paired")(PAIRS_A, PAIRS_B, guard=g), want, rtol=1e-12,
+                                   atol=0, err_msg=f"{fn}_paired {g}")
+
+
+def test_zero_writing_guards_are_one_function():
+    # "inter_gt_0" (0 where I <= 0), "skip_degenerate" (also where an area or U <= 0) and "pfr" (0 unless
+    # the unclamped iw > 0 and ih > 0) are different code, and the same function: I > 0 needs iw > 0 and
+    # ih > 0, hence positive areas and U >= area > 0. The registry keeps all three because each names
+    # what its framework does; these swaps are equivalent (mutation/convention_coverage.py).
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        a = rng.integers(-3, 6, (8, 4)) * rng.choice([1.0, 0.5, 1e-3])
+        b = rng.integers(-3, 6, (8, 4)).astype(float)
+        for fn in ("box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou"):
+            for plus_one in (False, True):
+                got = [getattr(riou, fn)(a, b, guard=g, plus_one=plus_one)
+                       for g in ("inter_gt_0", "skip_degenerate", "pfr")]
+                assert all(np.array_equal(got[0], x, equal_nan=True) for x in got[1:])
+        fwd, bwd = riou.generalized_box_iou_paired_forward, riou.generalized_box_iou_paired_backward
+        g0 = rng.standard_normal(8)
+        grads = [bwd(g0, fwd(a, b, guard=g)[1]) for g in ("inter_gt_0", "skip_degenerate", "pfr")]
+        assert all(np.array_equal(grads[0].dboxes1, x.dboxes1, equal_nan=True)
+                   and np.array_equal(grads[0].dboxes2, x.dboxes2, equal_nan=True) for x in grads[1:])
