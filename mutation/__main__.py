@@ -48,6 +48,17 @@ def cmd_run(args, cfg):
     tree = R.make_copy()
     try:
         for mod in mods:
+            if args.survivors:
+                # a quick loop while writing tests: only the last recorded run's survivors, not recorded
+                old = results["modules"].get(mod.name, {})
+                ids = {s["id"] for s in old.get("survivors", [])}
+                rec = R.run_module(mod, tree, cfg, jobs=args.jobs, only=ids)
+                left = [s for s in rec["survivors"] if s["id"] in ids]
+                print(f"[{mod.name}] {len(ids) - len(left)} of {len(ids)} recorded survivors killed now; left:")
+                for s in left:
+                    print(f"    {s['id']} line {s['line']:>4} [{s['op']}] `{s['before']}` -> `{s['after']}` "
+                          f"in {s['scope']} ({s['status']}, {s['tests']} tests)")
+                continue
             rec = R.run_module(mod, tree, cfg, jobs=args.jobs, fresh=args.fresh)
             results = R.load_results()  # another run may have recorded other modules meanwhile
             if args.before and mod.name not in {h["name"] for h in results.get("history", [])}:
@@ -144,6 +155,8 @@ def main(argv=None):
     r.add_argument("--all", action="store_true")
     r.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1: the machine is shared)")
     r.add_argument("--fresh", action="store_true", help="ignore cached partial results")
+    r.add_argument("--survivors", action="store_true",
+                   help="re-run only the last recorded run's survivors (a quick loop; records nothing)")
     r.add_argument("--dry", action="store_true", help="do not write mutation/results.*")
     r.add_argument("--show", type=int, default=50, help="print up to this many survivors per module")
     r.add_argument("--record", action="store_true",

@@ -118,8 +118,12 @@ def pragma_lines(source: str) -> dict:
     return out
 
 
-def _pragma_applies(selector, before, after) -> bool:
-    return selector is None or " ".join(f"{before} -> {after}".split()) in selector
+def _pragma_applies(selector, before, after, short=None) -> bool:
+    """Whether a pragma's selector names this mutant: its full text ``before -> after`` or, for an
+    operator mutant, the operator change alone (``<= -> <`` names every such change on the line)."""
+    if selector is None:
+        return True
+    return " ".join(f"{before} -> {after}".split()) in selector or (short is not None and short in selector)
 
 
 def _is_docstring(node, parent) -> bool:
@@ -369,7 +373,10 @@ def generate(source: str, module: str) -> List[Mutant]:
             if stmt is not None:
                 # a pragma anywhere on a simple statement's lines covers the statement
                 lines_ += list(range(stmt.lineno, (stmt_end or stmt.lineno) + 1))
-            hit = [ln for ln in lines_ if ln in pragmas and _pragma_applies(pragmas[ln][0], before_s, after_s)]
+            short = None
+            if op in ("binop", "augassign", "compare", "boolop"):
+                short = "{} -> {}".format(*_describe(op, node, new))
+            hit = [ln for ln in lines_ if ln in pragmas and _pragma_applies(pragmas[ln][0], before_s, after_s, short)]
             if hit:
                 m.equivalent = True
                 m.reason = pragmas[hit[0]][1]

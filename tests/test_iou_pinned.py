@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from refdet import iou as riou
-from refdet.iou import (box_iou, box_iou_paired, box_iou_paired_forward, complete_box_iou,
+from refdet.iou import (box_iou, box_iou_paired, box_iou_paired_forward, complete_box_iou, distance_box_iou_paired,
                         complete_box_iou_paired, distance_box_iou, generalized_box_iou)
 
 F32 = np.float32
@@ -183,8 +183,12 @@ def test_block_size_does_not_change_bits(monkeypatch):
 GUARDS = ("none", "inter_gt_0", "eps_union", "plus_eps", "skip_degenerate", "pfr")
 TINY = [0, 0, 1e-4, 1e-4]        # area 1e-8, below both eps
 POINT = [5, 5, 5, 5]             # area 0
-PAIRS_A = np.array([TINY, POINT, [0, 0, 10, 10.0]])
-PAIRS_B = np.array([TINY, POINT, [5, 5, 15, 15.0]])
+BOX10 = [0, 0, 10, 10.0]
+VSEG = [5, 0, 5, 10]             # zero width: iw = 0, ih = 10 against itself
+HSEG = [0, 5, 10, 5]             # zero height
+PAIRS_A = np.array([TINY, POINT, BOX10, [10, 0, 0, 10], [20, 0, 0, 10], VSEG, HSEG])
+PAIRS_B = np.array([TINY, POINT, [5, 5, 15, 15.0], BOX10, BOX10, VSEG, HSEG])
+_V4 = 4 / math.pi ** 2
 
 
 def _guard_table(fn, eps):
@@ -196,19 +200,38 @@ def _guard_table(fn, eps):
         guard (the IoU and the enclosing term are written or floored); CIoU's atan(0/0) is NaN anyway
     row 2, [0,0,10,10] vs [5,5,15,15]: I = 25, U = 175, C = 15^2 = 225, rho^2 = 5^2 + 5^2 = 50,
         c^2 = 15^2 + 15^2 = 450, both square (v = 0): IoU 1/7 (plus_eps: 25 / (175 + eps))
+    row 3, the flipped [10,0,0,10] (area -10 * 10 = -100) vs [0,0,10,10]: I = 0, U = -100 + 100 = 0:
+        IoU 0/0 = NaN under "none", else 0; enclosing box 10 x 10, C = 100: GIoU = IoU - (100 - 0) / 100
+        (plus_eps: / (100 + eps); eps_union: (100 - max(0, eps)) / 100); same centres (5, 5): DIoU = IoU;
+        atan(-10 / 10) - atan(10 / 10) = -pi/2: v = 1, alpha = 1 / (1 - IoU + 1 + eps)
+    row 4, the flipped [20,0,0,10] (area -200) vs [0,0,10,10]: I = 0, U = -100: IoU 0 / -100 = -0.0
+        under "none" and "plus_eps" (0 / (-100 + eps)), +0 where a guard writes it; C = 100,
+        (C - U) / C = 2; centres (10, 5) and (5, 5): rho^2 = 25, c^2 = 200; theta = atan(-2) - pi/4
+    rows 5 and 6, a zero-width (zero-height) segment with itself: iw = 0 (ih = 0) exactly, the other
+        extent 10: like the points (I = U = C = 0, rho = 0), and atan(0/10) = atan(10/0) - pi/2 = 0 on
+        both sides (v = 0), so CIoU = DIoU there
     """
     out = {}
     for g in GUARDS:
         iou0 = {"eps_union": 1e-8 / max(1e-8, eps), "plus_eps": 1e-8 / (1e-8 + eps)}.get(g, 1.0)
         iou2 = 25 / (175 + eps) if g == "plus_eps" else 1 / 7
-        point = math.nan if g == "none" else 0.0
+        nan_or_0 = math.nan if g == "none" else 0.0
+        iou4 = -0.0 if g in ("none", "plus_eps") else 0.0
         if fn == "box_iou":
-            row = [iou0, point, iou2]
+            row = [iou0, nan_or_0, iou2, nan_or_0, iou4, nan_or_0, nan_or_0]
         elif fn == "generalized_box_iou":
-            enc = 50 / (225 + eps) if g == "plus_eps" else 50 / 225
-            row = [iou0, point, iou2 - enc]
-        else:  # DIoU; CIoU adds alpha v = 0 (equal aspect ratios) except for the 0/0 of the points
-            row = [iou0, point if fn == "distance_box_iou" else math.nan, iou2 - 50 / (450 + eps)]
+            enc = {"plus_eps": (50 / (225 + eps), 100 / (100 + eps), 200 / (100 + eps)),
+                   "eps_union": (50 / 225, (100 - eps) / 100, (100 - eps) / 100)}.get(g, (50 / 225, 1.0, 2.0))
+            row = [iou0, nan_or_0, iou2 - enc[0], nan_or_0 - enc[1], iou4 - enc[2], nan_or_0, nan_or_0]
+        else:
+            diou = [iou0, nan_or_0, iou2 - 50 / (450 + eps), nan_or_0, iou4 - 25 / (200 + eps), nan_or_0, nan_or_0]
+            if fn == "distance_box_iou":
+                row = diou
+            else:  # CIoU: alpha v = 0 for equal aspect ratios; the points' atan(0/0) is NaN
+                v3 = _V4 * (math.pi / 2) ** 2
+                v4 = _V4 * (math.atan(-2) - math.pi / 4) ** 2
+                row = [diou[0], math.nan, diou[2], nan_or_0 - v3 * v3 / (1 - nan_or_0 + v3 + eps),
+                       diou[4] - v4 * v4 / (1 - iou4 + v4 + eps), nan_or_0, nan_or_0]
         out[g] = row
     return out
 
@@ -217,10 +240,14 @@ def _guard_table(fn, eps):
 def test_every_guard_on_degenerate_pairs(fn):
     eps = 1e-6 if fn == "box_iou" else 1e-7      # box_iou's eps keyword; the family's torchvision eps
     for g, want in _guard_table(fn, eps).items():
-        full = getattr(riou, fn)(PAIRS_A, PAIRS_B, guard=g)
-        np.testing.assert_allclose(np.diagonal(full), want, rtol=1e-12, atol=0, err_msg=f"{fn} {g}")
-        np.testing.assert_allclose(getattr(riou, f"{fn}_paired")(PAIRS_A, PAIRS_B, guard=g), want, rtol=1e-12,
-                                   atol=0, err_msg=f"{fn}_paired {g}")
+        full = np.diagonal(getattr(riou, fn)(PAIRS_A, PAIRS_B, guard=g))
+        paired = getattr(riou, f"{fn}_paired")(PAIRS_A, PAIRS_B, guard=g)
+        for got, name in ((full, fn), (paired, f"{fn}_paired")):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=0, err_msg=f"{name} {g}")
+            if fn == "box_iou":  # the sign of a zero IoU: written by the guard (+0) or computed (-0)
+                ok = ~np.isnan(want)
+                np.testing.assert_array_equal(np.signbit(got[ok]), np.signbit(np.array(want)[ok]),
+                                              err_msg=f"{name} {g}")
 
 
 def test_zero_writing_guards_are_one_function():
@@ -242,3 +269,224 @@ def test_zero_writing_guards_are_one_function():
         grads = [bwd(g0, fwd(a, b, guard=g)[1]) for g in ("inter_gt_0", "skip_degenerate", "pfr")]
         assert all(np.array_equal(grads[0].dboxes1, x.dboxes1, equal_nan=True)
                    and np.array_equal(grads[0].dboxes2, x.dboxes2, equal_nan=True) for x in grads[1:])
+
+
+# ----------------------------------------------------------------------------------- the reverse pass
+
+ZERO_WRITING = ("inter_gt_0", "skip_degenerate", "pfr")
+
+
+def _grads(fn, a, b, up=None, **kw):
+    vals, cache = getattr(riou, f"{fn}_paired_forward")(a, b, **kw)
+    g = getattr(riou, f"{fn}_paired_backward")(np.ones(len(a)) if up is None else up, cache)
+    return vals, g
+
+
+def test_zero_writing_guards_have_zero_gradient_where_they_write():
+    # the points and segments (I = U = C = 0) and the flipped pair of row 3 (I = U = 0): the guard
+    # writes the IoU as 0 and its gradient as 0 (never 1 / U = inf times 0); GIoU's enclosing term is
+    # written as 0 where C = 0; DIoU's distance term is 0 / (c^2 + eps) with rho = 0, gradient 0.
+    # (GIoU's enclosing term of the flipped pair, 1 - U / C with C = 100, does move: left out.)
+    rows = [1, 3, 5, 6]
+    a, b = PAIRS_A[rows], PAIRS_B[rows]
+    for g in ZERO_WRITING:
+        for fn, keep in (("box_iou", [0, 1, 2, 3]), ("generalized_box_iou", [0, 2, 3]),
+                         ("distance_box_iou", [0, 1, 2, 3])):
+            vals, grads = _grads(fn, a, b, guard=g)
+            assert np.all(vals[keep] == 0), (fn, g)
+            assert np.all(grads.dboxes1[keep] == 0) and np.all(grads.dboxes2[keep] == 0), (fn, g, grads)
+
+
+def test_distance_term_with_eps_0_at_a_point():
+    # c^2 = 0^2 + 0^2 + 0 = 0 and rho^2 = 0: 0/0. The zero-writing guards write 0 (value and gradient);
+    # "none", "eps_union" and "plus_eps" keep the NaN (torchvision with eps = 0 gives NaN too).
+    p = np.array([POINT])
+    for g in GUARDS:
+        v = distance_box_iou(p, p, guard=g, eps=0.0)[0, 0]
+        vals, grads = _grads("distance_box_iou", p, p, guard=g, eps=0.0)
+        if g in ZERO_WRITING:
+            assert v == 0 and vals[0] == 0, g
+            assert np.all(grads.dboxes1 == 0) and np.all(grads.dboxes2 == 0), g
+        else:
+            assert np.isnan(v) and np.isnan(vals[0]), g
+
+
+def _torch_family(torch, kind, guard, eps, a, b, clamp=True):
+    """The family in torch, written from its formulas (torchvision ops/boxes.py order), for autograd."""
+    x1, y1, x2, y2 = a.unbind(1)
+    X1, Y1, X2, Y2 = b.unbind(1)
+    e = torch.tensor(eps, dtype=a.dtype)
+    area1 = (x2 - x1) * (y2 - y1)
+    area2 = (X2 - X1) * (Y2 - Y1)
+    iw = (torch.minimum(x2, X2) - torch.maximum(x1, X1)).clamp(min=0)
+    ih = (torch.minimum(y2, Y2) - torch.maximum(y1, Y1)).clamp(min=0)
+    inter = iw * ih
+    union = area1 + area2 - inter
+    if guard == "none":
+        iou = inter / union
+    elif guard == "plus_eps":
+        iou = inter / (union + e)
+    else:  # eps_union
+        iou = inter / torch.maximum(union, e)
+    if kind == "box_iou":
+        return iou
+    wc = torch.maximum(x2, X2) - torch.minimum(x1, X1)
+    hc = torch.maximum(y2, Y2) - torch.minimum(y1, Y1)
+    if clamp:
+        wc, hc = wc.clamp(min=0), hc.clamp(min=0)
+    if kind == "generalized_box_iou":
+        c = wc * hc
+        if guard == "none":
+            return iou - (c - union) / c
+        if guard == "plus_eps":
+            return iou - (c - union) / (c + e)
+        cm = torch.maximum(c, e)
+        return iou - (cm - torch.maximum(union, e)) / cm
+    c2 = wc * wc + hc * hc + e
+    dx = (x1 + x2) / 2 - (X1 + X2) / 2
+    dy = (y1 + y2) / 2 - (Y1 + Y2) / 2
+    return iou - (dx * dx + dy * dy) / c2
+
+
+# rows for the reverse pass: areas below eps = 1e-3, ties in every max/min, touching boxes (iw = 0),
+# flipped boxes (a negative enclosing extent), segments (C = 0), and ordinary pairs
+GRAD_A = np.array([[0, 0, 0.02, 0.03], [1, 1, 4, 5], [0, 0, 1, 1], [10, 10, 0, 0], [10, 10, 0, 0], [5, 0, 5, 10],
+                   [0, 0, 3, 2], [2, 1, 6, 7], [0, 0, 0.01, 0.01]])
+GRAD_B = np.array([[0.01, 0, 0.03, 0.02], [1, 1, 4, 5], [1, 0, 2, 1], [10, 10, 0, 0], [12, 10, 2, 0], [5, 0, 5, 10],
+                   [1, 1, 5, 4], [0, 3, 3, 9], [0, 0, 0.01, 0.01]])
+
+
+@pytest.mark.parametrize("fn, clamp", [("box_iou", True), ("generalized_box_iou", True), ("generalized_box_iou", False),
+                                       ("distance_box_iou", True), ("distance_box_iou", False)])
+@pytest.mark.parametrize("guard", ["none", "plus_eps", "eps_union"])
+def test_reverse_pass_matches_torch_autograd_on_degenerate_pairs(fn, guard, clamp):
+    torch = pytest.importorskip("torch")
+    eps = 1e-3
+    kw = {"guard": guard, "eps": eps} if fn == "box_iou" else {"guard": guard, "eps": eps, "clamp_enclosing": clamp}
+    vals, grads = _grads(fn, GRAD_A, GRAD_B, **kw)
+    ta = torch.tensor(GRAD_A, requires_grad=True)
+    tb = torch.tensor(GRAD_B, requires_grad=True)
+    tv = _torch_family(torch, fn, guard, eps, ta, tb, clamp)
+    tv.sum().backward()
+    np.testing.assert_allclose(vals, tv.detach().numpy(), rtol=1e-12, atol=1e-15)
+    want1, want2 = ta.grad.numpy(), tb.grad.numpy()
+    ok = np.isfinite(want1).all(1) & np.isfinite(want2).all(1)
+    assert ok.sum() >= 6
+    np.testing.assert_allclose(grads.dboxes1[ok], want1[ok], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(grads.dboxes2[ok], want2[ok], rtol=1e-9, atol=1e-12)
+
+
+def _torch_ciou(torch, a, b, eps, clip, mmdet=False):
+    """torchvision ops/boxes.py complete_box_iou (alpha under no_grad), optionally clamped to [-1, 1];
+    mmdet=True: mmdet v3 ciou_loss's CIoU (union + eps, eps on the heights, alpha gated by IoU > 0.5)."""
+    x1, y1, x2, y2 = a.unbind(1)
+    X1, Y1, X2, Y2 = b.unbind(1)
+    iw = (torch.minimum(x2, X2) - torch.maximum(x1, X1)).clamp(min=0)
+    ih = (torch.minimum(y2, Y2) - torch.maximum(y1, Y1)).clamp(min=0)
+    inter = iw * ih
+    union = (x2 - x1) * (y2 - y1) + (X2 - X1) * (Y2 - Y1) - inter
+    iou = inter / (union + eps) if mmdet else inter / union
+    wc = (torch.maximum(x2, X2) - torch.minimum(x1, X1)).clamp(min=0)
+    hc = (torch.maximum(y2, Y2) - torch.minimum(y1, Y1)).clamp(min=0)
+    c2 = wc * wc + hc * hc + eps
+    if mmdet:
+        rho2 = ((X1 + X2) - (x1 + x2)) ** 2 / 4 + ((Y1 + Y2) - (y1 + y2)) ** 2 / 4
+        h1, h2 = y2 - y1 + eps, Y2 - Y1 + eps
+    else:
+        rho2 = ((x1 + x2) / 2 - (X1 + X2) / 2) ** 2 + ((y1 + y2) / 2 - (Y1 + Y2) / 2) ** 2
+        h1, h2 = y2 - y1, Y2 - Y1
+    v = 4 / math.pi ** 2 * (torch.atan((X2 - X1) / h2) - torch.atan((x2 - x1) / h1)) ** 2
+    with torch.no_grad():
+        alpha = (iou > 0.5).to(iou.dtype) * v / (1 - iou + v) if mmdet else v / (1 - iou + v + eps)
+    out = iou - rho2 / c2 - alpha * v
+    return out.clamp(-1.0, 1.0) if clip else out
+
+
+def test_ciou_clip_gradient_matches_torch_clamp():
+    # identical boxes: CIoU = 1 exactly, on the clamp's bound (torch's clamp passes no gradient there);
+    # far apart with aspect ratios 1/20 and 20: CIoU = -1.23 < -1 (the clamp is active); two ordinary pairs
+    torch = pytest.importorskip("torch")
+    a = np.array([[2.0, 1.0, 5.0, 4.0], [0.0, 0.0, 1.0, 20.0], [0, 0, 4, 3.0], [1, 2, 3, 9.0]])
+    b = np.array([[2.0, 1.0, 5.0, 4.0], [100.0, 100.0, 120.0, 101.0], [1, 1, 5, 5.0], [0, 3, 5, 6.0]])
+    for clip in (True, False):
+        vals, grads = _grads("complete_box_iou", a, b, clip=clip)
+        ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        tv = _torch_ciou(torch, ta, tb, 1e-7, clip)
+        tv.sum().backward()
+        np.testing.assert_allclose(vals, tv.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(grads.dboxes1, ta.grad.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(grads.dboxes2, tb.grad.numpy(), rtol=1e-9, atol=1e-12)
+    assert np.all(_grads("complete_box_iou", a[:2], b[:2], clip=True)[1].dboxes1 == 0)
+
+
+def test_mmdet_ciou_gradient_matches_its_loss_in_torch():
+    # mmdet's CIoU (eps = 1e-3 to make the eps on the heights count): the gate open (IoU > 0.5) with
+    # different aspect ratios, small heights, and a gate-closed pair
+    torch = pytest.importorskip("torch")
+    a = np.array([[0, 0, 0.04, 0.02], [0, 0, 1, 1.0], [0, 0, 10, 10.0], [0, 0, 4, 1.0]])
+    b = np.array([[0, 0, 0.04, 0.025], [0, 0, 1, 0.8], [1, 0, 11, 12.0], [0, 0, 1, 4.0]])
+    vals, grads = _grads("complete_box_iou", a, b, convention="mmdet", eps=1e-3)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    tv = _torch_ciou(torch, ta, tb, 1e-3, True, mmdet=True)
+    tv.sum().backward()
+    np.testing.assert_allclose(vals, tv.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(grads.dboxes1, ta.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(grads.dboxes2, tb.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_mmdet_alpha_gate_is_strict():
+    # IoU exactly 0.5 (guard "none": I = 2 * 1, U = 4 + 2 - 2 = 4): mmdet's (ious > 0.5) leaves alpha 0,
+    # so CIoU = DIoU although the aspect ratios (4 and 2) differ; a gate at 0.49 lets alpha v in
+    a = np.array([[0, 0, 4, 1.0]])
+    b = np.array([[0, 0, 2, 1.0]])
+    d = distance_box_iou(a, b, convention="mmdet", guard="none")[0, 0]
+    assert complete_box_iou(a, b, convention="mmdet", guard="none")[0, 0] == d
+    assert complete_box_iou_paired(a, b, convention="mmdet", guard="none")[0] == d
+    assert complete_box_iou(a, b, convention="mmdet", guard="none", alpha_gate=0.49)[0, 0] < d - 1e-4
+
+
+def _mmdet_diou32(pred, target, eps=np.float32(1e-6)):
+    """mmdet v3 diou_loss's DIoU in float32, torch's order of operations (each op rounds as torch's)."""
+    lt = np.maximum(pred[:, :2], target[:, :2])
+    rb = np.minimum(pred[:, 2:], target[:, 2:])
+    wh = np.maximum(rb - lt, np.float32(0))
+    overlap = wh[:, 0] * wh[:, 1]
+    ap = (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
+    ag = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
+    union = ap + ag - overlap + eps
+    ious = overlap / union
+    ewh = np.maximum(np.maximum(pred[:, 2:], target[:, 2:]) - np.minimum(pred[:, :2], target[:, :2]), np.float32(0))
+    c2 = ewh[:, 0] ** 2 + ewh[:, 1] ** 2 + eps
+    left = ((target[:, 0] + target[:, 2]) - (pred[:, 0] + pred[:, 2])) ** 2 / np.float32(4)
+    right = ((target[:, 1] + target[:, 3]) - (pred[:, 1] + pred[:, 3])) ** 2 / np.float32(4)
+    return ious - (left + right) / c2
+
+
+def test_mmdet_diou_float32_bits_use_coordinate_sums():
+    # mmdet measures rho^2 from coordinate sums, ((X1 + X2) - (x1 + x2))^2 / 4; torchvision from halves,
+    # ((x1 + x2) / 2 - (X1 + X2) / 2)^2. Halving is exact in binary floating point, so the two agree bit
+    # for bit until the squares are subnormal: these boxes (float32, ~1e-18) are such a pair.
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 100, (400, 2)).astype(F32)
+    p = np.concatenate([xy, xy + rng.uniform(1, 50, (400, 2)).astype(F32)], 1)
+    t = p + rng.uniform(-20, 20, (400, 4)).astype(F32)
+    t[:, 2:] = np.maximum(t[:, 2:], t[:, :2] + 1)
+    p = np.concatenate([p, [[2.7881944e-18, 3.3578471e-18, 3.0575025e-18, 7.4921288e-18]]]).astype(F32)
+    t = np.concatenate([t, [[2.4583655e-18, 3.5718676e-18, 3.4114004e-18, 6.3751347e-18]]]).astype(F32)
+    want = _mmdet_diou32(p, t)
+    got = distance_box_iou_paired(p, t, convention="mmdet")
+    assert got.dtype == F32
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    np.testing.assert_array_equal(np.diagonal(distance_box_iou(p, t, convention="mmdet")).view(np.uint32),
+                                  want.view(np.uint32))
+    halves = distance_box_iou_paired(p, t, convention="mmdet", centre_distance="halves")
+    assert halves[-1] != want[-1] and np.array_equal(halves[:-1], want[:-1])
+    # and torchvision's halves give torchvision's bits (eps = 0 so that the subnormal squares show)
+    torch = pytest.importorskip("torch")
+    ops = pytest.importorskip("torchvision.ops")
+    a = np.array([[6.9131377e-19, 2.6071495e-19, 9.4467976e-19, 7.3843809e-19]], F32)
+    b = np.array([[5.8464996e-19, 3.9783347e-19, 1.0275518e-18, 4.0783347e-19]], F32)
+    tv = ops.distance_box_iou(torch.from_numpy(a), torch.from_numpy(b), eps=0.0).numpy()
+    np.testing.assert_array_equal(distance_box_iou(a, b, eps=0.0).view(np.uint32), tv.view(np.uint32))
+    np.testing.assert_array_equal(distance_box_iou_paired(a, b, eps=0.0).view(np.uint32), tv[0].view(np.uint32))
+    assert distance_box_iou(a, b, eps=0.0, centre_distance="sums")[0, 0] != tv[0, 0]
