@@ -171,7 +171,8 @@ class DecodeCache(NamedTuple):
     pred_w, pred_h : ndarray, shape (N, K)
         Decoded sizes ``exp(dw) * pw``.
     pass_w, pass_h : ndarray of bool, shape (N, K)
-        Where the clamp let the gradient through (``True`` also exactly at the clamp value).
+        Where the clamp let the gradient through (strictly inside: ``False`` exactly at the clamp
+        value, as torch's ``clamp`` backward).
     order : str
         Code order ("xy" or "yx").
     shape : tuple
@@ -373,13 +374,13 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
         if c is not None:
             hi_c = t(c)
             if s["clamp_mode"] == "symmetric":
-                pass_w = (dw >= -hi_c) & (dw <= hi_c)
-                pass_h = (dh >= -hi_c) & (dh <= hi_c)
+                pass_w = (dw > -hi_c) & (dw < hi_c)      # torch's clamp backward: strictly inside
+                pass_h = (dh > -hi_c) & (dh < hi_c)
                 dw = np.clip(dw, -hi_c, hi_c)
                 dh = np.clip(dh, -hi_c, hi_c)
             else:
-                pass_w = dw <= hi_c
-                pass_h = dh <= hi_c
+                pass_w = dw < hi_c
+                pass_h = dh < hi_c
                 dw = np.minimum(dw, hi_c)
                 dh = np.minimum(dh, hi_c)
         cx = dx * pw[:, None] + px[:, None]          # (N, K)
@@ -498,8 +499,9 @@ def decode_boxes_backward(dboxes: ArrayLike, cache: DecodeCache) -> DecodeGrads:
         dL/dd_x = (dL/dx1 + dL/dx2) * s_x * pw
         dL/dd_w = (dL/dx2 - dL/dx1) * (w / 2) * s_w    where the clamp let dw through, else 0
 
-    and likewise for y/h. At exactly the clamp value the gradient passes (torch's ``clamp`` is
-    inclusive: ``grad * (x <= max)``). The Detectron1 ``- 1`` is a constant and does not change it.
+    and likewise for y/h. At exactly the clamp value the gradient is 0 (torch 2.x's ``clamp``
+    backward passes it only strictly inside: ``grad * (x < max)``). The Detectron1 ``- 1`` is a
+    constant and does not change it.
 
     Parameters
     ----------

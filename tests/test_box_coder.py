@@ -216,14 +216,32 @@ def test_decode_gradcheck(kw, rng):
                     rng=1, wrt=["deltas"])
 
 
-def test_clamp_gradient_passes_exactly_at_the_clamp():
-    # torch.clamp(x, max=c) lets the gradient through at x == c (inclusive)
+def test_clamp_gradient_is_zero_exactly_at_the_clamp():
+    # torch.clamp(x, max=c) passes no gradient at x == c (torch 2.x: strictly inside; the
+    # torchvision differential below pins it)
     a = np.array([[0, 0, 10, 10.0]])
-    d = np.array([[0, 0, DEFAULT_CLAMP, DEFAULT_CLAMP + 1]])
+    d = np.array([[0, 0, DEFAULT_CLAMP - 1e-9, DEFAULT_CLAMP]])
     boxes, cache = decode_boxes_forward(d, a)
     g = decode_boxes_backward(np.ones((1, 4)) * [-1, -1, 1, 1], cache)
     assert isinstance(g, DecodeGrads) and isinstance(cache, DecodeCache)
     assert g.ddeltas[0, 2] > 0 and g.ddeltas[0, 3] == 0
+    # the symmetric clamp (mmdet): -c and +c both stop it, just inside passes
+    d = np.array([[0, 0, -DEFAULT_CLAMP, -DEFAULT_CLAMP + 1e-9]])
+    boxes, cache = decode_boxes_forward(d, a, convention="mmdet")
+    g = decode_boxes_backward(np.ones((1, 4)) * [-1, -1, 1, 1], cache)
+    assert g.ddeltas[0, 2] == 0 and g.ddeltas[0, 3] > 0
+
+
+def test_clamp_gradient_at_the_clamp_vs_torch_autograd():
+    torch, BoxCoder = _torch()
+    a = np.array([[0, 0, 10, 10.0], [2, 3, 9, 20]])
+    d = np.array([[0, 0, DEFAULT_CLAMP, DEFAULT_CLAMP - 1e-9], [0.1, -0.2, -3.0, DEFAULT_CLAMP]])
+    td = torch.tensor(d, requires_grad=True)
+    BoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(td, torch.tensor(a)).sum().backward()
+    _, cache = decode_boxes_forward(d, a, weights=(1, 1, 1, 1))
+    got = decode_boxes_backward(np.ones((2, 4)), cache).ddeltas
+    np.testing.assert_allclose(got, td.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert got[0, 2] == 0 and got[1, 3] == 0
 
 
 @given(rst.box_sets(min_n=1, max_n=10, degenerate=False, min_size=0.5, grid=None), st.data())

@@ -89,6 +89,10 @@ def test_pragma_marks_the_line_equivalent_with_its_reason():
     src = SNIPPET.replace("w > 0:", "w > 0:  # pragma: no mutate[0 -> 1; x -> y] (w is an int: > 0 is >= 1)")
     eq = {(m.before, m.after) for m in M.generate(src, "snippet.py") if m.equivalent}
     assert eq == {("0", "1")}
+    # an operator change alone names every such change on the line
+    src = SNIPPET.replace("w > 0:", "w > 0:  # pragma: no mutate[> -> >=] (w is an int)")
+    eq = {(m.before, m.after) for m in M.generate(src, "snippet.py") if m.equivalent}
+    assert eq == {("w > 0", "w >= 0")}
 
 
 def test_code_swap_reaches_every_reference(tmp_path):
