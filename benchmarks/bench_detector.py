@@ -8,6 +8,12 @@ refdet); the loss is the sigmoid focal loss over non-ignored anchors + smooth L1
 divided per image by max(1, positives), then averaged (torchvision's normalisation). Timed: forward,
 loss and backward (refdet: ``Detector.train_step`` also computes the targets each step).
 Issue target: at most 1.5x torch. Also times one whole default ``refdet demo`` step budget estimate.
+
+YOLO (issue 16): one train step of the demo's ``Detector("yolo")`` -- backbone, FPN (torchvision
+FeaturePyramidNetwork, no extra levels), the v8 head (per level a box branch of DFL logits and a class
+branch; conv + bias + ReLU), task-aligned assignment and the v8 loss -- against the same network in
+torch autograd with ultralytics' own ``v8DetectionLoss`` (needs the ``yolo`` extra). Both sides
+assign targets inside the step (TAL depends on the predictions).
 """
 import numpy as np
 
@@ -137,10 +143,164 @@ def _refdet_step_with_targets(s):
     return s["det"].train_step(s["params"], s["images"], s["targets"])
 
 
+# ---------------------------------------------------------------------------------------------------
+# YOLO: the same network in torch, ultralytics' v8 loss
+# ---------------------------------------------------------------------------------------------------
+
+#: refdet parameter key -> torch named_parameters() name, per part of the params dict
+YOLO_TORCH_NAMES = {
+    "backbone": lambda k: "stages." + k[len("stage"):],          # stage{i}.weight -> stages.{i}.weight
+    "fpn": lambda k: "fpn." + k,
+    "head": lambda k: k,                                           # cv2.{i}.0.conv.weight ...
+}
+
+
+def _ultralytics_or_none():
+    """The ultralytics package if it is installed (found without importing it: the import is slow)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is None:
+        return None
+    import ultralytics
+    return ultralytics
+
+
+def _stable_tal_class():
+    """ultralytics' TaskAlignedAssigner with a stable top-k (equal alignments: lowest index first), the
+    only change: torch.topk leaves the order of equal values unspecified."""
+    import torch
+    from ultralytics.utils import tal
+
+    class StableTopkTAL(tal.TaskAlignedAssigner):
+        def select_topk_candidates(self, metrics, topk_mask=None):
+            k = min(self.topk, metrics.shape[-1])
+            topk_idxs = torch.sort(metrics, dim=-1, descending=True, stable=True).indices[..., :k]
+            if topk_mask is None:
+                topk_mask = (metrics.gather(-1, topk_idxs).max(-1, keepdim=True)[0] > self.eps).expand_as(topk_idxs)
+            topk_idxs = topk_idxs.masked_fill(~topk_mask, 0)
+            count = torch.zeros(metrics.shape, dtype=torch.int8)
+            count.scatter_add_(-1, topk_idxs, torch.ones_like(topk_idxs, dtype=torch.int8))
+            count.masked_fill_(count > 1, 0)
+            return count
+
+    return StableTopkTAL
+
+
+def _setup_yolo(dtype=np.float32, batch=B):
+    import types
+
+    det = Detector("yolo")
+    params = det.init(rng=0, dtype=dtype)
+    data = make_synthetic_dataset(batch, rng=1)
+    targets = list(zip(data.boxes, data.labels))
+    state = {"det": det, "params": params, "images": data.images.astype(dtype), "targets": targets}
+    if torchvision_or_none() is None or _ultralytics_or_none() is None:
+        return state
+    import torch
+    from torch import nn
+    from torchvision.ops import FeaturePyramidNetwork
+    from ultralytics.utils.loss import v8DetectionLoss
+
+    cfg = det.config
+    tdt = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+
+    class Conv(nn.Module):       # refdet's stand-in for ultralytics Conv: conv + bias, ReLU
+        def __init__(self, c1, c2):
+            super().__init__()
+            self.conv = nn.Conv2d(c1, c2, 3, 1, 1)
+
+        def forward(self, x):
+            return torch.relu(self.conv(x))
+
+    hp = params["head"]
+
+    def branch(name, i):
+        w0, w1, w2 = hp[f"{name}.{i}.0.conv.weight"], hp[f"{name}.{i}.1.conv.weight"], hp[f"{name}.{i}.2.weight"]
+        return nn.Sequential(Conv(w0.shape[1], w0.shape[0]), Conv(w1.shape[1], w1.shape[0]),
+                             nn.Conv2d(w2.shape[1], w2.shape[0], 1))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            chans = [3] + list(cfg.backbone_channels)
+            self.stages = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 3, 2, 1) for i in range(4))
+            self.fpn = FeaturePyramidNetwork([chans[i + 1] for i in det.in_stages], cfg.fpn_channels)
+            self.cv2 = nn.ModuleList(branch("cv2", i) for i in range(len(det.strides)))
+            self.cv3 = nn.ModuleList(branch("cv3", i) for i in range(len(det.strides)))
+
+        def forward(self, x):
+            feats = []
+            for st in self.stages:
+                x = torch.relu(st(x))
+                feats.append(x)
+            levels = list(self.fpn({str(i): feats[i] for i in det.in_stages}).values())
+            n = x.shape[0]
+            boxes = torch.cat([self.cv2[i](p).view(n, 4 * det.reg_max, -1) for i, p in enumerate(levels)], -1)
+            scores = torch.cat([self.cv3[i](p).view(n, cfg.num_classes, -1) for i, p in enumerate(levels)], -1)
+            return {"boxes": boxes, "scores": scores, "feats": levels}   # ultralytics Detect.forward_head
+
+    net = Net().to(tdt)
+    sd = {YOLO_TORCH_NAMES[part](k): t(v) for part, d in params.items() for k, v in d.items()}
+    net.load_state_dict(sd)
+
+    class Stub(nn.Module):      # what v8DetectionLoss reads of a model: args, model[-1] (nc, reg_max, stride)
+        def __init__(self):
+            super().__init__()
+            head = nn.Module()
+            head.nc, head.reg_max, head.stride = cfg.num_classes, det.reg_max, torch.tensor(det.strides, dtype=tdt)
+            self.model = nn.ModuleList([head])
+            self.p = nn.Parameter(torch.zeros(1))
+            self.args = types.SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)
+
+    crit = v8DetectionLoss(Stub())
+    crit.assigner.__class__ = _stable_tal_class()
+    h, w = det.image_size
+    rows = []
+    for i, (bx, lab) in enumerate(targets):      # ultralytics' batch: image, class, normalised xywh
+        for b, c in zip(np.asarray(bx, np.float64), lab):
+            rows.append([i, c, (b[0] + b[2]) / 2 / w, (b[1] + b[3]) / 2 / h, (b[2] - b[0]) / w, (b[3] - b[1]) / h])
+    rows = np.asarray(rows, np.float64).reshape(-1, 6)
+    state.update(net=net, crit=crit, tdt=tdt, x=t(state["images"]),
+                 batch={"batch_idx": t(rows[:, 0]).to(tdt), "cls": t(rows[:, 1]).to(tdt),
+                        "bboxes": t(rows[:, 2:]).to(tdt)})
+    return state
+
+
+def _torch_yolo_loss(s):
+    """(ultralytics' loss * batch size, its three items) for the torch network of ``_setup_yolo``."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(s["tdt"])            # ultralytics' preprocess allocates with the default dtype
+    try:
+        loss, items = s["crit"](s["net"](s["x"]), s["batch"])
+    finally:
+        torch.set_default_dtype(old)
+    return loss.sum(), torch.stack(list(items.values()))
+
+
+def _torch_yolo_step(s):
+    if "net" not in s:                           # ultralytics is not installed
+        return None
+    s["net"].zero_grad(set_to_none=True)
+    loss, _ = _torch_yolo_loss(s)
+    loss.backward()
+    return loss
+
+
+def _refdet_yolo_step(s):
+    return s["det"].train_step(s["params"], s["images"], s["targets"])
+
+
 _other = _torch_step if torchvision_or_none() is not None else None
+_other_yolo = _torch_yolo_step if torchvision_or_none() is not None else None   # (skipped without ultralytics)
 BENCHMARKS = [
     Bench("RetinaNet demo train step, batch 8, float32", _setup, _refdet_step, other=_other,
           other_name="same architecture, torch autograd", target=1.5, repeat=21),
     Bench("  the same, refdet also assigning targets", _setup, _refdet_step_with_targets, other=_other,
           other_name="(torch side without assignment)", repeat=5),
+    Bench("YOLO (v8 head, TAL, v8 loss) demo train step, batch 8, float32", _setup_yolo, _refdet_yolo_step,
+          other=_other_yolo, other_name="same architecture, torch autograd + ultralytics v8DetectionLoss",
+          target=1.5, repeat=11),
 ]

@@ -292,6 +292,20 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
     -----
     Order of operations (torchvision ``encode_boxes``): ``wx * (gx - px) / pw`` is
     ``(wx * (gx - px)) / pw`` and ``ww * log(gw / pw)``, with ``wx`` rounded to the working dtype.
+
+    Examples
+    --------
+    A 16 x 16 anchor and a 16 x 8 box whose centre is 2 pixels to the right: dx = 2/16, dy = 0,
+    dw = log(16/16), dh = log(8/16).
+
+    >>> anchor = np.array([[0., 0., 16., 16.]])
+    >>> box = np.array([[2., 4., 18., 12.]])
+    >>> encode_boxes(box, anchor)
+    array([[ 0.125     ,  0.        ,  0.        , -0.69314718]])
+    >>> encode_boxes(box, anchor, weights=(10, 10, 5, 5))   # the second stage's weights
+    array([[ 1.25     ,  0.       ,  0.       , -3.4657359]])
+    >>> decode_boxes(encode_boxes(box, anchor), anchor)     # the round trip
+    array([[ 2.,  4., 18., 12.]])
     """
     s = conventions.resolve("encode_boxes", convention, plus_one=plus_one, center=center,
                             weight_mode=weight_mode, eps=eps, order=order)
@@ -453,6 +467,17 @@ def decode_boxes(deltas: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1
     ``w = exp(dw) * pw``; ``x1 = cx - 0.5 * w``; ``x2 = cx + 0.5 * w``. TV9: anchor
     ``[0, 0, 10, 10]`` with deltas ``[0, 0, 10, 10]`` is clamped to ``w = 10 * 1000 / 16 = 625``, so
     ``[-307.5, -307.5, 317.5, 317.5]``; deltas ``[0, 0, -10, -10]`` are not clamped (upper clamp only).
+
+    Examples
+    --------
+    >>> anchor = np.array([[0., 0., 16., 16.]])
+    >>> decode_boxes(np.array([[0.125, 0., 0., -0.69314718]]), anchor).round(6)
+    array([[ 2.,  4., 18., 12.]])
+
+    ``dw = 10`` is clamped to ``log(1000 / 16)`` first: the box grows 62.5 times, to 1000 pixels.
+
+    >>> decode_boxes(np.array([[0., 0., 10., 0.]]), anchor)
+    array([[-492.,    0.,  508.,   16.]])
     """
     knobs = dict(plus_one=plus_one, center=center, weight_mode=weight_mode, order=order,
                  clamp_mode=clamp_mode, x2_minus_one=x2_minus_one, float32_deltas=float32_deltas)

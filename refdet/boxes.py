@@ -142,6 +142,14 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
     ``(x1 + x2) / 2``), so float32 results match ``torchvision.ops.box_convert`` bit for bit. The
     round trip ``box_convert(box_convert(b, "xyxy", f), f, "xyxy")`` is exact for ``xyxy``/``yxyx``
     and exact up to rounding for the others.
+
+    Examples
+    --------
+    >>> box = np.array([[10., 20., 30., 60.]])          # x1, y1, x2, y2
+    >>> box_convert(box, "xyxy", "cxcywh")
+    array([[20., 40., 20., 40.]])
+    >>> box_convert(box, "xyxy", "xywh")
+    array([[10., 20., 20., 40.]])
     """
     b = _checks.as_boxes(boxes, "boxes")
     _as_fmt(in_fmt, "in_fmt")
@@ -170,6 +178,11 @@ def box_area(boxes: ArrayLike, *, convention: Convention = "torchvision",
         ``(x2 - x1) * (y2 - y1)``; float16 input is computed (and returned) in float32 because a
         300 x 300 box already overflows float16 (pytorch/vision#3371). No clamping: a box with
         x2 < x1 has a negative width and its "area" is whatever the product gives, as in torchvision.
+
+    Examples
+    --------
+    >>> box_area(np.array([[10., 20., 30., 60.], [0., 0., 0., 5.]]))    # 20 * 40; a line has area 0
+    array([800.,   0.])
     """
     s = conventions.resolve("box_area", convention, plus_one=plus_one)
     b = _checks.as_boxes(boxes, "boxes")
@@ -196,6 +209,13 @@ def clip_boxes_to_image(boxes: ArrayLike, image_size: Tuple[int, int], *, conven
     -------
     ndarray, shape (N, 4)
         A new array; ``boxes`` is not modified.
+
+    Examples
+    --------
+    ``image_size`` is (H, W): x is clipped to [0, W], y to [0, H].
+
+    >>> clip_boxes_to_image(np.array([[-5., 10., 120., 90.]]), (80, 100))
+    array([[  0.,  10., 100.,  80.]])
     """
     s = conventions.resolve("clip_boxes_to_image", convention, plus_one=plus_one)
     b = _checks.as_boxes(boxes, "boxes")

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from typing import Any, Callable, Iterator, Optional, Tuple
 
@@ -424,17 +425,28 @@ def table_rst(op: str, *, registry_only: bool = False) -> str:
     table = _REGISTRY[op] if registry_only else describe(op)
     lines = []
     for k, o in table.options.items():
-        lines.append(f"``{k}`` : {o.describe_values()}")
-        lines.append(f"    {o.meaning}" + (f" Source: {o.source}" if o.source else ""))
+        lines.append(f"``{k}`` : {_rst_text(o.describe_values())}")
+        lines.append(f"    {_rst_text(o.meaning)}")
+        if o.source:
+            lines.append(f"    *Source:* {_rst_text(o.source)}")
     names = list(table.options)
     cols = ["profile"] + names
     rows = [[p] + [repr(table[p][k]) for k in names] for p in table]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     sep = "  ".join("=" * w for w in widths)
-    lines += ["", sep, "  ".join(c.ljust(w) for c, w in zip(cols, widths)), sep]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    lines += ["", sep, "  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip(), sep]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     lines.append(sep)
     return "\n".join(lines)
+
+
+def _rst_text(text: str) -> str:
+    """Plain text made safe for reStructuredText: a ``*`` or ``|`` that could open emphasis or a
+    substitution (``ops/*_loss.py``, ``|x|``) and a word ending in ``_`` (read as a hyperlink
+    reference) are backslash-escaped; a ``*`` or ``|`` between spaces (``obj * cls``) is already
+    literal and stays as it is."""
+    text = re.sub(r"([*|])(?=\S)|(?<=\S)([*|])", lambda m: "\\" + (m.group(1) or m.group(2)), text)
+    return re.sub(r"(?<=\w)_(?=[\s.,;:)]|$)", r"\\_", text)
 
 
 def documented(op: str):
@@ -445,7 +457,9 @@ def documented(op: str):
     """
     def deco(func):
         body = table_rst(op, registry_only=True)
-        indent = "    "
+        # the docstring's own indentation (4 spaces in a function; none where the compiler strips it)
+        rest = [ln for ln in (func.__doc__ or "").splitlines()[1:] if ln.strip()]
+        indent = min((ln[:len(ln) - len(ln.lstrip())] for ln in rest), key=len, default="")
         text = "\n".join(indent + ln if ln else "" for ln in body.splitlines())
         doc = (func.__doc__ or "").rstrip()
         func.__doc__ = f"{doc}\n\n{indent}Conventions\n{indent}-----------\n{text}\n"

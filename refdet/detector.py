@@ -1,7 +1,7 @@
 """Whole detectors composed only from refdet's own parts: backbone -> (FPN) -> head -> targets -> loss,
 and back again, by hand.
 
-Three detectors share one small convolutional backbone:
+Four detectors share one small convolutional backbone:
 
 * ``"rpn"``: the Faster R-CNN region proposal network (Ren et al. 2015): one feature map, the seed's
   9 anchors per location (3 sizes x 3 aspect ratios), objectness + box regression, 256 anchors
@@ -11,6 +11,18 @@ Three detectors share one small convolutional backbone:
   subnets, the focal loss over every non-ignored anchor and a box loss over the positives.
 * ``"ssd"``: SSD (Liu et al. 2016): default boxes on three backbone maps, one 3x3 conv pair per map,
   softmax cross entropy with 3:1 hard-negative mining and smooth L1.
+* ``"yolo"``: an anchor-free YOLOv8 (ultralytics): an FPN with three levels (strides 4, 8, 16; no
+  extra levels), one anchor *point* per cell at its centre (:func:`refdet.yolo.make_anchors`), the
+  decoupled v8 head (:mod:`refdet.heads.yolo`: a box branch of DFL logits, ``reg_max`` bins per side,
+  and a class branch, per level), task-aligned assignment recomputed from the detached predictions at
+  every step, the v8 loss (CIoU + DFL + BCE, :func:`refdet.yolo.v8_detection_loss_forward`), and at
+  inference the DFL decode and ultralytics' ``non_max_suppression``
+  (:func:`refdet.yolo.yolo_non_max_suppression`). What differs from a real YOLOv8, on purpose: the
+  toy backbone and refdet's top-down FPN stand in for CSPDarknet and the PAN neck; the head's convs
+  are conv + bias + ReLU (no BatchNorm, no SiLU: :mod:`refdet.heads.yolo`); strides and ``reg_max``
+  (8 bins) are scaled to the 64-pixel images; the class-bias prior uses the image side for 640.
+  The step is gradient-checked in float64 (``refdet.verify.YOLOStepCase``) and equals torch autograd
+  through the same network with ultralytics' own ``v8DetectionLoss`` (tests/test_detector.py).
 
 The API is the same for each::
 
@@ -49,17 +61,30 @@ from refdet.losses import (LossTargets, multibox_loss_backward, multibox_loss_fo
 from refdet.nms import batched_nms
 from refdet.postprocess import postprocess_detections
 from refdet.targets import retinanet_targets, rpn_targets, ssd_targets
+from refdet.heads.yolo import YOLOHeadOutput, yolo_head_backward, yolo_head_forward, yolo_head_init
+from refdet.yolo._common import sigmoid as yolo_sigmoid
+from refdet.yolo.anchors import make_anchors
+from refdet.yolo.assign import Assignment, task_aligned_assign
+from refdet.yolo.decode import dfl_decode_forward
+from refdet.yolo.detector_losses import v8_detection_loss_backward, v8_detection_loss_forward
+from refdet.yolo.nms import yolo_non_max_suppression
 
 __all__ = ["DetectorConfig", "Detector", "Trace", "sgd_momentum_update", "backbone_init", "backbone_forward",
            "backbone_backward"]
 
-MODELS = ("retinanet", "rpn", "ssd")
+MODELS = ("retinanet", "rpn", "ssd", "yolo")
+
+#: the v8 loss's task-aligned assigner settings (ultralytics ``v8DetectionLoss``: topk 10, alpha 0.5,
+#: beta 6 -- not the assigner's own defaults 13 / 1.0)
+YOLO_TAL = dict(topk=10, alpha=0.5, beta=6.0)
 
 
 class DetectorConfig(NamedTuple):
     """Everything that defines a detector (the parameters are separate).
 
-    model : {"retinanet", "rpn", "ssd"}
+    Attributes
+    ----------
+    model : {"retinanet", "rpn", "ssd", "yolo"}
     image_size : (H, W) the network input size
     num_classes : K foreground classes (the RPN has one: "object")
     backbone_channels : channels of the four backbone stages (strides 2, 4, 8, 16)
@@ -67,6 +92,7 @@ class DetectorConfig(NamedTuple):
     head_convs : 3x3 conv + ReLU layers in each RetinaNet subnet (the paper: 4)
     anchor_sizes : per level, the anchor sizes (pixels)
     aspect_ratios : h/w ratios of the anchors at every location
+    reg_max : YOLO only: DFL bins per box side (ultralytics 16; the demo's small objects need 8)
     """
     model: str = "retinanet"
     image_size: tuple = (64, 64)
@@ -76,6 +102,7 @@ class DetectorConfig(NamedTuple):
     head_convs: int = 2
     anchor_sizes: tuple = ((12,), (24,), (48,), (96,), (192,))
     aspect_ratios: tuple = (0.5, 1.0, 2.0)
+    reg_max: int = 16
 
 
 def _default_config(model):
@@ -84,6 +111,9 @@ def _default_config(model):
         return DetectorConfig(model="rpn", num_classes=1, anchor_sizes=((12, 20, 32),))
     if model == "ssd":
         return DetectorConfig(model="ssd", anchor_sizes=((10, 16), (20, 32), (40, 60)))
+    if model == "yolo":
+        # 8 bins: a side reaches 7 cells, 28 px at stride 4 (the objects are 10-32 px)
+        return DetectorConfig(model="yolo", reg_max=8)
     return DetectorConfig(model="retinanet")
 
 
@@ -94,6 +124,8 @@ class Trace(NamedTuple):
     num_positive: int
     num_negative: int
     num_ignored: int
+    assignment: object = None      # YOLO: the TAL Assignment of the step (refdet.yolo.Assignment)
+    loss_cache: object = None      # YOLO: the v8 loss's cache (for a check that freezes CIoU's alpha)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,7 +194,7 @@ def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, 
 
     ``v <- momentum * v + (g + weight_decay * p)``; ``p <- p - lr * v`` (torch.optim.SGD with
     dampening 0, nesterov False). With ``max_grad_norm`` the gradients are first scaled so that
-    their global L2 norm is at most that value (torch.nn.utils.clip_grad_norm_).
+    their global L2 norm is at most that value (``torch.nn.utils.clip_grad_norm_``).
 
     Returns
     -------
@@ -198,7 +230,7 @@ class Detector:
 
     Parameters
     ----------
-    model : {"retinanet", "rpn", "ssd"} or DetectorConfig
+    model : {"retinanet", "rpn", "ssd", "yolo"} or DetectorConfig
     **overrides : fields of :class:`DetectorConfig`
     """
 
@@ -229,10 +261,26 @@ class Detector:
             self.in_stages = [2]
             self.feature_sizes = [self.stage_sizes[2]]
             self.strides = [8]
+        elif cfg.model == "yolo":
+            # ultralytics' P3-P5 scaled to 64-pixel images: backbone stages 1..3 (strides 4, 8, 16)
+            # feed the FPN; no extra levels
+            self.in_stages = [1, 2, 3]
+            self.feature_sizes = list(self.stage_sizes[1:])
+            self.strides = [4, 8, 16]
         else:
             self.in_stages = [1, 2, 3]
             self.feature_sizes = list(self.stage_sizes[1:])
             self.strides = [4, 8, 16]
+        if cfg.model == "yolo":
+            self.reg_max = _checks.check_int(cfg.reg_max, "reg_max", low=1)
+            # one anchor point per cell, at its centre, in grid units; N = sum_l H_l W_l
+            pts, st = make_anchors(self.feature_sizes, self.strides, dtype=np.float64, image_size=self.image_size)
+            self.anchor_points_grid = pts                       # (N, 2) grid units (the loss's)
+            self.stride_tensor = st                             # (N, 1)
+            self.anchors = pts * st                             # (N, 2) pixels: (x + 0.5) * stride
+            self.anchor_level = np.repeat(np.arange(len(self.strides)), [h * w for h, w in self.feature_sizes])
+            self.num_anchors = [1] * len(self.feature_sizes)
+            return
         if len(cfg.anchor_sizes) < len(self.feature_sizes):
             raise ValueError(f"`anchor_sizes` must give one entry per level ({len(self.feature_sizes)}); "
                              f"got {len(cfg.anchor_sizes)}")
@@ -270,13 +318,21 @@ class Detector:
                                                  num_convs=cfg.head_convs, dtype=dtype)
         elif cfg.model == "rpn":
             params["head"] = rpn_head_init(in_ch[0], self.num_anchors[0], rng=rng, dtype=dtype)
+        elif cfg.model == "yolo":
+            params["fpn"] = fpn_init(in_ch, cfg.fpn_channels, extra_blocks="none", rng=rng, dtype=dtype)
+            params["head"] = yolo_head_init(cfg.fpn_channels, cfg.num_classes, num_levels=len(self.strides),
+                                            reg_max=self.reg_max, strides=self.strides,
+                                            image_size=max(self.image_size), rng=rng, dtype=dtype)
         else:
             params["head"] = ssd_head_init(in_ch, self.num_anchors, cfg.num_classes + 1, rng=rng, dtype=dtype)
         return params
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, params, images):
-        """images (B, 3, H, W) -> (cls (B, N, K'), deltas (B, N, 4), cache, feature shapes)."""
+        """images (B, 3, H, W) -> (cls (B, N, K'), box (B, N, 4), cache).
+
+        ``box`` holds the box deltas of an anchor, or for ``"yolo"`` the (B, N, 4 * reg_max) DFL
+        logits of an anchor point (side-major)."""
         x = _checks.as_nchw(images, "images")
         if x.shape[1] != 3 or tuple(x.shape[2:]) != self.image_size:
             raise ValueError(f"`images` must have shape (B, 3, {self.image_size[0]}, {self.image_size[1]}); "
@@ -290,6 +346,11 @@ class Detector:
             out, hcache = retinanet_head_forward(params["head"], levels)
             cls = flatten_head_output(out.cls_logits, self.num_anchors)
             box = flatten_head_output(out.bbox_deltas, self.num_anchors)
+        elif cfg.model == "yolo":
+            levels, fcache = fpn_forward(params["fpn"], inputs, extra_blocks="none")
+            out, hcache = yolo_head_forward(params["head"], levels)
+            cls = flatten_head_output(out.cls, 1)              # (B, N, K): ultralytics preds["scores"].T
+            box = flatten_head_output(out.box, 1)              # (B, N, 4 reg_max): preds["boxes"].T
         elif cfg.model == "rpn":
             levels = inputs
             out, hcache = rpn_head_forward(params["head"], levels[0])
@@ -313,6 +374,11 @@ class Detector:
             dc = unflatten_head_output(dcls, self.num_anchors, sizes)
             db = unflatten_head_output(dbox, self.num_anchors, sizes)
             grads["head"], dlevels = retinanet_head_backward(RetinaNetHeadOutput(dc, db), hcache)
+            grads["fpn"], dinputs = fpn_backward(dlevels, fcache)
+        elif cfg.model == "yolo":
+            dc = unflatten_head_output(dcls, 1, sizes)
+            db = unflatten_head_output(dbox, 1, sizes)
+            grads["head"], dlevels = yolo_head_backward(YOLOHeadOutput(db, dc), hcache)
             grads["fpn"], dinputs = fpn_backward(dlevels, fcache)
         elif cfg.model == "rpn":
             dc = unflatten_head_output(dcls, self.num_anchors[0], sizes[0])
@@ -346,8 +412,39 @@ class Detector:
             out.append((bx, lb))
         return out
 
-    def assign(self, targets, *, rng=None):
-        """Per-anchor training targets for a batch, from :mod:`refdet.targets`.
+    def _pad_targets(self, targets, dtype):
+        """Checked (boxes, labels) pairs -> padded ``(labels (B, M), boxes (B, M, 4), mask (B, M))``."""
+        b = len(targets)
+        m = max([len(t[0]) for t in targets] + [0])
+        labels = np.zeros((b, m), np.int64)
+        boxes = np.zeros((b, m, 4), dtype)
+        mask = np.zeros((b, m), bool)
+        for i, (bx, lb) in enumerate(targets):
+            labels[i, :len(lb)] = lb
+            boxes[i, :len(bx)] = bx
+            mask[i, :len(bx)] = True
+        return labels, boxes, mask
+
+    def _yolo_assign(self, cls, box, targets):
+        """TAL on detached predictions (cls (B, N, K) logits, box (B, N, 4R) DFL logits)."""
+        dt = cls.dtype
+        gl, gb, gm = self._pad_targets(targets, dt)
+        ap = self.anchor_points_grid.astype(dt)
+        st = self.stride_tensor.astype(dt)
+        pbox, _ = dfl_decode_forward(box, ap, reg_max=self.reg_max, out_fmt="xyxy")     # grid units
+        scores, _ = yolo_sigmoid(cls)                  # the v8 loss's own sigmoid: the same bits
+        return task_aligned_assign(scores, pbox * st, ap * st, gl, gb, gm, strides=self.strides,
+                                   convention="ultralytics", **YOLO_TAL)
+
+    def assign(self, targets, *, rng=None, params=None, images=None):
+        """Per-anchor training targets for a batch, from :mod:`refdet.targets` (:mod:`refdet.yolo`).
+
+        ``"yolo"``: task-aligned assignment depends on the predictions, so ``params`` and ``images``
+        are required; returns the :class:`refdet.yolo.Assignment` (B, N) that the v8 loss computes
+        from the detached predictions (ultralytics ``v8DetectionLoss``: ``TaskAlignedAssigner(topk=10,
+        alpha=0.5, beta=6)`` on ``sigmoid(scores)``, the DFL-decoded boxes and the anchor points in
+        pixels; the strict centre-in-box test after enlarging boxes smaller than ``strides[1]``).
+        The other models:
 
         Returns ``(LossTargets(labels (B, N), deltas (B, N, 4)), pos_mask (B, N), neg_mask (B, N))``
         in the encoding the model's loss reads:
@@ -362,6 +459,12 @@ class Detector:
         """
         cfg = self.config
         rng = _checks.as_rng(rng)
+        if cfg.model == "yolo":
+            if params is None or images is None:
+                raise ValueError("model 'yolo' assigns targets from its predictions: pass `params` and `images`")
+            x = _checks.as_nchw(images, "images")
+            cls, box, _ = self.forward(params, x)
+            return self._yolo_assign(cls, box, self._check_targets(targets, x.shape[0]))
         n = len(self.anchors)
         b = len(targets)
         labels = np.empty((b, n), dtype=np.int64)
@@ -396,8 +499,15 @@ class Detector:
 
         ``assignment``: the result of :meth:`assign` for these targets, to skip recomputing it (the
         targets do not depend on the parameters, so a training loop may assign each image once).
+        ``"yolo"``: the targets *do* depend on the parameters (task-aligned assignment of the detached
+        predictions, every step); an ``assignment`` (:class:`refdet.yolo.Assignment`) holds them
+        fixed, as a gradient check must. Its losses are ultralytics' items ``box``, ``cls``, ``dfl``
+        (after the gains 7.5, 0.5, 1.5) and ``total = B * (box + cls + dfl)``, the quantity
+        ultralytics backpropagates; the Trace carries the step's assignment and the loss cache.
         """
         x = _checks.as_nchw(images, "images")
+        if self.config.model == "yolo":
+            return self._yolo_loss_and_grads(params, x, targets, assignment)
         if assignment is None:
             tgt = self._check_targets(targets, x.shape[0])
             lt, pos_mask, neg_mask = self.assign(tgt, rng=rng)
@@ -435,6 +545,28 @@ class Detector:
                       num_ignored=int(pos_mask.size - pos_mask.sum() - neg_mask.sum()))
         return losses, grads, trace
 
+    def _yolo_loss_and_grads(self, params, x, targets, assignment):
+        tgt = self._check_targets(targets, x.shape[0])
+        if assignment is not None and not isinstance(assignment, Assignment):
+            raise TypeError(f"`assignment` must be the refdet.yolo.Assignment returned by assign(); got "
+                            f"{type(assignment).__name__}")
+        cls, box, cache = self.forward(params, x)
+        dt = cls.dtype
+        gl, gb, gm = self._pad_targets(tgt, dt)
+        loss, lc = v8_detection_loss_forward(box, cls, self.anchor_points_grid.astype(dt),
+                                             self.stride_tensor.astype(dt), gl, gb, gm, reg_max=self.reg_max,
+                                             strides=self.strides, image_size=self.image_size,
+                                             assignment=assignment, **YOLO_TAL)
+        g = v8_detection_loss_backward(np.ones((), dt), lc)
+        grads = self.backward(g.dpred_scores.astype(dt), g.dpred_dist.astype(dt), cache)
+        a = lc.parts["assignment"]
+        n_pos = int(a.fg_mask.sum())
+        losses = {"box": float(loss.box), "cls": float(loss.cls), "dfl": float(loss.dfl), "total": float(loss.loss)}
+        trace = Trace(feature_shapes=cache[3], anchors_per_level=[h * w for h, w in self.feature_sizes],
+                      num_positive=n_pos, num_negative=int(a.fg_mask.size) - n_pos, num_ignored=0,
+                      assignment=a, loss_cache=lc)
+        return losses, grads, trace
+
     def train_step(self, params, images, targets, *, rng=None, assignment=None):
         """Forward, targets, loss and backward for one batch: ``(losses, grads)``.
 
@@ -455,9 +587,17 @@ class Detector:
         SSD (torchvision ``SSD.postprocess_detections``): softmax over the K + 1 classes, per class
         the top ``topk_candidates`` scores above ``score_threshold``, decode with weights
         (10, 10, 5, 5), clip, class-aware NMS.
+        YOLO: :meth:`yolo_predictions` (ultralytics ``Detect`` inference output), then
+        :func:`refdet.yolo.yolo_non_max_suppression` (``conf_thres = score_threshold`` strict,
+        ``iou_thres = nms_threshold``, ``max_nms = topk_candidates``, ``max_det =
+        detections_per_image``; class-aware by the ``max_wh`` offset trick), then the boxes clipped to
+        the image (ultralytics' predictor does so in ``scale_boxes``).
         """
-        cls, box, _ = self.forward(params, images)
         cfg = self.config
+        if cfg.model == "yolo":
+            return self._yolo_detect(params, images, score_threshold, nms_threshold, topk_candidates,
+                                     detections_per_image)
+        cls, box, _ = self.forward(params, images)
         out = []
         counts = [h * w * a for (h, w), a in zip(self.feature_sizes, self.num_anchors)]
         cuts = np.cumsum(counts)[:-1]
@@ -492,4 +632,32 @@ class Detector:
             sc = flat[cand]
             keep = batched_nms(boxes, sc, label, nms_threshold)[:detections_per_image]
             out.append((boxes[keep], sc[keep], label[keep]))
+        return out
+
+    # -- YOLO inference ----------------------------------------------------------------------------
+    def yolo_predictions(self, params, images):
+        """ultralytics ``Detect`` inference output ``(B, 4 + K, N)``: per anchor point the DFL-decoded
+        box ``(cx, cy, w, h)`` in pixels and the class probabilities ``sigmoid(logits)`` (float64).
+
+        ``dist2bbox(DFL(box logits), anchor_points, xywh=True) * strides``
+        (:func:`refdet.yolo.dfl_decode_forward`), concatenated with the scores on the channel axis.
+        """
+        if self.config.model != "yolo":
+            raise ValueError(f"yolo_predictions needs model 'yolo'; this detector is {self.config.model!r}")
+        cls, box, _ = self.forward(params, images)
+        cls, box = cls.astype(np.float64), box.astype(np.float64)
+        boxes, _ = dfl_decode_forward(box, self.anchor_points_grid, self.stride_tensor, reg_max=self.reg_max,
+                                      out_fmt="cxcywh")
+        scores = layers.sigmoid_forward(cls)[0]
+        return np.concatenate([boxes, scores], axis=-1).transpose(0, 2, 1)
+
+    def _yolo_detect(self, params, images, score_threshold, nms_threshold, topk_candidates, detections_per_image):
+        pred = self.yolo_predictions(params, images)
+        rows = yolo_non_max_suppression(pred, score_threshold, nms_threshold, max_det=detections_per_image,
+                                        nc=self.config.num_classes, max_nms=topk_candidates,
+                                        convention="ultralytics")
+        out = []
+        for r in rows:
+            boxes = clip_boxes_to_image(r[:, :4], self.image_size)
+            out.append((boxes, r[:, 4].copy(), r[:, 5].astype(np.int64)))
         return out

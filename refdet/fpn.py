@@ -142,6 +142,8 @@ conventions.register(
 class FPNCache(NamedTuple):
     """What :func:`fpn_backward` needs.
 
+    Attributes
+    ----------
     settings : dict
         The resolved knobs (``extra_blocks``, ``upsample``, ``upsample_mode``, ``fuse``,
         ``p6p7_input`` as used: 'c5' | 'p5' | 'lateral', ``relu_before_p7``).
@@ -523,6 +525,8 @@ def fpn_backward(doutputs: Sequence[Optional[np.ndarray]], cache: FPNCache
 class FPNCandidate(NamedTuple):
     """One combination of :func:`fpn_forward` knobs tried by :func:`fpn_explain`.
 
+    Attributes
+    ----------
     settings : dict
         The knobs (only those that matter for these inputs: no upsampling knobs for one level, no
         P6/P7 knobs without P6/P7; ``p6p7_input`` resolved to 'c5' | 'p5' | 'lateral').

@@ -275,6 +275,8 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Convention = 
     --------
     >>> box_iou([[0, 0, 10, 10]], [[5, 5, 15, 15], [0, 0, 10, 10]])   # 25 / (100 + 100 - 25)
     array([[0.14285714, 1.        ]])
+    >>> box_iou([[0, 0, 10, 10]], [[5, 5, 15, 15]], convention="caffe")  # +1 pixels: 36 / (121 + 121 - 36)
+    array([[0.17475728]])
     """
     s = conventions.resolve("box_iou", convention, plus_one=plus_one, guard=guard, sort_corners=sort_corners,
                             half_wh=half_wh)
@@ -352,6 +354,14 @@ def generalized_box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: C
     -----
     Order of operations (torchvision): ``iou - (areai - union) / areai`` with ``areai = wc * hc``.
     Reference: :func:`refdet.reference.iou.giou` per pair (equal bit for bit).
+
+    Examples
+    --------
+    GIoU = IoU - (C - U) / C with C the smallest enclosing box: 25/175 - (225 - 175)/225 for the first
+    pair; disjoint boxes have IoU 0 and a negative GIoU that still says how far apart they are.
+
+    >>> generalized_box_iou([[0, 0, 10, 10]], [[5, 5, 15, 15], [20, 0, 30, 10]])
+    array([[-0.07936508, -0.33333333]])
     """
     s, e = _family_profile("generalized_box_iou", convention, plus_one=plus_one, guard=guard,
                            sort_corners=sort_corners, half_wh=half_wh, eps=eps, clamp_enclosing=clamp_enclosing)

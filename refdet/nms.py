@@ -41,7 +41,7 @@ post-processing built on NMS lives in :mod:`refdet.postprocess`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -49,9 +49,6 @@ from refdet import _checks
 from refdet import _nms_engine as _engine
 from refdet import conventions
 
-if TYPE_CHECKING:  # moved to refdet.postprocess; still importable from here (see __getattr__)
-    from refdet.postprocess import (Detections, merge_multiscale_detections,  # noqa: F401
-                                    postprocess_detections)
 
 __all__ = [
     "nms",
@@ -349,6 +346,15 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_thr
     ndarray of int64, shape (K,)
         Kept indices in decreasing score order, ties per ``ties`` (torchvision's vanilla path sorts
         the kept indices, taken in increasing index order, by score: the same order).
+
+    Examples
+    --------
+    Boxes 0 and 2 are identical but of different classes, so both stay; box 1 overlaps box 0 with IoU
+    81 / 119 = 0.68 in the same class and goes.
+
+    >>> boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10]], dtype=float)
+    >>> batched_nms(boxes, np.array([0.9, 0.8, 0.7]), np.array([0, 0, 1]), 0.5)
+    array([0, 2])
     """
     if isinstance(coordinate_trick, np.bool_):
         coordinate_trick = bool(coordinate_trick)
@@ -380,6 +386,8 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_thr
 class SoftNMSResult(NamedTuple):
     """Output of :func:`soft_nms`.
 
+    Attributes
+    ----------
     indices : ndarray of int64, shape (K,)
         Selected boxes, in selection order.
     scores : ndarray, shape (K,)
@@ -547,18 +555,3 @@ def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_b
             rows[:, 0], rows[:, 1], rows[:, 2] = bi, ci, keep
             out.append(rows)
     return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
-
-
-# --------------------------------------------------------------------------------------------------
-# names that moved to refdet.postprocess (``from refdet.nms import postprocess_detections`` works)
-# --------------------------------------------------------------------------------------------------
-
-_MOVED_TO_POSTPROCESS = ("postprocess_detections", "merge_multiscale_detections", "Detections")
-
-
-def __getattr__(name):
-    # a lazy re-export: refdet.postprocess imports this module, so an eager import here would be a cycle
-    if name in _MOVED_TO_POSTPROCESS:
-        from refdet import postprocess
-        return getattr(postprocess, name)
-    raise AttributeError(f"module 'refdet.nms' has no attribute {name!r}")

@@ -34,6 +34,8 @@ Levels = Union[np.ndarray, Sequence[np.ndarray]]
 class Detections(NamedTuple):
     """Final detections of one image.
 
+    Attributes
+    ----------
     boxes : ndarray, shape (K, 4), xyxy
     scores : ndarray, shape (K,)
     labels : ndarray of int64, shape (K,)

@@ -166,6 +166,15 @@ def sample_balanced(labels: ArrayLike, batch_size_per_image: int = 256, positive
         Disjoint; ``pos_mask`` only where ``labels >= 1``, ``neg_mask`` only where ``labels == 0``;
         ``pos_mask.sum() == min(#pos, int(batch * fraction))`` and ``neg_mask.sum() == min(#neg,
         batch - pos_mask.sum())``.
+
+    Examples
+    --------
+    Three positives, five negatives, two ignored; a sample of 4 with at most half positives:
+
+    >>> labels = np.array([1, 1, 1, 0, 0, 0, 0, 0, -1, -1])
+    >>> pos, neg = sample_balanced(labels, 4, 0.5, rng=0)
+    >>> int(pos.sum()), int(neg.sum()), bool(np.all(labels[pos] == 1)), bool(np.all(labels[neg] == 0))
+    (2, 2, True, True)
     """
     lab = _as_labels(labels)
     pos_idx, neg_idx = sample_balanced_indices(lab, batch_size_per_image, positive_fraction, rng=rng,

@@ -23,6 +23,8 @@ CLASS_NAMES = ("rectangle", "ellipse")
 class SyntheticBatch(NamedTuple):
     """Images and their ground truth.
 
+    Attributes
+    ----------
     images : ndarray, shape (B, 3, H, W), float32 in roughly [-1, 1]
     boxes : list of B arrays, shape (M_i, 4), xyxy float32
     labels : list of B int64 arrays, shape (M_i,)

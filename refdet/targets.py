@@ -511,7 +511,8 @@ def ssd_targets(default_boxes: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
                 level: Optional[ArrayLike] = None, threshold: float = 0.5, convention: Convention = "torchvision",
                 weights: Optional[Sequence[float]] = None, prematch: Optional[str] = None,
                 positive_strict: Optional[bool] = None, candidate_eps: Optional[float] = None,
-                empty_gt: Optional[str] = None, encode_kw: Optional[dict] = None) -> "SSDTargets":
+                empty_gt: Optional[str] = None, plus_one: Optional[bool] = None, center: Optional[str] = None,
+                encode_kw: Optional[dict] = None) -> "SSDTargets":
     """SSD training targets for one image (SSD paper section 2.2, torchvision ``SSD.compute_loss``).
 
     Parameters
@@ -535,6 +536,9 @@ def ssd_targets(default_boxes: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
         :func:`refdet.ssd_match` knobs.
     empty_gt : str, optional
         Default: all background (torchvision ``ssd.py`` 390-396); Caffe: all ignored.
+    plus_one, center : optional
+        The IoU's and the box coder's pixel convention for this recipe (default: the profile's; Caffe
+        SSD uses continuous widths and midpoint centres although the rest of the Caffe profile is +1).
     encode_kw : dict, optional
         As in :func:`rpn_targets`.
 
@@ -542,7 +546,8 @@ def ssd_targets(default_boxes: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
     -------
     SSDTargets
     """
-    s = conventions.resolve("ssd_targets", convention, weights=weights, empty_gt=empty_gt)
+    s = conventions.resolve("ssd_targets", convention, weights=weights, empty_gt=empty_gt, plus_one=plus_one,
+                            center=center)
     mp = conventions.resolve("ssd_match", s.name, prematch=prematch, positive_strict=positive_strict,
                              candidate_eps=candidate_eps)
     coder = _coder(s, encode_kw)

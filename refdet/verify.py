@@ -1,9 +1,12 @@
 """``refdet verify``: run another implementation against refdet and print what agrees.
 
+Usage::
+
     refdet verify                         refdet's self-check + every installed backend
     refdet verify torchvision             torchvision's ops (nms, box_iou, Matcher, BoxCoder, ...)
     refdet verify onnxruntime             ONNX NonMaxSuppression / Relu / Conv run by onnxruntime
     refdet verify onnx-reference          the same nodes run by onnx.reference
+    refdet verify ultralytics             ultralytics' YOLO ops (TAL, NMS, DFL, ...; the `yolo` extra)
     refdet verify self                    only refdet's self-check
     refdet verify --op nms mypkg.ops:nms --convention torchvision
     refdet verify --op focal_loss mypkg.losses:focal --grad mypkg.losses:focal_grad
@@ -31,7 +34,6 @@ import json
 import math
 import pkgutil
 import sys
-import time
 
 import numpy as np
 
@@ -172,13 +174,184 @@ def _onnx_adapters(kind):
     }
 
 
+def _ultralytics_adapters():
+    """ultralytics' own functions behind refdet's signatures (the YOLO conformance checks).
+
+    One change, stated where it is made: ``TaskAlignedAssigner.select_topk_candidates`` calls
+    ``torch.topk``, whose order among equal alignments is unspecified (on the CPU it follows the
+    partition, not the index); the adapter replaces that one method by a stable sort (lowest index
+    first among equals, refdet's documented rule). Everything else is ultralytics' code.
+    """
+    import torch
+    import torchvision  # noqa: F401  (ultralytics' NMS calls torchvision.ops.nms when torchvision is imported,
+    #                    as in every ultralytics run; its TorchNMS fallback sorts with an unstable argsort)
+    from ultralytics.nn.modules.block import DFL
+    from ultralytics.utils import loss as uloss
+    from ultralytics.utils import nms as unms
+    from ultralytics.utils import tal
+
+    torch.set_num_threads(1)
+
+    def T(a):
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    class StableTopkTAL(tal.TaskAlignedAssigner):
+        def select_topk_candidates(self, metrics, topk_mask=None):
+            k = min(self.topk, metrics.shape[-1])
+            topk_idxs = torch.sort(metrics, dim=-1, descending=True, stable=True).indices[..., :k]
+            if topk_mask is None:
+                topk_mask = (metrics.gather(-1, topk_idxs).max(-1, keepdim=True)[0] > self.eps).expand_as(topk_idxs)
+            topk_idxs = topk_idxs.masked_fill(~topk_mask, 0)
+            count = torch.zeros(metrics.shape, dtype=torch.int8)
+            count.scatter_add_(-1, topk_idxs, torch.ones_like(topk_idxs, dtype=torch.int8))
+            count.masked_fill_(count > 1, 0)
+            return count
+
+    def make_anchors(sizes, strides):
+        feats = [torch.zeros(1, 1, h, w, dtype=torch.float64) for h, w in sizes]
+        p, st = tal.make_anchors(feats, torch.tensor(strides, dtype=torch.float64), 0.5)
+        return p.numpy(), st.numpy()
+
+    def dfl_decode(z, ap, st):
+        r = z.shape[-1] // 4
+        box = T(z).permute(0, 2, 1)                                    # (B, 4 R, N): Detect's layout
+        dfl = DFL(r).to(box.dtype) if r > 1 else torch.nn.Identity()
+        with torch.no_grad():
+            out = tal.dist2bbox(dfl(box), T(ap).T.unsqueeze(0), xywh=True, dim=1) * T(st).T
+        return out.numpy().transpose(0, 2, 1)
+
+    def assign(ps, pb, ap, gl, gb, gm, *, strides, topk, alpha, beta):
+        a = StableTopkTAL(topk=topk, num_classes=ps.shape[-1], alpha=alpha, beta=beta, stride=list(strides))
+        out = a(T(ps), T(pb), T(ap), T(gl[..., None].astype(ps.dtype)), T(gb.astype(ps.dtype)),
+                T(gm[..., None].astype(ps.dtype)))
+        return tuple(o.numpy() for o in out)
+
+    def nms(p, conf, iou):
+        return [r.numpy() for r in unms.non_max_suppression(T(p), conf, iou)]
+
+    def dfl_loss(z, y, dloss=None):
+        zt = T(z).clone().requires_grad_(dloss is not None)
+        out = uloss.DFLoss(z.shape[-1])(zt, T(y).clone().view(-1, 1)).view(-1)   # one distribution per row
+        if dloss is None:
+            return out.detach().numpy()
+        (out * T(dloss)).sum().backward()
+        return zt.grad.numpy()
+
+    def vfl(z, q, lab, dloss=None):
+        # VarifocalLoss reduces (mean over axis 1, then sum): one element per call gives the elementwise loss
+        crit = uloss.VarifocalLoss()
+        out = np.zeros(z.shape)
+        for idx in np.ndindex(z.shape):
+            zt = T(np.asarray(z[idx]).reshape(1, 1)).clone().requires_grad_(dloss is not None)
+            v = crit(zt, T(np.asarray(q[idx], z.dtype).reshape(1, 1)), T(np.asarray(lab[idx], z.dtype).reshape(1, 1)))
+            if dloss is None:
+                out[idx] = float(v)
+            else:
+                v.backward()
+                out[idx] = float(zt.grad) * float(dloss[idx])
+        return out
+
+    return {
+        "make_anchors": dict(fn=make_anchors),
+        "dfl_decode": dict(fn=dfl_decode),
+        "task_aligned_assign": dict(fn=assign),
+        "yolo_nms": dict(fn=nms),
+        "distribution_focal_loss": dict(fn=dfl_loss, grad=lambda z, y, d: dfl_loss(z, y, d)),
+        # ultralytics computes the BCE in float32 (pred_score.float()): float32 cases only
+        "varifocal_loss": dict(fn=vfl, grad=lambda z, q, lab, d: vfl(z, q, lab, d), dtypes=(np.float32,)),
+    }
+
+
 TARGETS = {
     "torchvision": (("torch", "torchvision"), _torchvision_adapters),
     "onnxruntime": (("onnx", "onnxruntime"), lambda: _onnx_adapters("onnxruntime")),
     "onnx-reference": (("onnx",), lambda: _onnx_adapters("onnx-reference")),
+    "ultralytics": (("torch", "torchvision", "ultralytics"), _ultralytics_adapters),
 }
 # the setup.cfg extra that installs each target's packages
-TARGET_EXTRAS = {"torchvision": "torch", "onnxruntime": "onnx", "onnx-reference": "onnx"}
+TARGET_EXTRAS = {"torchvision": "torch", "onnxruntime": "onnx", "onnx-reference": "onnx", "ultralytics": "yolo"}
+#: ops whose check takes a `convention` (the rest compare with one fixed profile), with the default
+#: used when the command line leaves --convention at "torchvision"
+_CONVENTION_OPS = {op: "torchvision" for op in ("nms", "batched_nms", "box_iou", "generalized_box_iou", "match",
+                                                 "encode_boxes", "decode_boxes", "anchors")}
+_CONVENTION_OPS.update({"task_aligned_assign": "ultralytics", "yolo_nms": "ultralytics"})
+_CONVENTION_OPS.update({op: "torchvision" for op in ("roi_align", "assign_roi_levels", "filter_proposals")})
+#: ops whose check also compares a gradient (`--grad`)
+_GRAD_OPS = ("focal_loss", "relu", "distribution_focal_loss", "varifocal_loss", "quality_focal_loss")
+
+
+# --- RoI operators, FPN levels, proposal selection (issue 14): adapters chained onto the targets above ---
+
+def _torchvision_roi_adapters():
+    """torchvision's ``ops.roi_align`` / ``ops.roi_pool``, ``poolers.LevelMapper`` (P2-P5) and
+    ``RegionProposalNetwork.filter_proposals`` (test mode, its default counts) in refdet's signatures."""
+    import torch
+    import torchvision
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+    from torchvision.ops.poolers import LevelMapper
+
+    torch.set_num_threads(1)
+    ops = torchvision.ops
+
+    def T(a):
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    def roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned):
+        return ops.roi_align(T(x), T(rois), output_size, spatial_scale, sampling_ratio, aligned).numpy()
+
+    def roi_pool(x, rois, output_size, spatial_scale):
+        return ops.roi_pool(T(x), T(rois), output_size, spatial_scale).numpy()
+
+    mapper = LevelMapper(2, 5)
+
+    def levels(boxes):
+        return mapper([T(boxes)]).numpy()
+
+    rpn = RegionProposalNetwork(AnchorGenerator(), RPNHead(1, 1), 0.7, 0.3, 256, 0.5,
+                                dict(training=2000, testing=1000), dict(training=2000, testing=1000), 0.7,
+                                score_thresh=0.0).eval()
+
+    def proposals(p, o, image_sizes, counts):
+        with torch.no_grad():
+            b, s = rpn.filter_proposals(T(p), T(o), [tuple(v) for v in image_sizes], list(counts))
+        return [v.numpy() for v in b], [v.numpy() for v in s]
+
+    return {
+        "roi_align": dict(fn=roi_align),
+        "roi_pool": dict(fn=roi_pool),
+        "assign_roi_levels": dict(fn=levels),
+        "filter_proposals": dict(fn=proposals),
+    }
+
+
+def _onnx_roi_adapters(kind):
+    """ONNX ``RoiAlign`` (opset 19: ``coordinate_transformation_mode`` half_pixel for ``aligned=True``,
+    output_half_pixel for ``aligned=False``; ``sampling_ratio`` 0 = adaptive) run by ``kind``."""
+    run, _, dtypes = _onnx_node_runner(kind)
+
+    def roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned):
+        attrs = dict(output_height=int(output_size[0]), output_width=int(output_size[1]),
+                     sampling_ratio=max(int(sampling_ratio), 0), spatial_scale=float(spatial_scale), mode="avg",
+                     coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel")
+        return run("RoiAlign", [("X", x), ("rois", np.ascontiguousarray(rois[:, 1:])),
+                                ("batch_indices", rois[:, 0].astype(np.int64))], attrs, dtypes[x.dtype])
+
+    # the float attribute spatial_scale is float32 in the model: only scales exact in float32 compare
+    return {"roi_align": dict(fn=roi_align, convention="onnx", spatial_scales=(1.0, 0.5, 0.25, 0.125))}
+
+
+def _chain_adapters(first, second):
+    return lambda: {**first(), **second()}
+
+
+TARGETS["torchvision"] = (TARGETS["torchvision"][0],
+                          _chain_adapters(TARGETS["torchvision"][1], _torchvision_roi_adapters))
+TARGETS["onnxruntime"] = (TARGETS["onnxruntime"][0],
+                          _chain_adapters(TARGETS["onnxruntime"][1], lambda: _onnx_roi_adapters("onnxruntime")))
+TARGETS["onnx-reference"] = (TARGETS["onnx-reference"][0],
+                             _chain_adapters(TARGETS["onnx-reference"][1],
+                                             lambda: _onnx_roi_adapters("onnx-reference")))
 
 
 def _installed(modules):
@@ -190,26 +363,6 @@ def _installed(modules):
 # ---------------------------------------------------------------------------------------------------
 # rows and progress
 # ---------------------------------------------------------------------------------------------------
-
-class _Progress:
-    def __init__(self, enabled):
-        self.enabled = enabled
-        self.t0 = time.time()
-        self.width = 0
-
-    def __call__(self, text):
-        if not self.enabled:
-            return
-        line = f"[{time.time() - self.t0:5.1f}s] {text}"[:100]
-        sys.stderr.write("\r" + line.ljust(self.width))
-        sys.stderr.flush()
-        self.width = len(line)
-
-    def done(self):
-        if self.enabled and self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            sys.stderr.flush()
-
 
 def _row(target, report):
     d = report.as_dict()
@@ -258,7 +411,8 @@ def run_target(target, *, ops=None, n_cases=50, seed=0, progress=None):
 
 def _load_callable(spec, what="TARGET"):
     if ":" not in spec:
-        raise ValueError(f"`{what}` must be torchvision, onnxruntime, onnx-reference, self or module:callable; "
+        raise ValueError(f"`{what}` must be torchvision, onnxruntime, onnx-reference, ultralytics, self or "
+                         f"module:callable; "
                          f"got {spec!r}")
     mod, _, name = spec.partition(":")
     # The console script's sys.path starts with its own bin/ folder, not the current directory (as
@@ -289,12 +443,11 @@ def run_callable(spec, op, *, convention="torchvision", grad=None, n_cases=50, s
         raise ValueError(f"`--op` must be one of {', '.join(CHECKS)}; got {op!r}")
     fn = _load_callable(spec)
     kw = {}
-    if op in ("nms", "batched_nms", "box_iou", "generalized_box_iou", "match", "encode_boxes", "decode_boxes",
-              "anchors"):
-        kw["convention"] = convention
+    if op in _CONVENTION_OPS:
+        kw["convention"] = _CONVENTION_OPS[op] if convention == "torchvision" else convention
     if grad is not None:
-        if op not in ("focal_loss", "relu"):
-            raise ValueError(f"`--grad` applies to focal_loss and relu; got --op {op}")
+        if op not in _GRAD_OPS:
+            raise ValueError(f"`--grad` applies to {', '.join(_GRAD_OPS)}; got --op {op}")
         kw["grad"] = _load_callable(grad, "--grad")
     cb = None if progress is None else (lambda rep: progress(f"{spec} {op}: {rep.cases} cases, "
                                                              f"{rep.cases - rep.agreeing} disagree"))
@@ -431,6 +584,67 @@ def _register_selfcheck_cases():
     reg("backbone", D.backbone_forward, D.backbone_backward,
         lambda r: ((jitter(D.backbone_init((2, 2, 2, 2), in_channels=1, rng=1, dtype=np.float64), r),
                     r.standard_normal((1, 1, 16, 16))), {}), wrt=("params",), **small)  # no image gradient
+
+    from refdet.heads import yolo as HY
+    reg("yolo_head", HY.yolo_head_forward, HY.yolo_head_backward,
+        lambda r: ((jitter(HY.yolo_head_init([2, 3], 2, reg_max=2, strides=[8, 16], image_size=32, rng=1), r),
+                    [r.standard_normal((1, 2, 3, 3)), r.standard_normal((1, 3, 2, 2))]), {}), **small)
+    step = YOLOStepCase()
+    reg(YOLOStepCase.NAME, step, step.backward, step.make, wrt=("params",), max_elements=3, rtol=1e-5, atol=1e-7)
+
+
+class YOLOStepCase:
+    """The whole YOLO training step as a forward/backward pair for the gradient-check registry.
+
+    ``forward(params, images) -> (loss, grads)`` runs :meth:`refdet.detector.Detector.loss_and_grads`
+    of a tiny float64 ``"yolo"`` detector (32 x 32 images, 2 per batch); ``backward(dloss, grads)``
+    returns ``dloss * grads``. What the frameworks compute under ``no_grad`` is held at its value at
+    the unperturbed parameters, so that the central differences see the function the backward pass
+    differentiates: the task-aligned assignment (a fixed :class:`refdet.yolo.Assignment`) and CIoU's
+    ``alpha`` (the checked loss is ``total + sum((alpha - alpha0) * d total / d alpha)``, equal to
+    ``total`` at the point of evaluation, with the derivative the closed-form backward uses).
+    """
+    NAME = "yolo detector train step (fixed TAL targets, frozen CIoU alpha)"
+
+    def __init__(self, det=None, targets=None):
+        self.det, self.targets = det, targets
+        self.assignment = self.alpha0 = None
+
+    def make(self, rng):
+        from refdet.detector import Detector
+
+        if self.det is None:
+            self.det = Detector("yolo", image_size=(32, 32), backbone_channels=(3, 4, 4, 4), fpn_channels=4,
+                                reg_max=3)
+            self.targets = [(np.array([[2.0, 3, 20, 25], [10, 12, 30, 28]]), np.array([1, 0])),
+                            (np.array([[5.0, 6, 18, 14]]), np.array([0]))]
+        params = self.det.init(rng=rng, dtype=np.float64)
+        for part in params.values():                 # zero biases: move ReLU inputs off the kink
+            for k, v in part.items():
+                if k.endswith("bias"):
+                    part[k] = v + 0.1 * rng.standard_normal(v.shape)
+        images = rng.standard_normal((len(self.targets), 3) + self.det.image_size)
+        _, _, trace = self.det.loss_and_grads(params, images, self.targets)
+        self.assignment = trace.assignment
+        self.alpha0 = None
+        return (params, images), {}
+
+    def _correction(self, cache):
+        from refdet.yolo._gradcheck_cases import _v8_correction
+
+        alphas, terms = _v8_correction(cache)
+        if self.alpha0 is None:
+            self.alpha0 = [a.copy() for a in alphas]
+        return sum(float(((a - a0) * t).sum()) for a, a0, t in zip(alphas, self.alpha0, terms))
+
+    def __call__(self, params, images):
+        losses, grads, trace = self.det.loss_and_grads(params, images, self.targets, assignment=self.assignment)
+        return np.asarray(losses["total"] + self._correction(trace.loss_cache)), grads
+
+    @staticmethod
+    def backward(dloss, grads):
+        g = float(np.asarray(dloss))
+        return {part: {k: v * g for k, v in d.items()} for part, d in grads.items()}, None
 
 
 def _walk_pairs():
@@ -575,6 +789,29 @@ def self_check(*, n_cases=30, seed=0, progress=None):
                          convention="-", ok=True, skipped=GRADCHECK_EXEMPT[qual.rsplit('.', 1)[1]],
                          first_mismatch=None))
     rows += _invariant_rows(n_cases, seed, progress)
+    rows += _roi_self_rows(n_cases, seed, progress)
+    return rows
+
+
+def _roi_self_rows(n_cases, seed, progress):
+    """The RoI conformance checks run on refdet's readable loop references (refdet.reference.roi)."""
+    from refdet.reference.roi import roi_align_reference, roi_level_reference, roi_pool_reference
+    from refdet.testing.conformance import check_assign_roi_levels, check_roi_align, check_roi_pool
+
+    def levels(boxes):
+        return np.array([roi_level_reference(b, eps_outside=1e-6) for b in boxes], np.int64)
+
+    rows = []
+    for name, check, fn in (
+            ("roi_align vs loop reference", check_roi_align,
+             lambda x, r, size, scale, sr, al: roi_align_reference(x, r, size, scale, sr, al)),
+            ("roi_pool vs loop reference", check_roi_pool,
+             lambda x, r, size, scale: roi_pool_reference(x, r, size, scale)[0]),
+            ("assign_roi_levels vs loop reference", check_assign_roi_levels, levels)):
+        cb = None if progress is None else (lambda rep, name=name: progress(f"self {name}: {rep.cases} cases"))
+        rep = check(fn, n_cases=n_cases, seed=seed, raise_on_failure=False, progress=cb)
+        rep.op = name
+        rows.append(_row("self", rep))
     return rows
 
 
@@ -638,30 +875,34 @@ def verify(target=None, *, op=None, convention="torchvision", grad=None, n_cases
 # ---------------------------------------------------------------------------------------------------
 
 def _verify_args(p):
+    from refdet.apps.args import int_range
     p.add_argument("target", nargs="?", default=None,
-                   help="torchvision | onnxruntime | onnx-reference | self | module:callable "
+                   help="torchvision | onnxruntime | onnx-reference | ultralytics | self | module:callable "
                         "(omit: self-check + every installed backend)")
     p.add_argument("--op", default=None, help="the op a module:callable implements (or restrict a backend to "
                    "one op): nms, batched_nms, box_iou, generalized_box_iou, match, encode_boxes, decode_boxes, "
-                   "anchors, focal_loss, relu, conv2d, sample_balanced")
-    p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with")
-    p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu)")
-    p.add_argument("--cases", type=int, default=None, help="hypothesis cases per op (default: 30 for the full "
-                   "run, 60 for one backend, 100 for a callable)")
-    p.add_argument("--seed", type=int, default=0, help="hypothesis seed (the same cases every run)")
+                   "anchors, focal_loss, relu, conv2d, sample_balanced, roi_align, roi_pool, assign_roi_levels, "
+                   "filter_proposals; YOLO: make_anchors, dfl_decode, "
+                   "yolov3_decode, yolov5_decode, yolox_decode, task_aligned_assign, yolo_nms, "
+                   "distribution_focal_loss, varifocal_loss, quality_focal_loss")
+    p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with "
+                   "(task_aligned_assign: ultralytics | paper; yolo_nms: ultralytics | yolov5)")
+    p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu, "
+                   "distribution_focal_loss, varifocal_loss, quality_focal_loss)")
+    p.add_argument("--cases", type=int_range(0), default=None, help="hypothesis cases per op (default: 30 for "
+                   "the full run, 60 for one backend, 100 for a callable)")
+    p.add_argument("--seed", type=int_range(0), default=0, help="hypothesis seed (the same cases every run)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
 
 def _verify_run(args):
-    if args.cases is not None and args.cases < 0:
-        raise ValueError(f"`--cases` must be >= 0; got {args.cases}")
-    prog = _Progress(not args.quiet)
-    try:
+    from refdet.apps.progress import Progress
+
+    # the amount of work is not known in advance: the line shows the elapsed time and the latest check
+    with Progress(None, "verify", unit="checks", enabled=not args.quiet) as prog:
         rows = verify(args.target, op=args.op, convention=args.convention, grad=args.grad, n_cases=args.cases,
                       seed=args.seed, progress=prog)
-    finally:
-        prog.done()
     if args.json:
         def plain(v):   # JSON has no inf / NaN: write them as strings
             if isinstance(v, float) and not math.isfinite(v):

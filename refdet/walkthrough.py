@@ -3,7 +3,9 @@
 ``refdet anchors [faster-rcnn | retinanet | ssd300] [--image-size H W] [--num-classes K]`` prints, for a
 detector preset and an image size, the cell anchors, the anchors of every level, the totals and the
 output shapes a head must produce so that its predictions line up with the anchors. The numbers
-are computed by :mod:`refdet.anchors` (torchvision's conventions), not typed in.
+are computed by :mod:`refdet.anchors` (torchvision's conventions), not typed in. The preset may also
+be given as ``--preset NAME``; ``--show-reference`` then prints the readable reference code that
+computes the anchors (:mod:`refdet.reference.anchors`, held equal to the fast path by the tests).
 
 Presets (torchvision's settings, which follow the papers):
 
@@ -26,12 +28,15 @@ valid convolutions.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
+
 import numpy as np
 
 from refdet import _checks
 from refdet.anchors import anchors_inside_image, cell_anchors, octave_sizes, pyramid_anchors, ssd_default_boxes
 
-__all__ = ["PRESETS", "anchors_report"]
+__all__ = ["PRESETS", "anchors_report", "reference_source", "ANCHOR_REFERENCES"]
 
 PRESETS = {
     "faster-rcnn": (800, 800),
@@ -278,18 +283,81 @@ def anchors_report(preset="faster-rcnn", image_size=None, *, num_classes=91):
     return "\n".join(_BUILDERS[preset]((h, w), k)) + "\n"
 
 
+# ---- the reference code behind the lesson ------------------------------------------------------------
+
+#: per preset, the readable reference functions (refdet/reference/anchors.py) that compute its anchors
+ANCHOR_REFERENCES = {
+    "faster-rcnn": ("anchors.cell_anchors", "anchors.grid_anchors", "anchors.offset_pixels", "anchors._grid"),
+    "retinanet": ("anchors.octave_sizes", "anchors.cell_anchors", "anchors.pyramid_anchors",
+                  "anchors.offset_pixels", "anchors._grid"),
+    "ssd300": ("anchors.ssd_shapes", "anchors.ssd_default_boxes"),
+}
+
+
+def reference_source(*names: str) -> str:
+    """The source code of functions of :mod:`refdet.reference`, each under a header naming its file.
+
+    Parameters
+    ----------
+    *names : str
+        ``"module.function"`` inside ``refdet.reference``, e.g. ``"anchors.cell_anchors"``,
+        ``"matcher.match"``, ``"nms.nms"``.
+
+    Returns
+    -------
+    str
+        ``# refdet/reference/anchors.py, line 56: cell_anchors`` then the function's source
+        (:func:`inspect.getsource`), for each name, separated by blank lines.
+    """
+    parts = []
+    for name in names:
+        if not isinstance(name, str) or "." not in name:
+            raise ValueError(f"`names` must be 'module.function' strings inside refdet.reference; got {name!r}")
+        mod, _, fn = name.rpartition(".")
+        try:
+            module = importlib.import_module(f"refdet.reference.{mod}")
+        except ImportError:
+            raise ValueError(f"no module refdet.reference.{mod} (from {name!r})") from None
+        obj = getattr(module, fn, None)
+        if obj is None or not callable(obj):
+            raise ValueError(f"refdet.reference.{mod} has no function {fn!r}")
+        lines, start = inspect.getsourcelines(obj)
+        parts.append(f"# refdet/reference/{mod.replace('.', '/')}.py, line {start}: {fn}\n" + "".join(lines).rstrip())
+    return "\n\n".join(parts) + "\n"
+
+
 # ---- command-line glue (refdet.cli COMMANDS["anchors"]) --------------------------------------------
 
 def _anchors_args(p):
-    p.add_argument("preset", nargs="?", default="faster-rcnn", choices=sorted(_BUILDERS),
-                   help="detector preset (default: faster-rcnn)")
-    p.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"),
+    from refdet.apps.args import int_range
+    choices = sorted(_BUILDERS)
+    p.add_argument("preset", nargs="?", default=None, choices=choices,
+                   help="detector preset: " + ", ".join(choices) + " (default: faster-rcnn)")
+    p.add_argument("--preset", dest="preset_option", default=None, choices=choices, metavar="PRESET",
+                   help="the same as the positional PRESET (either form works)")
+    p.add_argument("--image-size", nargs=2, type=int_range(1), metavar=("H", "W"),
                    help="image height and width (default: 800 800 for faster-rcnn and retinanet, "
                         "300 300 for ssd300)")
-    p.add_argument("--num-classes", type=int, default=91, help="classes for the head shapes (default 91, COCO)")
+    p.add_argument("--num-classes", type=int_range(1), default=91,
+                   help="classes for the head shapes (default 91, COCO)")
+    p.add_argument("--show-reference", action="store_true",
+                   help="also print the reference code (refdet/reference/anchors.py) that computes these anchors")
 
 
 def _anchors_run(args):
+    preset = args.preset
+    if args.preset_option is not None:
+        if preset is not None and preset != args.preset_option:
+            raise ValueError(f"two presets given: {preset} and --preset {args.preset_option}; give one")
+        preset = args.preset_option
+    preset = preset or "faster-rcnn"
     size = tuple(args.image_size) if args.image_size else None
-    print(anchors_report(args.preset, size, num_classes=args.num_classes), end="")
+    print(anchors_report(preset, size, num_classes=args.num_classes), end="")
+    if args.show_reference:
+        names = ANCHOR_REFERENCES[preset]
+        print()
+        print(f"The reference code that computes these anchors ({', '.join(names)}; the fast path in")
+        print("refdet/anchors/ is held equal to it by tests/test_reference_geometry.py):")
+        print()
+        print(reference_source(*names), end="")
     return 0

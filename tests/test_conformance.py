@@ -223,3 +223,302 @@ def test_new_strategies():
         assert len(anchors) == sum(h * w * len(sz) * len(r) for (h, w), sz, r in
                                    zip(cfg["feature_sizes"], cfg["sizes"], cfg["aspect_ratios"]))
     run()
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 14: RoIAlign, RoI pooling, FPN level assignment, proposal selection
+# ---------------------------------------------------------------------------------------------------
+
+WRONG_ROI = [
+    (C.check_roi_align, W.wrong_roi_align_no_half_pixel, ["aligned=False: no half-pixel shift", "aligned=True"]),
+    (C.check_roi_align, W.wrong_roi_align_fixed_ratio, ["sampling ratio adaptive vs fixed", "fixed 2 x 2 grid"]),
+    (C.check_roi_align, W.wrong_roi_align_yx_boxes, ["box given as (y1, x1, y2, x2)"]),
+    (C.check_roi_pool, W.wrong_roi_pool_round_first, ["spatial_scale applied after rounding"]),
+    (C.check_assign_roi_levels, W.wrong_levels_no_eps, ["RoI assigned to level 3 instead of 4: canonical size or eps",
+                                                         "likely cause: no eps"]),
+]
+
+
+@pytest.mark.parametrize("check,fn,words", WRONG_ROI, ids=lambda v: getattr(v, "__name__", None))
+def test_wrong_roi_implementation_caught_and_cause_named(check, fn, words):
+    with pytest.raises(AssertionError) as info:
+        check(fn, n_cases=N)
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, f"{w!r} missing from:\n{msg}"
+    rep = check(fn, n_cases=N, raise_on_failure=False)
+    assert not rep.ok and rep.worst_error > 0
+    assert rep.first_mismatch.startswith("golden case")          # the golden cases catch each bug
+
+
+def test_the_first_matching_cause_is_the_one_named():
+    # the no-shift bug is only reproduced by the aligned variant: no other cause is listed before it
+    rep = C.check_roi_align(W.wrong_roi_align_no_half_pixel, n_cases=0, raise_on_failure=False)
+    assert rep.first_mismatch.count("likely cause") == 1
+    assert "sampling ratio" not in rep.first_mismatch.split("likely cause")[1]
+
+
+RIGHT_ROI = [
+    (C.check_roi_align, W.right_roi_align),
+    (C.check_roi_pool, W.right_roi_pool),
+    (C.check_assign_roi_levels, W.right_levels),
+]
+
+
+@pytest.mark.parametrize("check,fn", RIGHT_ROI, ids=lambda v: getattr(v, "__name__", None))
+def test_independent_correct_roi_implementations_pass(check, fn):
+    rep = check(fn, n_cases=N)
+    assert rep.ok and rep.cases > N and rep.agreeing == rep.cases
+
+
+def test_roi_checks_on_refdet_itself_and_other_conventions():
+    from refdet.proposals import filter_proposals
+    from refdet.roi import assign_roi_levels, roi_align
+
+    reps = [
+        C.check_roi_align(lambda x, r, *a: roi_align(x, r, *a, convention="detectron2"), convention="detectron2",
+                          n_cases=N),
+        C.check_assign_roi_levels(lambda b: assign_roi_levels(b, convention="mmdet"), convention="mmdet", n_cases=N),
+        C.check_filter_proposals(lambda p, o, s, c: (lambda r: (r.boxes, r.scores))(
+            filter_proposals(p, o, s, c, convention="detectron2")), convention="detectron2", n_cases=4),
+    ]
+    for r in reps:
+        assert r.ok, str(r)
+
+
+def test_level_rule_of_another_framework_is_named():
+    # detectron2's rule (eps 1e-8 inside the log2) checked against torchvision's (1e-6 after it): a RoI one
+    # ulp under 224 x 224 goes to P3; the eps knobs come first, the whole detectron2 rule also reproduces it
+    from refdet.roi import assign_roi_levels
+
+    rep = C.check_assign_roi_levels(lambda b: assign_roi_levels(b, convention="detectron2"), n_cases=N,
+                                    raise_on_failure=False)
+    assert not rep.ok and "RoI assigned to level 3 instead of 4" in rep.first_mismatch
+    assert "likely cause: no eps instead of eps_inside=0, eps_outside=1e-06" in rep.first_mismatch
+    assert "detectron2's level rule" in rep.first_mismatch
+    # a canonical size of 256 instead of 224 moves the 224 x 224 RoI to P3 too
+    rep = C.check_assign_roi_levels(lambda b: assign_roi_levels(b, canonical_scale=256.0), n_cases=0,
+                                    raise_on_failure=False)
+    assert "RoI assigned to level 3 instead of 4" in rep.first_mismatch
+    assert "canonical size 256 instead of 224" in rep.first_mismatch
+
+
+def test_wrong_proposal_selection_is_named():
+    from refdet.proposals import filter_proposals
+
+    def global_nms(p, o, s, c):
+        r = filter_proposals(p, o, s, c, nms_per_level=False)
+        return r.boxes, r.scores
+    rep = C.check_filter_proposals(global_nms, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and rep.first_mismatch.startswith("golden case")
+    assert "likely cause: NMS over all proposals instead of per level" in rep.first_mismatch
+    assert "first difference at rank" in rep.first_mismatch
+
+    def logit_scores(p, o, s, c):
+        r = filter_proposals(p, o, s, c, score="logit")
+        return r.boxes, r.scores
+    rep = C.check_filter_proposals(logit_scores, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "likely cause: scores returned as logit" in rep.first_mismatch
+
+
+def test_roi_checks_are_in_the_registry_and_golden_counts():
+    for op in ("roi_align", "roi_pool", "assign_roi_levels", "filter_proposals"):
+        assert op in C.CHECKS and C.CHECKS[op].__name__ in C.__all__
+    assert C.check_roi_align(W.right_roi_align, n_cases=0).cases == 14
+    assert C.check_roi_pool(W.right_roi_pool, n_cases=0).cases == 8
+
+
+def test_roi_align_check_accepts_tensor_outputs():
+    torch = pytest.importorskip("torch")
+    rep = C.check_roi_align(lambda *a: torch.from_numpy(W.right_roi_align(*a)), n_cases=2)
+    assert rep.ok
+
+
+# the YOLO family (issue 16): each wrong implementation caught with its cause named
+# ---------------------------------------------------------------------------------------------------
+
+YOLO_WRONG = [
+    (C.check_make_anchors, W.wrong_make_anchors_no_offset, {},
+     ["anchor points at grid (x, y), expected grid + 0.5", "level 0, cell (y=0, x=0)"]),
+    (C.check_dfl_decode, W.wrong_dfl_bins_0_to_reg_max, {},
+     ["DFL bins 0..reg_max", "expected 0..reg_max-1"]),
+    (C.check_yolov5_decode, W.wrong_yolov5_decode_v3_centre, {},
+     ["centre decoded as σ(t) + c, expected 2σ(t) − 0.5 + c", "the size agrees"]),
+    (C.check_task_aligned_assign, W.wrong_tal_lowest_index, {},
+     ["tie between two boxes for one anchor resolved by the lower index (gt 0) instead of the higher IoU (gt 1",
+      "top-13 of ground truths [0, 1]"]),
+    (C.check_yolo_nms, W.wrong_yolo_nms_agnostic, {}, ["class-agnostic NMS", "max_wh"]),
+    (C.check_yolo_nms, W.wrong_yolo_nms_float32_threshold, {},
+     ["compared with float32(iou_thres) = 0.30000001192092896", "float64 threshold 0.3", "suppresses"]),
+    (C.check_distribution_focal_loss, W.wrong_dfl_swapped_weights, {}, ["weights swapped"]),
+    (C.check_varifocal_loss, W.wrong_vfl_unweighted_positives, {},
+     ["positives weighted by 1, expected by their target q"]),
+    (C.check_quality_focal_loss, W.wrong_qfl_no_modulation, {}, ["no modulating factor"]),
+]
+
+
+@pytest.mark.parametrize("check,fn,kw,words", YOLO_WRONG, ids=lambda v: getattr(v, "__name__", None))
+def test_wrong_yolo_implementation_caught_and_cause_named(check, fn, kw, words):
+    with pytest.raises(AssertionError) as info:
+        check(fn, n_cases=N, **kw)
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, f"{w!r} missing from:\n{msg}"
+    rep = check(fn, n_cases=N, raise_on_failure=False, **kw)
+    assert not rep.ok and rep.worst_error > 0 and rep.first_mismatch.startswith("golden case")
+
+
+YOLO_RIGHT = [
+    (C.check_make_anchors, W.right_make_anchors, {}),
+    (C.check_dfl_decode, W.right_dfl_decode, {}),
+    (C.check_yolov5_decode, W.right_yolov5_decode, {}),
+    (C.check_task_aligned_assign, W.right_tal, {}),
+    (C.check_yolo_nms, W.right_yolo_nms, {}),
+    (C.check_distribution_focal_loss, W.right_dfl, {}),
+    (C.check_varifocal_loss, W.right_vfl, {}),
+    (C.check_quality_focal_loss, W.right_qfl, {}),
+]
+
+
+@pytest.mark.parametrize("check,fn,kw", YOLO_RIGHT, ids=lambda v: getattr(v, "__name__", None))
+def test_independent_correct_yolo_implementations_pass(check, fn, kw):
+    rep = check(fn, n_cases=N, **kw)
+    assert rep.ok and rep.cases > N // 2
+
+
+def test_yolo_checks_explain_other_classic_bugs():
+    import math
+
+    from refdet.yolo import decode as D
+    from refdet.yolo import make_anchors, task_aligned_assign, yolo_non_max_suppression
+    from refdet.yolo import losses as L
+
+    # anchor points in pixels, and in (y, x) columns
+    rep = C.check_make_anchors(lambda s, st: make_anchors(s, st, dtype=np.float64)[0] * make_anchors(s, st)[1],
+                               n_cases=0, raise_on_failure=False)
+    assert "in pixels" in rep.first_mismatch and "expected grid units" in rep.first_mismatch
+    rep = C.check_make_anchors(lambda s, st: make_anchors(s, st, dtype=np.float64)[0][:, ::-1], n_cases=0,
+                               raise_on_failure=False)
+    assert "columns (y, x), expected (x, y)" in rep.first_mismatch
+    # DFL: bins 1..reg_max, bin-major logits, xyxy output, no stride
+    def dfl(fix):
+        def f(z, a, s):
+            r = z.shape[-1] // 4
+            return fix(z, a, s, r)
+        return f
+    cases = [
+        (lambda z, a, s, r: D.dfl_decode_forward(z, a, s, reg_max=r)[0] + np.where(r > 1, 1.0, 0.0)
+         * np.array([0, 0, 2, 2]) * s[None], "bins 1..reg_max"),
+        (lambda z, a, s, r: D.dfl_decode_forward(z.reshape(*z.shape[:2], r, 4).swapaxes(-1, -2).reshape(z.shape),
+                                                 a, s, reg_max=r)[0], "bin-major"),
+        (lambda z, a, s, r: D.dfl_decode_forward(z, a, s, reg_max=r, out_fmt="xyxy")[0],
+         "output xyxy, expected cxcywh"),
+        (lambda z, a, s, r: D.dfl_decode_forward(z, a, reg_max=r)[0], "not multiplied by the stride"),
+    ]
+    for fix, words in cases:
+        rep = C.check_dfl_decode(dfl(fix), n_cases=0, raise_on_failure=False)
+        assert not rep.ok and words in rep.first_mismatch, (words, rep.first_mismatch)
+    # YOLOv3 centre with YOLOv5's size; YOLOX without the stride on the centre
+    rep = C.check_yolov3_decode(lambda t, a, s: D.yolov5_decode_forward(t, a, s)[0], n_cases=0, raise_on_failure=False)
+    assert "centre decoded as 2σ(t) − 0.5 + c, expected σ(t) + c" in rep.first_mismatch
+    assert "size decoded as (2σ(t))²·p, expected p·exp(t)" in rep.first_mismatch
+    rep = C.check_yolox_decode(lambda t, s: D.yolox_decode_forward(t, s)[0] / np.array([*np.broadcast_to(s, 2)[::-1],
+                                                                                           1, 1]),
+                               n_cases=0, raise_on_failure=False)
+    assert "centre decoded as t + c in grid units (not times the stride)" in rep.first_mismatch
+    # scale_x_y: a YOLOv4 decode checked as plain YOLOv3
+    rep = C.check_yolov3_decode(lambda t, a, s: D.yolov3_decode_forward(t, a, s, scale_x_y=1.1)[0], n_cases=0,
+                                raise_on_failure=False)
+    assert "YOLOv4 scale_x_y = 1.1" in rep.first_mismatch
+    # TAL with plain IoU, without the small-box enlargement, with the target scores normalised to 1
+    rep = C.check_task_aligned_assign(lambda *a, **k: task_aligned_assign(*a, **k, overlap="iou"), n_cases=N,
+                                      raise_on_failure=False)
+    assert not rep.ok and "overlap='iou'" in rep.first_mismatch
+    rep = C.check_task_aligned_assign(lambda *a, **k: task_aligned_assign(*a, **k, convention="paper", overlap="ciou"),
+                                      n_cases=0, raise_on_failure=False)
+    assert "min_side=None" in rep.first_mismatch and "box smaller than strides[1]" in rep.first_mismatch
+
+    def unit_scores(*a, **k):
+        r = task_aligned_assign(*a, **k)
+        q = r.quality.copy()
+        for b in range(q.shape[0]):
+            for m in np.unique(r.gt_index[b][r.gt_index[b] >= 0]):
+                sel = r.gt_index[b] == m
+                if q[b, sel].max() > 0:
+                    q[b, sel] = q[b, sel] / q[b, sel].max()
+        return r._replace(quality=q)
+    rep = C.check_task_aligned_assign(unit_scores, n_cases=N, raise_on_failure=False)
+    assert not rep.ok and "normalised to 1" in rep.first_mismatch
+    # a point on the border counted inside (>= instead of >)
+    def inclusive(ps, pb, ap, gl, gb, gm, **k):
+        r = task_aligned_assign(ps, pb, ap, gl, gb + np.array([-1e-6, -1e-6, 1e-6, 1e-6]) * gm[..., None], gm, **k)
+        own = np.take_along_axis(gb, np.maximum(r.gt_index, 0)[..., None], axis=1)        # the gt's own box
+        return r._replace(boxes=np.where(r.fg_mask[..., None], own, 0.0))
+    rep = C.check_task_aligned_assign(inclusive, n_cases=0, raise_on_failure=False)
+    assert "ON the border" in rep.first_mismatch and "strictly inside" in rep.first_mismatch
+    # NMS: >= at the thresholds, boxes read as xyxy
+    rep = C.check_yolo_nms(lambda p, c, i: yolo_non_max_suppression(p, float(np.nextafter(np.float32(c), -1)), i),
+                           n_cases=0, raise_on_failure=False)
+    assert "score >= conf_thres kept, expected strictly > 0.25" in rep.first_mismatch
+    rep = C.check_yolo_nms(lambda p, c, i: yolo_non_max_suppression(p, c, float(np.nextafter(np.float32(i), -1))),
+                           n_cases=0, raise_on_failure=False)
+    assert "suppressed at IoU >= iou_thres" in rep.first_mismatch
+
+    from refdet.testing.conformance_yolo import _xyxy_as_xywh
+
+    def as_xyxy(p, c, i):             # the box channels taken as corners: ultralytics' xywh2xyxy skipped
+        return yolo_non_max_suppression(_xyxy_as_xywh(p), c, i)
+    rep = C.check_yolo_nms(as_xyxy, n_cases=0, raise_on_failure=False)
+    assert "boxes read as (x1, y1, x2, y2)" in rep.first_mismatch
+    # VFL: the weight detached in the gradient
+    def vfl_grad_detached(z, q, lab, d):
+        p = 1 / (1 + np.exp(-z))
+        return np.where(lab, q, 0.75 * p ** 2) * (p - q) * d
+    rep = C.check_varifocal_loss(W.right_vfl, grad=vfl_grad_detached, n_cases=0, raise_on_failure=False)
+    assert "detached" in rep.first_mismatch
+    # DFL gradient: torch-free closed form of the right loss agrees; reg_max 1 decoders too
+    rep = C.check_distribution_focal_loss(
+        W.right_dfl,
+        grad=lambda z, y, d: L.distribution_focal_loss_backward(d, L.distribution_focal_loss_forward(z, y)[1]).dlogits,
+        n_cases=N)
+    assert rep.ok
+    assert math.isfinite(rep.worst_error)
+
+
+def test_yolo_checks_accept_torch_outputs_and_count_cases():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from refdet.yolo import make_anchors
+
+    rep = C.check_make_anchors(lambda s, st: tuple(torch.from_numpy(v) for v in make_anchors(s, st)), n_cases=5)
+    assert rep.ok and rep.cases == 3 + 5                        # three golden cases
+    assert set(C.YOLO_CHECKS) <= set(C.CHECKS)
+
+
+def test_yolo_strategies():
+    from hypothesis import given, settings
+    from refdet.testing import strategies_yolo as ys
+
+    @settings(max_examples=10, deadline=None)
+    @given(ys.anchor_points(max_levels=2, max_cells=4), ys.tal_inputs(ties=True))
+    def run(pts, case):
+        p, s, g = pts
+        assert p.shape == (s.shape[0], 2) and np.all(p / s[:, None] % 1 == 0.5)
+        assert case["gt_boxes"].shape[:2] == case["gt_mask"].shape
+    run()
+
+
+def test_conformance_modules_import_in_either_order():
+    # refdet.testing.conformance lists the YOLO checks by importing conformance_yolo at its end; the
+    # YOLO module must import cleanly on its own too (doctest collection imports it first)
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for first in ("refdet.testing.conformance_yolo", "refdet.testing.conformance"):
+        code = (f"import {first}\nfrom refdet.testing import conformance as C, conformance_yolo as Y\n"
+                "assert C.CHECKS['yolo_nms'] is Y.check_yolo_nms and C.check_yolo_nms is Y.check_yolo_nms")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr

@@ -1,5 +1,6 @@
 """`refdet demo` end to end (short runs) and the synthetic dataset."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -32,23 +33,187 @@ def test_synthetic_is_reproducible_and_validates():
         make_synthetic_dataset(1.5)
 
 
+FIGURES = {"retinanet": {"anchors", "head_layout", "assignment", "nms", "detections", "focal_loss"},
+           "rpn": {"anchors", "head_layout", "assignment", "nms", "detections"},
+           "ssd": {"anchors", "head_layout", "assignment", "nms", "detections"}}
+
+
 @pytest.mark.parametrize("model", ["retinanet", "rpn", "ssd"])
-def test_demo_short_run_prints_every_stage(model, tmp_path, capsys):
+def test_demo_short_run_prints_every_stage_and_writes_its_figures(model, tmp_path, capsys):
     lines = []
-    res = run(model, steps=3, batch=4, n_train=16, n_test=4, out=str(tmp_path), write=lines.append)
+    res = run(model, steps=12, batch=4, n_train=16, n_test=4, out=str(tmp_path), write=lines.append)
     text = "\n".join(lines)
     for stage in ("[1] data", "[2] anchors", "[3] network", "[4] label assignment", "[5] training",
                   "[6] inference", "[7] held-out COCO evaluation"):
         assert stage in text
-    assert text.count("step ") >= 3
+    # the training is summarised, not listed step by step
+    assert "12 steps in" in text
+    assert re.search(r"loss \(mean of the previous 3 steps\) at step 3: [0-9.]+, 6: [0-9.]+, 9: [0-9.]+, "
+                     r"12: [0-9.]+\n", text + "\n")
+    assert "step 7" not in text and text.count("\n") < 40
     assert np.isfinite(res["loss_first"]) and np.isfinite(res["loss_last"])
+    # progress went to stderr (not a terminal here: plain lines at the 10% marks, not one per step)
+    err = capsys.readouterr().err
+    train_lines = [ln for ln in err.splitlines() if ln.strip().startswith("training")]
+    assert 1 <= len(train_lines) <= 12 and "\r" not in err and train_lines[-1].split()[1] == "12/12"
     pytest.importorskip("matplotlib")
-    for name in ("anchors.png", "focal_loss.png", "detections.png"):
-        assert os.path.getsize(tmp_path / name) > 1000
+    assert "[8] figures" in text
+    written = {os.path.splitext(os.path.basename(f))[0] for f in res["figures"]}
+    assert written == FIGURES[model]                   # the focal loss only where the model uses it
+    for name in FIGURES[model]:
+        assert os.path.getsize(tmp_path / f"{name}.png") > 5000
+    assert ("focal_loss.png" in os.listdir(tmp_path)) == (model == "retinanet")
+
+
+@pytest.mark.parametrize("model,present,absent", [
+    ("retinanet", ["matcher.match", "box_coder.encode_boxes", "losses.sigmoid_focal_loss", "nms.nms",
+                   "box_coder.decode_boxes", "anchors.cell_anchors", "anchors._grid"], ["sampler", "ssd_match"]),
+    ("rpn", ["matcher.match", "sampler.sample_balanced_indices", "losses.bce_with_logits", "nms.batched_nms"],
+     ["sigmoid_focal_loss"]),
+    ("ssd", ["matcher.ssd_match", "anchors.ssd_default_boxes", "losses.smooth_l1"], ["sigmoid_focal_loss",
+                                                                                    "def cell_anchors"]),
+])
+def test_demo_show_reference_prints_each_stage_reference(model, present, absent):
+    import importlib
+    import inspect
+    lines = []
+    run(model, steps=1, batch=2, n_train=8, n_test=2, plots=False, show_reference=True, progress=False,
+        write=lines.append)
+    text = "\n".join(ln[len("      | "):] if ln.startswith("      | ") else ln for ln in lines)
+    for name in present:
+        mod, fn = name.rsplit(".", 1)
+        src = inspect.getsource(getattr(importlib.import_module(f"refdet.reference.{mod}"), fn)).rstrip()
+        assert src in text, name
+    for word in absent:
+        assert word not in text
+    # each reference sits under its stage: the matcher after [4], NMS after [6]
+    assert text.index("[4] label assignment") < text.index("def match" if model != "ssd" else "def ssd_match") \
+        < text.index("[5] training")
+    assert text.index("[6] inference") < text.index("def nms(") < text.index("[7]")
+    quiet = []
+    run(model, steps=1, batch=2, n_train=8, n_test=2, plots=False, progress=False, write=quiet.append)
+    assert not any(ln.startswith("      | ") for ln in quiet)
 
 
 def test_demo_cli(tmp_path, capsys):
     assert main(["demo", "--steps", "1", "--batch", "2", "--no-plots", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "refdet demo" in out and "[7]" in out
-    assert main(["demo", "--steps", "0"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--steps", "0"])
+    assert e.value.code == 2 and "--steps: must be an integer >= 1; got 0" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------
+# what the figures show, computed by the demo (refdet.plots only draws it)
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["retinanet", "rpn", "ssd"])
+def test_anchor_locations_are_one_location_per_level_on_the_point(model):
+    from refdet.demo import anchor_locations
+    from refdet.detector import Detector
+    det = Detector(model)
+    point = (21.0, 45.5)
+    levels = anchor_locations(det, point)
+    assert len(levels) == len(det.feature_sizes)
+    for lv, s, a in zip(levels, det.strides, det.num_anchors):
+        b = lv["anchors"]
+        assert b.shape == (a, 4) and np.array_equal(b, det.anchors[lv["rows"]])
+        centres = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
+        assert np.allclose(centres, centres[0])            # ONE location: a common centre
+        y, x = lv["cell"]
+        # the cell (stride x stride pixels) holds the point and its centre is the anchors' centre
+        assert x * s <= point[0] < (x + 1) * s and y * s <= point[1] < (y + 1) * s
+        assert np.allclose(centres[0], ((x + 0.5) * s, (y + 0.5) * s))
+
+
+@pytest.mark.parametrize("model", ["retinanet", "rpn", "ssd"])
+def test_assignment_categories_agree_with_the_bands_and_the_detector(model):
+    from refdet.demo import _BANDS, assignment_categories
+    from refdet.detector import Detector
+    from refdet.iou import box_iou
+    det = Detector(model)
+    data = make_synthetic_dataset(12, rng=0)       # holds best matches for every model
+    tgts = det._check_targets(list(zip(data.boxes, data.labels)), 12)
+    high, low = _BANDS[model]
+    cats = assignment_categories(det, tgts)
+    lt, pm, nm = det.assign(tgts, rng=0)
+    n_best = 0
+    for i, ((best, cat), (gtb, _)) in enumerate(zip(cats, tgts)):
+        q = box_iou(gtb, det.anchors)
+        np.testing.assert_array_equal(best, q.max(0))
+        assert set(np.unique(cat)) <= {"negative", "ignored", "positive", "best match", "outside"}
+        assert np.all(best[cat == "positive"] >= high)
+        assert np.all(best[cat == "negative"] < low)
+        assert np.all((best[cat == "ignored"] >= low) & (best[cat == "ignored"] < high))
+        bm = np.flatnonzero(cat == "best match")
+        n_best += len(bm)
+        assert np.all(best[bm] < high)
+        # a best match is some object's best anchor (up to ties); the RPN matches inside anchors only
+        qm = np.where(cat == "outside", -np.inf, q)
+        assert all(np.isclose(q[:, j], qm.max(1)).any() for j in bm)
+        if model != "rpn":   # the detector's own labels (the RPN's are sampled afterwards)
+            np.testing.assert_array_equal(pm[i], np.isin(cat, ["positive", "best match"]))
+            np.testing.assert_array_equal(nm[i], cat == "negative")
+        else:                # sampled positives and negatives come from the assigned ones
+            assert np.all(np.isin(cat[pm[i]], ["positive", "best match"])) and np.all(cat[nm[i]] == "negative")
+            assert "outside" in set(cat)
+    assert n_best > 0
+
+
+@pytest.mark.parametrize("model", ["retinanet", "rpn", "ssd"])
+def test_candidates_before_nms_hold_what_nms_keeps(model):
+    from refdet.demo import candidates_before_nms, head_maps
+    from refdet.detector import Detector
+    from refdet.iou import box_iou
+    det = Detector(model)
+    params = det.init(rng=0)
+    img = make_synthetic_dataset(1, rng=1).images[0]
+    (bb, bs, bl), (ab, as_, al) = candidates_before_nms(det, params, img)
+    assert len(ab) <= len(bb) and np.all(np.diff(bs) <= 0) and np.all(np.diff(as_) <= 0)
+    # every kept box is one of the candidates (same box, score, label)
+    for b, s, lab in zip(ab, as_, al):
+        hit = np.flatnonzero((np.abs(bb - b).max(1) == 0) & (bs == s) & (bl == lab))
+        assert hit.size >= 1
+    # the first of what detect returns is what NMS keeps first
+    d = det.detect(params, img[None])[0]
+    np.testing.assert_array_equal(d[0], ab[:len(d[0])])
+    scores, deltas = head_maps(det, params, img, 0)
+    a, (fh, fw) = det.num_anchors[0], det.feature_sizes[0]
+    k = 1 if model == "rpn" else det.config.num_classes + (model == "ssd")
+    assert scores.shape == (a * k, fh, fw) and deltas.shape == (4 * a, fh, fw)
+    assert np.all((scores >= 0) & (scores <= 1))
+    # channel 4a + c at (y, x) is row (y * W + x) * A + a of the flattened deltas
+    cls, box, _ = det.forward(params, img[None])
+    y, x, aa, c = fh - 1, 1, a - 1, 2
+    assert deltas[4 * aa + c, y, x] == np.float64(box[0, (y * fw + x) * a + aa, c])
+    if len(ab) > 1:
+        assert np.all(box_iou(ab[:1], ab[1:])[0][al[1:] == al[0]] <= (0.7 if model == "rpn" else 0.5))
+
+
+def test_yolo_demo_short_run_prints_every_stage(tmp_path):
+    lines = []
+    res = run("yolo", steps=4, batch=4, n_train=16, n_test=4, out=str(tmp_path), write=lines.append,
+              progress=False, show_reference=True)
+    text = "\n".join(lines)
+    for stage in ("[1] data", "[2] anchor points: 336 in all", "level 0: 16 x 16 map, stride  4", "[3] network",
+                  "[4] label assignment: task-aligned", "image 0, object 0", "positive (by level",
+                  "[5] training", "[6] inference", "before NMS", "after class-aware NMS",
+                  "[7] held-out COCO evaluation", "untrained AP"):
+        assert stage in text, stage
+    assert "4 steps in" in text and "loss (mean of the previous" in text
+    assert res["model"] == "yolo" and np.isfinite(res["loss_first"]) and res["positives_first_batch"] > 0
+    assert 0 <= res["ap_untrained"] <= 1 and 0 <= res["ap_trained"] <= 1 and res["train_seconds"] > 0
+    assert "refdet/reference/yolo.py" in text and "def task_aligned_assign" in text and "def dfl_decode" in text
+    with pytest.raises(ValueError, match="`quantize`"):
+        run("yolo", steps=1, quantize=True, plots=False, write=lines.append, progress=False)
+    pytest.importorskip("matplotlib")
+    for name in ("yolo_assignment.png", "yolo_detections.png"):
+        assert os.path.getsize(tmp_path / name) > 1000
+
+
+def test_yolo_demo_cli(tmp_path, capsys):
+    assert main(["demo", "--model", "yolo", "--steps", "1", "--batch", "2", "--no-plots", "--out",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "anchor-free YOLO" in out and "[7]" in out and "[8]" not in out

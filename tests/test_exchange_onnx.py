@@ -1,5 +1,6 @@
 """refdet.exchange.onnx: export, parameter round trips, runtime parity (onnxruntime, onnx.reference),
 the checker, odd FPN sizes, post-processing (decode + NonMaxSuppression) and hostile files."""
+import json
 import math
 import os
 import subprocess
@@ -360,7 +361,7 @@ def test_hostile_files(tmp_path):
             rx.load_onnx_params(str(path))
     with pytest.raises(ValueError, match="max_bytes"):
         rx.load_onnx_params(good, max_bytes=100)
-    with pytest.raises(ValueError, match="not a file"):
+    with pytest.raises(ValueError, match="missing"):
         rx.load_onnx_params(str(tmp_path / "missing.onnx"))
     # a model with no refdet metadata: every initializer by name, but verify_onnx refuses it
     plain = onnx.ModelProto()
@@ -705,3 +706,275 @@ def test_verify_refuses_foreign_operators():
     m.graph.node.insert(0, onnx.helper.make_node("ConstantOfShape", ["_big"], ["_junk"]))
     with pytest.raises(ValueError, match="operators refdet never emits"):
         rx.verify_onnx(m, check=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Faster R-CNN box head with its multi-scale RoIAlign (issue 14)
+# ---------------------------------------------------------------------------------------------------
+
+def _box_head_case(seed=0, levels=4, C=4, size=(3, 3), K=24, classes=5, image=(128, 96), aligned=False):
+    rng = np.random.default_rng(seed)
+    p = refdet.box_head_init(C * size[0] * size[1], classes, representation_size=16, rng=seed)
+    p = {k: (rng.standard_normal(v.shape) / math.sqrt(v.shape[-1])).astype(np.float32) for k, v in p.items()}
+    scales = [2.0 ** -(2 + i) for i in range(levels)]
+    B = 2
+    feats = {f"features_{i}": rng.standard_normal((B, C, math.ceil(image[0] * s), math.ceil(image[1] * s)))
+             .astype(np.float32) for i, s in enumerate(scales)}
+    # sizes spread over every level (sqrt(area) from 8 to 800), on a 1/4 grid, a few exactly on 224 / 448
+    side = np.exp(rng.uniform(np.log(8), np.log(800), (K, 2)))
+    side[:3] = [[224, 224], [448, 448], [112, 448]]
+    ctr = rng.uniform(0, [image[1], image[0]], (K, 2))
+    rois = np.round(np.concatenate([ctr - side / 2, ctr + side / 2], 1) * 4) / 4
+    inputs = dict(feats, rois=rois.astype(np.float32), batch_indices=rng.integers(0, B, K).astype(np.int64))
+    return p, scales, inputs
+
+
+@pytest.mark.parametrize("levels,aligned,sr", [(4, False, 2), (4, True, 0), (1, False, -1), (3, False, 2)])
+def test_box_head_export_runs_in_both_runtimes_like_refdet(levels, aligned, sr):
+    p, scales, inputs = _box_head_case(levels=levels, aligned=aligned)
+    mp = rx.export_box_head_onnx(p, scales=scales, output_size=3, sampling_ratio=sr, aligned=aligned)
+    onnx.checker.check_model(mp, full_check=True)
+    assert [i.name for i in mp.graph.input][-2:] == ["rois", "batch_indices"]
+    ops = [n.op_type for n in mp.graph.node]
+    assert ops.count("RoiAlign") == levels and ops.count("Gemm") == 4
+    rows = rx.verify_box_head_onnx(mp, p, inputs, atol=1e-5, rtol=1e-5)
+    assert len(rows) == 6 and all(r["ok"] for r in rows), rows
+    # every level is used, and the levels output is refdet's assignment
+    from refdet.roi import assign_roi_levels
+    got = rx.run_onnx(mp, inputs)
+    if levels > 1:
+        want = assign_roi_levels(inputs["rois"], min_level=2, max_level=1 + levels)
+        np.testing.assert_array_equal(got["levels"], want)
+        assert set(want.tolist()) == set(range(levels))
+        assert want[:3].tolist() == [2, min(3, levels - 1), 2]      # 224 -> P4, 448 -> P5, sqrt(112 * 448) = 224
+    # a RoIAlign convention mix-up is visible: refdet with the other `aligned` disagrees
+    cfg_other = dict(json.loads({q.key: q.value for q in mp.metadata_props}["refdet.config"]), aligned=not aligned)
+    other = rx._models.box_head_reference(cfg_other, p, inputs)
+    assert not np.allclose(other["class_logits"], got["class_logits"], atol=1e-4)
+
+
+def test_box_head_export_matches_torchvision_roi_heads():
+    torch = pytest.importorskip("torch")
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+
+    p, scales, inputs = _box_head_case(levels=4, K=30)
+    mp = rx.export_box_head_onnx(p, scales=scales, output_size=3)
+    got = rx.run_onnx(mp, inputs)
+    C = inputs["features_0"].shape[1]
+    pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 3, 2)
+    head = TwoMLPHead(C * 9, 16)
+    pred = FastRCNNPredictor(16, 5)
+    sd = {k.replace("box_head.", "").replace("box_predictor.", ""): torch.from_numpy(v) for k, v in p.items()}
+    head.load_state_dict({k: v for k, v in sd.items() if k.startswith("fc")})
+    pred.load_state_dict({k: v for k, v in sd.items() if not k.startswith("fc")})
+    feats = {str(i): torch.from_numpy(inputs[f"features_{i}"]) for i in range(4)}
+    boxes = [torch.from_numpy(inputs["rois"][inputs["batch_indices"] == b]) for b in range(2)]
+    with torch.no_grad():
+        x = pred(head(pool(feats, boxes, [(128, 96), (128, 96)])))
+    order = np.concatenate([np.flatnonzero(inputs["batch_indices"] == b) for b in range(2)])
+    np.testing.assert_allclose(got["class_logits"][order], x[0].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["box_regression"][order], x[1].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_box_head_export_bad_input():
+    p, scales, inputs = _box_head_case()
+    with pytest.raises(ValueError, match=r"`scales\[1\]` must be a power of two"):
+        rx.export_box_head_onnx(p, scales=[0.25, 0.3])
+    with pytest.raises(ValueError, match="is missing 'box_head.fc7.weight'"):
+        rx.export_box_head_onnx({k: v for k, v in p.items() if k != "box_head.fc7.weight"}, scales=scales)
+    with pytest.raises(ValueError, match="not a multiple of output_size 4 x 4"):
+        rx.export_box_head_onnx(p, scales=scales, output_size=4)
+    with pytest.raises(ValueError, match="canonical level"):
+        rx.export_box_head_onnx(p, scales=scales, output_size=3, convention="mmdet")
+    with pytest.raises(ValueError, match="not a refdet box_head model"):
+        rx.verify_box_head_onnx(rx.export_onnx(head(), model="retinanet_head"), p, inputs)
+
+
+# the YOLO post-processing (DFL decode + ultralytics NMS by the class-offset trick)
+# ---------------------------------------------------------------------------------------------------
+
+def _yolo_inputs(box_logits, cls_logits, sizes=((2, 2), (1, 1)), strides=(8.0, 16.0)):
+    from refdet.yolo import make_anchors
+    pts, st = make_anchors(list(sizes), list(strides))
+    return {"box_logits": np.asarray(box_logits, np.float32), "cls_logits": np.asarray(cls_logits, np.float32),
+            "anchor_points": pts, "stride_tensor": st}
+
+
+@pytest.mark.parametrize("opset", [17, 18, 19, 20, 21])
+def test_yolo_postprocess_checker_and_runtimes(opset):
+    m = rx.export_onnx(model="yolo_postprocess", reg_max=8, num_classes=3, opset=opset)
+    onnx.checker.check_model(m, full_check=True)
+    assert m.ir_version == {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}[opset]
+    ops = {n.op_type for n in m.graph.node}
+    assert {"Softmax", "ReduceSum", "ArgMax", "ReduceMax", "NonMaxSuppression", "Gather"} <= ops
+    nms = next(n for n in m.graph.node if n.op_type == "NonMaxSuppression")
+    assert list(nms.input[2:]) == ["max_output_boxes_per_class", "iou_threshold", "score_threshold"]
+    assert_ok(rx.verify_onnx(m, batch=2, height=8, width=6, rng=opset))
+
+
+@pytest.mark.parametrize("kw", [dict(reg_max=16, num_classes=80), dict(reg_max=1, num_classes=2),
+                                dict(reg_max=4, num_classes=1, agnostic=True),
+                                dict(reg_max=4, num_classes=3, score_threshold=None, iou_threshold=0.7,
+                                     max_output_boxes_per_class=5)])
+def test_yolo_postprocess_variants_agree_with_refdet(kw):
+    m = rx.export_onnx(model="yolo_postprocess", **kw)
+    assert_ok(rx.verify_onnx(m, batch=2, height=8, width=8, rng=1))
+    back = rx.load_onnx_params(m)
+    assert back["max_wh"][0] == (0.0 if kw.get("agnostic") else 7680.0)
+    assert ("score_threshold" in back) == (kw.get("score_threshold", 0.05) is not None)
+
+
+def test_yolo_postprocess_golden_decode_offset_trick_and_thresholds():
+    R = 4
+    z = np.zeros((1, 5, 4 * R), np.float32)
+    # point 0 at (0.5, 0.5) of stride 8: distances peaked at bins (1, 1, 2, 2) -> x1y1 = (-0.5, -0.5),
+    # x2y2 = (2.5, 2.5) -> cxcywh (1, 1, 3, 3) * 8 = (8, 8, 24, 24) up to the softmax's exp(-30) tails
+    for side, k in enumerate((1, 1, 2, 2)):
+        z[0, 0, side * R + k] = 30.0
+    for side, k in enumerate((2, 1, 1, 2)):     # point 1 at (1.5, 0.5): distances (2, 1, 1, 2), the same box
+        z[0, 1, side * R + k] = 30.0
+    cls = np.full((1, 5, 2), -9.0, np.float32)
+    cls[0, 0] = [2.0, -9.0]          # class 0, score sigmoid(2) = 0.881
+    cls[0, 1] = [-9.0, 1.0]          # class 1 (a different class: the offset keeps it), 0.731
+    cls[0, 2] = [0.0, -9.0]          # score 0.5: exactly the threshold below -> dropped (score > thr)
+    inputs = _yolo_inputs(z, cls)
+    m = rx.export_onnx(model="yolo_postprocess", reg_max=R, num_classes=2, score_threshold=0.5, iou_threshold=0.5)
+    got = rx.run_onnx(m, inputs)
+    np.testing.assert_allclose(got["boxes"][0, 0], [8, 8, 24, 24], atol=1e-3)
+    np.testing.assert_array_equal(got["selected_indices"], [[0, 0, 0], [0, 0, 1]])
+    det = got["detections"]
+    np.testing.assert_allclose(det[:, [0, 5, 6]], [[0, 1 / (1 + math.exp(-2)), 0], [0, 1 / (1 + math.exp(-1)), 1]],
+                               rtol=1e-6)
+    np.testing.assert_allclose(det[:, 1:5], [[-4, -4, 20, 20]] * 2, atol=1e-3)   # x1 = cx - w / 2 = 8 - 12
+    assert_ok(rx.verify_onnx(m, inputs))
+    # class-agnostic: the second box (IoU 1 with the first) is suppressed
+    ma = rx.export_onnx(model="yolo_postprocess", reg_max=R, num_classes=2, score_threshold=0.5, agnostic=True)
+    np.testing.assert_array_equal(rx.run_onnx(ma, inputs)["selected_indices"], [[0, 0, 0]])
+    # max_det = 1 keeps only the best
+    m1 = rx.export_onnx(model="yolo_postprocess", reg_max=R, num_classes=2, max_output_boxes_per_class=1)
+    np.testing.assert_array_equal(rx.run_onnx(m1, inputs)["selected_indices"], [[0, 0, 0]])
+
+
+def test_yolo_postprocess_equals_ultralytics_semantics_on_the_detector():
+    # the exported graph on a YOLO detector's own outputs gives refdet.yolo.yolo_non_max_suppression's
+    # rows (ultralytics non_max_suppression): same selections, boxes to float32 precision
+    from refdet.detector import Detector
+    from refdet.synthetic import make_synthetic_dataset
+    from refdet.yolo import dfl_decode_forward, yolo_non_max_suppression
+
+    det = Detector("yolo")
+    params = det.init(rng=0)
+    for k in params["head"]:
+        if k.startswith("cv3") and k.endswith("2.bias"):
+            params["head"][k] = params["head"][k] + np.float32(3.0)          # scores around 0.1-0.9
+    images = make_synthetic_dataset(3, rng=0).images
+    cls, box, _ = det.forward(params, images)
+    inputs = {"box_logits": box, "cls_logits": cls, "anchor_points": det.anchor_points_grid.astype(np.float32),
+              "stride_tensor": det.stride_tensor.astype(np.float32)}
+    m = rx.export_onnx(model="yolo_postprocess", reg_max=det.reg_max, num_classes=2, score_threshold=0.25,
+                       iou_threshold=0.45, max_output_boxes_per_class=300)
+    got = rx.run_onnx(m, inputs)
+    xywh, _ = dfl_decode_forward(box, inputs["anchor_points"], inputs["stride_tensor"], reg_max=det.reg_max)
+    pred = np.concatenate([xywh, 1 / (1 + np.exp(-cls))], -1).transpose(0, 2, 1).astype(np.float32)
+    rows = yolo_non_max_suppression(pred, 0.25, 0.45, max_det=300)
+    d = got["detections"]
+    assert len(d) == sum(len(r) for r in rows) > 10
+    for b, r in enumerate(rows):
+        mine = d[d[:, 0] == b]
+        np.testing.assert_array_equal(mine[:, 6], r[:, 5])
+        np.testing.assert_allclose(mine[:, 1:6], r[:, :5], rtol=1e-5, atol=1e-4)
+    assert_ok(rx.verify_onnx(m, inputs))
+
+
+def test_yolo_postprocess_equals_ultralytics_itself():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    block = pytest.importorskip("ultralytics.nn.modules.block")
+    tal = pytest.importorskip("ultralytics.utils.tal")
+    unms = pytest.importorskip("ultralytics.utils.nms")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(3)
+    R, K = 16, 3
+    inputs = _yolo_inputs((rng.standard_normal((2, 84, 4 * R)) * 2).astype(np.float32),
+                          (rng.standard_normal((2, 84, K)) * 2 - 1).astype(np.float32),
+                          sizes=((8, 8), (4, 4), (2, 2)), strides=(8.0, 16.0, 32.0))
+    with torch.no_grad():
+        boxes = tal.dist2bbox(block.DFL(R)(torch.from_numpy(inputs["box_logits"]).permute(0, 2, 1)),
+                              torch.from_numpy(inputs["anchor_points"]).T.unsqueeze(0), xywh=True, dim=1) \
+            * torch.from_numpy(inputs["stride_tensor"]).T
+        pred = torch.cat([boxes, torch.from_numpy(inputs["cls_logits"]).permute(0, 2, 1).sigmoid()], 1)
+        ref = unms.non_max_suppression(pred, 0.25, 0.45, max_det=300)
+    m = rx.export_onnx(model="yolo_postprocess", reg_max=R, num_classes=K, score_threshold=0.25, iou_threshold=0.45,
+                       max_output_boxes_per_class=300)
+    d = rx.run_onnx(m, inputs)["detections"]
+    for b, r in enumerate(ref):
+        mine = d[d[:, 0] == b]
+        assert len(mine) == len(r) > 0
+        np.testing.assert_array_equal(mine[:, 6], r[:, 5].numpy())
+        np.testing.assert_allclose(mine[:, 1:6], r[:, :5].numpy(), rtol=1e-5, atol=2e-4)
+
+
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from([1, 4, 16]), st.integers(1, 4),
+       st.sampled_from([None, 0.0, 0.3]), st.sampled_from([0.0, 0.45, 0.7]), st.booleans())
+def test_yolo_postprocess_selections_match_refdet_exactly(seed, R, K, conf, iou, ties):
+    # quantized logits make equal scores and identical boxes (ties broken by the lower index in both)
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((2, 21, 4 * R)) * 2 + (2 if R == 1 else 0)
+    c = rng.standard_normal((2, 21, K)) * 2
+    if ties:
+        z, c = np.round(z), np.round(c)
+    inputs = _yolo_inputs(z, c, sizes=((4, 4), (2, 2), (1, 1)), strides=(8.0, 16.0, 32.0))
+    m = rx.export_onnx(model="yolo_postprocess", reg_max=R, num_classes=K, score_threshold=conf, iou_threshold=iou,
+                       max_output_boxes_per_class=7, check=False)
+    report = rx.verify_onnx(m, inputs, runtimes=("onnxruntime",), check=False)
+    assert report.ok, "\n" + str(report)
+
+
+def test_yolo_postprocess_bad_arguments_and_nnef():
+    with pytest.raises(ValueError, match="may only have"):
+        rx.export_onnx({"weights": np.ones(4)}, model="yolo_postprocess")
+    with pytest.raises(TypeError, match="`agnostic`"):
+        rx.export_onnx(model="yolo_postprocess", agnostic="yes")
+    with pytest.raises(ValueError, match="`reg_max`"):
+        rx.export_onnx(model="yolo_postprocess", reg_max=0)
+    with pytest.raises(ValueError, match="`iou_threshold`"):
+        rx.export_onnx(model="yolo_postprocess", iou_threshold=1.5)
+    m = rx.export_onnx(model="yolo_postprocess", reg_max=4, num_classes=2)
+    with pytest.raises(ValueError, match="box_logits"):
+        rx.verify_onnx(m, _yolo_inputs(np.zeros((1, 5, 12)), np.zeros((1, 5, 2))), runtimes=("onnxruntime",))
+    from refdet.exchange import nnef as rn
+    with pytest.raises(ValueError, match="NonMaxSuppression"):
+        rn.export_nnef(None, "unused_folder", model="yolo_postprocess")
+
+
+def test_cli_yolo_postprocess(tmp_path):
+    from refdet import cli
+
+    out = str(tmp_path / "yolo.onnx")
+    assert cli.main(["export", "--model", "yolo-postprocess", out, "--classes", "3"]) == 0
+    assert rx.onnx_config(out)["num_classes"] == 3
+    assert cli.main(["verify-export", out, "--batch", "2"]) == 0
+
+
+def test_yolo_postprocess_float32_threshold_corner_differs_from_ultralytics_as_documented():
+    # boxes [0.5, 0.5, 12.5, 13.5] (12 x 13) and [-12.5, 0.5, 13.5, 6.5] (26 x 6) overlap 12 x 6: IoU =
+    # 72 / 240 = float32(0.3) = 0.30000001. ONNX compares with float32(0.3): kept. torchvision (and so
+    # ultralytics and refdet.yolo.yolo_non_max_suppression) compares with the double 0.3: suppressed.
+    from refdet.yolo import yolo_non_max_suppression
+
+    R = 16
+    z = np.zeros((1, 2, 4 * R), np.float32)
+    for p_, dist in ((0, (0, 0, 12, 13)), (1, (14, 0, 12, 6))):
+        for side, k in enumerate(dist):
+            z[0, p_, side * R + k] = 40.0
+    cls = np.array([[[2.2], [1.4]]], np.float32)                      # sigmoid 0.90, 0.80
+    inputs = _yolo_inputs(z, cls, sizes=((1, 2),), strides=(1.0,))
+    m = rx.export_onnx(model="yolo_postprocess", reg_max=R, num_classes=1, iou_threshold=0.3, score_threshold=0.25)
+    got = rx.run_onnx(m, inputs)
+    np.testing.assert_array_equal(got["detections"][:, 1:5], [[0.5, 0.5, 12.5, 13.5], [-12.5, 0.5, 13.5, 6.5]])
+    np.testing.assert_array_equal(got["selected_indices"][:, 2], [0, 1])          # ONNX keeps both
+    assert_ok(rx.verify_onnx(m, inputs))                                           # refdet's ONNX semantics
+    pred = np.concatenate([got["boxes"], got["scores"]], -1).transpose(0, 2, 1)
+    (rows,) = yolo_non_max_suppression(pred, 0.25, 0.3)
+    assert len(rows) == 1                                                           # ultralytics suppresses

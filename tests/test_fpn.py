@@ -271,7 +271,11 @@ def test_float32_stays_float32():
 
 
 def test_exported_from_refdet():
+    # the top level keeps the ops users call; cache/gradient types and constants stay in the module
     for name in FP.__all__:
+        if name.endswith(("Cache", "Grads", "Candidate")) or name.isupper():
+            assert not hasattr(refdet, name), name
+            continue
         assert getattr(refdet, name) is getattr(FP, name)
 
 

@@ -345,7 +345,11 @@ def test_float32_in_float32_out():
 
 
 def test_exported_from_refdet():
+    # the top level keeps the ops users call; cache/gradient types and constants stay in the module
     for name in H.__all__:
+        if name.endswith(("Cache", "Grads", "Candidate")) or name.isupper():
+            assert not hasattr(refdet, name), name
+            continue
         assert getattr(refdet, name) is getattr(H, name)
 
 

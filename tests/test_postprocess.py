@@ -101,15 +101,11 @@ def test_postprocess_golden():
     assert d.boxes.tolist() == [[0, 0, 9, 8], [1, 1, 9, 8]]
 
 
-def test_importable_from_the_old_place():
-    # post-processing moved out of refdet.nms; user code importing it from there keeps working
-    from refdet.nms import Detections as D2
-    from refdet.nms import merge_multiscale_detections as m2
-    from refdet.nms import postprocess_detections as p2
-    assert p2 is postprocess_detections is refdet.postprocess_detections
-    assert m2 is merge_multiscale_detections and D2 is Detections
-    with pytest.raises(ImportError):
-        from refdet.nms import no_such_name  # noqa: F401
+def test_nms_module_does_not_reach_up_into_postprocess():
+    """Imports go down only: post-processing builds on NMS, never the other way round."""
+    import refdet.nms
+    assert not hasattr(refdet.nms, "postprocess_detections")
+    assert refdet.postprocess_detections is postprocess_detections
 
 
 # ------------------------------------------------------------------------------------- multi-scale merge

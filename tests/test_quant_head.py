@@ -460,7 +460,9 @@ def test_quantize_cli(capsys):
                  "--mode", "onnxruntime"]) == 0
     out = capsys.readouterr().out
     assert "int8 onnxruntime" in out and "int8 tflite" not in out
-    assert main(["quantize", "--steps", "-1"]) == 2
+    with pytest.raises(SystemExit) as e:             # argparse refuses it, naming the option (exit 2)
+        main(["quantize", "--steps", "-1"])
+    assert e.value.code == 2 and "--steps: must be an integer >= 0; got -1" in capsys.readouterr().err
 
 
 def test_demo_quantize_option(tmp_path):

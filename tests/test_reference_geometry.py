@@ -260,7 +260,7 @@ def _giou_like(q):
 
 
 @given(q=_MATRICES, hl=_PAIRS, profile=st.sampled_from(_MATCH_PROFILES), allow=st.booleans(), free=st.booleans(),
-       mode=st.sampled_from(refdet.LOW_QUALITY_MODES), strict=st.booleans(), after=st.booleans(),
+       mode=st.sampled_from(refdet.matcher.LOW_QUALITY_MODES), strict=st.booleans(), after=st.booleans(),
        min_pos=st.sampled_from([-math.inf, 0.0, 0.3, 0.5]), floor=st.sampled_from([-math.inf, 0.0]),
        giou=st.booleans())
 def test_match_equals_reference(q, hl, profile, allow, free, mode, strict, after, min_pos, floor, giou):
@@ -278,7 +278,7 @@ def test_match_equals_reference(q, hl, profile, allow, free, mode, strict, after
     np.testing.assert_array_equal(details.matches, ref)
 
 
-@pytest.mark.parametrize("policy", refdet.EMPTY_GT_POLICIES)
+@pytest.mark.parametrize("policy", refdet.matcher.EMPTY_GT_POLICIES)
 @pytest.mark.parametrize("n", [0, 5])
 def test_match_empty_gt_equals_reference(policy, n):
     q = np.zeros((0, n))
@@ -307,7 +307,7 @@ _SSD_MATCH_PROFILES = sorted(conventions.describe("ssd_match"))
 
 @given(q=st.one_of(rst.iou_matrices(dtype=np.float64), rst.iou_matrices(dtype=np.float32)),
        t=st.sampled_from([0.5, 0.3, 0.7, 0.4]), profile=st.sampled_from(_SSD_MATCH_PROFILES), free=st.booleans(),
-       prematch=st.sampled_from(refdet.SSD_PREMATCH_MODES), strict=st.booleans(),
+       prematch=st.sampled_from(refdet.matcher.SSD_PREMATCH_MODES), strict=st.booleans(),
        eps=st.sampled_from([-math.inf, 1e-6, 0.3]))
 def test_ssd_match_equals_reference(q, t, profile, free, prematch, strict, eps):
     s = dict(conventions.resolve("ssd_match", profile))

@@ -21,7 +21,11 @@ def _torch():
 def test_names_stay_importable_from_layers():
     # moved out of refdet.layers; the old import path gives the same objects
     import refdet
+    # the top level keeps the ops users call; cache/gradient types and constants stay in the module
     for name in resize.__all__:
+        if name.endswith(("Cache", "Grads", "Candidate")) or name.isupper():
+            assert not hasattr(refdet, name), name
+            continue
         assert getattr(layers, name) is getattr(resize, name) is getattr(refdet, name)
 
 

@@ -395,3 +395,15 @@ def test_encode_kw_overrides_and_weights_conflict():
                                                               convention="mmdet", center="half_width"))
     with pytest.raises(TypeError, match="`encode_kw` must not hold 'weights'"):
         rpn_targets(anchors, gts, (128, 128), encode_kw={"weights": (1, 1, 1, 1)})
+
+
+def test_ssd_targets_pixel_knobs_are_keywords():
+    """`plus_one` and `center` of the ssd_targets table are keywords: +1 widths change the IoU and deltas."""
+    import refdet
+    d = np.array([[0, 0, 10, 10], [20, 20, 30, 30.]])
+    g = np.array([[0, 0, 9, 9.]])
+    a = refdet.ssd_targets(d, g, np.array([1]), plus_one=False)
+    b = refdet.ssd_targets(d, g, np.array([1]), plus_one=True)
+    # continuous: IoU 81/100 and centre 4.5 vs 5; +1 pixels: IoU 100/121 and centre 4.5 vs 5 with w 10 vs 11
+    assert a.labels[0] == 1 and b.labels[0] == 1
+    assert not np.array_equal(a.deltas[0], b.deltas[0])

@@ -1,5 +1,6 @@
 """`refdet verify`: targets, module:callable, self-check coverage, table / --json / progress / exit codes."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -180,3 +181,120 @@ def test_gradcheck_negative_seed_names_the_option(capsys):
         main(["gradcheck", "--seed", "-1"])
     assert e.value.code == 2
     assert "--seed: must be an integer >= 0; got -1" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 14: RoI operators, FPN levels and proposal selection in `refdet verify`
+# --------------------------------------------------------------------------------------------------
+
+ROI_OPS = ("roi_align", "roi_pool", "assign_roi_levels", "filter_proposals")
+
+
+def test_torchvision_target_has_the_roi_ops_and_agrees():
+    pytest.importorskip("torchvision")
+    rows = V.run_target("torchvision", ops=ROI_OPS, n_cases=6)
+    assert [r["op"] for r in rows] == list(ROI_OPS)
+    assert all(r["ok"] and r["cases"] > 6 for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]
+
+
+@pytest.mark.parametrize("target,module", [("onnxruntime", "onnxruntime"), ("onnx-reference", "onnx")])
+def test_onnx_targets_run_roialign_and_agree(target, module):
+    pytest.importorskip(module)
+    rows = V.run_target(target, ops=["roi_align"], n_cases=10)
+    assert rows[0]["op"] == "roi_align" and rows[0]["ok"], rows[0]["first_mismatch"]
+    assert rows[0]["cases"] == 24
+
+
+def test_onnx_roialign_adapter_differs_from_torchvision_when_modes_are_crossed():
+    # run ONNX RoiAlign with half_pixel where the check asks for aligned=False: the shift is named
+    pytest.importorskip("onnxruntime")
+    from refdet.testing import conformance as C
+
+    fn = V._onnx_roi_adapters("onnxruntime")["roi_align"]["fn"]
+    rep = C.check_roi_align(lambda x, r, size, scale, sr, al: fn(x, r, size, scale, sr, True), n_cases=0,
+                            raise_on_failure=False)
+    assert not rep.ok and "aligned=True: a half-pixel shift where the reproduced framework has none" in \
+        rep.first_mismatch
+
+
+def test_self_check_has_the_roi_rows(capsys):
+    rows = V._roi_self_rows(3, 0, None)
+    assert [r["op"] for r in rows] == ["roi_align vs loop reference", "roi_pool vs loop reference",
+                                       "assign_roi_levels vs loop reference"]
+    assert all(r["ok"] and r["target"] == "self" for r in rows), [r["first_mismatch"] for r in rows]
+
+
+def test_callable_roi_align_with_a_convention(tmp_path, monkeypatch, capsys):
+    (tmp_path / "myroi_refdet_test.py").write_text(
+        "from tests import wrong_impls as W\n\n"
+        "def roi_align(x, rois, size, scale, sr, aligned):\n"
+        "    return W.wrong_roi_align_yx_boxes(x, rois, size, scale, sr, aligned)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc = main(["verify", "--op", "roi_align", "myroi_refdet_test:roi_align", "--cases", "2", "--quiet",
+               "--convention", "detectron2"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "box given as (y1, x1, y2, x2)" in out
+    row = V.run_callable("myroi_refdet_test:roi_align", "roi_align", convention="detectron2", n_cases=0)
+    assert row["convention"] == "detectron2" and not row["ok"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the YOLO family: the `ultralytics` target and the YOLO ops for module:callable
+# ---------------------------------------------------------------------------------------------------
+
+def test_ultralytics_target_agrees(capsys):
+    pytest.importorskip("torchvision")
+    pytest.importorskip("ultralytics")
+    rc = main(["verify", "ultralytics", "--cases", "4", "--quiet", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    ops = {r["op"] for r in data["rows"]}
+    assert {"make_anchors", "dfl_decode", "task_aligned_assign", "yolo_nms", "distribution_focal_loss",
+            "varifocal_loss"} <= ops
+    assert rc == 0 and data["ok"], [r["first_mismatch"] for r in data["rows"] if not r["ok"]]
+
+
+def test_ultralytics_target_missing_names_the_yolo_extra(capsys, monkeypatch):
+    real = V._installed
+    monkeypatch.setattr(V, "_installed", lambda mods: "ultralytics" not in mods and real(mods))
+    assert main(["verify", "ultralytics", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"needs [a-z, ]*ultralytics", err) and "pip install 'refdet[yolo]'" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("op,impl,words", [
+    ("task_aligned_assign", "wrong_tal_lowest_index", "resolved by the lower index"),
+    ("yolov5_decode", "wrong_yolov5_decode_v3_centre", "centre decoded as σ(t) + c, expected 2σ(t) − 0.5 + c"),
+    ("make_anchors", "wrong_make_anchors_no_offset", "anchor points at grid (x, y), expected grid + 0.5"),
+    ("dfl_decode", "wrong_dfl_bins_0_to_reg_max", "DFL bins 0..reg_max"),
+    ("yolo_nms", "wrong_yolo_nms_agnostic", "class-agnostic NMS"),
+])
+def test_callable_yolo_ops_fail_with_cause(op, impl, words, capsys):
+    rc = main(["verify", "--op", op, f"tests.wrong_impls:{impl}", "--cases", "3", "--quiet", "--json"])
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert rc == 1 and row["op"] == op and words in row["first_mismatch"]
+    assert row["convention"] in ("ultralytics", "yolov5")        # the op's own profile, not torchvision
+
+
+def test_callable_yolo_ops_pass_with_grad_and_convention(capsys):
+    rc = main(["verify", "--op", "task_aligned_assign", "tests.wrong_impls:right_tal", "--cases", "3", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "task_aligned_assign" in out, out
+    rc = main(["verify", "--op", "distribution_focal_loss", "tests.wrong_impls:right_dfl", "--cases", "3", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    # the paper's TAL (plain IoU, no enlargement) is not ultralytics': the explanation names the knob
+    rc = main(["verify", "--op", "task_aligned_assign", "tests.wrong_impls:right_tal", "--convention", "paper",
+               "--cases", "3", "--quiet", "--json"])
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert rc == 1 and row["convention"] == "paper"
+    assert main(["verify", "--op", "varifocal_loss", "--grad", "tests.wrong_impls:right_relu_grad",
+                 "tests.wrong_impls:right_vfl", "--cases", "1", "--quiet"]) == 1
+
+
+def test_yolo_gradcheck_cases_in_self_check():
+    covered, missing, _ = V.gradcheck_coverage()
+    assert "refdet.heads.yolo.yolo_head_forward" in covered and not missing
+    from refdet.testing.gradcheck import _CASES
+    assert V.YOLOStepCase.NAME in _CASES

@@ -71,3 +71,21 @@ def test_bad_arguments(capsys):
 def test_report_matches_cli(capsys):
     _, out, _ = _run(capsys, "retinanet", "--image-size", "640", "480")
     assert out == anchors_report("retinanet", (640, 480))
+
+
+def test_preset_option_is_the_positional(capsys):
+    assert cli.main(["anchors", "--preset", "retinanet", "--image-size", "640", "480"]) == 0
+    assert capsys.readouterr().out == anchors_report("retinanet", (640, 480))
+
+
+def test_reference_source_names_file_and_line():
+    import inspect
+
+    from refdet.reference import matcher
+    from refdet.walkthrough import reference_source
+    text = reference_source("matcher.match", "nms.nms")
+    start = inspect.getsourcelines(matcher.match)[1]
+    assert text.startswith(f"# refdet/reference/matcher.py, line {start}: match\ndef match(")
+    assert "\n# refdet/reference/nms.py, line " in text and "def nms(" in text
+    with pytest.raises(ValueError, match="module.function"):
+        reference_source("match")

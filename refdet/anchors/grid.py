@@ -90,6 +90,20 @@ def grid_anchors(cell: ArrayLike, feature_size: Union[int, Tuple[int, int]],
     -------
     ndarray, shape (H * W * A, 4)
         In the working dtype of ``cell`` (float32 stays float32).
+
+    Examples
+    --------
+    The seed's RPN: 9 cell anchors over a 50 x 50 map of stride 16 give 22,500 anchors; row
+    ``(y * 50 + x) * 9 + a``.
+
+    >>> from refdet.anchors import cell_anchors
+    >>> cell = cell_anchors((128, 256, 512), (0.5, 1.0, 2.0))
+    >>> anchors = grid_anchors(cell, (50, 50), 16)
+    >>> anchors.shape
+    (22500, 4)
+    >>> anchors[[0, 9]]                 # anchor 0 of cells (0, 0) and (0, 1): shifted by 16 in x
+    array([[-91., -45.,  91.,  45.],
+           [-75., -45., 107.,  45.]])
     """
     c = _checks.as_boxes(cell, "cell")
     (h, w), = _checks.as_feature_sizes([feature_size], "feature_size")

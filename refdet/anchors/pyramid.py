@@ -218,6 +218,18 @@ def pyramid_anchors(image_size: Tuple[int, int], feature_sizes: Sequence, stride
     ``__init__``) and casts them: ``pyramid_anchors(..., dtype=np.float32).astype(np.float64)``
     reproduces that; ``dtype=np.float64`` is the float64 oracle, which can differ where a half size
     lies within float32 rounding of ``k + 0.5``.
+
+    Examples
+    --------
+    Two levels (8 x 8 at stride 8 with 32-pixel anchors, 4 x 4 at stride 16 with 64-pixel ones), one
+    square anchor per location; rows are ordered (level, y, x, a).
+
+    >>> anchors, level = pyramid_anchors((64, 64), [(8, 8), (4, 4)], [8, 16], [32, 64], [1.0])
+    >>> anchors.shape, np.bincount(level).tolist()
+    ((80, 4), [64, 16])
+    >>> anchors[[0, 64]]                # the first anchor of each level
+    array([[-16., -16.,  16.,  16.],
+           [-32., -32.,  32.,  32.]])
     """
     s = conventions.resolve("pyramid_anchors", convention, ratio_def=ratio_def, order=order,
                             rounding=rounding, plus_one=plus_one, center_offset=center_offset,

@@ -198,6 +198,23 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
     -------
     ndarray, shape (sum_k H_k * W_k * A_k, 4)
         Order ``(level, y, x, a)``.
+
+    Examples
+    --------
+    SSD300 as torchvision builds it (``ssd300_vgg16``): 8732 boxes; the first cell's four boxes are
+    the 21-pixel square, the sqrt(0.07 * 0.15) square and the 2:1 and 1:2 boxes, centred at (4, 4).
+
+    >>> boxes = ssd_default_boxes((300, 300), [38, 19, 10, 5, 3, 1],
+    ...                           aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]],
+    ...                           steps=[8, 16, 32, 64, 100, 300],
+    ...                           scales=[0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05])
+    >>> boxes.shape
+    (8732, 4)
+    >>> boxes[:4].round(3)
+    array([[ -6.5  ,  -6.5  ,  14.5  ,  14.5  ],
+           [-11.37 , -11.37 ,  19.37 ,  19.37 ],
+           [-10.849,  -3.425,  18.849,  11.425],
+           [ -3.425, -10.849,  11.425,  18.849]])
     """
     s = conventions.resolve("ssd_default_boxes", convention, layout=layout, clip_mode=clip_mode,
                             reduce_lowest=reduce_lowest, skip_unit_ratio=skip_unit_ratio,

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from refdet import _checks
+from refdet.apps.progress import Progress
 from refdet.detector import Detector, backbone_forward, sgd_momentum_update
 from refdet.fpn import fpn_forward
 from refdet.heads import retinanet_head_forward
@@ -56,7 +57,7 @@ def _layer_table(qhead):
 
 def quantize_demo(det: Detector, params: dict, calibration_images: np.ndarray, test, *,
                   modes: Sequence[str] = ("onnxruntime", "tflite"), observer: str = "minmax",
-                  write: Callable[[str], object] = print) -> dict:
+                  write: Callable[[str], object] = print, progress: bool = False) -> dict:
     """Quantize a trained demo RetinaNet's head, run the integer paths, print and return the reports.
 
     Parameters
@@ -70,6 +71,8 @@ def quantize_demo(det: Detector, params: dict, calibration_images: np.ndarray, t
         (tflite modes: the TFLite converter's rounding; the others: onnxruntime's).
     observer : str
     write : callable
+    progress : bool
+        A progress line on stderr over the integer runs (:mod:`refdet.apps.progress`).
 
     Returns
     -------
@@ -87,44 +90,52 @@ def quantize_demo(det: Detector, params: dict, calibration_images: np.ndarray, t
     common = dict(image_size=det.image_size, ground_truths=gts)
     write(f"[Q] post-training quantization of the RetinaNet head: int8 per-channel symmetric weights, "
           f"{observer} activation ranges from {len(calibration_images)} calibration images, int32 biases")
-    qheads = {}
-    for scheme in sorted({_scheme_of(m) for m in modes} | {"onnx"}):
-        qheads[scheme] = quantize_retinanet_head(params["head"], calib, scheme=scheme, observer=observer)
-    write("    quantization parameters (scheme onnx; M = s_x s_w / s_y per output channel):")
-    write(_layer_table(qheads["onnx"]))
+    schemes = sorted({_scheme_of(m) for m in modes} | {"onnx"})
+    # work items: quantize per scheme, the fake-quant run, one run per mode, the rounding comparison
+    with Progress(len(schemes) + len(modes) + 2, "      quantization", unit="runs", enabled=progress) as bar:
+        qheads = {}
+        for scheme in schemes:
+            qheads[scheme] = quantize_retinanet_head(params["head"], calib, scheme=scheme, observer=observer)
+            bar.update(status=f"quantized ({scheme} scheme)")
+        bar.write("    quantization parameters (scheme onnx; M = s_x s_w / s_y per output channel):", _Writer(write))
+        bar.write(_layer_table(qheads["onnx"]), _Writer(write))
 
-    def layer_tensors(inter, qh, deq):
-        out = {}
-        names = ["input"] + [layer.name for layer in qh.cls_layers + qh.box_layers]
-        lay = {layer.name: layer for layer in qh.cls_layers + qh.box_layers}
-        for n in names:
-            if deq:
-                s, z = (qh.input_scale, qh.input_zero_point) if n == "input" else (lay[n].y_scale, lay[n].y_zero_point)
-                approx = [dequantize(v, s, z) for v in inter[n]]
-            else:
-                approx = inter[n]
-            short = n.replace("classification_head", "cls").replace("regression_head", "box")
-            out[f"{short}"] = (float_layers[n], approx)
-        return out
+        def layer_tensors(inter, qh, deq):
+            out = {}
+            names = ["input"] + [layer.name for layer in qh.cls_layers + qh.box_layers]
+            lay = {layer.name: layer for layer in qh.cls_layers + qh.box_layers}
+            for n in names:
+                if deq:
+                    s, z = ((qh.input_scale, qh.input_zero_point) if n == "input"
+                            else (lay[n].y_scale, lay[n].y_zero_point))
+                    approx = [dequantize(v, s, z) for v in inter[n]]
+                else:
+                    approx = inter[n]
+                short = n.replace("classification_head", "cls").replace("regression_head", "box")
+                out[f"{short}"] = (float_layers[n], approx)
+            return out
 
-    reports = {}
-    fq = run_fake_quant_head(qheads["onnx"], feats, return_intermediates=True)
-    reports["fake-quant (sim)"] = accuracy_report(float_out, fq, det.anchors,
-                                                  extra_tensors=layer_tensors(fq.intermediates, qheads["onnx"], False),
-                                                  **common)
-    for m in modes:
-        qh = qheads[_scheme_of(m)]
-        out = run_quantized_head(qh, feats, mode=m, return_intermediates=True)
-        reports[f"int8 {m}"] = accuracy_report(float_out, out, det.anchors,
-                                               extra_tensors=layer_tensors(out.intermediates, qh, True), **common)
+        reports = {}
+        fq = run_fake_quant_head(qheads["onnx"], feats, return_intermediates=True)
+        bar.update(status="fake quantization")
+        reports["fake-quant (sim)"] = accuracy_report(
+            float_out, fq, det.anchors, extra_tensors=layer_tensors(fq.intermediates, qheads["onnx"], False), **common)
+        for m in modes:
+            qh = qheads[_scheme_of(m)]
+            out = run_quantized_head(qh, feats, mode=m, return_intermediates=True)
+            bar.update(status=f"int8 {m}")
+            reports[f"int8 {m}"] = accuracy_report(float_out, out, det.anchors,
+                                                   extra_tensors=layer_tensors(out.intermediates, qh, True), **common)
+        # the same quantized model under two runtimes' rounding (reported below)
+        qt = qheads["onnx"]
+        a = run_quantized_head(qt, feats, mode="onnxruntime")
+        b = run_quantized_head(qt, feats, mode="tflite")
+        bar.update(status="one model under onnxruntime and tflite rounding")
     write(f"    accuracy on {len(test.images)} held-out images (float32 head = reference; per-layer SQNR on "
           f"the dequantized activations):")
     for line in format_accuracy_report(reports).splitlines():
         write("      " + line)
     # the same quantized model under two runtimes' rounding: what differs is rounding alone
-    qt = qheads["onnx"]
-    a = run_quantized_head(qt, feats, mode="onnxruntime")
-    b = run_quantized_head(qt, feats, mode="tflite")
     diffs = [np.abs(x.astype(np.int64) - y.astype(np.int64)) for x, y in zip(a.cls_q + a.bbox_q, b.cls_q + b.bbox_q)]
     n_diff = int(sum(np.count_nonzero(d) for d in diffs))
     n_all = int(sum(d.size for d in diffs))
@@ -146,16 +157,32 @@ def quantize_demo(det: Detector, params: dict, calibration_images: np.ndarray, t
     return reports
 
 
+class _Writer:
+    """A file-like ``write`` for :meth:`Progress.write`: hands whole lines to the caller's ``write``."""
+
+    def __init__(self, write):
+        self._write = write
+
+    def write(self, text):
+        for line in text.rstrip("\n").split("\n"):
+            self._write(line)
+
+    def flush(self):
+        pass
+
+
 def _quantize_args(p):
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=400, help="training steps before quantizing (default 400, about "
-                   "half a minute)")
+    from refdet.apps.args import int_range
+    p.add_argument("--seed", type=int_range(0), default=0)
+    p.add_argument("--steps", type=int_range(0), default=400, help="training steps before quantizing (default "
+                   "400, about half a minute)")
     p.add_argument("--mode", nargs="+", choices=_RUN_MODES, default=["onnxruntime", "tflite"],
                    help="integer-path runtimes to reproduce (default: onnxruntime tflite)")
     p.add_argument("--observer", choices=tuple(_OBSERVERS), default="minmax")
-    p.add_argument("--n-train", type=int, default=512)
-    p.add_argument("--n-calib", type=int, default=32, help="calibration images (fresh synthetic ones)")
-    p.add_argument("--n-test", type=int, default=64, help="held-out images for the report")
+    p.add_argument("--n-train", type=int_range(1), default=512)
+    p.add_argument("--n-calib", type=int_range(1), default=32, help="calibration images (fresh synthetic ones)")
+    p.add_argument("--n-test", type=int_range(1), default=64, help="held-out images for the report")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
 
 def _single_thread():
@@ -170,8 +197,13 @@ def _single_thread():
 
 def quantize_command(*, seed: int = 0, steps: int = 400, modes: Sequence[str] = ("onnxruntime", "tflite"),
                      observer: str = "minmax", n_train: int = 512, n_calib: int = 32, n_test: int = 64,
-                     batch: int = 8, lr: float = 0.02, write: Callable[[str], object] = print) -> dict:
-    """Train the demo RetinaNet briefly, quantize its head and report (``refdet quantize``)."""
+                     batch: int = 8, lr: float = 0.02, write: Callable[[str], object] = print,
+                     progress: bool = True) -> dict:
+    """Train the demo RetinaNet briefly, quantize its head and report (``refdet quantize``).
+
+    ``progress``: a progress line for the training steps on stderr (:mod:`refdet.apps.progress`).
+    """
+
     steps = _checks.check_int(steps, "steps", low=0)
     for name, v in (("n_train", n_train), ("n_calib", n_calib), ("n_test", n_test)):
         _checks.check_int(v, name, low=1)
@@ -186,23 +218,26 @@ def quantize_command(*, seed: int = 0, steps: int = 400, modes: Sequence[str] = 
         params = det.init(rng=rng)
         write(f"refdet quantize: train the demo RetinaNet for {steps} steps (seed {seed}), then quantize its head")
         velocity = None
-        for step in range(steps):
-            idx = rng.choice(n_train, size=batch, replace=False)
-            lr_t = lr * min(1.0, (step + 1) / max(1, steps // 10))
-            losses, grads = det.train_step(params, train.images[idx], [(train.boxes[i], train.labels[i]) for i in idx],
-                                           rng=rng)
-            params, velocity = sgd_momentum_update(params, grads, velocity, lr=lr_t, momentum=0.9,
-                                                   weight_decay=1e-4, max_grad_norm=10.0)
-            if (step + 1) % max(1, steps // 5) == 0 or step + 1 == steps:
-                write(f"      step {step + 1:4d}/{steps}  loss {losses['total']:.4f}  {time.perf_counter() - t0:5.1f}s")
-        reports = quantize_demo(det, params, calib.images, test, modes=tuple(modes), observer=observer, write=write)
+        losses = None
+        t_train = time.perf_counter()
+        with Progress(steps, "      training", unit="steps", enabled=progress) as bar:
+            for step in range(steps):
+                idx = rng.choice(n_train, size=batch, replace=False)
+                lr_t = lr * min(1.0, (step + 1) / max(1, steps // 10))
+                losses, grads = det.train_step(params, train.images[idx],
+                                               [(train.boxes[i], train.labels[i]) for i in idx], rng=rng)
+                params, velocity = sgd_momentum_update(params, grads, velocity, lr=lr_t, momentum=0.9,
+                                                       weight_decay=1e-4, max_grad_norm=10.0)
+                bar.update(status=f"loss {losses['total']:.4f}")
+        if losses is not None:
+            write(f"      {steps} steps in {time.perf_counter() - t_train:.1f}s, last loss {losses['total']:.4f}")
+        reports = quantize_demo(det, params, calib.images, test, modes=tuple(modes), observer=observer, write=write,
+                                progress=progress)
     write(f"done in {time.perf_counter() - t0:.1f}s")
     return reports
 
 
 def _quantize_run(args):
-    if args.steps < 0:
-        raise ValueError(f"--steps must be >= 0; got {args.steps}")
     quantize_command(seed=args.seed, steps=args.steps, modes=tuple(args.mode), observer=args.observer,
-                     n_train=args.n_train, n_calib=args.n_calib, n_test=args.n_test)
+                     n_train=args.n_train, n_calib=args.n_calib, n_test=args.n_test, progress=not args.quiet)
     return 0

@@ -123,12 +123,19 @@ def prepare(detections, ground_truths, box_format: str) -> dict:
 class Groups(NamedTuple):
     """Detections and ground truths grouped by (image, class).
 
-    gt_sorted : (G,) ground-truth indices ordered by group, input order inside a group
-    gt_start, gt_count : (n_groups,) where each group's ground truths sit in ``gt_sorted``
-    dt_group : (D,) the group of each detection
-    rank : (D,) the detection's place in its group by descending score, ties in input order (the
-        stable ``np.argsort(-scores, kind="mergesort")`` of ``COCOeval.evaluateImg``)
-    dt_order : (D,) detections ordered by (group, rank)
+    Attributes
+    ----------
+    gt_sorted : ndarray, shape (G,)
+        Ground-truth indices ordered by group, input order inside a group.
+    gt_start, gt_count : ndarray, shape (n_groups,)
+        Where each group's ground truths sit in ``gt_sorted``.
+    dt_group : ndarray, shape (D,)
+        The group of each detection.
+    rank : ndarray, shape (D,)
+        The detection's place in its group by descending score, ties in input order (the
+        stable ``np.argsort(-scores, kind="mergesort")`` of ``COCOeval.evaluateImg``).
+    dt_order : ndarray, shape (D,)
+        Detections ordered by (group, rank).
     """
     gt_sorted: np.ndarray
     gt_start: np.ndarray

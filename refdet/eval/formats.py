@@ -38,7 +38,6 @@ How each is read, and where it differs from the library it comes from:
 """
 from __future__ import annotations
 
-import json
 import numbers
 import os
 from collections.abc import Mapping
@@ -103,32 +102,12 @@ def read_json(path, what: str, max_bytes: int = DEFAULT_MAX_JSON_BYTES) -> Any:
 
     ``what`` describes the file in messages ("ground-truth file"). Nesting deeper than Python's
     recursion limit is refused by the parser (``RecursionError``, reported as a ValueError); so are
-    integers beyond Python's digit limit, invalid UTF-8 and anything that is not JSON.
+    integers beyond Python's digit limit, invalid UTF-8 and anything that is not JSON. The reader is
+    shared with the model files of :mod:`refdet.exchange` (:func:`refdet.exchange.files.read_json`).
     """
-    from refdet.exchange.files import read_bounded
+    from refdet.exchange.files import read_json as _read_json
 
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise ValueError(f"{what} {p!r} does not exist")
-    try:
-        data = read_bounded(p, max_bytes, what)
-    except OSError as exc:
-        raise ValueError(f"{what} {p!r} cannot be read: {exc.strerror or exc}") from None
-    if len(data) > max_bytes:  # the file grew after its size was checked
-        raise ValueError(f"{what} {p!r} is more than the {max_bytes} bytes refdet accepts")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{what} {p!r} is not UTF-8 text (bad byte at offset {exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} {p!r} is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                         f"{exc.colno}") from None
-    except RecursionError:
-        raise ValueError(f"{what} {p!r} nests JSON arrays/objects too deeply") from None
-    except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise ValueError(f"{what} {p!r} cannot be parsed: {exc}") from None
+    return _read_json(path, what, max_bytes)
 
 
 # --------------------------------------------------------------------------------------------

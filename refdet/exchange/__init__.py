@@ -7,7 +7,8 @@ Optional: ``onnx``, ``onnxruntime`` and ``nnef`` are imported only when a functi
 """
 import importlib as _importlib
 
-__all__ = ["export_onnx", "load_onnx_params", "load_quantized_head", "verify_onnx", "export_nnef", "load_nnef", "verify_nnef",
+__all__ = ["export_onnx", "load_onnx_params", "load_quantized_head", "verify_onnx", "export_nnef", "load_nnef",
+           "verify_nnef",
            "read_nnef_tensor", "write_nnef_tensor", "load_params_npz"]
 
 _WHERE = {"export_onnx": "onnx", "load_onnx_params": "onnx", "load_quantized_head": "onnx", "verify_onnx": "onnx",

@@ -32,6 +32,26 @@ Models
     (S, 3) = (image, class, anchor), exactly :func:`refdet.onnx_non_max_suppression`. Parameters:
     ``weights`` (4,), ``clamp`` (1,), ``max_output_boxes_per_class`` (1,) int64, ``iou_threshold`` (1,),
     ``score_threshold`` (1,) (absent: no score filter).
+``"yolo_postprocess"`` (ONNX only)
+    The anchor-free YOLO's inference (ultralytics ``Detect`` + ``non_max_suppression``) from the raw
+    head outputs: inputs ``box_logits`` (N, P, 4 * reg_max) DFL logits (side-major), ``cls_logits``
+    (N, P, K), ``anchor_points`` (P, 2) in grid units and ``stride_tensor`` (P, 1). Outputs ``boxes``
+    (N, P, 4) = :func:`refdet.yolo.dfl_decode_forward` (softmax over the bins, expectation over
+    ``0 .. reg_max - 1``, ``dist2bbox`` to ``(cx, cy, w, h)``, times the stride), ``scores`` (N, P, K)
+    = ``sigmoid(cls_logits)``, ``selected_indices`` (S, 3) ``(image, 0, point)`` and ``detections``
+    (S, 7) ``(image, x1, y1, x2, y2, score, class)``: ultralytics' NMS written with ONNX's
+    ``NonMaxSuppression`` and the **class-offset trick** -- best class by ``ArgMax`` (first maximum),
+    its score by ``ReduceMax``, corners ``xy -+ wh / 2``, each box shifted by ``class * max_wh``
+    (0 for ``agnostic``), one single-class NMS with ``max_output_boxes_per_class = max_det``,
+    ``score_threshold = conf_thres`` (strict) and ``iou_threshold``. refdet's answer is the same
+    steps with :func:`refdet.onnx_non_max_suppression`. It equals
+    :func:`refdet.yolo.yolo_non_max_suppression` (ultralytics) row for row except in two corners:
+    ONNX never lets a zero-area box suppress or be suppressed (torchvision's NMS does the arithmetic),
+    and ONNX compares the IoU with ``float32(iou_threshold)`` where torchvision compares the float32
+    IoU with the float64 threshold -- an IoU of exactly ``float32(0.3) = 0.30000001`` is kept by ONNX
+    and suppressed by ultralytics (tests/test_exchange_onnx.py pins both). Parameters: ``max_wh`` (1,),
+    ``max_output_boxes_per_class`` (1,) int64 (= ``max_det``), ``iou_threshold`` (1,),
+    ``score_threshold`` (1,).
 """
 from __future__ import annotations
 
@@ -42,13 +62,15 @@ import numpy as np
 
 from refdet import _checks
 from refdet import conventions
+from refdet.exchange import files as _files
 
-MODELS = ("rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head")
+MODELS = ("rpn_head", "retinanet_head", "fpn", "fpn_retinanet_head", "postprocess", "quantized_retinanet_head",
+          "yolo_postprocess")
 FPN_PREFIX = "backbone.fpn."
 HEAD_PREFIX = "head."
 
-#: refuse a single tensor (or a whole parameter file) larger than this unless the caller raises it
-DEFAULT_MAX_BYTES = 1 << 31
+#: the cap of every file's memory budget unless the caller passes ``max_bytes`` (refdet.exchange.files)
+DEFAULT_MAX_BYTES = _files.DEFAULT_MAX_BYTES
 
 
 def check_model(model):
@@ -138,8 +160,18 @@ def make_config(model, params, *, num_levels=1, extra_blocks=None, convention="t
     if model == "quantized_retinanet_head":
         return quantized_config(params, _checks.check_int(num_levels, "num_levels", low=1))
     if model == "postprocess":
-        p = post_params(params, **(post or {}))
+        p = post_params(params, **{k: v for k, v in (post or {}).items() if k != "yolo"})
         cfg["in_channels"] = []
+        cfg["has_score_threshold"] = "score_threshold" in p
+        return cfg, p
+    if model == "yolo_postprocess":
+        yolo = dict((post or {}).get("yolo") or {})
+        p = yolo_post_params(params, **{k: v for k, v in (post or {}).items() if k != "yolo" and k not in
+                                         ("weights", "clamp")}, max_wh=yolo.get("max_wh", 7680.0),
+                             agnostic=yolo.get("agnostic", False))
+        cfg["in_channels"] = []
+        cfg["reg_max"] = _checks.check_int(yolo.get("reg_max", 16), "reg_max", low=1, high=1 << 10)
+        cfg["num_classes"] = _checks.check_int(yolo.get("num_classes", 80), "num_classes", low=1, high=1 << 16)
         cfg["has_score_threshold"] = "score_threshold" in p
         return cfg, p
     p = {k: np.asarray(v, dtype=np.float32) for k, v in _as_params(params).items()}
@@ -245,19 +277,214 @@ def qhead_from_params(cfg, params):
                          num_classes=int(cfg["num_classes"]), observer=str(cfg.get("observer", "")))
 
 
+def _is_int(v, low, high):
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _need(cfg, key, ok, where, what):
+    if not isinstance(cfg, dict) or key not in cfg or not ok(cfg[key]):
+        got = cfg.get(key, "nothing") if isinstance(cfg, dict) else cfg
+        raise ValueError(f"{where}: the refdet config's {key!r} must be {what}; got {str(got)[:80]}")
+    return cfg[key]
+
+
+_FPN_SETTINGS = ("extra_blocks", "upsample", "upsample_mode", "fuse", "p6p7_input", "relu_before_p7")
+
+
+def _check_head_config(hc, where, model):
+    _need(hc, "num_anchors", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    if model == "rpn_head":
+        _need(hc, "objectness", lambda v: v in ("sigmoid", "softmax"), where, "'sigmoid' or 'softmax'")
+        return
+    _need(hc, "num_classes", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    if model == "quantized_retinanet_head":
+        _need(hc, "activation_dtype", lambda v: v in ("int8", "uint8"), where, "'int8' or 'uint8'")
+        for key in ("scheme", "observer"):
+            if key in hc and not isinstance(hc[key], str):
+                raise ValueError(f"{where}: the refdet config's {key!r} must be text")
+        layers = _need(hc, "layers", lambda v: isinstance(v, dict), where, "a dict of 'cls' and 'box' layer lists")
+        for branch in ("cls", "box"):
+            _need(layers, branch, lambda v: isinstance(v, list) and 1 <= len(v) <= 1024 and all(
+                isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) and isinstance(x[1], bool)
+                for x in v), where, "a list of [layer name, relu] pairs")
+        return
+    _need(hc, "num_groups", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    _need(hc, "eps", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf,
+          where, "a finite number >= 0")
+
+
+def _check_fpn_config(fc, where):
+    _need(fc, "out_channels", lambda v: _is_int(v, 1, 1 << 16), where, "an integer in [1, 65536]")
+    _need(fc, "num_outputs", lambda v: _is_int(v, 1, 64), where, "an integer in [1, 64]")
+    st = _need(fc, "settings", lambda v: isinstance(v, dict), where, "a dict of FPN settings")
+    for key in _FPN_SETTINGS:
+        _need(st, key, lambda v: isinstance(v, (str, bool)) or v is None, where + " settings", "a name or flag")
+
+
 def check_file_config(cfg, where):
-    """Sanity of a config read from a file (untrusted): sizes that drive allocations are bounded."""
+    """Sanity of a config read from a file (untrusted): every field refdet reads exists with the right
+    type, and sizes that drive allocations are bounded. ``ValueError`` naming ``where`` and the field."""
     if not isinstance(cfg, dict) or cfg.get("model") not in MODELS:
         raise ValueError(f"{where}: the refdet config does not name a refdet model")
+    m = cfg["model"]
     ch = cfg.get("in_channels")
-    if (not isinstance(ch, list) or len(ch) > 16
+    if (not isinstance(ch, list) or len(ch) > 16 or (m not in ("postprocess", "yolo_postprocess") and not ch)
             or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 1 << 16 for c in ch)):
         raise ValueError(f"{where}: the refdet config has an invalid 'in_channels' {str(ch)[:80]}")
     for key in ("num_anchors", "num_classes"):
         v = cfg.get(key)
-        if v is not None and not (isinstance(v, int) and 1 <= v <= 1 << 16):
+        if v is not None and not _is_int(v, 1, 1 << 16):
             raise ValueError(f"{where}: the refdet config has an invalid {key!r} {str(v)[:80]}")
+    if m == "postprocess":
+        if not isinstance(cfg.get("has_score_threshold", True), bool):
+            raise ValueError(f"{where}: the refdet config's 'has_score_threshold' must be true or false")
+    elif m == "yolo_postprocess":
+        if not isinstance(cfg.get("has_score_threshold", True), bool):
+            raise ValueError(f"{where}: the refdet config's 'has_score_threshold' must be true or false")
+        if not _is_int(cfg.get("reg_max"), 1, 1 << 10) or not _is_int(cfg.get("num_classes"), 1, 1 << 16):
+            raise ValueError(f"{where}: the refdet config has an invalid 'reg_max' {str(cfg.get('reg_max'))[:80]} or "
+                             f"'num_classes' {str(cfg.get('num_classes'))[:80]}")
+    elif m == "fpn":
+        _check_fpn_config(cfg, where)
+    elif m == "fpn_retinanet_head":
+        _check_fpn_config(_need(cfg, "fpn", lambda v: isinstance(v, dict), where, "a dict"), where + " 'fpn'")
+        _check_head_config(_need(cfg, "head", lambda v: isinstance(v, dict), where, "a dict"), where + " 'head'",
+                           "retinanet_head")
+    elif m in ("rpn_head", "retinanet_head", "quantized_retinanet_head"):
+        _check_head_config(cfg, where, m)
     return cfg
+
+
+def input_shapes(cfg, *, batch=1, height=13, width=9, num_anchors_total=50):
+    """The shapes :func:`random_inputs` makes, without making them: ``{name: shape}``."""
+    if cfg["model"] == "postprocess":
+        r, k = int(num_anchors_total), int(cfg.get("num_classes", 3))
+        return {"cls_logits": (batch, r, k), "bbox_deltas": (batch, r, 4), "anchors": (r, 4)}
+    if cfg["model"] == "yolo_postprocess":
+        p = sum(h * w for h, w in level_sizes(height, width, 3))
+        return {"box_logits": (batch, p, 4 * int(cfg["reg_max"])), "cls_logits": (batch, p, int(cfg["num_classes"])),
+                "anchor_points": (p, 2), "stride_tensor": (p, 1)}
+    sizes = level_sizes(height, width, len(cfg["in_channels"]))
+    return {name: (batch, c, h, w) for name, c, (h, w) in zip(input_names(cfg), cfg["in_channels"], sizes)}
+
+
+class _Tally:
+    """Bytes of every array refdet's forward pass keeps (caches hold them all) plus its largest scratch."""
+
+    def __init__(self, itemsize=4):
+        self.itemsize = itemsize
+        self.tensors = 0
+        self.scratch = 0
+
+    def add(self, shape, times=1):
+        self.tensors += times * math.prod(shape) * self.itemsize
+        return tuple(shape)
+
+    def conv(self, x, w_shape, pad, stride=1):
+        from refdet._conv import IM2COL_MAX_BYTES
+
+        if len(w_shape) != 4:
+            raise ValueError(f"a convolution weight of shape {list(w_shape)} (not 4-D)")
+        b, c, h, w = x
+        f, _, kh, kw = w_shape
+        ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+        if ho < 1 or wo < 1:
+            raise ValueError(f"a {kh}x{kw} convolution does not fit a {h}x{w} map")
+        wp = w + 2 * pad
+        cols = b * c * kh * kw * ho * wp * self.itemsize
+        # im2col chunk, the padded input, and the GEMM output with the junk columns of the whole-row layout
+        self.scratch = max(self.scratch, min(cols, IM2COL_MAX_BYTES) + b * c * (h + 2 * pad) * wp * self.itemsize)
+        return self.add((b, f, ho, wo), times=2)
+
+
+def _head_work(t, hc, params, feats, model):
+    from refdet import heads
+
+    outs = []
+    for x in feats:
+        if model == "rpn_head":
+            _, c, a, n_obj, depth = heads._rpn_layout(params)
+            for i in range(depth):
+                x = t.add(t.conv(x, np.shape(params[f"conv.{i}.0.weight"]), 1), times=2)   # conv, relu (+mask)
+            o = t.conv(x, np.shape(params["cls_logits.weight"]), 0)
+            d = t.conv(x, np.shape(params["bbox_pred.weight"]), 0)
+            outs += [t.add(o, 2), t.add(d, 2)]       # flattened copies
+            continue
+        if model == "quantized_retinanet_head":
+            progs = {b: [op for n, _ in hc["layers"][b] for op in (("conv", n + ".weight_quantized", None, 1),
+                                                                    ("relu",))] for b in ("cls", "box")}
+        else:
+            progs = heads._retinanet_layout(params)[4]
+        for ops in progs.values():
+            y = x
+            for op in ops:
+                if op[0] == "conv":
+                    y = t.conv(y, np.shape(params[op[1]]), op[3])
+                elif op[0] == "gn":
+                    y = t.add(y, times=5)            # centred, squared, normalised, scaled, shifted
+                else:
+                    y = t.add(y, times=2)
+            outs.append(t.add(y, 2))
+    return outs
+
+
+def _fpn_work(t, fc, params, feats):
+    n = len(feats)
+    lat = [t.conv(x, np.shape(params[f"inner_blocks.{i}.0.weight"]), 0) for i, x in enumerate(feats)]
+    outs = []
+    for i in range(n):
+        if i < n - 1:
+            t.add(lat[i], times=2)                   # upsampled top-down map, merged sum
+        outs.append(t.conv(lat[i], np.shape(params[f"layer_blocks.{i}.0.weight"]), 1))
+    s = fc["settings"]
+    if s["extra_blocks"] == "maxpool":
+        b, f, h, w = outs[-1]
+        outs.append(t.add((b, f, (h + 1) // 2, (w + 1) // 2), times=2))
+    elif s["extra_blocks"] == "p6p7":
+        src = {"c5": feats[-1], "p5": outs[-1]}.get(s["p6p7_input"], lat[-1])
+        p6 = t.conv(src, np.shape(params["extra_blocks.p6.weight"]), 1, 2)
+        outs += [p6, t.conv(t.add(p6), np.shape(params["extra_blocks.p7.weight"]), 1, 2)]
+    return outs
+
+
+def reference_work_bytes(cfg, params, shapes):
+    """An upper estimate of the bytes :func:`reference_outputs` allocates for inputs of ``shapes``
+    ({name: shape}): every array its forward passes keep (inputs, conv outputs, activations, the
+    flattened outputs) plus its largest scratch buffer (an im2col chunk). Computed from shapes only.
+
+    Raises ``ValueError`` (a parameter missing, a map too small for a kernel) like the computation would.
+    """
+    m = cfg["model"]
+    names = input_names(cfg)
+    missing = [n for n in names if n not in shapes]
+    if missing:
+        raise ValueError(f"`inputs` is missing {missing} (the model's inputs are {names})")
+    t = _Tally(8 if m == "quantized_retinanet_head" else 4)
+    for n in names:
+        t.add(shapes[n])
+    if m == "postprocess":
+        b, r, k = (tuple(shapes["cls_logits"]) + (1, 1, 1))[:3]
+        t.add((b, r, k), times=4)                    # scores, sigmoid temporaries, transposed copy
+        t.add((b, r, 4), times=16)                   # decode's temporaries (float64 for the oracle)
+        t.scratch = 64 * r * 8 + 8 * b * k * r       # NMS block walk rows, selections
+        return t.tensors + t.scratch
+    if m not in ("fpn", "fpn_retinanet_head", "rpn_head", "retinanet_head", "quantized_retinanet_head"):
+        return t.tensors        # a model without an estimate here: its graph's own check bounds the run
+    feats = [tuple(shapes[n]) for n in names]
+    for x in feats:
+        if len(x) != 4:
+            raise ValueError(f"`inputs` must be (B, C, H, W) maps; got shape {list(x)}")
+    try:
+        if m == "fpn":
+            _fpn_work(t, cfg, params, feats)
+        elif m == "fpn_retinanet_head":
+            outs = _fpn_work(t, cfg["fpn"], split_prefixed(params, FPN_PREFIX), feats)
+            _head_work(t, cfg["head"], split_prefixed(params, HEAD_PREFIX), outs, "retinanet_head")
+        else:
+            _head_work(t, cfg, params, feats, m)
+    except KeyError as exc:
+        raise ValueError(f"the parameters lack {exc.args[0]!r}, which the model's config needs") from None
+    return t.tensors + t.scratch
 
 
 def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(1000.0 / 16),
@@ -285,6 +512,32 @@ def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(100
     return out
 
 
+def yolo_post_params(params=None, *, max_output_boxes_per_class=300, iou_threshold=0.45, score_threshold=0.25,
+                     max_wh=7680.0, agnostic=False):
+    """Initializer values of the YOLO post-processing model (``params`` entries override the keywords):
+    ``max_wh`` (0 when ``agnostic``), ``max_output_boxes_per_class`` (ultralytics' ``max_det``),
+    ``iou_threshold``, ``score_threshold`` (``conf_thres``; None: no score filter)."""
+    given = _as_params(params) if params is not None else {}
+    allowed = {"max_wh", "max_output_boxes_per_class", "iou_threshold", "score_threshold"}
+    extra = [k for k in given if k not in allowed]
+    if extra:
+        raise ValueError(f"`params` for 'yolo_postprocess' may only have {sorted(allowed)}; got {extra}")
+    if not isinstance(agnostic, (bool, np.bool_)):
+        raise TypeError(f"`agnostic` must be a bool; got {type(agnostic).__name__}")
+    wh = _checks.check_positive(float(np.asarray(given.get("max_wh", max_wh)).reshape(-1)[0]), "max_wh", strict=False)
+    k = _checks.check_int(int(np.asarray(given.get("max_output_boxes_per_class", max_output_boxes_per_class))
+                              .reshape(-1)[0]), "max_output_boxes_per_class", low=0)
+    t = _checks.check_probability(float(np.asarray(given.get("iou_threshold", iou_threshold)).reshape(-1)[0]),
+                                  "iou_threshold")
+    out = {"max_wh": np.asarray([0.0 if agnostic else wh], np.float32),
+           "max_output_boxes_per_class": np.asarray([k], np.int64), "iou_threshold": np.asarray([t], np.float32)}
+    st = given.get("score_threshold", score_threshold)
+    if st is not None:
+        out["score_threshold"] = np.asarray(
+            [_checks.check_probability(float(np.asarray(st).reshape(-1)[0]), "score_threshold")], np.float32)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # inputs and outputs
 # ---------------------------------------------------------------------------------------------------
@@ -292,6 +545,8 @@ def post_params(params=None, *, weights=(1.0, 1.0, 1.0, 1.0), clamp=math.log(100
 def input_names(cfg):
     if cfg["model"] == "postprocess":
         return ["cls_logits", "bbox_deltas", "anchors"]
+    if cfg["model"] == "yolo_postprocess":
+        return ["box_logits", "cls_logits", "anchor_points", "stride_tensor"]
     n = len(cfg["in_channels"])
     if cfg["model"] in ("rpn_head", "retinanet_head", "quantized_retinanet_head") and n == 1:
         return ["features"]
@@ -306,6 +561,8 @@ def output_names(cfg):
         return ["cls_logits", "bbox_deltas"]
     if m == "fpn":
         return [f"fpn_{i}" for i in range(cfg["num_outputs"])]
+    if m == "yolo_postprocess":
+        return ["boxes", "scores", "selected_indices", "detections"]
     return ["boxes", "scores", "selected_indices"]
 
 
@@ -322,6 +579,17 @@ def random_inputs(cfg, *, batch=1, height=13, width=9, num_anchors_total=50, rng
     """Random float32 inputs for ``cfg``: feature maps N(0, 1) (sizes from :func:`level_sizes`), or for
     ``"postprocess"`` logits N(0, 2), deltas N(0, 0.5) and random xyxy anchors in a 100 x 100 image."""
     rng = _checks.as_rng(rng)
+    if cfg["model"] == "yolo_postprocess":
+        # a 3-level pyramid (strides 8, 16, 32) whose finest level is height x width; logits spread so
+        # that some scores pass the threshold and boxes overlap
+        from refdet.yolo.anchors import make_anchors
+
+        sizes = level_sizes(height, width, 3)
+        pts, st = make_anchors(sizes, [8.0, 16.0, 32.0], dtype=np.float32)
+        r, k = int(cfg["reg_max"]), int(cfg["num_classes"])
+        return {"box_logits": (2 * rng.standard_normal((batch, len(pts), 4 * r))).astype(np.float32),
+                "cls_logits": (2 * rng.standard_normal((batch, len(pts), k)) - 1).astype(np.float32),
+                "anchor_points": pts, "stride_tensor": st}
     if cfg["model"] == "postprocess":
         r = int(num_anchors_total)
         k = int(cfg.get("num_classes", 3))
@@ -356,6 +624,8 @@ def reference_outputs(cfg, params, inputs):
     missing = [n for n in names if n not in inputs]
     if missing:
         raise ValueError(f"`inputs` is missing {missing} (the model's inputs are {names})")
+    if m == "yolo_postprocess":
+        return yolo_reference_outputs(cfg, params, inputs)
     if m == "postprocess":
         missing = [k for k in ("weights", "clamp", "max_output_boxes_per_class", "iou_threshold") if k not in params]
         if missing or ("score_threshold" in params) != bool(cfg.get("has_score_threshold", True)):
@@ -398,6 +668,37 @@ def reference_outputs(cfg, params, inputs):
     out, _ = heads.retinanet_head_forward(params, list(feats), num_groups=hc["num_groups"], eps=hc["eps"])
     return {"cls_logits": heads.flatten_head_output(out.cls_logits, a),
             "bbox_deltas": heads.flatten_head_output(out.bbox_deltas, a)}
+
+
+def yolo_reference_outputs(cfg, params, inputs):
+    """refdet's answer for ``"yolo_postprocess"``: DFL decode, sigmoid, the class-offset trick and
+    :func:`refdet.onnx_non_max_suppression` (float32 in, float32 math)."""
+    from refdet import layers
+    from refdet.nms import onnx_non_max_suppression
+    from refdet.yolo import _common
+    from refdet.yolo.decode import dfl_decode_forward
+
+    r = int(cfg["reg_max"])
+    z = _checks.as_float_array(inputs["box_logits"], "box_logits", ndim=3)
+    cls = _checks.as_float_array(inputs["cls_logits"], "cls_logits", ndim=3)
+    if z.shape[-1] != 4 * r or cls.shape[:2] != z.shape[:2]:
+        raise ValueError(f"`box_logits` must be (N, P, 4 * reg_max = {4 * r}) and `cls_logits` (N, P, K) with the "
+                         f"same N, P; got {z.shape} and {cls.shape}")
+    boxes, _ = dfl_decode_forward(z, inputs["anchor_points"], inputs["stride_tensor"], reg_max=r, out_fmt="cxcywh")
+    scores, _ = layers.sigmoid_forward(cls)
+    xyxy = _common.cxcywh_to_xyxy(boxes)                       # ultralytics xywh2xyxy: xy -+ wh / 2
+    T = xyxy.dtype.type
+    label = scores.argmax(axis=-1) if scores.size else np.zeros(scores.shape[:2], np.int64)   # first maximum
+    conf = scores.max(axis=-1) if scores.size else np.zeros(scores.shape[:2], scores.dtype)
+    shifted = xyxy + (label.astype(xyxy.dtype) * T(np.asarray(params["max_wh"]).reshape(-1)[0]))[..., None]
+    st = params.get("score_threshold")
+    sel = onnx_non_max_suppression(shifted, conf[:, None, :], int(params["max_output_boxes_per_class"][0]),
+                                   float(params["iou_threshold"][0]),
+                                   None if st is None else float(np.asarray(st).reshape(-1)[0]))
+    b, a = sel[:, 0], sel[:, 2]
+    det = np.concatenate([b[:, None].astype(xyxy.dtype), xyxy[b, a], conf[b, a][:, None],
+                          label[b, a][:, None].astype(xyxy.dtype)], axis=1)
+    return {"boxes": boxes, "scores": scores, "selected_indices": sel, "detections": det}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -498,3 +799,82 @@ class ProgramEmitter:
             else:
                 x = self.relu(x)
         return x
+
+
+# ---------------------------------------------------------------------------------------------------
+# the Faster R-CNN box head with its (multi-scale) RoIAlign (ONNX only; issue 14)
+# ---------------------------------------------------------------------------------------------------
+
+def box_head_config(params, *, scales, output_size=7, sampling_ratio=2, aligned=False, min_level=None,
+                    convention="torchvision"):
+    """The config of a ``"box_head"`` model: multi-scale RoIAlign (torchvision ``MultiScaleRoIAlign``:
+    ``LevelMapper`` level rule, one ``RoiAlign`` per level) then ``TwoMLPHead`` and ``FastRCNNPredictor``.
+
+    ``params``: :func:`refdet.box_head_init` keys (``box_head.fc6.*``, ``box_head.fc7.*``,
+    ``box_predictor.cls_score.*``, ``box_predictor.bbox_pred.*``). ``scales``: ``spatial_scale`` per
+    level, finest first (powers of two: ``1 / stride``); the level rule is the ``assign_roi_levels``
+    profile of ``convention`` (a rule with ``canonical_level=None`` or ``plus_one`` is refused: the
+    exported graph computes ``floor(k0 + log2(sqrt(w * h) / s0 + eps_inside) + eps_outside)``).
+    """
+    from refdet.roi.levels import _resolve_levels
+
+    p = _as_params(params)
+    need = ("box_head.fc6.weight", "box_head.fc6.bias", "box_head.fc7.weight", "box_head.fc7.bias",
+            "box_predictor.cls_score.weight", "box_predictor.cls_score.bias", "box_predictor.bbox_pred.weight",
+            "box_predictor.bbox_pred.bias")
+    missing = [k for k in need if k not in p]
+    if missing:
+        raise ValueError(f"`params` is missing {', '.join(repr(k) for k in missing)}")
+    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__len__") or not len(scales):
+        raise ValueError(f"`scales` must be a non-empty list of spatial scales, one per level; got {scales!r}")
+    sc = []
+    for i, v in enumerate(scales):
+        v = float(v)
+        if not (v > 0 and math.isfinite(v)) or 2.0 ** round(math.log2(v)) != v:
+            raise ValueError(f"`scales[{i}]` must be a power of two (1 / stride); got {v}")
+        sc.append(v)
+    if isinstance(output_size, (int, np.integer)):
+        output_size = (int(output_size), int(output_size))
+    ph, pw = (_checks.check_int(v, "output_size", low=1) for v in output_size)
+    sr = _checks.check_int(sampling_ratio, "sampling_ratio", low=-1)
+    kmin = -int(round(math.log2(sc[0]))) if min_level is None else _checks.check_int(min_level, "min_level")
+    rule = _resolve_levels(convention)
+    if rule.canonical_level is None or rule.plus_one:
+        raise ValueError(f"`convention` {getattr(rule, 'name', convention)!r}: the exported level rule needs a "
+                         f"canonical level and no +1 widths")
+    c_in = p["box_head.fc6.weight"].shape[1]
+    if c_in % (ph * pw):
+        raise ValueError(f"fc6 takes {c_in} inputs, not a multiple of output_size {ph} x {pw}")
+    return dict(model="box_head", scales=sc, output_size=[ph, pw], sampling_ratio=sr, aligned=bool(aligned),
+                min_level=kmin, max_level=kmin + len(sc) - 1, channels=c_in // (ph * pw),
+                canonical_scale=float(rule.canonical_scale), canonical_level=int(rule.canonical_level),
+                eps_inside=float(rule.eps_inside), eps_outside=float(rule.eps_outside),
+                num_classes=int(p["box_predictor.cls_score.weight"].shape[0]),
+                box_outputs=int(p["box_predictor.bbox_pred.weight"].shape[0]))
+
+
+def box_head_reference(cfg, params, inputs):
+    """refdet's answer for a ``"box_head"`` model: ``{"levels", "class_logits", "box_regression"}``.
+
+    ``inputs``: ``features_0 ..`` (N, C, H_l, W_l), ``rois`` (K, 4) xyxy image pixels, ``batch_indices``
+    (K,) int64.
+    """
+    from refdet.roi import assign_roi_levels, multiscale_roi_align, roi_align
+    from refdet.roi_heads import box_head_forward
+
+    L = len(cfg["scales"])
+    feats = [np.asarray(inputs[f"features_{i}"]) for i in range(L)]
+    r = np.asarray(inputs["rois"])
+    rois5 = np.concatenate([np.asarray(inputs["batch_indices"]).astype(r.dtype)[:, None], r], axis=1)
+    kw = dict(canonical_scale=cfg["canonical_scale"], canonical_level=cfg["canonical_level"],
+              eps_inside=cfg["eps_inside"], eps_outside=cfg["eps_outside"], plus_one=False)
+    if L == 1:
+        pooled = roi_align(feats[0], rois5, tuple(cfg["output_size"]), cfg["scales"][0], cfg["sampling_ratio"],
+                           cfg["aligned"])
+        levels = np.zeros(len(r), np.int64)
+    else:
+        pooled = multiscale_roi_align(feats, rois5, tuple(cfg["output_size"]), cfg["sampling_ratio"],
+                                      scales=cfg["scales"], min_level=cfg["min_level"], aligned=cfg["aligned"], **kw)
+        levels = assign_roi_levels(r, min_level=cfg["min_level"], max_level=cfg["max_level"], **kw)
+    out, _ = box_head_forward(params, pooled)
+    return {"levels": levels, "class_logits": out.class_logits, "box_regression": out.box_regression}

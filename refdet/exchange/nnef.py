@@ -45,6 +45,7 @@ ONNX as QDQ; NNEF's quantization is an annotation of float tensors that ``nnef.S
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -52,11 +53,13 @@ import re
 import struct
 import tarfile
 import tempfile
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from refdet import _checks
-from refdet.exchange import _models
+from refdet.exchange import _models, _nnef_graph
+from refdet.exchange import files as _files
 
 __all__ = ["export_nnef", "load_nnef", "verify_nnef", "run_nnef", "nnef_config", "read_nnef_tensor",
            "write_nnef_tensor", "NNEF_HEADER_SIZE"]
@@ -76,8 +79,10 @@ for _bits, _c in ((8, "1"), (16, "2"), (32, "4"), (64, "8")):
     _FROM_NNEF[(_UINT, _bits)] = _FROM_NNEF[(_QUINT, _bits)] = "<u" + _c
 del _bits, _c
 
-_GRAPH_MAX_BYTES = 64 << 20
-_JSON_MAX_BYTES = 16 << 20
+#: graph.nnef and refdet.json are at most this large (refdet's largest export, an FPN + RetinaNet head
+#: with GroupNorm on 5 levels, writes a 60 KB graph and a 10 KB refdet.json)
+_GRAPH_MAX_BYTES = 4 << 20
+_JSON_MAX_BYTES = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -166,7 +171,7 @@ def _parse_header(header, size, where):
     return shape, count, bits, item, dtype, need
 
 
-def read_nnef_tensor(file, *, return_quantization=False, max_bytes=_models.DEFAULT_MAX_BYTES):
+def read_nnef_tensor(file, *, return_quantization=False, max_bytes=_files.DEFAULT_MAX_BYTES):
     """Read one NNEF tensor file with refdet's own reader (no dependency).
 
     Every header field is checked, and the data length implied by the extents is compared with the
@@ -186,19 +191,26 @@ def read_nnef_tensor(file, *, return_quantization=False, max_bytes=_models.DEFAU
     array : ndarray (native byte order)
     quantized : bool, only with ``return_quantization``
     """
+    return _read_tensor(file, None, return_quantization=return_quantization, max_bytes=max_bytes)
+
+
+def _read_tensor(file, where, *, return_quantization=False, max_bytes=_files.DEFAULT_MAX_BYTES):
+    """:func:`read_nnef_tensor`, with ``where`` naming the file in messages (default: its path)."""
     if isinstance(file, (bytes, bytearray, memoryview)):
-        raw = bytes(file)
-        header, size, where = raw[:NNEF_HEADER_SIZE], len(raw), "NNEF tensor bytes"
-        body = lambda n: raw[NNEF_HEADER_SIZE:NNEF_HEADER_SIZE + n]  # noqa: E731
-        fh = None
-    else:
-        if isinstance(file, (str, os.PathLike)):
-            where = repr(os.fspath(file))
-            if not os.path.isfile(file):
-                raise ValueError(f"NNEF tensor file {where} does not exist")
+        fh, where = io.BytesIO(bytes(file)), where or "NNEF tensor bytes"
+        own = False
+    elif isinstance(file, (str, os.PathLike)):
+        where = where or repr(os.fspath(file))
+        if not os.path.isfile(file):
+            raise ValueError(f"NNEF tensor file {where} does not exist")
+        try:
             fh = open(file, "rb")
-        else:
-            fh, where = file, "NNEF tensor file"
+        except OSError as exc:
+            raise ValueError(f"NNEF tensor file {where} cannot be read ({exc.strerror or exc})") from None
+        own = True
+    else:
+        fh, where, own = file, where or "NNEF tensor file", False
+    try:
         try:
             start = fh.tell()
             fh.seek(0, os.SEEK_END)
@@ -206,25 +218,19 @@ def read_nnef_tensor(file, *, return_quantization=False, max_bytes=_models.DEFAU
             fh.seek(start)
         except (AttributeError, OSError):
             raise TypeError("`file` must be a path, bytes or a seekable binary file") from None
-        header = fh.read(NNEF_HEADER_SIZE)
-        body = fh.read
-    try:
         if size > max_bytes:
             raise ValueError(f"{where} is {size} bytes, more than max_bytes={max_bytes}")
+        header = fh.read(NNEF_HEADER_SIZE)
         shape, count, bits, item, dtype, need = _parse_header(header, size, where)
-        data = body(need)
-        if len(data) != need:
-            raise ValueError(f"{where}: truncated data ({len(data)} of {need} bytes)")
+        if item == _BOOL:
+            u8 = _files.read_array(fh.read, np.uint8, need, where)
+            flat = np.unpackbits(u8, count=count).astype(bool) if bits == 1 else (u8 != 0)
+            arr = flat.reshape(shape)
+        else:
+            arr = _files.read_array(fh.read, dtype, count, where).reshape(shape)
     finally:
-        if fh is not None and isinstance(file, (str, os.PathLike)):
+        if own:
             fh.close()
-    if item == _BOOL:
-        u8 = np.frombuffer(data, np.uint8)
-        flat = np.unpackbits(u8, count=count).astype(bool) if bits == 1 else (u8 != 0)
-        arr = flat.reshape(shape)
-    else:
-        arr = np.frombuffer(data, dtype=np.dtype(dtype), count=count).reshape(shape)
-        arr = arr.astype(arr.dtype.newbyteorder("="))   # a writable native copy
     if return_quantization:
         return arr, item in (_QINT, _QUINT)
     return arr
@@ -437,8 +443,8 @@ def export_nnef(params, folder, *, model="retinanet_head", input_sizes=None, bat
         ``refdet.json``).
     """
     model = _models.check_model(model)
-    if model == "postprocess":
-        raise ValueError("model='postprocess' cannot be exported to NNEF: NNEF 1.0 has no NonMaxSuppression "
+    if model in ("postprocess", "yolo_postprocess"):
+        raise ValueError(f"model={model!r} cannot be exported to NNEF: NNEF 1.0 has no NonMaxSuppression "
                          "(export it to ONNX)")
     if model == "quantized_retinanet_head":
         raise ValueError("model='quantized_retinanet_head' is exported to ONNX (QDQ) only: refdet writes no NNEF "
@@ -516,183 +522,206 @@ def _version():
 
 
 # ---------------------------------------------------------------------------------------------------
-# reading (untrusted folders)
+# reading (untrusted folders and archives)
 # ---------------------------------------------------------------------------------------------------
 
 _LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
-_VARIABLE = re.compile(r"variable\s*(?:<\s*\w+\s*>)?\s*\(([^()]*)\)")
-_SHAPE_ARG = re.compile(r"\bshape\s*=\s*\[([^\]]*)\]")
-_LABEL_ARG = re.compile(r"\blabel\s*=\s*(['\"])(.*?)\1")
-
-
-def _read_small(path, limit, what):
-    from refdet.exchange.files import read_bounded
-    data = read_bounded(path, limit, what)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{what} {path!r} is not UTF-8 text ({exc})") from None
-
-
-def _safe_path(folder, label):
-    """``folder/label.dat`` if ``label`` is a plain relative name that stays inside ``folder``."""
-    if not _LABEL.fullmatch(label):
-        raise ValueError(f"unsafe tensor label {label!r} in graph.nnef (labels must be relative names of "
-                         f"letters, digits, '_', '.', '-' and '/', without '..')")
-    root = os.path.realpath(folder)
-    path = os.path.realpath(os.path.join(root, label + ".dat"))
-    if os.path.commonpath([root, path]) != root:
-        raise ValueError(f"tensor label {label!r} points outside the model folder")
-    return path
-
-
-def _variables(text):
-    """[(label, shape)] of every ``variable`` in graph.nnef text (comments stripped)."""
-    body = re.sub(r"#[^\n]*", "", text)
-    if not re.match(r"\s*version\s+1\.\d+\s*;", body):
-        raise ValueError("graph.nnef does not start with 'version 1.x;'")
-    out = []
-    for m in _VARIABLE.finditer(body):
-        args = m.group(1)
-        s, lab = _SHAPE_ARG.search(args), _LABEL_ARG.search(args)
-        if s is None or lab is None:
-            raise ValueError(f"graph.nnef: variable without shape or label: {m.group(0)[:80]!r}")
-        try:
-            shape = tuple(int(v) for v in s.group(1).split(",") if v.strip())
-        except ValueError:
-            raise ValueError(f"graph.nnef: variable shape is not a list of integers: {s.group(0)!r}") from None
-        if any(d < 0 for d in shape) or len(shape) > 8:
-            raise ValueError(f"graph.nnef: invalid variable shape {list(shape)}")
-        out.append((lab.group(2), shape))
-    return out
-
-
-def _meta(folder):
-    path = os.path.join(folder, "refdet.json")
-    if not os.path.exists(path):
-        return None
-    try:
-        meta = json.loads(_read_small(path, _JSON_MAX_BYTES, "refdet.json"))
-    except ValueError as exc:
-        raise ValueError(f"refdet.json in {folder!r} is not valid: {exc}") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("param_shapes", {}), dict):
-        raise ValueError(f"refdet.json in {folder!r} is not a refdet model description")
-    return meta
-
-
 _ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
-# gzip cannot expand data more than about 1032 : 1
-_MAX_RATIO = 1100
 
 
 def _is_archive(path):
     return str(path).lower().endswith(_ARCHIVE_SUFFIXES)
 
 
-@contextlib.contextmanager
-def _as_folder(path, max_bytes=_models.DEFAULT_MAX_BYTES):
-    """A model folder for ``path``: the folder itself, or a ``.nnef.tgz`` / ``.tar`` archive unpacked
-    member by member into a fresh temporary folder after checking every member.
-
-    Archive members must be regular files or folders with plain relative names (no absolute path, no
-    ``..``, no links or devices); their total size is capped by ``max_bytes`` and by what the
-    compressed file can hold, and only ``graph.nnef``, ``graph.quant``, ``refdet.json`` and ``.dat``
-    files are written out. The archive may hold the model at its root or in one top-level folder.
-    """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        yield path
-        return
-    if not os.path.isfile(path):
-        raise ValueError(f"{path!r} is neither an NNEF model folder nor an archive")
-    if not _is_archive(path):
-        raise ValueError(f"{path!r} is not a folder nor a .tgz / .tar.gz / .tar archive")
-    size = os.path.getsize(path)
+def _text(data, what, name):
     try:
-        tf = tarfile.open(path, "r:*")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ValueError(f"{path!r} is not a readable tar archive: {exc}") from None
-    with tf, tempfile.TemporaryDirectory(prefix="refdet_nnef_") as tmp:
-        root = os.path.realpath(tmp)
-        total = 0
-        try:
-            members = tf.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise ValueError(f"{path!r}: corrupt archive ({exc})") from None
-        names = [m.name[2:] if m.name.startswith("./") else m.name for m in members]
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what}: {name} is not UTF-8 text ({exc})") from None
+
+
+def _check_label(label, what):
+    if not _LABEL.fullmatch(label) or any(p.startswith(".") for p in label.split("/")):
+        raise ValueError(f"{what}: unsafe tensor label {label!r} in graph.nnef (labels must be relative names of "
+                         f"letters, digits, '_', '.', '-' and '/', without '..')")
+    return label
+
+
+def _parse_meta(data, what):
+    if data is None:
+        return None
+    meta = _files.loads_json(data, f"{what}: refdet.json")
+    if not isinstance(meta, dict) or not isinstance(meta.get("param_shapes", {}), dict):
+        raise ValueError(f"{what}: refdet.json is not a refdet model description")
+    return meta
+
+
+class _Model(NamedTuple):
+    folder: str         # the model's own folder, or a temporary one holding the archive's members
+    what: str           # how messages name it ("NNEF model '/x/m'")
+    graph: _nnef_graph.Graph
+    variables: list     # [(label, declared shape, line)]
+    meta: Optional[dict]
+    budget: _files.Budget
+    dat: dict           # label -> path of its .dat file
+    has_quant: bool
+
+
+@contextlib.contextmanager
+def _open_model(path, max_bytes=None):
+    """The model at ``path`` (a folder, or a ``.tgz`` / ``.tar.gz`` / ``.tar`` archive of one), read as
+    untrusted input: every file reached through :func:`refdet.exchange.files.path_inside` (no links, no
+    ``..``), ``graph.nnef`` parsed by refdet's own parser, the ``.dat`` files of its variables located, and
+    the budget derived from the sizes read. An archive is streamed twice, never extracted whole: once
+    for ``graph.nnef`` and ``refdet.json``, then for the ``.dat`` files the graph references (nothing
+    else is written out; their total must fit the budget of the archive's size).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`folder` must be a path; got {type(path).__name__}")
+    path = os.fspath(path)
+    _files.check_max_bytes(max_bytes)
+    if os.path.isdir(path):
+        what = f"NNEF model {path!r}"
+        gpath = _files.path_inside(path, "graph.nnef", what)
+        text = _text(_files.read_bounded(gpath, _GRAPH_MAX_BYTES, f"{what}: graph.nnef"), what, "graph.nnef")
+        graph = _nnef_graph.parse_graph(text, f"{what}: graph.nnef")
+        meta_data = None
+        if os.path.lexists(os.path.join(path, "refdet.json")):
+            jpath = _files.path_inside(path, "refdet.json", what)
+            meta_data = _files.read_bounded(jpath, _JSON_MAX_BYTES, f"{what}: refdet.json")
+        meta = _parse_meta(meta_data, what)
+        variables = _nnef_graph.variables(graph, f"{what}: graph.nnef")
+        dat = {}
+        for label, _, _ in variables:
+            dat[_check_label(label, what)] = _files.path_inside(path, label + ".dat", f"{what}: tensor file for label")
+        size = len(text) + len(meta_data or b"") + sum(os.path.getsize(p) for p in dat.values())
+        yield _Model(path, what, graph, variables, meta, _files.file_budget(size, max_bytes, what), dat,
+                     os.path.lexists(os.path.join(path, "graph.quant")))
+        return
+    if not os.path.exists(path):
+        raise ValueError(f"NNEF model {path!r} is missing (no such folder or archive)")
+    if not _is_archive(path) or not os.path.isfile(path):
+        raise ValueError(f"{path!r} is neither an NNEF model folder nor a .tgz / .tar.gz / .tar archive")
+    what = f"NNEF archive {path!r}"
+    budget = _files.file_budget(os.path.getsize(path), max_bytes, what)
+    found, quant = {}, []
+
+    def head(name):
+        base = name.rsplit("/", 1)[-1]
+        if name.count("/") > 1 or base not in ("graph.nnef", "refdet.json", "graph.quant"):
+            return False
+        if base == "graph.quant":
+            quant.append(name)
+            return False
+        return True
+
+    for name, info, fh in _files.tar_members(path, what, budget=budget, wanted=head):
+        limit = _GRAPH_MAX_BYTES if name.endswith("graph.nnef") else _JSON_MAX_BYTES
+        found[name] = _files.read_member(fh, info, limit, what)
+    graphs = [n for n in found if n.endswith("graph.nnef")]
+    if "graph.nnef" in found:
         prefix = ""
-        if "graph.nnef" not in names:
-            tops = [n[:-len("graph.nnef")] for n in names if n.endswith("/graph.nnef") and n.count("/") == 1]
-            if len(tops) != 1:
-                raise ValueError(f"{path!r}: no graph.nnef at the archive's root or in one top-level folder")
-            prefix = tops[0]
-        for m, name in zip(members, names):
-            if name in ("", ".") or (m.isdir() and _LABEL.fullmatch(name.rstrip("/"))):
-                continue
-            if not m.isfile():
-                raise ValueError(f"{path!r}: archive member {m.name!r} is a link or special file (refused)")
-            if not _LABEL.fullmatch(name):
-                raise ValueError(f"{path!r}: unsafe archive member name {m.name!r} (absolute, '..' or odd "
-                                 f"characters)")
-            if not name.startswith(prefix):
-                continue
-            rel = name[len(prefix):]
-            if rel not in ("graph.nnef", "graph.quant", "refdet.json") and not rel.endswith(".dat"):
-                continue
-            total += m.size
-            if total > max_bytes or total > max(size, 1) * _MAX_RATIO:
-                raise ValueError(f"{path!r}: archive members claim {total} bytes, more than max_bytes={max_bytes} "
-                                 f"or what a {size}-byte archive can hold")
-            dest = os.path.realpath(os.path.join(root, rel))
-            if os.path.commonpath([root, dest]) != root:
-                raise ValueError(f"{path!r}: archive member {m.name!r} points outside the model")
-            try:
-                src = tf.extractfile(m)
-                data = src.read(m.size + 1) if src is not None else b""
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                raise ValueError(f"{path!r}: member {m.name!r} cannot be read ({exc})") from None
-            if len(data) != m.size:
-                raise ValueError(f"{path!r}: member {m.name!r} is truncated ({len(data)} of {m.size} bytes)")
+    elif len(graphs) == 1:
+        prefix = graphs[0][:-len("graph.nnef")]
+    else:
+        raise ValueError(f"{what}: no graph.nnef at the archive's root or in one top-level folder")
+    text = _text(found[prefix + "graph.nnef"], what, "graph.nnef")
+    graph = _nnef_graph.parse_graph(text, f"{what}: graph.nnef")
+    meta_data = found.get(prefix + "refdet.json")
+    meta = _parse_meta(meta_data, what)
+    variables = _nnef_graph.variables(graph, f"{what}: graph.nnef")
+    needed = {prefix + _check_label(label, what) + ".dat": label for label, _, _ in variables}
+    with tempfile.TemporaryDirectory(prefix="refdet_nnef_") as tmp:
+        with open(os.path.join(tmp, "graph.nnef"), "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if meta_data is not None:
+            with open(os.path.join(tmp, "refdet.json"), "wb") as fh:
+                fh.write(meta_data)
+        dat = {}
+        for name, info, fh in _files.tar_members(path, what, budget=budget, wanted=needed.__contains__):
+            label = needed[name]
+            dest = os.path.join(tmp, *(label + ".dat").split("/"))
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            with open(dest, "xb") as fh:
-                fh.write(data)
-        yield tmp
+            _files.copy_member(fh, info, dest, what)
+            dat[label] = dest
+            if len(dat) == len(needed):     # every member was checked in the first pass
+                break
+        missing = [lab for lab in needed.values() if lab not in dat]
+        if missing:
+            raise ValueError(f"{what}: the tensor file for label {missing[0]!r} is missing from the archive")
+        yield _Model(tmp, what, graph, variables, meta, budget, dat, bool(quant))
 
 
-def nnef_config(folder):
-    """The refdet config of a folder written by :func:`export_nnef` (from its ``refdet.json``)."""
-    if _is_archive(folder) and not os.path.isdir(folder):
-        with _as_folder(folder) as f:
-            return nnef_config(f)
-    meta = _meta(os.fspath(folder))
+def _load_params(m):
+    shapes = (m.meta or {}).get("param_shapes", {})
+    out, total = {}, 0
+    for label, shape, line in m.variables:
+        if label in out:
+            raise ValueError(f"{m.what}: graph.nnef declares the label {label!r} twice")
+        path = m.dat[label]
+        total += os.path.getsize(path)
+        m.budget.check(total, f"its tensor files (up to {label!r})")
+        arr = _read_tensor(path, f"{m.what}: the tensor file of label {label!r}",
+                           max_bytes=_files.largest_file(m.budget.limit if m.budget.explicit else None))
+        if arr.shape != shape:
+            raise ValueError(f"{m.what}: tensor {label!r} has shape {list(arr.shape)} but graph.nnef declares "
+                             f"{list(shape)}")
+        want = shapes.get(label)
+        if want is not None:
+            if (not isinstance(want, list) or len(want) > 8
+                    or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in want)
+                    or math.prod(want) != arr.size):
+                raise ValueError(f"{m.what}: refdet.json gives tensor {label!r} the shape {str(want)[:60]}, which does "
+                                 f"not fit its {arr.size} values")
+            arr = arr.reshape(want)
+        out[label] = arr
+    return out
+
+
+def _config(m):
+    meta = m.meta
     if meta is None or not isinstance(meta.get("config"), dict) or meta["config"].get("model") not in _models.MODELS:
-        raise ValueError(f"{os.fspath(folder)!r} was not exported by refdet (no usable refdet.json)")
-    cfg = _models.check_file_config(meta["config"], "refdet.json")
+        raise ValueError(f"{m.what} was not exported by refdet (no usable refdet.json)")
+    cfg = _models.check_file_config(meta["config"], f"{m.what}: refdet.json 'config'")
+    if cfg["model"] in ("postprocess", "quantized_retinanet_head"):
+        raise ValueError(f"{m.what}: refdet.json names a {cfg['model']!r}, which refdet never exports to NNEF")
     shapes = meta.get("input_shapes")
     if (not isinstance(shapes, list) or len(shapes) != len(cfg["in_channels"])
-            or not all(isinstance(sh, list) and len(sh) == 4 and all(isinstance(d, int) and d >= 1 for d in sh)
-                       and sh[1] == c and math.prod(sh) <= 1 << 28 for sh, c in zip(shapes, cfg["in_channels"]))):
-        raise ValueError("refdet.json: 'input_shapes' must list one [B, C, H, W] per input (C as in the config, "
-                         "at most 2**28 values)")
+            or not all(isinstance(sh, list) and len(sh) == 4
+                       and all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1 << 40 for d in sh)
+                       and sh[1] == c for sh, c in zip(shapes, cfg["in_channels"]))):
+        raise ValueError(f"{m.what}: refdet.json 'input_shapes' must list one [B, C, H, W] per input (C as in the "
+                         f"config); got {str(shapes)[:80]}")
     return cfg
 
 
-def load_nnef(folder, *, max_bytes=_models.DEFAULT_MAX_BYTES):
+def nnef_config(folder, *, max_bytes=None):
+    """The refdet config of a folder (or archive) written by :func:`export_nnef` (from its ``refdet.json``)."""
+    with _open_model(folder, max_bytes) as m:
+        return _config(m)
+
+
+def load_nnef(folder, *, max_bytes=None):
     """The parameters of an NNEF model folder, read by refdet's own parser and tensor reader.
 
-    Reads ``graph.nnef`` (only the ``variable`` declarations: shape and label), then each
-    ``<label>.dat``. Labels must be plain relative names inside the folder (``'../../etc/passwd'`` is a
-    ``ValueError``), every tensor file is checked against its declared shape, and the total is capped
-    by ``max_bytes``. Nothing in the folder is executed.
+    Reads ``graph.nnef`` (refdet's parser: the ``variable`` declarations give shape and label), then
+    each ``<label>.dat``. Nothing in the folder is executed and nothing outside it is read: labels must
+    be plain relative names (``'../../etc/passwd'`` is a ``ValueError``), no file or folder on the way
+    may be a symbolic link (``graph.nnef``, ``refdet.json`` and the ``.dat`` files included), and every
+    tensor file is checked against its declared shape.
 
     Parameters
     ----------
     folder : path
         A model folder, or a ``.nnef.tgz`` / ``.tar.gz`` / ``.tar`` archive of one (``nnef_tools``
-        ``--compress``); an archive is checked member by member (plain names only, no links, sizes
-        capped) and unpacked into a temporary folder.
-    max_bytes : int
-        Largest total tensor data accepted.
+        ``--compress``). An archive is streamed member by member, never extracted whole: every member
+        must be a regular file or folder with a plain relative name (no ``..``, absolute names, links
+        or devices), and only the ``.dat`` files the graph references are written out, into a
+        temporary folder.
+    max_bytes : int, optional
+        The memory budget: the largest total of tensor data accepted. Default: ``64 MiB + 16 x`` the
+        size of the files read (of the archive, for an archive), at most 2 GiB
+        (:mod:`refdet.exchange.files`).
 
     Returns
     -------
@@ -701,39 +730,8 @@ def load_nnef(folder, *, max_bytes=_models.DEFAULT_MAX_BYTES):
         parameter keys and the arrays have refdet's shapes again (``refdet.json``): exactly the exported
         (float32) parameters.
     """
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        if _is_archive(folder):
-            with _as_folder(folder, max_bytes) as f:
-                return load_nnef(f, max_bytes=max_bytes)
-        raise ValueError(f"`folder` {folder!r} is not a directory (nor a .tgz / .tar archive)")
-    text = _read_small(os.path.join(folder, "graph.nnef"), _GRAPH_MAX_BYTES, "graph.nnef")
-    variables = _variables(text)
-    meta = _meta(folder)
-    shapes = (meta or {}).get("param_shapes", {})
-    out, total = {}, 0
-    for label, shape in variables:
-        if label in out:
-            raise ValueError(f"graph.nnef declares the label {label!r} twice")
-        path = _safe_path(folder, label)
-        size = os.path.getsize(path) if os.path.isfile(path) else None
-        if size is None:
-            raise ValueError(f"tensor file for label {label!r} is missing")
-        total += size
-        if total > max_bytes:
-            raise ValueError(f"the model's tensor files exceed max_bytes={max_bytes}")
-        arr = read_nnef_tensor(path, max_bytes=max_bytes)
-        if arr.shape != shape:
-            raise ValueError(f"tensor {label!r} has shape {list(arr.shape)} but graph.nnef declares {list(shape)}")
-        want = shapes.get(label)
-        if want is not None:
-            if (not isinstance(want, list) or not all(isinstance(d, int) and d >= 0 for d in want)
-                    or int(np.prod(want)) != arr.size):
-                raise ValueError(f"refdet.json gives tensor {label!r} the shape {want}, which does not fit "
-                                 f"its {arr.size} values")
-            arr = arr.reshape(want)
-        out[label] = arr
-    return out
+    with _open_model(folder, max_bytes) as m:
+        return _load_params(m)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -744,67 +742,94 @@ def _import_nnef():
     try:
         import nnef
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("running NNEF models needs the optional package 'nnef' (pip install nnef)") from exc
+        raise ImportError("running NNEF models needs the optional package 'nnef' (pip install 'refdet[nnef]')") \
+            from exc
     return nnef
 
 
 #: every operation export_nnef writes; run_nnef / verify_nnef refuse graphs with others
-_EMITTED_OPS = frozenset({"external", "variable", "conv", "relu", "add", "sub", "mul", "div", "sqrt", "mean_reduce",
-                          "reshape", "transpose", "concat", "nearest_upsample", "slice", "max_pool", "copy"})
+_EMITTED_OPS = _nnef_graph.OPERATIONS
 
 
-def _check_ops(folder):
-    text = re.sub(r"#[^\n]*", "", _read_small(os.path.join(folder, "graph.nnef"), _GRAPH_MAX_BYTES, "graph.nnef"))
-    if re.search(r"\b(fragment|extension)\b", text):
-        raise ValueError("graph.nnef defines fragments or extensions; refdet runs only its own operation set")
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        raise ValueError("graph.nnef has no graph body")
-    ops = set(re.findall(r"\b([A-Za-z_]\w*)\s*(?:<[^<>()]*>)?\s*\(", text[start:end]))
-    foreign = sorted(ops - _EMITTED_OPS)
-    if foreign:
-        raise ValueError(f"graph.nnef uses operations refdet never emits ({foreign}); refdet runs only graphs made "
-                         f"of its own operation set")
+def _one_line(exc, limit=300):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def run_nnef(folder, inputs):
-    """Run an NNEF folder in ``nnef.Session`` (``lowered=["nearest_upsample"]``); ``{output: array}``.
+def _vet(m, shapes, params=None):
+    """Refuse what nnef.Session must not see; the bytes of the graph's tensors at input ``shapes``."""
+    if m.has_quant:
+        raise ValueError(f"{m.what} has a graph.quant; refdet writes none and runs only its own float graphs")
+    var_shapes = {label: shape for label, shape, _ in m.variables}
+    _, total = _nnef_graph.check_graph(m.graph, m.budget, external_shapes=shapes, variable_shapes=var_shapes,
+                                       what=f"{m.what}: graph.nnef")
+    return total
 
-    The folder is first read with :func:`load_nnef` (labels, sizes) and its operations are checked
-    against the set :func:`export_nnef` writes, so that an unsafe folder is refused before the C++
-    runtime opens any file.
-    """
-    nnef = _import_nnef()
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        with _as_folder(folder) as f:
-            return run_nnef(f, inputs)
-    load_nnef(folder)
-    _check_ops(folder)
-    graph = nnef.load_graph(folder, lowered=["nearest_upsample"])
+
+def _session(nnef, m, inputs):
+    graph_inputs = list(m.graph.inputs)
     feeds = []
-    for name in graph.inputs:
+    for name in graph_inputs:
         if name not in inputs:
-            raise ValueError(f"`inputs` is missing {name!r} (the graph's inputs are {list(graph.inputs)})")
+            raise ValueError(f"`inputs` is missing {name!r} (the graph's inputs are {graph_inputs})")
         feeds.append(np.ascontiguousarray(inputs[name], dtype=np.float32))
-    with nnef.Session(folder, lowered=["nearest_upsample"]) as sess:
-        res = sess(*feeds)
+    try:
+        graph = nnef.load_graph(m.folder, lowered=["nearest_upsample"])
+        nnef.infer_shapes(graph)
+    except MemoryError:
+        raise
+    except Exception as exc:   # nnef.Error, and whatever else the parser raises
+        raise ValueError(f"the nnef parser rejects {m.what}: {_one_line(exc)}") from None
+    try:
+        with nnef.Session(m.folder, lowered=["nearest_upsample"]) as sess:
+            res = sess(*feeds)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"nnef.Session cannot run {m.what}: {_one_line(exc)}") from None
     if isinstance(res, dict):
         return {k: np.asarray(v) for k, v in res.items()}
     return dict(zip(graph.outputs, (np.asarray(r) for r in res)))
 
 
-def verify_nnef(folder, inputs=None, *, atol=1e-5, rtol=1e-5, rng=0):
+def run_nnef(folder, inputs, *, max_bytes=None):
+    """Run an NNEF folder (or archive) in ``nnef.Session`` (``lowered=["nearest_upsample"]``);
+    ``{output: array}``.
+
+    The model is read as in :func:`load_nnef` and vetted before the C++ runtime opens any file: only
+    the operations :func:`export_nnef` writes, every argument checked and every tensor's shape computed
+    from ``inputs``' shapes (:func:`refdet.exchange._nnef_graph.check_graph`), the total within the
+    budget (``max_bytes``, default derived from the files' sizes). A runtime failure is a ``ValueError``
+    naming the model.
+    """
+    nnef = _import_nnef()
+    if not isinstance(inputs, dict):
+        raise TypeError(f"`inputs` must be a dict of arrays by input name; got {type(inputs).__name__}")
+    inputs = {k: _checks.as_array(v, f"inputs[{k!r}]") for k, v in inputs.items()}
+    with _open_model(folder, max_bytes) as m:
+        _load_params(m)
+        _vet(m, {k: v.shape for k, v in inputs.items()})
+        return _session(nnef, m, inputs)
+
+
+def verify_nnef(folder, inputs=None, *, atol=1e-5, rtol=1e-5, rng=0, max_bytes=None):
     """Validate an exported NNEF folder with the ``nnef`` parser and compare ``nnef.Session`` with refdet.
 
     Parameters
     ----------
     folder : path
-        Written by :func:`export_nnef`.
+        Written by :func:`export_nnef` (a folder or an archive).
     inputs : dict, optional
-        Default: random N(0, 1) maps of the exported static shapes, from ``rng``.
+        Default: random N(0, 1) maps of the exported static shapes (``refdet.json``), from ``rng``.
     atol, rtol : float
         As in :func:`refdet.exchange.verify_onnx` (``max |diff| <= atol + rtol * max |refdet|``).
+    max_bytes : int, optional
+        The memory budget: the graph's tensors at the input shapes plus refdet's own computation of
+        the same outputs must fit. Default ``64 MiB + 16 x`` the size of the files read, at most 2 GiB.
+        A 15 KB folder whose ``refdet.json`` declares 1 x 8 x 5792 x 5792 inputs is refused before any
+        input is made.
+
+    The folder is vetted before any runtime sees it, as in :func:`run_nnef`.
 
     Returns
     -------
@@ -812,28 +837,39 @@ def verify_nnef(folder, inputs=None, *, atol=1e-5, rtol=1e-5, rng=0):
         Rows for ``nnef.Session``; ``report.skipped`` says so if the ``nnef`` package is missing. A
         parser or shape-inference failure raises ``ValueError``.
     """
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        with _as_folder(folder) as f:
-            return verify_nnef(f, inputs, atol=atol, rtol=rtol, rng=rng)
-    cfg = nnef_config(folder)
-    meta = _meta(folder)
-    params = load_nnef(folder)
-    _check_ops(folder)
-    if inputs is None:
-        r = _checks.as_rng(rng)
-        inputs = {name: r.standard_normal(tuple(shape)).astype(np.float32)
-                  for name, shape in zip(_models.input_names(cfg), meta["input_shapes"])}
-    want = _models.reference_outputs(cfg, params, inputs)
-    try:
-        nnef = _import_nnef()
-    except ImportError as exc:
-        return _models.Report([], {"nnef.Session": f"not installed ({exc})"})
-    try:
-        graph = nnef.load_graph(folder, lowered=["nearest_upsample"])
-        nnef.infer_shapes(graph)
-    except nnef.Error as exc:
-        raise ValueError(f"the nnef parser rejects {folder!r}: {exc}") from None
-    got = run_nnef(folder, inputs)
-    rows = [_models.compare(name, "nnef.Session", got[name], w, atol=atol, rtol=rtol) for name, w in want.items()]
-    return _models.Report(rows, {})
+    with _open_model(folder, max_bytes) as m:
+        cfg = _config(m)
+        params = _load_params(m)
+        if inputs is None:
+            shapes = dict(zip(_models.input_names(cfg), (tuple(s) for s in m.meta["input_shapes"])))
+        else:
+            if not isinstance(inputs, dict):
+                raise TypeError(f"`inputs` must be a dict of arrays by input name; got {type(inputs).__name__}")
+            inputs = {k: _checks.as_array(v, f"inputs[{k!r}]") for k, v in inputs.items()}
+            shapes = {k: v.shape for k, v in inputs.items()}
+        m.budget.check(4 * sum(math.prod(s) for s in shapes.values()), "its inputs")
+        graph_bytes = _vet(m, shapes)
+        try:
+            ref = _models.reference_work_bytes(cfg, params, shapes)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{m.what}: refdet cannot compute this model: {_one_line(exc)}") from None
+        m.budget.check(graph_bytes + ref, f"running graph.nnef ({_files.format_bytes(graph_bytes)}) and refdet's "
+                                          f"own computation ({_files.format_bytes(ref)})")
+        if inputs is None:
+            r = _checks.as_rng(rng)
+            inputs = {name: r.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+        try:
+            want = _models.reference_outputs(cfg, params, inputs)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{m.what}: refdet cannot compute this model: {_one_line(exc)}") from None
+        try:
+            nnef = _import_nnef()
+        except ImportError as exc:
+            return _models.Report([], {"nnef.Session": f"not installed ({exc})"})
+        got = _session(nnef, m, inputs)
+        rows = []
+        for name, w in want.items():
+            if name not in got:
+                raise ValueError(f"{m.what} has no output {name!r}")
+            rows.append(_models.compare(name, "nnef.Session", got[name], w, atol=atol, rtol=rtol))
+        return _models.Report(rows, {})

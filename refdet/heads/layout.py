@@ -75,6 +75,20 @@ def flatten_head_output(x: Union[np.ndarray, Sequence[np.ndarray]], num_anchors:
     A 50 x 50 map with A = 9: the (1, 36, 50, 50) regression output is (2500, 36) per location and
     (22500, 4) per anchor; the (1, 9, 50, 50) objectness is (2500, 9) per location, (22500, 1) per
     anchor.
+
+    >>> deltas = np.zeros((1, 36, 50, 50))
+    >>> flatten_head_output(deltas, 9).shape, flatten_head_output(deltas, 9, per_location=True).shape
+    ((1, 22500, 4), (1, 2500, 36))
+
+    Which channel goes where, on a 2 x 3 map whose values are their own flat index (channel stride
+    6): row 0 is anchor 0 of cell (0, 0) (channels 0-3), row 1 anchor 1 of the same cell (channels
+    4-7), row 9 anchor 0 of cell (0, 1).
+
+    >>> x = np.arange(36 * 2 * 3, dtype=float).reshape(1, 36, 2, 3)
+    >>> flatten_head_output(x, 9)[0, [0, 1, 9]]
+    array([[ 0.,  6., 12., 18.],
+           [24., 30., 36., 42.],
+           [ 1.,  7., 13., 19.]])
     """
     _checks.check_choice(layout, "layout", _LAYOUTS)
     if isinstance(x, (list, tuple)):

@@ -30,6 +30,8 @@ RETINANET_PRIOR_BIAS = -math.log((1 - 0.01) / 0.01)
 class RetinaNetHeadOutput(NamedTuple):
     """Raw RetinaNet head outputs.
 
+    Attributes
+    ----------
     cls_logits : ndarray, shape (B, A*K, H, W), or a list per level; channel ``a*K + k``
     bbox_deltas : ndarray, shape (B, 4A, H, W), or a list per level; channel ``a*4 + j``
     """

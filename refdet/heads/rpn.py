@@ -44,6 +44,8 @@ conventions.register(
 class RPNHeadOutput(NamedTuple):
     """Raw RPN head outputs (logits and deltas, before any sigmoid/softmax or decoding).
 
+    Attributes
+    ----------
     objectness : ndarray, shape (B, A, H, W) (sigmoid) or (B, 2A, H, W) (softmax), or a list per level
     deltas : ndarray, shape (B, 4A, H, W), or a list per level; channel ``a*4 + j``
     """

@@ -21,6 +21,8 @@ __all__ = ["SSDHeadOutput", "ssd_head_init", "ssd_head_forward", "ssd_head_backw
 class SSDHeadOutput(NamedTuple):
     """Raw SSD head outputs (one map per level; ``A_l`` may differ between levels).
 
+    Attributes
+    ----------
     cls_logits : list of ndarray, shape (B, A_l*K, H_l, W_l) (K includes the background class 0)
     bbox_deltas : list of ndarray, shape (B, 4*A_l, H_l, W_l)
     """

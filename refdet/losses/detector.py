@@ -54,6 +54,8 @@ class LossTargets(NamedTuple):
     ``labels`` and ``deltas`` works: ``refdet.targets.RPNTargets`` / ``RetinaNetTargets`` /
     ``SSDTargets``, a dict, a ``(labels, deltas)`` pair, or a list of these, one per image).
 
+    Attributes
+    ----------
     labels : ndarray of int, shape (B, N) or (N,)
         RPN: 1 positive, 0 negative, -1 ignored (not sampled). RetinaNet (detectron2/mmdet and
         ``refdet.targets`` encoding): class index in [0, K) for a positive, K background, -1 ignored

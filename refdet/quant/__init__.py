@@ -58,6 +58,8 @@ The package, one concern per module:
 * :mod:`refdet.quant.fixed_point`: TFLite's Q31 multiplier, gemmlowp's arithmetic, :func:`requantize`
   in every runtime's rounding;
 * :mod:`refdet.quant.kernels`: exact integer convolution, ONNX ``QLinearConv``, TFLite int8 ``CONV_2D``;
+* :mod:`refdet.quant.types`: ONNX's element types bit for bit (int4/int2 packing, float8/float4
+  encoding) and :mod:`refdet.quant.onnx_qdq`: ``QuantizeLinear``/``DequantizeLinear`` in all of them;
 * :mod:`refdet.quant.head`: a RetinaNet head quantized end to end (calibrate, quantize, the integer
   and the fake-quant paths);
 * :mod:`refdet.quant.report`: what quantization did to the head's outputs and detections.
@@ -101,6 +103,7 @@ from refdet.quant.head import (
     run_quantized_head,
 )
 from refdet.quant.kernels import conv2d_int, qlinear_conv, tflite_activation_range, tflite_conv2d_int8
+from refdet.quant.onnx_qdq import ONNX_QDQ_RUNTIMES, dequantize_linear, quantize_linear
 from refdet.quant.observers import (
     HistogramObserver,
     MinMaxObserver,
@@ -149,6 +152,10 @@ __all__ = [
     "qlinear_conv",
     "tflite_activation_range",
     "tflite_conv2d_int8",
+    # ONNX QuantizeLinear / DequantizeLinear in every element type (refdet.quant.types: packing, float8/float4)
+    "ONNX_QDQ_RUNTIMES",
+    "quantize_linear",
+    "dequantize_linear",
     # the quantized RetinaNet head
     "QuantizedConv",
     "QuantizedHead",

@@ -223,6 +223,8 @@ def _rounder(rounding):
 class QParams(NamedTuple):
     """Quantization parameters.
 
+    Attributes
+    ----------
     scale : ndarray of float32, shape () or (C,)
     zero_point : ndarray of int64, same shape
     """
@@ -274,16 +276,16 @@ def qparams_from_minmax(rmin: ArrayLike, rmax: ArrayLike, *, dtype: str = "int8"
         asymmetric: s = (rmax - rmin) / (qmax - qmin)        z = round(qmin - rmin / s)
         symmetric:  s = max(|rmin|, rmax) / ((qmax - qmin) / 2)   z = the middle of [qmin, qmax]
 
-    ============= ============ =============== ================================= ==========================
-    convention    symmetric    scale computed  zero point                        all-zero range
-    ============= ============ =============== ================================= ==========================
-    torchvision   [-128, 127]: in float32      ``qmin - rint(rmin/s)``, clamped;  scale floored at float32
-    (torch)       /127.5                       symmetric: 0 (signed), 128 uint8   eps (1.19e-7)
-    onnx          [-127, 127]: float64, stored ``rint(qmin - rmin/s)``;           (1.0, 0)
-    (onnxruntime) /127         as float32      symmetric ``rint((qmin+qmax)/2)``
-    tf (tflite)   [-127, 127]: in float32      ``std::round(clamp(qmin - rmin/s))``, (1.0, 0)
-                  /127                         half away from zero
-    ============= ============ =============== ================================= ==========================
+    =============  ============  ===============  =====================================  ========================
+    convention     symmetric     scale computed   zero point                             all-zero range
+    =============  ============  ===============  =====================================  ========================
+    torchvision    [-128, 127]:  in float32       ``qmin - rint(rmin/s)``, clamped;      scale floored at float32
+    (torch)        /127.5                         symmetric: 0 (signed), 128 uint8       eps (1.19e-7)
+    onnx           [-127, 127]:  float64, stored  ``rint(qmin - rmin/s)``;               (1.0, 0)
+    (onnxruntime)  /127          as float32       symmetric ``rint((qmin+qmax)/2)``
+    tf (tflite)    [-127, 127]:  in float32       ``std::round(clamp(qmin - rmin/s))``,  (1.0, 0)
+                   /127                           half away from zero
+    =============  ============  ===============  =====================================  ========================
 
     ONNX ``DynamicQuantizeLinear`` (onnxruntime) follows the onnx rule but computes in float32: pass
     ``scale_dtype="float32"`` (verified exact on random arrays; the float64 default differs from it in
@@ -458,6 +460,15 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *, dtype: st
     -----
     Reference: :func:`refdet.reference.quant.quantize` (exact rationals, with the working dtype's
     roundings of ``x / s``, ``1 / s``, ``x * (1 / s)`` and ``v + z`` written out).
+
+    Examples
+    --------
+    The range [-1, 3] as uint8 (scale 4 / 255, zero point 64): 0.52 / s = 33.15 rounds to 33, and
+    values past the range saturate at 255.
+
+    >>> x = np.array([-1.0, 0.0, 0.5, 0.52, 3.0, 4.0], dtype=np.float32)
+    >>> quantize(x, 4 / 255, 64, dtype="uint8", convention="onnx")
+    array([  0,  64,  96,  97, 255, 255], dtype=uint8)
     """
     s = _resolve("quantize", convention, rounding=rounding, op=op)
     rnd = _rounder(s["rounding"])
@@ -506,6 +517,11 @@ def dequantize(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *, axis: O
     Returns
     -------
     ndarray of ``out_dtype``, same shape as ``q``
+
+    Examples
+    --------
+    >>> dequantize(np.array([0, 64, 96, 255], dtype=np.uint8), np.float32(4 / 255), 64)
+    array([-1.0039216,  0.       ,  0.5019608,  2.9960785], dtype=float32)
     """
     qa = _checks.as_int_array(q, "q")
     _checks.check_choice(out_dtype, "out_dtype", ("float32", "float64"))

@@ -47,6 +47,8 @@ conventions.register(
 class FakeQuantCache(NamedTuple):
     """What :func:`fake_quant_backward` needs.
 
+    Attributes
+    ----------
     x : ndarray, the input (working dtype)
     scale : ndarray, shape () or broadcastable to x
     zero_point : ndarray of float, the integer zero point used by the forward (broadcastable)

@@ -210,25 +210,25 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
 
     The six modes differ only in how ``acc * M`` is rounded:
 
-    ================ =========================================================== ==========================
-    mode             arithmetic                                                  matches
-    ================ =========================================================== ==========================
-    "tflite"         SRDHM (ties up at 2**-31) then RoundingDivideByPOT           TFLite BUILTIN_REF kernels,
-                     (half away): gemmlowp double rounding, exact int64           default build
-    "tflite_single"  ``(acc * q + 2**(30 - shift)) >> (31 - shift)``: half up     TFLITE_SINGLE_ROUNDING=1
-    "tflite_fc"      ``round_half_away(float64(acc) * M) + zp`` (``std::round``    TFLite BUILTIN_REF int8
-                     in double; M = double(x_s) * double(w_s) / double(y_s))     FULLY_CONNECTED (LiteRT
-                                                                                  2.3: not the CONV_2D rule)
-    "onnxruntime"    ``rint(float32(acc) * float32(M)) + zp``                     onnxruntime CPU (x86 MLAS)
-                                                                                  QLinearConv
-    "onnx_reference" ``np.round(float64(acc) * float64(float32(M)) + zp)``:       onnx.reference QLinearConv
-                     float64 product, zero point added *before* rounding
-    "float_rne"      ``rint(float64(acc) * M) + zp``: RNE of the float64 product  XNNPACK-like (equal to
-                                                                                  the exact RNE of acc * M
-                                                                                  but where the float64
-                                                                                  product rounding meets
-                                                                                  a tie)
-    ================ =========================================================== ==========================
+    ================  ===========================================================  ===========================
+    mode              arithmetic                                                   matches
+    ================  ===========================================================  ===========================
+    "tflite"          SRDHM (ties up at 2**-31) then RoundingDivideByPOT           TFLite BUILTIN_REF kernels,
+                      (half away): gemmlowp double rounding, exact int64           default build
+    "tflite_single"   ``(acc * q + 2**(30 - shift)) >> (31 - shift)``: half up     TFLITE_SINGLE_ROUNDING=1
+    "tflite_fc"       ``round_half_away(float64(acc) * M) + zp`` (``std::round``   TFLite BUILTIN_REF int8
+                      in double; M = double(x_s) * double(w_s) / double(y_s))      FULLY_CONNECTED (LiteRT
+                                                                                   2.3: not the CONV_2D rule)
+    "onnxruntime"     ``rint(float32(acc) * float32(M)) + zp``                     onnxruntime CPU (x86 MLAS)
+                                                                                   QLinearConv
+    "onnx_reference"  ``np.round(float64(acc) * float64(float32(M)) + zp)``:       onnx.reference QLinearConv
+                      float64 product, zero point added *before* rounding
+    "float_rne"       ``rint(float64(acc) * M) + zp``: RNE of the float64 product  XNNPACK-like (equal to
+                                                                                   the exact RNE of acc * M
+                                                                                   but where the float64
+                                                                                   product rounding meets
+                                                                                   a tie)
+    ================  ===========================================================  ===========================
 
     Every float product above is rounded once to its dtype (IEEE round to nearest even) before the
     mode's own rounding: that is what makes onnxruntime and onnx.reference disagree near ties.
@@ -272,6 +272,14 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
     ``requantize_tflite_fc``, ``requantize_onnxruntime``, ``requantize_onnx_reference``,
     ``requantize_float_rne`` (``refdet.reference.quant.REQUANTIZE[mode]``); the tests hold them
     bit-equal on hypothesis inputs with exact ties.
+
+    Examples
+    --------
+    An int32 accumulator times M = 0.0123, plus the output zero point 3, saturated to int8: 1000 * M =
+    12.3 gives 15, 50000 * M = 615 saturates at 127.
+
+    >>> requantize(np.array([-300, 1000, 1500, 50000]), 0.0123, 3, mode="tflite")
+    array([ -1,  15,  21, 127], dtype=int8)
     """
     _checks.check_choice(mode, "mode", _REQUANT_MODES)
     a = np.asarray(_checks.as_int_array(acc, "acc"), dtype=np.int64)

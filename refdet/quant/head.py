@@ -109,6 +109,8 @@ conventions.register(
 class QuantizedConv(NamedTuple):
     """One quantized 3x3 conv layer of the head (padding 1, stride 1).
 
+    Attributes
+    ----------
     name : str
         The torchvision key prefix, e.g. ``"classification_head.conv.0.0"`` or
         ``"regression_head.bbox_reg"``.
@@ -155,6 +157,8 @@ class QuantizedConv(NamedTuple):
 class QuantizedHead(NamedTuple):
     """A RetinaNet head quantized for the integer path.
 
+    Attributes
+    ----------
     scheme : {"onnx", "tflite"}
         Which tooling's rounding rules built the weights, biases and activation qparams.
     activation_dtype : {"int8", "uint8"}
@@ -181,6 +185,8 @@ class QuantizedHead(NamedTuple):
 class QuantizedHeadOutput(NamedTuple):
     """Outputs of the quantized (integer or fake-quant) head; per level lists unless one map was given.
 
+    Attributes
+    ----------
     cls_logits : ndarray of float32, shape (B, A*K, H, W)
         Dequantized class logits.
     bbox_deltas : ndarray of float32, shape (B, 4A, H, W)

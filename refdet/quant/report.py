@@ -18,7 +18,7 @@ from refdet import heads as _heads
 from refdet.box_coder import decode_boxes
 from refdet.eval import evaluate_detections
 from refdet.iou import box_iou, box_iou_paired
-from refdet.nms import postprocess_detections
+from refdet.postprocess import postprocess_detections
 
 __all__ = ["sqnr_db", "accuracy_report", "format_accuracy_report"]
 
@@ -150,7 +150,7 @@ def accuracy_report(float_outputs: tuple, quant_outputs: tuple, anchors, *, imag
     score_threshold : float
         Detection score threshold (strict ``>``, torchvision), also the threshold of the crossing count.
     nms_threshold, topk_candidates, detections_per_image, min_size, box_weights
-        Post-processing, :func:`refdet.nms.postprocess_detections` (``style="retinanet"``); the
+        Post-processing, :func:`refdet.postprocess.postprocess_detections` (``style="retinanet"``); the
         defaults are :meth:`refdet.detector.Detector.detect`'s.
     match_iou : float
         A quantized detection agrees with a float one of the same class when IoU >= ``match_iou``.

@@ -1,20 +1,20 @@
 """Readable references for :mod:`refdet.layers` and :mod:`refdet.resize`: each layer as the loop or
 formula a textbook writes, for small inputs.
 
-==============================  =====================================================================
-reference                       fast path it checks
-==============================  =====================================================================
-:func:`conv2d`                  :func:`refdet.layers.conv2d_forward` (im2col + GEMM)
-:func:`conv2d_backward`         :func:`refdet.layers.conv2d_backward` (GEMMs + col2im, or a flipped conv)
-:func:`relu`, :func:`relu_backward`            :func:`refdet.layers.relu_forward` / ``_backward``
-:func:`sigmoid`                 :func:`refdet.layers.sigmoid_forward`
-:func:`max_pool2d`              :func:`refdet.layers.max_pool2d_forward` (a loop over the taps)
-:func:`max_pool2d_backward`     :func:`refdet.layers.max_pool2d_backward`
-:func:`upsample_nearest`        :func:`refdet.resize.upsample_nearest_forward`
-:func:`upsample_nearest_backward`  :func:`refdet.resize.upsample_nearest_backward`
-:func:`group_norm`              :func:`refdet.layers.group_norm_forward`
-:func:`group_norm_backward`     :func:`refdet.layers.group_norm_backward`
-==============================  =====================================================================
+===================================  =========================================================================
+reference                            fast path it checks
+===================================  =========================================================================
+:func:`conv2d`                       :func:`refdet.layers.conv2d_forward` (im2col + GEMM)
+:func:`conv2d_backward`              :func:`refdet.layers.conv2d_backward` (GEMMs + col2im, or a flipped conv)
+:func:`relu`, :func:`relu_backward`  :func:`refdet.layers.relu_forward` / ``_backward``
+:func:`sigmoid`                      :func:`refdet.layers.sigmoid_forward`
+:func:`max_pool2d`                   :func:`refdet.layers.max_pool2d_forward` (a loop over the taps)
+:func:`max_pool2d_backward`          :func:`refdet.layers.max_pool2d_backward`
+:func:`upsample_nearest`             :func:`refdet.resize.upsample_nearest_forward`
+:func:`upsample_nearest_backward`    :func:`refdet.resize.upsample_nearest_backward`
+:func:`group_norm`                   :func:`refdet.layers.group_norm_forward`
+:func:`group_norm_backward`          :func:`refdet.layers.group_norm_backward`
+===================================  =========================================================================
 
 How they are held equal (``tests/test_reference_conv.py``):
 

@@ -79,7 +79,7 @@ def sigmoid_focal_loss_grad(x: np.ndarray, t: np.ndarray, alpha: float = 0.25, g
     Limits: gamma = 0 leaves term 1 = p - t, the BCE gradient. Where ``1 - p_t`` is 0 in floating
     point (an example classified perfectly) and gamma < 1, ``(1 - p_t)^(gamma - 1)`` is infinite but
     its product with ``CE p (1 - p) ~ (1 - p_t)^2`` tends to 0: it is taken as 0 there. A badly wrong
-    example (p_t -> 0) has m -> 1 and CE p (1 - p) ~ |x| e^-|x| -> 0: the gradient tends to
+    example (p_t -> 0) has m -> 1 and CE p (1 - p) ~ ``|x| e^-|x|`` -> 0: the gradient tends to
     ``alpha_t (p - t)``. ``1 - p`` is computed as ``sigmoid(-x)``, the same number without the
     cancellation of ``1 - p`` when p rounds to 1.
     """

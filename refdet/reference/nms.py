@@ -30,7 +30,9 @@ def visiting_order(scores: np.ndarray, ties: str = "lowest_index") -> List[int]:
 
 
 def pair_iou(a: np.ndarray, b: np.ndarray, *, plus_one: bool = False) -> np.floating:
-    """IoU of two xyxy boxes of one float dtype, torchvision ``nms_kernel.cpp``'s arithmetic::
+    """IoU of two xyxy boxes of one float dtype, torchvision ``nms_kernel.cpp``'s arithmetic.
+
+    ::
 
         w = max(0, min(x2a, x2b) - max(x1a, x1b) [+ 1]);  h likewise;  inter = w * h
         iou = inter / ((area_a + area_b) - inter)          # 0 / 0 = NaN (two zero-area boxes)

@@ -539,7 +539,7 @@ def gradcheck_names():
     return sorted(_CASES)
 
 
-def gradcheck_all(names=None, *, rng=0, out=None):
+def gradcheck_all(names=None, *, rng=0, out=None, progress=None):
     """Run every registered gradient-check case (or those whose name contains one of ``names``).
 
     Parameters
@@ -550,6 +550,9 @@ def gradcheck_all(names=None, *, rng=0, out=None):
         Seeds the inputs and the upstream gradients (default 0: reproducible).
     out : callable, optional
         Called with one line per case (e.g. ``print``).
+    progress : callable, optional
+        Called as ``progress(i, total, name)`` after case ``i`` (1-based) of ``total`` is checked (the
+        command line's progress line).
 
     Returns
     -------
@@ -566,7 +569,7 @@ def gradcheck_all(names=None, *, rng=0, out=None):
         names = [names]
     chosen = [k for k in _CASES if names is None or any(n in k for n in names)]
     results = {}
-    for name in chosen:
+    for i, name in enumerate(chosen, 1):
         forward, backward, make, options = _CASES[name]
         inputs, kwargs = make(rng)
         try:
@@ -580,4 +583,6 @@ def gradcheck_all(names=None, *, rng=0, out=None):
             detail = (f"worst element {w.input}{list(w.index)}: rel error {w.rel_error:.2e}, "
                       f"{w.excess:.2g} x tolerance") if w else "; ".join(rep.problems)
             out(f"{'ok  ' if rep.ok else 'FAIL'} {name}: {detail}")
+        if progress is not None:
+            progress(i, len(chosen), name)
     return results

@@ -348,7 +348,7 @@ __all__ += ["logits", "binary_targets", "class_labels", "loss_inputs"]
 @st.composite
 def logits(draw, shape=None, *, max_dims=2, max_side=8, bound=30.0, extremes=True, dtype=np.float64):
     """A logits array: values on a 1/8 grid in [-bound, bound] (ties and exact zeros occur), and with
-    ``extremes`` some saturating values (|x| >= 17, where float64 sigmoid is within 1e-7 of 0 or 1
+    ``extremes`` some saturating values (``|x| >= 17``, where float64 sigmoid is within 1e-7 of 0 or 1
     and float32 sigmoid rounds to exactly 1). Shape drawn if not given (up to ``max_dims`` axes)."""
     if shape is None:
         shape = tuple(draw(st.lists(st.integers(0, max_side), min_size=1, max_size=max_dims)))

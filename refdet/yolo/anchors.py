@@ -101,11 +101,17 @@ def wh_iou(wh1, wh2) -> np.ndarray:
 class DimensionClusters(NamedTuple):
     """Result of :func:`dimension_clusters`.
 
-    anchors : ndarray, shape (k, 2) -- centroid ``(w, h)``, sorted by area (smallest first; ties
+    Attributes
+    ----------
+    anchors : ndarray, shape (k, 2)
+        Centroid ``(w, h)``, sorted by area (smallest first; ties
         keep the order of the clusters' first member).
-    assignment : ndarray of int64, shape (N,) -- cluster of each box, indexing ``anchors``.
-    mean_iou : float -- ``mean_i max_j IoU(box_i, anchor_j)`` (YOLO9000 Table 1's "Avg IOU").
-    iterations : int -- Lloyd iterations run (the last one changed nothing, unless ``max_iter`` hit).
+    assignment : ndarray of int64, shape (N,)
+        Cluster of each box, indexing ``anchors``.
+    mean_iou : float
+        ``mean_i max_j IoU(box_i, anchor_j)`` (YOLO9000 Table 1's "Avg IOU").
+    iterations : int
+        Lloyd iterations run (the last one changed nothing, unless ``max_iter`` hit).
     """
     anchors: np.ndarray
     assignment: np.ndarray
@@ -143,8 +149,8 @@ def dimension_clusters(wh, k: int, *, rng=None, max_iter: int = 300, center: str
     --------
     >>> wh = np.array([[10, 10], [11, 9], [100, 50], [98, 52]], dtype=float)
     >>> dimension_clusters(wh, 2, rng=0).anchors
-    array([[ 10.5,   9.5],
-           [ 99. ,  51. ]])
+    array([[10.5,  9.5],
+           [99. , 51. ]])
     """
     x = _positive_wh(wh, "wh")
     k = _checks.check_int(k, "k", low=1)
@@ -181,10 +187,16 @@ def dimension_clusters(wh, k: int, *, rng=None, max_iter: int = 300, center: str
 class AnchorFit(NamedTuple):
     """How well anchors fit a set of box sizes (YOLOv5 ``check_anchors`` / ``kmean_anchors``).
 
-    bpr : float -- best possible recall: fraction of boxes whose best anchor passes ``x > 1/thr``.
-    aat : float -- anchors above threshold: mean number of anchors per box with ``x > 1/thr``.
-    best : ndarray, shape (N,) -- ``max_j x_ij``.
-    ratio : ndarray, shape (N, K) -- ``x_ij = min over (w, h) of min(r, 1/r)``, ``r = wh_i / anchor_j``.
+    Attributes
+    ----------
+    bpr : float
+        Best possible recall: fraction of boxes whose best anchor passes ``x > 1/thr``.
+    aat : float
+        Anchors above threshold: mean number of anchors per box with ``x > 1/thr``.
+    best : ndarray, shape (N,)
+        ``max_j x_ij``.
+    ratio : ndarray, shape (N, K)
+        ``x_ij = min over (w, h) of min(r, 1/r)``, ``r = wh_i / anchor_j``.
     """
     bpr: float
     aat: float
@@ -263,11 +275,18 @@ def anchor_fitness(wh, anchors, *, thr: float = 4.0) -> float:
 class EvolvedAnchors(NamedTuple):
     """Result of :func:`kmean_anchors`.
 
-    anchors : ndarray, shape (n, 2) -- sorted by area (smallest first), pixels.
-    fitness : float -- :func:`anchor_fitness` on the filtered sizes.
-    bpr, aat : float -- :func:`autoanchor_metric` on all sizes (unfiltered, as YOLOv5 prints).
-    initial : ndarray, shape (n, 2) -- the k-means (or random-init) anchors before evolution.
-    kmeans_ok : bool -- False when k-means returned fewer than n centroids and YOLOv5's random
+    Attributes
+    ----------
+    anchors : ndarray, shape (n, 2)
+        Sorted by area (smallest first), pixels.
+    fitness : float
+        :func:`anchor_fitness` on the filtered sizes.
+    bpr, aat : float
+        :func:`autoanchor_metric` on all sizes (unfiltered, as YOLOv5 prints).
+    initial : ndarray, shape (n, 2)
+        The k-means (or random-init) anchors before evolution.
+    kmeans_ok : bool
+        False when k-means returned fewer than n centroids and YOLOv5's random
         initialisation ``sort(rand(2n)).reshape(n, 2) * img_size`` was used instead.
     """
     anchors: np.ndarray

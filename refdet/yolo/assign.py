@@ -566,10 +566,15 @@ def atss_assign(anchors, num_level_anchors: Sequence[int], gt_labels, gt_boxes, 
 class HungarianMatch(NamedTuple):
     """Result of :func:`hungarian_match` for one image.
 
-    query_index, gt_index : ndarray of int64, shape (min(Q, M),) -- the matched pairs, sorted by
+    Attributes
+    ----------
+    query_index, gt_index : ndarray of int64, shape (min(Q, M),)
+        The matched pairs, sorted by
         query (scipy's ``linear_sum_assignment`` row order), DETR's ``(index_i, index_j)``.
-    assignment : Assignment -- per query (Q,): label ``num_classes`` ("no object") when unmatched.
-    cost : ndarray, shape (Q, M) -- the cost matrix that was solved.
+    assignment : Assignment
+        Per query (Q,): label ``num_classes`` ("no object") when unmatched.
+    cost : ndarray, shape (Q, M)
+        The cost matrix that was solved.
     """
     query_index: np.ndarray
     gt_index: np.ndarray

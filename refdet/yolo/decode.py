@@ -4,16 +4,17 @@ Every YOLO predicts, per cell ``(cx, cy)`` of a level with stride ``s`` (and per
 ``(pw, ph)`` in pixels for the anchor-based ones), a raw vector ``t``. The family differs only in
 how ``t`` becomes a box:
 
-=====================  ==============================================  ===================================
-decoder                centre (pixels)                                 size (pixels)
-=====================  ==============================================  ===================================
-YOLOv2 / YOLOv3        ``(sigmoid(t) + c) * s``                        ``p * exp(t)``
-YOLOv4 ``scale_x_y``   ``(S * sigmoid(t) - (S - 1) / 2 + c) * s``      ``p * exp(t)``
-YOLOv5 / YOLOv7        ``(2 * sigmoid(t) - 0.5 + c) * s``              ``p * (2 * sigmoid(t)) ** 2``
-YOLOX                  ``(t + c) * s``                                 ``s * exp(t)``
-ultralytics v8+ (DFL)  ``dist2bbox``: ``(c + 0.5) -+ d`` in grid units, times ``s``; ``d`` = expectation
-                       of a softmax over ``reg_max`` bins ``0 .. reg_max - 1`` per side (l, t, r, b)
-=====================  ==============================================  ===================================
+=====================  ================================================  ==========================================
+decoder                centre (pixels)                                   size (pixels)
+=====================  ================================================  ==========================================
+YOLOv2 / YOLOv3        ``(sigmoid(t) + c) * s``                          ``p * exp(t)``
+YOLOv4 ``scale_x_y``   ``(S * sigmoid(t) - (S - 1) / 2 + c) * s``        ``p * exp(t)``
+YOLOv5 / YOLOv7        ``(2 * sigmoid(t) - 0.5 + c) * s``                ``p * (2 * sigmoid(t)) ** 2``
+YOLOX                  ``(t + c) * s``                                   ``s * exp(t)``
+ultralytics v8+ (DFL)  ``dist2bbox``: ``(c + 0.5) -+ d`` in grid units,  times ``s``; ``d`` = expectation of a
+                                                                         softmax over ``reg_max`` bins
+                                                                         ``0 .. reg_max - 1`` per side (l, t, r, b)
+=====================  ================================================  ==========================================
 
 Sources: darknet ``src/yolo_layer.c get_yolo_box`` (and ``scal_add_cpu`` for ``scale_x_y``,
 AlexeyAB), YOLOv5 ``models/yolo.py Detect.forward`` (``grid - 0.5``, ``anchor_grid = anchors *

@@ -57,12 +57,19 @@ def _levels(feature_sizes, n):
 class YOLOv3LevelTargets(NamedTuple):
     """Dense targets of one level, each of shape (A, H, W) (``boxes`` (A, H, W, 4)).
 
-    gt_index : int64 -- responsible ground truth; -1 "no object"; -2 ignored (best IoU of the
+    Attributes
+    ----------
+    gt_index : int64
+        Responsible ground truth; -1 "no object"; -2 ignored (best IoU of the
         prediction with any ground truth > ``ignore_thresh``, and not responsible).
-    labels : int64 -- its class; ``num_classes`` elsewhere.
-    boxes : the responsible ground truth (xyxy pixels); 0 elsewhere.
-    quality : 1 for responsible predictions, 0 elsewhere (YOLOv3's objectness target).
-    best_iou : the prediction's best IoU with any ground truth (0 without ``pred_boxes``).
+    labels : int64
+        Its class; ``num_classes`` elsewhere.
+    boxes : float, shape (A, H, W, 4)
+        The responsible ground truth (xyxy pixels); 0 elsewhere.
+    quality : float
+        1 for responsible predictions, 0 elsewhere (YOLOv3's objectness target).
+    best_iou : float
+        The prediction's best IoU with any ground truth (0 without ``pred_boxes``).
     """
     gt_index: np.ndarray
     labels: np.ndarray
@@ -172,14 +179,22 @@ def yolov3_assign(gt_boxes, gt_labels, anchors, strides: Sequence[float], featur
 class YOLOv5LevelTargets(NamedTuple):
     """Targets of one level: ``n`` entries (arrays of length n) and the dense view.
 
-    image, anchor, gy, gx : int64 -- where each entry trains (``indices`` of YOLOv5; gx, gy clamped
+    Attributes
+    ----------
+    image, anchor, gy, gx : int64
+        Where each entry trains (``indices`` of YOLOv5; gx, gy clamped
         to the map).
-    gt_index : int64 -- row of ``targets`` the entry comes from.
-    labels : int64 -- its class (``tcls``).
-    boxes : (n, 4) -- ``tbox``: ``(gx - gi, gy - gj, gw, gh)`` in grid units, offsets from the
+    gt_index : int64
+        Row of ``targets`` the entry comes from.
+    labels : int64
+        Its class (``tcls``).
+    boxes : (n, 4)
+        ``tbox``: ``(gx - gi, gy - gj, gw, gh)`` in grid units, offsets from the
         *unclamped* cell (so in [-0.5, 1.5) for an entry inside the map).
-    anchors : (n, 2) -- the template in grid units (``anch``).
-    dense_gt_index : (B, A, H, W) int64 -- per prediction, the entry's ``gt_index`` written last
+    anchors : (n, 2)
+        The template in grid units (``anch``).
+    dense_gt_index : (B, A, H, W) int64
+        Per prediction, the entry's ``gt_index`` written last
         (-1: no entry), i.e. the objectness target's owner.
     """
     image: np.ndarray
