@@ -1,29 +1,31 @@
-"""The bounded CI step: mutants of the modules a change touched, compared with the recorded scores.
+"""The bounded CI step: mutmut on the modules a change touched, compared with the recorded scores.
 
 ``python -m mutation ci [--since REV] [--budget SECONDS] [--jobs N]``
 
 1. The modules: those whose file, or one of whose test files, changed since ``--since`` (default: the
-   previous landing, ``HEAD^1``); when none did (or git cannot tell), one module by rotation (the day
-   of the year picks it), so every module is re-checked in turn.
-2. Within the budget, split evenly between them: first the mutants the record does not know (new
-   code), then the recorded ones in an order drawn from the date.
+   previous landing, ``HEAD^1``), at most ``--max-modules`` of them (the smallest first); when none
+   did (or git cannot tell), one module by rotation (the day of the year picks it), so every module
+   is re-checked in turn.
+2. Within the budget, split evenly between them, mutmut runs: first the mutants the record does not
+   know (functions whose code changed since the recorded run), then recorded ones in an order drawn
+   from the date, as many as the module's recorded time per mutant lets the share hold.
 3. Each module's score is *projected*: the recorded statuses with the re-run mutants' new statuses in
-   place. The step fails when a projected score is below the module's score in
-   ``mutation/scores.json``, or when a mutant the record says was killed now survives, and prints
-   those mutants.
+   place (a changed function's old statuses are dropped). The step fails when a projected score is
+   below the module's score in ``mutation/scores.json``, or when a mutant the record says was killed
+   now survives, and prints those mutants.
 """
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import random
 import subprocess
 import time
 
 from mutation import config as C
-from mutation import mutants as M
-from mutation import runner as R
+from mutation import engine as E
+
+STATS_SECONDS = 90.0   # mutmut's one pass over the module's tests before the mutants, and start-up
 
 
 def changed_files(since):
@@ -41,18 +43,24 @@ def changed_files(since):
 def touched_modules(cfg, files):
     if not files:
         return []
-    out = []
-    for m in cfg.modules:
-        if m.path in files or any(t in files for t in m.test_files()):
-            out.append(m)
+    return [m for m in cfg.modules if m.path in files or any(t in files for t in m.test_files())]
+
+
+def _function_of(name: str) -> str:
+    return name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
+
+
+def known_statuses(rec: dict, gen: dict) -> dict:
+    """The recorded statuses still valid: those of functions whose code has not changed."""
+    old_h = rec.get("hashes", {})
+    new_h = gen["hashes"]
+    names = set(gen["names"])
+    out = {}
+    for k, v in rec.get("statuses", {}).items():
+        f = _function_of(k)
+        if k in names and f in new_h and old_h.get(f) == new_h[f]:
+            out[k] = v
     return out
-
-
-def load_scores():
-    if os.path.exists(R.SCORES_JSON):
-        with open(R.SCORES_JSON) as fh:
-            return json.load(fh)
-    return {}
 
 
 def main(args, cfg):
@@ -66,55 +74,54 @@ def main(args, cfg):
         why = "no core module changed" if files is not None else "git cannot tell what changed"
         print(f"mutation ci: {why}; today's module by rotation: {mods[0].name}")
     else:
+        if len(mods) > args.max_modules:
+            mods = sorted(mods, key=lambda m: os.path.getsize(os.path.join(C.ROOT, m.path)))[: args.max_modules]
+            print(f"mutation ci: more modules changed than fit; the {args.max_modules} smallest")
         print(f"mutation ci: changed modules: {', '.join(m.name for m in mods)}")
-    results = R.load_results()
-    scores = load_scores()
+    results = E.load_results()
+    scores = E.load_scores()
     failed = []
-    tree = R.make_copy()
-    try:
-        for i, mod in enumerate(mods):
-            left = deadline_all - time.time()
-            share = left / (len(mods) - i)
-            if share < 30:
-                print(f"[{mod.name}] skipped: the budget is spent")
-                continue
-            deadline = time.time() + share
-            rec = results["modules"].get(mod.name, {})
-            known = rec.get("statuses", {})
-            with open(os.path.join(tree, mod.path)) as fh:
-                ms = M.generate(fh.read(), mod.path)
-            new = [m.id for m in ms if m.id not in known and not m.equivalent]
-            old = [m.id for m in ms if m.id in known and not m.equivalent]
-            random.Random(today.toordinal()).shuffle(old)
-            order = new + old
-            got = R.run_module(mod, tree, cfg, jobs=args.jobs, only=set(order), order=order, deadline=deadline,
-                               log=print)
-            fresh = {k: v for k, v in got["statuses"].items() if v != "not_run"}
-            current = {m.id for m in ms}
-            merged = {k: v for k, v in known.items() if k in current}
-            merged.update(fresh)
-            merged.update({m.id: "equivalent" for m in ms if m.equivalent})
-            ran = [v for v in merged.values() if v not in ("equivalent", "not_run")]
-            killed = sum(v in ("killed", "timeout") for v in ran)
-            projected = 100.0 * killed / len(ran) if ran else 100.0
-            regressed = [k for k, v in fresh.items() if v not in ("killed", "timeout", "equivalent")
-                         and known.get(k) in ("killed", "timeout")]
-            newly = [k for k, v in fresh.items() if v in ("survived", "uncovered", "error") and k not in known]
-            floor = scores.get(mod.name)
-            n_run = sum(1 for v in fresh.values() if v not in ("equivalent",))
-            print(f"[{mod.name}] re-ran {n_run} of {len(current)} mutants ({len(new)} new): projected score "
-                  f"{projected:.1f}% (recorded {floor if floor is not None else 'none'})")
-            by_id = {m.id: m for m in ms}
-            for k in regressed:
-                print(f"    killed before, survives now: {by_id[k].describe()}")
-            for k in newly:
-                print(f"    new surviving mutant: {by_id[k].describe()}")
-            if regressed or (floor is not None and projected + 1e-9 < floor):
-                failed.append(mod.name)
-    finally:
-        import shutil
-
-        shutil.rmtree(os.path.dirname(tree), ignore_errors=True)
+    for i, mod in enumerate(mods):
+        left = deadline_all - time.time()
+        share = left / (len(mods) - i)
+        if share < STATS_SECONDS + 30:
+            print(f"[{mod.name}] skipped: the budget is spent")
+            continue
+        t0 = time.time()
+        E.prepare(mod)
+        gen = E.probe(mod, "names")
+        rec = results["modules"].get(mod.name, {})
+        known = known_statuses(rec, gen)
+        new = [n for n in gen["names"] if n not in known]
+        old = sorted(known)
+        random.Random(today.toordinal()).shuffle(old)
+        per = rec["seconds"] * max(1, args.jobs) / max(1, len(rec.get("statuses", {}))) if rec else 2.0
+        per = max(per, 0.5)
+        room = share - (time.time() - t0) - STATS_SECONDS
+        n = max(5, int(room * args.jobs / per / 1.5)) if room > 0 else 5
+        chosen = (new + old)[:n]
+        E.run_mutmut(mod, names=chosen, jobs=args.jobs, timeout=max(60.0, share - (time.time() - t0)))
+        st = E.statuses(mod)
+        fresh = {k: st[k] for k in chosen if st.get(k) not in (None, "not checked")}
+        merged = dict(known)
+        merged.update(fresh)
+        killed = sum(v in E.KILLED for v in merged.values())
+        projected = 100.0 * killed / len(merged) if merged else 100.0
+        regressed = [k for k, v in fresh.items() if v not in E.KILLED and known.get(k) in E.KILLED]
+        newly = [k for k, v in fresh.items() if v not in E.KILLED and k not in known]
+        floor = scores.get(mod.name)
+        print(f"[{mod.name}] re-ran {len(fresh)} of {len(gen['names'])} mutants ({len(new)} not in the record) in "
+              f"{time.time() - t0:.0f} s: projected score {projected:.1f}% (recorded "
+              f"{floor if floor is not None else 'none'})")
+        bad = regressed + [k for k in newly if floor is not None and projected + 1e-9 < floor]
+        if bad:
+            diffs = E.probe(mod, "diffs", *bad)
+            for k in bad:
+                d = E.describe(mod, k, diffs.get(k, ""))
+                why = "killed before, survives now" if k in regressed else "new surviving mutant"
+                print(f"    {why}: line {d['line']} `{d['before']}` -> `{d['after']}` in {d['scope']} [{k}]")
+        if regressed or (floor is not None and projected + 1e-9 < floor):
+            failed.append(mod.name)
     print(f"mutation ci: {time.time() - t_start:.0f} s")
     if failed:
         print(f"mutation ci: FAILED: the score dropped in {', '.join(failed)}")

@@ -113,6 +113,34 @@ def test_mmdet_means_and_stds():
     np.testing.assert_allclose(back, GTS, rtol=1e-14)
 
 
+def test_mmdet_four_distinct_means_golden():
+    # every mean and std different, so reading one slot for another changes the answer.
+    # anchor [0,0,10,20]: centre (5, 10), size 10 x 20; box [1,3,13,31]: centre (7, 17), size 12 x 28
+    a = np.array([[0, 0, 10, 20.0]])
+    g = np.array([[1, 3, 13, 31.0]])
+    means, stds = (0.1, 0.2, 0.3, 0.4), (0.5, 0.25, 2.0, 4.0)
+    d = encode_boxes(g, a, weights=stds, means=means, convention="mmdet")
+    want = [(0.2 - 0.1) / 0.5, (0.35 - 0.2) / 0.25, (math.log(1.2) - 0.3) / 2.0, (math.log(1.4) - 0.4) / 4.0]
+    np.testing.assert_allclose(d, [want], rtol=1e-14, atol=1e-15)
+    # decode d * std + mean: (0.6, 0.7, 1.3, -0.6) -> centre (11, 24), size 10 e^1.3 x 20 e^-0.6
+    got = decode_boxes(np.array([[1.0, 2.0, 0.5, -0.25]]), a, weights=stds, means=means, convention="mmdet")
+    hw, hh = 5 * math.exp(1.3), 10 * math.exp(-0.6)
+    np.testing.assert_allclose(got, [[11 - hw, 24 - hh, 11 + hw, 24 + hh]], rtol=1e-14)
+    np.testing.assert_allclose(decode_boxes(d, a, weights=stds, means=means, convention="mmdet"), g, rtol=1e-14)
+
+
+def test_detectron1_minus_one_golden():
+    # anchor [0,0,9,19] is 10 x 20 pixels, centre (5, 10); deltas (0.1, 0.2, 0, 0) move it to (6, 14):
+    # x2 = 6 + 5 - 1 = 10, y2 = 14 + 10 - 1 = 23 (py-faster-rcnn without the -1: 11 and 24)
+    a = np.array([[0, 0, 9, 19.0]])
+    d = np.array([[0.1, 0.2, 0.0, 0.0]])
+    det1 = dict(convention="caffe", weight_mode="multiply", clamp_mode="max", x2_minus_one=True)
+    np.testing.assert_allclose(decode_boxes(d, a, **det1), [[1, 4, 10, 23]], rtol=1e-14)
+    np.testing.assert_allclose(decode_boxes(d, a, convention="caffe"), [[1, 4, 11, 24]], rtol=1e-14)
+    out, cache = decode_boxes_forward(d, a, **det1)
+    np.testing.assert_allclose(out, [[1, 4, 10, 23]], rtol=1e-14)
+
+
 def test_caffe_plus_one_and_detectron1_minus_one():
     # py-faster-rcnn: anchor [0,0,9,9] is 10 x 10 pixels, centre 0 + 0.5 * 10 = 5;
     # gt [1,2,10,13] is 10 x 12, centre (6, 8): dx = 0.1, dy = 0.3, dw = 0, dh = log(1.2)
@@ -340,3 +368,36 @@ def test_encode_identical_rows_give_zero_deltas(pair):
     same = np.all(boxes == anchors, axis=1)
     d = encode_boxes(boxes, anchors, weights=(10, 10, 5, 5))
     np.testing.assert_array_equal(d[same], 0.0)
+
+
+# ------------------------------------------------------------------- the backward's contract
+
+def test_decode_backward_float32_and_bad_input():
+    a = ANCHORS.astype(F32)
+    d = encode_boxes(GTS, ANCHORS).astype(F32)
+    _, cache = decode_boxes_forward(d, a)
+    g = decode_boxes_backward(np.ones((2, 4)), cache)
+    assert g.ddeltas.dtype == F32  # the forward's working dtype, whatever the upstream gradient's
+    with pytest.raises(TypeError, match="`cache` must be the DecodeCache.*got tuple"):
+        decode_boxes_backward(np.ones((2, 4)), tuple(cache))
+    with pytest.raises(ValueError, match=r"`dboxes` must have shape \(2, 4\).*got \(2, 8\)"):
+        decode_boxes_backward(np.ones((2, 8)), cache)
+    with pytest.raises(TypeError, match="`dboxes` must be an array of"):
+        decode_boxes_backward([["a"] * 4] * 2, cache)
+    with pytest.raises(ValueError, match="`dboxes`"):
+        decode_boxes_backward(np.full((2, 4), np.nan), cache)
+
+
+def test_sibling_decode_profile_keeps_its_overrides():
+    # a Profile resolved for decode_boxes, handed to decode_boxes_forward, keeps its overridden knobs
+    # (conventions.resolve alone would take only the profile's name)
+    from refdet import conventions
+
+    a = np.array([[0, 0, 10, 10.0]])
+    d = np.array([[0, 0, 6.0, -6.0]])  # past the clamp both ways
+    p = conventions.resolve("decode_boxes", "mmdet", clamp_mode="none")
+    want = decode_boxes(d, a, convention="mmdet", clamp_mode="none")
+    assert not np.allclose(want, decode_boxes(d, a, convention="mmdet"))
+    np.testing.assert_array_equal(decode_boxes_forward(d, a, convention=p)[0], want)
+    q = conventions.resolve("decode_boxes_forward", "mmdet", clamp_mode="none")
+    np.testing.assert_array_equal(decode_boxes(d, a, convention=q), want)
