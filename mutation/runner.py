@@ -27,7 +27,7 @@ RESULTS_MD = os.path.join(HERE, "results.md")
 SCORES_JSON = os.path.join(HERE, "scores.json")
 
 _IGNORE = shutil.ignore_patterns(".git", ".venv*", "__pycache__", ".hypothesis", ".cache", "*.egg-info",
-                                 ".pytest_cache", "mutants", "docs", "benchmarks")
+                                 ".pytest_cache", "mutants", "docs", "benchmarks", "build")
 
 
 def make_copy(root: str = ROOT) -> str:

@@ -1,5 +1,6 @@
 """Tests of refdet.box_coder: TV9 golden vectors, conventions, round trips, gradients, torchvision."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -378,6 +379,14 @@ def test_decode_backward_float32_and_bad_input():
     _, cache = decode_boxes_forward(d, a)
     g = decode_boxes_backward(np.ones((2, 4)), cache)
     assert g.ddeltas.dtype == F32  # the forward's working dtype, whatever the upstream gradient's
+    # a float64 upstream gradient is cast to float32 first: float32 math, bit for bit
+    rng = np.random.default_rng(5)
+    a = np.sort(rng.uniform(0, 50, (200, 4)), axis=1)[:, [0, 1, 2, 3]].astype(F32)
+    a[:, 2:] += 1
+    _, cache = decode_boxes_forward(rng.normal(0, 1, (200, 4)).astype(F32), a, weights=(10, 10, 5, 5))
+    up = rng.normal(0, 1, (200, 4))
+    _bits_equal(decode_boxes_backward(up, cache).ddeltas, decode_boxes_backward(up.astype(F32), cache).ddeltas)
+    _, cache = decode_boxes_forward(d, ANCHORS.astype(F32))
     with pytest.raises(TypeError, match="`cache` must be the DecodeCache.*got tuple"):
         decode_boxes_backward(np.ones((2, 4)), tuple(cache))
     with pytest.raises(ValueError, match=r"`dboxes` must have shape \(2, 4\).*got \(2, 8\)"):
@@ -401,3 +410,17 @@ def test_sibling_decode_profile_keeps_its_overrides():
     np.testing.assert_array_equal(decode_boxes_forward(d, a, convention=p)[0], want)
     q = conventions.resolve("decode_boxes_forward", "mmdet", clamp_mode="none")
     np.testing.assert_array_equal(decode_boxes(d, a, convention=q), want)
+
+
+def test_decode_deltas_shapes():
+    a = ANCHORS
+    for bad in (np.zeros((2, 6)), np.zeros((2, 4, 1)), np.zeros((2, 0)), np.zeros(8)):
+        with pytest.raises(ValueError, match=r"`deltas` must have shape \(N, 4K\); got " + re.escape(str(bad.shape))):
+            decode_boxes(bad, a)
+    with pytest.raises(TypeError, match="`deltas` must be an array of"):
+        decode_boxes([["x"] * 4] * 2, a)
+    # no boxes: (0, 4K), (0, 0) and the 1-D empty array all decode to no boxes
+    empty = np.zeros((0, 4))
+    assert decode_boxes(np.zeros((0, 8)), empty).shape == (0, 8)
+    assert decode_boxes(np.zeros((0, 0)), empty).shape == (0, 0)
+    assert decode_boxes(np.zeros(0), empty).shape == (0, 4)

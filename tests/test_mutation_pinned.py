@@ -153,3 +153,52 @@ def test_pragmas_within_budget_and_each_names_its_reason():
         lines += len(src.splitlines())
         pragma += len(found)
     assert pragma <= cfg.max_pragma_fraction * lines, (pragma, lines)
+
+
+# ------------------------------------------------------------------ the mutmut driver (engine)
+
+def test_engine_names_scopes_and_lines():
+    from mutation import engine as E
+
+    assert E.scope_of("refdet.box_coder.x__decode__mutmut_3") == "_decode"
+    assert E.scope_of("refdet.box_coder.x_decode_boxes_backward__mutmut_12") == "decode_boxes_backward"
+    assert E.scope_of("refdet.quant.kernels.xǁRequantǁ__call____mutmut_1") == "Requant.__call__"
+    mod = C.load().select(["box_coder"])[0]
+    diff = ("--- a\n+++ b\n@@ -1,3 +1,3 @@\n def _means4(means):\n-    if means is None:\n"
+            "+    if means is not None:\n")
+    d = E.describe(mod, "refdet.box_coder.x__means4__mutmut_1", diff)
+    with open(os.path.join(ROOT, mod.path)) as fh:
+        assert fh.read().splitlines()[d["line"] - 1].strip() == "if means is None:"
+    assert (d["before"], d["after"], d["scope"]) == ("if means is None:", "if means is not None:", "_means4")
+
+
+def test_engine_summary_counts_and_ci_projection():
+    from mutation import ci as CI
+    from mutation import engine as E
+
+    mod = C.load().select(["matcher"])[0]
+    gen = {"names": ["m.x_f__mutmut_1", "m.x_f__mutmut_2", "m.x_g__mutmut_1", "m.x_g__mutmut_2"],
+           "hashes": {"x_f": "a", "x_g": "b"}, "equivalent": 3}
+    st = {"m.x_f__mutmut_1": "killed", "m.x_f__mutmut_2": "timeout", "m.x_g__mutmut_1": "survived",
+          "m.x_g__mutmut_2": "no tests"}
+    rec = E.summarise(mod, gen, st, 12.0, [])
+    assert (rec["mutants"], rec["killed"], rec["survived"], rec["equivalent"]) == (7, 2, 2, 3)
+    assert rec["score"] == 50.0
+    # a function whose code changed loses its recorded statuses; the others keep theirs
+    known = CI.known_statuses(rec, dict(gen, hashes={"x_f": "a", "x_g": "changed"}))
+    assert known == {"m.x_f__mutmut_1": "killed", "m.x_f__mutmut_2": "timeout"}
+
+
+def test_engine_work_folder_config(tmp_path, monkeypatch):
+    import configparser
+
+    from mutation import engine as E
+
+    monkeypatch.setattr(E, "WORK", str(tmp_path))
+    mod = C.load().select(["box_coder"])[0]
+    wd = E.prepare(mod)
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read(os.path.join(wd, "setup.cfg"))
+    assert cp["mutmut"]["only_mutate"] == "refdet/box_coder.py"
+    assert cp["mutmut"]["pytest_add_cli_args_test_selection"].split() == mod.test_files()
+    assert cp.has_section("tool:pytest") and os.path.exists(os.path.join(wd, "refdet", "box_coder.py"))
