@@ -611,3 +611,24 @@ def test_neg_floor_golden():
     # best qualities -0.2, 0.1, 0.8: torchvision -> [-1, -1, 0]; mmdet (0 <= q < 0.3) -> [-2, -1, 0]
     assert match([[-0.2, 0.1, 0.8]], allow_low_quality_matches=False).tolist() == [-1, -1, 0]
     assert match([[-0.2, 0.1, 0.8]], convention="mmdet").tolist() == [-2, -1, 0]
+
+
+# ------------------------------------------------------------------ pinned by mutation testing
+
+def test_match_details_labels_and_gt_inds_are_int64():
+    q = np.array([[0.9, 0.5, 0.1], [0.2, 0.6, 0.75]])
+    r = match_details(q, high=0.7, low=0.3, allow_low_quality_matches=False)
+    assert r.labels.dtype == np.int64 and r.gt_inds.dtype == np.int64 and r.matches.dtype == np.int64
+    # anchor 0 -> gt 0 (0.9), anchor 1 between (0.6), anchor 2 -> gt 1 (0.75)
+    assert r.matches.tolist() == [0, -2, 1] and r.labels.tolist() == [1, -1, 1] and r.gt_inds.tolist() == [1, -1, 2]
+
+
+def test_caffe_candidate_eps_is_strict():
+    # Caffe's BIPARTITE and PER_PREDICTION steps take overlaps > 1e-6: exactly 1e-6 is not a candidate
+    q = np.array([[1e-6, 0.0], [0.0, 0.3]])
+    assert ssd_match(q, 0.5, convention="caffe").tolist() == [-1, 1]
+    assert ssd_match(q, 0.5, convention="caffe", candidate_eps=0.0).tolist() == [0, 1]
+    # the threshold step too: at threshold 1e-6 with eps 1e-6 the prior stays unmatched
+    q = np.array([[1e-6, 0.0]])
+    assert ssd_match(q, 1e-6, convention="caffe", prematch="off").tolist() == [-1, -1]
+    assert ssd_match(q, 1e-6, convention="caffe", prematch="off", candidate_eps=0.0).tolist() == [0, -1]
