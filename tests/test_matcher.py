@@ -632,3 +632,11 @@ def test_caffe_candidate_eps_is_strict():
     q = np.array([[1e-6, 0.0]])
     assert ssd_match(q, 1e-6, convention="caffe", prematch="off").tolist() == [-1, -1]
     assert ssd_match(q, 1e-6, convention="caffe", prematch="off", candidate_eps=0.0).tolist() == [0, -1]
+
+
+def test_caffe_bipartite_ties_lowest_prior_then_lowest_gt():
+    # all four overlaps tie: gt 0 takes prior 0 (lowest prior, then lowest gt), gt 1 the next prior
+    q = np.full((2, 2), 0.5)
+    assert ssd_match(q, 0.9, convention="caffe").tolist() == [0, 1]
+    q = np.array([[0.5, 0.5, 0.1], [0.5, 0.5, 0.1], [0.2, 0.5, 0.5]])
+    assert ssd_match(q, 0.9, convention="caffe").tolist() == [0, 1, 2]
