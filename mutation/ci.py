@@ -107,7 +107,8 @@ def main(args, cfg):
         merged.update(fresh)
         killed = sum(v in E.KILLED for v in merged.values())
         projected = 100.0 * killed / len(merged) if merged else 100.0
-        regressed = [k for k, v in fresh.items() if v not in E.KILLED and known.get(k) in E.KILLED]
+        # a test failure recorded, a survivor now (a recorded timeout may have been the load's doing)
+        regressed = [k for k, v in fresh.items() if v not in E.KILLED and known.get(k) == "killed"]
         newly = [k for k, v in fresh.items() if v not in E.KILLED and k not in known]
         floor = scores.get(mod.name)
         print(f"[{mod.name}] re-ran {len(fresh)} of {len(gen['names'])} mutants ({len(new)} not in the record) in "

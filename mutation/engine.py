@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -131,11 +132,20 @@ def run_mutmut(mod: C.Module, names: Optional[List[str]] = None, jobs: int = 1, 
     cmd = _mutmut() + ["run", "--max-children", str(jobs)] + list(names or [])
     t0 = time.perf_counter()
     with open(os.path.join(wd, "mutmut.log"), "w") as fh:
+        # its own process group: a timeout (or Ctrl-C) ends mutmut's forked children too
+        p = subprocess.Popen(cmd, cwd=wd, env=_env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            p = subprocess.run(cmd, cwd=wd, env=_env(), stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
-            rc = p.returncode
-        except subprocess.TimeoutExpired:
-            rc = "timeout"
+            rc = p.wait(timeout=timeout)
+        except BaseException as e:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            if not isinstance(e, subprocess.TimeoutExpired):
+                raise
+            rc = "timeout (the budget)"
     seconds = time.perf_counter() - t0
     if rc != 0:
         with open(os.path.join(wd, "mutmut.log"), errors="replace") as fh:

@@ -231,13 +231,13 @@ def _centers_sizes(b, s):
 
 def _default_log(x):
     if x.dtype == np.float32:  # correctly rounded float32 log (see the module docstring)
-        return np.log(x.astype(np.float64)).astype(np.float32)  # pragma: no mutate (astype(None) is float64; _apply casts to x.dtype)
+        return np.log(x.astype(np.float64)).astype(np.float32)  # pragma: no mutate (None = float64; _apply casts back)
     return np.log(x)
 
 
 def _default_exp(x):
     if x.dtype == np.float32:
-        return np.exp(x.astype(np.float64)).astype(np.float32)  # pragma: no mutate (astype(None) is float64; _apply casts to x.dtype)
+        return np.exp(x.astype(np.float64)).astype(np.float32)  # pragma: no mutate (None = float64; _apply casts back)
     return np.exp(x)
 
 
