@@ -155,7 +155,8 @@ def _resolve(op, convention, **overrides):
     """``conventions.resolve`` that keeps a Profile of the sibling decode op (same table) whole."""
     if isinstance(convention, conventions.Profile) and convention.op in _DECODE_OPS and op in _DECODE_OPS \
             and convention.op != op:
-        convention = conventions.Profile(op, convention.name, dict(convention), convention.overridden)
+        ov = convention.overridden
+        convention = conventions.Profile(op, convention.name, dict(convention), ov)  # pragma: no mutate (values only read)
     return conventions.resolve(op, convention, **overrides)
 
 

@@ -419,6 +419,8 @@ def test_decode_deltas_shapes():
             decode_boxes(bad, a)
     with pytest.raises(TypeError, match="`deltas` must be an array of"):
         decode_boxes([["x"] * 4] * 2, a)
+    with pytest.raises(ValueError, match="`deltas`"):
+        decode_boxes(np.full((2, 4), np.nan), a)
     # no boxes: (0, 4K), (0, 0) and the 1-D empty array all decode to no boxes
     empty = np.zeros((0, 4))
     assert decode_boxes(np.zeros((0, 8)), empty).shape == (0, 8)
