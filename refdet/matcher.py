@@ -279,7 +279,7 @@ def _tie_pairs(q, rowmax, gate):
     hits = [np.flatnonzero(q[i] == rowmax[i]) for i in rows]  # loop over gts, vectorised over anchors
     if not hits:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)  # pragma: no mutate (_assign returns on size 0)
-    g = np.repeat(rows.astype(np.int64), [h.size for h in hits])
+    g = np.repeat(rows.astype(np.int64), [h.size for h in hits])  # pragma: no mutate (gts < 2**53: ufunc.at casts back)
     return g, np.concatenate(hits).astype(np.int64)
 
 
@@ -314,13 +314,13 @@ def _match_core(q, high, low, s, allow_low_quality_matches, allow_nan):
         below &= vals >= t(s["neg_floor"])
     # NaN fails torch's "below" and "between" tests and so stays matched: it counts as positive
     positive = (vals > hi if s["positive_strict"] else vals >= hi) | np.isnan(vals)
-    matches = np.full(n, BETWEEN_THRESHOLDS, dtype=np.int64)
+    matches = np.full(n, BETWEEN_THRESHOLDS, dtype=np.int64)  # pragma: no mutate (an int fill is int64 already)
     matches[below] = BELOW_LOW_THRESHOLD
 
     mode = s["low_quality"] if allow_low_quality_matches else "off"
     rowmax = None
     forced_gt = None
-    promote = np.zeros(0, dtype=np.int64)
+    promote = np.zeros(0, dtype=np.int64)  # pragma: no mutate (read only when not empty)
     if mode != "off":
         rowmax = q.max(axis=1)                                              # (M,) best IoU per gt
         gate = rowmax >= t(s["min_pos_iou"]) if np.isfinite(s["min_pos_iou"]) else np.ones(m, bool)

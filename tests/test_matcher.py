@@ -621,6 +621,23 @@ def test_match_details_labels_and_gt_inds_are_int64():
     assert r.labels.dtype == np.int64 and r.gt_inds.dtype == np.int64 and r.matches.dtype == np.int64
     # anchor 0 -> gt 0 (0.9), anchor 1 between (0.6), anchor 2 -> gt 1 (0.75)
     assert r.matches.tolist() == [0, -2, 1] and r.labels.tolist() == [1, -1, 1] and r.gt_inds.tolist() == [1, -1, 2]
+    np.testing.assert_array_equal(r.gt_max_iou, [0.9, 0.75])   # computed even without the low-quality step
+    np.testing.assert_array_equal(r.max_iou, [0.9, 0.6, 0.75])
+
+
+@given(q=rst.iou_matrices(dtype=np.float32, min_n=1, allow_nan=True), hl=_PAIRS, force=st.booleans())
+def test_nan_tf_equals_loop_reference(q, hl, force):
+    # TF's forced match takes each row's argmax (NaN counts as the largest, like np.argmax); a gt whose
+    # row holds a NaN forces the NaN's anchor
+    high, low = hl
+    got = match(q, high=high, low=low, convention="tf", allow_low_quality_matches=force, allow_nan=True)
+    np.testing.assert_array_equal(got, ref_tf(q, high, low, force))
+
+
+def test_nan_row_forces_its_first_nan():
+    # gt 1's row max is NaN at anchor 1: it still forces anchor 1 (its argmax), over column 1's own gt 0
+    q = np.array([[np.nan, np.nan], [0.1, np.nan]])
+    assert match(q, convention="tf", allow_nan=True).tolist() == [0, 1] == ref_tf(q, 0.7, 0.3, True).tolist()
 
 
 def test_caffe_candidate_eps_is_strict():
