@@ -357,7 +357,7 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
         d = d.reshape(0, 4)
     d = _checks.as_float_array(d, "deltas")
     if s["float32_deltas"]:  # detectron2 apply_deltas: deltas.float(), boxes.to(deltas.dtype)
-        d = d.astype(np.float32, copy=False)
+        d = d.astype(np.float32, copy=False)  # pragma: no mutate (copy only: d is never written)
     a = _checks.as_boxes(anchors, "anchors")
     _checks.check_same_length(d, a, "deltas", "anchors")
     w4 = _checks.check_weights4(weights, "weights")

@@ -426,3 +426,47 @@ def test_decode_deltas_shapes():
     assert decode_boxes(np.zeros((0, 8)), empty).shape == (0, 8)
     assert decode_boxes(np.zeros((0, 0)), empty).shape == (0, 0)
     assert decode_boxes(np.zeros(0), empty).shape == (0, 4)
+
+
+def test_arguments_named_in_errors():
+    a, d = ANCHORS, np.zeros((2, 4))
+    for fn in (decode_boxes, lambda *x, **k: decode_boxes_forward(*x, **k)[0]):
+        with pytest.raises(ValueError, match=r"`anchors` must have shape \(N, 4\)"):
+            fn(d, np.zeros((2, 3)))
+        with pytest.raises(ValueError, match="`deltas` and `anchors` must have the same length; got 3 and 2"):
+            fn(np.zeros((3, 4)), a)
+        with pytest.raises(ValueError, match="`weights` must be 4 numbers"):
+            fn(d, a, weights=(1, 1, 1))
+        with pytest.raises(TypeError, match="`clamp` must be a real number"):
+            fn(d, a, clamp="big")
+    with pytest.raises(ValueError, match=r"`anchors` must have shape \(N, 4\)"):
+        encode_boxes(GTS, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"`boxes` must have shape \(N, 4\)"):
+        encode_boxes(np.zeros((2, 3)), a)
+    with pytest.raises(ValueError, match="`boxes` and `anchors` must have the same length; got 1 and 2"):
+        encode_boxes(GTS[:1], a)
+    with pytest.raises(ValueError, match="`weights` must be 4 numbers"):
+        encode_boxes(GTS, a, weights=(1, 1, 1))
+    with pytest.raises(ValueError, match="`means` must be 4 finite numbers"):
+        encode_boxes(GTS, a, weights=(1, 1, 1, 1), means=(0, 0, np.nan, 0), convention="mmdet")
+    with pytest.raises(TypeError, match="`means` must be 4 numbers"):
+        decode_boxes(d, a, means="zero", convention="mmdet")
+
+
+def test_clamp_none_and_negative():
+    a = np.array([[0, 0, 10, 10.0]])
+    d = np.array([[0, 0, 6.0, -6.0]])
+    # clamp=None is the default clamp, log(1000 / 16)
+    np.testing.assert_array_equal(decode_boxes(d, a, clamp=None), decode_boxes(d, a))
+    np.testing.assert_array_equal(decode_boxes(d, a, clamp=None, convention="mmdet"),
+                                  decode_boxes(d, a, convention="mmdet"))
+    # mmdet clamps to [-|c|, |c|]: a negative clamp is its magnitude
+    np.testing.assert_array_equal(decode_boxes(d, a, clamp=-2.0, convention="mmdet"),
+                                  decode_boxes(d, a, clamp=2.0, convention="mmdet"))
+    w, h = 10 * math.exp(2.0), 10 * math.exp(-2.0)
+    np.testing.assert_allclose(decode_boxes(d, a, clamp=2.0, convention="mmdet"),
+                               [[5 - w / 2, 5 - h / 2, 5 + w / 2, 5 + h / 2]], rtol=1e-14)
+    # torchvision's clamp(max=c) keeps the sign: c = -1 caps dw = 6 at -1, dh = -6 stays
+    w, h = 10 * math.exp(-1.0), 10 * math.exp(-6.0)
+    np.testing.assert_allclose(decode_boxes(d, a, clamp=-1.0), [[5 - w / 2, 5 - h / 2, 5 + w / 2, 5 + h / 2]],
+                               rtol=1e-14)
