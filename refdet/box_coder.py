@@ -246,7 +246,7 @@ def _apply(fn, x, name):
     y = np.asarray(fn(x))
     if y.shape != x.shape:
         raise ValueError(f"`{name}` must be elementwise; it returned shape {y.shape} for shape {x.shape}")
-    return y.astype(x.dtype, copy=False)
+    return y.astype(x.dtype, copy=False)  # pragma: no mutate (copy only: never written)
 
 
 @conventions.documented("encode_boxes")
@@ -317,8 +317,8 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
     m4 = _means4(means)
     e = s["eps"]
     dt = np.result_type(g.dtype, a.dtype)
-    g = g.astype(dt, copy=False)
-    a = a.astype(dt, copy=False)
+    g = g.astype(dt, copy=False)  # pragma: no mutate (copy only: never written)
+    a = a.astype(dt, copy=False)  # pragma: no mutate (copy only: never written)
     t = dt.type
     log = _default_log if log is None else log
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -345,7 +345,7 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
             dw = (rw - t(m4[2])) / t(w4[2])
             dh = (rh - t(m4[3])) / t(w4[3])
     cols = (dx, dy, dw, dh) if s["order"] == "xy" else (dy, dx, dh, dw)
-    return np.stack(cols, axis=1).astype(dt, copy=False)
+    return np.stack(cols, axis=1).astype(dt, copy=False)  # pragma: no mutate (np.stack is fresh: copy changes nothing)
 
 
 def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
@@ -371,7 +371,7 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
             c = abs(c)
     # torchvision: anchors are cast to the deltas' dtype (boxes.to(rel_codes.dtype))
     dt = d.dtype
-    a = a.astype(dt, copy=False)
+    a = a.astype(dt, copy=False)  # pragma: no mutate (copy only: never written)
     t = dt.type
     exp = _default_exp if exp is None else exp
     xi, yi, wi, hi = (0, 1, 2, 3) if s["order"] == "xy" else (1, 0, 3, 2)
