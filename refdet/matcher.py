@@ -344,12 +344,12 @@ def _match_core(q, high, low, s, allow_low_quality_matches, allow_nan):
         need = np.flatnonzero(positive)
     if need.size:
         best = _argmax_columns(q, need, vals)
-        pos_set = positive[need]
+        pos_set = positive[need]  # pragma: no mutate (need[None] takes promoted too: the next line sets them)
         matches[need[pos_set]] = best[pos_set]
         if promote.size:
             matches[promote] = best[np.searchsorted(need, promote)]
     if mode == "all_ties_argmax_gt":
-        forced_gt = np.full(n, -1, dtype=np.int64)
+        forced_gt = np.full(n, -1, dtype=np.int64)  # pragma: no mutate (only >= 0 is read; int64 already)
         forced_gt[promote] = matches[promote]       # each promoted anchor keeps its own argmax gt
     elif forced_gt is not None:
         hit = forced_gt >= 0

@@ -657,3 +657,17 @@ def test_caffe_bipartite_ties_lowest_prior_then_lowest_gt():
     assert ssd_match(q, 0.9, convention="caffe").tolist() == [0, 1]
     q = np.array([[0.5, 0.5, 0.1], [0.5, 0.5, 0.1], [0.2, 0.5, 0.5]])
     assert ssd_match(q, 0.9, convention="caffe").tolist() == [0, 1, 2]
+
+
+def test_thresholds_named_in_errors():
+    q = np.array([[0.5]])
+    with pytest.raises(TypeError, match="`high` must be a real number"):
+        match(q, high="0.7")
+    with pytest.raises(TypeError, match="`low` must be a real number"):
+        match(q, low=None)
+    with pytest.raises(ValueError, match=r"`low` must be <= `high`; got low=0.8, high=0.7"):
+        match(q, high=0.7, low=0.8)
+    with pytest.raises(TypeError, match="`threshold` must be a real number"):
+        ssd_match(q, "0.5")
+    with pytest.raises(ValueError, match=r"`iou` must be 2-D"):
+        match(np.zeros(3))
