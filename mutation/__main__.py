@@ -54,7 +54,7 @@ def cmd_run(args, cfg):
     if not mods:
         raise SystemExit("name a module (python -m mutation list) or pass --all")
     for mod in mods:
-        rec = E.run_module(mod, jobs=args.jobs, names=args.mutant or None)
+        rec = E.run_module(mod, jobs=args.jobs, names=args.mutant or None, fresh=args.fresh)
         _print_rec(rec, args.show)
         if args.dry or args.mutant:
             continue
@@ -138,6 +138,7 @@ def main(argv=None):
     r.add_argument("--jobs", type=int, default=2, help="mutmut's --max-children (default 2)")
     r.add_argument("--mutant", nargs="*", default=None,
                    help="only these mutmut mutant names (a quick loop while writing tests; records nothing)")
+    r.add_argument("--fresh", action="store_true", help="drop mutmut's cache: test every mutant again")
     r.add_argument("--dry", action="store_true", help="do not write mutation/results.*")
     r.add_argument("--show", type=int, default=50, help="print up to this many survivors per module")
     r.add_argument("--record", action="store_true",

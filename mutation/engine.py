@@ -199,11 +199,24 @@ def describe(mod: C.Module, name: str, diff: str) -> dict:
 
 
 def run_module(mod: C.Module, jobs: int = 1, log=print, names: Optional[List[str]] = None,
-               timeout: Optional[float] = None) -> dict:
-    """Run mutmut on one module (all of its mutants, or ``names``); return its record."""
+               timeout: Optional[float] = None, fresh: bool = False) -> dict:
+    """Run mutmut on one module; return its record.
+
+    Without ``names``: mutmut's cache in the work folder keeps the verdicts of functions whose code
+    did not change (``fresh`` drops it), mutmut tests every other mutant, and then every mutant not
+    killed is run once more by name against the current tests (tests added since a survivor was
+    recorded get their chance). With ``names``: only those.
+    """
     prepare(mod)
+    if fresh:
+        shutil.rmtree(os.path.join(workdir(mod), "mutants"), ignore_errors=True)
     gen = probe(mod, "names")
     seconds = run_mutmut(mod, names=names, jobs=jobs, log=log, timeout=timeout)
+    if names is None and not fresh:
+        again = [k for k, v in statuses(mod).items() if k in set(gen["names"]) and v not in KILLED]
+        if again:
+            log(f"[{mod.name}] re-running {len(again)} mutant(s) not killed in the record against the current tests")
+            seconds += run_mutmut(mod, names=again, jobs=jobs, log=log, timeout=timeout)
     st = statuses(mod)
     st = {k: v for k, v in st.items() if k in set(gen["names"])}
     surv = sorted(k for k, v in st.items() if v not in KILLED)
