@@ -375,7 +375,7 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
     t = dt.type
     exp = _default_exp if exp is None else exp
     xi, yi, wi, hi = (0, 1, 2, 3) if s["order"] == "xy" else (1, 0, 3, 2)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # no division by zero: weights are > 0
         px, py, pw, ph = _centers_sizes(a, s)
         raw = [d[:, k::4] for k in (xi, yi, wi, hi)]  # (N, K) each
         if s["weight_mode"] == "divide":  # d * std + mean

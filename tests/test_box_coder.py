@@ -470,3 +470,22 @@ def test_clamp_none_and_negative():
     w, h = 10 * math.exp(-1.0), 10 * math.exp(-6.0)
     np.testing.assert_allclose(decode_boxes(d, a, clamp=-1.0), [[5 - w / 2, 5 - h / 2, 5 + w / 2, 5 + h / 2]],
                                rtol=1e-14)
+
+
+def test_decode_overflow_and_zero_size_anchors_are_silent():
+    # exp overflows to inf without a clamp, and inf * 0 (a zero-width anchor) is NaN: as torch, with
+    # no RuntimeWarning
+    import warnings
+
+    a = np.array([[0, 0, 10, 10.0], [5, 5, 5, 5.0]])
+    d = np.array([[0, 0, 1000.0, 0], [0, 0, 1000.0, 1000.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, cache = decode_boxes_forward(d, a, clamp_mode="none")
+    assert out[0].tolist() == [-np.inf, 0, np.inf, 10]
+    assert np.isnan(out[1]).all()
+    # the cache's clamp masks are bool (documented): all True without a clamp
+    assert cache.pass_w.dtype == bool and cache.pass_h.dtype == bool and cache.pass_w.all()
+    _, cache = decode_boxes_forward(d, a)
+    assert cache.pass_w.dtype == bool and cache.pass_w.tolist() == [[False], [False]]
+    assert cache.pass_h.tolist() == [[True], [False]]
