@@ -671,3 +671,19 @@ def test_thresholds_named_in_errors():
         ssd_match(q, "0.5")
     with pytest.raises(ValueError, match=r"`iou` must be 2-D"):
         match(np.zeros(3))
+
+
+def test_flags_named_in_errors_and_empty_details_dtypes():
+    q = np.array([[0.5]])
+    with pytest.raises(TypeError, match=r"`allow_low_quality_matches` must be a bool; got str 'yes'"):
+        match(q, allow_low_quality_matches="yes")
+    with pytest.raises(TypeError, match=r"`allow_nan` must be a bool; got int 1"):
+        match(q, allow_nan=1)
+    # no gts: every encoding has its documented dtype
+    r = match_details(np.zeros((0, 3)), convention="detectron2")
+    assert r.matches.tolist() == [-1, -1, -1] and r.matched_gt.tolist() == [0, 0, 0]
+    for name in ("matches", "labels", "matched_gt", "gt_inds"):
+        assert getattr(r, name).dtype == np.int64, name
+    assert r.forced.dtype == bool and r.max_iou.dtype == np.float64 and r.gt_max_iou.shape == (0,)
+    r = match_details(np.zeros((2, 0)))
+    assert r.matched_gt.dtype == np.int64 and r.gt_max_iou.tolist() == [-np.inf, -np.inf]
