@@ -504,3 +504,41 @@ def test_encode_degenerate_is_silent():
     assert d[0, 2] == -np.inf and d[0, 0] == 0
     assert np.isnan(d[1, 0]) and d[1, 2] == np.inf       # (5 - 5) / 0 and log(10 / 0)
     assert d[2, 0] == np.inf and d[2, 2] == np.inf       # 1.25e300 / 1e-300 overflows
+
+
+def test_clamp_masks_at_and_around_the_clamp():
+    c = DEFAULT_CLAMP
+    v = np.array([-6.0, -c, np.nextafter(-c, 0), 0.0, np.nextafter(c, 0), c, 6.0])
+    a = np.tile([[0, 0, 10, 10.0]], (len(v), 1))
+    d = np.zeros((len(v), 4))
+    d[:, 2] = v
+    d[:, 3] = v[::-1]
+    _, cache = decode_boxes_forward(d, a, convention="mmdet")          # clamp(min=-c, max=c)
+    inside = [False, False, True, True, True, False, False]
+    assert cache.pass_w[:, 0].tolist() == inside and cache.pass_h[:, 0].tolist() == inside[::-1]
+    _, cache = decode_boxes_forward(d, a)                               # clamp(max=c)
+    below = [True, True, True, True, True, False, False]
+    assert cache.pass_w[:, 0].tolist() == below and cache.pass_h[:, 0].tolist() == below[::-1]
+
+
+def test_custom_log_and_exp_must_be_elementwise():
+    with pytest.raises(ValueError, match=r"`log` must be elementwise; it returned shape \(1,\) for shape \(2,\)"):
+        encode_boxes(GTS, ANCHORS, log=lambda x: np.log(x)[:1])
+    with pytest.raises(ValueError, match=r"`exp` must be elementwise; it returned shape \(\) for shape \(2, 1\)"):
+        decode_boxes(np.zeros((2, 4)), ANCHORS, exp=lambda x: np.exp(x).sum())
+
+
+def test_custom_log_and_exp_checked_on_every_call():
+    # the width call is fine, the height call is not: the height's result is checked too
+    def second_bad(fn):
+        calls = []
+
+        def f(x):
+            calls.append(1)
+            return fn(x) if len(calls) == 1 else fn(x)[:1]
+        return f
+
+    with pytest.raises(ValueError, match="`log` must be elementwise"):
+        encode_boxes(GTS, ANCHORS, log=second_bad(np.log))
+    with pytest.raises(ValueError, match="`exp` must be elementwise"):
+        decode_boxes(np.zeros((2, 4)), ANCHORS, exp=second_bad(np.exp))
