@@ -140,6 +140,9 @@ def test_detectron1_minus_one_golden():
     np.testing.assert_allclose(decode_boxes(d, a, convention="caffe"), [[1, 4, 11, 24]], rtol=1e-14)
     out, cache = decode_boxes_forward(d, a, **det1)
     np.testing.assert_allclose(out, [[1, 4, 10, 23]], rtol=1e-14)
+    # class-specific deltas (K = 2): every class's x2, y2 loses the pixel
+    d2 = np.concatenate([d, np.zeros((1, 4))], axis=1)
+    np.testing.assert_allclose(decode_boxes(d2, a, **det1), [[1, 4, 10, 23, 0, 0, 9, 19]], rtol=1e-14)
 
 
 def test_caffe_plus_one_and_detectron1_minus_one():
@@ -379,6 +382,8 @@ def test_decode_backward_float32_and_bad_input():
     _, cache = decode_boxes_forward(d, a)
     g = decode_boxes_backward(np.ones((2, 4)), cache)
     assert g.ddeltas.dtype == F32  # the forward's working dtype, whatever the upstream gradient's
+    for name in ("scale", "widths", "heights", "pred_w", "pred_h"):
+        assert getattr(cache, name).dtype == F32, name   # the cache is in the working dtype
     # a float64 upstream gradient is cast to float32 first: float32 math, bit for bit
     rng = np.random.default_rng(5)
     a = np.sort(rng.uniform(0, 50, (200, 4)), axis=1)[:, [0, 1, 2, 3]].astype(F32)

@@ -685,5 +685,9 @@ def test_flags_named_in_errors_and_empty_details_dtypes():
     for name in ("matches", "labels", "matched_gt", "gt_inds"):
         assert getattr(r, name).dtype == np.int64, name
     assert r.forced.dtype == bool and r.max_iou.dtype == np.float64 and r.gt_max_iou.shape == (0,)
+    r = match_details(np.zeros((0, 3), np.float32), convention="detectron2")
+    assert r.max_iou.dtype == np.float32 and r.gt_max_iou.dtype == np.float32
+    r = match_details(np.zeros((2, 0), np.float32))
+    assert r.max_iou.dtype == np.float32 and r.gt_max_iou.dtype == np.float32
     r = match_details(np.zeros((2, 0)))
     assert r.matched_gt.dtype == np.int64 and r.gt_max_iou.tolist() == [-np.inf, -np.inf]
