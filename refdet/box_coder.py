@@ -203,7 +203,7 @@ class DecodeGrads(NamedTuple):
 
 def _means4(means):
     if means is None:
-        return np.zeros(4)
+        return np.zeros(4)  # pragma: no mutate (only m4[0] .. m4[3] are read)
     if isinstance(means, (str, bytes)) or not hasattr(means, "__len__"):
         raise TypeError(f"`means` must be 4 numbers; got {_checks._describe(means)}")
     arr = np.asarray(means, dtype=np.float64)

@@ -547,3 +547,23 @@ def test_custom_log_and_exp_checked_on_every_call():
         encode_boxes(GTS, ANCHORS, log=second_bad(np.log))
     with pytest.raises(ValueError, match="`exp` must be elementwise"):
         decode_boxes(np.zeros((2, 4)), ANCHORS, exp=second_bad(np.exp))
+
+
+def test_means_validation():
+    from fractions import Fraction
+
+    a, d, kw = ANCHORS, np.zeros((2, 4)), dict(weights=(0.1, 0.1, 0.2, 0.2), convention="mmdet")
+    with pytest.raises(TypeError, match=r"`means` must be 4 numbers; got int 5"):
+        decode_boxes(d, a, means=5, **kw)
+    with pytest.raises(TypeError, match=r"`means` must be 4 numbers; got str 'zero'"):
+        encode_boxes(GTS, a, means="zero", **kw)
+    with pytest.raises(ValueError, match=r"`means` must be 4 finite numbers; got \(0, 0, 0\)"):
+        decode_boxes(d, a, means=(0, 0, 0), **kw)
+    with pytest.raises(ValueError, match=r"`means` must be 4 finite numbers; got \(0, 0, inf, 0\)"):
+        decode_boxes(d, a, means=(0, 0, np.inf, 0), **kw)
+    # any real numbers: fractions and ints are the floats they stand for
+    m = (0.5, 0.25, 0.0, -0.5)
+    want = decode_boxes(d, a, means=m, **kw)
+    np.testing.assert_array_equal(decode_boxes(d, a, means=tuple(Fraction(x) for x in m), **kw), want)
+    np.testing.assert_array_equal(encode_boxes(GTS, a, means=(1, 0, 0, 0), **kw),
+                                  encode_boxes(GTS, a, means=(1.0, 0.0, 0.0, 0.0), **kw))

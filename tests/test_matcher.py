@@ -691,3 +691,7 @@ def test_flags_named_in_errors_and_empty_details_dtypes():
     assert r.max_iou.dtype == np.float32 and r.gt_max_iou.dtype == np.float32
     r = match_details(np.zeros((2, 0)))
     assert r.matched_gt.dtype == np.int64 and r.gt_max_iou.tolist() == [-np.inf, -np.inf]
+    for name, dt in (("matches", np.int64), ("labels", np.int64), ("matched_gt", np.int64), ("gt_inds", np.int64),
+                     ("max_iou", np.float64), ("forced", bool)):
+        assert getattr(r, name).shape == (0,) and getattr(r, name).dtype == dt, name
+    assert match(np.zeros((2, 0))).dtype == np.int64
