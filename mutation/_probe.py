@@ -19,7 +19,10 @@ def names(path: str) -> dict:
     # the mutants the pragmas hold back: generated again with every pragma switched off
     with_pragmas = len(create_mutations(path, code)[1])
     without = len(create_mutations(path, code.replace("# pragma: no mutate", "# pragma-off: no-mutate"))[1])
-    return {"names": list(got.mutant_names), "hashes": dict(got.hash_by_function_name),
+    prefix = path[:-3].replace("/", ".") + "."   # mutmut's keys: refdet.box_coder.x__decode__mutmut_1
+    if prefix.endswith(".__init__."):
+        prefix = prefix[: -len("__init__.")]
+    return {"names": [prefix + n for n in got.mutant_names], "hashes": dict(got.hash_by_function_name),
             "equivalent": without - with_pragmas}
 
 
