@@ -318,6 +318,9 @@ def check(table: dict) -> list:
 
 def main(args, cfg):
     if args.action == "check":
+        if not os.path.exists(TABLE_JSON):
+            print("no table yet: python -m mutation conventions trace, then pin")
+            return 1
         with open(TABLE_JSON) as fh:
             problems = check(json.load(fh))
         for p in problems:
