@@ -360,7 +360,7 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
         d = d.astype(np.float32, copy=False)  # pragma: no mutate (copy only: d is never written)
     a = _checks.as_boxes(anchors, "anchors")
     _checks.check_same_length(d, a, "deltas", "anchors")
-    w4 = _checks.check_weights4(weights, "weights")
+    w4 = _checks.check_weights4(weights, "weights")  # pragma: no mutate (the default name is "weights")
     m4 = _means4(means)
     c = None
     if s["clamp_mode"] != "none":

@@ -471,6 +471,8 @@ def test_clamp_none_and_negative():
     w, h = 10 * math.exp(2.0), 10 * math.exp(-2.0)
     np.testing.assert_allclose(decode_boxes(d, a, clamp=2.0, convention="mmdet"),
                                [[5 - w / 2, 5 - h / 2, 5 + w / 2, 5 + h / 2]], rtol=1e-14)
+    np.testing.assert_allclose(decode_boxes(d[:, [0, 1, 3, 2]], a, clamp=2.0, convention="mmdet"),
+                               [[5 - h / 2, 5 - w / 2, 5 + h / 2, 5 + w / 2]], rtol=1e-14)
     # torchvision's clamp(max=c) keeps the sign: c = -1 caps dw = 6 at -1, dh = -6 stays
     w, h = 10 * math.exp(-1.0), 10 * math.exp(-6.0)
     np.testing.assert_allclose(decode_boxes(d, a, clamp=-1.0), [[5 - w / 2, 5 - h / 2, 5 + w / 2, 5 + h / 2]],
