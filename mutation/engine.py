@@ -277,7 +277,7 @@ def save_results(results: dict, cfg: C.Config) -> None:
 
 
 def _row(r: dict) -> str:
-    partial = "" if r.get("complete", True) else " (partial)"
+    partial = "" if r.get("complete", True) else f" (partial: {r.get('not_checked', '?')} not checked)"
     return (f"{r['mutants']} | {r['killed']} | {r['survived']} | {r['equivalent']} | {r['score']:.1f}%{partial} | "
             f"{r['seconds']:.0f} | {r['date']} |")
 
@@ -305,6 +305,9 @@ def render_md(results: dict, cfg: C.Config) -> str:
         n, k, s, e = (sum(r[x] for r in rs) for x in ("mutants", "killed", "survived", "equivalent"))
         t = sum(r["seconds"] for r in rs)
         lines.append(f"| **all run** | | {n} | {k} | {s} | {e} | {100.0 * k / max(1, n - e):.1f}% | {t:.0f} | |")
+    notes = [(m.name, mods[m.name]["note"]) for m in cfg.modules if m.name in mods and mods[m.name].get("note")]
+    if notes:
+        lines += [""] + [f"- {name}: {note}." for name, note in notes]
     history = results.get("history", [])
     if history:
         lines += ["", "## Before the tests that kill the survivors", "",
