@@ -12,7 +12,14 @@ Rules the helpers follow:
   code downstream must treat the result as read-only (every helper here is pure).
 * Empty inputs (N = 0) are valid everywhere.
 * Floating dtypes keep their precision (float32 in, float32 math), float16 is widened to float32 (box
-  areas overflow float16 at 65504), integers and bools become float64; see :func:`working_dtype`.
+  areas overflow float16 at 65504), integers become float64; see :func:`working_dtype`. Where real
+  numbers are meant (boxes, scores, feature maps, parameters), bool, complex, object and string
+  arrays are a ``TypeError``: a mask passed for a coordinate is a mistake, not a number.
+* An argument that chooses the size of an allocation or the length of a loop (a feature-map size, a
+  channel count, a number of classes, an output size) is checked by :func:`check_allocation` before
+  anything is allocated: above :data:`MAX_ELEMENTS` elements it is a ``ValueError`` naming the
+  argument and the size it would need. The functions with such arguments take ``max_elements=`` to
+  raise (or lower) the cap for one call.
 """
 from __future__ import annotations
 
@@ -38,7 +45,114 @@ __all__ = [
     "check_image_size",
     "check_weights4",
     "as_rng",
+    "MAX_ELEMENTS",
+    "check_allocation",
+    "check_bool",
+    "check_callable",
+    "check_unit_threshold",
+    "check_sequence",
+    "check_broadcast",
+    "MAX_CLASSES",
 ]
+
+#: The default cap on the number of elements of one array (or iterations of one loop) whose size an
+#: argument chooses: 2**28 = 268,435,456 elements, 2 GiB of float64. Far above what a detector's
+#: anchors, targets or parameters need (a 1333 x 800 image has ~200,000 FPN anchors), far below what
+#: a typo (``feature_size=(100000, 100000)``) asks for. ``max_elements=`` raises it for one call.
+MAX_ELEMENTS = 2 ** 28
+
+
+def _fmt_bytes(n):
+    for unit, size in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def check_allocation(n_elements, itemsize, what, *, name, limit=None, keyword=True):
+    """Refuse an array (or a loop) whose size the argument ``name`` chose, before making it.
+
+    Parameters
+    ----------
+    n_elements : int
+        Elements the call would allocate (Python int: no overflow), or iterations it would run.
+    itemsize : int
+        Bytes per element, for the message (8 for float64 and int64).
+    what : str
+        What would be allocated, for the message (``"anchors x 4 coordinates"``).
+    name : str
+        The argument (or arguments, ``"feature_size` and `cell"``) that chose the size.
+    limit : int, optional
+        The caller's ``max_elements=``; ``None`` means :data:`MAX_ELEMENTS`.
+    keyword : bool
+        Whether the calling function takes ``max_elements=`` (the message then says how to raise the
+        cap); without it the message names :data:`MAX_ELEMENTS`.
+
+    Raises
+    ------
+    ValueError
+        ``"`feature_size` asks for 40,000,000,000 elements (anchors x 4 coordinates, 298 GiB); the cap
+        is 268,435,456 elements (max_elements=): pass max_elements=40000000000 if you mean it"``.
+    """
+    cap = MAX_ELEMENTS if limit is None else check_int(limit, "max_elements", low=0)
+    n = int(n_elements)
+    if n > cap:
+        verb = "ask" if "`" in name else "asks"  # several arguments: "`a` and `b` ask for"
+        how = (f"(max_elements=): pass max_elements={n} if you mean it" if keyword else
+               "(refdet._checks.MAX_ELEMENTS)")
+        raise ValueError(f"`{name}` {verb} for {n:,} elements ({what}, {_fmt_bytes(n * int(itemsize))}); the cap "
+                         f"is {cap:,} elements {how}")
+    return n
+
+
+def check_sequence(x, name, what="a list"):
+    """A list or tuple (not a string, not an array, not a number), returned as a list."""
+    if isinstance(x, (str, bytes)) or not isinstance(x, (list, tuple)):
+        raise TypeError(f"`{name}` must be {what}; got {_describe(x)}")
+    return list(x)
+
+
+#: the largest class count refdet accepts where no array of that size is made (labels are int64 and
+#: the background label is K itself; 2**31 - 1 is far above any label set)
+MAX_CLASSES = 2 ** 31 - 1
+
+
+def check_broadcast(arrays, names):
+    """The broadcast shape of ``arrays``, or a ValueError naming every argument and its shape."""
+    try:
+        return np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    except ValueError:
+        shapes = ", ".join(f"`{n}` {np.shape(a)}" for a, n in zip(arrays, names))
+        raise ValueError(f"{' and '.join(f'`{n}`' for n in names)} must broadcast together; got {shapes}") from None
+
+
+def check_bool(x, name):
+    """A Python or NumPy bool (not 0/1, not a string), returned as a Python bool."""
+    if not isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a bool (True or False); got {_describe(x)}")
+    return bool(x)
+
+
+def check_callable(x, name, *, allow_none=True):
+    """A callable (or ``None`` when ``allow_none``), returned unchanged."""
+    if x is None and allow_none:
+        return None
+    if not callable(x):
+        raise TypeError(f"`{name}` must be a callable{' or None' if allow_none else ''}; got {_describe(x)}")
+    return x
+
+
+def check_unit_threshold(x, name, *, source="ONNX NonMaxSuppression defines an IoU threshold in [0, 1]"):
+    """An IoU or probability threshold: a finite real in [0, 1], returned as float.
+
+    A threshold outside [0, 1] cannot change an answer compared with 0 or 1 (an IoU, a probability
+    lies in [0, 1]), so it is almost always a mix-up (a percentage, a logit, a pixel count); ``source``
+    names where the range is written down, for the message.
+    """
+    v = check_real(x, name)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"`{name}` must lie in [0, 1] ({source}); got {v}")
+    return v
 
 
 def _describe(x):
@@ -83,6 +197,12 @@ def as_array(x, name):
     return arr
 
 
+def _refuse_bool(arr, name):
+    if arr.dtype.kind == "b":
+        raise TypeError(f"`{name}` must be an array of real numbers; got dtype bool (cast a mask explicitly "
+                        f"if you mean 0.0 and 1.0)")
+
+
 def as_float_array(x, name, *, ndim=None, last=None, finite=True, dtype=None):
     """Validate ``x`` as a real array and return it in refdet's working float dtype.
 
@@ -101,6 +221,7 @@ def as_float_array(x, name, *, ndim=None, last=None, finite=True, dtype=None):
     read-only.
     """
     arr = as_array(x, name)
+    _refuse_bool(arr, name)
     if ndim is not None and arr.ndim != ndim:
         want = "(" + ", ".join(["N"] * (ndim - 1) + ([str(last)] if last is not None else ["K"])) + ")" \
             if ndim > 0 else "()"
@@ -115,13 +236,15 @@ def as_float_array(x, name, *, ndim=None, last=None, finite=True, dtype=None):
 
 
 def as_boxes(boxes, name="boxes", *, finite=True, dtype=None):
-    """Validate an (N, 4) box array; return it in the working float dtype (maybe the caller's array)."""
+    """Validate an (N, 4) box array; return it in the working float dtype (maybe the caller's array).
+
+    No boxes is ``np.zeros((0, 4))``: a 1-D array (even an empty one, ``np.zeros(0)`` or ``[]``) is
+    refused, as torchvision's box ops refuse it (``boxes[:, 2]`` of a 1-D tensor is an IndexError).
+    """
     arr = as_array(boxes, name)
+    _refuse_bool(arr, name)
     if arr.ndim != 2 or arr.shape[1] != 4:
-        if arr.ndim == 1 and arr.shape[0] == 0:
-            arr = arr.reshape(0, 4)
-        else:
-            raise ValueError(f"`{name}` must have shape (N, 4); got {arr.shape}")
+        raise ValueError(f"`{name}` must have shape (N, 4) (no boxes: shape (0, 4)); got {arr.shape}")
     target = np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype)
     out = arr.astype(target, copy=False)
     if finite:
@@ -129,13 +252,17 @@ def as_boxes(boxes, name="boxes", *, finite=True, dtype=None):
     return out
 
 
-def as_scores(scores, name="scores", *, n=None, allow_nan=False, dtype=None):
-    """Validate a 1-D score array of length ``n`` (if given). Scores may be any real number."""
+def as_scores(scores, name="scores", *, n=None, allow_nan=False, dtype=None, per="boxes"):
+    """Validate a 1-D score array of length ``n`` (if given). Scores may be any real number.
+
+    ``per`` names the argument whose length ``n`` is, for the message.
+    """
     arr = as_array(scores, name)
+    _refuse_bool(arr, name)
     if arr.ndim != 1:
         raise ValueError(f"`{name}` must be 1-D with shape (N,); got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
-        raise ValueError(f"`{name}` must have length {n} (one per box); got length {arr.shape[0]}")
+        raise ValueError(f"`{name}` must have length {n} (one per box of `{per}`); got length {arr.shape[0]}")
     target = np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype)
     out = arr.astype(target, copy=False)
     if not allow_nan:  # +-inf scores are ordered and harmless; NaN only where a convention defines it
@@ -251,7 +378,12 @@ def check_weights4(weights, name="weights"):
     """Four positive finite box-coder weights, as a float64 array."""
     if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
         raise TypeError(f"`{name}` must be 4 numbers; got {_describe(weights)}")
-    arr = np.asarray(weights, dtype=np.float64)
+    if any(isinstance(v, (bool, np.bool_, str, bytes, complex, np.complexfloating)) for v in weights):
+        raise TypeError(f"`{name}` must be 4 real numbers; got {_describe(weights)}")
+    try:
+        arr = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be 4 real numbers; got {_describe(weights)}") from None
     if arr.shape != (4,):
         raise ValueError(f"`{name}` must be 4 numbers; got shape {arr.shape}")
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
@@ -259,11 +391,15 @@ def check_weights4(weights, name="weights"):
     return arr
 
 
-def as_rng(rng):
-    """Normalise ``rng`` with ``np.random.default_rng`` (None, int seed or Generator)."""
-    if rng is not None and not isinstance(rng, (numbers.Integral, np.random.Generator,
-                                                 np.random.SeedSequence, np.random.BitGenerator)):
-        raise TypeError(f"`rng` must be None, an int seed or a numpy Generator; got {_describe(rng)}")
+def as_rng(rng, name="rng"):
+    """Normalise ``rng`` with ``np.random.default_rng`` (None, a non-negative int seed or a Generator)."""
+    if isinstance(rng, (bool, np.bool_)) or (
+            rng is not None and not isinstance(rng, (numbers.Integral, np.random.Generator,
+                                                     np.random.SeedSequence, np.random.BitGenerator))):
+        raise TypeError(f"`{name}` must be None, an int seed or a numpy Generator; got {_describe(rng)}")
+    if isinstance(rng, numbers.Integral) and int(rng) < 0:
+        raise ValueError(f"`{name}` must be a non-negative int seed (numpy's SeedSequence takes no negative "
+                         f"seeds); got {int(rng)}")
     return np.random.default_rng(rng)
 
 
@@ -282,6 +418,7 @@ def as_nchw(x, name="x", *, finite=True, allow_inf=False, dtype=None):
     array: treat it as read-only.
     """
     arr = as_array(x, name)
+    _refuse_bool(arr, name)
     if arr.ndim != 4:
         raise ValueError(f"`{name}` must be 4-D with shape (B, C, H, W) (NCHW); got shape {arr.shape}")
     target = np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype)
@@ -327,6 +464,7 @@ def check_optional_vector(v, name, n, *, dtype=None):
     if v is None:
         return None
     arr = as_array(v, name)
+    _refuse_bool(arr, name)
     if arr.shape != (n,):
         raise ValueError(f"`{name}` must have shape ({n},); got shape {arr.shape}")
     out = arr.astype(np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype), copy=False)
@@ -445,6 +583,7 @@ def check_param_shapes(params, want, name="params", *, dtype=None, allow_extra=F
     for k, shape in want.items():
         label = f"{name}[{k!r}]"
         arr = as_array(params[k], label)
+        _refuse_bool(arr, label)
         if shape is not None and arr.shape != tuple(shape):
             raise ValueError(f"`{label}` must have shape {tuple(shape)}; got {arr.shape}")
         target = np.dtype(dtype) if dtype is not None else working_dtype(arr.dtype)
@@ -501,6 +640,7 @@ def as_quant_scale(scale, name="scale", *, axis=None, length=None):
     without ``axis`` is treated as a scalar.
     """
     arr = as_array(scale, name)
+    _refuse_bool(arr, name)
     if arr.dtype.kind not in "f":
         arr = arr.astype(np.float64)
     elif arr.dtype == np.float16:
@@ -514,7 +654,7 @@ def as_quant_scale(scale, name="scale", *, axis=None, length=None):
                                  f"pass axis= to say which axis they run along")
             arr = arr.reshape(())
         elif length is not None and arr.shape[0] != length:
-            raise ValueError(f"`{name}` must have one value per channel along axis {axis} ({length}); "
+            raise ValueError(f"`{name}` must have one value per channel along `axis` {axis} ({length}); "
                              f"got length {arr.shape[0]}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"`{name}` must be finite; got {arr.tolist()}")
@@ -524,7 +664,7 @@ def as_quant_scale(scale, name="scale", *, axis=None, length=None):
 
 
 def as_quant_zero_point(zero_point, name="zero_point", *, qmin, qmax, axis=None, length=None,
-                        allow_float=False):
+                        allow_float=False, range_name="the quantized type's range"):
     """An integer zero point (scalar or, with ``axis``, 1-D) inside [qmin, qmax], as int64.
 
     With ``allow_float`` a floating zero point (PyTorch's learnable fake quant) is accepted, must be
@@ -548,11 +688,10 @@ def as_quant_zero_point(zero_point, name="zero_point", *, qmin, qmax, axis=None,
                 raise ValueError(f"`{name}` has {out.shape[0]} values (per-channel) but `axis` is None")
             out = out.reshape(())
         elif length is not None and out.shape[0] != length:
-            raise ValueError(f"`{name}` must have one value per channel along axis {axis} ({length}); "
+            raise ValueError(f"`{name}` must have one value per channel along `axis` {axis} ({length}); "
                              f"got length {out.shape[0]}")
     if out.dtype.kind == "i" and out.size and (out.min() < qmin or out.max() > qmax):
-        raise ValueError(f"`{name}` must lie in [{qmin}, {qmax}] (the quantized type's range); "
-                         f"got {out.tolist()}")
+        raise ValueError(f"`{name}` must lie in [{qmin}, {qmax}] ({range_name}); got {out.tolist()}")
     return out
 
 

@@ -134,14 +134,29 @@ def output_size(size: int, kernel: int, stride: int, before: int, after: int, di
     eff = dilation * (kernel - 1) + 1
     span = size + before + after
     if eff > span:
-        raise ValueError(f"the {what} (dilated size {eff}) is larger than the padded input of `{name}` "
-                         f"({size} + {before} + {after} = {span})")
+        knob = "`kernel_size`" if what == "pooling window" else "the kernel"
+        raise ValueError(f"the {what} (dilated size {eff} = `dilation` x ({knob} - 1) + 1) is larger than the "
+                         f"padded input of `{name}` ({size} + {before} + {after} = {span}, with `padding`)")
     if ceil_mode:
         out = -(-(span - eff) // stride) + 1
         if (out - 1) * stride >= size + before:
             out -= 1
         return out
     return (span - eff) // stride + 1
+
+
+def check_sizes(x_shape, pads, out_channels, out_h, out_w, itemsize, *, name="padding` and `dilation"):
+    """Refuse, before allocating, a padded input or an output beyond the allocation cap.
+
+    The geometry arguments (padding, and a dilation that SAME padding follows) choose these sizes;
+    :func:`refdet._checks.check_allocation` names them with the shape they would need.
+    """
+    b, c, h, w = x_shape
+    pt, pb, pl, pr = pads
+    hp, wp = h + pt + pb, w + pl + pr
+    _checks.check_allocation(b * c * hp * wp, itemsize, f"a padded input of shape {(b, c, hp, wp)}", name=name)
+    _checks.check_allocation(b * out_channels * out_h * out_w, itemsize,
+                             f"an output of shape {(b, out_channels, out_h, out_w)}", name=name)
 
 
 def pad(x: np.ndarray, pads: Sequence[int], value=0) -> np.ndarray:
@@ -152,6 +167,9 @@ def pad(x: np.ndarray, pads: Sequence[int], value=0) -> np.ndarray:
         return x
     b, c, h, w = x.shape
     shape = (b, c, h + pt + pb, w + pl + pr)
+    # the padding is an argument: refuse a padded copy no input needs before making it
+    _checks.check_allocation(b * c * shape[2] * shape[3], x.dtype.itemsize,
+                             f"a padded input of shape {shape}", name="padding")
     out = np.zeros(shape, dtype=x.dtype) if value == 0 else np.full(shape, value, dtype=x.dtype)
     out[:, :, pt:pt + h, pl:pl + w] = x
     return out
@@ -168,8 +186,11 @@ def windows(xp: np.ndarray, kernel_hw: Sequence[int], stride_hw: Sequence[int], 
     sh, sw = stride_hw
     dh, dw = dilation_hw
     s_b, s_c, s_h, s_w = xp.strides
+    # an axis of length 1 never steps: its byte stride is 0, so that a stride far beyond the input
+    # (one window, as PyTorch allows) cannot overflow the view's strides
     return as_strided(xp[:, :, r0 * sh:, :], shape=(xp.shape[0], xp.shape[1], kh, kw, rows, out_w),
-                      strides=(s_b, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
+                      strides=(s_b, s_c, dh * s_h if kh > 1 else 0, dw * s_w if kw > 1 else 0,
+                               sh * s_h if rows > 1 else 0, sw * s_w if out_w > 1 else 0), writeable=False)
 
 
 def col2im_add(dxp: np.ndarray, dcols: np.ndarray, r0: int, stride_hw: Sequence[int],

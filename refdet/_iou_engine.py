@@ -127,7 +127,8 @@ def inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, ou
 
 def guard_eps(s, eps):
     """The union guard constant of ``box_iou`` / ``box_iou_paired`` (their ``eps`` keyword)."""
-    return _checks.check_positive(eps, "eps") if s["guard"] in ("eps_union", "plus_eps") else 0.0  # pragma: no mutate[0.0 -> 1.0] (unread by the other guards)
+    e = _checks.check_positive(eps, "eps")  # checked whatever the guard (an unused eps is still a mistake)
+    return e if s["guard"] in ("eps_union", "plus_eps") else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -226,11 +227,16 @@ def distance_term(t: Terms):
     return ratio, rho2, c2
 
 
+#: IoU guards that write 0 where the ratio is undefined (refdet's extension of CIoU to the frameworks
+#: without one: detectron2 and TF "inter_gt_0", ONNX "skip_degenerate", py-faster-rcnn "pfr")
+_ZERO_GUARDS = ("inter_gt_0", "skip_degenerate", "pfr")
+
+
 def aspect_terms(t: Terms, atan):
     """CIoU's v and alpha, and theta = atan(w1/h1) - atan(w2/h2)."""
     s = t.profile
     dt = t.iou.dtype.type
-    f = np.arctan if atan is None else atan
+    f = np.arctan if _checks.check_callable(atan, "atan") is None else atan
     one = dt(1) if s["plus_one"] else dt(0)
     c1, c2 = t.c1, t.c2
     w1 = c1[2] - c1[0] + one
@@ -243,6 +249,14 @@ def aspect_terms(t: Terms, atan):
     t1 = np.asarray(f(w1 / h1), dtype=t.iou.dtype)
     t2 = np.asarray(f(w2 / h2), dtype=t.iou.dtype)
     theta = t1 - t2                                               # (N, M) or (N,)
+    if s["guard"] in _ZERO_GUARDS:
+        # The profile's IoU guard defines 0/0 (a point's IoU) as 0; the same guard makes the aspect
+        # term of a point box (atan(0 / 0), no aspect ratio) contribute nothing: v = 0, CIoU = DIoU.
+        # torchvision (guard "none", and its losses' "plus_eps") and the paper keep atan(0/0) = NaN,
+        # as torchvision computes it; mmdet's height eps makes it finite.
+        undefined = ((w1 == 0) & (h1 == 0)) | ((w2 == 0) & (h2 == 0))
+        if np.any(undefined):
+            theta = np.where(undefined, t.iou.dtype.type(0), theta)
     v = dt(FOUR_OVER_PI2) * (theta * theta)
     a_eps = dt(t.eps if s["alpha_eps"] is None else s["alpha_eps"])
     iou = t.iou
@@ -368,6 +382,10 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
             w = cols[2] - cols[0] + p1
             h = cols[3] - cols[1] + p1 + h_eps
             u = w / h
+            if s["guard"] in _ZERO_GUARDS:  # a point box's guarded theta is 0: no NaN * 0 in the chain rule
+                point = (w == 0) & (h == 0)
+                u = np.where(point, zero, u)
+                h = np.where(point, one, h)
             du = sign * d_theta / (one + u * u)
             dw, dh = du / h, -du * u / h
             dd[2] += dw
@@ -379,9 +397,9 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         d_iou = g
         d_ratio = -g
         c2 = c.c2
-        if guard not in ("none", "eps_union", "plus_eps"):      # 0 written where c^2 == 0: gradient 0
-            d_ratio = d_ratio * (c2 != 0)
-            c2 = np.where(c2 != 0, c2, one)                      # (0 / 1, not 0 / 0 = NaN)
+        if guard not in ("none", "eps_union", "plus_eps"):
+            d_ratio = d_ratio * (c.c2 != 0)
+            c2 = np.where(c2 != 0, c2, one)  # the guard wrote 0 there: gradient 0, not 0 / 0
         d_rho2 = d_ratio / c2
         d_c2 = -d_ratio * c.rho2 / (c2 * c2)
         d_wc = d_c2 * two * _enclosing_extent(c, 0)
@@ -410,7 +428,7 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         else:                                                    # r = (C - U) / C
             if guard != "none":                                  # 0 written where C == 0
                 d_r = d_r * (area_c != 0)
-                area_c = np.where(area_c != 0, area_c, one)      # (0 / 1, not 0 / 0 = NaN)
+                area_c = np.where(area_c != 0, area_c, one)      # gradient 0 there, not 0 / 0
             d_c = d_r * union / (area_c * area_c)
             d_union = -d_r / area_c
         d_wc = d_c * _enclosing_extent(c, 1)
@@ -430,9 +448,8 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         d_union = d_union - d_iou * inter / (ud * ud) * _max_share(union, np.full_like(union, e))
     else:
         if guard != "none":                                      # where the guard writes 0: gradient 0
-            passes = _guard_passes(c, cols1, cols2)
-            d_iou = d_iou * passes
-            union = np.where(passes, union, one)                 # (0 / 1, not 0 / 0 = NaN where U = 0)
+            d_iou = d_iou * _guard_passes(c, cols1, cols2)
+            union = np.where(union != 0, union, one)             # (0, not 0 / 0, where U = 0)
         d_inter = d_iou / union
         d_union = d_union - d_iou * inter / (union * union)
     # union = (area1 + area2) - I;  area = (x2 - x1 + p1) (y2 - y1 + p1)

@@ -206,7 +206,10 @@ def _means4(means):
         return np.zeros(4)  # pragma: no mutate (only m4[0] .. m4[3] are read)
     if isinstance(means, (str, bytes)) or not hasattr(means, "__len__"):
         raise TypeError(f"`means` must be 4 numbers; got {_checks._describe(means)}")
-    arr = np.asarray(means, dtype=np.float64)
+    try:
+        arr = np.asarray(means, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`means` must be 4 real numbers; got {_checks._describe(means)}") from None
     if arr.shape != (4,) or not np.all(np.isfinite(arr)):
         raise ValueError(f"`means` must be 4 finite numbers; got {means!r}")
     return arr
@@ -228,6 +231,22 @@ def _centers_sizes(b, s):
         cx = (x1 + x2) * dt(0.5)
         cy = (y1 + y2) * dt(0.5)
     return cx, cy, w, h
+
+
+def _check_sizes(w, h, boxes, name, *, allow_zero):
+    """Sizes (after the +1 and eps) must be > 0 (a reference box) or >= 0 (a target box)."""
+    ok = (w >= 0) & (h >= 0) if allow_zero else (w > 0) & (h > 0)
+    bad = ~ok  # NaN-safe: a NaN size is bad too
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        if allow_zero:
+            why = ("a target box must not be flipped (x2 < x1 or y2 < y1): log(gw / pw) of a negative size "
+                   "is NaN")
+        else:
+            why = ("a reference box needs both > 0 (the code divides by its size and takes log(gw / pw): "
+                   "detectron2's Box2BoxTransform.get_deltas asserts positive reference sizes)")
+        raise ValueError(f"`{name}` row {i} has width {w[i].item()} and height {h[i].item()}; {why}; "
+                         f"got box {boxes[i].tolist()}")
 
 
 def _default_log(x):
@@ -285,9 +304,20 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
     Returns
     -------
     ndarray, shape (N, 4)
-        ``(dx, dy, dw, dh)`` (or ``(dy, dx, dh, dw)`` under ``order="yx"``). A zero-size box gives
-        ``dw = -inf`` and a zero-size anchor inf/NaN, as in torchvision (no guard; detectron2
-        asserts positive anchor sizes, TF adds ``eps``).
+        ``(dx, dy, dw, dh)`` (or ``(dy, dx, dh, dw)`` under ``order="yx"``).
+
+    A zero-size target box (a point or a line) encodes to ``dw = -inf`` (or ``dh``): torchvision's
+    ``encode_boxes`` has no guard and gives exactly that (``log(0 / pw)``); TF's ``eps`` keeps it finite.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, the row and the box: if an anchor has a width or height <= 0 (x2 < x1 or
+        a zero-width reference box: its code would divide by zero, inf or NaN; detectron2's
+        ``Box2BoxTransform.get_deltas`` asserts positive reference sizes, "Input boxes to
+        Box2BoxTransform are not valid!"), or a target box is flipped (width or height < 0: the log
+        of a negative ratio is NaN; no framework defines it). Sizes are measured after the profile's
+        ``+1`` and ``eps`` (a caffe box with ``x1 == x2`` is one pixel wide and valid).
 
     Notes
     -----
@@ -320,12 +350,14 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
     g = g.astype(dt, copy=False)  # pragma: no mutate (copy only: never written)
     a = a.astype(dt, copy=False)  # pragma: no mutate (copy only: never written)
     t = dt.type
-    log = _default_log if log is None else log
+    log = _default_log if _checks.check_callable(log, "log") is None else log
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         gx, gy, gw, gh = _centers_sizes(g, s)
         px, py, pw, ph = _centers_sizes(a, s)
         if e != 0.0:  # TF: sizes += EPSILON before the division and the log
             gw, gh, pw, ph = (v + t(e) for v in (gw, gh, pw, ph))
+        _check_sizes(pw, ph, a, "anchors", allow_zero=False)
+        _check_sizes(gw, gh, g, "boxes", allow_zero=True)
         rw = _apply(log, gw / pw, "log")
         rh = _apply(log, gh / ph, "log")
         mode = s["weight_mode"]
@@ -373,7 +405,7 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
     dt = d.dtype
     a = a.astype(dt, copy=False)  # pragma: no mutate (copy only: never written)
     t = dt.type
-    exp = _default_exp if exp is None else exp
+    exp = _default_exp if _checks.check_callable(exp, "exp") is None else exp
     xi, yi, wi, hi = (0, 1, 2, 3) if s["order"] == "xy" else (1, 0, 3, 2)
     with np.errstate(invalid="ignore", over="ignore"):  # no division by zero: weights are > 0
         px, py, pw, ph = _centers_sizes(a, s)

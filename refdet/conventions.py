@@ -135,7 +135,9 @@ class Option:
                 return None
             raise ValueError(f"{op}: `{knob}` must be {self.describe_values()}; got None")
         if self.kind == "flag":
-            if not isinstance(value, bool) and type(value).__name__ != "bool_":
+            # NumPy's bool is numpy.bool_ (NumPy 1) or numpy.bool (NumPy 2); no NumPy import here
+            if not isinstance(value, bool) and not (type(value).__name__ in ("bool_", "bool")
+                                                    and type(value).__module__ == "numpy"):
                 raise TypeError(f"{op}: `{knob}` must be a bool; got {type(value).__name__} {value!r}")
             value = bool(value)
         elif self.kind == "choice":

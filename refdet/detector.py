@@ -1,7 +1,7 @@
 """Whole detectors composed only from refdet's own parts: backbone -> (FPN) -> head -> targets -> loss,
 and back again, by hand.
 
-Four detectors share one small convolutional backbone:
+Five detectors share one small convolutional backbone (:mod:`refdet.backbone`):
 
 * ``"rpn"``: the Faster R-CNN region proposal network (Ren et al. 2015): one feature map, the seed's
   9 anchors per location (3 sizes x 3 aspect ratios), objectness + box regression, 256 anchors
@@ -23,6 +23,12 @@ Four detectors share one small convolutional backbone:
   (8 bins) are scaled to the 64-pixel images; the class-bias prior uses the image side for 640.
   The step is gradient-checked in float64 (``refdet.verify.YOLOStepCase``) and equals torch autograd
   through the same network with ultralytics' own ``v8DetectionLoss`` (tests/test_detector.py).
+* ``"faster_rcnn"``: Faster R-CNN with an FPN (Ren et al. 2015, Lin et al. 2017), both stages:
+  the FPN (strides 4-16 plus a max-pooled stride-32 level), the RPN head on every level, the
+  proposals (:mod:`refdet.proposals`), the sampled RoIs (:mod:`refdet.roi_heads`), multi-scale
+  RoIAlign (:mod:`refdet.roi`) and the two-FC box head (:mod:`refdet.box_head`), trained end to end
+  with the RPN loss plus the Fast R-CNN loss; the proposals are constants, as in torchvision
+  (:mod:`refdet.faster_rcnn` composes it and says what is scaled down).
 
 The API is the same for each::
 
@@ -47,8 +53,10 @@ from typing import NamedTuple
 import numpy as np
 
 from refdet import _checks
+from refdet import faster_rcnn as _frcnn
 from refdet import layers
 from refdet.anchors import pyramid_anchors, ssd_default_boxes
+from refdet.backbone import _check_backbone, backbone_backward, backbone_forward, backbone_init
 from refdet.box_coder import decode_boxes
 from refdet.boxes import clip_boxes_to_image
 from refdet.fpn import fpn_backward, fpn_forward, fpn_init
@@ -72,7 +80,10 @@ from refdet.yolo.nms import yolo_non_max_suppression
 __all__ = ["DetectorConfig", "Detector", "Trace", "sgd_momentum_update", "backbone_init", "backbone_forward",
            "backbone_backward"]
 
-MODELS = ("retinanet", "rpn", "ssd", "yolo")
+MODELS = ("retinanet", "rpn", "ssd", "yolo", "faster_rcnn")
+
+#: other spellings accepted for a model name (the command line's ``--model faster-rcnn``)
+ALIASES = {"faster-rcnn": "faster_rcnn"}
 
 #: the v8 loss's task-aligned assigner settings (ultralytics ``v8DetectionLoss``: topk 10, alpha 0.5,
 #: beta 6 -- not the assigner's own defaults 13 / 1.0)
@@ -84,7 +95,7 @@ class DetectorConfig(NamedTuple):
 
     Attributes
     ----------
-    model : {"retinanet", "rpn", "ssd", "yolo"}
+    model : {"retinanet", "rpn", "ssd", "yolo", "faster_rcnn"}
     image_size : (H, W) the network input size
     num_classes : K foreground classes (the RPN has one: "object")
     backbone_channels : channels of the four backbone stages (strides 2, 4, 8, 16)
@@ -93,6 +104,21 @@ class DetectorConfig(NamedTuple):
     anchor_sizes : per level, the anchor sizes (pixels)
     aspect_ratios : h/w ratios of the anchors at every location
     reg_max : YOLO only: DFL bins per box side (ultralytics 16; the demo's small objects need 8)
+
+    The fields below are Faster R-CNN's (:mod:`refdet.faster_rcnn`; torchvision's defaults in brackets,
+    for 800-pixel images):
+
+    rpn_pre_nms_top_n : (train, test) anchors ranked per level before the proposal NMS [2000, 1000]
+    rpn_post_nms_top_n : (train, test) proposals kept per image after it [2000, 1000]
+    rpn_nms_thresh : IoU of the proposal NMS (per level) [0.7]
+    rpn_batch_size_per_image : anchors sampled per image for the RPN loss, at most half positive [256]
+    box_batch_size_per_image : RoIs sampled per image for the box head [512]
+    box_positive_fraction : largest foreground share of the sampled RoIs [0.25]
+    roi_output_size : RoIAlign output P x P [7]
+    roi_sampling_ratio : RoIAlign samples per bin side [2]
+    canonical_scale, canonical_level : FPN Eq. 1: a RoI of this size (sqrt of its area) is pooled
+        from this level, one level finer per halving [224, 4]
+    representation_size : width of the box head's fc6 and fc7 [1024]
     """
     model: str = "retinanet"
     image_size: tuple = (64, 64)
@@ -103,6 +129,17 @@ class DetectorConfig(NamedTuple):
     anchor_sizes: tuple = ((12,), (24,), (48,), (96,), (192,))
     aspect_ratios: tuple = (0.5, 1.0, 2.0)
     reg_max: int = 16
+    rpn_pre_nms_top_n: tuple = (2000, 1000)
+    rpn_post_nms_top_n: tuple = (2000, 1000)
+    rpn_nms_thresh: float = 0.7
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 512
+    box_positive_fraction: float = 0.25
+    roi_output_size: int = 7
+    roi_sampling_ratio: int = 2
+    canonical_scale: float = 224.0
+    canonical_level: int = 4
+    representation_size: int = 1024
 
 
 def _default_config(model):
@@ -114,6 +151,13 @@ def _default_config(model):
     if model == "yolo":
         # 8 bins: a side reaches 7 cells, 28 px at stride 4 (the objects are 10-32 px)
         return DetectorConfig(model="yolo", reg_max=8)
+    if model == "faster_rcnn":
+        # scaled to 64-pixel images with 10-32 px objects: one anchor size per level (2 x the stride), a
+        # 16 px RoI pooled from P3 (stride 8), few proposals and 32 RoIs per image, a narrow box head
+        return DetectorConfig(model="faster_rcnn", anchor_sizes=((8,), (16,), (32,), (64,)),
+                              rpn_pre_nms_top_n=(300, 150), rpn_post_nms_top_n=(150, 75),
+                              box_batch_size_per_image=32, roi_output_size=5, canonical_scale=16.0,
+                              canonical_level=3, representation_size=256)
     return DetectorConfig(model="retinanet")
 
 
@@ -124,57 +168,10 @@ class Trace(NamedTuple):
     num_positive: int
     num_negative: int
     num_ignored: int
-    assignment: object = None      # YOLO: the TAL Assignment of the step (refdet.yolo.Assignment)
+    assignment: object = None      # YOLO: the TAL Assignment of the step (refdet.yolo.Assignment);
+    #                                Faster R-CNN: the refdet.faster_rcnn.FasterRCNNAssignment
     loss_cache: object = None      # YOLO: the v8 loss's cache (for a check that freezes CIoU's alpha)
-
-
-# ----------------------------------------------------------------------------------------------
-# backbone: four 3x3 stride-2 conv + ReLU stages
-# ----------------------------------------------------------------------------------------------
-
-def backbone_init(channels=(16, 32, 48, 64), *, in_channels=3, rng=None, dtype=np.float32):
-    """He-normal weights (std sqrt(2 / fan_in)) and zero biases for each 3x3 conv stage."""
-    rng = _checks.as_rng(rng)
-    params = {}
-    c_in = in_channels
-    for i, c in enumerate(channels):
-        fan_in = c_in * 9
-        params[f"stage{i}.weight"] = (rng.standard_normal((c, c_in, 3, 3)) * math.sqrt(2.0 / fan_in)).astype(dtype)
-        params[f"stage{i}.bias"] = np.zeros(c, dtype=dtype)
-        c_in = c
-    return params
-
-
-def backbone_forward(params, x):
-    """x (B, 3, H, W) -> list of the stage outputs [C1 (stride 2), C2 (4), C3 (8), C4 (16)], cache."""
-    feats, caches = [], []
-    n = len([k for k in params if k.endswith(".weight")])
-    for i in range(n):
-        x, cc = layers.conv2d_forward(x, params[f"stage{i}.weight"], params[f"stage{i}.bias"], stride=2, padding=1)
-        x, cr = layers.relu_forward(x)
-        feats.append(x)
-        caches.append((cc, cr))
-    return feats, caches
-
-
-def backbone_backward(dfeats, caches):
-    """dfeats: list (one per stage, None = 0) -> (dparams, None): the image needs no gradient."""
-    grads = {}
-    d = None
-    for i in reversed(range(len(caches))):
-        cc, cr = caches[i]
-        if dfeats[i] is not None:
-            d = dfeats[i] if d is None else d + dfeats[i]
-        if d is None:  # nothing above this stage was used: zero gradients
-            grads[f"stage{i}.weight"] = np.zeros(cc.w.shape, cc.w.dtype)
-            grads[f"stage{i}.bias"] = np.zeros(cc.w.shape[0], cc.w.dtype)
-            continue
-        d = layers.relu_backward(d, cr).dx
-        g = layers.conv2d_backward(d, cc, compute_dx=i > 0)  # no gradient for the image itself
-        grads[f"stage{i}.weight"] = g.dw
-        grads[f"stage{i}.bias"] = g.db
-        d = g.dx
-    return grads, d
+    roi_levels: object = None      # Faster R-CNN: (R,) the FPN level index each sampled RoI was pooled from
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,6 +183,23 @@ def _tree_map(f, *trees):
     if isinstance(t0, dict):
         return {k: _tree_map(f, *(t[k] for t in trees)) for k in t0}
     return f(*trees)
+
+
+def _checked_tree(tree, like, name):
+    """A nested dict of finite float arrays; with ``like``, the same keys and shapes as ``like``."""
+    if isinstance(tree, dict):
+        if like is not None:
+            if not isinstance(like, dict) or set(tree) != set(like):
+                extra = sorted(map(str, set(tree) - set(like or {})))
+                missing = sorted(map(str, set(like or {}) - set(tree)))
+                raise ValueError(f"`{name}` must have the keys of `params`; missing {missing}, unexpected {extra}")
+        return {k: _checked_tree(v, None if like is None else like[k], f"{name}['{k}']") for k, v in tree.items()}
+    if like is not None and isinstance(like, dict):
+        raise TypeError(f"`{name}` must be a dict like `params`; got {_checks._describe(tree)}")
+    arr = _checks.as_float_array(tree, name)
+    if like is not None and arr.shape != like.shape:
+        raise ValueError(f"`{name}` must have the shape of `params` {like.shape}; got {arr.shape}")
+    return arr
 
 
 def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, weight_decay=0.0,
@@ -203,8 +217,14 @@ def sgd_momentum_update(params, grads, velocity=None, *, lr=0.01, momentum=0.9, 
     lr = _checks.check_positive(lr, "lr")
     mom = _checks.check_probability(momentum, "momentum")
     wd = _checks.check_positive(weight_decay, "weight_decay", strict=False)
+    params = _checked_tree(params, None, "params")
+    grads = _checked_tree(grads, params, "grads")
+    if max_grad_norm is not None:
+        max_grad_norm = _checks.check_positive(max_grad_norm, "max_grad_norm")
     if velocity is None:
         velocity = _tree_map(np.zeros_like, params)
+    else:
+        velocity = _checked_tree(velocity, params, "velocity")
     scale = 1.0
     if max_grad_norm is not None:
         leaves = []
@@ -230,7 +250,8 @@ class Detector:
 
     Parameters
     ----------
-    model : {"retinanet", "rpn", "ssd", "yolo"} or DetectorConfig
+    model : {"retinanet", "rpn", "ssd", "yolo", "faster_rcnn"} or DetectorConfig
+        ``"faster-rcnn"`` is accepted for ``"faster_rcnn"``.
     **overrides : fields of :class:`DetectorConfig`
     """
 
@@ -238,8 +259,11 @@ class Detector:
         if isinstance(model, DetectorConfig):
             cfg = model._replace(**overrides)
         else:
+            model = ALIASES.get(model, model) if isinstance(model, str) else model
             _checks.check_choice(model, "model", MODELS)
             cfg = _default_config(model)._replace(**overrides)
+        if isinstance(cfg.model, str) and cfg.model in ALIASES:
+            cfg = cfg._replace(model=ALIASES[cfg.model])
         _checks.check_choice(cfg.model, "model", MODELS)
         self.config = cfg
         h, w = (int(v) for v in _checks.check_image_size(cfg.image_size))
@@ -261,6 +285,15 @@ class Detector:
             self.in_stages = [2]
             self.feature_sizes = [self.stage_sizes[2]]
             self.strides = [8]
+        elif cfg.model == "faster_rcnn":
+            # stages 1..3 (strides 4, 8, 16) feed the FPN; a stride-32 level by max-pooling P4 (the RPN's
+            # only: RoIAlign pools the first three), torchvision's LastLevelMaxPool
+            self.frcnn = _frcnn.check_config(cfg)
+            self.in_stages = [1, 2, 3]
+            f = list(self.stage_sizes[1:])
+            f.append(((f[-1][0] - 1) // 2 + 1, (f[-1][1] - 1) // 2 + 1))    # max_pool2d(kernel 1, stride 2)
+            self.feature_sizes = f
+            self.strides = [4, 8, 16, 32]
         elif cfg.model == "yolo":
             # ultralytics' P3-P5 scaled to 64-pixel images: backbone stages 1..3 (strides 4, 8, 16)
             # feed the FPN; no extra levels
@@ -305,9 +338,13 @@ class Detector:
 
     # -- parameters ------------------------------------------------------------------------------
     def init(self, *, rng=None, dtype=np.float32):
-        """Fresh parameters: ``{"backbone": ..., "fpn": ..., "head": ...}`` (the RPN and SSD have no FPN)."""
+        """Fresh parameters: ``{"backbone": ..., "fpn": ..., "head": ...}`` (the RPN and SSD have no FPN;
+        Faster R-CNN: ``{"backbone", "fpn", "rpn", "roi_heads"}``, :func:`refdet.faster_rcnn.init`)."""
         rng = _checks.as_rng(rng)
+        dtype = _checks.check_float_dtype(dtype)
         cfg = self.config
+        if cfg.model == "faster_rcnn":
+            return _frcnn.init(self, rng=rng, dtype=dtype)
         # only the stages that feed a level (the RPN reads stage 2 and does not need stage 3)
         used = cfg.backbone_channels[:max(self.in_stages) + 1]
         params = {"backbone": backbone_init(used, rng=rng, dtype=dtype)}
@@ -332,12 +369,14 @@ class Detector:
         """images (B, 3, H, W) -> (cls (B, N, K'), box (B, N, 4), cache).
 
         ``box`` holds the box deltas of an anchor, or for ``"yolo"`` the (B, N, 4 * reg_max) DFL
-        logits of an anchor point (side-major)."""
-        x = _checks.as_nchw(images, "images")
-        if x.shape[1] != 3 or tuple(x.shape[2:]) != self.image_size:
-            raise ValueError(f"`images` must have shape (B, 3, {self.image_size[0]}, {self.image_size[1]}); "
-                             f"got {x.shape}")
+        logits of an anchor point (side-major). ``"faster_rcnn"``: the RPN's objectness (B, N, 1) and
+        deltas over every anchor (the first stage; :func:`refdet.faster_rcnn.forward`), and a
+        :class:`refdet.faster_rcnn.FasterRCNNCache` that also holds the FPN levels."""
+        x = self._images(images)
         cfg = self.config
+        if cfg.model == "faster_rcnn":
+            return _frcnn.forward(self, params, x)
+        self._check_params(params)
         feats, bcache = backbone_forward(params["backbone"], x)
         inputs = [feats[i] for i in self.in_stages]
         fcache = None
@@ -364,10 +403,22 @@ class Detector:
         cache = (bcache, fcache, hcache, [lv.shape for lv in levels])
         return cls, box, cache
 
+    def _images(self, images):
+        x = _checks.as_nchw(images, "images")
+        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != self.image_size:
+            raise ValueError(f"`images` must have shape (B, 3, {self.image_size[0]}, {self.image_size[1]}); "
+                             f"got {x.shape}")
+        return x
+
     def backward(self, dcls, dbox, cache):
-        """Gradients of the parameters from the gradients of the flattened head outputs."""
-        bcache, fcache, hcache, shapes = cache
+        """Gradients of the parameters from the gradients of the flattened head outputs.
+
+        ``"faster_rcnn"``: of the RPN outputs only (no ``"roi_heads"`` entry); the whole step's
+        gradients come from :meth:`loss_and_grads`."""
         cfg = self.config
+        if cfg.model == "faster_rcnn":
+            return _frcnn.backward(self, dcls, dbox, None, cache)
+        bcache, fcache, hcache, shapes = cache
         sizes = [s[2:] for s in shapes]
         grads = {}
         if cfg.model == "retinanet":
@@ -396,6 +447,20 @@ class Detector:
         return grads
 
     # -- targets ---------------------------------------------------------------------------------
+    def _check_params(self, params):
+        """``{"backbone", "head"}`` (+ ``"fpn"`` for RetinaNet and YOLO) dicts, as :meth:`init` returns."""
+        want = ("backbone", "fpn", "head") if self.config.model in ("retinanet", "yolo") else ("backbone", "head")
+        if not isinstance(params, dict):
+            raise TypeError(f"`params` must be the dict init() returns (keys {want}); got {_checks._describe(params)}")
+        missing = [k for k in want if k not in params]
+        extra = [k for k in params if k not in want]
+        if missing or extra:
+            raise ValueError(f"`params` must have the keys {want}; missing {missing}, unexpected {extra}")
+        for k in want:
+            if not isinstance(params[k], dict):
+                raise TypeError(f"`params['{k}']` must be a dict of arrays; got {_checks._describe(params[k])}")
+        _check_backbone(params["backbone"], "params['backbone']")
+
     def _check_targets(self, targets, b):
         if not isinstance(targets, (list, tuple)) or len(targets) != b:
             raise ValueError(f"`targets` must be a list of {b} (boxes, labels) pairs; got "
@@ -404,7 +469,7 @@ class Detector:
         k = self.config.num_classes
         for i, t in enumerate(targets):
             if not isinstance(t, (list, tuple)) or len(t) != 2:
-                raise ValueError(f"`targets[{i}]` must be a (boxes, labels) pair")
+                raise TypeError(f"`targets[{i}]` must be a (boxes, labels) pair; got {_checks._describe(t)}")
             bx = _checks.as_boxes(t[0], f"targets[{i}] boxes", dtype=np.float64)
             # the RPN is class-agnostic: any class id is an "object"
             high = None if self.config.model == "rpn" else k - 1
@@ -456,9 +521,20 @@ class Detector:
           128 positives; labels 1 / 0 / -1 and the sampled masks.
         * SSD (``ssd_targets``): 0.5 plus the best default box of every gt (torchvision
           SSDMatcher); labels 1 + class, 0 background; deltas with weights (10, 10, 5, 5).
+
+        ``"faster_rcnn"``: needs ``params`` and ``images`` too (the proposals come from the RPN's
+        outputs); returns the :class:`refdet.faster_rcnn.FasterRCNNAssignment` of the step: the RPN
+        targets as above (torchvision: every anchor takes part, 256 sampled per image), the training
+        proposals and the sampled RoIs (:func:`refdet.roi_heads.sample_rois`, gt boxes appended,
+        IoU >= 0.5 foreground, at most 25 % of ``box_batch_size_per_image``). ``rng`` draws both samples.
         """
         cfg = self.config
         rng = _checks.as_rng(rng)
+        if cfg.model == "faster_rcnn":
+            if params is None or images is None:
+                raise ValueError("model 'faster_rcnn' samples RoIs from its proposals: pass `params` and `images`")
+            x = self._images(images)
+            return _frcnn.assign(self, params, x, self._check_targets(targets, x.shape[0]), rng=rng)
         if cfg.model == "yolo":
             if params is None or images is None:
                 raise ValueError("model 'yolo' assigns targets from its predictions: pass `params` and `images`")
@@ -466,6 +542,8 @@ class Detector:
             cls, box, _ = self.forward(params, x)
             return self._yolo_assign(cls, box, self._check_targets(targets, x.shape[0]))
         n = len(self.anchors)
+        targets = _checks.check_sequence(targets, "targets", "a list of (boxes, labels) pairs")
+        targets = self._check_targets(targets, len(targets))
         b = len(targets)
         labels = np.empty((b, n), dtype=np.int64)
         deltas = np.zeros((b, n, 4), dtype=np.float64)
@@ -504,10 +582,17 @@ class Detector:
         fixed, as a gradient check must. Its losses are ultralytics' items ``box``, ``cls``, ``dfl``
         (after the gains 7.5, 0.5, 1.5) and ``total = B * (box + cls + dfl)``, the quantity
         ultralytics backpropagates; the Trace carries the step's assignment and the loss cache.
+        ``"faster_rcnn"``: :func:`refdet.faster_rcnn.loss_and_grads`: losses ``objectness``,
+        ``rpn_box_regression``, ``classification``, ``box_regression`` and their sum ``total``;
+        ``assignment`` (a :class:`refdet.faster_rcnn.FasterRCNNAssignment`) holds the RPN targets, the
+        proposals and the sampled RoIs fixed; the Trace carries the step's assignment and the FPN level
+        each sampled RoI was pooled from.
         """
-        x = _checks.as_nchw(images, "images")
+        x = self._images(images)
         if self.config.model == "yolo":
             return self._yolo_loss_and_grads(params, x, targets, assignment)
+        if self.config.model == "faster_rcnn":
+            return self._frcnn_loss_and_grads(params, x, targets, rng, assignment)
         if assignment is None:
             tgt = self._check_targets(targets, x.shape[0])
             lt, pos_mask, neg_mask = self.assign(tgt, rng=rng)
@@ -543,6 +628,16 @@ class Detector:
                                                                  zip(self.feature_sizes, self.num_anchors)],
                       num_positive=int(pos_mask.sum()), num_negative=int(neg_mask.sum()),
                       num_ignored=int(pos_mask.size - pos_mask.sum() - neg_mask.sum()))
+        return losses, grads, trace
+
+    def _frcnn_loss_and_grads(self, params, x, targets, rng, assignment):
+        tgt = self._check_targets(targets, x.shape[0])
+        losses, grads, (a, roi_levels, cache) = _frcnn.loss_and_grads(self, params, x, tgt, rng=rng,
+                                                                      assignment=assignment)
+        _, pos, neg = a.rpn
+        trace = Trace(feature_shapes=cache.level_shapes, anchors_per_level=_frcnn._counts(self),
+                      num_positive=int(pos.sum()), num_negative=int(neg.sum()),
+                      num_ignored=int(pos.size - pos.sum() - neg.sum()), assignment=a, roi_levels=roi_levels)
         return losses, grads, trace
 
     def _yolo_loss_and_grads(self, params, x, targets, assignment):
@@ -592,8 +687,20 @@ class Detector:
         ``iou_thres = nms_threshold``, ``max_nms = topk_candidates``, ``max_det =
         detections_per_image``; class-aware by the ``max_wh`` offset trick), then the boxes clipped to
         the image (ultralytics' predictor does so in ``scale_boxes``).
+        Faster R-CNN: :func:`refdet.faster_rcnn.detect` (test-time proposals, RoIAlign, the box head,
+        torchvision's ``postprocess_detections``; ``topk_candidates`` is not used: the configuration's
+        ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` play its part).
         """
+        # every option checked, whichever model uses it (the RPN keeps torchvision's own thresholds)
+        score_threshold = _checks.check_unit_threshold(score_threshold, "score_threshold",
+                                                       source="the scores are probabilities")
+        nms_threshold = _checks.check_unit_threshold(nms_threshold, "nms_threshold")
+        topk_candidates = _checks.check_int(topk_candidates, "topk_candidates", low=0)
+        detections_per_image = _checks.check_int(detections_per_image, "detections_per_image", low=0)
         cfg = self.config
+        if cfg.model == "faster_rcnn":
+            return _frcnn.detect(self, params, self._images(images), score_threshold=score_threshold,
+                                 nms_threshold=nms_threshold, detections_per_image=detections_per_image)
         if cfg.model == "yolo":
             return self._yolo_detect(params, images, score_threshold, nms_threshold, topk_candidates,
                                      detections_per_image)

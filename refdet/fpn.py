@@ -207,7 +207,7 @@ def _channels_list(in_channels_list):
 def fpn_init(in_channels_list: Sequence[int], out_channels: int, *, extra_blocks: str = "p6p7",
              rng: Union[None, int, np.random.Generator] = None,
              convention: Union[str, conventions.Profile] = "torchvision", p6p7_input: Optional[str] = None,
-             init: Optional[str] = None, dtype: np.dtype = np.float64) -> dict:
+             init: Optional[str] = None, dtype: np.dtype = np.float64, max_elements: Optional[int] = None) -> dict:
     """Parameters of an FPN.
 
     Parameters
@@ -238,9 +238,15 @@ def fpn_init(in_channels_list: Sequence[int], out_channels: int, *, extra_blocks
     cs = _channels_list(in_channels_list)
     f = _checks.check_int(out_channels, "out_channels", low=1)
     rng = _checks.as_rng(rng)
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`dtype` must be a floating dtype; got {_checks._describe(dtype)}") from None
     if dtype.kind != "f":
         raise TypeError(f"`dtype` must be a floating dtype; got {dtype}")
+    _checks.check_allocation(sum(f * (c + 1) + f * (f * 9 + 1) for c in cs) + 2 * f * (max(cs + [f]) * 9 + 1),
+                             dtype.itemsize, "FPN parameters", name="in_channels_list` and `out_channels",
+                             limit=max_elements)
     p = {}
     for i, c in enumerate(cs):
         p[f"inner_blocks.{i}.0.weight"] = _init_weight(rng, (f, c, 1, 1), s["init"], dtype)
@@ -575,11 +581,13 @@ def fpn_explain(params: Mapping[str, np.ndarray], features: Sequence[np.ndarray]
     if not isinstance(outputs, (list, tuple)):
         raise TypeError(f"`outputs` must be a list of arrays (one per FPN output); got {type(outputs).__name__}")
     theirs = [_checks.as_nchw(o, f"outputs[{i}]", finite=False) for i, o in enumerate(outputs)]
+    if not isinstance(features, (list, tuple, np.ndarray)):
+        raise TypeError(f"`features` must be a list of (B, C_l, H_l, W_l) maps; got {_checks._describe(features)}")
     n_feats = len(features) if isinstance(features, (list, tuple)) else 1
     n_extra = {"p6p7": 2, "maxpool": 1, "none": 0}[extra_blocks]
     if len(theirs) != n_feats + n_extra:
-        raise ValueError(f"`outputs` must have {n_feats + n_extra} levels ({n_feats} maps + {n_extra} extra for "
-                         f"extra_blocks={extra_blocks!r}); got {len(theirs)}")
+        raise ValueError(f"`outputs` must have {n_feats + n_extra} levels ({n_feats} maps of `features` + "
+                         f"{n_extra} extra for extra_blocks={extra_blocks!r}); got {len(theirs)}")
     knobs = {}
     if n_feats > 1:
         knobs.update(upsample=("to_lateral", "x2"), upsample_mode=("nearest", "nearest-exact"), fuse=("sum", "avg"))

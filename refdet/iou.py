@@ -450,7 +450,13 @@ def complete_box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Conv
     Returns
     -------
     ndarray, shape (N, M)
-        NaN for a zero-height box (``atan(0 / 0)``), as in torchvision (TV10).
+        A point box (zero width and height) has no aspect ratio (``atan(0 / 0)``): under
+        ``"torchvision"`` and ``"paper"`` (IoU guard ``"none"``) its CIoU is NaN, which is what
+        torchvision's ``ops/boxes.py complete_box_iou`` computes (SPEC TV10; a documented answer,
+        not an error; ``guard="plus_eps"`` keeps it too, as torchvision's ``complete_box_iou_loss``).
+        Under the profiles whose IoU guard writes 0 where 0/0 (detectron2, TF, ONNX: refdet's
+        extension of CIoU to them) the point's aspect term is 0 and its CIoU is its DIoU; mmdet's
+        ``atan(w / (h + eps))`` and caffe's +1 pixels are finite anyway.
 
     Notes
     -----

@@ -223,6 +223,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     pt, pb, pl, pr = pads
     ho = _conv.output_size(h, kh, sh, pt, pb, dh)
     wo = _conv.output_size(wd, kw, sw, pl, pr, dw)
+    _conv.check_sizes(x.shape, pads, w.shape[0], ho, wo, x.dtype.itemsize)
 
     y = _conv2d_core(x, w, b, (sh, sw), pads, (dh, dw), groups, ho, wo)
     cache = Conv2dCache(x, w, b is not None, (sh, sw), pads, (dh, dw), groups, y.shape)
@@ -259,6 +260,7 @@ def conv2d_backward(dy: np.ndarray, cache: Conv2dCache, *, compute_dx: bool = Tr
     """
     if not isinstance(cache, Conv2dCache):
         raise TypeError(f"`cache` must be the Conv2dCache returned by conv2d_forward; got {type(cache).__name__}")
+    compute_dx = _checks.check_bool(compute_dx, "compute_dx")
     x, w = cache.x, cache.w
     dt = x.dtype
     dy = _checks.as_nchw(dy, "dy", finite=False)  # a NaN upstream gradient propagates (visibly), as in autograd
@@ -489,6 +491,7 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, *, stride: Optional[Pai
                          f"{(pt, pb, pl, pr)} (top, bottom, left, right)")
     ho = _conv.output_size(h, kh, sh, pt, pb, dh, ceil_mode=bool(ceil_mode), what="pooling window")
     wo = _conv.output_size(w, kw, sw, pl, pr, dw, ceil_mode=bool(ceil_mode), what="pooling window")
+    _conv.check_sizes(x.shape, (pt, pb, pl, pr), c, ho, wo, x.dtype.itemsize)
     dt = x.dtype
     # -inf padding, enough on the bottom/right for ceil_mode windows that overhang the input
     hp = max(h + pt + pb, (ho - 1) * sh + dh * (kh - 1) + 1)
@@ -498,8 +501,9 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, *, stride: Optional[Pai
     best = np.full((bsz, c, ho, wo), -np.inf, dtype=dt)
     arg_r = np.full((bsz, c, ho, wo), -1, dtype=np.int64)    # input row of the running max (-1: none yet)
     arg_c = np.zeros((bsz, c, ho, wo), dtype=np.int64)
-    oy = np.arange(ho)[:, None] * sh - pt                      # (Ho, 1) top row of each window (input coords)
-    ox = np.arange(wo)[None, :] * sw - pl                      # (1, Wo) left column
+    # one window along an axis: its stride never steps (a stride beyond the input, PyTorch allows it)
+    oy = np.arange(ho)[:, None] * (sh if ho > 1 else 0) - pt    # (Ho, 1) top row of each window (input coords)
+    ox = np.arange(wo)[None, :] * (sw if wo > 1 else 0) - pl    # (1, Wo) left column
     for i in range(kh):                                        # taps in row-major window order
         for j in range(kw):
             v = win[:, :, i, j]                                # (B, C, Ho, Wo) what tap (i, j) sees

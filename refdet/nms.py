@@ -250,8 +250,10 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, *,
     scores : ndarray, shape (N,)
         Any real numbers (negative and +-inf are fine); NaN per ``nan_scores``.
     iou_threshold : float
-        Any finite real. IoU is at most 1, so ``iou_threshold >= 1`` keeps every box (``> 1`` with
-        ``inclusive=True``); a negative threshold suppresses every pair whose IoU is not NaN.
+        In [0, 1] (``iou_threshold = 1`` keeps every box unless ``inclusive``). A value outside, or
+        NaN, is a ValueError: ONNX ``NonMaxSuppression`` defines the threshold on [0, 1]
+        (onnxruntime refuses others); torchvision accepts any float but an IoU lies in [0, 1], so a
+        threshold outside means no more than 0 or 1 does and is almost always a mix-up.
     convention : str or conventions.Profile
         Sets the defaults of the keywords below (table at the end).
     inclusive : bool, optional
@@ -304,7 +306,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, *,
                             plus_one=plus_one, corner_order=corner_order, threshold_dtype=threshold_dtype)
     b = _checks.as_boxes(boxes, "boxes")
     sc = _scores_checked(scores, len(b), s.nan_scores)
-    thr = _checks.check_real(iou_threshold, "iou_threshold")
+    thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     kind = _suppression_kind(s)
     order = _engine.descending(sc, s.ties)
     keep = _engine.greedy(b[order], thr, kind=kind, inclusive=s.inclusive, threshold_dtype=s.threshold_dtype)
@@ -364,7 +366,7 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_thr
     b = _checks.as_boxes(boxes, "boxes")
     sc = _scores_checked(scores, len(b), s.nan_scores)
     cls = _checks.as_int_labels(idxs, "idxs", n=len(b))
-    thr = _checks.check_real(iou_threshold, "iou_threshold")
+    thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     kind = _suppression_kind(s)
     trick = s.coordinate_trick
     if trick == "torchvision":
@@ -426,11 +428,12 @@ def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, method: str = "gaussian",
         Finite or +-inf; NaN is rejected (a NaN would make the maximum undefined).
     method : {"gaussian", "linear", "hard"}
     sigma : float > 0
-    iou_threshold : float
+    iou_threshold : float in [0, 1]
         ``N_t`` of the paper (linear and hard methods; Gaussian only with ``hard_above_threshold``).
+        Outside [0, 1] (or NaN) is a ValueError, as for :func:`nms`.
     score_threshold : float
         Boxes whose decayed score is ``< score_threshold`` (strict) are dropped (mmcv ``min_score``,
-        Detectron1 ``threshold``). Only decayed boxes are tested: a box that starts below the
+        Detectron1 ``threshold``). Any finite real (scores are any reals here, not probabilities). Only decayed boxes are tested: a box that starts below the
         threshold is dropped in the first pass (``discard="any"``) or only once it overlaps a
         selected box (``discard="overlapping"``, Detectron1), and the very first selection is never
         tested.
@@ -467,7 +470,7 @@ def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, method: str = "gaussian",
     b = _checks.as_boxes(boxes, "boxes")
     sc = _checks.as_scores(scores, "scores", n=len(b))
     sig = _checks.check_positive(sigma, "sigma")
-    thr = _checks.check_real(iou_threshold, "iou_threshold")
+    thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     smin = _checks.check_real(score_threshold, "score_threshold")
     dt = np.result_type(b.dtype, sc.dtype)
     ind, out = _engine.soft_nms_passes(
@@ -503,6 +506,8 @@ def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_b
     score_threshold : float, optional
         When given, only boxes with score **strictly greater** than it are candidates (a score equal
         to the threshold is dropped, TV11). ``None``: no score filter (negative scores are fine).
+        Any finite real: the operator's scores are raw values, not probabilities, and the
+        specification sets no range (a documented answer, not an out-of-range option).
     center_point_box : {0, 1}
 
     Returns

@@ -15,6 +15,8 @@ library.
 ``nms_figure``              the top candidates before NMS and the top detections after it
 ``detections_figure``       detections above a score threshold (named in the title) and ground truth
 ``focal_loss_figure``       cross entropy against the focal loss (only for a model that uses it)
+``proposals_rois_figure``   Faster R-CNN: proposals before and after NMS, the sampled RoIs coloured by the
+                            FPN level RoIAlign pools each from, and the RoIs per level
 ==========================  ===========================================================================
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ import textwrap
 from typing import Optional, Sequence
 
 import numpy as np
+
+from refdet import _checks
 
 __all__ = ["have_matplotlib", "anchors_figure", "plot_anchors", "anchor_label", "head_layout_figure",
            "plot_head_layout", "assignment_figure", "plot_assignment", "nms_figure", "plot_nms",
@@ -555,8 +559,12 @@ def plot_detections(images, detections, gts, path, **kw) -> str:
 
 def focal_loss_curve(p_t, gamma):
     """FL(p_t) = -(1 - p_t)^gamma * log(p_t): the curve of Fig. 1 of the Focal Loss paper (alpha = 1)."""
-    p_t = np.asarray(p_t, dtype=np.float64)
-    return -((1.0 - p_t) ** gamma) * np.log(p_t)
+    p = _checks.as_float_array(p_t, "p_t", dtype=np.float64)
+    if p.size and (p.min() <= 0 or p.max() > 1):
+        raise ValueError(f"`p_t` must lie in (0, 1] (log(0) is -inf); got range [{p.min()}, {p.max()}]")
+    g = _checks.check_positive(gamma, "gamma", strict=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -((1.0 - p) ** g) * np.log(p)
 
 
 def focal_loss_figure(gammas=(0, 0.5, 1, 2, 5), *, used_gamma=2.0, used_alpha=0.25, title=None):
@@ -695,3 +703,84 @@ def plot_yolo_detections(images, before, after, gts, path, *, threshold, iou_thr
                  "(solid: detections, dashed: ground truth)", fontsize=9)
     fig.tight_layout()
     return _save(fig, path, dpi=120)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Faster R-CNN (proposals before and after NMS, the sampled RoIs and the level each is pooled from)
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["proposals_rois_figure", "plot_proposals_rois"]
+
+_LEVEL_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00")
+
+
+def proposals_rois_figure(image, before, after, rois, *, level_names, pooled_levels=None, gt_boxes=None,
+                          nms_threshold=0.7, top_before=150, title=None):
+    """Faster R-CNN's two stages over one image, in four panels.
+
+    1. the best ``top_before`` proposals before NMS (thin);
+    2. the proposals after NMS, coloured by the level of the anchor each came from;
+    3. the sampled RoIs, coloured by the FPN level RoIAlign pools each from (solid: foreground,
+       dotted: background);
+    4. how many sampled RoIs each level pools (foreground and background stacked).
+
+    Parameters
+    ----------
+    image : ndarray, shape (3, H, W)
+    before : (boxes (n, 4), scores (n,)), best first
+    after : (boxes (m, 4), levels (m,) int), the anchor level of each proposal
+    rois : (boxes (r, 4), foreground (r,) bool, levels (r,) int), the pooled level of each RoI
+    level_names : names of the levels by index (``"P2 (stride 4)"``, ...)
+    pooled_levels : how many of the levels RoIAlign pools from (the first ones; default all)
+    """
+    plt = _plt()
+    import matplotlib.lines as mlines
+    fig, axes = plt.subplots(1, 4, figsize=(15.5, 4.6), gridspec_kw=dict(width_ratios=(1, 1, 1, 0.8)))
+    nb = len(before[0])
+    rb, fg, rl = (np.asarray(v) for v in rois)
+
+    def panel(ax):
+        ih, iw = _show_image(ax, image, faded=True)
+        if gt_boxes is not None:
+            _gt_boxes(ax, gt_boxes)
+        ax.set_xlim(0, iw)
+        ax.set_ylim(ih, 0)
+        _pixel_axes(ax)
+
+    panel(axes[0])
+    for b in np.asarray(before[0], np.float64).reshape(-1, 4)[:top_before][::-1]:
+        _rect(axes[0], b, edgecolor="#333333", linewidth=0.5, alpha=0.45)
+    axes[0].set_title(f"proposals before NMS: the best {min(nb, top_before)} of {nb}", fontsize=9)
+    panel(axes[1])
+    ab, al = np.asarray(after[0], np.float64).reshape(-1, 4), np.asarray(after[1])
+    for b, lv in zip(ab[::-1], al[::-1]):
+        _rect(axes[1], b, edgecolor=_LEVEL_COLOURS[int(lv) % 5], linewidth=0.9, alpha=0.8)
+    axes[1].set_title(f"after NMS per level at IoU {nms_threshold:g}: {len(ab)} kept\n(colour: the anchor's level)",
+                      fontsize=9)
+    panel(axes[2])
+    for b, f, lv in sorted(zip(rb, fg, rl), key=lambda t: bool(t[1])):     # foreground drawn last
+        _rect(axes[2], b, edgecolor=_LEVEL_COLOURS[int(lv) % 5], linewidth=1.6 if f else 0.8,
+              linestyle="-" if f else ":", zorder=4 if f else 3)
+    axes[2].set_title(f"{len(rb)} sampled RoIs ({int(fg.sum())} foreground, solid)\n(colour: the level RoIAlign "
+                      "pools from)", fontsize=9)
+    ax = axes[3]
+    k = np.arange(len(level_names) if pooled_levels is None else pooled_levels)
+    n_fg = np.bincount(rl[fg], minlength=len(k))[:len(k)]
+    n_bg = np.bincount(rl[~fg], minlength=len(k))[:len(k)]
+    ax.bar(k, n_bg, color=[_LEVEL_COLOURS[i % 5] for i in k], alpha=0.45, label="background")
+    ax.bar(k, n_fg, bottom=n_bg, color=[_LEVEL_COLOURS[i % 5] for i in k], label="foreground")
+    ax.set_xticks(k, [level_names[i].replace(" (", "\n(") for i in k], fontsize=8)
+    ax.set_ylabel("sampled RoIs")
+    ax.set_title("RoIs pooled per level\n(faded: background)", fontsize=9)
+    handles = [mlines.Line2D([], [], color=_LEVEL_COLOURS[i % 5], linewidth=2, label=n)
+               for i, n in enumerate(level_names)]
+    handles.append(mlines.Line2D([], [], color="black", linestyle=(0, (4, 2)), linewidth=1.8, label="ground truth"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(title or "Faster R-CNN: proposals and the RoIs pooled from them", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def plot_proposals_rois(image, before, after, rois, path, **kw) -> str:
+    """Write :func:`proposals_rois_figure` to ``path``; returns ``path``."""
+    return _save(proposals_rois_figure(image, before, after, rois, **kw), path)

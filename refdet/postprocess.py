@@ -122,8 +122,9 @@ def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Leve
     anchors : list of ndarray, one per level, shape (N_l, 4), xyxy
     image_size : (H, W)
     style : {"retinanet", "rpn"}
-    score_threshold, nms_threshold : float, optional
-        Defaults per ``style`` (above).
+    score_threshold, nms_threshold : float in [0, 1], optional
+        Defaults per ``style`` (above). Outside [0, 1] or NaN: ValueError (the scores are sigmoid
+        probabilities and an IoU lies in [0, 1]).
     topk_candidates : int >= 0
     detections_per_image : int >= 0, optional
     min_size : float, optional
@@ -170,15 +171,18 @@ def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Leve
             raise ValueError(f"level {lvl}: `cls_logits`, `box_deltas` and `anchors` must have the same "
                              f"number of anchors; got {len(lg)}, {len(d)} and {len(a)}")
     _checks.check_image_size(image_size)
-    sthr = _checks.check_real(score_threshold, "score_threshold")
+    # both thresholds are refused outside [0, 1]: the scores are sigmoid probabilities, an IoU lies in [0, 1]
+    sthr = _checks.check_unit_threshold(score_threshold, "score_threshold",
+                                        source="the scores it filters are sigmoid probabilities")
     k_top = _checks.check_int(topk_candidates, "topk_candidates", low=0)
     n_det = _checks.check_int(detections_per_image, "detections_per_image", low=0)
-    _checks.check_real(nms_threshold, "nms_threshold")
+    _checks.check_unit_threshold(nms_threshold, "nms_threshold")
 
     all_boxes, all_scores, all_labels = [], [], []
     for lvl, (lg, d, a) in enumerate(zip(logits, deltas, anc)):        # loop over levels
         lg = _checks.as_float_array(lg, f"cls_logits[{lvl}]", finite=False)
         _checks.check_finite(lg, f"cls_logits[{lvl}]", allow_inf=True)
+        d = _checks.as_float_array(d, f"box_deltas[{lvl}]")           # named here, not as decode's `deltas`
         if rpn:
             lg = lg[:, 0]
             top = _top_k(lg, min(k_top, len(lg)))                        # top-k on logits
@@ -251,8 +255,9 @@ def merge_multiscale_detections(detections: Sequence[Tuple[np.ndarray, np.ndarra
     if not isinstance(scales, (list, tuple, np.ndarray)) or len(scales) != len(detections):
         raise ValueError(f"`scales` must have one entry per element of `detections` ({len(detections)}); "
                          f"got {scales!r}")
+    class_aware = _checks.check_bool(class_aware, "class_aware")
     profile = conventions.resolve("batched_nms" if class_aware else "nms", convention)
-    thr = _checks.check_real(iou_threshold, "iou_threshold")
+    thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     bs, ss, ls = [], [], []
     for i, (det, sc) in enumerate(zip(detections, scales)):
         if not isinstance(det, (tuple, list)) or len(det) != 3:

@@ -63,32 +63,37 @@ __all__ = [
 _NMS_PROFILES = ("torchvision", "caffe", "mmdet")
 
 
-def _check_pair(value):
-    """An int or a (train, test) pair of ints >= 0 (0: no limit), as a tuple of two ints."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2:
-            raise ValueError(f"a proposal count must be an int or a (train, test) pair; got {value!r}")
-        a, b = value
-    else:
-        a = b = value
-    return (_checks.check_int(a, "count (train)", low=0), _checks.check_int(b, "count (test)", low=0))
+def _pair_check(name):
+    """The check of a count knob: an int or a (train, test) pair of ints >= 0 (0: no limit)."""
+    def check(value):
+        if isinstance(value, (list, tuple)):
+            if len(value) != 2:
+                raise ValueError(f"`{name}` must be an int or a (train, test) pair; got {value!r}")
+            a, b = value
+        else:
+            a = b = value
+        return (_checks.check_int(a, f"{name}[train]", low=0), _checks.check_int(b, f"{name}[test]", low=0))
+    return check
+
+
+_check_pair = _pair_check("count")
 
 
 _KNOBS = {
     "pre_nms_top_n": conventions.option(
         "(train, test) number of anchors ranked before NMS (per level or overall, see top_k_scope); 0: all",
-        check=_check_pair,
+        check=_pair_check("pre_nms_top_n"),
         source="torchvision rpn_pre_nms_top_n_train/test 2000/1000; detectron2 Base-RCNN-FPN PRE_NMS_TOPK "
                "2000/1000; mmdet nms_pre 2000/1000; py-faster-rcnn RPN_PRE_NMS_TOP_N 12000/6000"),
     "post_nms_top_n": conventions.option(
-        "(train, test) number of proposals kept after NMS, per image; 0: all", check=_check_pair,
+        "(train, test) number of proposals kept after NMS, per image; 0: all", check=_pair_check("post_nms_top_n"),
         source="torchvision 2000/1000; detectron2 POST_NMS_TOPK 1000/1000; mmdet max_per_img 1000; "
                "py-faster-rcnn RPN_POST_NMS_TOP_N 2000/300"),
     "nms_thresh": conventions.number("IoU threshold of the proposal NMS", low=0.0, high=1.0,
                                      source="0.7 everywhere (RPN.NMS_THRESH, rpn_nms_thresh, nms.iou_threshold)"),
     "score_thresh": conventions.number(
-        "drop proposals whose score is below this (score >= thresh kept); None: no threshold",
-        allow_none=True, source="torchvision rpn_score_thresh 0.0 ('use >= for Backwards compatibility')"),
+        "drop proposals whose score (a sigmoid probability) is below this (score >= thresh kept); None: no threshold",
+        low=0.0, high=1.0, allow_none=True, source="torchvision rpn_score_thresh 0.0 ('use >= for Backwards compatibility')"),
     "min_size": conventions.number(
         "smallest width and height kept (py-faster-rcnn: times the image scale)", low=0.0,
         source="torchvision RegionProposalNetwork.min_size 1e-3; detectron2 PROPOSAL_GENERATOR.MIN_SIZE 0; "
@@ -194,9 +199,11 @@ def top_k_per_level(scores: np.ndarray, num_anchors_per_level: Sequence[int], k:
     ndarray of int64
         Equal scores: lower index first, including at the cut (``torch.topk`` leaves this unspecified).
     """
-    s = np.asarray(scores)
+    s = _checks.as_float_array(scores, "scores", ndim=1, finite=False)   # NaN ranks as NumPy sorts it
+    counts, _ = _levels_of(num_anchors_per_level, len(s))
+    k = _checks.check_int(k, "k")
     out, start = [], 0
-    for n in num_anchors_per_level:
+    for n in counts:
         out.append(start + _top_k(s[start:start + n], k))
         start += n
     return np.concatenate(out) if out else np.zeros(0, np.int64)

@@ -89,7 +89,7 @@ class UpsampleGrads(NamedTuple):
 
 
 def upsample_nearest_source_index(in_size: int, out_size: int, *, scale_factor: Optional[float] = None,
-                                  mode: str = "nearest") -> np.ndarray:
+                                  mode: str = "nearest", max_elements: Optional[int] = None) -> np.ndarray:
     """Source index of every output position along one axis, with PyTorch's arithmetic.
 
     ``mode="nearest"`` (ATen ``nearest_idx``): ``src = floor(dst * scale)``, except that
@@ -103,6 +103,11 @@ def upsample_nearest_source_index(in_size: int, out_size: int, *, scale_factor: 
     3 -> 5 ``nearest`` gives ``[0, 0, 1, 1, 2]`` and ``nearest-exact`` ``[0, 0, 1, 2, 2]``; 13 -> 25 and
     38 -> 75 follow the same rule.
 
+    ``in_size`` and ``out_size`` are ints (a NaN or an inf size is a TypeError naming it, not NaN or
+    -9.2e18 indices); ``scale_factor`` is None or a finite real (<= 0: derived from the sizes, as
+    ATen does with a missing scale); ``out_size`` beyond ``max_elements`` (default
+    :data:`refdet._checks.MAX_ELEMENTS`) is a ValueError before anything is allocated.
+
     Returns
     -------
     ndarray of int64, shape (out_size,)
@@ -110,6 +115,9 @@ def upsample_nearest_source_index(in_size: int, out_size: int, *, scale_factor: 
     _checks.check_choice(mode, "mode", ("nearest", "nearest-exact"))
     in_size = _checks.check_int(in_size, "in_size", low=1)
     out_size = _checks.check_int(out_size, "out_size", low=0)
+    _checks.check_allocation(out_size, 8, "source indices", name="out_size", limit=max_elements)
+    if scale_factor is not None:
+        scale_factor = _checks.check_real(scale_factor, "scale_factor")
     dst = np.arange(out_size)
     if scale_factor is not None and scale_factor > 0:
         scale = np.float32(1.0 / scale_factor)
@@ -128,7 +136,8 @@ def upsample_nearest_source_index(in_size: int, out_size: int, *, scale_factor: 
 
 def onnx_resize_nearest_source_index(in_size: int, out_size: int, *, scale: Optional[float] = None,
                                      coordinate_transformation_mode: str = "half_pixel",
-                                     nearest_mode: str = "round_prefer_floor") -> np.ndarray:
+                                     nearest_mode: str = "round_prefer_floor",
+                                     max_elements: Optional[int] = None) -> np.ndarray:
     """Source index of every output position along one axis for ONNX ``Resize(mode="nearest")``.
 
     ``x_scale = float32(out) / float32(in)`` (or the given ``scale``, as ONNX ``scales``), then in
@@ -160,6 +169,9 @@ def onnx_resize_nearest_source_index(in_size: int, out_size: int, *, scale: Opti
     _checks.check_choice(nearest_mode, "nearest_mode", ONNX_NEAREST_MODES)
     in_size = _checks.check_int(in_size, "in_size", low=1)
     out_size = _checks.check_int(out_size, "out_size", low=0)
+    _checks.check_allocation(out_size, 8, "source indices", name="out_size", limit=max_elements)
+    if scale is not None:
+        scale = _checks.check_positive(scale, "scale")
     f32 = np.float32
     xs = f32(scale) if scale is not None else f32(out_size) / f32(max(in_size, 1))
     xr = np.arange(out_size).astype(f32)
@@ -203,7 +215,8 @@ def upsample_nearest_forward(x: np.ndarray, *, size: Union[int, Sequence[int], N
                              recompute_scale_factor: bool = False,
                              convention: Union[str, conventions.Profile] = "torchvision",
                              coordinate_transformation_mode: Optional[str] = None,
-                             nearest_mode: Optional[str] = None) -> Tuple[np.ndarray, UpsampleCache]:
+                             nearest_mode: Optional[str] = None,
+                             max_elements: Optional[int] = None) -> Tuple[np.ndarray, UpsampleCache]:
     """Nearest-neighbour resize of an NCHW map, as ``torch.nn.functional.interpolate`` (or ONNX Resize).
 
     Parameters
@@ -228,6 +241,9 @@ def upsample_nearest_forward(x: np.ndarray, *, size: Union[int, Sequence[int], N
         from PyTorch's ``nearest`` for non-integer ratios; see ``conventions.describe("upsample_nearest")``.
     coordinate_transformation_mode, nearest_mode : str, optional
         ONNX knobs (used with ``mode="onnx"``); override the profile.
+    max_elements : int, optional
+        Cap on the output's elements (``B * C * Ho * Wo``; default :data:`refdet._checks.MAX_ELEMENTS`):
+        a larger ``size`` or ``scale_factor`` is a ValueError naming it before anything is allocated.
 
     Returns
     -------
@@ -266,6 +282,8 @@ def upsample_nearest_forward(x: np.ndarray, *, size: Union[int, Sequence[int], N
             sh = sw = None
     if h == 0 or w == 0:
         raise ValueError(f"`x` must have non-empty spatial dimensions to upsample; got shape {x.shape}")
+    _checks.check_allocation(bsz * c * ho * wo, x.dtype.itemsize, f"an output of shape {(bsz, c, ho, wo)}",
+                             name="size" if size is not None else "scale_factor", limit=max_elements)
     if mode == "onnx":
         rows = onnx_resize_nearest_source_index(h, ho, scale=sh, coordinate_transformation_mode=ctm,
                                                 nearest_mode=nmode)

@@ -8,8 +8,8 @@ Training, per image (torchvision ``models/detection/roi_heads.py`` ``RoIHeads.se
     targets                        encode(matched gt, RoI) with weights (10, 10, 5, 5)
 
 then :func:`box_head_forward` (two FC layers with ReLU, a class score and class-specific box deltas
-per RoI) and :func:`fastrcnn_loss_forward`; at inference :func:`fastrcnn_postprocess` (softmax, a box
-per class, clip, score threshold, per-class NMS, the best 100).
+per RoI; in :mod:`refdet.box_head`, re-exported here) and :func:`fastrcnn_loss_forward`; at inference
+:func:`fastrcnn_postprocess` (softmax, a box per class, clip, score threshold, per-class NMS, the best 100).
 
 Where the frameworks differ (convention tables of ``sample_rois``, ``fastrcnn_loss``,
 ``fastrcnn_postprocess``):
@@ -27,12 +27,10 @@ Where the frameworks differ (convention tables of ``sample_rois``, ``fastrcnn_lo
   denormalised test deltas (weights 1), NMS at 0.3 with +1 IoU, and keeps every box scoring at least
   the 100th best score (ties can give more than 100), grouped by class.
 
-Dtypes follow the inputs (float32 stays float32); the FC layers are GEMMs whose summation order
-differs from torch's, so the box head matches torch to float32 rounding, not bit for bit.
+Dtypes follow the inputs (float32 stays float32).
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -40,6 +38,7 @@ import numpy as np
 from refdet import _checks
 from refdet import conventions
 from refdet.box_coder import decode_boxes, encode_boxes
+from refdet.box_head import BoxHeadCache, BoxHeadOutput, box_head_backward, box_head_forward, box_head_init
 from refdet.boxes import clip_boxes_to_image, remove_small_boxes
 from refdet.iou import box_iou
 from refdet.matcher import match_details
@@ -215,6 +214,15 @@ def sample_rois(proposals, gt_boxes, gt_labels, *, num_classes: Optional[int] = 
     for i in range(B):
         p = _checks.as_boxes(props[i], f"proposals[{i}]")
         g = _checks.as_boxes(gts[i], f"gt_boxes[{i}]", dtype=p.dtype)
+        # every sampled RoI is a reference box of the box coder (the gts join the candidates): its
+        # width and height must be > 0 (encode_boxes' rule), checked here to name the argument
+        for arr, what in ((p, f"proposals[{i}]"), (g, f"gt_boxes[{i}]")):
+            plus = 1 if conventions.resolve("encode_boxes", name)["plus_one"] else 0
+            bad = ~((arr[:, 2] - arr[:, 0] + plus > 0) & (arr[:, 3] - arr[:, 1] + plus > 0))
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"`{what}` row {j} has a width or height <= 0: {arr[j].tolist()} (RoIs are encoded "
+                                 f"against: detectron2's box coder asserts positive sizes)")
         lab = _checks.as_int_labels(gls[i], f"gt_labels[{i}]", n=len(g))
         if s.background == "first" and lab.size and lab.min() < 1:
             raise ValueError(f"`gt_labels[{i}]` must be object classes >= 1 (0 is the background); got {lab.min()}")
@@ -296,200 +304,6 @@ def class_specific_targets(regression_targets: np.ndarray, labels: np.ndarray, n
     out[fg[:, None], cols] = t[fg]
     win[fg[:, None], cols] = iw
     return out, win, (win > 0).astype(t.dtype)
-
-
-# ---------------------------------------------------------------------------------------------------
-# the box head: TwoMLPHead + FastRCNNPredictor
-# ---------------------------------------------------------------------------------------------------
-
-_HEAD_KEYS = ("box_head.fc6.weight", "box_head.fc6.bias", "box_head.fc7.weight", "box_head.fc7.bias",
-              "box_predictor.cls_score.weight", "box_predictor.cls_score.bias",
-              "box_predictor.bbox_pred.weight", "box_predictor.bbox_pred.bias")
-
-conventions.register(
-    "box_head_init",
-    {
-        "torchvision": {"init": "torch_default"},
-        "detectron2": {"init": "detectron2"},
-    },
-    knobs={"init": conventions.choice(
-        ("torch_default", "detectron2"),
-        "'torch_default': nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases; 'detectron2': "
-        "fc6/fc7 c2_xavier_fill (U(+-sqrt(3 / fan_in)), bias 0), cls_score N(0, 0.01), bbox_pred N(0, 0.001), "
-        "biases 0", source="torch.nn.Linear.reset_parameters; detectron2 FastRCNNConvFCHead, FastRCNNOutputLayers")},
-    doc="torchvision TwoMLPHead(256 * 7 * 7, 1024) and FastRCNNPredictor(1024, num_classes).",
-)
-
-
-class BoxHeadOutput(NamedTuple):
-    """Box head outputs for R RoIs."""
-    class_logits: np.ndarray     # (R, num_classes)
-    box_regression: np.ndarray   # (R, 4 * num_reg_classes)
-
-
-class BoxHeadCache(NamedTuple):
-    x: np.ndarray                # (R, D) flattened pooled features
-    h6: np.ndarray               # (R, H) after ReLU
-    h7: np.ndarray               # (R, H) after ReLU
-    params: dict
-    input_shape: tuple
-
-
-@conventions.documented("box_head_init")
-def box_head_init(in_features: int, num_classes: int, *, representation_size: int = 1024,
-                  num_reg_classes: Optional[int] = None, rng=None, dtype=np.float32,
-                  convention="torchvision", init: Optional[str] = None) -> dict:
-    """Parameters of the Faster R-CNN box head, under torchvision's ``RoIHeads`` ``state_dict`` keys.
-
-    Parameters
-    ----------
-    in_features : int
-        ``C * PH * PW`` of the pooled features (256 * 7 * 7 in the FPN model).
-    num_classes : int
-        Classes including the background (``cls_score`` outputs).
-    representation_size : int
-        Width of fc6 and fc7 (1024).
-    num_reg_classes : int, optional
-        Groups of 4 box deltas: ``num_classes`` (torchvision, default), ``num_classes - 1``
-        (detectron2/mmdet: no background slot) or 1 (class-agnostic).
-    rng : None, int or Generator
-    dtype : float32 (torch's default) or float64
-    convention, init
-        The initialisation (table below); ``init`` overrides the profile's.
-
-    Returns
-    -------
-    dict
-        ``box_head.fc6.weight`` (H, D), ``box_head.fc6.bias`` (H,), ``box_head.fc7.*``,
-        ``box_predictor.cls_score.weight`` (num_classes, H), ``box_predictor.bbox_pred.weight``
-        (4 * num_reg_classes, H) and their biases. ``model.roi_heads.state_dict()`` of a torchvision
-        Faster R-CNN (as NumPy arrays) has exactly these keys.
-    """
-    s = conventions.resolve("box_head_init", convention, init=init)
-    D = _checks.check_int(in_features, "in_features", low=1)
-    C = _checks.check_int(num_classes, "num_classes", low=1)
-    Hd = _checks.check_int(representation_size, "representation_size", low=1)
-    R = C if num_reg_classes is None else _checks.check_int(num_reg_classes, "num_reg_classes", low=1)
-    gen = _checks.as_rng(rng)
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"`dtype` must be float32 or float64; got {dt}")
-    shapes = {"fc6": (Hd, D), "fc7": (Hd, Hd), "cls": (C, Hd), "bbox": (4 * R, Hd)}
-    p = {}
-    for key, (name, shape) in zip(("box_head.fc6", "box_head.fc7", "box_predictor.cls_score",
-                                   "box_predictor.bbox_pred"), shapes.items()):
-        fan_in = shape[1]
-        if s.init == "torch_default":
-            bound = 1.0 / math.sqrt(fan_in)
-            w = gen.uniform(-bound, bound, shape)
-            b = gen.uniform(-bound, bound, shape[0])
-        else:
-            if name in ("fc6", "fc7"):
-                bound = math.sqrt(3.0 / fan_in)
-                w = gen.uniform(-bound, bound, shape)
-            else:
-                w = gen.normal(0.0, 0.01 if name == "cls" else 0.001, shape)
-            b = np.zeros(shape[0])
-        p[key + ".weight"] = w.astype(dt)
-        p[key + ".bias"] = b.astype(dt)
-    return p
-
-
-def _head_params(params, dtype):
-    if not isinstance(params, dict):
-        raise TypeError(f"`params` must be a dict of arrays (RoIHeads state_dict keys); got {type(params).__name__}")
-    missing = [k for k in _HEAD_KEYS if k not in params]
-    if missing:
-        raise ValueError(f"`params` is missing {', '.join(repr(k) for k in missing)}")
-    w6 = _checks.as_float_array(params["box_head.fc6.weight"], "params['box_head.fc6.weight']", ndim=2)
-    Hd, D = w6.shape
-    C = np.shape(params["box_predictor.cls_score.weight"])[0]
-    R4 = np.shape(params["box_predictor.bbox_pred.weight"])[0]
-    want = {"box_head.fc6.weight": (Hd, D), "box_head.fc6.bias": (Hd,), "box_head.fc7.weight": (Hd, Hd),
-            "box_head.fc7.bias": (Hd,), "box_predictor.cls_score.weight": (C, Hd),
-            "box_predictor.cls_score.bias": (C,), "box_predictor.bbox_pred.weight": (R4, Hd),
-            "box_predictor.bbox_pred.bias": (R4,)}
-    if R4 % 4:
-        raise ValueError(f"`params['box_predictor.bbox_pred.weight']` must have 4 * num_reg_classes rows; got {R4}")
-    return _checks.check_param_shapes(params, want, "params", dtype=dtype, allow_extra=True)
-
-
-def box_head_forward(params: dict, features: np.ndarray):
-    """Box head forward: ``flatten -> fc6 -> ReLU -> fc7 -> ReLU -> (cls_score, bbox_pred)``.
-
-    Parameters
-    ----------
-    params : dict
-        From :func:`box_head_init` or a torchvision ``roi_heads.state_dict()`` (extra keys ignored).
-    features : ndarray, shape (R, C, PH, PW) or (R, D)
-        Pooled RoI features (``flatten(start_dim=1)`` is applied).
-
-    Returns
-    -------
-    out : BoxHeadOutput
-        ``class_logits`` (R, num_classes) and ``box_regression`` (R, 4 * num_reg_classes).
-    cache : BoxHeadCache
-    """
-    x = _checks.as_float_array(features, "features")
-    if x.ndim < 2:
-        raise ValueError(f"`features` must have shape (R, C, PH, PW) or (R, D); got {x.shape}")
-    shape = x.shape
-    x = x.reshape(len(x), -1)
-    p = _head_params(params, x.dtype)
-    if x.shape[1] != p["box_head.fc6.weight"].shape[1]:
-        raise ValueError(f"`features` flatten to {x.shape[1]} values per RoI but fc6 takes "
-                         f"{p['box_head.fc6.weight'].shape[1]}")
-    zero = x.dtype.type(0)
-    h6 = np.maximum(x @ p["box_head.fc6.weight"].T + p["box_head.fc6.bias"], zero)
-    h7 = np.maximum(h6 @ p["box_head.fc7.weight"].T + p["box_head.fc7.bias"], zero)
-    logits = h7 @ p["box_predictor.cls_score.weight"].T + p["box_predictor.cls_score.bias"]
-    deltas = h7 @ p["box_predictor.bbox_pred.weight"].T + p["box_predictor.bbox_pred.bias"]
-    return BoxHeadOutput(logits, deltas), BoxHeadCache(x, h6, h7, p, shape)
-
-
-def box_head_backward(doutput, cache: BoxHeadCache):
-    """Gradients of :func:`box_head_forward`.
-
-    Parameters
-    ----------
-    doutput : BoxHeadOutput or (dclass_logits, dbox_regression)
-        Either may be None (no gradient from that output).
-    cache : BoxHeadCache
-
-    Returns
-    -------
-    dparams : dict
-        Same keys as the parameters. ReLU'(0) = 0.
-    dfeatures : ndarray
-        Shaped like the ``features`` given to the forward.
-    """
-    if not isinstance(cache, BoxHeadCache):
-        raise TypeError(f"`cache` must be the BoxHeadCache returned by box_head_forward; got {type(cache).__name__}")
-    if not isinstance(doutput, tuple) or len(doutput) != 2:
-        raise TypeError("`doutput` must be a BoxHeadOutput (dclass_logits, dbox_regression)")
-    p = cache.params
-    dt = cache.x.dtype
-    R = len(cache.x)
-    dl = np.zeros((R, p["box_predictor.cls_score.weight"].shape[0]), dt) if doutput[0] is None else \
-        _checks.as_float_array(doutput[0], "dclass_logits", dtype=dt)
-    dd = np.zeros((R, p["box_predictor.bbox_pred.weight"].shape[0]), dt) if doutput[1] is None else \
-        _checks.as_float_array(doutput[1], "dbox_regression", dtype=dt)
-    if dl.shape != (R, p["box_predictor.cls_score.weight"].shape[0]):
-        raise ValueError(f"`dclass_logits` must have shape {(R, p['box_predictor.cls_score.weight'].shape[0])}; "
-                         f"got {dl.shape}")
-    if dd.shape != (R, p["box_predictor.bbox_pred.weight"].shape[0]):
-        raise ValueError(f"`dbox_regression` must have shape {(R, p['box_predictor.bbox_pred.weight'].shape[0])}; "
-                         f"got {dd.shape}")
-    g = {"box_predictor.cls_score.weight": dl.T @ cache.h7, "box_predictor.cls_score.bias": dl.sum(0),
-         "box_predictor.bbox_pred.weight": dd.T @ cache.h7, "box_predictor.bbox_pred.bias": dd.sum(0)}
-    dh7 = (dl @ p["box_predictor.cls_score.weight"] + dd @ p["box_predictor.bbox_pred.weight"]) * (cache.h7 > 0)
-    g["box_head.fc7.weight"] = dh7.T @ cache.h6
-    g["box_head.fc7.bias"] = dh7.sum(0)
-    dh6 = (dh7 @ p["box_head.fc7.weight"]) * (cache.h6 > 0)
-    g["box_head.fc6.weight"] = dh6.T @ cache.x
-    g["box_head.fc6.bias"] = dh6.sum(0)
-    dx = (dh6 @ p["box_head.fc6.weight"]).reshape(cache.input_shape)
-    return {k: g[k] for k in _HEAD_KEYS}, dx
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ __all__ = [
 
 def _as_labels(labels):
     arr = _checks.as_array(labels, "labels")
+    if arr.dtype.kind == "b":
+        raise TypeError("`labels` must be numbers (1 positive, 0 negative, -1 ignored); got dtype bool")
     if arr.ndim != 1:
         raise ValueError(f"`labels` must be 1-D with shape (N,); got shape {arr.shape}")
     if arr.dtype.kind == "f":
@@ -85,8 +87,8 @@ def _take(perm, count, available, name):
     if p.ndim != 1:
         raise ValueError(f"`{name}` must be 1-D; got shape {p.shape}")
     if p.shape[0] < count:
-        raise ValueError(f"`{name}` must hold at least {count} indices (a permutation of range({available})); "
-                         f"got {p.shape[0]}")
+        raise ValueError(f"`{name}` must hold at least {count} indices (a permutation of range({available}), "
+                         f"the candidates `labels` marks); got {p.shape[0]}")
     head = p[:count].astype(np.int64)
     if head.size:
         if head.min() < 0 or head.max() >= available:

@@ -35,7 +35,7 @@ class SyntheticBatch(NamedTuple):
 
 
 def make_synthetic_dataset(n_images, image_size=(64, 64), *, max_objects=3, min_size=10, max_size=32,
-                           noise=0.25, rng=None):
+                           noise=0.25, rng=None, max_elements=None):
     """Draw ``n_images`` images with 1 to ``max_objects`` shapes each.
 
     Parameters
@@ -48,6 +48,9 @@ def make_synthetic_dataset(n_images, image_size=(64, 64), *, max_objects=3, min_
     noise : float
         Standard deviation of the Gaussian pixel noise.
     rng : None, int or Generator
+    max_elements : int, optional
+        Cap on the pixels (``n_images * 3 * H * W``) and on the shapes drawn (default
+        :data:`refdet._checks.MAX_ELEMENTS`).
 
     Returns
     -------
@@ -63,11 +66,16 @@ def make_synthetic_dataset(n_images, image_size=(64, 64), *, max_objects=3, min_
     h, w = (int(v) for v in _checks.check_image_size(image_size))
     k = _checks.check_int(max_objects, "max_objects", low=1)
     lo = _checks.check_int(min_size, "min_size", low=2)
-    hi = _checks.check_int(max_size, "max_size", low=lo)
+    hi = _checks.check_int(max_size, "max_size", low=2)
+    if hi < lo:
+        raise ValueError(f"`max_size` must be >= `min_size` = {lo}; got {hi}")
     if hi > min(h, w):
-        raise ValueError(f"`max_size` must fit in the image ({min(h, w)} px); got {hi}")
+        raise ValueError(f"`max_size` must fit in the image (`image_size` {(h, w)}: {min(h, w)} px); got {hi}")
     sigma = _checks.check_positive(noise, "noise", strict=False)
     rng = _checks.as_rng(rng)
+    _checks.check_allocation(n * 3 * h * w, 4, f"{n} images x 3 x {h} x {w} pixels", name="n_images` and `image_size",
+                             limit=max_elements)
+    _checks.check_allocation(n * k, 8, "shapes to draw", name="max_objects` and `n_images", limit=max_elements)
 
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + np.float32(0.5)  # pixel centres
     images = np.empty((n, 3, h, w), dtype=np.float32)

@@ -33,6 +33,15 @@ An image without ground truth (M = 0) follows the models (knob ``empty_gt``): th
 (eligible) anchor negative and regresses to all-zero boxes; RetinaNet and SSD make every anchor
 background (torchvision's ``Matcher`` itself raises there; the models catch M = 0 before calling it);
 Caffe SSD ignores every default box (``"all_ignore"``).
+
+Invalid geometry is a caller error, checked before any IoU: an anchor (default box) whose width or
+height is <= 0 under the box coder's convention, or a flipped ground truth (``x2 < x1`` or
+``y2 < y1``), raises a ValueError naming the argument, the row and the box (with the ``+1`` of
+py-faster-rcnn a box with ``x1 == x2`` is one pixel wide and valid). Such an anchor's code would be
+inf or NaN (detectron2's box coder asserts positive anchor sizes), a flipped box's IoU and code are
+NaN in every framework. A zero-size ground truth (a point or a line) is valid: it is the
+low-quality-match pathology whose answers the frameworks define (it overlaps no anchor), and an
+anchor matched to it regresses to ``dw = -inf`` exactly as torchvision's ``encode_boxes`` gives.
 """
 from __future__ import annotations
 
@@ -43,10 +52,11 @@ from numpy.typing import ArrayLike
 
 from refdet import _checks
 from refdet import conventions
-from refdet.box_coder import encode_boxes
+from refdet.box_coder import _centers_sizes, _check_sizes, encode_boxes
 from refdet.boxes import boxes_inside_image
 from refdet.iou import box_iou
 from refdet.matcher import EMPTY_GT_POLICIES, match_details, ssd_match
+from refdet.matcher import _check_thresholds
 from refdet.sampler import sample_balanced
 
 __all__ = [
@@ -342,11 +352,25 @@ def _iou_profile(s):
     return conventions.resolve("box_iou", s.name, plus_one=po)
 
 
-def _common(anchors, gt_boxes, level, name="anchors"):
+def _check_geometry(boxes, name, coder, *, allow_zero):
+    """Widths and heights > 0 (anchors) or >= 0 (ground truths) under the coder's +1 and eps."""
+    if boxes.shape[0]:
+        with np.errstate(over="ignore", invalid="ignore"):
+            _, _, w, h = _centers_sizes(boxes, coder[0])
+            e = coder[0]["eps"]
+            if e:
+                w, h = w + boxes.dtype.type(e), h + boxes.dtype.type(e)
+        _check_sizes(w, h, boxes, name, allow_zero=allow_zero)
+
+
+def _common(anchors, gt_boxes, level, coder, name="anchors"):
     a = _checks.as_boxes(anchors, name)
     g = _checks.as_boxes(gt_boxes, "gt_boxes")
     dt = np.result_type(a.dtype, g.dtype)
-    return a.astype(dt, copy=False), g.astype(dt, copy=False), _as_level(level, a.shape[0])
+    a, g = a.astype(dt, copy=False), g.astype(dt, copy=False)
+    _check_geometry(a, name, coder, allow_zero=False)
+    _check_geometry(g, "gt_boxes", coder, allow_zero=True)
+    return a, g, _as_level(level, a.shape[0])
 
 
 @conventions.documented("rpn_targets")
@@ -402,8 +426,10 @@ def rpn_targets(anchors: ArrayLike, gt_boxes: ArrayLike, image_size: Tuple[int, 
                              positive_strict=positive_strict, background_after=background_after)
     coder = _coder(s, encode_kw)
     ip = _iou_profile(s)
-    a, g, lv = _common(anchors, gt_boxes, level)
+    a, g, lv = _common(anchors, gt_boxes, level, coder)
     _checks.check_image_size(image_size)
+    sample = _checks.check_bool(sample, "sample")
+    _check_thresholds(high, low)          # checked even when no IoU is computed (no anchor, or no gt)
     n, m = a.shape[0], g.shape[0]
     inside = boxes_inside_image(a, image_size, allowed_border=s.allowed_border)
     if m == 0:
@@ -445,7 +471,7 @@ def retinanet_targets(anchors: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
                       weights: Optional[Sequence[float]] = None, low_quality: Optional[str] = None,
                       min_pos_iou: Optional[float] = None, positive_strict: Optional[bool] = None,
                       background_after: Optional[bool] = None, empty_gt: Optional[str] = None,
-                      encode_kw: Optional[dict] = None) -> "RetinaNetTargets":
+                      encode_kw: Optional[dict] = None, max_elements: Optional[int] = None) -> "RetinaNetTargets":
     """RetinaNet training targets for one image (Focal Loss paper section 4).
 
     Parameters
@@ -473,6 +499,9 @@ def retinanet_targets(anchors: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
         Default: every anchor background (torchvision ``retinanet.py`` 498-502).
     encode_kw : dict, optional
         As in :func:`rpn_targets`.
+    max_elements : int, optional
+        Cap on the one-hot ``cls_targets`` (``N * num_classes`` elements), default
+        :data:`refdet._checks.MAX_ELEMENTS` (2**28): more is a ValueError naming ``num_classes``.
 
     Returns
     -------
@@ -485,8 +514,10 @@ def retinanet_targets(anchors: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
                              positive_strict=s.positive_strict, background_after=s.background_after)
     coder = _coder(s, encode_kw)
     ip = _iou_profile(s)
-    a, g, lv = _common(anchors, gt_boxes, level)
+    a, g, lv = _common(anchors, gt_boxes, level, coder)
     k = _checks.check_int(num_classes, "num_classes", low=1)
+    _checks.check_allocation(a.shape[0] * k, a.dtype.itemsize, f"one-hot targets of {a.shape[0]} anchors x {k} "
+                             f"classes", name="num_classes", limit=max_elements)
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0, high=k - 1)
     n, m = a.shape[0], g.shape[0]
     if m == 0:
@@ -552,7 +583,7 @@ def ssd_targets(default_boxes: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
                              candidate_eps=candidate_eps)
     coder = _coder(s, encode_kw)
     ip = _iou_profile(s)
-    a, g, lv = _common(default_boxes, gt_boxes, level, "default_boxes")
+    a, g, lv = _common(default_boxes, gt_boxes, level, coder, "default_boxes")
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0)
     n, m = a.shape[0], g.shape[0]
     if m == 0:

@@ -279,7 +279,11 @@ def anchors_report(preset="faster-rcnn", image_size=None, *, num_classes=91):
     h, w = _checks.check_image_size(image_size)
     h = _checks.check_int(h, "image_size[H]", low=1)
     w = _checks.check_int(w, "image_size[W]", low=1)
-    k = _checks.check_int(num_classes, "num_classes", low=1)
+    k = _checks.check_int(num_classes, "num_classes", low=1, high=_checks.MAX_CLASSES)
+    # the anchors of an (H, W) image: about H * W / 16 * 9 rows at the finest level; refuse a size whose
+    # anchors pass the allocation cap before any builder starts
+    _checks.check_allocation(h * w * 9 * 4, 8, "anchors x 4 coordinates at stride 4 (an upper bound)",
+                             name="image_size")
     return "\n".join(_BUILDERS[preset]((h, w), k)) + "\n"
 
 

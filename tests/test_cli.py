@@ -297,6 +297,12 @@ def test_extras_table_matches_setup_cfg():
     (["anchors", "ssd300", "--image-size", "20", "20"], 2, "image_size"),
     (["verify", "--op", "nms", "no_such_module_xyz:f", "--quiet"], 2, "cannot import module"),
     (["verify", "--op", "nms", "tests.wrong_impls:wrong_nms_inclusive", "--cases", "3", "--quiet"], 1, None),
+    # issue 13: a bogus convention is a usage error before any case runs (it was 108 "disagreements", exit 1)
+    (["verify", "--op", "nms", "tests.wrong_impls:right_nms", "--convention", "bogus", "--quiet"], 2, "`convention`"),
+    (["verify", "--op", "nms", "tests.wrong_impls:right_nms", "--cases", "999999999999", "--quiet"], 2, "`n_cases`"),
+    (["anchors", "retinanet", "--image-size", "99999999", "99999999"], 2, "`image_size` asks for"),
+    (["eval", "README.md", "README.md"], 2, "is not valid JSON"),
+    (["verify-export", "README.md"], 2, "is not a valid ONNX model"),
 ])
 def test_failures_are_one_line(argv, code, text):
     r = module(*argv)

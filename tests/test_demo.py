@@ -217,3 +217,92 @@ def test_yolo_demo_cli(tmp_path, capsys):
                  str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "anchor-free YOLO" in out and "[7]" in out and "[8]" not in out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Faster R-CNN (refdet.demo_faster_rcnn)
+# ---------------------------------------------------------------------------------------------------
+
+def test_faster_rcnn_demo_short_run_prints_every_stage(tmp_path):
+    lines = []
+    res = run("faster-rcnn", steps=3, batch=2, n_train=8, n_test=2, out=str(tmp_path), write=lines.append,
+              progress=False, show_reference=True)
+    text = "\n".join(lines)
+    for stage in ("[1] data", "[2] anchors: 1020 in all", "P2 (stride 4)   16 x 16 map, 3 anchors per location",
+                  "P5 (stride 32)   2 x  2 map", "[3] network", "box head: RoIAlign 5 x 5 x 32",
+                  "[4] first stage", "RPN targets", "before NMS; NMS per level at IoU 0.7", "[5] second stage",
+                  "the level each RoI is pooled from", "[6] training", "[7] inference", "box head: softmax",
+                  "[8] held-out COCO evaluation", "untrained AP"):
+        assert stage in text, stage
+    assert "3 steps in" in text and "loss (mean of the previous" in text
+    assert res["model"] == "faster_rcnn" and np.isfinite(res["loss_first"]) and res["rpn_positives_first_batch"] > 0
+    c = res["proposal_counts_first_batch"]
+    assert c.shape == (2, 3) and np.all(c[:, 0] >= c[:, 1]) and np.all(c[:, 1] >= c[:, 2]) and np.all(c[:, 2] == 150)
+    # the histogram counts every sampled RoI (32 per image), and its bars are printed with the counts
+    assert res["roi_levels_first_batch"].sum() == 2 * 32
+    for name, n in zip(("P2 (stride 4)", "P3 (stride 8)", "P4 (stride 16)"), res["roi_levels_first_batch"]):
+        assert re.search(re.escape(name) + r"\s+#*\s+" + f"{n} RoIs", text), name
+    # each reference sits under its stage
+    assert text.index("[5] second stage") < text.index("def roi_level_reference") < text.index("[6] training")
+    assert text.index("[4] first stage") < text.index("def match") < text.index("[5] second stage")
+    assert 0 <= res["ap_untrained"] <= 1 and 0 <= res["ap_trained"] <= 1
+    with pytest.raises(ValueError, match="`quantize`"):
+        run("faster_rcnn", steps=1, quantize=True, plots=False, write=lines.append, progress=False)
+    pytest.importorskip("matplotlib")
+    assert "[9] figures" in text
+    assert {os.path.basename(f) for f in res["figures"]} == {"anchors.png", "proposals_rois.png", "detections.png"}
+    for name in ("anchors.png", "proposals_rois.png", "detections.png"):
+        assert os.path.getsize(tmp_path / name) > 5000
+
+
+def test_faster_rcnn_demo_levels_and_counts_are_the_detectors():
+    # the demo's histogram is the level the detector's step pooled each sampled RoI from, and its
+    # proposal counts are select_proposals' with the configuration's numbers
+    from refdet.demo_faster_rcnn import pooled_levels, proposal_counts
+    from refdet.detector import Detector
+    from refdet.iou import box_iou
+
+    det = Detector("faster-rcnn")
+    params = det.init(rng=0)
+    data = make_synthetic_dataset(3, rng=1)
+    targets = list(zip(data.boxes, data.labels))
+    _, _, trace = det.loss_and_grads(params, data.images, targets, rng=0)
+    np.testing.assert_array_equal(pooled_levels(det, np.concatenate(trace.assignment.rois.rois)), trace.roi_levels)
+    obj, deltas, _ = det.forward(params, data.images)
+    counts, before, kept = proposal_counts(det, obj, deltas, training=True)
+    for i in range(3):
+        np.testing.assert_array_equal(kept.boxes[i], trace.assignment.proposals.boxes[i])
+        assert counts[i, 2] == len(kept.boxes[i]) <= 150 and counts[i, 0] == len(before.boxes[i])
+        # before NMS: per level at most 300, nothing suppressed, so overlaps above 0.7 remain
+        assert np.all(np.bincount(before.levels[i]) <= 300)
+        q = box_iou(before.boxes[i], before.boxes[i])
+        same = before.levels[i][:, None] == before.levels[i][None, :]
+        assert (q[same & ~np.eye(len(q), dtype=bool)] > 0.7).any()
+
+
+def test_proposals_rois_figure_names_its_counts():
+    pytest.importorskip("matplotlib")
+    from refdet.plots import proposals_rois_figure
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 40, (30, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(4, 20, (30, 2))], 1)
+    fig = proposals_rois_figure(np.zeros((3, 64, 64)), (boxes, np.linspace(1, 0, 30)), (boxes[:12], np.arange(12) % 4),
+                                (boxes[:8], np.arange(8) < 3, np.arange(8) % 3),
+                                level_names=["P2 (stride 4)", "P3 (stride 8)", "P4 (stride 16)", "P5 (stride 32)"],
+                                pooled_levels=3)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "the best 30 of 30" in titles[0] and "12 kept" in titles[1] and "8 sampled RoIs (3 foreground" in titles[2]
+    bars = fig.axes[3].patches
+    assert len(bars) == 6                               # background and foreground bars of 3 pooled levels
+    # levels of the 8 RoIs: 0 1 2 0 1 2 0 1, the first 3 foreground: background 2, 2, 1 and foreground 1, 1, 1
+    assert [float(b.get_height()) for b in bars] == [2, 2, 1, 1, 1, 1]
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def test_faster_rcnn_demo_cli(tmp_path, capsys):
+    assert main(["demo", "--model", "faster-rcnn", "--steps", "1", "--batch", "2", "--no-plots", "--out",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Faster R-CNN" in out and "[8] held-out" in out

@@ -475,7 +475,7 @@ def _hand_dat(w, b):
         w.add(f"dat/{stem}", "read_nnef_tensor", p, expect="error")
 
 
-def test_hand_built_hostile_files(bases, tmp_path):
+def test_hand_built_hostile_files(bases, tmp_path, record_property):
     w = _Writer(str(tmp_path))
     _hand_onnx(w, bases)
     _hand_nnef(w, bases)
@@ -484,6 +484,8 @@ def test_hand_built_hostile_files(bases, tmp_path):
     _hand_dat(w, bases)
     files = {c["path"] for c in w.cases}
     print(f"\nhand-built: {len(files)} hostile files, {len(w.cases)} (file, loader) cases")
+    record_property("hostile_files", len(files))          # the counts, in the junit XML too
+    record_property("file_loader_cases", len(w.cases))
     _run(w.cases, bases)
 
 
@@ -738,7 +740,7 @@ def _family():
     return settings(max_examples=settings.default.max_examples)
 
 
-def test_generated_hostile_files(bases, tmp_path):
+def test_generated_hostile_files(bases, tmp_path, record_property):
     w = _Writer(str(tmp_path))
     names = sorted(bases["models"])
     loaders = ["verify_onnx", "verify_onnx", "run_onnx", "load_onnx_params", "onnx_config", "load_quantized_head"]
@@ -789,4 +791,5 @@ def test_generated_hostile_files(bases, tmp_path):
         family()
     files = {c["path"] for c in w.cases}
     print(f"\ngenerated: {len(files)} hostile files")
+    record_property("hostile_files", len(files))
     _run(w.cases, bases)

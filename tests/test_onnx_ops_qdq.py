@@ -262,7 +262,7 @@ def test_bad_inputs_name_the_attribute_and_runtime():
     with pytest.raises(ValueError, match=r"`runtime` must be one of"):
         quantize_linear(x, np.float32(1), runtime="tflite")
     # per-axis scale of the wrong length
-    with pytest.raises(ValueError, match=r"`y_scale` must have one value per index of axis 1 \(6\)"):
+    with pytest.raises(ValueError, match=r"`y_scale` must have one value per index of `axis` = 1 \(6\)"):
         quantize_linear(x, np.ones(4, np.float32), axis=1)
 
 

@@ -82,7 +82,15 @@ def test_encode_equals_reference(data, dtype, conv, weights, means):
     if data.draw(st.booleans()):          # knob combinations no profile has
         knobs["center"] = data.draw(st.sampled_from(["half_width", "midpoint"]))
         knobs["plus_one"] = data.draw(st.booleans())
-    fast = refdet.encode_boxes(g, a, weights=weights, means=means, convention=conv, **knobs)
+    try:
+        fast = refdet.encode_boxes(g, a, weights=weights, means=means, convention=conv, **knobs)
+    except ValueError as e:
+        # a flipped or zero-size box is refused (tests/test_hardening_box_coder.py): only where the
+        # reference's code would not be finite (its division by zero, its log of a negative ratio)
+        assert "`anchors` row" in str(e) or "`boxes` row" in str(e), e
+        with np.errstate(all="ignore"):
+            assert not np.isfinite(rb.encode_boxes(g, a, weights=weights, means=means, **knobs)).all()
+        return
     assert_bits_equal(fast, rb.encode_boxes(g, a, weights=weights, means=means, **knobs))
 
 

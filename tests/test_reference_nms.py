@@ -42,8 +42,9 @@ def threshold_near_a_pair(draw, b, thr):
     if mode in ("above", "below"):
         iou = np.nextafter(iou, iou.dtype.type(np.inf if mode == "above" else -np.inf))
     elif mode != "at":
-        return float(np.nextafter(np.float64(iou), np.inf if mode == "double_above" else -np.inf))
-    return float(iou)
+        iou = np.nextafter(np.float64(iou), np.inf if mode == "double_above" else -np.inf)
+    # a flipped box's IoU can leave [0, 1]; the public functions refuse such thresholds
+    return float(iou) if 0.0 <= iou <= 1.0 else thr
 
 
 @st.composite

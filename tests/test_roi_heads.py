@@ -83,7 +83,7 @@ def test_sample_rois_image_without_objects_and_bad_input():
     with pytest.raises(ValueError, match=r"`num_classes`"):
         sample_rois([np.zeros((1, 4))], [np.zeros((0, 4))], [np.zeros(0, np.int64)], convention="detectron2")
     with pytest.raises(ValueError, match=r"`gt_labels\[0\]` must be object classes >= 1"):
-        sample_rois([np.zeros((1, 4))], [np.ones((1, 4))], [np.array([0])])
+        sample_rois([np.array([[0, 0, 5, 5.0]])], [np.array([[1, 1, 4, 4.0]])], [np.array([0])])
     with pytest.raises(ValueError, match=r"`gt_boxes` must have one entry per image \(1\)"):
         sample_rois([np.zeros((1, 4))], [], [])
     with pytest.raises(TypeError, match=r"`proposals` must be a list"):

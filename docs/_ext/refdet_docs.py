@@ -21,7 +21,8 @@ from pathlib import Path
 
 # Modules that are the command line and the demo (the "apps" layer of ARCHITECTURE.md): they are
 # documented by the README and `refdet --help`, not as an API.
-APP_MODULES = {"refdet.__main__", "refdet.cli", "refdet.demo", "refdet.walkthrough", "refdet.plots",
+APP_MODULES = {"refdet.__main__", "refdet.cli", "refdet.demo", "refdet.demo_faster_rcnn", "refdet.walkthrough",
+               "refdet.plots",
                "refdet.apps", "refdet.apps.eval_cmd", "refdet.apps.quantize", "refdet.exchange.cli"}
 
 # The layers of ARCHITECTURE.md, bottom up, for the API index (first matching prefix wins).
@@ -33,10 +34,11 @@ LAYERS = [
     ("Assignment", ("refdet.matcher", "refdet.sampler", "refdet.targets", "refdet.roi", "refdet.roi_heads",
                     "refdet.proposals")),
     ("Training: layers, FPN, heads, losses", ("refdet.layers", "refdet.resize", "refdet.fpn",
-                                              "refdet.heads", "refdet.losses")),
+                                              "refdet.heads", "refdet.box_head", "refdet.backbone",
+                                              "refdet.losses")),
     ("Quantization", ("refdet.quant",)),
     ("Exchange (ONNX, NNEF)", ("refdet.exchange",)),
-    ("Detectors and data", ("refdet.detector", "refdet.synthetic")),
+    ("Detectors and data", ("refdet.detector", "refdet.faster_rcnn", "refdet.synthetic")),
     ("YOLO family", ("refdet.yolo",)),
     ("Evaluation", ("refdet.eval",)),
     ("Readable references", ("refdet.reference",)),

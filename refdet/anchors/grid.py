@@ -7,7 +7,7 @@ readable version is :func:`refdet.reference.anchors.grid_anchors`.
 """
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -64,7 +64,8 @@ def _tile(cell, h, w, sy, sx, oy, ox, out=None):
 
 
 def grid_anchors(cell: ArrayLike, feature_size: Union[int, Tuple[int, int]],
-                 stride: Union[float, Tuple[float, float]], *, offset: Union[float, str] = 0.0) -> np.ndarray:
+                 stride: Union[float, Tuple[float, float]], *, offset: Union[float, str] = 0.0,
+                 max_elements: Optional[int] = None) -> np.ndarray:
     """Tile cell anchors over an ``H x W`` feature map.
 
     Reference: :func:`refdet.reference.anchors.grid_anchors` (a loop over ``y``, ``x``, ``a``); tests
@@ -85,6 +86,10 @@ def grid_anchors(cell: ArrayLike, feature_size: Union[int, Tuple[int, int]],
         mmdet: the first anchor is centred on pixel (0, 0), pytorch/vision#1765), 0.5 (the cell's
         centre: detectron2's class default, SSD), or ``"legacy"`` for ``(stride - 1) / 2``
         (py-faster-rcnn's 7.5 for stride 16, mmdet v1 with ``center_offset=0.5``).
+    max_elements : int, optional
+        Cap on the elements of the result (``H * W * A * 4``); default
+        :data:`refdet._checks.MAX_ELEMENTS` (2**28). A larger grid is a ValueError naming
+        ``feature_size`` before anything is allocated.
 
     Returns
     -------
@@ -108,6 +113,8 @@ def grid_anchors(cell: ArrayLike, feature_size: Union[int, Tuple[int, int]],
     c = _checks.as_boxes(cell, "cell")
     (h, w), = _checks.as_feature_sizes([feature_size], "feature_size")
     sy, sx = _checks.as_stride_pair(stride)
+    _checks.check_allocation(h * w * c.shape[0] * 4, c.dtype.itemsize, f"{h} x {w} cells x {c.shape[0]} anchors "
+                             f"x 4 coordinates", name="feature_size", limit=max_elements)
     oy = _offset_pixels(offset, sy)
     ox = _offset_pixels(offset, sx)
     return _tile(c, h, w, sy, sx, oy, ox)

@@ -104,7 +104,7 @@ conventions.register(
 
 @conventions.documented("octave_sizes")
 def octave_sizes(base_sizes: Sequence[float], scales_per_octave: int = 3, *, convention: Convention = "torchvision",
-                 truncate: Optional[bool] = None) -> List[Tuple[float, ...]]:
+                 truncate: Optional[bool] = None, max_elements: Optional[int] = None) -> List[Tuple[float, ...]]:
     """RetinaNet's octave sizes: ``(x * 2**(i / n) for i in range(n))`` for each base size ``x``.
 
     Reference: :func:`refdet.reference.anchors.octave_sizes`.
@@ -119,6 +119,9 @@ def octave_sizes(base_sizes: Sequence[float], scales_per_octave: int = 3, *, con
     scales_per_octave : int
     truncate : bool, optional
         Overrides the profile.
+    max_elements : int, optional
+        Cap on ``L * scales_per_octave`` (default :data:`refdet._checks.MAX_ELEMENTS`): a larger
+        ``scales_per_octave`` is a ValueError before the loop starts.
 
     Returns
     -------
@@ -127,6 +130,8 @@ def octave_sizes(base_sizes: Sequence[float], scales_per_octave: int = 3, *, con
     s = conventions.resolve("octave_sizes", convention, truncate=truncate)
     base = _checks.as_positive_vector(base_sizes, "base_sizes")
     n = _checks.check_int(scales_per_octave, "scales_per_octave", low=1)
+    _checks.check_allocation(len(base) * n, 8, f"{len(base)} base sizes x {n} octave sizes",
+                             name="scales_per_octave", limit=max_elements)
     out = []
     for x in base.tolist():
         row = tuple(x * 2 ** (i / n) for i in range(n))      # Python float math, as both libraries do
@@ -138,6 +143,8 @@ def octave_sizes(base_sizes: Sequence[float], scales_per_octave: int = 3, *, con
 
 def _per_level(x, L, name):
     """Sizes/ratios: a flat list shared by every level, or one list per level."""
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x.item()  # a 0-d array is a number (len() of it would fail)
     if isinstance(x, (str, bytes)) or not hasattr(x, "__len__"):
         if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
             return [_checks.as_positive_vector(x, name)] * L
@@ -157,7 +164,7 @@ def pyramid_anchors(image_size: Tuple[int, int], feature_sizes: Sequence, stride
                     plus_one: Optional[bool] = None, center_offset: Union[float, str, None] = None,
                     octave_truncate: Optional[bool] = None, scales_per_octave: Optional[int] = None,
                     base_sizes: Optional[Sequence[float]] = None,
-                    dtype: DTypeLike = np.float64) -> Tuple[np.ndarray, np.ndarray]:
+                    dtype: DTypeLike = np.float64, max_elements: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Anchors of every level of a feature pyramid (FPN RPN, RetinaNet P3-P7) or of one feature map.
 
     Reference: :func:`refdet.reference.anchors.pyramid_anchors` (cell anchors per level, shifted over
@@ -199,6 +206,10 @@ def pyramid_anchors(image_size: Tuple[int, int], feature_sizes: Sequence, stride
         offset refers to (``center_offset * base``, legacy ``(base - 1) / 2``; mmdet's
         ``center = center_offset * base_size``). Sizes stay absolute pixels.
     dtype : float64 or float32
+    max_elements : int, optional
+        Cap on the elements of the anchors (``sum_l H_l * W_l * A_l * 4``), default
+        :data:`refdet._checks.MAX_ELEMENTS` (2**28): more is a ValueError naming ``feature_sizes``
+        before anything is allocated.
 
     Returns
     -------
@@ -258,7 +269,8 @@ def pyramid_anchors(image_size: Tuple[int, int], feature_sizes: Sequence, stride
         if len(base) != L:
             raise ValueError(f"with `scales_per_octave`, `sizes` must hold one base size per level ({L}); "
                              f"got {len(base)}")
-        per_size = [np.array(r) for r in octave_sizes(base, scales_per_octave, truncate=s["octave_truncate"])]
+        per_size = [np.array(r) for r in octave_sizes(base, scales_per_octave, truncate=s["octave_truncate"],
+                                                      max_elements=max_elements)]
     else:
         per_size = _per_level(sizes, L, "sizes")
         if per_size is None:
@@ -281,6 +293,8 @@ def pyramid_anchors(image_size: Tuple[int, int], feature_sizes: Sequence, stride
     off = s["center_offset"]
 
     counts = [h * w * len(per_size[i]) * len(per_ratio[i]) for i, (h, w) in enumerate(fs)]
+    _checks.check_allocation(sum(counts) * 4, dt.itemsize, f"{sum(counts):,} anchors x 4 coordinates",
+                             name="feature_sizes", limit=max_elements)
     anchors = np.empty((sum(counts), 4), dtype=dt)
     ends = np.cumsum(counts)
     for lvl, ((h, w), (sy, sx)) in enumerate(zip(fs, st)):

@@ -94,7 +94,8 @@ def ssd_sizes_from_ratios(input_size: int, num_levels: int, min_ratio: float = 0
     lo, hi = int(lo_r * 100), int(hi_r * 100)          # int() as mmdet does: int(0.29*100) = 28
     step = (hi - lo) // (L - 2)
     if step <= 0:
-        raise ValueError(f"`max_ratio` must exceed `min_ratio` by at least {(L - 2)}%; got {min_ratio}, {max_ratio}")
+        raise ValueError(f"`num_levels` = {L} needs `max_ratio` - `min_ratio` of at least {L - 2} percent (one "
+                         f"percent step per level); got min_ratio={min_ratio}, max_ratio={max_ratio}")
     mins = [d * r // 100 for r in range(lo, hi + 1, step)]
     maxs = [d * (r + step) // 100 for r in range(lo, hi + 1, step)]
     if len(mins) != L - 1:
@@ -140,7 +141,7 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
                       size_reference: Optional[str] = None, min_sizes: Optional[Sequence[float]] = None,
                       max_sizes: Optional[Sequence[float]] = None, interpolated_ratio: float = 1.0,
                       offset: float = 0.5, normalized: bool = False, box_format: str = "xyxy",
-                      dtype: DTypeLike = np.float64) -> np.ndarray:
+                      dtype: DTypeLike = np.float64, max_elements: Optional[int] = None) -> np.ndarray:
     """SSD default boxes (priors) for every feature map, in pixels.
 
     Reference: :func:`refdet.reference.anchors.ssd_default_boxes` (the per-level loops of
@@ -193,6 +194,10 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
         ``"yxyx"`` for TF's ``[ymin, xmin, ymax, xmax]``.
     dtype : float64 or float32
         float32 reproduces ``DefaultBoxGenerator`` bit for bit.
+    max_elements : int, optional
+        Cap on the elements of the result (``sum_k H_k * W_k * A_k * 4``), default
+        :data:`refdet._checks.MAX_ELEMENTS` (2**28): more is a ValueError naming ``feature_sizes``
+        before the level that would pass it is allocated.
 
     Returns
     -------
@@ -228,6 +233,11 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
     interp = _checks.check_real(interpolated_ratio, "interpolated_ratio")
     if not isinstance(clip, (bool, np.bool_)):
         raise TypeError(f"`clip` must be a bool; got {clip!r}")
+    normalized = _checks.check_bool(normalized, "normalized")
+    # checked even when `scales` makes them unused; a ratio above 1 (a box larger than the image) is
+    # allowed, as torchvision's DefaultBoxGenerator allows it (clip=True cuts it back)
+    _checks.check_real(min_ratio, "min_ratio")
+    _checks.check_real(max_ratio, "max_ratio")
 
     ratios = _ssd_ratios(aspect_ratios, L)
     ratios = [r.tolist() for r in ratios]
@@ -274,6 +284,7 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
         sc = [(sv[k], sv[k + 1]) for k in range(L)]
 
     parts = []
+    total = 0
     H, W = dt.type(img_h), dt.type(img_w)
     for k, (fh, fw) in enumerate(fs):
         s_k, s_next = sc[k]
@@ -291,6 +302,9 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
             x_f, y_f = float(img_w) / float(stp[k]), float(img_h) / float(stp[k])
         else:
             x_f, y_f = float(fw), float(fh)
+        total += fh * fw * len(wh) * 4
+        _checks.check_allocation(total, dt.itemsize, f"default boxes x 4 coordinates up to level {k}",
+                                 name="feature_sizes", limit=max_elements)
         # torchvision: ((arange(f) + 0.5) / x_f_k).to(float32): float32 arithmetic, x_f_k rounded first
         cx = (np.arange(fw, dtype=dt) + dt.type(off)) / dt.type(x_f)     # (W_k,)
         cy = (np.arange(fh, dtype=dt) + dt.type(off)) / dt.type(y_f)     # (H_k,)

@@ -86,6 +86,8 @@ def prepare(detections, ground_truths, box_format: str) -> dict:
     classes = _column(ground_truths, "classes", "ground_truths", required=False)
     classes = np.unique(gt_lab) if classes is None else np.unique(
         _checks.as_int_labels(classes, "ground_truths['classes']"))
+    known_of = {"image": "`ground_truths['images']`, else `ground_truths['image_id']`",
+                "class": "`ground_truths['classes']`, else `ground_truths['labels']`"}
     for ids, known, what, nm in ((dt_img, images, "image", "detections['image_id']"),
                                  (dt_lab, classes, "class", "detections['labels']"),
                                  (gt_img, images, "image", "ground_truths['image_id']"),
@@ -93,7 +95,7 @@ def prepare(detections, ground_truths, box_format: str) -> dict:
         unknown = np.setdiff1d(ids, known)
         if unknown.size:
             raise ValueError(f"`{nm}` refers to unknown {what} ids {unknown[:5].tolist()} "
-                             f"(known: the ground truths' {what}s)")
+                             f"(the known {what} ids are those of {known_of[what]})")
     fmt = _checks.check_choice(box_format, "box_format", BOX_FORMATS)
     gt_xywh = box_convert(gt_boxes, fmt, "xywh") if fmt != "xywh" else gt_boxes
     dt_xywh = box_convert(dt_boxes, fmt, "xywh") if fmt != "xywh" else dt_boxes

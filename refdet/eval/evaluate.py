@@ -168,32 +168,58 @@ def evaluate_detections(detections: Any, ground_truths: Any, *, format: Optional
     >>> evaluate_detections(tv_dt, voc_gt).ap.tolist()
     [1.0, 1.0]
     """
-    fmt = formats.detect_format(detections, ground_truths) if format is None else \
+    # options first, whichever style uses them (an option the style ignores is still checked)
+    if format is not None:
         _checks.check_choice(format, "format", formats.FORMATS)
-    style = ("voc" if fmt == "voc" else "coco") if style is None else _checks.check_choice(style, "style", STYLES)
+    if style is not None:
+        _checks.check_choice(style, "style", STYLES)
+    if box_format is not None and not isinstance(box_format, str):
+        raise TypeError(f"`box_format` must be a format name (str) or None; got {_checks._describe(box_format)}")
     max_json_bytes = _checks.check_int(max_json_bytes, "max_json_bytes", low=0)
+    plus_one = _checks.check_bool(plus_one, "plus_one")
+    iou_threshold = _checks.check_unit_threshold(iou_threshold, "iou_threshold",
+                                                 source="voc_eval compares an IoU with it")
+    if iou_thresholds is not None:
+        thr_in = _checks.as_float_array(iou_thresholds, "iou_thresholds", ndim=1, dtype=np.float64)
+        if thr_in.size == 0 or np.any((thr_in < 0) | (thr_in > 1)):
+            raise ValueError(f"`iou_thresholds` must be a non-empty list of values in [0, 1]; got {thr_in.tolist()}")
+    ar = _area_ranges(area_ranges)
+    if isinstance(max_dets, (str, bytes)) or not hasattr(max_dets, "__iter__"):
+        raise TypeError(f"`max_dets` must be a sequence of integers; got {_checks._describe(max_dets)}")
+    md = tuple(_checks.check_int(v, "max_dets", low=1) for v in max_dets)
+    if not md or list(md) != sorted(md):
+        raise ValueError(f"`max_dets` must be a non-empty increasing sequence; got {md}")
+    method = "voc2010" if method is None else _checks.check_choice(method, "method", ("voc2010", "voc2007"))
+    fmt = formats.detect_format(detections, ground_truths) if format is None else format
+    style = ("voc" if fmt == "voc" else "coco") if style is None else style
     if fmt == "refdet" and not isinstance(ground_truths, Mapping):
         raise TypeError(f"`ground_truths` must be a mapping of columns (image_id, boxes, labels) for "
                         f"format='refdet'; got {_checks._describe(ground_truths)}")
     conv = formats.convert(detections, ground_truths, fmt, box_format, max_json_bytes)
     p = columns.prepare(conv.detections, conv.ground_truths, conv.box_format)
     if style == "coco":
-        if iou_thresholds is None:
-            thr = _coco_iou_thresholds()
-        else:
-            thr = _checks.as_float_array(iou_thresholds, "iou_thresholds", ndim=1, dtype=np.float64)
-            if thr.size == 0 or np.any((thr < 0) | (thr > 1)):
-                raise ValueError(f"`iou_thresholds` must be a non-empty list of values in [0, 1]; got {thr.tolist()}")
-        if isinstance(max_dets, (str, bytes)) or not hasattr(max_dets, "__iter__"):
-            raise TypeError(f"`max_dets` must be a sequence of integers; got {_checks._describe(max_dets)}")
-        md = tuple(_checks.check_int(v, "max_dets", low=1) for v in max_dets)
-        if not md or list(md) != sorted(md):
-            raise ValueError(f"`max_dets` must be a non-empty increasing sequence; got {md}")
-        ar = tuple((str(n), float(lo), float(hi)) for n, lo, hi in area_ranges)
+        thr = _coco_iou_thresholds() if iou_thresholds is None else thr_in
         return evaluate_coco(p, thr, ar, md, conv.class_names)
-    thr = _checks.check_probability(iou_threshold, "iou_threshold")
-    method = "voc2010" if method is None else _checks.check_choice(method, "method", ("voc2010", "voc2007"))
-    return evaluate_voc(p, thr, method, bool(plus_one), conv.class_names)
+    return evaluate_voc(p, iou_threshold, method, plus_one, conv.class_names)
+
+
+def _area_ranges(area_ranges):
+    """A non-empty sequence of ``(name, lo, hi)`` triples with 0 <= lo <= hi (hi may be inf)."""
+    if isinstance(area_ranges, (str, bytes)) or not isinstance(area_ranges, (list, tuple)) or not area_ranges:
+        raise TypeError(f"`area_ranges` must be a non-empty list of (name, lo, hi) triples; got "
+                        f"{_checks._describe(area_ranges)}")
+    out = []
+    for i, r in enumerate(area_ranges):
+        if isinstance(r, (str, bytes)) or not isinstance(r, (list, tuple)) or len(r) != 3 or not isinstance(r[0], str):
+            raise TypeError(f"`area_ranges[{i}]` must be a (name, lo, hi) triple; got {_checks._describe(r)}")
+        lo = _checks.check_positive(r[1], f"area_ranges[{i}][1]", strict=False)
+        if isinstance(r[2], bool) or not isinstance(r[2], (int, float, np.integer, np.floating)) or np.isnan(r[2]):
+            raise TypeError(f"`area_ranges[{i}][2]` must be a number (inf allowed); got {_checks._describe(r[2])}")
+        hi = float(r[2])
+        if hi < lo:
+            raise ValueError(f"`area_ranges[{i}]` must have lo <= hi; got {tuple(r)}")
+        out.append((r[0], lo, hi))
+    return tuple(out)
 
 
 def _is_detections(x) -> bool:
@@ -256,18 +282,25 @@ def average_precision(recall: Any, precision: Any, *, method: Optional[str] = No
     >>> average_precision(dt, gt, method="voc2010")
     0.5
     """
+    if format is not None:
+        _checks.check_choice(format, "format", formats.FORMATS)
+    _checks.check_unit_threshold(iou_threshold, "iou_threshold", source="voc_eval compares an IoU with it")
     if _is_detections(recall):
-        if method is None:
-            fmt = formats.detect_format(recall, precision) if format is None else format
-            method = "voc2010" if fmt == "voc" else "coco101"
-        _checks.check_choice(method, "method", CURVE_METHODS)
-        if method == "coco101":
-            res = evaluate_detections(recall, precision, format=format, style="coco", box_format=box_format,
+        try:
+            if method is None:
+                fmt = formats.detect_format(recall, precision) if format is None else format
+                method = "voc2010" if fmt == "voc" else "coco101"
+            _checks.check_choice(method, "method", CURVE_METHODS)
+            if method == "coco101":
+                res = evaluate_detections(recall, precision, format=format, style="coco", box_format=box_format,
+                                          max_json_bytes=max_json_bytes)
+                return float(res.stats[0])
+            res = evaluate_detections(recall, precision, format=format, style="voc", box_format=box_format,
+                                      iou_threshold=iou_threshold, method=method, plus_one=plus_one,
                                       max_json_bytes=max_json_bytes)
-            return float(res.stats[0])
-        res = evaluate_detections(recall, precision, format=format, style="voc", box_format=box_format,
-                                  iou_threshold=iou_threshold, method=method, plus_one=plus_one,
-                                  max_json_bytes=max_json_bytes)
+        except (TypeError, ValueError) as exc:  # say which of our arguments held what
+            raise type(exc)(f"{exc} (average_precision of a detection set: `recall` holds the detections, "
+                            f"`precision` the ground truths)") from exc
         return float(res.map)
     if format is not None:
         raise ValueError(f"`format` applies to detections; `recall` is a curve (got format={format!r})")

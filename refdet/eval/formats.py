@@ -277,11 +277,12 @@ def _coco(detections, ground_truths, box_format, max_bytes) -> Converted:
         raise ValueError(f"`box_format` must be 'xywh' (or None) for COCO input, whose boxes are [x, y, w, h]; "
                          f"got {box_format!r}")
     if _is_path(ground_truths):
-        gt, gw = read_json(ground_truths, "ground-truth file", max_bytes), _Where(os.fspath(ground_truths), True)
+        gt, gw = read_json(ground_truths, "`ground_truths`: ground-truth file", max_bytes), \
+            _Where(os.fspath(ground_truths), True)
     else:
         gt, gw = ground_truths, _Where("ground_truths", False)
     if _is_path(detections):
-        dt, dw = read_json(detections, "results file", max_bytes), _Where(os.fspath(detections), True)
+        dt, dw = read_json(detections, "`detections`: results file", max_bytes), _Where(os.fspath(detections), True)
     else:
         dt, dw = detections, _Where("detections", False)
     gt_cols, img_ids, cat_ids, names = _coco_ground_truths(gt, gw)

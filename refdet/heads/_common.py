@@ -265,7 +265,10 @@ def _xavier_uniform(rng, shape, dtype):
 
 def _init_common(rng, dtype):
     rng = _checks.as_rng(rng)
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`dtype` must be a floating dtype; got {_checks._describe(dtype)}") from None
     if dtype.kind != "f":
         raise TypeError(f"`dtype` must be a floating dtype; got {dtype}")
     return rng, dtype

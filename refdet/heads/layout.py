@@ -90,6 +90,7 @@ def flatten_head_output(x: Union[np.ndarray, Sequence[np.ndarray]], num_anchors:
            [24., 30., 36., 42.],
            [ 1.,  7., 13., 19.]])
     """
+    per_location = _checks.check_bool(per_location, "per_location")
     _checks.check_choice(layout, "layout", _LAYOUTS)
     if isinstance(x, (list, tuple)):
         if not x:
@@ -139,7 +140,8 @@ def unflatten_head_output(x: np.ndarray, num_anchors: Union[int, Sequence[int]],
     b, n, c = x3.shape
     total = sum(h * w * a for (h, w), a in zip(sizes, a_s))
     if n != total:
-        raise ValueError(f"`x` must have sum H*W*A = {total} rows for these feature sizes and anchors; got {n}")
+        raise ValueError(f"`x` must have sum H*W*A = {total} rows for these `feature_sizes` and `num_anchors`; "
+                         f"got {n}")
     outs, start = [], 0
     for (h, w), a in zip(sizes, a_s):
         part = x3[:, start:start + h * w * a].reshape(b, h, w, a, c)

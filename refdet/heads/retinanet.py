@@ -45,7 +45,8 @@ _RN_BOX = "regression_head"
 
 def retinanet_head_init(in_channels: int, num_anchors: int, num_classes: int, *,
                         rng: Union[None, int, np.random.Generator] = None, prior_probability: float = 0.01,
-                        num_convs: int = 4, norm: Optional[str] = None, dtype: np.dtype = np.float64) -> dict:
+                        num_convs: int = 4, norm: Optional[str] = None, dtype: np.dtype = np.float64,
+                        max_elements: Optional[int] = None) -> dict:
     """Parameters of a RetinaNet head (classification and box subnets).
 
     Parameters
@@ -89,6 +90,9 @@ def retinanet_head_init(in_channels: int, num_anchors: int, num_classes: int, *,
     if norm is not None:
         _checks.check_choice(norm, "norm", ("group_norm",))
     rng, dtype = _init_common(rng, dtype)
+    _checks.check_allocation(2 * depth * (c * c * 9 + 2 * c) + (a * k + 4 * a) * (c * 9 + 1), dtype.itemsize,
+                             "RetinaNet head parameters",
+                             name="in_channels`, `num_anchors`, `num_classes` and `num_convs", limit=max_elements)
     p = {}
     for head in (_RN_CLS, _RN_BOX):
         for i in range(depth):

@@ -57,7 +57,7 @@ class RPNHeadOutput(NamedTuple):
 def rpn_head_init(in_channels: int, num_anchors: int, *, rng: Union[None, int, np.random.Generator] = None,
                   conv_depth: int = 1, objectness: Optional[str] = None,
                   convention: Union[str, conventions.Profile] = "torchvision",
-                  dtype: np.dtype = np.float64) -> dict:
+                  dtype: np.dtype = np.float64, max_elements: Optional[int] = None) -> dict:
     """Parameters of an RPN head: ``conv_depth`` x (3x3 conv + ReLU), then 1x1 objectness and 1x1 deltas.
 
     Parameters
@@ -93,6 +93,9 @@ def rpn_head_init(in_channels: int, num_anchors: int, *, rng: Union[None, int, n
     depth = _checks.check_int(conv_depth, "conv_depth", low=0)
     rng, dtype = _init_common(rng, dtype)
     n_obj = a if s["objectness"] == "sigmoid" else 2 * a
+    _checks.check_allocation(depth * (c * c * 9 + c) + (n_obj + 4 * a) * (c + 1), dtype.itemsize,
+                             "RPN head parameters", name="in_channels`, `num_anchors` and `conv_depth",
+                             limit=max_elements)
     p = {}
     for i in range(depth):
         p[f"conv.{i}.0.weight"] = _normal(rng, (c, c, 3, 3), 0.01, dtype)
@@ -112,11 +115,14 @@ def _rpn_layout(params):
         _checks.check_param_shapes(params, {"cls_logits.weight": None, "bbox_pred.weight": None}, "params",
                                    allow_extra=True)
     c = np.shape(params["bbox_pred.weight"])[1] if np.ndim(params["bbox_pred.weight"]) == 4 else None
-    f_box = np.shape(params["bbox_pred.weight"])[0]
+    f_box = np.shape(params["bbox_pred.weight"])[0] if c is not None else None
     if c is None or f_box % 4:
         raise ValueError("`params['bbox_pred.weight']` must have shape (4A, C, 1, 1); got shape "
                          f"{np.shape(params['bbox_pred.weight'])}")
     a = f_box // 4
+    if np.ndim(params["cls_logits.weight"]) != 4:
+        raise ValueError("`params['cls_logits.weight']` must have shape (A or 2A, C, 1, 1); got shape "
+                         f"{np.shape(params['cls_logits.weight'])}")
     n_obj = np.shape(params["cls_logits.weight"])[0]
     if n_obj not in (a, 2 * a):
         raise ValueError(f"`params['cls_logits.weight']` must have A = {a} (sigmoid) or 2A = {2 * a} (softmax) "

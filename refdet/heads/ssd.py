@@ -31,7 +31,8 @@ class SSDHeadOutput(NamedTuple):
 
 
 def ssd_head_init(in_channels: Union[int, Sequence[int]], num_anchors: Union[int, Sequence[int]], num_classes: int,
-                  *, rng: Union[None, int, np.random.Generator] = None, dtype: np.dtype = np.float64) -> dict:
+                  *, rng: Union[None, int, np.random.Generator] = None, dtype: np.dtype = np.float64,
+                  max_elements: Optional[int] = None) -> dict:
     """Parameters of an SSD head: per level, one 3x3 conv for class logits and one for box deltas.
 
     Parameters
@@ -64,6 +65,9 @@ def ssd_head_init(in_channels: Union[int, Sequence[int]], num_anchors: Union[int
     k = _checks.check_int(num_classes, "num_classes", low=1)
     rng, dtype = _init_common(rng, dtype)
     p = {}
+    _checks.check_allocation(sum((a * k + 4 * a) * (c * 9 + 1) for c, a in zip(cs, a_s)), np.dtype(dtype).itemsize,
+                             "SSD head parameters", name="in_channels`, `num_anchors` and `num_classes",
+                             limit=max_elements)
     for lvl, (c, a) in enumerate(zip(cs, a_s)):
         p[f"classification_head.module_list.{lvl}.weight"] = _xavier_uniform(rng, (a * k, c, 3, 3), dtype)
         p[f"classification_head.module_list.{lvl}.bias"] = np.zeros(a * k, dtype)
@@ -107,14 +111,14 @@ def ssd_head_forward(params: Mapping[str, np.ndarray], features: Union[np.ndarra
         _checks.check_param_shapes(params, {f"{ck}.weight": None, f"{bk}.weight": None}, "params",
                                    allow_extra=True)
         wb, wc = np.shape(params[f"{bk}.weight"]), np.shape(params[f"{ck}.weight"])
-        if len(wb) != 4 or wb[0] % 4 or len(wc) != 4 or wc[0] % (wb[0] // 4):
+        if len(wb) != 4 or wb[0] == 0 or wb[0] % 4 or len(wc) != 4 or wc[0] == 0 or wc[0] % (wb[0] // 4):
             raise ValueError(f"`params['{bk}.weight']` must be (4*A_l, C_l, 3, 3) and `params['{ck}.weight']` "
                              f"(A_l*K, C_l, 3, 3); got {wb} and {wc}")
         a, c = wb[0] // 4, wb[1]
         kk = wc[0] // a
         if k_seen is not None and kk != k_seen:
             raise ValueError(f"every level must predict the same number of classes; level 0 has {k_seen}, "
-                             f"level {lvl} has {kk}")
+                             f"level {lvl} has {kk} (`params['{ck}.weight']` {wc})")
         k_seen = kk
         want.update({f"{ck}.weight": (a * kk, c, 3, 3), f"{ck}.bias": (a * kk,),
                      f"{bk}.weight": (4 * a, c, 3, 3), f"{bk}.bias": (4 * a,)})

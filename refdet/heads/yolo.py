@@ -79,7 +79,8 @@ def yolo_head_widths(in_channels: int, num_classes: int, reg_max: int) -> Tuple[
 
 def yolo_head_init(in_channels: Union[int, Sequence[int]], num_classes: int, *, num_levels: Optional[int] = None,
                    reg_max: int = 16, strides: Sequence[float] = (8, 16, 32), image_size: float = 640,
-                   rng: Union[None, int, np.random.Generator] = None, dtype: np.dtype = np.float64) -> dict:
+                   rng: Union[None, int, np.random.Generator] = None, dtype: np.dtype = np.float64,
+                   max_elements: Optional[int] = None) -> dict:
     """Parameters of a YOLOv8 head.
 
     Parameters
@@ -125,6 +126,9 @@ def yolo_head_init(in_channels: Union[int, Sequence[int]], num_classes: int, *, 
         raise ValueError(f"`strides` must give one stride per level ({len(chans)}); got {st.shape[0]}")
     side = _checks.check_positive(image_size, "image_size")
     c2, c3 = yolo_head_widths(chans[0], k, r)
+    _checks.check_allocation(sum(w * (c * 9 + 1) + w * (w * 9 + 1) + n * (w + 1) for c in chans
+                                 for w, n in ((c2, 4 * r), (c3, k))), 8, "YOLO head parameters",
+                             name="in_channels`, `num_classes` and `reg_max", limit=max_elements)
     p = {}
     for i, c in enumerate(chans):
         for br, width, n_out in (("cv2", c2, 4 * r), ("cv3", c3, k)):
@@ -172,7 +176,8 @@ def _layout(params):
             raise ValueError(f"`params['cv2.{i}.2.weight']` must have 4 * reg_max output channels; got {nb}")
         nk = np.shape(params[f"cv3.{i}.2.weight"])[0]
         if (r is not None and nb // 4 != r) or (k is not None and nk != k):
-            raise ValueError(f"every level must have the same reg_max and K; level {i} has reg_max {nb // 4}, K {nk}")
+            raise ValueError(f"every level must have the same reg_max and K; level {i} has reg_max {nb // 4}, K {nk} "
+                             f"(`params['cv2.{i}.2.weight']`, `params['cv3.{i}.2.weight']`)")
         r, k = nb // 4, nk
     return len(levels), r, k, want
 
@@ -248,7 +253,7 @@ def yolo_head_backward(doutput: YOLOHeadOutput, cache: YOLOHeadCache) -> Tuple[d
     if not isinstance(cache, YOLOHeadCache):
         raise TypeError(f"`cache` must be the YOLOHeadCache returned by yolo_head_forward; got "
                         f"{type(cache).__name__}")
-    if not isinstance(doutput, tuple) or len(doutput) != 2:
+    if not isinstance(doutput, YOLOHeadOutput):
         raise TypeError(f"`doutput` must be a YOLOHeadOutput(box, cls); got {type(doutput).__name__}")
     n = len(cache.tapes)
 

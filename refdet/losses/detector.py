@@ -526,6 +526,7 @@ def retinanet_loss_forward(cls_logits: np.ndarray, box_deltas: np.ndarray, targe
     neps = s["normalizer_eps"]
     a, gam = _focal_params(alpha, gamma)
     mom = _checks.check_probability(ema_momentum, "ema_momentum")
+    _checks.check_positive(ema_initial, "ema_initial")           # checked even when the EMA is unused
     shapes = (np.shape(cls_logits), np.shape(box_deltas))
     x, dl, labels, td, _ = _head_inputs(cls_logits, box_deltas, targets, logits_ndim=2,
                                         logits_name="cls_logits", deltas_name="box_deltas")

@@ -229,7 +229,7 @@ def _class_logits(logits, labels, ignore_index):
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"`labels` must lie in [0, {k}) or equal ignore_index={ignore_index}; "
-                         f"got {int(y[i])} at index {i}")
+                         f"got {int(y[i])} at index {i} (K = {k} columns of `logits`, `ignore_index`)")
     return z, y, valid
 
 

@@ -209,7 +209,7 @@ def resize_ort(x, plan, mode, ctm, a, exclude_outside, extrapolation_value, near
     if axes is None:
         what = "antialias" if antialias else mode
         aa = " with antialias" if antialias else ""
-        raise ValueError(f"`mode` {mode!r}{aa} on a {len(plan)}-D input with scales "
+        raise ValueError(f"`mode` {mode!r}{aa} on a {len(plan)}-D input with `scales` (or `sizes`) "
                          f"{[ax.s for ax in plan]}: onnxruntime's {what} kernels take 2-D, NCHW"
                          f"{', NHWC, 3-D and NCDHW' if mode == 'linear' and not antialias else ''} inputs only "
                          f"(upsamplebase.h ScalesValidation); use runtime='onnx_reference'")

@@ -231,6 +231,9 @@ def conv_transpose2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarra
     bsz, c, h, wd = x.shape
     kh, kw = w.shape[2:]
     ho, wo = _out_size_2d((h, wd), (kh, kw), (sh, sw), (dh, dw), pads, (oph, opw), rule, "output_padding")
+    _checks.check_allocation(bsz * f_out * ((h - 1) * sh + dh * (kh - 1) + 1 + oph) * ((wd - 1) * sw + dw * (kw - 1) + 1 + opw),
+                             dt.itemsize, "the transposed convolution's full output grid",
+                             name="stride` and `dilation", keyword=False)
     y = _scatter_2d(x, w, b, (sh, sw), pads, (dh, dw), groups, (ho, wo))
     return y, ConvTranspose2dCache(x, w, b is not None, (sh, sw), pads, (dh, dw), groups, y.shape)
 
@@ -396,6 +399,10 @@ def conv_transpose(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     op = _ints(output_padding, nd, "output_padding", 0, low=0)
     sp = list(xa.shape[2:])
     full = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(sp, st, dl, ks)]
+    # the scatter fills the full grid before cropping: refuse one no input needs, before allocating it
+    _checks.check_allocation(int(np.prod([xa.shape[0], f_out] + [f + o for f, o in zip(full, op)], dtype=object)), 8,
+                             "the transposed convolution's full output grid", name="strides` and `dilations",
+                             keyword=False)
     for i in range(nd):
         if op[i] >= max(st[i], dl[i]):
             raise ValueError(f"`output_padding`[{i}] = {op[i]} must be smaller than max(stride, dilation) = "

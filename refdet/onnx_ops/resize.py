@@ -174,7 +174,8 @@ def _plan(shape, roi, scales, sizes, axes, policy, runtime):
     if axes is None:
         ax = list(range(r))
     else:
-        ax = [_checks.check_int(a, "axes") for a in axes]
+        axes = _checks.check_sequence(axes, "axes", "a list of axes (or None)")
+        ax = [_checks.check_int(a, f"axes[{i}]") for i, a in enumerate(axes)]
         for a in ax:
             if not -r <= a < r:
                 raise ValueError(f"`axes` values must lie in [{-r}, {r}); got {a}")
@@ -200,8 +201,8 @@ def _plan(shape, roi, scales, sizes, axes, policy, runtime):
         for i, a in enumerate(ax):
             starts[a], ends[a] = roi_v[i], roi_v[k + i]
     if scales is not None:
-        if np.any(scales <= 0):
-            raise ValueError(f"`scales` must be > 0; got {scales.tolist()}")
+        if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+            raise ValueError(f"`scales` must be finite and > 0; got {scales.tolist()}")
         for i, a in enumerate(ax):
             s = f32(scales[i])                                                    # a float32 tensor in ONNX
             sc[a] = float(s)
@@ -232,6 +233,8 @@ def _plan(shape, roi, scales, sizes, axes, policy, runtime):
                     out[a] = int(np.sign(p) * np.floor(np.abs(p) + 0.5))          # std::round of the float product
                 else:
                     out[a] = int(s * shape[a] + 0.5)
+    _checks.check_allocation(int(np.prod(out, dtype=object)), 8, f"an output of shape {tuple(out)}",
+                             name="scales" if scales is not None else "sizes", keyword=False)
     return [_Axis(shape[a], out[a], sc[a], starts[a], ends[a], a in ax) for a in range(r)]
 
 
@@ -253,9 +256,13 @@ def resize_source_coordinate(in_size: int, out_size: int, scale: float, *,
                          COORDINATE_TRANSFORMATION_MODES)
     n = _checks.check_int(in_size, "in_size", low=1)
     L = _checks.check_int(out_size, "out_size", low=0)
+    _checks.check_allocation(L, 8, "source coordinates", name="out_size", keyword=False)
     s = _checks.check_positive(scale, "scale")
+    if isinstance(roi, (str, bytes)) or not hasattr(roi, "__len__") or len(roi) != 2:
+        raise TypeError(f"`roi` must be a (start, end) pair; got {_checks._describe(roi)}")
+    r0, r1 = (_checks.check_real(v, f"roi[{i}]") for i, v in enumerate(roi))
     fn = _coord_ort if runtime == "onnxruntime" else _coord_ref
-    return fn(coordinate_transformation_mode, L, s, n, float(roi[0]), float(roi[1]))
+    return fn(coordinate_transformation_mode, L, s, n, r0, r1)
 
 
 @conventions.documented("resize")
@@ -427,6 +434,7 @@ def resize_linear_forward(x: np.ndarray, *, size=None, scale_factor=None, align_
     """
     st = conventions.resolve("resize_linear_forward", convention,
                              coordinate_transformation_mode=coordinate_transformation_mode, scale_rule=scale_rule)
+    align_corners = _checks.check_bool(align_corners, "align_corners")
     ctm = "align_corners" if align_corners else st.coordinate_transformation_mode
     xa = _checks.as_nchw(x, "x", finite=False)
     _checks.check_finite(xa, "x", allow_inf=False)
@@ -450,6 +458,9 @@ def resize_linear_forward(x: np.ndarray, *, size=None, scale_factor=None, align_
         if ho < 1 or wo < 1:
             raise ValueError(f"`scale_factor` {scale_factor!r} gives an empty output ({ho}, {wo})")
     dt = xa.dtype
+    _checks.check_allocation(xa.shape[0] * xa.shape[1] * ho * wo, dt.itemsize,
+                             f"an output of shape {(xa.shape[0], xa.shape[1], ho, wo)}",
+                             name="size" if size is not None else "scale_factor", keyword=False)
     ah = _interp_matrix(h, ho, ctm, sh, st.scale_rule, dt)
     aw = _interp_matrix(w, wo, ctm, sw, st.scale_rule, dt)
     y = np.matmul(np.matmul(ah, np.ascontiguousarray(xa)), aw.T)           # (B, C, Ho, Wo)

@@ -71,7 +71,7 @@ def topk(x: np.ndarray, k: int, *, axis: int = -1, largest: bool = True, sorted:
     a %= xa.ndim
     d = xa.shape[a]
     if kk > d:
-        raise ValueError(f"`k` must be <= the size of axis {a} ({d}); got {kk}")
+        raise ValueError(f"`k` must be <= the size of `axis` {a} ({d}); got {kk}")
     if not isinstance(largest, (bool, np.bool_, int)) or not isinstance(sorted, (bool, np.bool_, int)):
         raise TypeError("`largest` and `sorted` must be bools")
     moved = np.moveaxis(xa, a, -1)                                  # (..., D)

@@ -180,7 +180,15 @@ def round_half_even(v: ArrayLike) -> np.ndarray:
     ndarray, same shape and float dtype. ``round_half_even(-0.5)`` is ``-0.0``: cast to int before
     comparing signs.
     """
-    return np.rint(v)
+    return np.rint(_round_input(v))
+
+
+def _round_input(v):
+    """A real (not bool, not complex) array for the rounding functions."""
+    a = _checks.as_array(v, "v")
+    if a.dtype.kind == "b":
+        raise TypeError("`v` must be an array of real numbers; got dtype bool")
+    return a
 
 
 def round_half_away(v: ArrayLike) -> np.ndarray:
@@ -189,7 +197,7 @@ def round_half_away(v: ArrayLike) -> np.ndarray:
     Computed as ``trunc(v) + sign(v) * (|v - trunc(v)| >= 0.5)``, which is exact for every float:
     ``v - trunc(v)`` is exact, whereas ``floor(|v| + 0.5)`` misrounds the largest float below 0.5.
     """
-    v = np.asarray(v)
+    v = _round_input(v)
     t = np.trunc(v)
     with np.errstate(invalid="ignore"):  # inf - inf: the NaN fraction adds 0, and +-inf stays
         frac = v - t  # exact
@@ -202,7 +210,7 @@ def round_half_up(v: ArrayLike) -> np.ndarray:
     TF's ``FakeQuantWithMinMaxVars`` and TFLite's single-rounding requantization round this way. It is
     the only one of the three modes that commutes with adding an integer zero point.
     """
-    v = np.asarray(v)
+    v = _round_input(v)
     f = np.floor(v)
     with np.errstate(invalid="ignore"):  # inf - inf: NaN >= 0.5 is False, and +-inf stays
         return f + (v - f >= 0.5).astype(f.dtype)  # v - floor(v) is exact
@@ -247,7 +255,8 @@ def _qrange(dtype, narrow_range, symmetric, qmin, qmax):
     if qmax is not None:
         hi = _checks.check_int(qmax, "qmax", low=QUANT_DTYPES[dtype][0], high=QUANT_DTYPES[dtype][1])
     if not lo <= 0 <= hi:
-        raise ValueError(f"the quantized range must contain 0 (so that 0.0 is exact); got [{lo}, {hi}]")
+        raise ValueError(f"the quantized range [`qmin`, `qmax`] must contain 0 (so that 0.0 is exact); got "
+                         f"[{lo}, {hi}]")
     if lo >= hi:
         raise ValueError(f"`qmin` must be < `qmax`; got [{lo}, {hi}]")
     return lo, hi
@@ -579,7 +588,10 @@ def quantize_weights(w: ArrayLike, *, axis: Optional[int] = 0, dtype: str = "int
         hi = wa.max(initial=0.0) if wa.size else 0.0
         ax = None
     else:
-        moved = np.moveaxis(wa, ax, 0).reshape(wa.shape[ax], -1)
+        if wa.size == 0:  # reshape(0, -1) is ambiguous: no channels, or channels of no elements
+            moved = np.zeros((wa.shape[ax], 0), wa.dtype)
+        else:
+            moved = np.moveaxis(wa, ax, 0).reshape(wa.shape[ax], -1)
         if moved.shape[1] == 0:
             lo = hi = np.zeros(wa.shape[ax], wa.dtype)
         else:

@@ -137,7 +137,7 @@ def fake_quant_forward(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *,
     length = xa.shape[ax] if (ax is not None and xa.ndim) else None
     sc = _checks.as_quant_scale(scale, "scale", axis=ax, length=length)
     zp = _checks.as_quant_zero_point(zero_point, "zero_point", qmin=lo, qmax=hi, axis=ax, length=length,
-                                     allow_float=bool(learnable))
+                                     allow_float=bool(learnable), range_name="[`qmin`, `qmax`]")
     t = wd.type
     sc = _along(sc.astype(wd), xa.ndim, ax)
     zp_back = None

@@ -64,6 +64,7 @@ def quantize_multiplier(m: ArrayLike, *, single_rounding: bool = False) -> Quant
     QuantizedMultiplier(multiplier=1073741824, shift=-1)
     """
     scalar = np.ndim(m) == 0
+    single_rounding = _checks.check_bool(single_rounding, "single_rounding")
     a = _checks.as_float_array(m, "m", dtype=np.float64)
     if np.any(a < 0):
         raise ValueError(f"`m` must be >= 0; got {a.ravel()[np.argmax(a.ravel() < 0)]}")
@@ -111,6 +112,7 @@ def saturating_rounding_doubling_high_mul(a: ArrayLike, b: ArrayLike) -> np.ndar
     """
     a = _int32_array(a, "a")
     b = _int32_array(b, "b")
+    _checks.check_broadcast((a, b), ("a", "b"))
     ab = a * b  # |ab| <= 2**62: exact in int64
     nudge = np.where(ab >= 0, 2 ** 30, 1 - 2 ** 30)
     s = ab + nudge
@@ -138,6 +140,7 @@ def rounding_divide_by_pot(x: ArrayLike, exponent: ArrayLike) -> np.ndarray:
     e = np.asarray(_checks.as_int_array(exponent, "exponent"), dtype=np.int64)
     if e.size and (e.min() < 0 or e.max() > 31):
         raise ValueError(f"`exponent` must lie in [0, 31]; got {e.min()}..{e.max()}")
+    _checks.check_broadcast((x, e), ("x", "exponent"))
     mask = (np.int64(1) << e) - 1
     rem = x & mask
     thr = (mask >> 1) + (x < 0)
@@ -177,6 +180,8 @@ def multiply_by_quantized_multiplier(x: ArrayLike, multiplier: ArrayLike, shift:
     x = _int32_array(x, "x")
     q = _int32_array(multiplier, "multiplier")
     sh = np.asarray(_checks.as_int_array(shift, "shift"), dtype=np.int64)
+    _checks.check_broadcast((x, q, sh), ("x", "multiplier", "shift"))
+    single_rounding = _checks.check_bool(single_rounding, "single_rounding")
     if q.size and q.min() < 0:
         raise ValueError(f"`multiplier` must be >= 0; got minimum {q.min()}")
     if single_rounding:
@@ -193,6 +198,19 @@ def multiply_by_quantized_multiplier(x: ArrayLike, multiplier: ArrayLike, shift:
 
 
 _REQUANT_MODES = ("tflite", "tflite_single", "tflite_fc", "onnxruntime", "onnx_reference", "float_rne")
+
+
+def _out_dtype(out_dtype, lo, hi):
+    """An integer dtype that holds [lo, hi]."""
+    try:
+        od = np.dtype(out_dtype)
+    except TypeError:
+        raise TypeError(f"`out_dtype` must be an integer dtype; got {_checks._describe(out_dtype)}") from None
+    if od.kind not in "iu":
+        raise TypeError(f"`out_dtype` must be an integer dtype; got {od}")
+    if lo < np.iinfo(od).min or hi > np.iinfo(od).max:
+        raise ValueError(f"`out_dtype` {od} cannot hold [`qmin`, `qmax`] = [{lo}, {hi}]")
+    return od
 
 
 def _out_int_dtype(lo, hi):
@@ -288,18 +306,23 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
     if lo > hi:
         raise ValueError(f"`qmin` must be <= `qmax`; got [{lo}, {hi}]")
     ax = _checks.check_axis(axis, max(a.ndim, 1))
-    od = np.dtype(out_dtype) if out_dtype is not None else _out_int_dtype(lo, hi)
+    od = _out_dtype(out_dtype, lo, hi) if out_dtype is not None else _out_int_dtype(lo, hi)
     zp = _checks.as_quant_zero_point(out_zero_point, "out_zero_point", qmin=lo, qmax=hi, axis=ax,
-                                     length=a.shape[ax] if (ax is not None and a.ndim) else None)
+                                     length=a.shape[ax] if (ax is not None and a.ndim) else None,
+                                     range_name="[`qmin`, `qmax`]")
     zp = _along(zp, a.ndim, ax)
 
     def per_channel(p, name):
         p = np.asarray(p)
+        if p.ndim == 1 and ax is None and p.shape[0] > 1 and a.ndim and p.shape[0] != a.shape[-1]:
+            raise ValueError(f"`{name}` has {p.shape[0]} values (per-channel) but `axis` is None; pass axis= to say "
+                             f"which axis of `acc` they run along")
         if p.ndim == 1 and ax is not None:
             if a.ndim and p.shape[0] != a.shape[ax]:
-                raise ValueError(f"`{name}` must have one value per channel along axis {ax} ({a.shape[ax]}); "
+                raise ValueError(f"`{name}` must have one value per channel along `axis` {ax} ({a.shape[ax]}); "
                                  f"got length {p.shape[0]}")
             return _along(p, a.ndim, ax)
+        _checks.check_broadcast((a, p), ("acc", name))
         return p
 
     is_pair = isinstance(multiplier, tuple) and len(multiplier) == 2

@@ -225,8 +225,24 @@ def _layout(params):
                 raise ValueError(f"`params` lacks the bias of {op[1]!r}")
             relu = i + 1 < len(ops) and ops[i + 1][0] == "relu"
             layers.append((op[1][:-len(".weight")], op[1], op[2], relu))
+        _check_tower(params, layers, c)
         out[head] = layers
     return out, c, a, k
+
+
+def _check_tower(params, layers, c):
+    """Every conv's weight (F, C_in, 3, 3) and bias (F,): real, finite, chained C_in = previous F."""
+    c_in = c
+    for _, wk, bk, _ in layers:
+        w = _checks.as_float_array(params[wk], f"params[{wk!r}]", ndim=4)
+        if w.shape[1] != c_in:
+            raise ValueError(f"`params[{wk!r}]` must have {c_in} input channels (shape (F, {c_in}, KH, KW)); "
+                             f"got shape {w.shape}")
+        b = _checks.as_float_array(params[bk], f"params[{bk!r}]", ndim=1)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"`params[{bk!r}]` must have shape ({w.shape[0]},) (one per output channel of "
+                             f"{wk!r}); got {b.shape}")
+        c_in = w.shape[0]
 
 
 def _as_levels(features, name):
@@ -283,6 +299,9 @@ def float_head_layers(params: dict, features: Features) -> dict:
 # ---------------------------------------------------------------------------------------------------
 
 def _make_observer(observer, convention, dtype, observer_kwargs):
+    if observer_kwargs is not None and not isinstance(observer_kwargs, dict):
+        raise TypeError(f"`observer_kwargs` must be a dict of observer keywords (or None); got "
+                        f"{_checks._describe(observer_kwargs)}")
     if callable(observer) and not isinstance(observer, str):
         return observer()
     _checks.check_choice(observer, "observer", tuple(_OBSERVERS))
@@ -533,7 +552,7 @@ def run_quantized_head(qhead: QuantizedHead, features: Features, *, mode: Option
     conv = _input_convention(mode)
     xq = [quantize(f, qh.input_scale, qh.input_zero_point, dtype=qh.activation_dtype, convention=conv)
           for f in feats]
-    inter = {"input": xq} if return_intermediates else None
+    inter = {"input": xq} if _checks.check_bool(return_intermediates, "return_intermediates") else None
     finals = {}
     for branch in (qh.cls_layers, qh.box_layers):
         cur = xq
@@ -597,7 +616,7 @@ def run_fake_quant_head(qhead: QuantizedHead, features: Features, *,
     feats, single = _as_levels(features, "features")
     lo, hi = QUANT_DTYPES[qh.activation_dtype]
     x0 = [_fq(np.asarray(f, np.float64), qh.input_scale, qh.input_zero_point, lo, hi, qh.scheme) for f in feats]
-    inter = {"input": x0} if return_intermediates else None
+    inter = {"input": x0} if _checks.check_bool(return_intermediates, "return_intermediates") else None
     res = []
     for branch in (qh.cls_layers, qh.box_layers):
         cur = x0

@@ -85,7 +85,7 @@ def conv2d_int(xq: np.ndarray, wq: np.ndarray, *, x_zero_point: ArrayLike = 0, w
     n, c, h, wd = x.shape
     f, cg, kh, kw = w.shape
     if c != cg * g:
-        raise ValueError(f"`xq` has {c} channels but `wq` expects {cg} x groups ({g}) = {cg * g}")
+        raise ValueError(f"`xq` has {c} channels but `wq` expects {cg} x `groups` ({g}) = {cg * g}")
     if f % g:
         raise ValueError(f"`wq` has {f} filters, not divisible by groups ({g})")
     sh, sw = _checks.check_pair(stride, "stride", low=1)
@@ -97,6 +97,7 @@ def conv2d_int(xq: np.ndarray, wq: np.ndarray, *, x_zero_point: ArrayLike = 0, w
                                       length=f)
     oh = _conv.output_size(h, kh, sh, pt, pb, dh, name="xq")
     ow = _conv.output_size(wd, kw, sw, pl, pr, dw, name="xq")
+    _conv.check_sizes(x.shape, (pt, pb, pl, pr), f, oh, ow, 8)
     xs = x.astype(np.int64) - xzp                                               # (N, C, H, W)
     ws = w.astype(np.int64) - (wzp.reshape(-1, 1, 1, 1) if wzp.ndim else wzp)   # (F, Cg, KH, KW)
     K = cg * kh * kw
@@ -109,11 +110,14 @@ def conv2d_int(xq: np.ndarray, wq: np.ndarray, *, x_zero_point: ArrayLike = 0, w
         else:
             method = "int64"
     if method == "float32" and not prod < _EXACT32:
-        raise ValueError(f"method='float32' cannot be exact: one product can reach {prod} >= 2**24")
+        raise ValueError(f"`method` 'float32' cannot be exact: one product of (`x` - `x_zero_point`) and (`w` - "
+                         f"`w_zero_point`) can reach {prod} >= 2**24")
     if method == "float64" and not prod * K < _EXACT64:
-        raise ValueError(f"method='float64' cannot be exact: |acc| can reach {prod * K} >= 2**53")
+        raise ValueError(f"`method` 'float64' cannot be exact: the accumulator of (`x` - `x_zero_point`) times "
+                         f"(`w` - `w_zero_point`) can reach {prod * K} >= 2**53")
     if prod * K >= 2 ** 63:
-        raise ValueError(f"the accumulator can reach {prod * K}, beyond int64")
+        raise ValueError(f"the accumulator of (`x` - `x_zero_point`) times (`w` - `w_zero_point`) over {K} terms can "
+                         f"reach {prod * K}, beyond int64")
     dt = {"float32": np.float32, "float64": np.float64, "int64": np.int64}[method]
 
     out = np.zeros((n, f, oh, ow), dtype=np.int64)

@@ -138,9 +138,11 @@ class PerChannelMinMaxObserver(_Observer):
 
     def update(self, x: np.ndarray) -> "_Observer":
         xa = self._batch(x)
-        ax = _checks.check_axis(self.ch_axis, max(xa.ndim, 1), "ch_axis")
         if xa.ndim == 0:
             raise ValueError("`x` must have a channel axis; got a scalar")
+        if not -xa.ndim <= self.ch_axis < xa.ndim:
+            raise ValueError(f"`x` of shape {xa.shape} has no axis `ch_axis` = {self.ch_axis}")
+        ax = _checks.check_axis(self.ch_axis, xa.ndim, "ch_axis")
         moved = np.moveaxis(xa, ax, 0).reshape(xa.shape[ax], -1)
         if moved.shape[1] == 0:
             return self
@@ -176,6 +178,7 @@ class PercentileObserver(_Observer):
     def __init__(self, percentile: float = 99.999, num_bins: int = 2048, *, convention="onnx", **kw):
         self.percentile = _checks.check_probability(percentile, "percentile", 0.0, 100.0)
         self.num_bins = _checks.check_int(num_bins, "num_bins", low=1)
+        _checks.check_allocation(self.num_bins, 8, "histogram bins", name="num_bins")
         super().__init__(convention=convention, **kw)
         self.hist = None
         self.edges = None
@@ -280,6 +283,9 @@ class HistogramObserver(_Observer):
     def __init__(self, bins: int = 2048, upsample_rate: int = 16, **kw):
         self.bins = _checks.check_int(bins, "bins", low=1)
         self.upsample_rate = _checks.check_int(upsample_rate, "upsample_rate", low=1)
+        # the L2 search upsamples the histogram: bins * upsample_rate elements
+        _checks.check_allocation(self.bins * self.upsample_rate, 8, "upsampled histogram bins",
+                                 name="bins` and `upsample_rate")
         super().__init__(**kw)
         self.histogram = None
 
@@ -389,6 +395,7 @@ class MSEObserver(_Observer):
 
     def __init__(self, num_grid: int = 100, **kw):
         self.num_grid = _checks.check_int(num_grid, "num_grid", low=1)
+        _checks.check_allocation(self.num_grid, 8, "candidate ranges", name="num_grid")
         super().__init__(**kw)
         self._data = []
 

@@ -113,12 +113,12 @@ def _expand(param, x_shape, axis, block_size, name, runtime):
         return p.reshape(())
     if not block_size:
         if p.ndim != 1:
-            raise ValueError(f"`{name}` must be a scalar, 1-D (per axis) or, with block_size, of x's rank; got "
-                             f"shape {p.shape}")
+            raise ValueError(f"`{name}` must be a scalar, 1-D (per `axis`) or, with `block_size` > 0, of x's rank; "
+                             f"got shape {p.shape}")
         if axis is None:
             raise ValueError(f"`{name}` is 1-D (per axis) but `x` is 0-D")
         if p.shape[0] != x_shape[axis]:
-            raise ValueError(f"`{name}` must have one value per index of axis {axis} ({x_shape[axis]}); "
+            raise ValueError(f"`{name}` must have one value per index of `axis` = {axis} ({x_shape[axis]}); "
                              f"got length {p.shape[0]}")
         shape = [1] * len(x_shape)
         shape[axis] = p.shape[0]
@@ -128,7 +128,8 @@ def _expand(param, x_shape, axis, block_size, name, runtime):
                          f"{block_size}); got shape {p.shape}")
     other = [d for i, (d, s) in enumerate(zip(x_shape, p.shape)) if i != axis and d != s]
     if other:
-        raise ValueError(f"`{name}` must have x's shape {tuple(x_shape)} except along axis {axis}; got {p.shape}")
+        raise ValueError(f"`{name}` must have x's shape {tuple(x_shape)} except along `axis` = {axis}; got "
+                         f"{p.shape}")
     d, s = x_shape[axis], p.shape[axis]
     need = -(-d // block_size)
     if runtime == "onnxruntime" and s != need:
@@ -164,12 +165,23 @@ _PRECISIONS = {1: np.float32, 10: np.float16, 11: np.float64, "float32": np.floa
                "float64": np.float64, "float": np.float32, "double": np.float64}
 
 
+def _dtype_name(v, name):
+    """``np.dtype(v).name``, or a TypeError naming ``name`` (NaN, an array, an unknown string)."""
+    try:
+        if isinstance(v, np.ndarray):
+            raise TypeError
+        return np.dtype(v).name
+    except TypeError:
+        raise TypeError(f"`{name}` must be a float dtype (float16, float32 or float64) or its TensorProto number; "
+                        f"got {v!r}") from None
+
+
 def _precision(precision, opset):
     if precision is None:
         return None
     _need_opset(opset, 23, "the `precision` attribute")
     key = precision if isinstance(precision, str) else (int(precision) if isinstance(precision, (int, np.integer))
-                                                       else np.dtype(precision).name)
+                                                       else _dtype_name(precision, "precision"))
     if key not in _PRECISIONS:
         raise ValueError(f"`precision` must be float16, float32 or float64 (or their TensorProto numbers 10, 1, 11); "
                          f"got {precision!r}")
@@ -273,7 +285,8 @@ def quantize_linear(x: np.ndarray, y_scale, y_zero_point=None, *, axis: int = 1,
     block_size = _checks.check_int(block_size, "block_size", low=0)
     if block_size:
         _need_opset(opset, 21, "blocked quantization (`block_size`)")
-    if not isinstance(saturate, (bool, np.bool_)) and saturate not in (0, 1):
+    if not isinstance(saturate, (bool, np.bool_)) and not (isinstance(saturate, (int, np.integer))
+                                                           and saturate in (0, 1)):
         raise TypeError(f"`saturate` must be a bool; got {type(saturate).__name__} {saturate!r}")
     prec = _precision(precision, opset)
     if runtime == "onnxruntime":
@@ -430,7 +443,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, dtype=None, axis: int = 
 
 def _precision_out(output_dtype):
     key = output_dtype if isinstance(output_dtype, str) else (
-        int(output_dtype) if isinstance(output_dtype, (int, np.integer)) else np.dtype(output_dtype).name)
+        int(output_dtype) if isinstance(output_dtype, (int, np.integer)) else _dtype_name(output_dtype, "output_dtype"))
     if key not in _PRECISIONS:
         raise ValueError(f"`output_dtype` must be float16, float32 or float64; got {output_dtype!r}")
     return np.dtype(_PRECISIONS[key])

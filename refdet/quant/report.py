@@ -9,6 +9,7 @@ reports side by side.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -177,7 +178,12 @@ def accuracy_report(float_outputs: tuple, quant_outputs: tuple, anchors, *, imag
     Notes
     -----
     Precision = matched / #quantized detections, recall = matched / #float detections, summed over
-    images; an empty side counts as 1.0 (nothing to disagree with).
+    images; an empty side counts as 1.0 (nothing to disagree with). A mean over nothing is NaN ("not
+    applicable", a documented answer): ``box_iou.candidates_mean`` without a candidate anchor,
+    ``detections.matched_mean_iou`` and ``matched_mean_score_diff`` without a matched detection.
+
+    Anchors must have positive widths and heights (a ValueError names the level and row otherwise):
+    the deltas are decoded against them.
     """
     fc, fb = _outputs(float_outputs, "float_outputs", num_anchors)
     qc, qb = _outputs(quant_outputs, "quant_outputs", num_anchors)
@@ -185,7 +191,10 @@ def accuracy_report(float_outputs: tuple, quant_outputs: tuple, anchors, *, imag
         raise ValueError("`float_outputs` and `quant_outputs` must have the same levels and shapes; got "
                          f"{[t.shape for t in fc + fb]} and {[t.shape for t in qc + qb]}")
     sizes = [t.shape[1] for t in fc]
-    if isinstance(anchors, (list, tuple)):
+    # a list of per-level (N_l, 4) arrays, or one (N, 4) array (also as a list of rows)
+    if isinstance(anchors, (list, tuple)) and len(anchors) and all(
+            isinstance(a, np.ndarray) and a.ndim == 2 or isinstance(a, (list, tuple)) and len(a) and
+            all(isinstance(r, (list, tuple, np.ndarray)) for r in a) for a in anchors):
         anc = [_checks.as_boxes(a, f"anchors[{i}]") for i, a in enumerate(anchors)]
         if [len(a) for a in anc] != sizes:
             raise ValueError(f"`anchors` must have {sizes} anchors per level; got {[len(a) for a in anc]}")
@@ -194,10 +203,27 @@ def accuracy_report(float_outputs: tuple, quant_outputs: tuple, anchors, *, imag
         if len(allb) != sum(sizes):
             raise ValueError(f"`anchors` must have one row per anchor ({sum(sizes)}); got {len(allb)}")
         anc = np.split(allb, np.cumsum(sizes)[:-1])
+    for i, a in enumerate(anc):
+        bad = ~((a[:, 2] > a[:, 0]) & (a[:, 3] > a[:, 1]))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"`anchors` level {i} row {j} has a width or height <= 0: {a[j].tolist()} (the deltas "
+                             f"are decoded against it)")
     _checks.check_image_size(image_size)
-    thr = _checks.check_real(score_threshold, "score_threshold")
+    thr = _checks.check_unit_threshold(score_threshold, "score_threshold",
+                                       source="the scores it filters are sigmoid probabilities")
     mi = _checks.check_probability(match_iou, "match_iou")
-    ks = tuple(_checks.check_int(k, "topk", low=1) for k in topk)
+    topk = _checks.check_sequence(topk, "topk", "a list of ints")
+    ks = tuple(_checks.check_int(k, f"topk[{i}]", low=1) for i, k in enumerate(topk))
+    _checks.check_weights4(box_weights, "box_weights")
+    if ground_truths is not None:
+        ground_truths = _checks.check_sequence(ground_truths, "ground_truths", "a list of (boxes, labels) per image")
+        for i, gt in enumerate(ground_truths):
+            if not isinstance(gt, (list, tuple)) or len(gt) != 2:
+                raise TypeError(f"`ground_truths[{i}]` must be a (boxes, labels) pair; got {_checks._describe(gt)}")
+    if extra_tensors is not None and not isinstance(extra_tensors, dict):
+        raise TypeError(f"`extra_tensors` must be a dict name -> (reference, approximation); got "
+                        f"{_checks._describe(extra_tensors)}")
 
     F = np.concatenate([t.astype(np.float64) for t in fc], axis=1)       # (B, N, K)
     Q = np.concatenate([t.astype(np.float64) for t in qc], axis=1)
@@ -312,6 +338,15 @@ def format_accuracy_report(reports: dict) -> str:
     if not isinstance(reports, dict) or not reports:
         raise TypeError("`reports` must be a non-empty dict: column title -> accuracy_report(...) dict")
     cols = list(reports)
+    for c in cols:
+        if not isinstance(reports[c], dict):
+            raise TypeError(f"`reports[{c!r}]` must be a dict from accuracy_report(...); got "
+                            f"{type(reports[c]).__name__}")
+    first = reports[cols[0]]                 # its entries name the rows (a later column may lack some: "-")
+    for key, kind in (("sqnr_db", dict), ("topk_overlap", dict), ("score_threshold", numbers.Real)):
+        if not isinstance(first.get(key), kind):
+            raise ValueError(f"`reports[{cols[0]!r}]` must be a dict from accuracy_report(...) (the first column "
+                             f"names the rows); its {key!r} entry is {type(first.get(key)).__name__}")
     rows = []
 
     def add(label, get, spec):
@@ -319,12 +354,11 @@ def format_accuracy_report(reports: dict) -> str:
         for c in cols:
             try:
                 v = get(reports[c])
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, IndexError):
                 v = None
             vals.append("-" if v is None else _fmt(v, spec))
         rows.append((label, vals))
 
-    first = reports[cols[0]]
     for name in first["sqnr_db"]:
         add(f"SQNR {name} (dB)", lambda r, n=name: r["sqnr_db"][n], ".2f")
     add("max |logit error|", lambda r: r["logit_error"]["max"], ".4f")

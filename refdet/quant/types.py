@@ -92,6 +92,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple
 
+import math
+
 import numpy as np
 
 from refdet import _checks
@@ -274,14 +276,16 @@ def unpack(data, dtype, shape) -> np.ndarray:
         if raw.size and (raw.min() < 0 or raw.max() > 255):
             raise ValueError(f"`data` must hold byte values in [0, 255]; got [{int(raw.min())}, {int(raw.max())}]")
         raw = raw.astype(np.uint8).reshape(-1)
-    if isinstance(shape, (int, np.integer)):
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
         shape = (int(shape),)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"`shape` must be a tuple of ints; got {type(shape).__name__} {shape!r}")
     shape = tuple(_checks.check_int(s, "shape", low=0) for s in shape)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)                                   # a Python int: no int64 wrap
     per = 8 // t.bits
     need = -(-n // per)
     if raw.size != need:
-        raise ValueError(f"`data` must hold ceil({n} * {t.bits} / 8) = {need} bytes for shape {shape} of "
+        raise ValueError(f"`data` must hold ceil({n} * {t.bits} / 8) = {need} bytes for `shape` {shape} of "
                          f"{t.name}; got {raw.size}")
     shifts = (np.arange(per, dtype=np.uint8) * t.bits)
     codes = ((raw[:, None] >> shifts) & ((1 << t.bits) - 1)).reshape(-1)[:n]   # (N,) the raw bit fields
@@ -405,7 +409,8 @@ def encode_float(x, dtype, *, saturate: bool = True, runtime: str = "onnx_refere
     """
     t = _minifloat(dtype)
     _checks.check_choice(runtime, "runtime", ENCODE_RUNTIMES)
-    if not isinstance(saturate, (bool, np.bool_)) and saturate not in (0, 1):
+    if not isinstance(saturate, (bool, np.bool_)) and not (isinstance(saturate, (int, np.integer))
+                                                           and saturate in (0, 1)):
         raise TypeError(f"`saturate` must be a bool; got {type(saturate).__name__} {saturate!r}")
     saturate = bool(saturate)
     if runtime == "onnxruntime" and t.name == "float4e2m1":

@@ -29,6 +29,40 @@ def check_output_size(output_size, name="output_size"):
     return _checks.check_pair(output_size, name, low=1)
 
 
+def check_outputs(k, c, ph, pw, itemsize, name="output_size"):
+    """Refuse, before allocating, an output of ``k * c * ph * pw`` elements beyond the cap.
+
+    The count takes at least one RoI and one channel: an ``output_size`` no single RoI could be served
+    with is refused even for an empty RoI set (NumPy itself refuses a (0, C, 10**9, 10**9) array).
+    """
+    _checks.check_allocation(max(k, 1) * max(c, 1) * ph * pw, itemsize, f"an output of shape {(k, c, ph, pw)}",
+                             name=name, keyword=False)
+
+
+def check_samples(bin_h, bin_w, sampling_ratio, output_size, name="boxes` and `spatial_scale"):
+    """Refuse a sampling grid no run could finish: ``sum_k PH * PW * grid_h * grid_w`` sample points.
+
+    With the adaptive grid (``sampling_ratio <= 0``) the grid is ``ceil(bin size)`` per axis, so a RoI
+    of 10**9 pixels asks for 10**18 samples per bin (torchvision would loop for ever); the count is
+    taken in float64 before any cast to int64 (which would wrap to a negative grid: no samples).
+    """
+    ph, pw = output_size
+    if sampling_ratio > 0:
+        per = float(sampling_ratio) ** 2 * np.ones(len(bin_h))
+    else:
+        with np.errstate(invalid="ignore", over="ignore"):
+            per = np.maximum(np.ceil(np.asarray(bin_h, np.float64)), 0) * np.maximum(np.ceil(np.asarray(bin_w, np.float64)), 0)
+        if not np.all(np.isfinite(per)):
+            raise ValueError(f"`{name}` give a RoI of non-finite size (an overflow of its coordinates)")
+    total = float(np.sum(per)) * ph * pw
+    cap = _checks.MAX_ELEMENTS
+    if total > cap:
+        verb = "ask" if "`" in name else "asks"
+        raise ValueError(f"`{name}` {verb} for {total:.4g} sample points (sum over RoIs of PH * PW * grid_h * "
+                         f"grid_w, the adaptive grid ceil(bin size)); the cap is {cap:,} (refdet._checks.MAX_ELEMENTS): "
+                         f"shrink the boxes or pass a sampling_ratio")
+
+
 def check_spatial_scale(spatial_scale, name="spatial_scale"):
     """A finite real > 0 (it maps image coordinates onto the feature map)."""
     return _checks.check_positive(spatial_scale, name)
@@ -40,7 +74,7 @@ def check_sampling_ratio(sampling_ratio, name="sampling_ratio"):
     torchvision's kernel treats every value <= 0 as adaptive, but only -1 and 0 are used anywhere: any
     other negative value is almost certainly a mistake and is refused.
     """
-    return _checks.check_int(sampling_ratio, name, low=-1)
+    return _checks.check_int(sampling_ratio, name, low=-1, high=2 ** 31 - 1)
 
 
 def _is_per_image_list(boxes):

@@ -299,11 +299,13 @@ def _rows_to_nchw(rows, px: _Pixels, shape):
     return out.reshape(B, C, H, W)
 
 
-def _forward(x, rois, batch, output_size, spatial_scale, sampling_ratio, aligned, mode, onnx_reference=False):
+def _forward(x, rois, batch, output_size, spatial_scale, sampling_ratio, aligned, mode, onnx_reference=False,
+             names=("output_size", "boxes`, `spatial_scale` and `sampling_ratio")):
     B, C, H, W = x.shape
     dt = x.dtype
     PH, PW = output_size
     K = len(rois)
+    _common.check_outputs(K, C, PH, PW, dt.itemsize, name=names[0])
     out = np.zeros((K, PH, PW, C), dtype=dt)
     argmax = argweight = None
     if mode == "max":
@@ -312,6 +314,7 @@ def _forward(x, rois, batch, output_size, spatial_scale, sampling_ratio, aligned
     if K == 0 or C == 0:
         return out, argmax, argweight
     geo = _geometry(rois, output_size, spatial_scale, sampling_ratio, aligned)
+    _common.check_samples(geo.bin_h, geo.bin_w, sampling_ratio, output_size, name=names[1])
     px = _touched_pixels(geo, output_size, batch, B, H, W)
     xf = _gather_rows(x, px)                            # one row per (touched) pixel: C contiguous values
     nsamp = np.maximum(geo.grid_h, 0) * np.maximum(geo.grid_w, 0)
@@ -623,7 +626,7 @@ def onnx_roi_align(X: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray, *
         ctm = "output_half_pixel"
     else:
         ctm = "half_pixel"
-    sr = _checks.check_int(sampling_ratio, "sampling_ratio", low=0)
+    sr = _checks.check_int(sampling_ratio, "sampling_ratio", low=0, high=2 ** 31 - 1)
     scale = float(np.float32(_common.check_spatial_scale(spatial_scale)))
     x = _common.as_features(X, "X")
     r = _checks.as_boxes(rois, "rois", dtype=x.dtype)
@@ -632,5 +635,6 @@ def onnx_roi_align(X: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray, *
             _checks.check_int(output_width, "output_width", low=1))
     boxes5 = np.concatenate([bi[:, None].astype(x.dtype), r], axis=1)
     out, _, _ = _forward(x, boxes5, bi, size, scale, sr, ctm == "half_pixel", mode,
-                         onnx_reference=evaluator == "onnx_reference")
+                         onnx_reference=evaluator == "onnx_reference",
+                         names=("output_height` and `output_width", "rois`, `spatial_scale` and `sampling_ratio"))
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -120,6 +120,7 @@ def _prepare(image, boxes, box_indices, crop_size, method, extrapolation_value, 
     b = _checks.as_boxes(boxes, "boxes", dtype=dt)
     idx = _common.as_batch_indices(box_indices, len(b), nhwc.shape[0], "box_indices")
     crop_size = _common.check_output_size(crop_size, "crop_size")
+    _common.check_outputs(len(b), nhwc.shape[3], crop_size[0], crop_size[1], dt.itemsize, name="crop_size")
     extrapolation_value = _checks.check_real(extrapolation_value, "extrapolation_value")
     return np.ascontiguousarray(nhwc), b, idx, crop_size, extrapolation_value
 
@@ -374,10 +375,15 @@ def tf_crop_and_pool_forward(features: np.ndarray, boxes: np.ndarray, box_indice
     out : ndarray, shape (K, C, 7, 7) for the defaults (or NHWC)
     cache : TFCropAndPoolCache
     """
-    crops, ccache = crop_and_resize_forward(features, boxes, box_indices, crop_size, method=method,
-                                            data_format=data_format)
+    _checks.check_choice(data_format, "data_format", DATA_FORMATS)
+    _common.as_features(features, "features")      # named here, not as crop_and_resize's `image`
     k = _checks.check_int(pool_size, "pool_size", low=1)
     st = k if pool_stride is None else _checks.check_int(pool_stride, "pool_stride", low=1)
+    ch, cw = _common.check_output_size(crop_size, "crop_size")
+    if k > min(ch, cw):
+        raise ValueError(f"`pool_size` = {k} must fit in the crop (`crop_size` {(ch, cw)}): the pool is VALID")
+    crops, ccache = crop_and_resize_forward(features, boxes, box_indices, crop_size, method=method,
+                                            data_format=data_format)
     x = crops if data_format == "NCHW" else crops.transpose(0, 3, 1, 2)
     y, pcache = _layers.max_pool2d_forward(x, k, stride=st)
     if data_format == "NHWC":
@@ -394,11 +400,13 @@ def tf_crop_and_pool_backward(dout: np.ndarray, cache: TFCropAndPoolCache) -> TF
         ``dfeatures`` and ``dboxes`` (K, 4).
     """
     cache = _common.check_cache(cache, TFCropAndPoolCache)
-    d = _checks.as_array(dout, "dout")
+    d = _checks.as_nchw(dout, "dout")     # named here, not as max_pool2d_backward's `dy`
+    want = tuple(cache.pool.indices.shape)        # (K, C, PH, PW)
     if cache.data_format == "NHWC":
-        if d.ndim != 4:
-            raise ValueError(f"`dout` must be 4-D; got shape {d.shape}")
         d = d.transpose(0, 3, 1, 2)
+    if d.shape != want:
+        shown = want if cache.data_format == "NCHW" else (want[0], want[2], want[3], want[1])
+        raise ValueError(f"`dout` must have the output's shape {shown}; got {np.shape(dout)}")
     dcrop = _layers.max_pool2d_backward(d, cache.pool).dx
     if cache.data_format == "NHWC":
         dcrop = dcrop.transpose(0, 2, 3, 1)

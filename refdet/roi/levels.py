@@ -164,12 +164,17 @@ def assign_roi_levels(boxes, *, min_level: int = 2, max_level: int = 5, conventi
     """
     s = _resolve_levels(convention, canonical_scale=canonical_scale, canonical_level=canonical_level,
                         eps_inside=eps_inside, eps_outside=eps_outside, plus_one=plus_one)
-    kmin = _checks.check_int(min_level, "min_level")
-    kmax = _checks.check_int(max_level, "max_level")
+    # a level k is a stride of 2**k: float64 holds 2**k for |k| <= 1023 (larger ones would overflow int64)
+    kmin = _checks.check_int(min_level, "min_level", low=-_MAX_LEVEL, high=_MAX_LEVEL)
+    kmax = _checks.check_int(max_level, "max_level", low=-_MAX_LEVEL, high=_MAX_LEVEL)
     if kmax < kmin:
         raise ValueError(f"`max_level` must be >= `min_level`; got {kmax} < {kmin}")
     b = _boxes_xyxy(boxes)
     return _levels(b, kmin, kmax, s)
+
+
+#: the largest |level|: a stride of 2**1023 is the largest power of two a float64 holds
+_MAX_LEVEL = 1023
 
 
 def _levels(b, kmin, kmax, s):
@@ -222,7 +227,10 @@ def infer_level_scales(feature_sizes, image_sizes) -> Tuple[List[float], int, in
         ``int(-log2(scales[0]))`` and ``int(-log2(scales[-1]))``.
     """
     sizes = []
-    for i, f in enumerate(feature_sizes):
+    if isinstance(feature_sizes, np.ndarray) and feature_sizes.ndim == 2:
+        feature_sizes = list(feature_sizes)
+    for i, f in enumerate(_checks.check_sequence(feature_sizes, "feature_sizes", "a list of (H, W) pairs or "
+                                                                                 "feature arrays")):
         if isinstance(f, np.ndarray) and f.ndim == 4:
             f = f.shape[2:]
         elif hasattr(f, "__len__") and not isinstance(f, (str, bytes)) and len(f) == 4:
@@ -340,7 +348,7 @@ def multiscale_roi_align_forward(features: Sequence[np.ndarray], boxes, output_s
         scales = [_common.check_spatial_scale(v, f"scales[{i}]") for i, v in enumerate(scales)]
         kmin = int(round(-np.log2(scales[0])))
     if min_level is not None:
-        kmin = _checks.check_int(min_level, "min_level")
+        kmin = _checks.check_int(min_level, "min_level", low=-_MAX_LEVEL, high=_MAX_LEVEL)
     kmax = kmin + len(fs) - 1
     K = len(rois)
     if len(fs) == 1:
@@ -349,6 +357,7 @@ def multiscale_roi_align_forward(features: Sequence[np.ndarray], boxes, output_s
         levels = _levels(rois[:, 1:], kmin, kmax,
                          conventions.resolve("assign_roi_levels", s.name, **{k: s[k] for k in _LEVEL_KNOBS}))
     PH, PW = output_size
+    _common.check_outputs(K, C, PH, PW, dt.itemsize)
     out = np.zeros((K, C, PH, PW), dtype=dt)
     caches, rows_per_level = [], []
     for lvl, (f, sc) in enumerate(zip(fs, scales)):
@@ -357,7 +366,10 @@ def multiscale_roi_align_forward(features: Sequence[np.ndarray], boxes, output_s
         if len(rows) == 0:
             caches.append(None)
             continue
-        y, c = roi_align_forward(f, rois[rows], output_size, sc, s.sampling_ratio, s.aligned, convention=s.name)
+        try:
+            y, c = roi_align_forward(f, rois[rows], output_size, sc, s.sampling_ratio, s.aligned, convention=s.name)
+        except ValueError as exc:  # say which of our arguments chose the level's scale
+            raise ValueError(f"{exc} (the RoIs of level {lvl}: `boxes`, `scales[{lvl}]` = {sc})") from exc
         out[rows] = y
         caches.append(c)
     cache = MultiScaleRoIAlignCache(levels, tuple(caches), tuple(rows_per_level), tuple(f.shape for f in fs),

@@ -112,6 +112,7 @@ def roi_pool_forward(features: np.ndarray, boxes, output_size, spatial_scale: fl
     dt = x.dtype
     PH, PW = output_size
     K = len(rois)
+    _common.check_outputs(K, C, PH, PW, 8)
     out = np.zeros((K, PH, PW, C), dtype=dt)
     arg = np.full((K, PH, PW, C), -1, dtype=np.int64)
     if K and C:

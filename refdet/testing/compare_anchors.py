@@ -21,6 +21,9 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
+from refdet import _checks
+from refdet.testing._malformed import check_tolerance, result_array
+
 __all__ = ["assert_anchors_equal", "explain_anchor_difference", "anchor_location"]
 
 
@@ -46,8 +49,13 @@ def anchor_location(row: int, feature_sizes: Sequence[Tuple[int, int]],
     num_anchors : int or sequence of int
         A, or A_l per level.
     """
-    if np.ndim(num_anchors) == 0:
-        num_anchors = [int(num_anchors)] * len(feature_sizes)
+    feature_sizes = _checks.as_feature_sizes(feature_sizes)
+    num_anchors = _check_num_anchors(num_anchors, len(feature_sizes))
+    if num_anchors is None:
+        raise TypeError("`num_anchors` must be an int or one int per feature map; got None")
+    if not isinstance(num_anchors, list):
+        num_anchors = [num_anchors] * len(feature_sizes)
+    row = _checks.check_int(row, "row", low=0)
     start = 0
     for lvl, ((h, w), a) in enumerate(zip(feature_sizes, num_anchors)):
         n = int(h) * int(w) * int(a)
@@ -57,7 +65,29 @@ def anchor_location(row: int, feature_sizes: Sequence[Tuple[int, int]],
             y, x = divmod(cell, int(w))
             return lvl, int(y), int(x), int(k)
         start += n
-    raise IndexError(f"row {row} is past the last anchor ({start} anchors)")
+    raise ValueError(f"`row` {row} is past the last anchor ({start} anchors of `feature_sizes` x `num_anchors`)")
+
+
+def _check_num_anchors(num_anchors, levels):
+    """None, an int >= 1, or one int >= 1 per level."""
+    if num_anchors is None:
+        return None
+    if isinstance(num_anchors, (list, tuple, np.ndarray)):
+        if len(num_anchors) != levels:
+            raise ValueError(f"`num_anchors` must have one entry per feature map ({levels}); got {len(num_anchors)}")
+        return [_checks.check_int(v, f"num_anchors[{i}]", low=1) for i, v in enumerate(num_anchors)]
+    return _checks.check_int(num_anchors, "num_anchors", low=1)
+
+
+def _check_strides(strides, levels):
+    """None, or one positive stride (or (sy, sx) pair) per level."""
+    if strides is None:
+        return None
+    if isinstance(strides, (str, bytes)) or not hasattr(strides, "__len__"):
+        raise TypeError(f"`strides` must be a list of one stride per feature map; got {_checks._describe(strides)}")
+    if len(strides) != levels:
+        raise ValueError(f"`strides` must have one entry per feature map ({levels}); got {len(strides)}")
+    return [_checks.as_stride_pair(v, f"strides[{i}]") for i, v in enumerate(strides)]
 
 
 def _fmt_box(b):
@@ -110,15 +140,38 @@ def explain_anchor_difference(actual: ArrayLike, expected: ArrayLike, *,
                               num_anchors: Union[int, Sequence[int], None] = None,
                               strides: Optional[Sequence] = None, atol: float = 1e-4, rtol: float = 1e-6,
                               config: Optional[dict] = None, convention: str = "torchvision") -> Optional[str]:
-    """The explanation text of :func:`assert_anchors_equal`, or ``None`` when the anchors agree."""
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
+    """The explanation text of :func:`assert_anchors_equal`, or ``None`` when the anchors agree.
+
+    ``actual`` (the result under test) that is not an array of numbers is an AssertionError; one of
+    the wrong shape, or with NaN, is explained. The other arguments are validated (TypeError /
+    ValueError naming them).
+    """
+    a = result_array(actual, "`actual` (the anchors under test)", "an (N, 4) array of xyxy boxes")
+    if a.dtype.kind == "b":
+        raise AssertionError("`actual` (the anchors under test) holds booleans, not coordinates")
+    a = a.astype(np.float64)
+    e = _checks.as_float_array(expected, "expected", ndim=2, last=4, dtype=np.float64)
+    atol = check_tolerance(atol, "atol")
+    rtol = check_tolerance(rtol, "rtol")
+    if not isinstance(convention, str):
+        raise TypeError(f"`convention` must be a profile name (str); got {_checks._describe(convention)}")
+    if config is not None and not isinstance(config, dict):
+        raise TypeError(f"`config` must be a dict of pyramid_anchors arguments; got {_checks._describe(config)}")
     lines = []
     layout = None
     if feature_sizes is not None:
+        feature_sizes = _checks.as_feature_sizes(feature_sizes)
+        num_anchors = _check_num_anchors(num_anchors, len(feature_sizes))
+        strides = _check_strides(strides, len(feature_sizes))
         layout = _per_level_counts(len(e), feature_sizes, num_anchors)
+        if layout is not None and sum(h * k for h, k in zip(layout[1], layout[0])) != len(e):
+            raise ValueError(f"`feature_sizes` and `num_anchors` give {sum(h * k for h, k in zip(layout[1], layout[0]))} "
+                             f"anchors but `expected` has {len(e)} rows")
     if a.ndim != 2 or a.shape[-1] != 4:
         return f"actual anchors must have shape (N, 4); got {a.shape}"
+    if not np.isfinite(a).all():
+        i = tuple(int(v) for v in np.argwhere(~np.isfinite(a))[0])
+        return f"actual anchors hold a non-finite value {a[i]!r} at {list(i)}"
     if a.shape != e.shape:
         lines.append(f"anchor counts differ: actual has {len(a)} rows, expected {len(e)}")
         if layout is not None:

@@ -19,16 +19,32 @@ import importlib
 
 import numpy as np
 
+from refdet import _checks
+from refdet.testing._malformed import check_names, check_tolerance, result_array
+
 __all__ = ["ulp_distance", "explain_float_difference", "assert_allclose_ulp", "float_variants"]
 
 _INT = {np.dtype(np.float16): np.int16, np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 
 
-def _as_float(a, dtype=None):
-    a = np.asarray(a)
+def _as_float(a, dtype=None, name="a"):
+    a = _checks.as_array(a, name)
+    if a.dtype.kind == "b":
+        raise TypeError(f"`{name}` must be an array of real numbers; got dtype bool")
     if dtype is None:
         dtype = a.dtype if a.dtype in _INT else np.float64
-    return np.asarray(a, dtype=dtype)
+    with np.errstate(over="ignore"):  # a float64 beyond float16/32 is counted as inf in that precision
+        return np.asarray(a, dtype=dtype)
+
+
+def _ulp_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`dtype` must be float16, float32 or float64; got {_checks._describe(dtype)}") from None
+    if dt not in _INT:
+        raise ValueError(f"`dtype` must be float16, float32 or float64; got {dt}")
+    return dt
 
 
 def ulp_distance(a, b, dtype=None):
@@ -48,12 +64,15 @@ def ulp_distance(a, b, dtype=None):
         +0 vs -0); 0 where both are NaN, ``inf`` where exactly one is NaN.
     """
     if dtype is None:
-        bd = np.asarray(b).dtype
+        bd = _checks.as_array(b, "b").dtype
         dtype = bd if bd in _INT else np.float64
-    dt = np.dtype(dtype)
-    a = _as_float(a, dt)
-    b = _as_float(b, dt)
-    a, b = np.broadcast_arrays(a, b)
+    dt = _ulp_dtype(dtype)
+    a = _as_float(a, dt, "a")
+    b = _as_float(b, dt, "b")
+    try:
+        a, b = np.broadcast_arrays(a, b)
+    except ValueError:
+        raise ValueError(f"`a` and `b` must broadcast together; got shapes {a.shape} and {b.shape}") from None
     it = _INT[dt]
     lo = np.iinfo(it).min
 
@@ -125,7 +144,25 @@ def float_variants(op, args, kwargs=None, *, convention="torchvision", fn=None, 
         ``"float64 math rounded to float32"``.
     """
     refdet = importlib.import_module("refdet")
+    if not isinstance(op, str):
+        raise TypeError(f"`op` must be a refdet op name (str); got {type(op).__name__} {op!r}")
+    _checks.check_callable(fn, "fn")
+    if fn is None and not callable(getattr(refdet, op, None)):
+        raise ValueError(f"`op` must name a public refdet function (or pass `fn`); got {op!r}")
     fn = fn or getattr(refdet, op)
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"`args` must be a tuple of positional arguments; got {type(args).__name__}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"`kwargs` must be a dict of keyword options or None; got {type(kwargs).__name__}")
+    from refdet.conventions import Profile
+
+    if not isinstance(convention, (str, Profile)):
+        raise TypeError(f"`convention` must be a profile name (str) or a Profile; got {type(convention).__name__} "
+                        f"{convention!r}")
+    extra = _checks.check_sequence(extra, "extra", "a list of (description, overrides) pairs")
+    for i, e in enumerate(extra):
+        if not (isinstance(e, (tuple, list)) and len(e) == 2 and isinstance(e[1], dict)):
+            raise TypeError(f"`extra[{i}]` must be a (description, overrides dict) pair; got {e!r}")
     kwargs = dict(kwargs or {})
     table = _convention_table(op)
     out = {}
@@ -196,14 +233,26 @@ def explain_float_difference(actual, expected, *, max_ulps=4, rtol=0.0, atol=0.0
     Two elements agree when they are within ``max_ulps`` ULPs (in ``expected``'s precision), or
     ``|actual - expected| <= atol + rtol * |expected|``, or both NaN.
     """
-    na, nb = names
-    e = np.asarray(expected)
+    na, nb = check_names(names)
+    max_ulps = check_tolerance(max_ulps, "max_ulps")
+    rtol = check_tolerance(rtol, "rtol")
+    atol = check_tolerance(atol, "atol")
+    if op is not None and not isinstance(op, str):
+        raise TypeError(f"`op` must be a refdet op name (str) or None; got {_checks._describe(op)}")
+    if args is not None and not isinstance(args, (tuple, list)):
+        raise TypeError(f"`args` must be a tuple of the op's positional arguments; got {_checks._describe(args)}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"`kwargs` must be a dict of keyword options; got {_checks._describe(kwargs)}")
+    if not isinstance(convention, str):
+        raise TypeError(f"`convention` must be a profile name (str); got {_checks._describe(convention)}")
+    e = _as_float(expected, None, "expected")
     dt = e.dtype if e.dtype in _INT else np.dtype(np.float64)
     e = e.astype(dt)
-    a_in = np.asarray(actual)
+    a_in = result_array(actual, f"`{na}` (the result under test)", "an array of floats")
     if a_in.shape != e.shape:
         return f"{na} has shape {a_in.shape} but {nb} has shape {e.shape}"
-    a = a_in.astype(dt)
+    with np.errstate(over="ignore"):
+        a = a_in.astype(dt)
     if e.size == 0:
         return None
     d = ulp_distance(a, e, dt)

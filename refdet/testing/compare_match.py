@@ -16,7 +16,9 @@ from typing import Dict, Tuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from refdet import _checks
 from refdet.matcher import LOW_QUALITY_MODES, match, ssd_match, SSD_PREMATCH_MODES
+from refdet.testing._malformed import check_names, result_array, result_indices, result_mask
 
 __all__ = ["assert_matches_equal", "assert_sample_valid", "match_variants"]
 
@@ -65,7 +67,8 @@ def match_variants(iou: ArrayLike, *, high: float = 0.7, low: float = 0.3, allow
     dict of str -> ndarray of int64, shape (N,)
         Variants that raise are left out.
     """
-    q = np.asarray(iou)
+    q, high, low, allow_low_quality_matches, kind, threshold = _options(
+        iou, high, low, allow_low_quality_matches, kind, threshold)
     res = {}
     seen = set()
     for desc, fn in _variants(high, low, allow_low_quality_matches, kind, threshold):
@@ -77,6 +80,20 @@ def match_variants(iou: ArrayLike, *, high: float = 0.7, low: float = 0.3, allow
         except (ValueError, TypeError):
             continue
     return res
+
+
+def _options(iou, high, low, allow, kind, threshold):
+    """The quality matrix (NaN allowed) and the matcher options, validated (TypeError / ValueError)."""
+    q = _checks.as_float_array(iou, "iou", ndim=2, finite=False)
+    _checks.check_finite(q, "iou", allow_inf=True)
+    if np.isposinf(q).any():
+        raise ValueError("`iou` must not contain +inf (a quality lies in [-1, 1])")
+    high = _checks.check_unit_threshold(high, "high")
+    low = _checks.check_unit_threshold(low, "low")
+    allow = _checks.check_bool(allow, "allow_low_quality_matches")
+    _checks.check_choice(kind, "kind", ("match", "ssd"))
+    threshold = _checks.check_unit_threshold(threshold, "threshold")
+    return q, high, low, allow, kind, threshold
 
 
 def _near(v, t, dtype):
@@ -106,7 +123,8 @@ def assert_matches_equal(matches: ArrayLike, expected: ArrayLike, iou: ArrayLike
     Parameters
     ----------
     matches, expected : array_like of int, shape (N,)
-        gt index, -1 negative, -2 ignored.
+        gt index, -1 negative, -2 ignored. A malformed result (not 1-D, not N long, a fraction, a
+        value outside -2 .. M - 1) is an AssertionError saying so.
     iou : ndarray, shape (M, N)
         The quality matrix both were computed from (ground truths x anchors).
     high, low, allow_low_quality_matches : thresholds and setting used (for ``kind="match"``).
@@ -124,14 +142,21 @@ def assert_matches_equal(matches: ArrayLike, expected: ArrayLike, iou: ArrayLike
         With the first differing anchor, its IoU with each gt, thresholds hit exactly, ties, and the
         conventions / modes that give each of the two answers.
     """
-    a = np.asarray(matches)
-    b = np.asarray(expected)
-    q = np.asarray(iou)
-    na, nb = names
-    if a.shape != b.shape:
-        raise AssertionError(f"{na} has shape {a.shape} but {nb} has shape {b.shape}")
-    if q.ndim != 2 or q.shape[1] != a.shape[0]:
-        raise AssertionError(f"`iou` must have shape (M, {a.shape[0]}) (ground truths x anchors); got {q.shape}")
+    q, high, low, allow_low_quality_matches, kind, threshold = _options(
+        iou, high, low, allow_low_quality_matches, kind, threshold)
+    na, nb = check_names(names)
+    max_gts = _checks.check_int(max_gts, "max_gts", low=1)
+    m_gt = q.shape[0]
+    what = f"gt indices 0 .. {m_gt - 1}, -1 (negative) or -2 (ignored)"
+    a0 = result_array(matches, na, what)
+    b0 = result_array(expected, nb, what)
+    if a0.shape != b0.shape:
+        raise AssertionError(f"{na} has shape {a0.shape} but {nb} has shape {b0.shape}")
+    a = result_indices(a0, na, n=m_gt, low=-2, what=what)
+    b = result_indices(b0, nb, n=m_gt, low=-2, what=what)
+    if q.shape[1] != a.shape[0]:
+        raise AssertionError(f"{na} has {a.shape[0]} anchors but `iou` has shape {q.shape} (ground truths x "
+                             f"anchors)")
     diff = np.flatnonzero(a != b)
     if diff.size == 0:
         return
@@ -202,16 +227,21 @@ def assert_sample_valid(labels: ArrayLike, pos_mask: ArrayLike, neg_mask: ArrayL
     Raises
     ------
     AssertionError
+        On a violated invariant, and when a mask (the result under test) is malformed: not an array
+        of numbers, another shape than ``labels``, values other than 0/1.
+    TypeError, ValueError
+        Naming ``labels`` (real numbers, 1-D, no NaN), ``batch_size_per_image`` (an int >= 0) or
+        ``positive_fraction`` (a finite real in [0, 1]).
     """
-    lab = np.asarray(labels)
-    p = np.asarray(pos_mask)
-    q = np.asarray(neg_mask)
-    for name, v in (("pos_mask", p), ("neg_mask", q)):
-        if v.shape != lab.shape:
-            raise AssertionError(f"{name} has shape {v.shape}; labels have shape {lab.shape}")
-        if v.dtype != bool and not np.isin(v, (0, 1)).all():
-            raise AssertionError(f"{name} is not a 0/1 mask: values {np.unique(v)[:5].tolist()}")
-    p, q = p.astype(bool), q.astype(bool)
+    lab = _checks.as_array(labels, "labels")       # ints or floats (torchvision's labels are float)
+    if lab.ndim != 1:
+        raise ValueError(f"`labels` must be 1-D with shape (N,); got shape {lab.shape}")
+    if lab.dtype.kind == "f":
+        _checks.check_finite(lab, "labels", allow_inf=True)
+    batch_size_per_image = _checks.check_int(batch_size_per_image, "batch_size_per_image", low=0)
+    positive_fraction = _checks.check_probability(positive_fraction, "positive_fraction")
+    p = result_mask(pos_mask, "pos_mask", lab.shape, "one bool per label")
+    q = result_mask(neg_mask, "neg_mask", lab.shape, "one bool per label")
     both = np.flatnonzero(p & q)
     if both.size:
         raise AssertionError(f"anchor {both[0]} is in both pos_mask and neg_mask (label {lab[both[0]]})")

@@ -15,6 +15,9 @@ import itertools
 
 import numpy as np
 
+from refdet import _checks
+from refdet.testing._malformed import result_indices
+
 __all__ = ["assert_nms_equal", "explain_nms_difference"]
 
 _VARIANTS = {
@@ -97,14 +100,21 @@ def _box_story(name, idx, boxes, scores, kept_before, thr, side):
 
 
 def explain_nms_difference(keep, expected, boxes, scores, *, iou_threshold=None):
-    """The explanation text of :func:`assert_nms_equal`, or ``None`` when the results are equal."""
-    keep = np.asarray(keep).astype(np.int64).ravel()
-    expected = np.asarray(expected).astype(np.int64).ravel()
+    """The explanation text of :func:`assert_nms_equal`, or ``None`` when the results are equal.
+
+    Raises AssertionError when ``keep`` or ``expected`` is not a list of distinct box indices (see
+    :func:`assert_nms_equal`), TypeError / ValueError naming ``boxes``, ``scores`` or
+    ``iou_threshold`` when those are malformed.
+    """
+    b = _checks.as_boxes(boxes, "boxes")
+    s = _checks.as_scores(scores, "scores", n=len(b), allow_nan=True)
+    if iou_threshold is not None:
+        iou_threshold = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
+    what = f"indices of kept boxes, 0 .. N - 1 with N = {len(b)}"
+    keep = result_indices(keep, "`keep` (the result under test)", n=len(b), what=what, unique=True)
+    expected = result_indices(expected, "`expected`", n=len(b), what=what, unique=True)
     if np.array_equal(keep, expected):
         return None
-    b = np.asarray(boxes)
-    b = b.astype(np.float32 if b.dtype in (np.float32, np.float16) else np.float64)
-    s = np.asarray(scores)
     n = min(len(keep), len(expected))
     diff = np.flatnonzero(keep[:n] != expected[:n])
     k = int(diff[0]) if diff.size else n
@@ -150,7 +160,9 @@ def assert_nms_equal(keep, expected, boxes, scores, *, iou_threshold=None):
     Parameters
     ----------
     keep : array-like of int, shape (K,)
-        The result under test (a torch tensor works too).
+        The result under test (a torch tensor works too). Anything but distinct box indices in
+        ``[0, N)`` (``None``, a string, a 2-D array, a fraction, an index out of range, a repeated
+        index) is itself a failure: an AssertionError saying what is malformed.
     expected : array-like of int, shape (K',)
         The reference result (for instance ``refdet.nms(boxes, scores, thr)``).
     boxes : ndarray, shape (N, 4), xyxy

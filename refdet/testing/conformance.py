@@ -53,6 +53,9 @@ from typing import Optional
 
 import numpy as np
 
+from refdet import _checks
+from refdet import conventions
+
 __all__ = ["ConformanceReport", "CHECKS", "check_nms", "check_batched_nms", "check_box_iou",
            "check_generalized_box_iou", "check_match", "check_encode_decode", "check_encode", "check_decode",
            "check_anchors", "check_focal_loss", "check_relu", "check_conv2d", "check_sample_balanced"]
@@ -73,7 +76,8 @@ class ConformanceReport:
         Cases run and cases on which the implementation agreed with refdet.
     worst_error : float
         The largest disagreement seen, in ``unit`` (ULPs for floating results, differing elements
-        for indices and labels, pixels for anchors); 0 when everything agreed exactly.
+        for indices and labels, pixels for anchors); 0 when everything agreed exactly; NaN when the
+        implementation answered NaN where refdet did not (a documented answer: the report says so).
     unit : str
     first_mismatch : str or None
         The explanation of the first disagreeing case (which case, then the comparator's text).
@@ -132,10 +136,18 @@ def _short(case):
     return one(case)
 
 
+#: the conventions op whose profiles a check's ``convention`` names, where the check's op name differs
+_CONVENTION_OPS = {"anchors": "pyramid_anchors", "yolo_nms": "yolo_non_max_suppression"}
+
+
 class _Runner:
     """Runs golden and hypothesis cases through ``compare(case) -> (error, explanation or None)``."""
 
     def __init__(self, op, unit, convention, compare, progress=None):
+        _checks.check_callable(progress, "progress")
+        registered = _CONVENTION_OPS.get(op, op)
+        if registered in conventions._REGISTRY:      # a bogus `convention` is a usage error, not 100 mismatches
+            conventions.resolve(registered, convention)
         self.report = ConformanceReport(op, unit=unit, convention=convention)
         self.compare = compare
         self.progress = progress
@@ -161,6 +173,10 @@ class _Runner:
             self.progress(rep)
 
     def run(self, golden, strategy, n_cases, seed):
+        # a case costs a call of the implementation: refuse a count no run could finish
+        n_cases = _checks.check_int(n_cases, "n_cases", low=0)
+        _checks.check_allocation(n_cases, 8, "hypothesis cases", name="n_cases")
+        seed = _checks.check_int(seed, "seed")
         for label, case in golden:
             self.one(f"golden case '{label}'", case)
         if n_cases and strategy is not None:
@@ -191,7 +207,7 @@ def _hypothesis_cases(strategy, n, seed, body):
 
 
 def _finish(report, raise_on_failure):
-    if raise_on_failure and not report.ok:
+    if _checks.check_bool(raise_on_failure, "raise_on_failure") and not report.ok:
         raise AssertionError(str(report))
     return report
 
@@ -330,6 +346,7 @@ def check_nms(fn, *, convention="torchvision", n_cases=100, seed=0, dtype=np.flo
     """
     from refdet.testing import strategies as rst
 
+    dtype = _checks.check_float_dtype(dtype)
     r = _Runner("nms", "positions", convention, _nms_compare(fn, convention, False), progress)
     return _finish(r.run(_nms_golden(dtype), _nms_strategy(dtype), n_cases, seed), raise_on_failure)
 
@@ -362,6 +379,7 @@ def check_batched_nms(fn, *, convention="torchvision", n_cases=100, seed=0, dtyp
 
     from refdet.testing import strategies as rst
 
+    dtype = _checks.check_float_dtype(dtype)
     golden = [(name + ", one class", (b, s, np.zeros(len(s), np.int64), t)) for name, (b, s, t) in _nms_golden(dtype)]
     # disjoint boxes with equal scores in alternating classes: ties across classes come lowest index first
     golden.append(("tied scores across classes", (np.array([[0, 0, 1, 1], [5, 5, 6, 6], [10, 10, 11, 11],
@@ -484,6 +502,10 @@ def check_match(fn, *, high=0.7, low=0.3, allow_low_quality_matches=True, conven
     from refdet.testing.compare_match import assert_matches_equal
     from refdet.testing import strategies as rst
 
+    high = _checks.check_unit_threshold(high, "high")
+    low = _checks.check_unit_threshold(low, "low")
+    allow_low_quality_matches = _checks.check_bool(allow_low_quality_matches, "allow_low_quality_matches")
+
     def compare(q):
         expected = match(q, high=high, low=low, allow_low_quality_matches=allow_low_quality_matches,
                          convention=convention)
@@ -550,7 +572,7 @@ def check_encode_decode(encode=None, decode=None, *, weights=(1.0, 1.0, 1.0, 1.0
         reports[1] = check_decode(decode, weights=weights, convention=convention, max_ulps=max_ulps,
                                   n_cases=n_cases, seed=seed, raise_on_failure=False, progress=progress)
     bad = [r for r in reports if r is not None and not r.ok]
-    if raise_on_failure and bad:
+    if _checks.check_bool(raise_on_failure, "raise_on_failure") and bad:
         raise AssertionError("\n\n".join(str(r) for r in bad))
     return tuple(reports)
 
@@ -651,6 +673,8 @@ def check_anchors(fn, *, convention="torchvision", atol=1e-3, n_cases=60, seed=0
     from refdet.testing.compare_anchors import explain_anchor_difference
     from refdet.testing import strategies as rst
 
+    atol = _checks.check_positive(atol, "atol", strict=False)
+
     def compare(cfg):
         expected, _ = pyramid_anchors(cfg["image_size"], cfg["feature_sizes"], cfg["strides"], cfg["sizes"],
                                       cfg["aspect_ratios"], convention=convention)
@@ -707,6 +731,9 @@ def check_focal_loss(fn, *, grad=None, alpha=0.25, gamma=2.0, n_cases=100, seed=
 
     from refdet.losses import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
     from refdet.testing.compare_floats import explain_float_difference, ulp_distance
+
+    alpha = _checks.check_focal_alpha(alpha, "alpha")
+    gamma = _checks.check_positive(gamma, "gamma", strict=False)
     from refdet.testing import strategies as rst
 
     extra = [("alpha=-1: no alpha weighting (alpha_t missing)", {"alpha": -1}),
@@ -908,6 +935,10 @@ def check_sample_balanced(fn, *, batch_size_per_image=256, positive_fraction=0.5
     from refdet.testing.compare_match import assert_sample_valid
     from refdet.testing import strategies as rst
 
+    batch_size_per_image = _checks.check_int(batch_size_per_image, "batch_size_per_image", low=0)
+    _checks.check_allocation(batch_size_per_image, 8, "golden labels", name="batch_size_per_image")
+    positive_fraction = _checks.check_probability(positive_fraction, "positive_fraction")
+
     def compare(labels):
         out = fn(labels.copy())
         pos, neg = (_np(v) for v in out)
@@ -1098,6 +1129,7 @@ def check_roi_align(fn, *, convention="torchvision", spatial_scales=None, n_case
     ``grid_h * grid_w < 0`` sizes a ``std::vector``; onnxruntime's ``RoiAlign`` reports an integer
     overflow there) count as agreeing when ``fn`` raises for them; any other exception is a mismatch.
     """
+    conventions.resolve("roi_align", convention)       # a bad `convention` named before any case runs
     from refdet.roi import roi_align
     from refdet.testing import strategies_roi as rsr
 
@@ -1275,6 +1307,7 @@ def check_assign_roi_levels(fn, *, convention="torchvision", min_level=2, max_le
     (canonical size, canonical level, eps inside or after the log2, +1 widths).
     ``worst_error`` counts differing RoIs.
     """
+    conventions.resolve("assign_roi_levels", convention)       # a bad `convention` named before any case runs
     from hypothesis import strategies as st
 
     from refdet.roi import assign_roi_levels
@@ -1374,6 +1407,7 @@ def check_filter_proposals(fn, *, convention="torchvision", n_cases=30, seed=0, 
     (NMS per level or over all, small-box rule, score kind, top-k scope, score threshold, the NMS rule).
     ``worst_error`` counts images that differ.
     """
+    conventions.resolve("filter_proposals", convention)       # a bad `convention` named before any case runs
     from refdet.proposals import filter_proposals
     from refdet.testing import strategies_roi as rsr
 

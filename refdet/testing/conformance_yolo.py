@@ -1019,7 +1019,12 @@ def check_varifocal_loss(fn, *, grad=None, dtypes=(np.float64, np.float32), alph
     """
     from hypothesis import strategies as st
 
+    from refdet import _checks
     from refdet.yolo import losses as L
+
+    alpha, gamma = _checks.check_real(alpha, "alpha"), _checks.check_real(gamma, "gamma")   # named up front
+    if alpha < 0 or gamma < 0:
+        raise ValueError(f"`alpha` and `gamma` must be >= 0; got alpha={alpha}, gamma={gamma}")
 
     def fwd(z, q, lab):
         return L.varifocal_loss_forward(z, q, labels=lab, alpha=alpha, gamma=gamma)[0]

@@ -293,6 +293,10 @@ def _selected(label, name, wrt):
     return False
 
 
+def _shapes(leaves):
+    return ", ".join(f"{_path_str('out', p)}: {s}" for p, s in leaves.items()) or "no float arrays"
+
+
 def check_gradients(forward, backward, inputs, *, kwargs=None, upstream=None, eps=1e-6, rtol=1e-5,
                     atol=1e-6, rng=None, wrt=None, grads_map=None, max_elements=None, check_dtype=True,
                     raise_on_failure=True):
@@ -348,6 +352,11 @@ def check_gradients(forward, backward, inputs, *, kwargs=None, upstream=None, ep
     atol = _checks.check_positive(atol, "atol", strict=False)
     if not callable(forward) or not callable(backward):
         raise TypeError("`forward` and `backward` must be callables")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"`kwargs` must be a dict of the forward's keyword options; got {_checks._describe(kwargs)}")
+    check_dtype = _checks.check_bool(check_dtype, "check_dtype")
+    raise_on_failure = _checks.check_bool(raise_on_failure, "raise_on_failure")
+    _checks.check_callable(grads_map, "grads_map")
     kwargs = dict(kwargs or {})
     if isinstance(inputs, dict):
         names = list(inputs)
@@ -361,6 +370,8 @@ def check_gradients(forward, backward, inputs, *, kwargs=None, upstream=None, ep
         raise TypeError(f"`inputs` must be a tuple/list of positional arguments or a dict of keyword "
                         f"arguments; got {type(inputs).__name__}")
     if wrt is not None:
+        if not isinstance(wrt, str) and not (hasattr(wrt, "__iter__") and all(isinstance(w, str) for w in wrt)):
+            raise TypeError(f"`wrt` must be an input name or a list of them; got {_checks._describe(wrt)}")
         wrt = [wrt] if isinstance(wrt, str) else list(wrt)
     if max_elements is not None:
         max_elements = _checks.check_int(max_elements, "max_elements", low=1)
@@ -376,7 +387,10 @@ def check_gradients(forward, backward, inputs, *, kwargs=None, upstream=None, ep
 
     problems = []
     pristine = _snapshot(values)
-    res = call()
+    try:
+        res = call()
+    except (TypeError, ValueError) as exc:  # the forward's own validation: say which inputs it refused
+        raise type(exc)(f"`forward` refused `inputs` (and `kwargs`): {exc}") from exc
     if not (isinstance(res, tuple) and len(res) == 2):
         raise TypeError(f"`forward` must return (out, cache); got {type(res).__name__}")
     out, cache = res
@@ -390,6 +404,11 @@ def check_gradients(forward, backward, inputs, *, kwargs=None, upstream=None, ep
         dout = _map(out, draw, scalars=True, other=lambda p, v: None)
     else:
         dout = upstream
+        want = {p: np.shape(v) for p, v in _leaves(out, scalars=True)}
+        got = {p: np.shape(v) for p, v in _leaves(dout, scalars=True)}
+        if want != got:
+            raise ValueError(f"`upstream` must have the structure and shapes of the forward's output "
+                             f"({_shapes(want)}); got {_shapes(got)}")
     dout_leaves = {p: u for p, u in _leaves(dout, scalars=True)}
     dout_before = _snapshot(dout)
     grads = backward(dout, cache)

@@ -65,8 +65,8 @@ def check_sizes_match_image(feature_sizes, strides, image_size, name="feature_si
     for lvl, ((h, w), s) in enumerate(zip(feature_sizes, strides)):
         want = (math.ceil(ih / s), math.ceil(iw / s))
         if (h, w) != want:
-            raise ValueError(f"`{name}[{lvl}]` = {(h, w)} does not match image_size {(ih, iw)} at stride "
-                             f"{s:g}: expected ceil(image / stride) = {want}")
+            raise ValueError(f"`{name}[{lvl}]` = {(h, w)} does not match image_size {(ih, iw)} at stride {s:g} "
+                             f"(`image_size`, `strides[{lvl}]`): expected ceil(image / stride) = {want}")
 
 
 def as_gt_batch(gt_boxes, gt_labels, gt_mask, *, num_classes=None, dtype=None):

@@ -298,7 +298,7 @@ class EvolvedAnchors(NamedTuple):
 
 
 def kmean_anchors(wh, n: int = 9, *, img_size: float = 640, thr: float = 4.0, gen: int = 1000,
-                  rng=None, kmeans_iter: int = 30) -> EvolvedAnchors:
+                  rng=None, kmeans_iter: int = 30, max_elements: Optional[int] = None) -> EvolvedAnchors:
     """YOLOv5 ``utils/autoanchor.py kmean_anchors``: k-means, then genetic evolution of anchors.
 
     1. Keep the sizes with at least one side >= 2 pixels (``(wh >= 2).any(1)``).
@@ -328,6 +328,9 @@ def kmean_anchors(wh, n: int = 9, *, img_size: float = 640, thr: float = 4.0, ge
         result is a function of ``(wh, n, ..., rng)``.
     kmeans_iter : int
         scipy ``kmeans(iter=...)``: number of k-means restarts, the best distortion kept.
+    max_elements : int, optional
+        Cap on the loop counts ``gen`` and ``kmeans_iter`` (default
+        :data:`refdet._checks.MAX_ELEMENTS`): a larger count is a ValueError before the loop starts.
 
     Returns
     -------
@@ -347,13 +350,15 @@ def kmean_anchors(wh, n: int = 9, *, img_size: float = 640, thr: float = 4.0, ge
     img_size = _checks.check_positive(img_size, "img_size")
     gen = _checks.check_int(gen, "gen", low=0)
     kmeans_iter = _checks.check_int(kmeans_iter, "kmeans_iter", low=1)
+    _checks.check_allocation(gen, 8, "generations of evolution", name="gen", limit=max_elements)
+    _checks.check_allocation(kmeans_iter, 8, "k-means restarts", name="kmeans_iter", limit=max_elements)
     thr = _checks.check_real(thr, "thr")
     if thr <= 1:
         raise ValueError(f"`thr` must be > 1 (a ratio threshold); got {thr}")
     g = _checks.as_rng(rng)
     x = x0[(x0 >= 2.0).any(axis=1)]
     if x.shape[0] < n:
-        raise ValueError(f"`wh` must hold at least n = {n} sizes with a side >= 2 pixels; got {x.shape[0]}")
+        raise ValueError(f"`wh` must hold at least n = {n} sizes (`n`) with a side >= 2 pixels; got {x.shape[0]}")
     s = x.astype(np.float64).std(axis=0)
     ok = bool(np.all(s > 0))
     k = None

@@ -52,7 +52,7 @@ class Assignment(NamedTuple):
         return self.gt_index >= 0
 
 
-def target_scores(assignment: Assignment, num_classes: int) -> np.ndarray:
+def target_scores(assignment: Assignment, num_classes: int, *, max_elements: Optional[int] = None) -> np.ndarray:
     """``(..., N, K)`` soft classification targets: ``quality`` at the matched class, 0 elsewhere.
 
     This is ultralytics' ``target_scores`` (``one_hot(label) * fg * norm_align_metric``) for TAL and
@@ -61,6 +61,8 @@ def target_scores(assignment: Assignment, num_classes: int) -> np.ndarray:
     if not isinstance(assignment, Assignment):
         raise TypeError(f"`assignment` must be an Assignment; got {type(assignment).__name__}")
     k = _checks.check_int(num_classes, "num_classes", low=1)
+    _checks.check_allocation(int(np.prod(assignment.labels.shape)) * k, 8, "one-hot target scores",
+                             name="num_classes", limit=max_elements)
     lab = assignment.labels
     out = np.zeros(lab.shape + (k,), dtype=assignment.quality.dtype)
     fg = assignment.gt_index >= 0
@@ -79,7 +81,7 @@ def _empty(shape_bn, num_classes, dt):
 # ------------------------------------------------------------------------------------------------
 
 def _check_min_side(v):
-    if v is None or v == "second_stride":
+    if v is None or (isinstance(v, str) and v == "second_stride"):
         return v
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v > 0:
         raise ValueError(f"`min_side` must be None, 'second_stride' or a positive number; got {v!r}")
@@ -94,9 +96,9 @@ conventions.register("task_aligned_assign", {
     "topk": conventions.integer("anchors with the largest alignment kept per ground truth", low=1,
                                 source="TOOD sec. 3.2 (m = 13); ultralytics TaskAlignedAssigner(topk=13), "
                                        "v8DetectionLoss passes 10"),
-    "alpha": conventions.number("exponent of the class score s in t = s^alpha u^beta", low=0.0,
+    "alpha": conventions.number("exponent of the class score s in t = s^alpha u^beta", low=0.0, high=1e6,
                                 source="TOOD eq. 2; ultralytics default 1.0, v8DetectionLoss passes 0.5"),
-    "beta": conventions.number("exponent of the overlap u in t = s^alpha u^beta", low=0.0,
+    "beta": conventions.number("exponent of the overlap u in t = s^alpha u^beta", low=0.0, high=1e6,
                                source="TOOD eq. 2 (beta = 6)"),
     "eps": conventions.number("margin of the strict centre-in-box test and of the normalisation's "
                               "denominator", low=0.0, source="ultralytics utils/tal.py (1e-9)"),
@@ -396,7 +398,7 @@ def simota_assign(pred_scores, pred_boxes, points, strides, gt_labels, gt_boxes,
     g = _checks.as_boxes(gt_boxes, "gt_boxes")
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0, high=K - 1)
     ctopk = _checks.check_int(candidate_topk, "candidate_topk", low=1)
-    wi = _checks.check_real(iou_weight, "iou_weight")
+    wi = _checks.check_positive(iou_weight, "iou_weight", strict=False)
     wc = _checks.check_real(cls_weight, "cls_weight")
     dt = _common.common_dtype(ps, pb, pts, st, g)
     ps, pb, pts, st, g = _common.same_dtype(dt, ps, pb, pts, st, g)
@@ -500,9 +502,10 @@ def atss_assign(anchors, num_level_anchors: Sequence[int], gt_labels, gt_boxes, 
     """
     a = _checks.as_boxes(anchors, "anchors")
     g = _checks.as_boxes(gt_boxes, "gt_boxes")
-    K = _checks.check_int(num_classes, "num_classes", low=1)
+    K = _checks.check_int(num_classes, "num_classes", low=1, high=_checks.MAX_CLASSES)
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0, high=K - 1)
     k = _checks.check_int(topk, "topk", low=1)
+    num_level_anchors = _checks.check_sequence(num_level_anchors, "num_level_anchors", "a list of one count per level")
     ce = _checks.check_real(center_eps, "center_eps")
     ddof = _checks.check_int(ddof, "ddof", low=0, high=1)
     nl = [_checks.check_int(v, f"num_level_anchors[{i}]", low=0) for i, v in enumerate(num_level_anchors)]

@@ -293,7 +293,7 @@ def _dfl_logits(logits, reg_max):
     if z.ndim >= 2 and z.shape[-2:] == (4, R):
         return z, z, R
     if z.ndim == 0 or z.shape[-1] != 4 * R:
-        raise ValueError(f"`logits` must have last dimension 4 * reg_max = {4 * R} (side-major l, t, r, b) "
+        raise ValueError(f"`logits` must have last dimension 4 * reg_max = {4 * R} (`reg_max` = {R}; side-major l, t, r, b) "
                          f"or shape (..., 4, {R}); got {z.shape}")
     return z, z.reshape(z.shape[:-1] + (4, R)), R
 

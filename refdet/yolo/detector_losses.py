@@ -38,7 +38,7 @@ from refdet.yolo import _common
 from refdet.yolo.assign import Assignment, target_scores, task_aligned_assign
 from refdet.yolo.decode import bbox2dist, dfl_backward, dfl_forward, dist2bbox_backward, dist2bbox_forward
 from refdet.yolo.losses import distribution_focal_loss_backward, distribution_focal_loss_forward
-from refdet.yolo.targets import yolov3_assign, yolov5_build_targets
+from refdet.yolo.targets import YOLOv5LevelTargets, yolov3_assign, yolov5_build_targets
 
 __all__ = [
     "YOLOLoss", "V8Loss", "YOLOLossGrads", "V8LossGrads",
@@ -162,6 +162,10 @@ def yolov3_loss_forward(preds: Sequence, gt_boxes: Sequence, gt_labels: Sequence
     ih, iw = _checks.check_image_size(image_size)
     B, A = P[0].shape[:2]
     K = P[0].shape[-1] - 5
+    gt_boxes = _checks.check_sequence(gt_boxes, "gt_boxes", "a list of one (M, 4) array per image")
+    gt_labels = _checks.check_sequence(gt_labels, "gt_labels", "a list of one (M,) array per image")
+    if assignments is not None:
+        assignments = _checks.check_sequence(assignments, "assignments", "a list (per image) of lists of levels")
     if len(gt_boxes) != B or len(gt_labels) != B:
         raise ValueError(f"`gt_boxes` and `gt_labels` must hold one entry per image ({B}); "
                          f"got {len(gt_boxes)} and {len(gt_labels)}")
@@ -173,6 +177,9 @@ def yolov3_loss_forward(preds: Sequence, gt_boxes: Sequence, gt_labels: Sequence
             pbx = []
             for lvl, p in enumerate(P):
                 box, _ = yolov3_decode_forward(p[b:b + 1, ..., :4], a[lvl], st[lvl])
+                if not np.isfinite(box).all():
+                    raise ValueError(f"`preds[{lvl}]` (image {b}) decodes to non-finite boxes: exp of a width or "
+                                     f"height logit (max {float(p[b, ..., 2:4].max()):g}) overflows {dt}")
                 pbx.append(_common.cxcywh_to_xyxy(box[0]))
             assignments.append(yolov3_assign(gt_boxes[b], gt_labels[b], a, st, sizes, num_classes=K,
                                              pred_boxes=pbx, ignore_thresh=ignore_thresh))
@@ -289,6 +296,10 @@ def yolov5_loss_forward(preds: Sequence, targets, anchors, strides: Sequence[flo
     Returns
     -------
     loss : YOLOLoss
+        NaN (YOLOv5's own answer, documented) when a responsible prediction's width and height both
+        decode to exactly 0 (``(2 sigmoid(t))^2`` underflows for logits below about -88 in float32):
+        YOLOv5's ``bbox_iou(xywh=True, CIoU=True)`` has no eps on those heights, so its aspect term is
+        ``atan(0 / 0)``.
     cache
     """
     a = _common.floats(anchors, "anchors")
@@ -304,6 +315,8 @@ def yolov5_loss_forward(preds: Sequence, targets, anchors, strides: Sequence[flo
     K = P[0].shape[-1] - 5
     if balance is None:
         balance = [4.0, 1.0, 0.4] if L == 3 else [4.0, 1.0, 0.25, 0.06, 0.02][:L]
+    balance = _checks.check_sequence(balance, "balance", "a list of one weight per level")
+    sort_obj_iou = _checks.check_bool(sort_obj_iou, "sort_obj_iou")
     bal = [_checks.check_real(v, f"balance[{i}]") for i, v in enumerate(balance)]
     if len(bal) != L:
         raise ValueError(f"`balance` must give one weight per level ({L}); got {len(bal)}")
@@ -316,9 +329,16 @@ def yolov5_loss_forward(preds: Sequence, targets, anchors, strides: Sequence[flo
     if build is None:
         tg = _common.floats(targets, "targets").astype(dt, copy=False)
         build = yolov5_build_targets(tg, ag, [p.shape[2:4] for p in P], batch_size=B, anchor_t=anchor_t)
-    elif len(build) != L:
-        raise ValueError(f"`build` must hold one YOLOv5LevelTargets per level ({L}); got {len(build)}")
+    else:
+        build = _checks.check_sequence(build, "build", "a list of one YOLOv5LevelTargets per level")
+        if len(build) != L:
+            raise ValueError(f"`build` must hold one YOLOv5LevelTargets per level ({L}); got {len(build)}")
+        for i, bt in enumerate(build):
+            if not isinstance(bt, YOLOv5LevelTargets):
+                raise TypeError(f"`build[{i}]` must be a YOLOv5LevelTargets (yolov5_build_targets); got "
+                                f"{type(bt).__name__}")
     if obj_targets is not None:
+        obj_targets = _checks.check_sequence(obj_targets, "obj_targets", "a list of one array per level")
         if len(obj_targets) != L:
             raise ValueError(f"`obj_targets` must hold one array per level ({L}); got {len(obj_targets)}")
         obj_targets = [_common.floats(o, f"obj_targets[{i}]").astype(dt, copy=False) for i, o in enumerate(obj_targets)]
@@ -469,7 +489,7 @@ def v8_detection_loss_forward(pred_dist, pred_scores, anchor_points, stride_tens
     R = _common.check_reg_max(reg_max)
     pd = _common.floats(pred_dist, "pred_dist")
     if pd.ndim != 3 or pd.shape[-1] != 4 * R:
-        raise ValueError(f"`pred_dist` must have shape (B, N, 4 * reg_max = {4 * R}); got {pd.shape}")
+        raise ValueError(f"`pred_dist` must have shape (B, N, 4 * reg_max = {4 * R}) (`reg_max` = {R}); got {pd.shape}")
     B, N = pd.shape[:2]
     sc = _common.floats(pred_scores, "pred_scores")
     if sc.ndim != 3 or sc.shape[:2] != (B, N):

@@ -232,6 +232,9 @@ def distribution_focal_loss_forward(logits, targets, *, reduction: str = "none",
     z, y = z.astype(dt, copy=False), y.astype(dt, copy=False)
     T = dt.type
     if s.clamp_margin is not None:
+        if not s.clamp_margin < R - 1:
+            raise ValueError(f"`clamp_margin` must be < R - 1 = {R - 1} (targets clamp to [0, R - 1 - margin]); "
+                             f"got {s.clamp_margin}")
         y = np.clip(y, T(0), T(R - 1 - s.clamp_margin))
     elif y.size and (y.min() < 0 or y.max() >= R - 1):
         raise ValueError(f"`targets` must lie in [0, R - 1) = [0, {R - 1}) without clamping (mmdet); "

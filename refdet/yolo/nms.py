@@ -142,10 +142,12 @@ def yolo_non_max_suppression(prediction, conf_thres: float = 0.25, iou_thres: fl
     K = nc or (C - head)
     if K < 1 or head + K > C:
         raise ValueError(f"`prediction` has {C} channels: too few for the box, {'objectness, ' if s.objectness else ''}"
-                         f"and nc = {K} classes")
+                         f"and `nc` = {K} classes")
     cls_filter = None
     if classes is not None:
-        cls_filter = np.asarray([_checks.check_int(c, "classes[]", low=0) for c in classes], dtype=np.int64)
+        classes = _checks.check_sequence(classes, "classes", "a list of class ids (or None)")
+        cls_filter = np.asarray([_checks.check_int(c, f"classes[{i}]", low=0) for i, c in enumerate(classes)],
+                                dtype=np.int64)
     multi = bool(multi_label) and K > 1
     dt = x_all.dtype
     T = dt.type
@@ -213,7 +215,7 @@ conventions.register("diou_nms", {
     "paper": {"beta": 1.0, "inclusive": True},
     "darknet": {"beta": 0.6, "inclusive": False},
 }, knobs={
-    "beta": conventions.number("exponent of the distance penalty (rho^2 / c^2)^beta", low=0.0,
+    "beta": conventions.number("exponent of the distance penalty (rho^2 / c^2)^beta", low=0.0, high=1e6,
                                source="DIoU paper eq. 12 (beta = 1); darknet beta_nms = 0.6"),
     "inclusive": conventions.flag("suppress when IoU - penalty >= thr (paper) or > thr (darknet)",
                                   source="DIoU paper eq. 12; darknet diounms_sort"),
@@ -235,7 +237,8 @@ def diou_nms(boxes, scores, iou_threshold: float, *, idxs=None, convention="pape
     boxes : ndarray, shape (N, 4)
         xyxy.
     scores : ndarray, shape (N,)
-    iou_threshold : float
+    iou_threshold : float in [0, 1]
+        Outside [0, 1] or NaN: ValueError (as :func:`refdet.nms`).
     idxs : ndarray of int, shape (N,), optional
         Class of each box: suppression only within a class (darknet runs it per class).
     convention : {"paper", "darknet"}
@@ -254,7 +257,7 @@ def diou_nms(boxes, scores, iou_threshold: float, *, idxs=None, convention="pape
     s = conventions.resolve("diou_nms", convention, beta=beta, inclusive=inclusive)
     b = _checks.as_boxes(boxes, "boxes")
     sc = _checks.as_scores(scores, "scores", n=b.shape[0])
-    thr = _checks.check_real(iou_threshold, "iou_threshold")
+    thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     cl = None
     if idxs is not None:
         cl = _checks.as_int_labels(idxs, "idxs", n=b.shape[0])
@@ -344,8 +347,9 @@ def weighted_boxes_fusion(boxes_list: Sequence, scores_list: Sequence, labels_li
     w = np.ones(Tm) if weights is None else _checks.as_positive_vector(weights, "weights", allow_empty=True)
     if w.shape[0] != Tm:
         raise ValueError(f"`weights` must give one weight per model ({Tm}); got {w.shape[0]}")
-    thr = _checks.check_real(iou_thr, "iou_thr")
+    thr = _checks.check_unit_threshold(iou_thr, "iou_thr")
     skip = _checks.check_real(skip_box_thr, "skip_box_thr")
+    allows_overflow = _checks.check_bool(allows_overflow, "allows_overflow")
     _checks.check_choice(conf_type, "conf_type", ("avg", "max"))
     rows = []                                                                    # label, score, w, t, box
     for t in range(Tm):

@@ -117,13 +117,20 @@ def yolov3_assign(gt_boxes, gt_labels, anchors, strides: Sequence[float], featur
     L, A = a.shape[:2]
     st = _common.as_strides(strides, L)
     sizes = _levels(feature_sizes, L)
-    K = _checks.check_int(num_classes, "num_classes", low=1)
+    K = _checks.check_int(num_classes, "num_classes", low=1, high=_checks.MAX_CLASSES)
     g = _checks.as_boxes(gt_boxes, "gt_boxes")
+    if g.shape[0]:
+        flipped = (g[:, 2] < g[:, 0]) | (g[:, 3] < g[:, 1])
+        if flipped.any():
+            i = int(np.flatnonzero(flipped)[0])
+            raise ValueError(f"`gt_boxes` row {i} is flipped (x2 < x1 or y2 < y1): {g[i].tolist()}; its width and "
+                             f"height pick the best anchor")
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0, high=K - 1)
-    thr = _checks.check_real(ignore_thresh, "ignore_thresh")
+    thr = _checks.check_unit_threshold(ignore_thresh, "ignore_thresh", source="darknet compares an IoU with it")
     dt = _common.common_dtype(g, a)
     preds = None
     if pred_boxes is not None:
+        pred_boxes = _checks.check_sequence(pred_boxes, "pred_boxes", "a list of one array per level")
         if len(pred_boxes) != L:
             raise ValueError(f"`pred_boxes` must give one array per level ({L}); got {len(pred_boxes)}")
         preds = []
@@ -213,7 +220,8 @@ _OFF = np.array([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=np.float64)
 
 
 def yolov5_build_targets(targets, anchors, feature_sizes: Sequence, *, batch_size: Optional[int] = None,
-                         anchor_t: float = 4.0, bias: float = 0.5) -> List[YOLOv5LevelTargets]:
+                         anchor_t: float = 4.0, bias: float = 0.5,
+                         max_elements: Optional[int] = None) -> List[YOLOv5LevelTargets]:
     """YOLOv5's ``ComputeLoss.build_targets``: ratio test and neighbouring cells, vectorised.
 
     Per level (``H x W``, templates ``anchors[l]`` in grid units):
@@ -238,6 +246,9 @@ def yolov5_build_targets(targets, anchors, feature_sizes: Sequence, *, batch_siz
     feature_sizes : sequence of (H, W), length L
     batch_size : int, optional
         For the dense view (default: 1 + the largest image index, or 1).
+    max_elements : int, optional
+        Cap on the dense views (``B * A * H * W`` per level; default
+        :data:`refdet._checks.MAX_ELEMENTS`): more is a ValueError naming ``batch_size``.
     anchor_t : float
         > 1.
     bias : float
@@ -275,6 +286,8 @@ def yolov5_build_targets(targets, anchors, feature_sizes: Sequence, *, batch_siz
         (int(img.max()) + 1 if img.size else 1)
     if img.size and img.max() >= B:
         raise ValueError(f"`targets[:, 0]` (image index) must be < batch_size = {B}; got {img.max()}")
+    _checks.check_allocation(B * a.shape[1] * sum(h * w for h, w in sizes), 8, "dense per-cell targets",
+                             name="batch_size", limit=max_elements)
     dt = _common.common_dtype(tg, a)
     tg = tg.astype(dt, copy=False)
     T = dt.type

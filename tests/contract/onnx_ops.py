@@ -101,7 +101,7 @@ BAD = [
     Bad("onnx_ops.conv_transpose2d_forward", lambda r: ((_x(r), _x(r, (4, 2, 3, 3))), {}), ValueError,
         r"`w` must have shape \(C, F / groups, KH, KW\)"),
     Bad("onnx_ops.conv_transpose2d_backward", lambda r: ((_x(r), None), {}), TypeError, r"`cache`"),
-    Bad("onnx_ops.topk", lambda r: ((np.arange(3.0), 4), {}), ValueError, r"`k` must be <= the size of axis 0"),
+    Bad("onnx_ops.topk", lambda r: ((np.arange(3.0), 4), {}), ValueError, r"`k` must be <= the size of `axis` 0"),
     Bad("onnx_ops.softmax", lambda r: ((np.arange(3),), {}), TypeError, r"`x` must be a float16/float32/float64"),
     Bad("onnx_ops.softmax", lambda r: ((_x(r),), {"axis": 4}), ValueError, r"`axis` must lie in \[-4, 4\)"),
     Bad("onnx_ops.softmax_forward", lambda r: ((np.array([1.0, np.nan]),), {}), ValueError, r"`x`.*NaN"),
