@@ -499,18 +499,18 @@ def test_decode_overflow_and_zero_size_anchors_are_silent():
 
 
 def test_encode_degenerate_is_silent():
-    # log(0) = -inf (a zero-width box), x / 0 (a zero-width anchor), 0 / 0, and an overflowing offset:
-    # the answers torch gives, with no RuntimeWarning
+    # log(0) = -inf (a zero-width box), widths that overflow to inf (inf / inf = NaN), and an
+    # overflowing offset: the answers torch gives, with no RuntimeWarning
     import warnings
 
-    g = np.array([[5, 5, 5, 15.0], [0, 0, 10, 10], [1e300, 0, 1.5e300, 10]])
-    a = np.array([[0, 0, 10, 10.0], [5, 0, 5, 10], [0, 0, 1e-300, 10]])
+    g = np.array([[5, 5, 5, 15.0], [-1e308, 0, 1e308, 10], [1e300, 0, 1.5e300, 10]])
+    a = np.array([[0, 0, 10, 10.0], [-1e308, 0, 1e308, 10], [0, 0, 1e-300, 10]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         d = encode_boxes(g, a)
     assert d[0, 2] == -np.inf and d[0, 0] == 0
-    assert np.isnan(d[1, 0]) and d[1, 2] == np.inf       # (5 - 5) / 0 and log(10 / 0)
-    assert d[2, 0] == np.inf and d[2, 2] == np.inf       # 1.25e300 / 1e-300 overflows
+    assert np.isnan(d[1, 0]) and np.isnan(d[1, 2]) and d[1, 3] == 0   # x2 - x1 = inf for both
+    assert d[2, 0] == np.inf and d[2, 2] == np.inf                      # 1.25e300 / 1e-300 overflows
 
 
 def test_clamp_masks_at_and_around_the_clamp():
