@@ -695,3 +695,9 @@ def test_flags_named_in_errors_and_empty_details_dtypes():
                      ("max_iou", np.float64), ("forced", bool)):
         assert getattr(r, name).shape == (0,) and getattr(r, name).dtype == dt, name
     assert match(np.zeros((2, 0))).dtype == np.int64
+
+
+def test_column_argmax_row_loop_visits_every_gt():
+    # many positive columns take the row-by-row path of the column argmax: each gt row is visited
+    q = np.array([[0.1, 0.2, 0.6], [0.9, 0.8, 0.1], [0.3, 0.1, 0.7], [0.2, 0.85, 0.0]])
+    assert match(q, high=0.5, low=0.3, allow_low_quality_matches=False).tolist() == [1, 3, 2]
