@@ -197,7 +197,8 @@ def _guard_table(fn, eps):
     row 0, a tiny box with itself: I = U = 1e-8 (and C = U, rho = 0, v = 0): only the IoU term moves:
         eps_union 1e-8 / max(1e-8, eps), plus_eps 1e-8 / (1e-8 + eps), the others 1
     row 1, a point with itself: I = U = C = 0, rho = 0: 0/0 = NaN under "none", 0 under every other
-        guard (the IoU and the enclosing term are written or floored); CIoU's atan(0/0) is NaN anyway
+        guard (the IoU and the enclosing term are written or floored); CIoU's atan(0/0) is NaN, except
+        under the zero-writing guards, which write the point pair's CIoU as 0 (main, 12fcd50)
     row 2, [0,0,10,10] vs [5,5,15,15]: I = 25, U = 175, C = 15^2 = 225, rho^2 = 5^2 + 5^2 = 50,
         c^2 = 15^2 + 15^2 = 450, both square (v = 0): IoU 1/7 (plus_eps: 25 / (175 + eps))
     row 3, the flipped [10,0,0,10] (area -10 * 10 = -100) vs [0,0,10,10]: I = 0, U = -100 + 100 = 0:
@@ -227,10 +228,12 @@ def _guard_table(fn, eps):
             diou = [iou0, nan_or_0, iou2 - 50 / (450 + eps), nan_or_0, iou4 - 25 / (200 + eps), nan_or_0, nan_or_0]
             if fn == "distance_box_iou":
                 row = diou
-            else:  # CIoU: alpha v = 0 for equal aspect ratios; the points' atan(0/0) is NaN
+            else:  # CIoU: alpha v = 0 for equal aspect ratios; the points' atan(0/0) is NaN, except
+                # under the guards that write 0 (detectron2, TF, ONNX: the point pair's CIoU is 0)
                 v3 = _V4 * (math.pi / 2) ** 2
                 v4 = _V4 * (math.atan(-2) - math.pi / 4) ** 2
-                row = [diou[0], math.nan, diou[2], nan_or_0 - v3 * v3 / (1 - nan_or_0 + v3 + eps),
+                point = 0.0 if g in ("inter_gt_0", "skip_degenerate", "pfr") else math.nan
+                row = [diou[0], point, diou[2], nan_or_0 - v3 * v3 / (1 - nan_or_0 + v3 + eps),
                        diou[4] - v4 * v4 / (1 - iou4 + v4 + eps), nan_or_0, nan_or_0]
         out[g] = row
     return out
