@@ -198,7 +198,7 @@ def _guard_table(fn, eps):
         eps_union 1e-8 / max(1e-8, eps), plus_eps 1e-8 / (1e-8 + eps), the others 1
     row 1, a point with itself: I = U = C = 0, rho = 0: 0/0 = NaN under "none", 0 under every other
         guard (the IoU and the enclosing term are written or floored); CIoU's atan(0/0) is NaN, except
-        under the zero-writing guards, which write the point pair's CIoU as 0 (main, 12fcd50)
+        under the zero-writing guards, which write the point pair's CIoU as 0
     row 2, [0,0,10,10] vs [5,5,15,15]: I = 25, U = 175, C = 15^2 = 225, rho^2 = 5^2 + 5^2 = 50,
         c^2 = 15^2 + 15^2 = 450, both square (v = 0): IoU 1/7 (plus_eps: 25 / (175 + eps))
     row 3, the flipped [10,0,0,10] (area -10 * 10 = -100) vs [0,0,10,10]: I = 0, U = -100 + 100 = 0:
