@@ -494,10 +494,10 @@ def _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast):
     matches, forced_gt, vals, rowmax = _match_core(q, high, low, s, allow_low_quality_matches, allow_nan)
     if fast:
         return matches
-    argmax_gt = q.argmax(axis=0).astype(np.int64)
+    argmax_gt = q.argmax(axis=0).astype(np.int64)  # pragma: no mutate (argmax is int64 already)
     forced = forced_gt >= 0 if forced_gt is not None else np.zeros(n, bool)
     matched_gt = argmax_gt.copy()
-    if forced_gt is not None and s["low_quality"] != "all_ties_argmax_gt":
+    if forced_gt is not None and s["low_quality"] != "all_ties_argmax_gt":  # pragma: no mutate (there it is argmax_gt)
         matched_gt[forced] = forced_gt[forced]
     if rowmax is None:
         rowmax = q.max(axis=1)
