@@ -69,6 +69,8 @@ EXTRAS = {
     "hypothesis": ("test",),
     "pytest": ("test",),
     "ultralytics": ("yolo",),
+    "mutmut": ("mutation",),
+    "coverage": ("mutation",),
     "tensorflow_cpu": ("tensorflow",),     # the distribution tensorflow-cpu; its module is `tensorflow`
     "openvino": ("openvino",),
     "opencv_python_headless": ("opencv",),   # imported as cv2 (refdet verify opencv names the extra itself)
