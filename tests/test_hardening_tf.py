@@ -96,7 +96,8 @@ def test_huge_sizes_refused_before_allocating():
 
 
 @pytest.mark.parametrize("box, boxes, name", [
-    (None, np.zeros((2, 4)), "box"), (np.zeros(3), np.zeros((2, 4)), "box"), (np.zeros((1, 4)), np.zeros((2, 4)), "box"),
+    (None, np.zeros((2, 4)), "box"), (np.zeros(3), np.zeros((2, 4)), "box"),
+    (np.zeros((1, 4)), np.zeros((2, 4)), "box"),
     (np.zeros(4, bool), np.zeros((2, 4)), "box"), (np.zeros(4, object), np.zeros((2, 4)), "box"),
     (np.zeros(4), np.zeros(4), "boxes"), (np.zeros(4), np.zeros((2, 3)), "boxes"), (np.zeros(4), "abcd", "boxes")])
 def test_tf_iou_validates_its_boxes(box, boxes, name):

@@ -152,6 +152,11 @@ def tf_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """
     box = _checks.as_float_array(box, "box", ndim=1, last=4, finite=False)
     boxes = _checks.as_boxes(boxes, "boxes", finite=False)
+    return _tf_iou(box, boxes)
+
+
+def _tf_iou(box, boxes):
+    """:func:`tf_iou` on validated arrays (the NMS loops call it once per candidate)."""
     lo_i = np.minimum(box[[0, 1]], box[[2, 3]])                           # (2,) ymin, xmin
     hi_i = np.maximum(box[[0, 1]], box[[2, 3]])
     lo_j = np.minimum(boxes[:, [0, 1]], boxes[:, [2, 3]])                 # (M, 2)
@@ -222,7 +227,7 @@ def _soft_loop(b, s, k_max, thr, sthr, sigma, p):
         orig = cur = score[i]
         hard = False
         if begin < len(sel):
-            sims = tf_iou(b[i], b[np.array(sel[begin:][::-1])]).astype(s.dtype)   # newest first
+            sims = _tf_iou(b[i], b[np.array(sel[begin:][::-1])]).astype(s.dtype)   # newest first
             for sim in sims:
                 if soft:
                     cur = T(cur * _exp(scale * sim * sim))
@@ -259,12 +264,15 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: 
     scores : ndarray, shape (N,)
         NaN scores are never candidates (``NaN > score_threshold`` is false), as in TF.
     max_output_size : int >= 0
+        With ``pad_to_max_output_size``, a padded output above refdet's cap (2**28 entries) is refused
+        with a ValueError naming it (TF would allocate it).
     iou_threshold : float in [0, 1]
         Hard NMS drops a candidate whose IoU with a selected box is ``> iou_threshold``; unused by
         soft-NMS (TF validates it all the same).
     score_threshold : float
         Candidates need ``score > score_threshold``; in soft-NMS a decayed score ``<= score_threshold``
-        is dropped.
+        is dropped. Any real, ``+-inf`` included (TF checks only that it is a scalar:
+        ``NonMaxSuppressionV3Op::Compute``); NaN is refused (it would drop every box).
     soft_nms_sigma : float >= 0
         0: hard NMS (V3/V4). > 0: Gaussian soft-NMS ``score * exp(-0.5 iou^2 / sigma)`` (V5).
     pad_to_max_output_size : bool
@@ -337,7 +345,7 @@ def _per_class(b, s, size_per_class, thr, sthr, queue):
     sel = []
     while len(sel) < size_per_class and heap:
         _, i = _cxx.pop_heap(heap, less)
-        if sel and (tf_iou(b[i], b[np.array(sel)]) > thr).any():
+        if sel and (_tf_iou(b[i], b[np.array(sel)]) > thr).any():
             continue
         sel.append(i)
     return sel
@@ -362,8 +370,11 @@ def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_outp
         ``q = 1`` (one box shared by all classes) or ``q = K`` (a box per class); ``[y1, x1, y2, x2]``.
     scores : ndarray, shape (B, N, K)
     max_output_size_per_class, max_total_size : int > 0
+        TF requires ``max_total_size > 0``; outputs above refdet's cap (2**28 elements) are refused
+        with a ValueError naming ``max_total_size`` (TF only logs a warning above 10**6).
     iou_threshold : float in [0, 1]
     score_threshold : float
+        Any real, ``+-inf`` included (TF checks only that it is a scalar); NaN is refused.
     pad_per_class : bool
         False: the outputs have ``P = max_total_size`` rows. True: ``P = min(max_total_size,
         max_output_size_per_class * K)``.
