@@ -1,11 +1,13 @@
 """The whole Faster R-CNN training step as a gradient-check case (``refdet verify self``,
-:func:`refdet.testing.gradcheck_all`), registered when :mod:`refdet.faster_rcnn` is imported.
+:func:`refdet.testing.gradcheck_all`), registered when this module is imported: the self-check
+(:mod:`refdet._verify_selfcheck`) imports it, as it registers the YOLO step. (It sits above
+:mod:`refdet.detector`, which it builds the case with, so :mod:`refdet.faster_rcnn` does not import it.)
 """
 from __future__ import annotations
 
 import numpy as np
 
-from refdet.testing.gradcheck import register_gradcheck
+from refdet._gradcheck_registry import register_gradcheck
 
 
 class FasterRCNNStepCase:

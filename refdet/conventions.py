@@ -39,6 +39,11 @@ ultralytics   the ultralytics package 8.x (YOLOv8 / YOLO11 / YOLO26 code paths)
 yolov5        ultralytics/yolov5 (v7.0), also YOLOv7's copies of its utilities
 yolox         Megvii-BaseDetection/YOLOX (main)
 darknet       pjreddie/darknet and AlexeyAB/darknet (YOLOv2-v4)
+
+Other runtimes (issue 15, :data:`RUNTIME_PROFILES`; their operators are in :mod:`refdet.runtimes`):
+
+openvino      OpenVINO's CPU plugin (src/plugins/intel_cpu), where it differs from its reference
+opencv        OpenCV dnn (modules/dnn, modules/imgproc/src/nms.cpp)
 """
 from __future__ import annotations
 
@@ -51,8 +56,10 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 PROFILES = ("torchvision", "detectron2", "mmdet", "caffe", "tf", "onnx", "paper")
 #: Profiles of the YOLO family's own ops (refdet.yolo); an op may use these and PROFILES together.
 YOLO_PROFILES = ("ultralytics", "yolov5", "yolox", "darknet")
+#: Profiles of other runtimes (refdet.runtimes); an op may add them to its PROFILES.
+RUNTIME_PROFILES = ("openvino", "opencv")
 
-__all__ = ["PROFILES", "YOLO_PROFILES", "Option", "Profile", "ConventionTable", "flag", "choice", "number", "integer",
+__all__ = ["PROFILES", "YOLO_PROFILES", "RUNTIME_PROFILES", "Option", "Profile", "ConventionTable", "flag", "choice", "number", "integer",
            "option", "register", "resolve", "describe", "ops", "table_rst", "documented"]
 
 _REGISTRY: dict = {}
@@ -346,7 +353,7 @@ def register(op: str, profiles: dict, *, knobs: dict, doc: str = "") -> Conventi
     options = {k: _as_option(k, d, profiles, op) for k, d in knobs.items()}
     checked = {}
     for p, settings in profiles.items():
-        if p not in PROFILES and p not in YOLO_PROFILES:
+        if p not in PROFILES and p not in YOLO_PROFILES and p not in RUNTIME_PROFILES:
             raise ValueError(f"unknown profile {p!r} for op {op!r}")
         missing = set(options) - set(settings)
         extra = set(settings) - set(options)

@@ -332,6 +332,3 @@ def detect(det, params, x, *, score_threshold=0.05, nms_threshold=0.5, detection
                              convention="torchvision", score_thresh=score_threshold, nms_thresh=nms_threshold,
                              detections_per_img=detections_per_image)
     return [(bx, sc, lab - 1) for bx, sc, lab in zip(d.boxes, d.scores, d.labels)]
-
-
-from refdet import _faster_rcnn_gradcheck  # noqa: E402,F401  (registers the whole step's gradient check)

@@ -118,7 +118,11 @@ _NMS_SOURCES = (
 conventions.register(
     "nms",
     {"torchvision": dict(_TV), "detectron2": dict(_TV), "mmdet": dict(_TV), "caffe": dict(_CAFFE),
-     "tf": dict(_ONNX), "onnx": dict(_ONNX)},
+     "tf": dict(_ONNX), "onnx": dict(_ONNX),
+     # OpenVINO's CPU plugin suppresses at IoU >= threshold (nodes/non_max_suppression.cpp: JIT _CMP_GE_OS,
+     # scalar `iou >= iouThreshold`); its reference implementation and ONNX use '>'. Exact for
+     # thresholds > 0; at 0 and for zero-area boxes see refdet.runtimes.openvino.non_max_suppression
+     "openvino": dict(_ONNX, inclusive=True)},
     knobs=_NMS_OPTIONS, doc=_NMS_SOURCES)
 
 conventions.register(

@@ -8,6 +8,7 @@ import pytest
 
 import refdet
 import tests.contract as contract_pkg
+from tests._layouts import KINDS, with_layout
 
 _MODULES = [importlib.import_module(f"tests.contract.{m.name}")
             for m in pkgutil.iter_modules(contract_pkg.__path__)]
@@ -144,38 +145,7 @@ def test_bad_input_rejected_with_clear_error(bad):
         _func(bad.name)(*args, **kwargs)
 
 
-def _relayout(obj, kind):
-    """Every ndarray in obj as another memory layout of the same values (recursing into containers)."""
-    if isinstance(obj, np.ndarray):
-        if kind == "fortran":
-            return np.asfortranarray(obj)
-        if kind == "strided":         # every other element of a twice-as-long last axis: a strided view
-            if obj.ndim == 0:
-                return obj
-            big = np.zeros(obj.shape[:-1] + (2 * obj.shape[-1],), obj.dtype)
-            big[..., ::2] = obj
-            return big[..., ::2]
-        if kind == "readonly":
-            a = obj.copy()
-            a.setflags(write=False)
-            return a
-        if kind == "reversed":        # negative strides: a reversed copy read backwards
-            if obj.ndim == 0:
-                return obj
-            return obj[..., ::-1].copy()[..., ::-1]
-        raise ValueError(kind)
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(_relayout(o, kind) for o in obj))
-    if isinstance(obj, tuple):
-        return tuple(_relayout(o, kind) for o in obj)
-    if isinstance(obj, list):
-        return [_relayout(o, kind) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _relayout(v, kind) for k, v in obj.items()}
-    return obj
-
-
-@pytest.mark.parametrize("kind", ["fortran", "strided", "readonly", "reversed"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_results_do_not_depend_on_memory_layout(case, kind):
     """C-ordered, Fortran-ordered, strided, negatively strided and read-only views of the same values
@@ -183,5 +153,5 @@ def test_results_do_not_depend_on_memory_layout(case, kind):
     args, kwargs = case.make(np.random.default_rng(0))
     expected = _func(case.name)(*args, **kwargs)
     args2, kwargs2 = case.make(np.random.default_rng(0))
-    got = _func(case.name)(*_relayout(args2, kind), **_relayout(kwargs2, kind))
+    got = _func(case.name)(*with_layout(args2, kind), **with_layout(kwargs2, kind))
     assert _equal(expected, got), f"{case.name}: a {kind} input changes the result"

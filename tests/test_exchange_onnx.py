@@ -749,7 +749,7 @@ def test_box_head_export_runs_in_both_runtimes_like_refdet(levels, aligned, sr):
         assert want[:3].tolist() == [2, min(3, levels - 1), 2]      # 224 -> P4, 448 -> P5, sqrt(112 * 448) = 224
     # a RoIAlign convention mix-up is visible: refdet with the other `aligned` disagrees
     cfg_other = dict(json.loads({q.key: q.value for q in mp.metadata_props}["refdet.config"]), aligned=not aligned)
-    other = rx._models.box_head_reference(cfg_other, p, inputs)
+    other = rx._model_reference.box_head_reference(cfg_other, p, inputs)
     assert not np.allclose(other["class_logits"], got["class_logits"], atol=1e-4)
 
 

@@ -568,13 +568,13 @@ def test_fpn_samples_are_independent_and_backward_is_linear(sizes, batch, seed):
 # memory layout: C, Fortran, strided, reversed and read-only inputs give the same bits
 # ---------------------------------------------------------------------------------------------------
 
-from tests import _layout  # noqa: E402
+from tests import _layouts  # noqa: E402
 from tests.contract import fpn as _contract  # noqa: E402
 
 
 @pytest.mark.parametrize("case", _contract.CASES, ids=lambda c: c.name)
 def test_bits_do_not_depend_on_memory_layout(case):
-    _layout.assert_layout_independent(getattr(FP, case.name), case.make)
+    _layouts.assert_layout_independent(getattr(FP, case.name), case.make)
 
 
 def test_bits_do_not_depend_on_memory_layout_at_a_larger_size():
@@ -587,5 +587,5 @@ def test_bits_do_not_depend_on_memory_layout_at_a_larger_size():
         outs, cache = FP.fpn_forward(*args, **kw)
         return ([rng.standard_normal(o.shape) for o in outs], cache), {}
 
-    _layout.assert_layout_independent(FP.fpn_forward, fwd)
-    _layout.assert_layout_independent(FP.fpn_backward, bwd)
+    _layouts.assert_layout_independent(FP.fpn_forward, fwd)
+    _layouts.assert_layout_independent(FP.fpn_backward, bwd)

@@ -565,13 +565,13 @@ def test_samples_in_a_batch_are_independent(x, seed):
 # memory layout: C, Fortran, strided, reversed and read-only inputs give the same bits
 # ---------------------------------------------------------------------------------------------------
 
-from tests import _layout  # noqa: E402
+from tests import _layouts  # noqa: E402
 from tests.contract import heads as _contract  # noqa: E402
 
 
 @pytest.mark.parametrize("case", _contract.CASES, ids=lambda c: c.name)
 def test_bits_do_not_depend_on_memory_layout(case):
-    _layout.assert_layout_independent(getattr(H, case.name), case.make)
+    _layouts.assert_layout_independent(getattr(H, case.name), case.make)
 
 
 @pytest.mark.parametrize("head", ["rpn", "retinanet", "ssd"])
@@ -593,5 +593,5 @@ def test_bits_do_not_depend_on_memory_layout_at_a_larger_size(head):
         out, cache = forward(*args, **kw)
         return (type(out)(*[[rng.standard_normal(o.shape) for o in f] for f in out]), cache), {}
 
-    _layout.assert_layout_independent(forward, fwd)
-    _layout.assert_layout_independent(backward, bwd)
+    _layouts.assert_layout_independent(forward, fwd)
+    _layouts.assert_layout_independent(backward, bwd)

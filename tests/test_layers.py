@@ -596,13 +596,13 @@ def test_im2col_layouts_agree_and_take_integers(whole_rows):
 # memory layout: C, Fortran, strided, reversed and read-only inputs give the same bits
 # --------------------------------------------------------------------------------------------------
 
-from tests import _layout  # noqa: E402
+from tests import _layouts  # noqa: E402
 from tests.contract import layers as _contract  # noqa: E402
 
 
 @pytest.mark.parametrize("case", _contract.CASES, ids=lambda c: c.name)
 def test_bits_do_not_depend_on_memory_layout(case):
-    _layout.assert_layout_independent(getattr(layers, case.name), case.make)
+    _layouts.assert_layout_independent(getattr(layers, case.name), case.make)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -619,9 +619,9 @@ def test_conv2d_bias_gradient_of_a_fortran_dy_is_bit_identical(dtype):
         y, cache = conv2d_forward(x, rng.standard_normal((16, 4, 3, 3)).astype(dtype), None, stride=2, groups=2)
         return (rng.standard_normal(y.shape).astype(dtype), cache), {}
 
-    _layout.assert_layout_independent(conv2d_backward, make)
-    _layout.assert_layout_independent(conv2d_backward, make_strided)
-    _layout.assert_layout_independent(
+    _layouts.assert_layout_independent(conv2d_backward, make)
+    _layouts.assert_layout_independent(conv2d_backward, make_strided)
+    _layouts.assert_layout_independent(
         group_norm_backward, lambda rng: ((rng.standard_normal((2, 8, 24, 20)).astype(dtype),
                                            group_norm_forward(rng.standard_normal((2, 8, 24, 20)).astype(dtype),
                                                               np.ones(8, dtype), np.zeros(8, dtype),

@@ -5,48 +5,20 @@ import numpy as np
 import pytest
 
 import refdet
+from tests._layouts import LAYOUTS as _LAYOUTS
+from tests._layouts import layout
 
 # --------------------------------------------------------------------------------------------------
 # layouts of one array (same values, other memory)
 # --------------------------------------------------------------------------------------------------
 
 
-def _c(x):
-    return np.ascontiguousarray(x)
+def _layout(kind):
+    return lambda x: layout(x, kind)
 
 
-def _f(x):
-    return np.asfortranarray(x)
-
-
-def _strided(x):
-    """A view into a larger buffer: every other row, every third column."""
-    if x.ndim == 0:
-        return x
-    shape = tuple(2 * s + 1 for s in x.shape[:1]) + tuple(3 * s + 1 for s in x.shape[1:])
-    big = np.full(shape, 7, dtype=x.dtype)
-    sl = (slice(1, None, 2),) + (slice(2, None, 3),) * (x.ndim - 1)
-    big[sl] = x
-    v = big[sl]
-    assert v.shape == x.shape and (x.size <= 1 or not v.flags.c_contiguous)
-    return v
-
-
-def _reversed(x):
-    """Negative strides: a reversed copy read backwards."""
-    if x.ndim == 0:
-        return x
-    sl = (slice(None, None, -1),) * x.ndim
-    return x[sl].copy()[sl]
-
-
-def _readonly(x):
-    y = x.copy()
-    y.setflags(write=False)
-    return y
-
-
-LAYOUTS = {"C": _c, "F": _f, "strided": _strided, "reversed": _reversed, "readonly": _readonly}
+LAYOUTS = {kind: _layout(kind) for kind in _LAYOUTS}
+_c, _f, _strided, _reversed, _readonly = (LAYOUTS[k] for k in _LAYOUTS)
 
 
 def _apply(obj, f):

@@ -263,10 +263,10 @@ def test_upsample_exact_x2_backward_bit_exact_vs_torch(dtype):
 
 # memory layout: C, Fortran, strided, reversed and read-only inputs give the same bits
 
-from tests import _layout  # noqa: E402
+from tests import _layouts  # noqa: E402
 from tests.contract import resize as _contract  # noqa: E402
 
 
 @pytest.mark.parametrize("case", _contract.CASES, ids=lambda c: c.name)
 def test_bits_do_not_depend_on_memory_layout(case):
-    _layout.assert_layout_independent(getattr(resize, case.name), case.make)
+    _layouts.assert_layout_independent(getattr(resize, case.name), case.make)

@@ -79,15 +79,22 @@ def public_modules() -> list:
 
 
 def _members(modname: str) -> list:
-    """Public functions and classes defined in ``modname`` (its ``__all__`` if it has one)."""
+    """Public functions and classes defined in ``modname`` (its ``__all__`` if it has one), and those its
+    ``__all__`` re-exports from a private module (``refdet.exchange._onnx_read``: documented where users
+    import them)."""
     mod = importlib.import_module(modname)
     names = getattr(mod, "__all__", None)
+    listed = set(names or ())
     if names is None:
         names = [n for n in vars(mod) if not n.startswith("_")]
     out = []
     for n in names:
         obj = getattr(mod, n, None)
-        if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(obj, "__module__", None) == modname:
+        owner = getattr(obj, "__module__", None) or ""
+        # a module (not a package: those only gather) re-exporting from a private module above or beside it
+        private_owner = (owner.startswith("refdet.") and any(p.startswith("_") for p in owner.split("."))
+                         and not hasattr(mod, "__path__") and modname.startswith(owner.rsplit(".", 1)[0] + "."))
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and (owner == modname or (n in listed and private_owner)):
             out.append(n)
     def line(n):
         try:

@@ -133,7 +133,7 @@ print("exit status:", run.returncode)
 #     def test_nms_matches_torchvision_semantics():
 #         conformance.check_nms(nms)        # raises AssertionError with the explanation
 #
-# ``check_nms`` returns a :class:`~refdet.testing.conformance.ConformanceReport` when everything
+# ``check_nms`` returns a :class:`~refdet.testing.conformance_core.ConformanceReport` when everything
 # agrees; with ``raise_on_failure=False`` it returns the report instead of raising, which is
 # handy in a notebook:
 

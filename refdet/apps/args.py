@@ -70,6 +70,8 @@ EXTRAS = {
     "pytest": ("test",),
     "ultralytics": ("yolo",),
     "tensorflow_cpu": ("tensorflow",),     # the distribution tensorflow-cpu; its module is `tensorflow`
+    "openvino": ("openvino",),
+    "opencv_python_headless": ("opencv",),   # imported as cv2 (refdet verify opencv names the extra itself)
     "sphinx": ("docs",),
     "numpydoc": ("docs",),
     "sphinx_gallery": ("docs",),

@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from refdet import _checks
+from refdet import _checks, _files
 
 FORMATS = ("refdet", "coco", "torchvision", "voc")
 
@@ -103,11 +103,9 @@ def read_json(path, what: str, max_bytes: int = DEFAULT_MAX_JSON_BYTES) -> Any:
     ``what`` describes the file in messages ("ground-truth file"). Nesting deeper than Python's
     recursion limit is refused by the parser (``RecursionError``, reported as a ValueError); so are
     integers beyond Python's digit limit, invalid UTF-8 and anything that is not JSON. The reader is
-    shared with the model files of :mod:`refdet.exchange` (:func:`refdet.exchange.files.read_json`).
+    shared with the model files of :mod:`refdet.exchange` (:func:`refdet._files.read_json`).
     """
-    from refdet.exchange.files import read_json as _read_json
-
-    return _read_json(path, what, max_bytes)
+    return _files.read_json(path, what, max_bytes)
 
 
 # --------------------------------------------------------------------------------------------

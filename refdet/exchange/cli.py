@@ -2,7 +2,7 @@
 
     refdet export --model retinanet-head --format onnx head.onnx        # random params from --seed
     refdet export --model fpn --format nnef --params fpn.npz fpn_nnef/  # params from an .npz
-    refdet verify-export head.onnx      # onnxruntime and onnx.reference vs refdet, per output
+    refdet verify-export head.onnx      # onnxruntime, onnx.reference, OpenVINO, OpenCV dnn vs refdet, per output
     refdet verify-export fpn_nnef/      # nnef parser + nnef.Session vs refdet
 
 ``verify-export`` exits with 0 when every runtime agrees with refdet, 1 on any disagreement (or when no
@@ -271,10 +271,11 @@ def _verify_run(args):
             report = verify_nnef(path, atol=args.atol, rtol=args.rtol, rng=args.seed, max_bytes=args.max_bytes)
             kind = "NNEF"
         else:
-            from refdet.exchange.onnx import verify_onnx
+            from refdet.exchange.onnx import ALL_RUNTIMES, verify_onnx
 
             report = verify_onnx(path, atol=args.atol, rtol=args.rtol, rng=args.seed, batch=args.batch,
-                                 height=args.height, width=args.width, max_bytes=args.max_bytes)
+                                 height=args.height, width=args.width, max_bytes=args.max_bytes,
+                                 runtimes=ALL_RUNTIMES)
             kind = "ONNX"
     except MemoryError:
         raise ValueError(f"ran out of memory verifying {path!r} within its budget (lower --max-bytes, --height, "

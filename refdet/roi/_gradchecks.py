@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refdet.testing.gradcheck import register_gradcheck
+from refdet._gradcheck_registry import register_gradcheck
 
 
 def _register():

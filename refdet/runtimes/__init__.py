@@ -1,3 +1,22 @@
-"""Adapters that run an installed runtime's operators behind refdet's signatures (NumPy in, NumPy
-out), for ``refdet verify <runtime>`` and the differential tests. Each module imports its runtime
-only when its adapters are built; the core never imports this package."""
+"""Other runtimes' detection operators: OpenCV dnn and OpenVINO reproduced in NumPy, and the adapters
+that run an installed runtime's operators behind refdet's signatures (issue 15).
+
+The reproductions reproduce each runtime's operators exactly as that runtime defines them (its own
+box arithmetic, tie rules and threshold comparisons, with the source file named in every
+docstring), so that ``refdet verify opencv`` / ``refdet verify openvino`` / ``refdet verify
+tensorflow`` and the conformance checks of :mod:`refdet.testing.conformance_runtimes` and
+:mod:`refdet.testing.conformance_tf` can compare the runtime op by op and explain a mismatch by
+naming the variant. The runtimes themselves are optional (``pip install 'refdet[opencv]'``,
+``'refdet[openvino]'``, ``'refdet[tensorflow]'``) and are imported only when an adapter is built;
+the core never imports them.
+
+:mod:`refdet.runtimes.opencv`
+    ``cv2.dnn.NMSBoxes`` (int and float rects), ``NMSBoxesBatched``, ``softNMSBoxes``,
+    ``blobFromImage``.
+:mod:`refdet.runtimes.openvino`
+    OpenVINO opset operators: NonMaxSuppression-9, PriorBox, PriorBoxClustered, FakeQuantize,
+    ROIAlign, ROIPooling, Interpolate.
+:mod:`refdet.runtimes.tensorflow`
+    adapters calling TensorFlow's raw ops (TF's kernels are reproduced in :mod:`refdet.tf_ops`).
+"""
+from __future__ import annotations

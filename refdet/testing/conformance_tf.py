@@ -48,6 +48,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from refdet.testing.conformance_core import _Runner, _finish
+
 __all__ = ["check_tf_non_max_suppression", "check_tf_soft_nms", "check_tf_combined_nms", "check_tf_crop_and_resize",
            "check_tf_resize", "check_tf_fake_quant", "check_tf_quantize", "check_tf_conv2d",
            "check_tf_sigmoid_cross_entropy", "TF_CHECKS"]
@@ -61,15 +63,6 @@ def _np(x):
     return np.asarray(x)
 
 
-def _Runner(*args, **kw):
-    # refdet.testing.conformance imports this module at its end: take its runner at call time
-    from refdet.testing.conformance import _Runner as runner
-    return runner(*args, **kw)
-
-
-def _finish(report, raise_on_failure):
-    from refdet.testing.conformance import _finish as finish
-    return finish(report, raise_on_failure)
 
 
 def _likely(variants, got, equal):

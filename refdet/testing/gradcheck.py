@@ -53,6 +53,7 @@ from typing import Any, Optional
 import numpy as np
 
 from refdet import _checks
+from refdet._gradcheck_registry import _CASES, register_gradcheck  # noqa: F401  (re-exported)
 
 __all__ = ["check_gradients", "GradCheckReport", "GradCheckFailure", "register_gradcheck", "gradcheck_all"]
 
@@ -482,29 +483,9 @@ def check_gradients(forward, backward, inputs, *, kwargs=None, upstream=None, ep
 # a registry of gradient-check cases, run together by gradcheck_all (for a `refdet gradcheck` command)
 # ---------------------------------------------------------------------------------------------------
 
-_CASES: dict = {}
+# the registry itself is refdet._gradcheck_registry (a foundation module, so that the op packages that
+# register their cases -- roi, yolo, onnx_ops -- need not import this testing module above them)
 _LAYER_CASES_REGISTERED = False
-
-
-def register_gradcheck(name, forward, backward, make, **options):
-    """Register a gradient-check case run by :func:`gradcheck_all`.
-
-    Parameters
-    ----------
-    name : str
-        Unique case name, e.g. ``"conv2d stride 2 groups 2"``.
-    forward, backward : callable
-        The pair, as for :func:`check_gradients`.
-    make : callable
-        ``make(rng) -> (inputs, kwargs)``: small float64 inputs away from kinks.
-    **options
-        Passed to :func:`check_gradients` (``wrt``, ``grads_map``, ``max_elements``, ``rtol``, ...).
-    """
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"`name` must be a non-empty string; got {name!r}")
-    if not (callable(forward) and callable(backward) and callable(make)):
-        raise TypeError("`forward`, `backward` and `make` must be callables")
-    _CASES[name] = (forward, backward, make, dict(options))
 
 
 def _register_layer_cases():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refdet.testing.gradcheck import register_gradcheck as _reg
+from refdet._gradcheck_registry import register_gradcheck as _reg
 from refdet.yolo import decode as _D
 from refdet.yolo import detector_losses as _DL
 from refdet.yolo import losses as _L

@@ -1,0 +1,185 @@
+"""``refdet verify opencv`` / ``refdet verify openvino``: each runtime's op behind the signature its
+conformance check expects (:mod:`refdet.testing.conformance_runtimes`). The runtimes are imported
+only when a factory runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["opencv_adapters", "openvino_adapters", "openvino_runner"]
+
+
+def opencv_adapters():
+    """``cv2.dnn`` functions in the signatures of the ``check_opencv_*`` checks."""
+    import cv2
+
+    methods = {"linear": cv2.dnn.SOFT_NMSMETHOD_SOFTNMS_LINEAR, "gaussian": cv2.dnn.SOFT_NMSMETHOD_SOFTNMS_GAUSSIAN}
+
+    def nms(r, s, st, t, eta, k):
+        return np.asarray(cv2.dnn.NMSBoxes(r, s, st, t, eta, k)).ravel()
+
+    def batched(r, s, c, st, t, eta, k):
+        return np.asarray(cv2.dnn.NMSBoxesBatched(r, s, np.asarray(c, np.int32), st, t, eta, k)).ravel()
+
+    def soft(r, s, st, t, k, sig, m):
+        us, ind = cv2.dnn.softNMSBoxes(r, s, st, t, k, sig, methods[m])
+        return np.asarray(ind).ravel(), np.asarray(us, np.float32).ravel()
+
+    return {
+        "opencv_nms_boxes": dict(fn=nms),
+        "opencv_nms_boxes_batched": dict(fn=batched),
+        "opencv_soft_nms_boxes": dict(fn=soft),
+        "opencv_blob_from_image": dict(fn=lambda img, sf, size, mean, swap, crop: cv2.dnn.blobFromImage(
+            img, sf, size, mean, swap, crop)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# OpenVINO: one-op models built with the opset API, compiled for the CPU plugin
+# ---------------------------------------------------------------------------------------------------
+
+class _OVRunner:
+    """Compile ``build(*parameters) -> node or outputs`` for given input shapes/dtypes on "CPU" (f32
+    inference precision) and run it. Compiled models are cached by (key, shapes, dtypes)."""
+
+    def __init__(self):
+        import openvino as ov
+
+        self.ov = ov
+        self.core = ov.Core()
+        self.cache = {}
+
+    def run(self, key, build, inputs):
+        ov = self.ov
+        import openvino.opset9 as ops
+
+        sig = (key, tuple((np.asarray(a).shape, np.asarray(a).dtype.str) for a in inputs))
+        compiled = self.cache.get(sig)
+        if compiled is None:
+            params = [ops.parameter(list(np.asarray(a).shape), np.asarray(a).dtype) for a in inputs]
+            node = build(*params)
+            outs = node.outputs() if hasattr(node, "outputs") else node
+            # f32: on CPUs with native bf16 the plugin's default inference precision is bf16, which rounds
+            # e.g. ROIPooling's RoI coordinates to 8 significant bits (sample positions off by 0.02 px)
+            compiled = self.core.compile_model(ov.Model(outs, params), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            if len(self.cache) > 256:
+                self.cache.clear()
+            self.cache[sig] = compiled
+        res = compiled([np.ascontiguousarray(a) for a in inputs])
+        return [np.asarray(res[o]) for o in compiled.outputs]
+
+
+_RUNNER = None
+
+
+def openvino_runner():
+    """The shared :class:`_OVRunner` (imports openvino on first use)."""
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = _OVRunner()
+    return _RUNNER
+
+
+def openvino_nms(boxes, scores, max_output_boxes_per_class, iou_threshold, score_threshold, soft_nms_sigma,
+                 box_encoding="corner", sort_result_descending=True):
+    """OpenVINO NonMaxSuppression-9 on the CPU plugin -> (selected_indices int64, selected_scores, valid)."""
+    import openvino.opset9 as ops
+
+    def build(b, s):
+        return ops.non_max_suppression(
+            b, s, np.array(max_output_boxes_per_class, np.int64), np.array(iou_threshold, np.float32),
+            np.array(score_threshold, np.float32), np.array(soft_nms_sigma, np.float32), box_encoding=box_encoding,
+            sort_result_descending=bool(sort_result_descending), output_type="i64")
+    key = ("nms", int(max_output_boxes_per_class), float(iou_threshold), float(score_threshold),
+           float(soft_nms_sigma), box_encoding, bool(sort_result_descending))
+    ind, sc, valid = openvino_runner().run(key, build, [np.asarray(boxes, np.float32), np.asarray(scores, np.float32)])
+    return ind.astype(np.int64), sc.astype(np.float32), int(np.asarray(valid).ravel()[0])
+
+
+def openvino_adapters():
+    """OpenVINO opset-9 operators on the CPU plugin in the signatures of the ``check_openvino_*`` checks."""
+    openvino_runner()
+    return {
+        "openvino_nms": dict(fn=openvino_nms),
+        "openvino_prior_box": dict(fn=openvino_prior_box),
+        "openvino_prior_box_clustered": dict(fn=lambda ls, im, attrs: openvino_prior_box(ls, im, attrs, clustered=True)),
+        "openvino_fake_quantize": dict(fn=openvino_fake_quantize),
+        "openvino_roi_align": dict(fn=openvino_roi_align),
+        "openvino_roi_pooling": dict(fn=openvino_roi_pooling),
+        "openvino_interpolate": dict(fn=openvino_interpolate),
+    }
+
+
+def openvino_prior_box(layer_shape, image_shape, attrs, *, clustered=False, constant=True):
+    """OpenVINO PriorBox (opset 8) / PriorBoxClustered on the CPU plugin. ``constant=True`` feeds the shapes
+    as constants (the op is folded at compile time, as in every real model); False as parameters (the
+    CPU plugin's own node)."""
+    import openvino as ov
+    import openvino.opset9 as ops
+
+    if clustered:
+        # the opset1 docstring names the attributes widths / heights / step_widths / step_heights, but the node
+        # reads width / height / step_w / step_h and silently ignores the documented names (zero priors)
+        names = {"widths": "width", "heights": "height", "step_widths": "step_w", "step_heights": "step_h"}
+        attrs = {names.get(k, k): v for k, v in attrs.items()}
+    ls = np.asarray(layer_shape, np.int64)
+    im = np.asarray(image_shape, np.int64)
+    fn = ops.prior_box_clustered if clustered else ops.prior_box
+    r = openvino_runner()
+    if constant:
+        node = fn(ops.constant(ls), ops.constant(im), dict(attrs))
+        compiled = r.core.compile_model(ov.Model(node.outputs(), []), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return np.asarray(compiled([])[compiled.outputs[0]])
+    key = ("prior_box_clustered" if clustered else "prior_box", repr(sorted(attrs.items())))
+    return r.run(key, lambda a, b: fn(a, b, dict(attrs)), [ls, im])[0]
+
+
+def openvino_fake_quantize(x, input_low, input_high, output_low, output_high, levels):
+    """OpenVINO FakeQuantize on the CPU plugin (float32; ranges as constants, f32 inference precision)."""
+    import openvino as ov
+    import openvino.opset9 as ops
+
+    r = openvino_runner()
+    x = np.asarray(x, np.float32)
+    p = ops.parameter(list(x.shape), np.float32)
+    cs = [ops.constant(np.asarray(v, np.float32)) for v in (input_low, input_high, output_low, output_high)]
+    node = ops.fake_quantize(p, *cs, int(levels))
+    compiled = r.core.compile_model(ov.Model(node.outputs(), [p]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.asarray(compiled([x])[compiled.outputs[0]])
+
+
+def openvino_roi_align(features, rois, batch_indices, pooled_h, pooled_w, sampling_ratio, spatial_scale, mode,
+                       aligned_mode):
+    """OpenVINO ROIAlign-9 on the CPU plugin (f32)."""
+    import openvino.opset9 as ops
+
+    def build(x, r, b):
+        return ops.roi_align(x, r, b, int(pooled_h), int(pooled_w), int(sampling_ratio), float(spatial_scale), mode,
+                             aligned_mode)
+    key = ("roi_align", int(pooled_h), int(pooled_w), int(sampling_ratio), float(spatial_scale), mode, aligned_mode)
+    return openvino_runner().run(key, build, [np.asarray(features, np.float32), np.asarray(rois, np.float32),
+                                             np.asarray(batch_indices, np.int32)])[0]
+
+
+
+def openvino_roi_pooling(features, rois, output_size, spatial_scale, method):
+    """OpenVINO ROIPooling on the CPU plugin (f32)."""
+    import openvino.opset9 as ops
+
+    key = ("roi_pooling", tuple(int(v) for v in output_size), float(spatial_scale), method)
+    return openvino_runner().run(key, lambda x, r: ops.roi_pooling(x, r, [int(v) for v in output_size],
+                                                                   float(spatial_scale), method),
+                                 [np.asarray(features, np.float32), np.asarray(rois, np.float32)])[0]
+
+
+def openvino_interpolate(x, sizes, axes, mode, coordinate_transformation_mode, nearest_mode, cube_coeff=-0.75):
+    """OpenVINO Interpolate-11 (``shape_calculation_mode="sizes"``) on the CPU plugin (f32)."""
+    import openvino.opset11 as o11
+
+    def build(p):
+        return o11.interpolate(p, np.array(sizes, np.int64), mode, "sizes", axes=np.array(axes, np.int64),
+                               coordinate_transformation_mode=coordinate_transformation_mode,
+                               nearest_mode=nearest_mode, cube_coeff=float(cube_coeff))
+    key = ("interpolate", tuple(int(v) for v in sizes), tuple(int(v) for v in axes), mode,
+           coordinate_transformation_mode, nearest_mode, float(cube_coeff))
+    return openvino_runner().run(key, build, [np.asarray(x, np.float32)])[0]
