@@ -8,7 +8,8 @@ import pytest
 
 import refdet.tf_ops  # noqa: F401
 from tests._tf_contract_cases import BAD, CASES
-from tests.test_contract import _equal, _freeze, _func, _relayout
+from tests._layouts import KINDS, with_layout
+from tests.test_contract import _equal, _freeze, _func
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -20,13 +21,13 @@ def test_readonly_inputs_accepted_and_not_modified(case):
     assert _equal(pristine, (frozen_args, frozen_kwargs)), f"{case.name} modified its input"
 
 
-@pytest.mark.parametrize("kind", ["fortran", "strided", "readonly", "reversed"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_results_do_not_depend_on_memory_layout(case, kind):
     args, kwargs = case.make(np.random.default_rng(0))
     expected = _func(case.name)(*args, **kwargs)
     args2, kwargs2 = case.make(np.random.default_rng(0))
-    got = _func(case.name)(*_relayout(args2, kind), **_relayout(kwargs2, kind))
+    got = _func(case.name)(*with_layout(args2, kind), **with_layout(kwargs2, kind))
     assert _equal(expected, got), f"{case.name}: a {kind} input changes the result"
 
 
