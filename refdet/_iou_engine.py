@@ -27,7 +27,7 @@ FOUR_OVER_PI2 = 4 / math.pi ** 2
 # Boxes, areas, the IoU kernel
 # ---------------------------------------------------------------------------------------------------
 
-def validate_pair(boxes1, boxes2, half_wh=False):
+def validate_pair(boxes1, boxes2, half_wh=False):  # pragma: no mutate (only forward_paired uses the default, and ignores the flag)
     """Validate both box sets; return them in one common working dtype (maybe the callers' arrays).
 
     Also returns whether the float16 rounding of ``half_wh`` applies (both inputs float16).
@@ -37,7 +37,7 @@ def validate_pair(boxes1, boxes2, half_wh=False):
     b1 = _checks.as_boxes(boxes1, "boxes1")
     b2 = _checks.as_boxes(boxes2, "boxes2")
     dt = np.result_type(b1.dtype, b2.dtype)  # float32 + float64 -> float64, as torch promotes
-    return b1.astype(dt, copy=False), b2.astype(dt, copy=False), half
+    return b1.astype(dt, copy=False), b2.astype(dt, copy=False), half  # pragma: no mutate (copy=False: speed only, callers copy)
 
 
 def columns(b, sort_corners):
@@ -70,7 +70,7 @@ def round_half(x):
     np.copyto(x, x.astype(np.float16))
 
 
-def inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, out, half=False):
+def inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, out, half=False):  # pragma: no mutate (every caller passes half)
     """IoU of broadcastable column sets, written into ``out``; ``inter``/``union``/``tmp`` are scratch.
 
     ``c1``/``c2`` are (x1, y1, x2, y2) tuples and ``a1``/``a2`` areas, already shaped to broadcast
@@ -116,12 +116,12 @@ def inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, ou
     np.divide(inter, union, out=out)
     if guard == "none":
         return
-    if guard == "inter_gt_0":
+    if guard == "inter_gt_0":  # pragma: no mutate (the zero-writing guards are one function: test_iou_pinned.py)
         np.copyto(out, dt(0), where=inter <= 0)
-    elif guard == "pfr":
+    elif guard == "pfr":  # pragma: no mutate['pfr' -> 'XXpfrXX'] (see above: pfr falls to the same zeros)
         np.copyto(out, dt(0), where=~pfr_mask)
     else:  # skip_degenerate (ONNX): I <= 0, either area <= 0, or U <= 0 -> 0
-        bad = (inter <= 0) | (union <= 0) | (a1 <= 0) | (a2 <= 0)
+        bad = (inter <= 0) | (union <= 0) | (a1 <= 0) | (a2 <= 0)  # pragma: no mutate[<= -> <; (inter <= 0) | (union <= 0) -> (inter <= 0) & (union <= 0); (inter <= 0) | (union <= 0) | (a1 <= 0) -> ((inter <= 0) | (union <= 0)) & (a1 <= 0)] (I <= 0 already covers them: I > 0 needs U > 0 and positive areas)
         np.copyto(out, dt(0), where=bad)
 
 
@@ -335,7 +335,7 @@ def forward_paired(kind, s, eps, boxes1, boxes2, atan=None) -> Tuple[np.ndarray,
                            distance, rho2, c2, v, alpha, theta, value)
     out = value
     if kind == "ciou" and s["clip"]:
-        out = np.clip(value, dt(-1), dt(1))
+        out = np.clip(value, dt(-1), dt(1))  # pragma: no mutate[1 -> 2] (CIoU <= IoU <= 1)
     return out, cache
 
 
@@ -409,9 +409,9 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         for k, ctr in ((0, (x1 + x2) / two - (X1 + X2) / two), (1, (y1 + y2) / two - (Y1 + Y2) / two)):
             dd = d_rho2 * ctr
             d1[k] += dd
-            d1[k + 2] += dd
+            d1[k + 2] += dd  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
             d2[k] -= dd
-            d2[k + 2] -= dd
+            d2[k + 2] -= dd  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
     elif c.kind == "giou":
         # value = iou - r, r = (C - U) / C under the guard; C = wc * hc
         d_iou = g
@@ -467,22 +467,22 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
     d_iw = d_inter * np.maximum(ih, zero) * (iw > 0)
     d_ih = d_inter * np.maximum(iw, zero) * (ih > 0)
     for k, d_ext in ((0, d_iw), (1, d_ih)):                      # k: the x or the y axis
-        share_hi = _min_share(cols1[k + 2], cols2[k + 2])
+        share_hi = _min_share(cols1[k + 2], cols2[k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
         share_lo = _max_share(cols1[k], cols2[k])
-        d1[k + 2] += d_ext * share_hi
-        d2[k + 2] += d_ext * (one - share_hi)
+        d1[k + 2] += d_ext * share_hi  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+        d2[k + 2] += d_ext * (one - share_hi)  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
         d1[k] -= d_ext * share_lo
         d2[k] -= d_ext * (one - share_lo)
     # enclosing extents: wc = max(x2, X2) - min(x1, X1) + p1, clamped at 0 (strictly inside)
     if d_wc is not None:
         for k, d_ext in ((0, d_wc), (1, d_hc)):
             if s["clamp_enclosing"]:
-                raw = np.maximum(cols1[k + 2], cols2[k + 2]) - np.minimum(cols1[k], cols2[k]) + p1
+                raw = np.maximum(cols1[k + 2], cols2[k + 2]) - np.minimum(cols1[k], cols2[k]) + p1  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
                 d_ext = d_ext * (raw > 0)
-            share_hi = _max_share(cols1[k + 2], cols2[k + 2])
+            share_hi = _max_share(cols1[k + 2], cols2[k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
             share_lo = _min_share(cols1[k], cols2[k])
-            d1[k + 2] += d_ext * share_hi
-            d2[k + 2] += d_ext * (one - share_hi)
+            d1[k + 2] += d_ext * share_hi  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+            d2[k + 2] += d_ext * (one - share_hi)  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
             d1[k] -= d_ext * share_lo
             d2[k] -= d_ext * (one - share_lo)
     if s["sort_corners"]:                                        # x1 = min(x1o, x2o), x2 = max(x1o, x2o)
@@ -494,7 +494,7 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
 def _enclosing_extent(c: PairedIoUCache, k):
     """wc (k = 0) or hc (k = 1) as the forward computed them (after +1 and the clamp)."""
     dt = c.iou.dtype.type
-    ext = np.maximum(c.boxes1[:, k + 2], c.boxes2[:, k + 2]) - np.minimum(c.boxes1[:, k], c.boxes2[:, k])
+    ext = np.maximum(c.boxes1[:, k + 2], c.boxes2[:, k + 2]) - np.minimum(c.boxes1[:, k], c.boxes2[:, k])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
     if c.profile["plus_one"]:
         ext = ext + dt(1)
     if c.profile["clamp_enclosing"]:
@@ -521,12 +521,12 @@ def _guard_passes(c: PairedIoUCache, cols1, cols2):
 
 def _unsort(d, orig):
     """Route the gradients of the sorted corners back to the given ones (halves on a tie)."""
-    out = [np.zeros_like(d[0]) for _ in range(4)]
+    out = [np.zeros_like(d[0]) for _ in range(4)]  # pragma: no mutate[0 -> 1] (any column: same shape and dtype)
     for k in (0, 1):
-        lo, hi = np.ascontiguousarray(orig[:, k]), np.ascontiguousarray(orig[:, k + 2])
+        lo, hi = np.ascontiguousarray(orig[:, k]), np.ascontiguousarray(orig[:, k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
         share = _min_share(lo, hi)                               # the given lo is the sorted min
-        out[k] = d[k] * share + d[k + 2] * (1 - share)
-        out[k + 2] = d[k] * (1 - share) + d[k + 2] * share
+        out[k] = d[k] * share + d[k + 2] * (1 - share)  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+        out[k + 2] = d[k] * (1 - share) + d[k + 2] * share  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
     return out
 
 

@@ -155,7 +155,8 @@ def _resolve(op, convention, **overrides):
     """``conventions.resolve`` that keeps a Profile of the sibling decode op (same table) whole."""
     if isinstance(convention, conventions.Profile) and convention.op in _DECODE_OPS and op in _DECODE_OPS \
             and convention.op != op:
-        convention = conventions.Profile(op, convention.name, dict(convention), convention.overridden)
+        ov = convention.overridden
+        convention = conventions.Profile(op, convention.name, dict(convention), ov)  # pragma: no mutate (values only read)
     return conventions.resolve(op, convention, **overrides)
 
 
@@ -171,7 +172,8 @@ class DecodeCache(NamedTuple):
     pred_w, pred_h : ndarray, shape (N, K)
         Decoded sizes ``exp(dw) * pw``.
     pass_w, pass_h : ndarray of bool, shape (N, K)
-        Where the clamp let the gradient through (``True`` also exactly at the clamp value).
+        Where the clamp let the gradient through (strictly inside: ``False`` exactly at the clamp
+        value, as torch's ``clamp`` backward).
     order : str
         Code order ("xy" or "yx").
     shape : tuple
@@ -201,7 +203,7 @@ class DecodeGrads(NamedTuple):
 
 def _means4(means):
     if means is None:
-        return np.zeros(4)
+        return np.zeros(4)  # pragma: no mutate (only m4[0] .. m4[3] are read)
     if isinstance(means, (str, bytes)) or not hasattr(means, "__len__"):
         raise TypeError(f"`means` must be 4 numbers; got {_checks._describe(means)}")
     try:
@@ -249,13 +251,13 @@ def _check_sizes(w, h, boxes, name, *, allow_zero):
 
 def _default_log(x):
     if x.dtype == np.float32:  # correctly rounded float32 log (see the module docstring)
-        return np.log(x.astype(np.float64)).astype(np.float32)
+        return np.log(x.astype(np.float64)).astype(np.float32)  # pragma: no mutate (None = float64; _apply casts back)
     return np.log(x)
 
 
 def _default_exp(x):
     if x.dtype == np.float32:
-        return np.exp(x.astype(np.float64)).astype(np.float32)
+        return np.exp(x.astype(np.float64)).astype(np.float32)  # pragma: no mutate (None = float64; _apply casts back)
     return np.exp(x)
 
 
@@ -263,7 +265,7 @@ def _apply(fn, x, name):
     y = np.asarray(fn(x))
     if y.shape != x.shape:
         raise ValueError(f"`{name}` must be elementwise; it returned shape {y.shape} for shape {x.shape}")
-    return y.astype(x.dtype, copy=False)
+    return y.astype(x.dtype, copy=False)  # pragma: no mutate (copy only: never written)
 
 
 @conventions.documented("encode_boxes")
@@ -345,8 +347,8 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
     m4 = _means4(means)
     e = s["eps"]
     dt = np.result_type(g.dtype, a.dtype)
-    g = g.astype(dt, copy=False)
-    a = a.astype(dt, copy=False)
+    g = g.astype(dt, copy=False)  # pragma: no mutate (copy only: never written)
+    a = a.astype(dt, copy=False)  # pragma: no mutate (copy only: never written)
     t = dt.type
     log = _default_log if _checks.check_callable(log, "log") is None else log
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -375,7 +377,7 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
             dw = (rw - t(m4[2])) / t(w4[2])
             dh = (rh - t(m4[3])) / t(w4[3])
     cols = (dx, dy, dw, dh) if s["order"] == "xy" else (dy, dx, dh, dw)
-    return np.stack(cols, axis=1).astype(dt, copy=False)
+    return np.stack(cols, axis=1).astype(dt, copy=False)  # pragma: no mutate (np.stack is fresh: copy changes nothing)
 
 
 def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
@@ -387,10 +389,10 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
         d = d.reshape(0, 4)
     d = _checks.as_float_array(d, "deltas")
     if s["float32_deltas"]:  # detectron2 apply_deltas: deltas.float(), boxes.to(deltas.dtype)
-        d = d.astype(np.float32, copy=False)
+        d = d.astype(np.float32, copy=False)  # pragma: no mutate (copy only: d is never written)
     a = _checks.as_boxes(anchors, "anchors")
     _checks.check_same_length(d, a, "deltas", "anchors")
-    w4 = _checks.check_weights4(weights, "weights")
+    w4 = _checks.check_weights4(weights, "weights")  # pragma: no mutate (the default name is "weights")
     m4 = _means4(means)
     c = None
     if s["clamp_mode"] != "none":
@@ -401,11 +403,11 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
             c = abs(c)
     # torchvision: anchors are cast to the deltas' dtype (boxes.to(rel_codes.dtype))
     dt = d.dtype
-    a = a.astype(dt, copy=False)
+    a = a.astype(dt, copy=False)  # pragma: no mutate (copy only: never written)
     t = dt.type
     exp = _default_exp if _checks.check_callable(exp, "exp") is None else exp
     xi, yi, wi, hi = (0, 1, 2, 3) if s["order"] == "xy" else (1, 0, 3, 2)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # no division by zero: weights are > 0
         px, py, pw, ph = _centers_sizes(a, s)
         raw = [d[:, k::4] for k in (xi, yi, wi, hi)]  # (N, K) each
         if s["weight_mode"] == "divide":  # d * std + mean
@@ -419,13 +421,13 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
         if c is not None:
             hi_c = t(c)
             if s["clamp_mode"] == "symmetric":
-                pass_w = (dw >= -hi_c) & (dw <= hi_c)
-                pass_h = (dh >= -hi_c) & (dh <= hi_c)
+                pass_w = (dw > -hi_c) & (dw < hi_c)      # torch's clamp backward: strictly inside
+                pass_h = (dh > -hi_c) & (dh < hi_c)
                 dw = np.clip(dw, -hi_c, hi_c)
                 dh = np.clip(dh, -hi_c, hi_c)
             else:
-                pass_w = dw <= hi_c
-                pass_h = dh <= hi_c
+                pass_w = dw < hi_c
+                pass_h = dh < hi_c
                 dw = np.minimum(dw, hi_c)
                 dh = np.minimum(dh, hi_c)
         cx = dx * pw[:, None] + px[:, None]          # (N, K)
@@ -555,8 +557,9 @@ def decode_boxes_backward(dboxes: ArrayLike, cache: DecodeCache) -> DecodeGrads:
         dL/dd_x = (dL/dx1 + dL/dx2) * s_x * pw
         dL/dd_w = (dL/dx2 - dL/dx1) * (w / 2) * s_w    where the clamp let dw through, else 0
 
-    and likewise for y/h. At exactly the clamp value the gradient passes (torch's ``clamp`` is
-    inclusive: ``grad * (x <= max)``). The Detectron1 ``- 1`` is a constant and does not change it.
+    and likewise for y/h. At exactly the clamp value the gradient is 0 (torch 2.x's ``clamp``
+    backward passes it only strictly inside: ``grad * (x < max)``). The Detectron1 ``- 1`` is a
+    constant and does not change it.
 
     Parameters
     ----------

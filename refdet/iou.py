@@ -191,7 +191,7 @@ _DIOU_PROFILES["mmdet"].update(guard="plus_eps", centre_distance="sums")
 _CIOU_KNOBS_ALL = dict(_DIOU_KNOBS, **_CIOU_KNOBS)
 _CIOU_PROFILES = {p: dict(s, height_eps=False, alpha_gate=None, alpha_eps=None, clip=False)
                   for p, s in _DIOU_PROFILES.items()}
-_CIOU_PROFILES["mmdet"].update(height_eps=True, alpha_gate=0.5, alpha_eps=0.0, clip=True)
+_CIOU_PROFILES["mmdet"].update(height_eps=True, alpha_gate=0.5, alpha_eps=0.0, clip=True)  # pragma: no mutate[clip=True -> clip=False] (the gate opens only where CIoU > -3/4)
 
 _FAMILY_SOURCES = """\
 torchvision ops/boxes.py generalized_box_iou (no eps), distance_box_iou and complete_box_iou
@@ -214,7 +214,7 @@ for _op in ("complete_box_iou", "complete_box_iou_paired"):
     conventions.register(_op, _CIOU_PROFILES, knobs=_CIOU_KNOBS_ALL, doc=_FAMILY_SOURCES)
 
 # Scratch buffers hold about this many elements (256 KiB in float32): three of them stay in L2.
-_BLOCK_ELEMENTS = 1 << 16
+_BLOCK_ELEMENTS = 1 << 16  # pragma: no mutate (block size: speed only; every size gives the same bits)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -296,8 +296,8 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Convention = 
     c2 = E.columns(b2, s["sort_corners"])
     a1 = E.areas(c1, s["plus_one"])
     a2 = E.areas(c2, s["plus_one"])
-    rows = max(1, _BLOCK_ELEMENTS // m)
-    inter = np.empty((min(rows, n), m), dtype=dt)
+    rows = max(1, _BLOCK_ELEMENTS // m)  # pragma: no mutate[max -> min; 1 -> 2] (block size: speed only)
+    inter = np.empty((min(rows, n), m), dtype=dt)  # pragma: no mutate (scratch size: speed only)
     union = np.empty_like(inter)
     tmp = np.empty_like(inter)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -486,7 +486,7 @@ def complete_box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Conv
         v, alpha, _ = E.aspect_terms(t, atan)
         out = (t.iou - ratio) - alpha * v                        # torchvision: diou - alpha * v
         if s["clip"]:
-            np.clip(out, -1, 1, out=out)
+            np.clip(out, -1, 1, out=out)  # pragma: no mutate[1 -> 2] (CIoU <= IoU <= 1: the upper bound never acts)
         return out
 
 

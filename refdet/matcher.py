@@ -265,7 +265,7 @@ def _empty_result(n, policy):
         # the fuzz suite, although it does not name `iou`
         raise ValueError(_NO_GT_MESSAGE)
     fill = BELOW_LOW_THRESHOLD if policy == "all_negative" else BETWEEN_THRESHOLDS
-    return np.full(n, fill, dtype=np.int64)
+    return np.full(n, fill, dtype=np.int64)  # pragma: no mutate (a Python int fill is int64 already on 64-bit numpy 2)
 
 
 def _argmax_columns(q, cols, vals):
@@ -299,23 +299,23 @@ def _tie_pairs(q, rowmax, gate):
     rows = np.flatnonzero(gate & ~np.isnan(rowmax))
     hits = [np.flatnonzero(q[i] == rowmax[i]) for i in rows]  # loop over gts, vectorised over anchors
     if not hits:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    g = np.repeat(rows.astype(np.int64), [h.size for h in hits])
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)  # pragma: no mutate (_assign returns on size 0)
+    g = np.repeat(rows.astype(np.int64), [h.size for h in hits])  # pragma: no mutate (gts < 2**53: ufunc.at casts back)
     return g, np.concatenate(hits).astype(np.int64)
 
 
 def _assign(pairs_gt, pairs_anchor, n, last_wins):
     """For each anchor the last (or first) gt among the pairs naming it; -1 where none does."""
-    out = np.full(n, -1, dtype=np.int64)
+    out = np.full(n, -1, dtype=np.int64)  # pragma: no mutate (callers read only >= 0; int64 already)
     if pairs_gt.size == 0:
         return out
     if last_wins:
         np.maximum.at(out, pairs_anchor, pairs_gt)
     else:
         big = np.iinfo(np.int64).max
-        tmp = np.full(n, big, dtype=np.int64)
+        tmp = np.full(n, big, dtype=np.int64)  # pragma: no mutate (int64 max: np.full makes it int64)
         np.minimum.at(tmp, pairs_anchor, pairs_gt)
-        out = np.where(tmp == big, -1, tmp)
+        out = np.where(tmp == big, -1, tmp)  # pragma: no mutate (callers read only >= 0)
     return out
 
 
@@ -335,13 +335,13 @@ def _match_core(q, high, low, s, allow_low_quality_matches, allow_nan):
         below &= vals >= t(s["neg_floor"])
     # NaN fails torch's "below" and "between" tests and so stays matched: it counts as positive
     positive = (vals > hi if s["positive_strict"] else vals >= hi) | np.isnan(vals)
-    matches = np.full(n, BETWEEN_THRESHOLDS, dtype=np.int64)
+    matches = np.full(n, BETWEEN_THRESHOLDS, dtype=np.int64)  # pragma: no mutate (an int fill is int64 already)
     matches[below] = BELOW_LOW_THRESHOLD
 
     mode = s["low_quality"] if allow_low_quality_matches else "off"
     rowmax = None
     forced_gt = None
-    promote = np.zeros(0, dtype=np.int64)
+    promote = np.zeros(0, dtype=np.int64)  # pragma: no mutate (read only when not empty)
     if mode != "off":
         rowmax = q.max(axis=1)                                              # (M,) best IoU per gt
         gate = rowmax >= t(s["min_pos_iou"]) if np.isfinite(s["min_pos_iou"]) else np.ones(m, bool)
@@ -365,12 +365,12 @@ def _match_core(q, high, low, s, allow_low_quality_matches, allow_nan):
         need = np.flatnonzero(positive)
     if need.size:
         best = _argmax_columns(q, need, vals)
-        pos_set = positive[need]
+        pos_set = positive[need]  # pragma: no mutate (need[None] takes promoted too: the next line sets them)
         matches[need[pos_set]] = best[pos_set]
         if promote.size:
             matches[promote] = best[np.searchsorted(need, promote)]
     if mode == "all_ties_argmax_gt":
-        forced_gt = np.full(n, -1, dtype=np.int64)
+        forced_gt = np.full(n, -1, dtype=np.int64)  # pragma: no mutate (only >= 0 is read; int64 already)
         forced_gt[promote] = matches[promote]       # each promoted anchor keeps its own argmax gt
     elif forced_gt is not None:
         hit = forced_gt >= 0
@@ -494,10 +494,10 @@ def _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast):
     matches, forced_gt, vals, rowmax = _match_core(q, high, low, s, allow_low_quality_matches, allow_nan)
     if fast:
         return matches
-    argmax_gt = q.argmax(axis=0).astype(np.int64)
+    argmax_gt = q.argmax(axis=0).astype(np.int64)  # pragma: no mutate (argmax is int64 already)
     forced = forced_gt >= 0 if forced_gt is not None else np.zeros(n, bool)
     matched_gt = argmax_gt.copy()
-    if forced_gt is not None and s["low_quality"] != "all_ties_argmax_gt":
+    if forced_gt is not None and s["low_quality"] != "all_ties_argmax_gt":  # pragma: no mutate (there it is argmax_gt)
         matched_gt[forced] = forced_gt[forced]
     if rowmax is None:
         rowmax = q.max(axis=1)
@@ -522,11 +522,11 @@ def _greedy_bipartite(q, eps):
     One loop step per gt (M is small); each step re-scans only the gts whose best prior was taken.
     """
     m, n = q.shape
-    w = np.where(q > q.dtype.type(eps) if np.isfinite(eps) else np.ones(q.shape, bool), q, -np.inf)  # (M, N)
+    w = np.where(q > q.dtype.type(eps), q, -np.inf)   # (M, N); eps = -inf keeps every finite overlap
     best_p = w.argmax(axis=1)                                               # (M,) first best prior
     best_v = w[np.arange(m), best_p]
     active = np.ones(m, dtype=bool)
-    out = np.full(n, -1, dtype=np.int64)
+    out = np.full(n, -1, dtype=np.int64)  # pragma: no mutate (the caller reads only claimed >= 0; int64 already)
     for _ in range(m):
         v = np.where(active, best_v, -np.inf)
         vmax = v.max()
@@ -537,9 +537,9 @@ def _greedy_bipartite(q, eps):
         k = np.lexsort((gts, priors))[0]                                     # lowest prior, then gt
         g, p = gts[k], priors[k]
         out[p] = g
-        active[g] = False
+        active[g] = False  # pragma: no mutate (None stored in a bool array is False)
         w[:, p] = -np.inf
-        redo = np.flatnonzero(active & (best_p == p))
+        redo = np.flatnonzero(active & (best_p == p))  # pragma: no mutate (| redoes rows not on p: same argmax)
         if redo.size:
             best_p[redo] = w[redo].argmax(axis=1)
             best_v[redo] = w[redo, best_p[redo]]

@@ -1,5 +1,6 @@
 """Tests of refdet.box_coder: TV9 golden vectors, conventions, round trips, gradients, torchvision."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -113,6 +114,37 @@ def test_mmdet_means_and_stds():
     np.testing.assert_allclose(back, GTS, rtol=1e-14)
 
 
+def test_mmdet_four_distinct_means_golden():
+    # every mean and std different, so reading one slot for another changes the answer.
+    # anchor [0,0,10,20]: centre (5, 10), size 10 x 20; box [1,3,13,31]: centre (7, 17), size 12 x 28
+    a = np.array([[0, 0, 10, 20.0]])
+    g = np.array([[1, 3, 13, 31.0]])
+    means, stds = (0.1, 0.2, 0.3, 0.4), (0.5, 0.25, 2.0, 4.0)
+    d = encode_boxes(g, a, weights=stds, means=means, convention="mmdet")
+    want = [(0.2 - 0.1) / 0.5, (0.35 - 0.2) / 0.25, (math.log(1.2) - 0.3) / 2.0, (math.log(1.4) - 0.4) / 4.0]
+    np.testing.assert_allclose(d, [want], rtol=1e-14, atol=1e-15)
+    # decode d * std + mean: (0.6, 0.7, 1.3, -0.6) -> centre (11, 24), size 10 e^1.3 x 20 e^-0.6
+    got = decode_boxes(np.array([[1.0, 2.0, 0.5, -0.25]]), a, weights=stds, means=means, convention="mmdet")
+    hw, hh = 5 * math.exp(1.3), 10 * math.exp(-0.6)
+    np.testing.assert_allclose(got, [[11 - hw, 24 - hh, 11 + hw, 24 + hh]], rtol=1e-14)
+    np.testing.assert_allclose(decode_boxes(d, a, weights=stds, means=means, convention="mmdet"), g, rtol=1e-14)
+
+
+def test_detectron1_minus_one_golden():
+    # anchor [0,0,9,19] is 10 x 20 pixels, centre (5, 10); deltas (0.1, 0.2, 0, 0) move it to (6, 14):
+    # x2 = 6 + 5 - 1 = 10, y2 = 14 + 10 - 1 = 23 (py-faster-rcnn without the -1: 11 and 24)
+    a = np.array([[0, 0, 9, 19.0]])
+    d = np.array([[0.1, 0.2, 0.0, 0.0]])
+    det1 = dict(convention="caffe", weight_mode="multiply", clamp_mode="max", x2_minus_one=True)
+    np.testing.assert_allclose(decode_boxes(d, a, **det1), [[1, 4, 10, 23]], rtol=1e-14)
+    np.testing.assert_allclose(decode_boxes(d, a, convention="caffe"), [[1, 4, 11, 24]], rtol=1e-14)
+    out, cache = decode_boxes_forward(d, a, **det1)
+    np.testing.assert_allclose(out, [[1, 4, 10, 23]], rtol=1e-14)
+    # class-specific deltas (K = 2): every class's x2, y2 loses the pixel
+    d2 = np.concatenate([d, np.zeros((1, 4))], axis=1)
+    np.testing.assert_allclose(decode_boxes(d2, a, **det1), [[1, 4, 10, 23, 0, 0, 9, 19]], rtol=1e-14)
+
+
 def test_caffe_plus_one_and_detectron1_minus_one():
     # py-faster-rcnn: anchor [0,0,9,9] is 10 x 10 pixels, centre 0 + 0.5 * 10 = 5;
     # gt [1,2,10,13] is 10 x 12, centre (6, 8): dx = 0.1, dy = 0.3, dw = 0, dh = log(1.2)
@@ -216,14 +248,32 @@ def test_decode_gradcheck(kw, rng):
                     rng=1, wrt=["deltas"])
 
 
-def test_clamp_gradient_passes_exactly_at_the_clamp():
-    # torch.clamp(x, max=c) lets the gradient through at x == c (inclusive)
+def test_clamp_gradient_is_zero_exactly_at_the_clamp():
+    # torch.clamp(x, max=c) passes no gradient at x == c (torch 2.x: strictly inside; the
+    # torchvision differential below pins it)
     a = np.array([[0, 0, 10, 10.0]])
-    d = np.array([[0, 0, DEFAULT_CLAMP, DEFAULT_CLAMP + 1]])
+    d = np.array([[0, 0, DEFAULT_CLAMP - 1e-9, DEFAULT_CLAMP]])
     boxes, cache = decode_boxes_forward(d, a)
     g = decode_boxes_backward(np.ones((1, 4)) * [-1, -1, 1, 1], cache)
     assert isinstance(g, DecodeGrads) and isinstance(cache, DecodeCache)
     assert g.ddeltas[0, 2] > 0 and g.ddeltas[0, 3] == 0
+    # the symmetric clamp (mmdet): -c and +c both stop it, just inside passes
+    d = np.array([[0, 0, -DEFAULT_CLAMP, -DEFAULT_CLAMP + 1e-9]])
+    boxes, cache = decode_boxes_forward(d, a, convention="mmdet")
+    g = decode_boxes_backward(np.ones((1, 4)) * [-1, -1, 1, 1], cache)
+    assert g.ddeltas[0, 2] == 0 and g.ddeltas[0, 3] > 0
+
+
+def test_clamp_gradient_at_the_clamp_vs_torch_autograd():
+    torch, BoxCoder = _torch()
+    a = np.array([[0, 0, 10, 10.0], [2, 3, 9, 20]])
+    d = np.array([[0, 0, DEFAULT_CLAMP, DEFAULT_CLAMP - 1e-9], [0.1, -0.2, -3.0, DEFAULT_CLAMP]])
+    td = torch.tensor(d, requires_grad=True)
+    BoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(td, torch.tensor(a)).sum().backward()
+    _, cache = decode_boxes_forward(d, a, weights=(1, 1, 1, 1))
+    got = decode_boxes_backward(np.ones((2, 4)), cache).ddeltas
+    np.testing.assert_allclose(got, td.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert got[0, 2] == 0 and got[1, 3] == 0
 
 
 @given(rst.box_sets(min_n=1, max_n=10, degenerate=False, min_size=0.5, grid=None), st.data())
@@ -322,3 +372,200 @@ def test_encode_identical_rows_give_zero_deltas(pair):
     same = np.all(boxes == anchors, axis=1)
     d = encode_boxes(boxes, anchors, weights=(10, 10, 5, 5))
     np.testing.assert_array_equal(d[same], 0.0)
+
+
+# ------------------------------------------------------------------- the backward's contract
+
+def test_decode_backward_float32_and_bad_input():
+    a = ANCHORS.astype(F32)
+    d = encode_boxes(GTS, ANCHORS).astype(F32)
+    _, cache = decode_boxes_forward(d, a)
+    g = decode_boxes_backward(np.ones((2, 4)), cache)
+    assert g.ddeltas.dtype == F32  # the forward's working dtype, whatever the upstream gradient's
+    for name in ("scale", "widths", "heights", "pred_w", "pred_h"):
+        assert getattr(cache, name).dtype == F32, name   # the cache is in the working dtype
+    # a float64 upstream gradient is cast to float32 first: float32 math, bit for bit
+    rng = np.random.default_rng(5)
+    a = np.sort(rng.uniform(0, 50, (200, 4)), axis=1)[:, [0, 1, 2, 3]].astype(F32)
+    a[:, 2:] += 1
+    _, cache = decode_boxes_forward(rng.normal(0, 1, (200, 4)).astype(F32), a, weights=(10, 10, 5, 5))
+    up = rng.normal(0, 1, (200, 4))
+    _bits_equal(decode_boxes_backward(up, cache).ddeltas, decode_boxes_backward(up.astype(F32), cache).ddeltas)
+    _, cache = decode_boxes_forward(d, ANCHORS.astype(F32))
+    with pytest.raises(TypeError, match="`cache` must be the DecodeCache.*got tuple"):
+        decode_boxes_backward(np.ones((2, 4)), tuple(cache))
+    with pytest.raises(ValueError, match=r"`dboxes` must have shape \(2, 4\).*got \(2, 8\)"):
+        decode_boxes_backward(np.ones((2, 8)), cache)
+    with pytest.raises(TypeError, match="`dboxes` must be an array of"):
+        decode_boxes_backward([["a"] * 4] * 2, cache)
+    with pytest.raises(ValueError, match="`dboxes`"):
+        decode_boxes_backward(np.full((2, 4), np.nan), cache)
+
+
+def test_sibling_decode_profile_keeps_its_overrides():
+    # a Profile resolved for decode_boxes, handed to decode_boxes_forward, keeps its overridden knobs
+    # (conventions.resolve alone would take only the profile's name)
+    from refdet import conventions
+
+    a = np.array([[0, 0, 10, 10.0]])
+    d = np.array([[0, 0, 6.0, -6.0]])  # past the clamp both ways
+    p = conventions.resolve("decode_boxes", "mmdet", clamp_mode="none")
+    want = decode_boxes(d, a, convention="mmdet", clamp_mode="none")
+    assert not np.allclose(want, decode_boxes(d, a, convention="mmdet"))
+    np.testing.assert_array_equal(decode_boxes_forward(d, a, convention=p)[0], want)
+    q = conventions.resolve("decode_boxes_forward", "mmdet", clamp_mode="none")
+    np.testing.assert_array_equal(decode_boxes(d, a, convention=q), want)
+
+
+def test_decode_deltas_shapes():
+    a = ANCHORS
+    for bad in (np.zeros((2, 6)), np.zeros((2, 4, 1)), np.zeros((2, 0)), np.zeros(8)):
+        with pytest.raises(ValueError, match=r"`deltas` must have shape \(N, 4K\); got " + re.escape(str(bad.shape))):
+            decode_boxes(bad, a)
+    with pytest.raises(TypeError, match="`deltas` must be an array of"):
+        decode_boxes([["x"] * 4] * 2, a)
+    with pytest.raises(ValueError, match="`deltas`"):
+        decode_boxes(np.full((2, 4), np.nan), a)
+    # no boxes: (0, 4K), (0, 0) and the 1-D empty array all decode to no boxes
+    empty = np.zeros((0, 4))
+    assert decode_boxes(np.zeros((0, 8)), empty).shape == (0, 8)
+    assert decode_boxes(np.zeros((0, 0)), empty).shape == (0, 0)
+    assert decode_boxes(np.zeros(0), empty).shape == (0, 4)
+
+
+def test_arguments_named_in_errors():
+    a, d = ANCHORS, np.zeros((2, 4))
+    for fn in (decode_boxes, lambda *x, **k: decode_boxes_forward(*x, **k)[0]):
+        with pytest.raises(ValueError, match=r"`anchors` must have shape \(N, 4\)"):
+            fn(d, np.zeros((2, 3)))
+        with pytest.raises(ValueError, match="`deltas` and `anchors` must have the same length; got 3 and 2"):
+            fn(np.zeros((3, 4)), a)
+        with pytest.raises(ValueError, match="`weights` must be 4 numbers"):
+            fn(d, a, weights=(1, 1, 1))
+        with pytest.raises(TypeError, match="`clamp` must be a real number"):
+            fn(d, a, clamp="big")
+    with pytest.raises(ValueError, match=r"`anchors` must have shape \(N, 4\)"):
+        encode_boxes(GTS, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"`boxes` must have shape \(N, 4\)"):
+        encode_boxes(np.zeros((2, 3)), a)
+    with pytest.raises(ValueError, match="`boxes` and `anchors` must have the same length; got 1 and 2"):
+        encode_boxes(GTS[:1], a)
+    with pytest.raises(ValueError, match="`weights` must be 4 numbers"):
+        encode_boxes(GTS, a, weights=(1, 1, 1))
+    with pytest.raises(ValueError, match="`means` must be 4 finite numbers"):
+        encode_boxes(GTS, a, weights=(1, 1, 1, 1), means=(0, 0, np.nan, 0), convention="mmdet")
+    with pytest.raises(TypeError, match="`means` must be 4 numbers"):
+        decode_boxes(d, a, means="zero", convention="mmdet")
+
+
+def test_clamp_none_and_negative():
+    a = np.array([[0, 0, 10, 10.0]])
+    d = np.array([[0, 0, 6.0, -6.0]])
+    # clamp=None is the default clamp, log(1000 / 16)
+    np.testing.assert_array_equal(decode_boxes(d, a, clamp=None), decode_boxes(d, a))
+    np.testing.assert_array_equal(decode_boxes(d, a, clamp=None, convention="mmdet"),
+                                  decode_boxes(d, a, convention="mmdet"))
+    # mmdet clamps to [-|c|, |c|]: a negative clamp is its magnitude
+    np.testing.assert_array_equal(decode_boxes(d, a, clamp=-2.0, convention="mmdet"),
+                                  decode_boxes(d, a, clamp=2.0, convention="mmdet"))
+    w, h = 10 * math.exp(2.0), 10 * math.exp(-2.0)
+    np.testing.assert_allclose(decode_boxes(d, a, clamp=2.0, convention="mmdet"),
+                               [[5 - w / 2, 5 - h / 2, 5 + w / 2, 5 + h / 2]], rtol=1e-14)
+    np.testing.assert_allclose(decode_boxes(d[:, [0, 1, 3, 2]], a, clamp=2.0, convention="mmdet"),
+                               [[5 - h / 2, 5 - w / 2, 5 + h / 2, 5 + w / 2]], rtol=1e-14)
+    # torchvision's clamp(max=c) keeps the sign: c = -1 caps dw = 6 at -1, dh = -6 stays
+    w, h = 10 * math.exp(-1.0), 10 * math.exp(-6.0)
+    np.testing.assert_allclose(decode_boxes(d, a, clamp=-1.0), [[5 - w / 2, 5 - h / 2, 5 + w / 2, 5 + h / 2]],
+                               rtol=1e-14)
+
+
+def test_decode_overflow_and_zero_size_anchors_are_silent():
+    # exp overflows to inf without a clamp, and inf * 0 (a zero-width anchor) is NaN: as torch, with
+    # no RuntimeWarning
+    import warnings
+
+    a = np.array([[0, 0, 10, 10.0], [5, 5, 5, 5.0]])
+    d = np.array([[0, 0, 1000.0, 0], [0, 0, 1000.0, 1000.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, cache = decode_boxes_forward(d, a, clamp_mode="none")
+    assert out[0].tolist() == [-np.inf, 0, np.inf, 10]
+    assert np.isnan(out[1]).all()
+    # the cache's clamp masks are bool (documented): all True without a clamp
+    assert cache.pass_w.dtype == bool and cache.pass_h.dtype == bool and cache.pass_w.all()
+    _, cache = decode_boxes_forward(d, a)
+    assert cache.pass_w.dtype == bool and cache.pass_w.tolist() == [[False], [False]]
+    assert cache.pass_h.tolist() == [[True], [False]]
+
+
+def test_encode_degenerate_is_silent():
+    # log(0) = -inf (a zero-width box), widths that overflow to inf (inf / inf = NaN), and an
+    # overflowing offset: the answers torch gives, with no RuntimeWarning
+    import warnings
+
+    g = np.array([[5, 5, 5, 15.0], [-1e308, 0, 1e308, 10], [1e300, 0, 1.5e300, 10]])
+    a = np.array([[0, 0, 10, 10.0], [-1e308, 0, 1e308, 10], [0, 0, 1e-300, 10]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = encode_boxes(g, a)
+    assert d[0, 2] == -np.inf and d[0, 0] == 0
+    assert np.isnan(d[1, 0]) and np.isnan(d[1, 2]) and d[1, 3] == 0   # x2 - x1 = inf for both
+    assert d[2, 0] == np.inf and d[2, 2] == np.inf                      # 1.25e300 / 1e-300 overflows
+
+
+def test_clamp_masks_at_and_around_the_clamp():
+    c = DEFAULT_CLAMP
+    v = np.array([-6.0, -c, np.nextafter(-c, 0), 0.0, np.nextafter(c, 0), c, 6.0])
+    a = np.tile([[0, 0, 10, 10.0]], (len(v), 1))
+    d = np.zeros((len(v), 4))
+    d[:, 2] = v
+    d[:, 3] = v[::-1]
+    _, cache = decode_boxes_forward(d, a, convention="mmdet")          # clamp(min=-c, max=c)
+    inside = [False, False, True, True, True, False, False]
+    assert cache.pass_w[:, 0].tolist() == inside and cache.pass_h[:, 0].tolist() == inside[::-1]
+    _, cache = decode_boxes_forward(d, a)                               # clamp(max=c)
+    below = [True, True, True, True, True, False, False]
+    assert cache.pass_w[:, 0].tolist() == below and cache.pass_h[:, 0].tolist() == below[::-1]
+
+
+def test_custom_log_and_exp_must_be_elementwise():
+    with pytest.raises(ValueError, match=r"`log` must be elementwise; it returned shape \(1,\) for shape \(2,\)"):
+        encode_boxes(GTS, ANCHORS, log=lambda x: np.log(x)[:1])
+    with pytest.raises(ValueError, match=r"`exp` must be elementwise; it returned shape \(\) for shape \(2, 1\)"):
+        decode_boxes(np.zeros((2, 4)), ANCHORS, exp=lambda x: np.exp(x).sum())
+
+
+def test_custom_log_and_exp_checked_on_every_call():
+    # the width call is fine, the height call is not: the height's result is checked too
+    def second_bad(fn):
+        calls = []
+
+        def f(x):
+            calls.append(1)
+            return fn(x) if len(calls) == 1 else fn(x)[:1]
+        return f
+
+    with pytest.raises(ValueError, match="`log` must be elementwise"):
+        encode_boxes(GTS, ANCHORS, log=second_bad(np.log))
+    with pytest.raises(ValueError, match="`exp` must be elementwise"):
+        decode_boxes(np.zeros((2, 4)), ANCHORS, exp=second_bad(np.exp))
+
+
+def test_means_validation():
+    from fractions import Fraction
+
+    a, d, kw = ANCHORS, np.zeros((2, 4)), dict(weights=(0.1, 0.1, 0.2, 0.2), convention="mmdet")
+    with pytest.raises(TypeError, match=r"`means` must be 4 numbers; got int 5"):
+        decode_boxes(d, a, means=5, **kw)
+    with pytest.raises(TypeError, match=r"`means` must be 4 numbers; got str 'zero'"):
+        encode_boxes(GTS, a, means="zero", **kw)
+    with pytest.raises(ValueError, match=r"`means` must be 4 finite numbers; got \(0, 0, 0\)"):
+        decode_boxes(d, a, means=(0, 0, 0), **kw)
+    with pytest.raises(ValueError, match=r"`means` must be 4 finite numbers; got \(0, 0, inf, 0\)"):
+        decode_boxes(d, a, means=(0, 0, np.inf, 0), **kw)
+    # any real numbers: fractions and ints are the floats they stand for
+    m = (0.5, 0.25, 0.0, -0.5)
+    want = decode_boxes(d, a, means=m, **kw)
+    np.testing.assert_array_equal(decode_boxes(d, a, means=tuple(Fraction(x) for x in m), **kw), want)
+    np.testing.assert_array_equal(encode_boxes(GTS, a, means=(1, 0, 0, 0), **kw),
+                                  encode_boxes(GTS, a, means=(1.0, 0.0, 0.0, 0.0), **kw))

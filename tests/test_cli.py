@@ -4,6 +4,7 @@ process. Every failure is one line on stderr (exit 2 for a usage error, 1 for a 
 traceback; a missing optional package is named with its extra; a missing file is said to be missing.
 """
 import configparser
+import importlib.util
 import inspect
 import os
 import re
@@ -310,6 +311,8 @@ def test_failures_are_one_line(argv, code, text):
         assert r.returncode == 1 and "FAIL" in r.stdout and "Traceback" not in r.stderr, r.stderr
         return
     err = one_line_error(r, code)
+    if argv[0] == "verify-export" and importlib.util.find_spec("onnx") is None and "no such file" not in text:
+        text = "needs onnx"        # the core install: a file that exists is read only with onnx installed
     assert text in err
 
 

@@ -510,3 +510,14 @@ def test_convention_tables_are_declared_and_documented():
         assert getattr(f, "__convention_op__", None) == op and "Conventions\n" in f.__doc__, op
         for knob in table.options:
             assert f"``{knob}``" in f.__doc__, (op, knob)
+
+
+@pytest.mark.parametrize("name", ["box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou"])
+def test_paired_backward_names_its_forward(name):
+    # a wrong cache is refused with the forward the caller should have used
+    backward = getattr(riou, f"{name}_paired_backward")
+    b = np.array([[0, 0, 2, 2.0]])
+    _, cache = getattr(riou, f"{name}_paired_forward")(b, b)
+    with pytest.raises(TypeError, match=rf"`cache` must be the PairedIoUCache returned by {name}_paired_forward; "
+                                        r"got tuple"):
+        backward(np.ones(1), tuple(cache))

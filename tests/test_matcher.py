@@ -611,3 +611,93 @@ def test_neg_floor_golden():
     # best qualities -0.2, 0.1, 0.8: torchvision -> [-1, -1, 0]; mmdet (0 <= q < 0.3) -> [-2, -1, 0]
     assert match([[-0.2, 0.1, 0.8]], allow_low_quality_matches=False).tolist() == [-1, -1, 0]
     assert match([[-0.2, 0.1, 0.8]], convention="mmdet").tolist() == [-2, -1, 0]
+
+
+# ------------------------------------------------------------------ pinned by mutation testing
+
+def test_match_details_labels_and_gt_inds_are_int64():
+    q = np.array([[0.9, 0.5, 0.1], [0.2, 0.6, 0.75]])
+    r = match_details(q, high=0.7, low=0.3, allow_low_quality_matches=False)
+    assert r.labels.dtype == np.int64 and r.gt_inds.dtype == np.int64 and r.matches.dtype == np.int64
+    # anchor 0 -> gt 0 (0.9), anchor 1 between (0.6), anchor 2 -> gt 1 (0.75)
+    assert r.matches.tolist() == [0, -2, 1] and r.labels.tolist() == [1, -1, 1] and r.gt_inds.tolist() == [1, -1, 2]
+    np.testing.assert_array_equal(r.gt_max_iou, [0.9, 0.75])   # computed even without the low-quality step
+    np.testing.assert_array_equal(r.max_iou, [0.9, 0.6, 0.75])
+
+
+@given(q=rst.iou_matrices(dtype=np.float32, min_n=1, allow_nan=True), hl=_PAIRS, force=st.booleans())
+def test_nan_tf_equals_loop_reference(q, hl, force):
+    # TF's forced match takes each row's argmax (NaN counts as the largest, like np.argmax); a gt whose
+    # row holds a NaN forces the NaN's anchor
+    high, low = hl
+    got = match(q, high=high, low=low, convention="tf", allow_low_quality_matches=force, allow_nan=True)
+    np.testing.assert_array_equal(got, ref_tf(q, high, low, force))
+
+
+def test_nan_row_forces_its_first_nan():
+    # gt 1's row max is NaN at anchor 1: it still forces anchor 1 (its argmax), over column 1's own gt 0
+    q = np.array([[np.nan, np.nan], [0.1, np.nan]])
+    assert match(q, convention="tf", allow_nan=True).tolist() == [0, 1] == ref_tf(q, 0.7, 0.3, True).tolist()
+
+
+def test_caffe_candidate_eps_is_strict():
+    # Caffe's BIPARTITE and PER_PREDICTION steps take overlaps > 1e-6: exactly 1e-6 is not a candidate
+    q = np.array([[1e-6, 0.0], [0.0, 0.3]])
+    assert ssd_match(q, 0.5, convention="caffe").tolist() == [-1, 1]
+    assert ssd_match(q, 0.5, convention="caffe", candidate_eps=0.0).tolist() == [0, 1]
+    # the threshold step too: at threshold 1e-6 with eps 1e-6 the prior stays unmatched
+    q = np.array([[1e-6, 0.0]])
+    assert ssd_match(q, 1e-6, convention="caffe", prematch="off").tolist() == [-1, -1]
+    assert ssd_match(q, 1e-6, convention="caffe", prematch="off", candidate_eps=0.0).tolist() == [0, -1]
+
+
+def test_caffe_bipartite_ties_lowest_prior_then_lowest_gt():
+    # all four overlaps tie: gt 0 takes prior 0 (lowest prior, then lowest gt), gt 1 the next prior
+    q = np.full((2, 2), 0.5)
+    assert ssd_match(q, 0.9, convention="caffe").tolist() == [0, 1]
+    q = np.array([[0.5, 0.5, 0.1], [0.5, 0.5, 0.1], [0.2, 0.5, 0.5]])
+    assert ssd_match(q, 0.9, convention="caffe").tolist() == [0, 1, 2]
+
+
+def test_thresholds_named_in_errors():
+    q = np.array([[0.5]])
+    with pytest.raises(TypeError, match="`high` must be a real number"):
+        match(q, high="0.7")
+    with pytest.raises(TypeError, match="`low` must be a real number"):
+        match(q, low=None)
+    with pytest.raises(ValueError, match=r"`low` must be <= `high`; got low=0.8, high=0.7"):
+        match(q, high=0.7, low=0.8)
+    with pytest.raises(TypeError, match="`threshold` must be a real number"):
+        ssd_match(q, "0.5")
+    with pytest.raises(ValueError, match=r"`iou` must be 2-D"):
+        match(np.zeros(3))
+
+
+def test_flags_named_in_errors_and_empty_details_dtypes():
+    q = np.array([[0.5]])
+    with pytest.raises(TypeError, match=r"`allow_low_quality_matches` must be a bool; got str 'yes'"):
+        match(q, allow_low_quality_matches="yes")
+    with pytest.raises(TypeError, match=r"`allow_nan` must be a bool; got int 1"):
+        match(q, allow_nan=1)
+    # no gts: every encoding has its documented dtype
+    r = match_details(np.zeros((0, 3)), convention="detectron2")
+    assert r.matches.tolist() == [-1, -1, -1] and r.matched_gt.tolist() == [0, 0, 0]
+    for name in ("matches", "labels", "matched_gt", "gt_inds"):
+        assert getattr(r, name).dtype == np.int64, name
+    assert r.forced.dtype == bool and r.max_iou.dtype == np.float64 and r.gt_max_iou.shape == (0,)
+    r = match_details(np.zeros((0, 3), np.float32), convention="detectron2")
+    assert r.max_iou.dtype == np.float32 and r.gt_max_iou.dtype == np.float32
+    r = match_details(np.zeros((2, 0), np.float32))
+    assert r.max_iou.dtype == np.float32 and r.gt_max_iou.dtype == np.float32
+    r = match_details(np.zeros((2, 0)))
+    assert r.matched_gt.dtype == np.int64 and r.gt_max_iou.tolist() == [-np.inf, -np.inf]
+    for name, dt in (("matches", np.int64), ("labels", np.int64), ("matched_gt", np.int64), ("gt_inds", np.int64),
+                     ("max_iou", np.float64), ("forced", bool)):
+        assert getattr(r, name).shape == (0,) and getattr(r, name).dtype == dt, name
+    assert match(np.zeros((2, 0))).dtype == np.int64
+
+
+def test_column_argmax_row_loop_visits_every_gt():
+    # many positive columns take the row-by-row path of the column argmax: each gt row is visited
+    q = np.array([[0.1, 0.2, 0.6], [0.9, 0.8, 0.1], [0.3, 0.1, 0.7], [0.2, 0.85, 0.0]])
+    assert match(q, high=0.5, low=0.3, allow_low_quality_matches=False).tolist() == [1, 3, 2]

@@ -16,6 +16,8 @@ the core never imports them.
 :mod:`refdet.runtimes.openvino`
     OpenVINO opset operators: NonMaxSuppression-9, PriorBox, PriorBoxClustered, FakeQuantize,
     ROIAlign, ROIPooling, Interpolate.
+:mod:`refdet.runtimes.openvino_priors`
+    PriorBox and PriorBoxClustered (re-exported by :mod:`refdet.runtimes.openvino`).
 :mod:`refdet.runtimes.tensorflow`
     adapters calling TensorFlow's raw ops (TF's kernels are reproduced in :mod:`refdet.tf_ops`).
 """

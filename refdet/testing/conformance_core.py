@@ -226,3 +226,16 @@ def _level_location(row, feature_sizes, per_cell=1):
             return lvl, cell // w, cell % w
         start += n
     return None
+
+
+def _index_error(got, expected):
+    """How far two index lists are apart: the length difference plus the differing common positions."""
+    m = min(len(got), len(expected))
+    return float(abs(len(got) - len(expected)) + int(np.sum(got[:m] != expected[:m])))
+
+
+def _first_diff(got, expected):
+    """The first position where two index lists differ (the shorter length if one is a prefix)."""
+    m = min(len(got), len(expected))
+    d = np.flatnonzero(got[:m] != expected[:m])
+    return int(d[0]) if d.size else m

@@ -1,0 +1,367 @@
+"""Which tests pin each value of each convention option (``mutation/convention_coverage.{md,json}``).
+
+A value is *pinned* when a test would fail if the branch it selects computed something else. Two
+steps, both in a temporary copy of the tree:
+
+``trace``
+    The whole test suite runs once with :mod:`mutation.conventions_trace`: for each test, the
+    ``(op, knob, value)`` triples of every profile it resolved.
+``pin``
+    For every value ``v`` of every option (each profile's value, each allowed value of a ``choice``,
+    both values of a ``flag``) and every *alternative* ``w`` (the option's other allowed values; for a
+    number, the other profiles' values, or ``2 v`` when no profile differs), a *swap* makes
+    :func:`refdet.conventions.resolve` hand out ``w`` wherever it would hand out ``v`` for that op and
+    knob, and runs the tests that resolved ``v`` (fastest first, ``-x``). The first failing test pins
+    ``v`` against ``w``. A value is pinned when every alternative is caught.
+
+``render`` writes the table from the two; ``check`` compares the committed table with the live
+registry (what ``tests/test_conventions_pinned.py`` does).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+from mutation import runner as R
+from mutation.worker import same_value
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TABLE_JSON = os.path.join(HERE, "convention_coverage.json")
+TABLE_MD = os.path.join(HERE, "convention_coverage.md")
+TRACE = os.path.join(R.CACHE, "convention-trace.json")
+SWAPS = os.path.join(R.CACHE, "convention-swaps.jsonl")
+#: a swap runs the fastest tests resolving the value until their baseline time reaches this (s)
+SWAP_TEST_SECONDS = 90.0
+
+_IOU_FAMILY = tuple(f"{f}{p}" for f in ("box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou")
+                    for p in ("", "_paired"))
+#: Swaps that cannot change any result, each with its reason (and the test that shows it). A swap
+#: between two values of one group is reported as equivalent, not run, and counts as pinned.
+EQUIVALENT_SWAPS = [
+    {"ops": _IOU_FAMILY, "knob": "guard", "values": ("inter_gt_0", "skip_degenerate", "pfr"),
+     "reason": "one function: I > 0 needs iw > 0 and ih > 0, hence positive areas and U > 0 "
+               "(tests/test_iou_pinned.py::test_zero_writing_guards_are_one_function)"},
+]
+
+
+def equivalent_swap(op, knob, v, w):
+    """The reason the swap ``v -> w`` of ``op``'s ``knob`` cannot change a result, or None."""
+    for rule in EQUIVALENT_SWAPS:
+        if op in rule["ops"] and knob == rule["knob"] and any(same_value(v, x) for x in rule["values"]) \
+                and any(same_value(w, x) for x in rule["values"]):
+            return rule["reason"]
+    return None
+
+
+def _key(v) -> str:
+    return pickle.dumps(v, protocol=4).hex()
+
+
+def _validate(opt, v, knob, op) -> bool:
+    if v is None:
+        return opt.allow_none
+    try:
+        w = opt.validate(v, knob, op)
+    except (TypeError, ValueError):
+        return False
+    return same_value(w, v)
+
+
+def alternatives(opt, v, values, knob, op) -> list:
+    """The values ``v`` is swapped for: what the branch would compute if the option said otherwise.
+
+    A flag: the other bool. A choice: every other allowed value. A number, an integer or another
+    shape: the values other profiles set; when none differs, one nudge (``v + 1`` for an integer,
+    ``2 v`` (or 1 for 0) for a number, else ``v / 2``), the first the declaration accepts.
+    """
+    if opt.kind == "flag":
+        cands, nudge = ([True, False] if v is None else [not v]), False
+    elif opt.kind == "choice":
+        cands, nudge = list(opt.allowed), False
+    else:
+        cands, nudge = [c for c in values if not same_value(c, v)], False
+        if not cands and v is not None and not isinstance(v, bool):
+            if opt.kind == "integer":
+                cands, nudge = [v + 1, v - 1], True
+            elif isinstance(v, float) and math.isfinite(v):
+                cands, nudge = [2.0 * v if v != 0 else 1.0, 0.5 * v if v != 0 else 0.5], True
+    out = []
+    for c in cands:
+        if same_value(c, v) or any(same_value(c, o) for o in out):
+            continue
+        if _validate(opt, c, knob, op):
+            out.append(c)
+            if nudge:
+                break
+    return out
+
+
+def registry_values():
+    """[(op, knob, value, [alternatives])] for every value of every option of every registered op."""
+    from refdet import conventions
+
+    out = []
+    for op in conventions.ops():
+        t = conventions.describe(op)
+        for knob, opt in t.options.items():
+            vals = []
+
+            def add(v):
+                if not any(same_value(v, w) for w in vals):
+                    vals.append(v)
+
+            for p in t:
+                add(t[p][knob])
+            if opt.kind == "choice":
+                for a in opt.allowed:
+                    add(a)
+            if opt.kind == "flag":
+                add(False)
+                add(True)
+            for v in vals:
+                out.append((op, knob, v, alternatives(opt, v, vals, knob, op)))
+    return out
+
+
+def trace(tree: str, log=print, files=None) -> dict:
+    """Run the suite once in ``tree`` recording the convention values each test resolves (only
+    ``files``, merged into the cached trace, when given)."""
+    out = os.path.join(os.path.dirname(tree), "trace.json")
+    env = R._env(tree)
+    env["REFDET_CONVENTION_TRACE"] = out
+    env["HYPOTHESIS_PROFILE"] = "mutation"
+    t0 = time.perf_counter()
+    log("conventions: tracing the whole suite ...")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+                           "mutation.conventions_trace", "-o", "addopts=", "-W", "ignore", *(files or ["tests"])],
+                          cwd=tree, env=env, capture_output=True, text=True)
+    if not os.path.exists(out):
+        raise RuntimeError(f"the trace run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    with open(out) as fh:
+        data = json.load(fh)
+    data["seconds"] = time.perf_counter() - t0
+    if files and os.path.exists(TRACE):
+        with open(TRACE) as fh:
+            old = json.load(fh)
+        keep = {n: r for n, r in old["tests"].items() if n.split("::")[0] not in files}
+        keep.update(data["tests"])
+        data = {"tests": keep, "seconds": old.get("seconds", 0.0)}
+    os.makedirs(R.CACHE, exist_ok=True)
+    with open(TRACE, "w") as fh:
+        json.dump(data, fh)
+    log(f"conventions: traced {len(data['tests'])} tests in {data['seconds']:.0f} s")
+    return data
+
+
+def _item_id(op, knob, v, w) -> str:
+    return hashlib.sha1(f"{op}|{knob}|{_key(v)}|{_key(w)}".encode()).hexdigest()[:12]
+
+
+def plan(trace_data: dict, ops=None) -> list:
+    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed"}
+    by_value = {}
+    for n, r in tests.items():
+        for op, knob, key in r["values"]:
+            by_value.setdefault((op, knob, key), []).append(n)
+    items = []
+    for op, knob, v, alts in registry_values():
+        if ops and op not in ops:
+            continue
+        users = sorted(by_value.get((op, knob, _key(v)), []), key=lambda n: (tests[n]["duration"], n))
+        chosen, total = [], 0.0
+        for n in users:
+            if chosen and total >= SWAP_TEST_SECONDS:
+                break
+            chosen.append(n)
+            total += tests[n]["duration"]
+        for w in alts:
+            if equivalent_swap(op, knob, v, w):
+                continue
+            items.append({"id": _item_id(op, knob, v, w), "op": op, "knob": knob, "value": _key(v), "to": _key(w),
+                          "tests": chosen, "resolved_by": len(users), "timeout": 5.0 * total + 30.0})
+    return items
+
+
+def pin(tree: str, trace_data: dict, *, jobs=1, ops=None, log=print) -> dict:
+    items = plan(trace_data, ops)
+    done = {}
+    if os.path.exists(SWAPS):
+        with open(SWAPS) as fh:
+            for line in fh:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                done[r["id"]] = r
+    runnable = [it for it in items if it["tests"] and it["id"] not in done]
+    log(f"conventions: {len(items)} swaps, {sum(1 for it in items if not it['tests'])} of values no test "
+        f"resolves, {len(runnable)} to run ({len(done)} cached)")
+    if runnable:
+        tmp = os.path.dirname(tree)
+        files = sorted({n.split("::")[0] for it in runnable for n in it["tests"]})
+        job = os.path.join(tmp, "job-swaps.json")
+        with open(job, "w") as fh:
+            json.dump({"kind": "swap", "test_files": files, "items": runnable, "jobs": jobs, "tmpdir": tmp}, fh)
+        proc = subprocess.Popen([sys.executable, "-m", "mutation.worker", "items", job, SWAPS], cwd=tree,
+                                env=R._env(tree), stdout=subprocess.DEVNULL,
+                                stderr=open(os.path.join(tmp, "worker-swaps.log"), "w"))
+        t0 = last = time.perf_counter()
+        try:
+            while proc.poll() is None:
+                time.sleep(2.0)
+                if time.perf_counter() - last > 60:
+                    log(f"conventions: {R._count_lines(SWAPS)} swaps done ({time.perf_counter() - t0:.0f} s)")
+                    last = time.perf_counter()
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
+        with open(SWAPS) as fh:
+            for line in fh:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                done[r["id"]] = r
+    return {it["id"]: done.get(it["id"]) for it in items}
+
+
+def _show(v) -> str:
+    s = repr(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def render(trace_data: dict, swaps: dict) -> dict:
+    """The table (json) from the trace and the swap results; also writes the markdown."""
+    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed"}
+    count = {}
+    for n, r in tests.items():
+        for op, knob, key in r["values"]:
+            count[(op, knob, key)] = count.get((op, knob, key), 0) + 1
+    rows = []
+    for op, knob, v, alts in registry_values():
+        entry = {"op": op, "knob": knob, "value": _show(v), "key": _key(v),
+                 "resolved_by": count.get((op, knob, _key(v)), 0), "against": []}
+        for w in alts:
+            r = swaps.get(_item_id(op, knob, v, w))
+            why = equivalent_swap(op, knob, v, w)
+            if why:
+                st, test = "equivalent", why
+            else:
+                st = "unresolved" if entry["resolved_by"] == 0 else ("not run" if r is None else r["status"])
+                test = r["killer"] if r and r["status"] in ("killed", "timeout") else ""
+            entry["against"].append({"to": _show(w), "key": _key(w), "status": st, "test": test})
+        entry["pinned"] = all(a["status"] in ("killed", "timeout", "equivalent") for a in entry["against"]) and (
+            entry["resolved_by"] > 0)
+        rows.append(entry)
+    table = {"generated_by": "python -m mutation conventions pin", "values": rows}
+    with open(TABLE_JSON, "w") as fh:
+        json.dump(table, fh, indent=1)
+        fh.write("\n")
+    with open(TABLE_MD, "w") as fh:
+        fh.write(render_md(table))
+    return table
+
+
+def render_md(table: dict) -> str:
+    rows = table["values"]
+    pinned = sum(r["pinned"] for r in rows)
+    lines = ["# Convention coverage: each option value and the tests that pin it", "",
+             "Generated by `python -m mutation conventions trace` + `pin` (see `mutation/convention_coverage.py`).",
+             "For each value of each option of each op in `refdet.conventions`, *resolved by* counts the tests",
+             "that resolve it; each alternative is a swap (the option says the alternative wherever it said the",
+             "value) and the test named is the first that fails on it. `tests/test_conventions_pinned.py` fails",
+             "when a registry value is missing here or not pinned against every alternative.", "",
+             f"{pinned} of {len(rows)} values pinned.", "",
+             "| op | knob | value | resolved by | pinned against: alternative -> first failing test |",
+             "|---|---|---|---:|---|"]
+    for r in rows:
+        parts = []
+        for a in r["against"]:
+            if a["status"] in ("killed", "timeout"):
+                t = a["test"].replace("tests/", "")
+                parts.append(f"`{a['to']}` -> {t}")
+            elif a["status"] == "equivalent":
+                parts.append(f"`{a['to']}` -> equivalent: {a['test']}")
+            else:
+                parts.append(f"`{a['to']}` -> **{a['status'].upper()}**")
+        lines.append(f"| {r['op']} | {r['knob']} | `{r['value']}` | {r['resolved_by']} | "
+                     f"{'<br>'.join(parts) if parts else '(no alternative)'} |")
+    return "\n".join(lines) + "\n"
+
+
+def check(table: dict) -> list:
+    """Problems: registry values missing from ``table``, or not pinned against every alternative."""
+    have = {(r["op"], r["knob"], r["key"]): r for r in table["values"]}
+    problems = []
+    for op, knob, v, alts in registry_values():
+        r = have.get((op, knob, _key(v)))
+        if r is None:
+            problems.append(f"{op}.{knob} = {v!r}: not in the table (regenerate: python -m mutation conventions pin)")
+            continue
+        keys = {a["key"] for a in r["against"]}
+        missing = [w for w in alts if _key(w) not in keys]
+        if missing:
+            problems.append(f"{op}.{knob} = {v!r}: alternatives {missing!r} not tried (regenerate the table)")
+        if not r["pinned"]:
+            bad = [a["to"] for a in r["against"] if a["status"] not in ("killed", "timeout", "equivalent")]
+            why = "no test resolves it" if r["resolved_by"] == 0 else f"no test fails when it becomes {bad}"
+            problems.append(f"{op}.{knob} = {v!r}: not pinned ({why})")
+    return problems
+
+
+def main(args, cfg):
+    if args.action == "check":
+        if not os.path.exists(TABLE_JSON):
+            print("no table yet: python -m mutation conventions trace, then pin")
+            return 1
+        with open(TABLE_JSON) as fh:
+            problems = check(json.load(fh))
+        for p in problems:
+            print(p)
+        print(f"{len(problems)} problem(s)")
+        return 1 if problems else 0
+    if args.action == "render":
+        with open(TRACE) as fh:
+            data = json.load(fh)
+        swaps = {}
+        if os.path.exists(SWAPS):
+            with open(SWAPS) as fh:
+                for line in fh:
+                    r = json.loads(line)
+                    swaps[r["id"]] = r
+        table = render(data, swaps)
+        print(f"{sum(r['pinned'] for r in table['values'])} of {len(table['values'])} values pinned")
+        return 0
+    tree = R.make_copy()
+    try:
+        if args.action == "trace" or not os.path.exists(TRACE):
+            data = trace(tree, files=args.files)
+            if os.path.exists(SWAPS):
+                # swaps that did not fail may fail with the new tests: run them again
+                keep = []
+                with open(SWAPS) as fh:
+                    for line in fh:
+                        r = json.loads(line)
+                        if r["status"] in ("killed", "timeout"):
+                            keep.append(line)
+                with open(SWAPS, "w") as fh:
+                    fh.writelines(keep)
+        else:
+            with open(TRACE) as fh:
+                data = json.load(fh)
+        if args.action == "pin":
+            swaps = pin(tree, data, jobs=args.jobs, ops=args.ops)
+            table = render(data, swaps)
+            print(f"{sum(r['pinned'] for r in table['values'])} of {len(table['values'])} values pinned")
+    finally:
+        import shutil
+
+        shutil.rmtree(os.path.dirname(tree), ignore_errors=True)
+    return 0
