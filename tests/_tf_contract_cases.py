@@ -1,6 +1,6 @@
-"""Contract cases for refdet.tf_ops (names "tf_ops.<name>"), run by tests/test_tf_contract.py (kept out of
-tests/contract/ so that the fuzz walk of tests/test_fuzz_public.py does not reach refdet.tf_ops yet: see the
-issue-15 report). TF's kernels reproduced. Read-only inputs
+"""Contract cases for refdet.tf_ops (names "tf_ops.<name>"), run by tests/test_tf_contract.py and used as
+seeds by the fuzz walk (tests/fuzz/seeds.py ``tf_cases``; tests/test_hardening_tf.py checks every tf_ops
+function has one). TF's kernels reproduced. Read-only inputs
 are accepted and never written, results do not depend on memory layout; unsupported attribute
 combinations raise a ValueError naming the attribute and TensorFlow."""
 import numpy as np

@@ -43,15 +43,22 @@ def _check(images, size, align_corners, half_pixel_centers):
     if x.ndim != 4:
         raise ValueError(f"`images` must have shape (B, H, W, C) (NHWC, TF's layout); got {x.shape}")
     size = _checks.check_pair(size, "size", low=1)
+    _check_flags(align_corners, half_pixel_centers)
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"`images` must have a positive height and width; got {x.shape}")
+    # the output and its four gathered corners: refused above refdet's cap (a typo'd size)
+    _checks.check_allocation(x.shape[0] * size[0] * size[1] * max(x.shape[3], 1), 4, "output pixels x channels",
+                             name="size", keyword=False)
+    return x, size
+
+
+def _check_flags(align_corners, half_pixel_centers):
     for name, v in (("align_corners", align_corners), ("half_pixel_centers", half_pixel_centers)):
         if not isinstance(v, (bool, np.bool_)):
             raise TypeError(f"`{name}` must be a bool; got {type(v).__name__}")
     if align_corners and half_pixel_centers:
         raise ValueError(f"`half_pixel_centers=True` requires `align_corners=False` ({_RUNTIME} refuse the "
                          "combination: 'If half_pixel_centers is True, align_corners must be False')")
-    if x.shape[1] == 0 or x.shape[2] == 0:
-        raise ValueError(f"`images` must have a positive height and width; got {x.shape}")
-    return x, size
 
 
 def _scale(in_size, out_size, align_corners, dt):
@@ -70,7 +77,11 @@ def resize_source_index(in_size: int, out_size: int, *, method: str = "bilinear"
     bilinear: (lower (out,) int64, upper (out,) int64, lerp (out,) dtype); nearest: index (out,) int64.
     """
     _checks.check_choice(method, "method", ("bilinear", "nearest"))
-    dt = np.dtype(dtype)
+    in_size = _checks.check_int(in_size, "in_size", low=1)
+    out_size = _checks.check_int(out_size, "out_size", low=1)
+    _checks.check_allocation(out_size, 8, "source indices", name="out_size", keyword=False)
+    _check_flags(align_corners, half_pixel_centers)
+    dt = _checks.check_float_dtype(dtype, "dtype")
     scale = _scale(in_size, out_size, align_corners, dt)
     i = np.arange(out_size, dtype=dt)
     half = dt.type(0.5)

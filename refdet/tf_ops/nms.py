@@ -40,6 +40,7 @@ is written down, not reproduced: TF runs its kernels with denormals flushed to z
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple, Optional, Union
 
 import numpy as np
@@ -142,7 +143,20 @@ def tf_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (M,)
         0 where either area is ``<= 0``; else ``inter / (area_i + area_j - inter)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``box`` not of shape (4,) or ``boxes`` not of shape (M, 4), or not real numbers (naming the
+        argument). NaN and inf coordinates are computed with, as TF does.
     """
+    box = _checks.as_float_array(box, "box", ndim=1, last=4, finite=False)
+    boxes = _checks.as_boxes(boxes, "boxes", finite=False)
+    return _tf_iou(box, boxes)
+
+
+def _tf_iou(box, boxes):
+    """:func:`tf_iou` on validated arrays (the NMS loops call it once per candidate)."""
     lo_i = np.minimum(box[[0, 1]], box[[2, 3]])                           # (2,) ymin, xmin
     hi_i = np.maximum(box[[0, 1]], box[[2, 3]])
     lo_j = np.minimum(boxes[:, [0, 1]], boxes[:, [2, 3]])                 # (M, 2)
@@ -155,6 +169,25 @@ def tf_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = inter / (area_i + area_j - inter)
     return np.where((area_i <= 0) | (area_j <= 0), zero, iou)
+
+
+def _score_threshold(x, name="score_threshold"):
+    """TF's ``score_threshold``: a real scalar, any value (``-inf`` keeps every box, ``+inf`` none).
+
+    ``NonMaxSuppressionV3Op::Compute`` and ``CombinedNonMaxSuppressionOp::Compute``
+    (tensorflow/core/kernels/image/non_max_suppression_op.cc) only require a scalar; NaN is refused
+    here because ``score > NaN`` is false for every score (an empty answer nobody means).
+    """
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iuf":
+            x = x.item()
+        else:
+            raise TypeError(f"`{name}` must be a real number; got {type(x).__name__}"
+                            + (f" of shape {x.shape}" if isinstance(x, np.ndarray) else ""))
+    v = float(x)
+    if np.isnan(v):
+        raise ValueError(f"`{name}` must not be NaN; got nan")
+    return v
 
 
 def _working(b, s):
@@ -194,7 +227,7 @@ def _soft_loop(b, s, k_max, thr, sthr, sigma, p):
         orig = cur = score[i]
         hard = False
         if begin < len(sel):
-            sims = tf_iou(b[i], b[np.array(sel[begin:][::-1])]).astype(s.dtype)   # newest first
+            sims = _tf_iou(b[i], b[np.array(sel[begin:][::-1])]).astype(s.dtype)   # newest first
             for sim in sims:
                 if soft:
                     cur = T(cur * _exp(scale * sim * sim))
@@ -231,12 +264,15 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: 
     scores : ndarray, shape (N,)
         NaN scores are never candidates (``NaN > score_threshold`` is false), as in TF.
     max_output_size : int >= 0
+        With ``pad_to_max_output_size``, a padded output above refdet's cap (2**28 entries) is refused
+        with a ValueError naming it (TF would allocate it).
     iou_threshold : float in [0, 1]
         Hard NMS drops a candidate whose IoU with a selected box is ``> iou_threshold``; unused by
         soft-NMS (TF validates it all the same).
     score_threshold : float
         Candidates need ``score > score_threshold``; in soft-NMS a decayed score ``<= score_threshold``
-        is dropped.
+        is dropped. Any real, ``+-inf`` included (TF checks only that it is a scalar:
+        ``NonMaxSuppressionV3Op::Compute``); NaN is refused (it would drop every box).
     soft_nms_sigma : float >= 0
         0: hard NMS (V3/V4). > 0: Gaussian soft-NMS ``score * exp(-0.5 iou^2 / sigma)`` (V5).
     pad_to_max_output_size : bool
@@ -263,9 +299,7 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: 
                           dtype=np.float16 if np.asarray(scores).dtype == np.float16 else None)
     k_max = _checks.check_int(max_output_size, "max_output_size", low=0)
     thr = _checks.check_probability(iou_threshold, "iou_threshold")
-    sthr = float(score_threshold)
-    if np.isnan(sthr):
-        raise ValueError("`score_threshold` must not be NaN; got nan")
+    sthr = _score_threshold(score_threshold)
     sigma = _checks.check_positive(soft_nms_sigma, "soft_nms_sigma", strict=False)
     if not isinstance(pad_to_max_output_size, (bool, np.bool_)):
         raise TypeError(f"`pad_to_max_output_size` must be a bool; got {type(pad_to_max_output_size).__name__}")
@@ -283,6 +317,8 @@ def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_size: 
         sel_scores = s[sel]
     valid = len(sel)
     if pad_to_max_output_size and valid < k_max:
+        # TF allocates the padded output as well (NonMaxSuppressionV4): refused above refdet's cap
+        _checks.check_allocation(k_max, 8, "padded selected indices", name="max_output_size", keyword=False)
         sel = np.concatenate([sel, np.zeros(k_max - valid, np.int64)])
         sel_scores = np.concatenate([sel_scores, np.zeros(k_max - valid, sdt)])
     return NMSResult(sel.astype(np.int64), sel_scores, valid)
@@ -309,7 +345,7 @@ def _per_class(b, s, size_per_class, thr, sthr, queue):
     sel = []
     while len(sel) < size_per_class and heap:
         _, i = _cxx.pop_heap(heap, less)
-        if sel and (tf_iou(b[i], b[np.array(sel)]) > thr).any():
+        if sel and (_tf_iou(b[i], b[np.array(sel)]) > thr).any():
             continue
         sel.append(i)
     return sel
@@ -334,8 +370,11 @@ def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_outp
         ``q = 1`` (one box shared by all classes) or ``q = K`` (a box per class); ``[y1, x1, y2, x2]``.
     scores : ndarray, shape (B, N, K)
     max_output_size_per_class, max_total_size : int > 0
+        TF requires ``max_total_size > 0``; outputs above refdet's cap (2**28 elements) are refused
+        with a ValueError naming ``max_total_size`` (TF only logs a warning above 10**6).
     iou_threshold : float in [0, 1]
     score_threshold : float
+        Any real, ``+-inf`` included (TF checks only that it is a scalar); NaN is refused.
     pad_per_class : bool
         False: the outputs have ``P = max_total_size`` rows. True: ``P = min(max_total_size,
         max_output_size_per_class * K)``.
@@ -381,15 +420,16 @@ def combined_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_outp
     kpc = _checks.check_int(max_output_size_per_class, "max_output_size_per_class", low=1)
     total = _checks.check_int(max_total_size, "max_total_size", low=1)
     thr = _checks.check_probability(iou_threshold, "iou_threshold")
-    sthr = float(score_threshold)
-    if np.isnan(sthr):
-        raise ValueError("`score_threshold` must not be NaN; got nan")
+    sthr = _score_threshold(score_threshold)
     fdt = np.float64 if (b.dtype == np.float64 or s.dtype == np.float64) else np.float32
     b = b.astype(fdt, copy=False)
     s = s.astype(fdt, copy=False)
     T = np.dtype(fdt).type
     size_per_class = min(kpc, N)
     per_batch = min(total, kpc * K) if pad_per_class else total
+    # the outputs are (B, per_batch, 4) boxes plus scores and classes: refused above refdet's cap
+    _checks.check_allocation(B * per_batch * 6, np.dtype(fdt).itemsize, "padded boxes, scores and classes",
+                             name="max_total_size", keyword=False)
     out_b = np.zeros((B, per_batch, 4), fdt)
     out_s = np.zeros((B, per_batch), fdt)
     out_c = np.zeros((B, per_batch), fdt)

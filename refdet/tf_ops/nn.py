@@ -67,6 +67,25 @@ def _pair4(v, name):
     return _checks.check_pair(v, name, low=1)
 
 
+def _check_conv(input, filters, strides, padding, dilations, explicit_paddings):  # noqa: A002
+    """Validate in TF's names (``input``, ``filters``, ``dilations``) before refdet's NCHW engine runs."""
+    x = _checks.as_float_array(input, "input")
+    w = _checks.as_float_array(filters, "filters")
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"`input` must be (B, H, W, C) and `filters` (KH, KW, Cg, F); got {x.shape} and {w.shape}")
+    if w.shape[0] == 0 or w.shape[1] == 0:
+        raise ValueError(f"`filters` must have a kernel of at least 1 x 1; got shape {w.shape}")
+    if w.shape[2] == 0 or x.shape[3] % w.shape[2]:
+        raise ValueError(f"`input` channels {x.shape[3]} must be a multiple of `filters`' in-channels {w.shape[2]}")
+    pad = _tf_padding(padding, explicit_paddings)
+    st, dil = _pair4(strides, "strides"), _pair4(dilations, "dilations")
+    # a dilated kernel's extent bounds the padding SAME adds: refuse a padded input above refdet's cap
+    ext_h, ext_w = (w.shape[0] - 1) * dil[0] + 1, (w.shape[1] - 1) * dil[1] + 1
+    _checks.check_allocation(x.shape[0] * x.shape[3] * (x.shape[1] + ext_h) * (x.shape[2] + ext_w), x.itemsize,
+                             "a padded input", name="dilations", keyword=False)
+    return x, w, pad, st, dil
+
+
 def conv2d(input: np.ndarray, filters: np.ndarray, strides=1, padding: str = "SAME", *,  # noqa: A002
            dilations=1, explicit_paddings=None) -> np.ndarray:
     """TF ``tf.nn.conv2d`` (``Conv2D``), NHWC.
@@ -85,17 +104,10 @@ def conv2d(input: np.ndarray, filters: np.ndarray, strides=1, padding: str = "SA
     -------
     ndarray, shape (B, Ho, Wo, F)
     """
-    x = _checks.as_array(input, "input")
-    w = _checks.as_array(filters, "filters")
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"`input` must be (B, H, W, C) and `filters` (KH, KW, Cg, F); got {x.shape} and {w.shape}")
-    if w.shape[2] == 0 or x.shape[3] % w.shape[2]:
-        raise ValueError(f"`input` channels {x.shape[3]} must be a multiple of `filters`' in-channels {w.shape[2]}")
+    x, w, pad, st, dil = _check_conv(input, filters, strides, padding, dilations, explicit_paddings)
     groups = x.shape[3] // w.shape[2]
-    pad = _tf_padding(padding, explicit_paddings)
     y, _ = _layers.conv2d_forward(x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1), None,
-                                  stride=_pair4(strides, "strides"), padding=pad,
-                                  dilation=_pair4(dilations, "dilations"), groups=groups)
+                                  stride=st, padding=pad, dilation=dil, groups=groups)
     return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
 
 
@@ -115,16 +127,15 @@ def conv2d_backprop(input: np.ndarray, filters: np.ndarray, dy: np.ndarray, stri
         As :func:`conv2d`.
     dy : ndarray, shape (B, Ho, Wo, F)
     """
-    x = _checks.as_array(input, "input")
-    w = _checks.as_array(filters, "filters")
-    if x.ndim != 4 or w.ndim != 4 or w.shape[2] == 0 or x.shape[3] % w.shape[2]:
-        raise ValueError(f"`input` must be (B, H, W, C) and `filters` (KH, KW, C / groups, F); got {x.shape} and "
-                         f"{w.shape}")
-    pad = _tf_padding(padding, explicit_paddings)
-    _, cache = _layers.conv2d_forward(x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1), None,
-                                      stride=_pair4(strides, "strides"), padding=pad,
-                                      dilation=_pair4(dilations, "dilations"), groups=x.shape[3] // w.shape[2])
-    g = _layers.conv2d_backward(np.asarray(dy).transpose(0, 3, 1, 2), cache)
+    x, w, pad, st, dil = _check_conv(input, filters, strides, padding, dilations, explicit_paddings)
+    d = _checks.as_float_array(dy, "dy")
+    y, cache = _layers.conv2d_forward(x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1), None,
+                                      stride=st, padding=pad, dilation=dil, groups=x.shape[3] // w.shape[2])
+    want = (y.shape[0], y.shape[2], y.shape[3], y.shape[1])
+    if d.shape != want:
+        raise ValueError(f"`dy` must have the output's shape {want} (given `input`, `filters`, `strides`, `padding` "
+                         f"and `dilations`); got {d.shape}")
+    g = _layers.conv2d_backward(d.transpose(0, 3, 1, 2), cache)
     return Conv2DBackprop(np.ascontiguousarray(g.dx.transpose(0, 2, 3, 1)),
                           np.ascontiguousarray(g.dw.transpose(2, 3, 1, 0)))
 
@@ -168,7 +179,13 @@ def sigmoid_cross_entropy_with_logits_grad(labels: np.ndarray, logits: np.ndarra
     ndarray, shape of ``logits``
     """
     t, x = _logits_labels(labels, logits)
-    d = np.broadcast_to(np.asarray(dloss, dtype=x.dtype), x.shape)
+    d = _checks.as_array(dloss, "dloss")
+    if d.dtype.kind == "b":
+        raise TypeError("`dloss` must be a real number or array; got dtype bool")
+    try:
+        d = np.broadcast_to(np.asarray(d, dtype=x.dtype), x.shape)
+    except ValueError:
+        raise ValueError(f"`dloss` must broadcast to the shape of `logits` {x.shape}; got shape {d.shape}") from None
     zero, one = x.dtype.type(0), x.dtype.type(1)
     cond = x >= zero
     e = np.exp(np.where(cond, -x, x))

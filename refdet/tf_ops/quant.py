@@ -69,14 +69,35 @@ def _bits(num_bits, narrow_range):
 
 def nudge(min_value: float, max_value: float, quant_min: int, quant_max: int):
     """TF's ``Nudge``: ``(nudged_min, nudged_max, scale, inv_scale)``, float32 scalars (see the module
-    docstring for the arithmetic)."""
-    mn, mx = F(min_value), F(max_value)
+    docstring for the arithmetic).
+
+    ``min_value < max_value`` (finite in float32) and ``quant_min < quant_max`` are required: TF's
+    kernels call ``Nudge`` only after asserting ``min < max`` (fake_quant_ops_functor.h), and the
+    quantized range has at least two levels (``num_bits >= 2``); a ValueError names the argument.
+    """
+    with np.errstate(over="ignore"):          # beyond float32: refused just below
+        mn, mx = F(_checks.check_real(min_value, "min_value")), F(_checks.check_real(max_value, "max_value"))
+    for name, v in (("min_value", mn), ("max_value", mx)):
+        if not np.isfinite(v):
+            raise ValueError(f"`{name}` must be finite in float32; got {v}")
+    if not mn < mx:
+        raise ValueError(f"`min_value` must be < `max_value` (TF asserts min < max before Nudge); got {mn} and {mx}")
+    quant_min = _checks.check_int(quant_min, "quant_min")
+    quant_max = _checks.check_int(quant_max, "quant_max")
+    if not quant_min < quant_max:
+        raise ValueError(f"`quant_min` must be < `quant_max` (at least two levels); got {quant_min} and {quant_max}")
+    return _nudge(mn, mx, quant_min, quant_max)
+
+
+def _nudge(mn, mx, quant_min, quant_max):
+    """:func:`nudge` without its checks (the kernels' callers validated ``min < max`` already)."""
+    mn, mx = F(mn), F(mx)
     qminf, qmaxf = F(quant_min), F(quant_max)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         scale = (mx - mn) / (qmaxf - qminf)
         inv = (qmaxf - qminf) / (mx - mn)
         zpf = qminf - mn / scale
-    if zpf < qminf:
+    if not zpf >= qminf:          # as zpf < qminf; a NaN zpf (0 / 0 scale) too, refused by the caller's scale check
         zp = quant_min
     elif zpf > qmaxf:
         zp = quant_max
@@ -96,7 +117,7 @@ def _check_range(mn, mx, name_min, name_max):
 def _fq(x, mn, mx, qmin, qmax, op, legacy):
     if mn == 0 and mx == 0:
         return np.zeros_like(x)
-    nmin, nmax, s, inv = nudge(mn, mx, qmin, qmax)
+    nmin, nmax, s, inv = _nudge(mn, mx, qmin, qmax)
     if not (s >= np.finfo(F).tiny and np.isfinite(inv)):
         raise ValueError(f"`max` - `min` = {float(F(mx) - F(mn))!r} is too small: the float32 scale is subnormal "
                          "(TF runs with denormals flushed to zero, so its answer is not defined by the formula)")
@@ -136,6 +157,8 @@ def fake_quant_with_min_max_vars(inputs: np.ndarray, min: float, max: float, *, 
     """
     qmin, qmax = _bits(num_bits, narrow_range)
     mn, mx = _check_range(min, max, "min", "max")
+    if not isinstance(legacy, (bool, np.bool_)):
+        raise TypeError(f"`legacy` must be a bool; got {type(legacy).__name__}")
     return _fq(_as_f32(inputs), mn, mx, qmin, qmax, "div", legacy)
 
 
@@ -145,7 +168,7 @@ def fake_quant_with_min_max_args(inputs: np.ndarray, min: float = -6.0, max: flo
     attribute (float32) and the kernel multiplies by ``inv_scale`` instead of dividing by ``scale``.
     """
     qmin, qmax = _bits(num_bits, narrow_range)
-    mn, mx = _check_range(F(min), F(max), "min", "max")
+    mn, mx = _check_range(F(_checks.check_real(min, "min")), F(_checks.check_real(max, "max")), "min", "max")
     if mn == 0 and mx == 0:
         raise ValueError("`min` must be < `max` (TF's FakeQuantWithMinMaxArgs asserts it); got 0 and 0")
     return _fq(_as_f32(inputs), mn, mx, qmin, qmax, "mul", False)
@@ -208,7 +231,7 @@ def fake_quant_with_min_max_vars_gradient(gradients: np.ndarray, inputs: np.ndar
         raise ValueError(f"`gradients` must have the shape of `inputs` {x.shape}; got {g.shape}")
     if mn == 0 and mx == 0:
         return FakeQuantGradients(g.copy(), F(0), F(0))
-    nmin, nmax, s, _ = nudge(mn, mx, qmin, qmax)
+    nmin, nmax, s, _ = _nudge(mn, mx, qmin, qmax)
     if not s >= np.finfo(F).tiny:
         raise ValueError(f"`max` - `min` = {float(F(mx) - F(mn))!r} is too small: the float32 scale is subnormal")
     inside = (x >= nmin) & (x <= nmax)
@@ -326,6 +349,10 @@ def quantize_v2(inputs: np.ndarray, min_range, max_range, T: str = "quint8", *, 
     x = _as_f32(inputs)
     dt = QUANTIZED_TYPES[T]
     if axis is None:
+        for name, v in (("min_range", min_range), ("max_range", max_range)):
+            if np.ndim(v) != 0:
+                raise TypeError(f"`{name}` must be a real number without `axis` (per-slice ranges need `axis`); "
+                                f"got shape {np.shape(v)}")
         imin, imax = F(_checks.check_real(min_range, "min_range")), F(_checks.check_real(max_range, "max_range"))
         if imax < imin:
             raise ValueError(f"`max_range` must be >= `min_range` (TensorFlow's QuantizeV2); got {imin} and {imax}")
@@ -336,10 +363,14 @@ def quantize_v2(inputs: np.ndarray, min_range, max_range, T: str = "quint8", *, 
                          "not implemented for Quantize with axis != -1')")
     ax = _checks.check_axis(axis, x.ndim)
     C = x.shape[ax]
+    for name, v in (("min_range", min_range), ("max_range", max_range)):
+        if np.ndim(v) != 1:
+            raise ValueError(f"`{name}` must be 1-D with shape ({C},) (one range per slice along `axis`={axis}); "
+                             f"got shape {np.shape(v)}")
     mins = _checks.as_float_array(min_range, "min_range", ndim=1).astype(F)
     maxs = _checks.as_float_array(max_range, "max_range", ndim=1).astype(F)
     if len(mins) != C or len(maxs) != C:
-        raise ValueError(f"`min_range` and `max_range` must have shape ({C},) with axis={ax}; got {mins.shape} "
+        raise ValueError(f"`min_range` and `max_range` must have shape ({C},) with `axis`={ax}; got {mins.shape} "
                          f"and {maxs.shape}")
     if (maxs < mins).any():
         raise ValueError("`max_range` must be >= `min_range` in every slice (TensorFlow's QuantizeV2)")

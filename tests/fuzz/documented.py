@@ -65,6 +65,14 @@ TABLE = {
         "ONNX NonMaxSuppression sets no range for score_threshold: the scores are raw values",
     ("soft_nms", "score_threshold", "*", "accepted"):
         "Soft-NMS thresholds decayed raw scores, any real (soft_nms docstring)",
+    ("tf_ops.*non_max_suppression", "score_threshold", "*inf", "accepted"):
+        "TF's NonMaxSuppressionV3/V4/V5 and CombinedNonMaxSuppression require only a scalar score_threshold "
+        "(tensorflow/core/kernels/image/non_max_suppression_op.cc): -inf keeps every box, +inf none; NaN is "
+        "refused (refdet.tf_ops.nms._score_threshold)",
+    ("tf_ops.*non_max_suppression", "score_threshold", "neg", "accepted"): "the same TF rule: any real",
+    ("tf_ops.*non_max_suppression", "score_threshold", "below0", "accepted"): "the same TF rule: any real",
+    ("tf_ops.*non_max_suppression", "score_threshold", "above1", "accepted"): "the same TF rule: any real",
+    ("tf_ops.*non_max_suppression", "score_threshold", "huge", "accepted"): "the same TF rule: any real",
     ("yolo.weighted_boxes_fusion", "skip_box_thr", "*", "accepted"):
         "ZFTurbo's skip_box_thr filters raw scores, any real",
     # -- the implementation under test fails: reported, not a refdet error ------------------------

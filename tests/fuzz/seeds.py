@@ -318,6 +318,14 @@ def contract_cases():
     return [c for m in mods for c in getattr(m, "CASES", [])]
 
 
+def tf_cases():
+    """The contract cases of :mod:`refdet.tf_ops` (``tests/_tf_contract_cases.py``: kept outside
+    ``tests/contract/`` because ``tests/test_tf_contract.py`` runs them; walked here all the same)."""
+    from tests._tf_contract_cases import CASES
+
+    return list(CASES)
+
+
 def all_cases():
-    """Every seed: the contract's cases, then :data:`EXTRA`."""
-    return contract_cases() + list(EXTRA)
+    """Every seed: the contract's cases, the tf_ops cases, then :data:`EXTRA`."""
+    return contract_cases() + tf_cases() + list(EXTRA)
