@@ -43,7 +43,7 @@ from tests.fuzz.wrong import EXPECTED
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: the namespaces whose public callables the walk must cover (besides refdet.__all__)
-NAMESPACES = ("quant", "quant.types", "yolo", "onnx_ops", "roi", "testing", "testing.conformance",
+NAMESPACES = ("quant", "quant.types", "yolo", "onnx_ops", "roi", "tf_ops", "testing", "testing.conformance",
               "testing.conformance_yolo", "testing.compare_anchors", "testing.compare_floats", "testing.compare_match",
               "testing.compare_nms", "testing.gradcheck")
 #: public names left out on purpose (their reasons are in tests.fuzz.seeds.SKIPPED)
