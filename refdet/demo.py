@@ -321,6 +321,41 @@ def _figures(det, params, model, test, all_dets, batch_targets, assignment, out,
 # the run
 # ---------------------------------------------------------------------------------------------------
 
+
+def _train(det, params, train, n_train, *, steps, batch, lr, rng, progress, write, step_rng=True):
+    """The demos' training loop: ``steps`` of SGD with momentum 0.9 on random batches of ``train``
+    (linear warm-up over the first 10% of the steps, then constant), then the loss summary lines.
+    ``step_rng``: hand ``rng`` to ``det.train_step`` (the models that sample use it).
+    Returns ``(params, first, last, seconds)``: the trained parameters, the mean loss of the first and
+    last few steps, and the wall time."""
+    from refdet.apps.progress import Progress    # the apps layer, imported when a demo runs
+
+    velocity = None
+    history = []
+    t0 = time.perf_counter()
+    with Progress(steps, "      training", unit="steps", enabled=progress) as bar:
+        for step in range(steps):
+            idx = rng.choice(n_train, size=batch, replace=False)
+            targets = [(train.boxes[i], train.labels[i]) for i in idx]
+            lr_t = lr * min(1.0, (step + 1) / max(1, steps // 10))      # linear warm-up over 10% of the steps
+            kw = {"rng": rng} if step_rng else {}
+            losses, grads = det.train_step(params, train.images[idx], targets, **kw)
+            params, velocity = sgd_momentum_update(params, grads, velocity, lr=lr_t, momentum=0.9,
+                                                   weight_decay=1e-4, max_grad_norm=10.0)
+            history.append(losses["total"])
+            parts = "  ".join(f"{k} {v:.4f}" for k, v in losses.items() if k != "total")
+            bar.update(status=f"loss {losses['total']:.4f} ({parts})")
+    t_train = time.perf_counter() - t0
+    k = max(1, min(10, len(history) // 4))
+    first, last = float(np.mean(history[:k])), float(np.mean(history[-k:]))
+    write(f"      {steps} steps in {t_train:.1f}s ({steps / max(t_train, 1e-9):.1f} steps/s)")
+    marks = sorted({min(steps, max(k, round(steps * f))) for f in (0, 0.25, 0.5, 0.75, 1.0)})
+    write("      loss (mean of the previous " + f"{k} steps) at step " +
+          ", ".join(f"{m}: {np.mean(history[m - k:m]):.4f}" for m in marks))
+    write(f"      loss {'fell' if last < first else 'went'} from {first:.4f} (mean of the first {k} steps) to "
+          f"{last:.4f} (last {k})")
+    return params, first, last, t_train
+
 def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refdet-demo", n_train=N_TRAIN,
         n_test=64, plots=True, write=_print, quantize=False, show_reference=False, progress=True):
     """Run the demo; returns a dict of what it measured (also printed).
@@ -411,31 +446,8 @@ def run(model="retinanet", *, seed=0, steps=None, batch=None, lr=None, out="refd
     write(f"[5] training: {steps} steps of SGD (momentum 0.9, lr {lr:g}, batch {batch})")
     if show_reference:
         _show_reference(write, "training", model)
-    velocity = None
-    history = []
-    t0 = time.perf_counter()
-    with Progress(steps, "      training", unit="steps", enabled=progress) as bar:
-        for step in range(steps):
-            idx = rng.choice(n_train, size=batch, replace=False)
-            images = train.images[idx]
-            targets = [(train.boxes[i], train.labels[i]) for i in idx]
-            # linear warm-up over the first 10% of the steps, then constant
-            lr_t = lr * min(1.0, (step + 1) / max(1, steps // 10))
-            losses, grads = det.train_step(params, images, targets, rng=rng)
-            params, velocity = sgd_momentum_update(params, grads, velocity, lr=lr_t, momentum=0.9,
-                                                   weight_decay=1e-4, max_grad_norm=10.0)
-            history.append(losses["total"])
-            parts = "  ".join(f"{k} {v:.4f}" for k, v in losses.items() if k != "total")
-            bar.update(status=f"loss {losses['total']:.4f} ({parts})")
-    t_train = time.perf_counter() - t0
-    k = max(1, min(10, len(history) // 4))
-    first, last = float(np.mean(history[:k])), float(np.mean(history[-k:]))
-    verb = "fell" if last < first else "went"
-    write(f"      {steps} steps in {t_train:.1f}s ({steps / max(t_train, 1e-9):.1f} steps/s)")
-    marks = sorted({min(steps, max(k, round(steps * f))) for f in (0, 0.25, 0.5, 0.75, 1.0)})
-    write("      loss (mean of the previous " + f"{k} steps) at step " +
-          ", ".join(f"{m}: {np.mean(history[m - k:m]):.4f}" for m in marks))
-    write(f"      loss {verb} from {first:.4f} (mean of the first {k} steps) to {last:.4f} (last {k})")
+    params, first, last, t_train = _train(det, params, train, n_train, steps=steps, batch=batch, lr=lr, rng=rng,
+                                          progress=progress, write=write)
 
     # 6. inference --------------------------------------------------------------------------------
     cls, box, _ = det.forward(params, test.images[:1])
@@ -557,7 +569,6 @@ def run_yolo(*, seed=0, steps=None, batch=None, lr=None, out="refdet-demo", n_tr
     ``model="yolo"`` calls it after checking the arguments; it returns the same result dict, plus
     ``"positives_first_batch"``)."""
     from refdet import _checks
-    from refdet.apps.progress import Progress
 
     d_steps, d_batch, d_lr = _DEFAULTS["yolo"]
     n_train = _checks.check_int(n_train, "n_train", low=1)
@@ -604,29 +615,8 @@ def run_yolo(*, seed=0, steps=None, batch=None, lr=None, out="refdet-demo", n_tr
     write(f"[5] training: {steps} steps of SGD (momentum 0.9, lr {lr:g}, batch {batch}); loss = "
           "B * (7.5 CIoU + 0.5 BCE + 1.5 DFL), each normalised by the sum of target scores")
     reference("training")
-    velocity = None
-    history = []
-    t0 = time.perf_counter()
-    with Progress(steps, "      training", unit="steps", enabled=progress) as bar:
-        for step in range(steps):
-            idx = rng.choice(n_train, size=batch, replace=False)
-            targets = [(train.boxes[i], train.labels[i]) for i in idx]
-            lr_t = lr * min(1.0, (step + 1) / max(1, steps // 10))      # linear warm-up over 10% of the steps
-            losses, grads = det.train_step(params, train.images[idx], targets)
-            params, velocity = sgd_momentum_update(params, grads, velocity, lr=lr_t, momentum=0.9,
-                                                   weight_decay=1e-4, max_grad_norm=10.0)
-            history.append(losses["total"])
-            bar.update(status=f"loss {losses['total']:.4f} (box {losses['box']:.4f}  cls {losses['cls']:.4f}  "
-                              f"dfl {losses['dfl']:.4f})")
-    t_train = time.perf_counter() - t0
-    k = max(1, min(10, len(history) // 4))
-    first, last = float(np.mean(history[:k])), float(np.mean(history[-k:]))
-    write(f"      {steps} steps in {t_train:.1f}s ({steps / max(t_train, 1e-9):.1f} steps/s)")
-    marks = sorted({min(steps, max(k, round(steps * f))) for f in (0, 0.25, 0.5, 0.75, 1.0)})
-    write("      loss (mean of the previous " + f"{k} steps) at step " +
-          ", ".join(f"{m}: {np.mean(history[m - k:m]):.4f}" for m in marks))
-    write(f"      loss {'fell' if last < first else 'went'} from {first:.4f} (mean of the first {k} steps) to "
-          f"{last:.4f} (last {k})")
+    params, first, last, t_train = _train(det, params, train, n_train, steps=steps, batch=batch, lr=lr, rng=rng,
+                                          progress=progress, write=write, step_rng=False)
     before, _ = _yolo_inference_stage(det, params, test.images[0], test.boxes[0], write)
     reference("inference")
     ap1, ap50_1, all_dets = evaluate(det, params, test)

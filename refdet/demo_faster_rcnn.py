@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from refdet import faster_rcnn as FR
-from refdet.demo import _DEFAULTS, N_TRAIN, _print, anchor_locations, check_out_folder, evaluate
-from refdet.detector import Detector, sgd_momentum_update
+from refdet.demo import _DEFAULTS, N_TRAIN, _print, _train, anchor_locations, check_out_folder, evaluate
+from refdet.detector import Detector
 from refdet.roi import assign_roi_levels
 from refdet.synthetic import CLASS_NAMES, make_synthetic_dataset
 
@@ -80,7 +80,6 @@ def run_faster_rcnn(*, seed=0, steps=None, batch=None, lr=None, out="refdet-demo
     ``"rpn_positives_first_batch"``, ``"proposal_counts_first_batch"`` (B, 3) and
     ``"roi_levels_first_batch"`` (the RoIs pooled per level)."""
     from refdet import _checks
-    from refdet.apps.progress import Progress
 
     d_steps, d_batch, d_lr = _DEFAULTS["faster_rcnn"]
     n_train = _checks.check_int(n_train, "n_train", low=1)
@@ -175,29 +174,8 @@ def run_faster_rcnn(*, seed=0, steps=None, batch=None, lr=None, out="refdet-demo
     write(f"[6] training: {steps} steps of SGD (momentum 0.9, lr {lr:g}, batch {batch}); loss = RPN objectness "
           "BCE + RPN smooth L1 + box-head cross entropy + box-head smooth L1 (torchvision's four terms)")
     reference("training")
-    velocity = None
-    history = []
-    t0 = time.perf_counter()
-    with Progress(steps, "      training", unit="steps", enabled=progress) as bar:
-        for step in range(steps):
-            idx = rng.choice(n_train, size=batch, replace=False)
-            targets = [(train.boxes[i], train.labels[i]) for i in idx]
-            lr_t = lr * min(1.0, (step + 1) / max(1, steps // 10))      # linear warm-up over 10% of the steps
-            losses, grads = det.train_step(params, train.images[idx], targets, rng=rng)
-            params, velocity = sgd_momentum_update(params, grads, velocity, lr=lr_t, momentum=0.9,
-                                                   weight_decay=1e-4, max_grad_norm=10.0)
-            history.append(losses["total"])
-            parts = "  ".join(f"{k} {v:.4f}" for k, v in losses.items() if k != "total")
-            bar.update(status=f"loss {losses['total']:.4f} ({parts})")
-    t_train = time.perf_counter() - t0
-    k = max(1, min(10, len(history) // 4))
-    first, last = float(np.mean(history[:k])), float(np.mean(history[-k:]))
-    write(f"      {steps} steps in {t_train:.1f}s ({steps / max(t_train, 1e-9):.1f} steps/s)")
-    marks = sorted({min(steps, max(k, round(steps * f))) for f in (0, 0.25, 0.5, 0.75, 1.0)})
-    write("      loss (mean of the previous " + f"{k} steps) at step " +
-          ", ".join(f"{m}: {np.mean(history[m - k:m]):.4f}" for m in marks))
-    write(f"      loss {'fell' if last < first else 'went'} from {first:.4f} (mean of the first {k} steps) to "
-          f"{last:.4f} (last {k})")
+    params, first, last, t_train = _train(det, params, train, n_train, steps=steps, batch=batch, lr=lr, rng=rng,
+                                          progress=progress, write=write)
 
     # 7. inference on a held-out image -----------------------------------------------------------
     j = int(np.argmax([len(b) for b in test.boxes]))              # the held-out image with the most objects

@@ -168,7 +168,7 @@ class _Writer:
             self._write(line)
 
     def flush(self):
-        pass
+        """Nothing to flush: :meth:`write` hands every line on at once, nothing is buffered here."""
 
 
 def _quantize_args(p):
