@@ -74,11 +74,10 @@ def _pfr_ws_hs(base_size, ratios, scales):
     Follows the original operations one by one (``_whctrs`` recomputes w from the ratio anchor's
     corners), so that every float is the one py-faster-rcnn computes.
     """
-    base = np.array([1.0, 1.0, base_size, base_size]) - 1.0           # [0, 0, 15, 15]
-    w = base[2] - base[0] + 1.0                                       # 16
-    h = base[3] - base[1] + 1.0
-    x_ctr = base[0] + 0.5 * (w - 1.0)                                 # 7.5
-    y_ctr = base[1] + 0.5 * (h - 1.0)
+    # the base window [0, 0, base - 1, base - 1] (x1 = y1 = 0, x2 = y2) and its _whctrs: w = x2 - 0 + 1,
+    # x_ctr = 0 + 0.5 * (w - 1); the additions of 0 are exact, so only the non-trivial operations remain
+    w = h = (base_size - 1.0) + 1.0                                   # 16
+    x_ctr = y_ctr = 0.5 * (w - 1.0)                                   # 7.5
     size_ratios = (w * h) / ratios                                    # (R,)
     ws = np.round(np.sqrt(size_ratios))                               # half-to-even, e.g. round(22.63) = 23
     hs = np.round(ws * ratios)                                        # round(23 * 0.5) = round(11.5) = 12
@@ -91,8 +90,8 @@ def _pfr_ws_hs(base_size, ratios, scales):
     rh = y2 - y1 + 1.0
     rx = x1 + 0.5 * (rw - 1.0)
     ry = y1 + 0.5 * (rh - 1.0)
-    sw = (rw[:, None] * scales[None, :]).reshape(-1)                  # (R*S,) ratio outer, scale inner
-    sh = (rh[:, None] * scales[None, :]).reshape(-1)
+    sw = (rw[:, None] * scales[None, :]).ravel()                      # (R*S,) ratio outer, scale inner
+    sh = (rh[:, None] * scales[None, :]).ravel()
     cx = np.repeat(rx, len(scales))
     cy = np.repeat(ry, len(scales))
     return sw, sh, cx, cy
@@ -168,8 +167,11 @@ def _wh(sizes, ratios, ratio_def, dt):
     return ws, hs
 
 
-def _cell(sizes, ratios, s, dt, *, base_size=16.0, center=0.0):
-    """Cell anchors (A, 4) in ``dt`` for resolved knobs ``s``; ``center`` is the template centre."""
+def _cell(sizes, ratios, s, dt, *, base_size, center=0.0):
+    """Cell anchors (A, 4) in ``dt`` for resolved knobs ``s``; ``center`` is the template centre.
+
+    Every step keeps ``dt`` (arrays of ``dt`` and ``dt.type`` scalars), so the result is ``dt`` as built.
+    """
     R, S = len(ratios), len(sizes)
     rnd = s["rounding"]
     if rnd == "pfr":
@@ -181,8 +183,8 @@ def _cell(sizes, ratios, s, dt, *, base_size=16.0, center=0.0):
         ws, hs = _wh(sizes, ratios, s["ratio_def"], dt)
     if s["order"] == "size_major":
         ws, hs = ws.T, hs.T
-    ws = ws.reshape(-1)
-    hs = hs.reshape(-1)
+    ws = ws.ravel()
+    hs = hs.ravel()
     if s["plus_one"]:
         one = dt.type(1)
         ws, hs = ws - one, hs - one                 # inclusive pixels: x2 - x1 = w - 1
@@ -200,7 +202,7 @@ def _cell(sizes, ratios, s, dt, *, base_size=16.0, center=0.0):
         out = out + c
     if rnd == "mmdet_legacy":
         out = np.round(out)                         # mmdet v1: corners rounded after centring (half-to-even)
-    return out.astype(dt, copy=False)
+    return out
 
 
 @conventions.documented("cell_anchors")
