@@ -42,10 +42,11 @@ def _tile(cell, h, w, sy, sx, oy, ox, out=None):
     :func:`pyramid_anchors` writes each level straight into its slice of the output).
     """
     dt = cell.dtype
-    # centres: i * stride + offset, computed in float64 (torch arange and int32*stride are exact here)
-    # then rounded once to the working dtype, as torchvision adds an int32 shift to float32 anchors.
-    xs = (np.arange(w, dtype=np.float64) * sx + ox).astype(dt)       # (W,)
-    ys = (np.arange(h, dtype=np.float64) * sy + oy).astype(dt)       # (H,)
+    # centres: i * stride + offset, computed in float64 (int64 arange times the Python-float strides and
+    # offsets; torch arange and int32*stride are exact here) then rounded once to the working dtype, as
+    # torchvision adds an int32 shift to float32 anchors.
+    xs = (np.arange(w) * sx + ox).astype(dt)                          # (W,)
+    ys = (np.arange(h) * sy + oy).astype(dt)                          # (H,)
     A = cell.shape[0]
     if out is None:
         out = np.empty((h * w * A, 4), dtype=dt)
@@ -54,8 +55,8 @@ def _tile(cell, h, w, sy, sx, oy, ox, out=None):
     # The x coordinates do not depend on y and the y coordinates not on x, so build one (W, A, 4) row,
     # broadcast it over the H rows, and overwrite the y coordinates with the (H, A, 2) y part: long
     # contiguous copies instead of a broadcast add with an inner loop of length 4 (6x faster).
-    row = np.empty((w, A, 4), dtype=dt)
-    np.add(xs[:, None, None], cell[None, :, 0::2], out=row[:, :, 0::2])    # (W, A, 2): x1, x2
+    row = np.repeat(cell[None], w, axis=0)                                  # (W, A, 4), dtype of cell
+    row[:, :, 0::2] += xs[:, None, None]                                    # x1, x2 (y1, y2 overwritten below)
     ycol = ys[:, None, None] + cell[None, :, 1::2]                          # (H, A, 2): y1, y2
     o = out.reshape(h, w, A, 4)
     o[...] = row[None]
