@@ -135,3 +135,39 @@ def test_grid_anchors_allocation_cap_counts_every_coordinate():
     msg = r"^`feature_size` asks for 2,400 elements \(10 x 20 cells x 3 anchors x 4 coordinates, "
     with pytest.raises(ValueError, match=msg):
         refdet.grid_anchors(cell, (10, 20), 16, max_elements=2399)
+
+
+# ---------------------------------------------------------------------------------------------------
+# pyramid anchors: the per-level argument grammar and the centre-offset option, named in every error
+# ---------------------------------------------------------------------------------------------------
+
+def _pyr(**kw):
+    args = dict(image_size=(64, 64), feature_sizes=[(4, 4), (2, 2)], strides=[16, 32], sizes=[[32], [64]],
+                aspect_ratios=[1.0])
+    args.update(kw)
+    return refdet.pyramid_anchors(**args)
+
+
+@pytest.mark.parametrize("kw, err, msg", [
+    (dict(center_offset="middle"), ValueError,
+     r"`center_offset` must be a number or one of 'legacy', 'tf_divisible'; got 'middle'"),
+    (dict(center_offset=[0.5]), TypeError, r"`center_offset` must be a real number"),
+    (dict(sizes=True), TypeError, r"^`sizes` must be a list of numbers or of per-level lists; got bool$"),
+    (dict(sizes="32"), TypeError, r"^`sizes` must be a list of numbers or of per-level lists; got str$"),
+    (dict(sizes=-32.0), ValueError, r"^`sizes` must be positive"),
+    (dict(sizes=[]), ValueError, r"^`sizes` must not be empty"),
+    (dict(sizes=[[32], [64], [128]]), ValueError, r"^`sizes` must have one entry per feature map \(2\); got 3$"),
+    (dict(sizes=[[32], [-64]]), ValueError, r"^`sizes\[1\]` must be positive"),
+    (dict(aspect_ratios=[[1.0], [0.0]]), ValueError, r"^`aspect_ratios\[1\]` must be positive"),
+])
+def test_pyramid_anchors_errors_name_the_argument(kw, err, msg):
+    with pytest.raises(err, match=msg):
+        _pyr(**kw)
+
+
+def test_pyramid_anchors_scalar_size_is_every_levels_size():
+    """A single number is one size shared by every level (as [[s], [s]])."""
+    got, lvl = _pyr(sizes=np.float64(32.0))
+    want, _ = _pyr(sizes=[[32], [32]])
+    np.testing.assert_array_equal(got, want)
+    assert np.bincount(lvl).tolist() == [16, 4]
