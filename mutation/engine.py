@@ -64,12 +64,48 @@ def _sync_tree(src: str, dst: str) -> None:
     shutil.copytree(src, dst, ignore=_COPY_IGNORE)
 
 
+_DOCUMENTED = re.compile(r"^@conventions\.documented\((?P<op>[^()]*)\)[ \t]*$")
+_DEF = re.compile(r"^def (?P<name>\w+)\(")
+
+
+def undecorate(code: str) -> str:
+    """``code`` with each module-level ``@conventions.documented("op")`` applied after the module instead.
+
+    mutmut 3 does not mutate a decorated function at all (``file_mutation.py``: decorators run at
+    definition time), so the public functions that carry their convention table, the ones whose branches
+    the conventions select, would never be mutated. In the work copy the decorator line becomes a comment
+    (line numbers stay those of the worktree's file) and ``name = conventions.documented("op")(name)``
+    is appended at the end: the same docstring, and a function mutmut sees.
+    """
+    lines = code.splitlines()
+    tail = []
+    for i, ln in enumerate(lines):
+        m = _DOCUMENTED.match(ln)
+        if not m:
+            continue
+        d = next((_DEF.match(x) for x in lines[i + 1:] if not x.startswith("@")), None)
+        if d is None:
+            continue  # a decorated class or method: left as it is
+        lines[i] = "# " + ln + "  (mutation engine: applied at the end of the module)"
+        tail.append(f"{d.group('name')} = conventions.documented({m.group('op')})({d.group('name')})")
+    if not tail:
+        return code
+    return "\n".join(lines + ["", ""] + tail) + "\n"
+
+
 def prepare(mod: C.Module) -> str:
     """The module's work folder, with the current sources and its mutmut configuration."""
     wd = workdir(mod)
     os.makedirs(wd, exist_ok=True)
     for d in ("refdet", "tests"):
         _sync_tree(os.path.join(ROOT, d), os.path.join(wd, d))
+    target = os.path.join(wd, mod.path)
+    with open(target) as fh:
+        code = fh.read()
+    new = undecorate(code)
+    if new != code:
+        with open(target, "w") as fh:
+            fh.write(new)
     for f in ("conftest.py",):
         if os.path.exists(os.path.join(ROOT, f)):
             shutil.copy2(os.path.join(ROOT, f), os.path.join(wd, f))

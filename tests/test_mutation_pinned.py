@@ -202,3 +202,27 @@ def test_engine_work_folder_config(tmp_path, monkeypatch):
     assert cp["mutmut"]["only_mutate"] == "refdet/box_coder.py"
     assert cp["mutmut"]["pytest_add_cli_args_test_selection"].split() == mod.test_files()
     assert cp.has_section("tool:pytest") and os.path.exists(os.path.join(wd, "refdet", "box_coder.py"))
+
+
+def test_engine_work_copy_lets_mutmut_mutate_documented_functions():
+    """mutmut 3 skips decorated functions: the work copy applies ``conventions.documented`` after the
+    module instead, keeping line numbers and the generated docstring."""
+    from mutation import engine as E
+
+    code = ('from refdet import conventions\n\n\n@conventions.documented("op")\ndef f(x):\n    """Doc."""\n'
+            '    return x + 1\n\n\n@other\ndef g(x):\n    return x\n')
+    out = E.undecorate(code)
+    lines = out.splitlines()
+    assert lines[3] == '# @conventions.documented("op")  (mutation engine: applied at the end of the module)'
+    assert lines[4:12] == code.splitlines()[4:12] and "@other" in lines
+    assert lines[-1] == 'f = conventions.documented("op")(f)'
+    assert E.undecorate("def f():\n    return 1\n") == "def f():\n    return 1\n"
+    path = os.path.join(ROOT, "refdet", "anchors", "cell.py")
+    with open(path) as fh:
+        src = fh.read()
+    # mutmut's rule (file_mutation.py): a FunctionDef with any decorator is not mutated
+    defs = {n.name: n for n in ast.parse(E.undecorate(src)).body if isinstance(n, ast.FunctionDef)}
+    assert defs["cell_anchors"].decorator_list == []
+    ns = {}
+    exec(compile(E.undecorate(src), path, "exec"), ns)
+    assert "Conventions" in ns["cell_anchors"].__doc__
