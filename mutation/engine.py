@@ -106,6 +106,14 @@ def prepare(mod: C.Module) -> str:
     if new != code:
         with open(target, "w") as fh:
             fh.write(new)
+    # a cache made before undecorate() holds no test for the functions it uncovered (mutmut collects
+    # the tests of each function once, then only for new tests): collect them all again, once
+    marker = os.path.join(wd, ".undecorated")
+    if not os.path.exists(marker):
+        stats = os.path.join(wd, "mutants", "mutmut-stats.json")
+        if os.path.exists(stats):
+            os.remove(stats)
+        open(marker, "w").close()
     for f in ("conftest.py",):
         if os.path.exists(os.path.join(ROOT, f)):
             shutil.copy2(os.path.join(ROOT, f), os.path.join(wd, f))

@@ -171,3 +171,4 @@ def test_pyramid_anchors_scalar_size_is_every_levels_size():
     want, _ = _pyr(sizes=[[32], [32]])
     np.testing.assert_array_equal(got, want)
     assert np.bincount(lvl).tolist() == [16, 4]
+
