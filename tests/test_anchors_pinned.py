@@ -172,3 +172,147 @@ def test_pyramid_anchors_scalar_size_is_every_levels_size():
     np.testing.assert_array_equal(got, want)
     assert np.bincount(lvl).tolist() == [16, 4]
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# the public functions' own arguments (cell_anchors, pyramid_anchors, octave_sizes, anchors_inside_image)
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, err, msg", [
+    (dict(sizes=(32, -1)), ValueError, r"^`sizes` must be positive"),
+    (dict(aspect_ratios=(0.5, 0.0)), ValueError, r"^`aspect_ratios` must be positive"),
+    (dict(dtype=np.int32), TypeError, r"^`dtype` must be a floating dtype"),
+    (dict(base_size=0), ValueError, r"^`base_size` must be > 0"),
+    (dict(center="0"), TypeError, r"^`center` must be a real number"),
+    (dict(convention="nope"), ValueError, r"nope"),
+    (dict(rounding="floor"), ValueError, r"rounding"),
+])
+def test_cell_anchors_errors_name_the_argument(kw, err, msg):
+    args = dict(sizes=(32,), aspect_ratios=(1.0,))
+    args.update(kw)
+    with pytest.raises(err, match=msg):
+        refdet.cell_anchors(**args)
+
+
+def test_cell_anchors_defaults_are_torchvision_at_zero():
+    """The defaults: torchvision's knobs, centre 0, float64; base_size 16 for the pfr rounding."""
+    got = refdet.cell_anchors((33.3,), (0.37, 2.9))
+    assert_bits_equal(got, R.cell_anchors((33.3,), (0.37, 2.9)))
+    pfr = refdet.cell_anchors((100,), (0.5,), convention="caffe")
+    assert_bits_equal(pfr, R.cell_anchors((100,), (0.5,), rounding="pfr", plus_one=True, base_size=16.0))
+    assert not np.array_equal(pfr, refdet.cell_anchors((100,), (0.5,), convention="caffe", base_size=17))
+
+
+_PYR_CASES = [
+    # (image, feature sizes, strides, sizes, ratios, base_sizes)
+    ((100, 130), [(3, 4), (2, 2)], None, [[32, 45.5], [64]], [[0.5, 1.0], [2.0]], None),
+    ((64, 80), [(4, 5), (2, 3)], [(16, 16), (32, 27.5)], [[32], [64, 90]], [0.37, 2.9], None),
+    ((64, 64), [(4, 4), (2, 2)], [16, 32], [[32], [64]], [0.5, 1.0], [12.0, 20.0]),
+    ((32, 48), [(2, 3)], [16], [24.4, 40], [0.5, 1.0, 2.0], None),
+]
+
+
+@pytest.mark.parametrize("case", range(len(_PYR_CASES)))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pyramid_anchors_equal_reference_bits_every_knob(case, dtype):
+    img, fs, strides, sizes, ratios, base_sizes = _PYR_CASES[case]
+    L = len(fs)
+    per_size = sizes if isinstance(sizes[0], list) else [sizes] * L if L > 1 else [sizes]
+    per_ratio = ratios if isinstance(ratios[0], list) else [ratios] * L
+    ref_strides = None if strides is None else [s if isinstance(s, tuple) else (s, s) for s in strides]
+    for rounding, plus_one, offset, ratio_def, order in [
+            ("torchvision", False, 0.0, "h_over_w", "ratio_major"), ("none", False, 0.5, "w_over_h", "size_major"),
+            ("none", True, "legacy", "h_over_w", "ratio_major"), ("mmdet_legacy", True, "legacy", "h_over_w",
+                                                                   "ratio_major"),
+            ("torchvision", False, "tf_divisible", "w_over_h", "size_major"), ("mmdet_legacy", False, 0.25,
+                                                                             "w_over_h", "size_major"),
+            ("pfr", True, "legacy", "h_over_w", "ratio_major")]:
+        kw = dict(rounding=rounding, plus_one=plus_one, center_offset=offset, ratio_def=ratio_def, order=order)
+        derived = ref_strides or [(img[0] // h, img[1] // w) for h, w in fs]
+        if any(a != b for a, b in derived) and rounding in ("pfr", "mmdet_legacy") and base_sizes is None:
+            with pytest.raises(ValueError, match=r"^rounding '(pfr|mmdet_legacy)' needs (a square stride|equal x/y)"):
+                refdet.pyramid_anchors(img, fs, strides, sizes, ratios, dtype=dtype, **kw)
+            continue
+        got, lvl = refdet.pyramid_anchors(img, fs, strides, sizes, ratios, base_sizes=base_sizes, dtype=dtype, **kw)
+        want, wlvl = R.pyramid_anchors(img, fs, ref_strides, per_size, per_ratio, base_sizes=base_sizes,
+                                       dtype=dtype, **kw)
+        assert_bits_equal((got, lvl), (want, wlvl), f"case {case} {kw}")
+
+
+def test_pyramid_anchors_derived_strides_and_octaves():
+    """strides=None: image // feature per axis (100 // 3 = 33); scales_per_octave: the octave sizes of
+    each level's base size, truncated under torchvision, floats under detectron2."""
+    a, _ = refdet.pyramid_anchors((100, 100), [(3, 3)], None, [10], [1.0])
+    np.testing.assert_array_equal(a[:3, 0], [-5.0, 28.0, 61.0])
+    for conv, trunc in (("torchvision", True), ("detectron2", False)):
+        got, lvl = refdet.pyramid_anchors((64, 64), [(2, 2), (1, 1)], [32, 64], [32, 64], [1.0], convention=conv,
+                                          scales_per_octave=3, center_offset=0.0, rounding="none")
+        sizes = R.octave_sizes([32, 64], 3, truncate=trunc)
+        want, _ = R.pyramid_anchors((64, 64), [(2, 2), (1, 1)], [(32, 32), (64, 64)], sizes, [[1.0], [1.0]],
+                                    rounding="none", order=refdet.conventions.resolve("pyramid_anchors", conv).order)
+        assert_bits_equal(got, want, conv)
+        assert np.bincount(lvl).tolist() == [12, 3]
+    got, _ = refdet.pyramid_anchors((64, 64), [(1, 1)], [64], [32], [1.0], scales_per_octave=3,
+                                    octave_truncate=False, rounding="none")
+    np.testing.assert_allclose(got[:, 2] * 2, [32, 32 * 2 ** (1 / 3), 32 * 2 ** (2 / 3)], rtol=1e-15)
+
+
+@pytest.mark.parametrize("kw, err, msg", [
+    (dict(feature_sizes=[(0, 4)], strides=None, sizes=[32]), ValueError,
+     r"^`strides` cannot be derived from an empty feature map \(feature_sizes\[0\] = \(0, 4\)\); pass strides$"),
+    (dict(strides=[16]), ValueError, r"^`strides` must have one entry per feature map \(2\); got 1$"),
+    (dict(strides=[16, -32]), ValueError, r"^`strides\[1\]` must be > 0"),
+    (dict(strides="16"), TypeError, r"^`strides\[0\]` must be a real number; got str '16'$"),
+    (dict(sizes=[32, 64, 128]), ValueError, r"^`sizes` must have one entry per feature map \(2\) or be per-level "
+                                            r"lists; got 3 sizes$"),
+    (dict(sizes=[32], scales_per_octave=3), ValueError,
+     r"^with `scales_per_octave`, `sizes` must hold one base size per level \(2\); got 1$"),
+    (dict(sizes=[32, -64], scales_per_octave=3), ValueError, r"^`sizes` must be positive"),
+    (dict(base_sizes=[16]), ValueError, r"^`base_sizes` must have one entry per feature map \(2\); got 1$"),
+    (dict(base_sizes=[16, 0]), ValueError, r"^`base_sizes` must be positive"),
+    (dict(aspect_ratios=[0.5, -1.0]), ValueError, r"^`aspect_ratios` must be positive"),
+    (dict(image_size=(64,)), ValueError, r"^`image_size` must be a pair"),
+    (dict(dtype=np.int64), TypeError, r"^`dtype` must be a floating dtype"),
+    (dict(strides=[(16, 8), (32, 32)], rounding="pfr"), ValueError,
+     r"^rounding 'pfr' needs a square stride or `base_sizes`; level 0 has strides \(16\.0, 8\.0\)$"),
+    (dict(strides=[(16, 8), (32, 32)], rounding="mmdet_legacy"), ValueError,
+     r"^rounding 'mmdet_legacy' needs equal x/y offsets; level 0 has \(7\.5, 3\.5\)$"),
+])
+def test_pyramid_anchors_more_errors_name_the_argument(kw, err, msg):
+    args = dict(image_size=(64, 64), feature_sizes=[(4, 4), (2, 2)], strides=[16, 32], sizes=[32, 64],
+                aspect_ratios=[1.0], center_offset="legacy")
+    args.update(kw)
+    with pytest.raises(err, match=msg):
+        refdet.pyramid_anchors(**args)
+
+
+def test_pyramid_anchors_allocation_cap():
+    kw = dict(image_size=(64, 64), feature_sizes=[(4, 4), (2, 2)], strides=[16, 32], sizes=[[32], [64]],
+              aspect_ratios=[0.5, 2.0])
+    assert refdet.pyramid_anchors(**kw, max_elements=160)[0].shape == (40, 4)       # (16 + 4) * 2 anchors
+    with pytest.raises(ValueError, match=r"^`feature_sizes` asks for 160 elements \(40 anchors x 4 coordinates, "):
+        refdet.pyramid_anchors(**kw, max_elements=159)
+
+
+def test_octave_sizes_rules_and_errors():
+    assert refdet.octave_sizes([32, 64]) == [(32.0, 40.0, 50.0), (64.0, 80.0, 101.0)]
+    assert refdet.octave_sizes([32], 2, convention="detectron2") == [(32.0, 32 * 2 ** 0.5)]
+    assert refdet.octave_sizes([32], 2, truncate=True, convention="detectron2") == [(32.0, 45.0)]
+    assert refdet.octave_sizes([32], 1) == [(32.0,)]
+    with pytest.raises(ValueError, match=r"^`base_sizes` must be positive"):
+        refdet.octave_sizes([32, 0])
+    with pytest.raises(ValueError, match=r"^`scales_per_octave` must be >= 1"):
+        refdet.octave_sizes([32], 0)
+    assert len(refdet.octave_sizes([32, 64], 3, max_elements=6)) == 2
+    with pytest.raises(ValueError, match=r"^`scales_per_octave` asks for 6 elements \(2 base sizes x 3 octave sizes, "):
+        refdet.octave_sizes([32, 64], 3, max_elements=5)
+
+
+def test_anchors_inside_image_profiles_and_override():
+    a = np.array([[0, 0, 10, 10], [-1, 0, 10, 10], [0, 0, 32, 10], [-4, -3, 34, 34]], dtype=float)
+    assert refdet.anchors_inside_image(a, (32, 32)).tolist() == [True] * 4
+    assert refdet.anchors_inside_image(a, (32, 32), convention="caffe").tolist() == [True, False, False, False]
+    assert refdet.anchors_inside_image(a, (32, 32), allowed_border=3).tolist() == [True, True, True, False]
+    assert refdet.anchors_inside_image(a, (32, 32), convention="caffe", allowed_border=-1).tolist() == [True] * 4
+    with pytest.raises(ValueError, match=r"^`anchors` must have shape"):
+        refdet.anchors_inside_image(a[:, :3], (32, 32))
