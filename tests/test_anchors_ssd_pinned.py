@@ -135,3 +135,43 @@ def test_ssd_default_boxes_allocation_cap():
     with pytest.raises(ValueError, match=r"^`feature_sizes` asks for 208 elements \(default boxes x 4 coordinates "
                                          r"up to level 1, "):
         refdet.ssd_default_boxes((300, 300), [3, 2], max_elements=207, **kw)
+
+
+def test_ssd_flat_empty_ratio_list_is_every_levels():
+    """A flat (even empty) ratio list is every level's: [] gives the two squares per cell only."""
+    kw = dict(scales=[0.2, 0.5, 0.8])
+    np.testing.assert_array_equal(refdet.ssd_default_boxes((300, 300), [3, 2], aspect_ratios=[], **kw),
+                                  refdet.ssd_default_boxes((300, 300), [3, 2], aspect_ratios=[[], []], **kw))
+    assert refdet.ssd_default_boxes((300, 300), [3, 2], aspect_ratios=[], **kw).shape == ((9 + 4) * 2, 4)
+
+
+def test_ssd_percent_rule_arguments():
+    """size_rule='percent' under any profile; the percent rule's own min_ratio / max_ratio (not 0.9)."""
+    kw = dict(aspect_ratios=[[], [], []], clip=False)
+    pc = refdet.ssd_default_boxes((200, 300), [1, 1, 1], size_rule="percent", min_ratio=0.15, max_ratio=0.95, **kw)
+    mins, maxs = refdet.ssd_sizes_from_ratios(200, 3, 0.15, 0.95)
+    px = refdet.ssd_default_boxes((200, 300), [1, 1, 1], min_sizes=mins, max_sizes=maxs, **kw)
+    assert_bits_equal(pc, px)
+    lin = refdet.ssd_default_boxes((200, 300), [1, 1, 1], min_ratio=0.15, max_ratio=0.95, **kw)
+    assert not np.array_equal(lin, pc)
+    for arg in ("min_ratio", "max_ratio"):
+        with pytest.raises(ValueError, match=f"^`{arg}`"):
+            refdet.ssd_default_boxes((200, 300), [1, 1, 1], convention="caffe", **{arg: 1.5}, **kw)
+    for arg in ("min_sizes", "max_sizes"):
+        sizes = dict(min_sizes=[20, 40, 60], max_sizes=[40, 60, 80])
+        sizes[arg] = [20, -40, 60]
+        with pytest.raises(ValueError, match=f"^`{arg}` must be positive"):
+            refdet.ssd_default_boxes((200, 300), [1, 1, 1], **sizes, **kw)
+    with pytest.raises(ValueError, match="^`scales` must be positive"):
+        refdet.ssd_default_boxes((200, 300), [1, 1, 1], scales=[0.2, 0.4, -0.6, 0.8], **kw)
+
+
+def test_ssd_sizes_from_ratios_edges():
+    assert refdet.ssd_sizes_from_ratios(300, 6) == ([30, 60, 111, 162, 213, 264], [60, 111, 162, 213, 264, 315])
+    assert refdet.ssd_sizes_from_ratios(1, 3, 0.2, 0.9) == ([0, 0, 0], [0, 0, 1])          # input_size 1 is valid
+    # int(0.905 * 100) = 90 (not 91): lo 20, hi 90, step 70
+    assert refdet.ssd_sizes_from_ratios(300, 3, 0.2, 0.905) == ([30, 60, 270], [60, 270, 480])
+    # a step of exactly 1 percent is allowed
+    assert refdet.ssd_sizes_from_ratios(100, 5, 0.2, 0.23) == ([10, 20, 21, 22, 23], [20, 21, 22, 23, 24])
+    # hi - lo + 1 a multiple of the step: r stops at hi, maxs has as many entries as mins
+    assert refdet.ssd_sizes_from_ratios(100, 4, 0.2, 0.25) == ([10, 20, 22, 24], [20, 22, 24, 26])

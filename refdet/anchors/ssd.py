@@ -115,7 +115,7 @@ def _ssd_specs(k, s_k, s_next, ratios_k, s, interpolated_ratio):
             s_prime = math.sqrt(s_k * s_next)
             pairs.append([s_prime, s_prime])
         for ar in ratios_k:
-            if s["skip_unit_ratio"] and abs(ar - 1.0) < 1e-6:
+            if s["skip_unit_ratio"] and abs(ar - 1.0) < 1e-6:  # pragma: no mutate[< -> <=] (|ar - 1| is never exactly 1e-6: not a multiple of 2**-53)
                 continue
             sq = math.sqrt(ar)
             w, h = s_k * sq, s_k / sq
@@ -236,8 +236,8 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
     normalized = _checks.check_bool(normalized, "normalized")
     # checked even when `scales` makes them unused; a ratio above 1 (a box larger than the image) is
     # allowed, as torchvision's DefaultBoxGenerator allows it (clip=True cuts it back)
-    _checks.check_real(min_ratio, "min_ratio")
-    _checks.check_real(max_ratio, "max_ratio")
+    min_r = _checks.check_real(min_ratio, "min_ratio")
+    max_r = _checks.check_real(max_ratio, "max_ratio")
 
     ratios = _ssd_ratios(aspect_ratios, L)
     ratios = [r.tolist() for r in ratios]
@@ -275,8 +275,7 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
                 raise ValueError(f"`scales` must have {L + 1} (or {L}) entries for {L} feature maps; "
                                  f"got {len(sv)}")
         else:
-            lo = _checks.check_real(min_ratio, "min_ratio")
-            hi = _checks.check_real(max_ratio, "max_ratio")
+            lo, hi = min_r, max_r
             if L > 1:
                 sv = [lo + (hi - lo) * k / (L - 1.0) for k in range(L)] + [1.0]
             else:
@@ -289,7 +288,7 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
     for k, (fh, fw) in enumerate(fs):
         s_k, s_next = sc[k]
         pairs = _ssd_specs(k, s_k, s_next, ratios[k], s, interp)
-        wh64 = np.array(pairs, dtype=np.float64).reshape(-1, 2)
+        wh64 = np.array(pairs).reshape(len(pairs), 2)        # Python floats: float64 (0 pairs: shape (0, 2))
         if pixel_sizes:
             wh64 = wh64 / np.array([float(img_w), float(img_h)])          # Caffe: box_width / img_width
         elif s["size_reference"] == "min_side":
@@ -297,7 +296,7 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
             wh64 = wh64 * np.array([m / float(img_w), m / float(img_h)])
         wh = wh64.astype(dt)                          # torchvision: torch.as_tensor(pairs, float32)
         if clip and s["clip_mode"] == "wh":
-            wh = np.clip(wh, 0, 1)
+            wh = np.minimum(wh, 1)                    # clamp(0, 1): w, h > 0, so only the upper bound acts
         if steps is not None:
             x_f, y_f = float(img_w) / float(stp[k]), float(img_h) / float(stp[k])
         else:
@@ -315,13 +314,13 @@ def ssd_default_boxes(image_size: Tuple[int, int], feature_sizes: Sequence, *,
         np.subtract(cy[:, None, None], half[None, None, :, 1], out=box[..., 1])
         np.add(cx[None, :, None], half[None, None, :, 0], out=box[..., 2])
         np.add(cy[:, None, None], half[None, None, :, 1], out=box[..., 3])
-        box = box.reshape(-1, 4)
+        box = box.reshape(fh * fw * A, 4)
         if clip and s["clip_mode"] == "corners":
             box = np.clip(box, 0, 1)
         if not normalized:
-            box = box * np.array([W, H, W, H], dtype=dt)                # torchvision: (c -+ wh/2) * [W, H]
+            box = box * np.array([W, H, W, H])                          # torchvision: (c -+ wh/2) * [W, H]
         parts.append(box)
-    out = np.concatenate(parts, axis=0) if parts else np.zeros((0, 4), dtype=dt)
+    out = np.concatenate(parts)                       # L >= 1: as_feature_sizes refuses an empty list
     if box_format == "yxyx":
         out = out[:, [1, 0, 3, 2]]
     return out
