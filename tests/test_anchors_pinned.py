@@ -316,3 +316,13 @@ def test_anchors_inside_image_profiles_and_override():
     assert refdet.anchors_inside_image(a, (32, 32), convention="caffe", allowed_border=-1).tolist() == [True] * 4
     with pytest.raises(ValueError, match=r"^`anchors` must have shape"):
         refdet.anchors_inside_image(a[:, :3], (32, 32))
+
+
+def test_pyramid_flat_sizes_one_per_level_and_octave_cap():
+    kw = dict(image_size=(64, 64), feature_sizes=[(4, 4), (2, 2)], strides=[16, 32], aspect_ratios=[0.5, 2.0])
+    flat, _ = refdet.pyramid_anchors(sizes=[32, 64], **kw)
+    nested, _ = refdet.pyramid_anchors(sizes=[[32], [64]], **kw)
+    assert_bits_equal(flat, nested)
+    with pytest.raises(ValueError, match=r"^`scales_per_octave` asks for 6 elements \(2 base sizes x 3 octave sizes, "
+                                         r"48 bytes\)"):
+        refdet.pyramid_anchors(sizes=[32, 64], scales_per_octave=3, max_elements=5, **kw)

@@ -305,16 +305,15 @@ def pyramid_anchors(image_size: Tuple[int, int], feature_sizes: Sequence, stride
         if s["rounding"] == "pfr" and base_sizes is None and sy != sx:
             raise ValueError(f"rounding 'pfr' needs a square stride or `base_sizes`; level {lvl} has "
                              f"strides {(sy, sx)}")
+        center = 0.0
         if s["rounding"] == "mmdet_legacy":
             # the legacy rounding acts on absolute corners: put the centre in the template
             if oy != ox:
                 raise ValueError(f"rounding 'mmdet_legacy' needs equal x/y offsets; level {lvl} has {(oy, ox)}")
-            cell = _cell(per_size[lvl], per_ratio[lvl], s, dt, base_size=base, center=ox)
-            oy = ox = 0.0
-        else:
-            cell = _cell(per_size[lvl], per_ratio[lvl], s, dt, base_size=base)
+            center, oy, ox = ox, 0.0, 0.0
+        cell = _cell(per_size[lvl], per_ratio[lvl], s, dt, base_size=base, center=center)
         _tile(cell, h, w, sy, sx, oy, ox, out=anchors[ends[lvl] - counts[lvl]:ends[lvl]])
-    return anchors, np.repeat(np.arange(L, dtype=np.int64), counts)
+    return anchors, np.repeat(np.arange(L, dtype=np.int64), counts)  # pragma: no mutate (NumPy 2's arange default is int64 already; kept explicit for the contract)
 
 
 @conventions.documented("anchors_inside_image")
