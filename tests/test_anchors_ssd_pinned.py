@@ -175,3 +175,10 @@ def test_ssd_sizes_from_ratios_edges():
     assert refdet.ssd_sizes_from_ratios(100, 5, 0.2, 0.23) == ([10, 20, 21, 22, 23], [20, 21, 22, 23, 24])
     # hi - lo + 1 a multiple of the step: r stops at hi, maxs has as many entries as mins
     assert refdet.ssd_sizes_from_ratios(100, 4, 0.2, 0.25) == ([10, 20, 22, 24], [20, 22, 24, 26])
+
+
+def test_caffe_skips_a_unit_ratio_within_1e_6():
+    kw = dict(scales=[0.2, 0.5], convention="caffe", clip=False)
+    n = [len(refdet.ssd_default_boxes((300, 300), [1], aspect_ratios=[[2.0, r]], **kw)) for r in
+         (1.0, 1.0 + 5e-7, 1.0 - 5e-7, 1.0 + 2e-6, 1.0 - 2e-6)]
+    assert n == [4, 4, 4, 6, 6]

@@ -115,7 +115,8 @@ def _ssd_specs(k, s_k, s_next, ratios_k, s, interpolated_ratio):
             s_prime = math.sqrt(s_k * s_next)
             pairs.append([s_prime, s_prime])
         for ar in ratios_k:
-            if s["skip_unit_ratio"] and abs(ar - 1.0) < 1e-6:  # pragma: no mutate[< -> <=] (|ar - 1| is never exactly 1e-6: not a multiple of 2**-53)
+            # Caffe: fabs(ar - 1) < 1e-6; |ar - 1| is never exactly 1e-6 (not a multiple of 2**-53), so <= is the same
+            if s["skip_unit_ratio"] and np.isclose(ar, 1.0, rtol=0.0, atol=1e-6):
                 continue
             sq = math.sqrt(ar)
             w, h = s_k * sq, s_k / sq
