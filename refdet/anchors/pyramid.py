@@ -313,7 +313,8 @@ def pyramid_anchors(image_size: Tuple[int, int], feature_sizes: Sequence, stride
             center, oy, ox = ox, 0.0, 0.0
         cell = _cell(per_size[lvl], per_ratio[lvl], s, dt, base_size=base, center=center)
         _tile(cell, h, w, sy, sx, oy, ox, out=anchors[ends[lvl] - counts[lvl]:ends[lvl]])
-    return anchors, np.repeat(np.arange(L, dtype=np.int64), counts)  # pragma: no mutate (NumPy 2's arange default is int64 already; kept explicit for the contract)
+    level = np.arange(L, dtype=np.int64)  # pragma: no mutate (NumPy 2's arange default is int64 already; explicit for the contract)
+    return anchors, np.repeat(level, counts)
 
 
 @conventions.documented("anchors_inside_image")
