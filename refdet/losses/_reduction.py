@@ -32,13 +32,13 @@ def _reduce(loss, reduction, count=None, empty_mean=float("nan")):
     denominator (cross entropy averages over the non-ignored elements only)."""
     if reduction == "none":
         return loss
-    s = loss.sum(dtype=loss.dtype)
+    s = loss.sum()                                  # a float32/float64 array sums in its own dtype
     if reduction == "sum":
-        return np.asarray(s, dtype=loss.dtype)
+        return np.asarray(s)
     n = loss.size if count is None else count
     if n == 0:
         return np.asarray(empty_mean, dtype=loss.dtype)
-    return np.asarray(s / loss.dtype.type(n), dtype=loss.dtype)
+    return np.asarray(s / loss.dtype.type(n))
 
 
 def _reduce_backward(dloss, red, name="dloss", scalar_ok=False):
@@ -48,7 +48,7 @@ def _reduce_backward(dloss, red, name="dloss", scalar_ok=False):
     if red.reduction == "none":
         if d.shape != red.shape:
             raise ValueError(f"`{name}` must have shape {red.shape} (reduction='none'); got {d.shape}")
-        return _c_order(d.astype(red.dtype, copy=False))
+        return _c_order(np.asarray(d, dtype=red.dtype))
     if d.size != 1:
         raise ValueError(f"`{name}` must be a scalar (reduction={red.reduction!r}); got shape {d.shape}")
     g = red.dtype.type(d.reshape(()))
