@@ -18,6 +18,10 @@ the core never imports them.
     ROIAlign, ROIPooling, Interpolate.
 :mod:`refdet.runtimes.openvino_priors`
     PriorBox and PriorBoxClustered (re-exported by :mod:`refdet.runtimes.openvino`).
+:mod:`refdet.runtimes.openvino_detection`
+    OpenVINO's Caffe-era detection operators: DetectionOutput (opset 8 / 1),
+    ``detection_output`` and ``detection_output_rows``; their CPU-plugin adapters are in
+    :mod:`refdet.runtimes.openvino_detection_adapters`.
 :mod:`refdet.runtimes.tensorflow`
     adapters calling TensorFlow's raw ops (TF's kernels are reproduced in :mod:`refdet.tf_ops`).
 """

@@ -1,0 +1,64 @@
+"""Hypothesis strategies for OpenVINO's DetectionOutput and Proposal (:mod:`refdet.runtimes.openvino_detection`).
+
+Each returns a dict of keyword arguments. Values are often drawn from a coarse grid so that scores tie,
+a confidence threshold equals a score, decoded boxes coincide, touch, are empty or inverted, and an
+overlap equals the NMS threshold exactly (e.g. IoU 0.5 of two grid boxes).
+"""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+__all__ = ["openvino_detection_output_cases"]
+
+
+def _vals(rng, grid, shape, scale=1.0):
+    if grid:
+        return (rng.integers(0, 5, size=shape) / 4 * scale).astype(np.float32)
+    return (rng.normal(size=shape) * scale).astype(np.float32)
+
+
+@st.composite
+def openvino_detection_output_cases(draw, *, max_batch=2, max_priors=8, max_classes=4):
+    """Arguments of :func:`refdet.runtimes.openvino_detection.detection_output` (every attribute, the 3- and
+    5-input forms, Caffe and MXNet styles, normalized and pixel priors with a ``-1`` end marker)."""
+    B = draw(st.integers(1, max_batch))
+    P = draw(st.integers(1, max_priors))
+    K = draw(st.integers(1, max_classes))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    share = draw(st.booleans())
+    L = 1 if share else K
+    norm = draw(st.booleans())
+    venc = draw(st.booleans())
+    grid = draw(st.booleans())
+    ps = 4 if norm else 5
+    code = draw(st.sampled_from(["caffe.PriorBoxParameter.CORNER", "caffe.PriorBoxParameter.CENTER_SIZE"]))
+    loc = np.zeros((B, P * L * 4), np.float32) if draw(st.booleans()) and grid else _vals(rng, grid, (B, P * L * 4), 0.3)
+    conf = _vals(rng, True, (B, P * K)) if draw(st.booleans()) else rng.random((B, P * K)).astype(np.float32)
+    pri = _vals(rng, grid, (1 if draw(st.booleans()) else B, 1 if venc else 2, P * ps))
+    if not grid:
+        pri = np.abs(pri)
+    ih, iw = (1, 1) if norm else (draw(st.integers(1, 40)), draw(st.integers(1, 40)))
+    if not norm:
+        pri[:, 0] *= np.float32(max(ih, iw))
+        pri[:, 0, 0::5] = 0
+        if P > 1 and draw(st.booleans()):
+            pri[:, 0, 5 * draw(st.integers(1, P - 1))] = -1           # the end-of-priors marker
+    mx = K > 1 and draw(st.integers(0, 3)) == 0
+    cthr = float(draw(st.sampled_from([0.0, 0.25, 0.5])))
+    if draw(st.booleans()):
+        cthr = float(conf.ravel()[draw(st.integers(0, conf.size - 1))])  # a score on the threshold
+    case = dict(location=loc, confidence=conf, priors=pri,
+                nms_threshold=float(draw(st.sampled_from([0.0, 0.25, 0.5, 0.7, 1.0]))),
+                keep_top_k=int(draw(st.sampled_from([-1, 0, 1, 2, 5]))),
+                top_k=int(draw(st.sampled_from([-1, 0, 1, 3]))),
+                background_label_id=0 if mx else int(draw(st.sampled_from([-1, 0, 1]))),
+                code_type=code, variance_encoded_in_target=venc, share_location=share, confidence_threshold=cthr,
+                clip_after_nms=draw(st.booleans()), clip_before_nms=draw(st.booleans()), decrease_label_id=mx,
+                normalized=norm, input_height=ih, input_width=iw)
+    if draw(st.integers(0, 3)) == 0:
+        case.update(arm_confidence=_vals(rng, True, (B, 2 * P)), arm_location=_vals(rng, grid, loc.shape, 0.3),
+                    objectness_score=float(draw(st.sampled_from([0.0, 0.25, 0.5]))))
+    if case["keep_top_k"] == 0 and case["top_k"] > 0:
+        case["top_k"] = -1        # OpenVINO leaves part of that output uninitialised (documented)
+    return case
