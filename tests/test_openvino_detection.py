@@ -236,3 +236,137 @@ def test_detection_output_bad_input(kw, words):
 def test_detection_output_rows_bad_input():
     with pytest.raises(ValueError, match="`out`"):
         D.detection_output_rows(np.zeros((1, 4, 7)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Proposal
+# ---------------------------------------------------------------------------------------------------
+
+from refdet.runtimes import openvino_proposal as PR  # noqa: E402
+from refdet.testing.conformance_openvino_detection import check_openvino_proposal  # noqa: E402
+
+
+@given(sod.openvino_proposal_cases())
+def test_proposal_equals_openvino_cpu(case):
+    ad = _ov()
+    exp = PR.proposal(**case)
+    rois, probs = ad.openvino_proposal(**case)
+    post = case["post_nms_topn"]
+    assert rois.shape == exp.rois.shape
+    for n, m in enumerate(exp.counts):
+        np.testing.assert_array_equal(rois[n * post: n * post + m], exp.rois[n * post: n * post + m])
+        np.testing.assert_array_equal(probs[n * post: n * post + m], exp.probs[n * post: n * post + m])
+        if m < post:
+            assert rois[n * post + m, 0] == -1
+
+
+def test_proposal_conformance_passes_for_openvino_and_names_a_wrong_threshold():
+    ad = _ov()
+    assert check_openvino_proposal(ad.openvino_proposal, n_cases=30).ok
+
+    def inclusive(**k):
+        k["nms_thresh"] = float(np.nextafter(f32(k["nms_thresh"]), f32(-1)))
+        r = PR.proposal(**k)
+        return r.rois, r.probs
+    rep = check_openvino_proposal(inclusive, n_cases=0, raise_on_failure=False)
+    assert not rep.ok and "nms_thresh < IoU" in rep.first_mismatch
+    # zero deltas, stride 1: [0, 0, 4, 4] and [1, 0, 5, 4] (+1 sides: 25 each, 20 shared): IoU 20 / 30
+    case = _pr_case(class_probs=_scores([0.9, 0.8, 0, 0]), pre_nms_topn=2)
+    third2 = float(f32(20) / f32(30))
+    assert PR.proposal(**dict(case, nms_thresh=third2)).counts[0] == 2          # not > : both kept
+    assert PR.proposal(**dict(case, nms_thresh=float(np.nextafter(f32(third2), f32(0))))).counts[0] == 1
+
+
+def test_proposal_anchors_caffe_and_tensorflow():
+    # base 16, ratio 1, scale 1: Caffe [0, 0, 15, 15] (+1 widths), TF [-8, -8, 8, 8] (shifted by -base / 2)
+    np.testing.assert_array_equal(PR.proposal_anchors(16, [1], [1]), f32([[0, 0, 15, 15]]))
+    np.testing.assert_array_equal(PR.proposal_anchors(16, [1], [1], "tensorflow"), f32([[-8, -8, 8, 8]]))
+    # py-faster-rcnn's classic anchors for base 16, ratios (0.5, 1, 2), scale 8: ratio-major
+    a = PR.proposal_anchors(16, [0.5, 1, 2], [8])
+    np.testing.assert_array_equal(a, f32([[-84, -40, 99, 55], [-56, -56, 71, 71], [-36, -80, 51, 95]]))
+    # roundf (half away from zero): base 15, ratio 0.5: ratio_w = round(sqrt(450)) = 21, ratio_h = roundf(10.5) = 11
+    a = PR.proposal_anchors(15, [0.5], [1])[0]
+    assert a[3] - a[1] + 1 == 11 and a[2] - a[0] + 1 == 21      # py-faster-rcnn's np.round says 10
+
+
+def _scores(fg):
+    fg = np.asarray(fg, f32).reshape(1, 1, 2, 2)
+    return np.concatenate([np.zeros_like(fg), fg], axis=1)
+
+
+def _pr_case(**kw):
+    case = dict(class_probs=_scores([0.9, 0.8, 0.7, 0.6]), bbox_deltas=np.zeros((1, 4, 2, 2), f32),
+                image_shape=np.array([40, 40, 1], f32), base_size=4, pre_nms_topn=100, post_nms_topn=10, nms_thresh=0.7,
+                feat_stride=1, min_size=1, ratio=[1.0], scale=[1.0])
+    case.update(kw)
+    return case
+
+
+def test_proposal_golden_decode_and_filters():
+    # anchor [0, 0, 3, 3]; cells at stride 10 are apart. Delta (dx=0.5, dw=ln 2) on cell (0, 0):
+    # w = 4, ctr = 0 + 0.5 * 4 = 2 -> 2 + 0.5 * 4 = 4; new w = 8 -> x0 = 4 - 4 = 0, x1 = 8
+    d = np.zeros((1, 4, 2, 2), f32)
+    d[0, 0, 0, 0], d[0, 2, 0, 0] = 0.5, np.log(2)
+    r = PR.proposal(**_pr_case(bbox_deltas=d, feat_stride=10))
+    np.testing.assert_allclose(r.rois[0], [0, 0, 0, 8, 4], atol=1e-6)   # y: [0, 4]: no -1 on x1
+    np.testing.assert_array_equal(r.probs[:4], f32([0.9, 0.8, 0.7, 0.6]))
+    np.testing.assert_array_equal(r.rois[4], [-1, 0, 0, 0, 0])            # end marker after 4 proposals
+    # min_size 6 (> the decoded 5-px boxes [0, 4] + 1): scores become 0 but the boxes stay (py-faster-rcnn drops them)
+    r = PR.proposal(**_pr_case(feat_stride=10, min_size=6))
+    assert PR.proposal(**_pr_case(feat_stride=10, min_size=5)).probs[:4].all()      # 5 <= 5 passes
+    assert r.counts[0] == 4 and not r.probs[:4].any()
+    # clip before NMS to [0, W - 1]; normalize divides by W, H
+    r = PR.proposal(**_pr_case(feat_stride=10, image_shape=np.array([12, 12, 1], f32), normalize=True))
+    np.testing.assert_allclose(r.rois[3, 1:], np.array([10, 10, 11, 11]) / 12, atol=1e-7)
+
+
+def test_proposal_ties_follow_the_heap_not_the_index():
+    # four equal scores: std::partial_sort's heap order, not 0, 1, 2, 3
+    r = PR.proposal(**_pr_case(class_probs=_scores([0.5] * 4), feat_stride=10, pre_nms_topn=3))
+    order = PR._partial_sort(np.full(4, 0.5, f32), 3)
+    np.testing.assert_array_equal(r.rois[:3, 1], f32(np.array([0, 10, 0, 10])[order]))
+    assert r.counts[0] == 3
+    # no ties: plain descending order
+    np.testing.assert_array_equal(PR._partial_sort(f32([0.1, 0.4, 0.3, 0.2]), 3), [1, 2, 3])
+
+
+def test_proposal_inputs_untouched_and_layout_independent():
+    rng = np.random.default_rng(1)
+    case = _pr_case(class_probs=rng.random((1, 2, 2, 2)).astype(f32),
+                    bbox_deltas=rng.normal(size=(1, 4, 2, 2)).astype(f32) * 0.3)
+    copies = {k: v.copy() for k, v in case.items() if isinstance(v, np.ndarray)}
+    a = PR.proposal(**case)
+    for k, v in copies.items():
+        np.testing.assert_array_equal(case[k], v)
+    b = PR.proposal(**dict(case, class_probs=np.asfortranarray(case["class_probs"]),
+                           bbox_deltas=case["bbox_deltas"][:, ::-1][:, ::-1]))
+    np.testing.assert_array_equal(a.rois, b.rois)
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(framework="caffe"), ["framework", "OpenVINO"]),
+    (dict(min_size=0), ["min_size", "OpenVINO"]),
+    (dict(nms_thresh=0.0), ["nms_thresh", "OpenVINO"]),
+    (dict(base_size=0), ["base_size"]),
+    (dict(ratio=[]), ["ratio"]),
+    (dict(scale=[-1.0]), ["scale"]),
+    (dict(pre_nms_topn=0), ["pre_nms_topn"]),
+    (dict(image_shape=np.array([0, 40, 1], f32)), ["image_shape", "OpenVINO"]),
+    (dict(image_shape=np.array([40, 40, -1], f32)), ["image_shape", "OpenVINO"]),
+    (dict(image_shape=np.array([40, 40], f32)), ["image_shape"]),
+    (dict(class_probs=np.zeros((1, 3, 2, 2), f32)), ["class_probs", "OpenVINO"]),
+    (dict(bbox_deltas=np.zeros((1, 4, 2, 3), f32)), ["bbox_deltas"]),
+    (dict(clip_before_nms="no"), ["clip_before_nms"]),
+    (dict(box_size_scale=0.0), ["box_size_scale"]),
+])
+def test_proposal_bad_input(kw, words):
+    with pytest.raises((TypeError, ValueError)) as ei:
+        PR.proposal(**_pr_case(**kw))
+    for w in words:
+        assert w in str(ei.value)
+
+
+def test_proposal_adapter_refuses_the_crashing_sizes():
+    ad = _ov()
+    with pytest.raises(RuntimeError, match="segmentation fault"):
+        ad.openvino_proposal(**_pr_case(pre_nms_topn=4))

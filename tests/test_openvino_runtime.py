@@ -446,5 +446,6 @@ def test_verify_openvino_target_runs_every_op():
     rows = run_target("openvino", n_cases=5)
     assert {r["op"] for r in rows} == {"openvino_nms", "openvino_prior_box", "openvino_prior_box_clustered",
                                         "openvino_fake_quantize", "openvino_roi_align", "openvino_roi_pooling",
-                                        "openvino_interpolate", "openvino_detection_output"}
+                                        "openvino_interpolate", "openvino_detection_output",
+                                        "openvino_proposal"}
     assert all(r["ok"] for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]

@@ -22,6 +22,9 @@ the core never imports them.
     OpenVINO's Caffe-era detection operators: DetectionOutput (opset 8 / 1),
     ``detection_output`` and ``detection_output_rows``; their CPU-plugin adapters are in
     :mod:`refdet.runtimes.openvino_detection_adapters`.
+:mod:`refdet.runtimes.openvino_proposal`
+    OpenVINO Proposal (opset 4, py-faster-rcnn's layer and its "tensorflow" variant): ``proposal``,
+    ``proposal_anchors``, ``ProposalResult``.
 :mod:`refdet.runtimes.tensorflow`
     adapters calling TensorFlow's raw ops (TF's kernels are reproduced in :mod:`refdet.tf_ops`).
 """

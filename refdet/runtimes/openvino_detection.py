@@ -17,6 +17,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from refdet import _checks
+from refdet.tf_ops._libm import expf
 
 __all__ = ["DETECTION_OUTPUT_CODE_TYPES", "detection_output", "detection_output_rows"]
 
@@ -68,9 +69,8 @@ def _decode(prior, loc, var, code_type, normalized, img_h, img_w, clip):
             else:
                 cx, cy = var[:, 0] * l0 * pw + pcx, var[:, 1] * l1 * ph + pcy
                 ew, eh = var[:, 2] * l2, var[:, 3] * l3
-            # std::exp(float): correctly rounded float32 (float64 exp, then rounded)
-            bw = np.exp(ew.astype(np.float64)).astype(np.float32) * pw
-            bh = np.exp(eh.astype(np.float64)).astype(np.float32) * ph
+            bw = expf(ew) * pw                                  # std::exp(float): glibc's expf (not correctly
+            bh = expf(eh) * ph                                  # rounded: refdet.tf_ops._libm)
             out = (cx - bw / two, cy - bh / two, cx + bw / two, cy + bh / two)
     boxes = np.stack([np.asarray(v, np.float32) for v in out], axis=1)
     if clip:

@@ -42,6 +42,14 @@ def openvino_proposal(class_probs, bbox_deltas, image_shape, **attrs):
     from refdet.runtimes.adapters import openvino_runner
 
     a = dict(attrs)
+    cp = np.asarray(class_probs)
+    if min(cp.shape[1] // 2 * cp.shape[2] * cp.shape[3], int(a["pre_nms_topn"])) < 8:
+        # OpenVINO 2026.4's CPU plugin dies with SIGSEGV there (found by hypothesis; refdet answers normally)
+        raise RuntimeError("OpenVINO's CPU Proposal crashes (segmentation fault) when min(A * H * W, pre_nms_topn) < 8")
+    for k in ("base_size", "pre_nms_topn", "post_nms_topn", "feat_stride", "min_size"):
+        a[k] = np.uint32(a[k])            # the opset API wants unsigned integers
+    for k in ("ratio", "scale"):
+        a[k] = [float(v) for v in a[k]]
     ins = [np.asarray(class_probs, np.float32), np.asarray(bbox_deltas, np.float32),
            np.asarray(image_shape, np.float32)]
     out = openvino_runner().run(("proposal", _key(a)), lambda c, d, s: o4.proposal(c, d, s, dict(a)), ins)
@@ -52,4 +60,5 @@ def openvino_detection_adapters():
     """The DetectionOutput / Proposal adapters in :func:`refdet.runtimes.adapters.openvino_adapters`' form."""
     return {
         "openvino_detection_output": dict(fn=openvino_detection_output),
+        "openvino_proposal": dict(fn=openvino_proposal),
     }

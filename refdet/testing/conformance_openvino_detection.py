@@ -134,3 +134,100 @@ def check_openvino_detection_output(fn, *, n_cases=60, seed=0, raise_on_failure=
 
     r = _Runner("openvino_detection_output", "abs", "openvino", _do_compare(fn), progress)
     return _finish(r.run(_do_golden(), sod.openvino_detection_output_cases(), n_cases, seed), raise_on_failure)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Proposal
+# ---------------------------------------------------------------------------------------------------
+
+def _pr_valid(rois, probs, counts, post):
+    out_r, out_p = [], []
+    for n, m in enumerate(counts):
+        out_r.append(rois[n * post: n * post + m])
+        out_p.append(probs[n * post: n * post + m])
+    return np.concatenate(out_r), np.concatenate(out_p)
+
+
+def _pr_compare(fn):
+    from refdet.runtimes.openvino_proposal import proposal
+
+    def compare(case):
+        exp = proposal(**case)
+        got = fn(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in case.items()})
+        gr, gp = _np(got[0]).astype(np.float32).reshape(-1, 5), _np(got[1]).astype(np.float32).ravel()
+        if gr.shape != exp.rois.shape:
+            return np.inf, f"rois shape {gr.shape}, OpenVINO's is {exp.rois.shape}"
+        post = case["post_nms_topn"]
+        er, ep = _pr_valid(exp.rois, exp.probs, exp.counts, post)
+        got_counts = []
+        for n in range(len(exp.counts)):
+            block = gr[n * post:(n + 1) * post, 0]
+            end = np.flatnonzero(block == -1)
+            got_counts.append(int(end[0]) if end.size else post)
+        g_r, g_p = _pr_valid(gr, gp, got_counts, post)
+        if np.array_equal(g_r, er) and np.array_equal(g_p, ep):
+            return 0.0, None
+        err = float(np.max(np.abs(g_r - er))) if g_r.shape == er.shape else np.inf
+        lines = [f"{len(g_r)} proposals, refdet {len(er)}:", f"  yours  {g_r.tolist()[:4]}", f"  refdet {er.tolist()[:4]}"]
+        below = float(np.nextafter(np.float32(case["nms_thresh"]), np.float32(-np.inf)))
+        for desc, alt in [("IoU equal to nms_thresh suppressed (>=); the plugin suppresses nms_thresh < IoU",
+                           dict(case, nms_thresh=below)),
+                          ("clip_before_nms read the other way round", dict(case, clip_before_nms=not case["clip_before_nms"])),
+                          ("clip_after_nms read the other way round", dict(case, clip_after_nms=not case["clip_after_nms"])),
+                          ("the other framework ('' is Caffe's +1 widths; 'tensorflow' 0 and swapped axes)",
+                           dict(case, framework="" if case["framework"] == "tensorflow" else "tensorflow"))]:
+            try:
+                a = proposal(**alt)
+            except ValueError:
+                continue
+            if np.array_equal(_pr_valid(a.rois, a.probs, a.counts, post)[0], g_r):
+                lines.append(f"  likely cause: {desc}")
+                break
+        else:
+            if g_r.shape == er.shape and np.max(np.abs(g_r - er)) < 1e-3:
+                lines.append("  boxes within float32 rounding: the decode's order of operations (the plugin fuses "
+                             "dx * w + ctr_x into one multiply-add)")
+        return err, "\n".join(lines)
+    return compare
+
+
+def _pr_golden():
+    f = np.float32
+    # one anchor (base 16, ratio 1, scale 1: [0, 0, 15, 15]) on a 3 x 3 map with stride 16, zero deltas
+    base = dict(class_probs=np.concatenate([np.zeros((1, 1, 3, 3), f), np.arange(9, dtype=f).reshape(1, 1, 3, 3) / 10],
+                                           axis=1),
+                bbox_deltas=np.zeros((1, 4, 3, 3), f), image_shape=np.array([48, 48, 1], f), base_size=16,
+                pre_nms_topn=9, post_nms_topn=10, nms_thresh=0.7, feat_stride=16, min_size=1, ratio=[1.0], scale=[1.0],
+                clip_before_nms=True, clip_after_nms=False, normalize=False, box_size_scale=1.0,
+                box_coordinate_scale=1.0, framework="")
+    ties = dict(base, class_probs=np.concatenate([np.zeros((1, 1, 3, 3), f), np.full((1, 1, 3, 3), 0.5, f)], axis=1))
+    # stride 1: the boxes [0, 0, 4, 4] and [1, 0, 5, 4] of cells (0, 0) and (0, 1) overlap by IoU 20 / 30 (+1 sides)
+    fg = np.zeros((1, 1, 2, 4), f)
+    fg[0, 0, 0, :2] = 0.9, 0.8
+    touch = dict(base, class_probs=np.concatenate([np.zeros_like(fg), fg], axis=1), bbox_deltas=np.zeros((1, 4, 2, 4), f),
+                 feat_stride=1, pre_nms_topn=8, base_size=4, nms_thresh=float(f(20) / f(30)))
+    return [
+        ("disjoint anchors, all kept", base),
+        ("IoU equal to nms_thresh is kept", touch),
+        ("post_nms_topn 2", dict(base, post_nms_topn=2)),
+        ("min_size above the anchors: scores zeroed", dict(base, min_size=17)),
+        ("tied scores: the heap's order", ties),
+        ("tensorflow framework", dict(base, framework="tensorflow")),
+        ("normalize and clip after NMS", dict(base, normalize=True, clip_after_nms=True,
+                                              bbox_deltas=np.full((1, 4, 3, 3), 0.5, f))),
+    ]
+
+
+def check_openvino_proposal(fn, *, n_cases=60, seed=0, raise_on_failure=True, progress=None):
+    """Check ``fn`` against OpenVINO Proposal-4 on the CPU plugin (:func:`refdet.runtimes.openvino_proposal.proposal`).
+
+    ``fn(class_probs, bbox_deltas, image_shape, **attributes) -> (rois (B * post_nms_topn, 5), probs)``.
+    Each image's rows up to its ``-1`` end marker, bit for bit.
+    """
+    from refdet.testing import strategies_openvino_detection as sod
+
+    r = _Runner("openvino_proposal", "abs", "openvino", _pr_compare(fn), progress)
+    return _finish(r.run(_pr_golden(), sod.openvino_proposal_cases(), n_cases, seed), raise_on_failure)
+
+
+__all__ += ["check_openvino_proposal"]

@@ -42,6 +42,8 @@ check_openvino_interpolate
     ``fn(x, sizes=, axes=, mode=, coordinate_transformation_mode=, nearest_mode=) -> y``
 check_openvino_detection_output (in :mod:`refdet.testing.conformance_openvino_detection`)
     ``fn(location, confidence, priors, **attributes) -> (1, 1, R, 7)``
+check_openvino_proposal (in :mod:`refdet.testing.conformance_openvino_detection`)
+    ``fn(class_probs, bbox_deltas, image_shape, **attributes) -> (rois (B * post_nms_topn, 5), probs)``
 """
 from __future__ import annotations
 
@@ -52,13 +54,14 @@ from refdet.testing.conformance_openvino import (  # noqa: F401  (re-exported)
     check_openvino_fake_quantize, check_openvino_interpolate, check_openvino_nms, check_openvino_prior_box,
     check_openvino_prior_box_clustered, check_openvino_roi_align, check_openvino_roi_pooling,
     fake_quantize_tolerance)
-from refdet.testing.conformance_openvino_detection import check_openvino_detection_output  # noqa: F401
+from refdet.testing.conformance_openvino_detection import (  # noqa: F401  (re-exported)
+    check_openvino_detection_output, check_openvino_proposal)
 
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
            "check_opencv_blob_from_image", "check_openvino_nms",
            "check_openvino_prior_box", "check_openvino_prior_box_clustered", "check_openvino_fake_quantize",
            "check_openvino_roi_align", "check_openvino_roi_pooling", "check_openvino_interpolate",
-           "check_openvino_detection_output",
+           "check_openvino_detection_output", "check_openvino_proposal",
            "RUNTIME_CHECKS"]
 
 
@@ -76,4 +79,5 @@ RUNTIME_CHECKS = {
     "openvino_roi_pooling": check_openvino_roi_pooling,
     "openvino_interpolate": check_openvino_interpolate,
     "openvino_detection_output": check_openvino_detection_output,
+    "openvino_proposal": check_openvino_proposal,
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-__all__ = ["openvino_detection_output_cases"]
+__all__ = ["openvino_detection_output_cases", "openvino_proposal_cases"]
 
 
 def _vals(rng, grid, shape, scale=1.0):
@@ -62,3 +62,33 @@ def openvino_detection_output_cases(draw, *, max_batch=2, max_priors=8, max_clas
     if case["keep_top_k"] == 0 and case["top_k"] > 0:
         case["top_k"] = -1        # OpenVINO leaves part of that output uninitialised (documented)
     return case
+
+
+@st.composite
+def openvino_proposal_cases(draw, *, max_side=10):
+    """Arguments of :func:`refdet.runtimes.openvino_proposal.proposal`: scores from a grid (ties, which the
+    plugin's unstable sort orders by its heap), small and large deltas, both frameworks, every flag.
+    ``min(A * H * W, pre_nms_topn) >= 8`` (OpenVINO 2026.4's CPU plugin crashes below)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    B = draw(st.integers(1, 2))
+    ratio = draw(st.lists(st.sampled_from([0.5, 0.7, 1.0, 2.0]), min_size=1, max_size=3, unique=True))
+    scale = draw(st.lists(st.sampled_from([0.5, 1.0, 2.0, 8.0]), min_size=1, max_size=2, unique=True))
+    A = len(ratio) * len(scale)
+    H = draw(st.integers(1, max_side))
+    W = draw(st.integers(max(1, -(-8 // (A * H))), max_side + 8))
+    grid = draw(st.booleans())
+    cp = (rng.integers(0, 4, size=(B, 2 * A, H, W)) / 4 if grid else rng.random((B, 2 * A, H, W))).astype(np.float32)
+    bd = (rng.integers(-2, 3, size=(B, 4 * A, H, W)) / 4 if grid else
+          rng.normal(size=(B, 4 * A, H, W)) * 0.3).astype(np.float32)
+    info = [float(draw(st.integers(8, 80))), float(draw(st.integers(8, 80))), float(draw(st.sampled_from([1.0, 0.5, 2.0])))]
+    if draw(st.booleans()):
+        info.append(float(draw(st.sampled_from([1.0, 1.5]))))
+    return dict(class_probs=cp, bbox_deltas=bd, image_shape=np.array(info, np.float32),
+                base_size=int(draw(st.sampled_from([4, 8, 15, 16]))), pre_nms_topn=int(draw(st.sampled_from([8, 20, 1000]))),
+                post_nms_topn=int(draw(st.sampled_from([1, 3, 10, 300]))),
+                nms_thresh=float(draw(st.sampled_from([0.3, 0.5, 0.7, 1.0]))), feat_stride=int(draw(st.sampled_from([1, 4, 16]))),
+                min_size=int(draw(st.sampled_from([1, 4, 10]))), ratio=ratio, scale=scale,
+                clip_before_nms=draw(st.booleans()), clip_after_nms=draw(st.booleans()), normalize=draw(st.booleans()),
+                box_size_scale=float(draw(st.sampled_from([1.0, 2.0]))),
+                box_coordinate_scale=float(draw(st.sampled_from([1.0, 0.5]))),
+                framework=draw(st.sampled_from(["", "tensorflow"])))
