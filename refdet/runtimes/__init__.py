@@ -25,6 +25,9 @@ the core never imports them.
 :mod:`refdet.runtimes.openvino_proposal`
     OpenVINO Proposal (opset 4, py-faster-rcnn's layer and its "tensorflow" variant): ``proposal``,
     ``proposal_anchors``, ``ProposalResult``.
+:mod:`refdet.runtimes.openvino_pillow`
+    Interpolate's ``bilinear_pillow`` / ``bicubic_pillow`` (what the CPU plugin computes: float32
+    taps, fused multiply-adds, ``a = -0.5`` built in), used by ``openvino.interpolate``.
 :mod:`refdet.runtimes.tensorflow`
     adapters calling TensorFlow's raw ops (TF's kernels are reproduced in :mod:`refdet.tf_ops`).
 """
