@@ -10,7 +10,7 @@ Usage::
     refdet verify tensorflow              TF's kernels (NMS V3/V5, CombinedNMS, ...; the `tensorflow` extra)
     refdet verify opencv                  cv2.dnn NMSBoxes / NMSBoxesBatched / softNMSBoxes / blobFromImage
     refdet verify openvino                OpenVINO CPU NonMaxSuppression-9, PriorBox(Clustered), FakeQuantize,
-                                          DetectionOutput, Proposal, ...
+                                          DetectionOutput, Proposal, ExperimentalDetectron*
     refdet verify self                    only refdet's self-check
     refdet verify --op nms mypkg.ops:nms --convention torchvision
     refdet verify --op focal_loss mypkg.losses:focal --grad mypkg.losses:focal_grad
@@ -262,7 +262,9 @@ def _verify_args(p):
                    "`openvino`): opencv_nms_boxes, opencv_nms_boxes_batched, opencv_soft_nms_boxes, "
                    "opencv_blob_from_image, openvino_nms, openvino_prior_box, openvino_prior_box_clustered, "
                    "openvino_fake_quantize, openvino_roi_align, openvino_roi_pooling, openvino_interpolate, "
-                   "openvino_detection_output, openvino_proposal")
+                   "openvino_detection_output, openvino_proposal, openvino_prior_grid_generator, "
+                   "openvino_generate_proposals_single_image, openvino_detectron_detection_output, "
+                   "openvino_detectron_roi_feature_extractor")
     p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with "
                    "(task_aligned_assign: ultralytics | paper; yolo_nms: ultralytics | yolov5)")
     p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu, "

@@ -447,5 +447,8 @@ def test_verify_openvino_target_runs_every_op():
     assert {r["op"] for r in rows} == {"openvino_nms", "openvino_prior_box", "openvino_prior_box_clustered",
                                         "openvino_fake_quantize", "openvino_roi_align", "openvino_roi_pooling",
                                         "openvino_interpolate", "openvino_detection_output",
-                                        "openvino_proposal"}
+                                        "openvino_proposal", "openvino_prior_grid_generator",
+                                        "openvino_generate_proposals_single_image",
+                                        "openvino_detectron_detection_output",
+                                        "openvino_detectron_roi_feature_extractor"}
     assert all(r["ok"] for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]

@@ -25,6 +25,10 @@ the core never imports them.
 :mod:`refdet.runtimes.openvino_proposal`
     OpenVINO Proposal (opset 4, py-faster-rcnn's layer and its "tensorflow" variant): ``proposal``,
     ``proposal_anchors``, ``ProposalResult``.
+:mod:`refdet.runtimes.openvino_detectron`
+    OpenVINO's ExperimentalDetectron* operators (opset 6): ``prior_grid_generator``,
+    ``generate_proposals_single_image``, ``detectron_detection_output``, ``detectron_roi_feature_extractor``,
+    ``detectron_roi_levels``.
 :mod:`refdet.runtimes.openvino_pillow`
     Interpolate's ``bilinear_pillow`` / ``bicubic_pillow`` (what the CPU plugin computes: float32
     taps, fused multiply-adds, ``a = -0.5`` built in), used by ``openvino.interpolate``.

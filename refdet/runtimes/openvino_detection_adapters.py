@@ -1,10 +1,13 @@
-"""``refdet verify openvino``: OpenVINO's DetectionOutput and Proposal on the CPU plugin, behind the
-signatures of :mod:`refdet.testing.conformance_openvino_detection` (openvino imported when called)."""
+"""``refdet verify openvino``: OpenVINO's DetectionOutput, Proposal and ExperimentalDetectron* operators on the
+CPU plugin, behind the signatures of :mod:`refdet.testing.conformance_openvino_detection` and
+:mod:`refdet.testing.conformance_openvino_detectron` (openvino imported when called)."""
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["openvino_detection_output", "openvino_proposal", "openvino_detection_adapters"]
+__all__ = ["openvino_detection_output", "openvino_proposal", "openvino_detection_adapters",
+           "openvino_prior_grid_generator", "openvino_generate_proposals_single_image",
+           "openvino_detectron_detection_output", "openvino_detectron_roi_feature_extractor"]
 
 
 def _key(attrs):
@@ -61,4 +64,62 @@ def openvino_detection_adapters():
     return {
         "openvino_detection_output": dict(fn=openvino_detection_output),
         "openvino_proposal": dict(fn=openvino_proposal),
+        "openvino_prior_grid_generator": dict(fn=openvino_prior_grid_generator),
+        "openvino_generate_proposals_single_image": dict(fn=openvino_generate_proposals_single_image),
+        "openvino_detectron_detection_output": dict(fn=openvino_detectron_detection_output),
+        "openvino_detectron_roi_feature_extractor": dict(fn=openvino_detectron_roi_feature_extractor),
     }
+
+
+def _factory_run(key, op_type, attrs, inputs, n_out=None):
+    """Run an opset-6 operator the Python opset modules do not expose (built with ``NodeFactory``)."""
+    from openvino.utils.node_factory import NodeFactory
+
+    from refdet.runtimes.adapters import openvino_runner
+
+    def build(*p):
+        return NodeFactory("opset6").create(op_type, [x.output(0) for x in p], dict(attrs))
+    return openvino_runner().run((key, _key(attrs)), build, inputs)
+
+
+def openvino_prior_grid_generator(priors, feature_shape, image_shape, **attrs):
+    """OpenVINO ExperimentalDetectronPriorGridGenerator on the CPU plugin."""
+    ins = [np.asarray(priors, np.float32), np.zeros(feature_shape, np.float32), np.zeros(image_shape, np.float32)]
+    a = dict(flatten=True, h=0, w=0, stride_x=0.0, stride_y=0.0)
+    a.update(attrs)
+    a["stride_x"], a["stride_y"] = float(a["stride_x"]), float(a["stride_y"])
+    if (a["h"] or feature_shape[2]) * (a["w"] or feature_shape[3]) > feature_shape[2] * feature_shape[3]:
+        raise RuntimeError("OpenVINO's CPU ExperimentalDetectronPriorGridGenerator writes past its output buffer "
+                           "(heap corruption) when h * w exceeds the feature map's cells")
+    return _factory_run("ed_pgg", "ExperimentalDetectronPriorGridGenerator", a, ins)[0]
+
+
+def openvino_generate_proposals_single_image(im_info, anchors, deltas, scores, **attrs):
+    """OpenVINO ExperimentalDetectronGenerateProposalsSingleImage on the CPU plugin -> (rois, scores)."""
+    a = dict(attrs)
+    a["min_size"], a["nms_threshold"] = float(a["min_size"]), float(a["nms_threshold"])
+    ins = [np.asarray(v, np.float32) for v in (im_info, anchors, deltas, scores)]
+    out = _factory_run("ed_gpsi", "ExperimentalDetectronGenerateProposalsSingleImage", a, ins)
+    return out[0], out[1]
+
+
+def openvino_detectron_detection_output(rois, deltas, scores, im_info, **attrs):
+    """OpenVINO ExperimentalDetectronDetectionOutput on the CPU plugin -> (boxes, classes, scores)."""
+    a = dict(attrs)
+    for k in ("score_threshold", "nms_threshold", "max_delta_log_wh"):
+        if k in a:
+            a[k] = float(a[k])
+    if "deltas_weights" in a:
+        a["deltas_weights"] = [float(v) for v in a["deltas_weights"]]
+    ins = [np.asarray(v, np.float32) for v in (rois, deltas, scores, im_info)]
+    out = _factory_run("ed_do", "ExperimentalDetectronDetectionOutput", a, ins)
+    return out[0], out[1], out[2]
+
+
+def openvino_detectron_roi_feature_extractor(rois, features, **attrs):
+    """OpenVINO ExperimentalDetectronROIFeatureExtractor on the CPU plugin -> (roi_features, rois)."""
+    a = dict(attrs)
+    a["pyramid_scales"] = [int(v) for v in a["pyramid_scales"]]
+    ins = [np.asarray(rois, np.float32)] + [np.asarray(f, np.float32) for f in features]
+    out = _factory_run("ed_rfe", "ExperimentalDetectronROIFeatureExtractor", a, ins)
+    return out[0], out[1]

@@ -143,16 +143,18 @@ def _adjust_heap(a, key, hole, length, value):
 
 
 def _partial_sort(key, k):
-    """Indices of the first ``k`` elements after ``std::partial_sort(v, v + k, v + n, greater)`` of ``key``."""
+    """Indices of the first ``k`` elements after ``std::partial_sort(v, v + k, v + n, greater)`` of ``key``
+    (an array of floats, or a list of tuples compared lexicographically)."""
     n = len(key)
     if k == 0:
         return np.zeros(0, np.int64)
-    srt = np.sort(key)[::-1]
-    stop = min(k + 1, n)
-    if not np.any(srt[1:stop] == srt[:stop - 1]):              # no tie inside the top k or at the cut: unique order
-        return np.argsort(-key.astype(np.float64), kind="stable")[:k]
+    if isinstance(key, np.ndarray):                            # floats (a list of tuples goes to the heap)
+        srt = np.sort(key)[::-1]
+        stop = min(k + 1, n)
+        if not np.any(srt[1:stop] == srt[:stop - 1]):          # no tie inside the top k or at the cut: unique order
+            return np.argsort(-key.astype(np.float64), kind="stable")[:k]
+        key = key.tolist()
     a = list(range(n))
-    key = key.tolist()
     if k > 1:                                                  # make_heap(first, middle)
         parent = (k - 2) // 2
         while True:

@@ -44,6 +44,9 @@ check_openvino_detection_output (in :mod:`refdet.testing.conformance_openvino_de
     ``fn(location, confidence, priors, **attributes) -> (1, 1, R, 7)``
 check_openvino_proposal (in :mod:`refdet.testing.conformance_openvino_detection`)
     ``fn(class_probs, bbox_deltas, image_shape, **attributes) -> (rois (B * post_nms_topn, 5), probs)``
+check_openvino_prior_grid_generator, check_openvino_generate_proposals_single_image,
+check_openvino_detectron_detection_output, check_openvino_detectron_roi_feature_extractor
+    OpenVINO's ExperimentalDetectron* operators (in :mod:`refdet.testing.conformance_openvino_detectron`)
 """
 from __future__ import annotations
 
@@ -56,12 +59,17 @@ from refdet.testing.conformance_openvino import (  # noqa: F401  (re-exported)
     fake_quantize_tolerance)
 from refdet.testing.conformance_openvino_detection import (  # noqa: F401  (re-exported)
     check_openvino_detection_output, check_openvino_proposal)
+from refdet.testing.conformance_openvino_detectron import (  # noqa: F401  (re-exported)
+    check_openvino_detectron_detection_output, check_openvino_detectron_roi_feature_extractor,
+    check_openvino_generate_proposals_single_image, check_openvino_prior_grid_generator)
 
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
            "check_opencv_blob_from_image", "check_openvino_nms",
            "check_openvino_prior_box", "check_openvino_prior_box_clustered", "check_openvino_fake_quantize",
            "check_openvino_roi_align", "check_openvino_roi_pooling", "check_openvino_interpolate",
-           "check_openvino_detection_output", "check_openvino_proposal",
+           "check_openvino_detection_output", "check_openvino_proposal", "check_openvino_prior_grid_generator",
+           "check_openvino_generate_proposals_single_image", "check_openvino_detectron_detection_output",
+           "check_openvino_detectron_roi_feature_extractor",
            "RUNTIME_CHECKS"]
 
 
@@ -80,4 +88,8 @@ RUNTIME_CHECKS = {
     "openvino_interpolate": check_openvino_interpolate,
     "openvino_detection_output": check_openvino_detection_output,
     "openvino_proposal": check_openvino_proposal,
+    "openvino_prior_grid_generator": check_openvino_prior_grid_generator,
+    "openvino_generate_proposals_single_image": check_openvino_generate_proposals_single_image,
+    "openvino_detectron_detection_output": check_openvino_detectron_detection_output,
+    "openvino_detectron_roi_feature_extractor": check_openvino_detectron_roi_feature_extractor,
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-__all__ = ["openvino_detection_output_cases", "openvino_proposal_cases"]
+__all__ = ["openvino_detection_output_cases", "openvino_proposal_cases", "openvino_detectron_cases"]
 
 
 def _vals(rng, grid, shape, scale=1.0):
@@ -92,3 +92,60 @@ def openvino_proposal_cases(draw, *, max_side=10):
                 box_size_scale=float(draw(st.sampled_from([1.0, 2.0]))),
                 box_coordinate_scale=float(draw(st.sampled_from([1.0, 0.5]))),
                 framework=draw(st.sampled_from(["", "tensorflow"])))
+
+
+@st.composite
+def openvino_detectron_cases(draw, op, *, max_side=6):
+    """Arguments of one :mod:`refdet.runtimes.openvino_detectron` operator (``op`` one of
+    ``"prior_grid_generator"``, ``"generate_proposals_single_image"``, ``"detection_output"``,
+    ``"roi_feature_extractor"``): grid values (tied scores, coinciding boxes, empty RoIs) or random ones."""
+    from refdet.runtimes.openvino_detectron import prior_grid_generator
+
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    grid = draw(st.booleans())
+    if op == "prior_grid_generator":
+        A, H, W = draw(st.integers(1, 3)), draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+        h, w = draw(st.sampled_from([(0, 0), (H, W), (W, H), (H * W, 1)]))
+        return dict(priors=_vals(rng, grid, (A, 4), 8.0), feature_shape=(1, 2, H, W),
+                    image_shape=(1, 3, draw(st.integers(1, 64)), draw(st.integers(1, 64))),
+                    flatten=draw(st.booleans()), h=h, w=w, stride_x=float(draw(st.sampled_from([0.0, 4.0, 2.5]))),
+                    stride_y=float(draw(st.sampled_from([0.0, 4.0, 3.3]))))
+    if op == "generate_proposals_single_image":
+        A, H = draw(st.integers(1, 2)), draw(st.integers(1, max_side))
+        W = draw(st.integers(max(1, -(-8 // (A * H))), max_side + 8))       # >= 8 proposals (the plugin crashes below)
+        base = np.array([[-8, -8, 8, 8], [-4, -12, 4, 12]], np.float32)[:A]
+        anchors = prior_grid_generator(base, (1, 1, H, W), (1, 3, 8 * H, 8 * W))
+        deltas = _vals(rng, grid, (4 * A, H, W), 0.5)
+        if draw(st.booleans()):
+            deltas[2] = 10.0                                                  # beyond log(1000 / 16): clamped
+        return dict(im_info=np.array([8 * H, 8 * W, 1], np.float32), anchors=anchors, deltas=deltas,
+                    scores=_vals(rng, True, (A, H, W)) if grid else rng.random((A, H, W)).astype(np.float32),
+                    min_size=float(draw(st.sampled_from([0.0, 1.0, 6.0]))),
+                    nms_threshold=float(draw(st.sampled_from([0.3, 0.5, 0.7, 1.0]))),
+                    pre_nms_count=int(draw(st.sampled_from([8, 20, 1000]))),
+                    post_nms_count=int(draw(st.sampled_from([1, 5, 50]))))
+    if op == "detection_output":
+        N, K = draw(st.integers(1, 8)), draw(st.integers(2, 4))
+        r = (rng.integers(0, 6, size=(N, 4)) * 4 if grid else rng.random((N, 4)) * 30).astype(np.float32)
+        if draw(st.booleans()):
+            r = np.concatenate([np.minimum(r[:, :2], r[:, 2:]), np.maximum(r[:, :2], r[:, 2:])], axis=1)
+        return dict(rois=r, deltas=_vals(rng, grid, (N, 4 * K), 1.0),
+                    scores=_vals(rng, True, (N, K)) if grid else rng.random((N, K)).astype(np.float32),
+                    im_info=np.array([[100, 100, 1]], np.float32),
+                    score_threshold=float(draw(st.sampled_from([0.0, 0.25, 0.5]))),
+                    nms_threshold=float(draw(st.sampled_from([0.3, 0.5, 0.7]))), num_classes=K,
+                    post_nms_count=int(draw(st.sampled_from([1, 2, 100]))),
+                    max_detections_per_image=int(draw(st.sampled_from([1, 3, 100]))),
+                    max_delta_log_wh=float(draw(st.sampled_from([float(np.log(1000 / 16)), 0.5]))),
+                    class_agnostic_box_regression=False,
+                    deltas_weights=list(draw(st.sampled_from([(10.0, 10.0, 5.0, 5.0), (1.0, 1.0, 1.0, 1.0),
+                                                              (2.0, 3.0, 0.5, 4.0)]))))
+    L, C = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    feats = [rng.normal(size=(1, C, draw(st.integers(1, 10)), draw(st.integers(1, 10)))).astype(np.float32)
+             for _ in range(L)]
+    N = draw(st.integers(1, 6))
+    r = (rng.integers(0, 20, size=(N, 4)) * 8 if grid else rng.random((N, 4)) * 400).astype(np.float32)
+    if draw(st.integers(0, 3)):
+        r = np.concatenate([np.minimum(r[:, :2], r[:, 2:]), np.maximum(r[:, :2], r[:, 2:])], axis=1)
+    return dict(rois=r, features=feats, output_size=draw(st.integers(1, 3)), sampling_ratio=draw(st.sampled_from([0, 1, 2])),
+                pyramid_scales=[4 * 2 ** i for i in range(L)], aligned=draw(st.booleans()))
