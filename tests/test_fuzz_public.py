@@ -45,7 +45,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the namespaces whose public callables the walk must cover (besides refdet.__all__)
 NAMESPACES = ("quant", "quant.types", "yolo", "onnx_ops", "roi", "tf_ops", "testing", "testing.conformance",
               "testing.conformance_yolo", "testing.compare_anchors", "testing.compare_floats", "testing.compare_match",
-              "testing.compare_nms", "testing.gradcheck")
+              "testing.compare_nms", "testing.gradcheck", "runtimes.openvino_detection", "runtimes.openvino_proposal",
+              "runtimes.openvino_detectron")
 #: public names left out on purpose (their reasons are in tests.fuzz.seeds.SKIPPED)
 LEFT_OUT = {"testing.gradcheck_all", "testing.register_gradcheck", "testing.gradcheck.gradcheck_all",
             "testing.gradcheck.register_gradcheck"}

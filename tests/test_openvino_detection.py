@@ -17,6 +17,11 @@ from refdet.testing.conformance_openvino_detection import (  # noqa: E402
 f32 = np.float32
 
 
+def _below(t):
+    """The float32 just below ``t`` (``> below(t)`` is ``>= t``), or ``t`` itself at 0 (thresholds stay in [0, 1])."""
+    return float(np.nextafter(f32(t), f32(-1))) if t > 0 else float(t)
+
+
 def _ov():
     pytest.importorskip("openvino")
     from refdet.runtimes import openvino_detection_adapters as ad
@@ -52,13 +57,13 @@ def test_detection_output_conformance_passes_for_openvino_and_names_a_wrong_thre
     assert check_openvino_detection_output(ad.openvino_detection_output, n_cases=40).ok
 
     def inclusive_nms(**k):
-        k["nms_threshold"] = float(np.nextafter(f32(k["nms_threshold"]), f32(-1)))
+        k["nms_threshold"] = _below(k["nms_threshold"])
         return D.detection_output(**k)
     rep = check_openvino_detection_output(inclusive_nms, n_cases=0, raise_on_failure=False)
     assert not rep.ok and "suppresses overlap > threshold" in rep.first_mismatch
 
     def inclusive_conf(**k):
-        k["confidence_threshold"] = float(np.nextafter(f32(k.get("confidence_threshold", 0)), f32(-1)))
+        k["confidence_threshold"] = _below(k.get("confidence_threshold", 0.0))
         return D.detection_output(**k)
     rep = check_openvino_detection_output(inclusive_conf, n_cases=0, raise_on_failure=False)
     assert not rep.ok and "keeps score > threshold" in rep.first_mismatch
@@ -215,6 +220,8 @@ def test_inputs_untouched_and_layout_independent():
     (dict(share_location="yes"), ["share_location"]),
     (dict(input_height=0), ["input_height"]),
     (dict(nms_threshold=float("nan")), ["nms_threshold"]),
+    (dict(nms_threshold=1.5), ["nms_threshold", "OpenVINO"]),
+    (dict(confidence_threshold=-0.1), ["confidence_threshold"]),
     (dict(arm_confidence=np.zeros((1, 4), f32)), ["arm_confidence", "OpenVINO"]),
     (dict(location=np.zeros((1, 12), f32)), ["location"]),
     (dict(confidence=np.zeros((1, 5), f32)), ["confidence"]),
@@ -265,7 +272,7 @@ def test_proposal_conformance_passes_for_openvino_and_names_a_wrong_threshold():
     assert check_openvino_proposal(ad.openvino_proposal, n_cases=30).ok
 
     def inclusive(**k):
-        k["nms_thresh"] = float(np.nextafter(f32(k["nms_thresh"]), f32(-1)))
+        k["nms_thresh"] = _below(k["nms_thresh"])
         r = PR.proposal(**k)
         return r.rois, r.probs
     rep = check_openvino_proposal(inclusive, n_cases=0, raise_on_failure=False)
@@ -347,6 +354,8 @@ def test_proposal_inputs_untouched_and_layout_independent():
     (dict(framework="caffe"), ["framework", "OpenVINO"]),
     (dict(min_size=0), ["min_size", "OpenVINO"]),
     (dict(nms_thresh=0.0), ["nms_thresh", "OpenVINO"]),
+    (dict(nms_thresh=1.5), ["nms_thresh", "OpenVINO"]),
+    (dict(feat_stride=2 ** 40), ["feat_stride"]),
     (dict(base_size=0), ["base_size"]),
     (dict(ratio=[]), ["ratio"]),
     (dict(scale=[-1.0]), ["scale"]),

@@ -22,6 +22,8 @@ from refdet.tf_ops._libm import expf
 __all__ = ["DETECTION_OUTPUT_CODE_TYPES", "detection_output", "detection_output_rows"]
 
 _F32 = np.float32
+_UNIT = ("an overlap or a softmax score lies in [0, 1]; OpenVINO takes any float, which can only act as 0 or 1: "
+         "refdet refuses it as a likely mix-up")
 
 #: ``code_type`` values the CPU plugin accepts (compared case-insensitively); Caffe's CORNER_SIZE is refused
 DETECTION_OUTPUT_CODE_TYPES = ("caffe.PriorBoxParameter.CORNER", "caffe.PriorBoxParameter.CENTER_SIZE")
@@ -189,7 +191,7 @@ def detection_output(location: np.ndarray, confidence: np.ndarray, priors: np.nd
     confidence : ndarray, shape (B, P * K)
         ``[n, p, c]`` class scores (already softmaxed); ``K`` classes, background included.
     priors : ndarray, shape (1 or B, 1 or 2, P * prior_box_size)
-    nms_threshold : float
+    nms_threshold : float in [0, 1]
     keep_top_k : int or sequence of int
         Only the first value is used (``keep_top_k[0]``, as the plugin does). ``-1``: keep all.
     top_k : int >= -1
@@ -200,7 +202,8 @@ def detection_output(location: np.ndarray, confidence: np.ndarray, priors: np.nd
         ``"caffe.PriorBoxParameter.CORNER"`` or ``"caffe.PriorBoxParameter.CENTER_SIZE"`` (any case; the short
         ``"corner"`` / ``"center_size"`` too).
     variance_encoded_in_target, share_location, clip_after_nms, clip_before_nms, decrease_label_id, normalized : bool
-    confidence_threshold : float
+    confidence_threshold : float in [0, 1]
+        (OpenVINO accepts any float; outside [0, 1] it can only act as 0 or 1: refdet refuses it.)
     input_height, input_width : int
         The image size dividing un-normalized priors.
     objectness_score : float
@@ -241,8 +244,8 @@ def detection_output(location: np.ndarray, confidence: np.ndarray, priors: np.nd
     loc = _as_f32(location, "location", 2)
     conf = _as_f32(confidence, "confidence", 2)
     pri = _as_f32(priors, "priors", 3)
-    thr = _F32(_checks.check_real(nms_threshold, "nms_threshold"))
-    cthr = _F32(_checks.check_real(confidence_threshold, "confidence_threshold"))
+    thr = _F32(_checks.check_unit_threshold(nms_threshold, "nms_threshold", source=_UNIT))
+    cthr = _F32(_checks.check_unit_threshold(confidence_threshold, "confidence_threshold", source=_UNIT))
     obj = _F32(_checks.check_real(objectness_score, "objectness_score"))
     ktk = keep_top_k if np.ndim(keep_top_k) == 0 else (list(keep_top_k) or [None])[0]
     ktk = _checks.check_int(ktk, "keep_top_k", low=-1)
@@ -289,7 +292,8 @@ def detection_output(location: np.ndarray, confidence: np.ndarray, priors: np.nd
         if aloc.shape != loc.shape:
             raise ValueError(f"`arm_location` must have the shape of `location` {loc.shape}; got {aloc.shape}")
     R = B * ktk if ktk > 0 else (B * tk * K if tk > 0 else B * K * P)
-    _checks.check_allocation(R * 7, 4, "DetectionOutput rows", name="priors")
+    _checks.check_allocation(R * 7, 4, "DetectionOutput rows", keyword=False,
+                             name="keep_top_k" if ktk > 0 else ("top_k" if tk > 0 else "priors"))
     flat = pri.reshape(pri.shape[0], -1).ravel()
     stride = P * ps * need_ch
     mx = flags["decrease_label_id"]

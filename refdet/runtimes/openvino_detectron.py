@@ -25,6 +25,8 @@ __all__ = ["prior_grid_generator", "generate_proposals_single_image", "Detectron
 _F32 = np.float32
 #: Detectron's bound on the log-size deltas, ``(float) log(1000. / 16.)``
 _MAX_DELTA_LOG_WH = _F32(np.log(1000.0 / 16.0))
+_UNIT = ("an IoU or a probability lies in [0, 1]; OpenVINO takes any float, which can only act as 0 or 1: "
+         "refdet refuses it as a likely mix-up")
 
 
 def _floats(x, name, ndim):
@@ -77,7 +79,7 @@ def prior_grid_generator(priors: np.ndarray, feature_shape: Sequence[int], image
                          f"but fills an h x w grid (more cells write past its buffer, fewer leave rows uninitialised)")
     step_w = _F32(sx) if sx else _F32(ims[3]) / _F32(gw)
     step_h = _F32(sy) if sy else _F32(ims[2]) / _F32(gh)
-    _checks.check_allocation(gh * gw * len(p) * 4, 4, "prior grid", name="h")
+    _checks.check_allocation(gh * gw * len(p) * 4, 4, "prior grid", name="h` and `w", keyword=False)
     cx = step_w * (np.arange(gw, dtype=np.float32) + _F32(0.5))
     cy = step_h * (np.arange(gh, dtype=np.float32) + _F32(0.5))
     out = np.empty((gh, gw, len(p), 4), np.float32)
@@ -125,7 +127,8 @@ def generate_proposals_single_image(im_info: np.ndarray, anchors: np.ndarray, de
     deltas : ndarray, shape (4 * A, H, W)
         ``(dx, dy, dw, dh)`` of anchor ``a`` in channels ``4a .. 4a + 3``.
     scores : ndarray, shape (A, H, W)
-    min_size, nms_threshold : float
+    min_size : float
+    nms_threshold : float in [0, 1]
     pre_nms_count, post_nms_count : int >= 1
 
     Returns
@@ -149,10 +152,10 @@ def generate_proposals_single_image(im_info: np.ndarray, anchors: np.ndarray, de
     if an.shape != (H * W * A, 4):
         raise ValueError(f"`anchors` must have shape {(H * W * A, 4)} (H * W * A, 4); got {an.shape}")
     msz = _F32(_checks.check_real(min_size, "min_size"))
-    thr = _F32(_checks.check_real(nms_threshold, "nms_threshold"))
+    thr = _F32(_checks.check_unit_threshold(nms_threshold, "nms_threshold", source=_UNIT))
     pre = _checks.check_int(pre_nms_count, "pre_nms_count", low=1)
     post = _checks.check_int(post_nms_count, "post_nms_count", low=1)
-    _checks.check_allocation(post * 5, 4, "proposals", name="post_nms_count")
+    _checks.check_allocation(post * 5, 4, "proposals", name="post_nms_count", keyword=False)
     one, half = _F32(1), _F32(0.5)
     x0, y0, x1, y1 = an.T
     dx, dy, dw, dh = (d.reshape(A, 4, H * W)[:, k].T.ravel() for k in range(4))   # (h, w, a) order
@@ -232,7 +235,8 @@ def detectron_detection_output(rois: np.ndarray, deltas: np.ndarray, scores: np.
     deltas : ndarray, shape (N, 4 * num_classes)
     scores : ndarray, shape (N, num_classes)
     im_info : ndarray, shape (1, 3)
-    score_threshold, nms_threshold, max_delta_log_wh : float
+    score_threshold, nms_threshold : float in [0, 1]
+    max_delta_log_wh : float
     num_classes, post_nms_count, max_detections_per_image : int
     class_agnostic_box_regression : bool
     deltas_weights : 4 floats, nonzero
@@ -249,21 +253,25 @@ def detectron_detection_output(rois: np.ndarray, deltas: np.ndarray, scores: np.
     d = _floats(deltas, "deltas", 2)
     s = _floats(scores, "scores", 2)
     if d.shape != (N, 4 * K) or s.shape != (N, K):
-        raise ValueError(f"`deltas` and `scores` must have shapes {(N, 4 * K)} and {(N, K)} for num_classes {K} "
+        raise ValueError(f"`deltas` and `scores` must have shapes {(N, 4 * K)} and {(N, K)} for `num_classes` {K} "
                          f"(OpenVINO ExperimentalDetectronDetectionOutput); got {d.shape} and {s.shape}")
     _checks.as_float_array(im_info, "im_info")
-    sthr = _F32(_checks.check_real(score_threshold, "score_threshold"))
-    thr = _F32(_checks.check_real(nms_threshold, "nms_threshold"))
+    sthr = _F32(_checks.check_unit_threshold(score_threshold, "score_threshold", source=_UNIT))
+    thr = _F32(_checks.check_unit_threshold(nms_threshold, "nms_threshold", source=_UNIT))
     mdl = _F32(_checks.check_real(max_delta_log_wh, "max_delta_log_wh"))
     post = _checks.check_int(post_nms_count, "post_nms_count", low=-1)
     mx = _checks.check_int(max_detections_per_image, "max_detections_per_image", low=1)
     _checks.check_bool(class_agnostic_box_regression, "class_agnostic_box_regression")
-    wts = np.asarray(_checks.check_sequence(deltas_weights, "deltas_weights"), np.float64)
+    try:
+        wts = np.asarray([_checks.check_real(v, "deltas_weights") for v in
+                          _checks.check_sequence(deltas_weights, "deltas_weights")], np.float64)
+    except TypeError:
+        raise TypeError(f"`deltas_weights` must be 4 real numbers; got {deltas_weights!r}") from None
     if wts.shape != (4,) or not np.all(np.isfinite(wts)) or np.any(wts == 0):
         raise ValueError(f"`deltas_weights` must be 4 finite nonzero numbers (OpenVINO "
                          f"ExperimentalDetectronDetectionOutput); got {list(deltas_weights)}")
     wts = wts.astype(np.float32)
-    _checks.check_allocation(mx * 6 + K * N * 6, 4, "detections", name="max_detections_per_image")
+    _checks.check_allocation(mx * 6 + K * N * 6, 4, "detections", name="max_detections_per_image", keyword=False)
     one, half = _F32(1), _F32(0.5)
     x0, y0, x1, y1 = r.T
     valid = ~((x1 - x0 <= 0) | (y1 - y0 <= 0))
@@ -349,8 +357,12 @@ def _roi_align_caffe2(x, rois, P, sr, scale, aligned):
     rw = np.where(ew - sw < _F32(1), _F32(1), ew - sw)              # std::max(end - start, 1)
     rh = np.where(eh - sh < _F32(1), _F32(1), eh - sh)
     bh, bw = rh / _F32(P), rw / _F32(P)
-    gh = np.full(len(rois), sr, np.int64) if sr > 0 else np.ceil(rh / _F32(P)).astype(np.int64)
-    gw = np.full(len(rois), sr, np.int64) if sr > 0 else np.ceil(rw / _F32(P)).astype(np.int64)
+    ghf = np.full(len(rois), sr, np.float64) if sr > 0 else np.ceil(rh / _F32(P)).astype(np.float64)
+    gwf = np.full(len(rois), sr, np.float64) if sr > 0 else np.ceil(rw / _F32(P)).astype(np.float64)
+    total = float(np.sum(ghf * gwf)) * C * P * P
+    _checks.check_allocation(total if total < 2.0 ** 62 else 2 ** 62, 4, "RoIAlign samples x channels", keyword=False,
+                             name="sampling_ratio" if sr > 0 else "rois")
+    gh, gw = ghf.astype(np.int64), gwf.astype(np.int64)
     out = np.zeros((len(rois), C, P, P), np.float32)
     fm = x[0].reshape(C, H * W)
     pidx = np.arange(P, dtype=np.float32)
@@ -432,7 +444,7 @@ def detectron_roi_feature_extractor(rois: np.ndarray, features: Sequence[np.ndar
     if len(scales) != len(feats):
         raise ValueError(f"`pyramid_scales` must have one value per level ({len(feats)}); got {len(scales)}")
     _checks.check_bool(aligned, "aligned")
-    _checks.check_allocation(len(r) * C * P * P, 4, "RoI features", name="output_size")
+    _checks.check_allocation(len(r) * C * P * P, 4, "RoI features", name="output_size", keyword=False)
     lvl = detectron_roi_levels(r, len(feats))
     out = np.zeros((len(r), C, P, P), np.float32)
     for i, f in enumerate(feats):

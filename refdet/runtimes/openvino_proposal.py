@@ -243,7 +243,7 @@ def proposal(class_probs: np.ndarray, bbox_deltas: np.ndarray, image_shape: np.n
         ``[height, width, scale_h(, scale_w)]`` (``scale_w = scale_h`` when 3 values); height and width
         positive and normal, scales finite and ``>= 0`` (the plugin refuses anything else at run time).
     base_size, pre_nms_topn, post_nms_topn, feat_stride, min_size : int
-    nms_thresh : float
+    nms_thresh : float in (0, 1]
     ratio, scale : sequence of float
     clip_before_nms, clip_after_nms, normalize : bool
     box_size_scale, box_coordinate_scale : float
@@ -283,20 +283,21 @@ def proposal(class_probs: np.ndarray, bbox_deltas: np.ndarray, image_shape: np.n
         raise ValueError(f"`image_shape` scales must be finite and >= 0 (OpenVINO Proposal); got {info.tolist()}")
     pre = _checks.check_int(pre_nms_topn, "pre_nms_topn", low=1)
     post = _checks.check_int(post_nms_topn, "post_nms_topn", low=1)
-    stride = _checks.check_int(feat_stride, "feat_stride", low=1)
+    stride = _checks.check_int(feat_stride, "feat_stride", low=1, high=2 ** 31 - 1)   # a C++ int
     msz = _checks.check_int(min_size, "min_size")
     if msz < 1:
         raise ValueError(f"`min_size` must be >= 1 (OpenVINO Proposal's opset API refuses 0); got {msz}")
     thr = _checks.check_real(nms_thresh, "nms_thresh")
-    if not thr > 0:
-        raise ValueError(f"`nms_thresh` must be > 0 (OpenVINO Proposal's opset API refuses 0); got {thr}")
+    if not 0 < thr <= 1:
+        raise ValueError(f"`nms_thresh` must lie in (0, 1] (OpenVINO Proposal's opset API refuses 0; an IoU "
+                         f"threshold above 1 can only act as 1: refdet refuses it as a likely mix-up); got {thr}")
     thr = _F32(thr)
     bss = _F32(_checks.check_positive(box_size_scale, "box_size_scale"))
     bcs = _F32(_checks.check_positive(box_coordinate_scale, "box_coordinate_scale"))
     for name, v in (("clip_before_nms", clip_before_nms), ("clip_after_nms", clip_after_nms),
                     ("normalize", normalize)):
         _checks.check_bool(v, name)
-    _checks.check_allocation(B * post * 5, 4, "Proposal rois", name="post_nms_topn")
+    _checks.check_allocation(B * post * 5, 4, "Proposal rois", name="post_nms_topn", keyword=False)
     off = fw["offset"]
     img_h, img_w = (iw, ih) if fw["swap_xy"] else (ih, iw)
     min_h, min_w = _F32(msz) * sh, _F32(msz) * sw
