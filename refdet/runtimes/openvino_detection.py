@@ -1,14 +1,15 @@
-"""OpenVINO's Caffe-era detection operators as its CPU plugin runs them: DetectionOutput (opset 8, and
-opset 1, which the plugin converts to opset 8) and Proposal (opset 4, py-faster-rcnn's layer).
+"""OpenVINO's ``DetectionOutput`` (opset 8, and opset 1, which the CPU plugin converts to opset 8) as its
+CPU plugin runs it: SSD's / RefineDet's decode, per-class NMS and global top-k. Proposal is in
+:mod:`refdet.runtimes.openvino_proposal`, the ExperimentalDetectron* operators in
+:mod:`refdet.runtimes.openvino_detectron`.
 
-Each function takes OpenVINO's inputs in OpenVINO's layouts, its attributes under their OpenVINO
-names as keywords, and returns what ``openvino.Core().compile_model(model, "CPU")`` returns, in
-float32 (the plugin's only precision for these nodes). Checked against the plugin in
-``tests/test_openvino_detection.py`` and by :mod:`refdet.testing.conformance_openvino_detection`.
+The function takes OpenVINO's inputs in OpenVINO's layouts, its attributes under their OpenVINO names as
+keywords, and returns what ``openvino.Core().compile_model(model, "CPU")`` returns, in float32 (the
+plugin's only precision for this node), bit for bit (``tests/test_openvino_detection.py``,
+:mod:`refdet.testing.conformance_openvino_detection`).
 
-Sources (openvinotoolkit/openvino): ``src/plugins/intel_cpu/src/nodes/detection_output.cpp``,
-``src/plugins/intel_cpu/src/nodes/proposal.cpp`` and ``nodes/proposal_imp.cpp``, the specifications
-``docs/articles_en/documentation/openvino-ir-format/operation-sets/operation-specs/detection/``.
+Source (openvinotoolkit/openvino): ``src/plugins/intel_cpu/src/nodes/detection_output.cpp``; the
+specification ``docs/articles_en/documentation/openvino-ir-format/operation-sets/operation-specs/detection/``.
 """
 from __future__ import annotations
 
@@ -226,9 +227,9 @@ def detection_output(location: np.ndarray, confidence: np.ndarray, priors: np.nd
     ``confidence_threshold > 0.03``) take the plugin's "sparsity" path: the same thresholds and orders, so
     the same result. When ``keep_top_k[0] == 0`` and ``top_k > 0`` the plugin zeroes only the first
     ``B * top_k * K`` rows of its ``B * K * P``-row output (the rest are left uninitialised; refdet gives 0).
-    Where Caffe differs: Caffe's ``DetectionOutputLayer`` uses ``nms_threshold`` with an adaptive ``eta`` and
-    ``ApplyNMSFast``'s ``overlap <= threshold`` keeps (the same strict suppression), and its
-    ``JaccardOverlap`` uses ``BBoxSize`` of the clipped box (0 for an inverted one), not the raw product.
+    Where Caffe (SSD's ``DetectionOutputLayer``) differs: its ``ApplyNMSFast`` keeps ``overlap <= threshold``
+    (the same strict suppression) but can shrink the threshold (``eta``), and its ``BBoxSize`` is 0 for an
+    inverted box where the plugin uses the (negative) product ``(xmax - xmin) * (ymax - ymin)``.
 
     Examples
     --------
