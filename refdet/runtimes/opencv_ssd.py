@@ -186,7 +186,7 @@ def prior_box(layer_shape: Tuple[int, int], image_shape: Tuple[int, int], *, var
     normalized_bbox = _checks.check_bool(normalized_bbox, "normalized_bbox")
     mins = _floats(min_size, "min_size")
     maxs = _floats(max_size, "max_size")
-    ars = _floats(aspect_ratio, "aspect_ratio")
+    ars = _floats(aspect_ratio, "aspect_ratio", positive=True)    # OpenCV would take sqrt(ar) and 1 / ar
     widths, heights = _floats(width, "width"), _floats(height, "height")
     var = _floats(variance, "variance", positive=True)
     if var.size not in (0, 1, 4):
@@ -196,7 +196,8 @@ def prior_box(layer_shape: Tuple[int, int], image_shape: Tuple[int, int], *, var
     if len(maxs) and len(maxs) != len(mins):
         raise _bad("max_size", f"must have one value per `min_size` ({len(mins)}); got {len(maxs)}")
     if len(maxs) and not (mins < maxs).all():
-        raise _bad("max_size", "every max_size must be larger than its min_size (CV_Assert(_minSize[i] < _maxSize[i]))")
+        raise _bad("max_size", "every `max_size` must be larger than its `min_size` "
+                               "(CV_Assert(_minSize[i] < _maxSize[i]))")
     if len(widths):
         if len(ars) or len(mins) or len(maxs):
             raise _bad("width", "explicit width/height exclude min_size, max_size and aspect_ratio")
@@ -477,9 +478,11 @@ def _detection_output(loc, conf, priors, *, num_classes, keep_top_k, nms_thresho
     P = pr.shape[1] // 4
     L = 1 if share else nc
     if lc.shape[1] != P * L * 4:
-        raise _bad("loc", f"must hold P * {L} * 4 = {P * L * 4} values per image for {P} priors; got {lc.shape[1]}")
+        raise _bad("loc", f"must hold P * {L} * 4 = {P * L * 4} values per image for the {P} priors of `priors` "
+                          f"(L = 1 with `share_location`, else `num_classes`); got {lc.shape[1]}")
     if cf.shape[1] != P * nc:
-        raise _bad("conf", f"must hold P * num_classes = {P * nc} values per image; got {cf.shape[1]}")
+        raise _bad("conf", f"must hold P * `num_classes` = {P * nc} values per image for the {P} priors of `priors`; "
+                           f"got {cf.shape[1]}")
     _checks.check_allocation(B * ktk * 7, 4, "detection rows x 7", name="keep_top_k", keyword=False)
     pri = pr[0].reshape(P, 4)
     var = None if venc else pr[1].reshape(P, 4)

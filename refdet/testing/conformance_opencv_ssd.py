@@ -15,6 +15,8 @@ check_opencv_detection_output
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from refdet.testing.conformance_core import _Runner, _finish, _np
@@ -208,6 +210,9 @@ def check_opencv_prior_box(fn, *, n_cases=100, seed=0, raise_on_failure=True, pr
 # ---------------------------------------------------------------------------------------------------
 
 def _do_kwargs(attrs):
+    missing = [k for k in ("num_classes", "keep_top_k", "nms_threshold") if k not in attrs]
+    if missing:
+        raise ValueError(f"`attrs` must set {', '.join(missing)} (DetectionOutput's required parameters)")
     keys = ("num_classes", "keep_top_k", "nms_threshold", "share_location", "background_label_id", "top_k",
             "code_type", "variance_encoded_in_target", "confidence_threshold", "normalized_bbox", "clip",
             "loc_pred_transposed", "group_by_classes")
@@ -226,8 +231,14 @@ def detection_output_order_defined(loc, conf, priors, attrs):
     """
     from refdet.runtimes.opencv_ssd import detection_output
 
+    if not isinstance(attrs, Mapping):
+        raise TypeError(f"`attrs` must be a dict of DetectionOutput parameters; got {type(attrs).__name__}")
     a = _do_kwargs(attrs)
-    B = np.asarray(loc).shape[0]
+    try:
+        checked = detection_output(loc, conf, priors, **a)                # validates every argument
+    except (TypeError, ValueError) as exc:                                # parameters are keys of `attrs`
+        raise type(exc)(f"{exc} (arguments `loc`, `conf`, `priors` and the parameters in `attrs`)") from None
+    B = checked.detections.shape[0] // a["keep_top_k"]
     full = detection_output(loc, conf, priors, **dict(a, keep_top_k=max(1, np.asarray(conf).size + 1)))
     rows = full.detections[:full.count]
     for i in range(B):
