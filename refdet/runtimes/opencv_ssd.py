@@ -42,7 +42,8 @@ DetectionOutput
       takes the prior centre as ``xmin + width * .5`` where Caffe's ``bbox_util.cpp`` takes
       ``(xmin + xmax) / 2.`` (float32 results may differ by an ulp), adds ``+1`` to the prior width
       when ``normalized_bbox`` is false (Caffe never does) and accepts zero-width priors (Caffe
-      ``CHECK_GT(prior_width, 0)`` aborts). ``exp`` is the double ``exp`` rounded to float32.
+      ``CHECK_GT(prior_width, 0)`` aborts). ``exp`` is C's ``expf`` (glibc's algorithm reproduced: it
+      is not correctly rounded, and ``float32(exp(double))`` differs in about 6 of 10^4 arguments).
     * Box size ``BBoxSize``: 0 when ``xmax < xmin`` or ``ymax < ymin``, else ``w * h``
       (``normalized_bbox``) or ``(w + 1) * (h + 1)``; overlap ``JaccardOverlap``: 0 unless the
       intersection's size is > 0, else ``inter / (size1 + size2 - inter)``, float32.
@@ -291,6 +292,50 @@ def _bbox_size(x1, y1, x2, y2, normalized):
     return np.where((x2 < x1) | (y2 < y1), _F32(0), w * h).astype(np.float32)
 
 
+# glibc's expf (sysdeps/ieee754/flt-32/e_expf.c, from ARM's optimized-routines): what OpenCV's Linux
+# builds call for exp(float). It is not correctly rounded (error < 0.502 ulp): float32(exp(double)) differs
+# from it for about 6 in 10^4 arguments, so the algorithm is reproduced (double arithmetic, a 32-entry
+# table of 2^(i/32), a cubic); tests/test_opencv_ssd.py holds it equal to the C library's expf.
+_EXPF_N = 32
+_EXPF_TAB = None
+_EXPF_C = (float.fromhex("0x1.c6af84b912394p-5") / 32 ** 3, float.fromhex("0x1.ebfce50fac4f3p-3") / 32 ** 2,
+           float.fromhex("0x1.62e42ff0c52d6p-1") / 32)
+_EXPF_SHIFT = float.fromhex("0x1.8p+52")
+_EXPF_INVLN2N = float.fromhex("0x1.71547652b82fep+0") * 32
+
+
+def _expf_table():
+    """``tab[i] = asuint64(2^(i/32)) - (i << 47)`` with 2^(i/32) correctly rounded (computed in decimal)."""
+    global _EXPF_TAB
+    if _EXPF_TAB is None:
+        from decimal import Decimal, localcontext
+
+        with localcontext() as ctx:
+            ctx.prec = 60
+            vals = [float(Decimal(2) ** (Decimal(i) / _EXPF_N)) for i in range(_EXPF_N)]
+        _EXPF_TAB = np.array(vals, np.float64).view(np.uint64) - (np.arange(_EXPF_N, dtype=np.uint64) << np.uint64(47))
+    return _EXPF_TAB
+
+
+def _expf(x):
+    """glibc's ``expf`` of a float32 array, bit for bit (finite inputs; overflow to inf, underflow to 0)."""
+    x = np.asarray(x, np.float32)
+    xd = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        z = _EXPF_INVLN2N * xd                                           # x * N / ln 2 = k + r
+        kd = z + _EXPF_SHIFT                                             # round to int (ties to even)
+        ki = kd.view(np.uint64)
+        kd = kd - _EXPF_SHIFT
+        r = z - kd
+        t = _expf_table()[ki % np.uint64(_EXPF_N)] + (ki << np.uint64(47))  # 2^(k/N) as bits
+        s = t.view(np.float64)
+        c0, c1, c2 = _EXPF_C
+        y = (c0 * r + c1) * (r * r) + (c2 * r + 1.0)
+        y = (y * s).astype(np.float32)
+    y = np.where(x > np.float32(float.fromhex("0x1.62e42ep6")), np.float32(np.inf), y)      # overflow
+    return np.where(x < np.float32(-float.fromhex("0x1.9fe368p6")), np.float32(0), y).astype(np.float32)
+
+
 def _decode(loc, pri, var, code_type, normalized, clip_bounds, center="opencv"):
     """``DecodeBBox`` for (P, 4) float32 predictions -> (P, 4) corners and (P,) sizes.
 
@@ -313,8 +358,8 @@ def _decode(loc, pri, var, code_type, normalized, clip_bounds, center="opencv"):
         cx = b[:, 0] * pw + pcx
         cy = b[:, 1] * ph + pcy
         with np.errstate(over="ignore"):
-            dw = np.exp(b[:, 2].astype(np.float64)).astype(np.float32) * pw   # exp in double, rounded
-            dh = np.exp(b[:, 3].astype(np.float64)).astype(np.float32) * ph
+            dw = _expf(b[:, 2]) * pw                                     # exp(float): expf, float product
+            dh = _expf(b[:, 3]) * ph
         hw, hh = dw * _F32(0.5), dh * _F32(0.5)
         d = np.stack([cx - hw, cy - hh, cx + hw, cy + hh], axis=1)
     if clip_bounds is not None:
