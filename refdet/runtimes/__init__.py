@@ -20,6 +20,9 @@ the core never imports them.
     ROIAlign, ROIPooling, Interpolate.
 :mod:`refdet.runtimes.openvino_priors`
     PriorBox and PriorBoxClustered (re-exported by :mod:`refdet.runtimes.openvino`).
+:mod:`refdet.runtimes.openvino_pillow`
+    Interpolate's ``bilinear_pillow`` / ``bicubic_pillow`` (what the CPU plugin computes: float32
+    taps, fused multiply-adds, ``a = -0.5`` built in), used by ``openvino.interpolate``.
 :mod:`refdet.runtimes.tensorflow`
     adapters calling TensorFlow's raw ops (TF's kernels are reproduced in :mod:`refdet.tf_ops`).
 """

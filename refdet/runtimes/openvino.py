@@ -601,7 +601,8 @@ def _nearest_index(out_size, in_size, scale, ctm, nearest_mode):
 def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str = "nearest",
                 coordinate_transformation_mode: str = "half_pixel", nearest_mode: str = "round_prefer_floor",
                 cube_coeff: float = -0.75) -> np.ndarray:
-    """OpenVINO ``Interpolate`` (opset 11) for ``mode`` ``"nearest"``, ``"linear_onnx"`` and ``"cubic"``.
+    """OpenVINO ``Interpolate`` (opset 11) for ``mode`` ``"nearest"``, ``"linear_onnx"``, ``"cubic"`` and the
+    Pillow modes ``"bilinear_pillow"`` / ``"bicubic_pillow"`` (:mod:`refdet.runtimes.openvino_pillow`).
 
     ``"nearest"`` is computed here with the CPU plugin's float32 coordinate arithmetic::
 
@@ -622,8 +623,10 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
 
     ``"linear_onnx"`` and ``"cubic"`` are ONNX ``Resize`` ``linear`` / ``cubic``
     (:func:`refdet.onnx_ops.resize.resize`, onnxruntime's arithmetic): OpenVINO agrees within 5e-6
-    relative (another order of the float32 taps). OpenVINO's ``"linear"`` (a triangle filter) and the
-    Pillow modes are not reproduced (``ValueError``).
+    relative (another order of the float32 taps). The Pillow modes are bit-exact, and read neither
+    ``coordinate_transformation_mode`` nor ``cube_coeff`` (see
+    :func:`refdet.runtimes.openvino_pillow.interpolate_pillow`). OpenVINO's ``"linear"`` (a triangle
+    filter) is not reproduced (``ValueError``).
 
     Parameters
     ----------
@@ -634,7 +637,7 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
         Scales of ``axes`` (``"scales"``); the output size is ``floor(in * scale)``.
     axes : sequence of int, optional
         Default: all axes.
-    mode : {"nearest", "linear_onnx", "cubic"}
+    mode : {"nearest", "linear_onnx", "cubic", "bilinear_pillow", "bicubic_pillow"}
     coordinate_transformation_mode : str
     nearest_mode : str
     cube_coeff : float
@@ -650,9 +653,16 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
     """
     from refdet.onnx_ops.resize import resize
 
-    _checks.check_choice(mode, "mode", ("nearest", "linear_onnx", "cubic"))
+    from refdet.runtimes.openvino_pillow import PILLOW_MODES, interpolate_pillow
+
+    if mode == "linear":
+        raise ValueError("`mode` 'linear' (OpenVINO Interpolate's triangle filter) is not reproduced; "
+                         "'linear_onnx', 'cubic', 'nearest' and the Pillow modes are")
+    _checks.check_choice(mode, "mode", ("nearest", "linear_onnx", "cubic") + PILLOW_MODES)
     _checks.check_choice(coordinate_transformation_mode, "coordinate_transformation_mode", INTERPOLATE_CTM)
     _checks.check_choice(nearest_mode, "nearest_mode", INTERPOLATE_NEAREST)
+    if mode in PILLOW_MODES:
+        return interpolate_pillow(x, sizes, axes, scales=scales, mode=mode, cube_coeff=cube_coeff)
     cube_coeff = _checks.check_real(cube_coeff, "cube_coeff")
     a = _checks.as_array(x, "x")
     ax = list(range(a.ndim)) if axes is None else [_checks.check_int(v, "axes", low=-a.ndim, high=a.ndim - 1) % a.ndim
