@@ -13,6 +13,8 @@ the core never imports them.
 :mod:`refdet.runtimes.opencv`
     ``cv2.dnn.NMSBoxes`` (int and float rects), ``NMSBoxesBatched``, ``softNMSBoxes``,
     ``blobFromImage``.
+:mod:`refdet.runtimes.opencv_ssd`
+    SSD's ``PriorBox`` and ``DetectionOutput`` layers as OpenCV dnn runs them.
 :mod:`refdet.runtimes.openvino`
     OpenVINO opset operators: NonMaxSuppression-9, PriorBox, PriorBoxClustered, FakeQuantize,
     ROIAlign, ROIPooling, Interpolate.

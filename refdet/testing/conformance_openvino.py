@@ -230,10 +230,19 @@ def fake_quantize_tolerance(case, expected):
     (``8 eps (max(|x|, |il|, |ih|) / |ih - il| * (levels - 1) + 1)``, at least 1e-4) of a rounding tie:
     the CPU plugin's ``x * isc + ish`` and the formula's ``(x - il) / (ih - il) * (levels - 1)`` may
     then round to different neighbours (also at exact ties: the CPU plugin's index is not exact there)."""
-    x = np.asarray(case["x"], np.float64)
-    il, ih = np.asarray(case["input_low"], np.float64), np.asarray(case["input_high"], np.float64)
-    ol, oh = np.asarray(case["output_low"], np.float64), np.asarray(case["output_high"], np.float64)
-    L = case["levels"] - 1
+    from collections.abc import Mapping
+
+    from refdet import _checks
+
+    if not isinstance(case, Mapping):
+        raise TypeError(f"`case` must be a dict with x, input_low, input_high, output_low, output_high, levels; "
+                        f"got {type(case).__name__}")
+    missing = [k for k in ("x", "input_low", "input_high", "output_low", "output_high", "levels") if k not in case]
+    if missing:
+        raise ValueError(f"`case` lacks {', '.join(missing)}")
+    x, il, ih, ol, oh = (_checks.as_float_array(case[k], f"case['{k}']", dtype=np.float64)
+                         for k in ("x", "input_low", "input_high", "output_low", "output_high"))
+    L = _checks.check_int(case["levels"], "case['levels']", low=2) - 1
     with np.errstate(all="ignore"):
         t = (x - il) / (ih - il) * L
     # float32 error of the grid index: x - il loses ~eps * max(|x|, |il|), magnified by L / (ih - il)

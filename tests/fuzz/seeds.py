@@ -50,6 +50,9 @@ SKIPPED = {
                                                         "registry (check_gradients is walked)",
     "refdet.plots.plot_*": "write image files through matplotlib (focal_loss_curve is walked)",
     "refdet.reference": "the readable loops: no validation by design, held equal to the fast paths",
+    "refdet.runtimes.adapters.{opencv,openvino}_adapters, openvino_runner, refdet.runtimes.tensorflow":
+        "argument-less factories of closures over an installed runtime (refdet verify runs them); "
+        "tests/_runtimes_fuzz_cases.py LEFT_OUT",
 }
 
 
@@ -342,6 +345,17 @@ EXTRA += [
     Case("runtimes.openvino_detectron.generate_proposals_single_image", _ov_gpsi),
     Case("runtimes.openvino_detectron.detectron_detection_output", _ov_eddo),
     Case("runtimes.openvino_detectron.detectron_roi_levels", lambda r: ((_boxes(r, 5, 300.0), 3), {})),
+    *[__import__("tests._runtimes_fuzz_cases", fromlist=["_fuzz_case"])._fuzz_case(f"testing.conformance_runtimes.{n}", f)
+      for n, f in (("check_openvino_detection_output", lambda **k: refdet.runtimes.openvino_detection.detection_output(**k)),
+                   ("check_openvino_proposal", lambda **k: refdet.runtimes.openvino_proposal.proposal(**k)[:2]),
+                   ("check_openvino_prior_grid_generator",
+                    lambda **k: refdet.runtimes.openvino_detectron.prior_grid_generator(**k)),
+                   ("check_openvino_generate_proposals_single_image",
+                    lambda **k: refdet.runtimes.openvino_detectron.generate_proposals_single_image(**k)[:2]),
+                   ("check_openvino_detectron_detection_output",
+                    lambda **k: refdet.runtimes.openvino_detectron.detectron_detection_output(**k)[:3]),
+                   ("check_openvino_detectron_roi_feature_extractor",
+                    lambda **k: refdet.runtimes.openvino_detectron.detectron_roi_feature_extractor(**k)))],
     Case("runtimes.openvino_detectron.detectron_roi_feature_extractor",
          lambda r: ((_boxes(r, 3, 60.0), [r.normal(size=(1, 2, 8, 8)), r.normal(size=(1, 2, 4, 4))]),
                     dict(output_size=2, sampling_ratio=2, pyramid_scales=[4, 8]))),
@@ -373,6 +387,14 @@ def tf_cases():
     return list(CASES)
 
 
+def runtimes_cases():
+    """The seeds of :mod:`refdet.runtimes` and the runtimes' conformance checks
+    (``tests/_runtimes_fuzz_cases.py``)."""
+    from tests._runtimes_fuzz_cases import cases
+
+    return cases()
+
+
 def all_cases():
-    """Every seed: the contract's cases, the tf_ops cases, then :data:`EXTRA`."""
-    return contract_cases() + tf_cases() + list(EXTRA)
+    """Every seed: the contract's cases, the tf_ops cases, the runtimes' cases, then :data:`EXTRA`."""
+    return contract_cases() + tf_cases() + runtimes_cases() + list(EXTRA)
