@@ -240,3 +240,16 @@ def test_bad_input(fn, kw, words):
         fn(**kw)
     for w in words:
         assert w in str(ei.value)
+
+
+def test_roi_feature_extractor_clamps_aligned_rois_to_one_pixel():
+    # aligned RoI [2, 2, 2.5, 2.5] at scale 1: start 1.5, size 0.5 clamped to 1 (Caffe2's "malformed RoI" rule in
+    # both modes), one sample at 1.5 + 0.5 = 2.0: feature (2, 2) = 10. detectron2's ROIAlign(aligned=True) does not
+    # clamp: its sample at 1.75 gives 8.75
+    feats = [np.arange(16, dtype=f32).reshape(1, 1, 4, 4)]
+    out, _ = E.detectron_roi_feature_extractor(np.array([[2, 2, 2.5, 2.5]], f32), feats, output_size=1,
+                                               sampling_ratio=1, pyramid_scales=[1], aligned=True)
+    assert out[0, 0, 0, 0] == 10
+    from refdet.roi import roi_align
+    d2 = roi_align(feats[0], np.array([[0, 2, 2, 2.5, 2.5]], f32), (1, 1), 1.0, 1, True)
+    assert d2[0, 0, 0, 0] == 8.75
