@@ -33,7 +33,16 @@ def test_quantize_multiplier_names_m():
     with pytest.raises(TypeError, match="`m` must be an array of numbers"):
         Q.quantize_multiplier("0.5")
     with pytest.raises(ValueError, match="`m` must be >= 0; got -0.5"):
-        Q.quantize_multiplier(np.array([0.5, -0.5]))
+        Q.quantize_multiplier(np.array([0.0, -0.5, -0.25]))
+
+
+def test_quantize_multiplier_single_rounding_clamps_shifts_above_30_only():
+    # frexp(2**29) = (0.5, 30): shift 30 is kept; frexp(2**30) = (0.5, 31): clamped to (2**31 - 1, 30)
+    assert tuple(Q.quantize_multiplier(2.0 ** 29, single_rounding=True)) == (2 ** 30, 30)
+    assert tuple(Q.quantize_multiplier(2.0 ** 30, single_rounding=True)) == (2 ** 31 - 1, 30)
+    assert tuple(Q.quantize_multiplier(2.0 ** 30)) == (2 ** 30, 31)
+    q, sh = Q.quantize_multiplier(np.array([2.0 ** 29, 2.0 ** 30, 2.0 ** 31]), single_rounding=True)
+    assert q.tolist() == [2 ** 30, 2 ** 31 - 1, 2 ** 31 - 1] and sh.tolist() == [30, 30, 30]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -295,3 +304,35 @@ def f_mbqm(x, q, shift, single):
     out = Q.multiply_by_quantized_multiplier(x, q, shift, single_rounding=single)
     assert out.dtype == np.int64
     return out
+
+
+def test_integer_arguments_named_when_not_integers():
+    with pytest.raises(TypeError, match="`a` must be an integer array"):
+        Q.saturating_rounding_doubling_high_mul(0.5, 1)
+    with pytest.raises(TypeError, match="`x` must be an integer array"):
+        Q.rounding_divide_by_pot(0.5, 1)
+    with pytest.raises(TypeError, match=r"`multiplier\[0\]` must be an integer array"):
+        Q.requantize(np.array([1]), (0.5, 1), 0, mode="tflite")
+
+
+def test_requantize_uint64_accumulator_at_int64_max_is_accepted():
+    acc = np.array([2 ** 63 - 1, 0], dtype=np.uint64)
+    assert Q.requantize(acc, 0.0, 5, mode="float_rne").tolist() == [5, 5]
+    assert Q.requantize(acc, 1.0, 5, mode="tflite_fc").tolist() == [127, 5]
+
+
+@pytest.mark.parametrize("mode", ["tflite_fc", "onnxruntime", "onnx_reference", "float_rne"])
+def test_requantize_float_mode_per_channel_length_names_multiplier(mode):
+    acc = np.arange(6).reshape(2, 3)
+    with pytest.raises(ValueError, match=r"`multiplier` must have one value per channel along `axis` 1 "
+                                         r"\(3\); got length 2$"):
+        Q.requantize(acc, np.array([0.25, 0.5]), 0, axis=1, mode=mode)
+    y = Q.requantize(acc * 4, np.array([0.25, 0.5, 1.0]), 0, axis=1, mode=mode)
+    assert y.tolist() == [[0, 2, 8], [3, 8, 20]]
+
+
+def test_double_rounding_left_shift_wraps_like_int32():
+    # x << left is an int32 multiply in TFLite: 1 << 31 wraps to INT32_MIN, 3 << 30 to -2**30
+    f = Q.multiply_by_quantized_multiplier
+    assert f(np.array([1, -1, 3, 2 ** 31 - 1]), 2 ** 30, 31).tolist() == [-(2 ** 30)] * 4
+    assert f(np.array([1, 3]), 2 ** 30, 30).tolist() == [2 ** 29, -(2 ** 29)]

@@ -65,7 +65,7 @@ def quantize_multiplier(m: ArrayLike, *, single_rounding: bool = False) -> Quant
     """
     scalar = np.ndim(m) == 0
     single_rounding = _checks.check_bool(single_rounding, "single_rounding")
-    a = _checks.as_float_array(m, "m", dtype=np.float64)
+    a = _checks.as_float_array(m, "m")  # float32 m stays float32: its f * 2**31 is exact there too
     if np.any(a < 0):
         raise ValueError(f"`m` must be >= 0; got {a.ravel()[np.argmax(a.ravel() < 0)]}")
     f, e = np.frexp(a)
@@ -88,7 +88,7 @@ def quantize_multiplier(m: ArrayLike, *, single_rounding: bool = False) -> Quant
 
 def _wrap_int32(v):
     """Two's-complement wrap of int64 values to int32 (what an int32 C++ multiply does in practice)."""
-    return ((v + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31  # pragma: no mutate (v - 2**31 differs by 2**32: same low 32 bits)
+    return np.asarray(v).astype(np.int32).astype(np.int64)  # NumPy's int64 -> int32 cast keeps the low 32 bits
 
 
 def saturating_rounding_doubling_high_mul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
@@ -343,8 +343,7 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
             qm = _int32_array(multiplier[0], "multiplier[0]")
             sh = _checks.as_int_array(multiplier[1], "multiplier[1]")  # multiply_by_quantized_multiplier casts
         else:
-            mf = _checks.as_float_array(multiplier, "multiplier",
-                                        dtype=np.float64)  # pragma: no mutate (quantize_multiplier casts to double)
+            mf = _checks.as_float_array(multiplier, "multiplier")
             if np.any(mf < 0):
                 raise ValueError("`multiplier` must be >= 0")
             qm, sh = quantize_multiplier(mf, single_rounding=single)
@@ -359,8 +358,7 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
             sh = np.asarray(_checks.as_int_array(multiplier[1], "multiplier[1]"), dtype=np.float64)
             mf = qm * 2.0 ** (sh - 31)
         else:
-            mf = _checks.as_float_array(multiplier, "multiplier",
-                                        dtype=np.float64)  # pragma: no mutate (float32 M is exact in the float64 products)
+            mf = _checks.as_float_array(multiplier, "multiplier")  # float32 M is exact in the float64 products
         if np.any(mf < 0):
             raise ValueError("`multiplier` must be >= 0")
         mf = per_channel(mf, "multiplier")
