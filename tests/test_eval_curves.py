@@ -53,13 +53,20 @@ def _cocoeval_readout(rc, pr):
 
 _GRID = st.sampled_from([k / 10 for k in range(11)] + [k / 100 for k in range(101)] + [0.0, 1.0])
 _VALUE = st.one_of(_GRID, st.floats(0.0, 1.0, allow_nan=False))
+# outside [0, 1] and unsorted: what average_precision accepts; the benchmarks' code computes something
+# defined for it, and refdet must compute the same
+_WILD = st.one_of(_GRID, st.floats(-0.5, 1.5, allow_nan=False))
 
 
 @st.composite
 def _curves(draw):
     n = draw(st.integers(0, 12))
-    rec = np.sort(np.array(draw(st.lists(_VALUE, min_size=n, max_size=n)), dtype=np.float64))
-    prec = np.array(draw(st.lists(_VALUE, min_size=n, max_size=n)), dtype=np.float64)
+    wild = draw(st.booleans())
+    value = _WILD if wild else _VALUE
+    rec = np.array(draw(st.lists(value, min_size=n, max_size=n)), dtype=np.float64)
+    prec = np.array(draw(st.lists(value, min_size=n, max_size=n)), dtype=np.float64)
+    if not (wild and draw(st.booleans())):
+        rec = np.sort(rec)
     return rec, prec
 
 
@@ -71,6 +78,18 @@ def test_curve_ap_is_the_devkit_and_cocoeval_code(curve):
     q = _cocoeval_readout(rec, prec)
     np.testing.assert_array_equal(C.interp101(rec, prec), q)
     assert C.curve_ap(rec, prec, "coco101") == float(np.mean(q))
+
+
+def test_unsorted_recall_and_recall_above_one_follow_the_devkit():
+    # zero-width and backward steps are summed as the devkit sums them (its i = where mrec changes)
+    rec = np.array([0.5, 0.0, 0.5])
+    prec = np.array([1.0, 0.5, 0.25])
+    assert C.curve_ap(rec, prec, "voc2010") == float(_devkit_voc_ap(rec, prec))
+    assert C.curve_ap(rec, prec, "voc2010") == pytest.approx(0.5 * 1.0 - 0.5 * 0.5 + 0.5 * 0.25, abs=1e-15)
+    # the 11-point grid stops at 1.0, whatever the recall reaches
+    rec, prec = np.array([1.5]), np.array([1.0])
+    assert C.curve_ap(rec, prec, "voc2007") == float(_devkit_voc_ap(rec, prec, use_07_metric=True))
+    assert C.curve_ap(rec, prec, "voc2007") == pytest.approx(1.0, abs=1e-15)
 
 
 def test_thresholds_hit_exactly():
@@ -116,7 +135,7 @@ def test_threshold_grids_are_cocoeval_bit_for_bit():
 
 
 def test_validate_curve_names_its_arguments():
-    rec, prec = C.validate_curve([0, 1], np.array([1, 0], dtype=np.float32))
+    rec, prec = C.validate_curve(np.array([0, 1], dtype=np.float32), np.array([1, 0], dtype=np.float32))
     assert rec.dtype == np.float64 and prec.dtype == np.float64
     with pytest.raises(ValueError, match="`recall` must be 1-D"):
         C.validate_curve([[0.5]], [1.0])
