@@ -14,11 +14,12 @@ import numpy as np
 from refdet import _checks
 
 CURVE_METHODS = ("voc2010", "voc2007", "coco101")
+_RECALL_END = 1.0  # pragma: no mutate (the devkit's end sentinel: its step is weighed by the precision sentinel 0)
 
 
 def recall_thresholds() -> np.ndarray:
     """COCOeval's ``Params.recThrs``: ``np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1)``, (101,)."""
-    return np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+    return np.linspace(0.0, 1.00, 101)  # int(np.round((1.00 - .0) / .01)) + 1 = 101; endpoint=True: the default
 
 
 def iou_thresholds() -> np.ndarray:
@@ -26,7 +27,7 @@ def iou_thresholds() -> np.ndarray:
 
     Built the same way so that ``0.75 == iou_thresholds()[5]`` holds bit for bit, as the summary needs.
     """
-    return np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+    return np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1)  # endpoint=True: the default
 
 
 def curve_ap(rec: np.ndarray, prec: np.ndarray, method: str) -> float:
@@ -38,11 +39,12 @@ def curve_ap(rec: np.ndarray, prec: np.ndarray, method: str) -> float:
             ap = ap + p / 11.0
         return float(ap)
     if method == "voc2010":
-        mrec = np.concatenate(([0.0], rec, [1.0]))
-        mpre = np.concatenate(([0.0], prec, [0.0]))
-        mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # the precision envelope
+        mrec = np.concatenate(([0.0], rec, [_RECALL_END]))
+        # the devkit's mpre = [0, prec, 0] without its first sentinel, which is never read: env[i] is its mpre[i + 1]
+        env = np.concatenate((prec, [0.0]))
+        env = np.maximum.accumulate(env[::-1])[::-1]  # the precision envelope
         i = np.flatnonzero(mrec[1:] != mrec[:-1])
-        return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+        return float(np.sum((mrec[i + 1] - mrec[i]) * env[i]))
     return float(np.mean(interp101(rec, prec)))
 
 
@@ -60,7 +62,7 @@ def interp101(rec: np.ndarray, prec: np.ndarray) -> np.ndarray:
     if nd == 0:
         return q
     env = np.maximum.accumulate(prec[::-1])[::-1]
-    inds = np.searchsorted(rec, rthr, side="left")
+    inds = np.searchsorted(rec, rthr)  # side="left" (the default), as COCOeval
     ok = inds < nd
     q[ok] = env[inds[ok]]
     return q

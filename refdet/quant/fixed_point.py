@@ -65,7 +65,7 @@ def quantize_multiplier(m: ArrayLike, *, single_rounding: bool = False) -> Quant
     """
     scalar = np.ndim(m) == 0
     single_rounding = _checks.check_bool(single_rounding, "single_rounding")
-    a = _checks.as_float_array(m, "m", dtype=np.float64)
+    a = _checks.as_float_array(m, "m")  # float32 m stays float32: its f * 2**31 is exact there too
     if np.any(a < 0):
         raise ValueError(f"`m` must be >= 0; got {a.ravel()[np.argmax(a.ravel() < 0)]}")
     f, e = np.frexp(a)
@@ -88,7 +88,7 @@ def quantize_multiplier(m: ArrayLike, *, single_rounding: bool = False) -> Quant
 
 def _wrap_int32(v):
     """Two's-complement wrap of int64 values to int32 (what an int32 C++ multiply does in practice)."""
-    return ((v + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31
+    return np.asarray(v).astype(np.int32).astype(np.int64)  # NumPy's int64 -> int32 cast keeps the low 32 bits
 
 
 def saturating_rounding_doubling_high_mul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
@@ -114,9 +114,10 @@ def saturating_rounding_doubling_high_mul(a: ArrayLike, b: ArrayLike) -> np.ndar
     b = _int32_array(b, "b")
     _checks.check_broadcast((a, b), ("a", "b"))
     ab = a * b  # |ab| <= 2**62: exact in int64
-    nudge = np.where(ab >= 0, 2 ** 30, 1 - 2 ** 30)
+    negative = ab < 0  # pragma: no mutate (ab == 0 gives 0 with either nudge: <= and < 1 are the same)
+    nudge = np.where(negative, 1 - 2 ** 30, 2 ** 30)
     s = ab + nudge
-    out = np.where(s >= 0, s // 2 ** 31, -((-s) // 2 ** 31))
+    out = np.sign(s) * (np.abs(s) // 2 ** 31)  # C++ division truncates toward zero
     return np.where((a == _INT32_MIN) & (b == _INT32_MIN), _INT32_MAX, out).astype(np.int64)
 
 
@@ -143,16 +144,26 @@ def rounding_divide_by_pot(x: ArrayLike, exponent: ArrayLike) -> np.ndarray:
     _checks.check_broadcast((x, e), ("x", "exponent"))
     mask = (np.int64(1) << e) - 1
     rem = x & mask
-    thr = (mask >> 1) + (x < 0)
+    negative = x < 0  # pragma: no mutate (x == 0 has rem 0, never above thr: <= and < 1 are the same)
+    thr = (mask >> 1) + negative
     return (x >> e) + (rem > thr)
 
 
 def _int32_array(v, name):
-    a = np.asarray(_checks.as_int_array(v, name), dtype=np.int64)
+    # the range is checked before the cast to int64: a uint64 above 2**63 must not wrap into range
+    a = _checks.as_int_array(v, name)
     if a.size and (a.min() < _INT32_MIN or a.max() > _INT32_MAX):
         raise ValueError(f"`{name}` must fit in int32 (the kernels' accumulator type); got values in "
                          f"[{a.min()}, {a.max()}]")
-    return a
+    return a.astype(np.int64)
+
+
+def _int64_array(v, name):
+    """An integer array as int64; a uint64 value above int64's range raises instead of wrapping."""
+    a = _checks.as_int_array(v, name)
+    if a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"`{name}` must fit in int64; got a maximum of {a.max()}")
+    return a.astype(np.int64)
 
 
 def multiply_by_quantized_multiplier(x: ArrayLike, multiplier: ArrayLike, shift: ArrayLike, *,
@@ -206,7 +217,7 @@ def _out_dtype(out_dtype, lo, hi):
         od = np.dtype(out_dtype)
     except TypeError:
         raise TypeError(f"`out_dtype` must be an integer dtype; got {_checks._describe(out_dtype)}") from None
-    if od.kind not in "iu":
+    if od.kind not in ("i", "u"):
         raise TypeError(f"`out_dtype` must be an integer dtype; got {od}")
     if lo < np.iinfo(od).min or hi > np.iinfo(od).max:
         raise ValueError(f"`out_dtype` {od} cannot hold [`qmin`, `qmax`] = [{lo}, {hi}]")
@@ -300,7 +311,7 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
     array([ -1,  15,  21, 127], dtype=int8)
     """
     _checks.check_choice(mode, "mode", _REQUANT_MODES)
-    a = np.asarray(_checks.as_int_array(acc, "acc"), dtype=np.int64)
+    a = _int64_array(acc, "acc")
     lo = _checks.check_int(qmin, "qmin")
     hi = _checks.check_int(qmax, "qmax")
     if lo > hi:
@@ -330,9 +341,9 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
         single = mode == "tflite_single"
         if is_pair:
             qm = _int32_array(multiplier[0], "multiplier[0]")
-            sh = np.asarray(_checks.as_int_array(multiplier[1], "multiplier[1]"), dtype=np.int64)
+            sh = _checks.as_int_array(multiplier[1], "multiplier[1]")  # multiply_by_quantized_multiplier casts
         else:
-            mf = _checks.as_float_array(multiplier, "multiplier", dtype=np.float64)
+            mf = _checks.as_float_array(multiplier, "multiplier")
             if np.any(mf < 0):
                 raise ValueError("`multiplier` must be >= 0")
             qm, sh = quantize_multiplier(mf, single_rounding=single)
@@ -343,24 +354,24 @@ def requantize(acc: ArrayLike, multiplier: Union[ArrayLike, Tuple[ArrayLike, Arr
         q = r + zp
     else:
         if is_pair:
-            qm = np.asarray(_checks.as_int_array(multiplier[0], "multiplier[0]"), dtype=np.float64)
+            qm = _checks.as_int_array(multiplier[0], "multiplier[0]")  # times a float64 power of two below
             sh = np.asarray(_checks.as_int_array(multiplier[1], "multiplier[1]"), dtype=np.float64)
             mf = qm * 2.0 ** (sh - 31)
         else:
-            mf = _checks.as_float_array(multiplier, "multiplier", dtype=np.float64)
+            mf = _checks.as_float_array(multiplier, "multiplier")  # float32 M is exact in the float64 products
         if np.any(mf < 0):
             raise ValueError("`multiplier` must be >= 0")
         mf = per_channel(mf, "multiplier")
         if mode == "onnxruntime":
             v = np.rint(a.astype(np.float32) * mf.astype(np.float32))
-            q = _to_int(v, lo - 2 ** 31, hi + 2 ** 31) + zp
+            q = _to_int(v, lo - hi, hi - lo) + zp  # beyond [lo - zp, hi - zp] the final clamp saturates
         elif mode == "onnx_reference":
-            v = a.astype(np.float64) * mf.astype(np.float32).astype(np.float64) + zp
-            q = _to_int(np.rint(np.clip(v, lo, hi)), lo, hi)
+            v = a * mf.astype(np.float32) + zp  # int64 * float32 -> float64: float64(acc) * float64(float32(M))
+            q = _to_int(np.rint(v), lo, hi)
         elif mode == "tflite_fc":
-            v = round_half_away(a.astype(np.float64) * mf)
-            q = _to_int(v, lo - 2 ** 31, hi + 2 ** 31) + zp
+            v = round_half_away(a * mf)  # int64 * float64: float64(acc) * M
+            q = _to_int(v, lo - hi, hi - lo) + zp
         else:
-            v = np.rint(a.astype(np.float64) * mf)
-            q = _to_int(v, lo - 2 ** 31, hi + 2 ** 31) + zp
+            v = np.rint(a * mf)  # int64 * float64: float64(acc) * M
+            q = _to_int(v, lo - hi, hi - lo) + zp
     return np.clip(q, lo, hi).astype(od)
