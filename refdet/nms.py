@@ -560,9 +560,10 @@ def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_b
         for ci in range(C):                       # loop over (batch, class) pairs
             sc = s[bi, ci]
             cand = np.arange(len(sc)) if sthr is None else np.flatnonzero(sc > sc.dtype.type(sthr))
-            order = cand[_engine.descending(sc[cand], "lowest_index")]
-            keep = order[_engine.greedy(bb[order], thr, kind="any", inclusive=False,
-                                        threshold_dtype="working", normalize=(cpb == 0))]
+            # the "onnx" profile's knobs: lower index first, '>', any corners, float32 threshold
+            order = cand[_engine.descending(sc[cand], _ONNX["ties"])]
+            keep = order[_engine.greedy(bb[order], thr, kind="any", inclusive=_ONNX["inclusive"],
+                                        threshold_dtype=_ONNX["threshold_dtype"], normalize=(cpb == 0))]
             keep = keep[:k_max]                   # greedy is prefix-stable: the first k_max selections
             rows = np.empty((len(keep), 3), dtype=np.int64)
             rows[:, 0], rows[:, 1], rows[:, 2] = bi, ci, keep

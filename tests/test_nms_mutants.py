@@ -149,6 +149,31 @@ def test_onnx_nms_center_point_conversion_halves_width_and_height():
     assert N.onnx_non_max_suppression(b, s, 10, 0.49, center_point_box=1)[:, 2].tolist() == [0, 2]
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+def test_onnx_nms_center_point_conversion_per_axis(axis):
+    # along `axis`: box 0 spans [8, 12], box 1 [10, 14] (centres 10 and 12, size 4); the other axis
+    # [8, 12] for both: IoU = 4 * 2 / (16 + 16 - 8) = 1/3, kept at 0.5 (halving the size is the
+    # conversion: doubling it instead would give 24 / 40 = 0.6)
+    b = np.array([[[10, 10, 4, 4], [10, 10, 4, 4]]], F32)
+    b[0, 1, axis] = 12
+    s = np.array([[[0.9, 0.8]]], F32)
+    assert N.onnx_non_max_suppression(b, s, 10, 0.5, center_point_box=1)[:, 2].tolist() == [0, 1]
+    assert N.onnx_non_max_suppression(b, s, 10, 0.33, center_point_box=1)[:, 2].tolist() == [0]
+
+
+def test_onnx_nms_threshold_is_float32_and_ties_go_to_the_lower_index():
+    # float32 IoU 2/6 = 0.33333334 meets the threshold 1/3 as float32(1/3) = 0.33333334: not '>',
+    # kept (onnxruntime holds the threshold in a float tensor); torchvision's double threshold suppresses
+    b = np.array([[[0, 0, 2, 2], [1, 0, 3, 2]]], F32)
+    s = np.array([[[0.9, 0.8]]], F32)
+    assert N.onnx_non_max_suppression(b, s, 10, 1 / 3)[:, 2].tolist() == [0, 1]
+    assert N.nms(b[0], s[0, 0], 1 / 3).tolist() == [0]
+    # equal scores: the lower box index is selected first; at IoU exactly 0.5, '>' keeps both
+    b = np.array([[[0, 0, 4, 2], [0, 0, 4, 4], [0, 0, 4, 4]]], F32)
+    s = np.array([[[0.5, 0.5, 0.5]]], F32)
+    assert N.onnx_non_max_suppression(b, s, 10, 0.5)[:, 2].tolist() == [0, 1]
+
+
 def test_onnx_nms_rows_name_batch_and_class():
     # two images, two classes: rows [batch, class, box], grouped by batch then class
     b = np.array([[[0, 0, 2, 2], [0, 0, 2, 1.9]], [[0, 0, 2, 2], [5, 5, 6, 6]]], F32)
@@ -302,3 +327,9 @@ def test_soft_nms_defaults_and_each_knob_override():
     assert N.soft_nms(b.astype(F32), s.astype(F32)).scores.dtype == F32
     assert N.soft_nms(b.astype(F32), s).scores.dtype == np.float64
     assert N.soft_nms(b, s.astype(F32)).scores.dtype == np.float64
+
+
+@pytest.mark.parametrize("bshape, sshape", [((0, 2, 4), (0, 3, 2)), ((1, 2, 4), (1, 0, 2)), ((1, 0, 4), (1, 2, 0))])
+def test_onnx_nms_no_batch_class_or_box_gives_an_empty_int64_table(bshape, sshape):
+    got = N.onnx_non_max_suppression(np.zeros(bshape, F32), np.zeros(sshape, F32), 5, 0.5)
+    assert got.shape == (0, 3) and got.dtype == np.int64
