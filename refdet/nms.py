@@ -379,7 +379,7 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_thr
     if trick == "torchvision":
         trick = b.size <= 4000
     order = _engine.descending(sc, s.ties)
-    if len(b) == 0:
+    if not len(b):
         return order
     knobs = dict(kind=kind, inclusive=s.inclusive, threshold_dtype=s.threshold_dtype)
     if trick:
@@ -482,7 +482,7 @@ def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, method: str = "gaussian",
     smin = _checks.check_real(score_threshold, "score_threshold")
     dt = np.result_type(b.dtype, sc.dtype)
     ind, out = _engine.soft_nms_passes(
-        b.astype(dt, copy=False), sc.astype(dt, copy=False), method=method, sigma=sig, iou_threshold=thr,
+        b.astype(dt), sc.astype(dt), method=method, sigma=sig, iou_threshold=thr,
         score_threshold=smin, inclusive=st.inclusive, plus_one=st.plus_one,
         gaussian_denominator=st.gaussian_denominator, discard=st.discard,
         hard_above_threshold=st.hard_above_threshold)

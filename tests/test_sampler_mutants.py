@@ -63,6 +63,9 @@ def test_defaults_are_256_and_one_half():
     (([0, 1],), TypeError, r"^`permutation` must be a pair \(pos_perm, neg_perm\); got tuple$"),
     (([0, 1], [0, 1], [0]), TypeError, r"^`permutation` must be a pair \(pos_perm, neg_perm\); got tuple$"),
     (5, TypeError, r"^`permutation` must be a pair \(pos_perm, neg_perm\); got int$"),
+    (("ab", [0, 1]), TypeError, r"^`permutation\[0\]` must be an array of numbers; got str 'ab'$"),
+    (([0, 1], None), TypeError, r"^`permutation\[1\]` must be an array of numbers; got NoneType None$"),
+    (([True, False], [0, 1]), TypeError, r"^`permutation\[0\]` must be an integer array; got dtype bool$"),
 ])
 def test_injected_permutation_checked_and_named(perm, kind, msg):
     for f in (sample_balanced, sample_balanced_indices, sample_labels):
