@@ -235,7 +235,7 @@ def descending_order(scores: np.ndarray, *, ties: str = "lowest_index") -> np.nd
         The visiting order of greedy NMS. Reference: :func:`refdet.reference.nms.visiting_order`.
     """
     _checks.check_choice(ties, "ties", _TIES)
-    s = _checks.as_scores(scores, "scores", allow_nan=True)
+    s = _checks.as_scores(scores, allow_nan=True)
     return _engine.descending(s, ties)
 
 
@@ -311,7 +311,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, *,
     """
     s = conventions.resolve("nms", convention, inclusive=inclusive, ties=ties, nan_scores=nan_scores,
                             plus_one=plus_one, corner_order=corner_order, threshold_dtype=threshold_dtype)
-    b = _checks.as_boxes(boxes, "boxes")
+    b = _checks.as_boxes(boxes)
     sc = _scores_checked(scores, len(b), s.nan_scores)
     thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     kind = _suppression_kind(s)
@@ -370,7 +370,7 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_thr
     s = conventions.resolve("batched_nms", convention, coordinate_trick=coordinate_trick,
                             inclusive=inclusive, ties=ties, nan_scores=nan_scores, plus_one=plus_one,
                             corner_order=corner_order, threshold_dtype=threshold_dtype)
-    b = _checks.as_boxes(boxes, "boxes")
+    b = _checks.as_boxes(boxes)
     sc = _scores_checked(scores, len(b), s.nan_scores)
     cls = _checks.as_int_labels(idxs, "idxs", n=len(b))
     thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
@@ -475,8 +475,8 @@ def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, method: str = "gaussian",
                              gaussian_denominator=gaussian_denominator, discard=discard,
                              hard_above_threshold=hard_above_threshold)
     _checks.check_choice(method, "method", ("gaussian", "linear", "hard"))
-    b = _checks.as_boxes(boxes, "boxes")
-    sc = _checks.as_scores(scores, "scores", n=len(b))
+    b = _checks.as_boxes(boxes)
+    sc = _checks.as_scores(scores, n=len(b))
     sig = _checks.check_positive(sigma, "sigma")
     thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     smin = _checks.check_real(score_threshold, "score_threshold")

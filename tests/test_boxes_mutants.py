@@ -125,6 +125,7 @@ def test_inside_image_each_side(side, shift):
     # the far edge is strict: ending exactly on W + border is outside
     on = np.array([[0, 0, 20, 9], [0, 0, 19, 10]])
     assert boxes_inside_image(on, (10, 20)).tolist() == [False, False]
-    assert boxes_inside_image(on, (10, 20), allowed_border=None).tolist() == [True, True]
-    assert boxes_inside_image(on, (10, 20), allowed_border=-1).tolist() == [True, True]
-    assert boxes_inside_image(on, (10, 20), allowed_border=0.0).dtype == bool
+    for border in (None, -1, 0.0):
+        got = boxes_inside_image(on, (10, 20), allowed_border=border)
+        assert got.dtype == bool and got.shape == (2,)
+        assert got.tolist() == [border is not None and border < 0 or border is None] * 2
