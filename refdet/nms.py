@@ -206,7 +206,9 @@ def _suppression_kind(s):
             raise ValueError("`plus_one=True` is not defined with `corner_order='any'` "
                              "(ONNX/TF boxes are continuous)")
         return "any"
-    return "plus_one" if s["plus_one"] else "tv"
+    if s["plus_one"]:
+        return "plus_one"
+    return "tv"  # pragma: no mutate (the engine's default arithmetic: it tests only for "plus_one" and "any")
 
 
 # --------------------------------------------------------------------------------------------------
