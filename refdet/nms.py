@@ -192,10 +192,10 @@ conventions.register(
 # shared validation
 # --------------------------------------------------------------------------------------------------
 
-def _scores_checked(scores, n, nan_scores, name="scores"):
-    s = _checks.as_scores(scores, name, n=n, allow_nan=True)
+def _scores_checked(scores, n, nan_scores):
+    s = _checks.as_scores(scores, n=n, allow_nan=True)
     if nan_scores == "reject":
-        _checks.check_finite(s, name, allow_inf=True)
+        _checks.check_finite(s, "scores", allow_inf=True)
     return s
 
 
@@ -379,7 +379,7 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_thr
     kind = _suppression_kind(s)
     trick = s.coordinate_trick
     if trick == "torchvision":
-        trick = b.size <= 4000
+        trick = len(b) <= 1000                  # torchvision: boxes.numel() <= 4000
     order = _engine.descending(sc, s.ties)
     if not len(b):
         return order
@@ -543,7 +543,8 @@ def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_b
         raise ValueError(f"`scores` must have shape (B, C, N) = ({b.shape[0]}, C, {b.shape[1]}) to match "
                          f"`boxes`; got {s.shape}")
     b = _checks.as_float_array(b, "boxes")
-    s = _checks.as_float_array(s, "scores", finite=False)
+    s = _checks.as_float_array(s, "scores",
+                               finite=False)  # pragma: no mutate (None is falsy like False; inf is checked below)
     _checks.check_finite(s, "scores", allow_inf=True)
     k_max = max(_checks.check_int(max_output_boxes_per_class, "max_output_boxes_per_class"), 0)
     thr = _checks.check_probability(iou_threshold, "iou_threshold")
@@ -563,9 +564,11 @@ def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_b
             sc = s[bi, ci]
             cand = np.arange(len(sc)) if sthr is None else np.flatnonzero(sc > sc.dtype.type(sthr))
             # the "onnx" profile's knobs: lower index first, '>', any corners, float32 threshold
-            order = cand[_engine.descending(sc[cand], _ONNX["ties"])]
-            keep = order[_engine.greedy(bb[order], thr, kind="any", inclusive=_ONNX["inclusive"],
-                                        threshold_dtype=_ONNX["threshold_dtype"], normalize=(cpb == 0))]
+            order = cand[_engine.descending(sc[cand],
+                                            _ONNX["ties"])]  # pragma: no mutate (None reads as "lowest_index", the engine's default)
+            keep = order[_engine.greedy(bb[order], thr, kind="any", threshold_dtype=_ONNX["threshold_dtype"],
+                                        inclusive=_ONNX["inclusive"],  # pragma: no mutate (None is falsy like False)
+                                        normalize=(cpb == 0))]
             keep = keep[:k_max]                   # greedy is prefix-stable: the first k_max selections
             rows = np.empty((len(keep), 3), dtype=np.int64)
             rows[:, 0], rows[:, 1], rows[:, 2] = bi, ci, keep

@@ -102,6 +102,28 @@ def test_coordinate_trick_offset_is_max_plus_one():
     assert N.batched_nms(b, s, c, 0.7).tolist() == [0, 1]
 
 
+def _trick_rounding_case():
+    # boxes.max() = 1e6: class 1 is shifted by 1000001, where float32 spacing is 0.0625, so box 2's
+    # x1 = 0.03 + 1000001 rounds onto box 1's: IoU 1 in float32 (suppressed at 0.95), 0.97/1.03 = 0.94 exactly
+    b = np.array([[1e6 - 10, 0, 1e6, 10], [0, 0, 1, 1], [0.03, 0, 1.03, 1]], F32)
+    return b, np.array([0.7, 0.9, 0.8], F32), np.array([0, 1, 1])
+
+
+def test_coordinate_trick_is_computed_in_the_boxes_dtype():
+    b, s, c = _trick_rounding_case()
+    assert N.batched_nms(b, s, c, 0.95, coordinate_trick=True).tolist() == [1, 0]
+    assert N.batched_nms(b, s, c, 0.95).tolist() == [1, 2, 0]
+    assert N.batched_nms(b.astype(np.float64), s, c, 0.95, coordinate_trick=True).tolist() == [1, 2, 0]
+
+
+def test_coordinate_trick_rounding_against_torchvision():
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    b, s, c = _trick_rounding_case()
+    want = tv.ops.batched_nms(torch.from_numpy(b), torch.from_numpy(s), torch.from_numpy(c), 0.95)
+    assert N.batched_nms(b, s, c, 0.95, coordinate_trick="torchvision").tolist() == want.tolist() == [1, 0]
+
+
 @pytest.mark.parametrize("n, tricked", [(1000, True), (1001, False)])
 def test_coordinate_trick_torchvision_up_to_4000_numbers(n, tricked):
     # torchvision uses the trick on the CPU when boxes.numel() <= 4000, i.e. N <= 1000
@@ -201,7 +223,8 @@ def test_nms_names_its_arguments():
         N.nms(B2, S2, "x")
     with pytest.raises(ValueError, match=r"^`scores` must not contain NaN; got nan at index \(0,\)$"):
         N.nms(B2, np.array([np.nan, 1.0]), 0.5, nan_scores="reject")
-    with pytest.raises(ValueError, match=r"^`plus_one=True` is not defined with `corner_order='any'` \(ONNX/TF"):
+    with pytest.raises(ValueError, match=r"^`plus_one=True` is not defined with `corner_order='any'` "
+                                         r"\(ONNX/TF boxes are continuous\)$"):
         N.nms(B2, S2, 0.5, corner_order="any", plus_one=True)
     with pytest.raises(ValueError, match=r"^nms: `ties` must be one of 'lowest_index', 'highest_index'; got 'x'$"):
         N.nms(B2, S2, 0.5, ties="x")
