@@ -217,3 +217,19 @@ def test_numpy_bool_coordinate_trick_accepted():
     for trick in (np.bool_(True), np.bool_(False)):
         d = post(L2, D, A, (8, 8), coordinate_trick=trick)
         assert d.labels.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("style", ["retinanet", "rpn"])
+def test_no_levels_give_empty_detections(style):
+    d = post([], [], [], (8, 8), style=style)
+    assert d.boxes.shape == (0, 4) and d.scores.shape == (0,) and d.labels.shape == (0,)
+    assert d.boxes.dtype == d.scores.dtype == np.float64 and d.labels.dtype == np.int64
+
+
+def test_single_array_levels_and_rpn_column():
+    # one level may be given as a bare array; RPN logits as (N,) or (N, 1)
+    d1 = post(np.array([[2.0, -9.0]]), np.zeros((1, 4)), A[0], (8, 8))
+    assert d1.labels.tolist() == [0]
+    d2 = post(np.array([2.0]), np.zeros((1, 4)), A[0], (8, 8), style="rpn")
+    d3 = post(np.array([[2.0]]), np.zeros((1, 4)), A[0], (8, 8), style="rpn")
+    assert d2.scores.tolist() == d3.scores.tolist() == [1 / (1 + math.exp(-2.0))]
