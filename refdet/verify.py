@@ -8,7 +8,8 @@ Usage::
     refdet verify onnx-reference          the same nodes run by onnx.reference
     refdet verify ultralytics             ultralytics' YOLO ops (TAL, NMS, DFL, ...; the `yolo` extra)
     refdet verify tensorflow              TF's kernels (NMS V3/V5, CombinedNMS, ...; the `tensorflow` extra)
-    refdet verify opencv                  cv2.dnn NMSBoxes / NMSBoxesBatched / softNMSBoxes / blobFromImage
+    refdet verify opencv                  cv2.dnn NMSBoxes / NMSBoxesBatched / softNMSBoxes / blobFromImage,
+                                          SSD PriorBox / DetectionOutput layers
     refdet verify openvino                OpenVINO CPU NonMaxSuppression-9, PriorBox(Clustered), FakeQuantize
     refdet verify self                    only refdet's self-check
     refdet verify --op nms mypkg.ops:nms --convention torchvision
@@ -257,7 +258,7 @@ def _verify_args(p):
                    "yolov3_decode, yolov5_decode, yolox_decode, task_aligned_assign, yolo_nms, "
                    "distribution_focal_loss, varifocal_loss, quality_focal_loss; runtimes (`refdet verify opencv` / "
                    "`openvino`): opencv_nms_boxes, opencv_nms_boxes_batched, opencv_soft_nms_boxes, "
-                   "opencv_blob_from_image, openvino_nms, openvino_prior_box, openvino_prior_box_clustered, "
+                   "opencv_blob_from_image, opencv_prior_box, opencv_detection_output, openvino_nms, openvino_prior_box, openvino_prior_box_clustered, "
                    "openvino_fake_quantize, openvino_roi_align, openvino_roi_pooling, openvino_interpolate")
     p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with "
                    "(task_aligned_assign: ultralytics | paper; yolo_nms: ultralytics | yolov5)")

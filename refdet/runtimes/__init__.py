@@ -13,11 +13,16 @@ the core never imports them.
 :mod:`refdet.runtimes.opencv`
     ``cv2.dnn.NMSBoxes`` (int and float rects), ``NMSBoxesBatched``, ``softNMSBoxes``,
     ``blobFromImage``.
+:mod:`refdet.runtimes.opencv_ssd`
+    SSD's ``PriorBox`` and ``DetectionOutput`` layers as OpenCV dnn runs them.
 :mod:`refdet.runtimes.openvino`
     OpenVINO opset operators: NonMaxSuppression-9, PriorBox, PriorBoxClustered, FakeQuantize,
     ROIAlign, ROIPooling, Interpolate.
 :mod:`refdet.runtimes.openvino_priors`
     PriorBox and PriorBoxClustered (re-exported by :mod:`refdet.runtimes.openvino`).
+:mod:`refdet.runtimes.openvino_pillow`
+    Interpolate's ``bilinear_pillow`` / ``bicubic_pillow`` (what the CPU plugin computes: float32
+    taps, fused multiply-adds, ``a = -0.5`` built in), used by ``openvino.interpolate``.
 :mod:`refdet.runtimes.tensorflow`
     adapters calling TensorFlow's raw ops (TF's kernels are reproduced in :mod:`refdet.tf_ops`).
 """

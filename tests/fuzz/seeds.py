@@ -47,6 +47,9 @@ SKIPPED = {
                                                         "registry (check_gradients is walked)",
     "refdet.plots.plot_*": "write image files through matplotlib (focal_loss_curve is walked)",
     "refdet.reference": "the readable loops: no validation by design, held equal to the fast paths",
+    "refdet.runtimes.adapters.{opencv,openvino}_adapters, openvino_runner, refdet.runtimes.tensorflow":
+        "argument-less factories of closures over an installed runtime (refdet verify runs them); "
+        "tests/_runtimes_fuzz_cases.py LEFT_OUT",
 }
 
 
@@ -326,6 +329,14 @@ def tf_cases():
     return list(CASES)
 
 
+def runtimes_cases():
+    """The seeds of :mod:`refdet.runtimes` and the runtimes' conformance checks
+    (``tests/_runtimes_fuzz_cases.py``)."""
+    from tests._runtimes_fuzz_cases import cases
+
+    return cases()
+
+
 def all_cases():
-    """Every seed: the contract's cases, the tf_ops cases, then :data:`EXTRA`."""
-    return contract_cases() + tf_cases() + list(EXTRA)
+    """Every seed: the contract's cases, the tf_ops cases, the runtimes' cases, then :data:`EXTRA`."""
+    return contract_cases() + tf_cases() + runtimes_cases() + list(EXTRA)
