@@ -181,7 +181,8 @@ def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Leve
 
     all_boxes, all_scores, all_labels = [], [], []
     for lvl, (lg, d, a) in enumerate(zip(logits, deltas, anc)):        # loop over levels
-        lg = _checks.as_float_array(lg, f"cls_logits[{lvl}]", finite=False)
+        lg = _checks.as_float_array(lg, f"cls_logits[{lvl}]",
+                                    finite=False)  # pragma: no mutate (None is falsy like False; NaN is checked below)
         _checks.check_finite(lg, f"cls_logits[{lvl}]", allow_inf=True)
         d = _checks.as_float_array(d, f"box_deltas[{lvl}]")           # named here, not as decode's `deltas`
         if rpn:
@@ -189,7 +190,7 @@ def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Leve
             top = _top_k(lg, min(k_top, len(lg)))                        # top-k on logits
             boxes = _bc.decode_boxes(d[top], a[top], weights=weights, clamp=clamp, convention=p_decode)
             scores = _sigmoid(lg[top])
-            labels = np.full(len(top), lvl, dtype=np.int64)
+            labels = np.full(len(top), np.int64(lvl))
         else:
             K = lg.shape[1]
             flat = _sigmoid(lg).ravel()                                  # index anchor * K + class

@@ -179,6 +179,14 @@ def test_decoding_and_clipping_per_level():
     assert d.boxes[0, 2] - d.boxes[0, 0] == pytest.approx(250.0, rel=1e-12)
     d = post([np.array([[2.0]])], [np.array([[0, 0, 1.0, 0]])], mid, (1000, 1000), clamp=0.5)
     assert d.boxes[0, 2] - d.boxes[0, 0] == pytest.approx(4 * math.exp(0.5), rel=1e-12)
+    # the same through the RPN branch (which decodes before its top-k)
+    d = post([np.array([2.0])], [np.array([[0, 0, 10.0, 0]])], mid, (1000, 1000), style="rpn")
+    assert d.boxes[0, 2] - d.boxes[0, 0] == pytest.approx(250.0, rel=1e-12)
+    d = post([np.array([2.0])], [np.array([[0, 0, 1.0, 0]])], mid, (1000, 1000), style="rpn", clamp=0.5)
+    assert d.boxes[0, 2] - d.boxes[0, 0] == pytest.approx(4 * math.exp(0.5), rel=1e-12)
+    d = post([np.array([2.0])], [np.array([[0.5, 0, 0, 0]])], mid, (1000, 1000), style="rpn",
+             weights=(2.0, 1.0, 1.0, 1.0))
+    assert d.boxes.tolist() == [[501, 500, 505, 504]]
 
 
 def test_caffe_convention_reaches_every_stage():
@@ -208,15 +216,29 @@ def test_merge_defaults_and_scales():
     e = merge([], [])
     assert e.boxes.shape == (0, 4) and e.scores.shape == (0,) and e.labels.shape == (0,)
     assert e.labels.dtype == np.int64
+    # float32 boxes stay float32 (the scale factors in the boxes' dtype)
+    out = merge([(np.array([[4, 6, 8, 12]], np.float32), np.array([0.5], np.float32), np.array([3]))], [0.1])
+    assert out.boxes.dtype == np.float32
+    assert out.boxes.tolist() == (np.array([[4, 6, 8, 12]], np.float32) / np.float32(0.1)).tolist()
+    # labels must match the boxes
+    with pytest.raises(ValueError, match=r"^`detections\[0\]\.labels` must have length 2; got length 1$"):
+        merge([(two[0], two[1], np.array([0]))], [1.0])
     # a list of detections as a list, not a tuple, works as well
     assert len(merge([list(two)], [1.0]).scores) == 2
 
 
-def test_numpy_bool_coordinate_trick_accepted():
-    # a NumPy bool is a bool here (the registry itself refuses np.True_)
-    for trick in (np.bool_(True), np.bool_(False)):
-        d = post(L2, D, A, (8, 8), coordinate_trick=trick)
-        assert d.labels.tolist() == [0, 1]
+def test_coordinate_trick_reaches_nms_also_as_a_numpy_bool():
+    # torchvision's trick shifts class 1 by max + 1 = 1000001, where float32 spacing is 0.0625: the
+    # two class-1 boxes (IoU 0.94 exactly) round onto each other and the second is suppressed at 0.95
+    a = np.array([[1e6 - 10, 0, 1e6, 10], [0, 0, 1, 1], [0.03, 0, 1.03, 1]], np.float32)
+    lg = np.array([[5, -9], [-9, 5], [-9, 4]], np.float32)
+    size = (10 ** 6 + 10, 10 ** 6 + 10)
+    for style_kw in ({}, {"style": "rpn"}):
+        logits = lg if not style_kw else lg.max(axis=1)
+        for trick, want in ((True, 2), (np.bool_(True), 2), ("torchvision", 2), (False, 3), (np.bool_(False), 3)):
+            d = post([logits], [np.zeros((3, 4), np.float32)], [a], size, nms_threshold=0.95,
+                     coordinate_trick=trick, **style_kw)
+            assert len(d.scores) == (want if not style_kw else 3), (trick, style_kw)
 
 
 @pytest.mark.parametrize("style", ["retinanet", "rpn"])
@@ -232,4 +254,8 @@ def test_single_array_levels_and_rpn_column():
     assert d1.labels.tolist() == [0]
     d2 = post(np.array([2.0]), np.zeros((1, 4)), A[0], (8, 8), style="rpn")
     d3 = post(np.array([[2.0]]), np.zeros((1, 4)), A[0], (8, 8), style="rpn")
+    assert d2.labels.dtype == np.int64 and d2.labels.tolist() == [0]
+    # anything that is not a list or tuple is one level
+    with pytest.raises(ValueError, match=r"^`cls_logits\[0\]` must have shape \(N, K\); got \(\)$"):
+        post(5, np.zeros((1, 4)), A[0], (8, 8))
     assert d2.scores.tolist() == d3.scores.tolist() == [1 / (1 + math.exp(-2.0))]
