@@ -502,7 +502,7 @@ def soft_nms_passes(b: np.ndarray, sc: np.ndarray, *, method: str, sigma: float,
     kind = "plus_one" if plus_one else "tv"
     g = prepare(b, kind, 0.0, False, "working")
     C = g.C.copy()                               # working array: rows x1, y1, x2, y2, area
-    S = sc.astype(dt, copy=True)                 # current (decayed) scores
+    S = sc.copy()                                # current (decayed) scores (sc has dtype dt)
     ind = np.arange(len(b), dtype=np.int64)
     thr_t, smin_t, one, zero = dt.type(iou_threshold), dt.type(score_threshold), dt.type(1), dt.type(0)
     sig_t = dt.type(sigma)

@@ -151,7 +151,7 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
     >>> box_convert(box, "xyxy", "xywh")
     array([[10., 20., 20., 40.]])
     """
-    b = _checks.as_boxes(boxes, "boxes")
+    b = _checks.as_boxes(boxes)
     _as_fmt(in_fmt, "in_fmt")
     _as_fmt(out_fmt, "out_fmt")
     if in_fmt == out_fmt:
@@ -185,7 +185,7 @@ def box_area(boxes: ArrayLike, *, convention: Convention = "torchvision",
     array([800.,   0.])
     """
     s = conventions.resolve("box_area", convention, plus_one=plus_one)
-    b = _checks.as_boxes(boxes, "boxes")
+    b = _checks.as_boxes(boxes)
     return _area(b, s["plus_one"])
 
 
@@ -218,7 +218,7 @@ def clip_boxes_to_image(boxes: ArrayLike, image_size: Tuple[int, int], *, conven
     array([[  0.,  10., 100.,  80.]])
     """
     s = conventions.resolve("clip_boxes_to_image", convention, plus_one=plus_one)
-    b = _checks.as_boxes(boxes, "boxes")
+    b = _checks.as_boxes(boxes)
     h, w = _checks.check_image_size(image_size)
     if s["plus_one"]:
         h, w = h - 1, w - 1
@@ -248,7 +248,7 @@ def remove_small_boxes(boxes: ArrayLike, min_size: float, *, convention: Convent
     ``float32(min_size)``), as torch compares a float32 tensor with a Python scalar.
     """
     s = conventions.resolve("remove_small_boxes", convention, plus_one=plus_one, strict=strict)
-    b = _checks.as_boxes(boxes, "boxes")
+    b = _checks.as_boxes(boxes)
     m = _checks.check_real(min_size, "min_size")
     m = b.dtype.type(m)
     ws = b[:, 2] - b[:, 0]
@@ -282,7 +282,7 @@ def boxes_inside_image(boxes: ArrayLike, image_size: Tuple[int, int], *,
     -------
     ndarray of bool, shape (N,)
     """
-    b = _checks.as_boxes(boxes, "boxes")
+    b = _checks.as_boxes(boxes)
     h, w = _checks.check_image_size(image_size)
     if allowed_border is None:
         return np.ones(len(b), dtype=bool)

@@ -192,10 +192,10 @@ conventions.register(
 # shared validation
 # --------------------------------------------------------------------------------------------------
 
-def _scores_checked(scores, n, nan_scores, name="scores"):
-    s = _checks.as_scores(scores, name, n=n, allow_nan=True)
+def _scores_checked(scores, n, nan_scores):
+    s = _checks.as_scores(scores, n=n, allow_nan=True)
     if nan_scores == "reject":
-        _checks.check_finite(s, name, allow_inf=True)
+        _checks.check_finite(s, "scores", allow_inf=True)
     return s
 
 
@@ -206,7 +206,9 @@ def _suppression_kind(s):
             raise ValueError("`plus_one=True` is not defined with `corner_order='any'` "
                              "(ONNX/TF boxes are continuous)")
         return "any"
-    return "plus_one" if s["plus_one"] else "tv"
+    if s["plus_one"]:
+        return "plus_one"
+    return "tv"  # pragma: no mutate (the engine's default arithmetic: it tests only for "plus_one" and "any")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ def descending_order(scores: np.ndarray, *, ties: str = "lowest_index") -> np.nd
         The visiting order of greedy NMS. Reference: :func:`refdet.reference.nms.visiting_order`.
     """
     _checks.check_choice(ties, "ties", _TIES)
-    s = _checks.as_scores(scores, "scores", allow_nan=True)
+    s = _checks.as_scores(scores, allow_nan=True)
     return _engine.descending(s, ties)
 
 
@@ -311,7 +313,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, *,
     """
     s = conventions.resolve("nms", convention, inclusive=inclusive, ties=ties, nan_scores=nan_scores,
                             plus_one=plus_one, corner_order=corner_order, threshold_dtype=threshold_dtype)
-    b = _checks.as_boxes(boxes, "boxes")
+    b = _checks.as_boxes(boxes)
     sc = _scores_checked(scores, len(b), s.nan_scores)
     thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     kind = _suppression_kind(s)
@@ -370,16 +372,16 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_thr
     s = conventions.resolve("batched_nms", convention, coordinate_trick=coordinate_trick,
                             inclusive=inclusive, ties=ties, nan_scores=nan_scores, plus_one=plus_one,
                             corner_order=corner_order, threshold_dtype=threshold_dtype)
-    b = _checks.as_boxes(boxes, "boxes")
+    b = _checks.as_boxes(boxes)
     sc = _scores_checked(scores, len(b), s.nan_scores)
     cls = _checks.as_int_labels(idxs, "idxs", n=len(b))
     thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     kind = _suppression_kind(s)
     trick = s.coordinate_trick
     if trick == "torchvision":
-        trick = b.size <= 4000
+        trick = len(b) <= 1000                  # torchvision: boxes.numel() <= 4000
     order = _engine.descending(sc, s.ties)
-    if len(b) == 0:
+    if not len(b):
         return order
     knobs = dict(kind=kind, inclusive=s.inclusive, threshold_dtype=s.threshold_dtype)
     if trick:
@@ -475,14 +477,14 @@ def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, method: str = "gaussian",
                              gaussian_denominator=gaussian_denominator, discard=discard,
                              hard_above_threshold=hard_above_threshold)
     _checks.check_choice(method, "method", ("gaussian", "linear", "hard"))
-    b = _checks.as_boxes(boxes, "boxes")
-    sc = _checks.as_scores(scores, "scores", n=len(b))
+    b = _checks.as_boxes(boxes)
+    sc = _checks.as_scores(scores, n=len(b))
     sig = _checks.check_positive(sigma, "sigma")
     thr = _checks.check_unit_threshold(iou_threshold, "iou_threshold")
     smin = _checks.check_real(score_threshold, "score_threshold")
     dt = np.result_type(b.dtype, sc.dtype)
     ind, out = _engine.soft_nms_passes(
-        b.astype(dt, copy=False), sc.astype(dt, copy=False), method=method, sigma=sig, iou_threshold=thr,
+        b.astype(dt), sc.astype(dt), method=method, sigma=sig, iou_threshold=thr,
         score_threshold=smin, inclusive=st.inclusive, plus_one=st.plus_one,
         gaussian_denominator=st.gaussian_denominator, discard=st.discard,
         hard_above_threshold=st.hard_above_threshold)
@@ -541,7 +543,8 @@ def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_b
         raise ValueError(f"`scores` must have shape (B, C, N) = ({b.shape[0]}, C, {b.shape[1]}) to match "
                          f"`boxes`; got {s.shape}")
     b = _checks.as_float_array(b, "boxes")
-    s = _checks.as_float_array(s, "scores", finite=False)
+    s = _checks.as_float_array(s, "scores",
+                               finite=False)  # pragma: no mutate (None is falsy like False; inf is checked below)
     _checks.check_finite(s, "scores", allow_inf=True)
     k_max = max(_checks.check_int(max_output_boxes_per_class, "max_output_boxes_per_class"), 0)
     thr = _checks.check_probability(iou_threshold, "iou_threshold")
@@ -560,9 +563,12 @@ def onnx_non_max_suppression(boxes: np.ndarray, scores: np.ndarray, max_output_b
         for ci in range(C):                       # loop over (batch, class) pairs
             sc = s[bi, ci]
             cand = np.arange(len(sc)) if sthr is None else np.flatnonzero(sc > sc.dtype.type(sthr))
-            order = cand[_engine.descending(sc[cand], "lowest_index")]
-            keep = order[_engine.greedy(bb[order], thr, kind="any", inclusive=False,
-                                        threshold_dtype="working", normalize=(cpb == 0))]
+            # the "onnx" profile's knobs: lower index first, '>', any corners, float32 threshold
+            order = cand[_engine.descending(sc[cand],
+                                            _ONNX["ties"])]  # pragma: no mutate (None reads as "lowest_index", the engine's default)
+            keep = order[_engine.greedy(bb[order], thr, kind="any", threshold_dtype=_ONNX["threshold_dtype"],
+                                        inclusive=_ONNX["inclusive"],  # pragma: no mutate (None is falsy like False)
+                                        normalize=(cpb == 0))]
             keep = keep[:k_max]                   # greedy is prefix-stable: the first k_max selections
             rows = np.empty((len(keep), 3), dtype=np.int64)
             rows[:, 0], rows[:, 1], rows[:, 2] = bi, ci, keep

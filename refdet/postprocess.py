@@ -55,12 +55,13 @@ def _sigmoid(x):
     x = np.ascontiguousarray(x)
     one = x.dtype.type(1)
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, one / (one + e), e / (one + e))
+    upper = x >= 0  # pragma: no mutate (x > 0: at x = 0 both branches give 1 / 2)
+    return np.where(upper, one / (one + e), e / (one + e))
 
 
 def _top_k(values, k):
     """Indices of the ``k`` largest ``values``, highest first, ties to the lower index."""
-    return _engine.descending(values, "lowest_index")[:k]
+    return _engine.descending(values, "lowest_index")[:k]  # pragma: no mutate (the engine reads every ties value but "highest_index" as lowest_index)
 
 
 def _as_levels(x, name, last):
@@ -180,7 +181,8 @@ def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Leve
 
     all_boxes, all_scores, all_labels = [], [], []
     for lvl, (lg, d, a) in enumerate(zip(logits, deltas, anc)):        # loop over levels
-        lg = _checks.as_float_array(lg, f"cls_logits[{lvl}]", finite=False)
+        lg = _checks.as_float_array(lg, f"cls_logits[{lvl}]",
+                                    finite=False)  # pragma: no mutate (None is falsy like False; NaN is checked below)
         _checks.check_finite(lg, f"cls_logits[{lvl}]", allow_inf=True)
         d = _checks.as_float_array(d, f"box_deltas[{lvl}]")           # named here, not as decode's `deltas`
         if rpn:
@@ -188,7 +190,7 @@ def postprocess_detections(cls_logits: Levels, box_deltas: Levels, anchors: Leve
             top = _top_k(lg, min(k_top, len(lg)))                        # top-k on logits
             boxes = _bc.decode_boxes(d[top], a[top], weights=weights, clamp=clamp, convention=p_decode)
             scores = _sigmoid(lg[top])
-            labels = np.full(len(top), lvl, dtype=np.int64)
+            labels = np.full(len(top), np.int64(lvl))
         else:
             K = lg.shape[1]
             flat = _sigmoid(lg).ravel()                                  # index anchor * K + class

@@ -82,7 +82,7 @@ def sample_counts(num_positive: int, num_negative: int, batch_size_per_image: in
 def _take(perm, count, available, name):
     """The first ``count`` entries of an injected permutation of ``range(available)``."""
     p = _checks.as_array(perm, name)
-    if p.dtype.kind not in "iu":
+    if p.dtype.kind not in ("i", "u"):
         raise TypeError(f"`{name}` must be an integer array; got dtype {p.dtype}")
     if p.ndim != 1:
         raise ValueError(f"`{name}` must be 1-D; got shape {p.shape}")
@@ -205,6 +205,6 @@ def sample_labels(labels: ArrayLike, batch_size_per_image: int = 256, positive_f
     pos_mask, neg_mask = sample_balanced(lab, batch_size_per_image, positive_fraction, rng=rng,
                                          permutation=permutation)
     out_dtype = lab.dtype if lab.dtype.kind == "f" else np.dtype(np.int64)
-    out = lab.astype(out_dtype, copy=True)
+    out = lab.astype(out_dtype)                 # a copy (astype's default): labels is never written
     out[~(pos_mask | neg_mask)] = -1
     return out
