@@ -163,6 +163,8 @@ def main(argv=None):
     cv.add_argument("--ops", nargs="*", default=None, help="pin only these ops")
     cv.add_argument("--files", nargs="*", default=None, help="trace only these test files (merged)")
     cv.add_argument("--jobs", type=int, default=1)
+    cv.add_argument("--budget", type=float, default=None,
+                    help="seconds of (unswapped) test time a swap may run (default: SWAP_TEST_SECONDS)")
     args = p.parse_args(argv)
     if args.cmd == "list":
         return cmd_list(args, cfg)

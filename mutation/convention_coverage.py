@@ -37,7 +37,7 @@ TABLE_MD = os.path.join(HERE, "convention_coverage.md")
 TRACE = os.path.join(R.CACHE, "convention-trace.json")
 SWAPS = os.path.join(R.CACHE, "convention-swaps.jsonl")
 #: a swap runs the fastest tests resolving the value until their baseline time reaches this (s)
-SWAP_TEST_SECONDS = 90.0
+SWAP_TEST_SECONDS = 20.0
 
 _IOU_FAMILY = tuple(f"{f}{p}" for f in ("box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou")
                     for p in ("", "_paired"))
@@ -102,10 +102,35 @@ def alternatives(opt, v, values, knob, op) -> list:
     return out
 
 
+def load_registry() -> None:
+    """Import every refdet module that registers a convention table (``import refdet`` alone misses
+    the ones it does not import, e.g. ``refdet.tf_ops``): found by reading the sources, not by
+    importing the whole package."""
+    import importlib
+    import re
+
+    import refdet
+
+    pkg = os.path.dirname(os.path.abspath(refdet.__file__))
+    pat = re.compile(r"^\s*(?:conventions|_conv|C)\.register\(|^\s*register\(", re.M)
+    for dirpath, dirnames, filenames in os.walk(pkg):
+        dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
+        for f in filenames:
+            if not f.endswith(".py") or f == "__main__.py":
+                continue
+            path = os.path.join(dirpath, f)
+            with open(path, encoding="utf-8") as fh:
+                if not pat.search(fh.read()):
+                    continue
+            rel = os.path.relpath(path, os.path.dirname(pkg))[:-3].replace(os.sep, ".")
+            importlib.import_module(rel[: -len(".__init__")] if rel.endswith(".__init__") else rel)
+
+
 def registry_values():
     """[(op, knob, value, [alternatives])] for every value of every option of every registered op."""
     from refdet import conventions
 
+    load_registry()
     out = []
     for op in conventions.ops():
         t = conventions.describe(op)
@@ -151,7 +176,7 @@ def trace(tree: str, log=print, files=None) -> dict:
             old = json.load(fh)
         keep = {n: r for n, r in old["tests"].items() if n.split("::")[0] not in files}
         keep.update(data["tests"])
-        data = {"tests": keep, "seconds": old.get("seconds", 0.0)}
+        data = {"tests": keep, "seconds": old.get("seconds", 0.0), "resolve_calls": old.get("resolve_calls")}
     os.makedirs(R.CACHE, exist_ok=True)
     with open(TRACE, "w") as fh:
         json.dump(data, fh)
@@ -163,7 +188,16 @@ def _item_id(op, knob, v, w) -> str:
     return hashlib.sha1(f"{op}|{knob}|{_key(v)}|{_key(w)}".encode()).hexdigest()[:12]
 
 
-def plan(trace_data: dict, ops=None) -> list:
+def _digest(tests) -> str:
+    return hashlib.sha1("\n".join(tests).encode()).hexdigest()[:8]
+
+
+def _rank(name, duration):
+    """Order of the tests a swap runs: the pinning test files first, then the fastest."""
+    return (0 if "pinned" in name.split("::")[0] else 1, duration, name)
+
+
+def plan(trace_data: dict, ops=None, budget=None) -> list:
     tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed"}
     by_value = {}
     for n, r in tests.items():
@@ -173,41 +207,68 @@ def plan(trace_data: dict, ops=None) -> list:
     for op, knob, v, alts in registry_values():
         if ops and op not in ops:
             continue
-        users = sorted(by_value.get((op, knob, _key(v)), []), key=lambda n: (tests[n]["duration"], n))
+        users = sorted(by_value.get((op, knob, _key(v)), []), key=lambda n: _rank(n, tests[n]["duration"]))
         chosen, total = [], 0.0
         for n in users:
-            if chosen and total >= SWAP_TEST_SECONDS:
+            if chosen and total >= (SWAP_TEST_SECONDS if budget is None else budget):
                 break
             chosen.append(n)
             total += tests[n]["duration"]
         for w in alts:
             if equivalent_swap(op, knob, v, w):
                 continue
-            items.append({"id": _item_id(op, knob, v, w), "op": op, "knob": knob, "value": _key(v), "to": _key(w),
-                          "tests": chosen, "resolved_by": len(users), "timeout": 5.0 * total + 30.0})
+            base = _item_id(op, knob, v, w)
+            items.append({"id": f"{base}-{_digest(chosen)}", "base": base, "op": op, "knob": knob, "value": _key(v),
+                          "to": _key(w), "tests": chosen, "resolved_by": len(users),
+                          "timeout": 5.0 * total + 30.0})
     return items
 
 
-def pin(tree: str, trace_data: dict, *, jobs=1, ops=None, log=print) -> dict:
-    items = plan(trace_data, ops)
-    done = {}
+def _load_swaps() -> list:
+    out = []
     if os.path.exists(SWAPS):
         with open(SWAPS) as fh:
             for line in fh:
                 try:
-                    r = json.loads(line)
+                    out.append(json.loads(line))
                 except ValueError:
                     continue
-                done[r["id"]] = r
-    runnable = [it for it in items if it["tests"] and it["id"] not in done]
+    return out
+
+
+def cached(items: list, trace_data: dict, strict: bool = True) -> dict:
+    """``{base id: result or None}``: a swap's recorded result, when it still holds. A swap run on
+    exactly the tests it would run now keeps its result; a swap killed by a test that still passes
+    unswapped stays killed whatever tests were added. Anything else runs again: a survivor whose
+    test set changed (a new test resolves the value) is re-run, nothing else (the incremental pin).
+    Not ``strict`` (rendering): a swap with neither takes its latest result."""
+    passing = {n for n, r in trace_data["tests"].items() if r["outcome"] == "passed"}
+    by_id, killed, latest = {}, {}, {}
+    for r in _load_swaps():
+        by_id[r["id"]] = r
+        latest[r["id"].split("-")[0]] = r
+        if r["status"] in ("killed", "timeout") and (r["killer"] in passing or r["killer"].startswith("<")) \
+                and r["killer"] != "":
+            killed[r["id"].split("-")[0]] = r
+    out = {}
+    for it in items:
+        out[it["base"]] = by_id.get(it["id"]) or killed.get(it["base"]) or (None if strict else latest.get(it["base"]))
+    return out
+
+
+def pin(tree: str, trace_data: dict, *, jobs=1, ops=None, budget=None, log=print) -> dict:
+    items = plan(trace_data, ops, budget)
+    done = cached(items, trace_data)
+    runnable = [it for it in items if it["tests"] and done[it["base"]] is None]
     log(f"conventions: {len(items)} swaps, {sum(1 for it in items if not it['tests'])} of values no test "
-        f"resolves, {len(runnable)} to run ({len(done)} cached)")
+        f"resolves, {len(runnable)} to run ({sum(r is not None for r in done.values())} cached)")
     if runnable:
         tmp = os.path.dirname(tree)
         files = sorted({n.split("::")[0] for it in runnable for n in it["tests"]})
         job = os.path.join(tmp, "job-swaps.json")
         with open(job, "w") as fh:
             json.dump({"kind": "swap", "test_files": files, "items": runnable, "jobs": jobs, "tmpdir": tmp}, fh)
+        os.makedirs(R.CACHE, exist_ok=True)
         proc = subprocess.Popen([sys.executable, "-m", "mutation.worker", "items", job, SWAPS], cwd=tree,
                                 env=R._env(tree), stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(tmp, "worker-swaps.log"), "w"))
@@ -216,20 +277,15 @@ def pin(tree: str, trace_data: dict, *, jobs=1, ops=None, log=print) -> dict:
             while proc.poll() is None:
                 time.sleep(2.0)
                 if time.perf_counter() - last > 60:
-                    log(f"conventions: {R._count_lines(SWAPS)} swaps done ({time.perf_counter() - t0:.0f} s)")
+                    log(f"conventions: {R._count_lines(SWAPS)} swaps recorded ({time.perf_counter() - t0:.0f} s)")
                     last = time.perf_counter()
         except BaseException:
             proc.terminate()
             proc.wait()
             raise
-        with open(SWAPS) as fh:
-            for line in fh:
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue
-                done[r["id"]] = r
-    return {it["id"]: done.get(it["id"]) for it in items}
+        log(f"conventions: {len(runnable)} swaps run in {time.perf_counter() - t0:.0f} s")
+        done = cached(items, trace_data)
+    return done
 
 
 def _show(v) -> str:
@@ -260,7 +316,14 @@ def render(trace_data: dict, swaps: dict) -> dict:
         entry["pinned"] = all(a["status"] in ("killed", "timeout", "equivalent") for a in entry["against"]) and (
             entry["resolved_by"] > 0)
         rows.append(entry)
-    table = {"generated_by": "python -m mutation conventions pin", "values": rows}
+    used = [r for r in swaps.values() if r is not None]
+    stats = {"values": len(rows), "pinned": sum(r["pinned"] for r in rows),
+             "swaps": sum(len(r["against"]) for r in rows),
+             "swaps_caught": sum(a["status"] in ("killed", "timeout", "equivalent") for r in rows for a in r["against"]),
+             "tests_traced": len(trace_data["tests"]), "trace_seconds": round(trace_data.get("seconds", 0.0)),
+             "resolve_calls": trace_data.get("resolve_calls"),
+             "swap_seconds": round(sum(r.get("time", 0.0) for r in used))}
+    table = {"generated_by": "python -m mutation conventions pin", "stats": stats, "values": rows}
     with open(TABLE_JSON, "w") as fh:
         json.dump(table, fh, indent=1)
         fh.write("\n")
@@ -279,6 +342,9 @@ def render_md(table: dict) -> str:
              "value) and the test named is the first that fails on it. `tests/test_conventions_pinned.py` fails",
              "when a registry value is missing here or not pinned against every alternative.", "",
              f"{pinned} of {len(rows)} values pinned.", "",
+             *([f"Trace: {st['tests_traced']} tests in {st['trace_seconds']} s ({st['resolve_calls']} calls of "
+                f"`resolve`); swaps: {st['swaps_caught']} of {st['swaps']} caught, {st['swap_seconds']} s of "
+                "swap runs.", ""] if (st := table.get("stats")) else []),
              "| op | knob | value | resolved by | pinned against: alternative -> first failing test |",
              "|---|---|---|---:|---|"]
     for r in rows:
@@ -300,7 +366,12 @@ def check(table: dict) -> list:
     """Problems: registry values missing from ``table``, or not pinned against every alternative."""
     have = {(r["op"], r["knob"], r["key"]): r for r in table["values"]}
     problems = []
-    for op, knob, v, alts in registry_values():
+    live = registry_values()
+    gone = set(have) - {(op, knob, _key(v)) for op, knob, v, _ in live}
+    for op, knob, key in sorted(gone):
+        problems.append(f"{op}.{knob} = {have[(op, knob, key)]['value']}: in the table but no longer in the registry "
+                        "(regenerate the table)")
+    for op, knob, v, alts in live:
         r = have.get((op, knob, _key(v)))
         if r is None:
             problems.append(f"{op}.{knob} = {v!r}: not in the table (regenerate: python -m mutation conventions pin)")
@@ -330,35 +401,20 @@ def main(args, cfg):
     if args.action == "render":
         with open(TRACE) as fh:
             data = json.load(fh)
-        swaps = {}
-        if os.path.exists(SWAPS):
-            with open(SWAPS) as fh:
-                for line in fh:
-                    r = json.loads(line)
-                    swaps[r["id"]] = r
-        table = render(data, swaps)
+        table = render(data, cached(plan(data), data, strict=False))
         print(f"{sum(r['pinned'] for r in table['values'])} of {len(table['values'])} values pinned")
         return 0
     tree = R.make_copy()
     try:
         if args.action == "trace" or not os.path.exists(TRACE):
             data = trace(tree, files=args.files)
-            if os.path.exists(SWAPS):
-                # swaps that did not fail may fail with the new tests: run them again
-                keep = []
-                with open(SWAPS) as fh:
-                    for line in fh:
-                        r = json.loads(line)
-                        if r["status"] in ("killed", "timeout"):
-                            keep.append(line)
-                with open(SWAPS, "w") as fh:
-                    fh.writelines(keep)
         else:
             with open(TRACE) as fh:
                 data = json.load(fh)
         if args.action == "pin":
-            swaps = pin(tree, data, jobs=args.jobs, ops=args.ops)
-            table = render(data, swaps)
+            pin(tree, data, jobs=args.jobs, ops=args.ops, budget=args.budget)
+            # the table always covers every op (a pin of some ops keeps the others' recorded results)
+            table = render(data, cached(plan(data, budget=args.budget), data, strict=False))
             print(f"{sum(r['pinned'] for r in table['values'])} of {len(table['values'])} values pinned")
     finally:
         import shutil
