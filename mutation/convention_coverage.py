@@ -36,6 +36,9 @@ TABLE_JSON = os.path.join(HERE, "convention_coverage.json")
 TABLE_MD = os.path.join(HERE, "convention_coverage.md")
 TRACE = os.path.join(R.CACHE, "convention-trace.json")
 SWAPS = os.path.join(R.CACHE, "convention-swaps.jsonl")
+#: tests that read the registry itself (profiles against their table): they resolve every value but
+#: pin none of the branches (the trace of an older plugin recorded their direct calls)
+NOT_SWAP_TESTS = ("tests/test_conventions.py::", "tests/test_conventions_pinned.py::")
 #: a swap runs the fastest tests resolving the value until their baseline time reaches this (s)
 SWAP_TEST_SECONDS = 20.0
 
@@ -198,7 +201,7 @@ def _rank(name, duration):
 
 
 def plan(trace_data: dict, ops=None, budget=None) -> list:
-    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed"}
+    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed" and not n.startswith(NOT_SWAP_TESTS)}
     by_value = {}
     for n, r in tests.items():
         for op, knob, key in r["values"]:
@@ -295,7 +298,7 @@ def _show(v) -> str:
 
 def render(trace_data: dict, swaps: dict) -> dict:
     """The table (json) from the trace and the swap results; also writes the markdown."""
-    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed"}
+    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed" and not n.startswith(NOT_SWAP_TESTS)}
     count = {}
     for n, r in tests.items():
         for op, knob, key in r["values"]:

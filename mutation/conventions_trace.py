@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sys
 
-from mutation.worker import _hypothesis_profile
+from mutation.worker import _hypothesis_profile, library_caller
 
 _hypothesis_profile()  # registered before tests/conftest.py loads HYPOTHESIS_PROFILE=mutation
 _STATE = {"test": None, "pending": None, "values": {}, "record": {}, "calls": 0}
@@ -68,11 +69,20 @@ def pytest_configure(config):
     state = _STATE
     last = {"op": None, "ident": None, "prof": None}
 
+    callers = {}
+
     def traced(op, convention, /, **overrides):
         prof = original(op, convention, **overrides)
         state["calls"] += 1
         pending = state["pending"]
         if pending is not None:
+            # only the library's calls count (what a swap changes: mutation.worker._swap_child)
+            fn = sys._getframe(1).f_code.co_filename
+            lib = callers.get(fn)
+            if lib is None:
+                lib = callers[fn] = library_caller(fn)
+            if not lib:
+                return prof
             # a Profile of this op handed down unchanged resolves to the same settings: reuse its identity
             if convention is last["prof"] and op == last["op"] and all(v is None for v in overrides.values()):
                 ident = last["ident"]
