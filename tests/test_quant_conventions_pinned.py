@@ -1,0 +1,55 @@
+"""Pins of refdet.quant's convention values that no other test resolved (mutation/convention_coverage.md).
+
+Golden values on exact halves, where the three roundings part: v = -2.5, -1.5, 0.5, 2.5 gives
+half_even -2, -2, 0, 2; half_away -3, -2, 1, 3; half_up (floor(v + 0.5), TF) -2, -1, 1, 3.
+"""
+import numpy as np
+import pytest
+
+from refdet.quant.affine import qparams_from_minmax, quantize_bias, quantize_weights
+from refdet.quant.fake_quant import fake_quant_forward
+
+HALVES = np.array([-2.5, -1.5, 0.5, 2.5])
+ROUNDED = {"half_even": [-2, -2, 0, 2], "half_away": [-3, -2, 1, 3], "half_up": [-2, -1, 1, 3]}
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDED))
+def test_quantize_bias_rounding_on_halves(rounding):
+    # bias scale 1 * 1 = 1: q = round(b / 1)
+    got = quantize_bias(HALVES, 1.0, np.ones(4, np.float32), convention="onnx", rounding=rounding)
+    assert got.q.dtype == np.int32
+    assert got.q.tolist() == ROUNDED[rounding]
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDED))
+def test_quantize_weights_rounding_on_halves(rounding):
+    # onnx: symmetric int8 in [-127, 127], scale = 2 max|w| / 254 = 127 / 127 = 1 exactly, zero point 0
+    w = np.array([127.0, *HALVES], np.float32)
+    got = quantize_weights(w, axis=None, convention="onnx", rounding=rounding)
+    assert float(got.scale) == 1.0 and int(got.zero_point) == 0
+    assert got.q.tolist() == [127, *ROUNDED[rounding]]
+
+
+def test_fake_quant_tf_rounds_half_up():
+    # TF FakeQuantWithMinMaxVars: floor(x / s + 0.5) with s = 1, z = 0; y = q * s
+    y, _ = fake_quant_forward(HALVES.astype(np.float32), 1.0, 0, qmin=-128, qmax=127, convention="tf")
+    assert y.tolist() == ROUNDED["half_up"]
+    y, _ = fake_quant_forward(HALVES.astype(np.float32), 1.0, 0, qmin=-128, qmax=127, convention="torchvision")
+    assert y.tolist() == ROUNDED["half_even"]
+
+
+@pytest.mark.parametrize("narrow, scale, zp, qmin", [(True, 2 / 254, 0, -127), (False, 2 / 255, -1, -128),
+                                                      ("symmetric", 2 / 255, -1, -128)])
+def test_qparams_narrow_range(narrow, scale, zp, qmin):
+    # affine (symmetric=False) int8 range [-1, 1]: narrow_range=True drops -128: scale = 2 / (127 + 127);
+    # False, and "symmetric" on an affine range, keep it: 2 / 255. torch's zero point
+    # qmin - nearbyint(-1 / scale) in float32: float32(2/254) = 0.0078740157..., -1 / s = -126.99999...
+    # -> -127: z = -127 + 127 = 0; float32(2/255) = 0.0078431377... (rounded up), -1 / s = -127.4999...
+    # -> -127: z = -128 + 127 = -1.
+    qp = qparams_from_minmax(-1.0, 1.0, dtype="int8", narrow_range=narrow, convention="torchvision")
+    np.testing.assert_allclose(float(qp.scale), scale, rtol=1e-7)
+    assert int(qp.zero_point) == zp
+    # the range reached: -1 quantizes to qmin
+    from refdet.quant.affine import quantize
+
+    assert int(quantize(np.float32(-1.0), qp.scale, qp.zero_point, dtype="int8", qmin=qmin)) == qmin
