@@ -41,6 +41,10 @@ SWAPS = os.path.join(R.CACHE, "convention-swaps.jsonl")
 NOT_SWAP_TESTS = ("tests/test_conventions.py::", "tests/test_conventions_pinned.py::")
 #: a swap runs the fastest tests resolving the value until their baseline time reaches this (s)
 SWAP_TEST_SECONDS = 20.0
+#: ... from at most this many test files, at most this many tests (a swap's child collects each file
+#: it runs: with eleven files, collecting took longer than the tests)
+SWAP_MAX_FILES = 2
+SWAP_MAX_TESTS = 12
 
 _IOU_FAMILY = tuple(f"{f}{p}" for f in ("box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou")
                     for p in ("", "_paired"))
@@ -165,7 +169,7 @@ def trace(tree: str, log=print, files=None) -> dict:
     env["REFDET_CONVENTION_TRACE"] = out
     env["HYPOTHESIS_PROFILE"] = "mutation"
     t0 = time.perf_counter()
-    log("conventions: tracing the whole suite ...")
+    log(f"conventions: tracing {', '.join(files) if files else 'the whole suite'} ...")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
                            "mutation.conventions_trace", "-o", "addopts=", "-W", "ignore", *(files or ["tests"])],
                           cwd=tree, env=env, capture_output=True, text=True)
@@ -211,10 +215,14 @@ def plan(trace_data: dict, ops=None, budget=None) -> list:
         if ops and op not in ops:
             continue
         users = sorted(by_value.get((op, knob, _key(v)), []), key=lambda n: _rank(n, tests[n]["duration"]))
-        chosen, total = [], 0.0
+        chosen, total, files = [], 0.0, set()
         for n in users:
-            if chosen and total >= (SWAP_TEST_SECONDS if budget is None else budget):
+            if chosen and (total >= (SWAP_TEST_SECONDS if budget is None else budget) or len(chosen) >= SWAP_MAX_TESTS):
                 break
+            f = n.split("::")[0]
+            if f not in files and len(files) >= SWAP_MAX_FILES:
+                continue
+            files.add(f)
             chosen.append(n)
             total += tests[n]["duration"]
         for w in alts:

@@ -16,3 +16,22 @@ def test_caffe_level_counts_plus_one_widths(plus_one, level):
     _, cache = multiscale_roi_align_forward(feats, boxes, 2, scales=[1 / 8, 1 / 16], convention="caffe",
                                             plus_one=plus_one)
     assert cache.levels.tolist() == [level]
+
+
+def test_level_eps_inside_decides_a_box_just_below_the_boundary():
+    # level = floor(4 + log2(sqrt(w h) / 224 + eps_inside) + eps_outside), levels 2..5 -> index 0..3.
+    # torchvision (eps_inside 0, eps_outside 1e-6): a box of side 224 * 2^-(1e-6 + 7e-9) has
+    # log2 = -1.007e-6; + 1e-6 stays below 0: level 3 (index 1). eps_inside 1e-8 adds
+    # 1e-8 / (1 * ln 2) = 1.44e-8 to the log: above 0, level 4 (index 2).
+    from refdet.roi.levels import assign_roi_levels
+
+    s = 224 * 2 ** -(1e-6 + 7e-9)
+    b = np.array([[0.0, 0.0, s, s]])
+    assert assign_roi_levels(b, convention="torchvision").tolist() == [1]
+    assert assign_roi_levels(b, convention="torchvision", eps_inside=1e-8).tolist() == [2]
+    # detectron2 (eps_inside 1e-8, eps_outside 0): side 224 * 2^-7e-9, log2 = -7e-9; + 1.44e-8 > 0:
+    # level 4; without the eps, level 3
+    s = 224 * 2 ** -7e-9
+    b = np.array([[0.0, 0.0, s, s]])
+    assert assign_roi_levels(b, convention="detectron2").tolist() == [2]
+    assert assign_roi_levels(b, convention="detectron2", eps_inside=0.0).tolist() == [1]
