@@ -68,3 +68,54 @@ def test_clamp_enclosing_on_flipped_boxes(fn, clamp):
     c2 = EPS if clamp else 128.0 + EPS
     got = fn(FLIP1, FLIP2, convention="torchvision", clamp_enclosing=clamp)[0, 0]
     np.testing.assert_allclose(got, 0.0 - 8.0 / c2, rtol=1e-12)
+
+
+def test_ciou_onnx_sorts_corners():
+    # onnx: any diagonal is a box: [10, 10, 0, 0] is [0, 0, 10, 10]: CIoU of a box with itself, 1.
+    # As given its width is -10: I = 0, IoU 0, and the CIoU is 0 under the onnx guard.
+    flipped, box = np.array([[10.0, 10.0, 0.0, 0.0]]), np.array([[0.0, 0.0, 10.0, 10.0]])
+    for fn in (complete_box_iou, distance_box_iou):
+        assert fn(flipped, box, convention="onnx")[0, 0] == 1.0
+        assert fn(flipped, box, convention="onnx", sort_corners=False)[0, 0] == 0.0
+
+
+def _mmdet_diou32_eps0(p, t):
+    """mmdet v3 ciou_loss's IoU - rho^2 / c^2 in float32 with eps = 0 (torch's order of operations;
+    its alpha is 0 here: IoU <= 0.5)."""
+    f = np.float32
+    wh = np.maximum(np.minimum(p[:, 2:], t[:, 2:]) - np.maximum(p[:, :2], t[:, :2]), f(0))
+    overlap = wh[:, 0] * wh[:, 1]
+    union = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1]) + (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1]) - overlap
+    ious = overlap / union
+    ewh = np.maximum(np.maximum(p[:, 2:], t[:, 2:]) - np.minimum(p[:, :2], t[:, :2]), f(0))
+    c2 = ewh[:, 0] ** 2 + ewh[:, 1] ** 2
+    left = ((t[:, 0] + t[:, 2]) - (p[:, 0] + p[:, 2])) ** 2 / f(4)
+    right = ((t[:, 1] + t[:, 3]) - (p[:, 1] + p[:, 3])) ** 2 / f(4)
+    return ious - (left + right) / c2
+
+
+def test_ciou_mmdet_centre_distance_from_sums():
+    # Halving is exact, so 'halves' and 'sums' agree until the squares are subnormal: this float32
+    # pair (~1e-18, from test_iou_pinned.py) tells them apart; mmdet's CIoU (IoU < 0.5: alpha 0) is
+    # its DIoU, coordinate sums.
+    a = np.array([[6.9131377e-19, 2.6071495e-19, 9.4467976e-19, 7.3843809e-19]], np.float32)
+    b = np.array([[5.8464996e-19, 3.9783347e-19, 1.0275518e-18, 4.0783347e-19]], np.float32)
+    want = _mmdet_diou32_eps0(a, b)
+    sums = complete_box_iou(a, b, convention="mmdet", eps=0.0)[0]
+    halves = complete_box_iou(a, b, convention="mmdet", eps=0.0, centre_distance="halves")[0]
+    assert sums.dtype == np.float32
+    np.testing.assert_array_equal(sums.view(np.uint32), want.view(np.uint32))
+    assert halves[0] != want[0]
+
+
+def test_ciou_torchvision_centre_distance_from_halves():
+    # torchvision's complete_box_iou measures rho^2 from halves: on this subnormal float32 pair its
+    # bits are refdet's halves, 2 ulp away from the sums
+    torch = pytest.importorskip("torch")
+    ops = pytest.importorskip("torchvision.ops")
+    p = np.array([[8.7965116e-19, 6.4214438e-20, 1.3254947e-18, 3.4366359e-19]], np.float32)
+    t = np.array([[1.0642739e-18, -9.3081982e-20, 1.1845407e-18, 2.1053065e-19]], np.float32)
+    tv = ops.complete_box_iou(torch.from_numpy(p), torch.from_numpy(t), eps=0.0).numpy()
+    np.testing.assert_array_equal(complete_box_iou(p, t, eps=0.0).view(np.uint32), tv.view(np.uint32))
+    np.testing.assert_array_equal(complete_box_iou_paired(p, t, eps=0.0).view(np.uint32), tv[0].view(np.uint32))
+    assert complete_box_iou(p, t, eps=0.0, centre_distance="sums")[0, 0] != tv[0, 0]
