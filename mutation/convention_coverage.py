@@ -54,6 +54,10 @@ EQUIVALENT_SWAPS = [
     {"ops": _IOU_FAMILY, "knob": "guard", "values": ("inter_gt_0", "skip_degenerate", "pfr"),
      "reason": "one function: I > 0 needs iw > 0 and ih > 0, hence positive areas and U > 0 "
                "(tests/test_iou_pinned.py::test_zero_writing_guards_are_one_function)"},
+    {"ops": ("decode_boxes", "decode_boxes_forward"), "knob": "weight_mode", "values": ("multiply", "multiply_after"),
+     "reason": "decoding divides the delta by the weight under both (they differ only in encode's order of "
+               "operations): forward and backward bit-identical "
+               "(tests/test_box_coder_conventions_pinned.py::test_decode_multiply_and_multiply_after_are_one_function)"},
 ]
 
 

@@ -68,6 +68,9 @@ def test_clamp_enclosing_on_flipped_boxes(fn, clamp):
     c2 = EPS if clamp else 128.0 + EPS
     got = fn(FLIP1, FLIP2, convention="torchvision", clamp_enclosing=clamp)[0, 0]
     np.testing.assert_allclose(got, 0.0 - 8.0 / c2, rtol=1e-12)
+    paired = {distance_box_iou: distance_box_iou_paired, complete_box_iou: complete_box_iou_paired}[fn]
+    np.testing.assert_allclose(paired(FLIP1, FLIP2, convention="torchvision", clamp_enclosing=clamp)[0],
+                               0.0 - 8.0 / c2, rtol=1e-12)
 
 
 def test_ciou_onnx_sorts_corners():
@@ -101,11 +104,12 @@ def test_ciou_mmdet_centre_distance_from_sums():
     a = np.array([[6.9131377e-19, 2.6071495e-19, 9.4467976e-19, 7.3843809e-19]], np.float32)
     b = np.array([[5.8464996e-19, 3.9783347e-19, 1.0275518e-18, 4.0783347e-19]], np.float32)
     want = _mmdet_diou32_eps0(a, b)
-    sums = complete_box_iou(a, b, convention="mmdet", eps=0.0)[0]
-    halves = complete_box_iou(a, b, convention="mmdet", eps=0.0, centre_distance="halves")[0]
-    assert sums.dtype == np.float32
-    np.testing.assert_array_equal(sums.view(np.uint32), want.view(np.uint32))
-    assert halves[0] != want[0]
+    for fn, pick in ((complete_box_iou, lambda y: y[0]), (complete_box_iou_paired, lambda y: y)):
+        sums = pick(fn(a, b, convention="mmdet", eps=0.0))
+        halves = pick(fn(a, b, convention="mmdet", eps=0.0, centre_distance="halves"))
+        assert sums.dtype == np.float32
+        np.testing.assert_array_equal(sums.view(np.uint32), want.view(np.uint32))
+        assert halves[0] != want[0]
 
 
 def test_ciou_torchvision_centre_distance_from_halves():
