@@ -68,3 +68,54 @@ def test_decode_multiply_and_multiply_after_are_one_function(dtype):
         assert np.array_equal(y1, y2) and np.array_equal(f1, f2)
         for a, b in zip(g1, g2):
             assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+# ----------------------------------------------------------------------------------------- encode
+
+from refdet.box_coder import encode_boxes  # noqa: E402
+
+
+@pytest.mark.parametrize("kw, want", [
+    # anchor [0, 0, 10, 20] (w 10, h 20, centre (5, 10)), gt [2, 2, 12, 22] (same size, centre (7, 12)),
+    # weights (10, 10, 5, 5): dx = 10 * 2 / 10 = 2, dy = 10 * 2 / 20 = 1, dw = dh = 5 log 1 = 0
+    ({}, [2.0, 1.0, 0.0, 0.0]),
+    ({"order": "yx"}, [1.0, 2.0, 0.0, 0.0]),                     # TF's (ty, tx, th, tw)
+    ({"weight_mode": "divide"}, [0.02, 0.01, 0.0, 0.0]),         # stds: (2 / 10) / 10, (2 / 20) / 10
+])
+def test_encode_golden(kw, want):
+    got = encode_boxes(np.array([[2.0, 2.0, 12.0, 22.0]]), np.array([[0.0, 0.0, 10.0, 20.0]]),
+                       weights=(10.0, 10.0, 5.0, 5.0), **kw)
+    np.testing.assert_allclose(got, [want], rtol=1e-15, atol=0)
+
+
+def test_encode_eps_adds_to_the_sizes():
+    # torchvision adds nothing (eps 0): dx = 2 exactly; TF adds 1e-8 to every size: 10 * 2 / (10 + 1e-8)
+    a, g = np.array([[0.0, 0.0, 10.0, 20.0]]), np.array([[2.0, 2.0, 12.0, 22.0]])
+    assert encode_boxes(g, a, weights=(10.0, 10.0, 5.0, 5.0))[0, 0] == 2.0
+    got = encode_boxes(g, a, weights=(10.0, 10.0, 5.0, 5.0), eps=1e-8)[0, 0]
+    assert got != 2.0 and abs(got - 20 / (10 + 1e-8)) < 1e-15
+
+
+def _encode32(g, a, w, after):
+    """torchvision encode_boxes (wx * (gx - ax) / aw) or TF's faster_rcnn_box_coder ((gx - ax) / aw * wx),
+    float32, half-width centres, eps 0, dx and dy only."""
+    f = np.float32
+    aw, ah = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
+    ax, ay = a[:, 0] + f(0.5) * aw, a[:, 1] + f(0.5) * ah
+    gw, gh = g[:, 2] - g[:, 0], g[:, 3] - g[:, 1]
+    gx, gy = g[:, 0] + f(0.5) * gw, g[:, 1] + f(0.5) * gh
+    if after:
+        return np.stack([(gx - ax) / aw * f(w[0]), (gy - ay) / ah * f(w[1])], 1)
+    return np.stack([f(w[0]) * (gx - ax) / aw, f(w[1]) * (gy - ay) / ah], 1)
+
+
+def test_encode_multiply_vs_multiply_after_bits():
+    # float32 pair where the two orders round apart (dx: -0.10516448 vs -0.10516447)
+    a = np.array([[13.748468, 32.87165, 82.49062, 66.00249]], F32)
+    g = np.array([[13.074777, 34.564625, 81.71847, 67.33433]], F32)
+    w = (10.0, 10.0, 5.0, 5.0)
+    for mode, after in (("multiply", False), ("multiply_after", True)):
+        want = _encode32(g, a, w, after)
+        got = encode_boxes(g, a, weights=w, weight_mode=mode)[:, :2]
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert not np.array_equal(_encode32(g, a, w, True), _encode32(g, a, w, False))
