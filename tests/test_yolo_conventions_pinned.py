@@ -43,3 +43,25 @@ def test_mmdet_iou_eps_prices_a_zero_iou():
         a = simota_assign(scores, pred, pts, strides, np.array([0]), gt, convention="mmdet", iou_eps=iou_eps)
         fg = (a.gt_index >= 0).nonzero()[0].tolist()
         assert fg == [winner], (iou_eps, a.gt_index)
+
+
+@pytest.mark.parametrize("conv, rule", [("ultralytics", None), ("mmdet", None),
+                                        ("ultralytics", "target_minus_left"), ("mmdet", "one_minus_left")])
+def test_dfl_right_weight_rounding(conv, rule):
+    # DFL with 4 equal logits: log p = -log 4 for both bins; y = 0.15086177 (float32): tl = 0, tr = 1,
+    # w_l = 1 - y. ultralytics: w_r = 1 - w_l; mmdet: w_r = y - tl. In exact arithmetic both are y;
+    # in float32 they round apart, and so do the losses -(lp w_l + lp w_r) (1.3862944 vs 1.3862945).
+    from refdet.yolo.losses import distribution_focal_loss_forward
+
+    f = np.float32
+    y = np.array([0.15086177], f)
+    z = np.zeros((1, 4), f)
+    loss = distribution_focal_loss_forward(z, y, convention=conv, right_weight=rule)[0]
+    lp = (z - z.max()) - np.log(np.exp(z - z.max()).sum(axis=-1, keepdims=True))  # the log-softmax
+    wl = f(1) - y
+    rule = rule or {"ultralytics": "one_minus_left", "mmdet": "target_minus_left"}[conv]
+    wr = f(1) - wl if rule == "one_minus_left" else y - f(0)
+    want = -(lp[:, 0] * wl + lp[:, 1] * wr)
+    assert loss.dtype == f
+    np.testing.assert_array_equal(loss.view(np.uint32), want.view(np.uint32))
+    assert (f(1) - wl) != (y - f(0))  # the two weights differ here
