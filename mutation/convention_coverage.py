@@ -58,6 +58,12 @@ EQUIVALENT_SWAPS = [
      "reason": "decoding divides the delta by the weight under both (they differ only in encode's order of "
                "operations): forward and backward bit-identical "
                "(tests/test_box_coder_conventions_pinned.py::test_decode_multiply_and_multiply_after_are_one_function)"},
+    {"ops": ("fpn_init",), "knob": "p6p7_input", "values": ("auto", "c5"),
+     "reason": "fpn_init only sizes the P6 weight from it: C5's channels under both (fpn_forward tells them apart) "
+               "(tests/test_fpn_conventions_pinned.py::test_fpn_init_p6_sources_with_one_shape_are_one_function)"},
+    {"ops": ("fpn_init",), "knob": "p6p7_input", "values": ("p5", "lateral"),
+     "reason": "fpn_init only sizes the P6 weight from it: F channels under both "
+               "(tests/test_fpn_conventions_pinned.py::test_fpn_init_p6_sources_with_one_shape_are_one_function)"},
 ]
 
 

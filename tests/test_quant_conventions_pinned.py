@@ -53,3 +53,21 @@ def test_qparams_narrow_range(narrow, scale, zp, qmin):
     from refdet.quant.affine import quantize
 
     assert int(quantize(np.float32(-1.0), qp.scale, qp.zero_point, dtype="int8", qmin=qmin)) == qmin
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDED))
+def test_fake_quant_rounding_on_halves(rounding):
+    y, _ = fake_quant_forward(HALVES.astype(np.float32), 1.0, 0, qmin=-128, qmax=127, rounding=rounding)
+    assert y.tolist() == ROUNDED[rounding]
+
+
+@pytest.mark.parametrize("op, q", [("div", -111), ("mul_inv", -112)])
+def test_fake_quant_op_reciprocal_or_division(op, q):
+    # float32 x = -11.15, s = 0.1: x / s = -111.49999 (rounds to -111); x * float32(1 / s) = -111.5
+    # exactly (half to even: -112). y = q * s in float32.
+    x = np.array([-11.15], np.float32)
+    s = np.float32(0.1)
+    assert x / s != x * (np.float32(1) / s)
+    y, _ = fake_quant_forward(x, 0.1, 0, qmin=-128, qmax=127, op=op)
+    assert y.dtype == np.float32 and y.tolist() == [float(np.float32(q) * s)]
+
