@@ -123,3 +123,38 @@ def test_ciou_torchvision_centre_distance_from_halves():
     np.testing.assert_array_equal(complete_box_iou(p, t, eps=0.0).view(np.uint32), tv.view(np.uint32))
     np.testing.assert_array_equal(complete_box_iou_paired(p, t, eps=0.0).view(np.uint32), tv[0].view(np.uint32))
     assert complete_box_iou(p, t, eps=0.0, centre_distance="sums")[0, 0] != tv[0, 0]
+
+
+def test_giou_onnx_sorts_corners():
+    # sorted, [10, 10, 0, 0] is [0, 0, 10, 10]; against [5, 0, 15, 10]: I = 50, U = 150, C = 150:
+    # GIoU = 1/3. As given: I = 0, U = 100 + 100, enclosing max(0, 15) - min(10, 5) = 10 by
+    # max(0, 10) - min(10, 0) = 10: C = 100, GIoU = 0 - (100 - 200) / 100 = 1.
+    from refdet.iou import generalized_box_iou, generalized_box_iou_paired
+
+    flipped, box = np.array([[10.0, 10.0, 0.0, 0.0]]), np.array([[5.0, 0.0, 15.0, 10.0]])
+    np.testing.assert_allclose(generalized_box_iou(flipped, box, convention="onnx")[0, 0], 1 / 3, rtol=1e-15)
+    np.testing.assert_allclose(generalized_box_iou_paired(flipped, box, convention="onnx")[0], 1 / 3, rtol=1e-15)
+    assert generalized_box_iou(flipped, box, convention="onnx", sort_corners=False)[0, 0] == 1.0
+
+
+@pytest.mark.parametrize("half", [True, False])
+def test_giou_half_wh(half):
+    # torchvision's generalized_box_iou keeps float16: I = 1000.5 (rounded), U = 1023.9375, C = 1024 * 1:
+    # GIoU = 1000.5 / 1023.9375 - 0.0625 / 1024. Without the rounding: I = 1000.4375, U = C = 1024.
+    from refdet.iou import generalized_box_iou, generalized_box_iou_paired
+
+    want = 1000.5 / 1023.9375 - 0.0625 / 1024 if half else 1000.4375 / 1024
+    np.testing.assert_allclose(generalized_box_iou(H1, H2, half_wh=half)[0, 0], want, rtol=2e-7)
+    np.testing.assert_allclose(generalized_box_iou_paired(H1, H2, half_wh=half)[0], want, rtol=2e-7)
+    assert abs((1000.5 / 1023.9375 - 0.0625 / 1024) - 1000.4375 / 1024) > 5e-5
+
+
+def test_giou_paper_eps_is_0():
+    # the paper profile's eps is 0: under the 'plus_eps' guard a box with itself is I / (U + 0) = 1
+    # exactly (1e-7 would give 100 / (100 + 1e-7) < 1)
+    from refdet.iou import generalized_box_iou, generalized_box_iou_paired
+
+    box = np.array([[0.0, 0.0, 10.0, 10.0]])
+    assert generalized_box_iou(box, box, convention="paper", guard="plus_eps")[0, 0] == 1.0
+    assert generalized_box_iou_paired(box, box, convention="paper", guard="plus_eps")[0] == 1.0
+    assert generalized_box_iou(box, box, convention="paper", guard="plus_eps", eps=1e-7)[0, 0] < 1.0
