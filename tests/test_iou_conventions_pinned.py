@@ -80,6 +80,9 @@ def test_ciou_onnx_sorts_corners():
     for fn in (complete_box_iou, distance_box_iou):
         assert fn(flipped, box, convention="onnx")[0, 0] == 1.0
         assert fn(flipped, box, convention="onnx", sort_corners=False)[0, 0] == 0.0
+    for fn in (complete_box_iou_paired, distance_box_iou_paired):
+        assert fn(flipped, box, convention="onnx")[0] == 1.0
+        assert fn(flipped, box, convention="onnx", sort_corners=False)[0] == 0.0
 
 
 def _mmdet_diou32_eps0(p, t):
