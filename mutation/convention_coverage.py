@@ -5,16 +5,22 @@ steps, both in a temporary copy of the tree:
 
 ``trace``
     The whole test suite runs once with :mod:`mutation.conventions_trace`: for each test, the
-    ``(op, knob, value)`` triples of every profile it resolved.
+    ``(op, knob, value)`` triples of every profile the library resolved (``--files``: only those
+    files, merged into the cached trace).
 ``pin``
     For every value ``v`` of every option (each profile's value, each allowed value of a ``choice``,
     both values of a ``flag``) and every *alternative* ``w`` (the option's other allowed values; for a
     number, the other profiles' values, or ``2 v`` when no profile differs), a *swap* makes
-    :func:`refdet.conventions.resolve` hand out ``w`` wherever it would hand out ``v`` for that op and
-    knob, and runs the tests that resolved ``v`` (fastest first, ``-x``). The first failing test pins
-    ``v`` against ``w``. A value is pinned when every alternative is caught.
+    :func:`refdet.conventions.resolve` hand out ``w`` wherever the library would get ``v`` for that
+    op and knob (a test, or refdet's testing/reference oracles, reading the registry still read
+    ``v``), and runs the tests that resolved ``v``: generic files last, fastest first, ``-x``, at most
+    :data:`SWAP_MAX_TESTS` tests from :data:`SWAP_MAX_FILES` files and ``--budget`` seconds. The
+    first failing test pins ``v`` against ``w``. A value is pinned when every alternative is caught
+    (or is in :data:`EQUIVALENT_SWAPS`). Incremental: a swap keeps its result while it would run the
+    same tests; a swap killed by a test that still passes stays killed.
 
-``render`` writes the table from the two; ``check`` compares the committed table with the live
+``render`` writes the table from the two; ``pending`` writes the values it does not pin to
+``tests/conventions_not_yet_pinned.txt``; ``check`` compares the committed table with the live
 registry (what ``tests/test_conventions_pinned.py`` does).
 """
 from __future__ import annotations
