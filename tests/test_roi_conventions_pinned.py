@@ -35,3 +35,26 @@ def test_level_eps_inside_decides_a_box_just_below_the_boundary():
     b = np.array([[0.0, 0.0, s, s]])
     assert assign_roi_levels(b, convention="detectron2").tolist() == [2]
     assert assign_roi_levels(b, convention="detectron2", eps_inside=0.0).tolist() == [1]
+
+
+# boxes at the level boundaries of every profile: side s with log2(s / 224) just below 0 by 7e-9,
+# 1e-6 + 7e-9 and 5e-7 (the eps_inside / eps_outside placements), 223 (+1 widths), and mmdet's 56
+# boundary (5e-7 below); plus ordinary sizes
+_SIDES = [224 * 2 ** -7e-9, 224 * 2 ** -(1e-6 + 7e-9), 224 * 2 ** -5e-7, 223.0, 56 * 2 ** -5e-7,
+          112 * 2 ** -5e-7, 30.0, 100.0, 500.0]
+_BOUNDARY = np.array([[0.0, 0.0, s, s] for s in _SIDES])
+
+
+@pytest.mark.parametrize("conv", ["torchvision", "detectron2", "mmdet", "caffe", "onnx", "paper"])
+def test_multiscale_levels_are_assign_roi_levels(conv):
+    # multiscale_roi_align's level knobs (canonical scale and level, eps_inside, eps_outside, plus_one)
+    # decide the same levels as assign_roi_levels under the same profile, box for box, on the
+    # boundaries where each knob matters
+    from refdet.roi.levels import assign_roi_levels
+
+    feats = [np.zeros((1, 1, 16 >> i, 16 >> i)) for i in range(4)]       # levels 2..5
+    rois = np.concatenate([np.zeros((len(_BOUNDARY), 1)), _BOUNDARY], axis=1)
+    _, cache = multiscale_roi_align_forward(feats, rois, 1, scales=[1 / 4, 1 / 8, 1 / 16, 1 / 32],
+                                            convention=conv)
+    want = assign_roi_levels(_BOUNDARY, min_level=2, max_level=5, convention=conv)
+    assert cache.levels.tolist() == want.tolist()
