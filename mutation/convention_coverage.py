@@ -70,6 +70,10 @@ EQUIVALENT_SWAPS = [
     {"ops": ("fpn_init",), "knob": "p6p7_input", "values": ("p5", "lateral"),
      "reason": "fpn_init only sizes the P6 weight from it: F channels under both "
                "(tests/test_fpn_conventions_pinned.py::test_fpn_init_p6_sources_with_one_shape_are_one_function)"},
+    {"ops": ("multibox_loss",), "knob": "zero_positive", "values": ("max1", "zero"),
+     "reason": "with no positive nothing is mined (3 * 0 negatives): the sum / max(1, 0) is 0, the paper's 0; "
+               "forward and backward bit-identical "
+               "(tests/test_losses_detector_conventions_pinned.py::test_zero_positive_max1_and_zero_are_one_function)"},
 ]
 
 
