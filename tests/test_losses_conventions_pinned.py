@@ -30,3 +30,26 @@ def test_diou_loss_torchvision_matches_torchvision():
     ops = pytest.importorskip("torchvision.ops")
     want = ops.distance_box_iou_loss(torch.tensor(P), torch.tensor(T)).numpy()
     np.testing.assert_allclose(diou_loss_forward(P, T)[0], want, rtol=1e-15)
+
+
+@pytest.mark.parametrize("conv, formula, want", [
+    # torchvision: enclosing -8 x -8 = 64 unclamped: 1 - (0 - (64 - 200) / (64 + 1e-7))
+    ("torchvision", None, 1 - 136 / (64 + 1e-7)),
+    # mmdet bbox_overlaps: enclosing clamped to 0, C = max(0, 1e-6): 1 - (0 - (1e-6 - 200) / 1e-6)
+    ("mmdet", None, 1 + (1e-6 - 200) / 1e-6),
+    ("torchvision", "mmdet", 1 + (1e-7 - 200) / 1e-7),
+])
+def test_giou_loss_formula_on_flipped_boxes(conv, formula, want):
+    from refdet.losses.box import giou_loss_forward
+
+    loss, _ = giou_loss_forward(P, T, convention=conv, formula=formula)
+    np.testing.assert_allclose(loss, [want], rtol=1e-9)
+
+
+def test_giou_loss_torchvision_matches_torchvision():
+    torch = pytest.importorskip("torch")
+    ops = pytest.importorskip("torchvision.ops")
+    from refdet.losses.box import giou_loss_forward
+
+    want = ops.generalized_box_iou_loss(torch.tensor(P), torch.tensor(T)).numpy()
+    np.testing.assert_allclose(giou_loss_forward(P, T)[0], want, rtol=1e-15)

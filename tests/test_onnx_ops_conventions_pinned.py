@@ -75,3 +75,34 @@ def test_onnx_resize_nearest_modes(mode):
     rows, cols = SOURCES[mode]
     y, _ = upsample_nearest_forward(x, size=(2, 4), convention="onnx", nearest_mode=mode)
     assert np.array_equal(y[0, 0], x[0, 0][np.ix_(rows, cols)])
+
+
+# LeakyRelu's three formulas differ only in the sign of a zero output; with a negative (or -0.0)
+# alpha they show: x = +0, -0, -1.
+#   torch (x > 0 ? x : x * a):                   a = -0.5: -0, +0, 0.5     a = -0.0: -0, +0, +0
+#   onnxruntime (x >= 0 ? x : a * x):            a = -0.5: +0, -0, 0.5     a = -0.0: +0, -0, +0
+#   onnx.reference (x * (x > 0 ? 1 : 0 - (0 - 1) * a)), 0 - (0 - 1) * -0.0 = 0 - (-0.0) = +0:
+#                                                a = -0.5: -0, +0, 0.5     a = -0.0: +0, -0, -0
+_ZEROS = np.array([0.0, -0.0, -1.0], np.float32)
+_SIGNS = {("torch", -0.5): [True, False, False], ("onnxruntime", -0.5): [False, True, False],
+          ("onnx_reference", -0.5): [True, False, False], ("torch", -0.0): [True, False, False],
+          ("onnxruntime", -0.0): [False, True, False], ("onnx_reference", -0.0): [False, True, True]}
+
+
+@pytest.mark.parametrize("runtime, alpha", sorted(_SIGNS))
+def test_leaky_relu_runtimes_sign_of_zero(runtime, alpha):
+    from refdet.onnx_ops.activations import leaky_relu
+
+    y = leaky_relu(_ZEROS, alpha=alpha, runtime=runtime)
+    assert np.signbit(y).tolist() == _SIGNS[(runtime, alpha)]
+    assert abs(float(y[2])) == abs(alpha)
+
+
+@pytest.mark.parametrize("alpha", [-0.5, -0.0])
+def test_leaky_relu_torch_runtime_is_torch(alpha):
+    torch = pytest.importorskip("torch")
+    from refdet.onnx_ops.activations import leaky_relu
+
+    want = torch.nn.functional.leaky_relu(torch.from_numpy(_ZEROS), alpha).numpy()
+    got = leaky_relu(_ZEROS, alpha=alpha, runtime="torch", convention="torchvision")
+    assert np.signbit(got).tolist() == np.signbit(want).tolist() and np.array_equal(got, want)
