@@ -26,3 +26,26 @@ def test_rounding_torchvision_vs_mmdet_legacy_at_centre_0_agree():
     a = cell_anchors([25.0, 50.0, 33.0], [0.5, 1.0, 2.0], rounding="torchvision")
     b = cell_anchors([25.0, 50.0, 33.0], [0.5, 1.0, 2.0], rounding="mmdet_legacy")
     assert np.array_equal(a, b)
+
+
+def test_pyramid_tf_ratio_is_width_over_height():
+    # TF's aspect ratio is w / h: ratio 2 with size 32 gives w = 32 sqrt 2, h = 32 / sqrt 2 (w / h = 2);
+    # torchvision's h / w reading gives the transposed box
+    from refdet.anchors.pyramid import pyramid_anchors
+
+    a, _ = pyramid_anchors((64, 64), [(1, 1)], [64], [[32.0]], [[2.0]], convention="tf")
+    w, h = a[0, 2] - a[0, 0], a[0, 3] - a[0, 1]
+    np.testing.assert_allclose([w, h], [32 * 2 ** 0.5, 32 / 2 ** 0.5], rtol=1e-12)
+    b, _ = pyramid_anchors((64, 64), [(1, 1)], [64], [[32.0]], [[2.0]], convention="tf", ratio_def="h_over_w")
+    np.testing.assert_allclose([b[0, 2] - b[0, 0], b[0, 3] - b[0, 1]], [h, w], rtol=1e-12)
+
+
+@pytest.mark.parametrize("rounding, want", [("mmdet_legacy", [-5.0, -5.0, 20.0, 20.0]),
+                                            ("torchvision", [-4.5, -4.5, 19.5, 19.5])])
+def test_pyramid_rounding_with_a_half_stride_centre(rounding, want):
+    # stride 15, centre offset 0.5: the cell centre is 7.5; size 25 as in test_rounding_with_a_centre
+    from refdet.anchors.pyramid import pyramid_anchors
+
+    a, _ = pyramid_anchors((30, 30), [(1, 1)], [15], [[25.0]], [[1.0]], convention="mmdet", rounding=rounding,
+                           center_offset=0.5)
+    assert a.tolist() == [want]
