@@ -106,3 +106,24 @@ def test_leaky_relu_torch_runtime_is_torch(alpha):
     want = torch.nn.functional.leaky_relu(torch.from_numpy(_ZEROS), alpha).numpy()
     got = leaky_relu(_ZEROS, alpha=alpha, runtime="torch", convention="torchvision")
     assert np.signbit(got).tolist() == np.signbit(want).tolist() and np.array_equal(got, want)
+
+
+# ONNX Resize linear on x = [0, 1, 2] (the value is the coordinate): W 3 -> 2 reads
+#   align_corners j (3 - 1) / (2 - 1) = 0, 2; half_pixel and pytorch_half_pixel (j + 0.5) 1.5 - 0.5 = 0.25,
+#   1.75; asymmetric j 1.5 = 0, 1.5. W 3 -> 1: align_corners and pytorch_half_pixel 0 (output size 1),
+#   half_pixel 0.5 * 3 - 0.5 = 1, asymmetric 0.
+_CTM = {"align_corners": ([0.0, 2.0], [0.0]), "half_pixel": ([0.25, 1.75], [1.0]),
+        "pytorch_half_pixel": ([0.25, 1.75], [0.0]), "asymmetric": ([0.0, 1.5], [0.0])}
+
+
+@pytest.mark.parametrize("mode", sorted(_CTM))
+def test_resize_linear_coordinate_modes(mode):
+    from refdet.onnx_ops.resize import resize_linear_forward
+
+    x = np.array([[[[0.0, 1.0, 2.0]]]])
+    two, one = _CTM[mode]
+    y2, _ = resize_linear_forward(x, size=(1, 2), convention="onnx", coordinate_transformation_mode=mode)
+    y1, _ = resize_linear_forward(x, size=(1, 1), convention="onnx", coordinate_transformation_mode=mode)
+    # (onnxruntime computes the scale and coordinates in float32: 0.24999998, 1.4999999)
+    np.testing.assert_allclose(y2[0, 0, 0], two, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(y1[0, 0, 0], one, rtol=1e-6, atol=1e-6)

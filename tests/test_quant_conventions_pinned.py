@@ -71,3 +71,25 @@ def test_fake_quant_op_reciprocal_or_division(op, q):
     y, _ = fake_quant_forward(x, 0.1, 0, qmin=-128, qmax=127, op=op)
     assert y.dtype == np.float32 and y.tolist() == [float(np.float32(q) * s)]
 
+
+
+@pytest.mark.parametrize("op, q", [("div", 1), ("mul_inv", 0)])
+def test_quantize_bias_division_or_reciprocal(op, q):
+    # bias scale float32(1 * float32(0.1)) = 0.100000001490116...; b = 0.05000000074505807 (float64):
+    # b / s = 0.5000000000000001 -> rint 1 (onnxruntime divides); b * (1 / s) = 0.5 -> rint 0 (TF's
+    # reciprocal, half even here)
+    b = np.array([0.05000000074505807])
+    got = quantize_bias(b, 1.0, np.array([0.1], np.float32), convention="onnx", op=op)
+    assert got.q.tolist() == [q]
+
+
+def test_remove_small_boxes_strict():
+    # a 0.5 x 0.5 box at min_size 0.5: torchvision keeps w >= min_size; detectron2's nonempty
+    # (w > threshold) drops it
+    from refdet.boxes import remove_small_boxes
+
+    b = np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 2.0, 2.0]])
+    assert remove_small_boxes(b, 0.5).tolist() == [0, 1]
+    assert remove_small_boxes(b, 0.5, convention="detectron2").tolist() == [1]
+    assert remove_small_boxes(b, 0.5, convention="mmdet").tolist() == [1]
+    assert remove_small_boxes(b, 0.5, strict=True).tolist() == [1]
