@@ -93,3 +93,17 @@ def test_remove_small_boxes_strict():
     assert remove_small_boxes(b, 0.5, convention="detectron2").tolist() == [1]
     assert remove_small_boxes(b, 0.5, convention="mmdet").tolist() == [1]
     assert remove_small_boxes(b, 0.5, strict=True).tolist() == [1]
+
+
+@pytest.mark.parametrize("rule, wide, narrow", [("torch", 0, 1), ("onnx", 0, 0), ("tf", -1, 1)])
+def test_zero_point_rules_on_a_half(rule, wide, narrow):
+    # int8 [-128, 127], range [-127.5, 127.5]: scale 255 / 255 = 1, rmin / s = -127.5.
+    #   torch qmin - rint(rmin / s) = -128 + 128 = 0; onnx rint(qmin - rmin / s) = rint(-0.5) = 0;
+    #   tf std::round(-0.5) = -1 (half away from zero).
+    # narrow [-127, 127], range [-127.5, 126.5]: scale 254 / 254 = 1; qmin - rmin / s = 0.5:
+    #   torch -127 + 128 = 1; onnx rint(0.5) = 0; tf round(0.5) = 1.
+    qp = qparams_from_minmax(-127.5, 127.5, dtype="int8", zero_point_rule=rule, convention="torchvision")
+    assert float(qp.scale) == 1.0 and int(qp.zero_point) == wide
+    qp = qparams_from_minmax(-127.5, 126.5, dtype="int8", zero_point_rule=rule, narrow_range=True,
+                             convention="torchvision")
+    assert float(qp.scale) == 1.0 and int(qp.zero_point) == narrow
