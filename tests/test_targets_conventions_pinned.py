@@ -65,3 +65,30 @@ def test_ssd_center_reaches_the_box_coder(center):
     t = ssd_targets(A32, G32, np.array([1]), convention="torchvision", center=center)
     assert t.labels.tolist() == [1]
     assert np.array_equal(t.deltas, want)
+
+
+@pytest.mark.parametrize("kw, labels", [
+    # gt [0, 0, 10, 10]; anchor 0 = [0, 0, 10, 30]: IoU 100 / 300 = 1/3 < low 0.4 (negative), but it is
+    # the gt's best anchor: the low-quality step makes it positive (class 1); anchor 2 is far: background (3)
+    ({}, [1, 3, 3]),
+    ({"allow_low_quality_matches": False}, [3, 3, 3]),
+    # Detectron1 writes the background after the positives: the promoted anchor is background again
+    ({"background_after": True}, [3, 3, 3]),
+    ({"convention": "caffe"}, [3, 3, 3]),
+])
+def test_retinanet_low_quality_and_background_after(kw, labels):
+    anchors = np.array([[0.0, 0.0, 10.0, 30.0], [0.0, 40.0, 10.0, 50.0], [30.0, 30.0, 40.0, 40.0]])
+    t = retinanet_targets(anchors, np.array([[0.0, 0.0, 10.0, 10.0]]), np.array([1]), 3, **kw)
+    assert t.labels.tolist() == labels
+
+
+@pytest.mark.parametrize("mode, label_b", [("filter_before_match", 1), ("ignore_after_match", -1)])
+def test_rpn_border_mode(mode, label_b):
+    # image 50 x 50, allowed_border 0 (caffe). Anchor A = [-1, 0, 10, 10] crosses the border (IoU with
+    # the gt [0, 0, 10, 10] = 100 / 110); B = [0, 0, 10, 20] inside (IoU 0.5: between 0.3 and 0.7).
+    # py-faster-rcnn drops A before matching: B is the gt's best anchor, promoted (1). detectron2 matches
+    # all, then ignores A: the gt's best was A, B stays between the thresholds (-1).
+    anchors = np.array([[-1.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 20.0], [30.0, 30.0, 40.0, 40.0]])
+    t = rpn_targets(anchors, np.array([[0.0, 0.0, 10.0, 10.0]]), (50, 50), convention="caffe", border_mode=mode,
+                    sample=False)
+    assert t.labels.tolist() == [-1, label_b, 0]
