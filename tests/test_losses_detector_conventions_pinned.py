@@ -47,3 +47,25 @@ def test_zero_positive_max1_and_zero_are_one_function(labels, cap):
         assert float(l1.classification) == 0.0 and float(l1.box_regression) == 0.0
         loss, _ = multibox_loss_forward(z, dl, t, mining_cap=cap, zero_positive="nan")
         assert np.isnan(float(loss.classification))
+
+
+@pytest.mark.parametrize("conv, kw, want", [
+    # one positive anchor, box delta error 0.05, one background anchor (label K = 3), zero logits.
+    # torchvision smooth L1 beta 1: 0.5 * 0.05^2 / 1, over 1 positive (no eps)
+    ("torchvision", {}, 0.5 * 0.05 ** 2),
+    # detectron2 beta 0 (L1): 0.05 (its EMA normalizer replaced by the positive count here)
+    ("detectron2", {"normalizer": "num_pos"}, 0.05),
+    # mmdet L1 over (1 + float32 eps)
+    ("mmdet", {}, 0.05 / (1 + 2.0 ** -23)),
+    # Detectron1 beta 0.11 over fg + 1 = 2
+    ("caffe", {}, 0.5 * 0.05 ** 2 / 0.11 / 2),
+    ("paper", {}, 0.5 * 0.05 ** 2 / 0.11 / (1 + 2.0 ** -23)),
+])
+def test_retinanet_box_loss_beta_and_normalizer(conv, kw, want):
+    from refdet.losses.detector import retinanet_loss_forward
+
+    z = np.zeros((1, 2, 3))
+    d = np.array([[[0.05, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
+    t = {"labels": np.array([[1, 3]]), "deltas": np.zeros((1, 2, 4))}
+    loss, _ = retinanet_loss_forward(z, d, t, convention=conv, **kw)
+    np.testing.assert_allclose(float(loss.box_regression), want, rtol=1e-12)
