@@ -74,6 +74,10 @@ EQUIVALENT_SWAPS = [
      "reason": "with no positive nothing is mined (3 * 0 negatives): the sum / max(1, 0) is 0, the paper's 0; "
                "forward and backward bit-identical "
                "(tests/test_losses_detector_conventions_pinned.py::test_zero_positive_max1_and_zero_are_one_function)"},
+    {"ops": ("roi_align", "multiscale_roi_align"), "knob": "sampling_ratio", "values": (-1, 0),
+     "reason": "every sampling_ratio <= 0 is the adaptive grid ceil(size / output): same bits forward and "
+               "backward (tests/test_roi_conventions_pinned.py::"
+               "test_roi_align_sampling_ratio_minus_one_and_zero_are_one_function)"},
 ]
 
 

@@ -58,3 +58,36 @@ def test_multiscale_levels_are_assign_roi_levels(conv):
                                             convention=conv)
     want = assign_roi_levels(_BOUNDARY, min_level=2, max_level=5, convention=conv)
     assert cache.levels.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("conv, aligned, want", [
+    # f(x, y) = x on an 8 x 8 map; RoI [0, 0, 4, 4] pooled to 1 x 1: the average of a linear f is its
+    # value at the bin centre: x = 2 (torchvision, aligned=False), 2 - 0.5 = 1.5 (detectron2's aligned)
+    ("torchvision", None, 2.0), ("torchvision", True, 1.5), ("detectron2", None, 1.5), ("detectron2", False, 2.0)])
+def test_roi_align_aligned(conv, aligned, want):
+    from refdet.roi.align import roi_align
+
+    x = np.tile(np.arange(8.0), (8, 1))[None, None]
+    got = roi_align(x, np.array([[0.0, 0.0, 0.0, 4.0, 4.0]]), 1, 1.0, None, aligned, convention=conv)
+    np.testing.assert_allclose(got.ravel(), [want], rtol=1e-15)
+
+
+def test_roi_align_sampling_ratio_minus_one_and_zero_are_one_function():
+    # every sampling_ratio <= 0 is the adaptive grid ceil(roi size / output size): torchvision's -1
+    # and detectron2's / mmcv's 0 give the same bits, forward and backward; a fixed 2 differs on a
+    # non-linear map
+    from refdet.roi.align import roi_align_backward, roi_align_forward
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 3, 12, 12))
+    xy = rng.uniform(0, 6, (6, 2))
+    boxes = np.concatenate([rng.integers(0, 2, (6, 1)), xy, xy + rng.uniform(1, 6, (6, 2))], axis=1)
+    dy = rng.normal(size=(6, 3, 2, 2))
+    outs = []
+    for sr in (-1, 0):
+        y, cache = roi_align_forward(x, boxes, 2, 1.0, sr, True)
+        outs.append((y, roi_align_backward(dy, cache)))
+    (y1, g1), (y2, g2) = outs
+    assert np.array_equal(y1, y2)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(g1, g2))
+    assert not np.allclose(y1, roi_align_forward(x, boxes, 2, 1.0, 1, True)[0])
