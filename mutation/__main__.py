@@ -165,6 +165,8 @@ def main(argv=None):
     cv.add_argument("--jobs", type=int, default=1)
     cv.add_argument("--budget", type=float, default=None,
                     help="seconds of (unswapped) test time a swap may run (default: SWAP_TEST_SECONDS)")
+    cv.add_argument("--pinned-first", action="store_true",
+                    help="run the *_pinned.py tests first, with larger caps (a retry of the survivors)")
     args = p.parse_args(argv)
     if args.cmd == "list":
         return cmd_list(args, cfg)

@@ -229,14 +229,16 @@ GENERIC_TEST_FILES = ("test_contract", "test_hardening", "test_fuzz", "test_layo
                       "test_public_api", "test_api")
 
 
-def _rank(name, duration):
-    """Order of the tests a swap runs: the fastest first, the generic ones last. (Putting the pinning
-    files first was tried: a pinned test resolving a value on its way to another filled the budget.)"""
+def _rank(name, duration, pinned_first=False):
+    """Order of the tests a swap runs: the fastest first, the generic ones last; ``pinned_first`` (the
+    retry of the survivors, ``pin --pinned-first``): the ``*_pinned.py`` files before the others. (Not
+    by default: a pinned test resolving a value on its way to another filled the budget.)"""
     base = os.path.basename(name.split("::")[0])
-    return (1 if base.startswith(GENERIC_TEST_FILES) else 0, duration, name)
+    return (0 if pinned_first and "pinned" in base else 1, 1 if base.startswith(GENERIC_TEST_FILES) else 0,
+            duration, name)
 
 
-def plan(trace_data: dict, ops=None, budget=None) -> list:
+def plan(trace_data: dict, ops=None, budget=None, pinned_first=False) -> list:
     tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed" and not n.startswith(NOT_SWAP_TESTS)}
     by_value = {}
     for n, r in tests.items():
@@ -246,13 +248,14 @@ def plan(trace_data: dict, ops=None, budget=None) -> list:
     for op, knob, v, alts in registry_values():
         if ops and op not in ops:
             continue
-        users = sorted(by_value.get((op, knob, _key(v)), []), key=lambda n: _rank(n, tests[n]["duration"]))
+        users = sorted(by_value.get((op, knob, _key(v)), []), key=lambda n: _rank(n, tests[n]["duration"], pinned_first))
         chosen, total, files = [], 0.0, set()
         for n in users:
-            if chosen and (total >= (SWAP_TEST_SECONDS if budget is None else budget) or len(chosen) >= SWAP_MAX_TESTS):
+            if chosen and (total >= (SWAP_TEST_SECONDS if budget is None else budget)
+                           or len(chosen) >= SWAP_MAX_TESTS * (2 if pinned_first else 1)):
                 break
             f = n.split("::")[0]
-            if f not in files and len(files) >= SWAP_MAX_FILES:
+            if f not in files and len(files) >= SWAP_MAX_FILES + (1 if pinned_first else 0):
                 continue
             files.add(f)
             chosen.append(n)
@@ -295,12 +298,13 @@ def cached(items: list, trace_data: dict, strict: bool = True) -> dict:
             killed[r["id"].split("-")[0]] = r
     out = {}
     for it in items:
-        out[it["base"]] = by_id.get(it["id"]) or killed.get(it["base"]) or (None if strict else latest.get(it["base"]))
+        # a kill by a test that still passes wins: one failing test pins the value against it
+        out[it["base"]] = killed.get(it["base"]) or by_id.get(it["id"]) or (None if strict else latest.get(it["base"]))
     return out
 
 
-def pin(tree: str, trace_data: dict, *, jobs=1, ops=None, budget=None, log=print) -> dict:
-    items = plan(trace_data, ops, budget)
+def pin(tree: str, trace_data: dict, *, jobs=1, ops=None, budget=None, pinned_first=False, log=print) -> dict:
+    items = plan(trace_data, ops, budget, pinned_first)
     done = cached(items, trace_data)
     runnable = [it for it in items if it["tests"] and done[it["base"]] is None]
     log(f"conventions: {len(items)} swaps, {sum(1 for it in items if not it['tests'])} of values no test "
@@ -488,7 +492,7 @@ def main(args, cfg):
             with open(TRACE) as fh:
                 data = json.load(fh)
         if args.action == "pin":
-            pin(tree, data, jobs=args.jobs, ops=args.ops, budget=args.budget)
+            pin(tree, data, jobs=args.jobs, ops=args.ops, budget=args.budget, pinned_first=args.pinned_first)
             # the table always covers every op (a pin of some ops keeps the others' recorded results)
             table = render(data, cached(plan(data, budget=args.budget), data, strict=False))
             print(f"{sum(r['pinned'] for r in table['values'])} of {len(table['values'])} values pinned")
