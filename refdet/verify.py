@@ -8,8 +8,10 @@ Usage::
     refdet verify onnx-reference          the same nodes run by onnx.reference
     refdet verify ultralytics             ultralytics' YOLO ops (TAL, NMS, DFL, ...; the `yolo` extra)
     refdet verify tensorflow              TF's kernels (NMS V3/V5, CombinedNMS, ...; the `tensorflow` extra)
-    refdet verify opencv                  cv2.dnn NMSBoxes / NMSBoxesBatched / softNMSBoxes / blobFromImage
-    refdet verify openvino                OpenVINO CPU NonMaxSuppression-9, PriorBox(Clustered), FakeQuantize
+    refdet verify opencv                  cv2.dnn NMSBoxes / NMSBoxesBatched / softNMSBoxes / blobFromImage,
+                                          SSD PriorBox / DetectionOutput layers
+    refdet verify openvino                OpenVINO CPU NonMaxSuppression-9, PriorBox(Clustered), FakeQuantize,
+                                          DetectionOutput, Proposal, ExperimentalDetectron*
     refdet verify self                    only refdet's self-check
     refdet verify --op nms mypkg.ops:nms --convention torchvision
     refdet verify --op focal_loss mypkg.losses:focal --grad mypkg.losses:focal_grad
@@ -86,7 +88,9 @@ _GRAD_OPS += ("tf_crop_and_resize", "tf_fake_quant", "tf_conv2d", "tf_sigmoid_cr
 from refdet.runtimes import adapters as _runtime_adapters  # noqa: E402  (NumPy only; runtimes imported lazily)
 
 TARGETS["opencv"] = (("cv2",), _runtime_adapters.opencv_adapters)
-TARGETS["openvino"] = (("openvino",), _runtime_adapters.openvino_adapters)
+from refdet.runtimes.openvino_detection_adapters import openvino_detection_adapters as _ov_det  # noqa: E402
+
+TARGETS["openvino"] = (("openvino",), _chain_adapters(_runtime_adapters.openvino_adapters, _ov_det))
 TARGET_EXTRAS.update(opencv="opencv", openvino="openvino")
 
 
@@ -257,8 +261,12 @@ def _verify_args(p):
                    "yolov3_decode, yolov5_decode, yolox_decode, task_aligned_assign, yolo_nms, "
                    "distribution_focal_loss, varifocal_loss, quality_focal_loss; runtimes (`refdet verify opencv` / "
                    "`openvino`): opencv_nms_boxes, opencv_nms_boxes_batched, opencv_soft_nms_boxes, "
-                   "opencv_blob_from_image, openvino_nms, openvino_prior_box, openvino_prior_box_clustered, "
-                   "openvino_fake_quantize, openvino_roi_align, openvino_roi_pooling, openvino_interpolate")
+                   "opencv_blob_from_image, opencv_prior_box, opencv_detection_output, openvino_nms, "
+                   "openvino_prior_box, openvino_prior_box_clustered, "
+                   "openvino_fake_quantize, openvino_roi_align, openvino_roi_pooling, openvino_interpolate, "
+                   "openvino_detection_output, openvino_proposal, openvino_prior_grid_generator, "
+                   "openvino_generate_proposals_single_image, openvino_detectron_detection_output, "
+                   "openvino_detectron_roi_feature_extractor")
     p.add_argument("--convention", default="torchvision", help="refdet profile to compare a callable with "
                    "(task_aligned_assign: ultralytics | paper; yolo_nms: ultralytics | yolov5)")
     p.add_argument("--grad", default=None, help="module:callable computing the gradient (focal_loss, relu, "

@@ -25,6 +25,12 @@ def _comb(r):
     return (b, r.integers(0, 4, (2, 6, 3)).astype(F) / 4, 3, 5, 0.5, 0.1), {"clip_boxes": True}
 
 
+def _proposals(r):
+    anchors = np.concatenate([r.integers(0, 20, (3, 4, 2, 2)), r.integers(20, 40, (3, 4, 2, 2))], -1).astype(F)
+    return ((r.integers(0, 4, (2, 3, 4, 2)).astype(F) / 4, r.standard_normal((2, 3, 4, 8)).astype(F) * 0.2,
+             np.array([[40, 40, 1, 0, 0], [30, 35, 0.5, 0, 0]], F), anchors.reshape(3, 4, 8), 0.5, 12, 4.0, 6), {})
+
+
 CASES = [
     Case("tf_ops.non_max_suppression", lambda r: ((_boxes(r), r.integers(0, 4, 12).astype(F) / 4, 8, 0.5, 0.2), {}),
          box_args={0: "boxes"}),
@@ -53,6 +59,7 @@ CASES = [
     Case("tf_ops.quantize_v2", lambda r: ((_img(r) * 3, np.array([-1, -2, 0], F), np.array([1, 0.5, 2], F),
                                            "quint16"), {"axis": 3})),
     Case("tf_ops.nudge", lambda r: ((-1.0, 1.0, 0, 255), {})),
+    Case("tf_ops.generate_bounding_box_proposals", lambda r: _proposals(r)),
 ]
 
 BAD = [
@@ -67,4 +74,7 @@ BAD = [
     Bad("tf_ops.non_max_suppression", lambda r: ((_boxes(r), np.ones(12), 4, 1.5), {}), ValueError, "iou_threshold"),
     Bad("tf_ops.combined_non_max_suppression", lambda r: ((np.zeros((1, 2, 2, 4)), np.zeros((1, 2, 3)), 1, 1), {}),
         ValueError, "q = 1 or q = K"),
+    Bad("tf_ops.generate_bounding_box_proposals",
+        lambda r: ((np.zeros((1, 2, 2, 1), F), np.zeros((1, 2, 2, 4), F), np.ones((1, 5), F), np.zeros((4, 4), F)),
+                   {"nms_threshold": 1.5}), ValueError, r"nms_threshold.*TensorFlow"),
 ]

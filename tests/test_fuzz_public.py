@@ -39,16 +39,21 @@ import refdet
 from tests.fuzz import documented
 from tests.fuzz.seeds import HAVE_ML_DTYPES, SKIPPED, all_cases, resolve
 from tests.fuzz.wrong import EXPECTED
+from tests._runtimes_fuzz_cases import LEFT_OUT as RUNTIMES_LEFT_OUT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: the namespaces whose public callables the walk must cover (besides refdet.__all__)
 NAMESPACES = ("quant", "quant.types", "yolo", "onnx_ops", "roi", "tf_ops", "testing", "testing.conformance",
               "testing.conformance_yolo", "testing.compare_anchors", "testing.compare_floats", "testing.compare_match",
-              "testing.compare_nms", "testing.gradcheck")
+              "testing.compare_nms", "testing.gradcheck", "runtimes.opencv", "runtimes.opencv_ssd", "runtimes.openvino",
+              "runtimes.openvino_priors", "runtimes.adapters", "runtimes.onnx_runners", "runtimes.tensorflow",
+              "testing.conformance_runtimes", "testing.conformance_opencv", "testing.conformance_opencv_ssd",
+              "testing.conformance_openvino", "runtimes.openvino_detection", "runtimes.openvino_proposal",
+              "runtimes.openvino_detectron")
 #: public names left out on purpose (their reasons are in tests.fuzz.seeds.SKIPPED)
 LEFT_OUT = {"testing.gradcheck_all", "testing.register_gradcheck", "testing.gradcheck.gradcheck_all",
-            "testing.gradcheck.register_gradcheck"}
+            "testing.gradcheck.register_gradcheck"} | RUNTIMES_LEFT_OUT
 
 #: floors for the counts (the walk shrinking unnoticed is a regression too)
 MIN_FUNCTIONS = 300

@@ -298,7 +298,7 @@ def test_verify_opencv_target_runs_every_op():
     from refdet.verify import run_target
     rows = run_target("opencv", n_cases=5)
     assert {r["op"] for r in rows} == {"opencv_nms_boxes", "opencv_nms_boxes_batched", "opencv_soft_nms_boxes",
-                                        "opencv_blob_from_image"}
+                                        "opencv_blob_from_image", "opencv_prior_box", "opencv_detection_output"}
     assert all(r["ok"] for r in rows), [r["first_mismatch"] for r in rows if not r["ok"]]
 
 

@@ -29,93 +29,14 @@ operator names (``resize``, ``softmax``) would shadow refdet's own modules and l
 """
 from __future__ import annotations
 
-from refdet.onnx_ops.activations import (
-    LEAKY_RELU_RUNTIMES,
-    LeakyReluCache,
-    LeakyReluGrads,
-    leaky_relu,
-    leaky_relu_backward,
-    leaky_relu_forward,
-)
-from refdet.onnx_ops.conv_transpose import (
-    AUTO_PADS,
-    CONV_TRANSPOSE_RUNTIMES,
-    ConvTranspose2dCache,
-    ConvTranspose2dGrads,
-    conv_transpose,
-    conv_transpose2d_backward,
-    conv_transpose2d_forward,
-)
-from refdet.onnx_ops.resize import (
-    COORDINATE_TRANSFORMATION_MODES,
-    KEEP_ASPECT_RATIO_POLICIES,
-    NEAREST_MODES,
-    RESIZE_MODES,
-    RESIZE_RUNTIMES,
-    ResizeLinearCache,
-    ResizeLinearGrads,
-    resize,
-    resize_linear_backward,
-    resize_linear_forward,
-    resize_source_coordinate,
-)
-from refdet.onnx_ops.softmax import (
-    SOFTMAX_RUNTIMES,
-    LogSoftmaxCache,
-    LogSoftmaxGrads,
-    SoftmaxCache,
-    SoftmaxGrads,
-    log_softmax,
-    log_softmax_backward,
-    log_softmax_forward,
-    softmax,
-    softmax_backward,
-    softmax_forward,
-)
-from refdet.onnx_ops.topk import topk
+from refdet.onnx_ops import activations as _act, conv_transpose as _convt, resize as _rsz, softmax as _smx, topk as _tk
+from refdet.onnx_ops.activations import *  # noqa: F401,F403  (each module's __all__ is the package's)
+from refdet.onnx_ops.conv_transpose import *  # noqa: F401,F403
+from refdet.onnx_ops.resize import *  # noqa: F401,F403
+from refdet.onnx_ops.softmax import *  # noqa: F401,F403
+from refdet.onnx_ops.topk import *  # noqa: F401,F403
 
-__all__ = [
-    # softmax
-    "SOFTMAX_RUNTIMES",
-    "softmax",
-    "log_softmax",
-    "SoftmaxCache",
-    "SoftmaxGrads",
-    "softmax_forward",
-    "softmax_backward",
-    "LogSoftmaxCache",
-    "LogSoftmaxGrads",
-    "log_softmax_forward",
-    "log_softmax_backward",
-    # activations
-    "LEAKY_RELU_RUNTIMES",
-    "leaky_relu",
-    "LeakyReluCache",
-    "LeakyReluGrads",
-    "leaky_relu_forward",
-    "leaky_relu_backward",
-    # transposed convolution
-    "CONV_TRANSPOSE_RUNTIMES",
-    "AUTO_PADS",
-    "conv_transpose",
-    "ConvTranspose2dCache",
-    "ConvTranspose2dGrads",
-    "conv_transpose2d_forward",
-    "conv_transpose2d_backward",
-    # resize
-    "RESIZE_RUNTIMES",
-    "RESIZE_MODES",
-    "COORDINATE_TRANSFORMATION_MODES",
-    "NEAREST_MODES",
-    "KEEP_ASPECT_RATIO_POLICIES",
-    "resize",
-    "resize_source_coordinate",
-    "ResizeLinearCache",
-    "ResizeLinearGrads",
-    "resize_linear_forward",
-    "resize_linear_backward",
-    # topk
-    "topk",
-]
+__all__ = [name for module in (_smx, _act, _convt, _rsz, _tk)
+           for name in module.__all__]
 
 from refdet.onnx_ops import _gradcheck_cases  # noqa: E402,F401  (registers the pairs' gradient checks)

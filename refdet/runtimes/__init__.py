@@ -13,11 +13,27 @@ the core never imports them.
 :mod:`refdet.runtimes.opencv`
     ``cv2.dnn.NMSBoxes`` (int and float rects), ``NMSBoxesBatched``, ``softNMSBoxes``,
     ``blobFromImage``.
+:mod:`refdet.runtimes.opencv_ssd`
+    SSD's ``PriorBox`` and ``DetectionOutput`` layers as OpenCV dnn runs them.
 :mod:`refdet.runtimes.openvino`
     OpenVINO opset operators: NonMaxSuppression-9, PriorBox, PriorBoxClustered, FakeQuantize,
     ROIAlign, ROIPooling, Interpolate.
 :mod:`refdet.runtimes.openvino_priors`
     PriorBox and PriorBoxClustered (re-exported by :mod:`refdet.runtimes.openvino`).
+:mod:`refdet.runtimes.openvino_detection`
+    OpenVINO's Caffe-era detection operators: DetectionOutput (opset 8 / 1),
+    ``detection_output`` and ``detection_output_rows``; their CPU-plugin adapters are in
+    :mod:`refdet.runtimes.openvino_detection_adapters`.
+:mod:`refdet.runtimes.openvino_proposal`
+    OpenVINO Proposal (opset 4, py-faster-rcnn's layer and its "tensorflow" variant): ``proposal``,
+    ``proposal_anchors``, ``ProposalResult``.
+:mod:`refdet.runtimes.openvino_detectron`
+    OpenVINO's ExperimentalDetectron* operators (opset 6): ``prior_grid_generator``,
+    ``generate_proposals_single_image``, ``detectron_detection_output``, ``detectron_roi_feature_extractor``,
+    ``detectron_roi_levels``.
+:mod:`refdet.runtimes.openvino_pillow`
+    Interpolate's ``bilinear_pillow`` / ``bicubic_pillow`` (what the CPU plugin computes: float32
+    taps, fused multiply-adds, ``a = -0.5`` built in), used by ``openvino.interpolate``.
 :mod:`refdet.runtimes.tensorflow`
     adapters calling TensorFlow's raw ops (TF's kernels are reproduced in :mod:`refdet.tf_ops`).
 """

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["opencv_adapters", "openvino_adapters", "openvino_runner"]
+__all__ = ["opencv_adapters", "opencv_layer", "openvino_adapters", "openvino_runner"]
 
 
 def opencv_adapters():
     """``cv2.dnn`` functions in the signatures of the ``check_opencv_*`` checks."""
+    import importlib.util
+
     import cv2
 
     methods = {"linear": cv2.dnn.SOFT_NMSMETHOD_SOFTNMS_LINEAR, "gaussian": cv2.dnn.SOFT_NMSMETHOD_SOFTNMS_GAUSSIAN}
@@ -25,13 +27,76 @@ def opencv_adapters():
         us, ind = cv2.dnn.softNMSBoxes(r, s, st, t, k, sig, methods[m])
         return np.asarray(ind).ravel(), np.asarray(us, np.float32).ravel()
 
-    return {
+    ops = {
         "opencv_nms_boxes": dict(fn=nms),
         "opencv_nms_boxes_batched": dict(fn=batched),
         "opencv_soft_nms_boxes": dict(fn=soft),
         "opencv_blob_from_image": dict(fn=lambda img, sf, size, mean, swap, crop: cv2.dnn.blobFromImage(
             img, sf, size, mean, swap, crop)),
     }
+    if importlib.util.find_spec("onnx") is None:         # the SSD layers are reached through the ONNX importer
+        return ops
+    return {
+        **ops,
+        "opencv_prior_box": dict(fn=lambda layer_shape, image_shape, attrs: opencv_layer(
+            "PriorBox", [np.zeros((1, 1, *layer_shape), np.float32), np.zeros((1, 1, *image_shape), np.float32)],
+            attrs)[0]),
+        "opencv_detection_output": dict(fn=lambda loc, conf, priors, attrs: opencv_layer(
+            "DetectionOutput", [loc, conf, priors], attrs)[0, 0]),
+    }
+
+
+def opencv_layer(op_type, inputs, attrs):
+    """Run OpenCV dnn's own layer ``op_type`` (``"PriorBox"``, ``"DetectionOutput"``: Caffe's layers) on
+    float32 ``inputs`` with the layer parameters ``attrs`` (prototxt field -> value; bools as 0/1).
+
+    OpenCV 5.x has no Caffe importer; its ONNX importer builds a node whose ``op_type`` is a registered
+    layer name with the node's attributes as the layer's parameters, which is how the layer is reached
+    here (OpenCV 4.x does the same). Needs ``onnx`` to write the one-node model.
+    """
+    from refdet import _checks
+
+    if not isinstance(op_type, str) or not op_type.isidentifier():
+        raise ValueError(f"`op_type` must be the name of an OpenCV dnn layer (\"PriorBox\"); got {op_type!r}")
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (list, tuple)) or not inputs:
+        raise TypeError(f"`inputs` must be a non-empty list of arrays; got {type(inputs).__name__}")
+    arrays = [np.ascontiguousarray(_checks.as_float_array(a, f"inputs[{i}]", finite=False, dtype=np.float32))
+              for i, a in enumerate(inputs)]
+    if not isinstance(attrs, dict) or not all(isinstance(k, str) and k.isidentifier() for k in attrs):
+        raise TypeError(f"`attrs` must be a dict of parameter name -> value; got {type(attrs).__name__}")
+    conv = {}
+    for k, v in attrs.items():
+        if isinstance(v, (bool, np.bool_)):
+            conv[k] = int(v)
+        elif isinstance(v, str):
+            conv[k] = v
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            conv[k] = v.item() if isinstance(v, np.generic) else v
+        else:
+            a = np.asarray(v) if isinstance(v, (list, tuple, np.ndarray)) else None
+            if a is None or a.ndim != 1 or a.size == 0 or a.dtype.kind not in "iuf":
+                raise TypeError(f"`attrs['{k}']` must be a bool, a number, a string or a non-empty list of numbers; "
+                                f"got {v!r}")
+            conv[k] = a.tolist()
+    import cv2
+    from onnx import TensorProto, helper
+
+    names = [f"in{i}" for i in range(len(arrays))]
+    node = helper.make_node(op_type, names, ["out"], domain="refdet.opencv", **conv)
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape)) for n, a in zip(names, arrays)]
+    graph = helper.make_graph([node], "refdet_opencv_layer", ins,
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("refdet.opencv", 1)])
+    try:
+        net = cv2.dnn.readNetFromONNX(np.frombuffer(model.SerializeToString(), np.uint8))
+        for n, a in zip(names, arrays):
+            net.setInput(a, n)
+        return np.asarray(net.forward())
+    except cv2.error as exc:                            # which argument OpenCV objects to, it does not say
+        msg = " ".join(str(exc).split())[-300:]
+        raise ValueError(f"OpenCV dnn cannot build or run the layer `op_type` {op_type!r} with these `attrs` on "
+                         f"these `inputs`: {msg}") from None
 
 
 # ---------------------------------------------------------------------------------------------------

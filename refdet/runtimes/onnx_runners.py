@@ -19,6 +19,18 @@ class RuntimeCannotRun(ValueError):
     """The runtime refused the model (load or inference failure), as opposed to computing other numbers."""
 
 
+def _check_args(model_bytes, feeds, names):
+    """The runners' arguments: bytes, a dict of name -> array, a list of output names."""
+    if not isinstance(model_bytes, (bytes, bytearray)):
+        raise TypeError(f"`model_bytes` must be the serialized ONNX model (bytes); got {type(model_bytes).__name__}")
+    if not isinstance(feeds, dict) or not all(isinstance(k, str) for k in feeds):
+        raise TypeError(f"`feeds` must be a dict of input name -> array; got {type(feeds).__name__}")
+    if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)) or \
+            not all(isinstance(n, str) for n in names):
+        raise TypeError(f"`names` must be a list of output names (str); got {names!r}")
+    return list(names)
+
+
 def _one_line(exc):
     text = " ".join(str(exc).split())
     return text if len(text) <= 300 else text[:297] + "..."
@@ -32,36 +44,41 @@ def run_openvino(model_bytes: bytes, feeds: dict, names) -> dict:
     which would be reported as a disagreement of the *settings*, not of the conversion; refdet asks for
     f32, which is what the ONNX model says.
     """
+    names = _check_args(model_bytes, feeds, names)
     try:
         import openvino as ov
     except ImportError as exc:
         raise ImportError(f"openvino is not installed: pip install 'refdet[openvino]' ({exc})") from None
     core = ov.Core()
     try:
-        model = core.read_model(model=model_bytes, weights=b"")
+        model = core.read_model(model=bytes(model_bytes), weights=b"")
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     except Exception as exc:
-        raise RuntimeCannotRun(f"openvino cannot load the model: {_one_line(exc)}") from None
+        raise RuntimeCannotRun(f"openvino cannot load the model (`model_bytes`): {_one_line(exc)}") from None
+    missing = [p.get_any_name() for p in compiled.inputs if p.get_any_name() not in feeds]
+    if missing:
+        raise ValueError(f"`feeds` has no array for the model's input {missing[0]!r} (it has {sorted(feeds)})")
     try:
         ports = {}
         for i, port in enumerate(compiled.inputs):
             ports[port] = np.ascontiguousarray(feeds[port.get_any_name()])
         res = compiled(ports)
     except Exception as exc:
-        raise RuntimeCannotRun(f"openvino cannot run the model: {_one_line(exc)}") from None
+        raise RuntimeCannotRun(f"openvino cannot run the model on `feeds`: {_one_line(exc)}") from None
     out = {}
     for port in compiled.outputs:
         for n in port.get_names():
             out[n] = np.asarray(res[port])
     missing = [n for n in names if n not in out]
     if missing:
-        raise RuntimeCannotRun(f"openvino's model has no output named {missing[0]!r} (it has "
+        raise RuntimeCannotRun(f"`names`: openvino's model has no output named {missing[0]!r} (it has "
                                f"{sorted(out)})")
     return {n: out[n] for n in names}
 
 
 def run_opencv(model_bytes: bytes, feeds: dict, names) -> dict:
     """``cv2.dnn.readNetFromONNX`` on the ONNX bytes, default backend and target (CPU)."""
+    names = _check_args(model_bytes, feeds, names)
     try:
         import cv2
     except ImportError as exc:
@@ -75,15 +92,16 @@ def run_opencv(model_bytes: bytes, feeds: dict, names) -> dict:
         log.setLogLevel(log.LOG_LEVEL_ERROR)
     try:
         try:
-            net = cv2.dnn.readNetFromONNX(np.frombuffer(model_bytes, np.uint8))
+            net = cv2.dnn.readNetFromONNX(np.frombuffer(bytes(model_bytes), np.uint8))
         except Exception as exc:
-            raise RuntimeCannotRun(f"opencv cannot load the model: {_one_line(exc)}") from None
+            raise RuntimeCannotRun(f"opencv cannot load the model (`model_bytes`): {_one_line(exc)}") from None
         try:
             for k, v in feeds.items():
                 net.setInput(np.ascontiguousarray(v), k)
             res = net.forward(list(names))
         except Exception as exc:
-            raise RuntimeCannotRun(f"opencv cannot run the model: {_one_line(exc)}") from None
+            raise RuntimeCannotRun(f"opencv cannot run the model on `feeds` for the outputs `names`: "
+                                   f"{_one_line(exc)}") from None
     finally:
         if log is not None:
             log.setLogLevel(old)

@@ -523,7 +523,7 @@ def blob_from_image(image: np.ndarray, scalefactor: float = 1.0, size: Optional[
         sz = tuple(size)
         if len(sz) != 2:
             raise ValueError(f"`size` must be (width, height); got {size!r}")
-        tw, th = (_checks.check_int(v, "size", low=0) for v in sz)
+        tw, th = (_checks.check_int(v, "size", low=0, high=_INT32_MAX) for v in sz)     # cv::Size is int
         if (tw, th) == (0, 0):
             tw, th = w, h                                       # Size() means the image's own size
     else:
@@ -536,10 +536,13 @@ def blob_from_image(image: np.ndarray, scalefactor: float = 1.0, size: Optional[
             raise ValueError("`image`: resizing a uint8 image uses OpenCV's fixed-point INTER_LINEAR, which refdet "
                              "does not reproduce; pass image.astype(np.float32) (the blob is the same up to that "
                              "rounding)")
+        _checks.check_allocation(tw * th * c, 4, "blob pixels x channels", name="size", keyword=False)
         if crop:
             f = max(_F32(tw) / _F32(w), _F32(th) / _F32(h))    # float resizeFactor
             f = float(f)
             rw, rh = int(round(w * f)), int(round(h * f))       # saturate_cast<int>(size * inv_scale)
+            _checks.check_allocation(rw * rh * c, 4, "resized pixels x channels before the crop", name="size",
+                                     keyword=False)
             x = _resize_linear_f32(img, rh, rw, 1.0 / f, 1.0 / f)
             ox, oy = int(0.5 * (rw - tw)), int(0.5 * (rh - th))  # Point(double, double) -> int (truncation)
             x = x[oy:oy + th, ox:ox + tw]

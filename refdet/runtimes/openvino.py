@@ -272,10 +272,18 @@ def pad_nms_result(result: NMSResult, num_batches: int, num_classes: int, num_bo
     ``NonMaxSuppressionIEInternal`` with a static output shape does, CPU ``std::fill(..., -1)``); the
     public op on the CPU plugin returns only the ``valid_outputs`` rows.
     """
-    total = int(num_batches) * int(num_classes) * min(int(num_boxes), int(max_output_boxes_per_class))
+    if not isinstance(result, NMSResult):
+        raise TypeError(f"`result` must be the NMSResult of non_max_suppression; got {type(result).__name__}")
+    nb, nc, nx, mo = (_checks.check_int(v, n, low=0) for v, n in (
+        (num_batches, "num_batches"), (num_classes, "num_classes"), (num_boxes, "num_boxes"),
+        (max_output_boxes_per_class, "max_output_boxes_per_class")))
+    total = nb * nc * min(nx, mo)
+    _checks.check_allocation(total * 3, 8, "padded rows x 3", keyword=False,
+                             name="num_batches` x `num_classes` x min(`num_boxes`, `max_output_boxes_per_class")
     k = result.valid_outputs
     if k > total:
-        raise ValueError(f"`result` has {k} rows, more than the padded size {total}")
+        raise ValueError(f"`result` has {k} rows, more than the padded size {total} (`num_batches` * `num_classes` "
+                         f"* min(`num_boxes`, `max_output_boxes_per_class`))")
     ind = np.full((total, 3), -1, np.int64)
     sc = np.full((total, 3), -1.0, np.float32)
     ind[:k], sc[:k] = result.selected_indices, result.selected_scores
@@ -359,7 +367,8 @@ def fake_quantize(x: np.ndarray, input_low, input_high, output_low, output_high,
     try:
         np.broadcast_shapes(v.shape, il.shape, ih.shape, ol.shape, oh.shape)
     except ValueError:
-        raise ValueError(f"the ranges must broadcast against `x` {v.shape} (OpenVINO FakeQuantize auto_broadcast="
+        raise ValueError(f"the ranges `input_low`, `input_high`, `output_low`, `output_high` must broadcast against "
+                         f"`x` {v.shape} (OpenVINO FakeQuantize auto_broadcast="
                          f"numpy); got {il.shape}, {ih.shape}, {ol.shape}, {oh.shape}") from None
     L = dt.type(lv - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -434,11 +443,16 @@ def roi_align(features: np.ndarray, rois: np.ndarray, batch_indices: np.ndarray,
     r = _checks.as_array(rois, "rois")
     if r.ndim != 2 or r.shape[1] != 4:
         raise ValueError(f"`rois` must have shape (K, 4); got {r.shape}")
-    bi = _checks.as_int_labels(batch_indices, "batch_indices", n=len(r), low=0)
+    r = _checks.as_float_array(rois, "rois", ndim=2, last=4)
+    x = _checks.as_nchw(features, "features", finite=False)
+    bi = _checks.as_int_labels(batch_indices, "batch_indices", n=len(r), low=0, high=max(x.shape[0] - 1, 0))
+    if len(bi) and x.shape[0] == 0:
+        raise ValueError("`batch_indices` point into `features`, which holds no image")
     ph = _checks.check_int(pooled_h, "pooled_h", low=1)
     pw = _checks.check_int(pooled_w, "pooled_w", low=1)
-    sr = _checks.check_int(sampling_ratio, "sampling_ratio", low=0)
-    x = _checks.as_array(features, "features")
+    sr = _checks.check_int(sampling_ratio, "sampling_ratio", low=0, high=2 ** 31 - 1)
+    _checks.check_allocation(len(r) * x.shape[1] * ph * pw, 8, "pooled values", name="pooled_h` and `pooled_w",
+                             keyword=False)
     dt = _checks.working_dtype(x.dtype)
     r = r.astype(dt)
     if aligned_mode == "half_pixel":
@@ -524,6 +538,11 @@ def roi_pooling(features: np.ndarray, rois: np.ndarray, output_size, spatial_sca
     r = _checks.as_array(rois, "rois")
     if r.ndim != 2 or r.shape[1] != 5:
         raise ValueError(f"`rois` must have shape (K, 5) of [batch_index, x1, y1, x2, y2]; got {r.shape}")
+    r = _checks.as_float_array(r, "rois", ndim=2, last=5)
+    xf = _checks.as_nchw(features, "features", finite=False)
+    if r.size and ((r[:, 0] < 0).any() or (r[:, 0] >= xf.shape[0]).any()):
+        raise ValueError(f"`rois[:, 0]` (batch indices) must lie in [0, {xf.shape[0]}) for the images of `features`; "
+                         f"got {r[:, 0].tolist()[:8]}")
     if method == "max":
         return roi_pool(features, r, output_size, spatial_scale)
     out = tuple(output_size) if np.ndim(output_size) else (output_size, output_size)
@@ -582,7 +601,8 @@ def _nearest_index(out_size, in_size, scale, ctm, nearest_mode):
 def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str = "nearest",
                 coordinate_transformation_mode: str = "half_pixel", nearest_mode: str = "round_prefer_floor",
                 cube_coeff: float = -0.75) -> np.ndarray:
-    """OpenVINO ``Interpolate`` (opset 11) for ``mode`` ``"nearest"``, ``"linear_onnx"`` and ``"cubic"``.
+    """OpenVINO ``Interpolate`` (opset 11) for ``mode`` ``"nearest"``, ``"linear_onnx"``, ``"cubic"`` and the
+    Pillow modes ``"bilinear_pillow"`` / ``"bicubic_pillow"`` (:mod:`refdet.runtimes.openvino_pillow`).
 
     ``"nearest"`` is computed here with the CPU plugin's float32 coordinate arithmetic::
 
@@ -603,8 +623,10 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
 
     ``"linear_onnx"`` and ``"cubic"`` are ONNX ``Resize`` ``linear`` / ``cubic``
     (:func:`refdet.onnx_ops.resize.resize`, onnxruntime's arithmetic): OpenVINO agrees within 5e-6
-    relative (another order of the float32 taps). OpenVINO's ``"linear"`` (a triangle filter) and the
-    Pillow modes are not reproduced (``ValueError``).
+    relative (another order of the float32 taps). The Pillow modes are bit-exact, and read neither
+    ``coordinate_transformation_mode`` nor ``cube_coeff`` (see
+    :func:`refdet.runtimes.openvino_pillow.interpolate_pillow`). OpenVINO's ``"linear"`` (a triangle
+    filter) is not reproduced (``ValueError``).
 
     Parameters
     ----------
@@ -615,7 +637,7 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
         Scales of ``axes`` (``"scales"``); the output size is ``floor(in * scale)``.
     axes : sequence of int, optional
         Default: all axes.
-    mode : {"nearest", "linear_onnx", "cubic"}
+    mode : {"nearest", "linear_onnx", "cubic", "bilinear_pillow", "bicubic_pillow"}
     coordinate_transformation_mode : str
     nearest_mode : str
     cube_coeff : float
@@ -631,9 +653,17 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
     """
     from refdet.onnx_ops.resize import resize
 
-    _checks.check_choice(mode, "mode", ("nearest", "linear_onnx", "cubic"))
+    from refdet.runtimes.openvino_pillow import PILLOW_MODES, interpolate_pillow
+
+    if mode == "linear":
+        raise ValueError("`mode` 'linear' (OpenVINO Interpolate's triangle filter) is not reproduced; "
+                         "'linear_onnx', 'cubic', 'nearest' and the Pillow modes are")
+    _checks.check_choice(mode, "mode", ("nearest", "linear_onnx", "cubic") + PILLOW_MODES)
     _checks.check_choice(coordinate_transformation_mode, "coordinate_transformation_mode", INTERPOLATE_CTM)
     _checks.check_choice(nearest_mode, "nearest_mode", INTERPOLATE_NEAREST)
+    if mode in PILLOW_MODES:
+        return interpolate_pillow(x, sizes, axes, scales=scales, mode=mode, cube_coeff=cube_coeff)
+    cube_coeff = _checks.check_real(cube_coeff, "cube_coeff")
     a = _checks.as_array(x, "x")
     ax = list(range(a.ndim)) if axes is None else [_checks.check_int(v, "axes", low=-a.ndim, high=a.ndim - 1) % a.ndim
                                                      for v in axes]
@@ -658,10 +688,13 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
         full = list(a.shape)
         for o, i in zip(out, ax):
             full[i] = o
-        return resize(a, sizes=np.array([full[i] for i in ax]), axes=ax,
-                      mode="linear" if mode == "linear_onnx" else "cubic",
-                      coordinate_transformation_mode=coordinate_transformation_mode, cubic_coeff_a=cube_coeff,
-                      runtime="onnxruntime")
+        try:
+            return resize(a, sizes=np.array([full[i] for i in ax]), axes=ax,
+                          mode="linear" if mode == "linear_onnx" else "cubic",
+                          coordinate_transformation_mode=coordinate_transformation_mode, cubic_coeff_a=cube_coeff,
+                          runtime="onnxruntime")
+        except ValueError as exc:                          # the ONNX kernel's limits, named in OpenVINO's terms
+            raise ValueError(f"{exc} (OpenVINO Interpolate `axes` {ax}, output sizes {out})") from None
     y = a
     for o, i, s in zip(out, ax, sc):                               # one gather per resized axis
         y = np.take(y, _nearest_index(o, a.shape[i], s, coordinate_transformation_mode, nearest_mode), axis=i)

@@ -20,24 +20,37 @@ _F32 = np.float32
 # PriorBox (opset 8), PriorBoxClustered (opset 1)
 # --------------------------------------------------------------------------------------------------
 
-def _float_list(v, name):
-    arr = np.atleast_1d(_checks.as_array(v, name)).astype(np.float64)
+def _float_list(v, name, *, positive=False):
+    """A flat list of finite float32 values (empty allowed); ``positive``: each > 0 (OpenVINO takes
+    square roots and reciprocals of them and would answer NaN or inf)."""
+    arr = np.atleast_1d(_checks.as_array(v, name))
+    if arr.dtype.kind == "b":
+        raise TypeError(f"`{name}` must be a list of numbers; got booleans")
     if arr.ndim != 1:
         raise ValueError(f"`{name}` must be a list of numbers; got shape {arr.shape}")
+    arr = arr.astype(np.float64)
     _checks.check_finite(arr, name)
+    if positive and (arr <= 0).any():
+        raise ValueError(f"`{name}` must hold values > 0 (OpenVINO would take the square root or the reciprocal); "
+                         f"got {arr[arr <= 0][0]}")
     return [_F32(x) for x in arr]
 
 
+def _pair(v, name):
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
+        raise TypeError(f"`{name}` must be a pair (H, W) of ints; got {v!r}")
+    return [_checks.check_int(x, f"{name}[{i}]", low=1, high=2 ** 31 - 1) for i, x in enumerate(v)]
+
+
 def _layer_and_image(layer_shape, image_shape):
-    lh, lw = (int(v) for v in np.asarray(layer_shape).ravel()[:2]) if np.size(layer_shape) == 2 else (None, None)
-    if lh is None:
-        raise ValueError(f"`layer_shape` must be (H, W); got {layer_shape!r}")
-    if np.size(image_shape) != 2:
-        raise ValueError(f"`image_shape` must be (H, W); got {image_shape!r}")
-    ih, iw = (int(v) for v in np.asarray(image_shape).ravel())
-    if min(lh, lw, ih, iw) <= 0:
-        raise ValueError(f"`layer_shape` and `image_shape` must be positive; got {layer_shape!r}, {image_shape!r}")
+    lh, lw = _pair(layer_shape, "layer_shape")
+    ih, iw = _pair(image_shape, "image_shape")
     return lh, lw, ih, iw
+
+
+def _check_size(H, W, n_priors):
+    _checks.check_allocation(2 * H * W * n_priors * 4, 4, "priors x 4 coordinates x 2 rows", name="layer_shape",
+                             keyword=False)
 
 
 def _aspect_ratios(aspect_ratio, flip):
@@ -54,7 +67,7 @@ def _aspect_ratios(aspect_ratio, flip):
 
 
 def _variance_row(variance, n_priors_total, name="variance"):
-    v = _float_list(variance, name) if len(variance) else [_F32(0.1)]
+    v = _float_list(variance, name) or [_F32(0.1)]
     if len(v) not in (1, 4):
         raise ValueError(f"`{name}` must hold 0, 1 or 4 values (OpenVINO NGRAPH_CHECK); got {len(v)}")
     return np.tile(np.array(v if len(v) == 4 else v * 4, np.float32), n_priors_total)
@@ -120,12 +133,16 @@ def prior_box(layer_shape, image_shape, *, min_size=(), max_size=(), aspect_rati
            [0.3586, 0.4293, 0.6414, 0.5707]], dtype=float32)
     """
     H, W, IH, IW = _layer_and_image(layer_shape, image_shape)
-    mins = _float_list(min_size, "min_size") if len(min_size) else []
-    maxs = _float_list(max_size, "max_size") if len(max_size) else []
-    fixed = _float_list(fixed_size, "fixed_size") if len(fixed_size) else []
-    fratio = _float_list(fixed_ratio, "fixed_ratio") if len(fixed_ratio) else []
-    dens = _float_list(density, "density") if len(density) else []
-    ars = _aspect_ratios(_float_list(aspect_ratio, "aspect_ratio") if len(aspect_ratio) else [], bool(flip))
+    mins = _float_list(min_size, "min_size", positive=True)
+    maxs = _float_list(max_size, "max_size", positive=True)
+    fixed = _float_list(fixed_size, "fixed_size", positive=True)
+    fratio = _float_list(fixed_ratio, "fixed_ratio", positive=True)
+    dens = _float_list(density, "density", positive=True)
+    flip = _checks.check_bool(flip, "flip")
+    clip = _checks.check_bool(clip, "clip")
+    scale_all_sizes = _checks.check_bool(scale_all_sizes, "scale_all_sizes")
+    min_max_aspect_ratios_order = _checks.check_bool(min_max_aspect_ratios_order, "min_max_aspect_ratios_order")
+    ars = _aspect_ratios(_float_list(aspect_ratio, "aspect_ratio", positive=True), flip)
     st = _F32(_checks.check_real(step, "step"))
     off = _F32(_checks.check_real(offset, "offset"))
     if fixed and len(dens) < len(fixed):
@@ -138,6 +155,7 @@ def prior_box(layer_shape, image_shape, *, min_size=(), max_size=(), aspect_rati
     for d in dens:
         d2 = int(d) * int(d) - 1
         n_expected += (len(fratio) if fratio else len(ars)) * d2
+    _check_size(H, W, max(n_expected, 0))                           # before the per-prior loops below
     if not scale_all_sizes:                                         # mxnet-like PriorBox
         st = _F32(1) * _F32(IH) / _F32(H) if st == -1 else st * _F32(IH)
         mins = [m * _F32(IH) for m in mins]
@@ -184,8 +202,9 @@ def prior_box(layer_shape, image_shape, *, min_size=(), max_size=(), aspect_rati
         specs += (big + ratio_boxes) if min_max_aspect_ratios_order else (ratio_boxes + big)
     if len(specs) != n_expected:
         raise ValueError(f"this attribute combination gives {len(specs)} priors per cell but OpenVINO PriorBox's "
-                         f"number_of_priors is {n_expected} (check max_size against min_size, density against "
-                         "fixed_size): OpenVINO would write out of its output")
+                         f"number_of_priors is {n_expected} (check `max_size` against `min_size`, `density` against "
+                         "`fixed_size`, `aspect_ratio` and `scale_all_sizes`): OpenVINO would write out of its output")
+    _check_size(H, W, len(specs))
     hh_, ww_ = np.meshgrid(np.arange(H, dtype=np.float32), np.arange(W, dtype=np.float32), indexing="ij")
     if st == 0:
         cx = (ww_ + half) * (_F32(IW) / _F32(W))
@@ -253,8 +272,9 @@ def prior_box_clustered(layer_shape, image_shape, *, widths=(), heights=(), clip
            [0.65, 0.4 , 0.85, 0.6 ]], dtype=float32)
     """
     H, W, IH, IW = _layer_and_image(layer_shape, image_shape)
-    ws = _float_list(widths, "widths") if len(widths) else []
-    hs = _float_list(heights, "heights") if len(heights) else []
+    ws = _float_list(widths, "widths")
+    hs = _float_list(heights, "heights")
+    clip = _checks.check_bool(clip, "clip")
     if len(ws) != len(hs):
         raise ValueError(f"`widths` and `heights` must have the same length (OpenVINO PriorBoxClustered); got "
                          f"{len(ws)} and {len(hs)}")
@@ -262,6 +282,7 @@ def prior_box_clustered(layer_shape, image_shape, *, widths=(), heights=(), clip
     sh = _F32(_checks.check_real(step_heights, "step_heights"))
     st = _F32(_checks.check_real(step, "step"))
     off = _F32(_checks.check_real(offset, "offset"))
+    _check_size(H, W, len(ws))
     step_w = st if sw == 0 else sw
     step_h = st if sh == 0 else sh
     if step_w == 0 and step_h == 0:

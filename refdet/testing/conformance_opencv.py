@@ -62,10 +62,21 @@ def opencv_nms_loop(rects, scores, score_threshold, nms_threshold, eta=1.0, top_
     even below 0.5), ``ties`` ("lowest_index" or "highest_index"), ``inclusive`` (suppress at
     ``IoU >= threshold``).
     """
-    from refdet.runtimes.opencv import _as_rects
+    from refdet import _checks
+    from refdet.runtimes.opencv import _as_rects, _check_nms_args, _opencv_scores
 
     r, integer = _as_rects(rects)
-    s = np.asarray(scores).astype(np.float32)
+    s = _opencv_scores(scores, len(r))
+    # NMSBoxesBatched takes any real score threshold (NMSBoxes asserts >= 0): the loop serves both
+    score_threshold, nms_threshold, eta, top_k = _check_nms_args(score_threshold, nms_threshold, eta, top_k,
+                                                                 fn="NMSBoxes", check_score=False)
+    _checks.check_choice(iou, "iou", ("opencv", "float32", "float64", "plus_one"))
+    _checks.check_choice(zero_area, "zero_area", ("one", "nan"))
+    _checks.check_choice(score_rule, "score_rule", (">", ">="))
+    _checks.check_choice(top_k_on, "top_k_on", ("candidates", "output"))
+    _checks.check_choice(eta_rule, "eta_rule", ("after_keep", "ignored", "always"))
+    _checks.check_choice(ties, "ties", ("lowest_index", "highest_index"))
+    inclusive = _checks.check_bool(inclusive, "inclusive")
     st = np.float32(score_threshold)
     cand = [i for i in range(len(s)) if (s[i] > st if score_rule == ">" else s[i] >= st)]
     if ties == "lowest_index":

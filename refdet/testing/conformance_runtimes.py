@@ -25,6 +25,11 @@ check_opencv_soft_nms_boxes
     (indices (K,), scores (K,))`` with ``method`` "linear" or "gaussian"
 check_opencv_blob_from_image
     ``fn(image (H, W[, C]), scalefactor, size (W, H) or None, mean, swap_rb, crop) -> (1, C, H', W')``
+check_opencv_prior_box
+    ``fn(layer_shape (H, W), image_shape (IH, IW), attrs dict) -> (2, H * W * P * 4)`` (OpenCV's
+    Caffe ``PriorBox`` layer; :mod:`refdet.testing.conformance_opencv_ssd`)
+check_opencv_detection_output
+    ``fn(loc (B, P * L * 4), conf (B, P * C), priors (1, 2, P * 4), attrs dict) -> (B * keep_top_k, 7)``
 check_openvino_nms
     ``fn(boxes (B, N, 4), scores (B, C, N), max_output_boxes_per_class, iou_threshold, score_threshold,
     soft_nms_sigma, box_encoding, sort_result_descending)`` (keywords) ``-> (selected_indices (K, 3),
@@ -40,21 +45,39 @@ check_openvino_roi_pooling
     ``fn(features, rois (K, 5), output_size, spatial_scale, method)`` (keywords) ``-> (K, C, PH, PW)``
 check_openvino_interpolate
     ``fn(x, sizes=, axes=, mode=, coordinate_transformation_mode=, nearest_mode=) -> y``
+check_openvino_detection_output (in :mod:`refdet.testing.conformance_openvino_detection`)
+    ``fn(location, confidence, priors, **attributes) -> (1, 1, R, 7)``
+check_openvino_proposal (in :mod:`refdet.testing.conformance_openvino_detection`)
+    ``fn(class_probs, bbox_deltas, image_shape, **attributes) -> (rois (B * post_nms_topn, 5), probs)``
+check_openvino_prior_grid_generator, check_openvino_generate_proposals_single_image,
+check_openvino_detectron_detection_output, check_openvino_detectron_roi_feature_extractor
+    OpenVINO's ExperimentalDetectron* operators (in :mod:`refdet.testing.conformance_openvino_detectron`)
 """
 from __future__ import annotations
 
 from refdet.testing.conformance_opencv import (  # noqa: F401  (re-exported)
     _per_class_nms, check_opencv_blob_from_image, check_opencv_nms_boxes, check_opencv_nms_boxes_batched,
     check_opencv_soft_nms_boxes, opencv_nms_loop)
+from refdet.testing.conformance_opencv_ssd import (  # noqa: F401  (re-exported)
+    check_opencv_detection_output, check_opencv_prior_box)
 from refdet.testing.conformance_openvino import (  # noqa: F401  (re-exported)
     check_openvino_fake_quantize, check_openvino_interpolate, check_openvino_nms, check_openvino_prior_box,
     check_openvino_prior_box_clustered, check_openvino_roi_align, check_openvino_roi_pooling,
     fake_quantize_tolerance)
+from refdet.testing.conformance_openvino_detection import (  # noqa: F401  (re-exported)
+    check_openvino_detection_output, check_openvino_proposal)
+from refdet.testing.conformance_openvino_detectron import (  # noqa: F401  (re-exported)
+    check_openvino_detectron_detection_output, check_openvino_detectron_roi_feature_extractor,
+    check_openvino_generate_proposals_single_image, check_openvino_prior_grid_generator)
 
 __all__ = ["check_opencv_nms_boxes", "check_opencv_nms_boxes_batched", "check_opencv_soft_nms_boxes",
-           "check_opencv_blob_from_image", "check_openvino_nms",
+           "check_opencv_blob_from_image", "check_opencv_prior_box", "check_opencv_detection_output",
+           "check_openvino_nms",
            "check_openvino_prior_box", "check_openvino_prior_box_clustered", "check_openvino_fake_quantize",
            "check_openvino_roi_align", "check_openvino_roi_pooling", "check_openvino_interpolate",
+           "check_openvino_detection_output", "check_openvino_proposal", "check_openvino_prior_grid_generator",
+           "check_openvino_generate_proposals_single_image", "check_openvino_detectron_detection_output",
+           "check_openvino_detectron_roi_feature_extractor",
            "RUNTIME_CHECKS"]
 
 
@@ -64,6 +87,8 @@ RUNTIME_CHECKS = {
     "opencv_nms_boxes_batched": check_opencv_nms_boxes_batched,
     "opencv_soft_nms_boxes": check_opencv_soft_nms_boxes,
     "opencv_blob_from_image": check_opencv_blob_from_image,
+    "opencv_prior_box": check_opencv_prior_box,
+    "opencv_detection_output": check_opencv_detection_output,
     "openvino_nms": check_openvino_nms,
     "openvino_prior_box": check_openvino_prior_box,
     "openvino_prior_box_clustered": check_openvino_prior_box_clustered,
@@ -71,4 +96,10 @@ RUNTIME_CHECKS = {
     "openvino_roi_align": check_openvino_roi_align,
     "openvino_roi_pooling": check_openvino_roi_pooling,
     "openvino_interpolate": check_openvino_interpolate,
+    "openvino_detection_output": check_openvino_detection_output,
+    "openvino_proposal": check_openvino_proposal,
+    "openvino_prior_grid_generator": check_openvino_prior_grid_generator,
+    "openvino_generate_proposals_single_image": check_openvino_generate_proposals_single_image,
+    "openvino_detectron_detection_output": check_openvino_detectron_detection_output,
+    "openvino_detectron_roi_feature_extractor": check_openvino_detectron_roi_feature_extractor,
 }

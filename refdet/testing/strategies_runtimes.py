@@ -257,13 +257,13 @@ def openvino_roi_pooling_cases(draw, *, max_rois=6):
 @st.composite
 def openvino_interpolate_cases(draw, *, max_side=9):
     """Arguments of OpenVINO Interpolate-11 with sizes: x (1, C, H, W) float32, sizes of axes (2, 3)
-    (up, down, equal), mode, coordinate_transformation_mode, nearest_mode (incl. "simple")."""
+    (up, down, equal), mode (incl. the Pillow modes), coordinate_transformation_mode, nearest_mode (incl. "simple")."""
     from refdet.runtimes.openvino import INTERPOLATE_CTM, INTERPOLATE_NEAREST
 
     c, h, w = draw(st.integers(1, 2)), draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
     seed = draw(st.integers(0, 2 ** 32 - 1))
     x = np.random.default_rng(seed).standard_normal((1, c, h, w)).astype(np.float32)
-    mode = draw(st.sampled_from(["nearest", "nearest", "linear_onnx", "cubic"]))
+    mode = draw(st.sampled_from(["nearest", "nearest", "linear_onnx", "cubic", "bilinear_pillow", "bicubic_pillow"]))
     ctm = draw(st.sampled_from([m for m in INTERPOLATE_CTM if mode == "nearest" or m != "tf_half_pixel_for_nn"]))
     return dict(x=x, sizes=[draw(st.integers(1, 2 * max_side)), draw(st.integers(1, 2 * max_side))], axes=[2, 3],
                 mode=mode, coordinate_transformation_mode=ctm, nearest_mode=draw(st.sampled_from(INTERPOLATE_NEAREST)))

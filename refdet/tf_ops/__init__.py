@@ -19,9 +19,13 @@ verify tensorflow`` (:mod:`refdet.testing.conformance_tf`):
     ``Conv2D`` (``SAME``/``VALID``/``EXPLICIT``) and its gradients, ``sigmoid_cross_entropy_with_logits``:
     the padding geometry exactly, the sums and Eigen's ``exp`` to a few ulps.
 
-Not covered: ``GenerateBoundingBoxProposals`` has no CPU kernel in TF (``tensorflow-cpu`` reports "no
-registered kernels"), so it cannot be checked against TF here. These names stay under
-``refdet.tf_ops`` (TF's operator names would shadow refdet's own functions at the top level).
+:mod:`~refdet.tf_ops.proposals`
+    ``GenerateBoundingBoxProposals`` (``tf.image.generate_bounding_box_proposals``), read from its CUDA
+    kernel: TF has no CPU kernel for it (``tensorflow-cpu`` reports "no registered kernels"), so it is
+    pinned by worked examples and a loop from the source, not checked against TF; a test notices the
+    day a CPU kernel appears.
+
+These names stay under ``refdet.tf_ops`` (TF's operator names would shadow refdet's own functions at the top level).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from refdet.tf_ops.nms import (CombinedNMSResult, NMSResult, combined_non_max_su
                                non_max_suppression, tf_iou)
 from refdet.tf_ops.nn import (Conv2DBackprop, conv2d, conv2d_backprop, sigmoid_cross_entropy_with_logits,
                               sigmoid_cross_entropy_with_logits_grad)
+from refdet.tf_ops.proposals import BBOX_XFORM_CLIP, ProposalsResult, generate_bounding_box_proposals
 from refdet.tf_ops.quant import (QUANTIZE_MODES, QUANTIZED_TYPES, ROUND_MODES, FakeQuantGradients, QuantizeResult,
                                  fake_quant_with_min_max_args, fake_quant_with_min_max_vars,
                                  fake_quant_with_min_max_vars_gradient, fake_quant_with_min_max_vars_per_channel,
@@ -40,4 +45,5 @@ __all__ = ["NMSResult", "CombinedNMSResult", "non_max_suppression", "combined_no
            "Conv2DBackprop", "sigmoid_cross_entropy_with_logits", "sigmoid_cross_entropy_with_logits_grad",
            "nudge", "fake_quant_with_min_max_vars", "fake_quant_with_min_max_args",
            "fake_quant_with_min_max_vars_per_channel", "fake_quant_with_min_max_vars_gradient", "FakeQuantGradients",
-           "quantize_v2", "QuantizeResult", "QUANTIZE_MODES", "ROUND_MODES", "QUANTIZED_TYPES"]
+           "quantize_v2", "QuantizeResult", "QUANTIZE_MODES", "ROUND_MODES", "QUANTIZED_TYPES",
+           "generate_bounding_box_proposals", "ProposalsResult", "BBOX_XFORM_CLIP"]

@@ -130,7 +130,7 @@ EXEMPT = {
     "onnx_ops.CONV_TRANSPOSE_RUNTIMES": "constant", "onnx_ops.AUTO_PADS": "constant",
     "onnx_ops.RESIZE_RUNTIMES": "constant", "onnx_ops.RESIZE_MODES": "constant",
     "onnx_ops.COORDINATE_TRANSFORMATION_MODES": "constant", "onnx_ops.NEAREST_MODES": "constant",
-    "onnx_ops.KEEP_ASPECT_RATIO_POLICIES": "constant",
+    "onnx_ops.KEEP_ASPECT_RATIO_POLICIES": "constant", "onnx_ops.ORT_NEAREST_TIE_EPS": "constant",
     "onnx_ops.SoftmaxCache": "NamedTuple type", "onnx_ops.SoftmaxGrads": "NamedTuple type",
     "onnx_ops.LogSoftmaxCache": "NamedTuple type", "onnx_ops.LogSoftmaxGrads": "NamedTuple type",
     "onnx_ops.LeakyReluCache": "NamedTuple type", "onnx_ops.LeakyReluGrads": "NamedTuple type",

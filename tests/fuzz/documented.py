@@ -75,6 +75,39 @@ TABLE = {
     ("tf_ops.*non_max_suppression", "score_threshold", "huge", "accepted"): "the same TF rule: any real",
     ("yolo.weighted_boxes_fusion", "skip_box_thr", "*", "accepted"):
         "ZFTurbo's skip_box_thr filters raw scores, any real",
+    # -- OpenCV dnn and OpenVINO: the thresholds each runtime accepts (refdet.runtimes reproduces them) --
+    ("runtimes.opencv.nms_boxes", "*_threshold", "above1", "accepted"):
+        "OpenCV's NMSBoxes asserts only score_threshold >= 0 and nms_threshold >= 0 (modules/imgproc/src/nms.cpp "
+        "CV_Assert_N): scores are raw values, an IoU threshold >= 1 suppresses nothing (nms_boxes docstring)",
+    ("runtimes.opencv.nms_boxes", "*_threshold", "huge", "accepted"): "the same OpenCV rule: any value >= 0",
+    ("runtimes.opencv.soft_nms_boxes", "*_threshold", "above1", "accepted"):
+        "the same OpenCV rule for softNMSBoxes: any value >= 0",
+    ("runtimes.opencv.soft_nms_boxes", "*_threshold", "huge", "accepted"):
+        "the same OpenCV rule for softNMSBoxes: any value >= 0",
+    ("runtimes.opencv.nms_boxes_batched", "nms_threshold", "above1", "accepted"):
+        "OpenCV's NMSBoxesBatched asserts only nms_threshold >= 0",
+    ("runtimes.opencv.nms_boxes_batched", "nms_threshold", "huge", "accepted"):
+        "OpenCV's NMSBoxesBatched asserts only nms_threshold >= 0",
+    ("runtimes.opencv.nms_boxes_batched", "score_threshold", "*", "accepted"):
+        "OpenCV's NMSBoxesBatched does not assert score_threshold >= 0 (cv2 answers for -0.5): any real",
+    ("testing.conformance_opencv.opencv_nms_loop", "score_threshold", "*", "accepted"):
+        "the readable loop serves NMSBoxes and NMSBoxesBatched: any real score threshold (NaN and inf refused)",
+    ("testing.conformance_opencv.opencv_nms_loop", "nms_threshold", "above1", "accepted"):
+        "OpenCV's NMSBoxes asserts only nms_threshold >= 0",
+    ("testing.conformance_opencv.opencv_nms_loop", "nms_threshold", "huge", "accepted"):
+        "OpenCV's NMSBoxes asserts only nms_threshold >= 0",
+    ("runtimes.opencv_ssd.detection_output", "confidence_threshold", "*", "accepted"):
+        "OpenCV's DetectionOutput filters the raw conf input (no softmax) with score > threshold: any real "
+        "(detection_output docstring)",
+    ("runtimes.opencv_ssd.detection_output", "nms_threshold", "above1", "accepted"):
+        "OpenCV asserts only nms_threshold > 0 (detection_output_layer.cpp); >= 1 suppresses nothing",
+    ("runtimes.opencv_ssd.detection_output", "nms_threshold", "huge", "accepted"):
+        "the same OpenCV DetectionOutput rule: any nms_threshold > 0",
+    ("runtimes.openvino.non_max_suppression", "*_threshold", "*", "accepted"):
+        "OpenVINO NonMaxSuppression-9 takes any float iou_threshold and score_threshold (the specification "
+        "sets no range; the CPU plugin compares raw scores)",
+    ("testing.conformance_*", "fn", "nan_output", "nan"):
+        "the report's worst_error is NaN when the implementation under test answered NaN",
     # -- the implementation under test fails: reported, not a refdet error ------------------------
     ("testing.check_gradients", "*forward*", "*", "crash"):
         "an exception the forward under test raises propagates unchanged (it is the implementation's)",

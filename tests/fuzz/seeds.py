@@ -24,6 +24,9 @@ import refdet.testing
 import refdet.testing.conformance  # noqa: F401
 import refdet.walkthrough  # noqa: F401
 import refdet.plots  # noqa: F401
+import refdet.runtimes.openvino_detection  # noqa: F401  (the OpenVINO reproductions of issue 15)
+import refdet.runtimes.openvino_detectron  # noqa: F401
+import refdet.runtimes.openvino_proposal  # noqa: F401
 from tests import wrong_impls as _W
 from tests.contract import Case
 
@@ -47,6 +50,9 @@ SKIPPED = {
                                                         "registry (check_gradients is walked)",
     "refdet.plots.plot_*": "write image files through matplotlib (focal_loss_curve is walked)",
     "refdet.reference": "the readable loops: no validation by design, held equal to the fast paths",
+    "refdet.runtimes.adapters.{opencv,openvino}_adapters, openvino_runner, refdet.runtimes.tensorflow":
+        "argument-less factories of closures over an installed runtime (refdet verify runs them); "
+        "tests/_runtimes_fuzz_cases.py LEFT_OUT",
 }
 
 
@@ -301,6 +307,61 @@ EXTRA = [
 ]
 
 
+def _ov_do(r):
+    pri = np.stack([np.array([0, 0, 0.5, 0.5, 0.25, 0, 0.75, 0.5, 0.5, 0.5, 1, 1]), np.full(12, 0.1)])[None]
+    return ((r.normal(size=(1, 12)) * 0.1, r.random((1, 9)), pri),
+            dict(nms_threshold=0.5, keep_top_k=2, top_k=-1, code_type="caffe.PriorBoxParameter.CENTER_SIZE",
+                 normalized=True))
+
+
+def _ov_proposal(r):
+    return ((r.random((1, 2, 3, 4)), r.normal(size=(1, 4, 3, 4)) * 0.1, np.array([48.0, 64.0, 1.0])),
+            dict(base_size=16, pre_nms_topn=10, post_nms_topn=5, nms_thresh=0.7, feat_stride=16, min_size=1,
+                 ratio=[1.0], scale=[1.0]))
+
+
+def _ov_gpsi(r):
+    from refdet.runtimes.openvino_detectron import prior_grid_generator
+
+    anchors = prior_grid_generator(np.array([[-8.0, -8, 8, 8]]), (1, 1, 2, 3), (1, 3, 16, 24))
+    return ((np.array([16.0, 24.0, 1.0]), anchors, r.normal(size=(4, 2, 3)) * 0.1, r.random((1, 2, 3))),
+            dict(min_size=0.0, nms_threshold=0.7, pre_nms_count=6, post_nms_count=4))
+
+
+def _ov_eddo(r):
+    return ((_boxes(r, 4), r.normal(size=(4, 12)) * 0.1, r.random((4, 3)), np.array([[64.0, 64.0, 1.0]])),
+            dict(score_threshold=0.05, nms_threshold=0.5, num_classes=3, post_nms_count=10,
+                 max_detections_per_image=5))
+
+
+EXTRA += [
+    Case("runtimes.openvino_detection.detection_output", _ov_do),
+    Case("runtimes.openvino_detection.detection_output_rows", lambda r: ((refdet.runtimes.openvino_detection.detection_output(
+        *_ov_do(r)[0], **_ov_do(r)[1]),), {})),
+    Case("runtimes.openvino_proposal.proposal", _ov_proposal),
+    Case("runtimes.openvino_proposal.proposal_anchors", lambda r: ((16, [0.5, 1.0, 2.0], [8.0]), {})),
+    Case("runtimes.openvino_detectron.prior_grid_generator",
+         lambda r: ((r.normal(size=(2, 4)) * 8, (1, 2, 3, 4), (1, 3, 24, 32)), {})),
+    Case("runtimes.openvino_detectron.generate_proposals_single_image", _ov_gpsi),
+    Case("runtimes.openvino_detectron.detectron_detection_output", _ov_eddo),
+    Case("runtimes.openvino_detectron.detectron_roi_levels", lambda r: ((_boxes(r, 5, 300.0), 3), {})),
+    *[__import__("tests._runtimes_fuzz_cases", fromlist=["_fuzz_case"])._fuzz_case(f"testing.conformance_runtimes.{n}", f)
+      for n, f in (("check_openvino_detection_output", lambda **k: refdet.runtimes.openvino_detection.detection_output(**k)),
+                   ("check_openvino_proposal", lambda **k: refdet.runtimes.openvino_proposal.proposal(**k)[:2]),
+                   ("check_openvino_prior_grid_generator",
+                    lambda **k: refdet.runtimes.openvino_detectron.prior_grid_generator(**k)),
+                   ("check_openvino_generate_proposals_single_image",
+                    lambda **k: refdet.runtimes.openvino_detectron.generate_proposals_single_image(**k)[:2]),
+                   ("check_openvino_detectron_detection_output",
+                    lambda **k: refdet.runtimes.openvino_detectron.detectron_detection_output(**k)[:3]),
+                   ("check_openvino_detectron_roi_feature_extractor",
+                    lambda **k: refdet.runtimes.openvino_detectron.detectron_roi_feature_extractor(**k)))],
+    Case("runtimes.openvino_detectron.detectron_roi_feature_extractor",
+         lambda r: ((_boxes(r, 3, 60.0), [r.normal(size=(1, 2, 8, 8)), r.normal(size=(1, 2, 4, 4))]),
+                    dict(output_size=2, sampling_ratio=2, pyramid_scales=[4, 8]))),
+]
+
+
 #: the ml_dtypes conversions need the optional package (the onnx extra installs it)
 HAVE_ML_DTYPES = importlib.util.find_spec("ml_dtypes") is not None
 if HAVE_ML_DTYPES:
@@ -326,6 +387,14 @@ def tf_cases():
     return list(CASES)
 
 
+def runtimes_cases():
+    """The seeds of :mod:`refdet.runtimes` and the runtimes' conformance checks
+    (``tests/_runtimes_fuzz_cases.py``)."""
+    from tests._runtimes_fuzz_cases import cases
+
+    return cases()
+
+
 def all_cases():
-    """Every seed: the contract's cases, the tf_ops cases, then :data:`EXTRA`."""
-    return contract_cases() + tf_cases() + list(EXTRA)
+    """Every seed: the contract's cases, the tf_ops cases, the runtimes' cases, then :data:`EXTRA`."""
+    return contract_cases() + tf_cases() + runtimes_cases() + list(EXTRA)
