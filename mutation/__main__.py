@@ -6,7 +6,7 @@
     python -m mutation show box_coder           the surviving mutants of the last recorded run
     python -m mutation sample 40                the cross-check: a random sample from a second generator
     python -m mutation ci --budget 540          CI: the modules the change touched, within a time budget
-    python -m mutation conventions trace|pin|check|render   the convention-coverage table
+    python -m mutation conventions trace|pin|check|render|pending   the convention-coverage table
 
 ``run`` drives mutmut 3 (mutation/engine.py): each module in its own work folder
 ``build/mutation/<name>/`` against its own test files, and writes mutation/results.md and
@@ -159,10 +159,14 @@ def main(argv=None):
     ci.add_argument("--jobs", type=int, default=2)
     ci.add_argument("--max-modules", type=int, default=3, help="at most this many changed modules (smallest)")
     cv = sub.add_parser("conventions", help="the convention-coverage table")
-    cv.add_argument("action", choices=("trace", "pin", "check", "render"))
+    cv.add_argument("action", choices=("trace", "pin", "check", "render", "pending"))
     cv.add_argument("--ops", nargs="*", default=None, help="pin only these ops")
     cv.add_argument("--files", nargs="*", default=None, help="trace only these test files (merged)")
     cv.add_argument("--jobs", type=int, default=1)
+    cv.add_argument("--budget", type=float, default=None,
+                    help="seconds of (unswapped) test time a swap may run (default: SWAP_TEST_SECONDS)")
+    cv.add_argument("--pinned-first", action="store_true",
+                    help="run the *_pinned.py tests first, with larger caps (a retry of the survivors)")
     args = p.parse_args(argv)
     if args.cmd == "list":
         return cmd_list(args, cfg)

@@ -5,16 +5,22 @@ steps, both in a temporary copy of the tree:
 
 ``trace``
     The whole test suite runs once with :mod:`mutation.conventions_trace`: for each test, the
-    ``(op, knob, value)`` triples of every profile it resolved.
+    ``(op, knob, value)`` triples of every profile the library resolved (``--files``: only those
+    files, merged into the cached trace).
 ``pin``
     For every value ``v`` of every option (each profile's value, each allowed value of a ``choice``,
     both values of a ``flag``) and every *alternative* ``w`` (the option's other allowed values; for a
     number, the other profiles' values, or ``2 v`` when no profile differs), a *swap* makes
-    :func:`refdet.conventions.resolve` hand out ``w`` wherever it would hand out ``v`` for that op and
-    knob, and runs the tests that resolved ``v`` (fastest first, ``-x``). The first failing test pins
-    ``v`` against ``w``. A value is pinned when every alternative is caught.
+    :func:`refdet.conventions.resolve` hand out ``w`` wherever the library would get ``v`` for that
+    op and knob (a test, or refdet's testing/reference oracles, reading the registry still read
+    ``v``), and runs the tests that resolved ``v``: generic files last, fastest first, ``-x``, at most
+    :data:`SWAP_MAX_TESTS` tests from :data:`SWAP_MAX_FILES` files and ``--budget`` seconds. The
+    first failing test pins ``v`` against ``w``. A value is pinned when every alternative is caught
+    (or is in :data:`EQUIVALENT_SWAPS`). Incremental: a swap keeps its result while it would run the
+    same tests; a swap killed by a test that still passes stays killed.
 
-``render`` writes the table from the two; ``check`` compares the committed table with the live
+``render`` writes the table from the two; ``pending`` writes the values it does not pin to
+``tests/conventions_not_yet_pinned.txt``; ``check`` compares the committed table with the live
 registry (what ``tests/test_conventions_pinned.py`` does).
 """
 from __future__ import annotations
@@ -36,8 +42,15 @@ TABLE_JSON = os.path.join(HERE, "convention_coverage.json")
 TABLE_MD = os.path.join(HERE, "convention_coverage.md")
 TRACE = os.path.join(R.CACHE, "convention-trace.json")
 SWAPS = os.path.join(R.CACHE, "convention-swaps.jsonl")
+#: tests that read the registry itself (profiles against their table): they resolve every value but
+#: pin none of the branches (the trace of an older plugin recorded their direct calls)
+NOT_SWAP_TESTS = ("tests/test_conventions.py::", "tests/test_conventions_pinned.py::")
 #: a swap runs the fastest tests resolving the value until their baseline time reaches this (s)
-SWAP_TEST_SECONDS = 90.0
+SWAP_TEST_SECONDS = 20.0
+#: ... from at most this many test files, at most this many tests (a swap's child collects each file
+#: it runs: with eleven files, collecting took longer than the tests)
+SWAP_MAX_FILES = 2
+SWAP_MAX_TESTS = 12
 
 _IOU_FAMILY = tuple(f"{f}{p}" for f in ("box_iou", "generalized_box_iou", "distance_box_iou", "complete_box_iou")
                     for p in ("", "_paired"))
@@ -47,6 +60,24 @@ EQUIVALENT_SWAPS = [
     {"ops": _IOU_FAMILY, "knob": "guard", "values": ("inter_gt_0", "skip_degenerate", "pfr"),
      "reason": "one function: I > 0 needs iw > 0 and ih > 0, hence positive areas and U > 0 "
                "(tests/test_iou_pinned.py::test_zero_writing_guards_are_one_function)"},
+    {"ops": ("decode_boxes", "decode_boxes_forward"), "knob": "weight_mode", "values": ("multiply", "multiply_after"),
+     "reason": "decoding divides the delta by the weight under both (they differ only in encode's order of "
+               "operations): forward and backward bit-identical "
+               "(tests/test_box_coder_conventions_pinned.py::test_decode_multiply_and_multiply_after_are_one_function)"},
+    {"ops": ("fpn_init",), "knob": "p6p7_input", "values": ("auto", "c5"),
+     "reason": "fpn_init only sizes the P6 weight from it: C5's channels under both (fpn_forward tells them apart) "
+               "(tests/test_fpn_conventions_pinned.py::test_fpn_init_p6_sources_with_one_shape_are_one_function)"},
+    {"ops": ("fpn_init",), "knob": "p6p7_input", "values": ("p5", "lateral"),
+     "reason": "fpn_init only sizes the P6 weight from it: F channels under both "
+               "(tests/test_fpn_conventions_pinned.py::test_fpn_init_p6_sources_with_one_shape_are_one_function)"},
+    {"ops": ("multibox_loss",), "knob": "zero_positive", "values": ("max1", "zero"),
+     "reason": "with no positive nothing is mined (3 * 0 negatives): the sum / max(1, 0) is 0, the paper's 0; "
+               "forward and backward bit-identical "
+               "(tests/test_losses_detector_conventions_pinned.py::test_zero_positive_max1_and_zero_are_one_function)"},
+    {"ops": ("roi_align", "multiscale_roi_align"), "knob": "sampling_ratio", "values": (-1, 0),
+     "reason": "every sampling_ratio <= 0 is the adaptive grid ceil(size / output): same bits forward and "
+               "backward (tests/test_roi_conventions_pinned.py::"
+               "test_roi_align_sampling_ratio_minus_one_and_zero_are_one_function)"},
 ]
 
 
@@ -102,10 +133,35 @@ def alternatives(opt, v, values, knob, op) -> list:
     return out
 
 
+def load_registry() -> None:
+    """Import every refdet module that registers a convention table (``import refdet`` alone misses
+    the ones it does not import, e.g. ``refdet.tf_ops``): found by reading the sources, not by
+    importing the whole package."""
+    import importlib
+    import re
+
+    import refdet
+
+    pkg = os.path.dirname(os.path.abspath(refdet.__file__))
+    pat = re.compile(r"^\s*(?:conventions|_conv|C)\.register\(|^\s*register\(", re.M)
+    for dirpath, dirnames, filenames in os.walk(pkg):
+        dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
+        for f in filenames:
+            if not f.endswith(".py") or f == "__main__.py":
+                continue
+            path = os.path.join(dirpath, f)
+            with open(path, encoding="utf-8") as fh:
+                if not pat.search(fh.read()):
+                    continue
+            rel = os.path.relpath(path, os.path.dirname(pkg))[:-3].replace(os.sep, ".")
+            importlib.import_module(rel[: -len(".__init__")] if rel.endswith(".__init__") else rel)
+
+
 def registry_values():
     """[(op, knob, value, [alternatives])] for every value of every option of every registered op."""
     from refdet import conventions
 
+    load_registry()
     out = []
     for op in conventions.ops():
         t = conventions.describe(op)
@@ -137,7 +193,7 @@ def trace(tree: str, log=print, files=None) -> dict:
     env["REFDET_CONVENTION_TRACE"] = out
     env["HYPOTHESIS_PROFILE"] = "mutation"
     t0 = time.perf_counter()
-    log("conventions: tracing the whole suite ...")
+    log(f"conventions: tracing {', '.join(files) if files else 'the whole suite'} ...")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
                            "mutation.conventions_trace", "-o", "addopts=", "-W", "ignore", *(files or ["tests"])],
                           cwd=tree, env=env, capture_output=True, text=True)
@@ -151,7 +207,7 @@ def trace(tree: str, log=print, files=None) -> dict:
             old = json.load(fh)
         keep = {n: r for n, r in old["tests"].items() if n.split("::")[0] not in files}
         keep.update(data["tests"])
-        data = {"tests": keep, "seconds": old.get("seconds", 0.0)}
+        data = {"tests": keep, "seconds": old.get("seconds", 0.0), "resolve_calls": old.get("resolve_calls")}
     os.makedirs(R.CACHE, exist_ok=True)
     with open(TRACE, "w") as fh:
         json.dump(data, fh)
@@ -163,8 +219,27 @@ def _item_id(op, knob, v, w) -> str:
     return hashlib.sha1(f"{op}|{knob}|{_key(v)}|{_key(w)}".encode()).hexdigest()[:12]
 
 
-def plan(trace_data: dict, ops=None) -> list:
-    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed"}
+def _digest(tests) -> str:
+    return hashlib.sha1("\n".join(tests).encode()).hexdigest()[:8]
+
+
+#: test files whose tests check properties that hold under every convention (memory layout, bad
+#: input, fuzzing, API contracts): run last in a swap, they seldom tell two values apart
+GENERIC_TEST_FILES = ("test_contract", "test_hardening", "test_fuzz", "test_layout", "test_readme", "test_docs",
+                      "test_public_api", "test_api")
+
+
+def _rank(name, duration, pinned_first=False):
+    """Order of the tests a swap runs: the fastest first, the generic ones last; ``pinned_first`` (the
+    retry of the survivors, ``pin --pinned-first``): the ``*_pinned.py`` files before the others. (Not
+    by default: a pinned test resolving a value on its way to another filled the budget.)"""
+    base = os.path.basename(name.split("::")[0])
+    return (0 if pinned_first and "pinned" in base else 1, 1 if base.startswith(GENERIC_TEST_FILES) else 0,
+            duration, name)
+
+
+def plan(trace_data: dict, ops=None, budget=None, pinned_first=False) -> list:
+    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed" and not n.startswith(NOT_SWAP_TESTS)}
     by_value = {}
     for n, r in tests.items():
         for op, knob, key in r["values"]:
@@ -173,41 +248,74 @@ def plan(trace_data: dict, ops=None) -> list:
     for op, knob, v, alts in registry_values():
         if ops and op not in ops:
             continue
-        users = sorted(by_value.get((op, knob, _key(v)), []), key=lambda n: (tests[n]["duration"], n))
-        chosen, total = [], 0.0
+        users = sorted(by_value.get((op, knob, _key(v)), []), key=lambda n: _rank(n, tests[n]["duration"], pinned_first))
+        chosen, total, files = [], 0.0, set()
         for n in users:
-            if chosen and total >= SWAP_TEST_SECONDS:
+            if chosen and (total >= (SWAP_TEST_SECONDS if budget is None else budget)
+                           or len(chosen) >= SWAP_MAX_TESTS * (2 if pinned_first else 1)):
                 break
+            f = n.split("::")[0]
+            if f not in files and len(files) >= SWAP_MAX_FILES + (1 if pinned_first else 0):
+                continue
+            files.add(f)
             chosen.append(n)
             total += tests[n]["duration"]
         for w in alts:
             if equivalent_swap(op, knob, v, w):
                 continue
-            items.append({"id": _item_id(op, knob, v, w), "op": op, "knob": knob, "value": _key(v), "to": _key(w),
-                          "tests": chosen, "resolved_by": len(users), "timeout": 5.0 * total + 30.0})
+            base = _item_id(op, knob, v, w)
+            items.append({"id": f"{base}-{_digest(chosen)}", "base": base, "op": op, "knob": knob, "value": _key(v),
+                          "to": _key(w), "tests": chosen, "resolved_by": len(users),
+                          "timeout": 5.0 * total + 30.0})
     return items
 
 
-def pin(tree: str, trace_data: dict, *, jobs=1, ops=None, log=print) -> dict:
-    items = plan(trace_data, ops)
-    done = {}
+def _load_swaps() -> list:
+    out = []
     if os.path.exists(SWAPS):
         with open(SWAPS) as fh:
             for line in fh:
                 try:
-                    r = json.loads(line)
+                    out.append(json.loads(line))
                 except ValueError:
                     continue
-                done[r["id"]] = r
-    runnable = [it for it in items if it["tests"] and it["id"] not in done]
+    return out
+
+
+def cached(items: list, trace_data: dict, strict: bool = True) -> dict:
+    """``{base id: result or None}``: a swap's recorded result, when it still holds. A swap run on
+    exactly the tests it would run now keeps its result; a swap killed by a test that still passes
+    unswapped stays killed whatever tests were added. Anything else runs again: a survivor whose
+    test set changed (a new test resolves the value) is re-run, nothing else (the incremental pin).
+    Not ``strict`` (rendering): a swap with neither takes its latest result."""
+    passing = {n for n, r in trace_data["tests"].items() if r["outcome"] == "passed"}
+    by_id, killed, latest = {}, {}, {}
+    for r in _load_swaps():
+        by_id[r["id"]] = r
+        latest[r["id"].split("-")[0]] = r
+        if r["status"] in ("killed", "timeout") and (r["killer"] in passing or r["killer"].startswith("<")) \
+                and r["killer"] != "":
+            killed[r["id"].split("-")[0]] = r
+    out = {}
+    for it in items:
+        # a kill by a test that still passes wins: one failing test pins the value against it
+        out[it["base"]] = killed.get(it["base"]) or by_id.get(it["id"]) or (None if strict else latest.get(it["base"]))
+    return out
+
+
+def pin(tree: str, trace_data: dict, *, jobs=1, ops=None, budget=None, pinned_first=False, log=print) -> dict:
+    items = plan(trace_data, ops, budget, pinned_first)
+    done = cached(items, trace_data)
+    runnable = [it for it in items if it["tests"] and done[it["base"]] is None]
     log(f"conventions: {len(items)} swaps, {sum(1 for it in items if not it['tests'])} of values no test "
-        f"resolves, {len(runnable)} to run ({len(done)} cached)")
+        f"resolves, {len(runnable)} to run ({sum(r is not None for r in done.values())} cached)")
     if runnable:
         tmp = os.path.dirname(tree)
         files = sorted({n.split("::")[0] for it in runnable for n in it["tests"]})
         job = os.path.join(tmp, "job-swaps.json")
         with open(job, "w") as fh:
             json.dump({"kind": "swap", "test_files": files, "items": runnable, "jobs": jobs, "tmpdir": tmp}, fh)
+        os.makedirs(R.CACHE, exist_ok=True)
         proc = subprocess.Popen([sys.executable, "-m", "mutation.worker", "items", job, SWAPS], cwd=tree,
                                 env=R._env(tree), stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(tmp, "worker-swaps.log"), "w"))
@@ -216,20 +324,15 @@ def pin(tree: str, trace_data: dict, *, jobs=1, ops=None, log=print) -> dict:
             while proc.poll() is None:
                 time.sleep(2.0)
                 if time.perf_counter() - last > 60:
-                    log(f"conventions: {R._count_lines(SWAPS)} swaps done ({time.perf_counter() - t0:.0f} s)")
+                    log(f"conventions: {R._count_lines(SWAPS)} swaps recorded ({time.perf_counter() - t0:.0f} s)")
                     last = time.perf_counter()
         except BaseException:
             proc.terminate()
             proc.wait()
             raise
-        with open(SWAPS) as fh:
-            for line in fh:
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue
-                done[r["id"]] = r
-    return {it["id"]: done.get(it["id"]) for it in items}
+        log(f"conventions: {len(runnable)} swaps run in {time.perf_counter() - t0:.0f} s")
+        done = cached(items, trace_data)
+    return done
 
 
 def _show(v) -> str:
@@ -239,7 +342,7 @@ def _show(v) -> str:
 
 def render(trace_data: dict, swaps: dict) -> dict:
     """The table (json) from the trace and the swap results; also writes the markdown."""
-    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed"}
+    tests = {n: r for n, r in trace_data["tests"].items() if r["outcome"] == "passed" and not n.startswith(NOT_SWAP_TESTS)}
     count = {}
     for n, r in tests.items():
         for op, knob, key in r["values"]:
@@ -260,7 +363,14 @@ def render(trace_data: dict, swaps: dict) -> dict:
         entry["pinned"] = all(a["status"] in ("killed", "timeout", "equivalent") for a in entry["against"]) and (
             entry["resolved_by"] > 0)
         rows.append(entry)
-    table = {"generated_by": "python -m mutation conventions pin", "values": rows}
+    used = [r for r in swaps.values() if r is not None]
+    stats = {"values": len(rows), "pinned": sum(r["pinned"] for r in rows),
+             "swaps": sum(len(r["against"]) for r in rows),
+             "swaps_caught": sum(a["status"] in ("killed", "timeout", "equivalent") for r in rows for a in r["against"]),
+             "tests_traced": len(trace_data["tests"]), "trace_seconds": round(trace_data.get("seconds", 0.0)),
+             "resolve_calls": trace_data.get("resolve_calls"),
+             "swap_seconds": round(sum(r.get("time", 0.0) for r in used))}
+    table = {"generated_by": "python -m mutation conventions pin", "stats": stats, "values": rows}
     with open(TABLE_JSON, "w") as fh:
         json.dump(table, fh, indent=1)
         fh.write("\n")
@@ -276,9 +386,15 @@ def render_md(table: dict) -> str:
              "Generated by `python -m mutation conventions trace` + `pin` (see `mutation/convention_coverage.py`).",
              "For each value of each option of each op in `refdet.conventions`, *resolved by* counts the tests",
              "that resolve it; each alternative is a swap (the option says the alternative wherever it said the",
-             "value) and the test named is the first that fails on it. `tests/test_conventions_pinned.py` fails",
-             "when a registry value is missing here or not pinned against every alternative.", "",
+             "value) and the test named is the first that fails on it (*equivalent*: the two values compute the",
+             "same on every input, `EQUIVALENT_SWAPS`, with the test that shows it; **SURVIVED**: no test tried",
+             "failed; **NOT RUN**: the swap was not run yet). `tests/test_conventions_pinned.py` fails when a",
+             "registry value is missing here, or is not pinned and not listed in",
+             "`tests/conventions_not_yet_pinned.txt` (a list that may only shrink).", "",
              f"{pinned} of {len(rows)} values pinned.", "",
+             *([f"Trace: {st['tests_traced']} tests in {st['trace_seconds']} s ({st['resolve_calls']} calls of "
+                f"`resolve`); swaps: {st['swaps_caught']} of {st['swaps']} caught, {st['swap_seconds']} s of "
+                "swap runs.", ""] if (st := table.get("stats")) else []),
              "| op | knob | value | resolved by | pinned against: alternative -> first failing test |",
              "|---|---|---|---:|---|"]
     for r in rows:
@@ -300,7 +416,12 @@ def check(table: dict) -> list:
     """Problems: registry values missing from ``table``, or not pinned against every alternative."""
     have = {(r["op"], r["knob"], r["key"]): r for r in table["values"]}
     problems = []
-    for op, knob, v, alts in registry_values():
+    live = registry_values()
+    gone = set(have) - {(op, knob, _key(v)) for op, knob, v, _ in live}
+    for op, knob, key in sorted(gone):
+        problems.append(f"{op}.{knob} = {have[(op, knob, key)]['value']}: in the table but no longer in the registry "
+                        "(regenerate the table)")
+    for op, knob, v, alts in live:
         r = have.get((op, knob, _key(v)))
         if r is None:
             problems.append(f"{op}.{knob} = {v!r}: not in the table (regenerate: python -m mutation conventions pin)")
@@ -316,6 +437,26 @@ def check(table: dict) -> list:
     return problems
 
 
+PENDING = os.path.join(os.path.dirname(HERE), "tests", "conventions_not_yet_pinned.txt")
+
+
+def pending_lines(table: dict) -> list:
+    """``op.knob=value  # why`` for every value ``table`` does not pin (tests/conventions_not_yet_pinned.txt)."""
+    out = []
+    for r in table["values"]:
+        if r["pinned"]:
+            continue
+        bad = [a for a in r["against"] if a["status"] not in ("killed", "timeout", "equivalent")]
+        if r["resolved_by"] == 0:
+            why = "no test resolves it"
+        elif all(a["status"] == "not run" for a in bad):
+            why = "swap not run yet: " + ", ".join(a["to"] for a in bad)
+        else:
+            why = "; ".join(f"-> {a['to']}: {a['status']}" for a in bad)
+        out.append(f"{r['op']}.{r['knob']}={r['value']}  # {why}")
+    return out
+
+
 def main(args, cfg):
     if args.action == "check":
         if not os.path.exists(TABLE_JSON):
@@ -327,38 +468,33 @@ def main(args, cfg):
             print(p)
         print(f"{len(problems)} problem(s)")
         return 1 if problems else 0
+    if args.action == "pending":
+        with open(TABLE_JSON) as fh:
+            lines = pending_lines(json.load(fh))
+        with open(PENDING, "w") as fh:
+            fh.write("# Convention values the committed table (mutation/convention_coverage.md) does not pin yet,\n"
+                     "# with why. tests/test_conventions_pinned.py: the list may only shrink. Written by\n"
+                     "# python -m mutation conventions pending.\n")
+            fh.writelines(line + "\n" for line in lines)
+        print(f"{len(lines)} value(s) not pinned -> {PENDING}")
+        return 0
     if args.action == "render":
         with open(TRACE) as fh:
             data = json.load(fh)
-        swaps = {}
-        if os.path.exists(SWAPS):
-            with open(SWAPS) as fh:
-                for line in fh:
-                    r = json.loads(line)
-                    swaps[r["id"]] = r
-        table = render(data, swaps)
+        table = render(data, cached(plan(data), data, strict=False))
         print(f"{sum(r['pinned'] for r in table['values'])} of {len(table['values'])} values pinned")
         return 0
     tree = R.make_copy()
     try:
         if args.action == "trace" or not os.path.exists(TRACE):
             data = trace(tree, files=args.files)
-            if os.path.exists(SWAPS):
-                # swaps that did not fail may fail with the new tests: run them again
-                keep = []
-                with open(SWAPS) as fh:
-                    for line in fh:
-                        r = json.loads(line)
-                        if r["status"] in ("killed", "timeout"):
-                            keep.append(line)
-                with open(SWAPS, "w") as fh:
-                    fh.writelines(keep)
         else:
             with open(TRACE) as fh:
                 data = json.load(fh)
         if args.action == "pin":
-            swaps = pin(tree, data, jobs=args.jobs, ops=args.ops)
-            table = render(data, swaps)
+            pin(tree, data, jobs=args.jobs, ops=args.ops, budget=args.budget, pinned_first=args.pinned_first)
+            # the table always covers every op (a pin of some ops keeps the others' recorded results)
+            table = render(data, cached(plan(data, budget=args.budget), data, strict=False))
             print(f"{sum(r['pinned'] for r in table['values'])} of {len(table['values'])} values pinned")
     finally:
         import shutil

@@ -329,8 +329,21 @@ def _mutant_child(item, spec, source, fail_path):
     _run_tests(order, fail_path)
 
 
+def library_caller(filename: str) -> bool:
+    """``filename`` (of the code calling ``conventions.resolve``) is refdet's library code: not a test,
+    not ``refdet/testing`` or ``refdet/reference`` (the independent oracles a test compares with)."""
+    import refdet
+
+    pkg = os.path.dirname(os.path.abspath(refdet.__file__)) + os.sep
+    f = os.path.abspath(filename)
+    return f.startswith(pkg) and not f.startswith((pkg + "testing" + os.sep, pkg + "reference" + os.sep))
+
+
 def _swap_child(item, spec, source, fail_path):
-    """A convention swap: wherever ``op`` resolves ``knob`` to ``value``, it gets ``to`` instead."""
+    """A convention swap: wherever the library resolves ``knob`` of ``op`` to ``value``, it gets ``to``
+    instead. Only the library's own calls are swapped (the branch computes something else); a test,
+    or refdet's testing/reference oracles, reading the profile still read the registry's value (a
+    test comparing ``resolve`` with the table pins the table, not the branch)."""
     import pickle
 
     from refdet import conventions
@@ -338,10 +351,17 @@ def _swap_child(item, spec, source, fail_path):
     op, knob = item["op"], item["knob"]
     value, to = pickle.loads(bytes.fromhex(item["value"])), pickle.loads(bytes.fromhex(item["to"]))
     original = conventions.resolve
+    callers = {}
 
     def swapped(op_, convention, /, **overrides):
         prof = original(op_, convention, **overrides)
-        if op_ == op and same_value(prof[knob], value):
+        if op_ != op:
+            return prof
+        fn = sys._getframe(1).f_code.co_filename
+        lib = callers.get(fn)
+        if lib is None:
+            lib = callers[fn] = library_caller(fn)
+        if lib and same_value(prof[knob], value):
             values = dict(prof)
             values[knob] = to
             prof = conventions.Profile(op_, prof.name, values, prof.overridden)
