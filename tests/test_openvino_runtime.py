@@ -406,7 +406,7 @@ def test_interpolate_bad_input():
     with pytest.raises(ValueError, match="exactly one of `sizes` and `scales`"):
         V.interpolate(x, axes=[2, 3])
     with pytest.raises(ValueError, match="mode"):
-        V.interpolate(x, sizes=[2, 2], axes=[2, 3], mode="linear")
+        V.interpolate(x, sizes=[2, 2], axes=[2, 3], mode="bilinear")
     with pytest.raises(ValueError, match="sizes"):
         V.interpolate(x, sizes=[2], axes=[2, 3])
 

@@ -625,8 +625,11 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
     (:func:`refdet.onnx_ops.resize.resize`, onnxruntime's arithmetic): OpenVINO agrees within 5e-6
     relative (another order of the float32 taps). The Pillow modes are bit-exact, and read neither
     ``coordinate_transformation_mode`` nor ``cube_coeff`` (see
-    :func:`refdet.runtimes.openvino_pillow.interpolate_pillow`). OpenVINO's ``"linear"`` (a triangle
-    filter) is not reproduced (``ValueError``).
+:func:`refdet.runtimes.openvino_pillow.interpolate_pillow`). ``"linear"`` is, by the specification, a
+    triangle filter that widens when ``antialias`` is set and the image shrinks; the CPU plugin computes
+    it as ``"linear_onnx"`` instead, bit for bit, with ``antialias`` not read (measured on openvino
+    2026.4 over random sizes and coordinate modes, ``tests/test_openvino_pillow.py``), so here it is
+    ``"linear_onnx"`` too.
 
     Parameters
     ----------
@@ -637,7 +640,7 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
         Scales of ``axes`` (``"scales"``); the output size is ``floor(in * scale)``.
     axes : sequence of int, optional
         Default: all axes.
-    mode : {"nearest", "linear_onnx", "cubic", "bilinear_pillow", "bicubic_pillow"}
+    mode : {"nearest", "linear", "linear_onnx", "cubic", "bilinear_pillow", "bicubic_pillow"}
     coordinate_transformation_mode : str
     nearest_mode : str
     cube_coeff : float
@@ -655,10 +658,9 @@ def interpolate(x: np.ndarray, sizes=None, scales=None, axes=None, *, mode: str 
 
     from refdet.runtimes.openvino_pillow import PILLOW_MODES, interpolate_pillow
 
-    if mode == "linear":
-        raise ValueError("`mode` 'linear' (OpenVINO Interpolate's triangle filter) is not reproduced; "
-                         "'linear_onnx', 'cubic', 'nearest' and the Pillow modes are")
-    _checks.check_choice(mode, "mode", ("nearest", "linear_onnx", "cubic") + PILLOW_MODES)
+    _checks.check_choice(mode, "mode", ("nearest", "linear", "linear_onnx", "cubic") + PILLOW_MODES)
+    if mode == "linear":            # the CPU plugin runs "linear" as "linear_onnx" (measured; see the docstring)
+        mode = "linear_onnx"
     _checks.check_choice(coordinate_transformation_mode, "coordinate_transformation_mode", INTERPOLATE_CTM)
     _checks.check_choice(nearest_mode, "nearest_mode", INTERPOLATE_NEAREST)
     if mode in PILLOW_MODES:

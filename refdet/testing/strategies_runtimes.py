@@ -263,7 +263,7 @@ def openvino_interpolate_cases(draw, *, max_side=9):
     c, h, w = draw(st.integers(1, 2)), draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
     seed = draw(st.integers(0, 2 ** 32 - 1))
     x = np.random.default_rng(seed).standard_normal((1, c, h, w)).astype(np.float32)
-    mode = draw(st.sampled_from(["nearest", "nearest", "linear_onnx", "cubic", "bilinear_pillow", "bicubic_pillow"]))
+    mode = draw(st.sampled_from(["nearest", "nearest", "linear", "linear_onnx", "cubic", "bilinear_pillow", "bicubic_pillow"]))
     ctm = draw(st.sampled_from([m for m in INTERPOLATE_CTM if mode == "nearest" or m != "tf_half_pixel_for_nn"]))
     return dict(x=x, sizes=[draw(st.integers(1, 2 * max_side)), draw(st.integers(1, 2 * max_side))], axes=[2, 3],
                 mode=mode, coordinate_transformation_mode=ctm, nearest_mode=draw(st.sampled_from(INTERPOLATE_NEAREST)))
