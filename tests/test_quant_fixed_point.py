@@ -336,3 +336,18 @@ def test_double_rounding_left_shift_wraps_like_int32():
     f = Q.multiply_by_quantized_multiplier
     assert f(np.array([1, -1, 3, 2 ** 31 - 1]), 2 ** 30, 31).tolist() == [-(2 ** 30)] * 4
     assert f(np.array([1, 3]), 2 ** 30, 30).tolist() == [2 ** 29, -(2 ** 29)]
+
+
+def test_shift_range_is_checked_on_every_element_not_only_the_extremes_of_one_side():
+    # a per-channel shift array with one value out of range on the low side and the others in range:
+    # the check must read its minimum (a check of the maximum alone lets -32 through). Found by the
+    # random-sample cross-check (python -m mutation sample, seed 683258643: min -> max survived).
+    from refdet.quant.fixed_point import multiply_by_quantized_multiplier
+
+    x = np.array([5, 5], dtype=np.int32)
+    with pytest.raises(ValueError, match=r"`shift` must lie in \[-31, 31\]; got -32\.\.0"):
+        multiply_by_quantized_multiplier(x, 1 << 30, np.array([-32, 0]))
+    with pytest.raises(ValueError, match=r"`shift` must lie in \[-31, 30\] for single rounding; got -32\.\.0"):
+        multiply_by_quantized_multiplier(x, 1 << 30, np.array([-32, 0]), single_rounding=True)
+    with pytest.raises(ValueError, match=r"`shift` must lie in \[-31, 31\]; got 0\.\.32"):
+        multiply_by_quantized_multiplier(x, 1 << 30, np.array([0, 32]))
