@@ -49,8 +49,9 @@ check_openvino_detection_output (in :mod:`refdet.testing.conformance_openvino_de
     ``fn(location, confidence, priors, **attributes) -> (1, 1, R, 7)``
 check_openvino_proposal (in :mod:`refdet.testing.conformance_openvino_detection`)
     ``fn(class_probs, bbox_deltas, image_shape, **attributes) -> (rois (B * post_nms_topn, 5), probs)``
-check_openvino_prior_grid_generator, check_openvino_generate_proposals_single_image,
-check_openvino_detectron_detection_output, check_openvino_detectron_roi_feature_extractor
+the ExperimentalDetectron checks
+    ``check_openvino_prior_grid_generator``, ``check_openvino_generate_proposals_single_image``,
+    ``check_openvino_detectron_detection_output``, ``check_openvino_detectron_roi_feature_extractor``:
     OpenVINO's ExperimentalDetectron* operators (in :mod:`refdet.testing.conformance_openvino_detectron`)
 """
 from __future__ import annotations
