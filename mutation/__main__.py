@@ -119,6 +119,17 @@ def cmd_sample(args, cfg):
     return 1 if counts["survived"] else 0
 
 
+def _seconds(text):
+    """argparse type: a positive number of seconds (a zero or negative budget would skip every module)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    return v
+
+
 def _sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -155,7 +166,7 @@ def main(argv=None):
     sa.add_argument("--dry", action="store_true")
     ci = sub.add_parser("ci", help="CI: the modules the change touched, within a budget")
     ci.add_argument("--since", default=None, help="git revision of the previous landing (default HEAD^1)")
-    ci.add_argument("--budget", type=float, default=540.0, help="seconds (default 540)")
+    ci.add_argument("--budget", type=_seconds, default=540.0, help="seconds (default 540)")
     ci.add_argument("--jobs", type=int, default=2)
     ci.add_argument("--max-modules", type=int, default=3, help="at most this many changed modules (smallest)")
     cv = sub.add_parser("conventions", help="the convention-coverage table")
@@ -163,7 +174,7 @@ def main(argv=None):
     cv.add_argument("--ops", nargs="*", default=None, help="pin only these ops")
     cv.add_argument("--files", nargs="*", default=None, help="trace only these test files (merged)")
     cv.add_argument("--jobs", type=int, default=1)
-    cv.add_argument("--budget", type=float, default=None,
+    cv.add_argument("--budget", type=_seconds, default=None,
                     help="seconds of (unswapped) test time a swap may run (default: SWAP_TEST_SECONDS)")
     cv.add_argument("--pinned-first", action="store_true",
                     help="run the *_pinned.py tests first, with larger caps (a retry of the survivors)")
