@@ -247,17 +247,22 @@ def run_module(mod: C.Module, jobs: int = 1, log=print, names: Optional[List[str
     """Run mutmut on one module; return its record.
 
     Without ``names``: mutmut's cache in the work folder keeps the verdicts of functions whose code
-    did not change (``fresh`` drops it), mutmut tests every other mutant, and then every mutant not
-    killed is run once more by name against the current tests (tests added since a survivor was
-    recorded get their chance). With ``names``: only those.
+    did not change (``fresh`` drops it), mutmut tests every other mutant, and then every mutant whose
+    verdict came from the cache and is not killed is run once more by name against the current
+    tests (tests added since a survivor was recorded get their chance; a mutant this run has just
+    tested is not run twice). With ``names``: only those.
     """
     prepare(mod)
     if fresh:
         shutil.rmtree(os.path.join(workdir(mod), "mutants"), ignore_errors=True)
     gen = probe(mod, "names")
+    # verdicts already in the cache: only these can predate the current tests (a mutant this run
+    # tested has just met them, and running it again would only repeat the answer)
+    cached = {k for k, v in statuses(mod).items() if v != "not checked"}
     seconds = run_mutmut(mod, names=names, jobs=jobs, log=log, timeout=timeout)
     if names is None and not fresh:
-        again = [k for k, v in statuses(mod).items() if k in set(gen["names"]) and v not in KILLED]
+        again = [k for k, v in statuses(mod).items()
+                 if k in set(gen["names"]) and k in cached and v not in KILLED]
         if again:
             log(f"[{mod.name}] re-running {len(again)} mutant(s) not killed in the record against the current tests")
             seconds += run_mutmut(mod, names=again, jobs=jobs, log=log, timeout=timeout)
