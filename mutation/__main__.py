@@ -43,7 +43,8 @@ def cmd_list(args, cfg):
 
 def _print_rec(rec, show):
     print(f"[{rec['name']}] {rec['mutants']} mutants: {rec['killed']} killed, {rec['survived']} survived, "
-          f"{rec['equivalent']} equivalent: score {rec['score']:.1f}% in {rec['seconds']:.0f} s")
+          f"{rec['equivalent']} equivalent: score {rec['score']:.1f}% in {rec['seconds']:.0f} s"
+          + (f" (partial: {rec['not_checked']} not checked)" if rec.get("not_checked") else ""))
     for s in rec["survivors"][:show]:
         print(f"    line {s['line']:>4} `{s['before']}` -> `{s['after']}` in {s['scope']} ({s['status']}) "
               f"[{s['id']}]")
@@ -54,7 +55,8 @@ def cmd_run(args, cfg):
     if not mods:
         raise SystemExit("name a module (python -m mutation list) or pass --all")
     for mod in mods:
-        rec = E.run_module(mod, jobs=args.jobs, names=args.mutant or None, fresh=args.fresh)
+        rec = E.run_module(mod, jobs=args.jobs, names=args.mutant or None, fresh=args.fresh,
+                           timeout=args.budget)
         _print_rec(rec, args.show)
         if args.dry or args.mutant:
             continue
@@ -150,6 +152,9 @@ def main(argv=None):
     r.add_argument("--mutant", nargs="*", default=None,
                    help="only these mutmut mutant names (a quick loop while writing tests; records nothing)")
     r.add_argument("--fresh", action="store_true", help="drop mutmut's cache: test every mutant again")
+    r.add_argument("--budget", type=_seconds, default=None,
+                   help="stop each mutmut run after this many seconds; the record is partial, with the "
+                        "mutants not checked counted apart (a later run goes on from mutmut's cache)")
     r.add_argument("--dry", action="store_true", help="do not write mutation/results.*")
     r.add_argument("--show", type=int, default=50, help="print up to this many survivors per module")
     r.add_argument("--record", action="store_true",

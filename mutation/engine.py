@@ -263,12 +263,13 @@ def run_module(mod: C.Module, jobs: int = 1, log=print, names: Optional[List[str
     if names is None and not fresh:
         again = [k for k, v in statuses(mod).items()
                  if k in set(gen["names"]) and k in cached and v not in KILLED]
-        if again:
+        left = None if timeout is None else timeout - seconds
+        if again and (left is None or left > 0):
             log(f"[{mod.name}] re-running {len(again)} mutant(s) not killed in the record against the current tests")
-            seconds += run_mutmut(mod, names=again, jobs=jobs, log=log, timeout=timeout)
+            seconds += run_mutmut(mod, names=again, jobs=jobs, log=log, timeout=left)
     st = statuses(mod)
     st = {k: v for k, v in st.items() if k in set(gen["names"])}
-    surv = sorted(k for k, v in st.items() if v not in KILLED)
+    surv = sorted(k for k, v in st.items() if v not in KILLED and v != "not checked")
     diffs = probe(mod, "diffs", *surv) if surv else {}
     return summarise(mod, gen, st, seconds, [dict(describe(mod, k, diffs.get(k, "")), status=st[k]) for k in surv],
                      complete=names is None)
@@ -278,14 +279,22 @@ def summarise(mod: C.Module, gen: dict, st: Dict[str, str], seconds: float, surv
               complete: bool = True) -> dict:
     killed = sum(v in KILLED for v in st.values())
     ran = len(gen["names"])
-    survived = ran - killed
+    # a run stopped by its budget leaves mutants without a verdict: they are neither killed nor
+    # survived, the score is over the checked ones, and the record says it is partial
+    not_checked = sum(st.get(k, "not checked") == "not checked" for k in gen["names"])
+    checked = ran - not_checked
+    survived = checked - killed
     eq = gen["equivalent"]
-    score = 100.0 * killed / ran if ran else 100.0
-    return {"name": mod.name, "path": mod.path, "test_files": mod.test_files(ROOT), "mutants": ran + eq,
-            "killed": killed, "survived": survived, "equivalent": eq, "score": round(score, 2),
-            "seconds": round(seconds, 1), "complete": complete, "date": datetime.date.today().isoformat(),
-            "engine": "mutmut", "hashes": gen["hashes"], "statuses": dict(sorted(st.items())),
-            "survivors": survivors}
+    score = 100.0 * killed / checked if checked else 100.0
+    rec = {"name": mod.name, "path": mod.path, "test_files": mod.test_files(ROOT), "mutants": ran + eq,
+           "killed": killed, "survived": survived, "equivalent": eq, "score": round(score, 2),
+           "seconds": round(seconds, 1), "complete": complete and not not_checked,
+           "date": datetime.date.today().isoformat(), "engine": "mutmut", "hashes": gen["hashes"],
+           "statuses": dict(sorted(st.items())),
+           "survivors": [s for s in survivors if s.get("status") != "not checked"]}
+    if not_checked:
+        rec["not_checked"] = not_checked
+    return rec
 
 
 # --------------------------------------------------------------------------------------------------

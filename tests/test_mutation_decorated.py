@@ -59,6 +59,6 @@ def test_undecorated_functions_get_mutants(tmp_path):
 
 def test_a_non_positive_budget_is_refused_in_one_line():
     # a zero or negative budget used to be accepted and skip every module ("the budget is spent")
-    for args in (["ci", "--budget", "-5"], ["conventions", "pin", "--budget", "0"]):
+    for args in (["ci", "--budget", "-5"], ["conventions", "pin", "--budget", "0"], ["run", "iou", "--budget", "0"]):
         out = subprocess.run([sys.executable, "-m", "mutation", *args], capture_output=True, text=True)
         assert out.returncode == 2 and "must be > 0 seconds" in out.stderr and "Traceback" not in out.stderr

@@ -189,6 +189,22 @@ def test_engine_summary_counts_and_ci_projection():
     assert known == {"m.x_f__mutmut_1": "killed", "m.x_f__mutmut_2": "timeout"}
 
 
+def test_engine_summary_of_a_run_stopped_by_its_budget():
+    from mutation import engine as E
+
+    mod = C.load().select(["matcher"])[0]
+    gen = {"names": ["m.x_f__mutmut_1", "m.x_f__mutmut_2", "m.x_g__mutmut_1", "m.x_g__mutmut_2"],
+           "hashes": {"x_f": "a", "x_g": "b"}, "equivalent": 0}
+    # one mutant has no verdict ("not checked"), one is absent from mutmut's record
+    st = {"m.x_f__mutmut_1": "killed", "m.x_f__mutmut_2": "survived", "m.x_g__mutmut_1": "not checked"}
+    rec = E.summarise(mod, gen, st, 5.0, [{"status": "survived"}, {"status": "not checked"}])
+    assert (rec["killed"], rec["survived"], rec["not_checked"]) == (1, 1, 2)
+    assert rec["score"] == 50.0 and rec["complete"] is False
+    assert rec["survivors"] == [{"status": "survived"}]
+    full = E.summarise(mod, gen, dict.fromkeys(gen["names"], "killed"), 5.0, [])
+    assert full["complete"] is True and "not_checked" not in full and full["score"] == 100.0
+
+
 def test_engine_work_folder_config(tmp_path, monkeypatch):
     import configparser
 
