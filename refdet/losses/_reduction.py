@@ -16,8 +16,9 @@ REDUCTIONS = ("none", "mean", "sum")
 
 
 def _c_order(a: np.ndarray) -> np.ndarray:
-    """``a`` itself if it is C-contiguous, else a C-ordered copy (0-d arrays stay 0-d)."""
-    return a if a.flags.c_contiguous else np.array(a, order="C")
+    """``a`` itself if it is C-contiguous, else a C-ordered copy (0-d arrays stay 0-d: they are always
+    C-contiguous, so they never reach ``ascontiguousarray``, which would make them 1-d)."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 class _ReduceInfo(NamedTuple):
@@ -56,7 +57,7 @@ def _reduce_backward(dloss, red, name="dloss", scalar_ok=False):
         g = g / red.dtype.type(max(red.count, 1))
     if scalar_ok:
         return g
-    return np.full(red.shape, g, dtype=red.dtype)
+    return np.full(red.shape, g)                    # g is a scalar of red.dtype: the array takes its dtype
 
 
 def _check_cache(cache, cls, forward):

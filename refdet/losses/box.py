@@ -156,13 +156,18 @@ def iou_profile(kind: str, loss_profile: conventions.Profile) -> conventions.Pro
     """
     op, e = _PAIRED[kind], loss_profile["eps"]
     if loss_profile["formula"] == "mmdet":
-        # mmdet's IoU-family definitions are the "mmdet" profiles of refdet.iou; the loss applies
-        # CIoU's clamp itself (mmdet clamps iou - (rho^2/c^2 + alpha v), summed in that order)
-        extra = {"clip": False} if kind == "ciou" else {}
-        return conventions.resolve(op, "mmdet", eps=e, **extra)
-    over = {"guard": "plus_eps", "clamp_enclosing": False, "half_wh": False, "eps": e}
+        # mmdet's IoU-family definitions are the "mmdet" profiles of refdet.iou. The loss applies
+        # CIoU's clamp itself (mmdet clamps iou - (rho^2/c^2 + alpha v), summed in that order); the
+        # profile's own clamp (clip=True) of refdet.iou's iou - rho^2/c^2 - alpha v masks the same
+        # elements: the clamp acts only below -1, where alpha = 0 (the gate opens only where
+        # CIoU > -3/4) and the two orders give the same bits.
+        return conventions.resolve(op, "mmdet", eps=e)
+    # half_wh stays the profile's: the boxes are float32/float64 by now (as_boxes), it acts on float16 only
+    over = {"guard": "plus_eps", "clamp_enclosing": False}
     if kind == "ciou" and loss_profile["formula"] == "torchvision":
-        over.update(eps=1e-7, alpha_eps=e)                       # _diou_iou_loss(boxes1, boxes2): eps 1e-7
+        over["alpha_eps"] = e       # _diou_iou_loss(boxes1, boxes2): the profile's eps 1e-7 in the DIoU part
+    else:
+        over["eps"] = e
     return conventions.resolve(op, "torchvision", **over)
 
 
@@ -172,8 +177,7 @@ def _box_pair(pred_boxes, target_boxes):
     if p.shape != g.shape:
         raise ValueError(f"`pred_boxes` and `target_boxes` must have the same shape (N, 4); "
                          f"got {p.shape} and {g.shape}")
-    dt = np.promote_types(p.dtype, g.dtype)
-    return p.astype(dt, copy=False), g.astype(dt, copy=False)
+    return p, g                     # refdet.iou promotes the pair to one dtype (float32 + float64 -> float64)
 
 
 def _box_loss_forward(kind, pred_boxes, target_boxes, reduction, eps, convention, formula, empty_mean,
@@ -198,7 +202,7 @@ def _box_loss_forward(kind, pred_boxes, target_boxes, reduction, eps, convention
             loss = one - c.iou + c.distance                      # torchvision/detectron2: 1 - iou + rho^2/c^2
             if kind == "ciou":
                 loss = loss + c.alpha * c.v                      # ... + alpha * v
-    info = _ReduceInfo(red, loss.shape, loss.size, p.dtype)
+    info = _ReduceInfo(red, loss.shape, loss.size, value.dtype)   # the pair's promoted working dtype
     return _reduce(loss, red, empty_mean=s["empty_mean"]), BoxLossCache(kind, s["formula"], c, clip_mask, info)
 
 
