@@ -52,7 +52,6 @@ class BoxLossCache(NamedTuple):
     kind: str                            # "giou", "diou" or "ciou"
     formula: str
     iou: "_iou.PairedIoUCache"           # the paired forward's cache: its fields name the terms
-    clip_mask: Optional[np.ndarray]      # mmdet CIoU: where its clamp to [-1, 1] passes the gradient
     red: _ReduceInfo
 
 
@@ -156,11 +155,11 @@ def iou_profile(kind: str, loss_profile: conventions.Profile) -> conventions.Pro
     """
     op, e = _PAIRED[kind], loss_profile["eps"]
     if loss_profile["formula"] == "mmdet":
-        # mmdet's IoU-family definitions are the "mmdet" profiles of refdet.iou. The loss applies
-        # CIoU's clamp itself (mmdet clamps iou - (rho^2/c^2 + alpha v), summed in that order); the
-        # profile's own clamp (clip=True) of refdet.iou's iou - rho^2/c^2 - alpha v masks the same
-        # elements: the clamp acts only below -1, where alpha = 0 (the gate opens only where
-        # CIoU > -3/4) and the two orders give the same bits.
+        # mmdet's IoU-family definitions are the "mmdet" profiles of refdet.iou. The loss clamps
+        # CIoU in mmdet's order, iou - (rho^2/c^2 + alpha v); the gradient is masked by the profile's
+        # own clamp (clip=True) of refdet.iou's iou - rho^2/c^2 - alpha v: the same elements, since the
+        # clamp acts only at or below -1, where alpha = 0 (the gate opens only where CIoU > -3/4) and
+        # the two orders give the same bits.
         return conventions.resolve(op, "mmdet", eps=e)
     # half_wh stays the profile's: the boxes are float32/float64 by now (as_boxes), it acts on float16 only
     over = {"guard": "plus_eps", "clamp_enclosing": False}
@@ -190,28 +189,25 @@ def _box_loss_forward(kind, pred_boxes, target_boxes, reduction, eps, convention
     value, c = _FORWARD[kind](p, g, convention=prof, **kw)
     dt = value.dtype.type
     one = dt(1)
-    clip_mask = None
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if kind == "giou" or (kind == "diou" and s["formula"] == "mmdet"):
-            loss = one - value                                   # 1 - GIoU; mmdet 1 - (iou - rho^2/c^2)
-        elif s["formula"] == "mmdet":                            # mmdet ciou_loss
-            cious = c.iou - (c.distance + c.alpha * c.v)
-            clip_mask = (cious > -one) & (cious < one)           # torch clamp's backward: strictly inside
-            loss = one - np.clip(cious, -one, one)
-        else:
-            loss = one - c.iou + c.distance                      # torchvision/detectron2: 1 - iou + rho^2/c^2
-            if kind == "ciou":
-                loss = loss + c.alpha * c.v                      # ... + alpha * v
+    # no FP warning can arise below: the terms are finite, +-inf (rho^2/c^2 with c^2 = 0) or NaN
+    if kind == "giou" or (kind == "diou" and s["formula"] == "mmdet"):
+        loss = one - value                                       # 1 - GIoU; mmdet 1 - (iou - rho^2/c^2)
+    elif s["formula"] == "mmdet":                                # mmdet ciou_loss: clamp(cious, -1, 1)
+        # of which only the lower bound acts (CIoU <= IoU <= 1); the clamp's backward (0 outside
+        # (-1, 1)) is refdet.iou's clip, see iou_profile
+        loss = one - np.maximum(c.iou - (c.distance + c.alpha * c.v), -one)
+    else:
+        loss = one - c.iou + c.distance                          # torchvision/detectron2: 1 - iou + rho^2/c^2
+        if kind == "ciou":
+            loss = loss + c.alpha * c.v                          # ... + alpha * v
     info = _ReduceInfo(red, loss.shape, loss.size, value.dtype)   # the pair's promoted working dtype
-    return _reduce(loss, red, empty_mean=s["empty_mean"]), BoxLossCache(kind, s["formula"], c, clip_mask, info)
+    return _reduce(loss, red, empty_mean=s["empty_mean"]), BoxLossCache(kind, s["formula"], c, info)
 
 
 def _box_loss_backward(dloss, cache):
     _check_cache(cache, BoxLossCache, "giou_loss_forward / diou_loss_forward / ciou_loss_forward")
     g = _reduce_backward(dloss, cache.red)
     dvalue = -g                                                  # loss = 1 - value
-    if cache.clip_mask is not None:
-        dvalue = dvalue * cache.clip_mask
     grads = _BACKWARD[cache.kind](dvalue, cache.iou)
     return BoxLossGrads(grads.dboxes1, grads.dboxes2)
 
