@@ -129,3 +129,37 @@ def test_cache_names_the_loss_and_the_formula_used():
             assert (c.kind, c.formula) == (kind, want)
     _, c = L.ciou_loss_forward(OK_P, OK_T, convention="detectron2")
     assert c.formula == "detectron2"
+
+
+@pytest.mark.parametrize("dtype, p, t", [
+    (np.float64, [17.3, 10.8, 20.6, 15.3], [15.4, 9.3, 21.3, 15.9]),
+    (np.float32, [12.3, 7.7, 22.3, 17.5], [13.0, 8.3, 23.1, 17.1]),
+])
+def test_torchvision_diou_loss_sums_in_torchvision_order(dtype, p, t):
+    """torchvision: loss = (1 - iou) + rho^2/c^2, not 1 - (iou - rho^2/c^2) (refdet.iou's DIoU): on these
+    pairs the two orders differ in the last bit, and the loss has torchvision's."""
+    p, t = np.array([p], dtype), np.array([t], dtype)
+    loss, c = L.diou_loss_forward(p, t)
+    one = dtype(1)
+    assert loss[0] == (one - c.iou.iou[0]) + c.iou.distance[0]
+    assert loss[0] != one - (c.iou.iou[0] - c.iou.distance[0])         # the case tells the orders apart
+    torch = pytest.importorskip("torch")
+    ops = pytest.importorskip("torchvision.ops")
+    ref = ops.distance_box_iou_loss(torch.from_numpy(p), torch.from_numpy(t)).numpy()
+    np.testing.assert_array_equal(loss.view(np.uint8), ref.view(np.uint8))
+
+
+def test_mmdet_ciou_loss_sums_in_mmdet_order():
+    """mmdet: cious = iou - (rho^2/c^2 + alpha v); refdet.iou's CIoU subtracts the two in turn. On this pair
+    (IoU > 0.5: alpha > 0) the orders differ in the last bit, and the loss has mmdet's."""
+    p = np.array([[2.7, 8.1, 6.300000000000001, 12.2]])
+    t = np.array([[3.0, 7.8, 6.300000000000001, 12.799999999999999]])
+    loss, c = L.ciou_loss_forward(p, t, convention="mmdet")
+    ci = c.iou
+    assert ci.alpha[0] > 0
+    assert loss[0] == 1.0 - (ci.iou[0] - (ci.distance[0] + ci.alpha[0] * ci.v[0]))
+    assert loss[0] != 1.0 - ((ci.iou[0] - ci.distance[0]) - ci.alpha[0] * ci.v[0])
+    torch = pytest.importorskip("torch")
+    from tests.test_losses import _mmdet_reference
+    ref = _mmdet_reference("ciou", torch.from_numpy(p), torch.from_numpy(t), 1e-6).numpy()
+    np.testing.assert_array_equal(loss, ref)
