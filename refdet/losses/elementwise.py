@@ -123,9 +123,9 @@ def _bce_elementwise(x, t):
 
 def _log_softmax(z):
     """Row-wise log-softmax ``z - max - log(sum(exp(z - max)))``, (N, K) -> (N, K)."""
-    m = z.max(axis=-1, keepdims=True) if z.shape[-1] else np.zeros(z.shape[:-1] + (1,), z.dtype)
+    m = z.max(axis=1, keepdims=True) if z.shape[1] else np.zeros((len(z), 1), z.dtype)
     shifted = z - m
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _smooth_l1_elementwise(d, beta):
@@ -525,7 +525,7 @@ def softmax_focal_loss_forward(logits: np.ndarray, labels: np.ndarray, *, alpha:
     log_py = np.take_along_axis(logp, yy[:, None], axis=1)[:, 0] if z.shape[1] else np.zeros(len(y), z.dtype)
     p_y = np.exp(log_py)
     if a >= 0:
-        alpha_t = np.where(y == background, dt(1 - a), dt(a)).astype(z.dtype)
+        alpha_t = np.where(y == background, dt(1 - a), dt(a))           # two dt scalars: dtype dt
     else:
         alpha_t = np.ones(len(y), z.dtype)
     loss = -alpha_t * (dt(1) - p_y) ** dt(gam) * log_py
@@ -553,10 +553,12 @@ def softmax_focal_loss_backward(dloss: Union[float, np.ndarray], cache: SoftmaxF
     q = dt(1) - np.exp(cache.log_py)
     gam = cache.gamma
     if gam == 0:
-        bracket = -np.ones_like(q)
+        bracket = dt(-1)                                                # broadcasts to (N,)
     else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            qg1 = np.where(q > 0, q ** dt(gam - 1), dt(1) if gam == 1 else dt(0))
+        # q rounds to 0 only where p_y rounds to 1, and there log p_y == 0 too: the bracket's first term
+        # is 0 for any finite q^(gamma - 1); only 0^(gamma - 1) = inf (gamma < 1) is replaced (by q = 0)
+        with np.errstate(divide="ignore"):
+            qg1 = np.where(q > 0, q ** dt(gam - 1), q)
         bracket = dt(gam) * qg1 * np.exp(cache.log_py) * cache.log_py - q ** dt(gam)
     coef = cache.alpha_t * bracket * g * cache.valid                    # (N,)
     delta_minus_p = -cache.probs.copy()                                 # (N, K)
