@@ -211,3 +211,17 @@ def test_softmax_focal_gradient_where_one_minus_p_rounds_to_zero():
             warnings.simplefilter("error")
             g = L.softmax_focal_loss_backward(np.ones(2), c).dlogits
         assert np.all(g[0] == 0.0) and np.all(np.isfinite(g)) and np.all(g[1] != 0.0)
+
+
+@pytest.mark.parametrize("fwd, bwd", [(L.smooth_l1_forward, L.smooth_l1_backward), (L.l1_forward, L.l1_backward)])
+def test_regression_losses_promote_a_mixed_pair(fwd, bwd):
+    p32 = np.array([0.1, -0.7, 2.5, 0.05], np.float32)
+    t64 = np.array([0.0, 0.3, 1.0, 0.1])
+    for a, b in ((p32, t64), (t64, p32)):
+        loss, c = fwd(a, b, reduction="none")
+        ref, cr = fwd(a.astype(np.float64), b.astype(np.float64), reduction="none")
+        assert loss.dtype == np.float64
+        np.testing.assert_array_equal(loss, ref)
+        g = bwd(np.ones(4), c)
+        assert g.dpred.dtype == g.dtarget.dtype == np.float64
+        np.testing.assert_array_equal(g.dpred, bwd(np.ones(4), cr).dpred)

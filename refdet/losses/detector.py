@@ -605,9 +605,8 @@ def _stable_rank_desc(key, last=None):
     tie order there is an implementation detail."""
     if last is None:
         order = np.argsort(-key, axis=-1, kind="stable")
-    else:  # lexsort is stable: primary key `last` (False first), then -key
-        order = np.stack([np.lexsort((-key[b], last[b])) for b in range(key.shape[0])]) \
-            if key.shape[0] else np.zeros(key.shape, np.int64)
+    else:  # lexsort is stable: primary key `last` (False first), then -key; B >= 1 (some anchor is flagged)
+        order = np.stack([np.lexsort((-key[b], last[b])) for b in range(key.shape[0])])
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(key.shape[-1])[None, :].repeat(key.shape[0], 0), axis=-1)
     return rank
@@ -682,10 +681,7 @@ def multibox_loss_forward(conf_logits: np.ndarray, loc_deltas: np.ndarray, targe
         key = np.where(pos, -np.inf, ce)
         if cap == "negatives":
             num_neg = np.minimum(np.floor(num_neg), (~pos & ~ignored).sum(axis=1))
-    if P == 0:
-        rank = np.zeros((B, 0), np.int64)
-    else:
-        rank = _stable_rank_desc(key.astype(np.float64), ignored if ignored.any() else None)
+    rank = _stable_rank_desc(key.astype(np.float64), ignored if ignored.any() else None)   # (B, P); P = 0 too
     mined = (rank < num_neg[:, None]) & ~ignored                             # (B, P)
     if cap == "none":
         count = pos.astype(z.dtype) + mined.astype(z.dtype)                  # 2 for double-counted positives

@@ -576,8 +576,7 @@ def _pred_target(pred, target):
     t = _checks.as_float_array(target, "target")
     if p.shape != t.shape:
         raise ValueError(f"`pred` and `target` must have the same shape; got {p.shape} and {t.shape}")
-    dt = np.promote_types(p.dtype, t.dtype)
-    return _c_order(p.astype(dt, copy=False)), _c_order(t.astype(dt, copy=False))
+    return _c_order(p), _c_order(t)       # p - t promotes (float32 - float64 is computed in float64)
 
 
 def smooth_l1_forward(pred: np.ndarray, target: np.ndarray, *, beta: float = 1.0,
