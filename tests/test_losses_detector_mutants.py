@@ -345,3 +345,45 @@ def test_empty_batches():
                                      L.LossTargets(np.zeros((2, 0), np.int64), np.zeros((2, 0, 4))))
     assert float(out.classification) == 0.0 and float(out.box_regression) == 0.0
     assert L.multibox_loss_backward(1.0, c).dconf_logits.shape == (2, 0, 3)
+
+
+@pytest.mark.parametrize("conv", ["torchvision", "detectron2", "caffe", "paper"])
+def test_rpn_float32_stays_float32(conv):
+    x, d, t = _rpn_two_images()
+    out, c = L.rpn_loss_forward(x.astype(np.float32), d.astype(np.float32), t, convention=conv)
+    assert out.objectness.dtype == out.box_regression.dtype == np.float32
+    g = L.rpn_loss_backward(1.0, c)
+    assert g.dobjectness.dtype == g.ddeltas.dtype == np.float32
+    assert c.labels_f.dtype == c.cls_weight.dtype == c.reg_weight.dtype == np.float32
+
+
+def test_rpn_overrides_of_beta_and_reg_weight():
+    # one image, labels [1, 0], dx error 0.05 on the positive, 2 sampled anchors (torchvision normaliser)
+    x = np.zeros((1, 2))
+    d = np.zeros((1, 2, 4))
+    d[0, 0, 0] = 0.05
+    t = L.LossTargets(np.array([[1, 0]]), np.zeros((1, 2, 4)))
+    out, _ = L.rpn_loss_forward(x, d, t, beta=0.5)                        # 0.5 * 0.05^2 / 0.5 / 2
+    np.testing.assert_allclose(out.box_regression, 0.0025 / 2, rtol=1e-14)
+    out, _ = L.rpn_loss_forward(x, d, t, reg_weight=2.0)                  # 2 * 0.5 * 0.05^2 * 9 / 2
+    np.testing.assert_allclose(out.box_regression, 2 * 0.01125 / 2, rtol=1e-14)
+    out, _ = L.rpn_loss_forward(x, d, t, cls_normalizer="batch_size", reg_normalizer="batch_size",
+                                batch_size_per_image=4)
+    np.testing.assert_allclose([out.objectness, out.box_regression], [2 * math.log(2) / 4, 0.01125 / 4], rtol=1e-14)
+
+
+def test_rpn_empty_batch_gives_nan_without_warnings():
+    import warnings
+    e4 = np.zeros((0, 4, 4))
+    t = L.LossTargets(np.zeros((0, 4), np.int64), e4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for conv in ("torchvision", "detectron2", "caffe", "paper"):
+            out, c = L.rpn_loss_forward(np.zeros((0, 4)), e4, t, convention=conv)
+            L.rpn_loss_backward(1.0, c)
+        # nothing sampled in a non-empty batch: 0 / 0 = NaN, silently (torchvision's mean of nothing)
+        out, c = L.rpn_loss_forward(np.zeros((1, 2)), np.zeros((1, 2, 4)),
+                                    L.LossTargets(np.array([[-1, -1]]), np.zeros((1, 2, 4))))
+        assert np.isnan(out.objectness) and np.isnan(out.box_regression)
+        g = L.rpn_loss_backward(1.0, c)
+    assert g.dobjectness.shape == (1, 2)
