@@ -201,3 +201,16 @@ def test_prepare_rejects_other_objects_and_box_formats():
                scores=np.ones(7))
     with pytest.raises(ValueError, match=r"unknown image ids \[10, 11, 12, 13, 14\] "):
         C.prepare(dt2, gt, "xyxy")
+
+
+def test_ground_truths_keep_input_order_in_large_groups():
+    # 60 gts over 3 (image, class) groups in random order: inside each group the input order (a
+    # stable sort: COCOeval and voc_eval go down an image's gts in annotation order); NumPy's default
+    # argsort is not stable on arrays this long (here np.argsort(img) differs from `want`)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 3, 60)
+    dt, gt = _cols(np.zeros((60, 4)), img, np.ones(60), np.zeros((0, 4)), [], [], [])
+    grp = C.groups(C.prepare(dt, gt, "xyxy"))
+    want = np.concatenate([np.flatnonzero(img == i) for i in range(3)])
+    assert grp.gt_sorted.tolist() == want.tolist()
+    assert grp.gt_count.tolist() == [int((img == i).sum()) for i in range(3)]
