@@ -140,6 +140,6 @@ def evaluate_voc(p: dict, iou_threshold: float, method: str, plus_one: bool,
         if npos[ki] > 0:
             aps[ki] = curve_ap(rec, prec, method)
     defined = aps[~np.isnan(aps)]
-    return VOCResult(ap=aps, map=float(defined.mean()) if defined.size else float("nan"),
+    return VOCResult(ap=aps, map=float(defined.mean()) if defined.size else np.nan,
                      precision=precs, recall=recs, classes=p["classes"],
                      iou_threshold=float(iou_threshold), method=method, class_names=tuple(class_names))
