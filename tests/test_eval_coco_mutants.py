@@ -167,3 +167,30 @@ def test_threshold_one_is_read_as_one_minus_1e10():
     assert res.recall[0, 0, 0, -1] == 0.5
     res = evaluate_detections(dt, gt, iou_thresholds=[1.0 - 2e-9])
     assert res.recall[0, 0, 0, -1] == 1.0
+
+
+def test_degenerate_boxes_are_silent_and_zero():
+    # crowd: u = detection area = 0 for a zero-width detection; apart from the gt inter = -5 * 5:
+    # -25 / 0 (divide); a zero-area pair that meets: 0 / 0 (invalid). Both are masked to 0.
+    d = np.array([[0.0, 0, 0, 5], [0.0, 0, 0, 5]])
+    g = np.array([[5.0, 0, 1, 5], [0.0, 0, 0, 5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert C._pair_iou(d, g, np.array([True, False])).tolist() == [0.0, 0.0]
+        # and ap_per_class's 0 / 0 of a class without ground truth in the range
+        res = evaluate_detections(*_two_classes())
+        assert np.isnan(res.ap_per_class(area="large")).all()
+
+
+def test_unmatched_detections_outside_the_range_are_ignored_with_inclusive_bounds():
+    # gt [0, 0, 10, 10] (area 100), found by the second detection (0.8). The first (0.9) matches
+    # nothing: in the range [0, 100] it is a false positive if its area is in [0, 100] (precision
+    # 1/2 at recall 1), ignored otherwise (precision 1). Areas 100 (in, the bound is inclusive) and
+    # 100.5 (out). The range [100.25, 1e9] holds no ground truth: -1 there.
+    gt = _gt([[0, 0, 10, 10]], [1], [0])
+    ranges = [("r", 0, 100), ("s", 100.25, 1e9)]
+    for box, want in (([50, 50, 60, 60], [1 / (2 + EPS)]), ([50, 50, 60, 60.05], [1 / (1 + EPS)])):
+        dt = _dt([box, [0, 0, 10, 10]], [0.9, 0.8], [1, 1], [0, 0])
+        res = evaluate_detections(dt, gt, iou_thresholds=[0.5], area_ranges=ranges + [("all", 0, 1e9)])
+        got = res.precision[0, -1, 0, :, -1]
+        assert got[0] == want[0] and got[1] == -1.0 and got[2] == 1 / (2 + EPS)
