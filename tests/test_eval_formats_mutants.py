@@ -348,3 +348,28 @@ def test_evaluate_reads_each_format():
     dts = [{"boxes": [[0, 0, 10, 10]], "scores": [0.9], "labels": [1]}]
     gts = [{"boxes": [[0, 0, 10, 10]], "labels": [1], "difficult": [False]}]
     assert evaluate_detections(dts, gts).ap.tolist() == [1.0]
+
+
+def test_records_may_be_any_mapping_and_arrays_need_all_three_tensor_methods():
+    import types
+    gt = {**GT, "annotations": [types.MappingProxyType(a) for a in GT["annotations"]]}
+    dt = [types.MappingProxyType(r) for r in DT]
+    conv = F.convert(dt, gt, "coco", None)
+    assert conv.ground_truths["boxes"].tolist() == [[1, 2, 3, 4], [0, 0, 2, 5]]
+
+    class HalfTensor(np.ndarray):
+        """An array with ``cpu`` and ``numpy`` methods but no ``detach``: not taken for a tensor."""
+
+        def cpu(self):
+            raise AssertionError("not a tensor")
+
+        def numpy(self):
+            raise AssertionError("not a tensor")
+
+    boxes = np.array([[0.0, 0, 2, 2]]).view(HalfTensor)
+    assert F._np(boxes) is boxes
+    conv = F.convert([{"boxes": boxes, "scores": [1.0], "labels": [1]}], [{"boxes": boxes, "labels": [1]}],
+                     "torchvision", None)
+    assert conv.ground_truths["boxes"].tolist() == [[0, 0, 2, 2]]
+    t = _Tensor([1, 2])
+    assert F._np(t) is t.a

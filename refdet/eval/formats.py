@@ -126,7 +126,7 @@ class _Where:
 def _records(seq, where: _Where, suffix: str) -> list:
     if not isinstance(seq, (list, tuple)):
         raise ValueError(f"{where(suffix)} must be a list of objects; got {_checks._describe(seq)}")
-    if all(t is dict or issubclass(t, Mapping) for t in set(map(type, seq))):  # one check per type
+    if all(issubclass(t, Mapping) for t in set(map(type, seq))):  # one check per type, not per record
         return seq
     i = next(i for i, r in enumerate(seq) if not isinstance(r, Mapping))
     raise ValueError(f"{where(f'{suffix}[{i}]')} must be an object (dict); got {_checks._describe(seq[i])}")
