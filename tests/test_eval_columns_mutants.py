@@ -96,7 +96,7 @@ def test_groups_by_hand():
     assert grp.gt_count.tolist() == [1, 1, 2] and grp.gt_start.tolist() == [0, 1, 2]
     assert grp.dt_group.tolist() == [0, 2, 2, 0, 2, 1]
     # group 0: det 3 (.9) then det 0 (.5); group 2: det 4 (.8), then 1 and 2 (.7, input order)
-    assert grp.rank.tolist() == [1, 1, 2, 0, 0, 0]
+    assert grp.rank.tolist() == [1, 1, 2, 0, 0, 0] and grp.rank.dtype.kind == "i"
     assert grp.dt_order.tolist() == [3, 0, 5, 4, 1, 2]
     # a group with detections but no ground truth, and one with ground truths but no detection
     dt, gt = _cols([[0, 0, 1, 1]], [1], [1], np.zeros((2, 4)), [2, 2], [1, 1], [0.3, 0.6], images=[1, 2])
