@@ -214,3 +214,41 @@ def test_ground_truths_keep_input_order_in_large_groups():
     want = np.concatenate([np.flatnonzero(img == i) for i in range(3)])
     assert grp.gt_sorted.tolist() == want.tolist()
     assert grp.gt_count.tolist() == [int((img == i).sum()) for i in range(3)]
+
+
+@pytest.mark.parametrize("change,err,match", [
+    (lambda dt, gt: gt.update(boxes=np.zeros((2, 5))), ValueError, r"^`ground_truths\['boxes'\]` must have shape"),
+    (lambda dt, gt: dt.update(boxes=np.zeros((2, 3))), ValueError, r"^`detections\['boxes'\]` must have shape"),
+    (lambda dt, gt: gt.update(boxes=np.full((2, 4), np.nan)), ValueError, r"^`ground_truths\['boxes'\]`"),
+    (lambda dt, gt: gt.update(image_id=np.array([1])), ValueError, r"^`ground_truths\['image_id'\]` must have length 2"),
+    (lambda dt, gt: gt.update(labels=np.array([1, 2, 3])), ValueError, r"^`ground_truths\['labels'\]` must have length 2"),
+    (lambda dt, gt: dt.update(image_id=np.array([1])), ValueError, r"^`detections\['image_id'\]` must have length 2"),
+    (lambda dt, gt: dt.update(labels=np.array([1.0, 2.0])), TypeError, r"^`detections\['labels'\]` must be an integer"),
+    (lambda dt, gt: dt.update(scores=np.array([0.5])), ValueError, r"^`detections\['scores'\]` must have length 2"),
+    (lambda dt, gt: dt.update(scores=np.array([0.5, np.nan])), ValueError, r"^`detections\['scores'\]`"),
+    (lambda dt, gt: gt.update(images=[[1]]), ValueError, r"^`ground_truths\['images'\]`"),
+    (lambda dt, gt: gt.update(classes=[[1, 2]]), ValueError, r"^`ground_truths\['classes'\]`"),
+    (lambda dt, gt: gt.update(annotation_id=[1.0, 2.0]), TypeError, r"^`ground_truths\['annotation_id'\]`"),
+    (lambda dt, gt: gt.update(area=[[1.0, 2.0]]), ValueError, r"^`ground_truths\['area'\]`"),
+])
+def test_prepare_names_each_column(change, err, match):
+    dt, gt = _cols([[0, 0, 4, 4], [1, 1, 5, 5]], [1, 1], [1, 2], [[0, 0, 4, 4], [1, 1, 5, 5]], [1, 1], [1, 2],
+                   [0.5, 0.6])
+    change(dt, gt)
+    with pytest.raises(err, match=match):
+        C.prepare(dt, gt, "xyxy")
+
+
+@pytest.mark.parametrize("fmt", ["xyxy", "xywh"])
+def test_prepare_works_in_float64(fmt):
+    # float32 and integer inputs become float64 columns (the oracle's precision), scores too
+    dt, gt = _cols([[0, 0, 4, 4]], [1], [1], [[0, 0, 4, 4]], [1], [1], [0.5])
+    gt["boxes"] = np.array([[0.1, 0.2, 4.3, 4.4]], np.float32)
+    dt["boxes"] = np.array([[0, 0, 4, 4]], np.int32)
+    dt["scores"] = np.array([0.3], np.float32)
+    gt["area"] = np.array([3.1], np.float32)
+    p = C.prepare(dt, gt, fmt)
+    for key in ("gt_xyxy", "gt_xywh", "dt_xyxy", "dt_xywh", "dt_score", "gt_area"):
+        assert p[key].dtype == np.float64, key
+    assert p["gt_xyxy" if fmt == "xyxy" else "gt_xywh"].tolist() == gt["boxes"].astype(np.float64).tolist()
+    assert p["dt_score"].tolist() == [float(np.float32(0.3))] and p["gt_area"].tolist() == [float(np.float32(3.1))]
