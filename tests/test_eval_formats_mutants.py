@@ -373,3 +373,21 @@ def test_records_may_be_any_mapping_and_arrays_need_all_three_tensor_methods():
     assert conv.ground_truths["boxes"].tolist() == [[0, 0, 2, 2]]
     t = _Tensor([1, 2])
     assert F._np(t) is t.a
+
+
+def test_numbers_slow_path_and_unsigned_ids():
+    where = F._Where("x", False)
+    # mixed entries take the per-entry path: a bool is allowed only for iscrowd-like fields
+    with pytest.raises(ValueError, match=r"^`x\[1\]\['c'\]` must be a number; got str 'a'$"):
+        F._numbers([True, "a"], where, "", "c", allow_bool=True)
+    with pytest.raises(ValueError, match=r"^`x\[0\]\['c'\]` must be a number; got bool True$"):
+        F._numbers([True, "a"], where, "", "c")
+    with pytest.raises(ValueError, match=r"^`x\[1\]\['b'\]` must be a list of 2 numbers; got list \[1, 2, 3\]$"):
+        F._numbers([[1, 2], [1, 2, 3]], where, "", "b", width=2)
+    # unsigned and signed integer ids look each other up
+    assert F._lookup(np.array([5, 1], np.uint64), np.array([1, 5]), where, "", "k", "w").tolist() == [1, 0]
+    assert F._lookup(np.array([5]), np.array([1, 5], np.uint32), where, "", "k", "w").tolist() == [1]
+    # strings against strings
+    assert F._lookup(np.array(["b"]), np.array(["a", "b"]), where, "", "k", "w").tolist() == [1]
+    with pytest.raises(ValueError, match=r"^`x\[0\]\['k'\]` = 'c' is not among the w ids$"):
+        F._lookup(np.array(["c"]), np.array(["a", "b"]), where, "", "k", "w")
