@@ -332,7 +332,7 @@ def evaluate_coco(p: dict, iou_thr: np.ndarray, area_ranges: Sequence[Tuple[str,
         # (A*T, n_m) counts running over every class; summed as uint8 into int32 (bool cumsum is ~8x
         # slower; the counts are below the number of detections); ``take`` keeps the rows contiguous
         tp = np.cumsum(tp_inc.take(cols, axis=1).view(np.uint8), axis=1, dtype=np.int32)  # pragma: no mutate (speed: any integer view and dtype count the same)
-        fp = np.cumsum(fp_inc.take(cols, axis=1).view(np.uint8), axis=1, dtype=np.int32)  # pragma: no mutate (as tp)
+        fp = np.cumsum(fp_inc.take(cols, axis=1).view(np.uint8), axis=1, dtype=np.int32)  # pragma: no mutate (speed, as for tp above)
         sc = score_s[cols]
         bounds = np.searchsorted(cat_s[cols], np.arange(k + 1))
         for ki in range(k):
@@ -349,7 +349,7 @@ def evaluate_coco(p: dict, iou_thr: np.ndarray, area_ranges: Sequence[Tuple[str,
             scores[ti, :, ki, ai, mi] = ss
             recall[ti, ki, ai, mi] = last
         if keep.all():  # pragma: no mutate (a shortcut: without it every column is computed, the same)
-            done = mi  # pragma: no mutate (as above)
+            done = mi  # pragma: no mutate (the same shortcut as the line above)
     stats = summarize(precision, recall, iou_thr, [n for n, _, _ in area_ranges], max_dets)
     return COCOResult(stats=stats, precision=precision, recall=recall, scores=scores,
                       iou_thresholds=iou_thr, recall_thresholds=rthr, classes=p["classes"],
