@@ -227,3 +227,17 @@ def test_average_precision_of_detections_names_its_arguments():
     with pytest.raises(ValueError) as info:
         average_precision(DT, GT, method="voc")
     assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_average_precision_passes_the_named_format_on():
+    # refdet's columns named as COCO input: read as a COCO dataset, which they are not
+    tail = r".*\(average_precision of a detection set"
+    for method in (None, "coco101", "voc2010"):
+        with pytest.raises(ValueError, match=r"^`ground_truths` has no 'images' list" + tail):
+            average_precision(DT, GT, format="coco", method=method)
+    # per-image lists named as refdet's columns
+    tv_gt = [{"boxes": GT["boxes"], "labels": GT["labels"]}]
+    tv_dt = [{"boxes": DT["boxes"], "labels": DT["labels"], "scores": DT["scores"]}]
+    for method in ("coco101", "voc2007"):
+        with pytest.raises(TypeError, match=r"^`ground_truths` must be a mapping of columns .* for format='refdet'"):
+            average_precision(tv_dt, tv_gt, format="refdet", method=method)
