@@ -288,7 +288,9 @@ def average_precision(recall: Any, precision: Any, *, method: Optional[str] = No
     if _is_detections(recall):
         try:
             if method is None:
-                fmt = formats.detect_format(recall, precision) if format is None else format  # pragma: no mutate (detect_format reads the ground truths only)
+                fmt = format
+                if fmt is None:
+                    fmt = formats.detect_format(recall, precision)  # pragma: no mutate (it reads the ground truths only)
                 method = "voc2010" if fmt == "voc" else "coco101"
             _checks.check_choice(method, "method", CURVE_METHODS)
             if method == "coco101":
