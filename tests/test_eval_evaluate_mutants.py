@@ -241,3 +241,10 @@ def test_average_precision_passes_the_named_format_on():
     for method in ("coco101", "voc2007"):
         with pytest.raises(TypeError, match=r"^`ground_truths` must be a mapping of columns .* for format='refdet'"):
             average_precision(tv_dt, tv_gt, format="refdet", method=method)
+
+
+def test_iou_thresholds_are_float64():
+    res = evaluate_detections(DT, GT, iou_thresholds=np.array([0.5, 0.55], np.float32))
+    assert res.iou_thresholds.dtype == np.float64
+    assert res.iou_thresholds.tolist() == [0.5, float(np.float32(0.55))]
+    assert evaluate_detections(DT, GT, iou_thresholds=[1, 0]).iou_thresholds.dtype == np.float64

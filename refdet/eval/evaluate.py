@@ -190,14 +190,16 @@ def evaluate_detections(detections: Any, ground_truths: Any, *, format: Optional
     if not md or list(md) != sorted(md):
         raise ValueError(f"`max_dets` must be a non-empty increasing sequence; got {md}")
     method = "voc2010" if method is None else _checks.check_choice(method, "method", ("voc2010", "voc2007"))
-    fmt = formats.detect_format(detections, ground_truths) if format is None else format
-    style = ("voc" if fmt == "voc" else "coco") if style is None else style
+    fmt = format
+    if fmt is None:
+        fmt = formats.detect_format(detections, ground_truths)  # pragma: no mutate (it reads the ground truths only)
+    coco_style = fmt != "voc" if style is None else style == "coco"
     if fmt == "refdet" and not isinstance(ground_truths, Mapping):
         raise TypeError(f"`ground_truths` must be a mapping of columns (image_id, boxes, labels) for "
                         f"format='refdet'; got {_checks._describe(ground_truths)}")
     conv = formats.convert(detections, ground_truths, fmt, box_format, max_json_bytes)
     p = columns.prepare(conv.detections, conv.ground_truths, conv.box_format)
-    if style == "coco":
+    if coco_style:
         thr = _coco_iou_thresholds() if iou_thresholds is None else thr_in
         return evaluate_coco(p, thr, ar, md, conv.class_names)
     return evaluate_voc(p, iou_threshold, method, plus_one, conv.class_names)
