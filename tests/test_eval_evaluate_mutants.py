@@ -161,6 +161,9 @@ def test_refdet_format_needs_a_column_mapping():
     ([("all", 0, 1, 2)], TypeError, r"^`area_ranges\[0\]` must be a \(name, lo, hi\) triple"),
     ([(0, 0, 1)], TypeError, r"^`area_ranges\[0\]` must be a \(name, lo, hi\) triple"),
     ([("all", -1, 1)], ValueError, r"^`area_ranges\[0\]\[1\]` must be >= 0; got -1"),
+    ([("all", 0, 1), ("x", -0.5, 1)], ValueError, r"^`area_ranges\[1\]\[1\]` must be >= 0; got -0.5$"),
+    ([("all", "0", 1)], TypeError, r"^`area_ranges\[0\]\[1\]` must be a real number; got str '0'$"),
+    ([("all", np.inf, np.inf)], ValueError, r"^`area_ranges\[0\]\[1\]` must be finite; got inf$"),
     ([("all", 0, True)], TypeError, r"^`area_ranges\[0\]\[2\]` must be a number \(inf allowed\); got bool True$"),
     ([("all", 0, "9")], TypeError, r"^`area_ranges\[0\]\[2\]` must be a number \(inf allowed\); got str"),
     ([("all", 0, float("nan"))], TypeError, r"^`area_ranges\[0\]\[2\]` must be a number"),
@@ -172,8 +175,9 @@ def test_area_ranges_refused(ranges, err, match):
 
 
 def test_area_ranges_accepted():
-    got = _area_ranges((("all", 0, np.inf), ["one", np.float32(3), np.int64(3)], ("big", 2.5, np.float64(7.5))))
-    assert got == (("all", 0.0, np.inf), ("one", 3.0, 3.0), ("big", 2.5, 7.5))
+    got = _area_ranges((("all", 0, np.inf), ["one", np.float32(3), np.int64(3)], ("big", 2.5, np.float64(7.5)),
+                        ("tiny", 0.25, 0.5)))
+    assert got == (("all", 0.0, np.inf), ("one", 3.0, 3.0), ("big", 2.5, 7.5), ("tiny", 0.25, 0.5))
     assert all(type(v) is float for r in got for v in r[1:])
     assert isinstance(got, tuple)
 

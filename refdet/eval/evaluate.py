@@ -207,14 +207,16 @@ def evaluate_detections(detections: Any, ground_truths: Any, *, format: Optional
 
 def _area_ranges(area_ranges):
     """A non-empty sequence of ``(name, lo, hi)`` triples with 0 <= lo <= hi (hi may be inf)."""
-    if isinstance(area_ranges, (str, bytes)) or not isinstance(area_ranges, (list, tuple)) or not area_ranges:
+    if not isinstance(area_ranges, (list, tuple)) or not area_ranges:  # a str or bytes is neither
         raise TypeError(f"`area_ranges` must be a non-empty list of (name, lo, hi) triples; got "
                         f"{_checks._describe(area_ranges)}")
     out = []
     for i, r in enumerate(area_ranges):
-        if isinstance(r, (str, bytes)) or not isinstance(r, (list, tuple)) or len(r) != 3 or not isinstance(r[0], str):
+        if not isinstance(r, (list, tuple)) or len(r) != 3 or not isinstance(r[0], str):
             raise TypeError(f"`area_ranges[{i}]` must be a (name, lo, hi) triple; got {_checks._describe(r)}")
-        lo = _checks.check_positive(r[1], f"area_ranges[{i}][1]", strict=False)
+        lo = _checks.check_real(r[1], f"area_ranges[{i}][1]")
+        if lo < 0:
+            raise ValueError(f"`area_ranges[{i}][1]` must be >= 0; got {lo}")
         if isinstance(r[2], bool) or not isinstance(r[2], (int, float, np.integer, np.floating)) or np.isnan(r[2]):
             raise TypeError(f"`area_ranges[{i}][2]` must be a number (inf allowed); got {_checks._describe(r[2])}")
         hi = float(r[2])
