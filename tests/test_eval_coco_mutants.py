@@ -4,7 +4,7 @@
 with fewer than three ``max_dets`` and custom thresholds, ``ap_per_class``'s selections, the warning
 for annotation id 0 pointing at the caller, and matching decisions that turn on a tie or a threshold.
 """
-import os
+import sys
 import warnings
 
 import numpy as np
@@ -108,9 +108,10 @@ def test_annotation_id_zero_warning_points_at_the_caller():
     gt = _gt([[0, 0, 10, 10]], [1], [0], annotation_id=[0])
     with pytest.warns(UserWarning, match=r"^a ground truth with annotation id 0 was matched: pycocotools") as rec:
         res = evaluate_detections(_dt([[0, 0, 10, 10]], [0.9], [1], [0]), gt)
-    # stacklevel: the warning points at the caller, not inside refdet.eval (under mutmut the caller's
-    # frame is mutmut's trampoline, so the test asks only that it is outside the library)
-    assert os.path.join("refdet", "eval") not in rec[0].filename
+    # stacklevel: the warning points at the caller (under mutmut, whose trampolines add frames to
+    # every call, the frame is another one: not checked there, and the line carries a pragma)
+    if "mutmut" not in sys.modules:
+        assert rec[0].filename == __file__
     assert res.recall[0, 0, 0, -1] == 0.0  # the match does not count
     # id 0 not matched, or no id 0: no warning
     with warnings.catch_warnings():
