@@ -198,3 +198,17 @@ def test_unmatched_detections_outside_the_range_are_ignored_with_inclusive_bound
         res = evaluate_detections(dt, gt, iou_thresholds=[0.5], area_ranges=ranges + [("all", 0, 1e9)])
         got = res.precision[0, -1, 0, :, -1]
         assert got[0] == want[0] and got[1] == -1.0 and got[2] == 1 / (2 + EPS)
+
+
+def test_ap_per_class_defaults_to_the_last_max_det():
+    # class 2 of _two_classes plus a second false positive: FP (.9), FP (.85), TP (.8). With
+    # max_dets (1, 2, 3): at 3 (the default) precision 1/3 at recall 1, at 2 and 1 nothing found.
+    dt, gt = _two_classes()
+    dt = _dt(np.vstack([dt["boxes"], [[80, 80, 90, 90]]]), np.append(dt["scores"], 0.85), [1, 2, 2, 2],
+             [0, 0, 0, 0])
+    res = evaluate_detections(dt, gt, max_dets=(1, 2, 3))
+    third = 1 / (3 + EPS)
+    np.testing.assert_allclose(res.ap_per_class(iou_threshold=0.5), [1 / (1 + EPS), third], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(res.ap_per_class(iou_threshold=0.5, max_det=2), [1 / (1 + EPS), 0.0],
+                               rtol=0, atol=1e-15)
+    assert res.ap_per_class(max_det=3).tolist() == res.ap_per_class().tolist()

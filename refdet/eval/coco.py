@@ -133,11 +133,10 @@ class COCOResult:
                 raise ValueError(f"`iou_threshold` must be one of {self.iou_thresholds.tolist()}; "
                                  f"got {iou_threshold!r}")
             s = s[t]
-        s = s.reshape(-1, s.shape[-1])
-        ok = s > -1
-        n = ok.sum(axis=0)
-        with np.errstate(invalid="ignore"):  # 0 / 0 where n = 0 (the sum is 0 there)
-            return np.where(n > 0, np.where(ok, s, 0.0).sum(axis=0) / n, np.nan)
+        ok = s > -1  # (T', R, K)
+        n = ok.sum(axis=(0, 1))
+        with np.errstate(invalid="ignore"):  # 0 / 0 = NaN where n = 0 (the sum is 0 there)
+            return np.where(ok, s, 0.0).sum(axis=(0, 1)) / n
 
 
 def _padded_max_dets(max_dets):
