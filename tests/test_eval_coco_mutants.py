@@ -176,11 +176,12 @@ def test_threshold_one_is_read_as_one_minus_1e10():
 def test_degenerate_boxes_are_silent_and_zero():
     # crowd: u = detection area = 0 for a zero-width detection; apart from the gt inter = -5 * 5:
     # -25 / 0 (divide); a zero-area pair that meets: 0 / 0 (invalid). Both are masked to 0.
-    d = np.array([[0.0, 0, 0, 5], [0.0, 0, 0, 5]])
-    g = np.array([[5.0, 0, 1, 5], [0.0, 0, 0, 5]])
+    # Flat boxes on top of each other (w > 0, h = 0 and w = 0, h > 0): 0 / 0 as well, 0 too.
+    d = np.array([[0.0, 0, 0, 5], [0.0, 0, 0, 5], [0.0, 0, 5, 0], [0.0, 0, 5, 0]])
+    g = np.array([[5.0, 0, 1, 5], [0.0, 0, 0, 5], [0.0, 0, 5, 0], [1.0, 0, 0, 0]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert C._pair_iou(d, g, np.array([True, False])).tolist() == [0.0, 0.0]
+        assert C._pair_iou(d, g, np.array([True, False, False, True])).tolist() == [0.0, 0.0, 0.0, 0.0]
         # and ap_per_class's 0 / 0 of a class without ground truth in the range
         res = evaluate_detections(*_two_classes())
         assert np.isnan(res.ap_per_class(area="large")).all()
