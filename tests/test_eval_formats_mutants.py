@@ -298,7 +298,7 @@ def test_per_image_conversion_by_hand():
     ([{"boxes": [], "scores": [], "labels": []}], [{"boxes": [[0, 0, 1, 1]], "labels": [1], "area": [1.0, 2.0]}],
      ValueError, r"^`ground_truths\[0\]\['area'\]` must have shape \(1,\); got \(2,\)$"),
     ([{"boxes": [], "scores": [], "labels": []}], [{"boxes": [[0, 0, 1, 1]], "labels": [1], "area": [[1.0]]}],
-     ValueError, r"`ground_truths\[0\]\['area'\]`"),
+     ValueError, r"^`ground_truths\[0\]\['area'\]` must be 1-D"),
     ([{"boxes": [], "scores": [], "labels": []}], [{"boxes": [[0, 0, 1]], "labels": [1]}], ValueError,
      r"`ground_truths\[0\]\['boxes'\]`"),
     ([{"boxes": [], "scores": [], "labels": []}], [{"boxes": [[0, 0, 1, 1]], "labels": [1, 2]}], ValueError,
@@ -391,3 +391,18 @@ def test_numbers_slow_path_and_unsigned_ids():
     assert F._lookup(np.array(["b"]), np.array(["a", "b"]), where, "", "k", "w").tolist() == [1]
     with pytest.raises(ValueError, match=r"^`x\[0\]\['k'\]` = 'c' is not among the w ids$"):
         F._lookup(np.array(["c"]), np.array(["a", "b"]), where, "", "k", "w")
+
+
+def test_per_image_columns_are_float64_int64_and_bool():
+    # integer and float32 inputs, no empty image (whose float64 zeros would hide the dtype)
+    dts = [{"boxes": np.array([[0, 0, 2, 2]], np.int32), "scores": np.array([0.5], np.float32), "labels": [1]}]
+    gts = [{"boxes": np.array([[0, 0, 2, 2]], np.int32), "labels": np.array([1], np.int32),
+            "area": np.array([4.5], np.float32), "iscrowd": np.array([2]), "difficult": np.array([0.5])}]
+    conv = F.convert(dts, gts, "voc", None)
+    gt, dt = conv.ground_truths, conv.detections
+    assert gt["boxes"].dtype == np.float64 and dt["boxes"].dtype == np.float64 and dt["scores"].dtype == np.float64
+    assert gt["area"].dtype == np.float64 and gt["area"].tolist() == [4.5]
+    assert gt["labels"].dtype == np.int64 and dt["labels"].dtype == np.int64
+    for key in ("iscrowd", "difficult", "ignore"):
+        assert gt[key].dtype == bool, key
+    assert gt["iscrowd"].tolist() == [True] and gt["difficult"].tolist() == [True] and gt["ignore"].tolist() == [False]

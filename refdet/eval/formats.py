@@ -324,9 +324,9 @@ def _per_image(detections, ground_truths, box_format) -> Converted:
                 a = _checks.as_array(_np(t[key]), f"ground_truths[{i}][{key!r}]")
                 if a.shape != (m,):
                     raise ValueError(f"`ground_truths[{i}][{key!r}]` must have shape ({m},); got {a.shape}")
-                gt_parts[key].append(a.astype(bool))
+                gt_parts[key].append(a)  # made bool once, after the concatenation below
             else:
-                gt_parts[key].append(np.zeros(m, dtype=bool))
+                gt_parts[key].append(np.zeros(m))
         if "area" in t:
             a = _checks.as_float_array(_np(t["area"]), f"ground_truths[{i}]['area']", ndim=1, dtype=np.float64)
             if a.shape != (m,):
