@@ -309,6 +309,8 @@ def test_per_image_conversion_by_hand():
      r"`detections\[0\]\['scores'\]`"),
     ([{"boxes": [[0, 0, 1, 1]], "scores": [1], "labels": [1.5]}], [{"boxes": np.zeros((0, 4)), "labels": np.zeros(0, int)}], TypeError,
      r"`detections\[0\]\['labels'\]`"),
+    ([{"boxes": [[0, 0, 1, 1]], "scores": [1], "labels": [1, 2]}], [{"boxes": np.zeros((0, 4)), "labels": np.zeros(0, int)}],
+     ValueError, r"^`detections\[0\]\['labels'\]` must have length 1"),
 ])
 def test_per_image_refusals(dts, gts, err, match):
     with pytest.raises(err, match=match):
@@ -406,3 +408,14 @@ def test_per_image_columns_are_float64_int64_and_bool():
     for key in ("iscrowd", "difficult", "ignore"):
         assert gt[key].dtype == bool, key
     assert gt["iscrowd"].tolist() == [True] and gt["difficult"].tolist() == [True] and gt["ignore"].tolist() == [False]
+
+
+@pytest.mark.parametrize("fmt", ["xyxy", "xywh", "cxcywh", "yxyx"])
+def test_per_image_box_formats_and_areas_of_empty_images(fmt):
+    gts = [{"boxes": [[0, 0, 2, 4]], "labels": [1], "area": [3.0]}, {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, int)},
+           {"boxes": [[1, 1, 2, 6]], "labels": [1]}]
+    dts = [{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, int)}] * 3
+    conv = F.convert(dts, gts, "torchvision", fmt)
+    assert conv.box_format == fmt
+    # the third image's area from its box read in `fmt`: xyxy 1 x 5, xywh 2 x 6, cxcywh 2 x 6, yxyx 5 x 1
+    assert conv.ground_truths["area"].tolist() == [3.0, {"xyxy": 5.0, "yxyx": 5.0}.get(fmt, 12.0)]

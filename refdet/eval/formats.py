@@ -361,7 +361,7 @@ def _per_image(detections, ground_truths, box_format) -> Converted:
         parts = []
         for a, b in zip(gt_parts["area"], gt_parts["boxes"]):
             if a is None:
-                wh = box_convert(b, fmt_in, "xywh") if len(b) else np.zeros((0, 4))
+                wh = box_convert(b, fmt_in, "xywh")  # (0, 4) for an image without boxes
                 a = wh[:, 2] * wh[:, 3]
             parts.append(a)
         gt["area"] = cat(parts)
