@@ -133,11 +133,10 @@ class COCOResult:
                 raise ValueError(f"`iou_threshold` must be one of {self.iou_thresholds.tolist()}; "
                                  f"got {iou_threshold!r}")
             s = s[t]
-        s = s.reshape(-1, s.shape[-1])
-        ok = s > -1
-        n = ok.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n > 0, np.where(ok, s, 0.0).sum(axis=0) / n, np.nan)
+        ok = s > -1  # (T', R, K)
+        n = ok.sum(axis=(0, 1))
+        with np.errstate(invalid="ignore"):  # 0 / 0 = NaN where n = 0 (the sum is 0 there)
+            return np.where(ok, s, 0.0).sum(axis=(0, 1)) / n
 
 
 def _padded_max_dets(max_dets):
@@ -152,7 +151,7 @@ def _pair_iou(d, g, crowd):
     inter = w * h
     da = d[:, 2] * d[:, 3]
     u = np.where(crowd, da, da + g[:, 2] * g[:, 3] - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes; masked to 0 below
         o = inter / u
     return np.where((w > 0) & (h > 0), o, 0.0)
 
@@ -175,7 +174,7 @@ def _match(p, grp, thr, area_rng, max_det):
     gt_ign = np.stack([crowd | p["gt_ignore"] | (g_area < lo) | (g_area > hi) for _, lo, hi in area_rng],
                       axis=-1)  # (G, A)
     thr_c = np.minimum(thr, 1 - 1e-10)  # (T,)
-    t_min = thr_c.min() if t else np.inf
+    t_min = thr_c.min()  # T >= 1 (evaluate_detections refuses an empty list)
 
     # candidate pairs: the evaluated detections (rank < max_det) against their group's ground truths
     dets = np.flatnonzero((grp.rank < max_det) & (grp.gt_count[grp.dt_group] > 0))
@@ -187,9 +186,10 @@ def _match(p, grp, thr, area_rng, max_det):
         pd.append(di[keep])
         pg.append(pair_gt[keep])
         pi.append(iou[keep])
-    pd = np.concatenate(pd) if pd else np.zeros(0, np.int64)
-    pg = np.concatenate(pg) if pg else np.zeros(0, np.int64)
-    pi = np.concatenate(pi) if pi else np.zeros(0)
+    # (an empty start: no chunk at all when no detection has a ground truth)
+    pd = np.concatenate([np.zeros(0, np.int64)] + pd)
+    pg = np.concatenate([np.zeros(0, np.int64)] + pg)
+    pi = np.concatenate([np.zeros(0)] + pi)
     o = np.lexsort((-pg, -pi, pd))  # per detection: best IoU first, equal IoUs the later gt first
     pd, pg, pi = pd[o], pg[o], pi[o]
     n_pairs = np.bincount(pd, minlength=d)
@@ -239,7 +239,7 @@ def _match(p, grp, thr, area_rng, max_det):
         warnings.warn("a ground truth with annotation id 0 was matched: pycocotools (and faster-coco-eval) "
                       "record a match by the matched annotation's id and test it for nonzero, so the "
                       "detection counts as a false positive; refdet reproduces this. Number annotation "
-                      "ids from 1 to avoid it.", UserWarning, stacklevel=4)
+                      "ids from 1 to avoid it.", UserWarning, stacklevel=4)  # pragma: no mutate (mutmut adds frames; pinned by a test)
     # unmatched detections outside the area range are ignored
     d_area = p["dt_xywh"][:, 2] * p["dt_xywh"][:, 3]
     out = np.stack([(d_area < lo) | (d_area > hi) for _, lo, hi in area_rng], axis=-1)  # (D, A)
@@ -286,12 +286,11 @@ def _readout(tp, fp, npig, sc, cache):
     r = len(recall_thresholds())
     if nd == 0:
         return np.zeros((n_l, r)), np.zeros((n_l, r)), np.zeros(n_l)
-    tpf = tp.astype(np.float64)
-    last = tpf[:, -1] / npig
-    pr = tpf / ((fp + tp).astype(np.float64) + np.spacing(1))  # COCOeval: tp / (fp + tp + eps)
+    last = tp[:, -1] / npig  # integer counts: true division gives COCOeval's float64 values
+    pr = tp / ((fp + tp) + np.spacing(1))  # COCOeval: tp / (fp + tp + eps)
     env = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision made monotone from the right
     need = np.stack([_counts_needed(int(n), cache) for n in npig])  # (L, R)
-    off = np.concatenate([[0], np.cumsum(npig[:-1] + 2)])[:, None]  # (L, 1)
+    off = np.concatenate([[0], np.cumsum(npig[:-1] + 2)])[:, None]  # pragma: no mutate (any gap of 1 or more keeps the rows apart)
     flat = np.searchsorted((tp + off).ravel(), (need + off).ravel(), side="left").reshape(n_l, r)
     local = flat - (np.arange(n_l) * nd)[:, None]  # nd: past the end of the curve
     ok = local < nd
@@ -331,8 +330,8 @@ def evaluate_coco(p: dict, iou_thr: np.ndarray, area_ranges: Sequence[Tuple[str,
         cols = np.flatnonzero(keep)
         # (A*T, n_m) counts running over every class; summed as uint8 into int32 (bool cumsum is ~8x
         # slower; the counts are below the number of detections); ``take`` keeps the rows contiguous
-        tp = np.cumsum(tp_inc.take(cols, axis=1).view(np.uint8), axis=1, dtype=np.int32)
-        fp = np.cumsum(fp_inc.take(cols, axis=1).view(np.uint8), axis=1, dtype=np.int32)
+        tp = np.cumsum(tp_inc.take(cols, axis=1).view(np.uint8), axis=1, dtype=np.int32)  # pragma: no mutate (speed: any integer view and dtype count the same)
+        fp = np.cumsum(fp_inc.take(cols, axis=1).view(np.uint8), axis=1, dtype=np.int32)  # pragma: no mutate (speed, as for tp above)
         sc = score_s[cols]
         bounds = np.searchsorted(cat_s[cols], np.arange(k + 1))
         for ki in range(k):
@@ -348,8 +347,8 @@ def evaluate_coco(p: dict, iou_thr: np.ndarray, area_ranges: Sequence[Tuple[str,
             precision[ti, :, ki, ai, mi] = q
             scores[ti, :, ki, ai, mi] = ss
             recall[ti, ki, ai, mi] = last
-        if keep.all():
-            done = mi
+        if keep.all():  # pragma: no mutate (a shortcut: without it every column is computed, the same)
+            done = mi  # pragma: no mutate (the same shortcut as the line above)
     stats = summarize(precision, recall, iou_thr, [n for n, _, _ in area_ranges], max_dets)
     return COCOResult(stats=stats, precision=precision, recall=recall, scores=scores,
                       iou_thresholds=iou_thr, recall_thresholds=rthr, classes=p["classes"],

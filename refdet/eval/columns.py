@@ -42,10 +42,9 @@ def _column(mapping, key, name, *, required=True):
 
 
 def _flags(ground_truths, key, g):
-    v = _column(ground_truths, key, "ground_truths", required=False)
-    if v is None:
+    if key not in ground_truths:
         return np.zeros(g, dtype=bool)
-    a = _checks.as_array(v, f"ground_truths[{key!r}]")
+    a = _checks.as_array(ground_truths[key], f"ground_truths[{key!r}]")
     if a.shape != (g,):
         raise ValueError(f"`ground_truths[{key!r}]` must have shape ({g},); got {a.shape}")
     return a.astype(bool)
@@ -155,14 +154,14 @@ def groups(p: dict) -> Groups:
     g_grp = np.searchsorted(keys, g_key)
     d_grp = np.searchsorted(keys, d_key)
     n_grp = len(keys)
-    gt_sorted = np.argsort(g_grp, kind="stable")
+    gt_sorted = np.lexsort((g_grp,))  # a stable sort: input order inside a group
     gt_count = np.bincount(g_grp, minlength=n_grp)
     gt_start = np.cumsum(gt_count) - gt_count
     d = len(d_grp)
     dt_order = np.lexsort((np.arange(d), -p["dt_score"], d_grp))
-    d_count = np.bincount(d_grp, minlength=n_grp)
+    d_count = np.bincount(d_grp)  # groups past the last one with a detection repeat nothing
     d_start = np.cumsum(d_count) - d_count
-    rank = np.empty(d, dtype=np.int64)
+    rank = np.empty_like(dt_order)
     rank[dt_order] = np.arange(d) - np.repeat(d_start, d_count)
     return Groups(gt_sorted, gt_start, gt_count, d_grp, rank, dt_order)
 

@@ -190,14 +190,16 @@ def evaluate_detections(detections: Any, ground_truths: Any, *, format: Optional
     if not md or list(md) != sorted(md):
         raise ValueError(f"`max_dets` must be a non-empty increasing sequence; got {md}")
     method = "voc2010" if method is None else _checks.check_choice(method, "method", ("voc2010", "voc2007"))
-    fmt = formats.detect_format(detections, ground_truths) if format is None else format
-    style = ("voc" if fmt == "voc" else "coco") if style is None else style
+    fmt = format
+    if fmt is None:
+        fmt = formats.detect_format(detections, ground_truths)  # pragma: no mutate (it reads the ground truths only)
+    coco_style = fmt != "voc" if style is None else style == "coco"
     if fmt == "refdet" and not isinstance(ground_truths, Mapping):
         raise TypeError(f"`ground_truths` must be a mapping of columns (image_id, boxes, labels) for "
                         f"format='refdet'; got {_checks._describe(ground_truths)}")
     conv = formats.convert(detections, ground_truths, fmt, box_format, max_json_bytes)
     p = columns.prepare(conv.detections, conv.ground_truths, conv.box_format)
-    if style == "coco":
+    if coco_style:
         thr = _coco_iou_thresholds() if iou_thresholds is None else thr_in
         return evaluate_coco(p, thr, ar, md, conv.class_names)
     return evaluate_voc(p, iou_threshold, method, plus_one, conv.class_names)
@@ -205,14 +207,16 @@ def evaluate_detections(detections: Any, ground_truths: Any, *, format: Optional
 
 def _area_ranges(area_ranges):
     """A non-empty sequence of ``(name, lo, hi)`` triples with 0 <= lo <= hi (hi may be inf)."""
-    if isinstance(area_ranges, (str, bytes)) or not isinstance(area_ranges, (list, tuple)) or not area_ranges:
+    if not isinstance(area_ranges, (list, tuple)) or not area_ranges:  # a str or bytes is neither
         raise TypeError(f"`area_ranges` must be a non-empty list of (name, lo, hi) triples; got "
                         f"{_checks._describe(area_ranges)}")
     out = []
     for i, r in enumerate(area_ranges):
-        if isinstance(r, (str, bytes)) or not isinstance(r, (list, tuple)) or len(r) != 3 or not isinstance(r[0], str):
+        if not isinstance(r, (list, tuple)) or len(r) != 3 or not isinstance(r[0], str):
             raise TypeError(f"`area_ranges[{i}]` must be a (name, lo, hi) triple; got {_checks._describe(r)}")
-        lo = _checks.check_positive(r[1], f"area_ranges[{i}][1]", strict=False)
+        lo = _checks.check_real(r[1], f"area_ranges[{i}][1]")
+        if lo < 0:
+            raise ValueError(f"`area_ranges[{i}][1]` must be >= 0; got {lo}")
         if isinstance(r[2], bool) or not isinstance(r[2], (int, float, np.integer, np.floating)) or np.isnan(r[2]):
             raise TypeError(f"`area_ranges[{i}][2]` must be a number (inf allowed); got {_checks._describe(r[2])}")
         hi = float(r[2])
@@ -288,7 +292,9 @@ def average_precision(recall: Any, precision: Any, *, method: Optional[str] = No
     if _is_detections(recall):
         try:
             if method is None:
-                fmt = formats.detect_format(recall, precision) if format is None else format
+                fmt = format
+                if fmt is None:
+                    fmt = formats.detect_format(recall, precision)  # pragma: no mutate (it reads the ground truths only)
                 method = "voc2010" if fmt == "voc" else "coco101"
             _checks.check_choice(method, "method", CURVE_METHODS)
             if method == "coco101":

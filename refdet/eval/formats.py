@@ -126,7 +126,7 @@ class _Where:
 def _records(seq, where: _Where, suffix: str) -> list:
     if not isinstance(seq, (list, tuple)):
         raise ValueError(f"{where(suffix)} must be a list of objects; got {_checks._describe(seq)}")
-    if all(t is dict or issubclass(t, Mapping) for t in set(map(type, seq))):  # one check per type
+    if all(issubclass(t, Mapping) for t in set(map(type, seq))):  # one check per type, not per record
         return seq
     i = next(i for i, r in enumerate(seq) if not isinstance(r, Mapping))
     raise ValueError(f"{where(f'{suffix}[{i}]')} must be an object (dict); got {_checks._describe(seq[i])}")
@@ -324,9 +324,9 @@ def _per_image(detections, ground_truths, box_format) -> Converted:
                 a = _checks.as_array(_np(t[key]), f"ground_truths[{i}][{key!r}]")
                 if a.shape != (m,):
                     raise ValueError(f"`ground_truths[{i}][{key!r}]` must have shape ({m},); got {a.shape}")
-                gt_parts[key].append(a.astype(bool))
+                gt_parts[key].append(a)  # made bool once, after the concatenation below
             else:
-                gt_parts[key].append(np.zeros(m, dtype=bool))
+                gt_parts[key].append(np.zeros(m))
         if "area" in t:
             a = _checks.as_float_array(_np(t["area"]), f"ground_truths[{i}]['area']", ndim=1, dtype=np.float64)
             if a.shape != (m,):
@@ -361,7 +361,7 @@ def _per_image(detections, ground_truths, box_format) -> Converted:
         parts = []
         for a, b in zip(gt_parts["area"], gt_parts["boxes"]):
             if a is None:
-                wh = box_convert(b, fmt_in, "xywh") if len(b) else np.zeros((0, 4))
+                wh = box_convert(b, fmt_in, "xywh")  # (0, 4) for an image without boxes
                 a = wh[:, 2] * wh[:, 3]
             parts.append(a)
         gt["area"] = cat(parts)

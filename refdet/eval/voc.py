@@ -71,10 +71,13 @@ class VOCResult:
 
 
 def _best_overlaps(p, grp, plus_one):
-    """``ovmax`` and ``jmax`` (a ground-truth index, -1 if none) of every detection."""
+    """``ovmax`` (-inf if no ground truth) and ``jmax`` (a ground-truth index, 0 if none) of every detection.
+
+    ``jmax`` is read only where ``ovmax > ovthresh``, that is where the detection has ground truths.
+    """
     d = len(p["dt_score"])
     ovmax = np.full(d, -np.inf)
-    jmax = np.full(d, -1, dtype=np.int64)
+    jmax = np.zeros(d, dtype=np.int64)
     one = 1.0 if plus_one else 0.0
     dets = np.flatnonzero(grp.gt_count[grp.dt_group] > 0)
     for chunk, pair_det, pair_gt in columns.pairs(grp, dets):
@@ -85,9 +88,11 @@ def _best_overlaps(p, grp, plus_one):
         inters = iw * ih
         uni = ((bb[:, 2] - bb[:, 0] + one) * (bb[:, 3] - bb[:, 1] + one)
                + (g[:, 2] - g[:, 0] + one) * (g[:, 3] - g[:, 1] + one) - inters)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # 0 / 0 only: a positive intersection needs positive widths and heights of both boxes, and
+        # then the union is at least the larger area
+        with np.errstate(invalid="ignore"):
             ov = inters / uni
-        count = np.bincount(pair_det, minlength=len(chunk))
+        count = np.bincount(pair_det)  # every detection of the chunk has a pair: len(chunk) counts
         start = np.cumsum(count) - count  # every detection here has at least one pair
         mx = np.maximum.reduceat(ov, start)  # np.max: a NaN wins
         # np.argmax: the first NaN if there is one, else the first maximum
@@ -106,33 +111,35 @@ def evaluate_voc(p: dict, iou_threshold: float, method: str, plus_one: bool,
     k = len(p["classes"])
     ovmax, jmax = _best_overlaps(p, grp, plus_one)
     hit = ovmax > iou_threshold  # NaN compares False: a false positive, as in voc_eval
-    diff = np.append(p["gt_difficult"], False)[jmax]  # jmax -1 (no gt) only where hit is False
+    diff = np.zeros(d, dtype=bool)
+    diff[hit] = p["gt_difficult"][jmax[hit]]  # the best ground truth is difficult: neither tp nor fp
     # the order voc_eval goes down the detections of each class: descending score, ties in input order
     order = np.lexsort((np.arange(d), -p["dt_score"], p["dt_cat"]))
-    place = np.empty(d, dtype=np.int64)
-    place[order] = np.arange(d)
-    cand = np.flatnonzero(hit & ~diff)
-    cand = cand[np.argsort(place[cand], kind="stable")]
+    cand = order[(hit & ~diff)[order]]
     _, first = np.unique(jmax[cand], return_index=True)  # the first detection to reach each gt
     tp = np.zeros(d, dtype=bool)
     tp[cand[first]] = True
     fp = (hit & ~diff & ~tp) | ~hit
     npos = np.bincount(p["gt_cat"][~p["gt_difficult"]], minlength=k)
-    bounds = np.searchsorted(p["dt_cat"][order], np.arange(k + 1))
+    per_class = np.split(order, np.searchsorted(p["dt_cat"][order], np.arange(1, k)))  # k parts (1 if k = 0)
     aps = np.full(k, np.nan)
     precs, recs = [], []
     for ki in range(k):
-        sel = order[bounds[ki]:bounds[ki + 1]]
-        ctp = np.cumsum(tp[sel]).astype(np.float64)
-        cfp = np.cumsum(fp[sel]).astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        sel = per_class[ki]
+        # integer counts: int / float division gives the devkit's float64 values bit for bit
+        ctp = np.cumsum(tp[sel])
+        cfp = np.cumsum(fp[sel])
+        # 0 / 0 only (tp <= npos): a class without a non-difficult ground truth, as the devkit divides
+        with np.errstate(invalid="ignore"):
             rec = ctp / float(npos[ki])
-        prec = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
+        # voc_eval's np.maximum(tp + fp, eps): the counts are integers, so eps only turns 0 / 0 (the
+        # first detections hit difficult ground truths) into 0, and 1 does the same
+        prec = ctp / np.maximum(ctp + cfp, 1)
         precs.append(prec)
         recs.append(rec)
         if npos[ki] > 0:
             aps[ki] = curve_ap(rec, prec, method)
     defined = aps[~np.isnan(aps)]
-    return VOCResult(ap=aps, map=float(defined.mean()) if defined.size else float("nan"),
+    return VOCResult(ap=aps, map=float(defined.mean()) if defined.size else np.nan,
                      precision=precs, recall=recs, classes=p["classes"],
                      iou_threshold=float(iou_threshold), method=method, class_names=tuple(class_names))
