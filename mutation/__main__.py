@@ -60,6 +60,12 @@ def cmd_run(args, cfg):
         _print_rec(rec, args.show)
         if args.dry or args.mutant:
             continue
+        if rec["killed"] + rec["survived"] == 0 and rec.get("not_checked"):
+            # mutmut checked nothing (its stats pass failed, or the budget ended before the first
+            # mutant): a row would read "100%, partial" and say nothing; keep the old record
+            print(f"[{mod.name}] not recorded: mutmut checked no mutant (see "
+                  f"{os.path.relpath(os.path.join(E.workdir(mod), 'mutmut.log'), C.ROOT)})")
+            continue
         results = E.load_results()  # another run may have recorded other modules meanwhile
         if args.before and mod.name not in {h["name"] for h in results.get("history", [])}:
             results.setdefault("history", []).append(

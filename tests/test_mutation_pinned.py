@@ -242,3 +242,28 @@ def test_engine_work_copy_lets_mutmut_mutate_documented_functions():
     ns = {}
     exec(compile(E.undecorate(src), path, "exec"), ns)
     assert "Conventions" in ns["cell_anchors"].__doc__
+
+
+def test_run_that_checked_no_mutant_is_not_recorded(monkeypatch, capsys):
+    # mutmut's stats pass failing (a test failing under its trampolines) leaves every mutant
+    # "not checked": such a run must not overwrite the record with "0 killed, 100%, partial"
+    import argparse
+
+    from mutation import __main__ as M
+    from mutation import engine as E
+
+    rec = {"name": "iou_engine", "mutants": 9, "killed": 0, "survived": 0, "equivalent": 0, "score": 100.0,
+           "seconds": 3.0, "not_checked": 9, "complete": False, "survivors": []}
+    monkeypatch.setattr(E, "run_module", lambda *a, **k: dict(rec))
+    saved = []
+    monkeypatch.setattr(E, "save_results", lambda *a, **k: saved.append(a))
+    monkeypatch.setattr(E, "record_score", lambda *a, **k: saved.append(a))
+    args = argparse.Namespace(all=False, modules=["iou_engine"], jobs=1, mutant=None, fresh=False, budget=None,
+                              show=5, dry=False, before=True, record=True)
+    M.cmd_run(args, C.load())
+    assert saved == [] and "not recorded: mutmut checked no mutant" in capsys.readouterr().out
+    # one checked mutant is a (partial) answer, and is recorded
+    rec.update(killed=1, not_checked=8)
+    monkeypatch.setattr(E, "load_results", lambda: {"modules": {}, "history": []})
+    M.cmd_run(args, C.load())
+    assert len(saved) == 2
