@@ -419,6 +419,8 @@ def _along(p, ndim, axis):
     """Reshape a 1-D per-channel parameter to broadcast along ``axis`` of an ``ndim``-D array."""
     if p.ndim == 0 or axis is None:
         return p
+    if ndim == 0:  # a 0-d input is one channel: its (1,) parameter becomes a scalar
+        return p.reshape(())
     shape = [1] * ndim
     shape[axis] = p.shape[0]
     return p.reshape(shape)
@@ -490,7 +492,7 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *, dtype: st
     xa = xa.astype(wd, copy=False)
     _checks.check_finite(xa, "x", allow_inf=True)
     ax = _checks.check_axis(axis, max(xa.ndim, 1))
-    length = xa.shape[ax] if (ax is not None and xa.ndim) else None
+    length = None if ax is None else (xa.shape[ax] if xa.ndim else 1)  # a 0-d input is one channel
     sc = _checks.as_quant_scale(scale, "scale", axis=ax, length=length)
     zp = _checks.as_quant_zero_point(zero_point, "zero_point", qmin=QUANT_DTYPES[dtype][0],
                                      qmax=QUANT_DTYPES[dtype][1], axis=ax, length=length)
@@ -535,7 +537,7 @@ def dequantize(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *, axis: O
     qa = _checks.as_int_array(q, "q")
     _checks.check_choice(out_dtype, "out_dtype", ("float32", "float64"))
     ax = _checks.check_axis(axis, max(qa.ndim, 1))
-    length = qa.shape[ax] if (ax is not None and qa.ndim) else None
+    length = None if ax is None else (qa.shape[ax] if qa.ndim else 1)  # a 0-d input is one channel
     sc = _checks.as_quant_scale(scale, "scale", axis=ax, length=length)
     zp = _checks.as_quant_zero_point(zero_point, "zero_point", qmin=-(2 ** 62), qmax=2 ** 62, axis=ax,
                                      length=length)
