@@ -95,12 +95,16 @@ def test_forward_cache_holds_the_zero_point_and_no_learnable_fields():
     assert c.zero_point.dtype == np.float64 and c.zero_point.tolist() == [3.0, -2.0]
 
 
-def test_forward_float32_stays_float32():
+def test_forward_float32_stays_float32_float16_and_ints_are_widened():
     x = np.array([0.3, 12.0, -40.0], np.float32)
     y, c = Q.fake_quant_forward(x, np.float32(0.25), 5, **I8)
     assert y.dtype == np.float32 and c.x.dtype == np.float32
     # 0.3 / 0.25 = 1.2 -> 1; 12 / 0.25 = 48; -40 / 0.25 = -160 + 5 = -155 -> clamped -128 -> (-133) * 0.25
     assert y.tolist() == [0.25, 12.0, -33.25]
+    y, c = Q.fake_quant_forward(x.astype(np.float16), np.float32(0.25), 5, **I8)   # float16 works in float32
+    assert y.dtype == np.float32 and c.x.dtype == np.float32 and y.tolist() == [0.25, 12.0, -33.25]
+    y, c = Q.fake_quant_forward(np.array([3, 12, -40]), 0.5, 5, **I8)   # ints work in float64
+    assert y.dtype == np.float64 and c.x.dtype == np.float64 and y.tolist() == [3.0, 12.0, -40.0]
 
 
 def test_tf_mask_bounds_with_a_zero_point_both_ends_inclusive():
@@ -136,6 +140,8 @@ def test_forward_raises_no_floating_point_warnings_when_saturating():
         assert not c.mask.any()
         _, c = Q.fake_quant_forward(x, np.float32(1e-45), np.float32(0.0), learnable=True, **I8)
         assert not c.mask.any()
+        _, c = Q.fake_quant_forward(x, np.float32(1e-3), np.float32(0.0), learnable=True, **I8)
+        assert c.mask.tolist() == [False, False, True, False]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -174,16 +180,16 @@ def test_learnable_backward_at_qmin_and_qmax_exactly():
 
 
 def test_learnable_backward_sums_in_float64_and_returns_float32():
-    # every x above the range (xq > 127): dscale = sum(dy * (127 - 0)), dzp = sum(-dy * 1).
-    # dy = [2**24, 1, 1]: float64 sums 127 * (2**24 + 2) = 2130706686 -> float32 2130706688 (ulp 128);
-    # a float32 running sum loses each 127 (below half an ulp of 127 * 2**24) and gives 2130706432.
-    # dzp: -(2**24 + 2) is a float32; a float32 running sum stops at -2**24 (ties to even).
-    x = np.full(3, 1000.0, np.float32)
+    # every x below the range (xq < -128): dscale = sum(dy * (-128 - 0)), dzp = sum(-dy * 1).
+    # dy = [2**24, 1, 1]: the float64 sum -128 * (2**24 + 2) = -(2**31 + 256) is a float32; a float32
+    # running sum loses each -128 (a tie at half an ulp of 2**31, to even) and stays at -2**31.
+    # dzp: -(2**24 + 2) likewise; a float32 running sum stops at -2**24.
+    x = np.full(3, -1000.0, np.float32)
     dy = np.array([2.0 ** 24, 1.0, 1.0], np.float32)
     _, c = Q.fake_quant_forward(x, np.float32(1.0), np.float32(0.0), learnable=True, **I8)
     g = Q.fake_quant_backward(dy, c)
     assert g.dscale.dtype == np.float32 and g.dzero_point.dtype == np.float32
-    assert g.dscale.tolist() == [2130706688.0]
+    assert g.dscale.tolist() == [-(2.0 ** 31 + 256)]
     assert g.dzero_point.tolist() == [-(2.0 ** 24 + 2)]
 
 
@@ -208,3 +214,11 @@ def test_learnable_backward_raises_no_floating_point_warnings_for_infinite_x():
         g = Q.fake_quant_backward(np.array([0.0, 2.0], np.float32), c)
     assert g.dscale.tolist() == [254.0] and g.dzero_point.tolist() == [-2.0]
     assert g.dx.tolist() == [0.0, 0.0]
+    # an overflowing scale gradient is -inf, silently: x = 0.25 -> xq = 0 (inside), x_hat - x = -0.25,
+    # dy * -0.25 * 1 * grad_factor = 3e38 * -0.25 * 100 = -7.5e39 beyond float32
+    _, c = Q.fake_quant_forward(np.array([0.25], np.float32), np.float32(1.0), np.float32(0.0), learnable=True,
+                                grad_factor=100.0, **I8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = Q.fake_quant_backward(np.array([3e38], np.float32), c)
+    assert g.dscale.tolist() == [-np.inf] and g.dx.tolist() == [np.float32(3e38)]

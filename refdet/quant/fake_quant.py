@@ -128,7 +128,7 @@ def fake_quant_forward(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *,
     gf = _checks.check_real(grad_factor, "grad_factor")
     xa = _checks.as_array(x, "x")
     wd = _checks.working_dtype(xa.dtype)
-    xa = xa.astype(wd, copy=False)
+    xa = np.asarray(xa, dtype=wd)  # no copy when x is already in the working dtype
     _checks.check_finite(xa, "x", allow_inf=True)
     ax = _checks.check_axis(axis, max(xa.ndim, 1))
     if learnable and ax is not None:
@@ -211,15 +211,15 @@ def fake_quant_backward(dy: np.ndarray, cache: FakeQuantCache) -> FakeQuantGrads
     xq = cache.xq_back
     lo, hi = cache.qmin, cache.qmax
     gf = t(cache.grad_factor)
-    with np.errstate(over="ignore", invalid="ignore"):  # x = +-inf (or past float32 max) reaches here
+    with np.errstate(over="ignore", invalid="ignore"):  # x = +-inf, or dy near float32 max, overflow to +-inf
         inv = t(1) / s
         # x_hat = (clamp(xq) - z_b) s: `inside` is read only where qmin <= xq <= qmax, so no clamp is needed
         xhat = (xq - zb) * s
         inside = d * (xhat - cache.x) * inv * gf
-    below = xq < lo
-    above = xq > hi
-    ds = np.where(below, d * (t(lo) - zb) * gf, np.where(above, d * (t(hi) - zb) * gf, inside))
-    dz = np.where(below | above, -(d * s * gf), t(0))
+        below = xq < lo
+        above = xq > hi
+        ds = np.where(below, d * (t(lo) - zb) * gf, np.where(above, d * (t(hi) - zb) * gf, inside))
+        dz = np.where(below | above, -(d * s * gf), t(0))
     dscale = np.asarray([ds.sum(dtype=np.float64)]).astype(cache.x.dtype)
     dzp = np.asarray([dz.sum(dtype=np.float64)]).astype(cache.x.dtype)
     return FakeQuantGrads(dx, dscale, dzp)
