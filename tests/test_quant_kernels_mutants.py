@@ -237,3 +237,13 @@ def test_tflite_conv_multiplier_is_the_float32_scales_widened_to_double():
     # the same through a per-channel float64 scale vector
     y = Q.tflite_conv2d_int8(x, 1.0, 0, w, np.array([0.1, 0.1]), np.array(acc, np.int32), 3.0 * 2 ** 20, 0)
     assert y[0, 0, 0].tolist() == expected
+
+
+def test_tflite_activation_is_named_and_the_output_stays_int8():
+    with pytest.raises(ValueError, match="`activation` must be one of"):
+        Q.tflite_activation_range("relu", 0.5, 0)
+    with pytest.raises(ValueError, match="`activation` must be one of"):
+        _tfl(activation="RELU1")
+    # RELU with y_zero_point 0 clamps to [0, 127], a range uint8 also holds: the output is still int8
+    y = _tfl(x=np.ones((1, 2, 3, 2), np.int8), activation="RELU")
+    assert y.dtype == np.int8 and y[0, 0, 0].tolist() == [1, 1, 1]   # (1 * 1) * 2 taps * 0.5 * 0.5 / 1 = 0.5 -> 1
