@@ -247,3 +247,119 @@ def test_tflite_activation_is_named_and_the_output_stays_int8():
     # RELU with y_zero_point 0 clamps to [0, 127], a range uint8 also holds: the output is still int8
     y = _tfl(x=np.ones((1, 2, 3, 2), np.int8), activation="RELU")
     assert y.dtype == np.int8 and y[0, 0, 0].tolist() == [1, 1, 1]   # (1 * 1) * 2 taps * 0.5 * 0.5 / 1 = 0.5 -> 1
+
+
+def test_activation_range_names_scale_and_zero_point():
+    with pytest.raises(ValueError, match="`scale` must be > 0"):
+        Q.tflite_activation_range("RELU6", 0.0, 0)
+    with pytest.raises(ValueError, match=r"`zero_point` must lie in \[-128, 127\]"):
+        Q.tflite_activation_range("RELU", 0.5, 128)
+    with pytest.raises(ValueError, match=r"`zero_point` must lie in \[0, 255\]"):
+        Q.tflite_activation_range("RELU", 0.5, -1, dtype="uint8")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the int32 accumulator check at its exact limits
+# ---------------------------------------------------------------------------------------------------
+
+def test_int32_accumulator_limits_are_inclusive_and_the_first_overflow_is_named():
+    # qlinear_conv: acc = 32 per output (see above); B puts channel 0 at 2**31 - 1 exactly (allowed) and
+    # channel 1 one past it: the error names channel 1, not the exact limit before it
+    y_scale = 2.0 ** 30
+    _ql(B=np.array([2 ** 31 - 1 - 32, 0, 0], np.int64), y_scale=y_scale)
+    with pytest.raises(ValueError, match=r"value 2147483648 at index \(0, 1, 0, 0\)"):
+        _ql(B=np.array([2 ** 31 - 1 - 32, 2 ** 31 - 32, 0], np.int64), y_scale=y_scale)
+    # tflite_conv2d_int8: acc = (-128 - 127) * 1 * 2 taps = -510; bias puts channel 0 at -2**31 exactly
+    x = np.full((1, 2, 3, 2), -128, np.int8)
+    y = _tfl(x=x, x_zero_point=127, bias=np.array([-(2 ** 31) + 510, 0, 0], np.int64), y_scale=2.0 ** 30)
+    assert y[0, 0, 0].tolist() == [-1, 0, 0]   # -2**31 * 0.5 * 0.5 / 2**30 = -0.5 -> away from zero: -1
+    with pytest.raises(ValueError, match=r"value -2147483649 at index \(0, 1, 0, 0\)"):
+        _tfl(x=x, x_zero_point=127, bias=np.array([-(2 ** 31) + 510, -(2 ** 31) + 509, 0], np.int64))
+
+
+# ---------------------------------------------------------------------------------------------------
+# conv2d_int
+# ---------------------------------------------------------------------------------------------------
+
+def test_conv2d_int_names_its_arguments():
+    x = np.zeros((1, 3, 4, 4), np.int16)
+    with pytest.raises(ValueError, match=r"`xq` has 3 channels but `wq` expects 2 x `groups` \(1\) = 2"):
+        Q.conv2d_int(x, np.zeros((2, 2, 1, 1), np.int8))
+    with pytest.raises(ValueError, match=r"`wq` has 3 filters, not divisible by groups \(2\)"):
+        Q.conv2d_int(np.zeros((1, 4, 4, 4), np.int16), np.zeros((3, 2, 1, 1), np.int8), groups=2)
+    with pytest.raises(ValueError, match="`xq` must be 4-D"):
+        Q.conv2d_int(np.zeros((3, 4, 4), np.int16), np.zeros((2, 3, 1, 1), np.int8))
+    with pytest.raises(ValueError, match="`wq` must be 4-D"):
+        Q.conv2d_int(x, np.zeros((2, 3, 1), np.int8))
+    with pytest.raises(ValueError, match="`accumulator` must be one of"):
+        Q.conv2d_int(x, np.zeros((2, 3, 1, 1), np.int8), accumulator="int16")
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        Q.conv2d_int(x, np.zeros((2, 3, 1, 1), np.int8), method="float16")
+    with pytest.raises(ValueError, match="`groups` must be >= 1"):
+        Q.conv2d_int(x, np.zeros((2, 3, 1, 1), np.int8), groups=0)
+    with pytest.raises(ValueError, match="`stride` must be >= 1"):
+        Q.conv2d_int(x, np.zeros((2, 3, 1, 1), np.int8), stride=0)
+    with pytest.raises(ValueError, match="`dilation` must be >= 1"):
+        Q.conv2d_int(x, np.zeros((2, 3, 1, 1), np.int8), dilation=0)
+    with pytest.raises(TypeError, match="`x_zero_point` must be an integer"):
+        Q.conv2d_int(x, np.zeros((2, 3, 1, 1), np.int8), x_zero_point=0.5)
+    with pytest.raises(ValueError, match=r"`w_zero_point` must have one value per channel along `axis` 0 \(2\); "
+                                         r"got length 3"):
+        Q.conv2d_int(x, np.zeros((2, 3, 1, 1), np.int8), w_zero_point=[0, 0, 0])
+
+
+def test_conv2d_int_float32_partial_sums_stay_exact():
+    # max|x| * max|w| = 4095 * 4097 = 2**24 - 1: float32 is allowed, one product per chunk.
+    # acc = 4095 * 4097 + 4094 * 4097 = 4097 * 8189 = 33550333, odd and above 2**24 (not a float32):
+    # summing two products in float32 would round it
+    x = np.array([[[[4095, 4094]]]], np.int16)
+    w = np.array([[[[4097, 4097]]]], np.int16)
+    for method in ("auto", "float32", "float64", "int64"):
+        assert Q.conv2d_int(x, w, method=method).tolist() == [[[[33550333]]]], method
+
+
+def test_conv2d_int_float32_chunks_over_a_long_reduction():
+    # products up to 2**11 * 2**11 = 2**22: chunks of (2**24 - 1) // 2**22 = 3 products over K = 27
+    from refdet.reference import quant as R
+    r = np.random.default_rng(5)
+    x = r.integers(-2048, 2049, size=(1, 3, 4, 4)).astype(np.int16)
+    w = r.integers(-2048, 2049, size=(2, 3, 3, 3)).astype(np.int16)
+    x[0, 0, 0, 0], w[0, 0, 0, 0] = -2048, 2048
+    ref = R.conv2d_int(x, w, 0, [0, 0])
+    for method in ("float32", "auto", "int64"):
+        assert np.array_equal(Q.conv2d_int(x, w, method=method), ref), method
+
+
+def test_conv2d_int_explicit_methods_refuse_at_their_exact_limits():
+    one = np.ones((1, 1, 1, 1), np.int64)
+    # float32: a product of 2**24 is refused (the bound is one product < 2**24)
+    with pytest.raises(ValueError, match=r"`method` 'float32' cannot be exact: .* can reach 16777216 >= 2\*\*24"):
+        Q.conv2d_int(one * 4096, one * 4096, method="float32")
+    assert Q.conv2d_int(one * 4095, one * 4097, method="float32").tolist() == [[[[2 ** 24 - 1]]]]
+    # float64: K * product = 2 * 2**52 = 2**53 is refused, 2**52 is fine
+    two = np.ones((1, 2, 1, 1), np.int64)
+    with pytest.raises(ValueError, match=r"`method` 'float64' cannot be exact: .* can reach 9007199254740992 "
+                                         r">= 2\*\*53"):
+        Q.conv2d_int(two * 2 ** 26, two * 2 ** 26, method="float64")
+    assert Q.conv2d_int(one * 2 ** 26, one * 2 ** 26, method="float64").tolist() == [[[[2 ** 52]]]]
+    # int64: K * product = 2 * 2**62 = 2**63 is refused whatever the method; 2**62 is exact
+    with pytest.raises(ValueError, match=r"over 2 terms can reach 9223372036854775808, beyond int64"):
+        Q.conv2d_int(two * 2 ** 31, two * 2 ** 31)
+    assert Q.conv2d_int(one * 2 ** 31, one * 2 ** 31).tolist() == [[[[2 ** 62]]]]
+    assert Q.conv2d_int(one * 2 ** 31, one * 2 ** 31, method="int64").tolist() == [[[[2 ** 62]]]]
+
+
+def test_conv2d_int_zero_length_reductions_and_zero_products():
+    # no input channels: every output is the empty sum 0
+    out = Q.conv2d_int(np.zeros((1, 0, 3, 3), np.int8), np.zeros((2, 0, 1, 1), np.int8))
+    assert out.shape == (1, 2, 3, 3) and not out.any() and out.dtype == np.int64
+    # x equal to its zero point everywhere: every product is 0 (auto picks a float path)
+    out = Q.conv2d_int(np.full((1, 2, 3, 3), 7, np.uint8), np.full((1, 2, 2, 2), 9, np.uint8), x_zero_point=7)
+    assert out.tolist() == [[[[0, 0], [0, 0]]]]
+    # the weights' zero point too: w - w_zp = 0
+    out = Q.conv2d_int(np.full((1, 2, 3, 3), 3, np.uint8), np.full((1, 2, 2, 2), 9, np.uint8), w_zero_point=9)
+    assert out.tolist() == [[[[0, 0], [0, 0]]]]
+    # both shifted: (3 - 1) * (9 - 4) * 8 taps = 80
+    out = Q.conv2d_int(np.full((1, 2, 3, 3), 3, np.uint8), np.full((1, 2, 2, 2), 9, np.uint8), x_zero_point=1,
+                       w_zero_point=[4])
+    assert out.tolist() == [[[[80, 80], [80, 80]]]]

@@ -262,8 +262,8 @@ def tflite_activation_range(activation: str, scale: ArrayLike, zero_point: Array
     _checks.check_choice(activation, "activation", _TFL_ACTIVATIONS)
     dtype = _checks.check_quant_dtype(dtype)
     lo, hi = QUANT_DTYPES[dtype]
-    s = np.float32(_checks.as_quant_scale(scale, "scale"))
-    z = int(_checks.as_quant_zero_point(zero_point, "zero_point", qmin=lo, qmax=hi))
+    s = np.float32(_checks.as_quant_scale(scale))   # named `scale` by default
+    z = int(_checks.as_quant_zero_point(zero_point, qmin=lo, qmax=hi))   # named `zero_point` by default
 
     def q(v):
         return z + int(round_half_away(np.float32(v) / s))
