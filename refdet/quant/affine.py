@@ -201,7 +201,7 @@ def round_half_away(v: ArrayLike) -> np.ndarray:
     t = np.trunc(v)
     with np.errstate(invalid="ignore"):  # inf - inf: the NaN fraction adds 0, and +-inf stays
         frac = v - t  # exact
-    return t + np.where(np.abs(frac) >= 0.5, np.sign(v), 0).astype(t.dtype, copy=False)
+    return t + np.where(np.abs(frac) >= 0.5, np.sign(v), t.dtype.type(0))   # sign(v) has t's dtype for floats
 
 
 def round_half_up(v: ArrayLike) -> np.ndarray:
@@ -220,7 +220,7 @@ _ROUNDERS = {"half_even": round_half_even, "half_away": round_half_away, "half_u
 
 
 def _rounder(rounding):
-    _checks.check_choice(rounding, "rounding", tuple(_ROUNDERS))
+    """The rounding function of a resolved profile's ``rounding`` (conventions.resolve has checked it)."""
     return _ROUNDERS[rounding]
 
 
@@ -244,10 +244,8 @@ def _qrange(dtype, narrow_range, symmetric, qmin, qmax):
     """The (qmin, qmax) used: the type's range, narrowed and/or overridden."""
     lo, hi = QUANT_DTYPES[dtype]
     narrow = narrow_range
-    if narrow == "symmetric":
+    if narrow == "symmetric":   # True, False or "symmetric": conventions.resolve has checked it
         narrow = bool(symmetric) and lo < 0
-    elif not isinstance(narrow, (bool, np.bool_)):
-        raise ValueError(f"`narrow_range` must be True, False or 'symmetric'; got {narrow_range!r}")
     if narrow:
         lo += 1
     if qmin is not None:
