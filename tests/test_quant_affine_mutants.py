@@ -331,3 +331,41 @@ def test_quantize_bias_names_and_float32_scale():
     # per channel scales: [0.5, 0.25] -> 1.0 / 0.5 = 2, 1.0 / 0.25 = 4
     qb = Q.quantize_bias([1.0, 1.0], 1.0, np.array([0.5, 0.25]))
     assert qb.q.tolist() == [2, 4] and qb.scale.tolist() == [0.5, 0.25]
+
+
+def test_quantize_bias_divides_and_takes_the_reciprocal_in_double():
+    # tf: TfLiteRound(b * (1.0 / double(bias_scale))). bias_scale = 0.3f: 1 / 0.3f in double is
+    # 3.33333320..., in float32 3.33333325...; b = 2.250000055 gives 7.4999998853 (-> 7) in double and
+    # 7.5000000045 (-> 8) with the float32 reciprocal
+    assert Q.quantize_bias([2.250000055], 1.0, np.float32(0.3), convention="tf").q.tolist() == [7]
+    # onnx: float64(b) / float64(bias_scale), a float32 b included: 8.25f / 1.1f = 7.4999998 (-> 7);
+    # in float32 the quotient would be 7.5 (-> 8 under RNE)
+    assert Q.quantize_bias(np.array([8.25], np.float32), 1.0, np.float32(1.1)).q.tolist() == [7]
+
+
+def test_quantize_weights_rounding_and_op_overrides_reach_the_values():
+    # onnx symmetric int8: s = absmax / 127. w = [127, 2.5]: s = 1, 2.5 -> RNE 2, half away 3
+    w = np.array([127.0, 2.5])
+    assert Q.quantize_weights(w, axis=None, convention="onnx").q.tolist() == [127, 2]
+    assert Q.quantize_weights(w, axis=None, convention="onnx", rounding="half_away").q.tolist() == [127, 3]
+    # absmax 0.3f * 127 = 38.100002f gives s = 0.3f; 2.25f / 0.3f = 7.4999995 (float32) but
+    # 2.25f * (1 / 0.3f) = 7.5: tf (reciprocal, half away) 8; op="div" 7; onnx (division, RNE) 7, mul_inv 8
+    w = np.array([-np.float32(0.3) * np.float32(127), 2.25], np.float32)
+    assert Q.quantize_weights(w, axis=None, convention="tf").scale.tolist() == np.float32(0.3)
+    assert Q.quantize_weights(w, axis=None, convention="tf").q.tolist() == [-127, 8]
+    assert Q.quantize_weights(w, axis=None, convention="tf", op="div").q.tolist() == [-127, 7]
+    assert Q.quantize_weights(w, axis=None, convention="onnx").q.tolist() == [-127, 7]
+    assert Q.quantize_weights(w, axis=None, convention="onnx", op="mul_inv").q.tolist() == [-127, 8]
+
+
+def test_quantize_weights_axis_and_names():
+    with pytest.raises(TypeError, match="`w` must be an array of numbers"):
+        Q.quantize_weights("w")
+    with pytest.raises(ValueError, match=r"`axis` must lie in \[-1, 1\) for a 1-D input; got 1"):
+        Q.quantize_weights(np.array([1.0, -0.5]), axis=1)
+    # a 1-D weight along axis 0 is per channel: each value its own scale (onnx: |w| / 127 -> q = +-127)
+    qt = Q.quantize_weights(np.array([1.0, -0.5]), axis=0, convention="onnx")
+    assert qt.axis == 0 and qt.scale.shape == (2,) and qt.q.tolist() == [127, -127]
+    # negative axes are normalised
+    qt = Q.quantize_weights(np.array([[1.0, -0.5], [0.25, 0.125]]), axis=-1, convention="onnx")
+    assert qt.axis == 1 and qt.q.tolist() == [[127, -127], [32, 32]]   # 0.25 * 127 = 31.75, 0.125 * 254 = 31.75

@@ -583,19 +583,15 @@ def quantize_weights(w: ArrayLike, *, axis: Optional[int] = 0, dtype: str = "int
     s = _resolve("quantize_weights", convention, rounding=rounding, op=op)
     wa = _checks.as_float_array(w, "w")
     ax = _checks.check_axis(axis, max(wa.ndim, 1))
+    # qparams_from_minmax widens every range to contain 0: an empty tensor or channel is the range [0, 0]
     if ax is None or wa.ndim == 0:
-        lo = wa.min(initial=0.0) if wa.size else 0.0
-        hi = wa.max(initial=0.0) if wa.size else 0.0
+        lo, hi = (wa.min(), wa.max()) if wa.size else (0.0, 0.0)
         ax = None
+    elif wa.size == 0:  # no channels, or channels of no elements
+        lo = hi = np.zeros(wa.shape[ax])
     else:
-        if wa.size == 0:  # reshape(0, -1) is ambiguous: no channels, or channels of no elements
-            moved = np.zeros((wa.shape[ax], 0), wa.dtype)
-        else:
-            moved = np.moveaxis(wa, ax, 0).reshape(wa.shape[ax], -1)
-        if moved.shape[1] == 0:
-            lo = hi = np.zeros(wa.shape[ax], wa.dtype)
-        else:
-            lo, hi = moved.min(axis=1), moved.max(axis=1)
+        moved = np.moveaxis(wa, ax, 0).reshape(wa.shape[ax], wa.size // wa.shape[ax])
+        lo, hi = moved.min(axis=1), moved.max(axis=1)
     qp = qparams_from_minmax(lo, hi, dtype=dtype, symmetric=symmetric, axis=ax, convention=convention,
                              **qparam_knobs)
     q = quantize(wa, qp.scale, qp.zero_point, dtype=dtype, axis=ax, rounding=s["rounding"], op=s["op"],
@@ -637,9 +633,9 @@ def quantize_bias(b: ArrayLike, x_scale: ArrayLike, w_scale: ArrayLike, *, conve
     ba = _checks.as_float_array(b, "b", ndim=1)
     xs = _checks.as_quant_scale(x_scale, "x_scale").astype(np.float32)
     ws = _checks.as_quant_scale(w_scale, "w_scale", axis=0, length=ba.shape[0]).astype(np.float32)
-    bs = np.asarray(xs * ws, dtype=np.float32)
-    b64, s64 = ba.astype(np.float64), bs.astype(np.float64)
-    v = b64 / s64 if s["op"] == "div" else b64 * (1.0 / s64)
+    bs = np.asarray(xs * ws)   # float32 * float32
+    s64 = np.asarray(bs, dtype=np.float64)
+    v = ba / s64 if s["op"] == "div" else ba * (1.0 / s64)   # in double (float64 s64), the reciprocal too
     q = np.clip(rnd(v), _INT32_MIN, _INT32_MAX).astype(np.int32)
     return QuantizedBias(q, bs)
 
