@@ -369,3 +369,23 @@ def test_quantize_weights_axis_and_names():
     # negative axes are normalised
     qt = Q.quantize_weights(np.array([[1.0, -0.5], [0.25, 0.125]]), axis=-1, convention="onnx")
     assert qt.axis == 1 and qt.q.tolist() == [[127, -127], [32, 32]]   # 0.25 * 127 = 31.75, 0.125 * 254 = 31.75
+
+
+def test_qparams_knob_overrides_reach_the_result():
+    # a NumPy bool narrow_range is a bool: [-1.27, 1.27] narrowed to [-127, 127] gives z = 0, s = 2.54 / 254
+    a = Q.qparams_from_minmax(-1.27, 1.27, narrow_range=np.True_, convention="onnx")
+    b = Q.qparams_from_minmax(-1.27, 1.27, narrow_range=True, convention="onnx")
+    c = Q.qparams_from_minmax(-1.27, 1.27, narrow_range=False, convention="onnx")
+    assert a.scale.tolist() == b.scale.tolist() != c.scale.tolist()
+    assert Q.qparams_from_minmax(-1.27, 1.27, symmetric=True, narrow_range=np.False_,
+                                 convention="onnx").scale.tolist() == np.float32(np.float32(1.27) / 127.5)
+    # tiny_range="one" under torchvision: an all-zero range gets scale 1.0 instead of eps; torch's zero-point
+    # rule then gives qmin - rint(0 / 1) = -128 (0.0 still maps to q = z exactly)
+    qp = Q.qparams_from_minmax(0.0, 0.0, tiny_range="one")
+    assert qp.scale.tolist() == 1.0 and qp.zero_point.tolist() == -128
+    # zero_point_rule="tf" under torchvision (tie at 126.5: half away -> 127, torch's rule gives 126)
+    assert Q.qparams_from_minmax(-126.5, 128.5, dtype="uint8", zero_point_rule="tf").zero_point.tolist() == 127
+    # scale_dtype="float64" under tf: the float64 quotient stored as float32
+    a, b = np.float32(-0.1), np.float32(0.3)
+    qp = Q.qparams_from_minmax(a, b, dtype="uint8", convention="tf", scale_dtype="float64")
+    assert qp.scale.tolist() == np.float32((np.float64(b) - np.float64(a)) / 255.0)

@@ -594,8 +594,7 @@ def quantize_weights(w: ArrayLike, *, axis: Optional[int] = 0, dtype: str = "int
         lo, hi = moved.min(axis=1), moved.max(axis=1)
     qp = qparams_from_minmax(lo, hi, dtype=dtype, symmetric=symmetric, axis=ax, convention=convention,
                              **qparam_knobs)
-    q = quantize(wa, qp.scale, qp.zero_point, dtype=dtype, axis=ax, rounding=s["rounding"], op=s["op"],
-                 convention=convention)
+    q = quantize(wa, qp.scale, qp.zero_point, dtype=dtype, axis=ax, rounding=s["rounding"], op=s["op"])
     return QuantizedTensor(q, qp.scale, qp.zero_point, ax)
 
 
