@@ -389,3 +389,27 @@ def test_qparams_knob_overrides_reach_the_result():
     a, b = np.float32(-0.1), np.float32(0.3)
     qp = Q.qparams_from_minmax(a, b, dtype="uint8", convention="tf", scale_dtype="float64")
     assert qp.scale.tolist() == np.float32((np.float64(b) - np.float64(a)) / 255.0)
+
+
+def test_quantize_overflow_is_silent_and_saturates():
+    import warnings
+    # 3e38 / 1e-3 overflows float32 to inf: saturates at qmax, without a RuntimeWarning
+    x = np.array([3e38, -3e38, 1.0], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for op in ("div", "mul_inv"):
+            assert Q.quantize(x, np.float32(1e-3), 0, op=op).tolist() == [127, -128, 127]
+            assert Q.quantize(x, np.float32(1e-3), -3, op=op, dtype="int32").tolist() == [2 ** 31 - 1, -(2 ** 31),
+                                                                                        997]
+    # a per-channel quantization of no channels
+    assert Q.quantize(np.zeros((0, 2)), np.ones(0), np.zeros(0, np.int64), axis=0).shape == (0, 2)
+
+
+def test_qparams_zero_point_rules_under_eps_scales_and_int_outputs():
+    # onnx and tf zero-point rules with the eps floor (no degenerate flag): [-1, 3] uint8 -> 64
+    for rule in ("onnx", "tf"):
+        qp = Q.qparams_from_minmax(-1.0, 3.0, dtype="uint8", convention="onnx", tiny_range="eps", zero_point_rule=rule)
+        assert qp.zero_point.tolist() == 64 and qp.zero_point.dtype == np.int64, rule
+    # the tf rule at the top of the range: [-2.55, 0] uint8: zp_from_min = 0 + 2.55 / 0.01 = 255 -> 255
+    qp = Q.qparams_from_minmax(-2.55, 0.0, dtype="uint8", convention="tf")
+    assert qp.zero_point.tolist() == 255

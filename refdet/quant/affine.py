@@ -371,11 +371,11 @@ def qparams_from_minmax(rmin: ArrayLike, rmax: ArrayLike, *, dtype: str = "int8"
         scale = b32.astype(wd) / ((hi_f - lo_f) / wd(2))
     else:
         scale = (b32.astype(wd) - a32.astype(wd)) / (hi_f - lo_f)
-    scale = np.asarray(scale, dtype=wd)
+    scale = np.asarray(scale)   # a 0-d array, not a NumPy scalar
 
     tiny = np.float32(np.finfo(np.float32).tiny)
     eps = np.float32(np.finfo(np.float32).eps)
-    degenerate = np.zeros(scale.shape, dtype=bool)
+    degenerate = False   # (broadcasts in np.where)
     if s["tiny_range"] == "eps":
         scale = np.maximum(scale, wd(eps))
     else:
@@ -401,11 +401,12 @@ def qparams_from_minmax(rmin: ArrayLike, rmax: ArrayLike, *, dtype: str = "int8"
         else:
             zp = wd(lo) - np.rint(a32.astype(wd) / scale)
     else:  # tf: zero_point_from_min, clamped, std::round
-        zp_from_min = wd(lo) - a32.astype(wd) / scale
-        zp = round_half_away(np.clip(zp_from_min, wd(lo), wd(hi)))
+        # Nudge clamps zero_point_from_min to [qmin, qmax] before std::round; round_half_away commutes with
+        # a clamp to integers, so the clamp below is that clamp
+        zp = round_half_away(wd(lo) - a32.astype(wd) / scale)
         zp = np.where(degenerate, 0.0, zp)
-    zp = np.clip(zp.astype(np.float64), lo, hi).astype(np.int64)  # 0 is in [lo, hi]: a no-op but for float noise
-    return QParams(np.asarray(scale.astype(np.float32)), np.asarray(zp))
+    zp = np.clip(zp, lo, hi)  # pragma: no mutate (tf's Nudge clamp; the torch and onnx zero points lie in [lo, hi])
+    return QParams(np.asarray(scale.astype(np.float32)), np.asarray(zp).astype(np.int64))
 
 
 
@@ -422,6 +423,9 @@ def _along(p, ndim, axis):
     shape = [1] * ndim
     shape[axis] = p.shape[0]
     return p.reshape(shape)
+
+
+_SATURATE = 2.0 ** 40  # pragma: no mutate (any bound past every integer range plus zero point saturates alike)
 
 
 def _to_int(r, lo, hi):
@@ -483,23 +487,21 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *, dtype: st
     rnd = _rounder(s["rounding"])
     _checks.check_choice(add_zero_point, "add_zero_point", ("after", "before"))
     dtype = _checks.check_quant_dtype(dtype)
-    lo, hi = _qrange(dtype, False, False, qmin, qmax) if (qmin is not None or qmax is not None) \
-        else QUANT_DTYPES[dtype]
+    lo, hi = _qrange(dtype, "symmetric", False, qmin, qmax)   # never narrowed (not symmetric), qmin/qmax checked
     xa = _checks.as_array(x, "x")
-    wd = _checks.working_dtype(xa.dtype)
-    xa = xa.astype(wd, copy=False)
+    wd = _checks.working_dtype(xa.dtype)   # x / scale promotes x to it (scale is cast to it below)
     _checks.check_finite(xa, "x", allow_inf=True)
     ax = _checks.check_axis(axis, max(xa.ndim, 1))
     length = None if ax is None else (xa.shape[ax] if xa.ndim else 1)  # a 0-d input is one channel
-    sc = _checks.as_quant_scale(scale, "scale", axis=ax, length=length)
-    zp = _checks.as_quant_zero_point(zero_point, "zero_point", qmin=QUANT_DTYPES[dtype][0],
+    sc = _checks.as_quant_scale(scale, axis=ax, length=length)   # named `scale` by default
+    zp = _checks.as_quant_zero_point(zero_point, qmin=QUANT_DTYPES[dtype][0],   # named `zero_point`
                                      qmax=QUANT_DTYPES[dtype][1], axis=ax, length=length)
     sc = _along(sc.astype(wd), xa.ndim, ax)
     zp = _along(zp, xa.ndim, ax)
     with np.errstate(over="ignore"):
         v = xa / sc if s["op"] == "div" else xa * (wd.type(1) / sc)
     if add_zero_point == "after":
-        q = _to_int(rnd(v), lo - zp.max(initial=0) - 1, hi - zp.min(initial=0) + 1) + zp
+        q = np.clip(rnd(v), -_SATURATE, _SATURATE).astype(np.int64) + zp   # stays beyond [lo, hi] if it was
     else:
         with np.errstate(over="ignore"):
             q = _to_int(rnd(v + zp.astype(wd)), lo, hi)
