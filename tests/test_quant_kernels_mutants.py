@@ -283,7 +283,7 @@ def test_int32_accumulator_limits_are_inclusive_and_the_first_overflow_is_named(
 
 def test_conv2d_int_names_its_arguments():
     x = np.zeros((1, 3, 4, 4), np.int16)
-    with pytest.raises(ValueError, match=r"`xq` has 3 channels but `wq` expects 2 x `groups` \(1\) = 2"):
+    with pytest.raises(ValueError, match=r"`xq` has 3 channels but `wq` expects 2 x `groups` \(1\) = 2$"):
         Q.conv2d_int(x, np.zeros((2, 2, 1, 1), np.int8))
     with pytest.raises(ValueError, match=r"`wq` has 3 filters, not divisible by groups \(2\)"):
         Q.conv2d_int(np.zeros((1, 4, 4, 4), np.int16), np.zeros((3, 2, 1, 1), np.int8), groups=2)
@@ -363,3 +363,11 @@ def test_conv2d_int_zero_length_reductions_and_zero_products():
     out = Q.conv2d_int(np.full((1, 2, 3, 3), 3, np.uint8), np.full((1, 2, 2, 2), 9, np.uint8), x_zero_point=1,
                        w_zero_point=[4])
     assert out.tolist() == [[[[80, 80], [80, 80]]]]
+
+
+def test_tflite_conv_int32_accumulator_overflow_without_bias():
+    # (x - x_zp) = -128 - 127 = -255, w = -128: 32640 per tap over 65800 input channels = 2147712000 > 2**31 - 1
+    x = np.full((1, 1, 1, 65800), -128, np.int8)
+    w = np.full((1, 1, 1, 65800), -128, np.int8)
+    with pytest.raises(ValueError, match=r"conv2d_int: the int32 accumulator overflows: value 2147712000"):
+        Q.tflite_conv2d_int8(x, 1.0, 127, w, np.float32(1.0), None, 1.0, 0)
