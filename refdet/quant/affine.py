@@ -201,7 +201,7 @@ def round_half_away(v: ArrayLike) -> np.ndarray:
     t = np.trunc(v)
     with np.errstate(invalid="ignore"):  # inf - inf: the NaN fraction adds 0, and +-inf stays
         frac = v - t  # exact
-    return t + np.where(np.abs(frac) >= 0.5, np.sign(v), 0).astype(t.dtype, copy=False)
+    return t + np.where(np.abs(frac) >= 0.5, np.sign(v), t.dtype.type(0))   # sign(v) has t's dtype for floats
 
 
 def round_half_up(v: ArrayLike) -> np.ndarray:
@@ -220,7 +220,7 @@ _ROUNDERS = {"half_even": round_half_even, "half_away": round_half_away, "half_u
 
 
 def _rounder(rounding):
-    _checks.check_choice(rounding, "rounding", tuple(_ROUNDERS))
+    """The rounding function of a resolved profile's ``rounding`` (conventions.resolve has checked it)."""
     return _ROUNDERS[rounding]
 
 
@@ -244,10 +244,8 @@ def _qrange(dtype, narrow_range, symmetric, qmin, qmax):
     """The (qmin, qmax) used: the type's range, narrowed and/or overridden."""
     lo, hi = QUANT_DTYPES[dtype]
     narrow = narrow_range
-    if narrow == "symmetric":
+    if narrow == "symmetric":   # True, False or "symmetric": conventions.resolve has checked it
         narrow = bool(symmetric) and lo < 0
-    elif not isinstance(narrow, (bool, np.bool_)):
-        raise ValueError(f"`narrow_range` must be True, False or 'symmetric'; got {narrow_range!r}")
     if narrow:
         lo += 1
     if qmin is not None:
@@ -373,11 +371,11 @@ def qparams_from_minmax(rmin: ArrayLike, rmax: ArrayLike, *, dtype: str = "int8"
         scale = b32.astype(wd) / ((hi_f - lo_f) / wd(2))
     else:
         scale = (b32.astype(wd) - a32.astype(wd)) / (hi_f - lo_f)
-    scale = np.asarray(scale, dtype=wd)
+    scale = np.asarray(scale)   # a 0-d array, not a NumPy scalar
 
     tiny = np.float32(np.finfo(np.float32).tiny)
     eps = np.float32(np.finfo(np.float32).eps)
-    degenerate = np.zeros(scale.shape, dtype=bool)
+    degenerate = False   # (broadcasts in np.where)
     if s["tiny_range"] == "eps":
         scale = np.maximum(scale, wd(eps))
     else:
@@ -403,11 +401,12 @@ def qparams_from_minmax(rmin: ArrayLike, rmax: ArrayLike, *, dtype: str = "int8"
         else:
             zp = wd(lo) - np.rint(a32.astype(wd) / scale)
     else:  # tf: zero_point_from_min, clamped, std::round
-        zp_from_min = wd(lo) - a32.astype(wd) / scale
-        zp = round_half_away(np.clip(zp_from_min, wd(lo), wd(hi)))
+        # Nudge clamps zero_point_from_min to [qmin, qmax] before std::round; round_half_away commutes with
+        # a clamp to integers, so the clamp below is that clamp
+        zp = round_half_away(wd(lo) - a32.astype(wd) / scale)
         zp = np.where(degenerate, 0.0, zp)
-    zp = np.clip(zp.astype(np.float64), lo, hi).astype(np.int64)  # 0 is in [lo, hi]: a no-op but for float noise
-    return QParams(np.asarray(scale.astype(np.float32)), np.asarray(zp))
+    zp = np.clip(zp, lo, hi)  # pragma: no mutate (tf's Nudge clamp; the torch and onnx zero points lie in [lo, hi])
+    return QParams(np.asarray(scale.astype(np.float32)), np.asarray(zp).astype(np.int64))
 
 
 
@@ -419,9 +418,14 @@ def _along(p, ndim, axis):
     """Reshape a 1-D per-channel parameter to broadcast along ``axis`` of an ``ndim``-D array."""
     if p.ndim == 0 or axis is None:
         return p
+    if ndim == 0:  # a 0-d input is one channel: its (1,) parameter becomes a scalar
+        return p.reshape(())
     shape = [1] * ndim
     shape[axis] = p.shape[0]
     return p.reshape(shape)
+
+
+_SATURATE = 2.0 ** 40  # pragma: no mutate (any bound past every integer range plus zero point saturates alike)
 
 
 def _to_int(r, lo, hi):
@@ -483,23 +487,21 @@ def quantize(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *, dtype: st
     rnd = _rounder(s["rounding"])
     _checks.check_choice(add_zero_point, "add_zero_point", ("after", "before"))
     dtype = _checks.check_quant_dtype(dtype)
-    lo, hi = _qrange(dtype, False, False, qmin, qmax) if (qmin is not None or qmax is not None) \
-        else QUANT_DTYPES[dtype]
+    lo, hi = _qrange(dtype, "symmetric", False, qmin, qmax)   # never narrowed (not symmetric), qmin/qmax checked
     xa = _checks.as_array(x, "x")
-    wd = _checks.working_dtype(xa.dtype)
-    xa = xa.astype(wd, copy=False)
+    wd = _checks.working_dtype(xa.dtype)   # x / scale promotes x to it (scale is cast to it below)
     _checks.check_finite(xa, "x", allow_inf=True)
     ax = _checks.check_axis(axis, max(xa.ndim, 1))
-    length = xa.shape[ax] if (ax is not None and xa.ndim) else None
-    sc = _checks.as_quant_scale(scale, "scale", axis=ax, length=length)
-    zp = _checks.as_quant_zero_point(zero_point, "zero_point", qmin=QUANT_DTYPES[dtype][0],
+    length = None if ax is None else (xa.shape[ax] if xa.ndim else 1)  # a 0-d input is one channel
+    sc = _checks.as_quant_scale(scale, axis=ax, length=length)   # named `scale` by default
+    zp = _checks.as_quant_zero_point(zero_point, qmin=QUANT_DTYPES[dtype][0],   # named `zero_point`
                                      qmax=QUANT_DTYPES[dtype][1], axis=ax, length=length)
     sc = _along(sc.astype(wd), xa.ndim, ax)
     zp = _along(zp, xa.ndim, ax)
     with np.errstate(over="ignore"):
         v = xa / sc if s["op"] == "div" else xa * (wd.type(1) / sc)
     if add_zero_point == "after":
-        q = _to_int(rnd(v), lo - zp.max(initial=0) - 1, hi - zp.min(initial=0) + 1) + zp
+        q = np.clip(rnd(v), -_SATURATE, _SATURATE).astype(np.int64) + zp   # stays beyond [lo, hi] if it was
     else:
         with np.errstate(over="ignore"):
             q = _to_int(rnd(v + zp.astype(wd)), lo, hi)
@@ -535,7 +537,7 @@ def dequantize(q: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *, axis: O
     qa = _checks.as_int_array(q, "q")
     _checks.check_choice(out_dtype, "out_dtype", ("float32", "float64"))
     ax = _checks.check_axis(axis, max(qa.ndim, 1))
-    length = qa.shape[ax] if (ax is not None and qa.ndim) else None
+    length = None if ax is None else (qa.shape[ax] if qa.ndim else 1)  # a 0-d input is one channel
     sc = _checks.as_quant_scale(scale, "scale", axis=ax, length=length)
     zp = _checks.as_quant_zero_point(zero_point, "zero_point", qmin=-(2 ** 62), qmax=2 ** 62, axis=ax,
                                      length=length)
@@ -583,23 +585,18 @@ def quantize_weights(w: ArrayLike, *, axis: Optional[int] = 0, dtype: str = "int
     s = _resolve("quantize_weights", convention, rounding=rounding, op=op)
     wa = _checks.as_float_array(w, "w")
     ax = _checks.check_axis(axis, max(wa.ndim, 1))
+    # qparams_from_minmax widens every range to contain 0: an empty tensor or channel is the range [0, 0]
     if ax is None or wa.ndim == 0:
-        lo = wa.min(initial=0.0) if wa.size else 0.0
-        hi = wa.max(initial=0.0) if wa.size else 0.0
+        lo, hi = (wa.min(), wa.max()) if wa.size else (0.0, 0.0)
         ax = None
+    elif wa.size == 0:  # no channels, or channels of no elements
+        lo = hi = np.zeros(wa.shape[ax])
     else:
-        if wa.size == 0:  # reshape(0, -1) is ambiguous: no channels, or channels of no elements
-            moved = np.zeros((wa.shape[ax], 0), wa.dtype)
-        else:
-            moved = np.moveaxis(wa, ax, 0).reshape(wa.shape[ax], -1)
-        if moved.shape[1] == 0:
-            lo = hi = np.zeros(wa.shape[ax], wa.dtype)
-        else:
-            lo, hi = moved.min(axis=1), moved.max(axis=1)
+        moved = np.moveaxis(wa, ax, 0).reshape(wa.shape[ax], wa.size // wa.shape[ax])
+        lo, hi = moved.min(axis=1), moved.max(axis=1)
     qp = qparams_from_minmax(lo, hi, dtype=dtype, symmetric=symmetric, axis=ax, convention=convention,
                              **qparam_knobs)
-    q = quantize(wa, qp.scale, qp.zero_point, dtype=dtype, axis=ax, rounding=s["rounding"], op=s["op"],
-                 convention=convention)
+    q = quantize(wa, qp.scale, qp.zero_point, dtype=dtype, axis=ax, rounding=s["rounding"], op=s["op"])
     return QuantizedTensor(q, qp.scale, qp.zero_point, ax)
 
 
@@ -637,9 +634,9 @@ def quantize_bias(b: ArrayLike, x_scale: ArrayLike, w_scale: ArrayLike, *, conve
     ba = _checks.as_float_array(b, "b", ndim=1)
     xs = _checks.as_quant_scale(x_scale, "x_scale").astype(np.float32)
     ws = _checks.as_quant_scale(w_scale, "w_scale", axis=0, length=ba.shape[0]).astype(np.float32)
-    bs = np.asarray(xs * ws, dtype=np.float32)
-    b64, s64 = ba.astype(np.float64), bs.astype(np.float64)
-    v = b64 / s64 if s["op"] == "div" else b64 * (1.0 / s64)
+    bs = np.asarray(xs * ws)   # float32 * float32
+    s64 = np.asarray(bs, dtype=np.float64)
+    v = ba / s64 if s["op"] == "div" else ba * (1.0 / s64)   # in double (float64 s64), the reciprocal too
     q = np.clip(rnd(v), _INT32_MIN, _INT32_MAX).astype(np.int32)
     return QuantizedBias(q, bs)
 

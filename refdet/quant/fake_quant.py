@@ -128,15 +128,15 @@ def fake_quant_forward(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *,
     gf = _checks.check_real(grad_factor, "grad_factor")
     xa = _checks.as_array(x, "x")
     wd = _checks.working_dtype(xa.dtype)
-    xa = xa.astype(wd, copy=False)
+    xa = np.asarray(xa, dtype=wd)  # no copy when x is already in the working dtype
     _checks.check_finite(xa, "x", allow_inf=True)
     ax = _checks.check_axis(axis, max(xa.ndim, 1))
     if learnable and ax is not None:
         raise ValueError("`learnable=True` is per-tensor (PyTorch _fake_quantize_learnable_per_tensor_affine); "
                          "got an `axis`")
-    length = xa.shape[ax] if (ax is not None and xa.ndim) else None
-    sc = _checks.as_quant_scale(scale, "scale", axis=ax, length=length)
-    zp = _checks.as_quant_zero_point(zero_point, "zero_point", qmin=lo, qmax=hi, axis=ax, length=length,
+    length = None if ax is None else (xa.shape[ax] if xa.ndim else 1)  # a 0-d input is one channel
+    sc = _checks.as_quant_scale(scale, axis=ax, length=length)   # named `scale` by default
+    zp = _checks.as_quant_zero_point(zero_point, qmin=lo, qmax=hi, axis=ax, length=length,  # `zero_point`
                                      allow_float=bool(learnable), range_name="[`qmin`, `qmax`]")
     t = wd.type
     sc = _along(sc.astype(wd), xa.ndim, ax)
@@ -147,14 +147,14 @@ def fake_quant_forward(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *,
         zp_back = float(min(max(math.trunc(float(np.float32(zf) + np.float32(0.5))), lo), hi))
         zpa = np.asarray(z_fwd)
     else:
-        zpa = _along(zp.astype(np.float64), xa.ndim, ax)
-    inv = t(1) / sc
-    with np.errstate(over="ignore", invalid="ignore"):
+        zpa = _along(np.asarray(zp, dtype=np.float64), xa.ndim, ax)
+    zw = zpa.astype(wd)  # the zero point in the working dtype
+    with np.errstate(over="ignore", invalid="ignore"):  # saturation: x * inv may overflow to +-inf
+        inv = t(1) / sc  # inf for a subnormal float32 scale (and then 0 * inf is NaN)
         v = xa / sc if s["op"] == "div" else xa * inv
-        q = rnd(v) + zpa.astype(wd)  # integer-valued floats (exact below 2**24 in float32)
+        q = rnd(v) + zw  # integer-valued floats (exact below 2**24 in float32)
         qc = np.clip(q, lo, hi)
-        y = (qc - zpa.astype(wd)) * sc
-    y = y.astype(wd, copy=False)
+        y = (qc - zw) * sc  # working dtype: every operand is
     xq_back = None
     if learnable:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -163,8 +163,8 @@ def fake_quant_forward(x: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *,
     elif s["mask"] == "torch":
         m = (q >= lo) & (q <= hi)
     else:
-        nmin = (t(lo) - zpa.astype(wd)) * sc
-        nmax = (t(hi) - zpa.astype(wd)) * sc
+        nmin = (t(lo) - zw) * sc
+        nmax = (t(hi) - zw) * sc
         m = (xa >= nmin) & (xa <= nmax)
     m = np.broadcast_to(m, xa.shape).copy()
     cache = FakeQuantCache(xa, sc, zpa, m, bool(learnable), gf, lo, hi, xq_back, zp_back)
@@ -211,14 +211,15 @@ def fake_quant_backward(dy: np.ndarray, cache: FakeQuantCache) -> FakeQuantGrads
     xq = cache.xq_back
     lo, hi = cache.qmin, cache.qmax
     gf = t(cache.grad_factor)
-    inv = t(1) / s
-    xhat = (np.clip(xq, lo, hi) - zb) * s
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # x = +-inf, or dy near float32 max, overflow to +-inf
+        inv = t(1) / s
+        # x_hat = (clamp(xq) - z_b) s: `inside` is read only where qmin <= xq <= qmax, so no clamp is needed
+        xhat = (xq - zb) * s
         inside = d * (xhat - cache.x) * inv * gf
-    below = xq < lo
-    above = xq > hi
-    ds = np.where(below, d * (t(lo) - zb) * gf, np.where(above, d * (t(hi) - zb) * gf, inside))
-    dz = np.where(below | above, d * t(-1) * s * gf, t(0))
-    dscale = np.asarray([ds.astype(np.float64).sum()]).astype(cache.x.dtype)
-    dzp = np.asarray([dz.astype(np.float64).sum()]).astype(cache.x.dtype)
+        below = xq < lo
+        above = xq > hi
+        ds = np.where(below, d * (t(lo) - zb) * gf, np.where(above, d * (t(hi) - zb) * gf, inside))
+        dz = np.where(below | above, -(d * s * gf), t(0))
+    dscale = np.asarray([ds.sum(dtype=np.float64)]).astype(cache.x.dtype)
+    dzp = np.asarray([dz.sum(dtype=np.float64)]).astype(cache.x.dtype)
     return FakeQuantGrads(dx, dscale, dzp)

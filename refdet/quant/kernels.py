@@ -152,17 +152,16 @@ def _check_int32_acc(acc, where):
 
 
 def _as_q8(v, name):
-    a = _checks.as_int_array(v, name)
+    a = _checks.as_int_array(v, name, ndim=4)
     if a.dtype not in (np.int8, np.uint8):
         raise TypeError(f"`{name}` must be int8 or uint8 (ONNX QLinearConv types); got dtype {a.dtype}")
     return a
 
 
 def _zp_range(arr_or_int, fallback):
+    """The range of a typed 8-bit zero point's dtype, else of ``fallback`` (a plain int zero point)."""
     a = np.asarray(arr_or_int)
-    if a.dtype in (np.int8, np.uint8):
-        return QUANT_DTYPES[a.dtype.name], a.dtype
-    return QUANT_DTYPES[fallback.name], fallback
+    return QUANT_DTYPES[(a.dtype if a.dtype in (np.int8, np.uint8) else fallback).name]
 
 
 def qlinear_conv(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLike, w: np.ndarray, w_scale: ArrayLike,
@@ -214,13 +213,13 @@ def qlinear_conv(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLike, w: 
     """
     xa = _as_q8(x, "x")
     wa = _as_q8(w, "w")
-    (xlo, xhi), _ = _zp_range(x_zero_point, xa.dtype)
-    (wlo, whi), _ = _zp_range(w_zero_point, wa.dtype)
-    (ylo, yhi), ydt = _zp_range(y_zero_point, xa.dtype)
-    f = wa.shape[0] if wa.ndim == 4 else 0
-    xs = _checks.as_quant_scale(x_scale, "x_scale").astype(np.float32)
+    xlo, xhi = QUANT_DTYPES[xa.dtype.name]   # x_zero_point has x's type (ONNX T1), w_zero_point w's (T2)
+    wlo, whi = QUANT_DTYPES[wa.dtype.name]
+    ylo, yhi = _zp_range(y_zero_point, xa.dtype)   # y's type (T3) is y_zero_point's
+    f = wa.shape[0]
+    xs = np.float32(_checks.as_quant_scale(x_scale, "x_scale"))
     ws = _checks.as_quant_scale(w_scale, "w_scale", axis=0, length=f).astype(np.float32)
-    ys = _checks.as_quant_scale(y_scale, "y_scale").astype(np.float32)
+    ys = np.float32(_checks.as_quant_scale(y_scale, "y_scale"))
     xz = _checks.as_quant_zero_point(x_zero_point, "x_zero_point", qmin=xlo, qmax=xhi)
     wz = _checks.as_quant_zero_point(w_zero_point, "w_zero_point", qmin=wlo, qmax=whi, axis=0, length=f)
     yz = _checks.as_quant_zero_point(y_zero_point, "y_zero_point", qmin=ylo, qmax=yhi)
@@ -238,12 +237,11 @@ def qlinear_conv(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLike, w: 
         if b.shape[0] != f:
             raise ValueError(f"`B` must have one value per output channel ({f}); got length {b.shape[0]}")
         _int32_array(b, "B")
-        acc = acc + b.astype(np.int64).reshape(1, -1, 1, 1)
+        acc = acc + b.astype(np.int64)[:, None, None]   # (F, 1, 1) against (N, F, OH, OW)
         _check_int32_acc(acc, "qlinear_conv (accumulator + B)")
-    m = (np.float32(xs) * ws) / np.float32(ys)  # float32 throughout: (x_s * w_s) / y_s
-    m = np.asarray(m, dtype=np.float32)
-    return requantize(acc, m if m.ndim == 0 else m, yz, mode=mode, qmin=ylo, qmax=yhi,
-                      axis=1 if m.ndim == 1 else None, out_dtype=ydt)
+    m = (xs * ws) / ys  # float32 throughout: (x_s * w_s) / y_s, shape () or (F,)
+    # the output type is the smallest holding [ylo, yhi]: y_zero_point's type
+    return requantize(acc, m, yz, mode=mode, qmin=ylo, qmax=yhi, axis=1)
 
 
 _TFL_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
@@ -264,8 +262,8 @@ def tflite_activation_range(activation: str, scale: ArrayLike, zero_point: Array
     _checks.check_choice(activation, "activation", _TFL_ACTIVATIONS)
     dtype = _checks.check_quant_dtype(dtype)
     lo, hi = QUANT_DTYPES[dtype]
-    s = np.float32(_checks.as_quant_scale(scale, "scale"))
-    z = int(_checks.as_quant_zero_point(zero_point, "zero_point", qmin=lo, qmax=hi))
+    s = np.float32(_checks.as_quant_scale(scale))   # named `scale` by default
+    z = int(_checks.as_quant_zero_point(zero_point, qmin=lo, qmax=hi))   # named `zero_point` by default
 
     def q(v):
         return z + int(round_half_away(np.float32(v) / s))
@@ -328,7 +326,7 @@ def tflite_conv2d_int8(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLik
     if xa.shape[3] != ci:
         raise ValueError(f"`x` has {xa.shape[3]} channels (NHWC) but `w` (OHWI) expects {ci}")
     xs = float(np.float32(_checks.as_quant_scale(x_scale, "x_scale")))
-    ws = _checks.as_quant_scale(w_scale, "w_scale", axis=0, length=o).astype(np.float32).astype(np.float64)
+    ws = _checks.as_quant_scale(w_scale, "w_scale", axis=0, length=o).astype(np.float32)
     ys = float(np.float32(_checks.as_quant_scale(y_scale, "y_scale")))
     xz = int(_checks.as_quant_zero_point(x_zero_point, "x_zero_point", qmin=-128, qmax=127))
     yz = int(_checks.as_quant_zero_point(y_zero_point, "y_zero_point", qmin=-128, qmax=127))
@@ -337,18 +335,17 @@ def tflite_conv2d_int8(x: np.ndarray, x_scale: ArrayLike, x_zero_point: ArrayLik
     if isinstance(padding, str):
         # TFLite's two modes; SAME (ComputePaddingHeightWidth) is refdet's "same": the odd pixel after
         _checks.check_choice(padding, "padding", ("VALID", "SAME"))
-    pads = _conv.parse_padding(padding.lower() if isinstance(padding, str) else padding, xa.shape[1:3], (kh, kw),
-                               (sh, sw), (dh, dw))
-    acc = conv2d_int(xa.transpose(0, 3, 1, 2), wa.transpose(0, 3, 1, 2), x_zero_point=xz, w_zero_point=0,
+    pads = _conv.parse_padding(padding, (xa.shape[1], xa.shape[2]), (kh, kw), (sh, sw), (dh, dw))  # any case
+    acc = conv2d_int(xa.transpose(0, 3, 1, 2), wa.transpose(0, 3, 1, 2), x_zero_point=xz,   # w_zero_point 0
                      stride=(sh, sw), padding=pads, dilation=(dh, dw), accumulator="int32")
     if bias is not None:
         b = _checks.as_int_array(bias, "bias", ndim=1)
         if b.shape[0] != o:
             raise ValueError(f"`bias` must have one value per output channel ({o}); got length {b.shape[0]}")
         _int32_array(b, "bias")
-        acc = acc + b.astype(np.int64).reshape(1, -1, 1, 1)
+        acc = acc + b.astype(np.int64)[:, None, None]   # (O, 1, 1) against (N, O, OH, OW)
         _check_int32_acc(acc, "tflite_conv2d_int8 (accumulator + bias)")
     lo, hi = tflite_activation_range(activation, y_scale, yz)
-    m = xs * ws / ys  # (O,) in double
+    m = np.multiply(xs, ws, dtype=np.float64) / ys  # (O,) in double: float32 scales widened
     y = requantize(acc, m, yz, mode=mode, qmin=lo, qmax=hi, axis=1, out_dtype=np.int8)
     return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
