@@ -355,24 +355,23 @@ def _iou_profile(s):
     return conventions.resolve("box_iou", s.name, plus_one=po)
 
 
-def _check_geometry(boxes, name, coder, *, allow_zero):
+def _check_geometry(boxes, name, coder, allow_zero):
     """Widths and heights > 0 (anchors) or >= 0 (ground truths) under the coder's +1 and eps."""
-    if boxes.shape[0]:
-        with np.errstate(over="ignore", invalid="ignore"):
-            _, _, w, h = _centers_sizes(boxes, coder[0])
-            e = coder[0]["eps"]
-            if e:
-                w, h = w + boxes.dtype.type(e), h + boxes.dtype.type(e)
-        _check_sizes(w, h, boxes, name, allow_zero=allow_zero)
+    with np.errstate(over="ignore"):  # x2 - x1 of a box wider than the dtype's range is inf: valid
+        _, _, w, h = _centers_sizes(boxes, coder[0])
+        e = coder[0]["eps"]
+        if e:
+            w, h = w + boxes.dtype.type(e), h + boxes.dtype.type(e)
+    _check_sizes(w, h, boxes, name, allow_zero=allow_zero)
 
 
 def _common(anchors, gt_boxes, level, coder, name="anchors"):
     a = _checks.as_boxes(anchors, name)
     g = _checks.as_boxes(gt_boxes, "gt_boxes")
     dt = np.result_type(a.dtype, g.dtype)
-    a, g = a.astype(dt, copy=False), g.astype(dt, copy=False)
-    _check_geometry(a, name, coder, allow_zero=False)
-    _check_geometry(g, "gt_boxes", coder, allow_zero=True)
+    a, g = np.asarray(a, dtype=dt), np.asarray(g, dtype=dt)          # never written: no copy
+    _check_geometry(a, name, coder, False)                                 # > 0
+    _check_geometry(g, "gt_boxes", coder, True)                            # >= 0
     return a, g, _as_level(level, a.shape[0])
 
 

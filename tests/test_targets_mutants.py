@@ -340,3 +340,62 @@ def test_encode_kw_errors_are_exact():
     with pytest.raises(TypeError, match=r"^`encode_kw` must not hold 'weights': pass `weights=` to the targets "
                                         r"function$"):
         ssd_targets(ANCHORS, GT, np.array([1]), encode_kw={"weights": (1, 1, 1, 1)})
+
+
+def test_geometry_check_of_boxes_wider_than_the_dtype_warns_nothing():
+    # x2 - x1 overflows to inf (float32 6e38, float64 3.4e308): a valid (huge) box, checked silently under
+    # every coder formula (mmdet's midpoint (x1 + x2) / 2 overflows too)
+    import warnings
+    from refdet import conventions, targets
+    boxes = [np.array([[-3e38, -3e38, 3e38, 3e38], [3e38, 3e38, 3.4e38, 3.4e38]], np.float32),
+             np.array([[-1.7e308, 0, 1.7e308, 1]])]
+    for conv in ("torchvision", "mmdet", "caffe", "tf"):
+        coder = targets._coder(conventions.resolve("rpn_targets", conv), None)
+        for b in boxes:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                targets._check_geometry(b, "anchors", coder, allow_zero=False)
+
+
+def test_tf_eps_makes_zero_size_anchors_valid():
+    # TF's FasterRcnnBoxCoder adds EPSILON = 1e-8 to the anchor's width and height: a zero width or
+    # height is then a valid (tiny) reference box; without eps it is refused, naming the row
+    a = np.array([[0, 0, 0, 10], [0, 0, 10, 0], [0, 0, 10, 10]], float)
+    assert _rpn(a, convention="tf").assigned.tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="`anchors` row 0 has width 0.0 and height 10.0"):
+        _rpn(a)
+    with pytest.raises(ValueError, match="`anchors` row 0 has width 10.0 and height 0.0"):
+        _rpn(a[1:])
+
+
+def test_mixed_dtypes_compute_in_float64_whichever_input_is_float32():
+    for a, g in ((ANCHORS.astype(np.float32), GT), (ANCHORS, GT.astype(np.float32))):
+        t = _rpn(a, g)
+        assert t.deltas.dtype == np.float64 and t.matched_boxes.dtype == np.float64
+        np.testing.assert_allclose(t.deltas[1], D1, rtol=0, atol=1e-15)
+        assert ssd_targets(a, g, np.array([1])).deltas.dtype == np.float64
+        assert retinanet_targets(a, g, np.array([0]), 1).cls_targets.dtype == np.float64
+
+
+def test_box_arrays_checked_with_their_names():
+    with pytest.raises(ValueError, match="`anchors`"):
+        _rpn(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="`default_boxes`"):
+        ssd_targets(np.zeros((2, 3)), GT, np.array([1]))
+    with pytest.raises(ValueError, match="`gt_boxes`"):
+        retinanet_targets(ANCHORS, np.zeros((1, 5)), np.array([0]), 1)
+
+
+def test_encode_kw_wins_over_the_recipes_pixel_knobs():
+    # Caffe SSD's recipe sets the coder's plus_one False and centre midpoint; the caller's encode_kw
+    # plus_one=True wins over the recipe (the recipe's centre stays): py-faster-rcnn's +1 widths
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
+    g = np.array([[0, 0, 9, 9]], float)
+    stds = (0.1, 0.1, 0.2, 0.2)
+    t = ssd_targets(a, g, np.array([1]), convention="caffe", encode_kw={"plus_one": True})
+    want = encode_boxes(g, a[:1], weights=stds, convention="caffe", plus_one=True, center="midpoint")
+    np.testing.assert_array_equal(t.deltas[:1], want)
+    # the recipe alone: continuous widths (gt 9 wide on a 10-wide box: dw = log(0.9) / 0.2)
+    t0 = ssd_targets(a, g, np.array([1]), convention="caffe")
+    np.testing.assert_allclose(t0.deltas[0, 2], np.log(0.9) / 0.2, rtol=1e-14)
+    np.testing.assert_allclose(t.deltas[0, 2], np.log(10 / 11) / 0.2, rtol=1e-14)
