@@ -355,8 +355,9 @@ def _iou_profile(s):
     return conventions.resolve("box_iou", s.name, plus_one=po)
 
 
-def _check_geometry(boxes, name, coder, allow_zero):
-    """Widths and heights > 0 (anchors) or >= 0 (ground truths) under the coder's +1 and eps."""
+def _check_geometry(boxes, name, coder):
+    """Widths and heights > 0 (anchors, default boxes) or >= 0 (``gt_boxes``) under the coder's +1 and eps."""
+    allow_zero = name == "gt_boxes"      # a zero-size gt is valid (it overlaps nothing); a reference box is not
     with np.errstate(over="ignore"):  # x2 - x1 of a box wider than the dtype's range is inf: valid
         _, _, w, h = _centers_sizes(boxes, coder[0])
         e = coder[0]["eps"]
@@ -370,8 +371,8 @@ def _common(anchors, gt_boxes, level, coder, name="anchors"):
     g = _checks.as_boxes(gt_boxes, "gt_boxes")
     dt = np.result_type(a.dtype, g.dtype)
     a, g = np.asarray(a, dtype=dt), np.asarray(g, dtype=dt)          # never written: no copy
-    _check_geometry(a, name, coder, False)                                 # > 0
-    _check_geometry(g, "gt_boxes", coder, True)                            # >= 0
+    _check_geometry(a, name, coder)                                        # > 0
+    _check_geometry(g, "gt_boxes", coder)                                  # >= 0
     return a, g, _as_level(level, a.shape[0])
 
 

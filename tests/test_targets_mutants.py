@@ -354,7 +354,7 @@ def test_geometry_check_of_boxes_wider_than_the_dtype_warns_nothing():
         for b in boxes:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
-                targets._check_geometry(b, "anchors", coder, allow_zero=False)
+                targets._check_geometry(b, "anchors", coder)
 
 
 def test_tf_eps_makes_zero_size_anchors_valid():
