@@ -105,6 +105,11 @@ conventions.register(
 )
 
 
+# `finite=` of the argument checks where NaN is checked by the caller (inf allowed) or propagates (an
+# upstream gradient): a name, not a literal, since None would be as falsy as False
+_UNCHECKED = False
+
+
 def _c(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """``a`` in C order (itself when it already is): the boundary where a layout would otherwise
     decide a summation order."""
@@ -263,7 +268,7 @@ def conv2d_backward(dy: np.ndarray, cache: Conv2dCache, *, compute_dx: bool = Tr
     compute_dx = _checks.check_bool(compute_dx, "compute_dx")
     x, w = cache.x, cache.w
     dt = x.dtype
-    dy = _checks.as_nchw(dy, "dy", finite=False)  # a NaN upstream gradient propagates (visibly), as in autograd
+    dy = _checks.as_nchw(dy, "dy", finite=_UNCHECKED)  # a NaN upstream gradient propagates (visibly), as in autograd
     if dy.shape != cache.out_shape:
         raise ValueError(f"`dy` must have the output's shape {cache.out_shape}; got {dy.shape}")
     dy = _c(dy.astype(dt, copy=False))  # C order: db's sum and the GEMMs must not follow dy's layout
@@ -353,7 +358,7 @@ def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, ReluCache]:
     PyTorch's ``threshold_backward`` makes. ``+-inf`` are accepted (``relu(inf) = inf``); NaN is
     rejected. Readable reference: :func:`refdet.reference.conv.relu`.
     """
-    x = _checks.as_float_array(x, "x", finite=False)
+    x = _checks.as_float_array(x, "x", finite=_UNCHECKED)
     _checks.check_finite(x, "x", allow_inf=True)
     pos = x > 0
     y = np.maximum(x, x.dtype.type(0))  # relu(-0.0) = +0.0 here; torch.relu returns -0.0
@@ -367,7 +372,7 @@ def relu_backward(dy: np.ndarray, cache: ReluCache) -> ReluGrads:
     """
     if not isinstance(cache, ReluCache):
         raise TypeError(f"`cache` must be the ReluCache returned by relu_forward; got {type(cache).__name__}")
-    dy = _checks.as_float_array(dy, "dy", dtype=cache.dtype, finite=False)  # NaN propagates, as in autograd
+    dy = _checks.as_float_array(dy, "dy", dtype=cache.dtype, finite=_UNCHECKED)  # NaN propagates, as in autograd
     if dy.shape != cache.positive.shape:
         raise ValueError(f"`dy` must have the output's shape {cache.positive.shape}; got {dy.shape}")
     return ReluGrads(np.where(cache.positive, dy, dy.dtype.type(0)))
@@ -397,12 +402,13 @@ def sigmoid_forward(x: np.ndarray) -> Tuple[np.ndarray, SigmoidCache]:
     -----
     Readable reference: :func:`refdet.reference.conv.sigmoid` (held within 8 units of roundoff).
     """
-    x = _checks.as_float_array(x, "x", finite=False)
+    x = _checks.as_float_array(x, "x", finite=_UNCHECKED)
     _checks.check_finite(x, "x", allow_inf=True)
     x = _c(x)  # NumPy's SIMD exp and its strided fallback need not round alike
     one = x.dtype.type(1)
     e = np.exp(-np.abs(x))
-    y = np.where(x >= 0, one / (one + e), e / (one + e))
+    # the sign bit picks the branch: no threshold to get wrong (at +-0 both branches give 1 / 2)
+    y = np.where(np.signbit(x), e / (one + e), one / (one + e))
     return y, SigmoidCache(y)
 
 
@@ -479,8 +485,7 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, *, stride: Optional[Pai
     the same first-maximum rule).
     """
     ceil_mode = conventions.resolve("max_pool2d", convention, ceil_mode=ceil_mode).ceil_mode
-    x = _checks.as_nchw(x, "x", finite=False)
-    _checks.check_finite(x, "x", allow_inf=True)
+    x = _checks.as_nchw(x, "x", allow_inf=True)
     kh, kw = _checks.check_pair(kernel_size, "kernel_size", low=1)
     sh, sw = (kh, kw) if stride is None else _checks.check_pair(stride, "stride", low=1)
     dh, dw = _checks.check_pair(dilation, "dilation", low=1)
