@@ -108,6 +108,7 @@ conventions.register(
 # `finite=` of the argument checks where NaN is checked by the caller (inf allowed) or propagates (an
 # upstream gradient): a name, not a literal, since None would be as falsy as False
 _UNCHECKED = False
+_ZERO_ALLOWED = False  # check_positive(strict=...) of group_norm's eps: eps = 0 is PyTorch's too
 
 
 def _c(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
@@ -612,7 +613,7 @@ def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: 
     g = _checks.check_int(num_groups, "num_groups", low=1)
     if c % g:
         raise ValueError(f"`num_groups` must divide the channels C = {c} of `x`; got num_groups={g}")
-    eps = _checks.check_positive(eps, "eps", strict=False)
+    eps = _checks.check_positive(eps, "eps", strict=_ZERO_ALLOWED)
     gamma = _checks.check_optional_vector(gamma, "gamma", c)
     beta = _checks.check_optional_vector(beta, "beta", c)
     dt = _dtype_of(x, gamma, beta)

@@ -195,3 +195,55 @@ def test_sigmoid_at_signed_zero_and_both_branches():
     np.testing.assert_allclose(y, [0.5, 0.5, 0.75, 0.25], rtol=2e-16)
     assert y[0] == 0.5 and y[1] == 0.5
     np.testing.assert_allclose(sigmoid_backward(np.ones(4), cache).dx, [0.25, 0.25, 0.1875, 0.1875], rtol=1e-15)
+
+
+def test_group_norm_one_element_groups_golden():
+    # C = G = 2, H = W = 1: each group holds one value, so mean = x, var = 0, xhat = 0, rstd = 1/sqrt(eps);
+    # y = beta, dgamma = sum dy * 0 = 0, dbeta = sum dy, dx = rstd * (dxhat - mean(dxhat) - 0) = 0
+    x = np.array([3.0, -7.0]).reshape(1, 2, 1, 1)
+    y, cache = group_norm_forward(x, np.array([2.0, 3.0]), np.array([0.5, -1.0]), num_groups=2, eps=0.25)
+    np.testing.assert_array_equal(y.ravel(), [0.5, -1.0])
+    np.testing.assert_array_equal(cache.rstd, [[2.0, 2.0]])
+    g = group_norm_backward(np.array([4.0, 5.0]).reshape(1, 2, 1, 1), cache)
+    np.testing.assert_array_equal(g.dx.ravel(), [0, 0])
+    np.testing.assert_array_equal(g.dgamma, [0, 0])
+    np.testing.assert_array_equal(g.dbeta, [4, 5])
+
+
+def test_group_norm_two_element_group_golden():
+    # one group [1, 3] (C = 2, H = W = 1), eps 0: mean 2, var 1, rstd 1, xhat [-1, 1];
+    # gamma [2, 1]: dxhat = dy * gamma = [2, 1] for dy = [1, 1]: mean(dxhat) = 1.5,
+    # mean(dxhat * xhat) = (-2 + 1) / 2 = -0.5 -> dx = [2 - 1.5 - (-1)(-0.5), 1 - 1.5 - (1)(-0.5)] = [0, 0]
+    # and for dy = [1, 0]: dxhat = [2, 0], means 1 and -1: dx = [2 - 1 - 1, 0 - 1 + 1] = [0, 0]; dy = [0, 1]:
+    # dxhat = [0, 1], means 0.5 and 0.5: dx = [0 - 0.5 + 0.5, 1 - 0.5 - 0.5] = [0, 0] (normalising two
+    # values gives +-1 whatever they are: the input gradient is 0). Three values are not that rigid:
+    x = np.array([1.0, 3.0]).reshape(1, 2, 1, 1)
+    y, cache = group_norm_forward(x, np.array([2.0, 1.0]), None, num_groups=1, eps=0.0)
+    np.testing.assert_array_equal(y.ravel(), [-2.0, 1.0])
+    np.testing.assert_array_equal(cache.rstd, [[1.0]])
+    for dy in ([1.0, 1.0], [1.0, 0.0], [0.0, 1.0]):
+        np.testing.assert_array_equal(group_norm_backward(np.array(dy).reshape(1, 2, 1, 1), cache).dx.ravel(), [0, 0])
+    # [0, 3, 6] (one channel, 1 x 3), eps 0: mean 3, var (9 + 0 + 9) / 3 = 6, rstd 1/sqrt(6),
+    # xhat = [-3, 0, 3] / sqrt(6); dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) written out here
+    x = np.array([0.0, 3.0, 6.0]).reshape(1, 1, 1, 3)
+    y, cache = group_norm_forward(x, num_groups=1, eps=0.0)
+    r = 1 / np.sqrt(6.0)
+    xh = np.array([-3.0, 0.0, 3.0]) * r
+    np.testing.assert_allclose(y.ravel(), xh, rtol=1e-15)
+    dy = np.array([1.0, 0.0, 0.0])
+    want = r * (dy - dy.mean() - xh * (dy * xh).mean())
+    np.testing.assert_allclose(group_norm_backward(dy.reshape(1, 1, 1, 3), cache).dx.ravel(), want, rtol=1e-14)
+
+
+def test_group_norm_argument_messages_are_exact():
+    x = np.zeros((1, 6, 2, 2))
+    with pytest.raises(ValueError, match=r"^`num_groups` must divide the channels C = 6 of `x`; got num_groups=4$"):
+        group_norm_forward(x, num_groups=4)
+    with pytest.raises(ValueError, match=r"^`num_groups` must be >= 1; got 0$"):
+        group_norm_forward(x, num_groups=0)
+    with pytest.raises(ValueError, match=r"^`beta` must have shape \(6,\); got shape \(3,\)$"):
+        group_norm_forward(x, None, np.ones(3), num_groups=2)
+    with pytest.raises(ValueError, match=r"^`gamma` must have shape \(6,\); got shape \(2,\)$"):
+        group_norm_forward(x, np.ones(2), None, num_groups=2)
+    with pytest.raises(ValueError, match=r"^`eps` must be >= 0; got -1e-05$"):
+        group_norm_forward(x, num_groups=2, eps=-1e-5)
