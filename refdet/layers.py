@@ -547,13 +547,10 @@ def max_pool2d_backward(dy: np.ndarray, cache: MaxPool2dCache) -> MaxPool2dGrads
     if dy.shape != cache.indices.shape:
         raise ValueError(f"`dy` must have the output's shape {cache.indices.shape}; got {dy.shape}")
     dx = np.zeros(bsz * c * h * w, dtype=cache.dtype)
-    plane = (np.arange(bsz * c, dtype=np.int64) * (h * w)).reshape(bsz, c, 1, 1)
-    idx, g = cache.indices, dy
-    if idx.size and idx.min() < 0:                            # windows without an input element
-        keep = idx >= 0
-        np.add.at(dx, (idx + plane)[keep], dy[keep])
-    else:
-        np.add.at(dx, (idx + plane).reshape(-1), g.reshape(-1))
+    plane = (np.arange(np.int64(bsz * c)) * (h * w)).reshape(bsz, c, 1, 1)   # int64 offsets of the planes
+    idx = cache.indices
+    keep = idx >= 0                                           # -1: a window without an input element
+    np.add.at(dx, (idx + plane)[keep], dy[keep])              # row-major output order, as PyTorch's CPU kernel
     return MaxPool2dGrads(dx.reshape(bsz, c, h, w))
 
 
@@ -619,7 +616,7 @@ def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: 
     dt = _dtype_of(x, gamma, beta)
     x = _c(x.astype(dt, copy=False))  # C order: the moments' summation order is fixed
     n = (c // g) * h * w
-    if x.size == 0 or n == 0:
+    if not n:                      # no value in a group (H, W or C is 0); an empty batch takes the general path
         rstd = np.zeros((bsz, g), dtype=dt)
         xhat = np.zeros(x.shape, dtype=dt)
     else:
@@ -671,7 +668,7 @@ def group_norm_backward(dy: np.ndarray, cache: GroupNormCache) -> GroupNormGrads
     n = (c // g) * h * w
     dgamma = (dy * xhat).sum(axis=(0, 2, 3)) if cache.gamma is not None else None
     dbeta = dy.sum(axis=(0, 2, 3)) if cache.has_beta else None
-    if xhat.size == 0 or n == 0:
+    if not n:                      # as in the forward: an empty batch takes the general path
         return GroupNormGrads(np.zeros(xhat.shape, dtype=dt), dgamma, dbeta)
     dxhat = dy * cache.gamma[:, None, None] if cache.gamma is not None else dy
     dxg = dxhat.reshape(bsz, g, n)

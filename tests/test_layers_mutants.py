@@ -81,13 +81,16 @@ def test_max_pool_empty_batch():
     assert dx.shape == x.shape
 
 
-def test_group_norm_empty_batch_and_empty_map():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_group_norm_empty_batch_and_empty_map(dtype):
     for shape in ((0, 4, 3, 3), (2, 4, 0, 3)):
-        x = np.zeros(shape)
-        y, cache = group_norm_forward(x, np.ones(4), np.full(4, 2.0), num_groups=2)
+        x = np.zeros(shape, dtype)
+        y, cache = group_norm_forward(x, np.ones(4, dtype), np.full(4, 2.0, dtype), num_groups=2)
         assert y.shape == shape and cache.rstd.shape == (shape[0], 2)
+        assert y.dtype == cache.rstd.dtype == cache.xhat.dtype == dtype
         g = group_norm_backward(np.ones(shape), cache)
         assert g.dx.shape == shape and not g.dx.any()
+        assert g.dx.dtype == g.dgamma.dtype == g.dbeta.dtype == dtype
         # dgamma = sum dy * xhat = 0 (xhat is 0 on an empty group); dbeta = sum dy over B, H, W
         np.testing.assert_array_equal(g.dgamma, np.zeros(4))
         np.testing.assert_array_equal(g.dbeta, np.full(4, float(shape[0] * shape[2] * shape[3])))
@@ -247,3 +250,33 @@ def test_group_norm_argument_messages_are_exact():
         group_norm_forward(x, np.ones(2), None, num_groups=2)
     with pytest.raises(ValueError, match=r"^`eps` must be >= 0; got -1e-05$"):
         group_norm_forward(x, num_groups=2, eps=-1e-5)
+
+
+def test_max_pool_backward_skips_only_the_windows_without_input():
+    # W = 3, kernel (1, 2), dilation 2, stride 2, padding 1, ceil_mode: windows read columns {-1, 1} and
+    # {1, 3}: window 0 holds column 1 only, window 1 column 1 only (3 is padding) -> both pick index 1.
+    # Add a second row whose first window is -inf everywhere: index of its first real element (column 1).
+    x = np.array([[5.0, 7.0, 6.0], [2.0, -np.inf, 9.0]]).reshape(1, 1, 2, 3)
+    y, cache = max_pool2d_forward(x, (1, 2), stride=(1, 2), padding=(0, 1), dilation=(1, 2), ceil_mode=True)
+    np.testing.assert_array_equal(y[0, 0], [[7, 7], [-np.inf, -np.inf]])
+    np.testing.assert_array_equal(cache.indices[0, 0], [[1, 1], [4, 4]])
+    dx = max_pool2d_backward(np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2), cache).dx[0, 0]
+    np.testing.assert_array_equal(dx, [[0, 3, 0], [0, 7, 0]])
+    # W = 1, kernel 2, dilation 2, padding 1: no window holds column 0 (index -1, no gradient); with a
+    # batch of two planes the real index 0 of plane 1 must still get its gradient
+    x = np.array([1.0, 2.0]).reshape(2, 1, 1, 1)
+    y, cache = max_pool2d_forward(x, (1, 2), stride=(1, 3), padding=(0, 1), dilation=2, ceil_mode=True)
+    assert cache.indices.ravel().tolist() == [-1, -1]
+    x = np.arange(6.0).reshape(2, 1, 1, 3)
+    y, cache = max_pool2d_forward(x, (1, 2), stride=(1, 2), padding=(0, 1), dilation=(1, 2), ceil_mode=True)
+    np.testing.assert_array_equal(cache.indices.ravel(), [1, 1, 1, 1])
+    dx = max_pool2d_backward(np.array([1.0, 2.0, 3.0, 4.0]).reshape(2, 1, 1, 2), cache).dx
+    np.testing.assert_array_equal(dx.ravel(), [0, 3, 0, 0, 7, 0])
+    # W = 2, kernel 2, dilation 3, "same" (left 1, right 2): window 0 reads columns -1 and 2 (both padding:
+    # index -1), window 1 columns 0 and 3 (index 0): the gradient of window 1 reaches column 0
+    x = np.array([5.0, 7.0]).reshape(1, 1, 1, 2)
+    y, cache = max_pool2d_forward(x, (1, 2), stride=1, dilation=(1, 3), padding="same")
+    np.testing.assert_array_equal(y.ravel(), [-np.inf, 5])
+    np.testing.assert_array_equal(cache.indices.ravel(), [-1, 0])
+    np.testing.assert_array_equal(max_pool2d_backward(np.array([1.0, 2.0]).reshape(1, 1, 1, 2), cache).dx.ravel(),
+                                  [2, 0])
