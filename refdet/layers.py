@@ -165,7 +165,7 @@ def _conv2d_core(x, w, b, stride, pads, dilation, groups, ho, wo):
             else:
                 y[:, :, r0:r1, :] = out[:, :, :, :wo]
     if b is not None:
-        y += b.astype(dt, copy=False)[:, None, None]                      # (F, 1, 1) broadcast
+        y += b[:, None, None]             # (F, 1, 1) broadcast; b's dtype is dt or float32 in float64 (exact)
     return y
 
 
@@ -222,7 +222,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     dt = _dtype_of(x, w, b)
     # w in C order fixes the GEMM's operand layout; x needs none: the im2col copies it into a C-ordered
     # matrix whatever its layout (a C copy here would only add a pass over a strided conv output)
-    x, w = x.astype(dt, copy=False), _c(w.astype(dt, copy=False))
+    x, w = np.asarray(x, dtype=dt), np.ascontiguousarray(w, dtype=dt)
     bsz, c, h, wd = x.shape
     kh, kw = w.shape[2], w.shape[3]
     pads = _conv.parse_padding(padding, (h, wd), (kh, kw), (sh, sw), (dh, dw))
@@ -272,7 +272,7 @@ def conv2d_backward(dy: np.ndarray, cache: Conv2dCache, *, compute_dx: bool = Tr
     dy = _checks.as_nchw(dy, "dy", finite=_UNCHECKED)  # a NaN upstream gradient propagates (visibly), as in autograd
     if dy.shape != cache.out_shape:
         raise ValueError(f"`dy` must have the output's shape {cache.out_shape}; got {dy.shape}")
-    dy = _c(dy.astype(dt, copy=False))  # C order: db's sum and the GEMMs must not follow dy's layout
+    dy = np.ascontiguousarray(dy, dtype=dt)  # C order: db's sum and the GEMMs must not follow dy's layout
     (sh, sw), (dh, dw), g = cache.stride, cache.dilation, cache.groups
     pt, pb, pl, pr = cache.padding
     bsz, c, h, wd = x.shape
@@ -614,7 +614,7 @@ def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: 
     gamma = _checks.check_optional_vector(gamma, "gamma", c)
     beta = _checks.check_optional_vector(beta, "beta", c)
     dt = _dtype_of(x, gamma, beta)
-    x = _c(x.astype(dt, copy=False))  # C order: the moments' summation order is fixed
+    x = np.ascontiguousarray(x, dtype=dt)  # C order: the moments' summation order is fixed
     n = (c // g) * h * w
     if not n:                      # no value in a group (H, W or C is 0); an empty batch takes the general path
         rstd = np.zeros((bsz, g), dtype=dt)
@@ -629,12 +629,12 @@ def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: 
         rstd = rstd[:, :, 0]
     y = xhat
     if gamma is not None:
-        y = y * gamma.astype(dt, copy=False)[:, None, None]
+        y = y * gamma[:, None, None]      # gamma, beta: dt or float32 in float64 (an exact widening)
     if beta is not None:
-        y = y + beta.astype(dt, copy=False)[:, None, None]
+        y = y + beta[:, None, None]
     if y is xhat:
         y = xhat.copy()
-    gcache = None if gamma is None else gamma.astype(dt, copy=False)
+    gcache = None if gamma is None else np.asarray(gamma, dtype=dt)
     return y, GroupNormCache(xhat, rstd, gcache, beta is not None, g)
 
 

@@ -29,7 +29,8 @@ def test_mixed_float32_float64_arguments_compute_in_float64():
     assert y.dtype == np.float32
     for gm, bt in ((np.ones(4), None), (None, np.zeros(4)), (np.ones(4, np.float32), np.zeros(4))):
         y, cache = group_norm_forward(x32, gm, bt, num_groups=2)
-        assert y.dtype == np.float64 and cache.xhat.dtype == np.float64
+        assert y.dtype == np.float64 and cache.xhat.dtype == np.float64 and cache.rstd.dtype == np.float64
+        assert gm is None or cache.gamma.dtype == np.float64
     assert group_norm_forward(x32, np.ones(4, np.float32), None, num_groups=2)[0].dtype == np.float32
 
 
