@@ -281,3 +281,55 @@ def test_max_pool_backward_skips_only_the_windows_without_input():
     np.testing.assert_array_equal(cache.indices.ravel(), [-1, 0])
     np.testing.assert_array_equal(max_pool2d_backward(np.array([1.0, 2.0]).reshape(1, 1, 1, 2), cache).dx.ravel(),
                                   [2, 0])
+
+
+# --------------------------------------------------------------------------------------------------
+# conv2d and max pooling name every argument they refuse
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,err,msg", [
+    (dict(groups=0), ValueError, r"^`groups` must be >= 1; got 0$"),
+    (dict(groups=1.0), TypeError, r"^`groups` must be an integer"),
+    (dict(stride=0), ValueError, r"`stride`"),
+    (dict(stride=(1, 0)), ValueError, r"`stride\[1\]`"),
+    (dict(dilation=0), ValueError, r"`dilation`"),
+    (dict(dilation=(0, 1)), ValueError, r"`dilation\[0\]`"),
+    (dict(b=np.ones(2)), ValueError, r"^`b` must have shape \(3,\); got shape \(2,\)$"),
+    (dict(b=np.array([1.0, np.nan, 0.0])), ValueError, r"^`b` must not contain NaN or inf"),
+    (dict(w=np.full((3, 4, 3, 3), np.inf)), ValueError, r"^`w` must not contain NaN or inf"),
+    (dict(w=np.ones((3, 4, 3))), ValueError, r"`w`"),
+    (dict(x=np.ones((2, 4, 5))), ValueError, r"^`x` must be 4-D"),
+])
+def test_conv2d_names_the_argument(kw, err, msg):
+    args = dict(x=X, w=np.ones((3, 4, 3, 3)), b=None)
+    args.update({k: kw.pop(k) for k in ("x", "w", "b") if k in kw})
+    with pytest.raises(err, match=msg):
+        conv2d_forward(args["x"], args["w"], args["b"], **kw)
+
+
+@pytest.mark.parametrize("kw,err,msg", [
+    (dict(kernel_size=0), ValueError, r"`kernel_size` must be >= 1"),
+    (dict(kernel_size=(2, 0)), ValueError, r"`kernel_size\[1\]`"),
+    (dict(kernel_size=2, stride=0), ValueError, r"`stride`"),
+    (dict(kernel_size=2, stride=(2, 0)), ValueError, r"`stride\[1\]`"),
+    (dict(kernel_size=2, dilation=0), ValueError, r"`dilation`"),
+    (dict(kernel_size=2, dilation=(1, 0)), ValueError, r"`dilation\[1\]`"),
+    (dict(kernel_size=(3, 1), padding=(2, 0)), ValueError, r"`padding` must be at most half"),
+    (dict(kernel_size=(1, 3), padding=(0, 2)), ValueError, r"`padding` must be at most half"),
+    (dict(kernel_size=(3, 3), padding=((0, 2), (0, 0))), ValueError, r"`padding` must be at most half"),
+    (dict(kernel_size=(3, 3), padding=((0, 0), (0, 2))), ValueError, r"`padding` must be at most half"),
+])
+def test_max_pool_names_the_argument(kw, err, msg):
+    with pytest.raises(err, match=msg):
+        max_pool2d_forward(X, **kw)
+
+
+def test_max_pool_padding_of_exactly_half_the_kernel_is_allowed():
+    # kernel 3 (half 1) with padding 1 on every side; kernel 4 (half 2) with (2, 2): -inf padding, so
+    # each output is the max of the real pixels its window covers
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    y, _ = max_pool2d_forward(x, 3, stride=1, padding=((1, 1), (1, 1)))
+    np.testing.assert_array_equal(y[0, 0], [[4, 5, 5], [7, 8, 8], [7, 8, 8]])
+    y, _ = max_pool2d_forward(x, (4, 2), stride=(3, 1), padding=(2, 1))
+    # rows: windows start at -2 (rows 0, 1) and 1 (rows 1, 2, 3=pad...); columns -1..0, 0..1, 1..2, 2..3
+    np.testing.assert_array_equal(y[0, 0], [[3, 4, 5, 5], [6, 7, 8, 8]])
