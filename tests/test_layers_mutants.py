@@ -333,3 +333,10 @@ def test_max_pool_padding_of_exactly_half_the_kernel_is_allowed():
     y, _ = max_pool2d_forward(x, (4, 2), stride=(3, 1), padding=(2, 1))
     # rows: windows start at -2 (rows 0, 1) and 1 (rows 1, 2, 3=pad...); columns -1..0, 0..1, 1..2, 2..3
     np.testing.assert_array_equal(y[0, 0], [[3, 4, 5, 5], [6, 7, 8, 8]])
+
+
+def test_group_norm_x_named():
+    with pytest.raises(ValueError, match=r"^`x` must be 4-D"):
+        group_norm_forward(np.ones((2, 4)), num_groups=2)
+    with pytest.raises(ValueError, match=r"^`x` must not contain NaN or inf"):
+        group_norm_forward(np.full((1, 2, 1, 1), np.inf), num_groups=2)
