@@ -105,12 +105,6 @@ conventions.register(
 )
 
 
-# `finite=` of the argument checks where NaN is checked by the caller (inf allowed) or propagates (an
-# upstream gradient): a name, not a literal, since None would be as falsy as False
-_UNCHECKED = False
-_ZERO_ALLOWED = False  # check_positive(strict=...) of group_norm's eps: eps = 0 is PyTorch's too
-
-
 def _c(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
     """``a`` in C order (itself when it already is): the boundary where a layout would otherwise
     decide a summation order."""
@@ -269,7 +263,7 @@ def conv2d_backward(dy: np.ndarray, cache: Conv2dCache, *, compute_dx: bool = Tr
     compute_dx = _checks.check_bool(compute_dx, "compute_dx")
     x, w = cache.x, cache.w
     dt = x.dtype
-    dy = _checks.as_nchw(dy, "dy", finite=_UNCHECKED)  # a NaN upstream gradient propagates (visibly), as in autograd
+    dy = _checks.as_nchw(dy, "dy", finite=False)  # a NaN upstream gradient propagates (visibly), as in autograd
     if dy.shape != cache.out_shape:
         raise ValueError(f"`dy` must have the output's shape {cache.out_shape}; got {dy.shape}")
     dy = np.ascontiguousarray(dy, dtype=dt)  # C order: db's sum and the GEMMs must not follow dy's layout
@@ -359,7 +353,7 @@ def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, ReluCache]:
     PyTorch's ``threshold_backward`` makes. ``+-inf`` are accepted (``relu(inf) = inf``); NaN is
     rejected. Readable reference: :func:`refdet.reference.conv.relu`.
     """
-    x = _checks.as_float_array(x, "x", finite=_UNCHECKED)
+    x = _checks.as_float_array(x, "x", finite=False)
     _checks.check_finite(x, "x", allow_inf=True)
     pos = x > 0
     y = np.maximum(x, x.dtype.type(0))  # relu(-0.0) = +0.0 here; torch.relu returns -0.0
@@ -373,7 +367,7 @@ def relu_backward(dy: np.ndarray, cache: ReluCache) -> ReluGrads:
     """
     if not isinstance(cache, ReluCache):
         raise TypeError(f"`cache` must be the ReluCache returned by relu_forward; got {type(cache).__name__}")
-    dy = _checks.as_float_array(dy, "dy", dtype=cache.dtype, finite=_UNCHECKED)  # NaN propagates, as in autograd
+    dy = _checks.as_float_array(dy, "dy", dtype=cache.dtype, finite=False)  # NaN propagates, as in autograd
     if dy.shape != cache.positive.shape:
         raise ValueError(f"`dy` must have the output's shape {cache.positive.shape}; got {dy.shape}")
     return ReluGrads(np.where(cache.positive, dy, dy.dtype.type(0)))
@@ -403,7 +397,7 @@ def sigmoid_forward(x: np.ndarray) -> Tuple[np.ndarray, SigmoidCache]:
     -----
     Readable reference: :func:`refdet.reference.conv.sigmoid` (held within 8 units of roundoff).
     """
-    x = _checks.as_float_array(x, "x", finite=_UNCHECKED)
+    x = _checks.as_float_array(x, "x", finite=False)
     _checks.check_finite(x, "x", allow_inf=True)
     x = _c(x)  # NumPy's SIMD exp and its strided fallback need not round alike
     one = x.dtype.type(1)
@@ -610,7 +604,7 @@ def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: 
     g = _checks.check_int(num_groups, "num_groups", low=1)
     if c % g:
         raise ValueError(f"`num_groups` must divide the channels C = {c} of `x`; got num_groups={g}")
-    eps = _checks.check_positive(eps, "eps", strict=_ZERO_ALLOWED)
+    eps = _checks.check_positive(eps, "eps", strict=False)
     gamma = _checks.check_optional_vector(gamma, "gamma", c)
     beta = _checks.check_optional_vector(beta, "beta", c)
     dt = _dtype_of(x, gamma, beta)
