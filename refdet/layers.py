@@ -599,7 +599,7 @@ def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: 
     The moments are two-pass (mean, then the mean of squared deviations), as PyTorch's CPU kernel.
     Readable reference: :func:`refdet.reference.conv.group_norm` (the formula per group).
     """
-    x = _checks.as_nchw(x, "x")
+    x = _checks.as_nchw(x)                       # its errors name `x` (the default)
     bsz, c, h, w = x.shape
     g = _checks.check_int(num_groups, "num_groups", low=1)
     if c % g:

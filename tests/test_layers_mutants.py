@@ -340,3 +340,21 @@ def test_group_norm_x_named():
         group_norm_forward(np.ones((2, 4)), num_groups=2)
     with pytest.raises(ValueError, match=r"^`x` must not contain NaN or inf"):
         group_norm_forward(np.full((1, 2, 1, 1), np.inf), num_groups=2)
+
+
+def test_mixed_dtypes_give_the_float64_bits():
+    # a float32 x with a float64 gamma is normalised in float64: the same bits as a float64 x
+    x32 = (X * 3 + 1).astype(np.float32)
+    gm, bt = RNG.standard_normal(4), RNG.standard_normal(4)
+    y, cache = group_norm_forward(x32, gm, bt, num_groups=2)
+    y64, cache64 = group_norm_forward(x32.astype(np.float64), gm, bt, num_groups=2)
+    np.testing.assert_array_equal(y, y64)
+    np.testing.assert_array_equal(cache.rstd, cache64.rstd)
+    w = RNG.standard_normal((3, 4, 3, 3))
+    y, cache = conv2d_forward(x32, w, padding=1)
+    y64, cache64 = conv2d_forward(x32.astype(np.float64), w, padding=1)
+    np.testing.assert_array_equal(y, y64)
+    dy = RNG.standard_normal(y.shape)
+    for a, e in zip(conv2d_backward(dy, cache), conv2d_backward(dy, cache64)):
+        if e is not None:
+            np.testing.assert_array_equal(a, e)
