@@ -205,7 +205,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     Readable reference: :func:`refdet.reference.conv.conv2d` (the sum above as a loop over output
     positions); they agree within a few ulp of the sum of ``|terms|`` (summation order differs).
     """
-    x = _checks.as_nchw(x, "x")
+    x = _checks.as_nchw(x)                       # its errors name `x` (the default)
     groups = _checks.check_int(groups, "groups", low=1)
     w = _checks.check_conv_weight(w, x, groups, "w", "x")
     w = _checks.as_float_array(w, "w")
@@ -480,7 +480,7 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, *, stride: Optional[Pai
     the same first-maximum rule).
     """
     ceil_mode = conventions.resolve("max_pool2d", convention, ceil_mode=ceil_mode).ceil_mode
-    x = _checks.as_nchw(x, "x", allow_inf=True)
+    x = _checks.as_nchw(x, allow_inf=True)       # NaN refused naming `x` (the default name)
     kh, kw = _checks.check_pair(kernel_size, "kernel_size", low=1)
     sh, sw = (kh, kw) if stride is None else _checks.check_pair(stride, "stride", low=1)
     dh, dw = _checks.check_pair(dilation, "dilation", low=1)
