@@ -301,6 +301,7 @@ def test_max_pool_backward_skips_only_the_windows_without_input():
     (dict(x=np.ones((2, 4, 5))), ValueError, r"^`x` must be 4-D"),
 ])
 def test_conv2d_names_the_argument(kw, err, msg):
+    kw = dict(kw)                          # the parameter is shared between runs: never pop from it
     args = dict(x=X, w=np.ones((3, 4, 3, 3)), b=None)
     args.update({k: kw.pop(k) for k in ("x", "w", "b") if k in kw})
     with pytest.raises(err, match=msg):
