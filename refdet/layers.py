@@ -159,7 +159,7 @@ def _conv2d_core(x, w, b, stride, pads, dilation, groups, ho, wo):
             else:
                 y[:, :, r0:r1, :] = out[:, :, :, :wo]
     if b is not None:
-        y += b.astype(dt, copy=False)[:, None, None]                      # (F, 1, 1) broadcast
+        y += b[:, None, None]             # (F, 1, 1) broadcast; b's dtype is dt or float32 in float64 (exact)
     return y
 
 
@@ -205,7 +205,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     Readable reference: :func:`refdet.reference.conv.conv2d` (the sum above as a loop over output
     positions); they agree within a few ulp of the sum of ``|terms|`` (summation order differs).
     """
-    x = _checks.as_nchw(x, "x")
+    x = _checks.as_nchw(x)                       # its errors name `x` (the default)
     groups = _checks.check_int(groups, "groups", low=1)
     w = _checks.check_conv_weight(w, x, groups, "w", "x")
     w = _checks.as_float_array(w, "w")
@@ -216,7 +216,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     dt = _dtype_of(x, w, b)
     # w in C order fixes the GEMM's operand layout; x needs none: the im2col copies it into a C-ordered
     # matrix whatever its layout (a C copy here would only add a pass over a strided conv output)
-    x, w = x.astype(dt, copy=False), _c(w.astype(dt, copy=False))
+    x, w = np.asarray(x, dtype=dt), np.ascontiguousarray(w, dtype=dt)
     bsz, c, h, wd = x.shape
     kh, kw = w.shape[2], w.shape[3]
     pads = _conv.parse_padding(padding, (h, wd), (kh, kw), (sh, sw), (dh, dw))
@@ -266,7 +266,7 @@ def conv2d_backward(dy: np.ndarray, cache: Conv2dCache, *, compute_dx: bool = Tr
     dy = _checks.as_nchw(dy, "dy", finite=False)  # a NaN upstream gradient propagates (visibly), as in autograd
     if dy.shape != cache.out_shape:
         raise ValueError(f"`dy` must have the output's shape {cache.out_shape}; got {dy.shape}")
-    dy = _c(dy.astype(dt, copy=False))  # C order: db's sum and the GEMMs must not follow dy's layout
+    dy = np.ascontiguousarray(dy, dtype=dt)  # C order: db's sum and the GEMMs must not follow dy's layout
     (sh, sw), (dh, dw), g = cache.stride, cache.dilation, cache.groups
     pt, pb, pl, pr = cache.padding
     bsz, c, h, wd = x.shape
@@ -402,7 +402,8 @@ def sigmoid_forward(x: np.ndarray) -> Tuple[np.ndarray, SigmoidCache]:
     x = _c(x)  # NumPy's SIMD exp and its strided fallback need not round alike
     one = x.dtype.type(1)
     e = np.exp(-np.abs(x))
-    y = np.where(x >= 0, one / (one + e), e / (one + e))
+    # the sign bit picks the branch: no threshold to get wrong (at +-0 both branches give 1 / 2)
+    y = np.where(np.signbit(x), e / (one + e), one / (one + e))
     return y, SigmoidCache(y)
 
 
@@ -479,8 +480,7 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, *, stride: Optional[Pai
     the same first-maximum rule).
     """
     ceil_mode = conventions.resolve("max_pool2d", convention, ceil_mode=ceil_mode).ceil_mode
-    x = _checks.as_nchw(x, "x", finite=False)
-    _checks.check_finite(x, "x", allow_inf=True)
+    x = _checks.as_nchw(x, allow_inf=True)       # NaN refused naming `x` (the default name)
     kh, kw = _checks.check_pair(kernel_size, "kernel_size", low=1)
     sh, sw = (kh, kw) if stride is None else _checks.check_pair(stride, "stride", low=1)
     dh, dw = _checks.check_pair(dilation, "dilation", low=1)
@@ -541,13 +541,10 @@ def max_pool2d_backward(dy: np.ndarray, cache: MaxPool2dCache) -> MaxPool2dGrads
     if dy.shape != cache.indices.shape:
         raise ValueError(f"`dy` must have the output's shape {cache.indices.shape}; got {dy.shape}")
     dx = np.zeros(bsz * c * h * w, dtype=cache.dtype)
-    plane = (np.arange(bsz * c, dtype=np.int64) * (h * w)).reshape(bsz, c, 1, 1)
-    idx, g = cache.indices, dy
-    if idx.size and idx.min() < 0:                            # windows without an input element
-        keep = idx >= 0
-        np.add.at(dx, (idx + plane)[keep], dy[keep])
-    else:
-        np.add.at(dx, (idx + plane).reshape(-1), g.reshape(-1))
+    plane = (np.arange(np.int64(bsz * c)) * (h * w)).reshape(bsz, c, 1, 1)   # int64 offsets of the planes
+    idx = cache.indices
+    keep = idx >= 0                                           # -1: a window without an input element
+    np.add.at(dx, (idx + plane)[keep], dy[keep])              # row-major output order, as PyTorch's CPU kernel
     return MaxPool2dGrads(dx.reshape(bsz, c, h, w))
 
 
@@ -602,7 +599,7 @@ def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: 
     The moments are two-pass (mean, then the mean of squared deviations), as PyTorch's CPU kernel.
     Readable reference: :func:`refdet.reference.conv.group_norm` (the formula per group).
     """
-    x = _checks.as_nchw(x, "x")
+    x = _checks.as_nchw(x)                       # its errors name `x` (the default)
     bsz, c, h, w = x.shape
     g = _checks.check_int(num_groups, "num_groups", low=1)
     if c % g:
@@ -611,9 +608,9 @@ def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: 
     gamma = _checks.check_optional_vector(gamma, "gamma", c)
     beta = _checks.check_optional_vector(beta, "beta", c)
     dt = _dtype_of(x, gamma, beta)
-    x = _c(x.astype(dt, copy=False))  # C order: the moments' summation order is fixed
+    x = np.ascontiguousarray(x, dtype=dt)  # C order: the moments' summation order is fixed
     n = (c // g) * h * w
-    if x.size == 0 or n == 0:
+    if not n:                      # no value in a group (H, W or C is 0); an empty batch takes the general path
         rstd = np.zeros((bsz, g), dtype=dt)
         xhat = np.zeros(x.shape, dtype=dt)
     else:
@@ -626,12 +623,12 @@ def group_norm_forward(x: np.ndarray, gamma: Optional[np.ndarray] = None, beta: 
         rstd = rstd[:, :, 0]
     y = xhat
     if gamma is not None:
-        y = y * gamma.astype(dt, copy=False)[:, None, None]
+        y = y * gamma[:, None, None]      # gamma, beta: dt or float32 in float64 (an exact widening)
     if beta is not None:
-        y = y + beta.astype(dt, copy=False)[:, None, None]
+        y = y + beta[:, None, None]
     if y is xhat:
         y = xhat.copy()
-    gcache = None if gamma is None else gamma.astype(dt, copy=False)
+    gcache = None if gamma is None else np.asarray(gamma, dtype=dt)
     return y, GroupNormCache(xhat, rstd, gcache, beta is not None, g)
 
 
@@ -665,7 +662,7 @@ def group_norm_backward(dy: np.ndarray, cache: GroupNormCache) -> GroupNormGrads
     n = (c // g) * h * w
     dgamma = (dy * xhat).sum(axis=(0, 2, 3)) if cache.gamma is not None else None
     dbeta = dy.sum(axis=(0, 2, 3)) if cache.has_beta else None
-    if xhat.size == 0 or n == 0:
+    if not n:                      # as in the forward: an empty batch takes the general path
         return GroupNormGrads(np.zeros(xhat.shape, dtype=dt), dgamma, dbeta)
     dxhat = dy * cache.gamma[:, None, None] if cache.gamma is not None else dy
     dxg = dxhat.reshape(bsz, g, n)

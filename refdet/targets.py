@@ -69,12 +69,14 @@ __all__ = [
 ]
 
 BORDER_MODES = ("filter_before_match", "ignore_after_match")
+_IGNORED = np.int64(-2)  # torchvision's BETWEEN_THRESHOLDS code, also given to anchors outside the image
+_NO_LEVEL = np.int64(-1)  # the level of an anchor that is not positive
 
 Convention = Union[str, conventions.Profile]
 
 
 def _check_weights(w):
-    return tuple(float(v) for v in _checks.check_weights4(w, "weights"))
+    return tuple(float(v) for v in _checks.check_weights4(w))  # its errors name `weights` (the default)
 
 
 _WEIGHTS_SOURCE = ("torchvision rpn.py / retinanet.py BoxCoder((1, 1, 1, 1)), ssd.py BoxCoder((10, 10, 5, 5)); "
@@ -87,17 +89,14 @@ _TENS = (10.0, 10.0, 5.0, 5.0)
 _STDS = (0.1, 0.1, 0.2, 0.2)
 
 
-def _weights_option():
-    return conventions.option(
-        "box-coder weights (wx, wy, ww, wh) of the targets; stds under the profile's weight_mode='divide'",
-        check=_check_weights, source=_WEIGHTS_SOURCE)
-
-
-def _empty_gt_option(what):
-    return conventions.choice(
-        EMPTY_GT_POLICIES, f"what an image without ground truth (M = 0) gives: {what}",
-        source="torchvision rpn.py 206-210, retinanet.py 498-502 and ssd.py 390-396 catch M = 0 before the "
-               "matcher (all negative); Caffe SSD mines no negatives there (weiliu89/caffe#145)")
+# The knob declarations shared by the three tables are module-level values (an Option is immutable), not
+# functions: a function called only while the module is imported is out of reach of mutation testing.
+_WEIGHTS_OPTION = conventions.option(
+    "box-coder weights (wx, wy, ww, wh) of the targets; stds under the profile's weight_mode='divide'",
+    check=_check_weights, source=_WEIGHTS_SOURCE)
+_EMPTY_GT_MEANING = "what an image without ground truth (M = 0) gives: "
+_EMPTY_GT_SOURCE = ("torchvision rpn.py 206-210, retinanet.py 498-502 and ssd.py 390-396 catch M = 0 before the "
+                    "matcher (all negative); Caffe SSD mines no negatives there (weiliu89/caffe#145)")
 
 
 conventions.register(
@@ -126,8 +125,10 @@ conventions.register(
                           "be a gt's best anchor | ignore_after_match: match all, then label outside ones -1",
             source="py-faster-rcnn anchor_target_layer.py (inds_inside before bbox_overlaps); mmdet "
                    "anchor_inside_flags; detectron2 rpn.py label_and_sample_anchors (after matching)"),
-        "weights": _weights_option(),
-        "empty_gt": _empty_gt_option("every eligible anchor negative (the models' rule)"),
+        "weights": _WEIGHTS_OPTION,
+        "empty_gt": conventions.choice(
+            EMPTY_GT_POLICIES, _EMPTY_GT_MEANING + "every eligible anchor negative (the models' rule)",
+            source=_EMPTY_GT_SOURCE),
     },
     doc="torchvision RegionProposalNetwork.assign_targets_to_anchors (rpn.py 193-229) keeps every "
         "anchor; detectron2 RPN.BOUNDARY_THRESH = -1 by default (label_and_sample_anchors sets outside "
@@ -167,8 +168,9 @@ conventions.register(
             "background written after the positives", source="Detectron1 roi_data/retinanet.py"),
         "positive_strict": conventions.flag(
             "IoU > high instead of >= high", source="torchvision _utils.py Matcher (>=)"),
-        "weights": _weights_option(),
-        "empty_gt": _empty_gt_option("every anchor background"),
+        "weights": _WEIGHTS_OPTION,
+        "empty_gt": conventions.choice(
+            EMPTY_GT_POLICIES, _EMPTY_GT_MEANING + "every anchor background", source=_EMPTY_GT_SOURCE),
     },
     doc="torchvision retinanet.py 462-466 Matcher(0.5, 0.4, True); detectron2 RETINANET.IOU_THRESHOLDS "
         "[0.4, 0.5], allow_low_quality_matches=True; mmdet retinanet config MaxIoUAssigner(0.5, 0.4, "
@@ -187,7 +189,7 @@ conventions.register(
         "paper": {"weights": _ONES, "plus_one": None, "center": None, "empty_gt": "all_negative"},
     },
     knobs={
-        "weights": _weights_option(),
+        "weights": _WEIGHTS_OPTION,
         "plus_one": conventions.Option(
             "flag", "+1 widths in the IoU and the box coder (None: as box_iou / encode_boxes of the same name)",
             allow_none=True,
@@ -195,7 +197,8 @@ conventions.register(
         "center": conventions.choice(
             ("half_width", "midpoint"), "the box coder's centre formula (None: as encode_boxes of the same name)",
             allow_none=True, source="Caffe SSD bbox_util.cpp EncodeBBox CENTER_SIZE: (xmin + xmax) / 2"),
-        "empty_gt": _empty_gt_option("all background, or all ignored (Caffe)"),
+        "empty_gt": conventions.choice(
+            EMPTY_GT_POLICIES, _EMPTY_GT_MEANING + "all background, or all ignored (Caffe)", source=_EMPTY_GT_SOURCE),
     },
     doc="torchvision SSD.compute_loss (ssd.py 340-396): SSDMatcher(0.5), BoxCoder((10, 10, 5, 5)); mmdet "
         "SSDHead DeltaXYWHBBoxCoder target_stds (0.1, 0.1, 0.2, 0.2); Caffe SSD MultiBoxLossLayer: "
@@ -311,7 +314,7 @@ def _as_level(level, n):
 
 
 def _levels_of(level, mask):
-    out = np.full(mask.shape[0], -1, dtype=np.int64)
+    out = np.full(mask.shape[0], _NO_LEVEL)                                 # int64: the fill's dtype
     if level is not None:
         out[mask] = level[mask]
     return out
@@ -352,24 +355,24 @@ def _iou_profile(s):
     return conventions.resolve("box_iou", s.name, plus_one=po)
 
 
-def _check_geometry(boxes, name, coder, *, allow_zero):
-    """Widths and heights > 0 (anchors) or >= 0 (ground truths) under the coder's +1 and eps."""
-    if boxes.shape[0]:
-        with np.errstate(over="ignore", invalid="ignore"):
-            _, _, w, h = _centers_sizes(boxes, coder[0])
-            e = coder[0]["eps"]
-            if e:
-                w, h = w + boxes.dtype.type(e), h + boxes.dtype.type(e)
-        _check_sizes(w, h, boxes, name, allow_zero=allow_zero)
+def _check_geometry(boxes, name, coder):
+    """Widths and heights > 0 (anchors, default boxes) or >= 0 (``gt_boxes``) under the coder's +1 and eps."""
+    allow_zero = name == "gt_boxes"      # a zero-size gt is valid (it overlaps nothing); a reference box is not
+    with np.errstate(over="ignore"):  # x2 - x1 of a box wider than the dtype's range is inf: valid
+        _, _, w, h = _centers_sizes(boxes, coder[0])
+        e = coder[0]["eps"]
+        if e:
+            w, h = w + boxes.dtype.type(e), h + boxes.dtype.type(e)
+    _check_sizes(w, h, boxes, name, allow_zero=allow_zero)
 
 
 def _common(anchors, gt_boxes, level, coder, name="anchors"):
     a = _checks.as_boxes(anchors, name)
     g = _checks.as_boxes(gt_boxes, "gt_boxes")
     dt = np.result_type(a.dtype, g.dtype)
-    a, g = a.astype(dt, copy=False), g.astype(dt, copy=False)
-    _check_geometry(a, name, coder, allow_zero=False)
-    _check_geometry(g, "gt_boxes", coder, allow_zero=True)
+    a, g = np.asarray(a, dtype=dt), np.asarray(g, dtype=dt)          # never written: no copy
+    _check_geometry(a, name, coder)                                        # > 0
+    _check_geometry(g, "gt_boxes", coder)                                  # >= 0
     return a, g, _as_level(level, a.shape[0])
 
 
@@ -443,7 +446,7 @@ def rpn_targets(anchors: ArrayLike, gt_boxes: ArrayLike, image_size: Tuple[int, 
                    allow_nan=True)
         if s["border_mode"] == "filter_before_match":
             idx = np.flatnonzero(inside)
-            matched = np.full(n, -2, dtype=np.int64)
+            matched = np.full(n, _IGNORED)                                  # int64: the fill's dtype
             if idx.size:
                 matched[idx] = match_details(box_iou(g, a[idx], convention=ip), **mkw).matches  # (M, N_in)
         else:
@@ -519,6 +522,7 @@ def retinanet_targets(anchors: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
     _checks.check_allocation(a.shape[0] * k, a.dtype.itemsize, f"one-hot targets of {a.shape[0]} anchors x {k} "
                              f"classes", name="num_classes", limit=max_elements)
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0, high=k - 1)
+    _check_thresholds(high, low)          # checked even when no IoU is computed (no gt), as in rpn_targets
     n, m = a.shape[0], g.shape[0]
     if m == 0:
         matched = match_details(np.zeros((0, n)), convention=mp.replace(empty_gt=s.empty_gt)).matches
@@ -531,7 +535,8 @@ def retinanet_targets(anchors: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
     deltas = np.zeros_like(a)
     if fg.any():
         deltas[fg] = _encode(g[matched[fg]], a[fg], s, coder)
-    labels = np.where(fg, lab[np.maximum(matched, 0)] if m else 0, np.where(matched == -1, k, -1)).astype(np.int64)
+    labels = np.where(matched == -1, k, -1)                                 # background K, ignored -1
+    labels[fg] = lab[matched[fg]]
     return RetinaNetTargets(cls_targets=cls_targets, deltas=deltas, matched=matched, labels=labels,
                             valid=matched != -2, foreground=fg, num_foreground=int(fg.sum()),
                             level=_levels_of(lv, fg))
@@ -587,7 +592,7 @@ def ssd_targets(default_boxes: ArrayLike, gt_boxes: ArrayLike, gt_labels: ArrayL
     lab = _checks.as_int_labels(gt_labels, "gt_labels", n=g.shape[0], low=0)
     n, m = a.shape[0], g.shape[0]
     if m == 0:
-        matched = ssd_match(np.zeros((0, n), dtype=a.dtype), threshold, convention=mp.replace(empty_gt=s.empty_gt))
+        matched = ssd_match(np.zeros((0, n)), threshold, convention=mp.replace(empty_gt=s.empty_gt))
     else:
         matched = ssd_match(box_iou(g, a, convention=ip), threshold, convention=mp)                    # (M, N)
     fg = matched >= 0
