@@ -90,7 +90,8 @@ def retinanet_head_init(in_channels: int, num_anchors: int, num_classes: int, *,
     if norm is not None:
         _checks.check_choice(norm, "norm", ("group_norm",))
     rng, dtype = _init_common(rng, dtype)
-    _checks.check_allocation(2 * depth * (c * c * 9 + 2 * c) + (a * k + 4 * a) * (c * 9 + 1), dtype.itemsize,
+    _checks.check_allocation(2 * depth * (c * c * 9 + (1 if norm is None else 2) * c) + (a * k + 4 * a) * (c * 9 + 1),
+                             dtype.itemsize,
                              "RetinaNet head parameters",
                              name="in_channels`, `num_anchors`, `num_classes` and `num_convs", limit=max_elements)
     p = {}
