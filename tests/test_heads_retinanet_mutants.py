@@ -208,3 +208,15 @@ def test_init_accepts_the_smallest_sizes():
         f"{CLS}.cls_logits.weight": (1, 1, 3, 3), f"{CLS}.cls_logits.bias": (1,),
         f"{BOX}.bbox_reg.weight": (4, 1, 3, 3), f"{BOX}.bbox_reg.bias": (4,)}
     assert p[f"{CLS}.cls_logits.bias"].item() == 0.0   # -log(0.5 / 0.5)
+
+
+def test_cache_fields_and_float32_backward():
+    p = H.retinanet_head_init(2, 1, 1, rng=0, num_convs=1, norm="group_norm", dtype=np.float32)
+    x = np.ones((1, 2, 2, 2), np.float32)
+    out, cache = H.retinanet_head_forward(p, x, num_groups=1)
+    assert cache.head == "retinanet_head" and cache.output_type is H.RetinaNetHeadOutput
+    assert cache.single is True and cache.dtype == np.dtype(np.float32)
+    dp, dx = H.retinanet_head_backward(H.RetinaNetHeadOutput(np.ones(out.cls_logits.shape), None), cache)
+    assert dx.dtype == np.float32 and all(v.dtype == np.float32 for v in dp.values())
+    _, cache = H.retinanet_head_forward(p, [x], num_groups=1)
+    assert cache.single is False

@@ -144,3 +144,15 @@ def test_init_accepts_the_smallest_sizes():
     p = H.rpn_head_init(1, 1, rng=0, conv_depth=0)
     assert {k: v.shape for k, v in p.items()} == {"cls_logits.weight": (1, 1, 1, 1), "cls_logits.bias": (1,),
                                                   "bbox_pred.weight": (4, 1, 1, 1), "bbox_pred.bias": (4,)}
+
+
+def test_cache_fields():
+    p = H.rpn_head_init(3, 2, rng=0)
+    x = np.ones((1, 3, 2, 2))
+    _, cache = H.rpn_head_forward(p, x)
+    assert cache.head == "rpn_head" and cache.output_type is H.RPNHeadOutput
+    assert cache.single is True and cache.dtype == np.dtype(np.float64)
+    _, cache = H.rpn_head_forward(p, [x])
+    assert cache.single is False
+    _, cache = H.rpn_head_forward(p, (x,))
+    assert cache.single is False

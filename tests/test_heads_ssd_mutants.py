@@ -176,3 +176,23 @@ def test_init_accepts_the_smallest_sizes():
         assert p[f"{CLS}.0.weight"].shape == (1, 1, 3, 3) and p[f"{BOX}.0.weight"].shape == (4, 1, 3, 3)
     p = H.ssd_head_init([1, 2], [1, 1], 1, rng=0)
     assert p[f"{CLS}.1.weight"].shape == (1, 2, 3, 3)
+
+
+def test_init_allocation_cap_in_float32_bytes():
+    # 904 elements of 4 bytes = 3616 bytes = 3.53 KiB (the dtype asked for, not float64's 7.06 KiB)
+    with pytest.raises(ValueError, match=r"ask for 904 elements \(SSD head parameters, 3.53 KiB\)"):
+        H.ssd_head_init([3, 2], [2, 3], 4, rng=1, max_elements=903, dtype=np.float32)
+
+
+def test_cache_fields_and_float32_backward():
+    p = H.ssd_head_init([3, 2], [2, 3], 4, rng=1, dtype=np.float32)
+    feats = [np.ones((1, 3, 2, 2), np.float32), np.ones((1, 2, 1, 1), np.float32)]
+    out, cache = H.ssd_head_forward(p, feats)
+    # the HeadCache documents what made it: head name, output type, list input (single False), dtype
+    assert cache.head == "ssd_head" and cache.output_type is H.SSDHeadOutput
+    assert cache.single is False and cache.dtype == np.dtype(np.float32)
+    assert cache.param_shapes == {k: v.shape for k, v in p.items()}
+    dp, dx = H.ssd_head_backward(H.SSDHeadOutput([np.ones(o.shape) for o in out.cls_logits], None), cache)
+    assert all(d.dtype == np.float32 for d in dx) and all(v.dtype == np.float32 for v in dp.values())
+    dp, dx = H.ssd_head_backward(H.SSDHeadOutput(None, None), cache)
+    assert all(d.dtype == np.float32 for d in dx) and all(v.dtype == np.float32 for v in dp.values())
