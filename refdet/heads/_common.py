@@ -237,7 +237,7 @@ def _features(features, name="features"):
         if m.shape[0] != b:
             raise ValueError(f"every level of `{name}` must have the same batch size; got {b} for level 0 and "
                              f"{m.shape[0]} for level {i}")
-    return [m.astype(dtype, copy=False) for m in checked], single, np.dtype(dtype)
+    return [np.asarray(m, dtype=dtype) for m in checked], single, np.dtype(dtype)
 
 
 def _check_channels(feats, c, name="features"):
