@@ -156,3 +156,12 @@ def test_cache_fields():
     assert cache.single is False
     _, cache = H.rpn_head_forward(p, (x,))
     assert cache.single is False
+
+
+def test_float64_params_run_in_the_features_float32():
+    p = H.rpn_head_init(3, 2, rng=1)                        # float64
+    x = np.ones((1, 3, 2, 2), np.float32)
+    out, _ = H.rpn_head_forward(p, x)
+    assert out.objectness.dtype == np.float32 and out.deltas.dtype == np.float32
+    want = H.rpn_head_forward({k: v.astype(np.float32) for k, v in p.items()}, x)[0]
+    np.testing.assert_array_equal(out.deltas, want.deltas)

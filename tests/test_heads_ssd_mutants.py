@@ -196,3 +196,13 @@ def test_cache_fields_and_float32_backward():
     assert all(d.dtype == np.float32 for d in dx) and all(v.dtype == np.float32 for v in dp.values())
     dp, dx = H.ssd_head_backward(H.SSDHeadOutput(None, None), cache)
     assert all(d.dtype == np.float32 for d in dx) and all(v.dtype == np.float32 for v in dp.values())
+
+
+def test_float64_params_run_in_the_features_float32():
+    # the parameters are cast to the features' dtype: float32 maps give float32 outputs and gradients
+    p = H.ssd_head_init([3], [2], 4, rng=1)                 # float64
+    x = np.ones((1, 3, 2, 2), np.float32)
+    out, cache = H.ssd_head_forward(p, [x])
+    assert out.cls_logits[0].dtype == np.float32 and out.bbox_deltas[0].dtype == np.float32
+    want = H.ssd_head_forward({k: v.astype(np.float32) for k, v in p.items()}, [x])[0]
+    np.testing.assert_array_equal(out.cls_logits[0], want.cls_logits[0])
