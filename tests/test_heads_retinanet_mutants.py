@@ -220,3 +220,21 @@ def test_cache_fields_and_float32_backward():
     assert dx.dtype == np.float32 and all(v.dtype == np.float32 for v in dp.values())
     _, cache = H.retinanet_head_forward(p, [x], num_groups=1)
     assert cache.single is False
+
+
+def test_init_and_forward_defaults():
+    # four tower convs per subnet, no GroupNorm, pi = 0.01; forward: 32 groups, eps 1e-5
+    p = H.retinanet_head_init(32, 1, 1, rng=0)
+    assert sorted(k for k in p if k.startswith(f"{CLS}.conv.")) == sorted(
+        f"{CLS}.conv.{i}.0.{s}" for i in range(4) for s in ("weight", "bias"))
+    assert p[f"{CLS}.cls_logits.bias"].item() == -math.log(99.0)
+    g = H.retinanet_head_init(32, 1, 1, rng=0, num_convs=1, norm="group_norm")
+    g = {k: v + 0.5 * (k.endswith("1.bias")) for k, v in g.items()}
+    x = np.random.default_rng(0).standard_normal((1, 32, 2, 2)) * 1e-3   # small: eps matters
+    a = H.retinanet_head_forward(g, x)[0]
+    b = H.retinanet_head_forward(g, x, num_groups=32, eps=1e-5)[0]
+    np.testing.assert_array_equal(a.cls_logits, b.cls_logits)
+    c = H.retinanet_head_forward(g, x, num_groups=32, eps=2e-5)[0]
+    assert not np.array_equal(a.cls_logits, c.cls_logits)
+    d = H.retinanet_head_forward(g, x, num_groups=16)[0]
+    assert not np.array_equal(a.cls_logits, d.cls_logits)

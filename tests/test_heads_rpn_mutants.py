@@ -165,3 +165,10 @@ def test_float64_params_run_in_the_features_float32():
     assert out.objectness.dtype == np.float32 and out.deltas.dtype == np.float32
     want = H.rpn_head_forward({k: v.astype(np.float32) for k, v in p.items()}, x)[0]
     np.testing.assert_array_equal(out.deltas, want.deltas)
+
+
+def test_init_default_is_one_conv_block():
+    # torchvision RPNHead(conv_depth=1): exactly one 3x3 conv + ReLU block
+    p = H.rpn_head_init(3, 2, rng=0)
+    assert list(p) == ["conv.0.0.weight", "conv.0.0.bias", "cls_logits.weight", "cls_logits.bias",
+                       "bbox_pred.weight", "bbox_pred.bias"]
