@@ -172,3 +172,12 @@ def test_init_default_is_one_conv_block():
     p = H.rpn_head_init(3, 2, rng=0)
     assert list(p) == ["conv.0.0.weight", "conv.0.0.bias", "cls_logits.weight", "cls_logits.bias",
                        "bbox_pred.weight", "bbox_pred.bias"]
+
+
+def test_forward_refuses_a_scalar_box_weight():
+    # a 0-d weight has no output-channel axis: the layout message, not an IndexError
+    p = _p()
+    p["bbox_pred.weight"] = None
+    with pytest.raises(ValueError, match=r"^`params\['bbox_pred.weight'\]` must have shape \(4A, C, 1, 1\); "
+                                         r"got shape \(\)$"):
+        H.rpn_head_forward(p, _x())
