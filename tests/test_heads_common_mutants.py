@@ -300,3 +300,12 @@ def test_rpn_params_with_a_non_string_key_are_refused_by_name():
     p[5] = np.zeros(1)
     with pytest.raises(ValueError, match=r"^`params` has unexpected keys 5"):
         H.rpn_head_forward(p, np.zeros((1, 3, 2, 2)))
+
+
+def test_run_refuses_an_unknown_op():
+    # every op is named: a misspelt one is an error, not silently a ReLU
+    x = -np.ones((1, 1, 1, 1))
+    y, tape = CM._run([("relu",)], {}, x)
+    assert y.item() == 0.0 and len(tape) == 1
+    with pytest.raises(ValueError, match=r"^unknown head op \('Relu',\) \(the ops are 'conv', 'gn' and 'relu'\)$"):
+        CM._run([("Relu",)], {}, x)

@@ -67,8 +67,10 @@ def _run(ops, params, x):
         elif kind == "gn":
             _, gk, bk, groups, eps = op
             x, c = _layers.group_norm_forward(x, params[gk], params[bk], num_groups=groups, eps=eps)
-        else:  # relu
+        elif kind == "relu":
             x, c = _layers.relu_forward(x)
+        else:
+            raise ValueError(f"unknown head op {op!r} (the ops are 'conv', 'gn' and 'relu')")
         tape.append(c)
     return x, tape
 
@@ -91,7 +93,7 @@ def _run_backward(ops, tape, dy, grads):
             _acc(grads, op[1], g.dgamma)
             _acc(grads, op[2], g.dbeta)
             dy = g.dx
-        else:
+        else:  # relu (the forward refused any other op)
             dy = _layers.relu_backward(dy, c).dx
     return dy
 
