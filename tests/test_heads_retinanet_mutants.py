@@ -238,3 +238,14 @@ def test_init_and_forward_defaults():
     assert not np.array_equal(a.cls_logits, c.cls_logits)
     d = H.retinanet_head_forward(g, x, num_groups=16)[0]
     assert not np.array_equal(a.cls_logits, d.cls_logits)
+
+
+def test_init_cap_with_two_anchors_and_float32_tower_biases():
+    # C = 2, A = 2, K = 3, one tower conv: towers 2 * 38 = 76; cls (6 * 19) = 114; box (8 * 19) = 152
+    n = 76 + 114 + 152
+    p = H.retinanet_head_init(2, 2, 3, rng=0, num_convs=1, dtype=np.float32)
+    assert sum(v.size for v in p.values()) == n
+    assert all(v.dtype == np.float32 for v in p.values())      # the tower conv biases too (no GroupNorm)
+    H.retinanet_head_init(2, 2, 3, rng=0, num_convs=1, max_elements=n)
+    with pytest.raises(ValueError, match=rf"ask for {n} elements"):
+        H.retinanet_head_init(2, 2, 3, rng=0, num_convs=1, max_elements=n - 1)
