@@ -249,3 +249,10 @@ def test_init_cap_with_two_anchors_and_float32_tower_biases():
     H.retinanet_head_init(2, 2, 3, rng=0, num_convs=1, max_elements=n)
     with pytest.raises(ValueError, match=rf"ask for {n} elements"):
         H.retinanet_head_init(2, 2, 3, rng=0, num_convs=1, max_elements=n - 1)
+
+
+def test_forward_checks_the_group_norm_bias_shape():
+    g = H.retinanet_head_init(4, 2, 3, rng=0, num_convs=1, norm="group_norm")
+    g[f"{BOX}.conv.0.1.bias"] = np.zeros(3)
+    with pytest.raises(ValueError, match=rf"^`params\['{BOX}.conv.0.1.bias'\]` must have shape \(4,\); got \(3,\)$"):
+        H.retinanet_head_forward(g, np.zeros((1, 4, 2, 2)), num_groups=2)
