@@ -309,3 +309,17 @@ def test_run_refuses_an_unknown_op():
     assert y.item() == 0.0 and len(tape) == 1
     with pytest.raises(ValueError, match=r"^unknown head op \('Relu',\) \(the ops are 'conv', 'gn' and 'relu'\)$"):
         CM._run([("Relu",)], {}, x)
+
+
+def test_a_none_level_before_a_given_one():
+    # level 0 None, level 1 given: the same as zeros at level 0 (the later level is still read)
+    p = H.rpn_head_init(3, 2, rng=0)
+    rng = np.random.default_rng(7)
+    out, cache = H.rpn_head_forward(p, [rng.standard_normal((1, 3, 2, 2)), rng.standard_normal((1, 3, 1, 2))])
+    g1 = rng.standard_normal(out.objectness[1].shape)
+    a = H.rpn_head_backward(H.RPNHeadOutput([None, g1], None), cache)
+    b = H.rpn_head_backward(H.RPNHeadOutput([np.zeros(out.objectness[0].shape), g1], None), cache)
+    for k in a[0]:
+        np.testing.assert_array_equal(a[0][k], b[0][k])
+    np.testing.assert_array_equal(a[1][1], b[1][1])
+    assert a[1][1].any() and not a[1][0].any()
