@@ -323,3 +323,32 @@ def test_a_none_level_before_a_given_one():
         np.testing.assert_array_equal(a[0][k], b[0][k])
     np.testing.assert_array_equal(a[1][1], b[1][1])
     assert a[1][1].any() and not a[1][0].any()
+
+
+def test_float32_backward_rounds_the_gradient_to_float32_first():
+    # a float32 head casts the incoming gradient to float32 before anything else: a float64 gradient
+    # gives the bits of its float32 rounding; a None field is float32 zeros (the fused conv too)
+    rng = np.random.default_rng(8)
+    p = {k: v.astype(np.float32) for k, v in H.rpn_head_init(3, 2, rng=0).items()}
+    p = {k: (v + 0.3 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in p.items()}
+    x = rng.standard_normal((1, 3, 3, 3)).astype(np.float32)
+    out, cache = H.rpn_head_forward(p, x)
+    g64 = rng.standard_normal(out.deltas.shape) / 3.0
+    g32 = g64.astype(np.float32)
+    a = H.rpn_head_backward(H.RPNHeadOutput(None, g64), cache)
+    b = H.rpn_head_backward(H.RPNHeadOutput(np.zeros(out.objectness.shape, np.float32), g32), cache)
+    assert a[1].dtype == np.float32
+    np.testing.assert_array_equal(a[1], b[1])
+    for k in a[0]:
+        assert a[0][k].dtype == np.float32
+        np.testing.assert_array_equal(a[0][k], b[0][k])
+
+
+def test_mixed_dtype_levels_run_and_differentiate_in_the_common_type():
+    p = H.rpn_head_init(3, 2, rng=0)
+    feats = [np.ones((1, 3, 2, 2), np.float32), np.ones((1, 3, 1, 1))]
+    out, cache = H.rpn_head_forward(p, feats)
+    assert cache.dtype == np.float64 and [t.dtype for t in out.objectness] == [np.float64, np.float64]
+    dp, df = H.rpn_head_backward(H.RPNHeadOutput([np.ones(o.shape) for o in out.objectness], None), cache)
+    assert [d.dtype for d in df] == [np.float64, np.float64]
+    assert cache.levels[0][3] == (1, 3, 2, 2)

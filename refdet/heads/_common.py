@@ -180,7 +180,7 @@ def _backward_levels(doutput, cache, name="doutput"):
                 lv.append(None)
                 continue
             label = f"{name}.{f}" if cache.single else f"{name}.{f}[{lvl}]"
-            a = _checks.as_nchw(a, label, dtype=cache.dtype)
+            a = _checks.as_nchw(a, label, dtype=cache.dtype)  # pragma: no mutate (layers' backward casts dy to the forward dtype too)
             if a.shape != want:
                 raise ValueError(f"`{label}` must have the forward output's shape {want}; got {a.shape}")
             lv.append(a)
@@ -197,7 +197,7 @@ def _backward_levels(doutput, cache, name="doutput"):
                 d = per_field[k][lvl]
                 if d is None:
                     b_, _, h_, w_ = c_cat.out_shape
-                    parts.append(np.zeros((b_, int(widths[k]), h_, w_), dtype=cache.dtype))
+                    parts.append(np.zeros((b_, int(widths[k]), h_, w_), dtype=cache.dtype))  # pragma: no mutate (zeros; conv2d_backward casts dy)
                 else:
                     parts.append(_run_backward(br[1:], tapes[k + 1], d, grads))
             if any(per_field[k][lvl] is not None for k in range(len(branches))):
