@@ -352,3 +352,20 @@ def test_mixed_dtype_levels_run_and_differentiate_in_the_common_type():
     dp, df = H.rpn_head_backward(H.RPNHeadOutput([np.ones(o.shape) for o in out.objectness], None), cache)
     assert [d.dtype for d in df] == [np.float64, np.float64]
     assert cache.levels[0][3] == (1, 3, 2, 2)
+
+
+def test_stacked_filters_are_cached_per_weight_pair_not_per_bias():
+    # two levels with their own bias-free fusable convs (an SSD-like program): level 1 must not reuse
+    # level 0's stacked filters (they share the bias key None)
+    rng = np.random.default_rng(9)
+    p = {k: rng.standard_normal((1, 2, 1, 1)) for k in ("a0", "b0", "a1", "b1")}
+    progs = [([], [[_conv("a0", None, 0)], [_conv("b0", None, 0)]]),
+             ([], [[_conv("a1", None, 0)], [_conv("b1", None, 0)]])]
+    x = [rng.standard_normal((1, 2, 1, 1)), rng.standard_normal((1, 2, 1, 1))]
+    out, cache = CM._forward_levels("test_head", TwoOut, p, x, False, np.dtype(np.float64), lambda lvl: progs[lvl])
+    assert cache.levels[1][4] is not None
+    for lvl in range(2):
+        np.testing.assert_allclose(out.first[lvl][0, 0], np.einsum("c,c->", p[f"a{lvl}"][0, :, 0, 0], x[lvl][0, :, 0, 0]),
+                                   rtol=1e-13)
+        np.testing.assert_allclose(out.second[lvl][0, 0], np.einsum("c,c->", p[f"b{lvl}"][0, :, 0, 0], x[lvl][0, :, 0, 0]),
+                                   rtol=1e-13)

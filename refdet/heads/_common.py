@@ -132,10 +132,10 @@ def _forward_levels(head, output_type, params, feats, single, dtype, program_of_
             key = tuple(op[1] for op in firsts)
             if key not in stacked:
                 w_cat = np.concatenate([params[op[1]] for op in firsts])
-                b_cat = None if firsts[0][2] is None else np.concatenate([params[op[2]] for op in firsts])
+                b_cat = None if firsts[0][2] is None else np.concatenate([params[op[2]] for op in firsts])  # pragma: no mutate (_fusable: all or none have a bias)
                 stacked[key] = (w_cat, b_cat)
             w_cat, b_cat = stacked[key]
-            y_cat, c_cat = _layers.conv2d_forward(t, w_cat, b_cat, padding=firsts[0][3])
+            y_cat, c_cat = _layers.conv2d_forward(t, w_cat, b_cat, padding=firsts[0][3])  # pragma: no mutate (_fusable: one padding)
             cuts = np.cumsum([params[op[1]].shape[0] for op in firsts])[:-1]
             starts = np.split(y_cat, cuts, axis=1)
             fused = (c_cat, [int(v) for v in cuts])
