@@ -244,8 +244,11 @@ def fpn_init(in_channels_list: Sequence[int], out_channels: int, *, extra_blocks
         raise TypeError(f"`dtype` must be a floating dtype; got {_checks._describe(dtype)}") from None
     if dtype.kind != "f":
         raise TypeError(f"`dtype` must be a floating dtype; got {dtype}")
-    _checks.check_allocation(sum(f * (c + 1) + f * (f * 9 + 1) for c in cs) + 2 * f * (max(cs + [f]) * 9 + 1),
-                             dtype.itemsize, "FPN parameters", name="in_channels_list` and `out_channels",
+    c_in = cs[-1] if s["p6p7_input"] in ("auto", "c5") else f  # P6 reads C5, or an F-channel map
+    n = sum(f * (c + 1) + f * (f * 9 + 1) for c in cs)  # laterals (F, C_i, 1, 1) and 3x3 outputs, with biases
+    if extra_blocks == "p6p7":
+        n += f * (c_in * 9 + 1) + f * (f * 9 + 1)
+    _checks.check_allocation(n, dtype.itemsize, "FPN parameters", name="in_channels_list` and `out_channels",
                              limit=max_elements)
     p = {}
     for i, c in enumerate(cs):
@@ -255,7 +258,6 @@ def fpn_init(in_channels_list: Sequence[int], out_channels: int, *, extra_blocks
         p[f"layer_blocks.{i}.0.weight"] = _init_weight(rng, (f, f, 3, 3), s["init"], dtype)
         p[f"layer_blocks.{i}.0.bias"] = np.zeros(f, dtype)
     if extra_blocks == "p6p7":
-        c_in = cs[-1] if s["p6p7_input"] in ("auto", "c5") else f
         p["extra_blocks.p6.weight"] = _init_weight(rng, (f, c_in, 3, 3), s["init"], dtype)
         p["extra_blocks.p6.bias"] = np.zeros(f, dtype)
         p["extra_blocks.p7.weight"] = _init_weight(rng, (f, f, 3, 3), s["init"], dtype)
@@ -272,7 +274,7 @@ def _layout(params, feats, extra_blocks):
     from collections.abc import Mapping
 
     if not isinstance(params, Mapping):
-        _checks.check_param_shapes(params, {}, "params")
+        _checks.check_param_shapes(params, {})  # raises: not a Mapping
     L = len(feats)
     n_params = sum(1 for k in params if isinstance(k, str) and k.startswith("inner_blocks.")
                    and k.endswith(".0.weight"))
@@ -280,7 +282,7 @@ def _layout(params, feats, extra_blocks):
         raise ValueError(f"`params` hold an FPN with {n_params} levels (inner_blocks.*.0.weight) but `features` "
                          f"has {L} maps")
     k0 = f"inner_blocks.{L - 1}.0.weight"
-    _checks.check_param_shapes(params, {k0: None}, "params", allow_extra=True)
+    _checks.check_param_shapes(params, {k0: None}, allow_extra=True)
     shape0 = np.shape(params[k0])
     if len(shape0) != 4:
         raise ValueError(f"`params[{k0!r}]` must have shape (F, C, 1, 1); got {shape0}")
@@ -352,13 +354,13 @@ def fpn_forward(params: Mapping[str, np.ndarray], features: Sequence[np.ndarray]
         raise ValueError("`features` must hold at least one map; got an empty list")
     feats = [_checks.as_nchw(x, f"features[{i}]") for i, x in enumerate(features)]
     dtype = np.dtype(np.result_type(*[x.dtype for x in feats]))
-    feats = [x.astype(dtype, copy=False) for x in feats]
+    feats = [np.asarray(x, dtype=dtype) for x in feats]
     for i, x in enumerate(feats):
         if x.shape[0] != feats[0].shape[0]:
             raise ValueError(f"every level of `features` must have the same batch size; got {feats[0].shape[0]} "
                              f"for level 0 and {x.shape[0]} for level {i}")
     want, f, c_p6 = _layout(params, feats, extra_blocks)
-    p = _checks.check_param_shapes(params, want, "params", dtype=dtype)
+    p = _checks.check_param_shapes(params, want, dtype=dtype)
     L = len(feats)
     settings = dict(s, extra_blocks=extra_blocks)
 

@@ -67,8 +67,10 @@ def _run(ops, params, x):
         elif kind == "gn":
             _, gk, bk, groups, eps = op
             x, c = _layers.group_norm_forward(x, params[gk], params[bk], num_groups=groups, eps=eps)
-        else:  # relu
+        elif kind == "relu":
             x, c = _layers.relu_forward(x)
+        else:
+            raise ValueError(f"unknown head op {op!r} (the ops are 'conv', 'gn' and 'relu')")
         tape.append(c)
     return x, tape
 
@@ -91,7 +93,7 @@ def _run_backward(ops, tape, dy, grads):
             _acc(grads, op[1], g.dgamma)
             _acc(grads, op[2], g.dbeta)
             dy = g.dx
-        else:
+        else:  # relu (the forward refused any other op)
             dy = _layers.relu_backward(dy, c).dx
     return dy
 
@@ -130,10 +132,10 @@ def _forward_levels(head, output_type, params, feats, single, dtype, program_of_
             key = tuple(op[1] for op in firsts)
             if key not in stacked:
                 w_cat = np.concatenate([params[op[1]] for op in firsts])
-                b_cat = None if firsts[0][2] is None else np.concatenate([params[op[2]] for op in firsts])
+                b_cat = None if firsts[0][2] is None else np.concatenate([params[op[2]] for op in firsts])  # pragma: no mutate (_fusable: all or none have a bias)
                 stacked[key] = (w_cat, b_cat)
             w_cat, b_cat = stacked[key]
-            y_cat, c_cat = _layers.conv2d_forward(t, w_cat, b_cat, padding=firsts[0][3])
+            y_cat, c_cat = _layers.conv2d_forward(t, w_cat, b_cat, padding=firsts[0][3])  # pragma: no mutate (_fusable: one padding)
             cuts = np.cumsum([params[op[1]].shape[0] for op in firsts])[:-1]
             starts = np.split(y_cat, cuts, axis=1)
             fused = (c_cat, [int(v) for v in cuts])
@@ -178,7 +180,7 @@ def _backward_levels(doutput, cache, name="doutput"):
                 lv.append(None)
                 continue
             label = f"{name}.{f}" if cache.single else f"{name}.{f}[{lvl}]"
-            a = _checks.as_nchw(a, label, dtype=cache.dtype)
+            a = _checks.as_nchw(a, label, dtype=cache.dtype)  # pragma: no mutate (layers' backward casts dy to the forward dtype too)
             if a.shape != want:
                 raise ValueError(f"`{label}` must have the forward output's shape {want}; got {a.shape}")
             lv.append(a)
@@ -195,7 +197,7 @@ def _backward_levels(doutput, cache, name="doutput"):
                 d = per_field[k][lvl]
                 if d is None:
                     b_, _, h_, w_ = c_cat.out_shape
-                    parts.append(np.zeros((b_, int(widths[k]), h_, w_), dtype=cache.dtype))
+                    parts.append(np.zeros((b_, int(widths[k]), h_, w_), dtype=cache.dtype))  # pragma: no mutate (zeros; conv2d_backward casts dy)
                 else:
                     parts.append(_run_backward(br[1:], tapes[k + 1], d, grads))
             if any(per_field[k][lvl] is not None for k in range(len(branches))):
@@ -237,7 +239,7 @@ def _features(features, name="features"):
         if m.shape[0] != b:
             raise ValueError(f"every level of `{name}` must have the same batch size; got {b} for level 0 and "
                              f"{m.shape[0]} for level {i}")
-    return [m.astype(dtype, copy=False) for m in checked], single, np.dtype(dtype)
+    return [np.asarray(m, dtype=dtype) for m in checked], single, np.dtype(dtype)
 
 
 def _check_channels(feats, c, name="features"):

@@ -20,7 +20,7 @@ __all__ = ["flatten_head_output", "unflatten_head_output"]
 _LAYOUTS = ("anchor_major", "class_major")
 
 
-def _flatten_one(x, a, name, per_location, layout="anchor_major"):
+def _flatten_one(x, a, name, per_location, layout):
     arr = _checks.as_array(x, name)
     if arr.ndim not in (3, 4):
         raise ValueError(f"`{name}` must be 3-D (A*C, H, W) or 4-D (B, A*C, H, W); got shape {arr.shape}")

@@ -90,7 +90,8 @@ def retinanet_head_init(in_channels: int, num_anchors: int, num_classes: int, *,
     if norm is not None:
         _checks.check_choice(norm, "norm", ("group_norm",))
     rng, dtype = _init_common(rng, dtype)
-    _checks.check_allocation(2 * depth * (c * c * 9 + 2 * c) + (a * k + 4 * a) * (c * 9 + 1), dtype.itemsize,
+    _checks.check_allocation(2 * depth * (c * c * 9 + (1 if norm is None else 2) * c) + (a * k + 4 * a) * (c * 9 + 1),
+                             dtype.itemsize,
                              "RetinaNet head parameters",
                              name="in_channels`, `num_anchors`, `num_classes` and `num_convs", limit=max_elements)
     p = {}
@@ -112,9 +113,9 @@ def retinanet_head_init(in_channels: int, num_anchors: int, num_classes: int, *,
 
 
 def _retinanet_layout(params):
-    _checks.check_param_shapes(params, {}, "params", allow_extra=True)  # a Mapping, or TypeError
+    _checks.check_param_shapes(params, {}, allow_extra=True)  # a Mapping, or TypeError
     _checks.check_param_shapes(params, {f"{_RN_CLS}.cls_logits.weight": None,
-                                        f"{_RN_BOX}.bbox_reg.weight": None}, "params", allow_extra=True)
+                                        f"{_RN_BOX}.bbox_reg.weight": None}, allow_extra=True)
     wb = params[f"{_RN_BOX}.bbox_reg.weight"]
     wc = params[f"{_RN_CLS}.cls_logits.weight"]
     if np.ndim(wb) != 4 or np.shape(wb)[0] % 4:
@@ -182,7 +183,7 @@ def retinanet_head_forward(params: Mapping[str, np.ndarray], features: Union[np.
     """
     feats, single, dtype = _features(features)
     want, c, a, k, progs = _retinanet_layout(params)
-    p = _checks.check_param_shapes(params, want, "params", dtype=dtype)
+    p = _checks.check_param_shapes(params, want, dtype=dtype)
     _check_channels(feats, c)
     g = _checks.check_int(num_groups, "num_groups", low=1)
     e = _checks.check_positive(eps, "eps")

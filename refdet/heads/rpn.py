@@ -109,11 +109,10 @@ def rpn_head_init(in_channels: int, num_anchors: int, *, rng: Union[None, int, n
 
 def _rpn_layout(params):
     """(C, A, n_obj, depth) from the parameter shapes; strict key/shape check."""
-    _checks.check_param_shapes(params, {}, "params", allow_extra=True)  # a Mapping, or TypeError
+    _checks.check_param_shapes(params, {}, allow_extra=True)  # a Mapping, or TypeError
     depth = _count(params, r"conv\.(\d+)\.0\.weight")
     if "bbox_pred.weight" not in params or "cls_logits.weight" not in params:
-        _checks.check_param_shapes(params, {"cls_logits.weight": None, "bbox_pred.weight": None}, "params",
-                                   allow_extra=True)
+        _checks.check_param_shapes(params, {"cls_logits.weight": None, "bbox_pred.weight": None})  # raises: missing
     c = np.shape(params["bbox_pred.weight"])[1] if np.ndim(params["bbox_pred.weight"]) == 4 else None
     f_box = np.shape(params["bbox_pred.weight"])[0] if c is not None else None
     if c is None or f_box % 4:
@@ -165,7 +164,7 @@ def rpn_head_forward(params: Mapping[str, np.ndarray], features: Union[np.ndarra
     """
     feats, single, dtype = _features(features)
     want, c, a, n_obj, depth = _rpn_layout(params)
-    p = _checks.check_param_shapes(params, want, "params", dtype=dtype)
+    p = _checks.check_param_shapes(params, want, dtype=dtype)
     _check_channels(feats, c)
     trunk = []
     for i in range(depth):

@@ -99,19 +99,17 @@ def ssd_head_forward(params: Mapping[str, np.ndarray], features: Union[np.ndarra
     cache : HeadCache
     """
     feats, single, dtype = _features(features)
-    _checks.check_param_shapes(params, {}, "params", allow_extra=True)  # a Mapping, or TypeError
+    _checks.check_param_shapes(params, {}, allow_extra=True)  # a Mapping, or TypeError
     n = _count(params, r"regression_head\.module_list\.(\d+)\.weight")
     if n == 0:
-        _checks.check_param_shapes(params, {"regression_head.module_list.0.weight": None}, "params",
-                                   allow_extra=True)
+        _checks.check_param_shapes(params, {"regression_head.module_list.0.weight": None})  # raises: missing
     want = {}
     k_seen = None
     for lvl in range(n):
         ck, bk = f"classification_head.module_list.{lvl}", f"regression_head.module_list.{lvl}"
-        _checks.check_param_shapes(params, {f"{ck}.weight": None, f"{bk}.weight": None}, "params",
-                                   allow_extra=True)
+        _checks.check_param_shapes(params, {f"{ck}.weight": None, f"{bk}.weight": None}, allow_extra=True)
         wb, wc = np.shape(params[f"{bk}.weight"]), np.shape(params[f"{ck}.weight"])
-        if len(wb) != 4 or wb[0] == 0 or wb[0] % 4 or len(wc) != 4 or wc[0] == 0 or wc[0] % (wb[0] // 4):
+        if len(wb) != 4 or wb[0] == 0 or wb[0] % 4 or len(wc) != 4 or wc[0] == 0 or 4 * wc[0] % wb[0]:
             raise ValueError(f"`params['{bk}.weight']` must be (4*A_l, C_l, 3, 3) and `params['{ck}.weight']` "
                              f"(A_l*K, C_l, 3, 3); got {wb} and {wc}")
         a, c = wb[0] // 4, wb[1]
@@ -126,7 +124,7 @@ def ssd_head_forward(params: Mapping[str, np.ndarray], features: Union[np.ndarra
         k = _checks.check_int(num_classes, "num_classes", low=1)
         if k != k_seen:
             raise ValueError(f"`num_classes` = {k} does not match the params, which predict K = {k_seen} classes")
-    p = _checks.check_param_shapes(params, want, "params", dtype=dtype)
+    p = _checks.check_param_shapes(params, want, dtype=dtype)
     if len(feats) != n:
         raise ValueError(f"`features` must have one map per head level ({n}); got {len(feats)}")
     for lvl, m in enumerate(feats):
