@@ -425,7 +425,7 @@ def rpn_loss_forward(objectness: np.ndarray, deltas: np.ndarray, targets: Any, *
     lab_f = pos.astype(x2.dtype)
     with np.errstate(over="ignore"):
         ce = _bce_elementwise(x2, lab_f)
-    p, _ = _sigmoid(x2)
+    p = _sigmoid(x2)
     n_sampled = int(sampled.sum())
     if s["cls_normalizer"] == "sampled":
         cls_den = np.full((B, 1), n_sampled, dtype=x2.dtype)

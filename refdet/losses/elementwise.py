@@ -97,13 +97,10 @@ def _like(t, x, tname, xname):
 
 
 def _sigmoid(x):
-    """``1 / (1 + exp(-x))`` (torch's CPU formula) and ``1 - p`` computed as sigmoid(-x) so that it
-    keeps its relative precision when p -> 1."""
+    """``1 / (1 + exp(-x))`` (torch's CPU formula); exp overflowing to inf gives exactly 0."""
     one = x.dtype.type(1)
     with np.errstate(over="ignore"):
-        p = one / (one + np.exp(-x))
-        q = one / (one + np.exp(x))
-    return p, q
+        return one / (one + np.exp(-x))
 
 
 def _log_sigmoid(x):
@@ -193,7 +190,7 @@ def bce_with_logits_forward(logits: np.ndarray, targets: np.ndarray, *, reductio
         loss = _bce_elementwise(x, t)
     if w is not None:
         loss = loss * w
-    p, _ = _sigmoid(x)
+    p = _sigmoid(x)
     info = _ReduceInfo(red, x.shape, x.size, x.dtype)
     return _reduce(loss, red), BCECache(p, t, w, info)
 
