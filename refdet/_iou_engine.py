@@ -148,8 +148,12 @@ class Terms(NamedTuple):
     eps: float
 
 
-def terms(s, boxes1, boxes2, *, paired, eps, enclosing=True) -> Terms:
-    """Validate the boxes and compute the guarded IoU and the enclosing box extents under ``s``."""
+def terms(s, boxes1, boxes2, *, eps, paired=False, enclosing=False) -> Terms:
+    """Validate the boxes and compute the guarded IoU and the enclosing box extents under ``s``.
+
+    Pairwise (N, M) unless ``paired``; the enclosing box only when ``enclosing`` (the IoU alone
+    needs neither, and the profile of ``box_iou`` has no ``clamp_enclosing``).
+    """
     b1, b2, half = validate_pair(boxes1, boxes2, s["half_wh"])
     if paired:
         _checks.check_same_length(b1, b2, "boxes1", "boxes2")
