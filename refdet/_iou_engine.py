@@ -392,10 +392,7 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
                 h = np.where(point, one, h)
             du = sign * d_theta / (one + u * u)
             dw, dh = du / h, -du * u / h
-            dd[2] += dw
-            dd[0] -= dw
-            dd[3] += dh
-            dd[1] -= dh
+            dd[:] = [-dw, -dh, dw, dh]                           # the first gradients: d1, d2 were 0
     if c.kind in ("diou", "ciou"):
         # value = iou - rho2 / c2, c2 = wc^2 + hc^2 + eps
         d_iou = g
@@ -468,8 +465,8 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
     # I = max(0, iw) * max(0, ih), iw = min(x2, X2) - max(x1, X1) + p1 (clamp: strictly inside)
     iw = np.minimum(x2, X2) - np.maximum(x1, X1) + p1
     ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
-    d_iw = d_inter * np.maximum(ih, zero) * (iw > 0)
-    d_ih = d_inter * np.maximum(iw, zero) * (ih > 0)
+    d_iw = np.where(iw > 0, d_inter * np.maximum(ih, zero), zero)  # where(), as torch: inf * 0 is not NaN
+    d_ih = np.where(ih > 0, d_inter * np.maximum(iw, zero), zero)
     for k, d_ext in ((0, d_iw), (1, d_ih)):                      # k: the x or the y axis
         share_hi = _min_share(cols1[k + 2], cols2[k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
         share_lo = _max_share(cols1[k], cols2[k])
@@ -482,7 +479,7 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         for k, d_ext in ((0, d_wc), (1, d_hc)):
             if s["clamp_enclosing"]:
                 raw = np.maximum(cols1[k + 2], cols2[k + 2]) - np.minimum(cols1[k], cols2[k]) + p1  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-                d_ext = d_ext * (raw > 0)
+                d_ext = np.where(raw > 0, d_ext, zero)
             share_hi = _max_share(cols1[k + 2], cols2[k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
             share_lo = _min_share(cols1[k], cols2[k])
             d1[k + 2] += d_ext * share_hi  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
@@ -507,20 +504,20 @@ def _enclosing_extent(c: PairedIoUCache, k):
 
 
 def _guard_passes(c: PairedIoUCache, cols1, cols2):
-    """Where a zero-writing guard lets the IoU through (the forward's selection, held fixed)."""
-    guard = c.profile["guard"]
-    if guard == "inter_gt_0":
+    """Where a zero-writing guard lets the IoU through (the forward's selection, held fixed).
+
+    ``inter_gt_0`` and ``skip_degenerate``: where I > 0 (skip_degenerate's other conditions, U > 0 and
+    both areas > 0, follow from I > 0: the union holds the intersection). ``pfr``: where the unclamped
+    intersection width and height are both > 0, which is I > 0 except where I = iw * ih underflows to 0.
+    """
+    if c.profile["guard"] != "pfr":
         return c.inter > 0
     p1 = c.iou.dtype.type(1) if c.profile["plus_one"] else c.iou.dtype.type(0)
     x1, y1, x2, y2 = cols1
     X1, Y1, X2, Y2 = cols2
-    if guard == "pfr":
-        iw = np.minimum(x2, X2) - np.maximum(x1, X1) + p1
-        ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
-        return (iw > 0) & (ih > 0)
-    a1 = (x2 - x1 + p1) * (y2 - y1 + p1)
-    a2 = (X2 - X1 + p1) * (Y2 - Y1 + p1)
-    return ~((c.inter <= 0) | (c.union <= 0) | (a1 <= 0) | (a2 <= 0))
+    iw = np.minimum(x2, X2) - np.maximum(x1, X1) + p1
+    ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
+    return (iw > 0) & (ih > 0)
 
 
 def _unsort(d, orig):

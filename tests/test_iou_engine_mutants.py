@@ -1,0 +1,96 @@
+"""Tests written from the mutation run of refdet._iou_engine (mutation/results.md): the backward pass's
+branches at the edges the other tests do not reach. Values worked by hand in the comments; torch
+autograd where it has the op (``pytest.importorskip`` first).
+"""
+import numpy as np
+import pytest
+
+from refdet import iou as riou
+
+F32 = np.float32
+
+# both boxes flipped: the enclosing width max(x2) - min(x1) = 2 - 10 = -8 is clamped to 0, so with
+# eps = 0 c^2 = 0 while rho^2 = (5 - 7)^2 * 2 = 8: DIoU = 0 - 8 / 0 = -inf
+FLIP_A = np.array([[10.0, 10.0, 0.0, 0.0]])
+FLIP_B = np.array([[12.0, 12.0, 2.0, 2.0]])
+
+
+@pytest.mark.parametrize("guard", ["none", "eps_union", "plus_eps"])
+def test_diou_gradient_where_c2_is_zero_is_autograds_inf(guard):
+    # The guards that divide as they are ("none") or by a floor of 0 keep rho^2 / c^2 = 8 / 0: the
+    # gradient of -rho^2 / c^2 w.r.t. x1 is -(xp - xg) / c^2 = -(5 - 7) / 0 = +inf for box 1 (-inf for
+    # box 2), and the clamped enclosing extents pass nothing (torch's clamp backward is a where(): the
+    # inf * 0 there is not NaN). The zero-writing guards would give 0 here instead.
+    val, cache = riou.distance_box_iou_paired_forward(FLIP_A, FLIP_B, convention="paper", guard=guard, eps=0.0)
+    assert val[0] == -np.inf
+    g = riou.distance_box_iou_paired_backward(np.ones(1), cache)
+    assert g.dboxes1.tolist() == [[np.inf] * 4]
+    assert g.dboxes2.tolist() == [[-np.inf] * 4]
+
+
+def test_diou_gradient_where_c2_is_zero_vs_torch():
+    torch = pytest.importorskip("torch")
+    a = torch.tensor(FLIP_A, requires_grad=True)
+    b = torch.tensor(FLIP_B, requires_grad=True)
+    x1, y1, x2, y2 = a.unbind(-1)
+    X1, Y1, X2, Y2 = b.unbind(-1)
+    inter = (torch.min(x2, X2) - torch.max(x1, X1)).clamp(min=0) * (torch.min(y2, Y2) - torch.max(y1, Y1)).clamp(min=0)
+    union = (x2 - x1) * (y2 - y1) + (X2 - X1) * (Y2 - Y1) - inter
+    wc = (torch.max(x2, X2) - torch.min(x1, X1)).clamp(min=0)
+    hc = (torch.max(y2, Y2) - torch.min(y1, Y1)).clamp(min=0)
+    rho2 = ((x1 + x2) / 2 - (X1 + X2) / 2) ** 2 + ((y1 + y2) / 2 - (Y1 + Y2) / 2) ** 2
+    (inter / union - rho2 / (wc ** 2 + hc ** 2)).sum().backward()
+    _, cache = riou.distance_box_iou_paired_forward(FLIP_A, FLIP_B, convention="paper")
+    g = riou.distance_box_iou_paired_backward(np.ones(1), cache)
+    np.testing.assert_array_equal(g.dboxes1, a.grad.numpy())
+    np.testing.assert_array_equal(g.dboxes2, b.grad.numpy())
+
+
+def test_ciou_clip_passes_no_gradient_at_minus_one():
+    # Two points 5 apart (3-4-5): rho^2 = 25 = c^2 (eps = 0), IoU 0 (guard inter_gt_0), no aspect term
+    # (a point's theta is 0 under the zero-writing guards) and mmdet's gate closed: CIoU = -1 exactly,
+    # where mmdet's clamp(min=-1, max=1) is active: torch's clamp backward passes nothing at the bound.
+    p0, p1 = np.array([[0.0, 0, 0, 0]]), np.array([[3.0, 4, 3, 4]])
+    kw = dict(convention="mmdet", eps=0.0, guard="inter_gt_0")
+    val, cache = riou.complete_box_iou_paired_forward(p0, p1, **kw)
+    assert val[0] == -1.0
+    g = riou.complete_box_iou_paired_backward(np.ones(1), cache)
+    assert not g.dboxes1.any() and not g.dboxes2.any()
+    # without the clip the same point has a gradient (the subgradients of the tied min/max)
+    _, cache = riou.complete_box_iou_paired_forward(p0, p1, clip=False, **kw)
+    assert riou.complete_box_iou_paired_backward(np.ones(1), cache).dboxes1.any()
+
+
+def test_ciou_clip_passes_no_gradient_at_plus_one():
+    # float32 boxes whose x1 differ by one ulp of 1: every width rounds to 1000, so I = U and IoU = 1
+    # exactly, rho^2 / c^2 ~ 1e-21 and v = 0: CIoU = 1.0. Unclipped, box 1's x1 still moves its area
+    # (d IoU / d x1 = I h / U^2 = 1000 / 1e6 = 0.001); clipped at the bound it passes nothing.
+    a = np.array([[1, 0, 1001, 1000]], F32)
+    b = a.copy()
+    b[0, 0] = np.nextafter(F32(1), F32(2))
+    val, cache = riou.complete_box_iou_paired_forward(a, b, clip=True)
+    assert val[0] == 1.0
+    g = riou.complete_box_iou_paired_backward(np.ones(1, F32), cache)
+    assert not g.dboxes1.any() and not g.dboxes2.any()
+    _, cache = riou.complete_box_iou_paired_forward(a, b, clip=False)
+    g = riou.complete_box_iou_paired_backward(np.ones(1, F32), cache)
+    assert g.dboxes1[0, 0] == F32(0.001) and g.dboxes2[0, 0] == F32(-0.001)
+
+
+def test_pfr_gradient_where_the_intersection_underflows():
+    # Areas 1e-170 * 1e170 = 1 each; the intersection is 1e-170 by 1e-170 = 1e-340, which underflows to
+    # I = 0 although both widths are > 0. py-faster-rcnn's guard tests the widths: it computes I / U
+    # = 0 / 2 there and its gradient flows, d IoU / d x2 = (1 / U) * ih = 5e-171 for box 1 (its x2 is
+    # the min), d IoU / d x1 = -(1 / U) ih (1/2 each on the tie at 0) = -2.5e-171. The guards that test
+    # I > 0 (detectron2's, ONNX's) write 0 there and pass nothing.
+    a = np.array([[0.0, 0.0, 1e-170, 1e170]])
+    b = np.array([[0.0, 0.0, 1e170, 1e-170]])
+    val, cache = riou.box_iou_paired_forward(a, b, guard="pfr")
+    assert val[0] == 0.0 and cache.inter[0] == 0.0
+    g = riou.box_iou_paired_backward(np.ones(1), cache)
+    np.testing.assert_allclose(g.dboxes1, [[-2.5e-171, -2.5e-171, 5e-171, 0.0]], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(g.dboxes2, [[-2.5e-171, -2.5e-171, 0.0, 5e-171]], rtol=1e-12, atol=0)
+    for guard in ("inter_gt_0", "skip_degenerate"):
+        _, cache = riou.box_iou_paired_forward(a, b, guard=guard)
+        g = riou.box_iou_paired_backward(np.ones(1), cache)
+        assert not g.dboxes1.any() and not g.dboxes2.any(), guard
