@@ -233,7 +233,7 @@ def _centers_sizes(b, s):
     return cx, cy, w, h
 
 
-def _check_sizes(w, h, boxes, name, *, allow_zero):
+def _check_sizes(w, h, boxes, name, *, allow_zero=False):
     """Sizes (after the +1 and eps) must be > 0 (a reference box) or >= 0 (a target box)."""
     ok = (w >= 0) & (h >= 0) if allow_zero else (w > 0) & (h > 0)
     bad = ~ok  # NaN-safe: a NaN size is bad too
@@ -356,7 +356,7 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
         px, py, pw, ph = _centers_sizes(a, s)
         if e != 0.0:  # TF: sizes += EPSILON before the division and the log
             gw, gh, pw, ph = (v + t(e) for v in (gw, gh, pw, ph))
-        _check_sizes(pw, ph, a, "anchors", allow_zero=False)
+        _check_sizes(pw, ph, a, "anchors")
         _check_sizes(gw, gh, g, "boxes", allow_zero=True)
         rw = _apply(log, gw / pw, "log")
         rh = _apply(log, gh / ph, "log")

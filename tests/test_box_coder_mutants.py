@@ -40,6 +40,7 @@ ENCODE_CASES = [
     ({"weight_mode": "multiply_after"}, {"weights": W}, G32, A32),
     ({"weight_mode": "divide"}, {"weights": W}, BOX, ANCHOR),
     ({"eps": 0.5}, {}, BOX, ANCHOR),
+    ({"eps": 1.0}, {}, BOX, ANCHOR),
     ({"order": "yx"}, {}, BOX, ANCHOR),
     ({"means": (0.1, 0.2, 0.3, 0.4)}, {"weight_mode": "divide"}, BOX, ANCHOR),
     ({"log": _log2}, {}, BOX, ANCHOR),
@@ -112,3 +113,43 @@ def test_no_floating_point_warning_escapes():
                 got = f(deltas, ANCHOR, clamp_mode="none")
             assert np.array_equal(got, want, equal_nan=True), name
             assert not np.isfinite(got).all(), name
+
+
+def _forward(d, a, **kw):
+    return decode_boxes_forward(d, a, **kw)[0]
+
+
+@pytest.mark.parametrize("f", [decode_boxes, _forward], ids=["decode_boxes", "decode_boxes_forward"])
+@pytest.mark.parametrize("kw,err,name", [
+    ({"exp": 3}, TypeError, "`exp`"),
+    ({"clamp": "x"}, TypeError, "`clamp`"),
+    ({"means": (1, 2)}, ValueError, "`means`"),
+    ({"weights": (1, 2)}, ValueError, "`weights`"),
+    ({"deltas": np.zeros((1, 3))}, ValueError, "`deltas`"),
+    ({"anchors": np.zeros((1, 3))}, ValueError, "`anchors`"),
+    ({"anchors": np.zeros((2, 4))}, ValueError, "`deltas`.*`anchors`|`anchors`.*`deltas`"),
+])
+def test_decode_errors_name_the_argument(f, kw, err, name):
+    kw = dict(kw)
+    d = kw.pop("deltas", DELTAS)
+    a = kw.pop("anchors", ANCHOR)
+    with pytest.raises(err, match=name):
+        f(d, a, **kw)
+
+
+@pytest.mark.parametrize("kw,err,name", [
+    ({"log": 3}, TypeError, "`log`"),
+    ({"means": "abcd"}, TypeError, "`means`"),
+    ({"weights": (0, 1, 1, 1)}, ValueError, "`weights`"),
+    ({"boxes": np.zeros((1, 3))}, ValueError, "`boxes`"),
+    ({"anchors": np.zeros((1, 3))}, ValueError, "`anchors`"),
+    ({"anchors": np.zeros((2, 4))}, ValueError, "`boxes`.*`anchors`|`anchors`.*`boxes`"),
+    ({"anchors": np.array([[0.0, 0.0, 0.0, 16.0]])}, ValueError, "`anchors` row 0"),
+    ({"boxes": np.array([[2.0, 0.0, 1.0, 16.0]])}, ValueError, "`boxes` row 0"),
+])
+def test_encode_errors_name_the_argument(kw, err, name):
+    kw = dict(kw)
+    b = kw.pop("boxes", BOX)
+    a = kw.pop("anchors", ANCHOR)
+    with pytest.raises(err, match=name):
+        encode_boxes(b, a, **kw)
