@@ -125,10 +125,10 @@ def inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, ou
         np.copyto(out, dt(0), where=bad)
 
 
-def guard_eps(s, eps):
-    """The union guard constant of ``box_iou`` / ``box_iou_paired`` (their ``eps`` keyword)."""
-    e = _checks.check_positive(eps, "eps")  # checked whatever the guard (an unused eps is still a mistake)
-    return e if s["guard"] in ("eps_union", "plus_eps") else 0.0
+def guard_eps(eps):
+    """The union guard constant of ``box_iou`` / ``box_iou_paired`` (their ``eps`` keyword), checked
+    whatever the guard (an unused eps is still a mistake); only "eps_union" and "plus_eps" read it."""
+    return _checks.check_positive(eps, "eps")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def terms(s, boxes1, boxes2, *, eps, paired=False, enclosing=False) -> Terms:
         shape, col1, a1b = (len(b1), len(b2)), tuple(c[:, None] for c in c1), a1[:, None]  # (N, 1)
     iou, inter, union, tmp = (np.empty(shape, dtype=dt) for _ in range(4))
     wc = hc = None
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # no x / 0 here: U > 0 wherever I > 0
         inter_union_into(col1, c2, a1b, a2, s["plus_one"], s["guard"], eps, inter, union, tmp, iou, half)
         if enclosing:
             # smallest enclosing box: max(x2) - min(x1) [+ 1], clamped at 0 unless the profile says not

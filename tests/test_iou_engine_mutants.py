@@ -94,3 +94,31 @@ def test_pfr_gradient_where_the_intersection_underflows():
         _, cache = riou.box_iou_paired_forward(a, b, guard=guard)
         g = riou.box_iou_paired_backward(np.ones(1), cache)
         assert not g.dboxes1.any() and not g.dboxes2.any(), guard
+
+
+@pytest.mark.parametrize("dtype", [np.float64, F32])
+def test_mmdet_alpha_gate_is_strict(dtype):
+    # [0, 0, 2, 2] against [0, 0, 2, 1]: I = 2, U = 4, IoU = 0.5 exactly (eps = 0). mmdet gates alpha by
+    # IoU > 0.5: closed here, so CIoU = DIoU = 0.5 - rho^2 / c^2 = 0.5 - 0.25 / 8 = 0.46875, in the
+    # input dtype. A gate at 0.4 opens it: CIoU = DIoU - alpha v with v = 4/pi^2 (atan 1 - atan 2)^2.
+    a = np.array([[0, 0, 2, 2]], dtype)
+    b = np.array([[0, 0, 2, 1]], dtype)
+    for f in (riou.complete_box_iou_paired, lambda a, b, **k: riou.complete_box_iou(a, b, **k)[0]):
+        got = f(a, b, convention="mmdet", eps=0.0)
+        assert got.dtype == dtype and got.tolist() == [0.46875]
+        v = 4 / np.pi ** 2 * (np.arctan(1.0) - np.arctan(2.0)) ** 2
+        opened = f(a, b, convention="mmdet", eps=0.0, alpha_gate=0.4)
+        np.testing.assert_allclose(opened, [0.46875 - v / (0.5 + v) * v], rtol=1e-6 if dtype == F32 else 1e-14)
+
+
+@pytest.mark.parametrize("f", [riou.box_iou, riou.box_iou_paired, riou.box_iou_paired_forward])
+def test_iou_eps_is_checked_whatever_the_guard(f):
+    a = np.array([[0.0, 0, 1, 1]])
+    for guard in ("none", "plus_eps"):
+        with pytest.raises(ValueError, match="`eps`"):
+            f(a, a, guard=guard, eps=-1.0)
+
+
+def test_paired_lengths_must_match():
+    with pytest.raises(ValueError, match="`boxes1`.*`boxes2`|`boxes2`.*`boxes1`"):
+        riou.generalized_box_iou_paired(np.zeros((2, 4)), np.zeros((3, 4)))
