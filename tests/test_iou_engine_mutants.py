@@ -122,3 +122,29 @@ def test_iou_eps_is_checked_whatever_the_guard(f):
 def test_paired_lengths_must_match():
     with pytest.raises(ValueError, match="`boxes1`.*`boxes2`|`boxes2`.*`boxes1`"):
         riou.generalized_box_iou_paired(np.zeros((2, 4)), np.zeros((3, 4)))
+
+
+def test_forward_cache_leaves_unused_terms_none():
+    # PairedIoUCache: "Terms a kind does not use are None"; the boxes before sort_corners only with it
+    a = np.array([[0.0, 0, 2, 2]])
+    b = np.array([[1.0, 1, 3, 4]])
+    unused = {
+        riou.box_iou_paired_forward: ("enclosing", "area_c", "distance", "rho2", "c2", "v", "alpha", "theta"),
+        riou.generalized_box_iou_paired_forward: ("distance", "rho2", "c2", "v", "alpha", "theta"),
+        riou.distance_box_iou_paired_forward: ("enclosing", "area_c", "v", "alpha", "theta"),
+        riou.complete_box_iou_paired_forward: ("enclosing", "area_c"),
+    }
+    for f, names in unused.items():
+        val, cache = f(a, b)
+        for name in names:
+            assert getattr(cache, name) is None, (f.__name__, name)
+        used = [n for n in ("enclosing", "area_c", "distance", "rho2", "c2", "v", "alpha", "theta") if n not in names]
+        for name in used:
+            assert getattr(cache, name).shape == (1,), (f.__name__, name)
+        assert cache.orig1 is None and cache.orig2 is None
+        assert cache.kind == f.__name__.split("_")[0].replace("generalized", "giou").replace(
+            "distance", "diou").replace("complete", "ciou").replace("box", "iou")
+        np.testing.assert_array_equal(cache.value, val)
+        _, cache = f(a, b[:, [2, 3, 0, 1]], sort_corners=True)
+        np.testing.assert_array_equal(cache.orig2, b[:, [2, 3, 0, 1]])
+        np.testing.assert_array_equal(cache.boxes2, b)
