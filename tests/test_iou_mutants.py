@@ -56,6 +56,7 @@ CASES = [
     (("iou", "giou", "diou", "ciou"), {"plus_one": True}, {}, A, B),
     (("iou", "giou", "diou", "ciou"), {"guard": "inter_gt_0"}, {}, POINT, POINT),
     (("iou", "giou", "diou", "ciou"), {"sort_corners": True}, {}, A, FLIPPED_B),
+    (("iou", "giou", "diou", "ciou"), {"sort_corners": True}, {}, FLIPPED_B, A),
     (("iou", "giou"), {"half_wh": False}, {}, H1, H2),
     (("diou", "ciou"), {"half_wh": True}, {}, H1, H2),
     (("iou",), {"eps": 0.5}, {"guard": "plus_eps"}, A, B),
@@ -117,3 +118,11 @@ def test_no_floating_point_warning_escapes(f, conv):
         if isinstance(want, tuple):
             want, got = want[0], got[0]
         assert np.array_equal(got, want, equal_nan=True), (name, got, want)
+
+
+def test_out_error_describes_what_it_got():
+    a = np.array([[0.0, 0, 2, 2], [1, 1, 3, 3]])
+    with pytest.raises(ValueError, match=r"dtype float64; got ndarray of shape \(2, 2\) and dtype float32"):
+        riou.box_iou(a, a, out=np.empty((2, 2), F32))
+    with pytest.raises(ValueError, match=r"got list"):
+        riou.box_iou(a, a, out=[[0.0, 0.0], [0.0, 0.0]])
