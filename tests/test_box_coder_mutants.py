@@ -153,3 +153,60 @@ def test_encode_errors_name_the_argument(kw, err, name):
     a = kw.pop("anchors", ANCHOR)
     with pytest.raises(err, match=name):
         encode_boxes(b, a, **kw)
+
+
+# Distinct weights and means (no two equal: a weight read for another coordinate shows), boxes and
+# anchors of distinct sizes, deltas that reach both sides of the clamp.
+WEIGHTS = (1.5, 2.5, 3.5, 4.5)
+MEANS = (0.1, -0.2, 0.3, -0.4)
+BOXES4 = np.array([[2.0, 4.0, 18.0, 12.0], [0.5, 1.0, 3.0, 9.0], [10.0, 20.0, 13.0, 21.0]])
+ANCHORS4 = np.array([[0.0, 0.0, 16.0, 16.0], [1.0, 2.0, 5.0, 4.0], [8.0, 18.0, 16.0, 30.0]])
+DELTAS8 = np.array([[0.1, -0.2, 0.3, -0.4, 0.5, 0.6, -7.0, 30.0],
+                    [-0.3, 0.25, 20.0, -1.5, 0.0, -0.1, 0.2, 0.7],
+                    [1.0, 2.0, -30.0, 5.0, -0.5, 0.3, 4.0, -4.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, F32])
+@pytest.mark.parametrize("weight_mode", ["multiply", "multiply_after", "divide"])
+def test_encode_is_the_reference_under_every_knob(dtype, weight_mode):
+    from refdet.reference import box_coder as ref
+
+    g, a = BOXES4.astype(dtype), ANCHORS4.astype(dtype)
+    for plus_one in (False, True):
+        for center in ("half_width", "midpoint"):
+            for eps in (0.0, 1e-3):
+                for order in ("xy", "yx"):
+                    kw = dict(weights=WEIGHTS, means=MEANS, plus_one=plus_one, center=center,
+                              weight_mode=weight_mode, eps=eps, order=order)
+                    got = encode_boxes(g, a, **kw)
+                    assert got.dtype == dtype
+                    np.testing.assert_array_equal(got, ref.encode_boxes(g, a, **kw), err_msg=str(kw))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, F32])
+@pytest.mark.parametrize("weight_mode", ["multiply", "divide"])
+@pytest.mark.parametrize("clamp_mode", ["max", "symmetric", "none"])
+def test_decode_is_the_reference_under_every_knob(dtype, weight_mode, clamp_mode):
+    from refdet.reference import box_coder as ref
+
+    d, a = DELTAS8.astype(dtype), ANCHORS4.astype(dtype)
+    for plus_one in (False, True):
+        for center in ("half_width", "midpoint"):
+            for order in ("xy", "yx"):
+                for x2_minus_one in (False, True):
+                    kw = dict(weights=WEIGHTS, means=MEANS, clamp=-3.0 if clamp_mode == "symmetric" else 3.0,
+                              plus_one=plus_one, center=center, weight_mode=weight_mode, order=order,
+                              clamp_mode=clamp_mode, x2_minus_one=x2_minus_one)
+                    want = ref.decode_boxes(d, a, **kw)
+                    for f in (decode_boxes, _forward):
+                        got = f(d, a, **kw)
+                        assert got.dtype == dtype
+                        np.testing.assert_array_equal(got, want, err_msg=str(kw))
+
+
+def test_log_and_exp_must_be_elementwise():
+    with pytest.raises(ValueError, match="`log` must be elementwise"):
+        encode_boxes(BOX, ANCHOR, log=lambda x: np.log(x).sum())
+    for f in (decode_boxes, _forward):
+        with pytest.raises(ValueError, match="`exp` must be elementwise"):
+            f(DELTAS, ANCHOR, exp=lambda x: np.exp(x).ravel()[:0])
