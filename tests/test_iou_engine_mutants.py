@@ -148,3 +148,23 @@ def test_forward_cache_leaves_unused_terms_none():
         _, cache = f(a, b[:, [2, 3, 0, 1]], sort_corners=True)
         np.testing.assert_array_equal(cache.orig2, b[:, [2, 3, 0, 1]])
         np.testing.assert_array_equal(cache.boxes2, b)
+
+
+def test_centre_distance_forms_agree_where_exact():
+    # small integers: ((X1 + X2) - (x1 + x2))^2 / 4 and ((x1 + x2)/2 - (X1 + X2)/2)^2 are the same
+    # number, exactly. Centres (1, 1.5) and (6, 4): rho^2 = 25 + 6.25 = 31.25; enclosing box 0..8 by
+    # 0..5: c^2 = 64 + 25 = 89 (eps = 0); IoU 0.
+    a = np.array([[0.0, 0, 2, 3]])
+    b = np.array([[4.0, 3, 8, 5]])
+    for form in ("halves", "sums"):
+        got = riou.distance_box_iou(a, b, convention="paper", centre_distance=form)
+        assert got.tolist() == [[-31.25 / 89]], form
+        _, cache = riou.distance_box_iou_paired_forward(a, b, convention="paper", centre_distance=form)
+        assert cache.rho2.tolist() == [31.25] and cache.c2.tolist() == [89.0]
+
+
+def test_atan_must_be_callable():
+    a = np.array([[0.0, 0, 2, 3]])
+    for f in (riou.complete_box_iou, riou.complete_box_iou_paired):
+        with pytest.raises(TypeError, match="`atan`"):
+            f(a, a, atan=3)
