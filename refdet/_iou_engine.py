@@ -386,12 +386,12 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
             w = cols[2] - cols[0] + p1
             h = cols[3] - cols[1] + p1 + h_eps
             u = w / h
-            if s["guard"] in _ZERO_GUARDS:  # a point box's guarded theta is 0: no NaN * 0 in the chain rule
-                point = (w == 0) & (h == 0)
-                u = np.where(point, zero, u)
-                h = np.where(point, one, h)
             du = sign * d_theta / (one + u * u)
             dw, dh = du / h, -du * u / h
+            if s["guard"] in _ZERO_GUARDS:  # a point box's guarded theta is 0: it passes 0, not 0 * NaN
+                point = (w == 0) & (h == 0)
+                dw = np.where(point, zero, dw)
+                dh = np.where(point, zero, dh)
             dd[:] = [-dw, -dh, dw, dh]                           # the first gradients: d1, d2 were 0
     if c.kind in ("diou", "ciou"):
         # value = iou - rho2 / c2, c2 = wc^2 + hc^2 + eps

@@ -168,3 +168,20 @@ def test_atan_must_be_callable():
     for f in (riou.complete_box_iou, riou.complete_box_iou_paired):
         with pytest.raises(TypeError, match="`atan`"):
             f(a, a, atan=3)
+
+
+@pytest.mark.parametrize("conv", ["detectron2", "onnx", "tf"])
+def test_ciou_of_a_point_box_is_its_diou_with_its_gradient(conv):
+    # Under the zero-writing guards a point box has no aspect term (theta = 0, v = 0): its CIoU is its
+    # DIoU, and so is its gradient (the aspect term passes 0, not 0 * NaN from atan(0 / 0)).
+    p = np.array([[1.0, 1, 1, 1], [0, 0, 2, 3]])
+    b = np.array([[0.0, 0, 2, 3], [1, 1, 1, 1]])
+    vc, cc = riou.complete_box_iou_paired_forward(p, b, convention=conv)
+    vd, cd = riou.distance_box_iou_paired_forward(p, b, convention=conv)
+    np.testing.assert_array_equal(vc, vd)
+    up = np.array([1.0, -2.0])
+    gc = riou.complete_box_iou_paired_backward(up, cc)
+    gd = riou.distance_box_iou_paired_backward(up, cd)
+    assert np.isfinite(gc.dboxes1).all() and np.isfinite(gc.dboxes2).all()
+    np.testing.assert_array_equal(gc.dboxes1, gd.dboxes1)
+    np.testing.assert_array_equal(gc.dboxes2, gd.dboxes2)
