@@ -398,11 +398,11 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         d_iou = g
         d_ratio = -g
         c2 = c.c2
-        if guard not in ("none", "eps_union", "plus_eps"):
-            d_ratio = d_ratio * (c.c2 != 0)
-            c2 = np.where(c2 != 0, c2, one)  # the guard wrote 0 there: gradient 0, not 0 / 0
         d_rho2 = d_ratio / c2
         d_c2 = -d_ratio * c.rho2 / (c2 * c2)
+        if guard not in ("none", "eps_union", "plus_eps"):  # the guard wrote 0 where c^2 = 0: gradient 0
+            d_rho2 = np.where(c2 == 0, zero, d_rho2)
+            d_c2 = np.where(c2 == 0, zero, d_c2)
         d_wc = d_c2 * two * _enclosing_extent(c, 0)
         d_hc = d_c2 * two * _enclosing_extent(c, 1)
         # rho2 = (xp - xg)^2 + (yp - yg)^2 with xp = (x1 + x2) / 2: d rho2 / d x1 = xp - xg
@@ -427,11 +427,11 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
             d_c = d_r * um / (cm * cm) * _max_share(area_c, np.full_like(area_c, e))
             d_union = -d_r / cm * _max_share(union, np.full_like(union, e))
         else:                                                    # r = (C - U) / C
-            if guard != "none":                                  # 0 written where C == 0
-                d_r = d_r * (area_c != 0)
-                area_c = np.where(area_c != 0, area_c, one)      # gradient 0 there, not 0 / 0
             d_c = d_r * union / (area_c * area_c)
             d_union = -d_r / area_c
+            if guard != "none":                                  # 0 written where C == 0: gradient 0
+                d_c = np.where(area_c == 0, zero, d_c)
+                d_union = np.where(area_c == 0, zero, d_union)
         d_wc = d_c * _enclosing_extent(c, 1)
         d_hc = d_c * _enclosing_extent(c, 0)
     else:
@@ -448,11 +448,13 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         d_inter = d_iou / ud
         d_union = d_union - d_iou * inter / (ud * ud) * _max_share(union, np.full_like(union, e))
     else:
-        if guard != "none":                                      # where the guard writes 0: gradient 0
-            d_iou = d_iou * _guard_passes(c, cols1, cols2)
-            union = np.where(union != 0, union, one)             # (0, not 0 / 0, where U = 0)
         d_inter = d_iou / union
-        d_union = d_union - d_iou * inter / (union * union)
+        d_union_iou = d_iou * inter / (union * union)
+        if guard != "none":                                      # where the guard writes 0: gradient 0
+            passes = _guard_passes(c, cols1, cols2)
+            d_inter = np.where(passes, d_inter, zero)
+            d_union_iou = np.where(passes, d_union_iou, zero)
+        d_union = d_union - d_union_iou
     # union = (area1 + area2) - I;  area = (x2 - x1 + p1) (y2 - y1 + p1)
     d_inter = d_inter - d_union
     for dd, cols in ((d1, cols1), (d2, cols2)):

@@ -185,3 +185,25 @@ def test_ciou_of_a_point_box_is_its_diou_with_its_gradient(conv):
     assert np.isfinite(gc.dboxes1).all() and np.isfinite(gc.dboxes2).all()
     np.testing.assert_array_equal(gc.dboxes1, gd.dboxes1)
     np.testing.assert_array_equal(gc.dboxes2, gd.dboxes2)
+
+
+def test_zero_guards_pass_the_gradient_where_the_denominators_are_one():
+    # The zero-writing guards zero the gradient only where C = 0 (GIoU) or c^2 = 0 (DIoU); where they
+    # are 1 exactly the gradient is the unguarded one. GIoU: [0, 0, .5, 1] and [.5, 0, 1, 1] touch:
+    # I = 0, U = 1 = C. DIoU: [0, 0, .25, .5] and [.25, 0, .5, .5], eps = .5: c^2 = .25 + .25 + .5 = 1,
+    # rho^2 = .25^2 = .0625. Where I = 0 the IoU term passes nothing either way.
+    up = np.array([1.5])
+    for fwd, bwd, a, b, kw in (
+            (riou.generalized_box_iou_paired_forward, riou.generalized_box_iou_paired_backward,
+             [[0, 0, 0.5, 1]], [[0.5, 0, 1, 1]], {}),
+            (riou.distance_box_iou_paired_forward, riou.distance_box_iou_paired_backward,
+             [[0, 0, 0.25, 0.5]], [[0.25, 0, 0.5, 0.5]], {"eps": 0.5})):
+        a, b = np.array(a, float), np.array(b, float)
+        _, free = fwd(a, b, guard="none", **kw)
+        assert (free.area_c if free.area_c is not None else free.c2).tolist() == [1.0]
+        want = bwd(up, free)
+        assert want.dboxes1.any() and want.dboxes2.any()
+        for guard in ("inter_gt_0", "pfr", "skip_degenerate"):
+            got = bwd(up, fwd(a, b, guard=guard, **kw)[1])
+            np.testing.assert_array_equal(got.dboxes1, want.dboxes1, err_msg=guard)
+            np.testing.assert_array_equal(got.dboxes2, want.dboxes2, err_msg=guard)
