@@ -345,12 +345,14 @@ def forward_paired(kind, s, eps, boxes1, boxes2, atan=None) -> Tuple[np.ndarray,
 
 def _max_share(a, b):
     """Share of d max(a, b) going to ``a``: 1, 0, or 1/2 on a tie (torch.maximum's backward)."""
-    return np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).astype(a.dtype)
+    t = a.dtype.type
+    return np.where(a > b, t(1), np.where(a == b, t(0.5), t(0)))
 
 
 def _min_share(a, b):
     """Share of d min(a, b) going to ``a``: 1, 0, or 1/2 on a tie (torch.minimum's backward)."""
-    return np.where(a < b, 1.0, np.where(a == b, 0.5, 0.0)).astype(a.dtype)
+    t = a.dtype.type
+    return np.where(a < b, t(1), np.where(a == b, t(0.5), t(0)))
 
 
 def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:

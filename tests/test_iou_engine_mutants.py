@@ -207,3 +207,25 @@ def test_zero_guards_pass_the_gradient_where_the_denominators_are_one():
             got = bwd(up, fwd(a, b, guard=guard, **kw)[1])
             np.testing.assert_array_equal(got.dboxes1, want.dboxes1, err_msg=guard)
             np.testing.assert_array_equal(got.dboxes2, want.dboxes2, err_msg=guard)
+
+
+BACKWARDS = [
+    (riou.box_iou_paired_forward, riou.box_iou_paired_backward),
+    (riou.generalized_box_iou_paired_forward, riou.generalized_box_iou_paired_backward),
+    (riou.distance_box_iou_paired_forward, riou.distance_box_iou_paired_backward),
+    (riou.complete_box_iou_paired_forward, riou.complete_box_iou_paired_backward),
+]
+
+
+@pytest.mark.parametrize("fwd,bwd", BACKWARDS, ids=lambda f: f.__name__)
+def test_backward_checks_its_arguments_and_keeps_the_dtype(fwd, bwd):
+    a = np.array([[0, 0, 2, 3], [1, 1, 4, 2]], F32)
+    b = np.array([[1, 0, 3, 2], [0, 0, 3, 3]], F32)
+    _, cache = fwd(a, b)
+    g = bwd(np.array([1.0, -0.5]), cache)             # float64 upstream: the gradient stays float32
+    assert g.dboxes1.dtype == F32 and g.dboxes2.dtype == F32
+    assert g.dboxes1.shape == g.dboxes2.shape == (2, 4)
+    with pytest.raises(TypeError, match=f"`cache` must be the PairedIoUCache returned by {fwd.__name__}; got tuple"):
+        bwd(np.ones(2), tuple(cache))
+    with pytest.raises(ValueError, match=r"`dvalues` must have shape \(2,\) \(one per pair\); got \(3,\)"):
+        bwd(np.ones(3), cache)
