@@ -405,16 +405,16 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         if guard not in ("none", "eps_union", "plus_eps"):  # the guard wrote 0 where c^2 = 0: gradient 0
             d_rho2 = np.where(c2 == 0, zero, d_rho2)
             d_c2 = np.where(c2 == 0, zero, d_c2)
-        d_wc = d_c2 * two * _enclosing_extent(c, 0)
-        d_hc = d_c2 * two * _enclosing_extent(c, 1)
+        d_wc = d_c2 * two * _enclosing_extent(c, 0, 2)
+        d_hc = d_c2 * two * _enclosing_extent(c, 1, 3)
         # rho2 = (xp - xg)^2 + (yp - yg)^2 with xp = (x1 + x2) / 2: d rho2 / d x1 = xp - xg
         # (the same derivative for mmdet's ((X1 + X2) - (x1 + x2))^2 / 4)
-        for k, ctr in ((0, (x1 + x2) / two - (X1 + X2) / two), (1, (y1 + y2) / two - (Y1 + Y2) / two)):
+        for lo, hi, ctr in ((0, 2, (x1 + x2) / two - (X1 + X2) / two), (1, 3, (y1 + y2) / two - (Y1 + Y2) / two)):
             dd = d_rho2 * ctr
-            d1[k] += dd
-            d1[k + 2] += dd  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-            d2[k] -= dd
-            d2[k + 2] -= dd  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+            d1[lo] += dd
+            d1[hi] += dd
+            d2[lo] -= dd
+            d2[hi] -= dd
     elif c.kind == "giou":
         # value = iou - r, r = (C - U) / C under the guard; C = wc * hc
         d_iou = g
@@ -434,8 +434,8 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
             if guard != "none":                                  # 0 written where C == 0: gradient 0
                 d_c = np.where(area_c == 0, zero, d_c)
                 d_union = np.where(area_c == 0, zero, d_union)
-        d_wc = d_c * _enclosing_extent(c, 1)
-        d_hc = d_c * _enclosing_extent(c, 0)
+        d_wc = d_c * _enclosing_extent(c, 1, 3)
+        d_hc = d_c * _enclosing_extent(c, 0, 2)
     else:
         d_iou = g
 
@@ -471,35 +471,35 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
     ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
     d_iw = np.where(iw > 0, d_inter * np.maximum(ih, zero), zero)  # where(), as torch: inf * 0 is not NaN
     d_ih = np.where(ih > 0, d_inter * np.maximum(iw, zero), zero)
-    for k, d_ext in ((0, d_iw), (1, d_ih)):                      # k: the x or the y axis
-        share_hi = _min_share(cols1[k + 2], cols2[k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-        share_lo = _max_share(cols1[k], cols2[k])
-        d1[k + 2] += d_ext * share_hi  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-        d2[k + 2] += d_ext * (one - share_hi)  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-        d1[k] -= d_ext * share_lo
-        d2[k] -= d_ext * (one - share_lo)
+    for lo, hi, d_ext in ((0, 2, d_iw), (1, 3, d_ih)):           # the x, then the y axis: columns lo, hi
+        share_hi = _min_share(cols1[hi], cols2[hi])
+        share_lo = _max_share(cols1[lo], cols2[lo])
+        d1[hi] += d_ext * share_hi
+        d2[hi] += d_ext * (one - share_hi)
+        d1[lo] -= d_ext * share_lo
+        d2[lo] -= d_ext * (one - share_lo)
     # enclosing extents: wc = max(x2, X2) - min(x1, X1) + p1, clamped at 0 (strictly inside)
     if d_wc is not None:
-        for k, d_ext in ((0, d_wc), (1, d_hc)):
+        for lo, hi, d_ext in ((0, 2, d_wc), (1, 3, d_hc)):
             if s["clamp_enclosing"]:
-                raw = np.maximum(cols1[k + 2], cols2[k + 2]) - np.minimum(cols1[k], cols2[k]) + p1  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+                raw = np.maximum(cols1[hi], cols2[hi]) - np.minimum(cols1[lo], cols2[lo]) + p1
                 d_ext = np.where(raw > 0, d_ext, zero)
-            share_hi = _max_share(cols1[k + 2], cols2[k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-            share_lo = _min_share(cols1[k], cols2[k])
-            d1[k + 2] += d_ext * share_hi  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-            d2[k + 2] += d_ext * (one - share_hi)  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-            d1[k] -= d_ext * share_lo
-            d2[k] -= d_ext * (one - share_lo)
+            share_hi = _max_share(cols1[hi], cols2[hi])
+            share_lo = _min_share(cols1[lo], cols2[lo])
+            d1[hi] += d_ext * share_hi
+            d2[hi] += d_ext * (one - share_hi)
+            d1[lo] -= d_ext * share_lo
+            d2[lo] -= d_ext * (one - share_lo)
     if s["sort_corners"]:                                        # x1 = min(x1o, x2o), x2 = max(x1o, x2o)
         d1 = _unsort(d1, c.orig1)
         d2 = _unsort(d2, c.orig2)
     return PairedIoUGrads(np.stack(d1, axis=1), np.stack(d2, axis=1))
 
 
-def _enclosing_extent(c: PairedIoUCache, k):
-    """wc (k = 0) or hc (k = 1) as the forward computed them (after +1 and the clamp)."""
+def _enclosing_extent(c: PairedIoUCache, lo, hi):
+    """wc (columns lo, hi = 0, 2) or hc (1, 3) as the forward computed them (after +1 and the clamp)."""
     dt = c.iou.dtype.type
-    ext = np.maximum(c.boxes1[:, k + 2], c.boxes2[:, k + 2]) - np.minimum(c.boxes1[:, k], c.boxes2[:, k])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+    ext = np.maximum(c.boxes1[:, hi], c.boxes2[:, hi]) - np.minimum(c.boxes1[:, lo], c.boxes2[:, lo])
     if c.profile["plus_one"]:
         ext = ext + dt(1)
     if c.profile["clamp_enclosing"]:
@@ -526,12 +526,12 @@ def _guard_passes(c: PairedIoUCache, cols1, cols2):
 
 def _unsort(d, orig):
     """Route the gradients of the sorted corners back to the given ones (halves on a tie)."""
-    out = [np.zeros_like(d[0]) for _ in range(4)]  # pragma: no mutate[0 -> 1] (any column: same shape and dtype)
-    for k in (0, 1):
-        lo, hi = np.ascontiguousarray(orig[:, k]), np.ascontiguousarray(orig[:, k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+    out = [None] * 4
+    for i, j in ((0, 2), (1, 3)):                                # columns x1, x2, then y1, y2
+        lo, hi = np.ascontiguousarray(orig[:, i]), np.ascontiguousarray(orig[:, j])
         share = _min_share(lo, hi)                               # the given lo is the sorted min
-        out[k] = d[k] * share + d[k + 2] * (1 - share)  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-        out[k + 2] = d[k] * (1 - share) + d[k + 2] * share  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+        out[i] = d[i] * share + d[j] * (1 - share)
+        out[j] = d[i] * (1 - share) + d[j] * share
     return out
 
 
