@@ -229,3 +229,31 @@ def test_backward_checks_its_arguments_and_keeps_the_dtype(fwd, bwd):
         bwd(np.ones(2), tuple(cache))
     with pytest.raises(ValueError, match=r"`dvalues` must have shape \(2,\) \(one per pair\); got \(3,\)"):
         bwd(np.ones(3), cache)
+
+
+def test_float16_giou_rounds_the_enclosing_box_as_torchvision():
+    # torchvision computes max(x2) - min(x1) of float16 boxes in float16 (then upcasts): the enclosing
+    # width 1000.5 - 0.0625 = 1000.4375 rounds to 1000.5 (float16 spacing 0.5 in [512, 1024)), the
+    # height 1000.5 - 0.0625 of the second pair likewise; refdet's "torchvision" profile rounds both (half_wh).
+    torch = pytest.importorskip("torch")
+    tvops = pytest.importorskip("torchvision.ops")
+    a = np.array([[0.0625, 0, 1000.5, 1], [0.125, 0.0625, 3, 700.25]], np.float16)
+    b = np.array([[0.125, 0, 1000, 1], [0, 0.125, 2, 1000.5]], np.float16)
+    want = tvops.generalized_box_iou(torch.tensor(a), torch.tensor(b)).numpy()
+    got = riou.generalized_box_iou(a, b)
+    assert got.dtype == F32
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(riou.generalized_box_iou_paired(a, b), np.diagonal(want))
+
+
+def test_a_float64_atan_keeps_the_float32_result():
+    a = np.array([[0, 0, 2, 3], [1, 1, 4, 2]], F32)
+    b = np.array([[1, 0, 3, 2], [0, 0, 3, 3]], F32)
+
+    def atan64(x):
+        return np.arctan(x.astype(np.float64))
+
+    for f in (riou.complete_box_iou, riou.complete_box_iou_paired):
+        got = f(a, b, atan=atan64)
+        assert got.dtype == F32
+        np.testing.assert_allclose(got, f(a, b), rtol=1e-6)
