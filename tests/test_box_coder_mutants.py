@@ -144,8 +144,11 @@ def test_decode_errors_name_the_argument(f, kw, err, name):
     ({"boxes": np.zeros((1, 3))}, ValueError, "`boxes`"),
     ({"anchors": np.zeros((1, 3))}, ValueError, "`anchors`"),
     ({"anchors": np.zeros((2, 4))}, ValueError, "`boxes`.*`anchors`|`anchors`.*`boxes`"),
-    ({"anchors": np.array([[0.0, 0.0, 0.0, 16.0]])}, ValueError, "`anchors` row 0"),
-    ({"boxes": np.array([[2.0, 0.0, 1.0, 16.0]])}, ValueError, "`boxes` row 0"),
+    ({"anchors": np.array([[0.0, 0.0, 0.0, 16.0]])}, ValueError, "`anchors` row 0 .*a reference box needs both > 0"),
+    ({"anchors": np.array([[0.0, 0.0, 16.0, 0.0]])}, ValueError, "`anchors` row 0 has width 16.0 and height 0.0"),
+    ({"boxes": np.array([[2.0, 0.0, 1.0, 16.0]])}, ValueError, "`boxes` row 0 .*a target box must not be flipped"),
+    ({"boxes": np.array([[0.0, 2.0, 16.0, 1.0]])}, ValueError, r"`boxes` row 0 has width 16.0 and height -1.0; .*"
+                                                              r"got box \[0.0, 2.0, 16.0, 1.0\]"),
 ])
 def test_encode_errors_name_the_argument(kw, err, name):
     kw = dict(kw)
