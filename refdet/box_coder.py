@@ -340,10 +340,10 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
     """
     s = conventions.resolve("encode_boxes", convention, plus_one=plus_one, center=center,
                             weight_mode=weight_mode, eps=eps, order=order)
-    g = _checks.as_boxes(boxes, "boxes")
+    g = _checks.as_boxes(boxes)                   # the default name: "boxes"
     a = _checks.as_boxes(anchors, "anchors")
     _checks.check_same_length(g, a, "boxes", "anchors")
-    w4 = _checks.check_weights4(weights, "weights")
+    w4 = _checks.check_weights4(weights)          # the default name: "weights"
     m4 = _means4(means)
     e = s["eps"]
     dt = np.result_type(g.dtype, a.dtype)
@@ -392,7 +392,7 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
         d = d.astype(np.float32, copy=False)  # pragma: no mutate (copy only: d is never written)
     a = _checks.as_boxes(anchors, "anchors")
     _checks.check_same_length(d, a, "deltas", "anchors")
-    w4 = _checks.check_weights4(weights, "weights")  # pragma: no mutate (the default name is "weights")
+    w4 = _checks.check_weights4(weights)          # the default name: "weights"
     m4 = _means4(means)
     c = None
     if s["clamp_mode"] != "none":

@@ -221,3 +221,13 @@ def test_log_and_exp_must_be_elementwise():
     for f in (decode_boxes, _forward):
         with pytest.raises(ValueError, match="`exp` must be elementwise"):
             f(DELTAS, ANCHOR, exp=lambda x: np.exp(x).ravel()[:0])
+
+
+def test_encode_works_in_the_wider_of_the_two_dtypes():
+    # float32 boxes on float64 anchors, and the other way round: float64 math (np.result_type), the
+    # same numbers as all-float64 (both inputs are exact in float32)
+    want = encode_boxes(BOXES4, ANCHORS4, weights=WEIGHTS)
+    for g, a in ((BOXES4.astype(F32), ANCHORS4), (BOXES4, ANCHORS4.astype(F32))):
+        got = encode_boxes(g, a, weights=WEIGHTS)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, want)
