@@ -152,9 +152,9 @@ ANCHOR_WHY = re.escape("a reference box needs both > 0 (the code divides by its 
     ({"boxes": np.zeros((1, 3))}, ValueError, "`boxes`"),
     ({"anchors": np.zeros((1, 3))}, ValueError, "`anchors`"),
     ({"anchors": np.zeros((2, 4))}, ValueError, "`boxes`.*`anchors`|`anchors`.*`boxes`"),
-    ({"anchors": np.array([[0.0, 0.0, 0.0, 16.0]])}, ValueError, "`anchors` row 0 has width 0.0 and height 16.0; " + ANCHOR_WHY),
+    ({"anchors": np.array([[0.0, 0.0, 0.0, 16.0]])}, ValueError, "`anchors` row 0 has width 0.0 and height 16.0; " + ANCHOR_WHY + "; got box"),
     ({"anchors": np.array([[0.0, 0.0, 16.0, 0.0]])}, ValueError, "`anchors` row 0 has width 16.0 and height 0.0"),
-    ({"boxes": np.array([[2.0, 0.0, 1.0, 16.0]])}, ValueError, "`boxes` row 0 has width -1.0 and height 16.0; " + FLIPPED_WHY),
+    ({"boxes": np.array([[2.0, 0.0, 1.0, 16.0]])}, ValueError, "`boxes` row 0 has width -1.0 and height 16.0; " + FLIPPED_WHY + "; got box"),
     ({"boxes": np.array([[0.0, 2.0, 16.0, 1.0]])}, ValueError, r"`boxes` row 0 has width 16.0 and height -1.0; .*"
                                                               r"got box \[0.0, 2.0, 16.0, 1.0\]"),
 ])
@@ -231,3 +231,9 @@ def test_encode_works_in_the_wider_of_the_two_dtypes():
         got = encode_boxes(g, a, weights=WEIGHTS)
         assert got.dtype == np.float64
         np.testing.assert_array_equal(got, want)
+
+
+def test_means_that_are_not_numbers_are_described():
+    for f in (encode_boxes, decode_boxes):
+        with pytest.raises(TypeError, match=r"`means` must be 4 real numbers; got list \[1, 2, 3, 'x'\]"):
+            f(DELTAS if f is decode_boxes else BOX, ANCHOR, weight_mode="divide", means=[1, 2, 3, "x"])
