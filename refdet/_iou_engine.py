@@ -439,8 +439,10 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
     else:
         d_iou = g
 
-    # iou = I / U under the guard
+    # iou = I / U under the guard; I = max(0, iw) * max(0, ih), iw = min(x2, X2) - max(x1, X1) + p1
     inter, union = c.inter, c.union
+    iw = np.minimum(x2, X2) - np.maximum(x1, X1) + p1
+    ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
     if guard == "plus_eps":
         ud = union + e
         d_inter = d_iou / ud
@@ -453,7 +455,10 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         d_inter = d_iou / union
         d_union_iou = d_iou * inter / (union * union)
         if guard != "none":                                      # where the guard writes 0: gradient 0
-            passes = _guard_passes(c, cols1, cols2)
+            # inter_gt_0 and skip_degenerate pass where I > 0 (skip_degenerate's U > 0 and positive
+            # areas follow from I > 0); pfr where the unclamped widths are > 0, which is I > 0 except
+            # where I = iw * ih underflows to 0
+            passes = (iw > 0) & (ih > 0) if guard == "pfr" else inter > 0
             d_inter = np.where(passes, d_inter, zero)
             d_union_iou = np.where(passes, d_union_iou, zero)
         d_union = d_union - d_union_iou
@@ -466,9 +471,7 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         dd[0] -= dw
         dd[3] += dh
         dd[1] -= dh
-    # I = max(0, iw) * max(0, ih), iw = min(x2, X2) - max(x1, X1) + p1 (clamp: strictly inside)
-    iw = np.minimum(x2, X2) - np.maximum(x1, X1) + p1
-    ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
+    # the clamps of I = max(0, iw) * max(0, ih) pass the gradient strictly inside
     d_iw = np.where(iw > 0, d_inter * np.maximum(ih, zero), zero)  # where(), as torch: inf * 0 is not NaN
     d_ih = np.where(ih > 0, d_inter * np.maximum(iw, zero), zero)
     for lo, hi, d_ext in ((0, 2, d_iw), (1, 3, d_ih)):           # the x, then the y axis: columns lo, hi
@@ -505,23 +508,6 @@ def _enclosing_extent(c: PairedIoUCache, lo, hi):
     if c.profile["clamp_enclosing"]:
         ext = np.maximum(ext, dt(0))
     return ext
-
-
-def _guard_passes(c: PairedIoUCache, cols1, cols2):
-    """Where a zero-writing guard lets the IoU through (the forward's selection, held fixed).
-
-    ``inter_gt_0`` and ``skip_degenerate``: where I > 0 (skip_degenerate's other conditions, U > 0 and
-    both areas > 0, follow from I > 0: the union holds the intersection). ``pfr``: where the unclamped
-    intersection width and height are both > 0, which is I > 0 except where I = iw * ih underflows to 0.
-    """
-    if c.profile["guard"] != "pfr":
-        return c.inter > 0
-    p1 = c.iou.dtype.type(1) if c.profile["plus_one"] else c.iou.dtype.type(0)
-    x1, y1, x2, y2 = cols1
-    X1, Y1, X2, Y2 = cols2
-    iw = np.minimum(x2, X2) - np.maximum(x1, X1) + p1
-    ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
-    return (iw > 0) & (ih > 0)
 
 
 def _unsort(d, orig):

@@ -257,3 +257,23 @@ def test_a_float64_atan_keeps_the_float32_result():
         got = f(a, b, atan=atan64)
         assert got.dtype == F32
         np.testing.assert_allclose(got, f(a, b), rtol=1e-6)
+
+
+def test_caffe_pfr_gradient_of_boxes_one_pixel_apart():
+    # py-faster-rcnn's +1 pixels: [0, 0, 10, 10] and [10, 0, 20, 10] share the column x = 10: iw = 10 -
+    # 10 + 1 = 1 > 0, ih = 11, I = 11, U = 121 + 121 - 11 = 231, IoU = 1/21. Its guard (pfr: iw > 0 and
+    # ih > 0) lets the gradient through as inter_gt_0 does (I > 0): d IoU / d x2 of box 1 = (dI - IoU dU)
+    # / U with dI = ih = 11 (its x2 is the min) and dU = 11 - 11 = 0: 11 / 231.
+    a = np.array([[0.0, 0, 10, 10]])
+    b = np.array([[10.0, 0, 20, 10]])
+    grads = {}
+    for guard in ("pfr", "inter_gt_0"):
+        val, cache = riou.box_iou_paired_forward(a, b, convention="caffe", guard=guard)
+        assert val.tolist() == [11 / 231]
+        grads[guard] = riou.box_iou_paired_backward(np.ones(1), cache)
+    np.testing.assert_allclose(grads["pfr"].dboxes1[0, 2], 11 / 231, rtol=1e-14)
+    np.testing.assert_array_equal(grads["pfr"].dboxes1, grads["inter_gt_0"].dboxes1)
+    np.testing.assert_array_equal(grads["pfr"].dboxes2, grads["inter_gt_0"].dboxes2)
+    # one row lower the boxes share the row y = 10 too: the same under the transposed pair
+    val, cache = riou.box_iou_paired_forward(a[:, [1, 0, 3, 2]], b[:, [1, 0, 3, 2]], convention="caffe")
+    np.testing.assert_allclose(riou.box_iou_paired_backward(np.ones(1), cache).dboxes1[0, 3], 11 / 231, rtol=1e-14)
