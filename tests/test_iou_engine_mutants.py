@@ -277,3 +277,29 @@ def test_caffe_pfr_gradient_of_boxes_one_pixel_apart():
     # one row lower the boxes share the row y = 10 too: the same under the transposed pair
     val, cache = riou.box_iou_paired_forward(a[:, [1, 0, 3, 2]], b[:, [1, 0, 3, 2]], convention="caffe")
     np.testing.assert_allclose(riou.box_iou_paired_backward(np.ones(1), cache).dboxes1[0, 3], 11 / 231, rtol=1e-14)
+
+
+def test_zero_guards_keep_the_aspect_gradient_of_a_line_box():
+    # A zero-width box [0, 0, 0, 2] has an aspect ratio (atan(0 / 2) = 0): only a point (0 / 0) has
+    # none. Against [0, 0, 2, 2] every quantity is defined (I = 0, U = 4), so detectron2's CIoU and
+    # its gradient are torchvision's, aspect term included.
+    line = np.array([[0.0, 0, 0, 2]])
+    square = np.array([[0.0, 0, 2, 2]])
+    v_tv, c_tv = riou.complete_box_iou_paired_forward(line, square)
+    v_d2, c_d2 = riou.complete_box_iou_paired_forward(line, square, convention="detectron2")
+    np.testing.assert_array_equal(v_d2, v_tv)
+    assert c_tv.v[0] > 0
+    g_tv = riou.complete_box_iou_paired_backward(np.ones(1), c_tv)
+    g_d2 = riou.complete_box_iou_paired_backward(np.ones(1), c_d2)
+    np.testing.assert_array_equal(g_d2.dboxes1, g_tv.dboxes1)
+    np.testing.assert_array_equal(g_d2.dboxes2, g_tv.dboxes2)
+
+
+def test_zero_guard_diou_gradient_at_a_point_without_the_enclosing_clamp():
+    # Two identical points, eps = 0: c^2 = 0 and rho^2 = 0; detectron2's guard writes 0 and passes 0
+    # (not 0 / 0 = NaN), also when no clamp of the enclosing box would drop it afterwards
+    p = np.array([[1.0, 1, 1, 1]])
+    val, cache = riou.distance_box_iou_paired_forward(p, p, convention="detectron2", eps=0.0, clamp_enclosing=False)
+    assert val.tolist() == [0.0] and cache.c2.tolist() == [0.0]
+    g = riou.distance_box_iou_paired_backward(np.ones(1), cache)
+    assert g.dboxes1.tolist() == [[0.0] * 4] and g.dboxes2.tolist() == [[0.0] * 4]
