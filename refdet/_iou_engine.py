@@ -426,8 +426,8 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
             d_union = -d_r / ce
         elif guard == "eps_union":                               # r = (Cm - Um) / Cm = 1 - Um / Cm
             cm, um = np.maximum(area_c, e), np.maximum(union, e)
-            d_c = d_r * um / (cm * cm) * _max_share(area_c, np.full_like(area_c, e))
-            d_union = -d_r / cm * _max_share(union, np.full_like(union, e))
+            d_c = d_r * um / (cm * cm) * _max_share(area_c, e)
+            d_union = -d_r / cm * _max_share(union, e)
         else:                                                    # r = (C - U) / C
             d_c = d_r * union / (area_c * area_c)
             d_union = -d_r / area_c
@@ -450,7 +450,7 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
     elif guard == "eps_union":
         ud = np.maximum(union, e)
         d_inter = d_iou / ud
-        d_union = d_union - d_iou * inter / (ud * ud) * _max_share(union, np.full_like(union, e))
+        d_union = d_union - d_iou * inter / (ud * ud) * _max_share(union, e)
     else:
         d_inter = d_iou / union
         d_union_iou = d_iou * inter / (union * union)
