@@ -303,3 +303,21 @@ def test_zero_guard_diou_gradient_at_a_point_without_the_enclosing_clamp():
     assert val.tolist() == [0.0] and cache.c2.tolist() == [0.0]
     g = riou.distance_box_iou_paired_backward(np.ones(1), cache)
     assert g.dboxes1.tolist() == [[0.0] * 4] and g.dboxes2.tolist() == [[0.0] * 4]
+
+
+def test_giou_gradient_where_the_enclosing_area_is_zero():
+    # torchvision's GIoU divides as it is: both boxes flipped, C = 0 (clamped) while U = 100 + 100 = 200,
+    # r = (C - U) / C = -inf and GIoU = +inf; dr/dU = -1 / C = -inf reaches the corners through the
+    # areas (d area / d x1 = -(y2 - y1) = 10 > 0): autograd's +-inf, not the 0 of the zero-writing guards
+    val, cache = riou.generalized_box_iou_paired_forward(FLIP_A, FLIP_B)
+    assert val.tolist() == [np.inf]
+    g = riou.generalized_box_iou_paired_backward(np.ones(1), cache)
+    assert g.dboxes1.tolist() == [[np.inf, np.inf, -np.inf, -np.inf]]
+    assert g.dboxes2.tolist() == [[np.inf, np.inf, -np.inf, -np.inf]]
+    torch = pytest.importorskip("torch")
+    tvops = pytest.importorskip("torchvision.ops")
+    a = torch.tensor(FLIP_A, requires_grad=True)
+    b = torch.tensor(FLIP_B, requires_grad=True)
+    tvops.generalized_box_iou(a, b)[0, 0].backward()
+    np.testing.assert_array_equal(g.dboxes1, a.grad.numpy())
+    np.testing.assert_array_equal(g.dboxes2, b.grad.numpy())
