@@ -321,3 +321,27 @@ def test_giou_gradient_where_the_enclosing_area_is_zero():
     tvops.generalized_box_iou(a, b)[0, 0].backward()
     np.testing.assert_array_equal(g.dboxes1, a.grad.numpy())
     np.testing.assert_array_equal(g.dboxes2, b.grad.numpy())
+
+
+def test_torchvision_iou_gradient_at_a_point_is_nan():
+    # guard "none": I / U = 0 / 0 at two identical points; autograd's d(I / U) / dU = -I / U^2 = NaN
+    # reaches every corner through the areas (torchvision's box_iou has no guard)
+    p = np.array([[1.0, 1, 1, 1]])
+    _, cache = riou.box_iou_paired_forward(p, p)
+    g = riou.box_iou_paired_backward(np.ones(1), cache)
+    assert np.isnan(g.dboxes1).all() and np.isnan(g.dboxes2).all()
+
+
+def test_caffe_enclosing_width_of_zero_width_boxes_is_one_pixel():
+    # Two zero-width boxes on the line x = 0 under py-faster-rcnn's +1 pixels: the enclosing width is
+    # 0 + 1 = 1 > 0, inside the clamp, so it passes its gradient: DIoU = IoU - rho^2 / c^2 with c^2 =
+    # 1 + 21^2 + eps, rho^2 = (2.5 - 15)^2; d(-rho^2 / c^2) / d wc = 2 wc rho^2 / c2^2, split in halves
+    # between the tied x2 (and x1) of the two boxes. The IoU term is 0 here (pfr: ih = 5 - 10 + 1 < 0).
+    a = np.array([[0.0, 0, 0, 5]])
+    b = np.array([[0.0, 10, 0, 20]])
+    _, cache = riou.distance_box_iou_paired_forward(a, b, convention="caffe")
+    g = riou.distance_box_iou_paired_backward(np.ones(1), cache)
+    c2 = 1.0 + 21.0 ** 2 + 1e-7
+    d_wc = 2 * 1.0 * 12.5 ** 2 / c2 ** 2
+    np.testing.assert_allclose(g.dboxes1[0, [0, 2]], [-d_wc / 2, d_wc / 2], rtol=1e-12)
+    np.testing.assert_allclose(g.dboxes2[0, [0, 2]], [-d_wc / 2, d_wc / 2], rtol=1e-12)
