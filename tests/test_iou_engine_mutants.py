@@ -345,3 +345,23 @@ def test_caffe_enclosing_width_of_zero_width_boxes_is_one_pixel():
     d_wc = 2 * 1.0 * 12.5 ** 2 / c2 ** 2
     np.testing.assert_allclose(g.dboxes1[0, [0, 2]], [-d_wc / 2, d_wc / 2], rtol=1e-12)
     np.testing.assert_allclose(g.dboxes2[0, [0, 2]], [-d_wc / 2, d_wc / 2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("fwd,bwd", BACKWARDS, ids=lambda f: f.__name__)
+def test_backward_names_bad_dvalues_and_lets_no_warning_escape(fwd, bwd):
+    from tests.test_iou_mutants import FP_CASES
+
+    a = np.array([[0.0, 0, 2, 3]])
+    _, cache = fwd(a, a)
+    with pytest.raises((TypeError, ValueError), match="`dvalues`"):
+        bwd(np.array(["x"]), cache)
+    # 0/0, x/0 and overflow in the reverse pass are answers (NaN, inf), never warnings
+    for conv in ("torchvision", "paper", "detectron2", "mmdet"):
+        for name, (p, q) in FP_CASES.items():
+            with np.errstate(all="ignore"):
+                _, cache = fwd(p, q, convention=conv)
+                want = bwd(np.ones(1), cache)
+            with np.errstate(all="raise", under="ignore"):       # NumPy never warns on underflow
+                got = bwd(np.ones(1), cache)
+            np.testing.assert_array_equal(got.dboxes1, want.dboxes1, err_msg=f"{conv} {name}")
+            np.testing.assert_array_equal(got.dboxes2, want.dboxes2, err_msg=f"{conv} {name}")
