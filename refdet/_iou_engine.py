@@ -125,10 +125,10 @@ def inter_union_into(c1, c2, a1, a2, plus_one, guard, eps, inter, union, tmp, ou
         np.copyto(out, dt(0), where=bad)
 
 
-def guard_eps(s, eps):
-    """The union guard constant of ``box_iou`` / ``box_iou_paired`` (their ``eps`` keyword)."""
-    e = _checks.check_positive(eps, "eps")  # checked whatever the guard (an unused eps is still a mistake)
-    return e if s["guard"] in ("eps_union", "plus_eps") else 0.0
+def guard_eps(eps):
+    """The union guard constant of ``box_iou`` / ``box_iou_paired`` (their ``eps`` keyword), checked
+    whatever the guard (an unused eps is still a mistake); only "eps_union" and "plus_eps" read it."""
+    return _checks.check_positive(eps, "eps")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -148,8 +148,12 @@ class Terms(NamedTuple):
     eps: float
 
 
-def terms(s, boxes1, boxes2, *, paired, eps, enclosing=True) -> Terms:
-    """Validate the boxes and compute the guarded IoU and the enclosing box extents under ``s``."""
+def terms(s, boxes1, boxes2, *, eps, paired=False, enclosing=False) -> Terms:
+    """Validate the boxes and compute the guarded IoU and the enclosing box extents under ``s``.
+
+    Pairwise (N, M) unless ``paired``; the enclosing box only when ``enclosing`` (the IoU alone
+    needs neither, and the profile of ``box_iou`` has no ``clamp_enclosing``).
+    """
     b1, b2, half = validate_pair(boxes1, boxes2, s["half_wh"])
     if paired:
         _checks.check_same_length(b1, b2, "boxes1", "boxes2")
@@ -164,7 +168,7 @@ def terms(s, boxes1, boxes2, *, paired, eps, enclosing=True) -> Terms:
         shape, col1, a1b = (len(b1), len(b2)), tuple(c[:, None] for c in c1), a1[:, None]  # (N, 1)
     iou, inter, union, tmp = (np.empty(shape, dtype=dt) for _ in range(4))
     wc = hc = None
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # no x / 0 here: U > 0 wherever I > 0
         inter_union_into(col1, c2, a1b, a2, s["plus_one"], s["guard"], eps, inter, union, tmp, iou, half)
         if enclosing:
             # smallest enclosing box: max(x2) - min(x1) [+ 1], clamped at 0 unless the profile says not
@@ -341,12 +345,14 @@ def forward_paired(kind, s, eps, boxes1, boxes2, atan=None) -> Tuple[np.ndarray,
 
 def _max_share(a, b):
     """Share of d max(a, b) going to ``a``: 1, 0, or 1/2 on a tie (torch.maximum's backward)."""
-    return np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).astype(a.dtype)
+    t = a.dtype.type
+    return np.where(a > b, t(1), np.where(a == b, t(0.5), t(0)))
 
 
 def _min_share(a, b):
     """Share of d min(a, b) going to ``a``: 1, 0, or 1/2 on a tie (torch.minimum's backward)."""
-    return np.where(a < b, 1.0, np.where(a == b, 0.5, 0.0)).astype(a.dtype)
+    t = a.dtype.type
+    return np.where(a < b, t(1), np.where(a == b, t(0.5), t(0)))
 
 
 def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
@@ -382,36 +388,33 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
             w = cols[2] - cols[0] + p1
             h = cols[3] - cols[1] + p1 + h_eps
             u = w / h
-            if s["guard"] in _ZERO_GUARDS:  # a point box's guarded theta is 0: no NaN * 0 in the chain rule
-                point = (w == 0) & (h == 0)
-                u = np.where(point, zero, u)
-                h = np.where(point, one, h)
             du = sign * d_theta / (one + u * u)
             dw, dh = du / h, -du * u / h
-            dd[2] += dw
-            dd[0] -= dw
-            dd[3] += dh
-            dd[1] -= dh
+            if s["guard"] in _ZERO_GUARDS:  # a point box's guarded theta is 0: it passes 0, not 0 * NaN
+                point = (w == 0) & (h == 0)
+                dw = np.where(point, zero, dw)
+                dh = np.where(point, zero, dh)
+            dd[:] = [-dw, -dh, dw, dh]                           # the first gradients: d1, d2 were 0
     if c.kind in ("diou", "ciou"):
         # value = iou - rho2 / c2, c2 = wc^2 + hc^2 + eps
         d_iou = g
         d_ratio = -g
         c2 = c.c2
-        if guard not in ("none", "eps_union", "plus_eps"):
-            d_ratio = d_ratio * (c.c2 != 0)
-            c2 = np.where(c2 != 0, c2, one)  # the guard wrote 0 there: gradient 0, not 0 / 0
         d_rho2 = d_ratio / c2
         d_c2 = -d_ratio * c.rho2 / (c2 * c2)
-        d_wc = d_c2 * two * _enclosing_extent(c, 0)
-        d_hc = d_c2 * two * _enclosing_extent(c, 1)
+        if guard not in ("none", "eps_union", "plus_eps"):  # the guard wrote 0 where c^2 = 0: gradient 0
+            d_rho2 = np.where(c2 == 0, zero, d_rho2)
+            d_c2 = np.where(c2 == 0, zero, d_c2)
+        d_wc = d_c2 * two * _enclosing_extent(c, 0, 2)
+        d_hc = d_c2 * two * _enclosing_extent(c, 1, 3)
         # rho2 = (xp - xg)^2 + (yp - yg)^2 with xp = (x1 + x2) / 2: d rho2 / d x1 = xp - xg
         # (the same derivative for mmdet's ((X1 + X2) - (x1 + x2))^2 / 4)
-        for k, ctr in ((0, (x1 + x2) / two - (X1 + X2) / two), (1, (y1 + y2) / two - (Y1 + Y2) / two)):
+        for lo, hi, ctr in ((0, 2, (x1 + x2) / two - (X1 + X2) / two), (1, 3, (y1 + y2) / two - (Y1 + Y2) / two)):
             dd = d_rho2 * ctr
-            d1[k] += dd
-            d1[k + 2] += dd  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-            d2[k] -= dd
-            d2[k + 2] -= dd  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+            d1[lo] += dd
+            d1[hi] += dd
+            d2[lo] -= dd
+            d2[hi] -= dd
     elif c.kind == "giou":
         # value = iou - r, r = (C - U) / C under the guard; C = wc * hc
         d_iou = g
@@ -423,21 +426,23 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
             d_union = -d_r / ce
         elif guard == "eps_union":                               # r = (Cm - Um) / Cm = 1 - Um / Cm
             cm, um = np.maximum(area_c, e), np.maximum(union, e)
-            d_c = d_r * um / (cm * cm) * _max_share(area_c, np.full_like(area_c, e))
-            d_union = -d_r / cm * _max_share(union, np.full_like(union, e))
+            d_c = d_r * um / (cm * cm) * _max_share(area_c, e)
+            d_union = -d_r / cm * _max_share(union, e)
         else:                                                    # r = (C - U) / C
-            if guard != "none":                                  # 0 written where C == 0
-                d_r = d_r * (area_c != 0)
-                area_c = np.where(area_c != 0, area_c, one)      # gradient 0 there, not 0 / 0
             d_c = d_r * union / (area_c * area_c)
             d_union = -d_r / area_c
-        d_wc = d_c * _enclosing_extent(c, 1)
-        d_hc = d_c * _enclosing_extent(c, 0)
+            if guard != "none":                                  # 0 written where C == 0: gradient 0
+                d_c = np.where(area_c == 0, zero, d_c)
+                d_union = np.where(area_c == 0, zero, d_union)
+        d_wc = d_c * _enclosing_extent(c, 1, 3)
+        d_hc = d_c * _enclosing_extent(c, 0, 2)
     else:
         d_iou = g
 
-    # iou = I / U under the guard
+    # iou = I / U under the guard; I = max(0, iw) * max(0, ih), iw = min(x2, X2) - max(x1, X1) + p1
     inter, union = c.inter, c.union
+    iw = np.minimum(x2, X2) - np.maximum(x1, X1) + p1
+    ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
     if guard == "plus_eps":
         ud = union + e
         d_inter = d_iou / ud
@@ -445,13 +450,18 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
     elif guard == "eps_union":
         ud = np.maximum(union, e)
         d_inter = d_iou / ud
-        d_union = d_union - d_iou * inter / (ud * ud) * _max_share(union, np.full_like(union, e))
+        d_union = d_union - d_iou * inter / (ud * ud) * _max_share(union, e)
     else:
-        if guard != "none":                                      # where the guard writes 0: gradient 0
-            d_iou = d_iou * _guard_passes(c, cols1, cols2)
-            union = np.where(union != 0, union, one)             # (0, not 0 / 0, where U = 0)
         d_inter = d_iou / union
-        d_union = d_union - d_iou * inter / (union * union)
+        d_union_iou = d_iou * inter / (union * union)
+        if guard != "none":                                      # where the guard writes 0: gradient 0
+            # inter_gt_0 and skip_degenerate pass where I > 0 (skip_degenerate's U > 0 and positive
+            # areas follow from I > 0); pfr where the unclamped widths are > 0, which is I > 0 except
+            # where I = iw * ih underflows to 0
+            passes = (iw > 0) & (ih > 0) if guard == "pfr" else inter > 0
+            d_inter = np.where(passes, d_inter, zero)
+            d_union_iou = np.where(passes, d_union_iou, zero)
+        d_union = d_union - d_union_iou
     # union = (area1 + area2) - I;  area = (x2 - x1 + p1) (y2 - y1 + p1)
     d_inter = d_inter - d_union
     for dd, cols in ((d1, cols1), (d2, cols2)):
@@ -461,40 +471,38 @@ def backward_paired(g, c: PairedIoUCache) -> PairedIoUGrads:
         dd[0] -= dw
         dd[3] += dh
         dd[1] -= dh
-    # I = max(0, iw) * max(0, ih), iw = min(x2, X2) - max(x1, X1) + p1 (clamp: strictly inside)
-    iw = np.minimum(x2, X2) - np.maximum(x1, X1) + p1
-    ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
-    d_iw = d_inter * np.maximum(ih, zero) * (iw > 0)
-    d_ih = d_inter * np.maximum(iw, zero) * (ih > 0)
-    for k, d_ext in ((0, d_iw), (1, d_ih)):                      # k: the x or the y axis
-        share_hi = _min_share(cols1[k + 2], cols2[k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-        share_lo = _max_share(cols1[k], cols2[k])
-        d1[k + 2] += d_ext * share_hi  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-        d2[k + 2] += d_ext * (one - share_hi)  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-        d1[k] -= d_ext * share_lo
-        d2[k] -= d_ext * (one - share_lo)
+    # the clamps of I = max(0, iw) * max(0, ih) pass the gradient strictly inside
+    d_iw = np.where(iw > 0, d_inter * np.maximum(ih, zero), zero)  # where(), as torch: inf * 0 is not NaN
+    d_ih = np.where(ih > 0, d_inter * np.maximum(iw, zero), zero)
+    for lo, hi, d_ext in ((0, 2, d_iw), (1, 3, d_ih)):           # the x, then the y axis: columns lo, hi
+        share_hi = _min_share(cols1[hi], cols2[hi])
+        share_lo = _max_share(cols1[lo], cols2[lo])
+        d1[hi] += d_ext * share_hi
+        d2[hi] += d_ext * (one - share_hi)
+        d1[lo] -= d_ext * share_lo
+        d2[lo] -= d_ext * (one - share_lo)
     # enclosing extents: wc = max(x2, X2) - min(x1, X1) + p1, clamped at 0 (strictly inside)
     if d_wc is not None:
-        for k, d_ext in ((0, d_wc), (1, d_hc)):
+        for lo, hi, d_ext in ((0, 2, d_wc), (1, 3, d_hc)):
             if s["clamp_enclosing"]:
-                raw = np.maximum(cols1[k + 2], cols2[k + 2]) - np.minimum(cols1[k], cols2[k]) + p1  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-                d_ext = d_ext * (raw > 0)
-            share_hi = _max_share(cols1[k + 2], cols2[k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-            share_lo = _min_share(cols1[k], cols2[k])
-            d1[k + 2] += d_ext * share_hi  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-            d2[k + 2] += d_ext * (one - share_hi)  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-            d1[k] -= d_ext * share_lo
-            d2[k] -= d_ext * (one - share_lo)
+                raw = np.maximum(cols1[hi], cols2[hi]) - np.minimum(cols1[lo], cols2[lo]) + p1
+                d_ext = np.where(raw > 0, d_ext, zero)
+            share_hi = _max_share(cols1[hi], cols2[hi])
+            share_lo = _min_share(cols1[lo], cols2[lo])
+            d1[hi] += d_ext * share_hi
+            d2[hi] += d_ext * (one - share_hi)
+            d1[lo] -= d_ext * share_lo
+            d2[lo] -= d_ext * (one - share_lo)
     if s["sort_corners"]:                                        # x1 = min(x1o, x2o), x2 = max(x1o, x2o)
         d1 = _unsort(d1, c.orig1)
         d2 = _unsort(d2, c.orig2)
     return PairedIoUGrads(np.stack(d1, axis=1), np.stack(d2, axis=1))
 
 
-def _enclosing_extent(c: PairedIoUCache, k):
-    """wc (k = 0) or hc (k = 1) as the forward computed them (after +1 and the clamp)."""
+def _enclosing_extent(c: PairedIoUCache, lo, hi):
+    """wc (columns lo, hi = 0, 2) or hc (1, 3) as the forward computed them (after +1 and the clamp)."""
     dt = c.iou.dtype.type
-    ext = np.maximum(c.boxes1[:, k + 2], c.boxes2[:, k + 2]) - np.minimum(c.boxes1[:, k], c.boxes2[:, k])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+    ext = np.maximum(c.boxes1[:, hi], c.boxes2[:, hi]) - np.minimum(c.boxes1[:, lo], c.boxes2[:, lo])
     if c.profile["plus_one"]:
         ext = ext + dt(1)
     if c.profile["clamp_enclosing"]:
@@ -502,31 +510,14 @@ def _enclosing_extent(c: PairedIoUCache, k):
     return ext
 
 
-def _guard_passes(c: PairedIoUCache, cols1, cols2):
-    """Where a zero-writing guard lets the IoU through (the forward's selection, held fixed)."""
-    guard = c.profile["guard"]
-    if guard == "inter_gt_0":
-        return c.inter > 0
-    p1 = c.iou.dtype.type(1) if c.profile["plus_one"] else c.iou.dtype.type(0)
-    x1, y1, x2, y2 = cols1
-    X1, Y1, X2, Y2 = cols2
-    if guard == "pfr":
-        iw = np.minimum(x2, X2) - np.maximum(x1, X1) + p1
-        ih = np.minimum(y2, Y2) - np.maximum(y1, Y1) + p1
-        return (iw > 0) & (ih > 0)
-    a1 = (x2 - x1 + p1) * (y2 - y1 + p1)
-    a2 = (X2 - X1 + p1) * (Y2 - Y1 + p1)
-    return ~((c.inter <= 0) | (c.union <= 0) | (a1 <= 0) | (a2 <= 0))
-
-
 def _unsort(d, orig):
     """Route the gradients of the sorted corners back to the given ones (halves on a tie)."""
-    out = [np.zeros_like(d[0]) for _ in range(4)]  # pragma: no mutate[0 -> 1] (any column: same shape and dtype)
-    for k in (0, 1):
-        lo, hi = np.ascontiguousarray(orig[:, k]), np.ascontiguousarray(orig[:, k + 2])  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+    out = [None] * 4
+    for i, j in ((0, 2), (1, 3)):                                # columns x1, x2, then y1, y2
+        lo, hi = np.ascontiguousarray(orig[:, i]), np.ascontiguousarray(orig[:, j])
         share = _min_share(lo, hi)                               # the given lo is the sorted min
-        out[k] = d[k] * share + d[k + 2] * (1 - share)  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
-        out[k + 2] = d[k] * (1 - share) + d[k + 2] * share  # pragma: no mutate[k + 2 -> k - 2] (of four columns, k - 2 is k + 2)
+        out[i] = d[i] * share + d[j] * (1 - share)
+        out[j] = d[i] * (1 - share) + d[j] * share
     return out
 
 

@@ -233,7 +233,7 @@ def _centers_sizes(b, s):
     return cx, cy, w, h
 
 
-def _check_sizes(w, h, boxes, name, *, allow_zero):
+def _check_sizes(w, h, boxes, name, *, allow_zero=False):
     """Sizes (after the +1 and eps) must be > 0 (a reference box) or >= 0 (a target box)."""
     ok = (w >= 0) & (h >= 0) if allow_zero else (w > 0) & (h > 0)
     bad = ~ok  # NaN-safe: a NaN size is bad too
@@ -340,10 +340,10 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
     """
     s = conventions.resolve("encode_boxes", convention, plus_one=plus_one, center=center,
                             weight_mode=weight_mode, eps=eps, order=order)
-    g = _checks.as_boxes(boxes, "boxes")
+    g = _checks.as_boxes(boxes)                   # the default name: "boxes"
     a = _checks.as_boxes(anchors, "anchors")
     _checks.check_same_length(g, a, "boxes", "anchors")
-    w4 = _checks.check_weights4(weights, "weights")
+    w4 = _checks.check_weights4(weights)          # the default name: "weights"
     m4 = _means4(means)
     e = s["eps"]
     dt = np.result_type(g.dtype, a.dtype)
@@ -356,7 +356,7 @@ def encode_boxes(boxes: ArrayLike, anchors: ArrayLike, *, weights: Weights = (1.
         px, py, pw, ph = _centers_sizes(a, s)
         if e != 0.0:  # TF: sizes += EPSILON before the division and the log
             gw, gh, pw, ph = (v + t(e) for v in (gw, gh, pw, ph))
-        _check_sizes(pw, ph, a, "anchors", allow_zero=False)
+        _check_sizes(pw, ph, a, "anchors")
         _check_sizes(gw, gh, g, "boxes", allow_zero=True)
         rw = _apply(log, gw / pw, "log")
         rh = _apply(log, gh / ph, "log")
@@ -392,7 +392,7 @@ def _decode(deltas, anchors, weights, clamp, convention, means, knobs, exp, op):
         d = d.astype(np.float32, copy=False)  # pragma: no mutate (copy only: d is never written)
     a = _checks.as_boxes(anchors, "anchors")
     _checks.check_same_length(d, a, "deltas", "anchors")
-    w4 = _checks.check_weights4(weights, "weights")  # pragma: no mutate (the default name is "weights")
+    w4 = _checks.check_weights4(weights)          # the default name: "weights"
     m4 = _means4(means)
     c = None
     if s["clamp_mode"] != "none":

@@ -282,7 +282,7 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Convention = 
                             half_wh=half_wh)
     b1, b2, half = E.validate_pair(boxes1, boxes2, s["half_wh"])
     dt = b1.dtype
-    eps = E.guard_eps(s, eps)
+    eps = E.guard_eps(eps)
     n, m = len(b1), len(b2)
     if out is None:
         out = np.empty((n, m), dtype=dt)
@@ -300,7 +300,7 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Convention = 
     inter = np.empty((min(rows, n), m), dtype=dt)  # pragma: no mutate (scratch size: speed only)
     union = np.empty_like(inter)
     tmp = np.empty_like(inter)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # no x / 0: U > 0 wherever I > 0 (0 / 0 is "invalid")
         for start in range(0, n, rows):  # blocks of rows: the scratch stays in cache
             stop = min(start + rows, n)
             k = stop - start
@@ -365,7 +365,7 @@ def generalized_box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: C
     """
     s, e = _family_profile("generalized_box_iou", convention, plus_one=plus_one, guard=guard,
                            sort_corners=sort_corners, half_wh=half_wh, eps=eps, clamp_enclosing=clamp_enclosing)
-    t = E.terms(s, boxes1, boxes2, paired=False, eps=e)
+    t = E.terms(s, boxes1, boxes2, eps=e, enclosing=True)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         ratio, _ = E.enclosing_term(t)
         return t.iou - ratio
@@ -408,7 +408,7 @@ def distance_box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Conv
     s, e = _family_profile("distance_box_iou", convention, plus_one=plus_one, guard=guard,
                            sort_corners=sort_corners, half_wh=half_wh, eps=eps, clamp_enclosing=clamp_enclosing,
                            centre_distance=centre_distance)
-    t = E.terms(s, boxes1, boxes2, paired=False, eps=e)
+    t = E.terms(s, boxes1, boxes2, eps=e, enclosing=True)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         ratio, _, _ = E.distance_term(t)
         return t.iou - ratio
@@ -480,7 +480,7 @@ def complete_box_iou(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Conv
                            sort_corners=sort_corners, half_wh=half_wh, eps=eps, clamp_enclosing=clamp_enclosing,
                            centre_distance=centre_distance, height_eps=height_eps, alpha_gate=alpha_gate,
                            alpha_eps=alpha_eps, clip=clip)
-    t = E.terms(s, boxes1, boxes2, paired=False, eps=e)
+    t = E.terms(s, boxes1, boxes2, eps=e, enclosing=True)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         ratio, _, _ = E.distance_term(t)
         v, alpha, _ = E.aspect_terms(t, atan)
@@ -521,7 +521,7 @@ def box_iou_paired(boxes1: np.ndarray, boxes2: np.ndarray, *, convention: Conven
     """
     s = conventions.resolve("box_iou_paired", convention, plus_one=plus_one, guard=guard,
                             sort_corners=sort_corners, half_wh=half_wh)
-    return E.terms(s, boxes1, boxes2, paired=True, eps=E.guard_eps(s, eps), enclosing=False).iou
+    return E.terms(s, boxes1, boxes2, paired=True, eps=E.guard_eps(eps)).iou
 
 
 @conventions.documented("box_iou_paired")
@@ -547,7 +547,7 @@ def box_iou_paired_forward(boxes1: np.ndarray, boxes2: np.ndarray, *, convention
     """
     s = conventions.resolve("box_iou_paired", convention, plus_one=plus_one, guard=guard,
                             sort_corners=sort_corners, half_wh=half_wh)
-    return E.forward_paired("iou", s, E.guard_eps(s, eps), boxes1, boxes2)
+    return E.forward_paired("iou", s, E.guard_eps(eps), boxes1, boxes2)
 
 
 def box_iou_paired_backward(dvalues: np.ndarray, cache: PairedIoUCache) -> PairedIoUGrads:
