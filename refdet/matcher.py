@@ -93,15 +93,17 @@ _INF = float("inf")
 
 
 def _check_gate(v):
-    """min_pos_iou: -inf (no gate) or a quality in [-1, 1] (an IoU, or a GIoU)."""
-    if v != -_INF and not -1.0 <= v <= 1.0:
+    """min_pos_iou: -inf (no gate) or a quality in [-1, 1] (an IoU, or a GIoU); the declaration's
+    ``high=1.0`` has refused ``v > 1`` already."""
+    if v != -_INF and v < -1.0:
         raise ValueError(f"`min_pos_iou` must be -inf (no gate) or lie in [-1, 1] (an IoU or a GIoU); got {v}")
     return v
 
 
 def _check_floor(v):
-    """neg_floor: -inf (no floor) or a quality in [-1, 1] (GIoU lies in [-1, 1])."""
-    if v != -_INF and not -1.0 <= v <= 1.0:
+    """neg_floor: -inf (no floor) or a quality in [-1, 1] (GIoU lies in [-1, 1]); the declaration's
+    ``high=1.0`` has refused ``v > 1`` already."""
+    if v != -_INF and v < -1.0:
         raise ValueError(f"`neg_floor` must be -inf (no floor) or lie in [-1, 1]; got {v}")
     return v
 
@@ -465,10 +467,10 @@ def match_details(iou: ArrayLike, *, high: float = 0.7, low: float = 0.3, allow_
     s = conventions.resolve("match", convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
                             positive_strict=positive_strict, background_after=background_after,
                             empty_gt=empty_gt, neg_floor=neg_floor)
-    return _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast=False)
+    return _run(iou, high, low, allow_low_quality_matches, s, allow_nan)
 
 
-def _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast):
+def _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast=False):
     """match / match_details on a resolved profile ``s`` (``fast``: the matches only)."""
     if not isinstance(allow_low_quality_matches, (bool, np.bool_)):
         raise TypeError("`allow_low_quality_matches` must be a bool; got "

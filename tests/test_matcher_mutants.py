@@ -17,6 +17,8 @@ The worked matrix of the module docstring (high 0.7, low 0.3)::
 
 gt 0's best anchor is 5 (already positive); gt 1's best IoU 0.60 is reached by anchor 1 only.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -187,3 +189,27 @@ def test_ssd_match_float32_compares_in_float32():
     q = np.array([[np.float32(0.7)]], np.float32)
     assert ssd_match(q, 0.7, prematch="off").tolist() == [0]
     assert ssd_match(q.astype(np.float64), 0.7000001, prematch="off").tolist() == [-1]
+
+
+# ------------------------------------------------------------------------------------------ knob checks
+
+@pytest.mark.parametrize("knob", ["min_pos_iou", "neg_floor"])
+def test_quality_knobs_accept_minus_inf_and_minus_one_to_one(knob):
+    q = np.array([[-0.5, 0.2]])
+    for v in (-np.inf, -1.0, 0.0, 1.0):
+        assert match(q, **{knob: v}).shape == (2,)
+    # neg_floor -1 and -inf: the -0.5 anchor is negative; 1.0 (floor above low) ignores both anchors
+    if knob == "neg_floor":
+        assert match(q, neg_floor=-1.0, allow_low_quality_matches=False).tolist() == [-1, -1]
+        assert match(q, neg_floor=1.0, allow_low_quality_matches=False).tolist() == [-2, -2]
+    else:
+        assert match(q, min_pos_iou=-1.0).tolist() == [-1, 0]
+        assert match(q, min_pos_iou=1.0).tolist() == [-1, -1]       # 0.2 < 1: gated out
+    what = "(no gate)" if knob == "min_pos_iou" else "(no floor)"
+    for v in (-1.5, -2.0, -1.0000001):
+        with pytest.raises(ValueError, match=r"^`" + knob + r"` must be -inf " + re.escape(what) + r" or lie in "
+                                             r"\[-1, 1\].*; got " + re.escape(str(v)) + "$"):
+            match(q, **{knob: v})
+    for v in (1.5, 1.0000001, np.inf, np.nan):
+        with pytest.raises(ValueError, match=knob):
+            match(q, **{knob: v})
