@@ -238,7 +238,7 @@ def _as_quality_matrix(iou):
     return arr.astype(_checks.working_dtype(arr.dtype), copy=False)
 
 
-def _check_values(q, vals, allow_nan):
+def _check_values(q, vals, allow_nan=False):
     """Reject NaN (unless ``allow_nan``) and +inf, looking only at the column maxima ``vals``.
 
     ``np.max`` propagates NaN and +inf, so ``vals`` holds one iff ``q`` does; the full matrix is
@@ -603,7 +603,8 @@ def ssd_match(iou: ArrayLike, threshold: float = 0.5, *, convention: Convention 
         return _empty_result(n, s["empty_gt"])
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    _check_values(q, q.max(axis=0), False)
+    colmax = q.max(axis=0)  # pragma: no mutate (only whether a NaN or inf occurs is read: every axis finds it)
+    _check_values(q, colmax)
     t = q.dtype.type
     # threshold step (torchvision Matcher(t, t, False); Caffe PER_PREDICTION for unclaimed priors)
     qq = q if eps == -_INF else np.where(q > t(eps), q, -np.inf)
