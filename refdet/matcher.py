@@ -607,7 +607,7 @@ def ssd_match(iou: ArrayLike, threshold: float = 0.5, *, convention: Convention 
     _check_values(q, colmax)
     t = q.dtype.type
     # threshold step (torchvision Matcher(t, t, False); Caffe PER_PREDICTION for unclaimed priors)
-    qq = q if eps == -_INF else np.where(q > t(eps), q, -np.inf)
+    qq = q if eps == -_INF else np.where(q > t(eps), q, -np.inf)  # pragma: no mutate (eps = -inf: np.where gives q)
     vals = qq.max(axis=0)
     pos = vals > t(thr) if s["positive_strict"] else vals >= t(thr)
     matches = np.full(n, BELOW_LOW_THRESHOLD, dtype=np.int64)
@@ -621,7 +621,7 @@ def ssd_match(iou: ArrayLike, threshold: float = 0.5, *, convention: Convention 
         claimed = _greedy_bipartite(q, eps)
     else:
         best = qq.argmax(axis=1).astype(np.int64)                            # (M,) first best prior
-        gts = np.arange(m, dtype=np.int64)
+        gts = np.arange(m)                                                   # int64
         if eps != -_INF:  # a gt with no candidate overlap claims nothing
             ok = np.isfinite(qq[gts, best])
             gts, best = gts[ok], best[ok]

@@ -213,3 +213,29 @@ def test_quality_knobs_accept_minus_inf_and_minus_one_to_one(knob):
     for v in (1.5, 1.0000001, np.inf, np.nan):
         with pytest.raises(ValueError, match=knob):
             match(q, **{knob: v})
+
+
+def test_ssd_match_strict_threshold_still_matches_above_it():
+    q = np.array([[0.6, 0.5], [0.2, 0.55]])
+    got = ssd_match(q, 0.5, prematch="off", positive_strict=True)
+    assert got.dtype == np.int64 and got.tolist() == [0, 1]
+    assert ssd_match(q, 0.55, prematch="off", positive_strict=True).tolist() == [0, -1]
+    assert ssd_match(q, 0.55, prematch="off").tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("conv", ["torchvision", "tf", "caffe", "paper"])
+@pytest.mark.parametrize("prematch", [None, "off"])
+def test_ssd_match_returns_int64(conv, prematch):
+    got = ssd_match(S, 0.4, convention=conv, prematch=prematch)
+    assert got.dtype == np.int64 and got.shape == (3,)
+
+
+def test_ssd_match_minus_inf_overlaps():
+    # -inf is accepted and never passes a threshold; without candidate_eps a gt whose every overlap is
+    # -inf still claims its first best prior (torchvision: argmax of the row), with Caffe's filter not
+    q = np.array([[-np.inf, -np.inf, -np.inf], [0.1, 0.2, -np.inf]])
+    assert ssd_match(q).tolist() == [0, 1, -1]
+    assert ssd_match(q, prematch="first_wins").tolist() == [0, 1, -1]
+    assert ssd_match(q, candidate_eps=-1.0).tolist() == [-1, 1, -1]
+    assert ssd_match(q, convention="caffe").tolist() == [-1, 1, -1]
+    assert ssd_match(q, 0.0, prematch="off").tolist() == [1, 1, -1]
