@@ -278,7 +278,7 @@ def _walk_impl(g, pos, allow_sweep, switch):
     prefilter = allow_sweep
     out = []
     while pos.size:
-        T = pos.size if pos.size <= 2 * BLOCK else BLOCK     # small sets: one dense tile
+        T = pos.size if pos.size <= 2 * BLOCK else BLOCK  # pragma: no mutate (any T in 1..N: same kept set)
         head = rem[:, :T]
         M = _suppress(head[:, :, None], head[:, None, :], kind, thr, inc)      # (T, T)
         kb = _resolve_dense(M)
@@ -310,7 +310,7 @@ def _walk_impl(g, pos, allow_sweep, switch):
                     dead |= d
                     n_dead += nd
             if nd:
-                if 16 * n_dead > dead.size:                # compact once a sixteenth is gone
+                if 16 * n_dead > dead.size:  # pragma: no mutate (compact once a sixteenth is gone: when is speed only)
                     live = np.flatnonzero(~dead)
                     tail, tpos = np.take(tail, live, axis=1), tpos[live]
                     dead = np.zeros(tail.shape[1], dtype=bool)
@@ -318,7 +318,7 @@ def _walk_impl(g, pos, allow_sweep, switch):
         if n_dead:
             live = np.flatnonzero(~dead)
             tail, tpos = np.take(tail, live, axis=1), tpos[live]
-        frac_kept = np.count_nonzero(kb) / T
+        frac_kept = np.count_nonzero(kb) / T  # pragma: no mutate (read only by the walk-or-sweep choice: both exact)
         rem, pos = tail, tpos
         if allow_sweep and switch and pos.size > SWEEP_MIN and frac_kept >= 0.5 and \
                 _sweep_worthwhile(rem, kind, frac_kept):
@@ -361,9 +361,9 @@ def _x_window(C, kind, groups=None):
 
 def _sweep_worthwhile(C, kind, frac_kept):
     """Compare the block walk's expected pair count with the x-overlapping pair count."""
-    _, cnt = _x_window(C, kind)
+    _, cnt = _x_window(C, kind)  # pragma: no mutate (a speed heuristic: the walk and the sweep are both exact)
     R = C.shape[1]
-    return cnt.sum() * 4 < frac_kept * R * R / 2
+    return cnt.sum() * 4 < frac_kept * R * R / 2  # pragma: no mutate (a speed heuristic: walk and sweep both exact)
 
 
 def sweep(g: Geom, groups: Optional[np.ndarray] = None, window=None) -> np.ndarray:
@@ -457,9 +457,10 @@ def greedy(b: np.ndarray, thr: float, *, kind: str, inclusive: bool, threshold_d
     if groups is None:
         return walk(g, allow_sweep=sweep_ok)
     if sweep_ok:
-        window = _x_window(g.C, kind, groups)
-        if window[1].sum() <= 32 * len(b):          # few overlapping pairs: one sweep for all groups
-            return sweep(g, groups, window)
+        xs, cnt = _x_window(g.C, kind, groups)
+        # few overlapping pairs: one sweep for all groups; else a walk per group (both exact)
+        if cnt.sum() <= 32 * len(b):  # pragma: no mutate (a speed heuristic: the sweep and the walks are both exact)
+            return sweep(g, groups, (xs, cnt))
     return np.concatenate([walk(g, seg, allow_sweep=sweep_ok) for seg in segments(groups)])
 
 
