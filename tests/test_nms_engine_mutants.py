@@ -106,6 +106,16 @@ def test_suppress_onnx_guards():
     # a zero-area box: never suppresses nor is suppressed under "any"; continuous: 0 / area = 0
     assert not _pair([0, 0, 2, 2], [1, 1, 1, 2], "any", 0.0, True)
     assert _pair([0, 0, 2, 2], [1, 1, 1, 2], "tv", 0.0, True)
+    # an intersection whose area underflows to 0 in float32 (1e-30 * 1e-30): onnxruntime's
+    # `intersection_area <= 0` guard refuses it; the continuous kinds see IoU 0 / 2 = 0 >= 0
+    a, b = [0, 0, 1, 1], [-1, -1, 1e-30, 1e-30]
+    assert not _pair(a, b, "any", 0.0, True, F32)
+    assert _pair(a, b, "tv", 0.0, True, F32)
+    assert _pair(a, b, "any", 0.0, True, F64)                       # 1e-60 > 0 in float64
+    # a 0.5-wide overlap: suppresses (the guards test > 0, not >= 1)
+    assert _pair([0, 0, 1, 1], [0.5, 0, 1.5, 1], "any", 0.3, False)
+    assert _pair([0, 0, 1, 1], [0, 0.5, 1, 1.5], "any", 0.3, False)
+    assert _pair([0, 0, 0.5, 0.5], [0, 0, 0.5, 0.5], "any", 0.9, False)  # areas 0.25: guards > 0
     # two identical zero-area boxes: 0 / 0 = NaN fails every comparison
     assert not _pair([1, 1, 1, 1], [1, 1, 1, 1], "tv", 0.0, True)
     assert not _pair([1, 1, 1, 1], [1, 1, 1, 1], "any", 0.0, True)
