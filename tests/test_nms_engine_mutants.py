@@ -393,3 +393,31 @@ def test_sweep_of_nothing_and_of_no_pairs():
     g = engine.prepare(DISJOINT, "tv", 0.5, False, "float64")
     assert engine.sweep(g).tolist() == [0, 1, 2, 3]
     assert engine.sweep(g, np.zeros(4, np.int64)).tolist() == [0, 1, 2, 3]
+
+
+def test_soft_nms_nan_scores_from_zero_area_twins():
+    # two identical zero-area boxes (1 and 3): the Gaussian decay of one by the other is
+    # exp(-(0/0)^2 / sigma) = NaN. The C scan `if (max < sc[pos])` never picks a NaN and keeps a NaN
+    # already in slot i: at i = 2 the slots hold 0.6, NaN, 0.7 and box 4 (0.7) is selected.
+    P = [20, 20, 20, 20]
+    b = np.array([[0, 0, 10, 10], P, [50, 50, 60, 60], P, [70, 70, 80, 80]], F64)
+    s = np.array([0.9, 0.85, 0.6, 0.8, 0.7])
+    kw = dict(SOFT, method="gaussian", discard="any")
+    ind, sc = engine.soft_nms_passes(b, s, **kw)
+    assert ind.tolist() == [0, 1, 4, 3, 2]
+    np.testing.assert_array_equal(sc, [0.9, 0.85, 0.7, np.nan, 0.6])
+    want = ref.soft_nms(b, s, **{k: v for k, v in kw.items()})
+    assert ind.tolist() == want[0].tolist()
+    # a NaN in slot i stays there (box 3 after box 1)
+    ind, sc = engine.soft_nms_passes(b[[0, 1, 3]], s[[0, 1, 2]], **kw)
+    assert ind.tolist() == [0, 1, 2] and np.isnan(sc[2])
+
+
+def test_soft_nms_single_box_and_swap():
+    ind, sc = engine.soft_nms_passes(np.array([[0, 0, 1, 1]], F64), np.array([0.4]), **SOFT)
+    assert ind.tolist() == [0] and sc.tolist() == [0.4]
+    # lower score first: the scan swaps the maximum into slot 0
+    b = np.array([[0, 0, 10, 10], [0, 0, 10, 5], [20, 20, 30, 30]], F64)
+    ind, sc = engine.soft_nms_passes(b, np.array([0.7, 0.8, 0.9]), **dict(SOFT, discard="any"))
+    assert ind.tolist() == [2, 1, 0]
+    np.testing.assert_allclose(sc, [0.9, 0.8, 0.7 * 0.5], rtol=1e-15)   # IoU(1, 0) = 50 / 100
