@@ -421,3 +421,22 @@ def test_soft_nms_single_box_and_swap():
     ind, sc = engine.soft_nms_passes(b, np.array([0.7, 0.8, 0.9]), **dict(SOFT, discard="any"))
     assert ind.tolist() == [2, 1, 0]
     np.testing.assert_allclose(sc, [0.9, 0.8, 0.7 * 0.5], rtol=1e-15)   # IoU(1, 0) = 50 / 100
+
+
+@pytest.mark.parametrize("dtype", [np.float16, F32, F64, np.int64])
+def test_descending_is_stable_on_many_ties(dtype):
+    # NumPy's default argsort is not stable beyond a few elements: every tie rule must be applied
+    rng = np.random.default_rng(3)
+    s = rng.integers(-3, 4, size=3000).astype(dtype)
+    low = np.argsort(-s.astype(F64), kind="stable")
+    assert engine.descending(s, "lowest_index").tolist() == low.tolist()
+    high = np.argsort(s.astype(F64), kind="stable")[::-1]
+    assert engine.descending(s, "highest_index").tolist() == high.tolist()
+
+
+def test_descending_float32_neighbours_are_not_merged():
+    for x in (F32(0.5), F32(1e-30), F32(-0.25), F32(3e38)):
+        up = np.nextafter(x, F32(np.inf))
+        for s in (np.array([x, up]), np.array([x, x, up, up])[::2]):
+            assert engine.descending(s, "lowest_index").tolist() == [1, 0], x
+            assert engine.descending(s, "highest_index").tolist() == [1, 0], x
