@@ -288,36 +288,25 @@ def _walk_impl(g, pos, allow_sweep, switch):
         tail = rem[:, T:]
         tpos = pos[T:]
         kept_rows = np.flatnonzero(kb)
-        if len(kept_rows) * tail.shape[1] <= TILE:         # small: one (k, R) tile
+        if len(kept_rows) * tail.shape[1] <= TILE:  # pragma: no mutate (one (k, R) tile or row by row: both exact)
             alive = np.flatnonzero(
                 ~_suppress(head[:, kept_rows, None], tail[:, None, :], kind, thr, inc).any(axis=0))
-            kept_rows = kept_rows[:0]
             tail, tpos = np.take(tail, alive, axis=1), tpos[alive]
-        dead = np.zeros(tail.shape[1], dtype=bool)
-        n_dead = 0
-        for i in kept_rows:                                # loop over the kept boxes of the block
-            t = head[:, i]
-            if prefilter:
-                hit = _row_hits(t, tail, kind, thr, inc)
-                nd = hit.size
-                if nd:
-                    dead[hit] = True
-                    n_dead += nd
-            else:
-                d = _suppress(t, tail, kind, thr, inc)     # (R,)
-                nd = int(np.count_nonzero(d))
-                if nd:
-                    dead |= d
-                    n_dead += nd
-            if nd:
-                if 16 * n_dead > dead.size:  # pragma: no mutate (compact once a sixteenth is gone: when is speed only)
+        else:
+            dead = np.zeros(tail.shape[1], dtype=bool)
+            for i in kept_rows:                            # loop over the kept boxes of the block
+                t = head[:, i]
+                if prefilter:
+                    dead[_row_hits(t, tail, kind, thr, inc)] = True
+                else:
+                    dead |= _suppress(t, tail, kind, thr, inc)     # (R,)
+                if 16 * np.count_nonzero(dead) > dead.size:  # pragma: no mutate (compact once 1/16 is gone: speed)
                     live = np.flatnonzero(~dead)
                     tail, tpos = np.take(tail, live, axis=1), tpos[live]
                     dead = np.zeros(tail.shape[1], dtype=bool)
-                    n_dead = 0
-        if n_dead:
-            live = np.flatnonzero(~dead)
-            tail, tpos = np.take(tail, live, axis=1), tpos[live]
+            if dead.any():
+                live = np.flatnonzero(~dead)
+                tail, tpos = np.take(tail, live, axis=1), tpos[live]
         frac_kept = np.count_nonzero(kb) / T  # pragma: no mutate (read only by the walk-or-sweep choice: both exact)
         rem, pos = tail, tpos
         if allow_sweep and switch and pos.size > SWEEP_MIN and frac_kept >= 0.5 and \
