@@ -243,11 +243,18 @@ def _check_values(q, vals, allow_nan=False):
 
     ``np.max`` propagates NaN and +inf, so ``vals`` holds one iff ``q`` does; the full matrix is
     scanned only to name the first offending element. -inf never matches anything and is accepted.
+    With ``allow_nan`` a NaN column maximum hides a +inf of its column, so those columns are scanned.
     """
-    bad = np.isposinf(vals) if allow_nan else ~np.isfinite(vals)
+    if allow_nan:
+        bad = np.isposinf(vals)
+        nan = np.isnan(vals)
+        bad[nan] = np.isposinf(q[:, nan]).any(axis=0)
+    else:
+        bad = ~np.isfinite(vals)
     if bad.any():
-        _checks.check_finite(np.where(np.isnan(q), 0, q) if allow_nan else
-                             np.where(np.isneginf(q), 0, q), "iou")
+        # name the first element that is refused: -inf is accepted, and NaN too with allow_nan
+        accepted = np.isneginf(q) | np.isnan(q) if allow_nan else np.isneginf(q)
+        _checks.check_finite(np.where(accepted, 0, q), "iou")
 
 
 _THRESHOLD_SOURCE = "an IoU lies in [0, 1]; a threshold outside cannot mean more than 0 or 1 does"
@@ -281,10 +288,10 @@ def _argmax_columns(q, cols, vals):
     """
     m, n = q.shape
     if cols.size * 8 < n:  # pragma: no mutate (a speed choice: both ways give the first maximal row)
-        return q[:, cols].argmax(axis=0).astype(np.int64)
+        return q[:, cols].argmax(axis=0)                                    # int64 (np.intp)
     if np.isnan(vals[cols]).any():
-        return q.argmax(axis=0)[cols].astype(np.int64)
-    idx = np.zeros(n, dtype=np.int64)
+        return q.argmax(axis=0)[cols]
+    idx = np.zeros(n, dtype=np.int64)  # pragma: no mutate (any dtype: the callers store it in int64 matches)
     for i in range(m - 1, -1, -1):  # a loop over gts, each step vectorised over all N anchors
         np.copyto(idx, i, where=q[i] == vals)
     return idx[cols]

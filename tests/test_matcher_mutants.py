@@ -239,3 +239,31 @@ def test_ssd_match_minus_inf_overlaps():
     assert ssd_match(q, candidate_eps=-1.0).tolist() == [-1, 1, -1]
     assert ssd_match(q, convention="caffe").tolist() == [-1, 1, -1]
     assert ssd_match(q, 0.0, prematch="off").tolist() == [1, 1, -1]
+
+
+# ------------------------------------------------------------------------------------------ values
+
+def test_nan_and_inf_errors_name_the_first_offending_element():
+    # -inf is a value (it never matches); NaN only with allow_nan; +inf never
+    with pytest.raises(ValueError, match=r"^`iou` must not contain NaN or inf; got nan at index \(0, 1\)$"):
+        match(np.array([[-np.inf, np.nan, np.inf]]))
+    with pytest.raises(ValueError, match=r"^`iou` must not contain NaN or inf; got inf at index \(0, 2\)$"):
+        match(np.array([[-np.inf, np.nan, np.inf]]), allow_nan=True)
+    # a NaN column maximum hides the column's +inf from np.max: still refused
+    with pytest.raises(ValueError, match=r"^`iou` must not contain NaN or inf; got inf at index \(1, 0\)$"):
+        match_details(np.array([[np.nan], [np.inf]]), allow_nan=True)
+    with pytest.raises(ValueError, match=r"^`iou` must not contain NaN or inf; got inf at index \(1, 1\)$"):
+        match(np.array([[0.5, np.nan, 0.2], [0.1, np.inf, 0.3]]), allow_nan=True)
+    with pytest.raises(ValueError, match=r"^`iou` must not contain NaN or inf; got inf at index \(0, 0\)$"):
+        ssd_match(np.array([[np.inf, -np.inf]]))
+    assert match(np.array([[-np.inf, 0.8]]), allow_nan=True).tolist() == [-1, 0]
+    assert match(np.array([[-np.inf, 0.8]])).tolist() == [-1, 0]
+
+
+def test_nan_columns_among_many_take_the_first_nan_row():
+    # every column positive (high 0.05), so the column argmax takes all three: column 0's first NaN
+    # is in row 1, as torch.max(dim=0) reports it
+    q = np.array([[0.1, 0.9, 0.2], [np.nan, 0.1, 0.3], [np.nan, 0.2, 0.1]])
+    assert match(q, high=0.05, low=0.05, allow_nan=True, allow_low_quality_matches=False).tolist() == [1, 0, 1]
+    q = np.array([[0.1, 0.9, 0.2], [0.2, 0.1, np.nan]])
+    assert match(q, high=0.05, low=0.05, allow_nan=True).tolist() == [1, 0, 1]
