@@ -440,3 +440,19 @@ def test_descending_float32_neighbours_are_not_merged():
         for s in (np.array([x, up]), np.array([x, x, up, up])[::2]):
             assert engine.descending(s, "lowest_index").tolist() == [1, 0], x
             assert engine.descending(s, "highest_index").tolist() == [1, 0], x
+
+
+def test_single_box_everywhere():
+    b = np.array([[0, 0, 1, 1]], F64)
+    for kind in ("tv", "plus_one", "any"):
+        g = engine.prepare(b, kind, 0.5, False, "float64")
+        assert engine.sweep(g).tolist() == [0]
+        assert engine.sweep(g, np.zeros(1, np.int64)).tolist() == [0]
+        assert engine.walk(g).tolist() == [0]
+        assert engine.walk(g, np.array([0])).tolist() == [0]
+        got = engine.greedy(b, 0.5, kind=kind, inclusive=False, threshold_dtype="float64",
+                            groups=np.zeros(1, np.int64))
+        assert got.dtype == np.int64 and got.tolist() == [0]
+        assert engine.greedy(b, 0.0, kind=kind, inclusive=True, threshold_dtype="float64").tolist() == [0]
+    xs, cnt = engine._x_window(engine.prepare(b, "tv", 0.5, False, "float64").C, "tv")
+    assert xs.tolist() == [0] and cnt.tolist() == [0]
