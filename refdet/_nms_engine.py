@@ -214,9 +214,7 @@ def _row_hits(t, tail, kind, thr, inclusive):
         w += one
         h += one
     cand = np.flatnonzero(np.minimum(w, h) > 0)
-    if cand.size == 0 or kind == "any":
-        if cand.size == 0:
-            return cand
+    if kind == "any":                                    # the ONNX guards: the pair test itself
         return cand[_suppress(t, np.take(tail, cand, axis=1), kind, thr, inclusive)]
     inter = w[cand]
     inter *= h[cand]                                     # w * h

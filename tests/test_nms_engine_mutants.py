@@ -135,6 +135,18 @@ def test_row_hits_equals_the_pair_test():
                 assert got.tolist() == want.tolist(), (kind, inclusive, thr, i)
 
 
+def test_row_hits_onnx_guards_and_nothing_to_hit():
+    # the intersection's area underflows to 0 in float32: onnxruntime's guard refuses the pair at
+    # threshold 0 (inclusive), the continuous arithmetic does not (IoU 0 >= 0)
+    C = engine.prepare(np.array([[0, 0, 1, 1], [-1, -1, 1e-30, 1e-30], [0.5, 0.5, 2, 2]], F32),
+                       "any", 0.0, True, "float64").C
+    assert engine._row_hits(C[:, 0], C[:, 1:], "any", F32(0), True).tolist() == [1]
+    assert engine._row_hits(C[:, 0], C[:, 1:], "tv", F32(0), True).tolist() == [0, 1]
+    for kind in ("tv", "plus_one", "any"):
+        got = engine._row_hits(C[:, 0], C[:, :0], kind, F32(0.5), False)
+        assert got.shape == (0,) and got.dtype == np.int64
+
+
 def test_row_hits_touching_boxes():
     C = engine.prepare(np.array([[0, 0, 1, 1], [1, 0, 2, 1], [0, 1, 1, 2], [0.5, 0, 1.5, 1]], F64),
                        "plus_one", 0.0, False, "float64").C
