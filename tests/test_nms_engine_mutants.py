@@ -196,6 +196,14 @@ def test_soft_nms_detectron1_drops_only_overlapping_boxes():
     # touching in y only
     b = np.array([[0, 0, 1, 1], [0, 1, 1, 2]], F64)
     assert engine.soft_nms_passes(b, s, **SOFT)[0].tolist() == [0, 1]
+    # overlapping by 0.5 x 0.5 (less than 1 either way): overlapping, decayed and dropped
+    for b in ([[0, 0, 1, 1], [0.5, 0.5, 1.5, 1.5]], [[0, 0, 1, 1], [0.5, 0, 1.5, 0.5]],
+              [[0, 0, 1, 1], [0, 0.5, 0.5, 1.5]]):
+        ind, sc = engine.soft_nms_passes(np.array(b, F64), s, **SOFT)
+        assert ind.tolist() == [0] and sc.tolist() == [0.9], b
+    # overlapping (IoU 1/7 < 0.3: weight 1) with a score above the threshold: kept, not decayed
+    ind, sc = engine.soft_nms_passes(np.array([[0, 0, 1, 1], [0.5, 0.5, 1.5, 1.5]], F64), np.array([0.9, 0.5]), **SOFT)
+    assert ind.tolist() == [0, 1] and sc.tolist() == [0.9, 0.5]
 
 
 # ------------------------------------------------------------------------------ processing order
