@@ -476,3 +476,18 @@ def test_single_box_everywhere():
         assert engine.greedy(b, 0.0, kind=kind, inclusive=True, threshold_dtype="float64").tolist() == [0]
     xs, cnt = engine._x_window(engine.prepare(b, "tv", 0.5, False, "float64").C, "tv")
     assert xs.tolist() == [0] and cnt.tolist() == [0]
+
+
+def test_soft_nms_hard_cut_is_strictly_above_the_threshold():
+    # IoU(0, 1) = 50 / 100 = 0.5 exactly: "exceeds iou_threshold" is false at 0.5, so box 1 keeps
+    # its Gaussian weight; at 0.49 it is cut
+    b = np.array([[0, 0, 10, 10], [0, 0, 10, 5]], F64)
+    s = np.array([0.9, 0.8])
+    kw = dict(SOFT, method="gaussian", discard="any", hard_above_threshold=True, iou_threshold=0.5)
+    ind, sc = engine.soft_nms_passes(b, s, **kw)
+    assert ind.tolist() == [0, 1]
+    np.testing.assert_allclose(sc, [0.9, 0.8 * np.exp(-0.5)], rtol=1e-15)
+    ind, sc = engine.soft_nms_passes(b, s, **dict(kw, iou_threshold=0.49))
+    assert ind.tolist() == [0]
+    want = ref.soft_nms(b, s, **dict(kw, iou_threshold=0.5))
+    assert want[0].tolist() == [0, 1]
