@@ -495,3 +495,18 @@ def test_soft_nms_hard_cut_is_strictly_above_the_threshold():
     assert ind.tolist() == [0]
     want = ref.soft_nms(b, s, **dict(kw, iou_threshold=0.5))
     assert want[0].tolist() == [0, 1]
+
+
+def test_zero_area_twins_raise_no_warning():
+    # 0 / 0 IoU (NaN: no suppression) is the engine's documented answer, given silently
+    b = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 2, 2], [5, 5, 6, 6]], F32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for kind in ("tv", "plus_one", "any"):
+            for thr, inc in ((0.5, False), (0.0, True)):
+                g = engine.prepare(b, kind, thr, inc, "float64")
+                engine._suppress(g.C[:, :, None], g.C[:, None, :], kind, g.thr, inc)
+                engine.walk(g, allow_sweep=engine.sweep_allowed(thr, inc) or kind == "any")
+                engine.greedy(b, thr, kind=kind, inclusive=inc, threshold_dtype="float64",
+                              groups=np.array([0, 0, 1, 1]))
+        assert engine.greedy(b[:2], 0.5, kind="tv", inclusive=False, threshold_dtype="float64").tolist() == [0, 1]
