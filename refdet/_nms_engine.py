@@ -72,6 +72,7 @@ TILE = 1 << 15        # a (kept x candidates) tile up to this size is done in on
 CHUNK = 1 << 18       # pairs per chunk of the sweep (~20 MiB of temporaries)
 SWEEP_MIN = 4096      # below this many candidates the block walk is always cheap enough
 ROUNDS = 12           # resolution rounds on the sparse graph before the leftovers go to the walk
+_KEY_INDEX_LIMIT = 1 << 32   # descending()'s float32 keys hold the index in their low 32 bits
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def descending(s: np.ndarray, ties: str) -> np.ndarray:
     """Indices sorting the 1-D float array ``s`` high to low; see :func:`refdet.nms.descending_order`
     for the contract (NaN first; ``ties`` picks lowest or highest index first; -0.0 ties 0.0)."""
     n = s.shape[0]
-    if s.dtype in (np.float32, np.float16) and n < (1 << 32):
+    if s.dtype in (np.float32, np.float16) and n < _KEY_INDEX_LIMIT:
         # one uint64 key per box: the float's order-preserving bit pattern, then the index. A plain
         # (unstable, SIMD) sort of distinct keys is a stable sort of the scores, ~10x faster than
         # NumPy's stable argsort of floats.

@@ -63,6 +63,22 @@ def test_prepare_stacks_corners_and_area():
     g = engine.prepare(b[1:].astype(F32), "plus_one", 0.1, False, "float64")
     assert g.C.dtype == F32 and g.C[:, 0].tolist() == [0, 0, 3, 2, 12]  # (3 + 1) * (2 + 1)
     assert g.thr == np.nextafter(F32(0.1), F32(0))
+    # the threshold's side and dtype rule reach _cmp_threshold
+    f = _xwin_boxes(F32)
+    assert engine.prepare(f, "tv", 0.7, True, "float64").thr == np.nextafter(F32(0.7), F32(1))
+    assert engine.prepare(f, "tv", 0.7, False, "float64").thr == F32(0.7)
+    assert engine.prepare(f, "tv", 0.1, False, "working").thr == F32(0.1)
+    assert engine.prepare(f, "any", 0.1, True, "working").thr == F32(0.1)
+    # y flipped too
+    g = engine.prepare(np.array([[0.0, 5.0, 2.0, 1.0]]), "any", 0.5, False, "float64")
+    assert g.C[:, 0].tolist() == [0, 1, 2, 5, 8]
+
+
+def test_walk_of_no_positions():
+    g = engine.prepare(_chain(3), "tv", 0.3, False, "float64")
+    for allow in (True, False):
+        got = engine.walk(g, np.zeros(0, np.int64), allow_sweep=allow)
+        assert got.dtype == np.int64 and got.shape == (0,)
 
 
 # ------------------------------------------------------------------------------ the pair test
