@@ -78,6 +78,14 @@ EQUIVALENT_SWAPS = [
      "reason": "every sampling_ratio <= 0 is the adaptive grid ceil(size / output): same bits forward and "
                "backward (tests/test_roi_conventions_pinned.py::"
                "test_roi_align_sampling_ratio_minus_one_and_zero_are_one_function)"},
+    {"ops": ("filter_proposals",), "knob": "score", "values": ("logit", "probability"),
+     "reason": "both take the objectness as the score (only 'sigmoid' transforms it); the two names say what "
+               "the input holds (detectron2's logits, py-faster-rcnn's softmax probabilities) "
+               "(tests/test_pinned_proposals.py::test_score_logit_and_probability_are_one_function)"},
+    {"ops": ("filter_proposals",), "knob": "nms_profile", "values": ("torchvision", "mmdet"),
+     "reason": "refdet.nms's 'mmdet' and 'torchvision' profiles are one table (mmcv nms = torchvision's "
+               "greedy NMS), and the sparse speed path taken under 'torchvision' is exact "
+               "(tests/test_pinned_proposals.py::test_nms_profile_torchvision_and_mmdet_are_one_function)"},
 ]
 
 

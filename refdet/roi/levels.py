@@ -354,8 +354,10 @@ def multiscale_roi_align_forward(features: Sequence[np.ndarray], boxes, output_s
     if len(fs) == 1:
         levels = np.zeros(K, dtype=np.int64)
     else:
-        levels = _levels(rois[:, 1:], kmin, kmax,
-                         conventions.resolve("assign_roi_levels", s.name, **{k: s[k] for k in _LEVEL_KNOBS}))
+        # the level knobs of the caller's profile as they are: passed to resolve as overrides, a None
+        # (mmdet's canonical_level) would mean "keep the named profile's value" and be lost
+        levels = _levels(rois[:, 1:], kmin, kmax, conventions.Profile(
+            "assign_roi_levels", s.name, {k: s[k] for k in _LEVEL_KNOBS}, s.overridden & set(_LEVEL_KNOBS)))
     PH, PW = output_size
     _common.check_outputs(K, C, PH, PW, dt.itemsize)
     out = np.zeros((K, C, PH, PW), dtype=dt)
