@@ -175,7 +175,10 @@ def _suppress(A, B, kind, thr, inclusive):
         inter = w * h;  ovr = inter / ((area_a + area_b) - inter);  suppress iff ovr > thr
 
     ``kind="any"``: onnxruntime ``SuppressByIOU``: no overlap, a non-positive area or union never
-    suppresses. A 0/0 IoU is NaN and fails every comparison.
+    suppresses. With the widths clamped at 0, ``inter > 0`` is that whole guard: it fails for
+    pairs apart on either axis and for an intersection whose area underflows to 0, and it implies
+    ``area > 0`` for both boxes (each covers the intersection; rounding is monotone) and
+    ``union > 0``. A 0/0 IoU is NaN and fails every comparison.
     """
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         w = np.minimum(A[2], B[2])
@@ -186,20 +189,18 @@ def _suppress(A, B, kind, thr, inclusive):
             one = w.dtype.type(1)
             w += one
             h += one
-        if kind == "any":
-            ok = (w > 0) & (h > 0)
-            inter = w * h
-            union = (A[4] + B[4]) - inter
-            ok &= (inter > 0) & (A[4] > 0) & (B[4] > 0) & (union > 0)
-            iou = inter / union
-            return ok & ((iou >= thr) if inclusive else (iou > thr))
         np.maximum(w, 0, out=w)
         np.maximum(h, 0, out=h)
         inter = w * h
+        if kind == "any":
+            overlap = inter > 0                             # onnxruntime's guards (see above)
         union = A[4] + B[4]                                 # (area_a + area_b) - inter
         union -= inter
         inter /= union                                      # ovr; 0/0 = NaN never suppresses
-        return (inter >= thr) if inclusive else (inter > thr)
+        hit = (inter >= thr) if inclusive else (inter > thr)
+        if kind == "any":
+            hit &= overlap
+        return hit
 
 
 def _row_hits(t, tail, kind, thr, inclusive):

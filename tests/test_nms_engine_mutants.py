@@ -526,3 +526,20 @@ def test_zero_area_twins_raise_no_warning():
                 engine.greedy(b, thr, kind=kind, inclusive=inc, threshold_dtype="float64",
                               groups=np.array([0, 0, 1, 1]))
         assert engine.greedy(b[:2], 0.5, kind="tv", inclusive=False, threshold_dtype="float64").tolist() == [0, 1]
+
+
+def test_pair_test_equals_onnxruntime_guards_on_a_grid():
+    # every pair of boxes on a small grid, flipped corners and center-point boxes (normalize=False,
+    # negative widths) included: the pair test equals the loop transcription of SuppressByIOU
+    v = np.array([0.0, 0.5, 1.0, 2.0], F32)
+    b = np.array([[x1, y1, x2, y2] for x1 in v for y1 in v for x2 in v for y2 in v], F32)[::5]
+    for normalize in (True, False):
+        C = engine.prepare(b, "any", 0.0, True, "float64", normalize=normalize).C
+        for thr, inclusive in ((F32(0.0), True), (F32(0.25), False), (F32(1 / 3), True)):
+            got = engine._suppress(C[:, :, None], C[:, None, :], "any", thr, inclusive)
+            bb = C[:4].T
+            for i in range(len(b)):
+                for j in range(len(b)):
+                    iou = ref.guarded_iou(bb[i], bb[j])
+                    want = iou is not None and bool(iou >= thr if inclusive else iou > thr)
+                    assert got[i, j] == want, (normalize, thr, bb[i], bb[j])
