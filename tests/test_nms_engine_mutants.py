@@ -543,3 +543,16 @@ def test_pair_test_equals_onnxruntime_guards_on_a_grid():
                     iou = ref.guarded_iou(bb[i], bb[j])
                     want = iou is not None and bool(iou >= thr if inclusive else iou > thr)
                     assert got[i, j] == want, (normalize, thr, bb[i], bb[j])
+
+
+@pytest.mark.parametrize("discard", ["any", "overlapping"])
+def test_soft_nms_score_exactly_at_the_threshold_is_kept(discard):
+    # the C loops drop `sc < min_score`: a score equal to it stays (disjoint: weight 1; overlapping
+    # below the IoU threshold: linear weight 1 too)
+    b = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [5, 0, 15, 10]], F64)       # box 2: IoU 1/3 with 0
+    s = np.array([0.9, 0.001, 0.001])
+    kw = dict(SOFT, discard=discard, iou_threshold=0.5)
+    ind, sc = engine.soft_nms_passes(b, s, **kw)
+    assert ind.tolist() == [0, 1, 2] and sc.tolist() == [0.9, 0.001, 0.001]
+    ind, sc = engine.soft_nms_passes(b, s, **dict(kw, score_threshold=0.0010000001))
+    assert ind.tolist() == ([0, 1] if discard == "overlapping" else [0])
