@@ -556,3 +556,16 @@ def test_soft_nms_score_exactly_at_the_threshold_is_kept(discard):
     assert ind.tolist() == [0, 1, 2] and sc.tolist() == [0.9, 0.001, 0.001]
     ind, sc = engine.soft_nms_passes(b, s, **dict(kw, score_threshold=0.0010000001))
     assert ind.tolist() == ([0, 1] if discard == "overlapping" else [0])
+
+
+def test_sweep_window_widens_by_one_for_plus_one_widths():
+    # +1 widths: [0, 1] and [1.5, 2.5] share half a pixel column (w = 1 - 1.5 + 1), IoU 1/7 > 0.1;
+    # the continuous boxes do not touch at all
+    b = np.array([[0, 0, 1, 1], [1.5, 0, 2.5, 1]], F64)
+    g = engine.prepare(b, "plus_one", 0.1, False, "float64")
+    assert engine.sweep(g).tolist() == [0]
+    assert engine.sweep(g, np.zeros(2, np.int64)).tolist() == [0]
+    assert engine.greedy(b, 0.1, kind="plus_one", inclusive=False, threshold_dtype="float64",
+                         groups=np.zeros(2, np.int64)).tolist() == [0]
+    g = engine.prepare(b, "tv", 0.0, False, "float64")
+    assert engine.sweep(g).tolist() == [0, 1]
