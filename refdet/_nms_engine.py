@@ -72,6 +72,7 @@ TILE = 1 << 15        # a (kept x candidates) tile up to this size is done in on
 CHUNK = 1 << 18       # pairs per chunk of the sweep (~20 MiB of temporaries)
 SWEEP_MIN = 4096      # below this many candidates the block walk is always cheap enough
 ROUNDS = 12           # resolution rounds on the sparse graph before the leftovers go to the walk
+_KEY_INDEX_LIMIT = 1 << 32   # descending()'s float32 keys hold the index in their low 32 bits
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def descending(s: np.ndarray, ties: str) -> np.ndarray:
     """Indices sorting the 1-D float array ``s`` high to low; see :func:`refdet.nms.descending_order`
     for the contract (NaN first; ``ties`` picks lowest or highest index first; -0.0 ties 0.0)."""
     n = s.shape[0]
-    if s.dtype in (np.float32, np.float16) and n < (1 << 32):
+    if s.dtype in (np.float32, np.float16) and n < _KEY_INDEX_LIMIT:
         # one uint64 key per box: the float's order-preserving bit pattern, then the index. A plain
         # (unstable, SIMD) sort of distinct keys is a stable sort of the scores, ~10x faster than
         # NumPy's stable argsort of floats.
@@ -174,7 +175,10 @@ def _suppress(A, B, kind, thr, inclusive):
         inter = w * h;  ovr = inter / ((area_a + area_b) - inter);  suppress iff ovr > thr
 
     ``kind="any"``: onnxruntime ``SuppressByIOU``: no overlap, a non-positive area or union never
-    suppresses. A 0/0 IoU is NaN and fails every comparison.
+    suppresses. With the widths clamped at 0, ``inter > 0`` is that whole guard: it fails for
+    pairs apart on either axis and for an intersection whose area underflows to 0, and it implies
+    ``area > 0`` for both boxes (each covers the intersection; rounding is monotone) and
+    ``union > 0``. A 0/0 IoU is NaN and fails every comparison.
     """
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         w = np.minimum(A[2], B[2])
@@ -185,20 +189,18 @@ def _suppress(A, B, kind, thr, inclusive):
             one = w.dtype.type(1)
             w += one
             h += one
-        if kind == "any":
-            ok = (w > 0) & (h > 0)
-            inter = w * h
-            union = (A[4] + B[4]) - inter
-            ok &= (inter > 0) & (A[4] > 0) & (B[4] > 0) & (union > 0)
-            iou = inter / union
-            return ok & ((iou >= thr) if inclusive else (iou > thr))
         np.maximum(w, 0, out=w)
         np.maximum(h, 0, out=h)
         inter = w * h
+        if kind == "any":
+            overlap = inter > 0                             # onnxruntime's guards (see above)
         union = A[4] + B[4]                                 # (area_a + area_b) - inter
         union -= inter
         inter /= union                                      # ovr; 0/0 = NaN never suppresses
-        return (inter >= thr) if inclusive else (inter > thr)
+        hit = (inter >= thr) if inclusive else (inter > thr)
+        if kind == "any":
+            hit &= overlap
+        return hit
 
 
 def _row_hits(t, tail, kind, thr, inclusive):
@@ -214,9 +216,7 @@ def _row_hits(t, tail, kind, thr, inclusive):
         w += one
         h += one
     cand = np.flatnonzero(np.minimum(w, h) > 0)
-    if cand.size == 0 or kind == "any":
-        if cand.size == 0:
-            return cand
+    if kind == "any":                                    # the ONNX guards: the pair test itself
         return cand[_suppress(t, np.take(tail, cand, axis=1), kind, thr, inclusive)]
     inter = w[cand]
     inter *= h[cand]                                     # w * h
@@ -278,7 +278,7 @@ def _walk_impl(g, pos, allow_sweep, switch):
     prefilter = allow_sweep
     out = []
     while pos.size:
-        T = pos.size if pos.size <= 2 * BLOCK else BLOCK     # small sets: one dense tile
+        T = pos.size if pos.size <= 2 * BLOCK else BLOCK  # pragma: no mutate (any T in 1..N: same kept set)
         head = rem[:, :T]
         M = _suppress(head[:, :, None], head[:, None, :], kind, thr, inc)      # (T, T)
         kb = _resolve_dense(M)
@@ -288,37 +288,26 @@ def _walk_impl(g, pos, allow_sweep, switch):
         tail = rem[:, T:]
         tpos = pos[T:]
         kept_rows = np.flatnonzero(kb)
-        if len(kept_rows) * tail.shape[1] <= TILE:         # small: one (k, R) tile
+        if len(kept_rows) * tail.shape[1] <= TILE:  # pragma: no mutate (one (k, R) tile or row by row: both exact)
             alive = np.flatnonzero(
                 ~_suppress(head[:, kept_rows, None], tail[:, None, :], kind, thr, inc).any(axis=0))
-            kept_rows = kept_rows[:0]
             tail, tpos = np.take(tail, alive, axis=1), tpos[alive]
-        dead = np.zeros(tail.shape[1], dtype=bool)
-        n_dead = 0
-        for i in kept_rows:                                # loop over the kept boxes of the block
-            t = head[:, i]
-            if prefilter:
-                hit = _row_hits(t, tail, kind, thr, inc)
-                nd = hit.size
-                if nd:
-                    dead[hit] = True
-                    n_dead += nd
-            else:
-                d = _suppress(t, tail, kind, thr, inc)     # (R,)
-                nd = int(np.count_nonzero(d))
-                if nd:
-                    dead |= d
-                    n_dead += nd
-            if nd:
-                if 16 * n_dead > dead.size:                # compact once a sixteenth is gone
+        else:
+            dead = np.zeros(tail.shape[1], dtype=bool)
+            for i in kept_rows:                            # loop over the kept boxes of the block
+                t = head[:, i]
+                if prefilter:
+                    dead[_row_hits(t, tail, kind, thr, inc)] = True
+                else:
+                    dead |= _suppress(t, tail, kind, thr, inc)     # (R,)
+                if 16 * np.count_nonzero(dead) > dead.size:  # pragma: no mutate (compact once 1/16 is gone: speed)
                     live = np.flatnonzero(~dead)
                     tail, tpos = np.take(tail, live, axis=1), tpos[live]
                     dead = np.zeros(tail.shape[1], dtype=bool)
-                    n_dead = 0
-        if n_dead:
-            live = np.flatnonzero(~dead)
-            tail, tpos = np.take(tail, live, axis=1), tpos[live]
-        frac_kept = np.count_nonzero(kb) / T
+            if dead.any():
+                live = np.flatnonzero(~dead)
+                tail, tpos = np.take(tail, live, axis=1), tpos[live]
+        frac_kept = np.count_nonzero(kb) / T  # pragma: no mutate (read only by the walk-or-sweep choice: both exact)
         rem, pos = tail, tpos
         if allow_sweep and switch and pos.size > SWEEP_MIN and frac_kept >= 0.5 and \
                 _sweep_worthwhile(rem, kind, frac_kept):
@@ -361,9 +350,9 @@ def _x_window(C, kind, groups=None):
 
 def _sweep_worthwhile(C, kind, frac_kept):
     """Compare the block walk's expected pair count with the x-overlapping pair count."""
-    _, cnt = _x_window(C, kind)
+    _, cnt = _x_window(C, kind)  # pragma: no mutate (a speed heuristic: the walk and the sweep are both exact)
     R = C.shape[1]
-    return cnt.sum() * 4 < frac_kept * R * R / 2
+    return cnt.sum() * 4 < frac_kept * R * R / 2  # pragma: no mutate (a speed heuristic: walk and sweep both exact)
 
 
 def sweep(g: Geom, groups: Optional[np.ndarray] = None, window=None) -> np.ndarray:
@@ -457,9 +446,10 @@ def greedy(b: np.ndarray, thr: float, *, kind: str, inclusive: bool, threshold_d
     if groups is None:
         return walk(g, allow_sweep=sweep_ok)
     if sweep_ok:
-        window = _x_window(g.C, kind, groups)
-        if window[1].sum() <= 32 * len(b):          # few overlapping pairs: one sweep for all groups
-            return sweep(g, groups, window)
+        xs, cnt = _x_window(g.C, kind, groups)
+        # few overlapping pairs: one sweep for all groups; else a walk per group (both exact)
+        if cnt.sum() <= 32 * len(b):  # pragma: no mutate (a speed heuristic: the sweep and the walks are both exact)
+            return sweep(g, groups, (xs, cnt))
     return np.concatenate([walk(g, seg, allow_sweep=sweep_ok) for seg in segments(groups)])
 
 

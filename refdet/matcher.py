@@ -93,15 +93,17 @@ _INF = float("inf")
 
 
 def _check_gate(v):
-    """min_pos_iou: -inf (no gate) or a quality in [-1, 1] (an IoU, or a GIoU)."""
-    if v != -_INF and not -1.0 <= v <= 1.0:
+    """min_pos_iou: -inf (no gate) or a quality in [-1, 1] (an IoU, or a GIoU); the declaration's
+    ``high=1.0`` has refused ``v > 1`` already."""
+    if v != -_INF and v < -1.0:
         raise ValueError(f"`min_pos_iou` must be -inf (no gate) or lie in [-1, 1] (an IoU or a GIoU); got {v}")
     return v
 
 
 def _check_floor(v):
-    """neg_floor: -inf (no floor) or a quality in [-1, 1] (GIoU lies in [-1, 1])."""
-    if v != -_INF and not -1.0 <= v <= 1.0:
+    """neg_floor: -inf (no floor) or a quality in [-1, 1] (GIoU lies in [-1, 1]); the declaration's
+    ``high=1.0`` has refused ``v > 1`` already."""
+    if v != -_INF and v < -1.0:
         raise ValueError(f"`neg_floor` must be -inf (no floor) or lie in [-1, 1]; got {v}")
     return v
 
@@ -236,16 +238,23 @@ def _as_quality_matrix(iou):
     return arr.astype(_checks.working_dtype(arr.dtype), copy=False)
 
 
-def _check_values(q, vals, allow_nan):
+def _check_values(q, vals, allow_nan=False):
     """Reject NaN (unless ``allow_nan``) and +inf, looking only at the column maxima ``vals``.
 
     ``np.max`` propagates NaN and +inf, so ``vals`` holds one iff ``q`` does; the full matrix is
     scanned only to name the first offending element. -inf never matches anything and is accepted.
+    With ``allow_nan`` a NaN column maximum hides a +inf of its column, so those columns are scanned.
     """
-    bad = np.isposinf(vals) if allow_nan else ~np.isfinite(vals)
+    if allow_nan:
+        bad = np.isposinf(vals)
+        nan = np.isnan(vals)
+        bad[nan] = np.isposinf(q[:, nan]).any(axis=0)
+    else:
+        bad = ~np.isfinite(vals)
     if bad.any():
-        _checks.check_finite(np.where(np.isnan(q), 0, q) if allow_nan else
-                             np.where(np.isneginf(q), 0, q), "iou")
+        # name the first element that is refused: -inf is accepted, and NaN too with allow_nan
+        accepted = np.isneginf(q) | np.isnan(q) if allow_nan else np.isneginf(q)
+        _checks.check_finite(np.where(accepted, 0, q), "iou")
 
 
 _THRESHOLD_SOURCE = "an IoU lies in [0, 1]; a threshold outside cannot mean more than 0 or 1 does"
@@ -278,13 +287,11 @@ def _argmax_columns(q, cols, vals):
     as in torch).
     """
     m, n = q.shape
-    if cols.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if cols.size * 8 < n:
-        return q[:, cols].argmax(axis=0).astype(np.int64)
+    if cols.size * 8 < n:  # pragma: no mutate (a speed choice: both ways give the first maximal row)
+        return q[:, cols].argmax(axis=0)                                    # int64 (np.intp)
     if np.isnan(vals[cols]).any():
-        return q.argmax(axis=0)[cols].astype(np.int64)
-    idx = np.zeros(n, dtype=np.int64)
+        return q.argmax(axis=0)[cols]
+    idx = np.zeros(n, dtype=np.int64)  # pragma: no mutate (any dtype: the callers store it in int64 matches)
     for i in range(m - 1, -1, -1):  # a loop over gts, each step vectorised over all N anchors
         np.copyto(idx, i, where=q[i] == vals)
     return idx[cols]
@@ -465,10 +472,10 @@ def match_details(iou: ArrayLike, *, high: float = 0.7, low: float = 0.3, allow_
     s = conventions.resolve("match", convention, low_quality=low_quality, min_pos_iou=min_pos_iou,
                             positive_strict=positive_strict, background_after=background_after,
                             empty_gt=empty_gt, neg_floor=neg_floor)
-    return _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast=False)
+    return _run(iou, high, low, allow_low_quality_matches, s, allow_nan)
 
 
-def _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast):
+def _run(iou, high, low, allow_low_quality_matches, s, allow_nan, fast=False):
     """match / match_details on a resolved profile ``s`` (``fast``: the matches only)."""
     if not isinstance(allow_low_quality_matches, (bool, np.bool_)):
         raise TypeError("`allow_low_quality_matches` must be a bool; got "
@@ -601,10 +608,11 @@ def ssd_match(iou: ArrayLike, threshold: float = 0.5, *, convention: Convention 
         return _empty_result(n, s["empty_gt"])
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    _check_values(q, q.max(axis=0), False)
+    colmax = q.max(axis=0)  # pragma: no mutate (only whether a NaN or inf occurs is read: every axis finds it)
+    _check_values(q, colmax)
     t = q.dtype.type
     # threshold step (torchvision Matcher(t, t, False); Caffe PER_PREDICTION for unclaimed priors)
-    qq = q if eps == -_INF else np.where(q > t(eps), q, -np.inf)
+    qq = q if eps == -_INF else np.where(q > t(eps), q, -np.inf)  # pragma: no mutate (eps = -inf: np.where gives q)
     vals = qq.max(axis=0)
     pos = vals > t(thr) if s["positive_strict"] else vals >= t(thr)
     matches = np.full(n, BELOW_LOW_THRESHOLD, dtype=np.int64)
@@ -618,7 +626,7 @@ def ssd_match(iou: ArrayLike, threshold: float = 0.5, *, convention: Convention 
         claimed = _greedy_bipartite(q, eps)
     else:
         best = qq.argmax(axis=1).astype(np.int64)                            # (M,) first best prior
-        gts = np.arange(m, dtype=np.int64)
+        gts = np.arange(m)                                                   # int64
         if eps != -_INF:  # a gt with no candidate overlap claims nothing
             ok = np.isfinite(qq[gts, best])
             gts, best = gts[ok], best[ok]
