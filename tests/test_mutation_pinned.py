@@ -187,6 +187,10 @@ def test_engine_summary_counts_and_ci_projection():
     # a function whose code changed loses its recorded statuses; the others keep theirs
     known = CI.known_statuses(rec, dict(gen, hashes={"x_f": "a", "x_g": "changed"}))
     assert known == {"m.x_f__mutmut_1": "killed", "m.x_f__mutmut_2": "timeout"}
+    # a partial record's unchecked mutants are no verdicts: the projection must not count them as survivors
+    rec["statuses"]["m.x_g__mutmut_1"] = "not checked"
+    known = CI.known_statuses(rec, gen)
+    assert "m.x_g__mutmut_1" not in known and known["m.x_g__mutmut_2"] == "no tests"
 
 
 def test_engine_summary_of_a_run_stopped_by_its_budget():
