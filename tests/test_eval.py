@@ -5,6 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refdet.eval import average_precision, evaluate_detections
+from tests._eval_records import dt_record as _dt
+from tests._eval_records import gt_record as _gt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,18 +46,6 @@ def test_average_precision_validates():
 # ---------------------------------------------------------------------------------------------
 # evaluate_detections goldens
 # ---------------------------------------------------------------------------------------------
-
-def _gt(boxes, labels, image_id, **kw):
-    d = {"boxes": np.asarray(boxes, float).reshape(-1, 4), "labels": np.asarray(labels, np.int64),
-         "image_id": np.asarray(image_id, np.int64)}
-    d.update(kw)
-    return d
-
-
-def _dt(boxes, scores, labels, image_id):
-    return {"boxes": np.asarray(boxes, float).reshape(-1, 4), "scores": np.asarray(scores, float),
-            "labels": np.asarray(labels, np.int64), "image_id": np.asarray(image_id, np.int64)}
-
 
 def test_coco_perfect_detection_is_one():
     gt = _gt([[0, 0, 50, 50], [60, 60, 200, 200]], [1, 1], [7, 7])

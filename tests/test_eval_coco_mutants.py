@@ -12,20 +12,10 @@ import pytest
 
 from refdet.eval import evaluate_detections
 from refdet.eval import coco as C
+from tests._eval_records import dt_record as _dt
+from tests._eval_records import gt_record as _gt
 
 EPS = np.spacing(1)
-
-
-def _gt(boxes, labels, image_id, **kw):
-    d = {"boxes": np.asarray(boxes, float).reshape(-1, 4), "labels": np.asarray(labels, np.int64),
-         "image_id": np.asarray(image_id, np.int64)}
-    d.update(kw)
-    return d
-
-
-def _dt(boxes, scores, labels, image_id):
-    return {"boxes": np.asarray(boxes, float).reshape(-1, 4), "scores": np.asarray(scores, float),
-            "labels": np.asarray(labels, np.int64), "image_id": np.asarray(image_id, np.int64)}
 
 
 def test_pair_iou_by_hand():

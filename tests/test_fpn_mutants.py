@@ -12,27 +12,8 @@ import pytest
 
 from refdet import fpn as FP
 from refdet.testing import check_gradients
-
-
-def _id_fpn(channels, extra=None, p6=None, p7=None):
-    """F = 1: laterals sum the input channels, 3x3 output convs are the identity, zero biases."""
-    p = {}
-    for i, c in enumerate(channels):
-        p[f"inner_blocks.{i}.0.weight"] = np.ones((1, c, 1, 1))
-        p[f"inner_blocks.{i}.0.bias"] = np.zeros(1)
-    for i in range(len(channels)):
-        w = np.zeros((1, 1, 3, 3))
-        w[0, 0, 1, 1] = 1.0
-        p[f"layer_blocks.{i}.0.weight"] = w
-        p[f"layer_blocks.{i}.0.bias"] = np.zeros(1)
-    if extra == "p6p7":
-        p["extra_blocks.p6.weight"], p["extra_blocks.p6.bias"] = p6
-        p["extra_blocks.p7.weight"], p["extra_blocks.p7.bias"] = p7
-    return p
-
-
-def _img(a):
-    return np.asarray(a, dtype=np.float64)[None, None]
+from tests.test_fpn import _identity_fpn as _id_fpn
+from tests.test_fpn import _img
 
 
 # ---------------------------------------------------------------------------------------------------
