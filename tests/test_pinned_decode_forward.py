@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 
 from refdet.box_coder import decode_boxes, decode_boxes_backward, decode_boxes_forward
+from tests.test_box_coder_conventions_pinned import _mmdet_delta2bbox32
 
 F32 = np.float32
-
-
-def _mmdet_delta2bbox32(rois, deltas, stds):
-    """mmdet v3 delta2bbox (DeltaXYWHBBoxCoder) in float32, zero means, torch's order of operations."""
-    dxy = deltas[:, :2] * np.array(stds[:2], F32)
-    dwh = deltas[:, 2:] * np.array(stds[2:], F32)
-    pxy = (rois[:, :2] + rois[:, 2:]) * F32(0.5)
-    pwh = rois[:, 2:] - rois[:, :2]
-    gxy = pxy + pwh * dxy
-    gwh = pwh * np.exp(dwh)
-    return np.concatenate([gxy - gwh * F32(0.5), gxy + gwh * F32(0.5)], axis=1)
 
 
 @pytest.mark.parametrize("center", [None, "midpoint"])
